@@ -1,0 +1,283 @@
+//! Encoding and decoding of frames to and from byte buffers; no I/O.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use crate::error::WireError;
+use crate::frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status};
+use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
+
+/// Decode one frame from the front of `buf` with the default frame maximum.
+///
+/// `Ok(None)`: `buf` holds only a prefix of a frame; read more bytes and call again.
+/// `Ok(Some((frame, used)))`: the first `used` bytes were one frame.
+/// `Err(_)`: the stream is not a valid dsm stream; close the connection.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
+    decode_with_max(buf, DEFAULT_MAX_FRAME)
+}
+
+/// [`decode`] with an explicit largest frame length. The length prefix and the opcode are checked
+/// as soon as they arrive, so a bogus 4 GiB prefix fails after 4 bytes, not after buffering.
+pub fn decode_with_max(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = BigEndian::read_u32(&buf[..4]) as usize;
+    if len < HEADER_LEN {
+        return Err(WireError::TooShort {
+            len,
+            min: HEADER_LEN,
+        });
+    }
+    if len > max_frame {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let op = Opcode::from_u8(buf[4]).ok_or(WireError::UnknownOpcode(buf[4]))?;
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let req_id = BigEndian::read_u64(&buf[5..HEADER_LEN]);
+    let mut r = Reader {
+        buf: &buf[HEADER_LEN..len],
+        op: op as u8,
+    };
+    let body = decode_body(op, &mut r)?;
+    if !r.buf.is_empty() {
+        return Err(r.malformed("trailing bytes after the body"));
+    }
+    Ok(Some((Frame { req_id, body }, len)))
+}
+
+fn decode_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
+    Ok(match op {
+        Opcode::Hello => {
+            let role = Role::from_u8(r.u8()?).ok_or(r.malformed("unknown role"))?;
+            let epoch = r.u64()?;
+            let id = r.string()?;
+            Body::Hello { role, epoch, id }
+        }
+        Opcode::Welcome => Body::Welcome {
+            epoch: r.u64()?,
+            reset: r.flag()?,
+        },
+        Opcode::Write => Body::Write {
+            key: r.bytes()?,
+            value: r.bytes()?,
+        },
+        Opcode::Read => Body::Read { key: r.bytes()? },
+        Opcode::Ok => Body::Ok,
+        Opcode::Value => Body::Value { value: r.bytes()? },
+        Opcode::NotFound => Body::NotFound,
+        Opcode::Error => Body::Error {
+            code: ErrorCode::from_u16(r.u16()?),
+            text: r.string()?,
+        },
+        Opcode::Store => Body::Store {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            key: r.bytes()?,
+            value: r.bytes()?,
+        },
+        Opcode::Ack => Body::Ack { version: r.u64()? },
+        Opcode::Fetch => Body::Fetch {
+            epoch: r.u64()?,
+            key: r.bytes()?,
+        },
+        Opcode::Fetched => Body::Fetched {
+            version: r.u64()?,
+            value: r.bytes()?,
+        },
+        Opcode::Ping => Body::Ping,
+        Opcode::Pong => Body::Pong,
+        Opcode::Status => Body::Status,
+        Opcode::StatusReply => {
+            let role = ServerRole::from_u8(r.u8()?).ok_or(r.malformed("unknown server role"))?;
+            let epoch = r.u64()?;
+            let replicas = r.u16()?;
+            let keys = r.u64()?;
+            let under_replicated = r.u64()?;
+            let n = r.u16()? as usize;
+            // Each slave entry is at least 2+2+1+8 bytes: refuse a count the body cannot hold
+            // before reserving room for it.
+            if n > r.buf.len() / 13 {
+                return Err(r.malformed("slave count larger than the body"));
+            }
+            let mut slaves = Vec::with_capacity(n);
+            for _ in 0..n {
+                slaves.push(SlaveStatus {
+                    id: r.string()?,
+                    addr: r.string()?,
+                    live: r.flag()?,
+                    keys: r.u64()?,
+                });
+            }
+            Body::StatusReply(Status {
+                role,
+                epoch,
+                replicas,
+                keys,
+                under_replicated,
+                slaves,
+            })
+        }
+    })
+}
+
+/// A cursor over one frame's body; every read checks the bytes are there.
+struct Reader<'a> {
+    buf: &'a [u8],
+    op: u8,
+}
+
+impl<'a> Reader<'a> {
+    fn malformed(&self, reason: &'static str) -> WireError {
+        WireError::Malformed {
+            op: self.op,
+            reason,
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(self.malformed("body shorter than its fields"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn flag(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.malformed("flag byte is neither 0 nor 1")),
+        }
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(BigEndian::read_u16(self.take(2)?))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(BigEndian::read_u64(self.take(8)?))
+    }
+    /// A u32 length then that many bytes (keys and values).
+    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        let n = BigEndian::read_u32(self.take(4)?) as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    /// A u16 length then that many bytes of UTF-8 (ids, addresses, error text).
+    fn string(&mut self) -> Result<String, WireError> {
+        let n = self.u16()? as usize;
+        let raw = self.take(n)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| self.malformed("string is not UTF-8"))
+    }
+}
+
+/// Append the encoding of `frame` to `out`. Strings longer than 65,535 bytes are cut at a
+/// character boundary (they are ids and messages); keys and values are never cut.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    out[start + 4] = frame.body.opcode() as u8;
+    BigEndian::write_u64(&mut out[start + 5..start + HEADER_LEN], frame.req_id);
+    encode_body(&frame.body, out);
+    let len = out.len() - start;
+    BigEndian::write_u32(&mut out[start..start + 4], len as u32);
+}
+
+fn encode_body(body: &Body, out: &mut Vec<u8>) {
+    match body {
+        Body::Hello { role, epoch, id } => {
+            out.push(*role as u8);
+            put_u64(out, *epoch);
+            put_string(out, id);
+        }
+        Body::Welcome { epoch, reset } => {
+            put_u64(out, *epoch);
+            out.push(*reset as u8);
+        }
+        Body::Write { key, value } => {
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        Body::Read { key } => put_bytes(out, key),
+        Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status => {}
+        Body::Value { value } => put_bytes(out, value),
+        Body::Error { code, text } => {
+            put_u16(out, code.to_u16());
+            put_string(out, text);
+        }
+        Body::Store {
+            epoch,
+            version,
+            key,
+            value,
+        } => {
+            put_u64(out, *epoch);
+            put_u64(out, *version);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        Body::Ack { version } => put_u64(out, *version),
+        Body::Fetch { epoch, key } => {
+            put_u64(out, *epoch);
+            put_bytes(out, key);
+        }
+        Body::Fetched { version, value } => {
+            put_u64(out, *version);
+            put_bytes(out, value);
+        }
+        Body::StatusReply(s) => {
+            out.push(s.role as u8);
+            put_u64(out, s.epoch);
+            put_u16(out, s.replicas);
+            put_u64(out, s.keys);
+            put_u64(out, s.under_replicated);
+            let n = s.slaves.len().min(u16::MAX as usize);
+            put_u16(out, n as u16);
+            for slave in &s.slaves[..n] {
+                put_string(out, &slave.id);
+                put_string(out, &slave.addr);
+                out.push(slave.live as u8);
+                put_u64(out, slave.keys);
+            }
+        }
+    }
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    let mut b = [0; 2];
+    BigEndian::write_u16(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    let mut b = [0; 4];
+    BigEndian::write_u32(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    let mut b = [0; 8];
+    BigEndian::write_u64(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(out, b.len() as u32);
+    out.extend_from_slice(b);
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_u16(out, end as u16);
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}

@@ -1,0 +1,262 @@
+//! Frame and message types: what each opcode carries. No encoding logic lives here.
+
+/// One message: the request id pairs a reply with its request on the same connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub req_id: u64,
+    pub body: Body,
+}
+
+impl Frame {
+    pub fn new(req_id: u64, body: Body) -> Frame {
+        Frame { req_id, body }
+    }
+}
+
+/// Who opened a connection, as told by its HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Role {
+    Client = 1,
+    Slave = 2,
+    Backup = 3,
+}
+
+impl Role {
+    pub fn from_u8(b: u8) -> Option<Role> {
+        match b {
+            1 => Some(Role::Client),
+            2 => Some(Role::Slave),
+            3 => Some(Role::Backup),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Slave => "slave",
+            Role::Backup => "backup",
+        }
+    }
+}
+
+/// What a master is at the moment it answers STATUS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ServerRole {
+    Primary = 1,
+    Backup = 2,
+    /// A former primary that learnt of a higher epoch: serves nothing.
+    Fenced = 3,
+}
+
+impl ServerRole {
+    pub fn from_u8(b: u8) -> Option<ServerRole> {
+        match b {
+            1 => Some(ServerRole::Primary),
+            2 => Some(ServerRole::Backup),
+            3 => Some(ServerRole::Fenced),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerRole::Primary => "primary",
+            ServerRole::Backup => "backup",
+            ServerRole::Fenced => "fenced",
+        }
+    }
+}
+
+/// The reason carried by an ERROR frame. Unknown codes from a newer peer survive as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is not valid here (wrong role, HELLO twice, request before HELLO).
+    BadRequest,
+    /// A key or value is over the server's limit.
+    TooLarge,
+    /// No live slave can take the write.
+    NoSlaves,
+    /// The deadline passed before the outcome was known: the write may or may not have happened.
+    Timeout,
+    /// This master is not the primary; the text names the primary when known.
+    NotPrimary,
+    /// The sender's epoch is older than one the receiver has seen.
+    StaleEpoch,
+    /// Authentication is required or failed.
+    Unauthorized,
+    /// The server is at a limit (connections, buffers) and refuses this request.
+    Busy,
+    Other(u16),
+}
+
+impl ErrorCode {
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 1,
+            ErrorCode::TooLarge => 2,
+            ErrorCode::NoSlaves => 3,
+            ErrorCode::Timeout => 4,
+            ErrorCode::NotPrimary => 5,
+            ErrorCode::StaleEpoch => 6,
+            ErrorCode::Unauthorized => 7,
+            ErrorCode::Busy => 8,
+            ErrorCode::Other(c) => c,
+        }
+    }
+    pub fn from_u16(c: u16) -> ErrorCode {
+        match c {
+            1 => ErrorCode::BadRequest,
+            2 => ErrorCode::TooLarge,
+            3 => ErrorCode::NoSlaves,
+            4 => ErrorCode::Timeout,
+            5 => ErrorCode::NotPrimary,
+            6 => ErrorCode::StaleEpoch,
+            7 => ErrorCode::Unauthorized,
+            8 => ErrorCode::Busy,
+            c => ErrorCode::Other(c),
+        }
+    }
+    /// A short upper-case name for logs and the REPL (`ERROR TIMEOUT: ...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::NoSlaves => "NO_SLAVES",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::NotPrimary => "NOT_PRIMARY",
+            ErrorCode::StaleEpoch => "STALE_EPOCH",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Busy => "BUSY",
+            ErrorCode::Other(_) => "ERROR",
+        }
+    }
+}
+
+/// One slave as the master sees it, in a STATUS reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaveStatus {
+    pub id: String,
+    pub addr: String,
+    pub live: bool,
+    /// Keys whose latest version the master has placed on this slave.
+    pub keys: u64,
+}
+
+/// The body of STATUS_REPLY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub role: ServerRole,
+    pub epoch: u64,
+    pub replicas: u16,
+    pub keys: u64,
+    /// Keys with fewer live holders than `replicas` (while enough live slaves exist).
+    pub under_replicated: u64,
+    pub slaves: Vec<SlaveStatus>,
+}
+
+/// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// First frame on every connection: who the sender is and the highest epoch it has seen.
+    Hello { role: Role, epoch: u64, id: String },
+    /// Master's answer to HELLO. `reset`: a slave must drop everything it stores (it rejoins as
+    /// a fresh member; the master no longer counts on any of its data).
+    Welcome { epoch: u64, reset: bool },
+    Write { key: Vec<u8>, value: Vec<u8> },
+    Read { key: Vec<u8> },
+    Ok,
+    Value { value: Vec<u8> },
+    NotFound,
+    Error { code: ErrorCode, text: String },
+    /// Master → slave: keep `value` as `key` at `version` unless a newer version is held.
+    Store { epoch: u64, version: u64, key: Vec<u8>, value: Vec<u8> },
+    /// Slave → master: the STORE with this request id is held (at `version` or newer).
+    Ack { version: u64 },
+    /// Master → slave: send back what you hold for `key`.
+    Fetch { epoch: u64, key: Vec<u8> },
+    /// Slave → master: the value held for a FETCHed key (NOT_FOUND when none is held).
+    Fetched { version: u64, value: Vec<u8> },
+    Ping,
+    Pong,
+    Status,
+    StatusReply(Status),
+}
+
+/// Opcode bytes. Gaps leave room for related messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    Hello = 0x01,
+    Welcome = 0x02,
+    Write = 0x10,
+    Read = 0x11,
+    Ok = 0x12,
+    Value = 0x13,
+    NotFound = 0x14,
+    Error = 0x15,
+    Store = 0x20,
+    Ack = 0x21,
+    Fetch = 0x22,
+    Fetched = 0x23,
+    Ping = 0x30,
+    Pong = 0x31,
+    Status = 0x32,
+    StatusReply = 0x33,
+}
+
+impl Opcode {
+    pub const ALL: [Opcode; 16] = [
+        Opcode::Hello,
+        Opcode::Welcome,
+        Opcode::Write,
+        Opcode::Read,
+        Opcode::Ok,
+        Opcode::Value,
+        Opcode::NotFound,
+        Opcode::Error,
+        Opcode::Store,
+        Opcode::Ack,
+        Opcode::Fetch,
+        Opcode::Fetched,
+        Opcode::Ping,
+        Opcode::Pong,
+        Opcode::Status,
+        Opcode::StatusReply,
+    ];
+
+    pub fn from_u8(b: u8) -> Option<Opcode> {
+        Opcode::ALL.iter().copied().find(|op| *op as u8 == b)
+    }
+}
+
+impl Body {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Body::Hello { .. } => Opcode::Hello,
+            Body::Welcome { .. } => Opcode::Welcome,
+            Body::Write { .. } => Opcode::Write,
+            Body::Read { .. } => Opcode::Read,
+            Body::Ok => Opcode::Ok,
+            Body::Value { .. } => Opcode::Value,
+            Body::NotFound => Opcode::NotFound,
+            Body::Error { .. } => Opcode::Error,
+            Body::Store { .. } => Opcode::Store,
+            Body::Ack { .. } => Opcode::Ack,
+            Body::Fetch { .. } => Opcode::Fetch,
+            Body::Fetched { .. } => Opcode::Fetched,
+            Body::Ping => Opcode::Ping,
+            Body::Pong => Opcode::Pong,
+            Body::Status => Opcode::Status,
+            Body::StatusReply(_) => Opcode::StatusReply,
+        }
+    }
+
+    /// An ERROR body; the text is cut to fit the wire's 16-bit string length.
+    pub fn error(code: ErrorCode, text: impl Into<String>) -> Body {
+        Body::Error {
+            code,
+            text: text.into(),
+        }
+    }
+}
