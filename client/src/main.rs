@@ -1,1 +1,153 @@
-fn main() {}
+//! dsm-client command line: one-shot subcommands, or a REPL when none is given.
+
+use std::io::IsTerminal;
+use std::process::exit;
+use std::time::Duration;
+
+use dsm_client::{json, repl, Client, Error};
+use dsm_net::{addr, log_setup};
+
+const ABOUT: &str = "\
+dsm-client: read and write keys in a dsm cluster.
+
+Usage:
+  dsm-client [options] write KEY VALUE...   store VALUE (the words joined by spaces)
+  dsm-client [options] read KEY             print the value
+  dsm-client [options] status [--json]      the master's view of the cluster
+  dsm-client [options] ping                 one round trip to the master
+  dsm-client [options]                      REPL: lines 'WRITE key value...', 'READ key'
+
+Exit status: 0 success; 1 NOT_FOUND (read) or an ERROR answer from the master
+(the message is on stderr; ERROR TIMEOUT means the outcome is unknown);
+2 usage error or no master reachable.
+
+Options";
+
+fn main() {
+    let mut opts = getopts::Options::new();
+    opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
+    opts.optopt(
+        "m",
+        "master",
+        "master addresses; later ones are fallbacks (default 127.0.0.1:7000)",
+        "ADDR[,ADDR...]",
+    );
+    opts.optopt(
+        "t",
+        "timeout-ms",
+        "deadline of each request, reconnects included (default 5000)",
+        "MS",
+    );
+    opts.optopt(
+        "",
+        "log-level",
+        "off|error|warn|info|debug|trace (default warn)",
+        "LEVEL",
+    );
+    opts.optflagmulti("v", "verbose", "more log output");
+    opts.optflag("h", "help", "print this help");
+    let m = match opts.parse(std::env::args().skip(1)) {
+        Ok(m) => m,
+        Err(e) => usage_error(&e.to_string()),
+    };
+    if m.opt_present("help") {
+        print!("{}", opts.usage(ABOUT));
+        return;
+    }
+    let level = match (m.opt_str("log-level"), m.opt_count("v")) {
+        (None, 0) => Some(log::LevelFilter::Warn),
+        (name, v) => log_setup::parse_level(name.as_deref(), v - v.min(1)),
+    };
+    let Some(level) = level else {
+        usage_error("--log-level takes off, error, warn, info, debug or trace");
+    };
+    log_setup::init(level);
+    let masters = addr::parse_addr_list(&m.opt_str("master").unwrap_or("127.0.0.1:7000".into()))
+        .unwrap_or_else(|e| usage_error(&e));
+    let timeout = match m.opt_str("timeout-ms") {
+        None => dsm_client::DEFAULT_TIMEOUT,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n > 0 => Duration::from_millis(n),
+            _ => usage_error(&format!("--timeout-ms takes a positive number, not '{s}'")),
+        },
+    };
+    let args = m.free;
+    // Check the command line fully before touching the network.
+    let cmd = args.first().map(|s| s.to_ascii_lowercase());
+    match (cmd.as_deref(), args.len()) {
+        (None, _) | (Some("ping"), 1) | (Some("read"), 2) => {}
+        (Some("write"), n) if n >= 3 => {}
+        (Some("status"), 1) => {}
+        (Some("status"), 2) if args[1] == "--json" => {}
+        (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
+        (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
+        (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),
+        (Some("ping"), _) => usage_error("usage: dsm-client ping"),
+        (Some(other), _) => usage_error(&format!("unknown command '{other}'")),
+    }
+    let mut client = match Client::connect(&masters) {
+        Ok(c) => c,
+        Err(e) => fail(2, &e),
+    };
+    client.set_timeout(timeout);
+    match cmd.as_deref() {
+        None => {
+            let stdin = std::io::stdin();
+            let prompt = stdin.is_terminal();
+            match repl::run(&mut client, stdin.lock(), std::io::stdout().lock(), prompt) {
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("dsm-client: {e}");
+                    exit(2);
+                }
+            }
+        }
+        Some("write") => {
+            let value = args[2..].join(" ");
+            match client.write(args[1].as_bytes(), value.as_bytes()) {
+                Ok(()) => println!("OK"),
+                Err(e) => fail(1, &e),
+            }
+        }
+        Some("read") => match client.read(args[1].as_bytes()) {
+            Ok(Some(v)) => println!("{}", String::from_utf8_lossy(&v)),
+            Ok(None) => {
+                println!("NOT_FOUND");
+                exit(1);
+            }
+            Err(e) => fail(1, &e),
+        },
+        Some("status") => match client.status() {
+            Ok(s) if args.len() == 2 => println!("{}", json::status_json(&s)),
+            Ok(s) => print!("{}", json::status_text(&s)),
+            Err(e) => fail(1, &e),
+        },
+        Some("ping") => {
+            let start = std::time::Instant::now();
+            match client.ping() {
+                Ok(()) => println!(
+                    "PONG from {} in {} us",
+                    client.master(),
+                    start.elapsed().as_micros()
+                ),
+                Err(e) => fail(1, &e),
+            }
+        }
+        Some(_) => unreachable!("checked above"),
+    }
+}
+
+/// Report `e` on stderr; transport failures exit 2, answers from the master `code`.
+fn fail(code: i32, e: &Error) -> ! {
+    eprintln!("ERROR {e}");
+    let code = match e {
+        Error::Unreachable(_) | Error::Io(_) => 2,
+        _ => code,
+    };
+    exit(code);
+}
+
+fn usage_error(msg: &str) -> ! {
+    eprintln!("dsm-client: {msg}\nTry 'dsm-client --help'.");
+    exit(2);
+}

@@ -1,1 +1,15 @@
-//! dsm master.
+//! dsm-master: places each write on R slaves, answers reads from a holder of the latest write.
+//!
+//! [`Master`] is the logic as a state machine with no I/O; [`run`] drives it from a mio loop.
+
+pub mod config;
+pub mod core;
+pub mod keymap;
+mod ops;
+pub mod placement;
+pub mod server;
+pub mod slaves;
+
+pub use crate::config::Config;
+pub use crate::core::{Master, Out};
+pub use crate::server::run;

@@ -20,7 +20,10 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireError::TooShort { len, min } => {
-                write!(f, "frame length {len} is shorter than the {min}-byte header")
+                write!(
+                    f,
+                    "frame length {len} is shorter than the {min}-byte header"
+                )
             }
             WireError::TooLarge { len, max } => {
                 write!(f, "frame length {len} is over the maximum of {max} bytes")

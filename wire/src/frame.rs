@@ -159,24 +159,54 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     /// First frame on every connection: who the sender is and the highest epoch it has seen.
-    Hello { role: Role, epoch: u64, id: String },
+    Hello {
+        role: Role,
+        epoch: u64,
+        id: String,
+    },
     /// Master's answer to HELLO. `reset`: a slave must drop everything it stores (it rejoins as
     /// a fresh member; the master no longer counts on any of its data).
-    Welcome { epoch: u64, reset: bool },
-    Write { key: Vec<u8>, value: Vec<u8> },
-    Read { key: Vec<u8> },
+    Welcome {
+        epoch: u64,
+        reset: bool,
+    },
+    Write {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Read {
+        key: Vec<u8>,
+    },
     Ok,
-    Value { value: Vec<u8> },
+    Value {
+        value: Vec<u8>,
+    },
     NotFound,
-    Error { code: ErrorCode, text: String },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
     /// Master → slave: keep `value` as `key` at `version` unless a newer version is held.
-    Store { epoch: u64, version: u64, key: Vec<u8>, value: Vec<u8> },
+    Store {
+        epoch: u64,
+        version: u64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// Slave → master: the STORE with this request id is held (at `version` or newer).
-    Ack { version: u64 },
+    Ack {
+        version: u64,
+    },
     /// Master → slave: send back what you hold for `key`.
-    Fetch { epoch: u64, key: Vec<u8> },
+    Fetch {
+        epoch: u64,
+        key: Vec<u8>,
+    },
     /// Slave → master: the value held for a FETCHed key (NOT_FOUND when none is held).
-    Fetched { version: u64, value: Vec<u8> },
+    Fetched {
+        version: u64,
+        value: Vec<u8>,
+    },
     Ping,
     Pong,
     Status,

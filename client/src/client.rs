@@ -1,0 +1,357 @@
+//! A small blocking client: connects to the first master that answers, pipelines requests, and
+//! on a broken connection or a "not primary" answer moves to the next address and resends what
+//! was unanswered, until the call's deadline.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use dsm_wire::{decode_with_max, encode, Body, ErrorCode, Frame, Role, Status};
+
+use crate::error::Error;
+
+/// One request of a pipelined [`Client::batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Write { key: Vec<u8>, value: Vec<u8> },
+    Read { key: Vec<u8> },
+}
+
+/// The successful answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Ok,
+    Value(Vec<u8>),
+    NotFound,
+}
+
+/// How long one call may take, reconnects included, unless set with [`Client::set_timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+pub struct Client {
+    masters: Vec<SocketAddr>,
+    /// Index of the address in use (or to try next).
+    current: usize,
+    stream: Option<TcpStream>,
+    rbuf: Vec<u8>,
+    next_req: u64,
+    timeout: Duration,
+    max_frame: usize,
+}
+
+impl Client {
+    /// Connect to the first of `masters` that accepts a HELLO, trying them in order within
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn connect(masters: &[SocketAddr]) -> Result<Client, Error> {
+        if masters.is_empty() {
+            return Err(Error::Invalid("no master address given".into()));
+        }
+        let mut c = Client {
+            masters: masters.to_vec(),
+            current: 0,
+            stream: None,
+            rbuf: Vec::new(),
+            next_req: 1,
+            timeout: DEFAULT_TIMEOUT,
+            max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
+        };
+        c.ensure_connected(Instant::now() + c.timeout)?;
+        Ok(c)
+    }
+
+    /// The deadline for each later call (reconnects and resends included).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The master this client talks to now.
+    pub fn master(&self) -> SocketAddr {
+        self.masters[self.current % self.masters.len()]
+    }
+
+    pub fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        match self.one(Body::Write {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        })? {
+            Body::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The value of `key`, or `None` when the master says NOT_FOUND.
+    pub fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        match self.one(Body::Read { key: key.to_vec() })? {
+            Body::Value { value } => Ok(Some(value)),
+            Body::NotFound => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn status(&mut self) -> Result<Status, Error> {
+        match self.one(Body::Status)? {
+            Body::StatusReply(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One round trip to the master itself (no slave involved).
+    pub fn ping(&mut self) -> Result<(), Error> {
+        match self.one(Body::Ping)? {
+            Body::Pong => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Send every op before reading any answer (one round trip for the lot); answers come back
+    /// in the order of `ops`. The outer error is a transport failure; the inner ones are
+    /// per-request answers such as `Error::Server`.
+    pub fn batch(&mut self, ops: &[Op]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        let bodies: Vec<Body> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Write { key, value } => Body::Write {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                Op::Read { key } => Body::Read { key: key.clone() },
+            })
+            .collect();
+        for b in &bodies {
+            check_key(b)?;
+        }
+        let answers = self.call(bodies)?;
+        Ok(answers
+            .into_iter()
+            .map(|b| match b {
+                Body::Ok => Ok(Reply::Ok),
+                Body::Value { value } => Ok(Reply::Value(value)),
+                Body::NotFound => Ok(Reply::NotFound),
+                Body::Error { code, text } => Err(Error::Server { code, text }),
+                other => Err(unexpected(&other)),
+            })
+            .collect())
+    }
+
+    fn one(&mut self, body: Body) -> Result<Body, Error> {
+        check_key(&body)?;
+        let mut answers = self.call(vec![body])?;
+        match answers.pop() {
+            Some(Body::Error { code, text }) => Err(Error::Server { code, text }),
+            Some(b) => Ok(b),
+            None => Err(Error::Protocol("no answer".into())),
+        }
+    }
+
+    /// Send `bodies` pipelined and collect one answer for each, reconnecting and resending the
+    /// unanswered ones after a broken connection or a NOT_PRIMARY answer.
+    fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Body>, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let mut answers: Vec<Option<Body>> = vec![None; bodies.len()];
+        loop {
+            self.ensure_connected(deadline)?;
+            let todo: Vec<usize> = (0..bodies.len())
+                .filter(|&i| answers[i].is_none())
+                .collect();
+            let first_req = self.next_req;
+            self.next_req += todo.len() as u64;
+            let mut out = Vec::new();
+            for (n, &i) in todo.iter().enumerate() {
+                encode(
+                    &Frame::new(first_req + n as u64, bodies[i].clone()),
+                    &mut out,
+                );
+            }
+            match self.exchange(&out, first_req, &todo, &mut answers, deadline) {
+                Ok(()) if answers.iter().all(Option::is_some) => {
+                    return Ok(answers.into_iter().map(|a| a.expect("all set")).collect())
+                }
+                // Some answers said NOT_PRIMARY and were cleared: try the next master.
+                Ok(()) => self.move_on(),
+                Err(Error::Io(_)) | Err(Error::Protocol(_)) => self.move_on(),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    waited_ms: self.timeout.as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    /// Write `out`, then read until every request in `todo` has an answer.
+    fn exchange(
+        &mut self,
+        out: &[u8],
+        first_req: u64,
+        todo: &[usize],
+        answers: &mut [Option<Body>],
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let stream = self.stream.as_mut().expect("connected");
+        stream.set_write_timeout(Some(remaining(deadline)?))?;
+        stream.write_all(out)?;
+        let mut missing = todo.len();
+        let mut not_primary = false;
+        while missing > 0 {
+            let frame = self.next_frame(deadline)?;
+            let Some(n) = frame.req_id.checked_sub(first_req) else {
+                continue; // an answer to an earlier, abandoned call
+            };
+            let Some(&i) = todo.get(n as usize) else {
+                continue;
+            };
+            if answers[i].is_some() {
+                continue;
+            }
+            missing -= 1;
+            if let Body::Error {
+                code: ErrorCode::NotPrimary,
+                ..
+            } = frame.body
+            {
+                not_primary = true;
+                continue;
+            }
+            answers[i] = Some(frame.body);
+        }
+        if not_primary {
+            self.stream = None;
+        }
+        Ok(())
+    }
+
+    fn next_frame(&mut self, deadline: Instant) -> Result<Frame, Error> {
+        loop {
+            match decode_with_max(&self.rbuf, self.max_frame) {
+                Ok(Some((frame, used))) => {
+                    self.rbuf.drain(..used);
+                    return Ok(frame);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            }
+            let stream = self.stream.as_mut().expect("connected");
+            let wait = remaining(deadline)?;
+            stream.set_read_timeout(Some(wait))?;
+            let mut chunk = [0u8; 64 * 1024];
+            match stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "master closed the connection",
+                    )))
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return Err(Error::Timeout {
+                        waited_ms: self.timeout.as_millis() as u64,
+                    })
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+
+    fn move_on(&mut self) {
+        self.stream = None;
+        self.current = (self.current + 1) % self.masters.len();
+    }
+
+    /// Make sure a registered connection exists, trying each address in turn with backoff.
+    fn ensure_connected(&mut self, deadline: Instant) -> Result<(), Error> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        let mut backoff = Duration::from_millis(10);
+        let mut failures = Vec::new();
+        loop {
+            let addr = self.master();
+            match self.hello(addr, deadline) {
+                Ok(()) => return Ok(()),
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => {
+                    let line = format!("{addr}: {e}");
+                    if !failures.contains(&line) {
+                        failures.push(line);
+                    }
+                }
+            }
+            self.current = (self.current + 1) % self.masters.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                if failures.is_empty() {
+                    failures.push("no answer to HELLO before the deadline".into());
+                }
+                return Err(Error::Unreachable(failures.join("; ")));
+            }
+            // After a full round of addresses, wait a little before the next round.
+            if self.current == 0 {
+                std::thread::sleep(backoff.min(left));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    fn hello(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), Error> {
+        let wait = remaining(deadline)?.min(Duration::from_secs(1));
+        let stream = TcpStream::connect_timeout(&addr, wait)?;
+        stream.set_nodelay(true)?;
+        self.stream = Some(stream);
+        self.rbuf.clear();
+        let req = self.next_req;
+        self.next_req += 1;
+        let mut out = Vec::new();
+        encode(
+            &Frame::new(
+                req,
+                Body::Hello {
+                    role: Role::Client,
+                    epoch: 0,
+                    id: String::new(),
+                },
+            ),
+            &mut out,
+        );
+        let result = (|| {
+            let s = self.stream.as_mut().expect("just set");
+            s.set_write_timeout(Some(wait))?;
+            s.write_all(&out)?;
+            match self.next_frame(Instant::now() + wait)?.body {
+                Body::Welcome { .. } => Ok(()),
+                Body::Error { code, text } => Err(Error::Server { code, text }),
+                other => Err(unexpected(&other)),
+            }
+        })();
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Timeout { waited_ms: 0 });
+    }
+    Ok(left)
+}
+
+fn check_key(body: &Body) -> Result<(), Error> {
+    match body {
+        Body::Write { key, .. } | Body::Read { key } if key.is_empty() => {
+            Err(Error::Invalid("the key is empty".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn unexpected(body: &Body) -> Error {
+    Error::Protocol(format!("unexpected answer {:?}", body.opcode()))
+}

@@ -1,0 +1,52 @@
+//! What can go wrong for a client call, with enough detail to tell the user what happened.
+
+use std::fmt;
+use std::io;
+
+use dsm_wire::ErrorCode;
+
+#[derive(Debug)]
+pub enum Error {
+    /// No master address could be reached (each attempt's failure is in the text).
+    Unreachable(String),
+    /// The master answered with ERROR.
+    Server {
+        code: ErrorCode,
+        text: String,
+    },
+    /// No answer within the client's deadline; a write's outcome is unknown.
+    Timeout {
+        waited_ms: u64,
+    },
+    /// The master sent something that is not a valid answer.
+    Protocol(String),
+    /// The request cannot be sent as asked (empty or oversize key, for example).
+    Invalid(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unreachable(why) => write!(f, "no master reachable: {why}"),
+            Error::Server { code, text } => write!(f, "{}: {text}", code.name()),
+            Error::Timeout { waited_ms } => {
+                write!(
+                    f,
+                    "TIMEOUT: no answer after {waited_ms} ms (outcome unknown)"
+                )
+            }
+            Error::Protocol(why) => write!(f, "protocol error: {why}"),
+            Error::Invalid(why) => write!(f, "invalid request: {why}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}

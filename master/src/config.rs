@@ -1,0 +1,53 @@
+//! Master settings, with the defaults the `--help` text documents.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub heartbeat: SocketAddr,
+    /// Copies of each write (R).
+    pub replicas: usize,
+    pub max_key: usize,
+    pub max_value: usize,
+    /// A slave that has not ACKed a STORE by then is declared dead.
+    pub ack_timeout: Duration,
+    /// No client request waits longer than this for its outcome.
+    pub request_timeout: Duration,
+    /// A READ asks another holder (or the same again) when no answer came by then.
+    pub read_retry: Duration,
+    /// Idle slaves are PINGed this often and dropped after 3 unanswered.
+    pub ping_interval: Duration,
+    /// A connection that has not said HELLO by then is closed.
+    pub hello_timeout: Duration,
+    /// Stop accepting at this many connections; resume below 90% of it.
+    pub max_conns: usize,
+    /// A peer whose unsent replies exceed this is disconnected.
+    pub max_write_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:7000".parse().expect("literal address"),
+            heartbeat: "127.0.0.1:7001".parse().expect("literal address"),
+            replicas: 2,
+            max_key: dsm_wire::DEFAULT_MAX_KEY,
+            max_value: dsm_wire::DEFAULT_MAX_VALUE,
+            ack_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(2000),
+            read_retry: Duration::from_millis(100),
+            ping_interval: Duration::from_millis(500),
+            hello_timeout: Duration::from_millis(5000),
+            max_conns: 10_000,
+            max_write_buffer: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    pub fn max_frame(&self) -> usize {
+        dsm_wire::max_frame_for(self.max_key, self.max_value)
+    }
+}

@@ -1,0 +1,462 @@
+//! The master as a state machine: frames and timer ticks in, frames and closes out (the outbox).
+//! No sockets and no clock reads: `now` is passed in, so tests drive it with a fake clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use dsm_net::{TimerId, TimerWheel};
+use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SlaveStatus, Status};
+use log::{debug, info, warn};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::keymap::{KeyIndex, SlaveIdx};
+pub use crate::slaves::ConnId;
+use crate::slaves::SlaveTable;
+
+/// What the event loop must do on the master's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    Send(ConnId, Frame),
+    /// Close the connection; the master has already forgotten it (no `on_close` follows).
+    Close(ConnId),
+}
+
+pub(crate) type OpId = usize;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Peer {
+    /// Connected, HELLO not yet seen.
+    New,
+    Client,
+    Slave(SlaveIdx),
+    Backup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The STORE sent as this sub-request was not ACKed in time.
+    Ack(u64),
+    /// The READ has had no usable answer for `read_retry`: ask again.
+    ReadRetry(OpId),
+    /// The client request has reached its deadline.
+    Deadline(OpId),
+    /// Periodic: PING idle slaves, drop the silent ones.
+    PingSweep,
+    /// The connection has not said HELLO in time (checked against `Peer::New`).
+    Hello(ConnId, u64),
+}
+
+pub(crate) struct PeerState {
+    pub kind: Peer,
+    pub serial: u64,
+    pub addr: String,
+}
+
+/// A request the master sent to a slave on behalf of a client operation.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    pub op: OpId,
+    pub slave: SlaveIdx,
+    pub timer: Option<TimerId>,
+}
+
+pub struct Master {
+    pub(crate) cfg: Config,
+    pub(crate) epoch: u64,
+    pub(crate) next_version: u64,
+    pub(crate) next_sub: u64,
+    pub(crate) peers: HashMap<ConnId, PeerState>,
+    /// Distinguishes successive connections that reuse one `ConnId` (for HELLO deadlines).
+    pub(crate) conn_serial: u64,
+    pub(crate) slaves: SlaveTable,
+    pub(crate) keys: KeyIndex,
+    pub(crate) ops: Slab<crate::ops::Op>,
+    /// Per key, the client operations not yet answered, in arrival order.
+    pub(crate) queues: HashMap<Box<[u8]>, VecDeque<OpId>>,
+    pub(crate) subs: HashMap<u64, Sub>,
+    pub(crate) timers: TimerWheel<Timer>,
+    pub(crate) out: Vec<Out>,
+    pub(crate) read_rr: usize,
+}
+
+impl Master {
+    pub fn new(cfg: Config, now: Instant) -> Master {
+        let mut timers = TimerWheel::new(now, std::time::Duration::from_millis(1), 4096);
+        timers.insert(now + cfg.ping_interval, Timer::PingSweep);
+        Master {
+            cfg,
+            epoch: 1,
+            next_version: 1,
+            next_sub: 1,
+            peers: HashMap::new(),
+            conn_serial: 0,
+            slaves: SlaveTable::default(),
+            keys: KeyIndex::default(),
+            ops: Slab::new(),
+            queues: HashMap::new(),
+            subs: HashMap::new(),
+            timers,
+            out: Vec::new(),
+            read_rr: 0,
+        }
+    }
+
+    /// Everything the master wants sent or closed since the last call.
+    pub fn drain_out(&mut self, into: &mut Vec<Out>) {
+        into.append(&mut self.out);
+    }
+
+    /// When `on_tick` next has work; feeds the poll timeout.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// A connection was accepted from `addr`; it has `hello_timeout` to say HELLO.
+    pub fn on_connect(&mut self, conn: ConnId, addr: String, now: Instant) {
+        self.conn_serial += 1;
+        let serial = self.conn_serial;
+        self.peers.insert(
+            conn,
+            PeerState {
+                kind: Peer::New,
+                serial,
+                addr,
+            },
+        );
+        self.timers
+            .insert(now + self.cfg.hello_timeout, Timer::Hello(conn, serial));
+    }
+
+    /// The connection closed (or the event loop closed it for a transport reason).
+    pub fn on_close(&mut self, conn: ConnId, now: Instant) {
+        match self.peers.remove(&conn).map(|p| p.kind) {
+            Some(Peer::Client) => self.orphan_ops(conn),
+            Some(Peer::Slave(idx)) => self.drop_slave(idx, "its connection closed", now),
+            Some(Peer::Backup) => info!("backup on connection {conn} went away"),
+            Some(Peer::New) | None => {}
+        }
+    }
+
+    pub fn on_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        match peer.kind {
+            Peer::New => self.on_hello(conn, frame, now),
+            Peer::Client => self.on_client_frame(conn, frame, now),
+            Peer::Slave(idx) => self.on_slave_frame(idx, frame, now),
+            Peer::Backup => self.on_backup_frame(conn, frame),
+        }
+    }
+
+    pub fn on_tick(&mut self, now: Instant) {
+        let mut fired = Vec::new();
+        self.timers.expired(now, &mut fired);
+        for t in fired {
+            match t {
+                Timer::Ack(sub) => self.on_ack_timeout(sub, now),
+                Timer::ReadRetry(op) => self.on_read_retry(op, now),
+                Timer::Deadline(op) => self.on_deadline(op, now),
+                Timer::PingSweep => self.ping_sweep(now),
+                Timer::Hello(conn, serial) => {
+                    let waiting = self
+                        .peers
+                        .get(&conn)
+                        .is_some_and(|p| p.serial == serial && matches!(p.kind, Peer::New));
+                    if waiting {
+                        warn!("connection {conn} sent no HELLO in time; closing it");
+                        self.peers.remove(&conn);
+                        self.out.push(Out::Close(conn));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn send(&mut self, conn: ConnId, req_id: u64, body: Body) {
+        self.out.push(Out::Send(conn, Frame::new(req_id, body)));
+    }
+
+    fn refuse(&mut self, conn: ConnId, req_id: u64, code: ErrorCode, text: String) {
+        warn!("closing connection {conn}: {text}");
+        self.send(conn, req_id, Body::error(code, text));
+        self.peers.remove(&conn);
+        self.out.push(Out::Close(conn));
+    }
+
+    fn set_kind(&mut self, conn: ConnId, kind: Peer) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.kind = kind;
+        }
+    }
+
+    fn on_hello(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let Body::Hello { role, id, .. } = frame.body else {
+            let text = format!(
+                "the first frame must be HELLO, got {:?}",
+                frame.body.opcode()
+            );
+            return self.refuse(conn, frame.req_id, ErrorCode::BadRequest, text);
+        };
+        match role {
+            Role::Client => {
+                self.set_kind(conn, Peer::Client);
+                self.send(
+                    conn,
+                    frame.req_id,
+                    Body::Welcome {
+                        epoch: self.epoch,
+                        reset: false,
+                    },
+                );
+            }
+            Role::Slave => {
+                if id.is_empty() {
+                    let text = "a slave HELLO needs a non-empty id".to_string();
+                    return self.refuse(conn, frame.req_id, ErrorCode::BadRequest, text);
+                }
+                if let Some(old) = self.slaves.live_by_id(&id) {
+                    self.drop_slave(old, "the same id registered again", now);
+                }
+                let addr = self
+                    .peers
+                    .get(&conn)
+                    .map(|p| p.addr.clone())
+                    .unwrap_or_default();
+                let idx = self.slaves.register(&id, addr.clone(), conn, now);
+                self.set_kind(conn, Peer::Slave(idx));
+                info!(
+                    "slave '{id}' registered from {addr} ({} live)",
+                    self.slaves.live_count()
+                );
+                // A new registration is never a holder of anything, so the slave starts empty.
+                self.send(
+                    conn,
+                    frame.req_id,
+                    Body::Welcome {
+                        epoch: self.epoch,
+                        reset: true,
+                    },
+                );
+            }
+            Role::Backup => {
+                self.set_kind(conn, Peer::Backup);
+                info!("backup connected on connection {conn}");
+                self.send(
+                    conn,
+                    frame.req_id,
+                    Body::Welcome {
+                        epoch: self.epoch,
+                        reset: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let req = frame.req_id;
+        match frame.body {
+            Body::Write { key, value } => {
+                if let Some(text) = self.check_sizes(&key, Some(&value)) {
+                    return self.send(conn, req, Body::error(ErrorCode::TooLarge, text));
+                }
+                self.submit(conn, req, key, Some(value), now);
+            }
+            Body::Read { key } => {
+                if let Some(text) = self.check_sizes(&key, None) {
+                    return self.send(conn, req, Body::error(ErrorCode::TooLarge, text));
+                }
+                self.submit(conn, req, key, None, now);
+            }
+            Body::Ping => self.send(conn, req, Body::Pong),
+            Body::Status => {
+                let status = self.status();
+                self.send(conn, req, Body::StatusReply(status));
+            }
+            other => {
+                let text = format!("a client may not send {:?}", other.opcode());
+                self.send(conn, req, Body::error(ErrorCode::BadRequest, text));
+            }
+        }
+    }
+
+    fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
+        if key.is_empty() {
+            return Some("the key is empty".into());
+        }
+        if key.len() > self.cfg.max_key {
+            return Some(format!(
+                "key of {} bytes is over the limit of {} bytes",
+                key.len(),
+                self.cfg.max_key
+            ));
+        }
+        match value {
+            Some(v) if v.len() > self.cfg.max_value => Some(format!(
+                "value of {} bytes is over the limit of {} bytes",
+                v.len(),
+                self.cfg.max_value
+            )),
+            _ => None,
+        }
+    }
+
+    fn on_slave_frame(&mut self, idx: SlaveIdx, frame: Frame, now: Instant) {
+        {
+            let s = self.slaves.get_mut(idx);
+            s.last_heard = now;
+            s.unanswered_pings = 0;
+        }
+        let req = frame.req_id;
+        match frame.body {
+            Body::Ack { version } => self.on_ack(req, idx, version, now),
+            Body::Fetched { version, value } => {
+                self.on_fetched(req, idx, Some((version, value)), now)
+            }
+            Body::NotFound => self.on_fetched(req, idx, None, now),
+            Body::Pong => {}
+            Body::Error { code, text } => {
+                warn!(
+                    "slave '{}' answered request {req} with {}: {text}",
+                    self.slaves.get(idx).id,
+                    code.name()
+                );
+                self.on_sub_failed(req, now);
+            }
+            other => {
+                let text = format!("a slave may not send {:?}", other.opcode());
+                let conn = self.slaves.get(idx).conn;
+                self.send(conn, req, Body::error(ErrorCode::BadRequest, text));
+            }
+        }
+    }
+
+    fn on_backup_frame(&mut self, conn: ConnId, frame: Frame) {
+        match frame.body {
+            Body::Ping => self.send(conn, frame.req_id, Body::Pong),
+            Body::Status => {
+                let status = self.status();
+                self.send(conn, frame.req_id, Body::StatusReply(status));
+            }
+            other => {
+                let text = format!("a backup may not send {:?} yet", other.opcode());
+                self.send(conn, frame.req_id, Body::error(ErrorCode::BadRequest, text));
+            }
+        }
+    }
+
+    /// Declare a slave dead: close it, forget it as a holder, and re-route its pending work.
+    pub(crate) fn drop_slave(&mut self, idx: SlaveIdx, why: &str, now: Instant) {
+        if !self.slaves.is_live(idx) {
+            return;
+        }
+        let (conn, id) = {
+            let s = self.slaves.get_mut(idx);
+            s.live = false;
+            s.keys = 0;
+            (s.conn, s.id.clone())
+        };
+        warn!(
+            "slave '{id}' dropped: {why} ({} live left)",
+            self.slaves.live_count()
+        );
+        if self.peers.remove(&conn).is_some() {
+            self.out.push(Out::Close(conn));
+        }
+        let mut failed: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.slave == idx)
+            .map(|(&id, _)| id)
+            .collect();
+        failed.sort_unstable();
+        for sub in failed {
+            self.on_sub_failed(sub, now);
+        }
+    }
+
+    fn on_ack_timeout(&mut self, sub: u64, now: Instant) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        s.timer = None;
+        let slave = s.slave;
+        let why = format!("no ACK within {} ms", self.cfg.ack_timeout.as_millis());
+        self.drop_slave(slave, &why, now);
+    }
+
+    fn ping_sweep(&mut self, now: Instant) {
+        let interval = self.cfg.ping_interval;
+        let mut silent = Vec::new();
+        let mut to_ping = Vec::new();
+        for (idx, s) in self.slaves.live() {
+            if s.unanswered_pings >= 3 {
+                silent.push(idx);
+            } else if now.saturating_duration_since(s.last_heard) >= interval {
+                to_ping.push(idx);
+            }
+        }
+        for idx in silent {
+            self.drop_slave(idx, "3 PINGs unanswered", now);
+        }
+        for idx in to_ping {
+            let conn = {
+                let s = self.slaves.get_mut(idx);
+                s.unanswered_pings += 1;
+                s.conn
+            };
+            self.send(conn, 0, Body::Ping);
+        }
+        self.timers.insert(now + interval, Timer::PingSweep);
+    }
+
+    pub fn status(&self) -> Status {
+        let live = self.slaves.live_count();
+        let want = self.cfg.replicas.min(live);
+        let under = self
+            .keys
+            .iter()
+            .filter(|(_, e)| {
+                e.holders
+                    .iter()
+                    .filter(|&&h| self.slaves.is_live(h))
+                    .count()
+                    < want
+            })
+            .count();
+        Status {
+            role: ServerRole::Primary,
+            epoch: self.epoch,
+            replicas: self.cfg.replicas as u16,
+            keys: self.keys.len() as u64,
+            under_replicated: under as u64,
+            slaves: self
+                .slaves
+                .latest_per_id()
+                .into_iter()
+                .map(|s| SlaveStatus {
+                    id: s.id.clone(),
+                    addr: s.addr.clone(),
+                    live: s.live,
+                    keys: if s.live { s.keys } else { 0 },
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn debug_counts(&self) -> (usize, usize, usize) {
+        debug!(
+            "ops {} subs {} timers {}",
+            self.ops.len(),
+            self.subs.len(),
+            self.timers.len()
+        );
+        (self.ops.len(), self.subs.len(), self.timers.len())
+    }
+}

@@ -1,0 +1,515 @@
+//! Client operations on the master: the per-key queue that keeps one client's requests to a key
+//! answered in order, the WRITE path (STORE to R slaves, replace the dead, commit on ACK) and the
+//! READ path (FETCH from a holder, ask again until one answers or the deadline passes).
+
+use std::time::Instant;
+
+use dsm_net::TimerId;
+use dsm_wire::{Body, ErrorCode};
+use log::{debug, warn};
+
+use crate::core::{ConnId, Master, OpId, Out, Sub, Timer};
+use crate::keymap::SlaveIdx;
+use crate::placement::stable_hash;
+
+pub(crate) struct Op {
+    /// None once the client has gone: the work finishes, the reply is dropped.
+    pub client: Option<ConnId>,
+    pub req_id: u64,
+    pub key: Box<[u8]>,
+    pub started: bool,
+    /// Set when the outcome is known; sent once every earlier op on the key has been answered.
+    pub reply: Option<Body>,
+    pub deadline: Option<TimerId>,
+    pub kind: OpKind,
+}
+
+pub(crate) enum OpKind {
+    Write(WriteOp),
+    Read(ReadOp),
+}
+
+#[derive(Default)]
+pub(crate) struct WriteOp {
+    pub value: Vec<u8>,
+    pub version: u64,
+    /// Live slaves in rendezvous order when the write started; replacements come from here.
+    pub ranked: Vec<SlaveIdx>,
+    /// Next position in `ranked` to try as a replacement.
+    pub next: usize,
+    /// Sub-request ids of STOREs not yet ACKed.
+    pub pending: Vec<u64>,
+    pub acked: Vec<SlaveIdx>,
+}
+
+#[derive(Default)]
+pub(crate) struct ReadOp {
+    /// The latest acknowledged version when the read started; older answers are refused.
+    pub version: u64,
+    /// Outstanding FETCH sub-requests; the first usable answer wins.
+    pub pending: Vec<u64>,
+    pub retry: Option<TimerId>,
+    pub attempts: u32,
+}
+
+impl Master {
+    /// Queue a client's WRITE (`value` is Some) or READ behind earlier operations on the key.
+    pub(crate) fn submit(
+        &mut self,
+        conn: ConnId,
+        req_id: u64,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        now: Instant,
+    ) {
+        let key: Box<[u8]> = key.into_boxed_slice();
+        let kind = match value {
+            Some(value) => OpKind::Write(WriteOp {
+                value,
+                ..WriteOp::default()
+            }),
+            None => OpKind::Read(ReadOp::default()),
+        };
+        let id = self.ops.insert(Op {
+            client: Some(conn),
+            req_id,
+            key: key.clone(),
+            started: false,
+            reply: None,
+            deadline: None,
+            kind,
+        });
+        let t = self
+            .timers
+            .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
+        self.ops[id].deadline = Some(t);
+        self.queues.entry(key.clone()).or_default().push_back(id);
+        self.advance(&key, now);
+    }
+
+    /// Answer finished operations at the front of the key's queue, then start what may start:
+    /// reads run together, a write runs alone once everything before it has been answered.
+    pub(crate) fn advance(&mut self, key: &[u8], now: Instant) {
+        loop {
+            let (finished, to_start) = {
+                let Some(q) = self.queues.get_mut(key) else {
+                    return;
+                };
+                let mut finished = Vec::new();
+                while let Some(&id) = q.front() {
+                    if self.ops[id].reply.is_none() {
+                        break;
+                    }
+                    q.pop_front();
+                    finished.push(id);
+                }
+                let mut to_start = Vec::new();
+                for (pos, &id) in q.iter().enumerate() {
+                    let op = &self.ops[id];
+                    if let OpKind::Write(_) = op.kind {
+                        if pos == 0 && !op.started {
+                            to_start.push(id);
+                        }
+                        break;
+                    }
+                    if !op.started {
+                        to_start.push(id);
+                    }
+                }
+                if q.is_empty() {
+                    self.queues.remove(key);
+                }
+                (finished, to_start)
+            };
+            for id in finished {
+                self.finish(id);
+            }
+            if to_start.is_empty() {
+                return;
+            }
+            for id in to_start {
+                self.ops[id].started = true;
+                match self.ops[id].kind {
+                    OpKind::Write(_) => self.start_write(id, now),
+                    OpKind::Read(_) => self.start_read(id, now),
+                }
+            }
+        }
+    }
+
+    /// Record the outcome; the reply goes out from `advance` in queue order.
+    fn complete(&mut self, id: OpId, reply: Body) {
+        let op = &mut self.ops[id];
+        if op.reply.is_some() {
+            return;
+        }
+        op.reply = Some(reply);
+        if let Some(t) = op.deadline.take() {
+            self.timers.cancel(t);
+        }
+        let subs: Vec<u64> = match &mut op.kind {
+            OpKind::Write(w) => std::mem::take(&mut w.pending),
+            OpKind::Read(r) => {
+                if let Some(t) = r.retry.take() {
+                    self.timers.cancel(t);
+                }
+                std::mem::take(&mut r.pending)
+            }
+        };
+        for sub in subs {
+            if let Some(s) = self.subs.remove(&sub) {
+                if let Some(t) = s.timer {
+                    self.timers.cancel(t);
+                }
+            }
+        }
+    }
+
+    /// Send the reply of a completed op that has reached the front of its queue, and forget it.
+    fn finish(&mut self, id: OpId) {
+        let op = self.ops.remove(id);
+        if let (Some(conn), Some(reply)) = (op.client, op.reply) {
+            self.out
+                .push(Out::Send(conn, dsm_wire::Frame::new(op.req_id, reply)));
+        }
+    }
+
+    /// The client went away: its ops finish (a write already sent must still commit or fail
+    /// cleanly) but nobody is told.
+    pub(crate) fn orphan_ops(&mut self, conn: ConnId) {
+        for (_, op) in self.ops.iter_mut() {
+            if op.client == Some(conn) {
+                op.client = None;
+            }
+        }
+    }
+
+    fn complete_and_advance(&mut self, id: OpId, reply: Body, now: Instant) {
+        self.complete(id, reply);
+        let key = self.ops[id].key.clone();
+        self.advance(&key, now);
+    }
+
+    fn start_write(&mut self, id: OpId, now: Instant) {
+        let ranked = self.slaves.ranked_live(stable_hash(&self.ops[id].key));
+        if ranked.is_empty() {
+            warn!("write refused: no live slave");
+            return self.complete(id, Body::error(ErrorCode::NoSlaves, "no live slave"));
+        }
+        let version = self.next_version;
+        self.next_version += 1;
+        let first = self.cfg.replicas.min(ranked.len());
+        if first < self.cfg.replicas {
+            warn!(
+                "only {} live slave(s) for a write that wants {} copies",
+                ranked.len(),
+                self.cfg.replicas
+            );
+        }
+        if let OpKind::Write(w) = &mut self.ops[id].kind {
+            w.version = version;
+            w.ranked = ranked;
+            w.next = first;
+        }
+        for pos in 0..first {
+            let slave = match &self.ops[id].kind {
+                OpKind::Write(w) => w.ranked[pos],
+                OpKind::Read(_) => unreachable!("start_write on a read"),
+            };
+            self.send_store(id, slave, now);
+        }
+    }
+
+    fn send_store(&mut self, id: OpId, slave: SlaveIdx, now: Instant) {
+        let sub = self.next_sub;
+        self.next_sub += 1;
+        let timer = self
+            .timers
+            .insert(now + self.cfg.ack_timeout, Timer::Ack(sub));
+        self.subs.insert(
+            sub,
+            Sub {
+                op: id,
+                slave,
+                timer: Some(timer),
+            },
+        );
+        let op = &mut self.ops[id];
+        let OpKind::Write(w) = &mut op.kind else {
+            unreachable!("send_store on a read")
+        };
+        w.pending.push(sub);
+        let body = Body::Store {
+            epoch: self.epoch,
+            version: w.version,
+            key: op.key.to_vec(),
+            value: w.value.clone(),
+        };
+        let conn = self.slaves.get(slave).conn;
+        self.out
+            .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+    }
+
+    pub(crate) fn on_ack(&mut self, sub: u64, from: SlaveIdx, version: u64, now: Instant) {
+        let Some(s) = self.subs.get(&sub) else {
+            return; // late ACK for a finished op
+        };
+        if s.slave != from {
+            return;
+        }
+        let s = self.subs.remove(&sub).expect("checked above");
+        if let Some(t) = s.timer {
+            self.timers.cancel(t);
+        }
+        let id = s.op;
+        let done = {
+            let OpKind::Write(w) = &mut self.ops[id].kind else {
+                return;
+            };
+            if version < w.version {
+                warn!("slave ACKed version {version} for a STORE of {}", w.version);
+            }
+            w.pending.retain(|&p| p != sub);
+            w.acked.push(from);
+            w.pending.is_empty()
+        };
+        if done {
+            self.commit_write(id, now);
+        }
+    }
+
+    /// Every chosen slave has answered: record the new version and its holders, then say OK.
+    fn commit_write(&mut self, id: OpId, now: Instant) {
+        let (key, version, holders) = {
+            let op = &mut self.ops[id];
+            let OpKind::Write(w) = &mut op.kind else {
+                return;
+            };
+            (op.key.clone(), w.version, std::mem::take(&mut w.acked))
+        };
+        if holders.is_empty() {
+            warn!("write of version {version} lost every slave it was sent to");
+            return self.complete_and_advance(
+                id,
+                Body::error(ErrorCode::NoSlaves, "every slave chosen for the write died"),
+                now,
+            );
+        }
+        if holders.len() < self.cfg.replicas {
+            warn!(
+                "version {version} acknowledged with {} of {} copies",
+                holders.len(),
+                self.cfg.replicas
+            );
+        }
+        self.record(&key, version, holders);
+        self.complete_and_advance(id, Body::Ok, now);
+    }
+
+    /// Make `version` on `holders` the latest acknowledged state of `key`, keeping per-slave
+    /// key counts right.
+    pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: Vec<SlaveIdx>) {
+        for &h in &holders {
+            if self.slaves.is_live(h) {
+                self.slaves.get_mut(h).keys += 1;
+            }
+        }
+        if let Some(old) = self.keys.commit(key, version, holders) {
+            for h in old.holders {
+                if self.slaves.is_live(h) {
+                    let s = self.slaves.get_mut(h);
+                    s.keys = s.keys.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// A sub-request will not be answered (its slave died or refused). Writes move to the next
+    /// slave in rendezvous order; reads ask another holder.
+    pub(crate) fn on_sub_failed(&mut self, sub: u64, now: Instant) {
+        let Some(s) = self.subs.remove(&sub) else {
+            return;
+        };
+        if let Some(t) = s.timer {
+            self.timers.cancel(t);
+        }
+        let id = s.op;
+        if !self.ops.contains(id) || self.ops[id].reply.is_some() {
+            return;
+        }
+        match &mut self.ops[id].kind {
+            OpKind::Write(w) => {
+                w.pending.retain(|&p| p != sub);
+                let replacement = loop {
+                    match w.ranked.get(w.next).copied() {
+                        Some(c) => {
+                            w.next += 1;
+                            if self.slaves.is_live(c) && !w.acked.contains(&c) {
+                                break Some(c);
+                            }
+                        }
+                        None => break None,
+                    }
+                };
+                let nothing_left = w.pending.is_empty();
+                match replacement {
+                    Some(c) => {
+                        debug!("write moves to replacement slave {c}");
+                        self.send_store(id, c, now);
+                    }
+                    None if nothing_left => self.commit_write(id, now),
+                    None => {}
+                }
+            }
+            OpKind::Read(r) => {
+                r.pending.retain(|&p| p != sub);
+                if r.pending.is_empty() {
+                    self.send_fetch(id, now);
+                }
+            }
+        }
+    }
+
+    fn start_read(&mut self, id: OpId, now: Instant) {
+        let version = match self.keys.get(&self.ops[id].key) {
+            Some(e) => e.version,
+            None => return self.complete(id, Body::NotFound),
+        };
+        if let OpKind::Read(r) = &mut self.ops[id].kind {
+            r.version = version;
+        }
+        self.send_fetch(id, now);
+    }
+
+    /// FETCH from the next live holder (round robin spreads reads over the copies). With no live
+    /// holder left the key is gone: NOT_FOUND, as the seed design says.
+    fn send_fetch(&mut self, id: OpId, now: Instant) {
+        let holder = {
+            let key = &self.ops[id].key;
+            let Some(e) = self.keys.get(key) else {
+                return self.complete_and_advance(id, Body::NotFound, now);
+            };
+            let live: Vec<SlaveIdx> = e
+                .holders
+                .iter()
+                .copied()
+                .filter(|&h| self.slaves.is_live(h))
+                .collect();
+            if live.is_empty() {
+                warn!("every holder of a key is dead; answering NOT_FOUND");
+                return self.complete_and_advance(id, Body::NotFound, now);
+            }
+            self.read_rr = self.read_rr.wrapping_add(1);
+            live[self.read_rr % live.len()]
+        };
+        let sub = self.next_sub;
+        self.next_sub += 1;
+        self.subs.insert(
+            sub,
+            Sub {
+                op: id,
+                slave: holder,
+                timer: None,
+            },
+        );
+        let retry = self
+            .timers
+            .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
+        let op = &mut self.ops[id];
+        let OpKind::Read(r) = &mut op.kind else {
+            unreachable!("send_fetch on a write")
+        };
+        r.pending.push(sub);
+        r.attempts += 1;
+        if let Some(old) = r.retry.replace(retry) {
+            self.timers.cancel(old);
+        }
+        let body = Body::Fetch {
+            epoch: self.epoch,
+            key: op.key.to_vec(),
+        };
+        let conn = self.slaves.get(holder).conn;
+        self.out
+            .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+    }
+
+    pub(crate) fn on_read_retry(&mut self, id: OpId, now: Instant) {
+        if !self.ops.contains(id) || self.ops[id].reply.is_some() {
+            return;
+        }
+        let op = &mut self.ops[id];
+        if let OpKind::Read(r) = &mut op.kind {
+            r.retry = None;
+            debug!("read retry {} for request {}", r.attempts, op.req_id);
+            self.send_fetch(id, now);
+        }
+    }
+
+    /// A FETCH answer (`None` = the slave holds nothing for the key).
+    pub(crate) fn on_fetched(
+        &mut self,
+        sub: u64,
+        from: SlaveIdx,
+        answer: Option<(u64, Vec<u8>)>,
+        now: Instant,
+    ) {
+        let Some(s) = self.subs.get(&sub) else {
+            return;
+        };
+        if s.slave != from {
+            return;
+        }
+        let id = self.subs.remove(&sub).expect("checked above").op;
+        let want = match &mut self.ops[id].kind {
+            OpKind::Read(r) => {
+                r.pending.retain(|&p| p != sub);
+                r.version
+            }
+            OpKind::Write(_) => return,
+        };
+        match answer {
+            Some((version, value)) if version >= want => {
+                if version > want {
+                    // A write whose outcome was reported unknown reached this slave after all:
+                    // it takes effect now, and reads follow this copy from here on.
+                    let key = self.ops[id].key.clone();
+                    warn!("adopting version {version} (newer than {want}) from slave {from}");
+                    self.record(&key, version, vec![from]);
+                }
+                self.complete_and_advance(id, Body::Value { value }, now);
+            }
+            other => {
+                let got = other.map(|(v, _)| v);
+                warn!("slave {from} holds {got:?} for a key at version {want}; no longer a holder");
+                let key = self.ops[id].key.clone();
+                if let Some(e) = self.keys.get_mut(&key) {
+                    e.holders.retain(|&h| h != from);
+                    let s = self.slaves.get_mut(from);
+                    s.keys = s.keys.saturating_sub(1);
+                }
+                self.send_fetch(id, now);
+            }
+        }
+    }
+
+    pub(crate) fn on_deadline(&mut self, id: OpId, now: Instant) {
+        if !self.ops.contains(id) || self.ops[id].reply.is_some() {
+            return;
+        }
+        self.ops[id].deadline = None;
+        let op = &mut self.ops[id];
+        let text = match &mut op.kind {
+            OpKind::Write(w) if !w.acked.is_empty() => {
+                // Some copies are held: make them the record so every later read agrees.
+                let (key, version, holders) =
+                    (op.key.clone(), w.version, std::mem::take(&mut w.acked));
+                self.record(&key, version, holders);
+                "deadline passed with some copies stored; the write may have happened"
+            }
+            OpKind::Write(_) => "deadline passed; the write may or may not have happened",
+            OpKind::Read(_) => "deadline passed before any holder answered",
+        };
+        warn!("request {} timed out: {text}", self.ops[id].req_id);
+        self.complete_and_advance(id, Body::error(ErrorCode::Timeout, text), now);
+    }
+}

@@ -1,0 +1,85 @@
+//! Rendezvous (highest-random-weight) placement of keys on slaves, with a hash that is stable
+//! across builds, machines and Rust versions (std's hasher promises none of that).
+
+/// FNV-1a over the bytes, then a splitmix64 finaliser so that nearby inputs spread out.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// splitmix64's finaliser: a bijection with good avalanche.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The weight of `slave_hash` for `key_hash`; the slaves with the highest weights hold the key.
+pub fn weight(key_hash: u64, slave_hash: u64) -> u64 {
+    mix(key_hash ^ slave_hash.rotate_left(17))
+}
+
+/// Order `candidates` (pairs of slave index and the hash of its id) by descending weight for
+/// the key, ties broken by index so the order is total. Returns the indices.
+pub fn rank(key_hash: u64, candidates: impl Iterator<Item = (u32, u64)>) -> Vec<u32> {
+    let mut scored: Vec<(u64, u32)> = candidates
+        .map(|(idx, h)| (weight(key_hash, h), idx))
+        .collect();
+    scored.sort_unstable_by(|a, b| b.cmp(a));
+    scored.into_iter().map(|(_, idx)| idx).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slaves(n: u32) -> Vec<(u32, u64)> {
+        (0..n)
+            .map(|i| (i, stable_hash(format!("slave-{i}").as_bytes())))
+            .collect()
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        // Pinned values: placement must not change between releases or machines.
+        assert_eq!(stable_hash(b""), mix(0xcbf2_9ce4_8422_2325));
+        assert_ne!(stable_hash(b"a"), stable_hash(b"b"));
+        assert_eq!(stable_hash(b"key-1"), stable_hash(b"key-1"));
+    }
+
+    #[test]
+    fn spread_is_even_for_r2_over_3() {
+        let s = slaves(3);
+        let mut counts = [0u32; 3];
+        for k in 0..3000 {
+            let order = rank(
+                stable_hash(format!("key-{k}").as_bytes()),
+                s.iter().copied(),
+            );
+            for &i in &order[..2] {
+                counts[i as usize] += 1;
+            }
+        }
+        // Even share is 2000 each; every slave within 10% of it.
+        for c in counts {
+            assert!((1800..=2200).contains(&c), "uneven spread {counts:?}");
+        }
+    }
+
+    #[test]
+    fn removing_a_slave_moves_only_its_keys() {
+        let all = slaves(5);
+        let without: Vec<_> = all.iter().copied().filter(|(i, _)| *i != 2).collect();
+        for k in 0..1000 {
+            let kh = stable_hash(format!("k{k}").as_bytes());
+            let before = rank(kh, all.iter().copied());
+            let after = rank(kh, without.iter().copied());
+            let expect: Vec<u32> = before.into_iter().filter(|&i| i != 2).collect();
+            assert_eq!(after, expect, "rendezvous order must survive a removal");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The master's mio event loop: the slab key is the token, frames go into [`Master`], its outbox
+//! comes back out as coalesced writes (one `write` per connection per loop turn at most).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dsm_net::{Conn, Io};
+use log::{debug, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::core::{Master, Out};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const HEARTBEAT: Token = Token(usize::MAX - 2);
+/// Above this many unsent bytes for a peer, stop reading its requests until it drains.
+const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
+
+/// Bind, say where on stdout, and serve until an I/O error on the poller itself.
+pub fn run(cfg: Config) -> io::Result<()> {
+    let mut server = Server::bind(cfg)?;
+    println!(
+        "dsm-master ready: listen={} heartbeat={}",
+        server.local_addr()?,
+        server.heartbeat_addr()?
+    );
+    info!(
+        "master listening on {} (heartbeat {}), R={}",
+        server.local_addr()?,
+        server.heartbeat_addr()?,
+        server.cfg.replicas
+    );
+    loop {
+        server.turn()?;
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    heartbeat: TcpListener,
+    conns: Slab<Conn>,
+    core: Master,
+    out: Vec<Out>,
+    /// Connections with bytes queued since their last flush.
+    dirty: Vec<usize>,
+    /// Connections we stopped reading because their replies pile up.
+    paused: Vec<usize>,
+    accepting: bool,
+    cfg: Config,
+}
+
+impl Server {
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.listen)?;
+        let mut heartbeat = TcpListener::bind(cfg.heartbeat)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut heartbeat, HEARTBEAT, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            heartbeat,
+            conns: Slab::new(),
+            core: Master::new(cfg.clone(), Instant::now()),
+            out: Vec::new(),
+            dirty: Vec::new(),
+            paused: Vec::new(),
+            accepting: true,
+            cfg,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn heartbeat_addr(&self) -> io::Result<SocketAddr> {
+        self.heartbeat.local_addr()
+    }
+
+    /// One loop iteration: wait for events or the next timer, handle them, flush.
+    pub fn turn(&mut self) -> io::Result<()> {
+        let timeout = self
+            .core
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        let tokens: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable(),
+                )
+            })
+            .collect();
+        for (token, readable, writable) in tokens {
+            match token {
+                LISTENER | HEARTBEAT => self.accept(token),
+                Token(key) => {
+                    if writable && self.conns.contains(key) {
+                        self.flush(key);
+                    }
+                    if readable && self.conns.contains(key) {
+                        self.read(key);
+                    }
+                }
+            }
+        }
+        self.core.on_tick(Instant::now());
+        self.apply_out();
+        self.flush_dirty();
+        self.resume_paused();
+        Ok(())
+    }
+
+    fn accept(&mut self, token: Token) {
+        while self.accepting {
+            let listener = if token == LISTENER {
+                &self.listener
+            } else {
+                &self.heartbeat
+            };
+            let (mut stream, addr) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog and go on serving.
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.conns.len() >= self.cfg.max_conns {
+                warn!(
+                    "{} connections: at --max-conns, refusing {addr} and pausing accept",
+                    self.conns.len()
+                );
+                drop(stream);
+                self.accepting = false;
+                return;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(key), Interest::READABLE)
+            {
+                warn!("cannot register connection from {addr}: {e}");
+                continue;
+            }
+            entry.insert(Conn::new(stream, self.cfg.max_frame()));
+            debug!("connection {key} from {addr}");
+            self.core.on_connect(key, addr.to_string(), Instant::now());
+        }
+    }
+
+    fn read(&mut self, key: usize) {
+        loop {
+            let conn = &mut self.conns[key];
+            if conn.pending() > HIGH_WATERMARK {
+                if !self.paused.contains(&key) {
+                    debug!("connection {key}: replies pile up, pausing reads");
+                    self.paused.push(key);
+                }
+                return;
+            }
+            match conn.read_some() {
+                Io::Done(_) => {}
+                Io::WouldBlock => return,
+                Io::Closed => return self.close(key, "peer closed the connection", true),
+            }
+            let now = Instant::now();
+            loop {
+                match self.conns[key].next_frame() {
+                    Ok(Some(frame)) => self.core.on_frame(key, frame, now),
+                    Ok(None) => break,
+                    Err(e) => return self.close(key, &format!("bad frame: {e}"), true),
+                }
+            }
+            self.apply_out();
+            if !self.conns.contains(key) {
+                return;
+            }
+        }
+    }
+
+    /// Carry out the core's outbox: queue frames, close what it closed.
+    fn apply_out(&mut self) {
+        self.core.drain_out(&mut self.out);
+        for out in std::mem::take(&mut self.out) {
+            match out {
+                Out::Send(key, frame) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        if conn.pending() == 0 && !conn.write_interest {
+                            self.dirty.push(key);
+                        }
+                        conn.send(&frame);
+                    }
+                }
+                Out::Close(key) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        // Best effort: let the ERROR that explains the close go out first.
+                        let _ = conn.flush();
+                    }
+                    self.close(key, "closed by the master", false);
+                }
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        for key in std::mem::take(&mut self.dirty) {
+            if self.conns.contains(key) {
+                self.flush(key);
+            }
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        match conn.flush_and_rearm(self.poll.registry(), Token(key)) {
+            Io::Closed => self.close(key, "write failed", true),
+            Io::WouldBlock if conn.pending() > self.cfg.max_write_buffer => {
+                let why = format!(
+                    "{} bytes of replies unread (over --max-write-buffer)",
+                    conn.pending()
+                );
+                self.close(key, &why, true)
+            }
+            _ => {}
+        }
+    }
+
+    fn resume_paused(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let ready: Vec<usize> = self
+            .paused
+            .iter()
+            .copied()
+            .filter(|&k| !self.conns.contains(k) || self.conns[k].pending() <= HIGH_WATERMARK / 2)
+            .collect();
+        self.paused.retain(|k| !ready.contains(k));
+        for key in ready {
+            if self.conns.contains(key) {
+                self.read(key);
+            }
+        }
+        self.apply_out();
+        self.flush_dirty();
+    }
+
+    /// Forget a connection. `tell_core`: the loop decided (the core did not ask for it).
+    fn close(&mut self, key: usize, why: &str, tell_core: bool) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        debug!("connection {key} closed: {why}");
+        let _ = self.poll.registry().deregister(conn.stream_mut());
+        self.paused.retain(|&k| k != key);
+        if tell_core {
+            self.core.on_close(key, Instant::now());
+        }
+        if !self.accepting && self.conns.len() < self.cfg.max_conns * 9 / 10 {
+            info!("below 90% of --max-conns again; accepting");
+            self.accepting = true;
+            self.accept(LISTENER);
+            self.accept(HEARTBEAT);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The master's table of slaves (replicas): who is live, where to reach them, how many keys they
+//! hold, and the rendezvous ranking of live slaves for a key.
+
+use std::time::Instant;
+
+use crate::keymap::SlaveIdx;
+use crate::placement;
+
+pub type ConnId = usize;
+
+#[derive(Debug)]
+pub struct Replica {
+    pub id: String,
+    pub addr: String,
+    pub conn: ConnId,
+    pub live: bool,
+    /// Keys whose latest version the master has placed here (while live).
+    pub keys: u64,
+    /// `stable_hash(id)`, cached for ranking.
+    pub hash: u64,
+    pub last_heard: Instant,
+    pub unanswered_pings: u32,
+}
+
+#[derive(Default)]
+pub struct SlaveTable {
+    list: Vec<Replica>,
+}
+
+impl SlaveTable {
+    /// Add a slave that just said HELLO. Every registration gets a new index, even for a known
+    /// id: data the slave held under an older index is not counted on again.
+    pub fn register(&mut self, id: &str, addr: String, conn: ConnId, now: Instant) -> SlaveIdx {
+        self.list.push(Replica {
+            id: id.to_string(),
+            addr,
+            conn,
+            live: true,
+            keys: 0,
+            hash: placement::stable_hash(id.as_bytes()),
+            last_heard: now,
+            unanswered_pings: 0,
+        });
+        (self.list.len() - 1) as SlaveIdx
+    }
+
+    /// The live slave registered under `id`, if any.
+    pub fn live_by_id(&self, id: &str) -> Option<SlaveIdx> {
+        self.list
+            .iter()
+            .rposition(|s| s.live && s.id == id)
+            .map(|i| i as SlaveIdx)
+    }
+
+    pub fn get(&self, idx: SlaveIdx) -> &Replica {
+        &self.list[idx as usize]
+    }
+
+    pub fn get_mut(&mut self, idx: SlaveIdx) -> &mut Replica {
+        &mut self.list[idx as usize]
+    }
+
+    pub fn is_live(&self, idx: SlaveIdx) -> bool {
+        self.list.get(idx as usize).is_some_and(|s| s.live)
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.list.iter().filter(|s| s.live).count()
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as SlaveIdx, s))
+    }
+
+    /// Live slaves in rendezvous order for a key: the first R are its home.
+    pub fn ranked_live(&self, key_hash: u64) -> Vec<SlaveIdx> {
+        placement::rank(key_hash, self.live().map(|(i, s)| (i, s.hash)))
+    }
+
+    /// The newest registration of each id, in order of first appearance: what STATUS lists.
+    pub fn latest_per_id(&self) -> Vec<&Replica> {
+        let mut out: Vec<&Replica> = Vec::new();
+        for s in &self.list {
+            match out.iter_mut().find(|o| o.id == s.id) {
+                Some(slot) => *slot = s,
+                None => out.push(s),
+            }
+        }
+        out
+    }
+}

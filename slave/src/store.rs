@@ -1,0 +1,245 @@
+//! The slave's logic as a state machine: the versioned key store and the answer to each frame
+//! from the master. No sockets; the event loop feeds frames in and sends the replies.
+
+use std::collections::HashMap;
+
+use dsm_wire::{Body, ErrorCode, Frame};
+use log::{info, warn};
+
+struct Held {
+    version: u64,
+    value: Box<[u8]>,
+}
+
+#[derive(Default)]
+pub struct Store {
+    map: HashMap<Box<[u8]>, Held>,
+    /// The highest master epoch seen; commands from older epochs are refused (fencing).
+    epoch: u64,
+}
+
+impl Store {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The version held for `key`, if any.
+    pub fn version_of(&self, key: &[u8]) -> Option<u64> {
+        self.map.get(key).map(|h| h.version)
+    }
+
+    /// Answer one frame from the master; `None` when nothing is owed.
+    pub fn on_frame(&mut self, frame: Frame) -> Option<Frame> {
+        let req = frame.req_id;
+        let reply = match frame.body {
+            Body::Welcome { epoch, reset } => {
+                self.see_epoch(epoch);
+                if reset && !self.map.is_empty() {
+                    info!(
+                        "master asked for a fresh start: dropping {} keys",
+                        self.map.len()
+                    );
+                    self.map = HashMap::new();
+                }
+                return None;
+            }
+            Body::Store {
+                epoch,
+                version,
+                key,
+                value,
+            } => {
+                if let Some(stale) = self.fence(epoch) {
+                    stale
+                } else {
+                    let held = self.put(key, version, value);
+                    Body::Ack { version: held }
+                }
+            }
+            Body::Fetch { epoch, key } => {
+                if let Some(stale) = self.fence(epoch) {
+                    stale
+                } else {
+                    match self.map.get(&key[..]) {
+                        Some(h) => Body::Fetched {
+                            version: h.version,
+                            value: h.value.to_vec(),
+                        },
+                        None => Body::NotFound,
+                    }
+                }
+            }
+            Body::Ping => Body::Pong,
+            Body::Pong | Body::Ok => return None,
+            Body::Error { code, text } => {
+                warn!("master says {}: {text}", code.name());
+                return None;
+            }
+            other => Body::error(
+                ErrorCode::BadRequest,
+                format!("a slave does not take {:?}", other.opcode()),
+            ),
+        };
+        Some(Frame::new(req, reply))
+    }
+
+    /// Keep `value` unless a newer version is already held; returns the version now held.
+    fn put(&mut self, key: Vec<u8>, version: u64, value: Vec<u8>) -> u64 {
+        match self.map.get_mut(&key[..]) {
+            Some(h) if h.version >= version => h.version,
+            Some(h) => {
+                h.version = version;
+                h.value = value.into_boxed_slice();
+                version
+            }
+            None => {
+                self.map.insert(
+                    key.into_boxed_slice(),
+                    Held {
+                        version,
+                        value: value.into_boxed_slice(),
+                    },
+                );
+                version
+            }
+        }
+    }
+
+    fn see_epoch(&mut self, epoch: u64) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+        }
+    }
+
+    /// `Some(error)` when `epoch` is older than one already seen.
+    fn fence(&mut self, epoch: u64) -> Option<Body> {
+        if epoch < self.epoch {
+            return Some(Body::error(
+                ErrorCode::StaleEpoch,
+                format!("epoch {epoch} is older than {}", self.epoch),
+            ));
+        }
+        self.see_epoch(epoch);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(req: u64, version: u64, key: &str, value: &str) -> Frame {
+        Frame::new(
+            req,
+            Body::Store {
+                epoch: 1,
+                version,
+                key: key.into(),
+                value: value.into(),
+            },
+        )
+    }
+
+    fn fetch(req: u64, key: &str) -> Frame {
+        Frame::new(
+            req,
+            Body::Fetch {
+                epoch: 1,
+                key: key.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn stores_acks_and_fetches() {
+        let mut s = Store::default();
+        assert_eq!(
+            s.on_frame(store(1, 5, "k", "v")),
+            Some(Frame::new(1, Body::Ack { version: 5 }))
+        );
+        assert_eq!(
+            s.on_frame(fetch(2, "k")),
+            Some(Frame::new(
+                2,
+                Body::Fetched {
+                    version: 5,
+                    value: b"v".to_vec()
+                }
+            ))
+        );
+        assert_eq!(
+            s.on_frame(fetch(3, "nope")),
+            Some(Frame::new(3, Body::NotFound))
+        );
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let mut s = Store::default();
+        s.on_frame(store(1, 9, "k", "new"));
+        // The ACK reports the version held, so the master can tell.
+        assert_eq!(
+            s.on_frame(store(2, 3, "k", "old")),
+            Some(Frame::new(2, Body::Ack { version: 9 }))
+        );
+        assert_eq!(s.version_of(b"k"), Some(9));
+        let Some(Frame {
+            body: Body::Fetched { value, .. },
+            ..
+        }) = s.on_frame(fetch(3, "k"))
+        else {
+            panic!("expected FETCHED");
+        };
+        assert_eq!(value, b"new");
+    }
+
+    #[test]
+    fn reset_drops_everything_and_old_epochs_are_refused() {
+        let mut s = Store::default();
+        s.on_frame(store(1, 1, "a", "1"));
+        s.on_frame(Frame::new(
+            0,
+            Body::Welcome {
+                epoch: 2,
+                reset: true,
+            },
+        ));
+        assert!(s.is_empty());
+        let reply = s.on_frame(store(2, 2, "a", "x")).unwrap();
+        assert!(matches!(
+            reply.body,
+            Body::Error {
+                code: ErrorCode::StaleEpoch,
+                ..
+            }
+        ));
+        assert!(s.is_empty(), "a fenced STORE must not be applied");
+    }
+
+    #[test]
+    fn pings_are_answered_and_client_opcodes_refused() {
+        let mut s = Store::default();
+        assert_eq!(
+            s.on_frame(Frame::new(4, Body::Ping)),
+            Some(Frame::new(4, Body::Pong))
+        );
+        let reply = s
+            .on_frame(Frame::new(5, Body::Read { key: b"k".to_vec() }))
+            .unwrap();
+        assert!(matches!(
+            reply.body,
+            Body::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,717 @@
+//! Codec tests: round trips for every opcode, every truncated prefix, and each typed error.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use dsm_wire::{
+    decode, decode_with_max, encode, max_frame_for, Body, ErrorCode, Frame, Opcode, Role,
+    ServerRole, SlaveStatus, Status, WireError, DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY,
+    DEFAULT_MAX_VALUE, HEADER_LEN,
+};
+
+// The largest single allocation each thread has asked for, so a test can prove that decoding a
+// hostile length or count did not reserve memory for it.
+thread_local! {
+    static LARGEST_ALLOC: Cell<usize> = const { Cell::new(0) };
+}
+
+struct TrackingAlloc;
+
+fn note_alloc(size: usize) {
+    // try_with: allocations can happen while a thread's locals are being torn down.
+    let _ = LARGEST_ALLOC.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the tracking only reads
+// the requested size and touches a const-initialised thread local, which never allocates.
+unsafe impl GlobalAlloc for TrackingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_alloc(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOC: TrackingAlloc = TrackingAlloc;
+
+/// The largest allocation `f` made on this thread.
+fn largest_alloc_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST_ALLOC.with(|l| l.set(0));
+    let out = f();
+    (out, LARGEST_ALLOC.with(|l| l.get()))
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// A value of `n` bytes that is not all one byte, so a misplaced slice shows.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn slave(id: &str, addr: &str, live: bool, keys: u64) -> SlaveStatus {
+    SlaveStatus {
+        id: id.to_string(),
+        addr: addr.to_string(),
+        live,
+        keys,
+    }
+}
+
+/// Sample frames covering every opcode, with edge values: empty and 1 MiB payloads, extreme
+/// integers, unicode strings, STATUS_REPLY with no slaves and with several.
+fn samples() -> Vec<Frame> {
+    let unicode = "näme-日本語-🦀-ünïcødé";
+    let bodies = vec![
+        Body::Hello {
+            role: Role::Client,
+            epoch: 0,
+            id: String::new(),
+        },
+        Body::Hello {
+            role: Role::Slave,
+            epoch: u64::MAX,
+            id: "slave-1".into(),
+        },
+        Body::Hello {
+            role: Role::Backup,
+            epoch: 42,
+            id: unicode.into(),
+        },
+        Body::Welcome {
+            epoch: 0,
+            reset: false,
+        },
+        Body::Welcome {
+            epoch: u64::MAX,
+            reset: true,
+        },
+        Body::Write {
+            key: vec![],
+            value: vec![],
+        },
+        Body::Write {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+        Body::Write {
+            key: pattern(DEFAULT_MAX_KEY),
+            value: pattern(MIB),
+        },
+        Body::Write {
+            key: unicode.as_bytes().to_vec(),
+            value: vec![0, 0xff, 0, 0xff],
+        },
+        Body::Read { key: vec![] },
+        Body::Read {
+            key: vec![0x00, 0xff, 0x80],
+        },
+        Body::Ok,
+        Body::Value { value: vec![] },
+        Body::Value {
+            value: pattern(MIB),
+        },
+        Body::NotFound,
+        Body::error(ErrorCode::BadRequest, ""),
+        Body::error(ErrorCode::TooLarge, "value of 2000000 bytes over 1048576"),
+        Body::error(ErrorCode::NoSlaves, "no live slave"),
+        Body::error(ErrorCode::Timeout, "deadline passed"),
+        Body::error(ErrorCode::NotPrimary, "primary is 127.0.0.1:7000"),
+        Body::error(ErrorCode::StaleEpoch, unicode),
+        Body::error(ErrorCode::Unauthorized, "no"),
+        Body::error(ErrorCode::Busy, "too many connections"),
+        Body::error(ErrorCode::Other(0), "zero"),
+        Body::error(ErrorCode::Other(9), "from a newer peer"),
+        Body::error(ErrorCode::Other(u16::MAX), "max"),
+        Body::Store {
+            epoch: 0,
+            version: 0,
+            key: vec![],
+            value: vec![],
+        },
+        Body::Store {
+            epoch: 3,
+            version: u64::MAX,
+            key: pattern(DEFAULT_MAX_KEY),
+            value: pattern(MIB),
+        },
+        Body::Ack { version: 0 },
+        Body::Ack { version: u64::MAX },
+        Body::Fetch {
+            epoch: 1,
+            key: vec![],
+        },
+        Body::Fetch {
+            epoch: u64::MAX,
+            key: b"some/key".to_vec(),
+        },
+        Body::Fetched {
+            version: 0,
+            value: vec![],
+        },
+        Body::Fetched {
+            version: 7,
+            value: pattern(4096),
+        },
+        Body::Ping,
+        Body::Pong,
+        Body::Status,
+        Body::StatusReply(Status {
+            role: ServerRole::Primary,
+            epoch: 0,
+            replicas: 0,
+            keys: 0,
+            under_replicated: 0,
+            slaves: vec![],
+        }),
+        Body::StatusReply(Status {
+            role: ServerRole::Backup,
+            epoch: 9,
+            replicas: 3,
+            keys: 1_000_000,
+            under_replicated: 12,
+            slaves: vec![
+                slave("s1", "127.0.0.1:7001", true, 10),
+                slave("", "", false, 0),
+                slave(unicode, "[::1]:7003", true, u64::MAX),
+            ],
+        }),
+        Body::StatusReply(Status {
+            role: ServerRole::Fenced,
+            epoch: u64::MAX,
+            replicas: u16::MAX,
+            keys: u64::MAX,
+            under_replicated: u64::MAX,
+            slaves: vec![slave("only", "10.0.0.1:1", false, 1)],
+        }),
+    ];
+    let req_ids = [0, 1, 2, u64::MAX, 0x0102_0304_0506_0708];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| Frame::new(req_ids[i % req_ids.len()], body))
+        .collect()
+}
+
+fn encoded(frame: &Frame) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode(frame, &mut buf);
+    buf
+}
+
+/// A frame built by hand: a correct header around `body`, whatever `body` holds.
+fn raw(op: u8, req_id: u64, body: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&((HEADER_LEN + body.len()) as u32).to_be_bytes());
+    buf.push(op);
+    buf.extend_from_slice(&req_id.to_be_bytes());
+    buf.extend_from_slice(body);
+    buf
+}
+
+fn malformed(op: Opcode, reason: &'static str) -> WireError {
+    WireError::Malformed {
+        op: op as u8,
+        reason,
+    }
+}
+
+#[test]
+fn samples_cover_every_opcode() {
+    let samples = samples();
+    for op in Opcode::ALL {
+        assert!(
+            samples.iter().any(|f| f.body.opcode() == op),
+            "no sample frame for {op:?}: add one to samples()"
+        );
+    }
+}
+
+#[test]
+fn opcode_bytes_are_distinct_and_map_back() {
+    for (i, op) in Opcode::ALL.iter().enumerate() {
+        assert_eq!(Opcode::from_u8(*op as u8), Some(*op));
+        for other in &Opcode::ALL[i + 1..] {
+            assert_ne!(*op as u8, *other as u8, "{op:?} and {other:?} share a byte");
+        }
+    }
+}
+
+#[test]
+fn every_sample_round_trips_and_consumes_exactly_its_bytes() {
+    for frame in samples() {
+        let buf = encoded(&frame);
+        assert_eq!(
+            u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize,
+            buf.len(),
+            "length prefix of {:?}",
+            frame.body.opcode()
+        );
+        assert_eq!(buf[4], frame.body.opcode() as u8);
+        assert_eq!(decode(&buf), Ok(Some((frame.clone(), buf.len()))));
+    }
+}
+
+#[test]
+fn every_strict_prefix_of_every_sample_needs_more_bytes() {
+    for frame in samples() {
+        let buf = encoded(&frame);
+        for cut in 0..buf.len() {
+            assert_eq!(
+                decode(&buf[..cut]),
+                Ok(None),
+                "{:?} cut to {cut} of {} bytes",
+                frame.body.opcode(),
+                buf.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn frames_back_to_back_decode_one_then_the_other() {
+    let samples = samples();
+    // Every sample followed by the next one (and the last by the first).
+    for (i, first) in samples.iter().enumerate() {
+        let second = &samples[(i + 1) % samples.len()];
+        let mut buf = Vec::new();
+        encode(first, &mut buf);
+        let first_len = buf.len();
+        // encode appends: it must not disturb what the buffer already holds.
+        encode(second, &mut buf);
+        assert_eq!(decode(&buf), Ok(Some((first.clone(), first_len))));
+        assert_eq!(
+            decode(&buf[first_len..]),
+            Ok(Some((second.clone(), buf.len() - first_len)))
+        );
+    }
+}
+
+#[test]
+fn a_partial_second_frame_does_not_disturb_the_first() {
+    let first = Frame::new(1, Body::Ping);
+    let second = Frame::new(2, Body::Read { key: b"k".to_vec() });
+    let mut buf = encoded(&first);
+    let first_len = buf.len();
+    let second_bytes = encoded(&second);
+    buf.extend_from_slice(&second_bytes[..second_bytes.len() - 1]);
+    assert_eq!(decode(&buf), Ok(Some((first, first_len))));
+    assert_eq!(decode(&buf[first_len..]), Ok(None));
+}
+
+#[test]
+fn write_and_ok_have_the_documented_bytes() {
+    // The worked example in PROTOCOL.md.
+    let write = Frame::new(
+        1,
+        Body::Write {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    );
+    let write_hex = "00000017 10 0000000000000001 00000001 6b 00000001 76";
+    assert_eq!(hex(&encoded(&write)), write_hex.replace(' ', ""));
+    let ok = Frame::new(1, Body::Ok);
+    assert_eq!(hex(&encoded(&ok)), "0000000d120000000000000001");
+    let hello = Frame::new(
+        0,
+        Body::Hello {
+            role: Role::Client,
+            epoch: 0,
+            id: "c1".into(),
+        },
+    );
+    let hello_hex = "0000001a 01 0000000000000000 01 0000000000000000 0002 6331";
+    assert_eq!(hex(&encoded(&hello)), hello_hex.replace(' ', ""));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn error_codes_keep_their_numbers() {
+    let known = [
+        (ErrorCode::BadRequest, 1),
+        (ErrorCode::TooLarge, 2),
+        (ErrorCode::NoSlaves, 3),
+        (ErrorCode::Timeout, 4),
+        (ErrorCode::NotPrimary, 5),
+        (ErrorCode::StaleEpoch, 6),
+        (ErrorCode::Unauthorized, 7),
+        (ErrorCode::Busy, 8),
+    ];
+    for (code, n) in known {
+        assert_eq!(code.to_u16(), n);
+        assert_eq!(ErrorCode::from_u16(n), code);
+    }
+    // A code this build does not know survives a decode and re-encode unchanged.
+    let buf = raw(Opcode::Error as u8, 5, &[0x01, 0x00, 0, 0]);
+    let (frame, _) = decode(&buf).unwrap().unwrap();
+    assert_eq!(frame.body, Body::error(ErrorCode::Other(256), ""));
+    assert_eq!(encoded(&frame), buf);
+}
+
+#[test]
+fn role_bytes_are_fixed() {
+    for (role, b) in [(Role::Client, 1), (Role::Slave, 2), (Role::Backup, 3)] {
+        assert_eq!(role as u8, b);
+        assert_eq!(Role::from_u8(b), Some(role));
+    }
+    let server_roles = [
+        (ServerRole::Primary, 1),
+        (ServerRole::Backup, 2),
+        (ServerRole::Fenced, 3),
+    ];
+    for (role, b) in server_roles {
+        assert_eq!(role as u8, b);
+        assert_eq!(ServerRole::from_u8(b), Some(role));
+    }
+}
+
+#[test]
+fn default_limits_fit_a_maximal_store() {
+    assert_eq!(
+        DEFAULT_MAX_FRAME,
+        DEFAULT_MAX_VALUE + DEFAULT_MAX_KEY + 64 * 1024
+    );
+    assert_eq!(
+        max_frame_for(DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE),
+        DEFAULT_MAX_FRAME
+    );
+    assert_eq!(max_frame_for(usize::MAX, usize::MAX), u32::MAX as usize);
+    let store = Frame::new(
+        1,
+        Body::Store {
+            epoch: 1,
+            version: 1,
+            key: pattern(DEFAULT_MAX_KEY),
+            value: pattern(DEFAULT_MAX_VALUE),
+        },
+    );
+    let buf = encoded(&store);
+    assert!(buf.len() <= DEFAULT_MAX_FRAME);
+    assert_eq!(decode(&buf), Ok(Some((store, buf.len()))));
+}
+
+#[test]
+fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
+    // 'é' is two bytes: 40,000 of them are 80,000 bytes, cut to the 32,767 that fit 65,535.
+    let id = "é".repeat(40_000);
+    let hello = Frame::new(
+        1,
+        Body::Hello {
+            role: Role::Slave,
+            epoch: 1,
+            id,
+        },
+    );
+    let (back, _) = decode(&encoded(&hello)).unwrap().unwrap();
+    let expected = Body::Hello {
+        role: Role::Slave,
+        epoch: 1,
+        id: "é".repeat(32_767),
+    };
+    assert_eq!(back.body, expected);
+
+    let mut status = Status {
+        role: ServerRole::Primary,
+        epoch: 1,
+        replicas: 2,
+        keys: 0,
+        under_replicated: 0,
+        slaves: (0..70_000).map(|i| slave("", "", i % 2 == 0, i)).collect(),
+    };
+    let (back, _) = decode(&encoded(&Frame::new(1, Body::StatusReply(status.clone()))))
+        .unwrap()
+        .unwrap();
+    status.slaves.truncate(u16::MAX as usize);
+    assert_eq!(back.body, Body::StatusReply(status));
+}
+
+// ---- Typed errors ----
+
+#[test]
+fn every_unknown_opcode_byte_is_refused_as_soon_as_it_arrives() {
+    for b in 0..=u8::MAX {
+        if Opcode::ALL.iter().any(|op| *op as u8 == b) {
+            continue;
+        }
+        let buf = raw(b, 1, &[]);
+        assert_eq!(decode(&buf), Err(WireError::UnknownOpcode(b)));
+        // Five bytes are enough: no need to wait for the rest of a frame with a bad opcode.
+        let long = [0, 0, 0x10, 0, b];
+        assert_eq!(decode(&long), Err(WireError::UnknownOpcode(b)));
+    }
+}
+
+#[test]
+fn a_length_shorter_than_the_header_is_too_short() {
+    for len in 0..HEADER_LEN as u32 {
+        let err = WireError::TooShort {
+            len: len as usize,
+            min: HEADER_LEN,
+        };
+        // Found from the length prefix alone, whatever follows.
+        assert_eq!(decode(&len.to_be_bytes()), Err(err.clone()));
+        let mut buf = len.to_be_bytes().to_vec();
+        buf.extend_from_slice(&[Opcode::Ping as u8; 20]);
+        assert_eq!(decode(&buf), Err(err));
+    }
+}
+
+#[test]
+fn a_length_over_the_maximum_is_too_large_after_four_bytes() {
+    let len = 100u32.to_be_bytes();
+    assert_eq!(
+        decode_with_max(&len, 99),
+        Err(WireError::TooLarge { len: 100, max: 99 })
+    );
+    // Exactly the maximum is allowed: the decoder waits for the rest.
+    assert_eq!(decode_with_max(&len, 100), Ok(None));
+    let ping = raw(Opcode::Ping as u8, 3, &[]);
+    assert_eq!(
+        decode_with_max(&ping, ping.len()),
+        Ok(Some((Frame::new(3, Body::Ping), 13)))
+    );
+    assert_eq!(
+        decode_with_max(&ping, ping.len() - 1),
+        Err(WireError::TooLarge {
+            len: ping.len(),
+            max: ping.len() - 1
+        })
+    );
+
+    // A ~4 GiB prefix fails at once with the default maximum, before the opcode arrives.
+    let huge = [0xff; 4];
+    let expected = WireError::TooLarge {
+        len: u32::MAX as usize,
+        max: DEFAULT_MAX_FRAME,
+    };
+    let (result, largest) = largest_alloc_during(|| decode(&huge));
+    assert_eq!(result, Err(expected.clone()));
+    assert_eq!(largest, 0, "refusing a length must not allocate");
+    assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, 0x30]), Err(expected));
+    let one_over = ((DEFAULT_MAX_FRAME + 1) as u32).to_be_bytes();
+    assert_eq!(
+        decode(&one_over),
+        Err(WireError::TooLarge {
+            len: DEFAULT_MAX_FRAME + 1,
+            max: DEFAULT_MAX_FRAME
+        })
+    );
+}
+
+#[test]
+fn trailing_bytes_inside_a_frame_are_malformed() {
+    let trailing = malformed(Opcode::Ping, "trailing bytes after the body");
+    assert_eq!(decode(&raw(Opcode::Ping as u8, 1, &[0])), Err(trailing));
+    // A WRITE with one byte after its value.
+    let mut body = encoded(&Frame::new(
+        1,
+        Body::Write {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    ))[HEADER_LEN..]
+        .to_vec();
+    body.push(0);
+    assert_eq!(
+        decode(&raw(Opcode::Write as u8, 1, &body)),
+        Err(malformed(Opcode::Write, "trailing bytes after the body"))
+    );
+    // Every sample with one extra byte counted inside its length.
+    for frame in samples() {
+        let op = frame.body.opcode();
+        let mut body = encoded(&frame)[HEADER_LEN..].to_vec();
+        body.push(0xaa);
+        assert_eq!(
+            decode(&raw(op as u8, frame.req_id, &body)),
+            Err(malformed(op, "trailing bytes after the body"))
+        );
+    }
+}
+
+#[test]
+fn a_body_shorter_than_its_fields_is_malformed() {
+    let short = "body shorter than its fields";
+    assert_eq!(
+        decode(&raw(Opcode::Ack as u8, 1, &[0; 7])),
+        Err(malformed(Opcode::Ack, short))
+    );
+    // A key length that claims more bytes than the frame holds.
+    assert_eq!(
+        decode(&raw(Opcode::Read as u8, 1, &[0, 0, 0, 5, b'a', b'b'])),
+        Err(malformed(Opcode::Read, short))
+    );
+    // A key length of 4 GiB - 1 in a tiny frame: refused without reserving the 4 GiB.
+    let (result, largest) =
+        largest_alloc_during(|| decode(&raw(Opcode::Write as u8, 1, &[0xff, 0xff, 0xff, 0xff, 1])));
+    assert_eq!(result, Err(malformed(Opcode::Write, short)));
+    assert!(largest < 4096, "decode allocated {largest} bytes");
+    // Every sample whose body has fields, with its last body byte cut (and the length fixed to
+    // match): the body no longer holds its fields.
+    for frame in samples() {
+        let op = frame.body.opcode();
+        let body = &encoded(&frame)[HEADER_LEN..];
+        if body.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            decode(&raw(op as u8, frame.req_id, &body[..body.len() - 1])),
+            Err(malformed(op, short)),
+            "{op:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_utf8_in_a_string_is_malformed() {
+    let not_utf8 = "string is not UTF-8";
+    // HELLO: role, epoch, id of two bytes that are not UTF-8.
+    let mut body = vec![Role::Client as u8];
+    body.extend_from_slice(&0u64.to_be_bytes());
+    body.extend_from_slice(&[0, 2, 0xc3, 0x28]);
+    assert_eq!(
+        decode(&raw(Opcode::Hello as u8, 1, &body)),
+        Err(malformed(Opcode::Hello, not_utf8))
+    );
+    // ERROR text that stops in the middle of a character.
+    let mut body = vec![0, 1, 0, 2];
+    body.extend_from_slice(&"é".as_bytes()[..1]);
+    body.push(b'x');
+    assert_eq!(
+        decode(&raw(Opcode::Error as u8, 1, &body)),
+        Err(malformed(Opcode::Error, not_utf8))
+    );
+    // A slave address in STATUS_REPLY.
+    let mut body = status_head(1);
+    body.extend_from_slice(&[0, 0, 0, 1, 0xff, 1]);
+    body.extend_from_slice(&0u64.to_be_bytes());
+    assert_eq!(
+        decode(&raw(Opcode::StatusReply as u8, 1, &body)),
+        Err(malformed(Opcode::StatusReply, not_utf8))
+    );
+}
+
+/// A STATUS_REPLY body up to and including the slave count.
+fn status_head(slaves: u16) -> Vec<u8> {
+    let mut body = vec![ServerRole::Primary as u8];
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(&2u16.to_be_bytes());
+    body.extend_from_slice(&3u64.to_be_bytes());
+    body.extend_from_slice(&4u64.to_be_bytes());
+    body.extend_from_slice(&slaves.to_be_bytes());
+    body
+}
+
+#[test]
+fn bad_role_and_flag_bytes_are_malformed() {
+    for b in [0u8, 4, 0x7f, 0xff] {
+        let mut hello = vec![b];
+        hello.extend_from_slice(&0u64.to_be_bytes());
+        hello.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            decode(&raw(Opcode::Hello as u8, 1, &hello)),
+            Err(malformed(Opcode::Hello, "unknown role"))
+        );
+        let mut status = status_head(0);
+        status[0] = b;
+        assert_eq!(
+            decode(&raw(Opcode::StatusReply as u8, 1, &status)),
+            Err(malformed(Opcode::StatusReply, "unknown server role"))
+        );
+    }
+    for b in [2u8, 0xff] {
+        let mut welcome = 5u64.to_be_bytes().to_vec();
+        welcome.push(b);
+        assert_eq!(
+            decode(&raw(Opcode::Welcome as u8, 1, &welcome)),
+            Err(malformed(Opcode::Welcome, "flag byte is neither 0 nor 1"))
+        );
+        let mut status = status_head(1);
+        status.extend_from_slice(&[0, 0, 0, 0, b]);
+        status.extend_from_slice(&0u64.to_be_bytes());
+        assert_eq!(
+            decode(&raw(Opcode::StatusReply as u8, 1, &status)),
+            Err(malformed(
+                Opcode::StatusReply,
+                "flag byte is neither 0 nor 1"
+            ))
+        );
+    }
+}
+
+#[test]
+fn a_slave_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() {
+    let body = status_head(u16::MAX);
+    let buf = raw(Opcode::StatusReply as u8, 1, &body);
+    let (result, largest) = largest_alloc_during(|| decode(&buf));
+    assert_eq!(
+        result,
+        Err(malformed(
+            Opcode::StatusReply,
+            "slave count larger than the body"
+        ))
+    );
+    assert!(largest < 4096, "decode allocated {largest} bytes");
+
+    // The smallest slave entry is 13 bytes (two empty strings, a flag, a u64): n such entries
+    // decode, and a count of n + 1 over the same bytes is refused before reading them.
+    let n = 5u16;
+    let mut entries = Vec::new();
+    for i in 0..n {
+        entries.extend_from_slice(&[0, 0, 0, 0, 1]);
+        entries.extend_from_slice(&u64::from(i).to_be_bytes());
+    }
+    let mut fits = status_head(n);
+    fits.extend_from_slice(&entries);
+    let (frame, _) = decode(&raw(Opcode::StatusReply as u8, 1, &fits))
+        .unwrap()
+        .unwrap();
+    match frame.body {
+        Body::StatusReply(s) => assert_eq!(s.slaves.len(), n as usize),
+        other => panic!("decoded {other:?}"),
+    }
+    let mut over = status_head(n + 1);
+    over.extend_from_slice(&entries);
+    assert_eq!(
+        decode(&raw(Opcode::StatusReply as u8, 1, &over)),
+        Err(malformed(
+            Opcode::StatusReply,
+            "slave count larger than the body"
+        ))
+    );
+}
+
+#[test]
+fn errors_name_their_numbers() {
+    let cases = [
+        (
+            WireError::TooShort { len: 3, min: 13 },
+            "frame length 3 is shorter than the 13-byte header",
+        ),
+        (
+            WireError::TooLarge { len: 10, max: 9 },
+            "frame length 10 is over the maximum of 9 bytes",
+        ),
+        (WireError::UnknownOpcode(0xab), "unknown opcode 0xab"),
+        (
+            malformed(Opcode::Read, "body shorter than its fields"),
+            "malformed body for opcode 0x11: body shorter than its fields",
+        ),
+    ];
+    for (err, text) in cases {
+        assert_eq!(err.to_string(), text);
+    }
+}
