@@ -1,0 +1,32 @@
+# dsm: every entry point a developer or CI needs. `make help` lists them.
+CARGO ?= cargo
+RELEASE := target/release
+
+.PHONY: help build test lint fmt run-cluster bench torture clean
+
+help:
+	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client)"
+	@echo "make run-cluster  a primary master and 3 slaves on 127.0.0.1 (Ctrl-C stops them all)"
+	@echo "make test         every unit, integration and fault test in the workspace"
+	@echo "make lint         clippy with -D warnings, and rustfmt --check"
+
+build:
+	$(CARGO) build --release --bins
+
+# The process-level tests start the debug binaries, so build them first.
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+fmt:
+	$(CARGO) fmt --all
+
+run-cluster: build
+	scripts/run-cluster.sh $(RELEASE)
+
+clean:
+	$(CARGO) clean

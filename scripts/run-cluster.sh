@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Start a local dsm cluster in the foreground: a primary master and 3 slaves on 127.0.0.1.
+# Ctrl-C (or any child dying at start-up) stops everything this script started.
+set -euo pipefail
+BIN=${1:-target/release}
+LISTEN=${DSM_LISTEN:-127.0.0.1:7000}
+HEARTBEAT=${DSM_HEARTBEAT:-127.0.0.1:7001}
+SLAVES=${DSM_SLAVES:-3}
+REPLICAS=${DSM_REPLICAS:-2}
+LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    echo "cluster stopped; logs in $LOGDIR"
+}
+trap cleanup INT TERM EXIT
+
+# Wait for a line on a child's stdout file, or fail if the child dies or 10 s pass.
+wait_ready() {
+    local file=$1 pid=$2 what=$3
+    for _ in $(seq 100); do
+        grep -q "ready" "$file" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { echo "$what exited at start-up:"; tail -5 "$LOGDIR"/*.log; exit 1; }
+        sleep 0.1
+    done
+    echo "$what not ready after 10 s"; exit 1
+}
+
+"$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" \
+    >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
+pids+=($!)
+wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
+for i in $(seq 1 "$SLAVES"); do
+    "$BIN/dsm-slave" --master "$LISTEN" --id "slave-$i" \
+        >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
+    pids+=($!)
+    wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
+done
+
+cat <<MSG
+dsm cluster up: master $LISTEN (heartbeat $HEARTBEAT), $SLAVES slaves, R=$REPLICAS
+logs: $LOGDIR
+In another terminal:
+  $BIN/dsm-client --master $LISTEN write greeting hello world
+  $BIN/dsm-client --master $LISTEN read greeting
+  $BIN/dsm-client --master $LISTEN status
+  $BIN/dsm-client --master $LISTEN            (REPL: WRITE key value / READ key)
+Ctrl-C stops the cluster.
+MSG
+wait -n "${pids[@]}" || true
+echo "a cluster process exited; stopping the rest"
