@@ -78,6 +78,11 @@ pub struct Master {
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) out: Vec<Out>,
     pub(crate) read_rr: usize,
+    /// Keys waiting for a re-replication copy.
+    pub(crate) repair_queue: VecDeque<Box<[u8]>>,
+    pub(crate) repairs_active: usize,
+    pub(crate) repair_bytes: usize,
+    pub(crate) repairs_done: usize,
 }
 
 impl Master {
@@ -99,6 +104,10 @@ impl Master {
             timers,
             out: Vec::new(),
             read_rr: 0,
+            repair_queue: VecDeque::new(),
+            repairs_active: 0,
+            repair_bytes: 0,
+            repairs_done: 0,
         }
     }
 
@@ -176,6 +185,7 @@ impl Master {
                 }
             }
         }
+        self.pump_repairs(now);
     }
 
     pub(crate) fn send(&mut self, conn: ConnId, req_id: u64, body: Body) {
@@ -379,6 +389,8 @@ impl Master {
         for sub in failed {
             self.on_sub_failed(sub, now);
         }
+        self.schedule_repairs();
+        self.pump_repairs(now);
     }
 
     fn on_ack_timeout(&mut self, sub: u64, now: Instant) {

@@ -7,6 +7,7 @@ pub mod core;
 pub mod keymap;
 mod ops;
 pub mod placement;
+mod repair;
 pub mod server;
 pub mod slaves;
 

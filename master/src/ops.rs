@@ -27,6 +27,8 @@ pub(crate) struct Op {
 pub(crate) enum OpKind {
     Write(WriteOp),
     Read(ReadOp),
+    /// An internal copy made by re-replication (no client).
+    Repair(crate::repair::RepairOp),
 }
 
 #[derive(Default)]
@@ -106,7 +108,7 @@ impl Master {
                 let mut to_start = Vec::new();
                 for (pos, &id) in q.iter().enumerate() {
                     let op = &self.ops[id];
-                    if let OpKind::Write(_) = op.kind {
+                    if !matches!(op.kind, OpKind::Read(_)) {
                         if pos == 0 && !op.started {
                             to_start.push(id);
                         }
@@ -132,6 +134,7 @@ impl Master {
                 match self.ops[id].kind {
                     OpKind::Write(_) => self.start_write(id, now),
                     OpKind::Read(_) => self.start_read(id, now),
+                    OpKind::Repair(_) => self.start_repair(id, now),
                 }
             }
         }
@@ -149,6 +152,7 @@ impl Master {
         }
         let subs: Vec<u64> = match &mut op.kind {
             OpKind::Write(w) => std::mem::take(&mut w.pending),
+            OpKind::Repair(r) => std::mem::take(&mut r.pending),
             OpKind::Read(r) => {
                 if let Some(t) = r.retry.take() {
                     self.timers.cancel(t);
@@ -168,6 +172,9 @@ impl Master {
     /// Send the reply of a completed op that has reached the front of its queue, and forget it.
     fn finish(&mut self, id: OpId) {
         let op = self.ops.remove(id);
+        if let OpKind::Repair(_) = op.kind {
+            self.repairs_active -= 1;
+        }
         if let (Some(conn), Some(reply)) = (op.client, op.reply) {
             self.out
                 .push(Out::Send(conn, dsm_wire::Frame::new(op.req_id, reply)));
@@ -184,7 +191,7 @@ impl Master {
         }
     }
 
-    fn complete_and_advance(&mut self, id: OpId, reply: Body, now: Instant) {
+    pub(crate) fn complete_and_advance(&mut self, id: OpId, reply: Body, now: Instant) {
         self.complete(id, reply);
         let key = self.ops[id].key.clone();
         self.advance(&key, now);
@@ -214,7 +221,7 @@ impl Master {
         for pos in 0..first {
             let slave = match &self.ops[id].kind {
                 OpKind::Write(w) => w.ranked[pos],
-                OpKind::Read(_) => unreachable!("start_write on a read"),
+                _ => unreachable!("start_write on a non-write"),
             };
             self.send_store(id, slave, now);
         }
@@ -262,6 +269,9 @@ impl Master {
             self.timers.cancel(t);
         }
         let id = s.op;
+        if let OpKind::Repair(_) = self.ops[id].kind {
+            return self.repair_on_ack(id, sub, from, version, now);
+        }
         let done = {
             let OpKind::Write(w) = &mut self.ops[id].kind else {
                 return;
@@ -367,6 +377,7 @@ impl Master {
                     self.send_fetch(id, now);
                 }
             }
+            OpKind::Repair(_) => self.repair_sub_failed(id, sub, now),
         }
     }
 
@@ -466,6 +477,7 @@ impl Master {
                 r.version
             }
             OpKind::Write(_) => return,
+            OpKind::Repair(_) => return self.repair_on_fetched(id, sub, answer, now),
         };
         match answer {
             Some((version, value)) if version >= want => {
@@ -497,6 +509,9 @@ impl Master {
             return;
         }
         self.ops[id].deadline = None;
+        if let OpKind::Repair(_) = self.ops[id].kind {
+            return self.repair_timed_out(id, now);
+        }
         let op = &mut self.ops[id];
         let text = match &mut op.kind {
             OpKind::Write(w) if !w.acked.is_empty() => {
@@ -508,6 +523,7 @@ impl Master {
             }
             OpKind::Write(_) => "deadline passed; the write may or may not have happened",
             OpKind::Read(_) => "deadline passed before any holder answered",
+            OpKind::Repair(_) => unreachable!("handled above"),
         };
         warn!("request {} timed out: {text}", self.ops[id].req_id);
         self.complete_and_advance(id, Body::error(ErrorCode::Timeout, text), now);

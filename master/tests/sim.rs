@@ -403,3 +403,79 @@ fn connection_without_hello_is_closed_after_the_deadline() {
     sim.advance(Duration::from_millis(20));
     assert!(sim.closed.contains(&idle));
 }
+
+#[test]
+fn dropped_slave_keys_are_copied_back_to_r_and_a_second_failure_loses_nothing() {
+    let mut sim = Sim::new(Sim::cfg(), 4);
+    let c = sim.add_client();
+    for i in 0..200 {
+        sim.write(c, i, &format!("k{i}"), &format!("v{i}"));
+    }
+    assert_eq!(sim.take(c).len(), 200);
+    let first = *sim.slaves.keys().min().unwrap();
+    sim.kill(first);
+    let under_before = sim.m.status().under_replicated;
+    sim.advance(Duration::from_millis(20));
+    for i in 0..200 {
+        let k = format!("k{i}");
+        assert_eq!(
+            sim.holders_of(&k).len(),
+            2,
+            "{k} is back to R=2 live copies"
+        );
+    }
+    assert_eq!(sim.m.status().under_replicated, 0);
+    assert_eq!(
+        sim.m.status().slaves.iter().map(|s| s.keys).sum::<u64>(),
+        400,
+        "per-slave counts follow the copies"
+    );
+    assert_eq!(sim.m.in_flight(), (0, 0));
+    // At most 32 copies run at once, so right after the kill STATUS shows the rest waiting.
+    assert!(
+        under_before > 0 && under_before < 200,
+        "under-replicated right after the kill: {under_before}"
+    );
+
+    let second = *sim.slaves.keys().min().unwrap();
+    sim.kill(second);
+    sim.advance(Duration::from_millis(20));
+    for i in 0..200 {
+        sim.read(c, 1000 + i, &format!("k{i}"));
+        let got = sim.take(c);
+        assert_eq!(value(&got[0]), format!("v{i}").as_bytes());
+    }
+}
+
+#[test]
+fn copies_wait_for_a_silent_target_and_client_writes_are_not_lost() {
+    let mut sim = Sim::new(Sim::cfg(), 4);
+    let c = sim.add_client();
+    for i in 0..100 {
+        sim.write(c, i, &format!("k{i}"), "old");
+    }
+    sim.take(c);
+    let conns: Vec<usize> = {
+        let mut v: Vec<usize> = sim.slaves.keys().copied().collect();
+        v.sort();
+        v
+    };
+    // One slave dies, another stops answering: copies to it time out and move on.
+    sim.slaves.get_mut(&conns[1]).unwrap().silent = true;
+    sim.kill(conns[0]);
+    for i in 0..100 {
+        sim.write(c, 200 + i, &format!("k{i}"), "new");
+    }
+    sim.advance(Duration::from_millis(2500));
+    let answers = sim.take(c);
+    assert_eq!(answers.len(), 100);
+    assert!(answers.iter().all(|f| f.body == Body::Ok), "{answers:?}");
+    assert_eq!(sim.m.status().slaves.iter().filter(|s| s.live).count(), 2);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        sim.read(c, 400 + i, &k);
+        assert_eq!(value(&sim.take(c)[0]), b"new");
+        assert_eq!(sim.holders_of(&k).len(), 2, "{k}");
+    }
+    assert_eq!(sim.m.in_flight(), (0, 0));
+}
