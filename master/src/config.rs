@@ -25,6 +25,15 @@ pub struct Config {
     pub max_conns: usize,
     /// A peer whose unsent replies exceed this is disconnected.
     pub max_write_buffer: usize,
+    /// Run as the backup of the primary whose heartbeat socket is here.
+    pub backup_of: Option<SocketAddr>,
+    /// The backup polls the primary this often. The primary acknowledges nothing once it has
+    /// not heard its backup for 2 intervals, and the backup takes over after
+    /// `heartbeat_misses` (at least 3), so a cut-off primary stops before the backup starts.
+    pub heartbeat_interval: Duration,
+    pub heartbeat_misses: u32,
+    /// After a takeover, how long reads wait for holders known from the primary to re-register.
+    pub takeover_grace: Duration,
 }
 
 impl Default for Config {
@@ -42,11 +51,20 @@ impl Default for Config {
             hello_timeout: Duration::from_millis(5000),
             max_conns: 10_000,
             max_write_buffer: 64 * 1024 * 1024,
+            backup_of: None,
+            heartbeat_interval: Duration::from_millis(100),
+            heartbeat_misses: 3,
+            takeover_grace: Duration::from_millis(3000),
         }
     }
 }
 
 impl Config {
+    /// How long a primary with a backup keeps acknowledging without hearing from it.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat_interval * 2
+    }
+
     pub fn max_frame(&self) -> usize {
         dsm_wire::max_frame_for(self.max_key, self.max_value)
     }

@@ -31,6 +31,8 @@ pub(crate) enum Peer {
     Client,
     Slave(SlaveIdx),
     Backup,
+    /// The link this master opened to the primary's heartbeat socket.
+    Primary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub(crate) enum Timer {
     Deadline(OpId),
     /// Periodic: PING idle slaves, drop the silent ones.
     PingSweep,
+    /// Periodic on a backup: poll the primary, take over when it is silent.
+    Heartbeat,
+    /// After a takeover: stop waiting for slaves known from the old primary.
+    GraceEnd,
     /// The connection has not said HELLO in time (checked against `Peer::New`).
     Hello(ConnId, u64),
 }
@@ -63,6 +69,8 @@ pub(crate) struct Sub {
 
 pub struct Master {
     pub(crate) cfg: Config,
+    pub(crate) role: ServerRole,
+    pub(crate) ha: crate::ha::Ha,
     pub(crate) epoch: u64,
     pub(crate) next_version: u64,
     pub(crate) next_sub: u64,
@@ -89,10 +97,12 @@ impl Master {
     pub fn new(cfg: Config, now: Instant) -> Master {
         let mut timers = TimerWheel::new(now, std::time::Duration::from_millis(1), 4096);
         timers.insert(now + cfg.ping_interval, Timer::PingSweep);
-        Master {
+        let mut m = Master {
             cfg,
+            role: ServerRole::Primary,
+            ha: crate::ha::Ha::default(),
             epoch: 1,
-            next_version: 1,
+            next_version: crate::ha::first_version(1),
             next_sub: 1,
             peers: HashMap::new(),
             conn_serial: 0,
@@ -108,11 +118,14 @@ impl Master {
             repairs_active: 0,
             repair_bytes: 0,
             repairs_done: 0,
-        }
+        };
+        m.init_ha(now);
+        m
     }
 
     /// Everything the master wants sent or closed since the last call.
     pub fn drain_out(&mut self, into: &mut Vec<Out>) {
+        self.flush_sync();
         into.append(&mut self.out);
     }
 
@@ -146,7 +159,8 @@ impl Master {
         match self.peers.remove(&conn).map(|p| p.kind) {
             Some(Peer::Client) => self.orphan_ops(conn),
             Some(Peer::Slave(idx)) => self.drop_slave(idx, "its connection closed", now),
-            Some(Peer::Backup) => info!("backup on connection {conn} went away"),
+            Some(Peer::Backup) => self.on_backup_closed(conn, now),
+            Some(Peer::Primary) => self.on_link_closed(now),
             Some(Peer::New) | None => {}
         }
     }
@@ -159,7 +173,8 @@ impl Master {
             Peer::New => self.on_hello(conn, frame, now),
             Peer::Client => self.on_client_frame(conn, frame, now),
             Peer::Slave(idx) => self.on_slave_frame(idx, frame, now),
-            Peer::Backup => self.on_backup_frame(conn, frame),
+            Peer::Backup => self.on_backup_frame(conn, frame.req_id, frame.body, now),
+            Peer::Primary => self.on_primary_frame(conn, frame.req_id, frame.body, now),
         }
     }
 
@@ -172,6 +187,8 @@ impl Master {
                 Timer::ReadRetry(op) => self.on_read_retry(op, now),
                 Timer::Deadline(op) => self.on_deadline(op, now),
                 Timer::PingSweep => self.ping_sweep(now),
+                Timer::Heartbeat => self.on_heartbeat_timer(now),
+                Timer::GraceEnd => self.on_grace_end(),
                 Timer::Hello(conn, serial) => {
                     let waiting = self
                         .peers
@@ -192,30 +209,30 @@ impl Master {
         self.out.push(Out::Send(conn, Frame::new(req_id, body)));
     }
 
-    fn refuse(&mut self, conn: ConnId, req_id: u64, code: ErrorCode, text: String) {
+    pub(crate) fn refuse_conn(&mut self, conn: ConnId, req_id: u64, code: ErrorCode, text: String) {
         warn!("closing connection {conn}: {text}");
         self.send(conn, req_id, Body::error(code, text));
         self.peers.remove(&conn);
         self.out.push(Out::Close(conn));
     }
 
-    fn set_kind(&mut self, conn: ConnId, kind: Peer) {
+    pub(crate) fn set_peer_kind(&mut self, conn: ConnId, kind: Peer) {
         if let Some(p) = self.peers.get_mut(&conn) {
             p.kind = kind;
         }
     }
 
     fn on_hello(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        let Body::Hello { role, id, .. } = frame.body else {
+        let Body::Hello { role, id, epoch } = frame.body else {
             let text = format!(
                 "the first frame must be HELLO, got {:?}",
                 frame.body.opcode()
             );
-            return self.refuse(conn, frame.req_id, ErrorCode::BadRequest, text);
+            return self.refuse_conn(conn, frame.req_id, ErrorCode::BadRequest, text);
         };
         match role {
             Role::Client => {
-                self.set_kind(conn, Peer::Client);
+                self.set_peer_kind(conn, Peer::Client);
                 self.send(
                     conn,
                     frame.req_id,
@@ -226,9 +243,16 @@ impl Master {
                 );
             }
             Role::Slave => {
+                if epoch > self.epoch {
+                    self.fence_self(&format!("a slave has seen epoch {epoch}"), now);
+                }
+                if self.role != ServerRole::Primary {
+                    let text = self.not_primary_text();
+                    return self.refuse_conn(conn, frame.req_id, ErrorCode::NotPrimary, text);
+                }
                 if id.is_empty() {
                     let text = "a slave HELLO needs a non-empty id".to_string();
-                    return self.refuse(conn, frame.req_id, ErrorCode::BadRequest, text);
+                    return self.refuse_conn(conn, frame.req_id, ErrorCode::BadRequest, text);
                 }
                 if let Some(old) = self.slaves.live_by_id(&id) {
                     self.drop_slave(old, "the same id registered again", now);
@@ -238,39 +262,41 @@ impl Master {
                     .get(&conn)
                     .map(|p| p.addr.clone())
                     .unwrap_or_default();
-                let idx = self.slaves.register(&id, addr.clone(), conn, now);
-                self.set_kind(conn, Peer::Slave(idx));
+                // A slave the old primary used keeps its data; any other starts empty.
+                let (idx, reset) = match self.slaves.awaiting_by_id(&id) {
+                    Some(idx) => {
+                        self.slaves.activate(idx, conn, addr.clone(), now);
+                        (idx, false)
+                    }
+                    None => (self.slaves.register(&id, addr.clone(), conn, now), true),
+                };
+                self.sync_event(dsm_wire::SyncEvent::SlaveUp { id: id.clone() });
+                self.set_peer_kind(conn, Peer::Slave(idx));
                 info!(
                     "slave '{id}' registered from {addr} ({} live)",
                     self.slaves.live_count()
                 );
-                // A new registration is never a holder of anything, so the slave starts empty.
                 self.send(
                     conn,
                     frame.req_id,
                     Body::Welcome {
                         epoch: self.epoch,
-                        reset: true,
+                        reset,
                     },
                 );
             }
-            Role::Backup => {
-                self.set_kind(conn, Peer::Backup);
-                info!("backup connected on connection {conn}");
-                self.send(
-                    conn,
-                    frame.req_id,
-                    Body::Welcome {
-                        epoch: self.epoch,
-                        reset: false,
-                    },
-                );
-            }
+            Role::Backup => self.attach_backup(conn, frame.req_id, epoch, now),
         }
     }
 
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
+        if self.role != ServerRole::Primary
+            && matches!(frame.body, Body::Write { .. } | Body::Read { .. })
+        {
+            let text = self.not_primary_text();
+            return self.send(conn, req, Body::error(ErrorCode::NotPrimary, text));
+        }
         match frame.body {
             Body::Write { key, value } => {
                 if let Some(text) = self.check_sizes(&key, Some(&value)) {
@@ -347,20 +373,6 @@ impl Master {
         }
     }
 
-    fn on_backup_frame(&mut self, conn: ConnId, frame: Frame) {
-        match frame.body {
-            Body::Ping => self.send(conn, frame.req_id, Body::Pong),
-            Body::Status => {
-                let status = self.status();
-                self.send(conn, frame.req_id, Body::StatusReply(status));
-            }
-            other => {
-                let text = format!("a backup may not send {:?} yet", other.opcode());
-                self.send(conn, frame.req_id, Body::error(ErrorCode::BadRequest, text));
-            }
-        }
-    }
-
     /// Declare a slave dead: close it, forget it as a holder, and re-route its pending work.
     pub(crate) fn drop_slave(&mut self, idx: SlaveIdx, why: &str, now: Instant) {
         if !self.slaves.is_live(idx) {
@@ -372,6 +384,7 @@ impl Master {
             s.keys = 0;
             (s.conn, s.id.clone())
         };
+        self.sync_event(dsm_wire::SyncEvent::SlaveDown { id: id.clone() });
         warn!(
             "slave '{id}' dropped: {why} ({} live left)",
             self.slaves.live_count()
@@ -443,7 +456,7 @@ impl Master {
             })
             .count();
         Status {
-            role: ServerRole::Primary,
+            role: self.role,
             epoch: self.epoch,
             replicas: self.cfg.replicas as u16,
             keys: self.keys.len() as u64,

@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod core;
+mod ha;
 pub mod keymap;
 mod ops;
 pub mod placement;
+mod probe;
 mod repair;
 pub mod server;
 pub mod slaves;

@@ -42,6 +42,8 @@ pub(crate) struct WriteOp {
     /// Sub-request ids of STOREs not yet ACKed.
     pub pending: Vec<u64>,
     pub acked: Vec<SlaveIdx>,
+    /// The SYNC that carries this write's intent to the backup (0: no backup).
+    pub sync_seq: u64,
 }
 
 #[derive(Default)]
@@ -52,6 +54,8 @@ pub(crate) struct ReadOp {
     pub pending: Vec<u64>,
     pub retry: Option<TimerId>,
     pub attempts: u32,
+    /// Set when the read asks every slave (see `probe.rs`).
+    pub probe: Option<crate::probe::Probe>,
 }
 
 impl Master {
@@ -124,7 +128,7 @@ impl Master {
                 (finished, to_start)
             };
             for id in finished {
-                self.finish(id);
+                self.finish(id, now);
             }
             if to_start.is_empty() {
                 return;
@@ -141,7 +145,7 @@ impl Master {
     }
 
     /// Record the outcome; the reply goes out from `advance` in queue order.
-    fn complete(&mut self, id: OpId, reply: Body) {
+    pub(crate) fn complete(&mut self, id: OpId, reply: Body) {
         let op = &mut self.ops[id];
         if op.reply.is_some() {
             return;
@@ -170,12 +174,22 @@ impl Master {
     }
 
     /// Send the reply of a completed op that has reached the front of its queue, and forget it.
-    fn finish(&mut self, id: OpId) {
+    fn finish(&mut self, id: OpId, now: Instant) {
         let op = self.ops.remove(id);
         if let OpKind::Repair(_) = op.kind {
             self.repairs_active -= 1;
         }
-        if let (Some(conn), Some(reply)) = (op.client, op.reply) {
+        let reply = match op.reply {
+            // Without a live lease a newer primary may exist: say nothing we cannot stand by.
+            Some(ref r) if !matches!(r, Body::Error { .. }) && !self.lease_ok(now) => {
+                Some(Body::error(
+                    ErrorCode::NotPrimary,
+                    format!("{}; outcome unknown", self.not_primary_text()),
+                ))
+            }
+            other => other,
+        };
+        if let (Some(conn), Some(reply)) = (op.client, reply) {
             self.out
                 .push(Out::Send(conn, dsm_wire::Frame::new(op.req_id, reply)));
         }
@@ -213,10 +227,13 @@ impl Master {
                 self.cfg.replicas
             );
         }
+        let key = self.ops[id].key.clone();
+        let sync_seq = self.intent(&key);
         if let OpKind::Write(w) = &mut self.ops[id].kind {
             w.version = version;
             w.ranked = ranked;
             w.next = first;
+            w.sync_seq = sync_seq;
         }
         for pos in 0..first {
             let slave = match &self.ops[id].kind {
@@ -289,7 +306,15 @@ impl Master {
     }
 
     /// Every chosen slave has answered: record the new version and its holders, then say OK.
-    fn commit_write(&mut self, id: OpId, now: Instant) {
+    pub(crate) fn commit_write(&mut self, id: OpId, now: Instant) {
+        if let OpKind::Write(w) = &self.ops[id].kind {
+            if !w.acked.is_empty() && !self.ha_synced(w.sync_seq) {
+                // The backup has not confirmed the intent: it would not know to distrust its
+                // map for this key after a takeover. Wait for its SYNC_ACK (or its loss).
+                self.ha.sync_waiters.push(id);
+                return;
+            }
+        }
         let (key, version, holders) = {
             let op = &mut self.ops[id];
             let OpKind::Write(w) = &mut op.kind else {
@@ -332,6 +357,8 @@ impl Master {
                 }
             }
         }
+        self.ha.suspect.remove(key);
+        self.sync_key(key);
     }
 
     /// A sub-request will not be answered (its slave died or refused). Writes move to the next
@@ -371,6 +398,10 @@ impl Master {
                     None => {}
                 }
             }
+            OpKind::Read(r) if r.probe.is_some() => {
+                r.pending.retain(|&p| p != sub);
+                self.probe_maybe_decide(id, now);
+            }
             OpKind::Read(r) => {
                 r.pending.retain(|&p| p != sub);
                 if r.pending.is_empty() {
@@ -382,6 +413,9 @@ impl Master {
     }
 
     fn start_read(&mut self, id: OpId, now: Instant) {
+        if self.needs_probe(&self.ops[id].key) {
+            return self.start_probe(id, now);
+        }
         let version = match self.keys.get(&self.ops[id].key) {
             Some(e) => e.version,
             None => return self.complete(id, Body::NotFound),
@@ -407,6 +441,18 @@ impl Master {
                 .filter(|&h| self.slaves.is_live(h))
                 .collect();
             if live.is_empty() {
+                if self.in_grace(now) && e.holders.iter().any(|&h| self.slaves.is_awaiting(h)) {
+                    // After a takeover: the holders may still be re-registering. Ask again.
+                    let retry = self
+                        .timers
+                        .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
+                    if let OpKind::Read(r) = &mut self.ops[id].kind {
+                        if let Some(old) = r.retry.replace(retry) {
+                            self.timers.cancel(old);
+                        }
+                    }
+                    return;
+                }
                 warn!("every holder of a key is dead; answering NOT_FOUND");
                 return self.complete_and_advance(id, Body::NotFound, now);
             }
@@ -448,6 +494,9 @@ impl Master {
         if !self.ops.contains(id) || self.ops[id].reply.is_some() {
             return;
         }
+        if let OpKind::Read(ReadOp { probe: Some(_), .. }) = &self.ops[id].kind {
+            return self.probe_on_retry(id, now);
+        }
         let op = &mut self.ops[id];
         if let OpKind::Read(r) = &mut op.kind {
             r.retry = None;
@@ -472,6 +521,10 @@ impl Master {
         }
         let id = self.subs.remove(&sub).expect("checked above").op;
         let want = match &mut self.ops[id].kind {
+            OpKind::Read(r) if r.probe.is_some() => {
+                r.pending.retain(|&p| p != sub);
+                return self.probe_on_answer(id, from, answer, now);
+            }
             OpKind::Read(r) => {
                 r.pending.retain(|&p| p != sub);
                 r.version
@@ -499,6 +552,7 @@ impl Master {
                     let s = self.slaves.get_mut(from);
                     s.keys = s.keys.saturating_sub(1);
                 }
+                self.sync_key(&key);
                 self.send_fetch(id, now);
             }
         }

@@ -271,6 +271,9 @@ impl Master {
             }
         }
         self.repairs_done += made;
+        if made > 0 {
+            self.sync_key(&key);
+        }
         self.finish_repair(id, now);
     }
 

@@ -20,6 +20,9 @@ pub struct Replica {
     pub hash: u64,
     pub last_heard: Instant,
     pub unanswered_pings: u32,
+    /// Known from the primary's SYNC stream and trusted to hold its data, but not (yet)
+    /// connected to this master. Not live: nothing is sent to it until it registers.
+    pub awaiting: bool,
 }
 
 #[derive(Default)]
@@ -40,8 +43,57 @@ impl SlaveTable {
             hash: placement::stable_hash(id.as_bytes()),
             last_heard: now,
             unanswered_pings: 0,
+            awaiting: false,
         });
         (self.list.len() - 1) as SlaveIdx
+    }
+
+    /// A backup master learns of a slave the primary uses (see [`Replica::awaiting`]).
+    pub fn register_awaiting(&mut self, id: &str, now: Instant) -> SlaveIdx {
+        if let Some(idx) = self.awaiting_by_id(id) {
+            return idx;
+        }
+        let idx = self.register(id, String::new(), usize::MAX, now);
+        let s = self.get_mut(idx);
+        s.live = false;
+        s.awaiting = true;
+        idx
+    }
+
+    pub fn awaiting_by_id(&self, id: &str) -> Option<SlaveIdx> {
+        self.list
+            .iter()
+            .rposition(|s| s.awaiting && s.id == id)
+            .map(|i| i as SlaveIdx)
+    }
+
+    /// An awaited slave registered: it becomes live with the data it was known to hold.
+    pub fn activate(&mut self, idx: SlaveIdx, conn: ConnId, addr: String, now: Instant) {
+        let s = self.get_mut(idx);
+        s.awaiting = false;
+        s.live = true;
+        s.conn = conn;
+        s.addr = addr;
+        s.last_heard = now;
+        s.unanswered_pings = 0;
+    }
+
+    pub fn is_awaiting(&self, idx: SlaveIdx) -> bool {
+        self.list.get(idx as usize).is_some_and(|s| s.awaiting)
+    }
+
+    pub fn any_awaiting(&self) -> bool {
+        self.list.iter().any(|s| s.awaiting)
+    }
+
+    /// Stop waiting for slaves that never came back: their data is given up.
+    pub fn forget_awaiting(&mut self) -> usize {
+        let mut n = 0;
+        for s in self.list.iter_mut().filter(|s| s.awaiting) {
+            s.awaiting = false;
+            n += 1;
+        }
+        n
     }
 
     /// The live slave registered under `id`, if any.
@@ -71,6 +123,14 @@ impl SlaveTable {
     pub fn live(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
         self.list
             .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as SlaveIdx, s))
+    }
+
+    pub fn live_mut(&mut self) -> impl Iterator<Item = (SlaveIdx, &mut Replica)> {
+        self.list
+            .iter_mut()
             .enumerate()
             .filter(|(_, s)| s.live)
             .map(|(i, s)| (i as SlaveIdx, s))

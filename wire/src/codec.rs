@@ -3,7 +3,9 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::error::WireError;
-use crate::frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status};
+use crate::frame::{
+    Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+};
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
 
 /// Decode one frame from the front of `buf` with the default frame maximum.
@@ -95,6 +97,46 @@ fn decode_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::Ping => Body::Ping,
         Opcode::Pong => Body::Pong,
         Opcode::Status => Body::Status,
+        Opcode::SyncAck => Body::SyncAck,
+        Opcode::Sync => {
+            let epoch = r.u64()?;
+            let next_version = r.u64()?;
+            let complete = r.flag()?;
+            let n = r.u32()? as usize;
+            // Every event takes at least 3 bytes: refuse a count the body cannot hold.
+            if n > r.buf.len() / 3 {
+                return Err(r.malformed("event count larger than the body"));
+            }
+            let mut events = Vec::with_capacity(n);
+            for _ in 0..n {
+                events.push(match r.u8()? {
+                    1 => SyncEvent::SlaveUp { id: r.string()? },
+                    2 => SyncEvent::SlaveDown { id: r.string()? },
+                    3 => {
+                        let key = r.bytes()?;
+                        let version = r.u64()?;
+                        let count = r.u8()? as usize;
+                        let mut holders = Vec::with_capacity(count);
+                        for _ in 0..count {
+                            holders.push(r.string()?);
+                        }
+                        SyncEvent::Key {
+                            key,
+                            version,
+                            holders,
+                        }
+                    }
+                    4 => SyncEvent::Intent { key: r.bytes()? },
+                    _ => return Err(r.malformed("unknown sync event")),
+                });
+            }
+            Body::Sync {
+                epoch,
+                next_version,
+                complete,
+                events,
+            }
+        }
         Opcode::StatusReply => {
             let role = ServerRole::from_u8(r.u8()?).ok_or(r.malformed("unknown server role"))?;
             let epoch = r.u64()?;
@@ -162,6 +204,9 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Result<u16, WireError> {
         Ok(BigEndian::read_u16(self.take(2)?))
     }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(BigEndian::read_u32(self.take(4)?))
+    }
     fn u64(&mut self) -> Result<u64, WireError> {
         Ok(BigEndian::read_u64(self.take(8)?))
     }
@@ -206,7 +251,48 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_bytes(out, value);
         }
         Body::Read { key } => put_bytes(out, key),
-        Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status => {}
+        Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status | Body::SyncAck => {}
+        Body::Sync {
+            epoch,
+            next_version,
+            complete,
+            events,
+        } => {
+            put_u64(out, *epoch);
+            put_u64(out, *next_version);
+            out.push(*complete as u8);
+            put_u32(out, events.len() as u32);
+            for e in events {
+                match e {
+                    SyncEvent::SlaveUp { id } => {
+                        out.push(1);
+                        put_string(out, id);
+                    }
+                    SyncEvent::SlaveDown { id } => {
+                        out.push(2);
+                        put_string(out, id);
+                    }
+                    SyncEvent::Key {
+                        key,
+                        version,
+                        holders,
+                    } => {
+                        out.push(3);
+                        put_bytes(out, key);
+                        put_u64(out, *version);
+                        let n = holders.len().min(u8::MAX as usize);
+                        out.push(n as u8);
+                        for h in &holders[..n] {
+                            put_string(out, h);
+                        }
+                    }
+                    SyncEvent::Intent { key } => {
+                        out.push(4);
+                        put_bytes(out, key);
+                    }
+                }
+            }
+        }
         Body::Value { value } => put_bytes(out, value),
         Body::Error { code, text } => {
             put_u16(out, code.to_u16());

@@ -155,6 +155,24 @@ pub struct Status {
     pub slaves: Vec<SlaveStatus>,
 }
 
+/// One change to the primary's state, streamed to the backup master in SYNC frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// A slave registered with the primary (fresh: it holds nothing yet).
+    SlaveUp { id: String },
+    /// A slave was dropped: nothing it held counts any more.
+    SlaveDown { id: String },
+    /// The latest acknowledged version of `key` and the ids of the live slaves holding it.
+    Key {
+        key: Vec<u8>,
+        version: u64,
+        holders: Vec<String>,
+    },
+    /// A write to `key` has started: until its `Key` event arrives, the backup cannot trust
+    /// what it knows of the key.
+    Intent { key: Vec<u8> },
+}
+
 /// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -211,6 +229,15 @@ pub enum Body {
     Pong,
     Status,
     StatusReply(Status),
+    /// Primary → backup: state changes. `complete` is false while the first snapshot is still
+    /// arriving. The backup answers each with SYNC_ACK carrying the same request id.
+    Sync {
+        epoch: u64,
+        next_version: u64,
+        complete: bool,
+        events: Vec<SyncEvent>,
+    },
+    SyncAck,
 }
 
 /// Opcode bytes. Gaps leave room for related messages.
@@ -233,10 +260,12 @@ pub enum Opcode {
     Pong = 0x31,
     Status = 0x32,
     StatusReply = 0x33,
+    Sync = 0x40,
+    SyncAck = 0x41,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 16] = [
+    pub const ALL: [Opcode; 18] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Write,
@@ -253,6 +282,8 @@ impl Opcode {
         Opcode::Pong,
         Opcode::Status,
         Opcode::StatusReply,
+        Opcode::Sync,
+        Opcode::SyncAck,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -279,6 +310,8 @@ impl Body {
             Body::Pong => Opcode::Pong,
             Body::Status => Opcode::Status,
             Body::StatusReply(_) => Opcode::StatusReply,
+            Body::Sync { .. } => Opcode::Sync,
+            Body::SyncAck => Opcode::SyncAck,
         }
     }
 

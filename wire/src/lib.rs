@@ -25,7 +25,7 @@ mod frame;
 
 pub use codec::{decode, decode_with_max, encode};
 pub use error::WireError;
-pub use frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status};
+pub use frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;
