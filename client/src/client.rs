@@ -44,6 +44,14 @@ impl Client {
     /// Connect to the first of `masters` that accepts a HELLO, trying them in order within
     /// [`DEFAULT_TIMEOUT`].
     pub fn connect(masters: &[SocketAddr]) -> Result<Client, Error> {
+        Client::connect_with_timeout(masters, DEFAULT_TIMEOUT)
+    }
+
+    /// [`Client::connect`] with a deadline for connecting, and for every later call.
+    pub fn connect_with_timeout(
+        masters: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<Client, Error> {
         if masters.is_empty() {
             return Err(Error::Invalid("no master address given".into()));
         }
@@ -53,7 +61,7 @@ impl Client {
             stream: None,
             rbuf: Vec::new(),
             next_req: 1,
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
             max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
         };
         c.ensure_connected(Instant::now() + c.timeout)?;
@@ -149,6 +157,7 @@ impl Client {
     fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Body>, Error> {
         let deadline = Instant::now() + self.timeout;
         let mut answers: Vec<Option<Body>> = vec![None; bodies.len()];
+        let mut refusal: Option<String> = None;
         loop {
             self.ensure_connected(deadline)?;
             let todo: Vec<usize> = (0..bodies.len())
@@ -164,23 +173,37 @@ impl Client {
                 );
             }
             match self.exchange(&out, first_req, &todo, &mut answers, deadline) {
-                Ok(()) if answers.iter().all(Option::is_some) => {
+                Ok(None) if answers.iter().all(Option::is_some) => {
                     return Ok(answers.into_iter().map(|a| a.expect("all set")).collect())
                 }
-                // Some answers said NOT_PRIMARY and were cleared: try the next master.
-                Ok(()) => self.move_on(),
+                Ok(None) => self.move_on(),
+                // Some answers said NOT_PRIMARY and were left unset: try the next master.
+                Ok(Some(text)) => {
+                    refusal = Some(text);
+                    self.move_on();
+                    // A failover is under way: give the backup a moment to take over.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 Err(Error::Io(_)) | Err(Error::Protocol(_)) => self.move_on(),
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    waited_ms: self.timeout.as_millis() as u64,
+                // Say what the masters said, if they said anything.
+                return Err(match refusal {
+                    Some(text) => Error::Server {
+                        code: ErrorCode::NotPrimary,
+                        text,
+                    },
+                    None => Error::Timeout {
+                        waited_ms: self.timeout.as_millis() as u64,
+                    },
                 });
             }
         }
     }
 
-    /// Write `out`, then read until every request in `todo` has an answer.
+    /// Write `out`, then read until every request in `todo` has an answer. Answers that say
+    /// NOT_PRIMARY are left unset; the last such text is returned.
     fn exchange(
         &mut self,
         out: &[u8],
@@ -188,12 +211,12 @@ impl Client {
         todo: &[usize],
         answers: &mut [Option<Body>],
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         let stream = self.stream.as_mut().expect("connected");
         stream.set_write_timeout(Some(remaining(deadline)?))?;
         stream.write_all(out)?;
         let mut missing = todo.len();
-        let mut not_primary = false;
+        let mut not_primary = None;
         while missing > 0 {
             let frame = self.next_frame(deadline)?;
             let Some(n) = frame.req_id.checked_sub(first_req) else {
@@ -208,18 +231,18 @@ impl Client {
             missing -= 1;
             if let Body::Error {
                 code: ErrorCode::NotPrimary,
-                ..
+                text,
             } = frame.body
             {
-                not_primary = true;
+                not_primary = Some(text);
                 continue;
             }
             answers[i] = Some(frame.body);
         }
-        if not_primary {
+        if not_primary.is_some() {
             self.stream = None;
         }
-        Ok(())
+        Ok(not_primary)
     }
 
     fn next_frame(&mut self, deadline: Instant) -> Result<Frame, Error> {

@@ -188,7 +188,7 @@ impl Master {
                 Timer::Deadline(op) => self.on_deadline(op, now),
                 Timer::PingSweep => self.ping_sweep(now),
                 Timer::Heartbeat => self.on_heartbeat_timer(now),
-                Timer::GraceEnd => self.on_grace_end(),
+                Timer::GraceEnd => self.on_grace_end(now),
                 Timer::Hello(conn, serial) => {
                     let waiting = self
                         .peers
@@ -271,6 +271,9 @@ impl Master {
                     None => (self.slaves.register(&id, addr.clone(), conn, now), true),
                 };
                 self.sync_event(dsm_wire::SyncEvent::SlaveUp { id: id.clone() });
+                if !reset {
+                    self.restart_deferred(now);
+                }
                 self.set_peer_kind(conn, Peer::Slave(idx));
                 info!(
                     "slave '{id}' registered from {addr} ({} live)",
@@ -381,7 +384,6 @@ impl Master {
         let (conn, id) = {
             let s = self.slaves.get_mut(idx);
             s.live = false;
-            s.keys = 0;
             (s.conn, s.id.clone())
         };
         self.sync_event(dsm_wire::SyncEvent::SlaveDown { id: id.clone() });
@@ -442,19 +444,21 @@ impl Master {
     }
 
     pub fn status(&self) -> Status {
-        let live = self.slaves.live_count();
-        let want = self.cfg.replicas.min(live);
-        let under = self
-            .keys
-            .iter()
-            .filter(|(_, e)| {
-                e.holders
-                    .iter()
-                    .filter(|&&h| self.slaves.is_live(h))
-                    .count()
-                    < want
-            })
-            .count();
+        // One pass over the key map: per-slave counts and under-replication are derived here
+        // rather than kept up to date on every write.
+        let want = self.cfg.replicas.min(self.slaves.live_count());
+        let mut per_slave: HashMap<SlaveIdx, u64> = HashMap::new();
+        let mut under = 0;
+        for (_, e) in self.keys.iter() {
+            let mut live = 0;
+            for &h in e.holders.iter().filter(|&&h| self.slaves.is_live(h)) {
+                live += 1;
+                *per_slave.entry(h).or_default() += 1;
+            }
+            if live < want {
+                under += 1;
+            }
+        }
         Status {
             role: self.role,
             epoch: self.epoch,
@@ -465,11 +469,11 @@ impl Master {
                 .slaves
                 .latest_per_id()
                 .into_iter()
-                .map(|s| SlaveStatus {
+                .map(|(idx, s)| SlaveStatus {
                     id: s.id.clone(),
                     addr: s.addr.clone(),
                     live: s.live,
-                    keys: if s.live { s.keys } else { 0 },
+                    keys: per_slave.get(&idx).copied().unwrap_or(0),
                 })
                 .collect(),
         }

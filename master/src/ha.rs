@@ -58,6 +58,8 @@ pub(crate) struct Ha {
     pub grace_until: Option<Instant>,
     /// After a takeover: the old primary has not yet been told of the new epoch.
     pub fence_old: bool,
+    /// Writes waiting for slaves to re-register after a takeover.
+    pub deferred: Vec<OpId>,
 }
 
 impl Master {
@@ -286,8 +288,24 @@ impl Master {
         }
     }
 
-    pub(crate) fn on_grace_end(&mut self) {
+    /// Start again the writes that waited for slaves (one registered, or the grace ended).
+    pub(crate) fn restart_deferred(&mut self, now: Instant) {
+        for id in std::mem::take(&mut self.ha.deferred) {
+            // The slot may have been reused: only a started write without a version is ours.
+            let waiting = self.ops.get(id).is_some_and(|op| {
+                op.started
+                    && op.reply.is_none()
+                    && matches!(&op.kind, OpKind::Write(w) if w.version == 0)
+            });
+            if waiting {
+                self.start_write(id, now);
+            }
+        }
+    }
+
+    pub(crate) fn on_grace_end(&mut self, now: Instant) {
         self.ha.grace_until = None;
+        self.restart_deferred(now);
         let n = self.slaves.forget_awaiting();
         if n > 0 {
             warn!("{n} slaves known from the old primary did not come back; their copies are gone");

@@ -16,6 +16,13 @@ version. A slave that misses an ACK deadline, or 3 PINGs, is dropped and its
 writes move to the next slave in line. A request that cannot finish by
 --request-timeout-ms gets ERROR TIMEOUT, which means the outcome is unknown.
 
+With --backup-of it runs as the backup: it connects to the primary's heartbeat
+socket, receives its state, polls it every --heartbeat-interval-ms, and takes
+over (a higher epoch) after --heartbeat-misses silent intervals, or at once when
+the heartbeat connection closes and cannot be reopened. Until then it answers
+clients with ERROR NOT_PRIMARY. Start a recovered old primary with
+--backup-of NEW_PRIMARY_HEARTBEAT to make it the new backup.
+
 Once listening it prints 'dsm-master ready: listen=ADDR heartbeat=ADDR' on
 stdout (port 0 picks a free port).
 
@@ -87,6 +94,30 @@ fn main() {
     );
     opts.optopt(
         "",
+        "backup-of",
+        "run as the backup of the primary whose heartbeat socket is ADDR",
+        "ADDR",
+    );
+    opts.optopt(
+        "",
+        "heartbeat-interval-ms",
+        "backup polls the primary this often; use the same value on both (default 100)",
+        "MS",
+    );
+    opts.optopt(
+        "",
+        "heartbeat-misses",
+        "backup takes over after this many silent intervals, at least 3 (default 3)",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "takeover-grace-ms",
+        "after a takeover, reads wait this long for known slaves to come back (default 3000)",
+        "MS",
+    );
+    opts.optopt(
+        "",
         "log-level",
         "off|error|warn|info|debug|trace (default info)",
         "LEVEL",
@@ -127,6 +158,12 @@ fn main() {
     cfg.ping_interval = ms(&m, "ping-interval-ms", cfg.ping_interval);
     cfg.hello_timeout = ms(&m, "hello-timeout-ms", cfg.hello_timeout);
     cfg.max_conns = num(&m, "max-conns", cfg.max_conns as u64) as usize;
+    if let Some(s) = m.opt_str("backup-of") {
+        cfg.backup_of = Some(addr::parse_addr(&s).unwrap_or_else(|e| usage_error(&e)));
+    }
+    cfg.heartbeat_interval = ms(&m, "heartbeat-interval-ms", cfg.heartbeat_interval);
+    cfg.heartbeat_misses = num(&m, "heartbeat-misses", cfg.heartbeat_misses as u64).max(3) as u32;
+    cfg.takeover_grace = ms(&m, "takeover-grace-ms", cfg.takeover_grace);
     cfg.max_write_buffer = num(&m, "max-write-buffer", cfg.max_write_buffer as u64) as usize;
     log_setup::init(level);
     if let Err(e) = dsm_master::run(cfg) {

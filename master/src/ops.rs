@@ -211,8 +211,14 @@ impl Master {
         self.advance(&key, now);
     }
 
-    fn start_write(&mut self, id: OpId, now: Instant) {
+    pub(crate) fn start_write(&mut self, id: OpId, now: Instant) {
         let ranked = self.slaves.ranked_live(stable_hash(&self.ops[id].key));
+        if ranked.len() < self.cfg.replicas && self.in_grace(now) && self.slaves.any_awaiting() {
+            // Just after a takeover the slaves are still re-registering: wait for them (each
+            // registration and the end of the grace period start this write again).
+            self.ha.deferred.push(id);
+            return;
+        }
         if ranked.is_empty() {
             warn!("write refused: no live slave");
             return self.complete(id, Body::error(ErrorCode::NoSlaves, "no live slave"));
@@ -341,22 +347,10 @@ impl Master {
         self.complete_and_advance(id, Body::Ok, now);
     }
 
-    /// Make `version` on `holders` the latest acknowledged state of `key`, keeping per-slave
-    /// key counts right.
+    /// Make `version` on `holders` the latest acknowledged state of `key` (and tell the
+    /// backup).
     pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: Vec<SlaveIdx>) {
-        for &h in &holders {
-            if self.slaves.is_live(h) {
-                self.slaves.get_mut(h).keys += 1;
-            }
-        }
-        if let Some(old) = self.keys.commit(key, version, holders) {
-            for h in old.holders {
-                if self.slaves.is_live(h) {
-                    let s = self.slaves.get_mut(h);
-                    s.keys = s.keys.saturating_sub(1);
-                }
-            }
-        }
+        self.keys.commit(key, version, holders);
         self.ha.suspect.remove(key);
         self.sync_key(key);
     }
@@ -549,8 +543,6 @@ impl Master {
                 let key = self.ops[id].key.clone();
                 if let Some(e) = self.keys.get_mut(&key) {
                     e.holders.retain(|&h| h != from);
-                    let s = self.slaves.get_mut(from);
-                    s.keys = s.keys.saturating_sub(1);
                 }
                 self.sync_key(&key);
                 self.send_fetch(id, now);

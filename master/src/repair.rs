@@ -264,7 +264,6 @@ impl Master {
                 for s in added {
                     if self.slaves.is_live(s) && !e.holders.contains(&s) {
                         e.holders.push(s);
-                        self.slaves.get_mut(s).keys += 1;
                         made += 1;
                     }
                 }

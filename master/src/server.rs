@@ -51,6 +51,8 @@ pub struct Server {
     /// Connections we stopped reading because their replies pile up.
     paused: Vec<usize>,
     accepting: bool,
+    /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
+    link: Option<(usize, bool)>,
     cfg: Config,
 }
 
@@ -74,6 +76,7 @@ impl Server {
             dirty: Vec::new(),
             paused: Vec::new(),
             accepting: true,
+            link: None,
             cfg,
         })
     }
@@ -88,6 +91,9 @@ impl Server {
 
     /// One loop iteration: wait for events or the next timer, handle them, flush.
     pub fn turn(&mut self) -> io::Result<()> {
+        self.maybe_open_link(Instant::now());
+        self.apply_out();
+        self.flush_dirty();
         let timeout = self
             .core
             .next_deadline()
@@ -112,6 +118,9 @@ impl Server {
         for (token, readable, writable) in tokens {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
+                Token(key) if self.link == Some((key, false)) => {
+                    self.link_progress(key, readable || writable)
+                }
                 Token(key) => {
                     if writable && self.conns.contains(key) {
                         self.flush(key);
@@ -169,6 +178,64 @@ impl Server {
             entry.insert(Conn::new(stream, self.cfg.max_frame()));
             debug!("connection {key} from {addr}");
             self.core.on_connect(key, addr.to_string(), Instant::now());
+        }
+    }
+
+    /// Start a non-blocking connect to the primary's heartbeat socket when the core wants one.
+    fn maybe_open_link(&mut self, now: Instant) {
+        if self.link.is_some() {
+            return;
+        }
+        let Some(addr) = self.core.link_target(now) else {
+            return;
+        };
+        let mut stream = match mio::net::TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return self.core.on_link_failed(&e.to_string(), now),
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            return self.core.on_link_failed(&e.to_string(), now);
+        }
+        let mut conn = Conn::new(stream, self.cfg.max_frame());
+        conn.write_interest = true;
+        entry.insert(conn);
+        self.link = Some((key, false));
+    }
+
+    /// The pending link connect made progress: connected, failed, or not yet.
+    fn link_progress(&mut self, key: usize, event: bool) {
+        if !event {
+            return;
+        }
+        let now = Instant::now();
+        let conn = &mut self.conns[key];
+        let failure = match conn.stream().take_error() {
+            Ok(Some(e)) | Err(e) => Some(e.to_string()),
+            Ok(None) => match conn.stream().peer_addr() {
+                Ok(addr) => {
+                    self.link = Some((key, true));
+                    self.core.on_link_up(key, addr.to_string(), now);
+                    self.dirty.push(key);
+                    self.apply_out();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(why) = failure {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+            self.link = None;
+            self.core.on_link_failed(&why, now);
+            self.apply_out();
         }
     }
 
@@ -275,6 +342,9 @@ impl Server {
             return;
         };
         debug!("connection {key} closed: {why}");
+        if self.link.is_some_and(|(k, _)| k == key) {
+            self.link = None;
+        }
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.paused.retain(|&k| k != key);
         if tell_core {

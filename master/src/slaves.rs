@@ -14,8 +14,6 @@ pub struct Replica {
     pub addr: String,
     pub conn: ConnId,
     pub live: bool,
-    /// Keys whose latest version the master has placed here (while live).
-    pub keys: u64,
     /// `stable_hash(id)`, cached for ranking.
     pub hash: u64,
     pub last_heard: Instant,
@@ -39,7 +37,6 @@ impl SlaveTable {
             addr,
             conn,
             live: true,
-            keys: 0,
             hash: placement::stable_hash(id.as_bytes()),
             last_heard: now,
             unanswered_pings: 0,
@@ -142,12 +139,13 @@ impl SlaveTable {
     }
 
     /// The newest registration of each id, in order of first appearance: what STATUS lists.
-    pub fn latest_per_id(&self) -> Vec<&Replica> {
-        let mut out: Vec<&Replica> = Vec::new();
-        for s in &self.list {
-            match out.iter_mut().find(|o| o.id == s.id) {
-                Some(slot) => *slot = s,
-                None => out.push(s),
+    pub fn latest_per_id(&self) -> Vec<(SlaveIdx, &Replica)> {
+        let mut out: Vec<(SlaveIdx, &Replica)> = Vec::new();
+        for (i, s) in self.list.iter().enumerate() {
+            let entry = (i as SlaveIdx, s);
+            match out.iter_mut().find(|o| o.1.id == s.id) {
+                Some(slot) => *slot = entry,
+                None => out.push(entry),
             }
         }
         out

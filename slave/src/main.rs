@@ -30,6 +30,12 @@ fn main() {
     );
     opts.optopt(
         "",
+        "master-timeout-ms",
+        "take the master for dead after this long without a frame from it (default 1500)",
+        "MS",
+    );
+    opts.optopt(
+        "",
         "max-key",
         "largest key accepted, bytes (default 1024)",
         "N",
@@ -76,6 +82,9 @@ fn main() {
         masters,
         id,
         max_frame: dsm_wire::max_frame_for(max_key, max_value),
+        master_timeout: std::time::Duration::from_millis(
+            size_opt(&m, "master-timeout-ms", 1500) as u64
+        ),
     };
     if let Err(e) = dsm_slave::run(cfg) {
         eprintln!("dsm-slave: {e}");
@@ -88,9 +97,7 @@ fn size_opt(m: &getopts::Matches, name: &str, default: usize) -> usize {
         None => default,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if n > 0 => n,
-            _ => usage_error(&format!(
-                "--{name} takes a positive number of bytes, not '{s}'"
-            )),
+            _ => usage_error(&format!("--{name} takes a positive number, not '{s}'")),
         },
     }
 }

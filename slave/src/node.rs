@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_net::{Conn, Io};
+use dsm_net::{Conn, Io, TimerWheel};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
@@ -23,6 +23,14 @@ pub struct Config {
     pub masters: Vec<SocketAddr>,
     pub id: String,
     pub max_frame: usize,
+    /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
+    pub master_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    Reconnect,
+    SilenceCheck,
 }
 
 pub struct Node {
@@ -34,7 +42,8 @@ pub struct Node {
     /// Index into `cfg.masters` of the address to use next.
     next_master: usize,
     backoff: Duration,
-    reconnect_at: Option<Instant>,
+    timers: TimerWheel<Tick>,
+    last_heard: Instant,
     announced: bool,
 }
 
@@ -48,6 +57,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
 
 impl Node {
     pub fn new(cfg: Config) -> io::Result<Node> {
+        let now = Instant::now();
+        let mut timers = TimerWheel::new(now, Duration::from_millis(1), 1024);
+        timers.insert(now, Tick::Reconnect);
+        timers.insert(now + cfg.master_timeout / 4, Tick::SilenceCheck);
         Ok(Node {
             cfg,
             poll: Poll::new()?,
@@ -56,23 +69,35 @@ impl Node {
             store: Store::default(),
             next_master: 0,
             backoff: MIN_BACKOFF,
-            reconnect_at: Some(Instant::now()),
+            timers,
+            last_heard: now,
             announced: false,
         })
     }
 
     pub fn turn(&mut self) -> io::Result<()> {
-        if self.conn.is_none() {
-            if let Some(at) = self.reconnect_at {
-                if Instant::now() >= at {
-                    self.connect();
+        let now = Instant::now();
+        let mut fired = Vec::new();
+        self.timers.expired(now, &mut fired);
+        for tick in fired {
+            match tick {
+                Tick::Reconnect if self.conn.is_none() => self.connect(),
+                Tick::Reconnect => {}
+                Tick::SilenceCheck => {
+                    let silent = now.saturating_duration_since(self.last_heard);
+                    if self.conn.is_some() && silent > self.cfg.master_timeout {
+                        let why = format!("no word from the master for {} ms", silent.as_millis());
+                        self.lost(&why);
+                    }
+                    self.timers
+                        .insert(now + self.cfg.master_timeout / 4, Tick::SilenceCheck);
                 }
             }
         }
-        let timeout = match (&self.conn, self.reconnect_at) {
-            (None, Some(at)) => Some(at.saturating_duration_since(Instant::now())),
-            _ => None,
-        };
+        let timeout = self
+            .timers
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());
@@ -123,7 +148,7 @@ impl Node {
                     },
                 ));
                 self.conn = Some(conn);
-                self.reconnect_at = None;
+                self.last_heard = Instant::now();
                 self.serve();
             }
             Err(e) => {
@@ -136,7 +161,8 @@ impl Node {
     fn schedule_reconnect(&mut self) {
         self.conn = None;
         self.next_master += 1;
-        self.reconnect_at = Some(Instant::now() + self.backoff);
+        self.timers
+            .insert(Instant::now() + self.backoff, Tick::Reconnect);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
@@ -147,7 +173,7 @@ impl Node {
         };
         loop {
             match conn.read_some() {
-                Io::Done(_) => {}
+                Io::Done(_) => self.last_heard = Instant::now(),
                 Io::WouldBlock => break,
                 Io::Closed => return self.lost("the master closed the connection"),
             }

@@ -225,14 +225,19 @@ impl<'a> Reader<'a> {
 
 /// Append the encoding of `frame` to `out`. Strings longer than 65,535 bytes are cut at a
 /// character boundary (they are ids and messages); keys and values are never cut.
+///
+/// # Panics
+///
+/// If a key, a value or the whole frame is over `u32::MAX` bytes: its length field cannot say
+/// so, and a wrapped length would make the receiver read the rest of the bytes as other frames.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     out[start + 4] = frame.body.opcode() as u8;
     BigEndian::write_u64(&mut out[start + 5..start + HEADER_LEN], frame.req_id);
     encode_body(&frame.body, out);
-    let len = out.len() - start;
-    BigEndian::write_u32(&mut out[start..start + 4], len as u32);
+    let len = u32::try_from(out.len() - start).expect("frame over u32::MAX bytes");
+    BigEndian::write_u32(&mut out[start..start + 4], len);
 }
 
 fn encode_body(body: &Body, out: &mut Vec<u8>) {
@@ -355,7 +360,7 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u32(out, b.len() as u32);
+    put_u32(out, u32::try_from(b.len()).expect("key or value over u32::MAX bytes"));
     out.extend_from_slice(b);
 }
 
