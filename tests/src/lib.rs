@@ -1,1 +1,341 @@
-//! Helpers for process-level tests.
+//! Helpers for process-level tests: a master and its slaves as real processes on loopback,
+//! started with deadlines, faulted with signals, and all killed when the test ends.
+//!
+//! ```no_run
+//! use dsm_tests::{Cluster, ClusterOpts};
+//! let mut cluster = Cluster::start(ClusterOpts { slaves: 3, replicas: 2, ..Default::default() });
+//! let mut c = cluster.client();
+//! c.write(b"k", b"v").unwrap();
+//! cluster.kill_slave(0);
+//! assert_eq!(c.read(b"k").unwrap(), Some(b"v".to_vec()));
+//! ```
+
+pub mod bins;
+pub mod process;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dsm_client::{Client, Error};
+use dsm_wire::Status;
+
+pub use crate::bins::bin;
+pub use crate::process::{run, Finished};
+
+/// Start-up of one process, or of the whole cluster's registration, may take this long on a
+/// loaded 2-core machine before a test gives up.
+pub const STARTUP: Duration = Duration::from_secs(15);
+
+/// Poll `cond` until it holds; panic with `what` if `timeout` passes first.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    if !poll_until(timeout, &mut cond) {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// Poll `cond` until it holds or `timeout` passes; `true` if it held.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterOpts {
+    pub slaves: usize,
+    /// `--replicas` of the master (R).
+    pub replicas: usize,
+    /// Further master flags, such as `--ack-timeout-ms 200`.
+    pub master_args: Vec<String>,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> ClusterOpts {
+        ClusterOpts {
+            slaves: 3,
+            replicas: 2,
+            master_args: Vec::new(),
+        }
+    }
+}
+
+/// A child process of the cluster.
+struct Proc {
+    child: Child,
+    /// SIGSTOPped and not yet continued.
+    stopped: bool,
+}
+
+pub struct Cluster {
+    master: Proc,
+    master_addr: SocketAddr,
+    /// Slot `i` is slave `s{i}`; `None` once killed.
+    slaves: Vec<Option<Proc>>,
+    log_dir: PathBuf,
+}
+
+impl Cluster {
+    /// Start a master on port 0 and `opts.slaves` slaves `s0..`, and wait until the master
+    /// reports every one of them live.
+    pub fn start(opts: ClusterOpts) -> Cluster {
+        // Resolve (and build) the binaries first: a failed build leaves no log directory behind.
+        let mut cmd = Command::new(bin("dsm-master"));
+        bin("dsm-slave");
+        let log_dir = new_log_dir();
+        cmd.args(["--listen", "127.0.0.1:0", "--heartbeat", "127.0.0.1:0"])
+            .args(["--replicas", &opts.replicas.to_string()])
+            .args(&opts.master_args);
+        let (mut child, ready) = spawn(&mut cmd, &log_dir, "master", "dsm-master ready:");
+        let what = format!("dsm-master (log {})", log_dir.join("master.log").display());
+        let line = process::wait_ready(&mut child, &ready, &what, STARTUP);
+        let master_addr = parse_listen(&line);
+        let mut cluster = Cluster {
+            master: Proc {
+                child,
+                stopped: false,
+            },
+            master_addr,
+            slaves: Vec::new(),
+            log_dir,
+        };
+        for i in 0..opts.slaves {
+            cluster.slaves.push(None);
+            cluster.spawn_slave(i);
+        }
+        let n = opts.slaves;
+        wait_until(
+            STARTUP,
+            &format!("the master to report {n} live slaves"),
+            || cluster.try_status().is_ok_and(|s| live_count(&s) == n),
+        );
+        cluster
+    }
+
+    pub fn master_addr(&self) -> SocketAddr {
+        self.master_addr
+    }
+
+    pub fn master_pid(&self) -> u32 {
+        self.master.child.id()
+    }
+
+    /// Where every child's stderr (and stdout) goes; kept when the test fails.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// A new client connected to the master.
+    pub fn client(&self) -> Client {
+        Client::connect(&[self.master_addr])
+            .unwrap_or_else(|e| panic!("cannot connect a client to {}: {e}", self.master_addr))
+    }
+
+    /// The `dsm-client` binary with `--master` set to this cluster's master.
+    pub fn client_command(&self) -> Command {
+        let mut cmd = Command::new(bin("dsm-client"));
+        cmd.args(["--master", &self.master_addr.to_string()]);
+        cmd
+    }
+
+    pub fn try_status(&self) -> Result<Status, Error> {
+        Client::connect(&[self.master_addr])?.status()
+    }
+
+    pub fn status(&self) -> Status {
+        self.try_status()
+            .unwrap_or_else(|e| panic!("STATUS from {} failed: {e}", self.master_addr))
+    }
+
+    /// Slaves started so far (killed ones included).
+    pub fn slave_count(&self) -> usize {
+        self.slaves.len()
+    }
+
+    pub fn slave_id(&self, i: usize) -> String {
+        format!("s{i}")
+    }
+
+    pub fn slave_pid(&self, i: usize) -> u32 {
+        self.slave(i).child.id()
+    }
+
+    /// Whether the master's STATUS lists slave `i` as live.
+    pub fn slave_live(&self, i: usize) -> bool {
+        let id = self.slave_id(i);
+        self.status().slaves.iter().any(|s| s.id == id && s.live)
+    }
+
+    /// Wait until the master reports slave `i` as `live` (or not).
+    pub fn wait_slave_live(&self, i: usize, live: bool, timeout: Duration) {
+        let id = self.slave_id(i);
+        let what = format!("the master to report slave {id} live={live}");
+        wait_until(timeout, &what, || {
+            self.try_status()
+                .is_ok_and(|s| s.slaves.iter().any(|x| x.id == id && x.live == live))
+        });
+    }
+
+    /// SIGKILL slave `i` and reap it.
+    pub fn kill_slave(&mut self, i: usize) {
+        let mut p = self.slaves[i]
+            .take()
+            .unwrap_or_else(|| panic!("slave s{i} is not running"));
+        kill(&mut p);
+    }
+
+    /// SIGSTOP slave `i`: it keeps its sockets but answers nothing.
+    pub fn stop_slave(&mut self, i: usize) {
+        let p = self.slave_mut(i);
+        process::signal(p.child.id(), "STOP");
+        p.stopped = true;
+    }
+
+    pub fn cont_slave(&mut self, i: usize) {
+        let p = self.slave_mut(i);
+        process::signal(p.child.id(), "CONT");
+        p.stopped = false;
+    }
+
+    /// Kill slave `i` if it runs, start it again with the same id, and wait until it has
+    /// registered (its ready line) and the master lists it live.
+    pub fn restart_slave(&mut self, i: usize) {
+        if self.slaves[i].is_some() {
+            self.kill_slave(i);
+        }
+        self.spawn_slave(i);
+        self.wait_slave_live(i, true, STARTUP);
+    }
+
+    fn spawn_slave(&mut self, i: usize) {
+        let id = self.slave_id(i);
+        let mut cmd = Command::new(bin("dsm-slave"));
+        cmd.args(["--master", &self.master_addr.to_string(), "--id", &id]);
+        let (mut child, ready) = spawn(&mut cmd, &self.log_dir, &id, "dsm-slave ready:");
+        let log = self.log_dir.join(format!("{id}.log"));
+        let what = format!("dsm-slave {id} (log {})", log.display());
+        process::wait_ready(&mut child, &ready, &what, STARTUP);
+        self.slaves[i] = Some(Proc {
+            child,
+            stopped: false,
+        });
+    }
+
+    fn slave(&self, i: usize) -> &Proc {
+        self.slaves[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("slave s{i} is not running"))
+    }
+
+    fn slave_mut(&mut self, i: usize) -> &mut Proc {
+        self.slaves[i]
+            .as_mut()
+            .unwrap_or_else(|| panic!("slave s{i} is not running"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.slaves.iter_mut().flatten() {
+            kill(p);
+        }
+        kill(&mut self.master);
+        if std::thread::panicking() {
+            print_logs(&self.log_dir);
+        } else {
+            let _ = fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// Continue a stopped process (so it dies cleanly), SIGKILL it and reap it.
+fn kill(p: &mut Proc) {
+    if p.stopped {
+        process::signal(p.child.id(), "CONT");
+        p.stopped = false;
+    }
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+}
+
+/// Start `cmd` with stderr appended to `<dir>/<name>.log` and stdout lines copied there too.
+fn spawn(
+    cmd: &mut Command,
+    dir: &Path,
+    name: &str,
+    ready: &'static str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let path = dir.join(format!("{name}.log"));
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let stderr = log.try_clone().expect("clone a log file handle");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let out = child.stdout.take().expect("piped");
+    (child, process::watch_stdout(out, log, ready))
+}
+
+/// `dsm-master ready: listen=ADDR heartbeat=ADDR` → ADDR of `listen`.
+fn parse_listen(line: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no listen=ADDR in the master's ready line {line:?}"))
+}
+
+pub fn live_count(s: &Status) -> usize {
+    s.slaves.iter().filter(|x| x.live).count()
+}
+
+/// A fresh directory for one test's logs, named after the test (libtest names the thread).
+fn new_log_dir() -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("test").replace("::", "-");
+    let dir = std::env::temp_dir().join("dsm-tests").join(format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// On failure: where the logs are, and the end of each.
+fn print_logs(dir: &Path) {
+    eprintln!("cluster logs kept in {}", dir.display());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Ok(f) = File::open(&path) else { continue };
+        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        let tail = &lines[lines.len().saturating_sub(20)..];
+        eprintln!("--- last {} lines of {} ---", tail.len(), path.display());
+        for l in tail {
+            eprintln!("{l}");
+        }
+    }
+}

@@ -360,7 +360,10 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u32(out, u32::try_from(b.len()).expect("key or value over u32::MAX bytes"));
+    put_u32(
+        out,
+        u32::try_from(b.len()).expect("key or value over u32::MAX bytes"),
+    );
     out.extend_from_slice(b);
 }
 

@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use dsm_wire::{
     decode, decode_with_max, encode, max_frame_for, Body, ErrorCode, Frame, Opcode, Role,
-    ServerRole, SlaveStatus, Status, WireError, DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY,
+    ServerRole, SlaveStatus, Status, SyncEvent, WireError, DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY,
     DEFAULT_MAX_VALUE, HEADER_LEN,
 };
 
@@ -194,6 +194,33 @@ fn samples() -> Vec<Frame> {
             under_replicated: u64::MAX,
             slaves: vec![slave("only", "10.0.0.1:1", false, 1)],
         }),
+        Body::Sync {
+            epoch: 2,
+            next_version: 2 << 40,
+            complete: false,
+            events: vec![],
+        },
+        Body::Sync {
+            epoch: u64::MAX,
+            next_version: 7,
+            complete: true,
+            events: vec![
+                SyncEvent::SlaveUp { id: "s1".into() },
+                SyncEvent::SlaveDown { id: unicode.into() },
+                SyncEvent::Key {
+                    key: b"k".to_vec(),
+                    version: 9,
+                    holders: vec!["s1".into(), "s2".into()],
+                },
+                SyncEvent::Key {
+                    key: vec![],
+                    version: 0,
+                    holders: vec![],
+                },
+                SyncEvent::Intent { key: vec![0xff; 3] },
+            ],
+        },
+        Body::SyncAck,
     ];
     let req_ids = [0, 1, 2, u64::MAX, 0x0102_0304_0506_0708];
     bodies
@@ -437,6 +464,26 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         .unwrap();
     status.slaves.truncate(u16::MAX as usize);
     assert_eq!(back.body, Body::StatusReply(status));
+}
+
+// Regression: `encode` wrote a key or value length as `len as u32`, so a value of 4 GiB went out
+// with length 0 and the receiver would have read the value's own bytes as further frames (a
+// client could smuggle frames past the master's checks). It now panics instead.
+#[cfg(target_pointer_width = "64")]
+#[test]
+#[should_panic(expected = "key or value over u32::MAX bytes")]
+fn a_value_of_4_gib_is_refused_instead_of_wrapping_its_length() {
+    // Zeroed pages that are never touched: the panic comes before the copy, so this costs
+    // address space, not memory.
+    let value = vec![0u8; u32::MAX as usize + 1];
+    let write = Frame::new(
+        1,
+        Body::Write {
+            key: b"k".to_vec(),
+            value,
+        },
+    );
+    encode(&write, &mut Vec::new());
 }
 
 // ---- Typed errors ----

@@ -1,0 +1,191 @@
+//! Slave failures against real processes: kill -9 and SIGSTOP while keys are read and written.
+//! No acknowledged write may be lost and no request may hang while R-1 copies survive.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dsm_client::Client;
+use dsm_tests::{wait_until, Cluster, ClusterOpts};
+
+const KEYS: usize = 200;
+
+fn cluster(slaves: usize, replicas: usize) -> Cluster {
+    Cluster::start(ClusterOpts {
+        slaves,
+        replicas,
+        master_args: vec!["--ack-timeout-ms".into(), "200".into()],
+    })
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("fault-key-{i}").into_bytes()
+}
+
+fn value(i: usize) -> Vec<u8> {
+    format!("value of {i}").into_bytes()
+}
+
+fn write_keys(c: &mut Client, n: usize) {
+    for i in 0..n {
+        c.write(&key(i), &value(i))
+            .unwrap_or_else(|e| panic!("WRITE key {i}: {e}"));
+    }
+}
+
+fn check_keys(c: &mut Client, n: usize, when: &str) {
+    for i in 0..n {
+        match c.read(&key(i)) {
+            Ok(got) => assert_eq!(got, Some(value(i)), "key {i} {when}"),
+            Err(e) => panic!("READ key {i} {when}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn reads_fail_over_when_a_holder_is_killed() {
+    let mut cluster = cluster(4, 2);
+    let mut c = cluster.client();
+    write_keys(&mut c, KEYS);
+    cluster.kill_slave(0);
+    // No waiting for the master to notice: each read must find the surviving copy.
+    check_keys(&mut c, KEYS, "right after kill -9 of s0");
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_when_a_slave_dies_under_load() {
+    const PER_THREAD: usize = 300;
+    let mut cluster = cluster(4, 2);
+    let acked = AtomicUsize::new(0);
+    let killed = AtomicBool::new(false);
+    let acked_after_kill = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = thread::scope(|s| {
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let mut c = cluster.client();
+                let (acked, killed) = (&acked, &killed);
+                let (acked_after_kill, failures) = (&acked_after_kill, &failures);
+                s.spawn(move || {
+                    let mut kept = Vec::new();
+                    for i in 0..PER_THREAD {
+                        let k = format!("load-{t}-{i}").into_bytes();
+                        let v = format!("written by {t} as {i}").into_bytes();
+                        match c.write(&k, &v) {
+                            Ok(()) => {
+                                if killed.load(Ordering::SeqCst) {
+                                    acked_after_kill.fetch_add(1, Ordering::SeqCst);
+                                }
+                                acked.fetch_add(1, Ordering::SeqCst);
+                                kept.push((k, v));
+                            }
+                            // The outcome is unknown: nothing to check for this key.
+                            Err(e) => failures.lock().unwrap().push(format!("load-{t}-{i}: {e}")),
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        wait_until(
+            Duration::from_secs(60),
+            "150 acknowledged writes before the kill",
+            || acked.load(Ordering::SeqCst) >= 150,
+        );
+        killed.store(true, Ordering::SeqCst);
+        cluster.kill_slave(1);
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().expect("writer thread"))
+            .collect()
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        acked_after_kill.load(Ordering::SeqCst) > 0,
+        "no write was acknowledged after the kill; failures: {failures:?}"
+    );
+    let mut c = cluster.client();
+    for (k, v) in &kept {
+        let key = String::from_utf8_lossy(k);
+        match c.read(k) {
+            Ok(got) => assert_eq!(got.as_ref(), Some(v), "acknowledged write of {key} lost"),
+            Err(e) => panic!("READ {key} after the kill: {e}"),
+        }
+    }
+    eprintln!(
+        "{} writes acknowledged and read back; {} failed: {failures:?}",
+        kept.len(),
+        failures.len()
+    );
+}
+
+#[test]
+fn a_stopped_slave_neither_stalls_writes_nor_stays_live() {
+    let mut cluster = cluster(4, 2);
+    let mut c = cluster.client();
+    cluster.stop_slave(2);
+    for i in 0..50 {
+        let start = Instant::now();
+        c.write(&key(i), &value(i))
+            .unwrap_or_else(|e| panic!("WRITE key {i} with s2 stopped: {e}"));
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "WRITE key {i} took {took:?} with s2 stopped (ack timeout 200 ms)"
+        );
+    }
+    check_keys(&mut c, 50, "with s2 stopped");
+    cluster.wait_slave_live(2, false, Duration::from_secs(5));
+}
+
+#[test]
+fn reads_answer_not_found_promptly_when_every_holder_is_dead() {
+    let mut cluster = cluster(3, 3);
+    let mut c = cluster.client();
+    write_keys(&mut c, 20);
+    check_keys(&mut c, 20, "before the kills");
+    for i in 0..3 {
+        cluster.kill_slave(i);
+    }
+    for i in 0..20 {
+        let start = Instant::now();
+        let got = c
+            .read(&key(i))
+            .unwrap_or_else(|e| panic!("READ key {i} with every slave dead: {e}"));
+        let took = start.elapsed();
+        assert_eq!(got, None, "key {i} with every holder dead");
+        assert!(
+            took < Duration::from_secs(1),
+            "READ key {i} with every holder dead took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn two_slaves_killed_in_turn_lose_nothing() {
+    let mut cluster = cluster(4, 2);
+    let mut c = cluster.client();
+    write_keys(&mut c, KEYS);
+    cluster.kill_slave(0);
+    // Re-replication must restore R copies before the next failure; the issue allows 3 s
+    // between the kills, the wait allows more for a noisy machine.
+    let start = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "re-replication after the first kill (STATUS under_replicated == 0)",
+        || {
+            cluster
+                .try_status()
+                .is_ok_and(|s| s.under_replicated == 0 && dsm_tests::live_count(&s) == 3)
+        },
+    );
+    eprintln!(
+        "R copies restored {:?} after the first kill",
+        start.elapsed()
+    );
+    cluster.kill_slave(1);
+    check_keys(&mut c, KEYS, "after s0 and s1 were killed in turn");
+    let s = cluster.status();
+    assert_eq!(s.keys, KEYS as u64, "STATUS keys: {s:?}");
+}
