@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Start a local dsm cluster in the foreground: a primary master and 3 slaves on 127.0.0.1.
+# Start a local dsm cluster in the foreground: a primary master, a backup master and 3 slaves
+# on 127.0.0.1.
 # Ctrl-C (or any child dying at start-up) stops everything this script started.
 set -euo pipefail
 BIN=${1:-target/release}
 LISTEN=${DSM_LISTEN:-127.0.0.1:7000}
 HEARTBEAT=${DSM_HEARTBEAT:-127.0.0.1:7001}
+BACKUP=${DSM_BACKUP:-127.0.0.1:7002}
+BACKUP_HEARTBEAT=${DSM_BACKUP_HEARTBEAT:-127.0.0.1:7003}
 SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
 LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
@@ -33,22 +36,28 @@ wait_ready() {
     >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
 pids+=($!)
 wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
+"$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" \
+    --backup-of "$HEARTBEAT" >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
+pids+=($!)
+wait_ready "$LOGDIR/backup.out" "$!" "dsm-master (backup)"
 for i in $(seq 1 "$SLAVES"); do
-    "$BIN/dsm-slave" --master "$LISTEN" --id "slave-$i" \
+    "$BIN/dsm-slave" --master "$LISTEN,$BACKUP" --id "slave-$i" \
         >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
     pids+=($!)
     wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
 done
 
 cat <<MSG
-dsm cluster up: master $LISTEN (heartbeat $HEARTBEAT), $SLAVES slaves, R=$REPLICAS
+dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbeat
+$BACKUP_HEARTBEAT), $SLAVES slaves, R=$REPLICAS
 logs: $LOGDIR
 In another terminal:
-  $BIN/dsm-client --master $LISTEN write greeting hello world
-  $BIN/dsm-client --master $LISTEN read greeting
-  $BIN/dsm-client --master $LISTEN status
-  $BIN/dsm-client --master $LISTEN            (REPL: WRITE key value / READ key)
+  $BIN/dsm-client write greeting hello world
+  $BIN/dsm-client read greeting
+  $BIN/dsm-client status
+  $BIN/dsm-client                  (REPL: WRITE key value / READ key)
+The client's default --master is $LISTEN,$BACKUP, so it follows a failover.
 Ctrl-C stops the cluster.
 MSG
-wait -n "${pids[@]}" || true
-echo "a cluster process exited; stopping the rest"
+# Keep running while any process lives: killing the primary to watch the failover is fine.
+wait
