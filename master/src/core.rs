@@ -294,9 +294,9 @@ impl Master {
 
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
-        if self.role != ServerRole::Primary
-            && matches!(frame.body, Body::Write { .. } | Body::Read { .. })
-        {
+        // Not the primary, or a primary that has lost its lease (its backup may be taking
+        // over): refuse at once so the client moves on instead of waiting for a deadline.
+        if !self.lease_ok(now) && matches!(frame.body, Body::Write { .. } | Body::Read { .. }) {
             let text = self.not_primary_text();
             return self.send(conn, req, Body::error(ErrorCode::NotPrimary, text));
         }

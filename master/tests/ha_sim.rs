@@ -1,0 +1,299 @@
+//! Primary and backup masters as state machines on one in-memory network: the backup's stream,
+//! takeover, intents that make the new primary ask the slaves, and fencing of the old primary.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use dsm_master::{Config, Master, Out};
+use dsm_slave::Store;
+use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
+
+const P: usize = 0;
+const B: usize = 1;
+/// On each master: conns 0..3 are slaves, 10 the heartbeat link, 20 a client.
+const LINK: usize = 10;
+const CLIENT: usize = 20;
+
+struct Net {
+    m: [Master; 2],
+    stores: Vec<Store>,
+    /// Which master each slave is registered with.
+    slave_at: Vec<usize>,
+    /// Frames in flight: (to master, conn, frame) or to a slave / client.
+    queue: VecDeque<(usize, usize, Frame)>,
+    inbox: HashMap<usize, Vec<Frame>>,
+    /// Drop SYNC frames that carry a Key event (the primary "dies" before they leave).
+    drop_key_events: bool,
+    link_up: bool,
+    now: Instant,
+}
+
+impl Net {
+    fn new() -> Net {
+        let now = Instant::now();
+        let cfg = |backup_of: Option<&str>| Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            heartbeat: "127.0.0.1:0".parse().unwrap(),
+            backup_of: backup_of.map(|a| a.parse().unwrap()),
+            ..Config::default()
+        };
+        let mut net = Net {
+            m: [
+                Master::new(cfg(None), now),
+                Master::new(cfg(Some("127.0.0.1:9")), now),
+            ],
+            stores: (0..3).map(|_| Store::default()).collect(),
+            slave_at: vec![P; 3],
+            queue: VecDeque::new(),
+            inbox: HashMap::new(),
+            drop_key_events: false,
+            link_up: true,
+            now,
+        };
+        for s in 0..3 {
+            net.register_slave(P, s);
+        }
+        // The backup's link to the primary's heartbeat socket.
+        net.m[P].on_connect(LINK, "backup".into(), now);
+        net.m[B].on_link_up(LINK, "primary".into(), now);
+        for m in [P, B] {
+            net.m[m].on_connect(CLIENT, "client".into(), now);
+            net.m[m].on_frame(CLIENT, hello(Role::Client), now);
+        }
+        net.pump();
+        net.inbox.clear();
+        net
+    }
+
+    fn register_slave(&mut self, m: usize, s: usize) {
+        self.slave_at[s] = m;
+        self.m[m].on_connect(s, format!("slave{s}"), self.now);
+        let frame = Frame::new(
+            0,
+            Body::Hello {
+                role: Role::Slave,
+                epoch: self.stores[s].epoch(),
+                id: format!("s{s}"),
+            },
+        );
+        self.m[m].on_frame(s, frame, self.now);
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        loop {
+            for m in [P, B] {
+                let mut out = Vec::new();
+                self.m[m].drain_out(&mut out);
+                for o in out {
+                    if let Out::Send(conn, frame) = o {
+                        self.route(m, conn, frame);
+                    }
+                }
+            }
+            let Some((m, conn, frame)) = self.queue.pop_front() else {
+                return;
+            };
+            self.m[m].on_frame(conn, frame, self.now);
+        }
+    }
+
+    fn route(&mut self, from: usize, conn: usize, frame: Frame) {
+        match conn {
+            LINK => {
+                if !self.link_up {
+                    return;
+                }
+                let has_key = matches!(&frame.body, Body::Sync { events, .. }
+                    if events.iter().any(|e| matches!(e, SyncEvent::Key { .. })));
+                if from == P && self.drop_key_events && has_key {
+                    return;
+                }
+                self.queue.push_back((1 - from, LINK, frame));
+            }
+            CLIENT => self.inbox.entry(from).or_default().push(frame),
+            s if s < 3 && self.slave_at[s] == from => {
+                if let Some(reply) = self.stores[s].on_frame(frame) {
+                    self.queue.push_back((from, s, reply));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request(&mut self, m: usize, req: u64, body: Body) -> Vec<Frame> {
+        self.m[m].on_frame(CLIENT, Frame::new(req, body), self.now);
+        self.pump();
+        self.inbox.remove(&m).unwrap_or_default()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(1);
+            for m in [P, B] {
+                self.m[m].on_tick(self.now);
+            }
+            self.pump();
+        }
+    }
+}
+
+fn hello(role: Role) -> Frame {
+    Frame::new(
+        0,
+        Body::Hello {
+            role,
+            epoch: 0,
+            id: String::new(),
+        },
+    )
+}
+
+fn write(key: &str, value: &str) -> Body {
+    Body::Write {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn read(key: &str) -> Body {
+    Body::Read { key: key.into() }
+}
+
+#[test]
+fn backup_follows_the_primary_and_refuses_clients() {
+    let mut net = Net::new();
+    assert_eq!(
+        net.request(P, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    assert_eq!(net.m[B].role(), ServerRole::Backup);
+    assert_eq!(net.m[B].status().keys, 1);
+    let refused = net.request(B, 2, read("k"));
+    assert!(matches!(
+        refused[0].body,
+        Body::Error {
+            code: ErrorCode::NotPrimary,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_acknowledged_write_whose_commit_never_reached_the_backup_survives_takeover() {
+    let mut net = Net::new();
+    assert_eq!(
+        net.request(P, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // The intent reaches the backup, the commit does not: the primary dies right after OK.
+    net.drop_key_events = true;
+    assert_eq!(
+        net.request(P, 2, write("k", "v2")),
+        vec![Frame::new(2, Body::Ok)]
+    );
+    net.link_up = false;
+    net.m[B].on_close(LINK, net.now);
+    net.m[B].on_link_failed("connection refused", net.now);
+    assert_eq!(net.m[B].role(), ServerRole::Primary);
+    assert_eq!(net.m[B].status().epoch, 2);
+    for s in 0..3 {
+        net.register_slave(B, s);
+    }
+    // The backup's map still says v1; the intent makes it ask every slave instead.
+    let got = net.request(B, 3, read("k"));
+    assert_eq!(
+        got,
+        vec![Frame::new(
+            3,
+            Body::Value {
+                value: b"v2".to_vec()
+            }
+        )]
+    );
+    // Writes through the new primary outrank everything the old one wrote.
+    assert_eq!(
+        net.request(B, 4, write("k", "v3")),
+        vec![Frame::new(4, Body::Ok)]
+    );
+    assert_eq!(
+        net.request(B, 5, read("k")),
+        vec![Frame::new(
+            5,
+            Body::Value {
+                value: b"v3".to_vec()
+            }
+        )]
+    );
+}
+
+#[test]
+fn reads_after_takeover_wait_for_holders_to_come_back() {
+    let mut net = Net::new();
+    for i in 0..20 {
+        net.request(P, i, write(&format!("k{i}"), "v"));
+    }
+    net.link_up = false;
+    net.m[B].on_close(LINK, net.now);
+    net.m[B].on_link_failed("connection refused", net.now);
+    // No slave has re-registered yet: the read and the write wait instead of failing.
+    assert!(net.request(B, 100, read("k3")).is_empty());
+    assert!(net.request(B, 101, write("new", "x")).is_empty());
+    for s in 0..3 {
+        net.register_slave(B, s);
+    }
+    net.advance(Duration::from_millis(150));
+    let got = net.inbox.remove(&B).unwrap_or_default();
+    assert!(
+        got.contains(&Frame::new(
+            100,
+            Body::Value {
+                value: b"v".to_vec()
+            }
+        )),
+        "{got:?}"
+    );
+    assert!(got.contains(&Frame::new(101, Body::Ok)), "{got:?}");
+}
+
+#[test]
+fn a_frozen_primary_stops_answering_and_steps_down_when_told_of_the_new_epoch() {
+    let mut net = Net::new();
+    assert_eq!(
+        net.request(P, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // The link goes silent (the primary is frozen or cut off): the backup takes over after 3
+    // missed intervals; the primary's lease ran out after 2.
+    net.link_up = false;
+    net.advance(Duration::from_millis(450));
+    assert_eq!(net.m[B].role(), ServerRole::Primary);
+    let stale = net.request(P, 2, write("k", "old-primary"));
+    assert!(
+        matches!(
+            &stale[0].body,
+            Body::Error {
+                code: ErrorCode::NotPrimary,
+                ..
+            }
+        ),
+        "a primary without its lease acknowledges nothing: {stale:?}"
+    );
+    // The link comes back: the new primary's HELLO carries epoch 2 and the old one steps down.
+    net.link_up = true;
+    net.m[P].on_frame(
+        LINK,
+        Frame::new(
+            0,
+            Body::Hello {
+                role: Role::Backup,
+                epoch: 2,
+                id: String::new(),
+            },
+        ),
+        net.now,
+    );
+    net.pump();
+    assert_eq!(net.m[P].role(), ServerRole::Fenced);
+}
