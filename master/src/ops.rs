@@ -437,15 +437,7 @@ impl Master {
             if live.is_empty() {
                 if self.in_grace(now) && e.holders.iter().any(|&h| self.slaves.is_awaiting(h)) {
                     // After a takeover: the holders may still be re-registering. Ask again.
-                    let retry = self
-                        .timers
-                        .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
-                    if let OpKind::Read(r) = &mut self.ops[id].kind {
-                        if let Some(old) = r.retry.replace(retry) {
-                            self.timers.cancel(old);
-                        }
-                    }
-                    return;
+                    return self.arm_read_retry(id, now);
                 }
                 warn!("every holder of a key is dead; answering NOT_FOUND");
                 return self.complete_and_advance(id, Body::NotFound, now);
@@ -463,18 +455,13 @@ impl Master {
                 timer: None,
             },
         );
-        let retry = self
-            .timers
-            .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
+        self.arm_read_retry(id, now);
         let op = &mut self.ops[id];
         let OpKind::Read(r) = &mut op.kind else {
             unreachable!("send_fetch on a write")
         };
         r.pending.push(sub);
         r.attempts += 1;
-        if let Some(old) = r.retry.replace(retry) {
-            self.timers.cancel(old);
-        }
         let body = Body::Fetch {
             epoch: self.epoch,
             key: op.key.to_vec(),
@@ -482,6 +469,19 @@ impl Master {
         let conn = self.slaves.get(holder).conn;
         self.out
             .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+    }
+
+    /// (Re)start the READ's retry timer: `on_read_retry` runs after `read_retry` unless an
+    /// answer comes first.
+    pub(crate) fn arm_read_retry(&mut self, id: OpId, now: Instant) {
+        let retry = self
+            .timers
+            .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
+        if let OpKind::Read(r) = &mut self.ops[id].kind {
+            if let Some(old) = r.retry.replace(retry) {
+                self.timers.cancel(old);
+            }
+        }
     }
 
     pub(crate) fn on_read_retry(&mut self, id: OpId, now: Instant) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use dsm_wire::Body;
 use log::info;
 
-use crate::core::{Master, OpId, Sub, Timer};
+use crate::core::{Master, OpId, Sub};
 use crate::keymap::SlaveIdx;
 use crate::ops::OpKind;
 
@@ -70,14 +70,7 @@ impl Master {
                 },
             );
         }
-        let retry = self
-            .timers
-            .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
-        if let OpKind::Read(r) = &mut self.ops[id].kind {
-            if let Some(old) = r.retry.replace(retry) {
-                self.timers.cancel(old);
-            }
-        }
+        self.arm_read_retry(id, now);
     }
 
     pub(crate) fn probe_on_retry(&mut self, id: OpId, now: Instant) {
