@@ -1,10 +1,10 @@
 //! dsm-master command line: parse options, start logging, run the server.
 
 use std::process::exit;
-use std::time::Duration;
 
 use dsm_master::Config;
-use dsm_net::{addr, log_setup};
+use dsm_net::cli::Cli;
+use dsm_net::log_setup;
 
 const ABOUT: &str = "\
 dsm-master: the coordinator of a dsm cluster.
@@ -29,6 +29,7 @@ stdout (port 0 picks a free port).
 Usage: dsm-master [options]";
 
 fn main() {
+    let cli = Cli::new("dsm-master");
     let mut opts = getopts::Options::new();
     opts.optopt(
         "l",
@@ -116,80 +117,36 @@ fn main() {
         "after a takeover, reads wait this long for known slaves to come back (default 3000)",
         "MS",
     );
-    opts.optopt(
-        "",
-        "log-level",
-        "off|error|warn|info|debug|trace (default info)",
-        "LEVEL",
-    );
-    opts.optflagmulti("v", "verbose", "more log output (-v debug, -vv trace)");
-    opts.optflag("h", "help", "print this help");
-    let m = match opts.parse(std::env::args().skip(1)) {
-        Ok(m) => m,
-        Err(e) => usage_error(&e.to_string()),
+    cli.add_common_opts(&mut opts, "info");
+    let m = cli.parse(&opts, ABOUT, false);
+    let level = cli.log_level(&m, log::LevelFilter::Info);
+    let d = Config::default();
+    let cfg = Config {
+        listen: cli.addr(&m, "listen").unwrap_or(d.listen),
+        heartbeat: cli.addr(&m, "heartbeat").unwrap_or(d.heartbeat),
+        replicas: cli.positive(&m, "replicas", d.replicas as u64) as usize,
+        max_key: cli.positive(&m, "max-key", d.max_key as u64) as usize,
+        max_value: cli.positive(&m, "max-value", d.max_value as u64) as usize,
+        ack_timeout: cli.millis(&m, "ack-timeout-ms", d.ack_timeout),
+        request_timeout: cli.millis(&m, "request-timeout-ms", d.request_timeout),
+        read_retry: cli.millis(&m, "read-retry-ms", d.read_retry),
+        ping_interval: cli.millis(&m, "ping-interval-ms", d.ping_interval),
+        hello_timeout: cli.millis(&m, "hello-timeout-ms", d.hello_timeout),
+        max_conns: cli.positive(&m, "max-conns", d.max_conns as u64) as usize,
+        max_write_buffer: cli.positive(&m, "max-write-buffer", d.max_write_buffer as u64) as usize,
+        backup_of: cli.addr(&m, "backup-of"),
+        heartbeat_interval: cli.millis(&m, "heartbeat-interval-ms", d.heartbeat_interval),
+        heartbeat_misses: cli
+            .positive(&m, "heartbeat-misses", d.heartbeat_misses as u64)
+            .max(3) as u32,
+        takeover_grace: cli.millis(&m, "takeover-grace-ms", d.takeover_grace),
     };
-    if m.opt_present("help") {
-        print!("{}", opts.usage(ABOUT));
-        return;
-    }
-    if !m.free.is_empty() {
-        usage_error(&format!("unexpected argument '{}'", m.free[0]));
-    }
-    let Some(level) = log_setup::parse_level(m.opt_str("log-level").as_deref(), m.opt_count("v"))
-    else {
-        usage_error("--log-level takes off, error, warn, info, debug or trace");
-    };
-    let mut cfg = Config::default();
-    if let Some(s) = m.opt_str("listen") {
-        cfg.listen = addr::parse_addr(&s).unwrap_or_else(|e| usage_error(&e));
-    }
-    if let Some(s) = m.opt_str("heartbeat") {
-        cfg.heartbeat = addr::parse_addr(&s).unwrap_or_else(|e| usage_error(&e));
-    }
-    cfg.replicas = num(&m, "replicas", cfg.replicas as u64) as usize;
     if cfg.replicas > 255 {
-        usage_error("--replicas must be between 1 and 255");
+        cli.usage_error("--replicas must be between 1 and 255");
     }
-    cfg.max_key = num(&m, "max-key", cfg.max_key as u64) as usize;
-    cfg.max_value = num(&m, "max-value", cfg.max_value as u64) as usize;
-    cfg.ack_timeout = ms(&m, "ack-timeout-ms", cfg.ack_timeout);
-    cfg.request_timeout = ms(&m, "request-timeout-ms", cfg.request_timeout);
-    cfg.read_retry = ms(&m, "read-retry-ms", cfg.read_retry);
-    cfg.ping_interval = ms(&m, "ping-interval-ms", cfg.ping_interval);
-    cfg.hello_timeout = ms(&m, "hello-timeout-ms", cfg.hello_timeout);
-    cfg.max_conns = num(&m, "max-conns", cfg.max_conns as u64) as usize;
-    if let Some(s) = m.opt_str("backup-of") {
-        cfg.backup_of = Some(addr::parse_addr(&s).unwrap_or_else(|e| usage_error(&e)));
-    }
-    cfg.heartbeat_interval = ms(&m, "heartbeat-interval-ms", cfg.heartbeat_interval);
-    cfg.heartbeat_misses = num(&m, "heartbeat-misses", cfg.heartbeat_misses as u64).max(3) as u32;
-    cfg.takeover_grace = ms(&m, "takeover-grace-ms", cfg.takeover_grace);
-    cfg.max_write_buffer = num(&m, "max-write-buffer", cfg.max_write_buffer as u64) as usize;
     log_setup::init(level);
     if let Err(e) = dsm_master::run(cfg) {
         eprintln!("dsm-master: {e}");
         exit(1);
     }
-}
-
-/// A positive whole number option, or its default.
-fn num(m: &getopts::Matches, name: &str, default: u64) -> u64 {
-    match m.opt_str(name) {
-        None => default,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n > 0 => n,
-            _ => usage_error(&format!(
-                "--{name} takes a positive whole number, not '{s}'"
-            )),
-        },
-    }
-}
-
-fn ms(m: &getopts::Matches, name: &str, default: Duration) -> Duration {
-    Duration::from_millis(num(m, name, default.as_millis() as u64))
-}
-
-fn usage_error(msg: &str) -> ! {
-    eprintln!("dsm-master: {msg}\nTry 'dsm-master --help'.");
-    exit(2);
 }

@@ -2,26 +2,6 @@
 
 use log::LevelFilter;
 
-/// Turn `--log-level` (or the count of `-v`) into a filter. `None` for an unknown name.
-pub fn parse_level(name: Option<&str>, verbose: usize) -> Option<LevelFilter> {
-    if let Some(name) = name {
-        return match name.to_ascii_lowercase().as_str() {
-            "off" => Some(LevelFilter::Off),
-            "error" => Some(LevelFilter::Error),
-            "warn" => Some(LevelFilter::Warn),
-            "info" => Some(LevelFilter::Info),
-            "debug" => Some(LevelFilter::Debug),
-            "trace" => Some(LevelFilter::Trace),
-            _ => None,
-        };
-    }
-    Some(match verbose {
-        0 => LevelFilter::Info,
-        1 => LevelFilter::Debug,
-        _ => LevelFilter::Trace,
-    })
-}
-
 /// Send log lines at `level` and above to stderr, with a timestamp and the module that wrote them.
 pub fn init(level: LevelFilter) {
     let config = simplelog::ConfigBuilder::new()

@@ -2,7 +2,10 @@
 
 use std::process::exit;
 
-use dsm_net::{addr, log_setup};
+use std::time::Duration;
+
+use dsm_net::cli::Cli;
+use dsm_net::log_setup;
 
 const ABOUT: &str = "\
 dsm-slave: stores copies of keys for a dsm master.
@@ -15,6 +18,7 @@ address (a backup master), with backoff from 20 ms to 1 s.
 Usage: dsm-slave [options]";
 
 fn main() {
+    let cli = Cli::new("dsm-slave");
     let mut opts = getopts::Options::new();
     opts.optopt(
         "m",
@@ -46,63 +50,25 @@ fn main() {
         "largest value accepted, bytes (default 1048576)",
         "N",
     );
-    opts.optopt(
-        "",
-        "log-level",
-        "off|error|warn|info|debug|trace (default info)",
-        "LEVEL",
-    );
-    opts.optflagmulti("v", "verbose", "more log output (-v debug, -vv trace)");
-    opts.optflag("h", "help", "print this help");
-    let m = match opts.parse(std::env::args().skip(1)) {
-        Ok(m) => m,
-        Err(e) => usage_error(&e.to_string()),
-    };
-    if m.opt_present("help") {
-        print!("{}", opts.usage(ABOUT));
-        return;
-    }
-    if !m.free.is_empty() {
-        usage_error(&format!("unexpected argument '{}'", m.free[0]));
-    }
-    let Some(level) = log_setup::parse_level(m.opt_str("log-level").as_deref(), m.opt_count("v"))
-    else {
-        usage_error("--log-level takes off, error, warn, info, debug or trace");
-    };
-    let masters = addr::parse_addr_list(&m.opt_str("master").unwrap_or("127.0.0.1:7000".into()))
-        .unwrap_or_else(|e| usage_error(&e));
-    let max_key = size_opt(&m, "max-key", dsm_wire::DEFAULT_MAX_KEY);
-    let max_value = size_opt(&m, "max-value", dsm_wire::DEFAULT_MAX_VALUE);
+    cli.add_common_opts(&mut opts, "info");
+    let m = cli.parse(&opts, ABOUT, false);
+    let level = cli.log_level(&m, log::LevelFilter::Info);
+    let masters = cli.addr_list(&m, "master", "127.0.0.1:7000");
+    let max_key = cli.positive(&m, "max-key", dsm_wire::DEFAULT_MAX_KEY as u64) as usize;
+    let max_value = cli.positive(&m, "max-value", dsm_wire::DEFAULT_MAX_VALUE as u64) as usize;
     let id = m.opt_str("id").unwrap_or_else(dsm_slave::generated_id);
     if id.is_empty() || id.len() > 255 {
-        usage_error("--id must be 1 to 255 bytes");
+        cli.usage_error("--id must be 1 to 255 bytes");
     }
-    log_setup::init(level);
     let cfg = dsm_slave::Config {
         masters,
         id,
         max_frame: dsm_wire::max_frame_for(max_key, max_value),
-        master_timeout: std::time::Duration::from_millis(
-            size_opt(&m, "master-timeout-ms", 1500) as u64
-        ),
+        master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(1500)),
     };
+    log_setup::init(level);
     if let Err(e) = dsm_slave::run(cfg) {
         eprintln!("dsm-slave: {e}");
         exit(1);
     }
-}
-
-fn size_opt(m: &getopts::Matches, name: &str, default: usize) -> usize {
-    match m.opt_str(name) {
-        None => default,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => usage_error(&format!("--{name} takes a positive number, not '{s}'")),
-        },
-    }
-}
-
-fn usage_error(msg: &str) -> ! {
-    eprintln!("dsm-slave: {msg}\nTry 'dsm-slave --help'.");
-    exit(2);
 }
