@@ -9,6 +9,7 @@ help:
 	@echo "make run-cluster  a primary master and 3 slaves on 127.0.0.1 (Ctrl-C stops them all)"
 	@echo "make test         every unit, integration and fault test in the workspace"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
+	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -27,6 +28,9 @@ fmt:
 
 run-cluster: build
 	scripts/run-cluster.sh $(RELEASE)
+
+bench:
+	scripts/bench.sh
 
 clean:
 	$(CARGO) clean

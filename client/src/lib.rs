@@ -25,6 +25,7 @@
 //! or the master answers NOT_PRIMARY, the client moves to the next address and resends what
 //! was unanswered.
 
+pub mod bench;
 mod client;
 mod error;
 pub mod json;

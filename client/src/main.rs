@@ -15,6 +15,7 @@ Usage:
   dsm-client [options] read KEY             print the value
   dsm-client [options] status [--json]      the master's view of the cluster
   dsm-client [options] ping                 one round trip to the master
+  dsm-client [options] bench --op OP ...    load test; 'dsm-client bench --help'
   dsm-client [options]                      REPL: lines 'WRITE key value...', 'READ key'
 
 Exit status: 0 success; 1 NOT_FOUND (read) or an ERROR answer from the master
@@ -29,7 +30,7 @@ fn main() {
     opts.optopt(
         "m",
         "master",
-        "master addresses; later ones are fallbacks (default 127.0.0.1:7000)",
+        "master addresses; later ones are fallbacks (default 127.0.0.1:7000,127.0.0.1:7002)",
         "ADDR[,ADDR...]",
     );
     opts.optopt(
@@ -54,16 +55,13 @@ fn main() {
         print!("{}", opts.usage(ABOUT));
         return;
     }
-    let level = match (m.opt_str("log-level"), m.opt_count("v")) {
-        (None, 0) => Some(log::LevelFilter::Warn),
-        (name, v) => log_setup::parse_level(name.as_deref(), v - v.min(1)),
-    };
-    let Some(level) = level else {
-        usage_error("--log-level takes off, error, warn, info, debug or trace");
-    };
+    let level = dsm_net::cli::Cli::new("dsm-client").log_level(&m, log::LevelFilter::Warn);
     log_setup::init(level);
-    let masters = addr::parse_addr_list(&m.opt_str("master").unwrap_or("127.0.0.1:7000".into()))
-        .unwrap_or_else(|e| usage_error(&e));
+    let masters = addr::parse_addr_list(
+        &m.opt_str("master")
+            .unwrap_or("127.0.0.1:7000,127.0.0.1:7002".into()),
+    )
+    .unwrap_or_else(|e| usage_error(&e));
     let timeout = match m.opt_str("timeout-ms") {
         None => dsm_client::DEFAULT_TIMEOUT,
         Some(s) => match s.parse::<u64>() {
@@ -79,17 +77,17 @@ fn main() {
         (Some("write"), n) if n >= 3 => {}
         (Some("status"), 1) => {}
         (Some("status"), 2) if args[1] == "--json" => {}
+        (Some("bench"), _) => exit(dsm_client::bench::main(&masters, &args[1..])),
         (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
         (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
         (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),
         (Some("ping"), _) => usage_error("usage: dsm-client ping"),
         (Some(other), _) => usage_error(&format!("unknown command '{other}'")),
     }
-    let mut client = match Client::connect(&masters) {
+    let mut client = match Client::connect_with_timeout(&masters, timeout) {
         Ok(c) => c,
         Err(e) => fail(2, &e),
     };
-    client.set_timeout(timeout);
     match cmd.as_deref() {
         None => {
             let stdin = std::io::stdin();

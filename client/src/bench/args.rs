@@ -1,0 +1,208 @@
+//! The `bench` subcommand's options: parsed and checked here, before any socket is opened.
+
+use std::path::PathBuf;
+
+use super::{BenchConfig, Workload};
+
+/// The usage text printed by `dsm-client bench --help`.
+pub const USAGE: &str = "\
+Usage: dsm-client [--master ADDR] bench --op ping|write|read|mixed [options]
+
+Drives N connections from one event loop, P requests outstanding on each, M
+requests in all, and prints ops/s and latency percentiles in microseconds.
+
+  ping   PING, answered by the master itself (one hop)
+  write  WRITE of --value-size bytes to key bench:<i mod K>
+  read   writes all K keys first (not timed), then READs them; every answer
+         is checked against the value written for its key
+  mixed  50/50 READ and WRITE; each connection owns the keys k with
+         k mod N = its index, so every READ answer can be checked
+
+With --rate the load is open loop: request i is due at start + i/OPS and its
+latency runs from that instant, even while it waits for a free pipeline slot.
+
+Exit status: 0 success; 1 any error, mismatch or NOT_FOUND, or no reply for
+10 s; 2 usage error or no master reachable.";
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Help,
+    Run(BenchConfig),
+}
+
+fn options() -> getopts::Options {
+    let mut opts = getopts::Options::new();
+    opts.optopt("", "op", "ping, write, read or mixed (required)", "OP");
+    opts.optopt("", "clients", "connections, N (default 1)", "N");
+    opts.optopt(
+        "",
+        "pipeline",
+        "outstanding requests per connection, P (default 1)",
+        "P",
+    );
+    opts.optopt("", "requests", "requests in all, M (default 10000)", "M");
+    opts.optopt("", "value-size", "bytes per value (default 64)", "B");
+    opts.optopt("", "keys", "distinct keys, K (default 1000)", "K");
+    opts.optopt(
+        "",
+        "rate",
+        "open loop at this many requests per second in all",
+        "OPS",
+    );
+    opts.optflag(
+        "",
+        "json",
+        "print one JSON object and nothing else on stdout",
+    );
+    opts.optopt(
+        "",
+        "hist",
+        "write the latency distribution (HdrHistogram text, microseconds)",
+        "FILE",
+    );
+    opts.optflag("h", "help", "print this help");
+    opts
+}
+
+/// The full help text: [`USAGE`] then one line per option.
+pub fn help() -> String {
+    options().usage(USAGE)
+}
+
+/// Largest value the bench sends: what the client library accepts in a frame.
+pub const MAX_VALUE_SIZE: u64 = 256 * 1024 * 1024;
+/// Connections one event loop drives; far above any useful setting, below fd limits.
+pub const MAX_CLIENTS: u64 = 10_000;
+/// Keeps the per-connection in-flight table and the write buffers bounded.
+pub const MAX_PIPELINE: u64 = 65_536;
+
+/// Parse the arguments after `bench`. `Err` carries the message for a usage error (exit 2).
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let m = options().parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("help") {
+        return Ok(Parsed::Help);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument '{extra}'"));
+    }
+    let workload = match m.opt_str("op") {
+        None => return Err("--op is required (ping, write, read or mixed)".into()),
+        Some(s) => Workload::from_name(&s.to_ascii_lowercase())
+            .ok_or_else(|| format!("--op takes ping, write, read or mixed, not '{s}'"))?,
+    };
+    let clients = count(&m, "clients", 1, MAX_CLIENTS)?;
+    let pipeline = count(&m, "pipeline", 1, MAX_PIPELINE)?;
+    let requests = count(&m, "requests", 10_000, u64::MAX)?;
+    let value_size = count(&m, "value-size", 64, MAX_VALUE_SIZE)?;
+    let keys = count(&m, "keys", 1000, u32::MAX as u64)?;
+    let rate = match m.opt_str("rate") {
+        None => None,
+        Some(s) => match s.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 => Some(r),
+            _ => return Err(format!("--rate takes a positive number, not '{s}'")),
+        },
+    };
+    if workload == Workload::Mixed && keys < clients {
+        return Err(format!(
+            "--op mixed needs --keys >= --clients: each connection owns its keys \
+             (got {keys} keys for {clients} clients)"
+        ));
+    }
+    Ok(Parsed::Run(BenchConfig {
+        workload,
+        clients: clients as usize,
+        pipeline: pipeline as usize,
+        requests,
+        value_size: value_size as usize,
+        keys: keys as usize,
+        rate,
+        json: m.opt_present("json"),
+        hist: m.opt_str("hist").map(PathBuf::from),
+    }))
+}
+
+/// A whole number in 1..=max, or `default` when the option is absent.
+fn count(m: &getopts::Matches, name: &str, default: u64, max: u64) -> Result<u64, String> {
+    let Some(s) = m.opt_str(name) else {
+        return Ok(default);
+    };
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        Ok(n) if n >= 1 => Err(format!("--{name} is at most {max}, not {n}")),
+        _ => Err(format!("--{name} takes a positive whole number, not '{s}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    fn run(line: &str) -> BenchConfig {
+        match parse(&args(line)) {
+            Ok(Parsed::Run(c)) => c,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> String {
+        match parse(&args(line)) {
+            Err(e) => e,
+            other => panic!("{line} should fail: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_line_parses() {
+        let c = run(
+            "--op write --clients 4 --pipeline 32 --requests 5000 --value-size 64 \
+                     --keys 100 --rate 2500.5 --json --hist /tmp/h.txt",
+        );
+        assert_eq!(c.workload, Workload::Write);
+        assert_eq!((c.clients, c.pipeline, c.requests), (4, 32, 5000));
+        assert_eq!((c.value_size, c.keys), (64, 100));
+        assert_eq!(c.rate, Some(2500.5));
+        assert!(c.json);
+        assert_eq!(c.hist, Some(PathBuf::from("/tmp/h.txt")));
+    }
+
+    #[test]
+    fn defaults_and_case_insensitive_op() {
+        let c = run("--op PING");
+        assert_eq!(c.workload, Workload::Ping);
+        assert_eq!((c.clients, c.pipeline, c.requests), (1, 1, 10_000));
+        assert_eq!((c.value_size, c.keys, c.rate), (64, 1000, None));
+        assert!(!c.json);
+        assert_eq!(parse(&args("--help")), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_option_named() {
+        assert!(err("--clients 4").contains("--op is required"));
+        assert!(err("--op scan").contains("not 'scan'"));
+        assert!(err("--op ping --clients 0").contains("--clients takes a positive"));
+        assert!(err("--op ping --pipeline -3").contains("--pipeline"));
+        assert!(err("--op ping --requests 1e3").contains("--requests"));
+        assert!(err("--op ping --value-size x").contains("--value-size"));
+        assert!(err("--op ping --keys 0").contains("--keys"));
+        assert!(err("--op ping --rate 0").contains("--rate takes a positive"));
+        assert!(err("--op ping --rate nan").contains("--rate"));
+        assert!(err("--op ping --rate inf").contains("--rate"));
+        assert!(err("--op ping --clients 20000").contains("at most 10000"));
+        assert!(err("--op ping extra").contains("unexpected argument 'extra'"));
+        assert!(err("--op ping --bogus 1").contains("bogus"));
+        assert!(err("--op ping --clients").contains("clients"));
+    }
+
+    #[test]
+    fn mixed_needs_a_key_per_connection() {
+        assert!(err("--op mixed --clients 8 --keys 4").contains("--keys >= --clients"));
+        assert_eq!(run("--op mixed --clients 8 --keys 8").keys, 8);
+        // Other workloads may share keys between connections.
+        assert_eq!(run("--op write --clients 8 --keys 1").keys, 1);
+    }
+}

@@ -1,0 +1,594 @@
+//! The bench event loop: N framed connections on one mio `Poll`, up to P requests in flight on
+//! each, requests queued per connection and flushed once per loop turn (one `write` for many).
+
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal, Write as _};
+use std::net::{SocketAddr, TcpStream as StdStream};
+use std::time::{Duration, Instant};
+
+use dsm_net::{Conn, Io};
+use dsm_wire::{Body, Frame, Role};
+use hdrhistogram::Histogram;
+use log::warn;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::check::{splitmix, KeyBook, ValueGen, Verdict};
+use super::report::{new_histogram, Summary};
+use super::schedule::{poll_wait, Schedule};
+use super::{BenchConfig, BenchError, Workload};
+
+/// With requests outstanding and no reply for this long, the run is abandoned.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The untimed preload keeps at least this many writes in flight per connection.
+const PRELOAD_DEPTH: usize = 32;
+/// Failed requests described in the log before the rest are only counted.
+const LOGGED_FAILURES: u64 = 5;
+
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    Ping,
+    Write { key: usize, version: u64 },
+    Read { key: usize, floor: u64 },
+}
+
+#[derive(Debug)]
+struct Pending {
+    req_id: u64,
+    request: Request,
+    /// Latency runs from here: the send time, or in open loop the scheduled time.
+    since: Instant,
+    timed: bool,
+}
+
+struct BenchConn {
+    conn: Conn,
+    welcomed: bool,
+    /// Sequence number of the next request; its id is `seq << 32 | slot in inflight`.
+    next_req: u64,
+    inflight: Slab<Pending>,
+    /// Open loop: requests that are due but wait for a free slot, with their due times.
+    backlog: VecDeque<(u64, Instant)>,
+    /// Next key this connection preloads (it owns the keys equal to its index modulo N).
+    preload_next: usize,
+    rng: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Hello,
+    Preload,
+    Timed,
+}
+
+struct Driver<'a> {
+    cfg: &'a BenchConfig,
+    poll: Poll,
+    events: Events,
+    conns: Vec<BenchConn>,
+    phase: Phase,
+    gen: ValueGen,
+    book: KeyBook,
+    hist: Histogram<u64>,
+    /// Timed requests handed to a connection (closed loop) or scheduled (open loop).
+    issued: u64,
+    completed: u64,
+    error_replies: u64,
+    mismatches: u64,
+    not_found: u64,
+    /// Sent and unanswered, over all connections.
+    outstanding: usize,
+    /// Last reply, or when `outstanding` last rose from zero.
+    waiting_since: Instant,
+    dirty: Vec<usize>,
+    ready: Vec<(usize, bool, bool)>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+pub fn run(cfg: &BenchConfig, masters: &[SocketAddr]) -> Result<Summary, BenchError> {
+    let mut d = Driver::connect(cfg, masters)?;
+    d.handshake()?;
+    if cfg.workload.preloads() {
+        d.preload()?;
+    }
+    d.timed()
+}
+
+/// Connect to the first address that accepts, so all N connections reach the same master.
+fn connect_first(masters: &[SocketAddr]) -> Result<(StdStream, SocketAddr), BenchError> {
+    let mut failures = Vec::new();
+    for &addr in masters {
+        match StdStream::connect_timeout(&addr, STALL_TIMEOUT) {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(BenchError::Connect(failures.join("; ")))
+}
+
+impl<'a> Driver<'a> {
+    fn connect(cfg: &'a BenchConfig, masters: &[SocketAddr]) -> Result<Driver<'a>, BenchError> {
+        let poll = Poll::new()?;
+        let (first, addr) = connect_first(masters)?;
+        let max_frame = dsm_wire::max_frame_for(
+            dsm_wire::DEFAULT_MAX_KEY,
+            cfg.value_size.max(dsm_wire::DEFAULT_MAX_VALUE),
+        );
+        let run_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 32;
+        let mut conns = Vec::with_capacity(cfg.clients);
+        let mut pending_stream = Some(first);
+        for idx in 0..cfg.clients {
+            let std = match pending_stream.take() {
+                Some(s) => s,
+                None => StdStream::connect_timeout(&addr, STALL_TIMEOUT)
+                    .map_err(|e| BenchError::Connect(format!("{addr}: {e}")))?,
+            };
+            std.set_nodelay(true)?;
+            std.set_nonblocking(true)?;
+            let mut stream = mio::net::TcpStream::from_std(std);
+            poll.registry()
+                .register(&mut stream, Token(idx), Interest::READABLE)?;
+            conns.push(BenchConn {
+                conn: Conn::new(stream, max_frame),
+                welcomed: false,
+                next_req: 1,
+                inflight: Slab::with_capacity(cfg.pipeline.max(PRELOAD_DEPTH)),
+                backlog: VecDeque::new(),
+                preload_next: idx,
+                rng: run_id ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            });
+        }
+        Ok(Driver {
+            cfg,
+            poll,
+            events: Events::with_capacity(1024),
+            conns,
+            phase: Phase::Hello,
+            gen: ValueGen::new(run_id, cfg.value_size),
+            book: KeyBook::new(cfg.keys),
+            hist: new_histogram(),
+            issued: 0,
+            completed: 0,
+            error_replies: 0,
+            mismatches: 0,
+            not_found: 0,
+            outstanding: 0,
+            waiting_since: Instant::now(),
+            dirty: Vec::new(),
+            ready: Vec::new(),
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        })
+    }
+
+    fn handshake(&mut self) -> Result<(), BenchError> {
+        let hello = Body::Hello {
+            role: Role::Client,
+            epoch: 0,
+            id: String::new(),
+        };
+        for idx in 0..self.conns.len() {
+            let c = &mut self.conns[idx];
+            c.conn.send(&Frame::new(c.next_req, hello.clone()));
+            c.next_req += 1;
+            self.dirty.push(idx);
+        }
+        self.note_sent(self.conns.len());
+        self.flush_dirty()?;
+        while self.conns.iter().any(|c| !c.welcomed) {
+            self.turn(None)?;
+        }
+        Ok(())
+    }
+
+    /// Write every key once, untimed, each from the connection that owns it.
+    fn preload(&mut self) -> Result<(), BenchError> {
+        self.phase = Phase::Preload;
+        let depth = self.cfg.pipeline.max(PRELOAD_DEPTH);
+        loop {
+            let now = Instant::now();
+            for idx in 0..self.conns.len() {
+                while self.conns[idx].inflight.len() < depth
+                    && self.conns[idx].preload_next < self.cfg.keys
+                {
+                    let key = self.conns[idx].preload_next;
+                    self.conns[idx].preload_next += self.conns.len();
+                    let version = self.book.next_write(key);
+                    self.send(idx, Request::Write { key, version }, now, false);
+                }
+            }
+            self.flush_dirty()?;
+            if self.outstanding == 0 {
+                return Ok(());
+            }
+            self.turn(None)?;
+        }
+    }
+
+    fn timed(&mut self) -> Result<Summary, BenchError> {
+        self.phase = Phase::Timed;
+        let start = Instant::now();
+        let schedule = self
+            .cfg
+            .rate
+            .map(|rate| Schedule::new(start, rate, self.cfg.requests));
+        let mut progress = std::io::stderr()
+            .is_terminal()
+            .then(|| start + Duration::from_secs(1));
+        let mut last_reply = start;
+        while self.completed < self.cfg.requests {
+            let now = Instant::now();
+            match &schedule {
+                None => self.fill_closed(now),
+                Some(s) => self.fill_open(s, now),
+            }
+            self.flush_dirty()?;
+            let mut wait = schedule
+                .as_ref()
+                .and_then(|s| s.next_due(now))
+                .map(|due| poll_wait(now, due));
+            if let Some(at) = progress {
+                if now >= at {
+                    self.print_progress(start, now);
+                    progress = Some(at + Duration::from_secs(1));
+                }
+                let left = progress.map_or(Duration::MAX, |p| p.saturating_duration_since(now));
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            let before = self.completed;
+            self.turn(wait)?;
+            if self.completed > before {
+                last_reply = Instant::now();
+            }
+        }
+        if progress.is_some() {
+            eprint!("\r\x1b[K");
+        }
+        Ok(Summary {
+            op: self.cfg.workload.name(),
+            clients: self.cfg.clients,
+            pipeline: self.cfg.pipeline,
+            requests: self.cfg.requests,
+            error_replies: self.error_replies,
+            mismatches: self.mismatches,
+            not_found: self.not_found,
+            elapsed: last_reply.saturating_duration_since(start),
+            hist: std::mem::replace(&mut self.hist, new_histogram()),
+        })
+    }
+
+    fn print_progress(&self, start: Instant, now: Instant) {
+        let secs = now.saturating_duration_since(start).as_secs_f64().max(1e-9);
+        let errors = self.error_replies + self.mismatches + self.not_found;
+        eprint!(
+            "\r\x1b[K{}/{} requests, {:.0} ops/s, {errors} errors",
+            self.completed,
+            self.cfg.requests,
+            self.completed as f64 / secs
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    /// Closed loop: keep every pipeline full until M requests have been sent.
+    fn fill_closed(&mut self, now: Instant) {
+        for idx in 0..self.conns.len() {
+            while self.conns[idx].inflight.len() < self.cfg.pipeline
+                && self.issued < self.cfg.requests
+            {
+                let request = self.plan(idx, self.issued);
+                self.issued += 1;
+                self.send(idx, request, now, true);
+            }
+        }
+    }
+
+    /// Open loop: hand each due request to connection i mod N; it waits there, its clock
+    /// running, until a slot is free.
+    fn fill_open(&mut self, schedule: &Schedule, now: Instant) {
+        let due = schedule.due_by(now);
+        let n = self.conns.len() as u64;
+        while self.issued < due {
+            let i = self.issued;
+            self.conns[(i % n) as usize]
+                .backlog
+                .push_back((i, schedule.due_at(i)));
+            self.issued += 1;
+        }
+        for idx in 0..self.conns.len() {
+            while self.conns[idx].inflight.len() < self.cfg.pipeline {
+                let Some((i, due_at)) = self.conns[idx].backlog.pop_front() else {
+                    break;
+                };
+                let request = self.plan(idx, i);
+                self.send(idx, request, due_at, true);
+            }
+        }
+    }
+
+    /// What timed request number `i`, sent on connection `idx`, is.
+    fn plan(&mut self, idx: usize, i: u64) -> Request {
+        let keys = self.cfg.keys;
+        match self.cfg.workload {
+            Workload::Ping => Request::Ping,
+            Workload::Write => {
+                let key = (i % keys as u64) as usize;
+                let version = self.book.next_write(key);
+                Request::Write { key, version }
+            }
+            Workload::Read => {
+                let key = (i % keys as u64) as usize;
+                Request::Read {
+                    key,
+                    floor: self.book.read_floor(key),
+                }
+            }
+            Workload::Mixed => {
+                // A key this connection owns (k mod N = idx), so only it ever writes the key.
+                let n = self.conns.len();
+                let owned = (keys - idx).div_ceil(n);
+                let r = splitmix(&mut self.conns[idx].rng);
+                let key = idx + n * (r % owned as u64) as usize;
+                if r >> 63 == 0 {
+                    let version = self.book.next_write(key);
+                    Request::Write { key, version }
+                } else {
+                    Request::Read {
+                        key,
+                        floor: self.book.read_floor(key),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queue one request on a connection (written at the next flush).
+    fn send(&mut self, idx: usize, request: Request, since: Instant, timed: bool) {
+        let body = match request {
+            Request::Ping => Body::Ping,
+            Request::Write { key, version } => {
+                key_name(key, &mut self.key_buf);
+                self.gen.fill(key, version, &mut self.value_buf);
+                Body::Write {
+                    key: std::mem::take(&mut self.key_buf),
+                    value: std::mem::take(&mut self.value_buf),
+                }
+            }
+            Request::Read { key, .. } => {
+                key_name(key, &mut self.key_buf);
+                Body::Read {
+                    key: std::mem::take(&mut self.key_buf),
+                }
+            }
+        };
+        let c = &mut self.conns[idx];
+        // The slot in the id finds the request without hashing; the sequence number catches a
+        // reply that names a slot since reused.
+        let slot = c.inflight.vacant_key();
+        let req_id = c.next_req << 32 | slot as u64;
+        c.next_req += 1;
+        let frame = Frame::new(req_id, body);
+        c.conn.send(&frame);
+        // Take the buffers back so steady state sends without allocating.
+        match frame.body {
+            Body::Write { key, value } => {
+                self.key_buf = key;
+                self.value_buf = value;
+            }
+            Body::Read { key } => self.key_buf = key,
+            _ => {}
+        }
+        let pending = Pending {
+            req_id,
+            request,
+            since,
+            timed,
+        };
+        let inserted = c.inflight.insert(pending);
+        debug_assert_eq!(inserted, slot);
+        if c.conn.pending() > 0 && !self.dirty.contains(&idx) {
+            self.dirty.push(idx);
+        }
+        self.note_sent(1);
+    }
+
+    fn note_sent(&mut self, n: usize) {
+        if self.outstanding == 0 {
+            self.waiting_since = Instant::now();
+        }
+        self.outstanding += n;
+    }
+
+    fn flush_dirty(&mut self) -> Result<(), BenchError> {
+        for idx in std::mem::take(&mut self.dirty) {
+            let c = &mut self.conns[idx];
+            if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {
+                return Err(self.closed(idx));
+            }
+        }
+        Ok(())
+    }
+
+    fn closed(&self, idx: usize) -> BenchError {
+        BenchError::Closed {
+            conn: idx,
+            outstanding: self.conns[idx].inflight.len(),
+        }
+    }
+
+    /// Wait for events (at most `timeout`, and never past the stall deadline), then read and
+    /// handle every frame that arrived.
+    fn turn(&mut self, timeout: Option<Duration>) -> Result<(), BenchError> {
+        let now = Instant::now();
+        let stall_left = if self.outstanding > 0 {
+            (self.waiting_since + STALL_TIMEOUT).saturating_duration_since(now)
+        } else {
+            STALL_TIMEOUT
+        };
+        let timeout = timeout.map_or(stall_left, |t| t.min(stall_left));
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        self.ready.clear();
+        self.ready.extend(self.events.iter().map(|e| {
+            (
+                e.token().0,
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable(),
+            )
+        }));
+        for i in 0..self.ready.len() {
+            let (idx, readable, writable) = self.ready[i];
+            if writable {
+                let c = &mut self.conns[idx];
+                if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {
+                    return Err(self.closed(idx));
+                }
+            }
+            if readable {
+                self.read(idx)?;
+            }
+        }
+        if self.outstanding > 0 && self.waiting_since.elapsed() >= STALL_TIMEOUT {
+            return Err(BenchError::Stalled {
+                waited: STALL_TIMEOUT,
+                outstanding: self.outstanding,
+            });
+        }
+        Ok(())
+    }
+
+    /// Read until the socket would block, handling each frame as it is decoded.
+    fn read(&mut self, idx: usize) -> Result<(), BenchError> {
+        loop {
+            match self.conns[idx].conn.read_some() {
+                Io::Done(_) => {}
+                Io::WouldBlock => return Ok(()),
+                Io::Closed => return Err(self.closed(idx)),
+            }
+            let now = Instant::now();
+            while let Some(frame) = self.conns[idx]
+                .conn
+                .next_frame()
+                .map_err(|e| BenchError::Protocol(format!("connection {idx}: {e}")))?
+            {
+                self.on_reply(idx, frame, now)?;
+            }
+        }
+    }
+
+    fn on_reply(&mut self, idx: usize, frame: Frame, now: Instant) -> Result<(), BenchError> {
+        self.waiting_since = now;
+        if self.phase == Phase::Hello && !self.conns[idx].welcomed {
+            self.outstanding -= 1;
+            return match frame.body {
+                Body::Welcome { .. } => {
+                    self.conns[idx].welcomed = true;
+                    Ok(())
+                }
+                Body::Error { code, text } => {
+                    Err(BenchError::Refused(format!("{}: {text}", code.name())))
+                }
+                other => Err(BenchError::Protocol(format!(
+                    "connection {idx}: {:?} in answer to HELLO",
+                    other.opcode()
+                ))),
+            };
+        }
+        let slot = (frame.req_id & u64::from(u32::MAX)) as usize;
+        let inflight = &mut self.conns[idx].inflight;
+        let p = match inflight.get(slot) {
+            Some(p) if p.req_id == frame.req_id => inflight.remove(slot),
+            _ => {
+                return Err(BenchError::Protocol(format!(
+                    "connection {idx}: reply {:?} to unknown request {}",
+                    frame.body.opcode(),
+                    frame.req_id
+                )))
+            }
+        };
+        self.outstanding -= 1;
+        if !p.timed {
+            return match (p.request, frame.body) {
+                (Request::Write { key, version }, Body::Ok) => {
+                    self.book.acked(key, version);
+                    Ok(())
+                }
+                (_, body) => Err(BenchError::Preload(describe(&body))),
+            };
+        }
+        let latency = now.saturating_duration_since(p.since).as_nanos();
+        self.hist
+            .saturating_record((latency.min(u64::MAX as u128) as u64).max(1));
+        self.completed += 1;
+        let failure = match (p.request, frame.body) {
+            (Request::Ping, Body::Pong) => None,
+            (Request::Write { key, version }, Body::Ok) => {
+                self.book.acked(key, version);
+                None
+            }
+            (Request::Read { key, floor }, Body::Value { value }) => {
+                match self.book.check(&self.gen, key, floor, Some(&value)) {
+                    Verdict::Ok => None,
+                    _ => {
+                        self.mismatches += 1;
+                        Some(format!("READ {} returned a value it never held", name(key)))
+                    }
+                }
+            }
+            (Request::Read { key, .. }, Body::NotFound) => {
+                self.not_found += 1;
+                Some(format!(
+                    "READ {} returned NOT_FOUND after a write",
+                    name(key)
+                ))
+            }
+            (request, body) => {
+                self.error_replies += 1;
+                Some(format!("{request:?}: {}", describe(&body)))
+            }
+        };
+        if let Some(why) = failure {
+            let failures = self.error_replies + self.mismatches + self.not_found;
+            if failures <= LOGGED_FAILURES {
+                warn!("bench: {why}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(body: &Body) -> String {
+    match body {
+        Body::Error { code, text } => format!("ERROR {}: {text}", code.name()),
+        other => format!("unexpected {:?}", other.opcode()),
+    }
+}
+
+/// `bench:<key>`, the name of key index `key`.
+fn name(key: usize) -> String {
+    format!("bench:{key}")
+}
+
+/// `bench:<key>` into `out`, without the formatting machinery (it runs once per request).
+fn key_name(key: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"bench:");
+    let mut digits = [0u8; 20];
+    let mut n = key;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}

@@ -1,0 +1,195 @@
+//! `dsm-client bench`: a load generator that drives many pipelined connections from one mio
+//! event loop and reports throughput and latency percentiles (HdrHistogram, 3 digits).
+//!
+//! The pure parts live apart from the loop so they can be tested without sockets: option
+//! checking ([`args`]), the open-loop schedule ([`schedule`]), read checking ([`check`]) and
+//! the output formats ([`report`]).
+
+pub mod args;
+pub mod check;
+mod driver;
+pub mod report;
+pub mod schedule;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use driver::STALL_TIMEOUT;
+pub use report::Summary;
+
+/// Which requests the bench sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Ping,
+    Write,
+    Read,
+    Mixed,
+}
+
+impl Workload {
+    pub fn from_name(name: &str) -> Option<Workload> {
+        match name {
+            "ping" => Some(Workload::Ping),
+            "write" => Some(Workload::Write),
+            "read" => Some(Workload::Read),
+            "mixed" => Some(Workload::Mixed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Ping => "ping",
+            Workload::Write => "write",
+            Workload::Read => "read",
+            Workload::Mixed => "mixed",
+        }
+    }
+
+    /// Reads must find every key written, so these write all keys before the timed run.
+    pub fn preloads(self) -> bool {
+        matches!(self, Workload::Read | Workload::Mixed)
+    }
+}
+
+/// One bench run as the command line described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchConfig {
+    pub workload: Workload,
+    /// Connections, N.
+    pub clients: usize,
+    /// Requests outstanding per connection, P.
+    pub pipeline: usize,
+    /// Timed requests in all, M.
+    pub requests: u64,
+    pub value_size: usize,
+    /// Distinct keys, K: `bench:0` .. `bench:K-1`.
+    pub keys: usize,
+    /// Open loop at this many requests per second in all; closed loop when `None`.
+    pub rate: Option<f64>,
+    pub json: bool,
+    pub hist: Option<PathBuf>,
+}
+
+/// Why a run stopped before its last reply.
+#[derive(Debug)]
+pub enum BenchError {
+    /// No master address accepted a connection.
+    Connect(String),
+    /// The master answered HELLO with ERROR.
+    Refused(String),
+    /// Requests were outstanding and nothing arrived for this long.
+    Stalled {
+        waited: Duration,
+        outstanding: usize,
+    },
+    /// The master closed a connection that still had requests in flight.
+    Closed {
+        conn: usize,
+        outstanding: usize,
+    },
+    /// A reply that matches no request, or an undecodable stream.
+    Protocol(String),
+    /// A write of the untimed preload phase did not get OK.
+    Preload(String),
+    Io(io::Error),
+}
+
+impl BenchError {
+    /// 2 when no master could be reached (as for the other subcommands), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BenchError::Connect(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BenchError::Connect(why) => write!(f, "no master reachable: {why}"),
+            BenchError::Refused(why) => write!(f, "the master refused HELLO: {why}"),
+            BenchError::Stalled {
+                waited,
+                outstanding,
+            } => write!(
+                f,
+                "no reply for {} s with {outstanding} request(s) outstanding; giving up",
+                waited.as_secs()
+            ),
+            BenchError::Closed { conn, outstanding } => write!(
+                f,
+                "the master closed connection {conn} with {outstanding} request(s) outstanding"
+            ),
+            BenchError::Protocol(why) => write!(f, "protocol error: {why}"),
+            BenchError::Preload(why) => write!(f, "preloading the keys failed: {why}"),
+            BenchError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+impl From<io::Error> for BenchError {
+    fn from(e: io::Error) -> BenchError {
+        BenchError::Io(e)
+    }
+}
+
+/// Run one bench against the first of `masters` that accepts connections.
+pub fn run(cfg: &BenchConfig, masters: &[SocketAddr]) -> Result<Summary, BenchError> {
+    driver::run(cfg, masters)
+}
+
+/// The `bench` subcommand: `args` are the words after `bench`. Returns the exit status.
+pub fn main(masters: &[SocketAddr], args: &[String]) -> i32 {
+    let cfg = match args::parse(args) {
+        Ok(args::Parsed::Run(cfg)) => cfg,
+        Ok(args::Parsed::Help) => {
+            print!("{}", args::help());
+            return 0;
+        }
+        Err(msg) => {
+            eprintln!("dsm-client bench: {msg}\nTry 'dsm-client bench --help'.");
+            return 2;
+        }
+    };
+    let summary = match run(&cfg, masters) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dsm-client bench: {e}");
+            return e.exit_code();
+        }
+    };
+    if let Some(path) = &cfg.hist {
+        let text = report::percentile_distribution(
+            &summary.hist,
+            report::NANOS_PER_US,
+            report::TICKS_PER_HALF_DISTANCE,
+        );
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("dsm-client bench: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    if cfg.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.text());
+    }
+    if summary.errors() > 0 {
+        eprintln!(
+            "dsm-client bench: {} errors ({} error replies, {} mismatched reads, {} NOT_FOUND)",
+            summary.errors(),
+            summary.error_replies,
+            summary.mismatches,
+            summary.not_found
+        );
+        return 1;
+    }
+    0
+}

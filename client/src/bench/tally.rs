@@ -1,0 +1,319 @@
+//! What each bench request is and what its reply counts as: the workload plan, the request
+//! bodies, and the tally of latencies, error replies, mismatched reads and NOT_FOUNDs. No
+//! sockets and no clock: the event loop passes latencies in.
+
+use std::time::Duration;
+
+use dsm_wire::Body;
+use hdrhistogram::Histogram;
+
+use super::check::{splitmix, KeyBook, ValueGen, Verdict};
+use super::report::{new_histogram, Summary};
+use super::{BenchConfig, Workload};
+
+/// One request as the bench remembers it until its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Ping,
+    Write { key: usize, version: u64 },
+    /// `floor`: the version acknowledged for the key when the read was sent.
+    Read { key: usize, floor: u64 },
+}
+
+pub struct Tally {
+    workload: Workload,
+    keys: usize,
+    conns: usize,
+    gen: ValueGen,
+    book: KeyBook,
+    hist: Histogram<u64>,
+    pub completed: u64,
+    pub error_replies: u64,
+    pub mismatches: u64,
+    pub not_found: u64,
+}
+
+impl Tally {
+    /// `run` seeds the values, so a value left by an earlier run never passes a check.
+    pub fn new(cfg: &BenchConfig, run: u64) -> Tally {
+        Tally {
+            workload: cfg.workload,
+            keys: cfg.keys,
+            conns: cfg.clients,
+            gen: ValueGen::new(run, cfg.value_size),
+            book: KeyBook::new(cfg.keys),
+            hist: new_histogram(),
+            completed: 0,
+            error_replies: 0,
+            mismatches: 0,
+            not_found: 0,
+        }
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.error_replies + self.mismatches + self.not_found
+    }
+
+    /// The untimed write of `key` before a read or mixed run.
+    pub fn preload(&mut self, key: usize) -> Request {
+        Request::Write {
+            key,
+            version: self.book.next_write(key),
+        }
+    }
+
+    /// Timed request number `i`, to be sent on connection `conn` (whose generator is `rng`).
+    pub fn plan(&mut self, conn: usize, i: u64, rng: &mut u64) -> Request {
+        let key = match self.workload {
+            Workload::Ping => return Request::Ping,
+            Workload::Write | Workload::Read => (i % self.keys as u64) as usize,
+            // A key this connection owns (k mod N = conn), so only it ever writes the key.
+            Workload::Mixed => {
+                let owned = (self.keys - conn).div_ceil(self.conns);
+                conn + self.conns * (splitmix(rng) % owned as u64) as usize
+            }
+        };
+        let write = match self.workload {
+            Workload::Write => true,
+            Workload::Mixed => splitmix(rng) >> 63 == 0,
+            _ => false,
+        };
+        if write {
+            Request::Write {
+                key,
+                version: self.book.next_write(key),
+            }
+        } else {
+            Request::Read {
+                key,
+                floor: self.book.read_floor(key),
+            }
+        }
+    }
+
+    /// The frame body of `request`, built in the caller's reusable buffers (take them back
+    /// with [`Tally::recycle`] once the frame is encoded).
+    pub fn body(&self, request: Request, key_buf: &mut Vec<u8>, value_buf: &mut Vec<u8>) -> Body {
+        match request {
+            Request::Ping => Body::Ping,
+            Request::Write { key, version } => {
+                key_name(key, key_buf);
+                self.gen.fill(key, version, value_buf);
+                Body::Write {
+                    key: std::mem::take(key_buf),
+                    value: std::mem::take(value_buf),
+                }
+            }
+            Request::Read { key, .. } => {
+                key_name(key, key_buf);
+                Body::Read {
+                    key: std::mem::take(key_buf),
+                }
+            }
+        }
+    }
+
+    /// Hand the buffers of an encoded body back, so steady state sends without allocating.
+    pub fn recycle(body: Body, key_buf: &mut Vec<u8>, value_buf: &mut Vec<u8>) {
+        match body {
+            Body::Write { key, value } => {
+                *key_buf = key;
+                *value_buf = value;
+            }
+            Body::Read { key } => *key_buf = key,
+            _ => {}
+        }
+    }
+
+    /// A preload write's reply: anything but OK stops the run (`Err` says what came back).
+    pub fn on_preload_reply(&mut self, request: Request, body: Body) -> Result<(), String> {
+        match (request, body) {
+            (Request::Write { key, version }, Body::Ok) => {
+                self.book.acked(key, version);
+                Ok(())
+            }
+            (_, body) => Err(describe(&body)),
+        }
+    }
+
+    /// Count a timed reply; `Some` describes a failure (it is counted either way).
+    pub fn on_reply(&mut self, request: Request, body: Body, latency: Duration) -> Option<String> {
+        let nanos = latency.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.hist.saturating_record(nanos.max(1));
+        self.completed += 1;
+        match (request, body) {
+            (Request::Ping, Body::Pong) => None,
+            (Request::Write { key, version }, Body::Ok) => {
+                self.book.acked(key, version);
+                None
+            }
+            (Request::Read { key, floor }, Body::Value { value }) => {
+                match self.book.check(&self.gen, key, floor, Some(&value)) {
+                    Verdict::Ok => None,
+                    _ => {
+                        self.mismatches += 1;
+                        Some(format!("READ bench:{key} returned a value it never held"))
+                    }
+                }
+            }
+            (Request::Read { key, .. }, Body::NotFound) => {
+                self.not_found += 1;
+                Some(format!("READ bench:{key} returned NOT_FOUND after a write"))
+            }
+            (request, body) => {
+                self.error_replies += 1;
+                Some(format!("{request:?}: {}", describe(&body)))
+            }
+        }
+    }
+
+    pub fn summary(&mut self, cfg: &BenchConfig, elapsed: Duration) -> Summary {
+        Summary {
+            op: cfg.workload.name(),
+            clients: cfg.clients,
+            pipeline: cfg.pipeline,
+            requests: cfg.requests,
+            error_replies: self.error_replies,
+            mismatches: self.mismatches,
+            not_found: self.not_found,
+            elapsed,
+            hist: std::mem::replace(&mut self.hist, new_histogram()),
+        }
+    }
+}
+
+pub fn describe(body: &Body) -> String {
+    match body {
+        Body::Error { code, text } => format!("ERROR {}: {text}", code.name()),
+        other => format!("unexpected {:?}", other.opcode()),
+    }
+}
+
+/// `bench:<key>` into `out`, without the formatting machinery (it runs once per request).
+fn key_name(key: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"bench:");
+    let mut digits = [0u8; 20];
+    let mut n = key;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsm_wire::ErrorCode;
+
+    fn cfg(workload: Workload, clients: usize, keys: usize) -> BenchConfig {
+        BenchConfig {
+            workload,
+            clients,
+            pipeline: 4,
+            requests: 100,
+            value_size: 16,
+            keys,
+            rate: None,
+            json: false,
+            hist: None,
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn value_of(t: &Tally, request: Request) -> Vec<u8> {
+        match t.body(request, &mut Vec::new(), &mut Vec::new()) {
+            Body::Write { value, .. } => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_names_are_decimal() {
+        let mut b = Vec::new();
+        for (k, s) in [(0, "bench:0"), (7, "bench:7"), (1234567, "bench:1234567")] {
+            key_name(k, &mut b);
+            assert_eq!(b, s.as_bytes());
+        }
+        key_name(usize::MAX, &mut b);
+        assert_eq!(b, format!("bench:{}", usize::MAX).as_bytes());
+    }
+
+    #[test]
+    fn write_and_read_cycle_keys_and_mixed_stays_on_owned_keys() {
+        let mut rng = 1;
+        let mut t = Tally::new(&cfg(Workload::Write, 2, 3), 9);
+        let keys: Vec<_> = (0..5)
+            .map(|i| match t.plan(i as usize % 2, i, &mut rng) {
+                Request::Write { key, .. } => key,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, [0, 1, 2, 0, 1]);
+        let mut t = Tally::new(&cfg(Workload::Mixed, 3, 10), 9);
+        let (mut reads, mut writes) = (0, 0);
+        for i in 0..1000 {
+            match t.plan(1, i, &mut rng) {
+                Request::Write { key, .. } => {
+                    writes += 1;
+                    assert_eq!(key % 3, 1, "connection 1 owns keys 1, 4, 7");
+                }
+                Request::Read { key, .. } => {
+                    reads += 1;
+                    assert_eq!(key % 3, 1);
+                }
+                Request::Ping => panic!("no pings in mixed"),
+            }
+        }
+        assert!((400..600).contains(&reads) && reads + writes == 1000, "{reads}");
+    }
+
+    #[test]
+    fn every_read_reply_is_checked_and_counted() {
+        let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
+        let w = t.preload(0);
+        let good = value_of(&t, w);
+        assert_eq!(t.on_preload_reply(w, Body::Ok), Ok(()));
+        let w1 = t.preload(1);
+        assert!(t
+            .on_preload_reply(w1, Body::error(ErrorCode::NoSlaves, "none"))
+            .unwrap_err()
+            .contains("NO_SLAVES"));
+        let mut rng = 0;
+        let r = t.plan(0, 0, &mut rng);
+        assert_eq!(r, Request::Read { key: 0, floor: 1 });
+        assert_eq!(t.on_reply(r, Body::Value { value: good }, MS), None);
+        let wrong = value_of(&t, Request::Write { key: 1, version: 1 });
+        assert!(t.on_reply(r, Body::Value { value: wrong }, MS).is_some());
+        assert!(t.on_reply(r, Body::NotFound, MS).is_some());
+        assert!(t
+            .on_reply(r, Body::error(ErrorCode::Timeout, "slow"), MS)
+            .is_some());
+        assert!(t.on_reply(r, Body::Pong, MS).is_some(), "wrong reply kind");
+        assert_eq!(
+            (t.mismatches, t.not_found, t.error_replies, t.failures()),
+            (1, 1, 2, 4)
+        );
+        assert_eq!(t.completed, 5);
+        let s = t.summary(&cfg(Workload::Read, 1, 2), Duration::from_secs(1));
+        assert_eq!((s.hist.len(), s.errors()), (5, 4));
+    }
+
+    #[test]
+    fn bodies_reuse_the_callers_buffers() {
+        let t = Tally::new(&cfg(Workload::Write, 1, 1), 1);
+        let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(64));
+        let body = t.body(Request::Write { key: 3, version: 1 }, &mut k, &mut v);
+        assert!(matches!(&body, Body::Write { key, value } if key == b"bench:3" && value.len() == 16));
+        Tally::recycle(body, &mut k, &mut v);
+        assert_eq!((k.capacity() >= 64, v.len()), (true, 16));
+        assert_eq!(t.body(Request::Ping, &mut k, &mut v), Body::Ping);
+    }
+}

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# dsm against redis on loopback, in one run: PING, WRITE/SET and READ/GET at 1 connection x
+# pipeline 1 and at 4 connections x pipeline 32, 64-byte values, each measured 3 times; the
+# medians go to a table on stdout and in bench-results/latest.md.
+#
+# Starts its own cluster (a master with R=2 and 3 slaves) and its own redis-server on free
+# loopback ports, and stops everything it started on exit. Installs Debian's redis-server and
+# redis-tools when missing (apt-get; run as root).
+#
+# Environment:
+#   BENCH_REPEATS=3          runs per measurement (the median is reported)
+#   BENCH_SERIAL_REQUESTS    requests per run at 1x1 (default 10000)
+#   BENCH_PIPELINED_REQUESTS requests per run at 4x32 (default 100000)
+#   BENCH_STRACE=1           also count the master's write syscalls per op (4x32 WRITE, strace)
+#   BENCH_OUT                results file (default bench-results/latest.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEATS=${BENCH_REPEATS:-3}
+SERIAL_N=${BENCH_SERIAL_REQUESTS:-10000}
+PIPELINED_N=${BENCH_PIPELINED_REQUESTS:-100000}
+OUT=${BENCH_OUT:-bench-results/latest.md}
+VALUE=64
+KEYS=1000
+BIN=target/release
+READY_TIMEOUT_S=10
+
+WORK=$(mktemp -d -t dsm-bench.XXXXXX)
+pids=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ "$rc" -eq 0 ]; then
+        rm -rf "$WORK"
+    else
+        echo "bench.sh: failed (exit $rc); logs kept in $WORK" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+
+# Wait until FILE contains PATTERN, failing if PID dies or the deadline passes.
+wait_for_line() {
+    local file=$1 pattern=$2 pid=$3 what=$4
+    local deadline=$((SECONDS + READY_TIMEOUT_S))
+    until grep -q "$pattern" "$file" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || die "$what exited at start-up: $(tail -3 "$file" "${file%.out}.log" 2>/dev/null)"
+        [ "$SECONDS" -lt "$deadline" ] || die "$what not ready after ${READY_TIMEOUT_S} s"
+        sleep 0.05
+    done
+}
+
+need_packages() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+    [ "${BENCH_STRACE:-0}" = 1 ] && ! command -v strace >/dev/null && missing+=(strace)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "bench.sh: installing ${missing[*]} (apt-get)" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    # The package starts a system-wide redis on 6379; this script uses its own instance.
+    if command -v service >/dev/null; then service redis-server stop >/dev/null 2>&1 || true; fi
+}
+
+# Start a master (optionally under a wrapper command) and 3 slaves; sets MASTER.
+start_cluster() {
+    local tag=$1
+    shift
+    "$@" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+        --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
+    local mpid=$!
+    pids+=("$mpid")
+    wait_for_line "$WORK/$tag-master.out" "dsm-master ready" "$mpid" "dsm-master ($tag)"
+    MASTER=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/$tag-master.out")
+    [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
+    for i in 1 2 3; do
+        "$BIN/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
+            >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
+        pids+=("$!")
+        wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"
+    done
+}
+
+# redis-server has no "port 0": try free ports below the ephemeral range until one binds.
+start_redis() {
+    local low
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
+    for _ in 1 2 3 4 5; do
+        REDIS_PORT=$((10000 + RANDOM % (low - 10000)))
+        mkdir -p "$WORK/redis"
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+            --dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &
+        local rpid=$!
+        local deadline=$((SECONDS + READY_TIMEOUT_S))
+        while kill -0 "$rpid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+            if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then
+                pids+=("$rpid")
+                return 0
+            fi
+            sleep 0.05
+        done
+        kill "$rpid" 2>/dev/null || true
+        wait "$rpid" 2>/dev/null || true
+    done
+    die "redis-server did not start; see $WORK/redis.log"
+}
+
+# Value of a numeric field in a flat JSON object.
+json_field() { sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p" <<<"$1"; }
+# Median of the numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); if (NR%2) print v[m]; else print (v[m]+v[m+1])/2}'; }
+
+# Results, keyed "system op setting metric" with setting 1x1 or 4x32.
+declare -A RES
+
+dsm_cmd() { # op clients pipeline requests
+    echo "$BIN/dsm-client --master $MASTER bench --op $1 --clients $2 --pipeline $3 --requests $4 --value-size $VALUE --keys $KEYS --json"
+}
+
+bench_dsm() { # op clients pipeline requests
+    local op=$1 c=$2 p=$3 n=$4 setting="${2}x${3}" p50=() p99=() ops=() out
+    for _ in $(seq "$REPEATS"); do
+        out=$($(dsm_cmd "$op" "$c" "$p" "$n")) || die "dsm bench failed: $(dsm_cmd "$op" "$c" "$p" "$n")"
+        [ "$(json_field "$out" errors)" = 0 ] || die "dsm bench reported errors: $out"
+        p50+=("$(json_field "$out" p50_us)")
+        p99+=("$(json_field "$out" p99_us)")
+        ops+=("$(json_field "$out" ops_per_sec)")
+    done
+    RES[dsm $op $setting p50]=$(median "${p50[@]}")
+    RES[dsm $op $setting p99]=$(median "${p99[@]}")
+    RES[dsm $op $setting ops]=$(median "${ops[@]}")
+    echo "  dsm   $op $setting: p50 ${RES[dsm $op $setting p50]} us, p99 ${RES[dsm $op $setting p99]} us, ${RES[dsm $op $setting ops]} ops/s" >&2
+}
+
+redis_cmd() { # clients pipeline requests
+    echo "redis-benchmark -h 127.0.0.1 -p $REDIS_PORT -c $1 -P $2 -n $3 -d $VALUE -r $KEYS -t ping_mbulk,set,get --csv"
+}
+
+# One redis-benchmark invocation measures all three commands; CSV columns (redis 7):
+# test, rps, avg, min, p50, p95, p99, max latency (ms).
+bench_redis() { # clients pipeline requests
+    local c=$1 p=$2 n=$3 setting="${1}x${2}" csv test op
+    declare -A p50 p99 ops
+    for _ in $(seq "$REPEATS"); do
+        csv=$($(redis_cmd "$c" "$p" "$n")) || die "redis-benchmark failed: $(redis_cmd "$c" "$p" "$n")"
+        head -1 <<<"$csv" | grep -q '"p50_latency_ms"' ||
+            die "redis-benchmark CSV has no p50 column (redis-benchmark 7 or later needed): $(head -1 <<<"$csv")"
+        while IFS=, read -r test rps _avg _min q50 _q95 q99 _max; do
+            test=${test//\"/}
+            case $test in PING_MBULK) op=ping ;; SET) op=write ;; GET) op=read ;; *) continue ;; esac
+            p50[$op]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
+            p99[$op]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
+            ops[$op]+="${rps//\"/} "
+        done <<<"$csv"
+    done
+    for op in ping write read; do
+        [ -n "${ops[$op]:-}" ] || die "redis-benchmark printed no line for $op"
+        # shellcheck disable=SC2086 # the lists are space-separated numbers
+        RES[redis $op $setting p50]=$(median ${p50[$op]})
+        # shellcheck disable=SC2086
+        RES[redis $op $setting p99]=$(median ${p99[$op]})
+        # shellcheck disable=SC2086
+        RES[redis $op $setting ops]=$(median ${ops[$op]})
+        echo "  redis $op $setting: p50 ${RES[redis $op $setting p50]} us, p99 ${RES[redis $op $setting p99]} us, ${RES[redis $op $setting ops]} ops/s" >&2
+    done
+}
+
+# Count the master's write syscalls during one 4x32 WRITE run (strace -c on a fresh master).
+strace_writes() {
+    local n=$PIPELINED_N
+    start_cluster strace strace -c -f -e trace=write,writev,sendto,sendmsg -o "$WORK/strace.txt"
+    local tracer=${pids[-4]}
+    $(dsm_cmd write 4 32 "$n") >"$WORK/strace-bench.json" || die "dsm bench under strace failed"
+    # Stop the traced master (not strace) so strace prints its summary and exits.
+    pkill -TERM -P "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+    local calls
+    calls=$(awk '$NF ~ /^(write|writev|sendto|sendmsg)$/ {s += $4} END {print s + 0}' "$WORK/strace.txt")
+    STRACE_CALLS=$calls
+    STRACE_OPS=$n
+    STRACE_SUMMARY=$(cat "$WORK/strace.txt")
+    STRACE_BENCH=$(cat "$WORK/strace-bench.json")
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+show() { awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.0f", v; else printf "%.1f", v }'; }
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print (ok ? "met" : "NOT met") }'; }
+
+main() {
+    echo "bench.sh: building release binaries" >&2
+    cargo build --release --bins -q
+    need_packages
+    start_cluster main
+    start_redis
+    local load_before
+    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+    echo "bench.sh: $REPEATS runs each; dsm master $MASTER, redis 127.0.0.1:$REDIS_PORT" >&2
+    for op in ping write read; do bench_dsm "$op" 1 1 "$SERIAL_N"; done
+    for op in ping write read; do bench_dsm "$op" 4 32 "$PIPELINED_N"; done
+    bench_redis 1 1 "$SERIAL_N"
+    bench_redis 4 32 "$PIPELINED_N"
+    if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
+    local load_after
+    load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+    local table
+    table=$(
+        echo "| op | setting | dsm p50 µs | dsm p99 µs | dsm ops/s | redis p50 µs | redis p99 µs | redis ops/s | p50 dsm/redis | ops/s dsm/redis |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for setting in 1x1 4x32; do
+            for op in ping write read; do
+                local r="$op $setting"
+                local rop=$op
+                [ "$op" = write ] && rop=SET
+                [ "$op" = read ] && rop=GET
+                [ "$op" = ping ] && rop=PING
+                echo "| ${op^^} / $rop | $setting | $(show "${RES[dsm $r p50]}") | $(show "${RES[dsm $r p99]}") | $(show "${RES[dsm $r ops]}") | $(show "${RES[redis $r p50]}") | $(show "${RES[redis $r p99]}") | $(show "${RES[redis $r ops]}") | $(ratio "${RES[dsm $r p50]}" "${RES[redis $r p50]}") | $(ratio "${RES[dsm $r ops]}" "${RES[redis $r ops]}") |"
+            done
+        done
+    )
+    local w_over_p w_set r_get w_ops r_ops
+    w_over_p=$(ratio "${RES[dsm write 1x1 p50]}" "${RES[dsm ping 1x1 p50]}")
+    w_set=$(ratio "${RES[dsm write 1x1 p50]}" "${RES[redis write 1x1 p50]}")
+    r_get=$(ratio "${RES[dsm read 1x1 p50]}" "${RES[redis read 1x1 p50]}")
+    w_ops=$(ratio "${RES[dsm write 4x32 ops]}" "${RES[redis write 4x32 ops]}")
+    r_ops=$(ratio "${RES[dsm read 4x32 ops]}" "${RES[redis read 4x32 ops]}")
+    local targets
+    targets=$(
+        echo "| target | measured | |"
+        echo "|---|---:|---|"
+        echo "| WRITE p50 / PING p50 at 1x1 ≤ 2.5 | $w_over_p | $(verdict "$w_over_p" "<=" 2.5) |"
+        echo "| WRITE p50 / redis SET p50 at 1x1 ≤ 2 | $w_set | $(verdict "$w_set" "<=" 2) |"
+        echo "| READ p50 / redis GET p50 at 1x1 ≤ 2 | $r_get | $(verdict "$r_get" "<=" 2) |"
+        echo "| WRITE ops/s / redis SET ops/s at 4x32 ≥ 0.35 | $w_ops | $(verdict "$w_ops" ">=" 0.35) |"
+        echo "| READ ops/s / redis GET ops/s at 4x32 ≥ 0.5 | $r_ops | $(verdict "$r_ops" ">=" 0.5) |"
+    )
+    echo "$table"
+    echo
+    echo "$targets"
+
+    mkdir -p "$(dirname "$OUT")"
+    {
+        echo "# dsm vs redis on loopback"
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+        echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+        echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
+        echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
+        echo "- cluster: 1 master (R=2) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
+        echo "- each cell is the median of $REPEATS runs; values $VALUE bytes, $KEYS keys;" \
+            "$SERIAL_N requests per run at 1x1, $PIPELINED_N at 4x32"
+        echo
+        echo "$table"
+        echo
+        echo "Setting CxP: C connections, P requests outstanding on each. dsm latency runs from each"
+        echo "request's send (closed loop: a slot is refilled as soon as its reply arrives);"
+        echo "redis-benchmark -P sends P commands, waits for all P replies, then sends the next P."
+        echo
+        echo "## Targets"
+        echo
+        echo "$targets"
+        if [ -n "${STRACE_CALLS:-}" ]; then
+            echo
+            echo "## Master write syscalls (BENCH_STRACE=1)"
+            echo
+            echo "One 4x32 WRITE run of $STRACE_OPS requests on a fresh master under"
+            echo "\`strace -c -f -e trace=write,writev,sendto,sendmsg\`: $STRACE_CALLS calls,"
+            echo "$(ratio "$STRACE_CALLS" "$STRACE_OPS") master write syscalls per client op (replies to the"
+            echo "client and STOREs to 2 slaves together; includes HELLO replies and slave PINGs)."
+            echo "Bench under strace (slowed by tracing): \`$STRACE_BENCH\`"
+            echo
+            echo '```'
+            echo "$STRACE_SUMMARY"
+            echo '```'
+        fi
+        echo
+        echo "## Commands"
+        echo
+        echo '```'
+        echo "cargo build --release --bins"
+        echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --log-level warn"
+        echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn"
+        echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"
+        for op in ping write read; do
+            dsm_cmd "$op" 1 1 "$SERIAL_N" | sed "s|$MASTER|MASTER|"
+            dsm_cmd "$op" 4 32 "$PIPELINED_N" | sed "s|$MASTER|MASTER|"
+        done
+        redis_cmd 1 1 "$SERIAL_N" | sed "s|-p $REDIS_PORT|-p PORT|"
+        redis_cmd 4 32 "$PIPELINED_N" | sed "s|-p $REDIS_PORT|-p PORT|"
+        echo '```'
+    } >"$OUT"
+    echo "bench.sh: results written to $OUT" >&2
+}
+
+main "$@"
