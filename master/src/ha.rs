@@ -358,6 +358,16 @@ impl Master {
         for key in &keys {
             events.push(self.key_event(key));
         }
+        // Keys this master has not verified since its own takeover stay unverified on the
+        // backup: without this, a second failover would trust a stale version (or none).
+        events.extend(
+            self.ha
+                .suspect
+                .iter()
+                .map(|k| SyncEvent::Intent { key: k.to_vec() }),
+        );
+        // Likewise a map that is itself incomplete must not look complete to the backup.
+        let complete = !self.ha.incomplete;
         info!(
             "backup attached on connection {conn}: streaming {} slaves and {} keys",
             self.slaves.live_count(),
@@ -365,11 +375,11 @@ impl Master {
         );
         let mut chunks = events.chunks(SNAPSHOT_CHUNK).peekable();
         if chunks.peek().is_none() {
-            self.send_sync(Vec::new(), true);
+            self.send_sync(Vec::new(), complete);
         }
         while let Some(chunk) = chunks.next() {
             let last = chunks.peek().is_none();
-            self.send_sync(chunk.to_vec(), last);
+            self.send_sync(chunk.to_vec(), last && complete);
         }
     }
 
@@ -434,7 +444,8 @@ impl Master {
     pub(crate) fn flush_sync(&mut self) {
         if !self.ha.events.is_empty() {
             let events = std::mem::take(&mut self.ha.events);
-            self.send_sync(events, true);
+            let complete = !self.ha.incomplete;
+            self.send_sync(events, complete);
         }
     }
 

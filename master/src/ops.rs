@@ -442,8 +442,24 @@ impl Master {
                 warn!("every holder of a key is dead; answering NOT_FOUND");
                 return self.complete_and_advance(id, Body::NotFound, now);
             }
+            // At most one FETCH per holder per read: a retry asks a holder not yet waited on,
+            // and when every live holder is already asked it only waits longer. Without this
+            // cap a burst of reads to a slow slave multiplied itself every retry interval
+            // until the slaves fell behind their PINGs and were dropped.
+            let asked: Vec<SlaveIdx> = match &self.ops[id].kind {
+                OpKind::Read(r) => r
+                    .pending
+                    .iter()
+                    .filter_map(|s| self.subs.get(s).map(|s| s.slave))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let fresh: Vec<SlaveIdx> = live.into_iter().filter(|h| !asked.contains(h)).collect();
+            if fresh.is_empty() {
+                return self.arm_read_retry(id, now);
+            }
             self.read_rr = self.read_rr.wrapping_add(1);
-            live[self.read_rr % live.len()]
+            fresh[self.read_rr % fresh.len()]
         };
         let sub = self.next_sub;
         self.next_sub += 1;

@@ -280,6 +280,16 @@ impl Server {
                             self.dirty.push(key);
                         }
                         conn.send(&frame);
+                        // The socket is already full (a flush blocked): a peer that does not
+                        // read its replies is cut off here, not only when a flush is tried.
+                        if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {
+                            let why = format!(
+                                "{} bytes of replies unread (over --max-write-buffer)",
+                                conn.pending()
+                            );
+                            warn!("closing connection {key}: {why}");
+                            self.close(key, &why, true);
+                        }
                     }
                 }
                 Out::Close(key) => {

@@ -199,6 +199,11 @@ impl Node {
                     Err(e) => return self.lost(&format!("bad frame from the master: {e}")),
                 }
             }
+            // Answer each chunk as it is handled, so a PONG or the first FETCHED does not wait
+            // behind a whole burst (the master retries and PINGs on deadlines).
+            if conn.flush() == Io::Closed {
+                return self.lost("write to the master failed");
+            }
         }
         if conn.flush_and_rearm(self.poll.registry(), MASTER) == Io::Closed {
             self.lost("write to the master failed");

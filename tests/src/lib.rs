@@ -9,13 +9,17 @@
 //! cluster.kill_slave(0);
 //! assert_eq!(c.read(b"k").unwrap(), Some(b"v".to_vec()));
 //! ```
+//!
+//! With `backup: true` a backup master follows the primary and the slaves know both; see
+//! [`MasterId`] for killing, freezing and restarting masters.
 
 pub mod bins;
+mod masters;
 pub mod process;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +29,7 @@ use dsm_client::{Client, Error};
 use dsm_wire::Status;
 
 pub use crate::bins::bin;
+pub use crate::masters::MasterId;
 pub use crate::process::{run, Finished};
 
 /// Start-up of one process, or of the whole cluster's registration, may take this long on a
@@ -59,8 +64,14 @@ pub struct ClusterOpts {
     pub slaves: usize,
     /// `--replicas` of the master (R).
     pub replicas: usize,
-    /// Further master flags, such as `--ack-timeout-ms 200`.
+    /// Further flags for every master (a backup's too), such as `--ack-timeout-ms 200`.
     pub master_args: Vec<String>,
+    /// Start a backup master (`--backup-of` the primary's heartbeat socket) and give the
+    /// slaves both listen addresses, primary first.
+    pub backup: bool,
+    /// Hold two ports for a backup that the test starts later with [`Cluster::start_backup`],
+    /// and give the slaves its listen address already. Ignored with `backup`.
+    pub reserve_backup: bool,
 }
 
 impl Default for ClusterOpts {
@@ -69,6 +80,8 @@ impl Default for ClusterOpts {
             slaves: 3,
             replicas: 2,
             master_args: Vec::new(),
+            backup: false,
+            reserve_backup: false,
         }
     }
 }
@@ -80,38 +93,56 @@ struct Proc {
     stopped: bool,
 }
 
+/// A master's addresses, which stay its own across restarts, and its process if one runs.
+struct Seat {
+    /// Its log file is `<name>.log`.
+    name: &'static str,
+    listen: SocketAddr,
+    heartbeat: SocketAddr,
+    /// The heartbeat socket it was last started to follow (`--backup-of`).
+    backup_of: Option<SocketAddr>,
+    proc: Option<Proc>,
+}
+
 pub struct Cluster {
-    master: Proc,
-    master_addr: SocketAddr,
+    /// Indexed by [`MasterId`]: the primary, then the backup if any.
+    masters: Vec<Seat>,
+    /// Listeners holding a not-yet-started backup's ports (listen, heartbeat).
+    reserved: Option<(TcpListener, TcpListener)>,
+    /// Every master's flags besides its addresses.
+    master_args: Vec<String>,
     /// Slot `i` is slave `s{i}`; `None` once killed.
     slaves: Vec<Option<Proc>>,
     log_dir: PathBuf,
 }
 
 impl Cluster {
-    /// Start a master on port 0 and `opts.slaves` slaves `s0..`, and wait until the master
-    /// reports every one of them live.
+    /// Start a master on port 0 (and a backup, as `opts` say) and `opts.slaves` slaves `s0..`,
+    /// and wait until the master reports every one of them live and any backup has its state.
     pub fn start(opts: ClusterOpts) -> Cluster {
         // Resolve (and build) the binaries first: a failed build leaves no log directory behind.
-        let mut cmd = Command::new(bin("dsm-master"));
+        bin("dsm-master");
         bin("dsm-slave");
         let log_dir = new_log_dir();
-        cmd.args(["--listen", "127.0.0.1:0", "--heartbeat", "127.0.0.1:0"])
-            .args(["--replicas", &opts.replicas.to_string()])
-            .args(&opts.master_args);
-        let (mut child, ready) = spawn(&mut cmd, &log_dir, "master", "dsm-master ready:");
-        let what = format!("dsm-master (log {})", log_dir.join("master.log").display());
-        let line = process::wait_ready(&mut child, &ready, &what, STARTUP);
-        let master_addr = parse_listen(&line);
+        let mut master_args = vec!["--replicas".to_string(), opts.replicas.to_string()];
+        master_args.extend(opts.master_args.iter().cloned());
         let mut cluster = Cluster {
-            master: Proc {
-                child,
-                stopped: false,
-            },
-            master_addr,
+            masters: Vec::new(),
+            reserved: None,
+            master_args,
             slaves: Vec::new(),
             log_dir,
         };
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        let primary = cluster.spawn_master("master", any, any, None);
+        cluster.masters.push(primary);
+        if opts.backup {
+            let backup =
+                cluster.spawn_master("backup", any, any, Some(cluster.primary_heartbeat()));
+            cluster.masters.push(backup);
+        } else if opts.reserve_backup {
+            cluster.reserve_backup();
+        }
         for i in 0..opts.slaves {
             cluster.slaves.push(None);
             cluster.spawn_slave(i);
@@ -122,15 +153,19 @@ impl Cluster {
             &format!("the master to report {n} live slaves"),
             || cluster.try_status().is_ok_and(|s| live_count(&s) == n),
         );
+        if opts.backup {
+            cluster.wait_backup_synced(MasterId::BACKUP, STARTUP);
+        }
         cluster
     }
 
+    /// The listen address of the master started as primary.
     pub fn master_addr(&self) -> SocketAddr {
-        self.master_addr
+        self.masters[0].listen
     }
 
     pub fn master_pid(&self) -> u32 {
-        self.master.child.id()
+        self.master_proc(MasterId::PRIMARY).child.id()
     }
 
     /// Where every child's stderr (and stdout) goes; kept when the test fails.
@@ -138,26 +173,27 @@ impl Cluster {
         &self.log_dir
     }
 
-    /// A new client connected to the master.
+    /// A new client connected to the master started as primary (and to no other).
     pub fn client(&self) -> Client {
-        Client::connect(&[self.master_addr])
-            .unwrap_or_else(|e| panic!("cannot connect a client to {}: {e}", self.master_addr))
+        let addr = self.master_addr();
+        Client::connect(&[addr])
+            .unwrap_or_else(|e| panic!("cannot connect a client to {addr}: {e}"))
     }
 
     /// The `dsm-client` binary with `--master` set to this cluster's master.
     pub fn client_command(&self) -> Command {
         let mut cmd = Command::new(bin("dsm-client"));
-        cmd.args(["--master", &self.master_addr.to_string()]);
+        cmd.args(["--master", &self.master_addr().to_string()]);
         cmd
     }
 
+    /// STATUS from the master started as primary.
     pub fn try_status(&self) -> Result<Status, Error> {
-        Client::connect(&[self.master_addr])?.status()
+        self.try_status_of(self.master_addr())
     }
 
     pub fn status(&self) -> Status {
-        self.try_status()
-            .unwrap_or_else(|e| panic!("STATUS from {} failed: {e}", self.master_addr))
+        self.status_of(self.master_addr())
     }
 
     /// Slaves started so far (killed ones included).
@@ -222,8 +258,9 @@ impl Cluster {
 
     fn spawn_slave(&mut self, i: usize) {
         let id = self.slave_id(i);
+        let masters: Vec<String> = self.masters().iter().map(|a| a.to_string()).collect();
         let mut cmd = Command::new(bin("dsm-slave"));
-        cmd.args(["--master", &self.master_addr.to_string(), "--id", &id]);
+        cmd.args(["--master", &masters.join(","), "--id", &id]);
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, &id, "dsm-slave ready:");
         let log = self.log_dir.join(format!("{id}.log"));
         let what = format!("dsm-slave {id} (log {})", log.display());
@@ -252,7 +289,9 @@ impl Drop for Cluster {
         for p in self.slaves.iter_mut().flatten() {
             kill(p);
         }
-        kill(&mut self.master);
+        for p in self.masters.iter_mut().filter_map(|m| m.proc.as_mut()) {
+            kill(p);
+        }
         if std::thread::panicking() {
             print_logs(&self.log_dir);
         } else {
@@ -295,12 +334,12 @@ fn spawn(
     (child, process::watch_stdout(out, log, ready))
 }
 
-/// `dsm-master ready: listen=ADDR heartbeat=ADDR` → ADDR of `listen`.
-fn parse_listen(line: &str) -> SocketAddr {
+/// `dsm-master ready: listen=ADDR heartbeat=ADDR` → the ADDR after `field=`.
+fn parse_ready_addr(line: &str, field: &str) -> SocketAddr {
     line.split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
+        .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no listen=ADDR in the master's ready line {line:?}"))
+        .unwrap_or_else(|| panic!("no {field}=ADDR in the master's ready line {line:?}"))
 }
 
 pub fn live_count(s: &Status) -> usize {

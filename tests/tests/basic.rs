@@ -25,6 +25,7 @@ fn cluster_with(master_args: Vec<String>) -> Cluster {
         slaves: 3,
         replicas: 2,
         master_args,
+        ..Default::default()
     })
 }
 

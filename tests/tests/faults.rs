@@ -16,6 +16,7 @@ fn cluster(slaves: usize, replicas: usize) -> Cluster {
         slaves,
         replicas,
         master_args: vec!["--ack-timeout-ms".into(), "200".into()],
+        ..Default::default()
     })
 }
 
