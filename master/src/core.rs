@@ -302,14 +302,14 @@ impl Master {
         }
         match frame.body {
             Body::Write { key, value } => {
-                if let Some(text) = self.check_sizes(&key, Some(&value)) {
-                    return self.send(conn, req, Body::error(ErrorCode::TooLarge, text));
+                if let Some((code, text)) = self.check_sizes(&key, Some(&value)) {
+                    return self.send(conn, req, Body::error(code, text));
                 }
                 self.submit(conn, req, key, Some(value), now);
             }
             Body::Read { key } => {
-                if let Some(text) = self.check_sizes(&key, None) {
-                    return self.send(conn, req, Body::error(ErrorCode::TooLarge, text));
+                if let Some((code, text)) = self.check_sizes(&key, None) {
+                    return self.send(conn, req, Body::error(code, text));
                 }
                 self.submit(conn, req, key, None, now);
             }
@@ -325,23 +325,28 @@ impl Master {
         }
     }
 
-    fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
+    /// Why a key or value cannot be taken, with the error code to answer.
+    fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Option<(ErrorCode, String)> {
         if key.is_empty() {
-            return Some("the key is empty".into());
+            return Some((ErrorCode::BadRequest, "the key is empty".into()));
         }
         if key.len() > self.cfg.max_key {
-            return Some(format!(
+            let text = format!(
                 "key of {} bytes is over the limit of {} bytes",
                 key.len(),
                 self.cfg.max_key
-            ));
+            );
+            return Some((ErrorCode::TooLarge, text));
         }
         match value {
-            Some(v) if v.len() > self.cfg.max_value => Some(format!(
-                "value of {} bytes is over the limit of {} bytes",
-                v.len(),
-                self.cfg.max_value
-            )),
+            Some(v) if v.len() > self.cfg.max_value => {
+                let text = format!(
+                    "value of {} bytes is over the limit of {} bytes",
+                    v.len(),
+                    self.cfg.max_value
+                );
+                Some((ErrorCode::TooLarge, text))
+            }
             _ => None,
         }
     }

@@ -20,8 +20,20 @@ use crate::ops::OpKind;
 
 /// Bits of a version below the epoch.
 pub(crate) const EPOCH_SHIFT: u32 = 40;
-/// Events per SYNC frame while streaming a snapshot.
-const SNAPSHOT_CHUNK: usize = 4096;
+/// Encoded bytes of events per SYNC frame: far below any frame limit the backup may have, so
+/// a snapshot of large keys is never refused as one oversize frame.
+const SYNC_FRAME_BYTES: usize = 256 * 1024;
+
+/// Roughly what an event takes on the wire (an upper bound is all that matters).
+fn event_size(e: &SyncEvent) -> usize {
+    match e {
+        SyncEvent::SlaveUp { id } | SyncEvent::SlaveDown { id } => 3 + id.len(),
+        SyncEvent::Key { key, holders, .. } => {
+            18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
+        }
+        SyncEvent::Intent { key } => 5 + key.len(),
+    }
+}
 
 /// The first version a primary of `epoch` hands out.
 pub(crate) fn first_version(epoch: u64) -> u64 {
@@ -373,14 +385,7 @@ impl Master {
             self.slaves.live_count(),
             keys.len()
         );
-        let mut chunks = events.chunks(SNAPSHOT_CHUNK).peekable();
-        if chunks.peek().is_none() {
-            self.send_sync(Vec::new(), complete);
-        }
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            self.send_sync(chunk.to_vec(), last && complete);
-        }
+        self.send_sync_chunked(events, complete);
     }
 
     fn key_event(&self, key: &[u8]) -> SyncEvent {
@@ -395,6 +400,23 @@ impl Master {
                 .map(|&h| self.slaves.get(h).id.clone())
                 .collect(),
         }
+    }
+
+    /// Send `events` in as many SYNC frames as their size needs; only the last may say
+    /// `complete`.
+    fn send_sync_chunked(&mut self, events: Vec<SyncEvent>, complete: bool) {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for e in events {
+            let size = event_size(&e);
+            if !chunk.is_empty() && bytes + size > SYNC_FRAME_BYTES {
+                self.send_sync(std::mem::take(&mut chunk), false);
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(e);
+        }
+        self.send_sync(chunk, complete);
     }
 
     fn send_sync(&mut self, events: Vec<SyncEvent>, complete: bool) {
@@ -445,7 +467,7 @@ impl Master {
         if !self.ha.events.is_empty() {
             let events = std::mem::take(&mut self.ha.events);
             let complete = !self.ha.incomplete;
-            self.send_sync(events, complete);
+            self.send_sync_chunked(events, complete);
         }
     }
 

@@ -107,7 +107,9 @@ fn decode_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             if n > r.buf.len() / 3 {
                 return Err(r.malformed("event count larger than the body"));
             }
-            let mut events = Vec::with_capacity(n);
+            // The count is checked against the body, but an event can be 3 bytes and a
+            // SyncEvent is far larger: reserve a bounded amount and let the Vec grow.
+            let mut events = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
                 events.push(match r.u8()? {
                     1 => SyncEvent::SlaveUp { id: r.string()? },

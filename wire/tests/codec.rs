@@ -762,3 +762,99 @@ fn errors_name_their_numbers() {
         assert_eq!(err.to_string(), text);
     }
 }
+
+/// A SYNC body up to and including the event count.
+fn sync_head(complete: u8, events: u32) -> Vec<u8> {
+    let mut body = 3u64.to_be_bytes().to_vec();
+    body.extend_from_slice(&(3u64 << 40 | 1).to_be_bytes());
+    body.push(complete);
+    body.extend_from_slice(&events.to_be_bytes());
+    body
+}
+
+#[test]
+fn an_event_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() {
+    let too_many = "event count larger than the body";
+    // 4 billion events claimed in a 21-byte body: reserving room for them first would ask for
+    // hundreds of GiB and abort the process.
+    let buf = raw(Opcode::Sync as u8, 1, &sync_head(1, u32::MAX));
+    let (result, largest) = largest_alloc_during(|| decode(&buf));
+    assert_eq!(result, Err(malformed(Opcode::Sync, too_many)));
+    assert!(largest < 4096, "decode allocated {largest} bytes");
+
+    // The smallest event is 3 bytes (SLAVE_UP with an empty id): n of them decode, and a count
+    // of n + 1 over the same bytes is refused before reading them.
+    let n = 7u32;
+    let events = [1u8, 0, 0].repeat(n as usize);
+    let mut fits = sync_head(0, n);
+    fits.extend_from_slice(&events);
+    let expected = Body::Sync {
+        epoch: 3,
+        next_version: 3 << 40 | 1,
+        complete: false,
+        events: vec![SyncEvent::SlaveUp { id: String::new() }; n as usize],
+    };
+    assert_eq!(
+        decode(&raw(Opcode::Sync as u8, 9, &fits)),
+        Ok(Some((Frame::new(9, expected), HEADER_LEN + fits.len())))
+    );
+    let mut over = sync_head(0, n + 1);
+    over.extend_from_slice(&events);
+    assert_eq!(
+        decode(&raw(Opcode::Sync as u8, 9, &over)),
+        Err(malformed(Opcode::Sync, too_many))
+    );
+}
+
+#[test]
+fn bad_sync_bytes_are_malformed() {
+    for tag in [0u8, 5, 0xff] {
+        let mut body = sync_head(1, 1);
+        body.extend_from_slice(&[tag, 0, 0]);
+        assert_eq!(
+            decode(&raw(Opcode::Sync as u8, 1, &body)),
+            Err(malformed(Opcode::Sync, "unknown sync event"))
+        );
+    }
+    assert_eq!(
+        decode(&raw(Opcode::Sync as u8, 1, &sync_head(2, 0))),
+        Err(malformed(Opcode::Sync, "flag byte is neither 0 nor 1"))
+    );
+    // A KEY event whose holder count promises more ids than follow.
+    let mut body = sync_head(1, 1);
+    body.push(3);
+    body.extend_from_slice(&[0, 0, 0, 1, b'k']);
+    body.extend_from_slice(&5u64.to_be_bytes());
+    body.push(3);
+    body.extend_from_slice(&[0, 2, b's', b'1']);
+    assert_eq!(
+        decode(&raw(Opcode::Sync as u8, 1, &body)),
+        Err(malformed(Opcode::Sync, "body shorter than its fields"))
+    );
+    // A SLAVE_DOWN id that is not UTF-8.
+    let mut body = sync_head(1, 1);
+    body.extend_from_slice(&[2, 0, 1, 0xff]);
+    assert_eq!(
+        decode(&raw(Opcode::Sync as u8, 1, &body)),
+        Err(malformed(Opcode::Sync, "string is not UTF-8"))
+    );
+}
+
+#[test]
+fn a_key_event_sends_at_most_255_holders() {
+    let holders: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+    let event = |holders: Vec<String>| SyncEvent::Key {
+        key: b"k".to_vec(),
+        version: 1,
+        holders,
+    };
+    let sync = |events| Body::Sync {
+        epoch: 1,
+        next_version: 2,
+        complete: true,
+        events,
+    };
+    let buf = encoded(&Frame::new(1, sync(vec![event(holders.clone())])));
+    let (back, _) = decode(&buf).unwrap().unwrap();
+    assert_eq!(back.body, sync(vec![event(holders[..255].to_vec())]));
+}
