@@ -205,6 +205,28 @@ impl Master {
         self.pump_repairs(now);
     }
 
+    /// Open a sub-request of op `id` to `slave`; `ack_deadline` drops the slave if no ACK comes
+    /// by then. Returns the request id to send it with.
+    pub(crate) fn new_sub(
+        &mut self,
+        id: OpId,
+        slave: SlaveIdx,
+        ack_deadline: Option<Instant>,
+    ) -> u64 {
+        let sub = self.next_sub;
+        self.next_sub += 1;
+        let timer = ack_deadline.map(|at| self.timers.insert(at, Timer::Ack(sub)));
+        self.subs.insert(
+            sub,
+            Sub {
+                op: id,
+                slave,
+                timer,
+            },
+        );
+        sub
+    }
+
     pub(crate) fn send(&mut self, conn: ConnId, req_id: u64, body: Body) {
         self.out.push(Out::Send(conn, Frame::new(req_id, body)));
     }

@@ -8,7 +8,7 @@ use dsm_net::TimerId;
 use dsm_wire::{Body, ErrorCode};
 use log::{debug, warn};
 
-use crate::core::{ConnId, Master, OpId, Out, Sub, Timer};
+use crate::core::{ConnId, Master, OpId, Out, Timer};
 use crate::keymap::SlaveIdx;
 use crate::placement::stable_hash;
 
@@ -251,19 +251,7 @@ impl Master {
     }
 
     fn send_store(&mut self, id: OpId, slave: SlaveIdx, now: Instant) {
-        let sub = self.next_sub;
-        self.next_sub += 1;
-        let timer = self
-            .timers
-            .insert(now + self.cfg.ack_timeout, Timer::Ack(sub));
-        self.subs.insert(
-            sub,
-            Sub {
-                op: id,
-                slave,
-                timer: Some(timer),
-            },
-        );
+        let sub = self.new_sub(id, slave, Some(now + self.cfg.ack_timeout));
         let op = &mut self.ops[id];
         let OpKind::Write(w) = &mut op.kind else {
             unreachable!("send_store on a read")
@@ -461,16 +449,7 @@ impl Master {
             self.read_rr = self.read_rr.wrapping_add(1);
             fresh[self.read_rr % fresh.len()]
         };
-        let sub = self.next_sub;
-        self.next_sub += 1;
-        self.subs.insert(
-            sub,
-            Sub {
-                op: id,
-                slave: holder,
-                timer: None,
-            },
-        );
+        let sub = self.new_sub(id, holder, None);
         self.arm_read_retry(id, now);
         let op = &mut self.ops[id];
         let OpKind::Read(r) = &mut op.kind else {

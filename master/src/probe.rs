@@ -8,7 +8,7 @@ use std::time::Instant;
 use dsm_wire::Body;
 use log::info;
 
-use crate::core::{Master, OpId, Sub};
+use crate::core::{Master, OpId};
 use crate::keymap::SlaveIdx;
 use crate::ops::OpKind;
 
@@ -44,16 +44,7 @@ impl Master {
             if asked {
                 continue;
             }
-            let sub = self.next_sub;
-            self.next_sub += 1;
-            self.subs.insert(
-                sub,
-                Sub {
-                    op: id,
-                    slave,
-                    timer: None,
-                },
-            );
+            let sub = self.new_sub(id, slave, None);
             if let OpKind::Read(r) = &mut self.ops[id].kind {
                 r.pending.push(sub);
                 if let Some(p) = r.probe.as_mut() {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use dsm_wire::Body;
 use log::{debug, info, warn};
 
-use crate::core::{Master, OpId, Out, Sub, Timer};
+use crate::core::{Master, OpId, Out, Timer};
 use crate::keymap::SlaveIdx;
 use crate::ops::{Op, OpKind};
 use crate::placement::stable_hash;
@@ -128,20 +128,7 @@ impl Master {
 
     /// Send a sub-request for op `id` to `slave`; `acked` arms the ACK timeout.
     fn send_sub(&mut self, id: OpId, slave: SlaveIdx, body: Body, acked: bool, now: Instant) {
-        let sub = self.next_sub;
-        self.next_sub += 1;
-        let timer = acked.then(|| {
-            self.timers
-                .insert(now + self.cfg.ack_timeout, Timer::Ack(sub))
-        });
-        self.subs.insert(
-            sub,
-            Sub {
-                op: id,
-                slave,
-                timer,
-            },
-        );
+        let sub = self.new_sub(id, slave, acked.then(|| now + self.cfg.ack_timeout));
         if let OpKind::Repair(r) = &mut self.ops[id].kind {
             r.pending.push(sub);
         }
