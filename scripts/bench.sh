@@ -9,16 +9,16 @@
 #
 # Environment:
 #   BENCH_REPEATS=3          runs per measurement (the median is reported)
-#   BENCH_SERIAL_REQUESTS    requests per run at 1x1 (default 10000)
-#   BENCH_PIPELINED_REQUESTS requests per run at 4x32 (default 100000)
+#   BENCH_SERIAL_REQUESTS    requests per run at 1x1 (default 20000)
+#   BENCH_PIPELINED_REQUESTS requests per run at 4x32 (default 200000)
 #   BENCH_STRACE=1           also count the master's write syscalls per op (4x32 WRITE, strace)
 #   BENCH_OUT                results file (default bench-results/latest.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPEATS=${BENCH_REPEATS:-3}
-SERIAL_N=${BENCH_SERIAL_REQUESTS:-10000}
-PIPELINED_N=${BENCH_PIPELINED_REQUESTS:-100000}
+SERIAL_N=${BENCH_SERIAL_REQUESTS:-20000}
+PIPELINED_N=${BENCH_PIPELINED_REQUESTS:-200000}
 OUT=${BENCH_OUT:-bench-results/latest.md}
 VALUE=64
 KEYS=1000
@@ -116,58 +116,65 @@ json_field() { sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p" <<<"$1"; }
 # Median of the numbers given as arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); if (NR%2) print v[m]; else print (v[m]+v[m+1])/2}'; }
 
-# Results, keyed "system op setting metric" with setting 1x1 or 4x32.
-declare -A RES
+# Samples, keyed "system op setting metric" (setting 1x1 or 4x32): space-separated numbers,
+# one per run. RES holds their medians.
+declare -A SAMPLES RES
 
-dsm_cmd() { # op clients pipeline requests
-    echo "$BIN/dsm-client --master $MASTER bench --op $1 --clients $2 --pipeline $3 --requests $4 --value-size $VALUE --keys $KEYS --json"
+# Set CMD to the dsm-client bench command line for: op clients pipeline requests.
+dsm_cmd() {
+    CMD=("$BIN/dsm-client" --master "$MASTER" bench --op "$1" --clients "$2" --pipeline "$3"
+        --requests "$4" --value-size "$VALUE" --keys "$KEYS" --json)
 }
 
-bench_dsm() { # op clients pipeline requests
-    local op=$1 c=$2 p=$3 n=$4 setting="${2}x${3}" p50=() p99=() ops=() out
-    for _ in $(seq "$REPEATS"); do
-        out=$($(dsm_cmd "$op" "$c" "$p" "$n")) || die "dsm bench failed: $(dsm_cmd "$op" "$c" "$p" "$n")"
-        [ "$(json_field "$out" errors)" = 0 ] || die "dsm bench reported errors: $out"
-        p50+=("$(json_field "$out" p50_us)")
-        p99+=("$(json_field "$out" p99_us)")
-        ops+=("$(json_field "$out" ops_per_sec)")
-    done
-    RES[dsm $op $setting p50]=$(median "${p50[@]}")
-    RES[dsm $op $setting p99]=$(median "${p99[@]}")
-    RES[dsm $op $setting ops]=$(median "${ops[@]}")
-    echo "  dsm   $op $setting: p50 ${RES[dsm $op $setting p50]} us, p99 ${RES[dsm $op $setting p99]} us, ${RES[dsm $op $setting ops]} ops/s" >&2
+sample_dsm() { # op clients pipeline requests
+    local op=$1 setting="${2}x${3}" out
+    dsm_cmd "$@"
+    out=$("${CMD[@]}") || die "dsm bench failed: ${CMD[*]}"
+    [ "$(json_field "$out" errors)" = 0 ] || die "dsm bench reported errors: $out"
+    SAMPLES[dsm $op $setting p50]+="$(json_field "$out" p50_us) "
+    SAMPLES[dsm $op $setting p99]+="$(json_field "$out" p99_us) "
+    SAMPLES[dsm $op $setting ops]+="$(json_field "$out" ops_per_sec) "
 }
 
-redis_cmd() { # clients pipeline requests
-    echo "redis-benchmark -h 127.0.0.1 -p $REDIS_PORT -c $1 -P $2 -n $3 -d $VALUE -r $KEYS -t ping_mbulk,set,get --csv"
+# Set CMD to the redis-benchmark command line for: clients pipeline requests.
+redis_cmd() {
+    CMD=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d "$VALUE"
+        -r "$KEYS" -t "ping_mbulk,set,get" --csv)
 }
 
 # One redis-benchmark invocation measures all three commands; CSV columns (redis 7):
 # test, rps, avg, min, p50, p95, p99, max latency (ms).
-bench_redis() { # clients pipeline requests
-    local c=$1 p=$2 n=$3 setting="${1}x${2}" csv test op
-    declare -A p50 p99 ops
-    for _ in $(seq "$REPEATS"); do
-        csv=$($(redis_cmd "$c" "$p" "$n")) || die "redis-benchmark failed: $(redis_cmd "$c" "$p" "$n")"
-        head -1 <<<"$csv" | grep -q '"p50_latency_ms"' ||
-            die "redis-benchmark CSV has no p50 column (redis-benchmark 7 or later needed): $(head -1 <<<"$csv")"
-        while IFS=, read -r test rps _avg _min q50 _q95 q99 _max; do
-            test=${test//\"/}
-            case $test in PING_MBULK) op=ping ;; SET) op=write ;; GET) op=read ;; *) continue ;; esac
-            p50[$op]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
-            p99[$op]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
-            ops[$op]+="${rps//\"/} "
-        done <<<"$csv"
+sample_redis() { # clients pipeline requests
+    local setting="${1}x${2}" csv test rps q50 q99 op seen=0
+    redis_cmd "$@"
+    csv=$("${CMD[@]}") || die "redis-benchmark failed: ${CMD[*]}"
+    head -1 <<<"$csv" | grep -q '"p50_latency_ms"' ||
+        die "redis-benchmark CSV has no p50 column (redis-benchmark 7 or later needed): $(head -1 <<<"$csv")"
+    while IFS=, read -r test rps _avg _min q50 _q95 q99 _max; do
+        case ${test//\"/} in PING_MBULK) op="ping" ;; SET) op="write" ;; GET) op="read" ;; *) continue ;; esac
+        SAMPLES[redis $op $setting p50]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
+        SAMPLES[redis $op $setting p99]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
+        SAMPLES[redis $op $setting ops]+="${rps//\"/} "
+        seen=$((seen + 1))
+    done <<<"$csv"
+    [ "$seen" -eq 3 ] || die "redis-benchmark printed $seen of the 3 expected lines: $csv"
+}
+
+# dsm and redis alternate within each round, so load from other work on the machine falls on
+# both alike rather than on whichever ran second.
+measure() {
+    local round op
+    for round in $(seq "$REPEATS"); do
+        echo "bench.sh: round $round of $REPEATS" >&2
+        for op in ping write read; do sample_dsm "$op" 1 1 "$SERIAL_N"; done
+        sample_redis 1 1 "$SERIAL_N"
+        for op in ping write read; do sample_dsm "$op" 4 32 "$PIPELINED_N"; done
+        sample_redis 4 32 "$PIPELINED_N"
     done
-    for op in ping write read; do
-        [ -n "${ops[$op]:-}" ] || die "redis-benchmark printed no line for $op"
-        # shellcheck disable=SC2086 # the lists are space-separated numbers
-        RES[redis $op $setting p50]=$(median ${p50[$op]})
-        # shellcheck disable=SC2086
-        RES[redis $op $setting p99]=$(median ${p99[$op]})
-        # shellcheck disable=SC2086
-        RES[redis $op $setting ops]=$(median ${ops[$op]})
-        echo "  redis $op $setting: p50 ${RES[redis $op $setting p50]} us, p99 ${RES[redis $op $setting p99]} us, ${RES[redis $op $setting ops]} ops/s" >&2
+    local key
+    for key in "${!SAMPLES[@]}"; do
+        # shellcheck disable=SC2086 # a space-separated list of numbers
+        RES[$key]=$(median ${SAMPLES[$key]})
     done
 }
 
@@ -176,7 +183,8 @@ strace_writes() {
     local n=$PIPELINED_N
     start_cluster strace strace -c -f -e trace=write,writev,sendto,sendmsg -o "$WORK/strace.txt"
     local tracer=${pids[-4]}
-    $(dsm_cmd write 4 32 "$n") >"$WORK/strace-bench.json" || die "dsm bench under strace failed"
+    dsm_cmd write 4 32 "$n"
+    "${CMD[@]}" >"$WORK/strace-bench.json" || die "dsm bench under strace failed: ${CMD[*]}"
     # Stop the traced master (not strace) so strace prints its summary and exits.
     pkill -TERM -P "$tracer" 2>/dev/null || true
     wait "$tracer" 2>/dev/null || true
@@ -186,6 +194,13 @@ strace_writes() {
     STRACE_OPS=$n
     STRACE_SUMMARY=$(cat "$WORK/strace.txt")
     STRACE_BENCH=$(cat "$WORK/strace-bench.json")
+}
+
+# Print CMD with this run's addresses replaced by placeholders.
+show_cmd() {
+    local line="${CMD[*]}"
+    line=${line//"$MASTER"/MASTER}
+    echo "${line//"-p $REDIS_PORT"/-p PORT}"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -202,10 +217,7 @@ main() {
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
     echo "bench.sh: $REPEATS runs each; dsm master $MASTER, redis 127.0.0.1:$REDIS_PORT" >&2
-    for op in ping write read; do bench_dsm "$op" 1 1 "$SERIAL_N"; done
-    for op in ping write read; do bench_dsm "$op" 4 32 "$PIPELINED_N"; done
-    bench_redis 1 1 "$SERIAL_N"
-    bench_redis 4 32 "$PIPELINED_N"
+    measure
     if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
     local load_after
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -275,6 +287,8 @@ main() {
             echo "\`strace -c -f -e trace=write,writev,sendto,sendmsg\`: $STRACE_CALLS calls,"
             echo "$(ratio "$STRACE_CALLS" "$STRACE_OPS") master write syscalls per client op (replies to the"
             echo "client and STOREs to 2 slaves together; includes HELLO replies and slave PINGs)."
+            echo "Tracing slows the master, so each loop turn gathers more requests than at full"
+            echo "speed: read this as a lower bound on the untraced rate."
             echo "Bench under strace (slowed by tracing): \`$STRACE_BENCH\`"
             echo
             echo '```'
@@ -290,11 +304,15 @@ main() {
         echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn"
         echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"
         for op in ping write read; do
-            dsm_cmd "$op" 1 1 "$SERIAL_N" | sed "s|$MASTER|MASTER|"
-            dsm_cmd "$op" 4 32 "$PIPELINED_N" | sed "s|$MASTER|MASTER|"
+            dsm_cmd "$op" 1 1 "$SERIAL_N"
+            show_cmd
+            dsm_cmd "$op" 4 32 "$PIPELINED_N"
+            show_cmd
         done
-        redis_cmd 1 1 "$SERIAL_N" | sed "s|-p $REDIS_PORT|-p PORT|"
-        redis_cmd 4 32 "$PIPELINED_N" | sed "s|-p $REDIS_PORT|-p PORT|"
+        redis_cmd 1 1 "$SERIAL_N"
+        show_cmd
+        redis_cmd 4 32 "$PIPELINED_N"
+        show_cmd
         echo '```'
     } >"$OUT"
     echo "bench.sh: results written to $OUT" >&2

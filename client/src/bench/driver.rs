@@ -8,29 +8,24 @@ use std::time::{Duration, Instant};
 
 use dsm_net::{Conn, Io};
 use dsm_wire::{Body, Frame, Role};
-use hdrhistogram::Histogram;
 use log::warn;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::check::{splitmix, KeyBook, ValueGen, Verdict};
-use super::report::{new_histogram, Summary};
-use super::schedule::{poll_wait, Schedule};
-use super::{BenchConfig, BenchError, Workload};
+use super::report::Summary;
+use super::schedule::Schedule;
+use super::tally::{Request, Tally};
+use super::ticker::Ticker;
+use super::{BenchConfig, BenchError};
 
 /// With requests outstanding and no reply for this long, the run is abandoned.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The untimed preload keeps at least this many writes in flight per connection.
 const PRELOAD_DEPTH: usize = 32;
+/// The open-loop ticker's wake-ups; connection tokens are their index, far below.
+const WAKER: Token = Token(usize::MAX);
 /// Failed requests described in the log before the rest are only counted.
 const LOGGED_FAILURES: u64 = 5;
-
-#[derive(Debug, Clone, Copy)]
-enum Request {
-    Ping,
-    Write { key: usize, version: u64 },
-    Read { key: usize, floor: u64 },
-}
 
 #[derive(Debug)]
 struct Pending {
@@ -67,15 +62,9 @@ struct Driver<'a> {
     events: Events,
     conns: Vec<BenchConn>,
     phase: Phase,
-    gen: ValueGen,
-    book: KeyBook,
-    hist: Histogram<u64>,
+    tally: Tally,
     /// Timed requests handed to a connection (closed loop) or scheduled (open loop).
     issued: u64,
-    completed: u64,
-    error_replies: u64,
-    mismatches: u64,
-    not_found: u64,
     /// Sent and unanswered, over all connections.
     outstanding: usize,
     /// Last reply, or when `outstanding` last rose from zero.
@@ -148,14 +137,8 @@ impl<'a> Driver<'a> {
             events: Events::with_capacity(1024),
             conns,
             phase: Phase::Hello,
-            gen: ValueGen::new(run_id, cfg.value_size),
-            book: KeyBook::new(cfg.keys),
-            hist: new_histogram(),
+            tally: Tally::new(cfg, run_id),
             issued: 0,
-            completed: 0,
-            error_replies: 0,
-            mismatches: 0,
-            not_found: 0,
             outstanding: 0,
             waiting_since: Instant::now(),
             dirty: Vec::new(),
@@ -197,8 +180,8 @@ impl<'a> Driver<'a> {
                 {
                     let key = self.conns[idx].preload_next;
                     self.conns[idx].preload_next += self.conns.len();
-                    let version = self.book.next_write(key);
-                    self.send(idx, Request::Write { key, version }, now, false);
+                    let request = self.tally.preload(key);
+                    self.send(idx, request, now, false);
                 }
             }
             self.flush_dirty()?;
@@ -216,21 +199,27 @@ impl<'a> Driver<'a> {
             .cfg
             .rate
             .map(|rate| Schedule::new(start, rate, self.cfg.requests));
+        let _ticker = match schedule {
+            Some(s) => Some(Ticker::start(s, Waker::new(self.poll.registry(), WAKER)?)?),
+            None => None,
+        };
         let mut progress = std::io::stderr()
             .is_terminal()
             .then(|| start + Duration::from_secs(1));
         let mut last_reply = start;
-        while self.completed < self.cfg.requests {
+        while self.tally.completed < self.cfg.requests {
             let now = Instant::now();
             match &schedule {
                 None => self.fill_closed(now),
                 Some(s) => self.fill_open(s, now),
             }
             self.flush_dirty()?;
+            // The ticker wakes the loop on time; this timeout (rounded up to whole
+            // milliseconds by mio) is only a backstop.
             let mut wait = schedule
                 .as_ref()
                 .and_then(|s| s.next_due(now))
-                .map(|due| poll_wait(now, due));
+                .map(|due| due.saturating_duration_since(now));
             if let Some(at) = progress {
                 if now >= at {
                     self.print_progress(start, now);
@@ -239,36 +228,27 @@ impl<'a> Driver<'a> {
                 let left = progress.map_or(Duration::MAX, |p| p.saturating_duration_since(now));
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
-            let before = self.completed;
+            let before = self.tally.completed;
             self.turn(wait)?;
-            if self.completed > before {
+            if self.tally.completed > before {
                 last_reply = Instant::now();
             }
         }
         if progress.is_some() {
             eprint!("\r\x1b[K");
         }
-        Ok(Summary {
-            op: self.cfg.workload.name(),
-            clients: self.cfg.clients,
-            pipeline: self.cfg.pipeline,
-            requests: self.cfg.requests,
-            error_replies: self.error_replies,
-            mismatches: self.mismatches,
-            not_found: self.not_found,
-            elapsed: last_reply.saturating_duration_since(start),
-            hist: std::mem::replace(&mut self.hist, new_histogram()),
-        })
+        let elapsed = last_reply.saturating_duration_since(start);
+        Ok(self.tally.summary(self.cfg, elapsed))
     }
 
     fn print_progress(&self, start: Instant, now: Instant) {
         let secs = now.saturating_duration_since(start).as_secs_f64().max(1e-9);
-        let errors = self.error_replies + self.mismatches + self.not_found;
         eprint!(
-            "\r\x1b[K{}/{} requests, {:.0} ops/s, {errors} errors",
-            self.completed,
+            "\r\x1b[K{}/{} requests, {:.0} ops/s, {} errors",
+            self.tally.completed,
             self.cfg.requests,
-            self.completed as f64 / secs
+            self.tally.completed as f64 / secs,
+            self.tally.failures()
         );
         let _ = std::io::stderr().flush();
     }
@@ -279,7 +259,7 @@ impl<'a> Driver<'a> {
             while self.conns[idx].inflight.len() < self.cfg.pipeline
                 && self.issued < self.cfg.requests
             {
-                let request = self.plan(idx, self.issued);
+                let request = self.tally.plan(idx, self.issued, &mut self.conns[idx].rng);
                 self.issued += 1;
                 self.send(idx, request, now, true);
             }
@@ -303,67 +283,17 @@ impl<'a> Driver<'a> {
                 let Some((i, due_at)) = self.conns[idx].backlog.pop_front() else {
                     break;
                 };
-                let request = self.plan(idx, i);
+                let request = self.tally.plan(idx, i, &mut self.conns[idx].rng);
                 self.send(idx, request, due_at, true);
-            }
-        }
-    }
-
-    /// What timed request number `i`, sent on connection `idx`, is.
-    fn plan(&mut self, idx: usize, i: u64) -> Request {
-        let keys = self.cfg.keys;
-        match self.cfg.workload {
-            Workload::Ping => Request::Ping,
-            Workload::Write => {
-                let key = (i % keys as u64) as usize;
-                let version = self.book.next_write(key);
-                Request::Write { key, version }
-            }
-            Workload::Read => {
-                let key = (i % keys as u64) as usize;
-                Request::Read {
-                    key,
-                    floor: self.book.read_floor(key),
-                }
-            }
-            Workload::Mixed => {
-                // A key this connection owns (k mod N = idx), so only it ever writes the key.
-                let n = self.conns.len();
-                let owned = (keys - idx).div_ceil(n);
-                let r = splitmix(&mut self.conns[idx].rng);
-                let key = idx + n * (r % owned as u64) as usize;
-                if r >> 63 == 0 {
-                    let version = self.book.next_write(key);
-                    Request::Write { key, version }
-                } else {
-                    Request::Read {
-                        key,
-                        floor: self.book.read_floor(key),
-                    }
-                }
             }
         }
     }
 
     /// Queue one request on a connection (written at the next flush).
     fn send(&mut self, idx: usize, request: Request, since: Instant, timed: bool) {
-        let body = match request {
-            Request::Ping => Body::Ping,
-            Request::Write { key, version } => {
-                key_name(key, &mut self.key_buf);
-                self.gen.fill(key, version, &mut self.value_buf);
-                Body::Write {
-                    key: std::mem::take(&mut self.key_buf),
-                    value: std::mem::take(&mut self.value_buf),
-                }
-            }
-            Request::Read { key, .. } => {
-                key_name(key, &mut self.key_buf);
-                Body::Read {
-                    key: std::mem::take(&mut self.key_buf),
-                }
-            }
-        };
+        let body = self
+            .tally
+            .body(request, &mut self.key_buf, &mut self.value_buf);
         let c = &mut self.conns[idx];
         // The slot in the id finds the request without hashing; the sequence number catches a
         // reply that names a slot since reused.
@@ -372,15 +302,7 @@ impl<'a> Driver<'a> {
         c.next_req += 1;
         let frame = Frame::new(req_id, body);
         c.conn.send(&frame);
-        // Take the buffers back so steady state sends without allocating.
-        match frame.body {
-            Body::Write { key, value } => {
-                self.key_buf = key;
-                self.value_buf = value;
-            }
-            Body::Read { key } => self.key_buf = key,
-            _ => {}
-        }
+        Tally::recycle(frame.body, &mut self.key_buf, &mut self.value_buf);
         let pending = Pending {
             req_id,
             request,
@@ -444,6 +366,9 @@ impl<'a> Driver<'a> {
         }));
         for i in 0..self.ready.len() {
             let (idx, readable, writable) = self.ready[i];
+            if Token(idx) == WAKER {
+                continue;
+            }
             if writable {
                 let c = &mut self.conns[idx];
                 if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {
@@ -514,81 +439,17 @@ impl<'a> Driver<'a> {
         };
         self.outstanding -= 1;
         if !p.timed {
-            return match (p.request, frame.body) {
-                (Request::Write { key, version }, Body::Ok) => {
-                    self.book.acked(key, version);
-                    Ok(())
-                }
-                (_, body) => Err(BenchError::Preload(describe(&body))),
-            };
+            return self
+                .tally
+                .on_preload_reply(p.request, frame.body)
+                .map_err(BenchError::Preload);
         }
-        let latency = now.saturating_duration_since(p.since).as_nanos();
-        self.hist
-            .saturating_record((latency.min(u64::MAX as u128) as u64).max(1));
-        self.completed += 1;
-        let failure = match (p.request, frame.body) {
-            (Request::Ping, Body::Pong) => None,
-            (Request::Write { key, version }, Body::Ok) => {
-                self.book.acked(key, version);
-                None
-            }
-            (Request::Read { key, floor }, Body::Value { value }) => {
-                match self.book.check(&self.gen, key, floor, Some(&value)) {
-                    Verdict::Ok => None,
-                    _ => {
-                        self.mismatches += 1;
-                        Some(format!("READ {} returned a value it never held", name(key)))
-                    }
-                }
-            }
-            (Request::Read { key, .. }, Body::NotFound) => {
-                self.not_found += 1;
-                Some(format!(
-                    "READ {} returned NOT_FOUND after a write",
-                    name(key)
-                ))
-            }
-            (request, body) => {
-                self.error_replies += 1;
-                Some(format!("{request:?}: {}", describe(&body)))
-            }
-        };
-        if let Some(why) = failure {
-            let failures = self.error_replies + self.mismatches + self.not_found;
-            if failures <= LOGGED_FAILURES {
+        let latency = now.saturating_duration_since(p.since);
+        if let Some(why) = self.tally.on_reply(p.request, frame.body, latency) {
+            if self.tally.failures() <= LOGGED_FAILURES {
                 warn!("bench: {why}");
             }
         }
         Ok(())
     }
-}
-
-fn describe(body: &Body) -> String {
-    match body {
-        Body::Error { code, text } => format!("ERROR {}: {text}", code.name()),
-        other => format!("unexpected {:?}", other.opcode()),
-    }
-}
-
-/// `bench:<key>`, the name of key index `key`.
-fn name(key: usize) -> String {
-    format!("bench:{key}")
-}
-
-/// `bench:<key>` into `out`, without the formatting machinery (it runs once per request).
-fn key_name(key: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(b"bench:");
-    let mut digits = [0u8; 20];
-    let mut n = key;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }

@@ -2,14 +2,16 @@
 //! event loop and reports throughput and latency percentiles (HdrHistogram, 3 digits).
 //!
 //! The pure parts live apart from the loop so they can be tested without sockets: option
-//! checking ([`args`]), the open-loop schedule ([`schedule`]), read checking ([`check`]) and
-//! the output formats ([`report`]).
+//! checking ([`args`]), the open-loop schedule ([`schedule`]), read checking ([`check`]), the
+//! per-request plan and tally (`tally`) and the output formats ([`report`]).
 
 pub mod args;
 pub mod check;
 mod driver;
 pub mod report;
 pub mod schedule;
+mod tally;
+mod ticker;
 
 use std::fmt;
 use std::io;

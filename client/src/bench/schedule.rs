@@ -62,14 +62,6 @@ impl Schedule {
     }
 }
 
-/// How long `poll` may sleep before `due`. mio rounds a timeout up to whole milliseconds, so a
-/// sub-millisecond wait would oversleep by up to 1 ms; below 1 ms the loop polls without
-/// sleeping instead, which keeps sends within microseconds of their due time.
-pub fn poll_wait(now: Instant, due: Instant) -> Duration {
-    let left = due.saturating_duration_since(now);
-    Duration::from_millis(left.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,19 +123,5 @@ mod tests {
         let s = Schedule::new(t0, 100.0, 10);
         assert_eq!(s.due_by(t0 - Duration::from_millis(1)), 0);
         assert_eq!(s.next_due(t0 - Duration::from_millis(1)), Some(t0));
-    }
-
-    #[test]
-    fn poll_wait_never_oversleeps() {
-        let t0 = Instant::now();
-        assert_eq!(
-            poll_wait(t0, t0 + Duration::from_micros(900)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            poll_wait(t0, t0 + Duration::from_micros(2900)),
-            Duration::from_millis(2)
-        );
-        assert_eq!(poll_wait(t0 + Duration::from_secs(1), t0), Duration::ZERO);
     }
 }

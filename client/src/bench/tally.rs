@@ -15,9 +15,26 @@ use super::{BenchConfig, Workload};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     Ping,
-    Write { key: usize, version: u64 },
+    Write {
+        key: usize,
+        version: u64,
+    },
     /// `floor`: the version acknowledged for the key when the read was sent.
-    Read { key: usize, floor: u64 },
+    Read {
+        key: usize,
+        floor: u64,
+    },
+}
+
+impl Request {
+    /// `WRITE bench:3`, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Request::Ping => "PING".into(),
+            Request::Write { key, .. } => format!("WRITE bench:{key}"),
+            Request::Read { key, .. } => format!("READ bench:{key}"),
+        }
+    }
 }
 
 pub struct Tally {
@@ -162,7 +179,7 @@ impl Tally {
             }
             (request, body) => {
                 self.error_replies += 1;
-                Some(format!("{request:?}: {}", describe(&body)))
+                Some(format!("{}: {}", request.name(), describe(&body)))
             }
         }
     }
@@ -272,7 +289,10 @@ mod tests {
                 Request::Ping => panic!("no pings in mixed"),
             }
         }
-        assert!((400..600).contains(&reads) && reads + writes == 1000, "{reads}");
+        assert!(
+            (400..600).contains(&reads) && reads + writes == 1000,
+            "{reads}"
+        );
     }
 
     #[test]
@@ -311,7 +331,9 @@ mod tests {
         let t = Tally::new(&cfg(Workload::Write, 1, 1), 1);
         let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(64));
         let body = t.body(Request::Write { key: 3, version: 1 }, &mut k, &mut v);
-        assert!(matches!(&body, Body::Write { key, value } if key == b"bench:3" && value.len() == 16));
+        assert!(
+            matches!(&body, Body::Write { key, value } if key == b"bench:3" && value.len() == 16)
+        );
         Tally::recycle(body, &mut k, &mut v);
         assert_eq!((k.capacity() >= 64, v.len()), (true, 16));
         assert_eq!(t.body(Request::Ping, &mut k, &mut v), Body::Ping);
