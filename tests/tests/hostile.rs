@@ -284,14 +284,9 @@ fn max_conns_stops_accepting_and_resumes() {
 fn client_that_never_reads_is_disconnected() {
     const READS: usize = 200;
     let started = Instant::now();
-    let cluster = start(2, &["--max-write-buffer", "1048576"]);
+    let (cluster, value) = capped_cluster_with_big_value();
     let addr = cluster.master_addr();
     let pid = cluster.master_pid();
-    let value = big_value();
-    cluster
-        .client()
-        .write(b"big", &value)
-        .expect("WRITE the 64 KiB value");
     let rss_before = rss_kib(pid);
 
     let (mut hog, port) = hello_conn(addr);
@@ -323,14 +318,9 @@ fn client_that_never_reads_is_disconnected() {
 fn client_that_never_reads_trickled_reads_is_disconnected() {
     const READS: usize = 500;
     const BATCH: usize = 10;
-    let cluster = start(2, &["--max-write-buffer", "1048576"]);
+    let (cluster, value) = capped_cluster_with_big_value();
     let addr = cluster.master_addr();
     let pid = cluster.master_pid();
-    let value = big_value();
-    cluster
-        .client()
-        .write(b"big", &value)
-        .expect("WRITE the 64 KiB value");
     let rss_before = rss_kib(pid);
 
     let (mut hog, port) = hello_conn(addr);
@@ -594,6 +584,17 @@ fn garbage(rng: &mut Rng, max_frame: usize) -> Vec<u8> {
             return buf;
         }
     }
+}
+
+/// A master capping unsent replies at 1 MiB, with 2 slaves and the 64 KiB value stored as "big".
+fn capped_cluster_with_big_value() -> (Cluster, Vec<u8>) {
+    let cluster = start(2, &["--max-write-buffer", "1048576"]);
+    let value = big_value();
+    cluster
+        .client()
+        .write(b"big", &value)
+        .expect("WRITE the 64 KiB value");
+    (cluster, value)
 }
 
 fn big_value() -> Vec<u8> {
