@@ -233,11 +233,115 @@ impl<'a> Reader<'a> {
 /// If a key, a value or the whole frame is over `u32::MAX` bytes: its length field cannot say
 /// so, and a wrapped length would make the receiver read the rest of the bytes as other frames.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    match BodyRef::of(&frame.body) {
+        Some(body) => encode_ref(frame.req_id, &body, out),
+        None => {
+            let start = begin(frame.body.opcode(), frame.req_id, out);
+            encode_body(&frame.body, out);
+            finish(start, out);
+        }
+    }
+}
+
+/// A borrowed view of the frames that carry keys and values on the hot path. Encoding one
+/// writes the same bytes as the owned [`Body`], without first copying the key and value into
+/// a `Body` (the master sends one STORE per replica from a single shared copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRef<'a> {
+    Store {
+        epoch: u64,
+        version: u64,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Fetch {
+        epoch: u64,
+        key: &'a [u8],
+    },
+    Fetched {
+        version: u64,
+        value: &'a [u8],
+    },
+    Value {
+        value: &'a [u8],
+    },
+}
+
+impl<'a> BodyRef<'a> {
+    /// The borrowed view of `body`, for the opcodes that have one.
+    pub fn of(body: &'a Body) -> Option<BodyRef<'a>> {
+        Some(match body {
+            Body::Store {
+                epoch,
+                version,
+                key,
+                value,
+            } => BodyRef::Store {
+                epoch: *epoch,
+                version: *version,
+                key,
+                value,
+            },
+            Body::Fetch { epoch, key } => BodyRef::Fetch { epoch: *epoch, key },
+            Body::Fetched { version, value } => BodyRef::Fetched {
+                version: *version,
+                value,
+            },
+            Body::Value { value } => BodyRef::Value { value },
+            _ => return None,
+        })
+    }
+
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            BodyRef::Store { .. } => Opcode::Store,
+            BodyRef::Fetch { .. } => Opcode::Fetch,
+            BodyRef::Fetched { .. } => Opcode::Fetched,
+            BodyRef::Value { .. } => Opcode::Value,
+        }
+    }
+}
+
+/// Append the frame of a borrowed body to `out` (see [`BodyRef`]).
+pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
+    let start = begin(body.opcode(), req_id, out);
+    match *body {
+        BodyRef::Store {
+            epoch,
+            version,
+            key,
+            value,
+        } => {
+            out.reserve(16 + 8 + key.len() + value.len());
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        BodyRef::Fetch { epoch, key } => {
+            put_u64(out, epoch);
+            put_bytes(out, key);
+        }
+        BodyRef::Fetched { version, value } => {
+            put_u64(out, version);
+            put_bytes(out, value);
+        }
+        BodyRef::Value { value } => put_bytes(out, value),
+    }
+    finish(start, out);
+}
+
+/// Reserve the header (length filled in by [`finish`]); returns where the frame starts.
+fn begin(op: Opcode, req_id: u64, out: &mut Vec<u8>) -> usize {
     let start = out.len();
-    out.extend_from_slice(&[0; HEADER_LEN]);
-    out[start + 4] = frame.body.opcode() as u8;
-    BigEndian::write_u64(&mut out[start + 5..start + HEADER_LEN], frame.req_id);
-    encode_body(&frame.body, out);
+    let mut header = [0; HEADER_LEN];
+    header[4] = op as u8;
+    BigEndian::write_u64(&mut header[5..], req_id);
+    out.extend_from_slice(&header);
+    start
+}
+
+fn finish(start: usize, out: &mut [u8]) {
     let len = u32::try_from(out.len() - start).expect("frame over u32::MAX bytes");
     BigEndian::write_u32(&mut out[start..start + 4], len);
 }
@@ -300,30 +404,13 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
                 }
             }
         }
-        Body::Value { value } => put_bytes(out, value),
         Body::Error { code, text } => {
             put_u16(out, code.to_u16());
             put_string(out, text);
         }
-        Body::Store {
-            epoch,
-            version,
-            key,
-            value,
-        } => {
-            put_u64(out, *epoch);
-            put_u64(out, *version);
-            put_bytes(out, key);
-            put_bytes(out, value);
-        }
         Body::Ack { version } => put_u64(out, *version),
-        Body::Fetch { epoch, key } => {
-            put_u64(out, *epoch);
-            put_bytes(out, key);
-        }
-        Body::Fetched { version, value } => {
-            put_u64(out, *version);
-            put_bytes(out, value);
+        Body::Store { .. } | Body::Fetch { .. } | Body::Fetched { .. } | Body::Value { .. } => {
+            unreachable!("encoded through BodyRef")
         }
         Body::StatusReply(s) => {
             out.push(s.role as u8);

@@ -23,7 +23,7 @@ mod codec;
 mod error;
 mod frame;
 
-pub use codec::{decode, decode_with_max, encode};
+pub use codec::{decode, decode_with_max, encode, encode_ref, BodyRef};
 pub use error::WireError;
 pub use frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent};
 
