@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use dsm_wire::{decode_with_max, encode, Frame, WireError};
+use dsm_wire::{decode_with_max, encode, encode_ref, BodyRef, Frame, WireError};
 use mio::net::TcpStream;
 
 /// How far a read or write got. Reset, broken pipe and EOF all count as `Closed`.
@@ -31,6 +31,8 @@ pub struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     max_frame: usize,
+    /// The last read returned less than it asked for: the socket had nothing more then.
+    drained: bool,
     /// Whether WRITABLE interest is registered (only while bytes wait).
     pub write_interest: bool,
 }
@@ -45,6 +47,7 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             max_frame,
+            drained: false,
             write_interest: false,
         }
     }
@@ -84,6 +87,7 @@ impl Conn {
                 Err(_) => break Io::Closed,
             }
         };
+        self.drained = !matches!(result, Io::Done(READ_CHUNK));
         if let Io::Done(n) = result {
             self.rend += n;
         }
@@ -94,6 +98,14 @@ impl Conn {
             self.rbuf.shrink_to(2 * READ_CHUNK);
         }
         result
+    }
+
+    /// Whether the last [`Conn::read_some`] emptied the socket (it got less than it asked
+    /// for, or nothing). Then another read would only return `WouldBlock`: on Linux an
+    /// edge-triggered poll reports every later arrival of data again, so a loop may stop here
+    /// and save one `recvfrom` per readable event.
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Move the undecoded bytes to the front of the buffer.
@@ -122,6 +134,11 @@ impl Conn {
     /// Queue a frame; nothing is written until [`Conn::flush`].
     pub fn send(&mut self, frame: &Frame) {
         encode(frame, &mut self.wbuf);
+    }
+
+    /// Queue a frame encoded straight from borrowed key and value bytes.
+    pub fn send_ref(&mut self, req_id: u64, body: &BodyRef<'_>) {
+        encode_ref(req_id, body, &mut self.wbuf);
     }
 
     /// Bytes queued and not yet written.
