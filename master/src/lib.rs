@@ -5,6 +5,7 @@
 pub mod config;
 pub mod core;
 mod ha;
+mod idmap;
 pub mod keymap;
 mod ops;
 pub mod placement;
@@ -14,5 +15,5 @@ pub mod server;
 pub mod slaves;
 
 pub use crate::config::Config;
-pub use crate::core::{Master, Out};
+pub use crate::core::{Master, Out, Shared};
 pub use crate::server::run;
