@@ -2,14 +2,16 @@
 //! No sockets and no clock reads: `now` is passed in, so tests drive it with a fake clock.
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::Instant;
 
 use dsm_net::{TimerId, TimerWheel};
-use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SlaveStatus, Status};
+use dsm_wire::{Body, BodyRef, ErrorCode, Frame, Role, ServerRole, SlaveStatus, Status};
 use log::{info, warn};
 use slab::Slab;
 
 use crate::config::Config;
+use crate::idmap::IdMap;
 use crate::keymap::{KeyIndex, SlaveIdx};
 pub use crate::slaves::ConnId;
 use crate::slaves::SlaveTable;
@@ -18,8 +20,94 @@ use crate::slaves::SlaveTable;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
     Send(ConnId, Frame),
+    /// A STORE or FETCH whose key and value are shared with its operation (see [`Shared`]).
+    SendShared(ConnId, Shared),
     /// Close the connection; the master has already forgotten it (no `on_close` follows).
     Close(ConnId),
+}
+
+impl Out {
+    /// The frame to send, with a shared body copied out (for tests and tools that want one
+    /// kind of frame); `None` for a close.
+    pub fn into_frame(self) -> Option<(ConnId, Frame)> {
+        match self {
+            Out::Send(conn, frame) => Some((conn, frame)),
+            Out::SendShared(conn, shared) => Some((conn, shared.to_frame())),
+            Out::Close(_) => None,
+        }
+    }
+}
+
+/// A STORE or FETCH that borrows its key and value from the operation that sends it, so a
+/// write to R replicas keeps one copy of each instead of R, and the event loop encodes it
+/// straight into the connection's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shared {
+    Store {
+        req_id: u64,
+        epoch: u64,
+        version: u64,
+        key: Rc<[u8]>,
+        value: Rc<[u8]>,
+    },
+    Fetch {
+        req_id: u64,
+        epoch: u64,
+        key: Rc<[u8]>,
+    },
+}
+
+impl Shared {
+    /// The request id and the borrowed body to encode.
+    pub fn as_ref(&self) -> (u64, BodyRef<'_>) {
+        match self {
+            Shared::Store {
+                req_id,
+                epoch,
+                version,
+                key,
+                value,
+            } => (
+                *req_id,
+                BodyRef::Store {
+                    epoch: *epoch,
+                    version: *version,
+                    key,
+                    value,
+                },
+            ),
+            Shared::Fetch { req_id, epoch, key } => {
+                (*req_id, BodyRef::Fetch { epoch: *epoch, key })
+            }
+        }
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        match self {
+            Shared::Store {
+                req_id,
+                epoch,
+                version,
+                key,
+                value,
+            } => Frame::new(
+                *req_id,
+                Body::Store {
+                    epoch: *epoch,
+                    version: *version,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                },
+            ),
+            Shared::Fetch { req_id, epoch, key } => Frame::new(
+                *req_id,
+                Body::Fetch {
+                    epoch: *epoch,
+                    key: key.to_vec(),
+                },
+            ),
+        }
+    }
 }
 
 pub(crate) type OpId = usize;
@@ -74,23 +162,26 @@ pub struct Master {
     pub(crate) epoch: u64,
     pub(crate) next_version: u64,
     pub(crate) next_sub: u64,
-    pub(crate) peers: HashMap<ConnId, PeerState>,
+    pub(crate) peers: IdMap<ConnId, PeerState>,
     /// Distinguishes successive connections that reuse one `ConnId` (for HELLO deadlines).
     pub(crate) conn_serial: u64,
     pub(crate) slaves: SlaveTable,
     pub(crate) keys: KeyIndex,
     pub(crate) ops: Slab<crate::ops::Op>,
     /// Per key, the client operations not yet answered, in arrival order.
-    pub(crate) queues: HashMap<Box<[u8]>, VecDeque<OpId>>,
-    pub(crate) subs: HashMap<u64, Sub>,
+    pub(crate) queues: HashMap<Rc<[u8]>, VecDeque<OpId>>,
+    pub(crate) subs: IdMap<u64, Sub>,
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) out: Vec<Out>,
     pub(crate) read_rr: usize,
     /// Keys waiting for a re-replication copy.
-    pub(crate) repair_queue: VecDeque<Box<[u8]>>,
+    pub(crate) repair_queue: VecDeque<Rc<[u8]>>,
     pub(crate) repairs_active: usize,
     pub(crate) repair_bytes: usize,
     pub(crate) repairs_done: usize,
+    /// Scratch lists for `advance`, kept to save two allocations per request.
+    pub(crate) scratch_finished: Vec<OpId>,
+    pub(crate) scratch_start: Vec<OpId>,
 }
 
 impl Master {
@@ -104,13 +195,13 @@ impl Master {
             epoch: 1,
             next_version: crate::ha::first_version(1),
             next_sub: 1,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             conn_serial: 0,
             slaves: SlaveTable::default(),
             keys: KeyIndex::default(),
             ops: Slab::new(),
             queues: HashMap::new(),
-            subs: HashMap::new(),
+            subs: IdMap::default(),
             timers,
             out: Vec::new(),
             read_rr: 0,
@@ -118,6 +209,8 @@ impl Master {
             repairs_active: 0,
             repair_bytes: 0,
             repairs_done: 0,
+            scratch_finished: Vec::new(),
+            scratch_start: Vec::new(),
         };
         m.init_ha(now);
         m

@@ -567,7 +567,7 @@ impl Master {
                 ),
             );
         }
-        let keys: Vec<Box<[u8]>> = self.queues.keys().cloned().collect();
+        let keys: Vec<std::rc::Rc<[u8]>> = self.queues.keys().cloned().collect();
         for key in keys {
             self.advance(&key, now);
         }

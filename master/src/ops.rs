@@ -2,13 +2,15 @@
 //! answered in order, the WRITE path (STORE to R slaves, replace the dead, commit on ACK) and the
 //! READ path (FETCH from a holder, ask again until one answers or the deadline passes).
 
+use std::collections::hash_map::Entry;
+use std::rc::Rc;
 use std::time::Instant;
 
 use dsm_net::TimerId;
 use dsm_wire::{Body, ErrorCode};
 use log::{debug, warn};
 
-use crate::core::{ConnId, Master, OpId, Out, Timer};
+use crate::core::{ConnId, Master, OpId, Out, Shared, Timer};
 use crate::keymap::SlaveIdx;
 use crate::placement::stable_hash;
 
@@ -16,7 +18,8 @@ pub(crate) struct Op {
     /// None once the client has gone: the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
     pub req_id: u64,
-    pub key: Box<[u8]>,
+    /// Shared with the key's queue and with every STORE/FETCH sent for this op.
+    pub key: Rc<[u8]>,
     pub started: bool,
     /// Set when the outcome is known; sent once every earlier op on the key has been answered.
     pub reply: Option<Body>,
@@ -33,7 +36,8 @@ pub(crate) enum OpKind {
 
 #[derive(Default)]
 pub(crate) struct WriteOp {
-    pub value: Vec<u8>,
+    /// Shared by the STOREs to every replica.
+    pub value: Rc<[u8]>,
     pub version: u64,
     /// Live slaves in rendezvous order when the write started; replacements come from here.
     pub ranked: Vec<SlaveIdx>,
@@ -68,10 +72,10 @@ impl Master {
         value: Option<Vec<u8>>,
         now: Instant,
     ) {
-        let key: Box<[u8]> = key.into_boxed_slice();
+        let key: Rc<[u8]> = key.into();
         let kind = match value {
             Some(value) => OpKind::Write(WriteOp {
-                value,
+                value: value.into(),
                 ..WriteOp::default()
             }),
             None => OpKind::Read(ReadOp::default()),
@@ -95,53 +99,69 @@ impl Master {
 
     /// Answer finished operations at the front of the key's queue, then start what may start:
     /// reads run together, a write runs alone once everything before it has been answered.
-    pub(crate) fn advance(&mut self, key: &[u8], now: Instant) {
+    pub(crate) fn advance(&mut self, key: &Rc<[u8]>, now: Instant) {
+        // Scratch lists reused across calls (a nested call, through a reply, gets fresh ones).
+        let mut finished = std::mem::take(&mut self.scratch_finished);
+        let mut to_start = std::mem::take(&mut self.scratch_start);
         loop {
-            let (finished, to_start) = {
-                let Some(q) = self.queues.get_mut(key) else {
-                    return;
-                };
-                let mut finished = Vec::new();
-                while let Some(&id) = q.front() {
-                    if self.ops[id].reply.is_none() {
-                        break;
-                    }
-                    q.pop_front();
-                    finished.push(id);
+            finished.clear();
+            to_start.clear();
+            // One hash of the key per pass: the entry also removes an emptied queue.
+            let Entry::Occupied(mut entry) = self.queues.entry(key.clone()) else {
+                break;
+            };
+            let q = entry.get_mut();
+            while let Some(&id) = q.front() {
+                if self.ops[id].reply.is_none() {
+                    break;
                 }
-                let mut to_start = Vec::new();
-                for (pos, &id) in q.iter().enumerate() {
-                    let op = &self.ops[id];
-                    if !matches!(op.kind, OpKind::Read(_)) {
-                        if pos == 0 && !op.started {
-                            to_start.push(id);
-                        }
-                        break;
-                    }
-                    if !op.started {
+                q.pop_front();
+                finished.push(id);
+            }
+            for (pos, &id) in q.iter().enumerate() {
+                let op = &self.ops[id];
+                if !matches!(op.kind, OpKind::Read(_)) {
+                    if pos == 0 && !op.started {
                         to_start.push(id);
                     }
+                    break;
                 }
-                if q.is_empty() {
-                    self.queues.remove(key);
+                if !op.started {
+                    to_start.push(id);
                 }
-                (finished, to_start)
-            };
-            for id in finished {
+            }
+            if q.is_empty() {
+                entry.remove();
+            }
+            for &id in finished.iter() {
                 self.finish(id, now);
             }
-            if to_start.is_empty() {
-                return;
-            }
-            for id in to_start {
-                self.ops[id].started = true;
+            for &id in to_start.iter() {
+                // A start can answer at once and advance this queue from inside (a READ whose
+                // holders are all dead): that nested pass may already have started, answered
+                // and forgotten the ops after it, so check each again.
+                match self.ops.get_mut(id) {
+                    Some(op) if !op.started => op.started = true,
+                    _ => continue,
+                }
                 match self.ops[id].kind {
                     OpKind::Write(_) => self.start_write(id, now),
                     OpKind::Read(_) => self.start_read(id, now),
                     OpKind::Repair(_) => self.start_repair(id, now),
                 }
             }
+            // Only an op answered while starting can let more ops start.
+            let again = to_start
+                .iter()
+                .any(|&id| self.ops.get(id).is_some_and(|op| op.reply.is_some()));
+            if !again {
+                break;
+            }
         }
+        finished.clear();
+        to_start.clear();
+        self.scratch_finished = finished;
+        self.scratch_start = to_start;
     }
 
     /// Record the outcome; the reply goes out from `advance` in queue order.
@@ -257,15 +277,15 @@ impl Master {
             unreachable!("send_store on a read")
         };
         w.pending.push(sub);
-        let body = Body::Store {
+        let store = Shared::Store {
+            req_id: sub,
             epoch: self.epoch,
             version: w.version,
-            key: op.key.to_vec(),
+            key: op.key.clone(),
             value: w.value.clone(),
         };
         let conn = self.slaves.get(slave).conn;
-        self.out
-            .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+        self.out.push(Out::SendShared(conn, store));
     }
 
     pub(crate) fn on_ack(&mut self, sub: u64, from: SlaveIdx, version: u64, now: Instant) {
@@ -416,13 +436,7 @@ impl Master {
             let Some(e) = self.keys.get(key) else {
                 return self.complete_and_advance(id, Body::NotFound, now);
             };
-            let live: Vec<SlaveIdx> = e
-                .holders
-                .iter()
-                .copied()
-                .filter(|&h| self.slaves.is_live(h))
-                .collect();
-            if live.is_empty() {
+            if !e.holders.iter().any(|&h| self.slaves.is_live(h)) {
                 if self.in_grace(now) && e.holders.iter().any(|&h| self.slaves.is_awaiting(h)) {
                     // After a takeover: the holders may still be re-registering. Ask again.
                     return self.arm_read_retry(id, now);
@@ -434,20 +448,27 @@ impl Master {
             // and when every live holder is already asked it only waits longer. Without this
             // cap a burst of reads to a slow slave multiplied itself every retry interval
             // until the slaves fell behind their PINGs and were dropped.
-            let asked: Vec<SlaveIdx> = match &self.ops[id].kind {
-                OpKind::Read(r) => r
-                    .pending
-                    .iter()
-                    .filter_map(|s| self.subs.get(s).map(|s| s.slave))
-                    .collect(),
-                _ => Vec::new(),
+            let pending: &[u64] = match &self.ops[id].kind {
+                OpKind::Read(r) => &r.pending,
+                _ => &[],
             };
-            let fresh: Vec<SlaveIdx> = live.into_iter().filter(|h| !asked.contains(h)).collect();
-            if fresh.is_empty() {
+            let asked = |h: SlaveIdx| {
+                pending
+                    .iter()
+                    .any(|s| self.subs.get(s).is_some_and(|s| s.slave == h))
+            };
+            let fresh = || {
+                e.holders
+                    .iter()
+                    .copied()
+                    .filter(|&h| self.slaves.is_live(h) && !asked(h))
+            };
+            let count = fresh().count();
+            if count == 0 {
                 return self.arm_read_retry(id, now);
             }
             self.read_rr = self.read_rr.wrapping_add(1);
-            fresh[self.read_rr % fresh.len()]
+            fresh().nth(self.read_rr % count).expect("counted above")
         };
         let sub = self.new_sub(id, holder, None);
         self.arm_read_retry(id, now);
@@ -457,13 +478,13 @@ impl Master {
         };
         r.pending.push(sub);
         r.attempts += 1;
-        let body = Body::Fetch {
+        let fetch = Shared::Fetch {
+            req_id: sub,
             epoch: self.epoch,
-            key: op.key.to_vec(),
+            key: op.key.clone(),
         };
         let conn = self.slaves.get(holder).conn;
-        self.out
-            .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+        self.out.push(Out::SendShared(conn, fetch));
     }
 
     /// (Re)start the READ's retry timer: `on_read_retry` runs after `read_retry` unless an

@@ -110,7 +110,7 @@ impl Master {
                 self.complete_and_advance(id, Body::Value { value }, now);
             }
             None => {
-                self.ha.suspect.remove(&key);
+                self.ha.suspect.remove(&key[..]);
                 self.complete_and_advance(id, Body::NotFound, now);
             }
         }

@@ -263,7 +263,8 @@ impl Server {
                 }
             }
             self.apply_out();
-            if !self.conns.contains(key) {
+            // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
+            if self.conns.get(key).is_none_or(|c| c.drained()) {
                 return;
             }
         }
@@ -272,35 +273,45 @@ impl Server {
     /// Carry out the core's outbox: queue frames, close what it closed.
     fn apply_out(&mut self) {
         self.core.drain_out(&mut self.out);
-        for out in std::mem::take(&mut self.out) {
-            match out {
-                Out::Send(key, frame) => {
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        if conn.pending() == 0 && !conn.write_interest {
-                            self.dirty.push(key);
-                        }
-                        conn.send(&frame);
-                        // The socket is already full (a flush blocked): a peer that does not
-                        // read its replies is cut off here, not only when a flush is tried.
-                        if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {
-                            let why = format!(
-                                "{} bytes of replies unread (over --max-write-buffer)",
-                                conn.pending()
-                            );
-                            warn!("closing connection {key}: {why}");
-                            self.close(key, &why, true);
-                        }
-                    }
-                }
+        // Swapped out and back so the outbox keeps its capacity from turn to turn.
+        let mut outs = std::mem::take(&mut self.out);
+        for out in outs.drain(..) {
+            let key = match &out {
+                Out::Send(key, _) | Out::SendShared(key, _) => *key,
                 Out::Close(key) => {
-                    if let Some(conn) = self.conns.get_mut(key) {
+                    if let Some(conn) = self.conns.get_mut(*key) {
                         // Best effort: let the ERROR that explains the close go out first.
                         let _ = conn.flush();
                     }
-                    self.close(key, "closed by the master", false);
+                    self.close(*key, "closed by the master", false);
+                    continue;
+                }
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                if conn.pending() == 0 && !conn.write_interest {
+                    self.dirty.push(key);
+                }
+                match &out {
+                    Out::Send(_, frame) => conn.send(frame),
+                    Out::SendShared(_, shared) => {
+                        let (req_id, body) = shared.as_ref();
+                        conn.send_ref(req_id, &body);
+                    }
+                    Out::Close(_) => unreachable!("handled above"),
+                }
+                // The socket is already full (a flush blocked): a peer that does not read its
+                // replies is cut off here, not only when a flush is tried.
+                if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {
+                    let why = format!(
+                        "{} bytes of replies unread (over --max-write-buffer)",
+                        conn.pending()
+                    );
+                    warn!("closing connection {key}: {why}");
+                    self.close(key, &why, true);
                 }
             }
         }
+        self.out = outs;
     }
 
     fn flush_dirty(&mut self) {

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use dsm_master::{Config, Master, Out};
+use dsm_master::{Config, Master};
 use dsm_slave::Store;
 use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
 
@@ -86,7 +86,7 @@ impl Net {
                 let mut out = Vec::new();
                 self.m[m].drain_out(&mut out);
                 for o in out {
-                    if let Out::Send(conn, frame) = o {
+                    if let Some((conn, frame)) = o.into_frame() {
                         self.route(m, conn, frame);
                     }
                 }

@@ -199,6 +199,9 @@ impl Node {
                     Err(e) => return self.lost(&format!("bad frame from the master: {e}")),
                 }
             }
+            if conn.drained() {
+                break;
+            }
             // Answer each chunk as it is handled, so a PONG or the first FETCHED does not wait
             // behind a whole burst (the master retries and PINGs on deadlines).
             if conn.flush() == Io::Closed {

@@ -388,7 +388,7 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Read until the socket would block, handling each frame as it is decoded.
+    /// Read until the socket is drained, handling each frame as it is decoded.
     fn read(&mut self, idx: usize) -> Result<(), BenchError> {
         loop {
             match self.conns[idx].conn.read_some() {
@@ -403,6 +403,9 @@ impl<'a> Driver<'a> {
                 .map_err(|e| BenchError::Protocol(format!("connection {idx}: {e}")))?
             {
                 self.on_reply(idx, frame, now)?;
+            }
+            if self.conns[idx].conn.drained() {
+                return Ok(());
             }
         }
     }
