@@ -4,6 +4,7 @@
 
 pub mod node;
 pub mod store;
+mod table;
 
 pub use crate::node::{run, Config};
 pub use crate::store::Store;

@@ -10,7 +10,7 @@ use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::store::Store;
+use crate::store::{Reply, Store};
 
 const MASTER: Token = Token(0);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -191,8 +191,10 @@ impl Node {
                                 println!("dsm-slave ready: id={}", self.cfg.id);
                             }
                         }
-                        if let Some(reply) = self.store.on_frame(frame) {
-                            conn.send(&reply);
+                        match self.store.respond(frame) {
+                            Some(Reply::Frame(reply)) => conn.send(&reply),
+                            Some(Reply::Borrowed(req, body)) => conn.send_ref(req, &body),
+                            None => {}
                         }
                     }
                     Ok(None) => break,

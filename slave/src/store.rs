@@ -1,19 +1,38 @@
 //! The slave's logic as a state machine: the versioned key store and the answer to each frame
 //! from the master. No sockets; the event loop feeds frames in and sends the replies.
 
-use std::collections::HashMap;
-
-use dsm_wire::{Body, ErrorCode, Frame};
+use dsm_wire::{Body, BodyRef, ErrorCode, Frame};
 use log::{info, warn};
 
-struct Held {
-    version: u64,
-    value: Box<[u8]>,
+use crate::table::Table;
+
+/// The answer to one frame: most are owned frames; a FETCHED borrows the value from the store
+/// so it is copied once, into the socket buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply<'a> {
+    Frame(Frame),
+    Borrowed(u64, BodyRef<'a>),
+}
+
+impl Reply<'_> {
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Reply::Frame(f) => f,
+            Reply::Borrowed(req, BodyRef::Fetched { version, value }) => Frame::new(
+                req,
+                Body::Fetched {
+                    version,
+                    value: value.to_vec(),
+                },
+            ),
+            Reply::Borrowed(req, other) => unreachable!("a slave never sends {other:?} ({req})"),
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct Store {
-    map: HashMap<Box<[u8]>, Held>,
+    map: Table,
     /// The highest master epoch seen; commands from older epochs are refused (fencing).
     epoch: u64,
 }
@@ -33,11 +52,16 @@ impl Store {
 
     /// The version held for `key`, if any.
     pub fn version_of(&self, key: &[u8]) -> Option<u64> {
-        self.map.get(key).map(|h| h.version)
+        self.map.get(key).map(|(version, _)| version)
     }
 
     /// Answer one frame from the master; `None` when nothing is owed.
     pub fn on_frame(&mut self, frame: Frame) -> Option<Frame> {
+        self.respond(frame).map(Reply::into_frame)
+    }
+
+    /// [`Store::on_frame`], with a FETCHED borrowing its value from the store.
+    pub fn respond(&mut self, frame: Frame) -> Option<Reply<'_>> {
         let req = frame.req_id;
         let reply = match frame.body {
             Body::Welcome { epoch, reset } => {
@@ -47,7 +71,7 @@ impl Store {
                         "master asked for a fresh start: dropping {} keys",
                         self.map.len()
                     );
-                    self.map = HashMap::new();
+                    self.map.clear();
                 }
                 return None;
             }
@@ -60,19 +84,19 @@ impl Store {
                 if let Some(stale) = self.fence(epoch) {
                     stale
                 } else {
-                    let held = self.put(key, version, value);
-                    Body::Ack { version: held }
+                    Body::Ack {
+                        version: self.map.put(&key, version, &value),
+                    }
                 }
             }
             Body::Fetch { epoch, key } => {
                 if let Some(stale) = self.fence(epoch) {
                     stale
                 } else {
-                    match self.map.get(&key[..]) {
-                        Some(h) => Body::Fetched {
-                            version: h.version,
-                            value: h.value.to_vec(),
-                        },
+                    match self.map.get(&key) {
+                        Some((version, value)) => {
+                            return Some(Reply::Borrowed(req, BodyRef::Fetched { version, value }))
+                        }
                         None => Body::NotFound,
                     }
                 }
@@ -88,29 +112,7 @@ impl Store {
                 format!("a slave does not take {:?}", other.opcode()),
             ),
         };
-        Some(Frame::new(req, reply))
-    }
-
-    /// Keep `value` unless a newer version is already held; returns the version now held.
-    fn put(&mut self, key: Vec<u8>, version: u64, value: Vec<u8>) -> u64 {
-        match self.map.get_mut(&key[..]) {
-            Some(h) if h.version >= version => h.version,
-            Some(h) => {
-                h.version = version;
-                h.value = value.into_boxed_slice();
-                version
-            }
-            None => {
-                self.map.insert(
-                    key.into_boxed_slice(),
-                    Held {
-                        version,
-                        value: value.into_boxed_slice(),
-                    },
-                );
-                version
-            }
-        }
+        Some(Reply::Frame(Frame::new(req, reply)))
     }
 
     fn see_epoch(&mut self, epoch: u64) {

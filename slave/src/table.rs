@@ -1,0 +1,212 @@
+//! The slave's key table, laid out for memory: a slave holds its share of every key, so bytes
+//! per key decide how much data a machine can hold.
+//!
+//! Each key is one heap block, `[key length: u32][key][value]`, in a dense `Vec` beside its
+//! version, and an open-addressing index of `u32` positions finds it. A
+//! `HashMap<Box<[u8]>, (u64, Box<[u8]>)>` costs 40 bytes a bucket (up to twice that per key
+//! just after the table grows) plus a second allocation for the value; this layout costs 24
+//! bytes per record, 4–9 per index slot and one allocation. `bench-results/memory.md` has
+//! the measured figures. Keys are never removed one by one (only all at once, on a reset), so
+//! the index needs no tombstones.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+/// An empty index slot.
+const EMPTY: u32 = u32::MAX;
+const HEADER: usize = 4;
+
+struct Record {
+    version: u64,
+    /// `[key length: u32 BE][key][value]`.
+    bytes: Box<[u8]>,
+}
+
+impl Record {
+    fn new(version: u64, key: &[u8], value: &[u8]) -> Record {
+        let klen = u32::try_from(key.len()).expect("key over u32::MAX bytes");
+        let mut bytes = Vec::with_capacity(HEADER + key.len() + value.len());
+        bytes.extend_from_slice(&klen.to_be_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+        Record {
+            version,
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    fn key_len(&self) -> usize {
+        let mut b = [0; HEADER];
+        b.copy_from_slice(&self.bytes[..HEADER]);
+        u32::from_be_bytes(b) as usize
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.bytes[HEADER..HEADER + self.key_len()]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.bytes[HEADER + self.key_len()..]
+    }
+}
+
+pub struct Table {
+    records: Vec<Record>,
+    /// Positions in `records`, or `EMPTY`; linear probing; the length is 0 or a power of two.
+    index: Vec<u32>,
+    /// Keyed SipHash: keys come from clients, so their placement in the index must not be
+    /// predictable.
+    hasher: RandomState,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            records: Vec::new(),
+            index: Vec::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Drop every key and give the memory back.
+    pub fn clear(&mut self) {
+        self.records = Vec::new();
+        self.index = Vec::new();
+    }
+
+    /// The version and value held for `key`.
+    pub fn get(&self, key: &[u8]) -> Option<(u64, &[u8])> {
+        let pos = self.find(key).ok()?;
+        let r = &self.records[pos];
+        Some((r.version, r.value()))
+    }
+
+    /// Keep `value` as `version` of `key` unless a newer version is already held; returns
+    /// the version held afterwards.
+    pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
+        match self.find(key) {
+            Ok(pos) => {
+                let r = &mut self.records[pos];
+                if r.version >= version {
+                    return r.version;
+                }
+                let start = HEADER + key.len();
+                if r.bytes.len() - start == value.len() {
+                    r.bytes[start..].copy_from_slice(value);
+                } else {
+                    r.bytes = Record::new(version, key, value).bytes;
+                }
+                r.version = version;
+            }
+            Err(slot) => {
+                let pos = u32::try_from(self.records.len())
+                    .ok()
+                    .filter(|&p| p != EMPTY)
+                    .expect("over 4 billion keys on one slave");
+                self.records.push(Record::new(version, key, value));
+                if (self.records.len()) * 8 > self.index.len() * 7 {
+                    self.grow();
+                } else {
+                    self.index[slot] = pos;
+                }
+            }
+        }
+        version
+    }
+
+    /// `Ok(position in records)`, or `Err(the empty index slot where the key would go)`.
+    fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mask = self.index.len() - 1;
+        let mut slot = self.hasher.hash_one(key) as usize & mask;
+        loop {
+            match self.index[slot] {
+                EMPTY => return Err(slot),
+                pos if self.records[pos as usize].key() == key => return Ok(pos as usize),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// Double the index (at least 16 slots) and place every record again.
+    fn grow(&mut self) {
+        let size = (self.index.len() * 2).max(16);
+        let mut index = vec![EMPTY; size];
+        let mask = size - 1;
+        for (pos, r) in self.records.iter().enumerate() {
+            let mut slot = self.hasher.hash_one(r.key()) as usize & mask;
+            while index[slot] != EMPTY {
+                slot = (slot + 1) & mask;
+            }
+            index[slot] = pos as u32;
+        }
+        self.index = index;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn behaves_like_a_map_that_keeps_the_newest_version() {
+        // Against a HashMap model, with key collisions in the probe sequence guaranteed by
+        // the number of keys, growth through several sizes, and values changing length.
+        let mut t = Table::default();
+        let mut model: HashMap<Vec<u8>, (u64, Vec<u8>)> = HashMap::new();
+        let mut state = 7u64;
+        for step in 0..20_000u64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = format!("k{}", (state >> 33) % 3000).into_bytes();
+            let version = (state >> 20) % 50;
+            let value = vec![step as u8; ((state >> 40) % 5) as usize];
+            let expect = match model.get(&key) {
+                Some(&(held, _)) if held >= version => held,
+                _ => {
+                    model.insert(key.clone(), (version, value.clone()));
+                    version
+                }
+            };
+            assert_eq!(t.put(&key, version, &value), expect, "step {step}");
+        }
+        assert_eq!(t.len(), model.len());
+        for (k, (v, val)) in &model {
+            assert_eq!(t.get(k), Some((*v, &val[..])), "key {k:?}");
+        }
+        assert_eq!(t.get(b"absent"), None);
+    }
+
+    #[test]
+    fn older_versions_are_refused_and_values_change_size() {
+        let mut t = Table::default();
+        assert_eq!(t.put(b"k", 5, b"five"), 5);
+        assert_eq!(t.put(b"k", 3, b"three"), 5);
+        assert_eq!(t.get(b"k"), Some((5, &b"five"[..])));
+        assert_eq!(t.put(b"k", 6, b"a much longer value"), 6);
+        assert_eq!(t.get(b"k"), Some((6, &b"a much longer value"[..])));
+        assert_eq!(t.put(b"k", 7, b""), 7);
+        assert_eq!(t.get(b"k"), Some((7, &b""[..])));
+        assert_eq!(t.put(b"", 1, b"empty key"), 1);
+        assert_eq!(t.get(b""), Some((1, &b"empty key"[..])));
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(t.get(b"k"), None);
+        assert_eq!(t.put(b"k", 1, b"again"), 1);
+        assert_eq!(t.get(b"k"), Some((1, &b"again"[..])));
+    }
+}
