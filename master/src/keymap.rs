@@ -1,42 +1,75 @@
 //! The master's key index: for each key, the latest acknowledged version and the slaves that
 //! hold it. Only acknowledged writes are recorded here.
+//!
+//! Laid out for memory, since the master indexes every key: a key's bucket holds the version
+//! and up to two holders inline (16 bytes; R=2, the default, never allocates). Longer holder
+//! lists live in a side slab that the bucket points into.
 
 use std::collections::HashMap;
+
+use slab::Slab;
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
 /// gets a new one, so a dead index can never be mistaken for a live holder.
 pub type SlaveIdx = u32;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+/// No holder in this inline position.
+const NONE: u32 = u32::MAX;
+/// The holders are in the spill slab, at the position in the second word.
+const SPILLED: u32 = u32::MAX - 1;
+
+/// A key's state, borrowed from the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
     pub version: u64,
-    pub holders: Vec<SlaveIdx>,
+    pub holders: &'a [SlaveIdx],
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    version: u64,
+    /// `[a, b]`, `[a, NONE]`, `[NONE, NONE]`, or `[SPILLED, position in the spill slab]`.
+    ids: [u32; 2],
 }
 
 #[derive(Default)]
 pub struct KeyIndex {
-    map: HashMap<Box<[u8]>, Entry>,
+    map: HashMap<Box<[u8]>, Slot>,
+    spill: Slab<Vec<SlaveIdx>>,
 }
 
 impl KeyIndex {
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.map.get(key)
+    pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
+        self.map.get(key).map(|s| self.entry(s))
     }
 
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.map.get_mut(key)
-    }
-
-    /// Record `version` on `holders`; returns the previous entry, whose holders no longer count.
-    pub fn commit(&mut self, key: &[u8], version: u64, holders: Vec<SlaveIdx>) -> Option<Entry> {
-        let entry = Entry { version, holders };
+    /// Record `version` on `holders`, replacing what the key had.
+    pub fn commit(&mut self, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        assert!(
+            holders.iter().all(|&h| h < SPILLED),
+            "slave index out of range"
+        );
+        let ids = self.store(holders);
+        let slot = Slot { version, ids };
         match self.map.get_mut(key) {
-            Some(old) => Some(std::mem::replace(old, entry)),
+            Some(old) => {
+                let old = std::mem::replace(old, slot);
+                self.release(old.ids);
+            }
             None => {
-                self.map.insert(key.into(), entry);
-                None
+                self.map.insert(key.into(), slot);
             }
         }
+    }
+
+    /// Change the holders of `key` (if it is indexed) with `f`; the version stays.
+    pub fn update_holders(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<SlaveIdx>)) {
+        let Some(slot) = self.map.get(key).copied() else {
+            return;
+        };
+        let mut holders = self.entry(&slot).holders.to_vec();
+        f(&mut holders);
+        self.commit(key, slot.version, &holders);
     }
 
     pub fn len(&self) -> usize {
@@ -47,7 +80,80 @@ impl KeyIndex {
         self.map.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.map.iter().map(|(k, e)| (&k[..], e))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry<'_>)> {
+        self.map.iter().map(|(k, s)| (&k[..], self.entry(s)))
+    }
+
+    fn entry<'a>(&'a self, s: &'a Slot) -> Entry<'a> {
+        let holders: &[SlaveIdx] = match s.ids {
+            [SPILLED, at] => &self.spill[at as usize],
+            [NONE, _] => &[],
+            [_, NONE] => &s.ids[..1],
+            _ => &s.ids[..],
+        };
+        Entry {
+            version: s.version,
+            holders,
+        }
+    }
+
+    fn store(&mut self, holders: &[SlaveIdx]) -> [u32; 2] {
+        match *holders {
+            [] => [NONE, NONE],
+            [a] => [a, NONE],
+            [a, b] => [a, b],
+            _ => {
+                let at = self.spill.insert(holders.to_vec());
+                [SPILLED, u32::try_from(at).expect("spill slab over u32")]
+            }
+        }
+    }
+
+    fn release(&mut self, ids: [u32; 2]) {
+        if let [SPILLED, at] = ids {
+            self.spill.remove(at as usize);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_lists_of_every_length_round_trip() {
+        let mut k = KeyIndex::default();
+        for n in 0..6u32 {
+            let holders: Vec<u32> = (0..n).map(|i| i * 7 + 1).collect();
+            k.commit(b"key", u64::from(n), &holders);
+            let e = k.get(b"key").unwrap();
+            assert_eq!((e.version, e.holders), (u64::from(n), &holders[..]));
+        }
+        // Shrinking from a spilled list back to inline frees the spill entry.
+        k.commit(b"key", 9, &[3, 4]);
+        assert!(k.spill.is_empty());
+        assert_eq!(k.len(), 1);
+        assert_eq!(k.get(b"other"), None);
+    }
+
+    #[test]
+    fn update_holders_keeps_the_version() {
+        let mut k = KeyIndex::default();
+        k.commit(b"a", 5, &[1, 2]);
+        k.update_holders(b"a", |h| h.push(3));
+        assert_eq!(
+            k.get(b"a"),
+            Some(Entry {
+                version: 5,
+                holders: &[1, 2, 3]
+            })
+        );
+        k.update_holders(b"a", |h| h.retain(|&x| x != 1 && x != 2));
+        assert_eq!(k.get(b"a").unwrap().holders, &[3]);
+        assert!(k.spill.is_empty());
+        k.update_holders(b"missing", |h| h.push(1));
+        assert_eq!(k.get(b"missing"), None);
+        let all: Vec<_> = k.iter().map(|(key, e)| (key.to_vec(), e.version)).collect();
+        assert_eq!(all, vec![(b"a".to_vec(), 5)]);
     }
 }

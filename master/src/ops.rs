@@ -358,7 +358,7 @@ impl Master {
     /// Make `version` on `holders` the latest acknowledged state of `key` (and tell the
     /// backup).
     pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: Vec<SlaveIdx>) {
-        self.keys.commit(key, version, holders);
+        self.keys.commit(key, version, &holders);
         self.ha.suspect.remove(key);
         self.sync_key(key);
     }
@@ -557,9 +557,7 @@ impl Master {
                 let got = other.map(|(v, _)| v);
                 warn!("slave {from} holds {got:?} for a key at version {want}; no longer a holder");
                 let key = self.ops[id].key.clone();
-                if let Some(e) = self.keys.get_mut(&key) {
-                    e.holders.retain(|&h| h != from);
-                }
+                self.keys.update_holders(&key, |h| h.retain(|&h| h != from));
                 self.sync_key(&key);
                 self.send_fetch(id, now);
             }

@@ -246,15 +246,16 @@ impl Master {
         let (version, added) = (r.version, r.added.clone());
         let key = self.ops[id].key.clone();
         let mut made = 0;
-        if let Some(e) = self.keys.get_mut(&key) {
-            if e.version == version {
+        if self.keys.get(&key).is_some_and(|e| e.version == version) {
+            let slaves = &self.slaves;
+            self.keys.update_holders(&key, |holders| {
                 for s in added {
-                    if self.slaves.is_live(s) && !e.holders.contains(&s) {
-                        e.holders.push(s);
+                    if slaves.is_live(s) && !holders.contains(&s) {
+                        holders.push(s);
                         made += 1;
                     }
                 }
-            }
+            });
         }
         self.repairs_done += made;
         if made > 0 {
