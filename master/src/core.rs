@@ -169,7 +169,7 @@ pub struct Master {
     pub(crate) keys: KeyIndex,
     pub(crate) ops: Slab<crate::ops::Op>,
     /// Per key, the client operations not yet answered, in arrival order.
-    pub(crate) queues: HashMap<Rc<[u8]>, VecDeque<OpId>>,
+    pub(crate) queues: HashMap<Rc<[u8]>, crate::ops::KeyQueue>,
     pub(crate) subs: IdMap<u64, Sub>,
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) out: Vec<Out>,

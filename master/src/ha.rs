@@ -250,7 +250,7 @@ impl Master {
                     let idx = holders
                         .iter()
                         .map(|h| self.slaves.register_awaiting(h, now))
-                        .collect();
+                        .collect::<Vec<_>>();
                     self.ha.suspect.remove(&key[..]);
                     self.record(&key, version, idx);
                 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod core;
+mod few;
 mod ha;
 mod idmap;
 pub mod keymap;

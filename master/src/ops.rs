@@ -11,8 +11,15 @@ use dsm_wire::{Body, ErrorCode};
 use log::{debug, warn};
 
 use crate::core::{ConnId, Master, OpId, Out, Shared, Timer};
+use crate::few::{Few, OpQueue};
 use crate::keymap::SlaveIdx;
 use crate::placement::stable_hash;
+
+/// Sub-request ids: one FETCH per read, R STOREs per write, usually.
+pub(crate) type Subs = Few<u64, 2>;
+
+/// The operations waiting on one key.
+pub(crate) type KeyQueue = OpQueue;
 
 pub(crate) struct Op {
     /// None once the client has gone: the work finishes, the reply is dropped.
@@ -44,8 +51,8 @@ pub(crate) struct WriteOp {
     /// Next position in `ranked` to try as a replacement.
     pub next: usize,
     /// Sub-request ids of STOREs not yet ACKed.
-    pub pending: Vec<u64>,
-    pub acked: Vec<SlaveIdx>,
+    pub pending: Subs,
+    pub acked: Few<SlaveIdx, 2>,
     /// The SYNC that carries this write's intent to the backup (0: no backup).
     pub sync_seq: u64,
 }
@@ -55,7 +62,7 @@ pub(crate) struct ReadOp {
     /// The latest acknowledged version when the read started; older answers are refused.
     pub version: u64,
     /// Outstanding FETCH sub-requests; the first usable answer wins.
-    pub pending: Vec<u64>,
+    pub pending: Subs,
     pub retry: Option<TimerId>,
     pub attempts: u32,
     /// Set when the read asks every slave (see `probe.rs`).
@@ -111,14 +118,14 @@ impl Master {
                 break;
             };
             let q = entry.get_mut();
-            while let Some(&id) = q.front() {
+            while let Some(id) = q.front() {
                 if self.ops[id].reply.is_none() {
                     break;
                 }
                 q.pop_front();
                 finished.push(id);
             }
-            for (pos, &id) in q.iter().enumerate() {
+            for (pos, id) in q.iter().enumerate() {
                 let op = &self.ops[id];
                 if !matches!(op.kind, OpKind::Read(_)) {
                     if pos == 0 && !op.started {
@@ -174,7 +181,7 @@ impl Master {
         if let Some(t) = op.deadline.take() {
             self.timers.cancel(t);
         }
-        let subs: Vec<u64> = match &mut op.kind {
+        let subs: Subs = match &mut op.kind {
             OpKind::Write(w) => std::mem::take(&mut w.pending),
             OpKind::Repair(r) => std::mem::take(&mut r.pending),
             OpKind::Read(r) => {
@@ -184,7 +191,7 @@ impl Master {
                 std::mem::take(&mut r.pending)
             }
         };
-        for sub in subs {
+        for &sub in subs.iter() {
             if let Some(s) = self.subs.remove(&sub) {
                 if let Some(t) = s.timer {
                     self.timers.cancel(t);
@@ -357,8 +364,8 @@ impl Master {
 
     /// Make `version` on `holders` the latest acknowledged state of `key` (and tell the
     /// backup).
-    pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: Vec<SlaveIdx>) {
-        self.keys.commit(key, version, &holders);
+    pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: impl AsRef<[SlaveIdx]>) {
+        self.keys.commit(key, version, holders.as_ref());
         self.ha.suspect.remove(key);
         self.sync_key(key);
     }
@@ -549,7 +556,7 @@ impl Master {
                     // it takes effect now, and reads follow this copy from here on.
                     let key = self.ops[id].key.clone();
                     warn!("adopting version {version} (newer than {want}) from slave {from}");
-                    self.record(&key, version, vec![from]);
+                    self.record(&key, version, [from]);
                 }
                 self.complete_and_advance(id, Body::Value { value }, now);
             }

@@ -28,7 +28,7 @@ pub(crate) struct RepairOp {
     pub next: usize,
     /// Copies still wanted beyond those in flight.
     pub wanted: usize,
-    pub pending: Vec<u64>,
+    pub pending: crate::ops::Subs,
     pub added: Vec<SlaveIdx>,
     pub fetching: bool,
 }
