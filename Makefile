@@ -2,7 +2,7 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build test lint fmt run-cluster bench torture clean
+.PHONY: help build test lint fmt run-cluster bench mem torture clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client)"
@@ -10,6 +10,7 @@ help:
 	@echo "make test         every unit, integration and fault test in the workspace"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
+	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -31,6 +32,9 @@ run-cluster: build
 
 bench:
 	scripts/bench.sh
+
+mem:
+	scripts/mem.sh
 
 clean:
 	$(CARGO) clean

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::tally::{min_key_size, KEY_PREFIX};
 use super::{BenchConfig, Workload};
 
 /// The usage text printed by `dsm-client bench --help`.
@@ -17,6 +18,10 @@ requests in all, and prints ops/s and latency percentiles in microseconds.
          is checked against the value written for its key
   mixed  50/50 READ and WRITE; each connection owns the keys k with
          k mod N = its index, so every READ answer can be checked
+
+Keys are named bench:0 .. bench:<K-1>; with --key-size B the number is
+zero-padded so every name is exactly B bytes (bench:0000000042 for B = 16),
+which must leave room for the digits of K-1.
 
 With --rate the load is open loop: request i is due at start + i/OPS and its
 latency runs from that instant, even while it waits for a free pipeline slot.
@@ -44,6 +49,12 @@ fn options() -> getopts::Options {
     opts.optopt("", "requests", "requests in all, M (default 10000)", "M");
     opts.optopt("", "value-size", "bytes per value (default 64)", "B");
     opts.optopt("", "keys", "distinct keys, K (default 1000)", "K");
+    opts.optopt(
+        "",
+        "key-size",
+        "bytes per key name, zero-padded (default: unpadded)",
+        "B",
+    );
     opts.optopt(
         "",
         "rate",
@@ -76,6 +87,8 @@ pub const MAX_VALUE_SIZE: u64 = 256 * 1024 * 1024;
 pub const MAX_CLIENTS: u64 = 10_000;
 /// Keeps the per-connection in-flight table and the write buffers bounded.
 pub const MAX_PIPELINE: u64 = 65_536;
+/// Longest key name: the largest key a master or slave accepts unless started with --max-key.
+pub const MAX_KEY_SIZE: u64 = dsm_wire::DEFAULT_MAX_KEY as u64;
 
 /// Parse the arguments after `bench`. `Err` carries the message for a usage error (exit 2).
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
@@ -96,6 +109,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let requests = count(&m, "requests", 10_000, u64::MAX)?;
     let value_size = count(&m, "value-size", 64, MAX_VALUE_SIZE)?;
     let keys = count(&m, "keys", 1000, u32::MAX as u64)?;
+    let key_size = key_size(&m, keys as usize)?;
     let rate = match m.opt_str("rate") {
         None => None,
         Some(s) => match s.parse::<f64>() {
@@ -116,10 +130,37 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         requests,
         value_size: value_size as usize,
         keys: keys as usize,
+        key_size,
         rate,
         json: m.opt_present("json"),
         hist: m.opt_str("hist").map(PathBuf::from),
     }))
+}
+
+/// `--key-size`: room for the prefix and the digits of the largest key number, and no longer
+/// than a server takes by default.
+fn key_size(m: &getopts::Matches, keys: usize) -> Result<Option<usize>, String> {
+    let Some(s) = m.opt_str("key-size") else {
+        return Ok(None);
+    };
+    let b = count(m, "key-size", 0, u64::MAX)?;
+    if b > MAX_KEY_SIZE {
+        return Err(format!(
+            "--key-size is at most {MAX_KEY_SIZE} (the largest key a master accepts by \
+             default), not {s}"
+        ));
+    }
+    let min = min_key_size(keys);
+    if (b as usize) < min {
+        return Err(format!(
+            "--key-size {b} is too small for {keys} keys: '{}' and the {} digits of key {} \
+             need at least {min} bytes",
+            String::from_utf8_lossy(KEY_PREFIX),
+            min - KEY_PREFIX.len(),
+            keys - 1,
+        ));
+    }
+    Ok(Some(b as usize))
 }
 
 /// A whole number in 1..=max, or `default` when the option is absent.
@@ -164,7 +205,7 @@ mod tests {
         );
         assert_eq!(c.workload, Workload::Write);
         assert_eq!((c.clients, c.pipeline, c.requests), (4, 32, 5000));
-        assert_eq!((c.value_size, c.keys), (64, 100));
+        assert_eq!((c.value_size, c.keys, c.key_size), (64, 100, None));
         assert_eq!(c.rate, Some(2500.5));
         assert!(c.json);
         assert_eq!(c.hist, Some(PathBuf::from("/tmp/h.txt")));
@@ -196,6 +237,35 @@ mod tests {
         assert!(err("--op ping extra").contains("unexpected argument 'extra'"));
         assert!(err("--op ping --bogus 1").contains("bogus"));
         assert!(err("--op ping --clients").contains("clients"));
+    }
+
+    #[test]
+    fn key_size_must_hold_the_prefix_and_every_key_number() {
+        let c = run("--op write --keys 1000000 --key-size 16");
+        assert_eq!((c.keys, c.key_size), (1_000_000, Some(16)));
+        // Keys 0..999999: 'bench:' and 6 digits, so 12 bytes is the least.
+        assert_eq!(
+            run("--op write --keys 1000000 --key-size 12").key_size,
+            Some(12)
+        );
+        let e = err("--op write --keys 1000000 --key-size 11");
+        assert!(
+            e.contains("--key-size 11 is too small for 1000000 keys"),
+            "{e}"
+        );
+        assert!(e.contains("at least 12 bytes"), "{e}");
+        // The default 1000 keys need 'bench:' and 3 digits.
+        assert!(err("--op read --key-size 8").contains("at least 9 bytes"));
+        assert_eq!(run("--op read --key-size 9").key_size, Some(9));
+        assert_eq!(
+            run(&format!("--op write --key-size {MAX_KEY_SIZE}")).key_size,
+            Some(MAX_KEY_SIZE as usize)
+        );
+        let e = err(&format!("--op write --key-size {}", MAX_KEY_SIZE + 1));
+        assert!(e.contains("--key-size is at most 1024"), "{e}");
+        assert!(err("--op write --key-size 0").contains("--key-size takes a positive"));
+        assert!(err("--op write --key-size 16B").contains("--key-size takes a positive"));
+        assert!(help().contains("--key-size B"));
     }
 
     #[test]

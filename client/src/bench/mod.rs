@@ -70,6 +70,9 @@ pub struct BenchConfig {
     pub value_size: usize,
     /// Distinct keys, K: `bench:0` .. `bench:K-1`.
     pub keys: usize,
+    /// Every key name exactly this many bytes, the number zero-padded (`bench:0000000042`);
+    /// `None`: not padded.
+    pub key_size: Option<usize>,
     /// Open loop at this many requests per second in all; closed loop when `None`.
     pub rate: Option<f64>,
     pub json: bool,

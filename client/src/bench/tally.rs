@@ -26,20 +26,25 @@ pub enum Request {
     },
 }
 
-impl Request {
-    /// `WRITE bench:3`, for messages.
-    pub fn name(&self) -> String {
-        match self {
-            Request::Ping => "PING".into(),
-            Request::Write { key, .. } => format!("WRITE bench:{key}"),
-            Request::Read { key, .. } => format!("READ bench:{key}"),
-        }
-    }
+/// Every bench key starts with this; the key number follows in decimal.
+pub const KEY_PREFIX: &[u8] = b"bench:";
+
+/// Decimal digits of `n` (1 for 0).
+pub fn digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// The smallest `--key-size` that gives each of `keys` keys its own name of exactly that many
+/// bytes: the prefix and the digits of the largest key number, `keys - 1`.
+pub fn min_key_size(keys: usize) -> usize {
+    KEY_PREFIX.len() + digits(keys.saturating_sub(1))
 }
 
 pub struct Tally {
     workload: Workload,
     keys: usize,
+    /// Key numbers are zero-padded to this many digits (0: not padded).
+    key_digits: usize,
     conns: usize,
     gen: ValueGen,
     book: KeyBook,
@@ -56,6 +61,9 @@ impl Tally {
         Tally {
             workload: cfg.workload,
             keys: cfg.keys,
+            key_digits: cfg
+                .key_size
+                .map_or(0, |b| b.saturating_sub(KEY_PREFIX.len())),
             conns: cfg.clients,
             gen: ValueGen::new(run, cfg.value_size),
             book: KeyBook::new(cfg.keys),
@@ -64,6 +72,22 @@ impl Tally {
             error_replies: 0,
             mismatches: 0,
             not_found: 0,
+        }
+    }
+
+    /// The name of key number `key`, for messages.
+    fn key_label(&self, key: usize) -> String {
+        let mut b = Vec::new();
+        key_name(key, self.key_digits, &mut b);
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// `WRITE bench:3`, for messages.
+    fn request_label(&self, request: Request) -> String {
+        match request {
+            Request::Ping => "PING".into(),
+            Request::Write { key, .. } => format!("WRITE {}", self.key_label(key)),
+            Request::Read { key, .. } => format!("READ {}", self.key_label(key)),
         }
     }
 
@@ -114,7 +138,7 @@ impl Tally {
         match request {
             Request::Ping => Body::Ping,
             Request::Write { key, version } => {
-                key_name(key, key_buf);
+                key_name(key, self.key_digits, key_buf);
                 self.gen.fill(key, version, value_buf);
                 Body::Write {
                     key: std::mem::take(key_buf),
@@ -122,7 +146,7 @@ impl Tally {
                 }
             }
             Request::Read { key, .. } => {
-                key_name(key, key_buf);
+                key_name(key, self.key_digits, key_buf);
                 Body::Read {
                     key: std::mem::take(key_buf),
                 }
@@ -169,17 +193,27 @@ impl Tally {
                     Verdict::Ok => None,
                     _ => {
                         self.mismatches += 1;
-                        Some(format!("READ bench:{key} returned a value it never held"))
+                        Some(format!(
+                            "READ {} returned a value it never held",
+                            self.key_label(key)
+                        ))
                     }
                 }
             }
             (Request::Read { key, .. }, Body::NotFound) => {
                 self.not_found += 1;
-                Some(format!("READ bench:{key} returned NOT_FOUND after a write"))
+                Some(format!(
+                    "READ {} returned NOT_FOUND after a write",
+                    self.key_label(key)
+                ))
             }
             (request, body) => {
                 self.error_replies += 1;
-                Some(format!("{}: {}", request.name(), describe(&body)))
+                Some(format!(
+                    "{}: {}",
+                    self.request_label(request),
+                    describe(&body)
+                ))
             }
         }
     }
@@ -206,10 +240,11 @@ pub fn describe(body: &Body) -> String {
     }
 }
 
-/// `bench:<key>` into `out`, without the formatting machinery (it runs once per request).
-fn key_name(key: usize, out: &mut Vec<u8>) {
+/// `bench:<key>` into `out`, the number zero-padded to at least `width` digits (0: as is),
+/// without the formatting machinery (it runs once per request).
+fn key_name(key: usize, width: usize, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(b"bench:");
+    out.extend_from_slice(KEY_PREFIX);
     let mut digits = [0u8; 20];
     let mut n = key;
     let mut i = digits.len();
@@ -221,6 +256,8 @@ fn key_name(key: usize, out: &mut Vec<u8>) {
             break;
         }
     }
+    let pad = width.saturating_sub(digits.len() - i);
+    out.resize(out.len() + pad, b'0');
     out.extend_from_slice(&digits[i..]);
 }
 
@@ -237,6 +274,7 @@ mod tests {
             requests: 100,
             value_size: 16,
             keys,
+            key_size: None,
             rate: None,
             json: false,
             hist: None,
@@ -256,11 +294,67 @@ mod tests {
     fn key_names_are_decimal() {
         let mut b = Vec::new();
         for (k, s) in [(0, "bench:0"), (7, "bench:7"), (1234567, "bench:1234567")] {
-            key_name(k, &mut b);
+            key_name(k, 0, &mut b);
             assert_eq!(b, s.as_bytes());
         }
-        key_name(usize::MAX, &mut b);
+        key_name(usize::MAX, 0, &mut b);
         assert_eq!(b, format!("bench:{}", usize::MAX).as_bytes());
+    }
+
+    #[test]
+    fn padded_key_names_have_exactly_the_key_size() {
+        let mut b = Vec::new();
+        for (k, s) in [
+            (0, "bench:0000000000"),
+            (7, "bench:0000000007"),
+            (999_999, "bench:0000999999"),
+            (1_234_567_890, "bench:1234567890"),
+        ] {
+            key_name(k, 10, &mut b);
+            assert_eq!(b, s.as_bytes());
+        }
+        // A number wider than the padding is never cut (the options rule it out anyway).
+        key_name(12345, 3, &mut b);
+        assert_eq!(b, b"bench:12345");
+        // Through the config: --key-size 16 with 1M keys names every key in 16 bytes.
+        let mut c = cfg(Workload::Write, 1, 1_000_000);
+        c.key_size = Some(16);
+        let t = Tally::new(&c, 1);
+        let mut names = std::collections::HashSet::new();
+        for key in [0, 1, 9, 10, 99_999, 500_000, 999_999] {
+            match t.body(
+                Request::Write { key, version: 1 },
+                &mut Vec::new(),
+                &mut Vec::new(),
+            ) {
+                Body::Write { key: name, .. } => {
+                    assert_eq!(name.len(), 16, "{}", String::from_utf8_lossy(&name));
+                    assert!(names.insert(name));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(t.key_label(42), "bench:0000000042");
+        assert_eq!(
+            t.request_label(Request::Read { key: 3, floor: 0 }),
+            "READ bench:0000000003"
+        );
+    }
+
+    #[test]
+    fn min_key_size_counts_the_largest_key_number() {
+        assert_eq!(
+            (digits(0), digits(9), digits(10), digits(999_999)),
+            (1, 1, 2, 6)
+        );
+        assert_eq!(digits(usize::MAX), usize::MAX.to_string().len());
+        // Keys 0..K-1: K = 10 needs one digit, K = 11 two.
+        assert_eq!(
+            (min_key_size(1), min_key_size(10), min_key_size(11)),
+            (7, 7, 8)
+        );
+        assert_eq!(min_key_size(1_000_000), 12);
+        assert_eq!(min_key_size(1_000_001), 13);
     }
 
     #[test]
