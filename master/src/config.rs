@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Default of `--spin-us`.
+pub const SPIN_US: u64 = 0;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -34,6 +37,9 @@ pub struct Config {
     pub heartbeat_misses: u32,
     /// After a takeover, how long reads wait for holders known from the primary to re-register.
     pub takeover_grace: Duration,
+    /// With requests waiting on slaves and nothing to read, poll without sleeping this long
+    /// before blocking (zero: always block). See `server.rs`.
+    pub spin: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +61,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(100),
             heartbeat_misses: 3,
             takeover_grace: Duration::from_millis(3000),
+            spin: Duration::from_micros(SPIN_US),
         }
     }
 }

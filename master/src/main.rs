@@ -1,6 +1,7 @@
 //! dsm-master command line: parse options, start logging, run the server.
 
 use std::process::exit;
+use std::time::Duration;
 
 use dsm_master::Config;
 use dsm_net::cli::Cli;
@@ -54,7 +55,7 @@ fn main() {
     opts.optopt(
         "",
         "ack-timeout-ms",
-        "drop a slave that has not ACKed a STORE by then (default 200)",
+        "drop a slave that has not ACKed a STORE, nor said anything else, for this long (default 200)",
         "MS",
     );
     opts.optopt(
@@ -117,6 +118,16 @@ fn main() {
         "after a takeover, reads wait this long for known slaves to come back (default 3000)",
         "MS",
     );
+    opts.optopt(
+        "",
+        "spin-us",
+        &format!(
+            "while requests wait on slaves, poll this long without sleeping before blocking; \
+             trades CPU for fewer wake-ups (default {})",
+            dsm_master::config::SPIN_US
+        ),
+        "US",
+    );
     cli.add_common_opts(&mut opts, "info");
     let m = cli.parse(&opts, ABOUT, false);
     let level = cli.log_level(&m, log::LevelFilter::Info);
@@ -140,6 +151,7 @@ fn main() {
             .positive(&m, "heartbeat-misses", d.heartbeat_misses as u64)
             .max(3) as u32,
         takeover_grace: cli.millis(&m, "takeover-grace-ms", d.takeover_grace),
+        spin: Duration::from_micros(cli.whole(&m, "spin-us", d.spin.as_micros() as u64)),
     };
     if cfg.replicas > 255 {
         cli.usage_error("--replicas must be between 1 and 255");

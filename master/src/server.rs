@@ -48,6 +48,8 @@ pub struct Server {
     out: Vec<Out>,
     /// Connections with bytes queued since their last flush.
     dirty: Vec<usize>,
+    /// This turn's events, copied out of `events` (kept to reuse its allocation).
+    ready: Vec<(Token, bool, bool)>,
     /// Connections we stopped reading because their replies pile up.
     paused: Vec<usize>,
     accepting: bool,
@@ -74,6 +76,7 @@ impl Server {
             core: Master::new(cfg.clone(), Instant::now()),
             out: Vec::new(),
             dirty: Vec::new(),
+            ready: Vec::new(),
             paused: Vec::new(),
             accepting: true,
             link: None,
@@ -98,24 +101,26 @@ impl Server {
             .core
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        if let Err(e) = self.wait(timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());
             }
             return Err(e);
         }
-        let tokens: Vec<(Token, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                    e.is_writable(),
-                )
-            })
-            .collect();
-        for (token, readable, writable) in tokens {
+        // Timers fire as of this moment, not as of the end of the turn: a turn that took long
+        // (a key index growing at a million keys) must not expire an ACK whose answer is
+        // already in the socket, unread. Those timers fire next turn, after the read.
+        let polled_at = Instant::now();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| {
+            (
+                e.token(),
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable(),
+            )
+        }));
+        for &(token, readable, writable) in &ready {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
                 Token(key) if self.link == Some((key, false)) => {
@@ -131,11 +136,33 @@ impl Server {
                 }
             }
         }
-        self.core.on_tick(Instant::now());
+        self.ready = ready;
+        self.core.on_tick(polled_at);
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
         Ok(())
+    }
+
+    /// Wait for events. With `--spin-us` and requests waiting on slaves, first poll without
+    /// sleeping (yielding the CPU between polls) for that long: a reply that comes back
+    /// within it is picked up without the cost of waking a sleeping process, which on a VM
+    /// can be tens of microseconds per hop.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0 {
+            let until = Instant::now() + self.cfg.spin;
+            loop {
+                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+                if !self.events.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        self.poll.poll(&mut self.events, timeout)
     }
 
     fn accept(&mut self, token: Token) {

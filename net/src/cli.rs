@@ -84,6 +84,16 @@ impl Cli {
         }
     }
 
+    /// A whole number option (zero allowed), or `default`.
+    pub fn whole(&self, m: &Matches, name: &str, default: u64) -> u64 {
+        match m.opt_str(name) {
+            None => default,
+            Some(s) => s.parse::<u64>().unwrap_or_else(|_| {
+                self.usage_error(&format!("--{name} takes a whole number, not '{s}'"))
+            }),
+        }
+    }
+
     /// A positive number of milliseconds, or `default`.
     pub fn millis(&self, m: &Matches, name: &str, default: Duration) -> Duration {
         Duration::from_millis(self.positive(m, name, default.as_millis() as u64))
