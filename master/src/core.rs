@@ -390,6 +390,9 @@ impl Master {
                     self.restart_deferred(now);
                 }
                 self.set_peer_kind(conn, Peer::Slave(idx));
+                // Keys left with fewer than R copies while slaves were missing get them now.
+                self.schedule_repairs();
+                self.pump_repairs(now);
                 info!(
                     "slave '{id}' registered from {addr} ({} live)",
                     self.slaves.live_count()
@@ -534,7 +537,21 @@ impl Master {
         };
         s.timer = None;
         let slave = s.slave;
-        let why = format!("no ACK within {} ms", self.cfg.ack_timeout.as_millis());
+        // A slave answers in order, so one still answering is behind, not dead: give it until
+        // `ack_timeout` after the last thing it said (the request's deadline still bounds the
+        // write). Dropping slow slaves under load only made the remaining ones slower.
+        let quiet_until = self.slaves.get(slave).last_heard + self.cfg.ack_timeout;
+        if now < quiet_until {
+            let t = self.timers.insert(quiet_until, Timer::Ack(sub));
+            if let Some(s) = self.subs.get_mut(&sub) {
+                s.timer = Some(t);
+            }
+            return;
+        }
+        let why = format!(
+            "no ACK within {} ms and nothing heard since",
+            self.cfg.ack_timeout.as_millis()
+        );
         self.drop_slave(slave, &why, now);
     }
 
@@ -566,7 +583,8 @@ impl Master {
     pub fn status(&self) -> Status {
         // One pass over the key map: per-slave counts and under-replication are derived here
         // rather than kept up to date on every write.
-        let want = self.cfg.replicas.min(self.slaves.live_count());
+        // Short of R live copies, also when fewer than R slaves are live to hold them.
+        let want = self.cfg.replicas;
         let mut per_slave: HashMap<SlaveIdx, u64> = HashMap::new();
         let mut under = 0;
         for (_, e) in self.keys.iter() {

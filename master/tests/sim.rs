@@ -514,3 +514,58 @@ fn reads_queued_behind_a_write_whose_only_holder_died_are_answered_once() {
     }
     assert_eq!(sim.m.in_flight(), (0, 0));
 }
+
+#[test]
+fn a_slave_that_is_still_answering_is_waited_for_not_dropped() {
+    let mut sim = Sim::new(Sim::cfg(), 2); // ACK timeout 200 ms, R=2
+    let c = sim.add_client();
+    let mut conns: Vec<usize> = sim.slaves.keys().copied().collect();
+    conns.sort();
+    let slow = conns[1];
+    sim.slaves.get_mut(&slow).unwrap().silent = true;
+    sim.write(c, 1, "k", "v");
+    sim.advance(Duration::from_millis(150));
+    // The slow slave answers something else (a PONG): it is behind, not dead.
+    sim.m.on_frame(slow, Frame::new(0, Body::Pong), sim.now);
+    sim.advance(Duration::from_millis(150)); // 300 ms: past the ACK timeout of the STORE
+    assert!(
+        !sim.closed.contains(&slow),
+        "a slave heard 150 ms ago is not dropped"
+    );
+    assert!(
+        sim.take(c).is_empty(),
+        "the write still waits for its second copy"
+    );
+    sim.advance(Duration::from_millis(60)); // 360 ms: 210 ms of silence
+    assert!(
+        sim.closed.contains(&slow),
+        "then silence for the ACK timeout drops it"
+    );
+    let got = sim.take(c);
+    assert_eq!(got, vec![Frame::new(1, Body::Ok)]);
+}
+
+#[test]
+fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
+    let mut sim = Sim::new(Sim::cfg(), 2);
+    let c = sim.add_client();
+    for i in 0..20 {
+        sim.write(c, i, &format!("k{i}"), "v");
+    }
+    sim.take(c);
+    let victim = *sim.slaves.keys().max().unwrap();
+    sim.kill(victim);
+    // One live slave: nowhere to copy to, so every key has one copy.
+    assert_eq!(sim.m.status().under_replicated, 20);
+    sim.add_slave("newcomer");
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(sim.m.status().under_replicated, 0);
+    for i in 0..20 {
+        assert_eq!(
+            sim.holders_of(&format!("k{i}")).len(),
+            2,
+            "k{i} has R copies again"
+        );
+    }
+    assert_eq!(sim.m.in_flight(), (0, 0));
+}
