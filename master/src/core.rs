@@ -386,17 +386,13 @@ impl Master {
                     None => (self.slaves.register(&id, addr.clone(), conn, now), true),
                 };
                 self.sync_event(dsm_wire::SyncEvent::SlaveUp { id: id.clone() });
-                if !reset {
-                    self.restart_deferred(now);
-                }
                 self.set_peer_kind(conn, Peer::Slave(idx));
-                // Keys left with fewer than R copies while slaves were missing get them now.
-                self.schedule_repairs();
-                self.pump_repairs(now);
                 info!(
                     "slave '{id}' registered from {addr} ({} live)",
                     self.slaves.live_count()
                 );
+                // WELCOME first: a slave takes nothing from the master before it, and the
+                // copies and restarted writes below may send this very slave a FETCH or STORE.
                 self.send(
                     conn,
                     frame.req_id,
@@ -405,6 +401,12 @@ impl Master {
                         reset,
                     },
                 );
+                // Keys left with fewer than R copies while slaves were missing get them now.
+                self.schedule_repairs();
+                self.pump_repairs(now);
+                if !reset {
+                    self.restart_deferred(now);
+                }
             }
             Role::Backup => self.attach_backup(conn, frame.req_id, epoch, now),
         }

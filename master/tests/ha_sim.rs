@@ -19,6 +19,9 @@ struct Net {
     stores: Vec<Store>,
     /// Which master each slave is registered with.
     slave_at: Vec<usize>,
+    /// Whether each slave's current registration has been WELCOMEd: a real slave refuses
+    /// anything else from the master before that.
+    welcomed: Vec<bool>,
     /// Frames in flight: (to master, conn, frame) or to a slave / client.
     queue: VecDeque<(usize, usize, Frame)>,
     inbox: HashMap<usize, Vec<Frame>>,
@@ -44,6 +47,7 @@ impl Net {
             ],
             stores: (0..3).map(|_| Store::default()).collect(),
             slave_at: vec![P; 3],
+            welcomed: vec![false; 3],
             queue: VecDeque::new(),
             inbox: HashMap::new(),
             drop_key_events: false,
@@ -67,6 +71,7 @@ impl Net {
 
     fn register_slave(&mut self, m: usize, s: usize) {
         self.slave_at[s] = m;
+        self.welcomed[s] = false;
         self.m[m].on_connect(s, format!("slave{s}"), self.now);
         let frame = Frame::new(
             0,
@@ -113,6 +118,14 @@ impl Net {
             }
             CLIENT => self.inbox.entry(from).or_default().push(frame),
             s if s < 3 && self.slave_at[s] == from => {
+                match &frame.body {
+                    Body::Welcome { .. } => self.welcomed[s] = true,
+                    other => assert!(
+                        self.welcomed[s],
+                        "master {from} sent {:?} to slave {s} before its WELCOME",
+                        other.opcode()
+                    ),
+                }
                 if let Some(reply) = self.stores[s].on_frame(frame) {
                     self.queue.push_back((from, s, reply));
                 }
