@@ -337,6 +337,7 @@ impl Client {
                     role: Role::Client,
                     epoch: 0,
                     id: String::new(),
+                    nonce: None,
                 },
             ),
             &mut out,

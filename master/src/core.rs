@@ -338,7 +338,10 @@ impl Master {
     }
 
     fn on_hello(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        let Body::Hello { role, id, epoch } = frame.body else {
+        let Body::Hello {
+            role, id, epoch, ..
+        } = frame.body
+        else {
             let text = format!(
                 "the first frame must be HELLO, got {:?}",
                 frame.body.opcode()
@@ -354,6 +357,7 @@ impl Master {
                     Body::Welcome {
                         epoch: self.epoch,
                         reset: false,
+                        proof: None,
                     },
                 );
             }
@@ -399,6 +403,7 @@ impl Master {
                     Body::Welcome {
                         epoch: self.epoch,
                         reset,
+                        proof: None,
                     },
                 );
                 // Keys left with fewer than R copies while slaves were missing get them now.

@@ -132,6 +132,7 @@ impl Master {
                 role: Role::Backup,
                 epoch: self.epoch,
                 id: String::new(),
+                nonce: None,
             },
         );
     }
@@ -294,6 +295,7 @@ impl Master {
                     role: Role::Backup,
                     epoch: self.epoch,
                     id: String::new(),
+                    nonce: None,
                 },
             ),
             None => self.ha.link_attempt_at = Some(now),
@@ -352,6 +354,7 @@ impl Master {
             Body::Welcome {
                 epoch: self.epoch,
                 reset: false,
+                proof: None,
             },
         );
         self.ha.backup = Some(BackupLink {

@@ -79,6 +79,7 @@ impl Net {
                 role: Role::Slave,
                 epoch: self.stores[s].epoch(),
                 id: format!("s{s}"),
+                nonce: None,
             },
         );
         self.m[m].on_frame(s, frame, self.now);
@@ -159,6 +160,7 @@ fn hello(role: Role) -> Frame {
             role,
             epoch: 0,
             id: String::new(),
+            nonce: None,
         },
     )
 }
@@ -303,6 +305,7 @@ fn a_frozen_primary_stops_answering_and_steps_down_when_told_of_the_new_epoch() 
                 role: Role::Backup,
                 epoch: 2,
                 id: String::new(),
+                nonce: None,
             },
         ),
         net.now,

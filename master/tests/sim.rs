@@ -70,6 +70,7 @@ impl Sim {
                 role: Role::Slave,
                 epoch: 0,
                 id: id.into(),
+                nonce: None,
             },
         );
         c
@@ -83,6 +84,7 @@ impl Sim {
                 role: Role::Client,
                 epoch: 0,
                 id: String::new(),
+                nonce: None,
             },
         );
         let welcome = self.take(c);

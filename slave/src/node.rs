@@ -145,6 +145,7 @@ impl Node {
                         role: Role::Slave,
                         epoch: self.store.epoch(),
                         id: self.cfg.id.clone(),
+                        nonce: None,
                     },
                 ));
                 self.conn = Some(conn);

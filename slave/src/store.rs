@@ -64,7 +64,7 @@ impl Store {
     pub fn respond(&mut self, frame: Frame) -> Option<Reply<'_>> {
         let req = frame.req_id;
         let reply = match frame.body {
-            Body::Welcome { epoch, reset } => {
+            Body::Welcome { epoch, reset, .. } => {
                 self.see_epoch(epoch);
                 if reset && !self.map.is_empty() {
                     info!(
@@ -212,6 +212,7 @@ mod tests {
             Body::Welcome {
                 epoch: 2,
                 reset: true,
+                proof: None,
             },
         ));
         assert!(s.is_empty());

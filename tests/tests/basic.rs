@@ -338,6 +338,7 @@ fn oversize_value_is_too_large_and_the_connection_keeps_working() {
         role: Role::Client,
         epoch: 0,
         id: String::new(),
+        nonce: None,
     };
     assert!(matches!(exchange(&mut raw, 1, hello), Body::Welcome { .. }));
     let big = Body::Write {

@@ -425,6 +425,7 @@ fn hello(req_id: u64) -> Vec<u8> {
         role: Role::Client,
         epoch: 0,
         id: format!("hostile-{req_id}"),
+        nonce: None,
     };
     frame_bytes(req_id, body)
 }

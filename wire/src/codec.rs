@@ -4,7 +4,8 @@ use byteorder::{BigEndian, ByteOrder};
 
 use crate::error::WireError;
 use crate::frame::{
-    Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    AUTH_LEN,
 };
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
 
@@ -61,12 +62,21 @@ fn decode_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             let role = Role::from_u8(r.u8()?).ok_or(r.malformed("unknown role"))?;
             let epoch = r.u64()?;
             let id = r.string()?;
-            Body::Hello { role, epoch, id }
+            let nonce = r.opt_auth()?;
+            Body::Hello {
+                role,
+                epoch,
+                id,
+                nonce,
+            }
         }
         Opcode::Welcome => Body::Welcome {
             epoch: r.u64()?,
             reset: r.flag()?,
+            proof: r.opt_auth()?,
         },
+        Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
+        Opcode::Auth => Body::Auth { proof: r.auth()? },
         Opcode::Write => Body::Write {
             key: r.bytes()?,
             value: r.bytes()?,
@@ -212,6 +222,19 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, WireError> {
         Ok(BigEndian::read_u64(self.take(8)?))
     }
+    /// A nonce or proof: exactly [`AUTH_LEN`] bytes.
+    fn auth(&mut self) -> Result<AuthBytes, WireError> {
+        let mut out = [0; AUTH_LEN];
+        out.copy_from_slice(self.take(AUTH_LEN)?);
+        Ok(out)
+    }
+    /// A flag, then a nonce or proof only when the flag is 1.
+    fn opt_auth(&mut self) -> Result<Option<AuthBytes>, WireError> {
+        Ok(match self.flag()? {
+            true => Some(self.auth()?),
+            false => None,
+        })
+    }
     /// A u32 length then that many bytes (keys and values).
     fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
         let n = BigEndian::read_u32(self.take(4)?) as usize;
@@ -348,15 +371,28 @@ fn finish(start: usize, out: &mut [u8]) {
 
 fn encode_body(body: &Body, out: &mut Vec<u8>) {
     match body {
-        Body::Hello { role, epoch, id } => {
+        Body::Hello {
+            role,
+            epoch,
+            id,
+            nonce,
+        } => {
             out.push(*role as u8);
             put_u64(out, *epoch);
             put_string(out, id);
+            put_opt_auth(out, nonce);
         }
-        Body::Welcome { epoch, reset } => {
+        Body::Welcome {
+            epoch,
+            reset,
+            proof,
+        } => {
             put_u64(out, *epoch);
             out.push(*reset as u8);
+            put_opt_auth(out, proof);
         }
+        Body::Challenge { nonce } => out.extend_from_slice(nonce),
+        Body::Auth { proof } => out.extend_from_slice(proof),
         Body::Write { key, value } => {
             put_bytes(out, key);
             put_bytes(out, value);
@@ -454,6 +490,16 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
         u32::try_from(b.len()).expect("key or value over u32::MAX bytes"),
     );
     out.extend_from_slice(b);
+}
+
+fn put_opt_auth(out: &mut Vec<u8>, v: &Option<AuthBytes>) {
+    match v {
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(b);
+        }
+        None => out.push(0),
+    }
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) {

@@ -13,6 +13,12 @@ impl Frame {
     }
 }
 
+/// A nonce or an HMAC-SHA256 proof in the handshake: always [`AUTH_LEN`] bytes.
+pub type AuthBytes = [u8; AUTH_LEN];
+
+/// Bytes in a handshake nonce and in a proof (the output of HMAC-SHA256).
+pub const AUTH_LEN: usize = 32;
+
 /// Who opened a connection, as told by its HELLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -177,16 +183,29 @@ pub enum SyncEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     /// First frame on every connection: who the sender is and the highest epoch it has seen.
+    /// `nonce`: a sender that holds the shared secret offers a fresh nonce to authenticate
+    /// with; `None` from a sender without one.
     Hello {
         role: Role,
         epoch: u64,
         id: String,
+        nonce: Option<AuthBytes>,
     },
     /// Master's answer to HELLO. `reset`: a slave must drop everything it stores (it rejoins as
-    /// a fresh member; the master no longer counts on any of its data).
+    /// a fresh member; the master no longer counts on any of its data). `proof`: after an
+    /// authenticated HELLO, the master's proof that it knows the secret too.
     Welcome {
         epoch: u64,
         reset: bool,
+        proof: Option<AuthBytes>,
+    },
+    /// Master → peer, the answer to a HELLO that carried a nonce: the master's own fresh nonce.
+    Challenge {
+        nonce: AuthBytes,
+    },
+    /// Peer → master, the answer to CHALLENGE: the peer's proof that it knows the secret.
+    Auth {
+        proof: AuthBytes,
     },
     Write {
         key: Vec<u8>,
@@ -246,6 +265,8 @@ pub enum Body {
 pub enum Opcode {
     Hello = 0x01,
     Welcome = 0x02,
+    Challenge = 0x03,
+    Auth = 0x04,
     Write = 0x10,
     Read = 0x11,
     Ok = 0x12,
@@ -265,9 +286,11 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 18] = [
+    pub const ALL: [Opcode; 20] = [
         Opcode::Hello,
         Opcode::Welcome,
+        Opcode::Challenge,
+        Opcode::Auth,
         Opcode::Write,
         Opcode::Read,
         Opcode::Ok,
@@ -296,6 +319,8 @@ impl Body {
         match self {
             Body::Hello { .. } => Opcode::Hello,
             Body::Welcome { .. } => Opcode::Welcome,
+            Body::Challenge { .. } => Opcode::Challenge,
+            Body::Auth { .. } => Opcode::Auth,
             Body::Write { .. } => Opcode::Write,
             Body::Read { .. } => Opcode::Read,
             Body::Ok => Opcode::Ok,

@@ -25,7 +25,10 @@ mod frame;
 
 pub use codec::{decode, decode_with_max, encode, encode_ref, BodyRef};
 pub use error::WireError;
-pub use frame::{Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent};
+pub use frame::{
+    AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    AUTH_LEN,
+};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

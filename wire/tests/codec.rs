@@ -5,8 +5,8 @@ use std::cell::Cell;
 
 use dsm_wire::{
     decode, decode_with_max, encode, max_frame_for, Body, ErrorCode, Frame, Opcode, Role,
-    ServerRole, SlaveStatus, Status, SyncEvent, WireError, DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY,
-    DEFAULT_MAX_VALUE, HEADER_LEN,
+    ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE, HEADER_LEN,
 };
 
 // The largest single allocation each thread has asked for, so a test can prove that decoding a
@@ -59,6 +59,11 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// 32 distinct bytes starting at `from`, so a shifted or cut nonce shows.
+fn auth_bytes(from: u8) -> [u8; AUTH_LEN] {
+    std::array::from_fn(|i| from.wrapping_add(i as u8))
+}
+
 fn slave(id: &str, addr: &str, live: bool, keys: u64) -> SlaveStatus {
     SlaveStatus {
         id: id.to_string(),
@@ -77,24 +82,38 @@ fn samples() -> Vec<Frame> {
             role: Role::Client,
             epoch: 0,
             id: String::new(),
+            nonce: None,
         },
         Body::Hello {
             role: Role::Slave,
             epoch: u64::MAX,
             id: "slave-1".into(),
+            nonce: Some(auth_bytes(1)),
         },
         Body::Hello {
             role: Role::Backup,
             epoch: 42,
             id: unicode.into(),
+            nonce: Some([0xff; AUTH_LEN]),
         },
         Body::Welcome {
             epoch: 0,
             reset: false,
+            proof: None,
         },
         Body::Welcome {
             epoch: u64::MAX,
             reset: true,
+            proof: Some(auth_bytes(7)),
+        },
+        Body::Challenge {
+            nonce: [0; AUTH_LEN],
+        },
+        Body::Challenge {
+            nonce: auth_bytes(3),
+        },
+        Body::Auth {
+            proof: auth_bytes(5),
         },
         Body::Write {
             key: vec![],
@@ -356,10 +375,76 @@ fn write_and_ok_have_the_documented_bytes() {
             role: Role::Client,
             epoch: 0,
             id: "c1".into(),
+            nonce: None,
         },
     );
-    let hello_hex = "0000001a 01 0000000000000000 01 0000000000000000 0002 6331";
+    let hello_hex = "0000001b 01 0000000000000000 01 0000000000000000 0002 6331 00";
     assert_eq!(hex(&encoded(&hello)), hello_hex.replace(' ', ""));
+}
+
+#[test]
+fn the_authenticated_handshake_has_the_documented_bytes() {
+    // The handshake example in PROTOCOL.md: a slave "s1" with epoch 0; the nonces are the
+    // bytes 00..1f (the slave's) and 20..3f (the master's). The proofs are the HMACs the
+    // document derives from its example secret (checked against HMAC-SHA256 in dsm-net).
+    let peer_nonce = auth_bytes(0x00);
+    let master_nonce = auth_bytes(0x20);
+    let hello = Frame::new(
+        0,
+        Body::Hello {
+            role: Role::Slave,
+            epoch: 0,
+            id: "s1".into(),
+            nonce: Some(peer_nonce),
+        },
+    );
+    let hello_hex = "0000003b 01 0000000000000000 02 0000000000000000 0002 7331 01 \
+                     000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    assert_eq!(hex(&encoded(&hello)), squeeze(hello_hex));
+    let challenge = Frame::new(
+        0,
+        Body::Challenge {
+            nonce: master_nonce,
+        },
+    );
+    let challenge_hex = "0000002d 03 0000000000000000 \
+                         202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
+    assert_eq!(hex(&encoded(&challenge)), squeeze(challenge_hex));
+    let peer_proof = "f2bdf028b0063fedb1eac3e271f8af790c0af024b9ed0ea36e11995049e5674b";
+    let auth = Frame::new(
+        0,
+        Body::Auth {
+            proof: unhex(peer_proof),
+        },
+    );
+    assert_eq!(
+        hex(&encoded(&auth)),
+        format!("0000002d040000000000000000{peer_proof}")
+    );
+    let master_proof = "7a9515e7881fe5f746774afaf2f2d6b2ac9b1729f776b7b39d78b3dab0f3c9a6";
+    let welcome = Frame::new(
+        0,
+        Body::Welcome {
+            epoch: 1,
+            reset: true,
+            proof: Some(unhex(master_proof)),
+        },
+    );
+    assert_eq!(
+        hex(&encoded(&welcome)),
+        squeeze(&format!(
+            "00000037 02 0000000000000000 0000000000000001 01 01 {master_proof}"
+        ))
+    );
+}
+
+fn unhex(s: &str) -> [u8; AUTH_LEN] {
+    std::array::from_fn(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+}
+
+/// A hex string written over several lines, with its spaces and line breaks removed.
+fn squeeze(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_hexdigit()).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -441,6 +526,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
             role: Role::Slave,
             epoch: 1,
             id,
+            nonce: None,
         },
     );
     let (back, _) = decode(&encoded(&hello)).unwrap().unwrap();
@@ -448,6 +534,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         role: Role::Slave,
         epoch: 1,
         id: "é".repeat(32_767),
+        nonce: None,
     };
     assert_eq!(back.body, expected);
 
@@ -681,10 +768,26 @@ fn bad_role_and_flag_bytes_are_malformed() {
     }
     for b in [2u8, 0xff] {
         let mut welcome = 5u64.to_be_bytes().to_vec();
-        welcome.push(b);
+        welcome.extend_from_slice(&[b, 0]);
         assert_eq!(
             decode(&raw(Opcode::Welcome as u8, 1, &welcome)),
             Err(malformed(Opcode::Welcome, "flag byte is neither 0 nor 1"))
+        );
+        // The flag before an optional nonce or proof: anything but 0 or 1 is no encoding.
+        let mut welcome = 5u64.to_be_bytes().to_vec();
+        welcome.extend_from_slice(&[1, b]);
+        welcome.extend_from_slice(&[0; AUTH_LEN]);
+        assert_eq!(
+            decode(&raw(Opcode::Welcome as u8, 1, &welcome)),
+            Err(malformed(Opcode::Welcome, "flag byte is neither 0 nor 1"))
+        );
+        let mut hello = vec![Role::Slave as u8];
+        hello.extend_from_slice(&0u64.to_be_bytes());
+        hello.extend_from_slice(&[0, 0, b]);
+        hello.extend_from_slice(&[0; AUTH_LEN]);
+        assert_eq!(
+            decode(&raw(Opcode::Hello as u8, 1, &hello)),
+            Err(malformed(Opcode::Hello, "flag byte is neither 0 nor 1"))
         );
         let mut status = status_head(1);
         status.extend_from_slice(&[0, 0, 0, 0, b]);

@@ -7,7 +7,7 @@ use std::panic;
 
 use dsm_wire::{
     decode, decode_with_max, encode, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus,
-    Status, SyncEvent, WireError, DEFAULT_MAX_FRAME, HEADER_LEN,
+    Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 
 const DEFAULT_SEED: u64 = 0x00d5_3a11_c0de_c0de;
@@ -66,6 +66,12 @@ impl Rng {
         let n = self.below(8);
         (0..n).map(|_| CHARS[self.below(CHARS.len())]).collect()
     }
+    fn auth(&mut self) -> [u8; AUTH_LEN] {
+        std::array::from_fn(|_| self.byte())
+    }
+    fn opt_auth(&mut self) -> Option<[u8; AUTH_LEN]> {
+        self.one_in(2).then(|| self.auth())
+    }
     /// A byte that a length or opcode check is likely to care about.
     fn interesting_byte(&mut self) -> u8 {
         const BYTES: [u8; 8] = [0x00, 0x01, 0x0c, 0x0d, 0x7f, 0x80, 0xfe, 0xff];
@@ -85,11 +91,15 @@ fn random_frame(rng: &mut Rng) -> Frame {
             role: Role::from_u8(1 + rng.below(3) as u8).unwrap(),
             epoch: rng.u64(),
             id: rng.string(),
+            nonce: rng.opt_auth(),
         },
         Opcode::Welcome => Body::Welcome {
             epoch: rng.u64(),
             reset: rng.one_in(2),
+            proof: rng.opt_auth(),
         },
+        Opcode::Challenge => Body::Challenge { nonce: rng.auth() },
+        Opcode::Auth => Body::Auth { proof: rng.auth() },
         Opcode::Write => Body::Write {
             key: rng.bytes(16),
             value: rng.bytes(64),

@@ -153,6 +153,7 @@ impl<'a> Driver<'a> {
             role: Role::Client,
             epoch: 0,
             id: String::new(),
+            nonce: None,
         };
         for idx in 0..self.conns.len() {
             let c = &mut self.conns[idx];
