@@ -2,6 +2,7 @@
 //! option values, and usage errors that print a hint and exit 2.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::exit;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use getopts::{Matches, Options};
 use log::LevelFilter;
 
 use crate::addr;
+use crate::auth::Secret;
 
 const LEVELS: [LevelFilter; 6] = [
     LevelFilter::Off,
@@ -39,6 +41,24 @@ impl Cli {
         );
         opts.optflagmulti("v", "verbose", "more log output (each -v one level more)");
         opts.optflag("h", "help", "print this help");
+    }
+
+    /// `--secret-file PATH`; `what` says who must prove it, for `--help`.
+    pub fn add_secret_opt(&self, opts: &mut Options, what: &str) {
+        opts.optopt("", "secret-file", what, "PATH");
+    }
+
+    /// The secret named by `--secret-file`, if given. Call it after logging is set up (a loose
+    /// file mode is logged as a warning); a missing or empty file ends the program with 2.
+    pub fn secret(&self, m: &Matches) -> Option<Secret> {
+        let path = m.opt_str("secret-file")?;
+        match Secret::load(Path::new(&path)) {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                eprintln!("{}: {e}", self.prog);
+                exit(2);
+            }
+        }
     }
 
     /// Parse the process arguments. `--help` prints `about` with the options and exits 0;

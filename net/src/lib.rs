@@ -1,8 +1,11 @@
-//! Event-loop pieces shared by the dsm servers and client: timer wheel, framed connections.
+//! Event-loop pieces shared by the dsm servers and client: timer wheel, framed connections,
+//! the shared secret and the connecting side of the handshake.
 
 pub mod addr;
+pub mod auth;
 pub mod cli;
 pub mod conn;
+pub mod handshake;
 pub mod log_setup;
 pub use conn::{Conn, Io};
 pub mod timer;
