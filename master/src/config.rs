@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use dsm_net::auth::Secret;
+
 /// Default of `--spin-us`.
 pub const SPIN_US: u64 = 0;
 
@@ -40,6 +42,11 @@ pub struct Config {
     /// With requests waiting on slaves and nothing to read, poll without sleeping this long
     /// before blocking (zero: always block). See `server.rs`.
     pub spin: Duration,
+    /// The shared secret: slaves and backups must prove they hold it (and so must this master,
+    /// on its own link to a primary). `None`: nobody authenticates.
+    pub secret: Option<Secret>,
+    /// Clients must prove they hold the secret too (needs `secret`).
+    pub require_client_auth: bool,
 }
 
 impl Default for Config {
@@ -62,6 +69,8 @@ impl Default for Config {
             heartbeat_misses: 3,
             takeover_grace: Duration::from_millis(3000),
             spin: Duration::from_micros(SPIN_US),
+            secret: None,
+            require_client_auth: false,
         }
     }
 }
@@ -74,5 +83,43 @@ impl Config {
 
     pub fn max_frame(&self) -> usize {
         dsm_wire::max_frame_for(self.max_key, self.max_value)
+    }
+
+    /// Warnings for the log at start: a socket others can reach with no secret to check.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        if self.secret.is_some() {
+            return Vec::new();
+        }
+        [("--listen", self.listen), ("--heartbeat", self.heartbeat)]
+            .into_iter()
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .map(|(flag, addr)| {
+                format!(
+                    "{flag} {addr} is not a loopback address and there is no --secret-file: \
+                     anyone who can reach it can register as a slave or a backup, read and \
+                     write every key, and fence this master"
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reachable_sockets_without_a_secret_are_warned_about() {
+        let mut cfg = Config::default();
+        assert!(cfg.exposure_warnings().is_empty());
+        cfg.listen = "0.0.0.0:7000".parse().unwrap();
+        cfg.heartbeat = "[::1]:7001".parse().unwrap();
+        let w = cfg.exposure_warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("--listen 0.0.0.0:7000"), "{w:?}");
+        cfg.heartbeat = "192.0.2.1:7001".parse().unwrap();
+        assert_eq!(cfg.exposure_warnings().len(), 2);
+        cfg.secret = Secret::from_bytes(b"0123456789abcdef");
+        assert!(cfg.exposure_warnings().is_empty());
     }
 }

@@ -116,6 +116,8 @@ pub(crate) type OpId = usize;
 pub(crate) enum Peer {
     /// Connected, HELLO not yet seen.
     New,
+    /// Sent a HELLO with a nonce and got our CHALLENGE: its AUTH is due.
+    Challenged,
     Client,
     Slave(SlaveIdx),
     Backup,
@@ -137,7 +139,7 @@ pub(crate) enum Timer {
     Heartbeat,
     /// After a takeover: stop waiting for slaves known from the old primary.
     GraceEnd,
-    /// The connection has not said HELLO in time (checked against `Peer::New`).
+    /// The connection has not finished its HELLO in time (still `New` or `Challenged`).
     Hello(ConnId, u64),
 }
 
@@ -145,6 +147,8 @@ pub(crate) struct PeerState {
     pub kind: Peer,
     pub serial: u64,
     pub addr: String,
+    /// The handshake under way, until WELCOME is sent.
+    pub auth: Option<Box<crate::handshake::Pending>>,
 }
 
 /// A request the master sent to a slave on behalf of a client operation.
@@ -241,6 +245,7 @@ impl Master {
                 kind: Peer::New,
                 serial,
                 addr,
+                auth: None,
             },
         );
         self.timers
@@ -254,7 +259,7 @@ impl Master {
             Some(Peer::Slave(idx)) => self.drop_slave(idx, "its connection closed", now),
             Some(Peer::Backup) => self.on_backup_closed(conn, now),
             Some(Peer::Primary) => self.on_link_closed(now),
-            Some(Peer::New) | None => {}
+            Some(Peer::New | Peer::Challenged) | None => {}
         }
     }
 
@@ -263,7 +268,8 @@ impl Master {
             return;
         };
         match peer.kind {
-            Peer::New => self.on_hello(conn, frame, now),
+            Peer::New => self.on_first_frame(conn, frame, now),
+            Peer::Challenged => self.on_auth(conn, frame, now),
             Peer::Client => self.on_client_frame(conn, frame, now),
             Peer::Slave(idx) => self.on_slave_frame(idx, frame, now),
             Peer::Backup => self.on_backup_frame(conn, frame.req_id, frame.body, now),
@@ -283,12 +289,11 @@ impl Master {
                 Timer::Heartbeat => self.on_heartbeat_timer(now),
                 Timer::GraceEnd => self.on_grace_end(now),
                 Timer::Hello(conn, serial) => {
-                    let waiting = self
-                        .peers
-                        .get(&conn)
-                        .is_some_and(|p| p.serial == serial && matches!(p.kind, Peer::New));
+                    let waiting = self.peers.get(&conn).is_some_and(|p| {
+                        p.serial == serial && matches!(p.kind, Peer::New | Peer::Challenged)
+                    });
                     if waiting {
-                        warn!("connection {conn} sent no HELLO in time; closing it");
+                        warn!("connection {conn} did not finish its HELLO in time; closing it");
                         self.peers.remove(&conn);
                         self.out.push(Out::Close(conn));
                     }
@@ -337,29 +342,20 @@ impl Master {
         }
     }
 
-    fn on_hello(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        let Body::Hello {
-            role, id, epoch, ..
-        } = frame.body
-        else {
-            let text = format!(
-                "the first frame must be HELLO, got {:?}",
-                frame.body.opcode()
-            );
-            return self.refuse_conn(conn, frame.req_id, ErrorCode::BadRequest, text);
-        };
+    /// A HELLO that passed the handshake (see `handshake.rs`): register the sender.
+    pub(crate) fn on_hello(
+        &mut self,
+        conn: ConnId,
+        req: u64,
+        role: Role,
+        epoch: u64,
+        id: String,
+        now: Instant,
+    ) {
         match role {
             Role::Client => {
                 self.set_peer_kind(conn, Peer::Client);
-                self.send(
-                    conn,
-                    frame.req_id,
-                    Body::Welcome {
-                        epoch: self.epoch,
-                        reset: false,
-                        proof: None,
-                    },
-                );
+                self.welcome(conn, req, false);
             }
             Role::Slave => {
                 if epoch > self.epoch {
@@ -367,11 +363,11 @@ impl Master {
                 }
                 if self.role != ServerRole::Primary {
                     let text = self.not_primary_text();
-                    return self.refuse_conn(conn, frame.req_id, ErrorCode::NotPrimary, text);
+                    return self.refuse_conn(conn, req, ErrorCode::NotPrimary, text);
                 }
                 if id.is_empty() {
                     let text = "a slave HELLO needs a non-empty id".to_string();
-                    return self.refuse_conn(conn, frame.req_id, ErrorCode::BadRequest, text);
+                    return self.refuse_conn(conn, req, ErrorCode::BadRequest, text);
                 }
                 if let Some(old) = self.slaves.live_by_id(&id) {
                     self.drop_slave(old, "the same id registered again", now);
@@ -397,15 +393,7 @@ impl Master {
                 );
                 // WELCOME first: a slave takes nothing from the master before it, and the
                 // copies and restarted writes below may send this very slave a FETCH or STORE.
-                self.send(
-                    conn,
-                    frame.req_id,
-                    Body::Welcome {
-                        epoch: self.epoch,
-                        reset,
-                        proof: None,
-                    },
-                );
+                self.welcome(conn, req, reset);
                 // Keys left with fewer than R copies while slaves were missing get them now.
                 self.schedule_repairs();
                 self.pump_repairs(now);
@@ -413,7 +401,7 @@ impl Master {
                     self.restart_deferred(now);
                 }
             }
-            Role::Backup => self.attach_backup(conn, frame.req_id, epoch, now),
+            Role::Backup => self.attach_backup(conn, req, epoch, now),
         }
     }
 

@@ -9,13 +9,13 @@
 //!   takeover the backup knows which keys may be newer than its map says, and asks the slaves.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use dsm_net::handshake::{Handshake, RefusalLog};
 use dsm_wire::{Body, ErrorCode, Role, ServerRole, SyncEvent};
 use log::{info, warn};
 
-use crate::core::{ConnId, Master, OpId, Out, Peer, PeerState, Timer};
+use crate::core::{ConnId, Master, OpId, Out, Peer, Timer};
 use crate::ops::OpKind;
 
 /// Bits of a version below the epoch.
@@ -60,6 +60,12 @@ pub(crate) struct Ha {
     pub primary_last_heard: Option<Instant>,
     pub link_attempt_at: Option<Instant>,
     pub link_failures: u32,
+    /// Our HELLO on the link, until the primary's WELCOME (or refusal) ends it.
+    pub link_handshake: Option<Handshake>,
+    /// The link in use was WELCOMEd (authenticated, with a secret).
+    pub link_ready: bool,
+    /// Why the primary keeps refusing our link, logged without a line per attempt.
+    pub link_refusals: RefusalLog,
     /// The primary has answered our HELLO at least once.
     pub ever_linked: bool,
     /// Whether this master's key map holds every key there is (false on a backup until the
@@ -89,81 +95,6 @@ impl Master {
         self.role
     }
 
-    /// Where the event loop should open a link now, if anywhere: the primary (on a backup), or
-    /// the old primary (on a new primary, to fence it).
-    pub fn link_target(&self, now: Instant) -> Option<SocketAddr> {
-        let addr = self.cfg.backup_of?;
-        let wanted = self.role == ServerRole::Backup
-            || (self.role == ServerRole::Primary && self.ha.fence_old);
-        let due = self.ha.link_attempt_at.is_some_and(|t| now >= t);
-        (wanted && due && self.ha.primary_conn.is_none()).then_some(addr)
-    }
-
-    /// The link opened by the event loop is connected.
-    pub fn on_link_up(&mut self, conn: ConnId, addr: String, now: Instant) {
-        self.conn_serial += 1;
-        self.peers.insert(
-            conn,
-            PeerState {
-                kind: Peer::Primary,
-                serial: self.conn_serial,
-                addr: addr.clone(),
-            },
-        );
-        self.ha.primary_conn = Some(conn);
-        self.ha.link_attempt_at = None;
-        self.ha.link_failures = 0;
-        if self.ha.primary_last_heard.is_none() {
-            self.ha.primary_last_heard = Some(now);
-        }
-        let role = if self.role == ServerRole::Backup {
-            "backup"
-        } else {
-            "new primary"
-        };
-        info!(
-            "heartbeat link to {addr} up; saying HELLO as {role}, epoch {}",
-            self.epoch
-        );
-        self.send(
-            conn,
-            0,
-            Body::Hello {
-                role: Role::Backup,
-                epoch: self.epoch,
-                id: String::new(),
-                nonce: None,
-            },
-        );
-    }
-
-    /// Opening the link failed (refused, unreachable, or reset while connecting).
-    pub fn on_link_failed(&mut self, why: &str, now: Instant) {
-        self.ha.link_failures += 1;
-        if self.role == ServerRole::Backup {
-            if self.ha.ever_linked {
-                return self.take_over(
-                    &format!("heartbeat link closed and cannot be reopened ({why})"),
-                    now,
-                );
-            }
-            if self.ha.link_failures >= self.cfg.heartbeat_misses.max(1) {
-                return self.take_over(&format!("primary unreachable since start ({why})"), now);
-            }
-            self.ha.link_attempt_at = Some(now + self.cfg.heartbeat_interval);
-        } else {
-            self.ha.link_attempt_at = Some(now + Duration::from_secs(1));
-        }
-    }
-
-    pub(crate) fn on_link_closed(&mut self, now: Instant) {
-        self.ha.primary_conn = None;
-        self.ha.link_attempt_at = Some(now);
-        if self.role == ServerRole::Backup {
-            warn!("heartbeat link to the primary closed; reopening it");
-        }
-    }
-
     pub(crate) fn on_heartbeat_timer(&mut self, now: Instant) {
         if self.role != ServerRole::Backup {
             return;
@@ -187,12 +118,25 @@ impl Master {
     /// A frame on the link we opened to the primary.
     pub(crate) fn on_primary_frame(&mut self, conn: ConnId, req: u64, body: Body, now: Instant) {
         self.ha.primary_last_heard = Some(now);
+        let Some(body) = self.link_handshake(conn, req, body, now) else {
+            return;
+        };
         if self.role != ServerRole::Backup {
-            // We are the new primary and the old one answered our HELLO: it knows our epoch.
-            info!(
-                "the old primary has heard of epoch {}; closing the link",
-                self.epoch
-            );
+            // We are the new primary and the old one answered our HELLO: it knows our epoch,
+            // unless it refused our credentials (then only the slaves' epochs fence it).
+            match &body {
+                Body::Error {
+                    code: ErrorCode::Unauthorized,
+                    text,
+                } => warn!(
+                    "the old primary refused our credentials ({text}); it was not told of                      epoch {}",
+                    self.epoch
+                ),
+                _ => info!(
+                    "the old primary has heard of epoch {}; closing the link",
+                    self.epoch
+                ),
+            }
             self.ha.fence_old = false;
             self.ha.primary_conn = None;
             self.peers.remove(&conn);
@@ -222,7 +166,8 @@ impl Master {
             }
             Body::Pong => {}
             Body::Error { code, text } => {
-                warn!("the primary refused this backup: {}: {text}", code.name())
+                let why = format!("the primary refused this backup: {}: {text}", code.name());
+                self.note_link_refusal(&why, now);
             }
             other => warn!("unexpected {:?} from the primary", other.opcode()),
         }
@@ -287,8 +232,9 @@ impl Master {
             }
         );
         match self.ha.primary_conn {
-            // If the old primary is only frozen, this HELLO is the first thing it reads.
-            Some(conn) => self.send(
+            // If the old primary is only frozen, this HELLO is the first thing it reads. The
+            // link was authenticated when it opened, so the HELLO needs no proof of its own.
+            Some(conn) if self.ha.link_ready => self.send(
                 conn,
                 0,
                 Body::Hello {
@@ -298,6 +244,11 @@ impl Master {
                     nonce: None,
                 },
             ),
+            // A link still in (or refused at) its handshake: start a new one with our epoch.
+            Some(conn) => {
+                self.close_link(conn, now);
+                self.ha.link_attempt_at = Some(now);
+            }
             None => self.ha.link_attempt_at = Some(now),
         }
     }
@@ -348,15 +299,7 @@ impl Master {
             self.out.push(Out::Close(old.conn));
         }
         self.set_peer_kind(conn, Peer::Backup);
-        self.send(
-            conn,
-            req,
-            Body::Welcome {
-                epoch: self.epoch,
-                reset: false,
-                proof: None,
-            },
-        );
+        self.welcome(conn, req, false);
         self.ha.backup = Some(BackupLink {
             conn,
             last_heard: now,

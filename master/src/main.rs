@@ -24,6 +24,13 @@ the heartbeat connection closes and cannot be reopened. Until then it answers
 clients with ERROR NOT_PRIMARY. Start a recovered old primary with
 --backup-of NEW_PRIMARY_HEARTBEAT to make it the new backup.
 
+With --secret-file every slave and backup must prove it holds the same secret
+before it may register (HMAC-SHA256 challenge and response; the secret itself
+never crosses the network), and this master proves it holds it too, also on its
+own link to --backup-of. With --require-client-auth clients must prove it as
+well. Without a secret anyone who can reach the ports can join, read, write and
+fence: keep both addresses on loopback (the default). Nothing is encrypted.
+
 Once listening it prints 'dsm-master ready: listen=ADDR heartbeat=ADDR' on
 stdout (port 0 picks a free port).
 
@@ -35,13 +42,13 @@ fn main() {
     opts.optopt(
         "l",
         "listen",
-        "client and slave address (default 127.0.0.1:7000)",
+        "client and slave address (default 127.0.0.1:7000: loopback only)",
         "ADDR",
     );
     opts.optopt(
         "",
         "heartbeat",
-        "heartbeat address for a backup master (default 127.0.0.1:7001)",
+        "heartbeat address for a backup master (default 127.0.0.1:7001: loopback only)",
         "ADDR",
     );
     opts.optopt("r", "replicas", "copies of each write, R (default 2)", "R");
@@ -79,7 +86,7 @@ fn main() {
     opts.optopt(
         "",
         "hello-timeout-ms",
-        "close connections that have not said HELLO by then (default 5000)",
+        "close connections that have not finished HELLO (and authentication) by then (default 5000)",
         "MS",
     );
     opts.optopt(
@@ -128,6 +135,17 @@ fn main() {
         ),
         "US",
     );
+    cli.add_secret_opt(
+        &mut opts,
+        "shared secret file: slaves and backups must prove they hold it, and this master proves \
+         it to them (also as a backup, to its primary); none by default",
+    );
+    opts.optflag(
+        "",
+        "require-client-auth",
+        "clients must prove the secret too; others get ERROR UNAUTHORIZED to any request, \
+         PING included, and are closed (needs --secret-file)",
+    );
     cli.add_common_opts(&mut opts, "info");
     let m = cli.parse(&opts, ABOUT, false);
     let level = cli.log_level(&m, log::LevelFilter::Info);
@@ -152,11 +170,23 @@ fn main() {
             .max(3) as u32,
         takeover_grace: cli.millis(&m, "takeover-grace-ms", d.takeover_grace),
         spin: Duration::from_micros(cli.whole(&m, "spin-us", d.spin.as_micros() as u64)),
+        secret: None,
+        require_client_auth: m.opt_present("require-client-auth"),
     };
     if cfg.replicas > 255 {
         cli.usage_error("--replicas must be between 1 and 255");
     }
+    if cfg.require_client_auth && !m.opt_present("secret-file") {
+        cli.usage_error("--require-client-auth needs --secret-file");
+    }
     log_setup::init(level);
+    let cfg = Config {
+        secret: cli.secret(&m),
+        ..cfg
+    };
+    for w in cfg.exposure_warnings() {
+        log::warn!("{w}");
+    }
     if let Err(e) = dsm_master::run(cfg) {
         eprintln!("dsm-master: {e}");
         exit(1);
