@@ -6,6 +6,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use dsm_net::auth::Secret;
+use dsm_net::handshake::{Handshake, Step};
 use dsm_wire::{decode_with_max, encode, Body, ErrorCode, Frame, Role, Status};
 
 use crate::error::Error;
@@ -38,6 +40,7 @@ pub struct Client {
     next_req: u64,
     timeout: Duration,
     max_frame: usize,
+    secret: Option<Secret>,
 }
 
 impl Client {
@@ -52,6 +55,17 @@ impl Client {
         masters: &[SocketAddr],
         timeout: Duration,
     ) -> Result<Client, Error> {
+        Client::connect_with_secret(masters, timeout, None)
+    }
+
+    /// [`Client::connect_with_timeout`] that, given a `secret`, proves it to the master (which
+    /// a master started with `--require-client-auth` insists on) and talks only to a master
+    /// that proves it holds the secret too.
+    pub fn connect_with_secret(
+        masters: &[SocketAddr],
+        timeout: Duration,
+        secret: Option<Secret>,
+    ) -> Result<Client, Error> {
         if masters.is_empty() {
             return Err(Error::Invalid("no master address given".into()));
         }
@@ -63,6 +77,7 @@ impl Client {
             next_req: 1,
             timeout,
             max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
+            secret,
         };
         c.ensure_connected(Instant::now() + c.timeout)?;
         Ok(c)
@@ -293,11 +308,25 @@ impl Client {
         }
         let mut backoff = Duration::from_millis(10);
         let mut failures = Vec::new();
+        let mut auth_failures = 0;
         loop {
             let addr = self.master();
             match self.hello(addr, deadline) {
                 Ok(()) => return Ok(()),
                 Err(Error::Timeout { .. }) => {}
+                // Asking again will not change a secret: give up once every address said no.
+                Err(
+                    e @ (Error::Untrusted(_)
+                    | Error::Server {
+                        code: ErrorCode::Unauthorized,
+                        ..
+                    }),
+                ) => {
+                    auth_failures += 1;
+                    if auth_failures >= self.masters.len() {
+                        return Err(e);
+                    }
+                }
                 Err(e) => {
                     let line = format!("{addr}: {e}");
                     if !failures.contains(&line) {
@@ -329,33 +358,38 @@ impl Client {
         self.rbuf.clear();
         let req = self.next_req;
         self.next_req += 1;
-        let mut out = Vec::new();
-        encode(
-            &Frame::new(
-                req,
-                Body::Hello {
-                    role: Role::Client,
-                    epoch: 0,
-                    id: String::new(),
-                    nonce: None,
-                },
-            ),
-            &mut out,
-        );
-        let result = (|| {
-            let s = self.stream.as_mut().expect("just set");
-            s.set_write_timeout(Some(wait))?;
-            s.write_all(&out)?;
-            match self.next_frame(Instant::now() + wait)?.body {
-                Body::Welcome { .. } => Ok(()),
-                Body::Error { code, text } => Err(Error::Server { code, text }),
-                other => Err(unexpected(&other)),
-            }
-        })();
+        let result = self.handshake(req, Instant::now() + wait);
         if result.is_err() {
             self.stream = None;
         }
         result
+    }
+
+    /// HELLO, and with a secret the rest of the exchange, until WELCOME or a refusal.
+    fn handshake(&mut self, req: u64, until: Instant) -> Result<(), Error> {
+        let (mut hs, hello) =
+            Handshake::start(self.secret.as_ref(), req, Role::Client, 0, String::new())?;
+        self.send_now(&hello, until)?;
+        loop {
+            match hs.on_frame(self.next_frame(until)?) {
+                Step::Send(auth) => self.send_now(&auth, until)?,
+                Step::Welcomed { .. } => return Ok(()),
+                Step::Refused { code, text } => return Err(Error::Server { code, text }),
+                Step::Distrust { why, reply } => {
+                    let _ = self.send_now(&reply, until);
+                    return Err(Error::Untrusted(why));
+                }
+            }
+        }
+    }
+
+    fn send_now(&mut self, frame: &Frame, until: Instant) -> Result<(), Error> {
+        let mut out = Vec::new();
+        encode(frame, &mut out);
+        let s = self.stream.as_mut().expect("connected");
+        s.set_write_timeout(Some(remaining(until)?))?;
+        s.write_all(&out)?;
+        Ok(())
     }
 }
 

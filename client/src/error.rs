@@ -18,6 +18,8 @@ pub enum Error {
     Timeout {
         waited_ms: u64,
     },
+    /// The master did not prove it holds the shared secret (or broke the handshake).
+    Untrusted(String),
     /// The master sent something that is not a valid answer.
     Protocol(String),
     /// The request cannot be sent as asked (empty or oversize key, for example).
@@ -36,6 +38,7 @@ impl fmt::Display for Error {
                     "TIMEOUT: no answer after {waited_ms} ms (outcome unknown)"
                 )
             }
+            Error::Untrusted(why) => write!(f, "UNAUTHORIZED: not trusting the master: {why}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
             Error::Invalid(why) => write!(f, "invalid request: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),

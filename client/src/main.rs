@@ -18,9 +18,14 @@ Usage:
   dsm-client [options] bench --op OP ...    load test; 'dsm-client bench --help'
   dsm-client [options]                      REPL: lines 'WRITE key value...', 'READ key'
 
+With --secret-file (before the command, bench included) the client proves it
+holds the cluster's secret, as a master with --require-client-auth demands,
+and talks only to a master that proves it holds the secret too.
+
 Exit status: 0 success; 1 NOT_FOUND (read) or an ERROR answer from the master
 (the message is on stderr; ERROR TIMEOUT means the outcome is unknown);
-2 usage error or no master reachable.
+2 usage error, no master reachable, or the master refused the connection
+(ERROR UNAUTHORIZED: a missing or wrong secret).
 
 Options";
 
@@ -41,6 +46,12 @@ fn main() {
     );
     opts.optopt(
         "",
+        "secret-file",
+        "shared secret file, the same as the master's (default: none)",
+        "PATH",
+    );
+    opts.optopt(
+        "",
         "log-level",
         "off|error|warn|info|debug|trace (default warn)",
         "LEVEL",
@@ -55,8 +66,10 @@ fn main() {
         print!("{}", opts.usage(ABOUT));
         return;
     }
-    let level = dsm_net::cli::Cli::new("dsm-client").log_level(&m, log::LevelFilter::Warn);
+    let cli = dsm_net::cli::Cli::new("dsm-client");
+    let level = cli.log_level(&m, log::LevelFilter::Warn);
     log_setup::init(level);
+    let secret = cli.secret(&m);
     let masters = addr::parse_addr_list(
         &m.opt_str("master")
             .unwrap_or("127.0.0.1:7000,127.0.0.1:7002".into()),
@@ -77,14 +90,18 @@ fn main() {
         (Some("write"), n) if n >= 3 => {}
         (Some("status"), 1) => {}
         (Some("status"), 2) if args[1] == "--json" => {}
-        (Some("bench"), _) => exit(dsm_client::bench::main(&masters, &args[1..])),
+        (Some("bench"), _) => exit(dsm_client::bench::main(
+            &masters,
+            secret.as_ref(),
+            &args[1..],
+        )),
         (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
         (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
         (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),
         (Some("ping"), _) => usage_error("usage: dsm-client ping"),
         (Some(other), _) => usage_error(&format!("unknown command '{other}'")),
     }
-    let mut client = match Client::connect_with_timeout(&masters, timeout) {
+    let mut client = match Client::connect_with_secret(&masters, timeout, secret) {
         Ok(c) => c,
         Err(e) => fail(2, &e),
     };

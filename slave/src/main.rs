@@ -15,6 +15,11 @@ each key's newest version (an older version never replaces a newer one), ACKs
 every STORE and answers FETCH. If the connection fails it tries the next
 address (a backup master), with backoff from 20 ms to 1 s.
 
+With --secret-file it proves to the master that it holds the shared secret
+(HMAC-SHA256 challenge and response; the secret never crosses the network) and
+serves only a master that proves it holds the secret too. A refused slave keeps
+retrying and logs why.
+
 Usage: dsm-slave [options]";
 
 fn main() {
@@ -50,6 +55,10 @@ fn main() {
         "largest value accepted, bytes (default 1048576)",
         "N",
     );
+    cli.add_secret_opt(
+        &mut opts,
+        "shared secret file, the same as the master's --secret-file; none by default",
+    );
     cli.add_common_opts(&mut opts, "info");
     let m = cli.parse(&opts, ABOUT, false);
     let level = cli.log_level(&m, log::LevelFilter::Info);
@@ -60,13 +69,14 @@ fn main() {
     if id.is_empty() || id.len() > 255 {
         cli.usage_error("--id must be 1 to 255 bytes");
     }
+    log_setup::init(level);
     let cfg = dsm_slave::Config {
         masters,
         id,
         max_frame: dsm_wire::max_frame_for(max_key, max_value),
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(1500)),
+        secret: cli.secret(&m),
     };
-    log_setup::init(level);
     if let Err(e) = dsm_slave::run(cfg) {
         eprintln!("dsm-slave: {e}");
         exit(1);

@@ -5,6 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use dsm_net::auth::Secret;
+use dsm_net::handshake::{Handshake, RefusalLog, Step};
 use dsm_net::{Conn, Io, TimerWheel};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
@@ -25,6 +27,8 @@ pub struct Config {
     pub max_frame: usize,
     /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
     pub master_timeout: Duration,
+    /// Prove this secret to the master, and accept only a master that proves it back.
+    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,9 @@ pub struct Node {
     timers: TimerWheel<Tick>,
     last_heard: Instant,
     announced: bool,
+    /// Until the master's WELCOME: the handshake, which frames go to instead of the store.
+    handshake: Option<Handshake>,
+    refusals: RefusalLog,
 }
 
 /// Serve the master until the poller itself fails.
@@ -72,6 +79,8 @@ impl Node {
             timers,
             last_heard: now,
             announced: false,
+            handshake: None,
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -134,20 +143,26 @@ impl Node {
                     warn!("cannot register the connection to {addr}: {e}");
                     return self.schedule_reconnect();
                 }
-                info!(
-                    "connected to master {addr}; registering as '{}'",
-                    self.cfg.id
-                );
+                // While refused, the refusal log says enough: no line per retry.
+                if !self.refusals.failing() {
+                    info!(
+                        "connected to master {addr}; registering as '{}'",
+                        self.cfg.id
+                    );
+                }
+                let secret = self.cfg.secret.as_ref();
+                let id = self.cfg.id.clone();
+                let (hs, hello) =
+                    match Handshake::start(secret, 0, Role::Slave, self.store.epoch(), id) {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            warn!("cannot read a nonce from /dev/urandom: {e}");
+                            return self.schedule_reconnect();
+                        }
+                    };
                 let mut conn = Conn::new(stream, self.cfg.max_frame);
-                conn.send(&Frame::new(
-                    0,
-                    Body::Hello {
-                        role: Role::Slave,
-                        epoch: self.store.epoch(),
-                        id: self.cfg.id.clone(),
-                        nonce: None,
-                    },
-                ));
+                conn.send(&hello);
+                self.handshake = Some(hs);
                 self.conn = Some(conn);
                 self.last_heard = Instant::now();
                 self.serve();
@@ -180,24 +195,47 @@ impl Node {
             }
             loop {
                 match conn.next_frame() {
-                    Ok(Some(frame)) => {
-                        if let Body::Welcome { epoch, .. } = frame.body {
-                            self.backoff = MIN_BACKOFF;
-                            info!(
-                                "registered with master (epoch {epoch}), {} keys held",
-                                self.store.len()
-                            );
-                            if !self.announced {
-                                self.announced = true;
-                                println!("dsm-slave ready: id={}", self.cfg.id);
+                    // Nothing reaches the store before the master is WELCOMEd (and, with a
+                    // secret, has proved it holds it): a stranger cannot reset us.
+                    Ok(Some(frame)) if self.handshake.is_some() => {
+                        let hs = self.handshake.as_mut().expect("checked");
+                        match hs.on_frame(frame) {
+                            Step::Send(auth) => conn.send(&auth),
+                            Step::Welcomed { epoch, reset } => {
+                                self.handshake = None;
+                                self.backoff = MIN_BACKOFF;
+                                self.refusals = RefusalLog::default();
+                                info!(
+                                    "registered with master (epoch {epoch}), {} keys held",
+                                    self.store.len()
+                                );
+                                if !self.announced {
+                                    self.announced = true;
+                                    println!("dsm-slave ready: id={}", self.cfg.id);
+                                }
+                                let welcome = Body::Welcome {
+                                    epoch,
+                                    reset,
+                                    proof: None,
+                                };
+                                self.store.on_frame(Frame::new(0, welcome));
+                            }
+                            Step::Refused { code, text } => {
+                                let why = format!("the master refused us: {}: {text}", code.name());
+                                return self.refused(&why);
+                            }
+                            Step::Distrust { why, reply } => {
+                                conn.send(&reply);
+                                let _ = conn.flush();
+                                return self.refused(&why);
                             }
                         }
-                        match self.store.respond(frame) {
-                            Some(Reply::Frame(reply)) => conn.send(&reply),
-                            Some(Reply::Borrowed(req, body)) => conn.send_ref(req, &body),
-                            None => {}
-                        }
                     }
+                    Ok(Some(frame)) => match self.store.respond(frame) {
+                        Some(Reply::Frame(reply)) => conn.send(&reply),
+                        Some(Reply::Borrowed(req, body)) => conn.send_ref(req, &body),
+                        None => {}
+                    },
                     Ok(None) => break,
                     Err(e) => return self.lost(&format!("bad frame from the master: {e}")),
                 }
@@ -216,7 +254,23 @@ impl Node {
         }
     }
 
+    /// The handshake failed: say why (without repeating ourselves every retry), try again.
+    fn refused(&mut self, why: &str) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+        }
+        self.handshake = None;
+        if let Some(line) = self.refusals.note(why, Instant::now()) {
+            warn!("not registered: {line}; retrying");
+        }
+        self.schedule_reconnect();
+    }
+
     fn lost(&mut self, why: &str) {
+        if self.handshake.is_some() {
+            // Closed before any WELCOME: a master that refuses without a word, or one that died.
+            return self.refused(why);
+        }
         if let Some(mut conn) = self.conn.take() {
             let _ = self.poll.registry().deregister(conn.stream_mut());
         }

@@ -7,7 +7,7 @@ use super::{BenchConfig, Workload};
 
 /// The usage text printed by `dsm-client bench --help`.
 pub const USAGE: &str = "\
-Usage: dsm-client [--master ADDR] bench --op ping|write|read|mixed [options]
+Usage: dsm-client [--master ADDR] [--secret-file PATH] bench --op ping|write|read|mixed [options]
 
 Drives N connections from one event loop, P requests outstanding on each, M
 requests in all, and prints ops/s and latency percentiles in microseconds.

@@ -6,8 +6,10 @@ use std::io::{self, IsTerminal, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
+use dsm_net::auth::Secret;
+use dsm_net::handshake::{Handshake, Step};
 use dsm_net::{Conn, Io};
-use dsm_wire::{Body, Frame, Role};
+use dsm_wire::{Frame, Role};
 use log::warn;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -39,6 +41,7 @@ struct Pending {
 struct BenchConn {
     conn: Conn,
     welcomed: bool,
+    hello: Option<Handshake>,
     /// Sequence number of the next request; its id is `seq << 32 | slot in inflight`.
     next_req: u64,
     inflight: Slab<Pending>,
@@ -75,9 +78,13 @@ struct Driver<'a> {
     value_buf: Vec<u8>,
 }
 
-pub fn run(cfg: &BenchConfig, masters: &[SocketAddr]) -> Result<Summary, BenchError> {
+pub fn run(
+    cfg: &BenchConfig,
+    masters: &[SocketAddr],
+    secret: Option<&Secret>,
+) -> Result<Summary, BenchError> {
     let mut d = Driver::connect(cfg, masters)?;
-    d.handshake()?;
+    d.handshake(secret)?;
     if cfg.workload.preloads() {
         d.preload()?;
     }
@@ -124,6 +131,7 @@ impl<'a> Driver<'a> {
             conns.push(BenchConn {
                 conn: Conn::new(stream, max_frame),
                 welcomed: false,
+                hello: None,
                 next_req: 1,
                 inflight: Slab::with_capacity(cfg.pipeline.max(PRELOAD_DEPTH)),
                 backlog: VecDeque::new(),
@@ -148,16 +156,12 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn handshake(&mut self) -> Result<(), BenchError> {
-        let hello = Body::Hello {
-            role: Role::Client,
-            epoch: 0,
-            id: String::new(),
-            nonce: None,
-        };
+    fn handshake(&mut self, secret: Option<&Secret>) -> Result<(), BenchError> {
         for idx in 0..self.conns.len() {
             let c = &mut self.conns[idx];
-            c.conn.send(&Frame::new(c.next_req, hello.clone()));
+            let (hs, hello) = Handshake::start(secret, c.next_req, Role::Client, 0, String::new())?;
+            c.conn.send(&hello);
+            c.hello = Some(hs);
             c.next_req += 1;
             self.dirty.push(idx);
         }
@@ -165,6 +169,7 @@ impl<'a> Driver<'a> {
         self.flush_dirty()?;
         while self.conns.iter().any(|c| !c.welcomed) {
             self.turn(None)?;
+            self.flush_dirty()?; // AUTH frames, with a secret
         }
         Ok(())
     }
@@ -414,19 +419,25 @@ impl<'a> Driver<'a> {
     fn on_reply(&mut self, idx: usize, frame: Frame, now: Instant) -> Result<(), BenchError> {
         self.waiting_since = now;
         if self.phase == Phase::Hello && !self.conns[idx].welcomed {
-            self.outstanding -= 1;
-            return match frame.body {
-                Body::Welcome { .. } => {
-                    self.conns[idx].welcomed = true;
+            let c = &mut self.conns[idx];
+            let hs = c.hello.as_mut().expect("HELLO sent");
+            return match hs.on_frame(frame) {
+                // With a secret: AUTH answers the CHALLENGE, and WELCOME is still owed.
+                Step::Send(auth) => {
+                    c.conn.send(&auth);
+                    self.dirty.push(idx);
                     Ok(())
                 }
-                Body::Error { code, text } => {
+                Step::Welcomed { .. } => {
+                    self.outstanding -= 1;
+                    c.welcomed = true;
+                    c.hello = None;
+                    Ok(())
+                }
+                Step::Refused { code, text } => {
                     Err(BenchError::Refused(format!("{}: {text}", code.name())))
                 }
-                other => Err(BenchError::Protocol(format!(
-                    "connection {idx}: {:?} in answer to HELLO",
-                    other.opcode()
-                ))),
+                Step::Distrust { why, .. } => Err(BenchError::Refused(why)),
             };
         }
         let slot = (frame.req_id & u64::from(u32::MAX)) as usize;

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use driver::STALL_TIMEOUT;
+use dsm_net::auth::Secret;
 pub use report::Summary;
 
 /// Which requests the bench sends.
@@ -145,13 +146,18 @@ impl From<io::Error> for BenchError {
     }
 }
 
-/// Run one bench against the first of `masters` that accepts connections.
-pub fn run(cfg: &BenchConfig, masters: &[SocketAddr]) -> Result<Summary, BenchError> {
-    driver::run(cfg, masters)
+/// Run one bench against the first of `masters` that accepts connections; every connection
+/// authenticates with `secret` when one is given.
+pub fn run(
+    cfg: &BenchConfig,
+    masters: &[SocketAddr],
+    secret: Option<&Secret>,
+) -> Result<Summary, BenchError> {
+    driver::run(cfg, masters, secret)
 }
 
 /// The `bench` subcommand: `args` are the words after `bench`. Returns the exit status.
-pub fn main(masters: &[SocketAddr], args: &[String]) -> i32 {
+pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) -> i32 {
     let cfg = match args::parse(args) {
         Ok(args::Parsed::Run(cfg)) => cfg,
         Ok(args::Parsed::Help) => {
@@ -163,7 +169,7 @@ pub fn main(masters: &[SocketAddr], args: &[String]) -> i32 {
             return 2;
         }
     };
-    let summary = match run(&cfg, masters) {
+    let summary = match run(&cfg, masters, secret) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dsm-client bench: {e}");
