@@ -11,11 +11,13 @@
 //! ```
 //!
 //! With `backup: true` a backup master follows the primary and the slaves know both; see
-//! [`MasterId`] for killing, freezing and restarting masters.
+//! [`MasterId`] for killing, freezing and restarting masters. With `secret` every master, slave
+//! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite.
 
 pub mod bins;
 mod masters;
 pub mod process;
+mod strangers;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -25,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dsm_client::{Client, Error};
+use dsm_client::{Client, Error, Secret};
 use dsm_wire::Status;
 
 pub use crate::bins::bin;
@@ -72,6 +74,9 @@ pub struct ClusterOpts {
     /// Hold two ports for a backup that the test starts later with [`Cluster::start_backup`],
     /// and give the slaves its listen address already. Ignored with `backup`.
     pub reserve_backup: bool,
+    /// A shared secret: written to a file (mode 600) given with `--secret-file` to every
+    /// master and slave, and used by the cluster's own clients.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl Default for ClusterOpts {
@@ -82,6 +87,7 @@ impl Default for ClusterOpts {
             master_args: Vec::new(),
             backup: false,
             reserve_backup: false,
+            secret: None,
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct Cluster {
     /// Slot `i` is slave `s{i}`; `None` once killed.
     slaves: Vec<Option<Proc>>,
     log_dir: PathBuf,
+    /// The cluster's secret and the file that holds it, with `ClusterOpts::secret`.
+    secret: Option<(Secret, PathBuf)>,
+    /// Nodes started by `strangers.rs`, killed with the cluster.
+    strangers: Vec<Proc>,
 }
 
 impl Cluster {
@@ -126,12 +136,20 @@ impl Cluster {
         let log_dir = new_log_dir();
         let mut master_args = vec!["--replicas".to_string(), opts.replicas.to_string()];
         master_args.extend(opts.master_args.iter().cloned());
+        let secret = opts.secret.as_ref().map(|bytes| {
+            let path = strangers::write_secret_file(&log_dir, "secret", bytes);
+            let secret = Secret::from_bytes(bytes).expect("ClusterOpts::secret is not empty");
+            master_args.extend(["--secret-file".to_string(), path.display().to_string()]);
+            (secret, path)
+        });
         let mut cluster = Cluster {
             masters: Vec::new(),
             reserved: None,
             master_args,
             slaves: Vec::new(),
             log_dir,
+            secret,
+            strangers: Vec::new(),
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let primary = cluster.spawn_master("master", any, any, None);
@@ -176,14 +194,24 @@ impl Cluster {
     /// A new client connected to the master started as primary (and to no other).
     pub fn client(&self) -> Client {
         let addr = self.master_addr();
-        Client::connect(&[addr])
+        self.connect(&[addr])
             .unwrap_or_else(|e| panic!("cannot connect a client to {addr}: {e}"))
     }
 
-    /// The `dsm-client` binary with `--master` set to this cluster's master.
+    /// A client of `masters` with the cluster's secret, if it has one.
+    pub fn connect(&self, masters: &[SocketAddr]) -> Result<Client, Error> {
+        let secret = self.secret.as_ref().map(|(s, _)| s.clone());
+        Client::connect_with_secret(masters, dsm_client::DEFAULT_TIMEOUT, secret)
+    }
+
+    /// The `dsm-client` binary with `--master` set to this cluster's master (and the cluster's
+    /// `--secret-file`, if it has one).
     pub fn client_command(&self) -> Command {
         let mut cmd = Command::new(bin("dsm-client"));
         cmd.args(["--master", &self.master_addr().to_string()]);
+        if let Some(path) = self.secret_file() {
+            cmd.arg("--secret-file").arg(path);
+        }
         cmd
     }
 
@@ -261,6 +289,9 @@ impl Cluster {
         let masters: Vec<String> = self.masters().iter().map(|a| a.to_string()).collect();
         let mut cmd = Command::new(bin("dsm-slave"));
         cmd.args(["--master", &masters.join(","), "--id", &id]);
+        if let Some(path) = self.secret_file() {
+            cmd.arg("--secret-file").arg(path);
+        }
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, &id, "dsm-slave ready:");
         let log = self.log_dir.join(format!("{id}.log"));
         let what = format!("dsm-slave {id} (log {})", log.display());
@@ -290,6 +321,9 @@ impl Drop for Cluster {
             kill(p);
         }
         for p in self.masters.iter_mut().filter_map(|m| m.proc.as_mut()) {
+            kill(p);
+        }
+        for p in &mut self.strangers {
             kill(p);
         }
         if std::thread::panicking() {

@@ -53,7 +53,7 @@ impl Cluster {
     /// A new client given every master's address, primary first.
     pub fn ha_client(&self) -> Client {
         let masters = self.masters();
-        Client::connect(&masters)
+        self.connect(&masters)
             .unwrap_or_else(|e| panic!("cannot connect a client to {masters:?}: {e}"))
     }
 
@@ -170,7 +170,7 @@ impl Cluster {
     /// STATUS from the master at `addr`, whatever its role (a frozen one: an error after the
     /// client's default deadline).
     pub fn try_status_of(&self, addr: SocketAddr) -> Result<Status, Error> {
-        Client::connect(&[addr])?.status()
+        self.connect(&[addr])?.status()
     }
 
     pub fn status_of(&self, addr: SocketAddr) -> Status {
