@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a local dsm cluster in the foreground: a primary master, a backup master and 3 slaves
-# on 127.0.0.1.
+# on 127.0.0.1. DSM_SECRET_FILE=PATH gives every node --secret-file PATH.
 # Ctrl-C (or any child dying at start-up) stops everything this script started.
 set -euo pipefail
 BIN=${1:-target/release}
@@ -11,6 +11,12 @@ BACKUP_HEARTBEAT=${DSM_BACKUP_HEARTBEAT:-127.0.0.1:7003}
 SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
 LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
+SECRET=()
+CLIENT_SECRET=""
+if [[ -n ${DSM_SECRET_FILE:-} ]]; then
+    SECRET=(--secret-file "$DSM_SECRET_FILE")
+    CLIENT_SECRET=" --secret-file $DSM_SECRET_FILE"
+fi
 
 pids=()
 cleanup() {
@@ -32,16 +38,16 @@ wait_ready() {
     echo "$what not ready after 10 s"; exit 1
 }
 
-"$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" \
+"$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
     >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
 pids+=($!)
 wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
-"$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" \
+"$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
     --backup-of "$HEARTBEAT" >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
 pids+=($!)
 wait_ready "$LOGDIR/backup.out" "$!" "dsm-master (backup)"
 for i in $(seq 1 "$SLAVES"); do
-    "$BIN/dsm-slave" --master "$LISTEN,$BACKUP" --id "slave-$i" \
+    "$BIN/dsm-slave" --master "$LISTEN,$BACKUP" --id "slave-$i" "${SECRET[@]}" \
         >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
     pids+=($!)
     wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
@@ -52,10 +58,10 @@ dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbea
 $BACKUP_HEARTBEAT), $SLAVES slaves, R=$REPLICAS
 logs: $LOGDIR
 In another terminal:
-  $BIN/dsm-client write greeting hello world
-  $BIN/dsm-client read greeting
-  $BIN/dsm-client status
-  $BIN/dsm-client                  (REPL: WRITE key value / READ key)
+  $BIN/dsm-client$CLIENT_SECRET write greeting hello world
+  $BIN/dsm-client$CLIENT_SECRET read greeting
+  $BIN/dsm-client$CLIENT_SECRET status
+  $BIN/dsm-client$CLIENT_SECRET                  (REPL: WRITE key value / READ key)
 The client's default --master is $LISTEN,$BACKUP, so it follows a failover.
 Ctrl-C stops the cluster.
 MSG
