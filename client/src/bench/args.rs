@@ -23,6 +23,10 @@ Keys are named bench:0 .. bench:<K-1>; with --key-size B the number is
 zero-padded so every name is exactly B bytes (bench:0000000042 for B = 16),
 which must leave room for the digits of K-1.
 
+Closed loop (the default) refills each connection as answers arrive, so P
+requests stay in flight. With --burst a connection sends P requests at once and
+the next P only when all P are answered, which is what redis-benchmark -P does.
+
 With --rate the load is open loop: request i is due at start + i/OPS and its
 latency runs from that instant, even while it waits for a free pipeline slot.
 
@@ -60,6 +64,11 @@ fn options() -> getopts::Options {
         "rate",
         "open loop at this many requests per second in all",
         "OPS",
+    );
+    opts.optflag(
+        "",
+        "burst",
+        "closed loop in bursts of P per connection, as redis-benchmark -P",
     );
     opts.optflag(
         "",
@@ -117,6 +126,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             _ => return Err(format!("--rate takes a positive number, not '{s}'")),
         },
     };
+    let burst = m.opt_present("burst");
+    if burst && rate.is_some() {
+        return Err("--burst is a closed-loop mode; it cannot go with --rate".into());
+    }
     if workload == Workload::Mixed && keys < clients {
         return Err(format!(
             "--op mixed needs --keys >= --clients: each connection owns its keys \
@@ -132,6 +145,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         keys: keys as usize,
         key_size,
         rate,
+        burst,
         json: m.opt_present("json"),
         hist: m.opt_str("hist").map(PathBuf::from),
     }))
@@ -217,7 +231,9 @@ mod tests {
         assert_eq!(c.workload, Workload::Ping);
         assert_eq!((c.clients, c.pipeline, c.requests), (1, 1, 10_000));
         assert_eq!((c.value_size, c.keys, c.rate), (64, 1000, None));
-        assert!(!c.json);
+        assert!(!c.json && !c.burst);
+        assert!(run("--op read --pipeline 32 --burst").burst);
+        assert!(err("--op read --burst --rate 100").contains("--burst"));
         assert_eq!(parse(&args("--help")), Ok(Parsed::Help));
     }
 

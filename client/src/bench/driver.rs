@@ -259,9 +259,13 @@ impl<'a> Driver<'a> {
         let _ = std::io::stderr().flush();
     }
 
-    /// Closed loop: keep every pipeline full until M requests have been sent.
+    /// Closed loop: keep every pipeline full until M requests have been sent (with `--burst`,
+    /// refill a connection only once it has no request in flight).
     fn fill_closed(&mut self, now: Instant) {
         for idx in 0..self.conns.len() {
+            if self.cfg.burst && !self.conns[idx].inflight.is_empty() {
+                continue;
+            }
             while self.conns[idx].inflight.len() < self.cfg.pipeline
                 && self.issued < self.cfg.requests
             {

@@ -76,6 +76,8 @@ pub struct BenchConfig {
     pub key_size: Option<usize>,
     /// Open loop at this many requests per second in all; closed loop when `None`.
     pub rate: Option<f64>,
+    /// Closed loop in bursts: P requests at once, the next P when all are answered.
+    pub burst: bool,
     pub json: bool,
     pub hist: Option<PathBuf>,
 }

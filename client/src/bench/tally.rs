@@ -276,6 +276,7 @@ mod tests {
             keys,
             key_size: None,
             rate: None,
+            burst: false,
             json: false,
             hist: None,
         }
