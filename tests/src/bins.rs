@@ -13,16 +13,20 @@ pub const BINARIES: [&str; 3] = ["dsm-master", "dsm-slave", "dsm-client"];
 const BUILD_DEADLINE: Duration = Duration::from_secs(600);
 
 /// The directory cargo puts the binaries in: `$DSM_BIN_DIR` when set, otherwise the profile
-/// directory of the running test (`target/debug/deps/basic-…` → `target/debug`).
+/// directory of the running program (`target/debug/deps/basic-…` → `target/debug` for a test,
+/// `target/release/dsm-torture` → `target/release` for a binary beside the others).
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DSM_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    let exe = std::env::current_exe().expect("the test binary knows its own path");
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} has no grandparent directory", exe.display()))
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("a program knows its own path");
+    let dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent directory", exe.display()));
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().unwrap_or(dir).to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// The path of `name` (one of [`BINARIES`]), built up to date first.

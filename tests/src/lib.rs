@@ -15,6 +15,7 @@
 //! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite.
 
 pub mod bins;
+mod health;
 mod masters;
 pub mod process;
 mod strangers;
@@ -31,6 +32,7 @@ use dsm_client::{Client, Error, Secret};
 use dsm_wire::Status;
 
 pub use crate::bins::bin;
+pub use crate::health::Health;
 pub use crate::masters::MasterId;
 pub use crate::process::{run, Finished};
 
@@ -124,6 +126,7 @@ pub struct Cluster {
     secret: Option<(Secret, PathBuf)>,
     /// Nodes started by `strangers.rs`, killed with the cluster.
     strangers: Vec<Proc>,
+    keep_logs: bool,
 }
 
 impl Cluster {
@@ -150,6 +153,7 @@ impl Cluster {
             log_dir,
             secret,
             strangers: Vec::new(),
+            keep_logs: false,
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let primary = cluster.spawn_master("master", any, any, None);
@@ -215,13 +219,24 @@ impl Cluster {
         cmd
     }
 
-    /// STATUS from the master started as primary.
+    /// STATUS from the master that is primary now (the one started as primary if none says so,
+    /// or it is the only master).
     pub fn try_status(&self) -> Result<Status, Error> {
+        if self.masters.len() > 1 {
+            if let Some((_, s)) = self.current_primary() {
+                return Ok(s);
+            }
+        }
         self.try_status_of(self.master_addr())
     }
 
     pub fn status(&self) -> Status {
         self.status_of(self.master_addr())
+    }
+
+    /// Keep the log directory when the cluster is dropped (a torture run found something).
+    pub fn keep_logs(&mut self) {
+        self.keep_logs = true;
     }
 
     /// Slaves started so far (killed ones included).
@@ -328,6 +343,8 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             print_logs(&self.log_dir);
+        } else if self.keep_logs {
+            eprintln!("cluster logs kept in {}", self.log_dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.log_dir);
         }

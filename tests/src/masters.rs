@@ -22,6 +22,19 @@ impl MasterId {
     pub const PRIMARY: MasterId = MasterId(0);
     /// Exists with `ClusterOpts::backup`, or `reserve_backup` (started by `start_backup`).
     pub const BACKUP: MasterId = MasterId(1);
+
+    pub(crate) fn from_index(i: usize) -> MasterId {
+        MasterId(i)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+
+    /// The other master of a primary/backup pair.
+    pub fn other(self) -> MasterId {
+        MasterId(1 - self.0.min(1))
+    }
 }
 
 impl Cluster {
