@@ -19,6 +19,7 @@ mod health;
 mod masters;
 pub mod process;
 mod strangers;
+pub mod torture;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};

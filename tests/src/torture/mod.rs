@@ -1,0 +1,13 @@
+//! A Jepsen-style torture suite: concurrent clients on a small key set record every operation
+//! ([`history`], [`workload`]) while a seeded [`nemesis`] kills and freezes slaves and masters;
+//! then the [`checker`] decides, key by key, whether the history is linearizable and whether
+//! every acknowledged write survived. [`run`] ties it together; `dsm-torture` and
+//! `tests/tests/torture.rs` drive it.
+
+pub mod checker;
+pub mod history;
+pub mod nemesis;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod workload;

@@ -1,0 +1,310 @@
+//! The nemesis: a seeded schedule of faults against a running cluster (kill -9 a slave and
+//! restart it, SIGSTOP and SIGCONT a slave or the primary, kill -9 the primary and bring it back
+//! as the backup of the new one), each followed by healing.
+//!
+//! Every key keeps a live holder: faults come one at a time, and the next starts only once the
+//! primary again lists every slave live with no key under R copies, and the other master is its
+//! backup and in step. So nothing the checker sees can be blamed on a fault the design does not
+//! survive (every holder of a key dead at once).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dsm_wire::ServerRole;
+
+use crate::torture::rng::Rng;
+use crate::torture::workload::Clock;
+use crate::{Cluster, Health, MasterId};
+
+/// The kinds of fault, in the order of [`FaultMix::weights`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    KillSlave,
+    StopSlave,
+    StopPrimary,
+    KillPrimary,
+    /// The primary cut off from its backup (network namespaces only: see `netns.rs`).
+    Partition,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::KillSlave,
+        Fault::StopSlave,
+        Fault::StopPrimary,
+        Fault::KillPrimary,
+        Fault::Partition,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillSlave => "kill -9 slave",
+            Fault::StopSlave => "SIGSTOP slave",
+            Fault::StopPrimary => "SIGSTOP primary",
+            Fault::KillPrimary => "kill -9 primary",
+            Fault::Partition => "partition primary|backup",
+        }
+    }
+}
+
+/// How often each fault is chosen, and how long things stay broken (milliseconds, inclusive
+/// ranges drawn from the seeded generator).
+#[derive(Debug, Clone)]
+pub struct FaultMix {
+    /// Relative weight of each of [`Fault::ALL`].
+    pub weights: [u64; 5],
+    /// Quiet time between one fault's healing and the next fault.
+    pub quiet_ms: (u64, u64),
+    /// A killed slave stays dead this long before it is restarted.
+    pub slave_down_ms: (u64, u64),
+    /// A SIGSTOPped slave: past the 200 ms ACK timeout and the 1.5 s PING limit, or not.
+    pub slave_stop_ms: (u64, u64),
+    /// A SIGSTOPped primary: the backup takes over after about 300 ms of silence.
+    pub primary_stop_ms: (u64, u64),
+    /// The cluster must be whole again within this after each fault.
+    pub heal_timeout: Duration,
+}
+
+impl Default for FaultMix {
+    fn default() -> FaultMix {
+        FaultMix {
+            weights: [3, 3, 2, 2, 0],
+            quiet_ms: (200, 1500),
+            slave_down_ms: (200, 1500),
+            slave_stop_ms: (50, 2500),
+            primary_stop_ms: (50, 1500),
+            heal_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the nemesis did: every action with its time since the start, and faults by kind.
+#[derive(Debug, Clone, Default)]
+pub struct FaultLog {
+    pub entries: Vec<(u64, String)>,
+    pub counts: BTreeMap<Fault, usize>,
+    pub takeovers: usize,
+}
+
+impl FaultLog {
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+pub struct Nemesis<'a> {
+    pub(crate) cluster: &'a mut Cluster,
+    pub(crate) mix: FaultMix,
+    pub(crate) rng: Rng,
+    pub(crate) clock: Clock,
+    /// The master that is primary now.
+    pub(crate) primary: MasterId,
+    pub log: FaultLog,
+    /// Print each action as it happens.
+    pub(crate) echo: bool,
+    /// Partition faults, when the cluster runs in network namespaces.
+    pub(crate) partition: Option<&'a mut dyn FnMut(bool) -> Result<(), String>>,
+}
+
+impl<'a> Nemesis<'a> {
+    pub fn new(
+        cluster: &'a mut Cluster,
+        mix: FaultMix,
+        rng: Rng,
+        clock: Clock,
+        echo: bool,
+    ) -> Self {
+        Nemesis {
+            cluster,
+            mix,
+            rng,
+            clock,
+            primary: MasterId::PRIMARY,
+            log: FaultLog::default(),
+            echo,
+            partition: None,
+        }
+    }
+
+    /// Cut (`true`) or restore the primary–backup link: enables [`Fault::Partition`].
+    pub fn with_partition(mut self, cut: &'a mut dyn FnMut(bool) -> Result<(), String>) -> Self {
+        self.partition = Some(cut);
+        self
+    }
+
+    /// Inject faults until `until` has passed since the start (or `stop` is set), healing
+    /// after each. `Err` when the cluster does not heal in time.
+    ///
+    /// Every enabled kind of fault comes once (in a seeded order) before the weights decide,
+    /// so that even a short run covers them all.
+    pub fn run(&mut self, until: Duration, stop: &AtomicBool) -> Result<(), String> {
+        let mut weights = self.mix.weights;
+        if self.partition.is_none() {
+            weights[4] = 0;
+        }
+        let mut first_round: Vec<Fault> = (0..Fault::ALL.len())
+            .filter(|&i| weights[i] > 0)
+            .map(|i| Fault::ALL[i])
+            .collect();
+        while self.clock.elapsed() < until && !stop.load(Ordering::Relaxed) {
+            let quiet = self.rng.between(self.mix.quiet_ms.0, self.mix.quiet_ms.1);
+            std::thread::sleep(Duration::from_millis(quiet));
+            if self.clock.elapsed() >= until {
+                break;
+            }
+            let fault = if first_round.is_empty() {
+                match self.rng.weighted(&weights) {
+                    Some(i) => Fault::ALL[i],
+                    None => return Ok(()),
+                }
+            } else {
+                let i = self.rng.below(first_round.len() as u64) as usize;
+                first_round.swap_remove(i)
+            };
+            self.inject(fault)?;
+            self.heal()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn note(&mut self, what: String) {
+        let at = self.clock.now_ns();
+        if self.echo {
+            println!("[{:9.3}s] nemesis: {what}", at as f64 / 1e9);
+        }
+        self.log.entries.push((at, what));
+    }
+
+    fn count(&mut self, fault: Fault) {
+        *self.log.counts.entry(fault).or_default() += 1;
+    }
+
+    fn pause(&mut self, range: (u64, u64)) -> u64 {
+        let ms = self.rng.between(range.0, range.1);
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    fn inject(&mut self, fault: Fault) -> Result<(), String> {
+        self.count(fault);
+        match fault {
+            Fault::KillSlave => {
+                let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
+                let pid = self.cluster.slave_pid(i);
+                self.note(format!("kill -9 slave s{i} (pid {pid})"));
+                self.cluster.kill_slave(i);
+                let ms = self.pause(self.mix.slave_down_ms);
+                self.note(format!("restart slave s{i} after {ms} ms dead"));
+                self.cluster.restart_slave(i);
+                self.note(format!("slave s{i} registered again"));
+            }
+            Fault::StopSlave => {
+                let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
+                self.note(format!("SIGSTOP slave s{i}"));
+                self.cluster.stop_slave(i);
+                let ms = self.pause(self.mix.slave_stop_ms);
+                self.cluster.cont_slave(i);
+                self.note(format!("SIGCONT slave s{i} after {ms} ms"));
+            }
+            Fault::StopPrimary => {
+                let p = self.primary;
+                self.note(format!("SIGSTOP primary {p:?}"));
+                self.cluster.stop_master(p);
+                let ms = self.pause(self.mix.primary_stop_ms);
+                self.cluster.cont_master(p);
+                self.note(format!("SIGCONT primary {p:?} after {ms} ms"));
+            }
+            Fault::KillPrimary => {
+                let p = self.primary;
+                self.note(format!("kill -9 primary {p:?}"));
+                self.cluster.kill_master(p);
+            }
+            Fault::Partition => {
+                let ms = self
+                    .rng
+                    .between(self.mix.primary_stop_ms.0, self.mix.primary_stop_ms.1);
+                self.note("cut the link between the primary and the backup".into());
+                let cut = self
+                    .partition
+                    .as_mut()
+                    .expect("weight 0 without namespaces");
+                cut(true)?;
+                std::thread::sleep(Duration::from_millis(ms));
+                cut(false)?;
+                self.note(format!("link restored after {ms} ms"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the cluster is whole: follow a takeover, bring a killed or fenced master back
+    /// as the backup of the primary, and wait for every slave and every key's copies.
+    pub fn heal(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + self.mix.heal_timeout;
+        let mut last = Health::Not("not checked yet".into());
+        while Instant::now() < deadline {
+            if let Some((id, s)) = self.cluster.current_primary() {
+                if id != self.primary {
+                    self.log.takeovers += 1;
+                    self.note(format!("{id:?} took over as primary (epoch {})", s.epoch));
+                    self.primary = id;
+                }
+            }
+            let other = self.primary.other();
+            let primary = self.cluster.quick_status(self.primary);
+            let other_status = self.cluster.quick_status(other);
+            // Killed, stepped down, or an old primary that has not heard of the new epoch yet
+            // (it refuses clients without its lease; a restart makes it a backup).
+            let replace = !self.cluster.master_running(other)
+                || other_status.as_ref().is_ok_and(|o| {
+                    o.role == ServerRole::Fenced
+                        || (o.role == ServerRole::Primary
+                            && primary
+                                .as_ref()
+                                .is_ok_and(|p| p.role == ServerRole::Primary && p.epoch > o.epoch))
+                });
+            if replace && primary.is_ok_and(|p| p.role == ServerRole::Primary) {
+                self.note(format!(
+                    "restart {other:?} as the backup of {:?}",
+                    self.primary
+                ));
+                let hb = self.cluster.master_heartbeat(self.primary);
+                self.cluster.restart_master_as_backup_of(other, hb);
+                self.note(format!("{other:?} follows {:?}", self.primary));
+                continue;
+            }
+            last = self.cluster.health(self.primary);
+            if last == Health::Whole {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the cluster was not whole {:?} after the last fault: {last:?}",
+            self.mix.heal_timeout
+        ))
+    }
+
+    /// After the run: continue anything frozen, restart every killed slave, and heal.
+    pub fn heal_all(&mut self) -> Result<(), String> {
+        for i in 0..self.cluster.slave_count() {
+            if self.cluster.slave_stopped(i) {
+                self.cluster.cont_slave(i);
+            }
+            if !self.cluster.slave_running(i) {
+                self.note(format!("restart slave s{i}"));
+                self.cluster.restart_slave(i);
+            }
+        }
+        for id in self.cluster.master_ids() {
+            if self.cluster.master_stopped(id) {
+                self.cluster.cont_master(id);
+            }
+        }
+        if let Some(cut) = self.partition.as_mut() {
+            cut(false)?;
+        }
+        self.heal()
+    }
+}

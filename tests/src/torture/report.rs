@@ -1,0 +1,114 @@
+//! The end of a torture run for people: operations by outcome, faults by kind, the checker's
+//! verdict, and on a violation the smallest failing key's witness history.
+
+use std::fmt::Write as _;
+
+use crate::torture::checker::lost::ms;
+use crate::torture::checker::KeyVerdict;
+use crate::torture::history::{Kind, Op, Outcome};
+use crate::torture::run::Report;
+
+/// The summary, ending in the verdict line.
+pub fn summary(r: &Report) -> String {
+    let mut s = String::new();
+    let c = &r.cfg;
+    let _ = writeln!(
+        s,
+        "== dsm-torture summary: seed {}, {:.1} s in all ({} s of faults), {} clients, {} keys, {} slaves, R={}",
+        c.seed,
+        r.elapsed.as_secs_f64(),
+        c.duration.as_secs(),
+        c.clients,
+        c.keys,
+        c.slaves,
+        c.replicas
+    );
+    for kind in [Kind::Read, Kind::Write] {
+        let of = |o: Outcome| {
+            r.ops
+                .iter()
+                .filter(|x| x.kind == kind && x.outcome == o && x.process != r.final_process)
+                .count()
+        };
+        let (ok, fail, unknown) = (of(Outcome::Ok), of(Outcome::Fail), of(Outcome::Unknown));
+        let _ = writeln!(
+            s,
+            "ops: {:5} {}s: ok {ok}, failed {fail}, unknown {unknown}",
+            ok + fail + unknown,
+            kind.name()
+        );
+    }
+    let finals = r
+        .ops
+        .iter()
+        .filter(|o| o.process == r.final_process)
+        .count();
+    let _ = writeln!(s, "final reads: {finals} (one successful read per key)");
+    let kinds: Vec<String> = r
+        .faults
+        .counts
+        .iter()
+        .map(|(f, n)| format!("{} {n}", f.name()))
+        .collect();
+    let _ = writeln!(
+        s,
+        "faults: {} ({}); takeovers seen: {}",
+        r.faults.total(),
+        if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        },
+        r.faults.takeovers
+    );
+    if let Some(e) = &r.nemesis_error {
+        let _ = writeln!(s, "NEMESIS ERROR: {e}");
+    }
+    let v = &r.verdict;
+    let _ = writeln!(
+        s,
+        "checker: {} of {} keys linearizable, {} not, {} undecided; {} lost acknowledged writes ({:.2} s)",
+        v.linearizable_keys(),
+        v.keys.len(),
+        v.violations().len(),
+        v.gave_up().len(),
+        v.lost.len(),
+        r.check_time.as_secs_f64()
+    );
+    for line in v.lost.iter().take(20) {
+        let _ = writeln!(s, "  lost: {line}");
+    }
+    for key in v.gave_up() {
+        let _ = writeln!(s, "  undecided (search budget ran out): {key}");
+    }
+    if let Some(&(key, n, KeyVerdict::Violation { why, witness })) = v.violations().first() {
+        let _ = writeln!(s, "smallest non-linearizable key: {key} ({n} ops): {why}");
+        s.push_str(&witness_table(witness));
+    }
+    let _ = writeln!(s, "verdict: {}", if r.passed() { "PASS" } else { "FAIL" });
+    s
+}
+
+/// A history as a table, one operation per line, in order of invocation.
+pub fn witness_table(ops: &[Op]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  {:>7} {:>5} {:<12} {:>10} {:>10} {:<7} error",
+        "process", "op", "value", "invoke", "complete", "outcome"
+    );
+    for o in ops {
+        let _ = writeln!(
+            s,
+            "  {:>7} {:>5} {:<12} {:>10} {:>10} {:<7} {}",
+            o.process,
+            o.kind.name(),
+            o.value.as_deref().unwrap_or("NOT_FOUND"),
+            ms(o.invoke_ns),
+            ms(o.complete_ns),
+            o.outcome.name(),
+            o.error.as_deref().unwrap_or("")
+        );
+    }
+    s
+}

@@ -1,0 +1,248 @@
+//! One torture run from start to verdict: start the cluster, run the clients while the
+//! nemesis injects faults, heal, read every key one last time, write the history and check it.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dsm_client::Client;
+
+use crate::torture::checker::{self, Verdict};
+use crate::torture::history::{Op, Outcome};
+use crate::torture::nemesis::{FaultLog, FaultMix, Nemesis};
+use crate::torture::rng::Rng;
+use crate::torture::workload::{key_name, recorded_read, Clock, Tally, Worker};
+use crate::{Cluster, ClusterOpts};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Everything random (keys, operations, faults and their timing) follows from it.
+    pub seed: u64,
+    /// How long faults are injected; healing and the final reads come after.
+    pub duration: Duration,
+    pub clients: usize,
+    pub keys: usize,
+    pub slaves: usize,
+    pub replicas: usize,
+    pub read_percent: u64,
+    /// Each client call's deadline.
+    pub client_timeout: Duration,
+    /// Each client pauses 0 to this many milliseconds between operations.
+    pub think_ms: u64,
+    pub mix: FaultMix,
+    /// Further flags for both masters.
+    pub master_args: Vec<String>,
+    /// Where the history goes (JSON lines); none: not written.
+    pub history: Option<PathBuf>,
+    pub max_steps: u64,
+    /// Print faults and progress as they happen.
+    pub echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            seed: 1,
+            duration: Duration::from_secs(20),
+            clients: 4,
+            keys: 8,
+            slaves: 4,
+            replicas: 2,
+            read_percent: 50,
+            client_timeout: Duration::from_secs(3),
+            think_ms: 0,
+            mix: FaultMix::default(),
+            master_args: Vec::new(),
+            history: None,
+            max_steps: checker::DEFAULT_MAX_STEPS,
+            echo: true,
+        }
+    }
+}
+
+/// What a run did and what the checker decided.
+#[derive(Debug)]
+pub struct Report {
+    pub cfg: Config,
+    pub elapsed: Duration,
+    /// Every operation, the final reads (by process `final_process`) included.
+    pub ops: Vec<Op>,
+    pub final_process: u32,
+    pub faults: FaultLog,
+    /// The nemesis could not inject a fault or the cluster did not heal.
+    pub nemesis_error: Option<String>,
+    pub verdict: Verdict,
+    pub check_time: Duration,
+}
+
+impl Report {
+    /// Linearizable, nothing lost, and the cluster healed after every fault.
+    pub fn passed(&self) -> bool {
+        self.nemesis_error.is_none() && self.verdict.passed()
+    }
+}
+
+pub fn run(cfg: Config) -> Report {
+    println!(
+        "dsm-torture: seed {} (replay with --seed {}), {} s of faults, {} clients, {} keys, {} slaves, R={}",
+        cfg.seed,
+        cfg.seed,
+        cfg.duration.as_secs_f64(),
+        cfg.clients,
+        cfg.keys,
+        cfg.slaves,
+        cfg.replicas
+    );
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: cfg.slaves,
+        replicas: cfg.replicas,
+        master_args: cfg.master_args.clone(),
+        backup: true,
+        ..ClusterOpts::default()
+    });
+    let masters = cluster.masters();
+    let clock = Clock::start();
+    let stop = AtomicBool::new(false);
+    let tally = Tally::default();
+    let mut nemesis_error = None;
+    let mut faults = FaultLog::default();
+    let mut ops: Vec<Op> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cfg.clients)
+            .map(|p| {
+                let w = Worker {
+                    process: p as u32,
+                    masters: masters.clone(),
+                    keys: cfg.keys,
+                    read_percent: cfg.read_percent,
+                    timeout: cfg.client_timeout,
+                    think_ms: cfg.think_ms,
+                };
+                let rng = Rng::stream(cfg.seed, p as u64 + 1);
+                let (stop, tally) = (&stop, &tally);
+                s.spawn(move || w.run(rng, clock, stop, tally))
+            })
+            .collect();
+        if cfg.echo {
+            let (stop, tally) = (&stop, &tally);
+            s.spawn(move || progress(clock, stop, tally));
+        }
+        let rng = Rng::stream(cfg.seed, 0);
+        let mut nemesis = Nemesis::new(&mut cluster, cfg.mix.clone(), rng, clock, cfg.echo);
+        let never = AtomicBool::new(false);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            nemesis.run(cfg.duration, &never)?;
+            nemesis.note("healing everything".into());
+            nemesis.heal_all()?;
+            nemesis.note("cluster whole; stopping the clients".into());
+            Ok::<(), String>(())
+        }));
+        nemesis_error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(panic) => Some(panic_text(&panic)),
+        };
+        faults = nemesis.log.clone();
+        stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("a client thread panicked"))
+            .collect()
+    });
+    let final_process = cfg.clients as u32;
+    ops.extend(final_reads(&masters, &cfg, final_process, clock));
+    ops.sort_by_key(|o| o.complete_ns);
+    if let Some(path) = &cfg.history {
+        write_history(path, &ops);
+    }
+    let checked = Instant::now();
+    let verdict = checker::check(&ops, Some(final_process), cfg.max_steps);
+    let report = Report {
+        elapsed: clock.elapsed(),
+        ops,
+        final_process,
+        faults,
+        nemesis_error,
+        verdict,
+        check_time: checked.elapsed(),
+        cfg,
+    };
+    if !report.passed() {
+        cluster.keep_logs();
+    }
+    report
+}
+
+/// One successful READ of every key (retried until then, every attempt recorded).
+fn final_reads(
+    masters: &[std::net::SocketAddr],
+    cfg: &Config,
+    process: u32,
+    clock: Clock,
+) -> Vec<Op> {
+    const DEADLINE: Duration = Duration::from_secs(30);
+    let mut ops = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    let mut client = None;
+    for k in 0..cfg.keys {
+        let key = key_name(k);
+        while Instant::now() < deadline {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => match Client::connect_with_timeout(masters, cfg.client_timeout) {
+                    Ok(c) => client.insert(c),
+                    Err(_) => continue,
+                },
+            };
+            let op = recorded_read(c, process, &key, clock);
+            let done = op.outcome == Outcome::Ok;
+            ops.push(op);
+            if done {
+                break;
+            }
+        }
+    }
+    ops
+}
+
+fn write_history(path: &PathBuf, ops: &[Op]) {
+    let file = File::create(path)
+        .unwrap_or_else(|e| panic!("cannot create the history file {}: {e}", path.display()));
+    let mut out = BufWriter::new(file);
+    for op in ops {
+        writeln!(out, "{}", op.to_json())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    out.flush()
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// A progress line every 5 s until `stop`.
+fn progress(clock: Clock, stop: &AtomicBool, tally: &Tally) {
+    let mut next = Duration::from_secs(5);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if clock.elapsed() >= next {
+            next += Duration::from_secs(5);
+            println!(
+                "[{:9.3}s] progress: {} ops (ok {}, fail {}, unknown {})",
+                clock.elapsed().as_secs_f64(),
+                tally.total(),
+                tally.ok.load(Ordering::Relaxed),
+                tally.fail.load(Ordering::Relaxed),
+                tally.unknown.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("the nemesis failed: {text}")
+}
