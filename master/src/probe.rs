@@ -88,8 +88,8 @@ impl Master {
         self.probe_maybe_decide(id, now);
     }
 
-    /// Decide once every asked slave has answered or died, and no slave known from the old
-    /// primary may still come back.
+    /// Decide once every live slave has been asked and has answered or died, and no slave
+    /// known from the old primary may still come back.
     pub(crate) fn probe_maybe_decide(&mut self, id: OpId, now: Instant) {
         let waiting_for_slaves = self.in_grace(now) && self.slaves.any_awaiting();
         let OpKind::Read(r) = &mut self.ops[id].kind else {
@@ -97,6 +97,16 @@ impl Master {
         };
         if !r.pending.is_empty() || waiting_for_slaves {
             return;
+        }
+        // A slave that registered after the last round has not been asked, and may hold the
+        // newest copy: deciding without it could answer an older value, or NOT_FOUND.
+        let asked = r
+            .probe
+            .as_ref()
+            .map(|p| p.asked.as_slice())
+            .unwrap_or_default();
+        if self.slaves.live().any(|(s, _)| !asked.contains(&s)) {
+            return self.probe_ask(id, now);
         }
         let best = r.probe.as_mut().and_then(|p| p.best.take());
         let key = self.ops[id].key.clone();
