@@ -1,6 +1,8 @@
 //! A small blocking client: connects to the first master that answers, pipelines requests, and
 //! on a broken connection or a "not primary" answer moves to the next address and resends what
-//! was unanswered, until the call's deadline.
+//! was unanswered, until the call's deadline. A WRITE is resent only when no master can have
+//! taken it (a NOT_PRIMARY refusal, or a connection found closed before it was sent): applied
+//! twice, it could land again after other clients' writes.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -147,7 +149,7 @@ impl Client {
         let answers = self.call(bodies)?;
         Ok(answers
             .into_iter()
-            .map(|b| match b {
+            .map(|b| match b? {
                 Body::Ok => Ok(Reply::Ok),
                 Body::Value { value } => Ok(Reply::Value(value)),
                 Body::NotFound => Ok(Reply::NotFound),
@@ -161,17 +163,18 @@ impl Client {
         check_key(&body)?;
         let mut answers = self.call(vec![body])?;
         match answers.pop() {
-            Some(Body::Error { code, text }) => Err(Error::Server { code, text }),
-            Some(b) => Ok(b),
+            Some(Ok(Body::Error { code, text })) => Err(Error::Server { code, text }),
+            Some(answer) => answer,
             None => Err(Error::Protocol("no answer".into())),
         }
     }
 
     /// Send `bodies` pipelined and collect one answer for each, reconnecting and resending the
-    /// unanswered ones after a broken connection or a NOT_PRIMARY answer.
-    fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Body>, Error> {
+    /// unanswered ones after a NOT_PRIMARY answer or a broken connection, except WRITEs that
+    /// may have been taken: those are answered [`Error::Unknown`].
+    fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Result<Body, Error>>, Error> {
         let deadline = Instant::now() + self.timeout;
-        let mut answers: Vec<Option<Body>> = vec![None; bodies.len()];
+        let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
         loop {
             self.ensure_connected(deadline)?;
@@ -188,19 +191,31 @@ impl Client {
                 );
             }
             match self.exchange(&out, first_req, &todo, &mut answers, deadline) {
-                Ok(None) if answers.iter().all(Option::is_some) => {
-                    return Ok(answers.into_iter().map(|a| a.expect("all set")).collect())
-                }
-                Ok(None) => self.move_on(),
+                Ok(Round::Answered) => {}
                 // Some answers said NOT_PRIMARY and were left unset: try the next master.
-                Ok(Some(text)) => {
+                Ok(Round::Refused(text)) => {
                     refusal = Some(text);
                     self.move_on();
                     // A failover is under way: give the backup a moment to take over.
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(Error::Io(_)) | Err(Error::Protocol(_)) => self.move_on(),
+                // Nothing was sent: everything may go to the next master.
+                Ok(Round::ClosedBeforeSend) => self.move_on(),
+                Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
+                    let master = self.master();
+                    for &i in &todo {
+                        if answers[i].is_none() && matches!(bodies[i], Body::Write { .. }) {
+                            answers[i] = Some(Err(Error::Unknown(format!(
+                                "the connection to {master} broke before the answer ({e})"
+                            ))));
+                        }
+                    }
+                    self.move_on();
+                }
                 Err(e) => return Err(e),
+            }
+            if answers.iter().all(Option::is_some) {
+                return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
             }
             if Instant::now() >= deadline {
                 // Say what the masters said, if they said anything.
@@ -218,16 +233,21 @@ impl Client {
     }
 
     /// Write `out`, then read until every request in `todo` has an answer. Answers that say
-    /// NOT_PRIMARY are left unset; the last such text is returned.
+    /// NOT_PRIMARY are left unset (`Round::Refused` with the last such text).
     fn exchange(
         &mut self,
         out: &[u8],
         first_req: u64,
         todo: &[usize],
-        answers: &mut [Option<Body>],
+        answers: &mut [Option<Result<Body, Error>>],
         deadline: Instant,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Round, Error> {
         let stream = self.stream.as_mut().expect("connected");
+        // A master that died since the last call has closed the connection already: seen now,
+        // nothing has been sent and every request can go to the next master.
+        if peer_closed(stream) {
+            return Ok(Round::ClosedBeforeSend);
+        }
         stream.set_write_timeout(Some(remaining(deadline)?))?;
         stream.write_all(out)?;
         let mut missing = todo.len();
@@ -252,12 +272,15 @@ impl Client {
                 not_primary = Some(text);
                 continue;
             }
-            answers[i] = Some(frame.body);
+            answers[i] = Some(Ok(frame.body));
         }
-        if not_primary.is_some() {
-            self.stream = None;
+        match not_primary {
+            Some(text) => {
+                self.stream = None;
+                Ok(Round::Refused(text))
+            }
+            None => Ok(Round::Answered),
         }
-        Ok(not_primary)
     }
 
     fn next_frame(&mut self, deadline: Instant) -> Result<Frame, Error> {
@@ -391,6 +414,29 @@ impl Client {
         s.write_all(&out)?;
         Ok(())
     }
+}
+
+/// How one round of [`Client::exchange`] ended (transport failures are `Err`).
+enum Round {
+    /// Every request has its answer.
+    Answered,
+    /// Some were refused with NOT_PRIMARY (never taken): the text of the last refusal.
+    Refused(String),
+    /// The master had closed the connection before anything was written.
+    ClosedBeforeSend,
+}
+
+/// Whether the peer has closed `stream` (or it failed), looking without blocking or consuming.
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+    };
+    stream.set_nonblocking(false).is_err() || closed
 }
 
 fn remaining(deadline: Instant) -> Result<Duration, Error> {

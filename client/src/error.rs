@@ -20,6 +20,10 @@ pub enum Error {
     },
     /// The master did not prove it holds the shared secret (or broke the handshake).
     Untrusted(String),
+    /// The connection broke after a WRITE was sent and before its answer came: the write may
+    /// or may not have happened. It is not sent again, since a second copy could take effect
+    /// after writes that others made in between.
+    Unknown(String),
     /// The master sent something that is not a valid answer.
     Protocol(String),
     /// The request cannot be sent as asked (empty or oversize key, for example).
@@ -39,6 +43,9 @@ impl fmt::Display for Error {
                 )
             }
             Error::Untrusted(why) => write!(f, "UNAUTHORIZED: not trusting the master: {why}"),
+            Error::Unknown(why) => {
+                write!(f, "UNKNOWN: {why}; the write may or may not have happened")
+            }
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
             Error::Invalid(why) => write!(f, "invalid request: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),

@@ -505,13 +505,9 @@ impl Master {
             .map(|(id, _)| id)
             .collect();
         for id in open {
-            self.complete(
-                id,
-                Body::error(
-                    ErrorCode::NotPrimary,
-                    format!("stepped down ({why}); outcome unknown"),
-                ),
-            );
+            let reply =
+                crate::ops::cannot_vouch(&self.ops[id].kind, format!("stepped down ({why})"));
+            self.complete(id, reply);
         }
         let keys: Vec<std::rc::Rc<[u8]>> = self.queues.keys().cloned().collect();
         for key in keys {

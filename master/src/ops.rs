@@ -69,6 +69,21 @@ pub(crate) struct ReadOp {
     pub probe: Option<crate::probe::Probe>,
 }
 
+/// The answer to an operation this master took but cannot stand by (it lost its lease, or
+/// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
+/// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
+/// again it would take effect a second time, after whatever was written in between; so it is
+/// answered TIMEOUT, outcome unknown, and the client does not resend it.
+pub(crate) fn cannot_vouch(kind: &OpKind, why: String) -> Body {
+    match kind {
+        OpKind::Write(_) => Body::error(
+            ErrorCode::Timeout,
+            format!("{why}; the write may or may not have happened"),
+        ),
+        _ => Body::error(ErrorCode::NotPrimary, format!("{why}; outcome unknown")),
+    }
+}
+
 impl Master {
     /// Queue a client's WRITE (`value` is Some) or READ behind earlier operations on the key.
     pub(crate) fn submit(
@@ -209,10 +224,7 @@ impl Master {
         let reply = match op.reply {
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             Some(ref r) if !matches!(r, Body::Error { .. }) && !self.lease_ok(now) => {
-                Some(Body::error(
-                    ErrorCode::NotPrimary,
-                    format!("{}; outcome unknown", self.not_primary_text()),
-                ))
+                Some(cannot_vouch(&op.kind, self.not_primary_text()))
             }
             other => other,
         };
