@@ -11,6 +11,7 @@ help:
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
+	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
 
 build:
 	$(CARGO) build --release --bins
@@ -35,6 +36,17 @@ bench:
 
 mem:
 	scripts/mem.sh
+
+# The long torture run (the short one is part of make test): DURATION seconds of faults, a
+# SEED to replay a schedule (default: from the clock, printed), CLIENTS concurrent clients.
+# TORTURE_ARGS passes more flags (dsm-torture --help). Exit status 0 only on PASS.
+DURATION ?= 300
+SEED ?=
+CLIENTS ?= 5
+TORTURE_HISTORY ?= target/torture-history.jsonl
+torture: build
+	$(RELEASE)/dsm-torture --duration-s $(DURATION) --clients $(CLIENTS) \
+		$(if $(SEED),--seed $(SEED)) --history $(TORTURE_HISTORY) $(TORTURE_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -16,6 +16,7 @@
 
 pub mod bins;
 mod health;
+pub mod hosts;
 mod masters;
 pub mod process;
 mod strangers;
@@ -34,6 +35,7 @@ use dsm_wire::Status;
 
 pub use crate::bins::bin;
 pub use crate::health::Health;
+pub use crate::hosts::{Host, Hosts};
 pub use crate::masters::MasterId;
 pub use crate::process::{run, Finished};
 
@@ -80,6 +82,9 @@ pub struct ClusterOpts {
     /// A shared secret: written to a file (mode 600) given with `--secret-file` to every
     /// master and slave, and used by the cluster's own clients.
     pub secret: Option<Vec<u8>>,
+    /// Run every node in its own network namespace instead of on 127.0.0.1 (not with
+    /// `reserve_backup`).
+    pub hosts: Option<Hosts>,
 }
 
 impl Default for ClusterOpts {
@@ -91,6 +96,7 @@ impl Default for ClusterOpts {
             backup: false,
             reserve_backup: false,
             secret: None,
+            hosts: None,
         }
     }
 }
@@ -128,6 +134,7 @@ pub struct Cluster {
     /// Nodes started by `strangers.rs`, killed with the cluster.
     strangers: Vec<Proc>,
     keep_logs: bool,
+    hosts: Option<Hosts>,
 }
 
 impl Cluster {
@@ -155,13 +162,20 @@ impl Cluster {
             secret,
             strangers: Vec::new(),
             keep_logs: false,
+            hosts: opts.hosts.clone(),
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-        let primary = cluster.spawn_master("master", any, any, None);
+        let at = |i: usize| match &opts.hosts {
+            Some(h) => (h.masters[i].listen(), h.masters[i].heartbeat()),
+            None => (any, any),
+        };
+        let (listen, heartbeat) = at(0);
+        let primary = cluster.spawn_master("master", listen, heartbeat, None);
         cluster.masters.push(primary);
         if opts.backup {
-            let backup =
-                cluster.spawn_master("backup", any, any, Some(cluster.primary_heartbeat()));
+            let (listen, heartbeat) = at(1);
+            let following = Some(cluster.primary_heartbeat());
+            let backup = cluster.spawn_master("backup", listen, heartbeat, following);
             cluster.masters.push(backup);
         } else if opts.reserve_backup {
             cluster.reserve_backup();
@@ -303,7 +317,7 @@ impl Cluster {
     fn spawn_slave(&mut self, i: usize) {
         let id = self.slave_id(i);
         let masters: Vec<String> = self.masters().iter().map(|a| a.to_string()).collect();
-        let mut cmd = Command::new(bin("dsm-slave"));
+        let mut cmd = self.command("dsm-slave", self.hosts.as_ref().map(|h| &h.slaves[i]));
         cmd.args(["--master", &masters.join(","), "--id", &id]);
         if let Some(path) = self.secret_file() {
             cmd.arg("--secret-file").arg(path);
@@ -316,6 +330,14 @@ impl Cluster {
             child,
             stopped: false,
         });
+    }
+
+    /// The binary `name`, to run on `host` (in its network namespace) or here.
+    pub(crate) fn command(&self, name: &str, host: Option<&Host>) -> Command {
+        match host {
+            Some(h) => h.command(&bin(name)),
+            None => Command::new(bin(name)),
+        }
     }
 
     fn slave(&self, i: usize) -> &Proc {

@@ -3,15 +3,12 @@
 //! it for STATUS.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::time::Duration;
 
 use dsm_client::{Client, Error};
 use dsm_wire::{ServerRole, Status};
 
-use crate::{
-    bin, kill, parse_ready_addr, process, spawn, wait_until, Cluster, Proc, Seat, STARTUP,
-};
+use crate::{kill, parse_ready_addr, process, spawn, wait_until, Cluster, Proc, Seat, STARTUP};
 
 /// A master of the cluster, named by the role it was started in. Roles change (the backup
 /// takes over, a restarted primary follows it); the id keeps naming the same addresses.
@@ -199,7 +196,11 @@ impl Cluster {
         heartbeat: SocketAddr,
         backup_of: Option<SocketAddr>,
     ) -> Seat {
-        let mut cmd = Command::new(bin("dsm-master"));
+        let host = self
+            .hosts
+            .as_ref()
+            .and_then(|h| h.masters.iter().find(|m| m.ip == listen.ip()));
+        let mut cmd = self.command("dsm-master", host);
         cmd.args(["--listen", &listen.to_string()])
             .args(["--heartbeat", &heartbeat.to_string()])
             .args(&self.master_args);

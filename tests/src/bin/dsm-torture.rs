@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use dsm_net::cli::Cli;
 use dsm_tests::torture::history::{parse_history, Kind};
-use dsm_tests::torture::{checker, report, rng, run};
+use dsm_tests::torture::nemesis::FaultMix;
+use dsm_tests::torture::{checker, netns, report, rng, run};
 
 const ABOUT: &str = "\
 dsm-torture: start a cluster (primary, backup, slaves, R=2), run concurrent clients doing
@@ -54,6 +55,12 @@ fn main() {
     );
     opts.optopt(
         "",
+        "faults",
+        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2; partition only with network namespaces)",
+        "KIND[:W],...",
+    );
+    opts.optopt(
+        "",
         "history",
         "write the history here as JSON lines",
         "FILE",
@@ -75,6 +82,12 @@ fn main() {
         "max-steps",
         "search steps per key before giving up (default 20000000)",
         "N",
+    );
+    opts.optopt(
+        "",
+        "netns",
+        "auto|on|off: every node in a network namespace of its own, and partitions of the primary from the backup (default auto: when root and `ip netns` allow)",
+        "WHEN",
     );
     opts.optflag("q", "quiet", "print only the summary");
     opts.optflag("h", "help", "print this help");
@@ -117,6 +130,22 @@ fn main() {
         echo: !m.opt_present("quiet"),
         ..run::Config::default()
     };
+    let mut cfg = cfg;
+    cfg.netns = match m.opt_str("netns").as_deref().unwrap_or("auto") {
+        "off" => false,
+        "on" => true,
+        "auto" => match netns::available() {
+            Ok(()) => true,
+            Err(e) => {
+                println!("network namespaces unavailable ({e}): skipping the separate hosts and the primary|backup partitions");
+                false
+            }
+        },
+        other => cli.usage_error(&format!("--netns takes auto, on or off, not '{other}'")),
+    };
+    if let Some(spec) = m.opt_str("faults") {
+        cfg.mix.weights = FaultMix::parse_weights(&spec).unwrap_or_else(|e| cli.usage_error(&e));
+    }
     if cfg.slaves < 3 {
         cli.usage_error("--slaves must be at least 3: one may be down while R=2 copies remain");
     }

@@ -37,6 +37,17 @@ impl Fault {
         Fault::Partition,
     ];
 
+    /// The short name `--faults` takes.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Fault::KillSlave => "kill-slave",
+            Fault::StopSlave => "stop-slave",
+            Fault::StopPrimary => "stop-primary",
+            Fault::KillPrimary => "kill-primary",
+            Fault::Partition => "partition",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::KillSlave => "kill -9 slave",
@@ -62,18 +73,41 @@ pub struct FaultMix {
     pub slave_stop_ms: (u64, u64),
     /// A SIGSTOPped primary: the backup takes over after about 300 ms of silence.
     pub primary_stop_ms: (u64, u64),
+    /// A partition of the primary from the backup: shorter and longer than the takeover (300
+    /// ms), the slaves' master timeout (1.5 s) and the new primary's grace for them (3 s).
+    pub partition_ms: (u64, u64),
     /// The cluster must be whole again within this after each fault.
     pub heal_timeout: Duration,
+}
+
+impl FaultMix {
+    /// Weights from `kind[:weight],...` (weight 1 when left out); kinds not named get 0.
+    pub fn parse_weights(spec: &str) -> Result<[u64; 5], String> {
+        let mut weights = [0; 5];
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = match part.split_once(':') {
+                Some((n, w)) => (n, w.parse().map_err(|_| format!("bad weight in {part:?}"))?),
+                None => (part, 1),
+            };
+            let i = Fault::ALL
+                .iter()
+                .position(|f| f.flag() == name)
+                .ok_or_else(|| format!("unknown fault {name:?}"))?;
+            weights[i] = weight;
+        }
+        Ok(weights)
+    }
 }
 
 impl Default for FaultMix {
     fn default() -> FaultMix {
         FaultMix {
-            weights: [3, 3, 2, 2, 0],
+            weights: [3, 3, 2, 2, 2],
             quiet_ms: (200, 1500),
             slave_down_ms: (200, 1500),
             slave_stop_ms: (50, 2500),
             primary_stop_ms: (50, 1500),
+            partition_ms: (100, 5000),
             heal_timeout: Duration::from_secs(30),
         }
     }
@@ -223,7 +257,7 @@ impl<'a> Nemesis<'a> {
             Fault::Partition => {
                 let ms = self
                     .rng
-                    .between(self.mix.primary_stop_ms.0, self.mix.primary_stop_ms.1);
+                    .between(self.mix.partition_ms.0, self.mix.partition_ms.1);
                 self.note("cut the link between the primary and the backup".into());
                 let cut = self
                     .partition

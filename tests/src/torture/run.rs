@@ -13,6 +13,7 @@ use dsm_client::Client;
 use crate::torture::checker::{self, Verdict};
 use crate::torture::history::{Op, Outcome};
 use crate::torture::nemesis::{FaultLog, FaultMix, Nemesis};
+use crate::torture::netns::Testbed;
 use crate::torture::rng::Rng;
 use crate::torture::workload::{key_name, recorded_read, Clock, Tally, Worker};
 use crate::{Cluster, ClusterOpts};
@@ -40,6 +41,9 @@ pub struct Config {
     pub max_steps: u64,
     /// Print faults and progress as they happen.
     pub echo: bool,
+    /// Run every node in a network namespace of its own and add partitions of the primary from
+    /// the backup to the faults (needs root and `ip netns`: see `netns::available`).
+    pub netns: bool,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             history: None,
             max_steps: checker::DEFAULT_MAX_STEPS,
             echo: true,
+            netns: false,
         }
     }
 }
@@ -96,11 +101,29 @@ pub fn run(cfg: Config) -> Report {
         cfg.slaves,
         cfg.replicas
     );
+    // Declared before the cluster, so dropped after it: processes die before their namespaces.
+    let mut testbed = None;
+    if cfg.netns {
+        match Testbed::create(cfg.slaves) {
+            Ok(t) => {
+                let m = &t.hosts.masters;
+                println!(
+                    "network namespaces: primary {} in {}, backup {} in {}, {} slaves on their own",
+                    m[0].ip, m[0].netns, m[1].ip, m[1].netns, cfg.slaves
+                );
+                testbed = Some(t);
+            }
+            Err(e) => {
+                println!("network namespaces unavailable ({e}): running on loopback, no partitions")
+            }
+        }
+    }
     let mut cluster = Cluster::start(ClusterOpts {
         slaves: cfg.slaves,
         replicas: cfg.replicas,
         master_args: cfg.master_args.clone(),
         backup: true,
+        hosts: testbed.as_ref().map(|t| t.hosts.clone()),
         ..ClusterOpts::default()
     });
     let masters = cluster.masters();
@@ -131,6 +154,14 @@ pub fn run(cfg: Config) -> Report {
         }
         let rng = Rng::stream(cfg.seed, 0);
         let mut nemesis = Nemesis::new(&mut cluster, cfg.mix.clone(), rng, clock, cfg.echo);
+        let partitions = testbed.is_some();
+        let mut cut = |on: bool| match testbed.as_mut() {
+            Some(t) => t.partition(on),
+            None => Ok(()),
+        };
+        if partitions {
+            nemesis = nemesis.with_partition(&mut cut);
+        }
         let never = AtomicBool::new(false);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             nemesis.run(cfg.duration, &never)?;

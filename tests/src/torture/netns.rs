@@ -1,0 +1,168 @@
+//! A testbed of network namespaces for the long torture run: every master and slave a host of
+//! its own on one private bridge (10.213.N.0/24, in a hub namespace), this process joined to it
+//! by one veth pair, and a partition that cuts only the link between the two masters
+//! (blackhole routes in their namespaces: packets vanish, connections stay open, as in a real
+//! partition). Everything is removed on drop, also after a panic; namespaces left by a run that
+//! was killed are removed by the next one.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+
+use crate::{Host, Hosts};
+
+/// Every namespace and interface this module makes starts with this.
+const PREFIX: &str = "dsmt";
+
+pub struct Testbed {
+    /// `dsmt-<pid>`: this run's namespaces are `<tag>-hub`, `<tag>-m0`, `<tag>-s3`...
+    tag: String,
+    namespaces: Vec<String>,
+    /// This process's end of the veth pair into the hub (removed with the hub).
+    root_if: String,
+    pub hosts: Hosts,
+    cut: bool,
+}
+
+/// Whether the testbed can be built here; `Err` says why not (not root, no `ip`, no netns).
+pub fn available() -> Result<(), String> {
+    let probe = format!("{PREFIX}-probe-{}", std::process::id());
+    ip(&["netns", "add", &probe]).map_err(|e| format!("cannot create a network namespace: {e}"))?;
+    ip(&["netns", "del", &probe])
+}
+
+impl Testbed {
+    /// Namespaces for 2 masters and `slaves` slaves.
+    pub fn create(slaves: usize) -> Result<Testbed, String> {
+        remove_stale();
+        let pid = std::process::id();
+        let tag = format!("{PREFIX}-{pid}");
+        // One /24 per run, so two runs at once do not collide.
+        let net = 10 + (pid % 240) as u8;
+        let addr = |host: u8| Ipv4Addr::new(10, 213, net, host);
+        let mut bed = Testbed {
+            root_if: format!("{PREFIX}{}", pid % 100_000_000),
+            tag: tag.clone(),
+            namespaces: Vec::new(),
+            hosts: Hosts::default(),
+            cut: false,
+        };
+        let hub = bed.add_ns("hub")?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        let root_if = bed.root_if.clone();
+        ip(&[
+            "link", "add", &root_if, "type", "veth", "peer", "name", "up0", "netns", &hub,
+        ])?;
+        ip(&["-n", &hub, "link", "set", "up0", "master", "br0", "up"])?;
+        ip(&["addr", "add", &format!("{}/24", addr(1)), "dev", &root_if])?;
+        ip(&["link", "set", &root_if, "up"])?;
+        for m in 0..2 {
+            let h = bed.add_host(&hub, &format!("m{m}"), addr(2 + m as u8))?;
+            bed.hosts.masters.push(h);
+        }
+        for s in 0..slaves {
+            let h = bed.add_host(&hub, &format!("s{s}"), addr(10 + s as u8))?;
+            bed.hosts.slaves.push(h);
+        }
+        Ok(bed)
+    }
+
+    fn add_ns(&mut self, name: &str) -> Result<String, String> {
+        let ns = format!("{}-{name}", self.tag);
+        ip(&["netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A namespace with `eth0` at `addr` on the hub's bridge.
+    fn add_host(&mut self, hub: &str, name: &str, addr: Ipv4Addr) -> Result<Host, String> {
+        let ns = self.add_ns(name)?;
+        let port = format!("v{name}");
+        ip(&[
+            "-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&["-n", hub, "link", "set", &port, "master", "br0", "up"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        Ok(Host {
+            netns: ns,
+            ip: IpAddr::V4(addr),
+        })
+    }
+
+    /// Cut (`true`) or restore the link between the two masters, in both directions.
+    pub fn partition(&mut self, cut: bool) -> Result<(), String> {
+        if cut == self.cut {
+            return Ok(());
+        }
+        let verb = if cut { "add" } else { "del" };
+        let [a, b] = [&self.hosts.masters[0], &self.hosts.masters[1]];
+        for (from, to) in [(a, b), (b, a)] {
+            let dest = format!("{}/32", to.ip);
+            ip(&["-n", &from.netns, "route", verb, "blackhole", &dest])?;
+        }
+        self.cut = cut;
+        Ok(())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in self.namespaces.iter().rev() {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        // Gone with the hub's end already; this only matters if the hub was never made.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.root_if])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Remove namespaces of earlier runs whose process is gone (killed before its drop ran).
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// Run `ip ARGS`; `Err` with its stderr if it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
