@@ -300,6 +300,7 @@ impl Master {
                 }
             }
         }
+        self.check_backup_silence(now);
         self.pump_repairs(now);
     }
 

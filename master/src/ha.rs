@@ -165,6 +165,12 @@ impl Master {
                 self.send(conn, req, Body::SyncAck);
             }
             Body::Pong => {}
+            // A primary that stepped down (it lost us for too long: we were frozen or cut off)
+            // serves nobody; following it would leave no primary at all.
+            Body::Error {
+                code: ErrorCode::NotPrimary,
+                text,
+            } => self.take_over(&format!("the primary refuses this backup: {text}"), now),
             Body::Error { code, text } => {
                 let why = format!("the primary refused this backup: {}: {text}", code.name());
                 self.note_link_refusal(&why, now);
@@ -431,6 +437,26 @@ impl Master {
                 .is_none_or(|b| now.saturating_duration_since(b.last_heard) <= self.cfg.lease())
     }
 
+    /// On the primary, every tick: step down once the backup has been silent for longer than it
+    /// waits before taking over (plus two intervals of margin). If it is alive and merely cut
+    /// off from us, it is primary by now; our slaves, which we would otherwise keep PINGing,
+    /// must go to it before its grace for them ends, or it gives their copies up. If it is
+    /// frozen, it takes over when it resumes and finds us refusing it.
+    pub(crate) fn check_backup_silence(&mut self, now: Instant) {
+        let Some(b) = &self.ha.backup else {
+            return;
+        };
+        let limit = self.cfg.heartbeat_interval * (self.cfg.heartbeat_misses.max(3) + 2);
+        let silent = now.saturating_duration_since(b.last_heard);
+        if self.role == ServerRole::Primary && silent > limit {
+            let why = format!(
+                "the backup has not been heard for {} ms: it has taken over, or will",
+                silent.as_millis()
+            );
+            self.fence_self(&why, now);
+        }
+    }
+
     pub(crate) fn on_backup_frame(&mut self, conn: ConnId, req: u64, body: Body, now: Instant) {
         if let Some(b) = self.ha.backup.as_mut().filter(|b| b.conn == conn) {
             b.last_heard = now;
@@ -444,12 +470,14 @@ impl Master {
                 self.release_sync_waiters(now);
             }
             Body::Hello { epoch, .. } if epoch > self.epoch => {
-                self.fence_self(&format!("the backup took over with epoch {epoch}"), now);
+                // Answered before stepping down closes this link: the answer tells the new
+                // primary that we know.
                 self.send(
                     conn,
                     req,
                     Body::error(ErrorCode::NotPrimary, "stepped down"),
                 );
+                self.fence_self(&format!("the backup took over with epoch {epoch}"), now);
             }
             Body::Status => {
                 let status = self.status();
@@ -490,6 +518,12 @@ impl Master {
         }
         warn!("stepping down, answering no more requests: {why}");
         self.role = ServerRole::Fenced;
+        // A backup still attached must learn that it follows nobody (see on_primary_frame).
+        if let Some(b) = self.ha.backup.take() {
+            self.ha.events.clear();
+            self.peers.remove(&b.conn);
+            self.out.push(Out::Close(b.conn));
+        }
         let conns: Vec<ConnId> = self.slaves.live().map(|(_, s)| s.conn).collect();
         for (_, s) in self.slaves.live_mut() {
             s.live = false;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use dsm_master::{Config, Master};
+use dsm_master::{Config, Master, Out};
 use dsm_slave::Store;
 use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
 
@@ -27,6 +27,8 @@ struct Net {
     inbox: HashMap<usize, Vec<Frame>>,
     /// Drop SYNC frames that carry a Key event (the primary "dies" before they leave).
     drop_key_events: bool,
+    /// Connections a master closed, as (master, conn), until a test takes them.
+    closed: Vec<(usize, usize)>,
     link_up: bool,
     now: Instant,
 }
@@ -51,6 +53,7 @@ impl Net {
             queue: VecDeque::new(),
             inbox: HashMap::new(),
             drop_key_events: false,
+            closed: Vec::new(),
             link_up: true,
             now,
         };
@@ -97,7 +100,9 @@ impl Net {
                 let mut out = Vec::new();
                 self.m[m].drain_out(&mut out);
                 for o in out {
-                    if let Some((conn, frame)) = o.into_frame() {
+                    if let Out::Close(conn) = o {
+                        self.closed.push((m, conn));
+                    } else if let Some((conn, frame)) = o.into_frame() {
                         self.route(m, conn, frame);
                     }
                 }
@@ -355,6 +360,95 @@ fn a_probe_asks_the_slaves_that_registered_while_it_ran() {
             2,
             Body::Value {
                 value: b"v1".to_vec()
+            }
+        )]
+    );
+}
+
+/// Found by the torture suite with network namespaces: the primary cut off from its backup
+/// (only that link) kept its slaves, PINGing them though it refused every client, so they never
+/// looked for the new primary; when its grace for them ran out, the new primary gave their data
+/// up and answered NOT_FOUND for acknowledged writes. A primary that has not heard its backup
+/// for longer than the backup takes to take over now steps down, closing its slaves'
+/// connections, and they join the new primary in time.
+#[test]
+fn a_primary_cut_off_from_its_backup_lets_its_slaves_go_to_the_new_one() {
+    let mut net = Net::new();
+    for i in 0..10 {
+        assert_eq!(
+            net.request(P, i, write(&format!("k{i}"), "v")),
+            vec![Frame::new(i, Body::Ok)]
+        );
+    }
+    net.closed.clear();
+    net.link_up = false;
+    // Five seconds of partition, longer than the new primary's 3 s grace for the slaves. A
+    // slave whose connection the old primary closes joins the new one, as dsm-slave does.
+    for _ in 0..50 {
+        net.advance(Duration::from_millis(100));
+        for (m, conn) in std::mem::take(&mut net.closed) {
+            if m == P && conn < 3 {
+                net.register_slave(B, conn);
+            }
+        }
+    }
+    assert_eq!(net.m[B].role(), ServerRole::Primary);
+    for i in 0..10 {
+        let got = net.request(B, 100 + i, read(&format!("k{i}")));
+        let want = Frame::new(
+            100 + i,
+            Body::Value {
+                value: b"v".to_vec(),
+            },
+        );
+        assert_eq!(got, vec![want], "k{i} after the partition");
+    }
+    assert_eq!(net.m[P].role(), ServerRole::Fenced);
+}
+
+/// The other side of the step-down: a backup frozen for longer than the primary waits finds,
+/// when it resumes, a primary that stepped down and refuses it. It takes over instead of
+/// following nobody.
+#[test]
+fn a_backup_refused_by_a_primary_that_stepped_down_takes_over() {
+    let mut net = Net::new();
+    assert_eq!(
+        net.request(P, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // The backup is frozen: it neither runs nor hears anything.
+    net.link_up = false;
+    let frozen_at = net.now;
+    for _ in 0..1000 {
+        net.now += Duration::from_millis(1);
+        net.m[P].on_tick(net.now);
+        net.pump();
+    }
+    assert_eq!(net.m[P].role(), ServerRole::Fenced);
+    assert!(
+        net.closed.contains(&(P, LINK)),
+        "the link to the backup is closed"
+    );
+    // It resumes: its link is gone, it opens another and is refused.
+    net.link_up = true;
+    net.m[B].on_close(LINK, net.now);
+    net.m[P].on_connect(LINK, "backup".into(), net.now);
+    net.m[B].on_link_up(LINK, "primary".into(), net.now);
+    net.pump();
+    assert_eq!(
+        net.m[B].role(),
+        ServerRole::Primary,
+        "frozen at {frozen_at:?}"
+    );
+    for s in 0..3 {
+        net.register_slave(B, s);
+    }
+    assert_eq!(
+        net.request(B, 2, read("k")),
+        vec![Frame::new(
+            2,
+            Body::Value {
+                value: b"v".to_vec()
             }
         )]
     );
