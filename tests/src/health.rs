@@ -70,9 +70,30 @@ impl Cluster {
             .max_by_key(|(_, s)| s.epoch)
     }
 
+    /// Children that have exited although nobody killed them, with how they ended (a slave
+    /// that dies on its own is a finding in itself). They stay listed as running.
+    pub fn exited_on_their_own(&mut self) -> Vec<String> {
+        let mut gone = Vec::new();
+        for (i, p) in self.slaves.iter_mut().enumerate() {
+            if let Some(Ok(Some(status))) = p.as_mut().map(|p| p.child.try_wait()) {
+                gone.push(format!("slave s{i} exited: {status}"));
+            }
+        }
+        for m in &mut self.masters {
+            if let Some(Ok(Some(status))) = m.proc.as_mut().map(|p| p.child.try_wait()) {
+                gone.push(format!("master {} exited: {status}", m.name));
+            }
+        }
+        gone
+    }
+
     /// Whole: `primary` says primary, lists every slave of the cluster live with no key under
     /// R copies, and the other master (if the cluster has one) is its backup and has its state.
-    pub fn health(&self, primary: MasterId) -> Health {
+    pub fn health(&mut self, primary: MasterId) -> Health {
+        let gone = self.exited_on_their_own();
+        if !gone.is_empty() {
+            return Health::Not(gone.join("; "));
+        }
         let p = match self.quick_status(primary) {
             Ok(s) if s.role == ServerRole::Primary => s,
             Ok(s) => return Health::Not(format!("{primary:?} says {}", s.role.name())),
