@@ -17,6 +17,8 @@ pub mod shrink;
 pub mod wgl;
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
