@@ -171,7 +171,8 @@ impl<'a> Nemesis<'a> {
     /// after each. `Err` when the cluster does not heal in time.
     ///
     /// Every enabled kind of fault comes once (in a seeded order) before the weights decide,
-    /// so that even a short run covers them all.
+    /// so that even a short run covers them all: that first round finishes even if it takes
+    /// longer than `until` (on a loaded machine).
     pub fn run(&mut self, until: Duration, stop: &AtomicBool) -> Result<(), String> {
         let mut weights = self.mix.weights;
         if self.partition.is_none() {
@@ -181,10 +182,13 @@ impl<'a> Nemesis<'a> {
             .filter(|&i| weights[i] > 0)
             .map(|i| Fault::ALL[i])
             .collect();
-        while self.clock.elapsed() < until && !stop.load(Ordering::Relaxed) {
+        let more = |first_round: &[Fault], clock: &Clock| {
+            !first_round.is_empty() || clock.elapsed() < until
+        };
+        while more(&first_round, &self.clock) && !stop.load(Ordering::Relaxed) {
             let quiet = self.rng.between(self.mix.quiet_ms.0, self.mix.quiet_ms.1);
             std::thread::sleep(Duration::from_millis(quiet));
-            if self.clock.elapsed() >= until {
+            if !more(&first_round, &self.clock) {
                 break;
             }
             let fault = if first_round.is_empty() {

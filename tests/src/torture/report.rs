@@ -64,6 +64,14 @@ pub fn summary(r: &Report) -> String {
     if let Some(e) = &r.nemesis_error {
         let _ = writeln!(s, "NEMESIS ERROR: {e}");
     }
+    if r.holders_dead > 0 {
+        let _ = writeln!(
+            s,
+            "note: the masters answered NOT_FOUND {} times because every holder of a key was dead \
+             (which the nemesis never causes); those reads are checked as they are",
+            r.holders_dead
+        );
+    }
     let v = &r.verdict;
     let _ = writeln!(
         s,

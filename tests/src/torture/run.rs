@@ -81,6 +81,10 @@ pub struct Report {
     pub nemesis_error: Option<String>,
     pub verdict: Verdict,
     pub check_time: Duration,
+    /// How often a master logged that every holder of a key was dead (and answered a READ
+    /// NOT_FOUND, as designed): the nemesis never causes that, so a count here explains
+    /// NOT_FOUND violations by something outside the schedule.
+    pub holders_dead: usize,
 }
 
 impl Report {
@@ -190,7 +194,9 @@ pub fn run(cfg: Config) -> Report {
     }
     let checked = Instant::now();
     let verdict = checker::check(&ops, Some(final_process), cfg.max_steps);
+    let holders_dead = count_in_logs(cluster.log_dir(), HOLDERS_DEAD);
     let report = Report {
+        holders_dead,
         elapsed: clock.elapsed(),
         ops,
         final_process,
@@ -248,6 +254,18 @@ fn write_history(path: &PathBuf, ops: &[Op]) {
     }
     out.flush()
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// What a master logs when it answers NOT_FOUND because every holder of the key is dead.
+const HOLDERS_DEAD: &str = "every holder of a key is dead";
+
+/// Lines containing `needle` in the masters' logs (`master.log`, `backup.log`) under `dir`.
+fn count_in_logs(dir: &std::path::Path, needle: &str) -> usize {
+    ["master.log", "backup.log"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .sum()
 }
 
 /// A progress line every 5 s until `stop`.
