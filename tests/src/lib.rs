@@ -17,17 +17,16 @@
 pub mod bins;
 mod health;
 pub mod hosts;
+mod logs;
 mod masters;
 pub mod process;
 mod strangers;
 pub mod torture;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::fs::{self, OpenOptions};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dsm_client::{Client, Error, Secret};
@@ -144,7 +143,7 @@ impl Cluster {
         // Resolve (and build) the binaries first: a failed build leaves no log directory behind.
         bin("dsm-master");
         bin("dsm-slave");
-        let log_dir = new_log_dir();
+        let log_dir = logs::new_dir();
         let mut master_args = vec!["--replicas".to_string(), opts.replicas.to_string()];
         master_args.extend(opts.master_args.iter().cloned());
         let secret = opts.secret.as_ref().map(|bytes| {
@@ -365,7 +364,7 @@ impl Drop for Cluster {
             kill(p);
         }
         if std::thread::panicking() {
-            print_logs(&self.log_dir);
+            logs::print_tails(&self.log_dir);
         } else if self.keep_logs {
             eprintln!("cluster logs kept in {}", self.log_dir.display());
         } else {
@@ -418,37 +417,4 @@ fn parse_ready_addr(line: &str, field: &str) -> SocketAddr {
 
 pub fn live_count(s: &Status) -> usize {
     s.slaves.iter().filter(|x| x.live).count()
-}
-
-/// A fresh directory for one test's logs, named after the test (libtest names the thread).
-fn new_log_dir() -> PathBuf {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("test").replace("::", "-");
-    let dir = std::env::temp_dir().join("dsm-tests").join(format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
-/// On failure: where the logs are, and the end of each.
-fn print_logs(dir: &Path) {
-    eprintln!("cluster logs kept in {}", dir.display());
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let Ok(f) = File::open(&path) else { continue };
-        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
-        let tail = &lines[lines.len().saturating_sub(20)..];
-        eprintln!("--- last {} lines of {} ---", tail.len(), path.display());
-        for l in tail {
-            eprintln!("{l}");
-        }
-    }
 }
