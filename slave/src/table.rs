@@ -2,24 +2,14 @@
 //! per key decide how much data a machine can hold.
 //!
 //! Each key is one heap block, `[key length: u32][key][value]`, in a dense `Vec` beside its
-//! version, and an open-addressing index finds it. An index slot holds the record's position
-//! and 32 bits of its key's hash, so lookups rarely touch a record that is not the one, and
-//! growing the index never reads a record or hashes a key: with std's `HashMap`, growing at
-//! 459k and 918k keys re-hashed every key and stalled the slave long enough (150–390 ms) for
-//! the master's 200 ms ACK timeout to drop it.
-//!
-//! A `HashMap<Box<[u8]>, (u64, Box<[u8]>)>` costs 40 bytes a bucket (up to twice that per key
-//! just after the table grows) plus a second allocation for the value; this layout costs 24
-//! bytes per record, 9–18 per key for the index and one allocation. `bench-results/memory.md`
-//! has the measured figures. Keys are never removed one by one (only all at once, on a
-//! reset), so the index needs no tombstones.
+//! version, found through a [`TagIndex`] (which grows without re-hashing keys, so the slave
+//! never stalls for long). A `HashMap<Box<[u8]>, (u64, Box<[u8]>)>` costs 40 bytes a bucket
+//! (up to twice that per key just after the table grows) plus a second allocation for the
+//! value; this layout costs 24 bytes per record, 9–18 per key for the index and one
+//! allocation. `bench-results/memory.md` has the measured figures.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use dsm_net::tag_index::{Found, TagIndex};
 
-/// An empty index slot. A full one is `hash32 << 32 | position`, and positions stay below
-/// `u32::MAX`, so no full slot equals this.
-const EMPTY: u64 = u64::MAX;
 const HEADER: usize = 4;
 
 struct Record {
@@ -56,24 +46,10 @@ impl Record {
     }
 }
 
+#[derive(Default)]
 pub struct Table {
     records: Vec<Record>,
-    /// `hash32 << 32 | position in records`, or `EMPTY`; linear probing from `hash32 & mask`;
-    /// the length is 0 or a power of two.
-    index: Vec<u64>,
-    /// Keyed SipHash: keys come from clients, so their placement in the index must not be
-    /// predictable.
-    hasher: RandomState,
-}
-
-impl Default for Table {
-    fn default() -> Table {
-        Table {
-            records: Vec::new(),
-            index: Vec::new(),
-            hasher: RandomState::new(),
-        }
-    }
+    index: TagIndex,
 }
 
 impl Table {
@@ -88,21 +64,29 @@ impl Table {
     /// Drop every key and give the memory back.
     pub fn clear(&mut self) {
         self.records = Vec::new();
-        self.index = Vec::new();
+        self.index.clear();
+    }
+
+    fn find(&self, key: &[u8]) -> Found {
+        self.index.find(key, |pos| self.records[pos].key())
     }
 
     /// The version and value held for `key`.
     pub fn get(&self, key: &[u8]) -> Option<(u64, &[u8])> {
-        let pos = self.find(key).ok()?;
-        let r = &self.records[pos];
-        Some((r.version, r.value()))
+        match self.find(key) {
+            Found::At(pos) => {
+                let r = &self.records[pos];
+                Some((r.version, r.value()))
+            }
+            Found::Vacant(_) => None,
+        }
     }
 
     /// Keep `value` as `version` of `key` unless a newer version is already held; returns
     /// the version held afterwards.
     pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
         match self.find(key) {
-            Ok(pos) => {
+            Found::At(pos) => {
                 let r = &mut self.records[pos];
                 if r.version >= version {
                     return r.version;
@@ -115,73 +99,13 @@ impl Table {
                 }
                 r.version = version;
             }
-            Err((slot, hash)) => {
-                let pos = u32::try_from(self.records.len())
-                    .ok()
-                    .filter(|&p| p != u32::MAX)
-                    .expect("over 4 billion keys on one slave");
+            Found::Vacant(vacancy) => {
+                self.index.insert(vacancy, self.records.len());
                 self.records.push(Record::new(version, key, value));
-                if self.records.len() * 8 > self.index.len() * 7 {
-                    self.grow();
-                    let (_, slot) = self.probe(key, hash);
-                    self.index[slot] = entry(hash, pos);
-                } else {
-                    self.index[slot] = entry(hash, pos);
-                }
             }
         }
         version
     }
-
-    /// `Ok(position in records)`, or `Err((the empty slot where the key would go, its hash))`.
-    fn find(&self, key: &[u8]) -> Result<usize, (usize, u32)> {
-        let hash = (self.hasher.hash_one(key) >> 32) as u32;
-        match self.probe(key, hash) {
-            (Some(pos), _) => Ok(pos),
-            (None, slot) => Err((slot, hash)),
-        }
-    }
-
-    /// Walk the probe sequence of `hash`: the key's position if present, and the slot where
-    /// the walk stopped.
-    fn probe(&self, key: &[u8], hash: u32) -> (Option<usize>, usize) {
-        if self.index.is_empty() {
-            return (None, 0);
-        }
-        let mask = self.index.len() - 1;
-        let mut slot = hash as usize & mask;
-        loop {
-            let e = self.index[slot];
-            if e == EMPTY {
-                return (None, slot);
-            }
-            let pos = e as u32 as usize;
-            if (e >> 32) as u32 == hash && self.records[pos].key() == key {
-                return (Some(pos), slot);
-            }
-            slot = (slot + 1) & mask;
-        }
-    }
-
-    /// Double the index (at least 16 slots) and place every entry again, from the hash bits
-    /// it carries: no record is read and no key hashed.
-    fn grow(&mut self) {
-        let size = (self.index.len() * 2).max(16);
-        let mut index = vec![EMPTY; size];
-        let mask = size - 1;
-        for &e in self.index.iter().filter(|&&e| e != EMPTY) {
-            let mut slot = (e >> 32) as usize & mask;
-            while index[slot] != EMPTY {
-                slot = (slot + 1) & mask;
-            }
-            index[slot] = e;
-        }
-        self.index = index;
-    }
-}
-
-fn entry(hash: u32, pos: u32) -> u64 {
-    u64::from(hash) << 32 | u64::from(pos)
 }
 
 #[cfg(test)]
