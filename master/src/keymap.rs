@@ -1,12 +1,13 @@
 //! The master's key index: for each key, the latest acknowledged version and the slaves that
 //! hold it. Only acknowledged writes are recorded here.
 //!
-//! Laid out for memory, since the master indexes every key: a key's bucket holds the version
-//! and up to two holders inline (16 bytes; R=2, the default, never allocates). Longer holder
-//! lists live in a side slab that the bucket points into.
+//! Laid out for memory, since the master indexes every key: a key's record holds the version
+//! and up to two holders inline (16 bytes; R=2, the default, never allocates), longer holder
+//! lists live in a side slab that the record points into, and the records sit in a dense
+//! `Vec` found through a [`TagIndex`], which grows without re-hashing keys. (With std's
+//! `HashMap` the master paused for its rehash at 918k keys; `make mem` saw a 1 s maximum.)
 
-use std::collections::HashMap;
-
+use dsm_net::tag_index::{Found, TagIndex};
 use slab::Slab;
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
@@ -34,13 +35,21 @@ struct Slot {
 
 #[derive(Default)]
 pub struct KeyIndex {
-    map: HashMap<Box<[u8]>, Slot>,
+    records: Vec<(Box<[u8]>, Slot)>,
+    index: TagIndex,
     spill: Slab<Vec<SlaveIdx>>,
 }
 
 impl KeyIndex {
+    fn find(&self, key: &[u8]) -> Found {
+        self.index.find(key, |pos| &self.records[pos].0)
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
-        self.map.get(key).map(|s| self.entry(s))
+        match self.find(key) {
+            Found::At(pos) => Some(self.entry(&self.records[pos].1)),
+            Found::Vacant(_) => None,
+        }
     }
 
     /// Record `version` on `holders`, replacing what the key had.
@@ -49,39 +58,43 @@ impl KeyIndex {
             holders.iter().all(|&h| h < SPILLED),
             "slave index out of range"
         );
+        let found = self.find(key);
         let ids = self.store(holders);
         let slot = Slot { version, ids };
-        match self.map.get_mut(key) {
-            Some(old) => {
-                let old = std::mem::replace(old, slot);
+        match found {
+            Found::At(pos) => {
+                let old = std::mem::replace(&mut self.records[pos].1, slot);
                 self.release(old.ids);
             }
-            None => {
-                self.map.insert(key.into(), slot);
+            Found::Vacant(vacancy) => {
+                self.index.insert(vacancy, self.records.len());
+                self.records.push((key.into(), slot));
             }
         }
     }
 
     /// Change the holders of `key` (if it is indexed) with `f`; the version stays.
     pub fn update_holders(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<SlaveIdx>)) {
-        let Some(slot) = self.map.get(key).copied() else {
+        let Found::At(pos) = self.find(key) else {
             return;
         };
+        let slot = self.records[pos].1;
         let mut holders = self.entry(&slot).holders.to_vec();
         f(&mut holders);
         self.commit(key, slot.version, &holders);
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.records.is_empty()
     }
 
+    /// Every key, in the order first recorded.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry<'_>)> {
-        self.map.iter().map(|(k, s)| (&k[..], self.entry(s)))
+        self.records.iter().map(|(k, s)| (&k[..], self.entry(s)))
     }
 
     fn entry<'a>(&'a self, s: &'a Slot) -> Entry<'a> {
