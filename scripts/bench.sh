@@ -25,35 +25,9 @@ KEYS=1000
 BIN=target/release
 READY_TIMEOUT_S=10
 
-WORK=$(mktemp -d -t dsm-bench.XXXXXX)
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then
-        rm -rf "$WORK"
-    else
-        echo "bench.sh: failed (exit $rc); logs kept in $WORK" >&2
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "bench.sh: $*" >&2; exit 1; }
-
-# Wait until FILE contains PATTERN, failing if PID dies or the deadline passes.
-wait_for_line() {
-    local file=$1 pattern=$2 pid=$3 what=$4
-    local deadline=$((SECONDS + READY_TIMEOUT_S))
-    until grep -q "$pattern" "$file" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || die "$what exited at start-up: $(tail -3 "$file" "${file%.out}.log" 2>/dev/null)"
-        [ "$SECONDS" -lt "$deadline" ] || die "$what not ready after ${READY_TIMEOUT_S} s"
-        sleep 0.05
-    done
-}
+PROG=bench
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 
 need_packages() {
     local missing=()

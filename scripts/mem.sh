@@ -33,35 +33,9 @@ case $N in '' | *[!0-9]* | 0*) echo "mem.sh: MEM_KEYS must be a positive whole n
 case $ACK_TIMEOUT_MS in '' | *[!0-9]* | 0*) echo "mem.sh: MEM_ACK_TIMEOUT_MS must be a positive whole number, not '$ACK_TIMEOUT_MS'" >&2; exit 2 ;; esac
 case $SETTLE_S in '' | *[!0-9.]*) echo "mem.sh: MEM_SETTLE_S must be a number of seconds, not '$SETTLE_S'" >&2; exit 2 ;; esac
 
-WORK=$(mktemp -d -t dsm-mem.XXXXXX)
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then
-        rm -rf "$WORK"
-    else
-        echo "mem.sh: failed (exit $rc); logs kept in $WORK" >&2
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "mem.sh: $*" >&2; exit 1; }
-
-# Wait until FILE contains PATTERN, failing if PID dies or the deadline passes.
-wait_for_line() {
-    local file=$1 pattern=$2 pid=$3 what=$4
-    local deadline=$((SECONDS + READY_TIMEOUT_S))
-    until grep -q "$pattern" "$file" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || die "$what exited at start-up: $(tail -3 "$file" "${file%.out}.log" 2>/dev/null)"
-        [ "$SECONDS" -lt "$deadline" ] || die "$what not ready after ${READY_TIMEOUT_S} s"
-        sleep 0.05
-    done
-}
+PROG=mem
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 
 # Names and pids of the measured processes, in table order.
 names=()
