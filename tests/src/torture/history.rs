@@ -15,6 +15,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+// The same JSON string quoting as `dsm-client status --json`.
+use dsm_client::json::quote;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Read,
@@ -135,27 +138,6 @@ pub fn parse_history(text: &str) -> Result<Vec<Op>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| Op::from_json(l).map_err(|e| format!("line {}: {e}", i + 1)))
         .collect()
-}
-
-/// A JSON string literal.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The JSON values a history line uses.
