@@ -83,30 +83,8 @@ impl Shared {
     }
 
     pub fn to_frame(&self) -> Frame {
-        match self {
-            Shared::Store {
-                req_id,
-                epoch,
-                version,
-                key,
-                value,
-            } => Frame::new(
-                *req_id,
-                Body::Store {
-                    epoch: *epoch,
-                    version: *version,
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                },
-            ),
-            Shared::Fetch { req_id, epoch, key } => Frame::new(
-                *req_id,
-                Body::Fetch {
-                    epoch: *epoch,
-                    key: key.to_vec(),
-                },
-            ),
-        }
+        let (req_id, body) = self.as_ref();
+        Frame::new(req_id, body.to_body())
     }
 }
 

@@ -18,14 +18,7 @@ impl Reply<'_> {
     pub fn into_frame(self) -> Frame {
         match self {
             Reply::Frame(f) => f,
-            Reply::Borrowed(req, BodyRef::Fetched { version, value }) => Frame::new(
-                req,
-                Body::Fetched {
-                    version,
-                    value: value.to_vec(),
-                },
-            ),
-            Reply::Borrowed(req, other) => unreachable!("a slave never sends {other:?} ({req})"),
+            Reply::Borrowed(req, body) => Frame::new(req, body.to_body()),
         }
     }
 }

@@ -315,6 +315,34 @@ impl<'a> BodyRef<'a> {
         })
     }
 
+    /// The owned body with the same encoding (copies the key and value).
+    pub fn to_body(&self) -> Body {
+        match *self {
+            BodyRef::Store {
+                epoch,
+                version,
+                key,
+                value,
+            } => Body::Store {
+                epoch,
+                version,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            BodyRef::Fetch { epoch, key } => Body::Fetch {
+                epoch,
+                key: key.to_vec(),
+            },
+            BodyRef::Fetched { version, value } => Body::Fetched {
+                version,
+                value: value.to_vec(),
+            },
+            BodyRef::Value { value } => Body::Value {
+                value: value.to_vec(),
+            },
+        }
+    }
+
     pub fn opcode(&self) -> Opcode {
         match self {
             BodyRef::Store { .. } => Opcode::Store,
@@ -509,4 +537,42 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     }
     put_u16(out, end as u16);
     out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_and_owned_bodies_encode_alike_and_convert_both_ways() {
+        let bodies = [
+            BodyRef::Store {
+                epoch: 3,
+                version: 1 << 40 | 7,
+                key: b"key",
+                value: b"value",
+            },
+            BodyRef::Fetch { epoch: 2, key: b"" },
+            BodyRef::Fetched {
+                version: 9,
+                value: &[0, 255, 1],
+            },
+            BodyRef::Value { value: b"v" },
+        ];
+        for b in bodies {
+            let owned = b.to_body();
+            assert_eq!(BodyRef::of(&owned), Some(b));
+            assert_eq!(owned.opcode(), b.opcode());
+            let mut by_ref = Vec::new();
+            encode_ref(42, &b, &mut by_ref);
+            let mut by_owned = Vec::new();
+            encode(&Frame::new(42, owned.clone()), &mut by_owned);
+            assert_eq!(by_ref, by_owned);
+            assert_eq!(
+                decode(&by_ref).unwrap(),
+                Some((Frame::new(42, owned), by_ref.len()))
+            );
+        }
+        assert_eq!(BodyRef::of(&Body::Ping), None);
+    }
 }
