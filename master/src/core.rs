@@ -164,6 +164,8 @@ pub struct Master {
     /// Scratch lists for `advance`, kept to save two allocations per request.
     pub(crate) scratch_finished: Vec<OpId>,
     pub(crate) scratch_start: Vec<OpId>,
+    /// Slaves sent a FETCH since the last tick (one event-loop turn).
+    pub(crate) turn_targets: Vec<SlaveIdx>,
 }
 
 impl Master {
@@ -193,6 +195,7 @@ impl Master {
             repairs_done: 0,
             scratch_finished: Vec::new(),
             scratch_start: Vec::new(),
+            turn_targets: Vec::new(),
         };
         m.init_ha(now);
         m
@@ -256,6 +259,7 @@ impl Master {
     }
 
     pub fn on_tick(&mut self, now: Instant) {
+        self.turn_targets.clear();
         let mut fired = Vec::new();
         self.timers.expired(now, &mut fired);
         for t in fired {

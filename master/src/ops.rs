@@ -487,8 +487,22 @@ impl Master {
                 return self.arm_read_retry(id, now);
             }
             self.read_rr = self.read_rr.wrapping_add(1);
-            fresh().nth(self.read_rr % count).expect("counted above")
+            // Prefer a holder this turn already sends to: one more FETCH rides in the same
+            // write and wakes no other slave. Round robin still spreads the turns.
+            let woken = |h: &SlaveIdx| self.turn_targets.contains(h);
+            let preferred = fresh().filter(woken).count();
+            if preferred > 0 {
+                fresh()
+                    .filter(woken)
+                    .nth(self.read_rr % preferred)
+                    .expect("counted above")
+            } else {
+                fresh().nth(self.read_rr % count).expect("counted above")
+            }
         };
+        if !self.turn_targets.contains(&holder) {
+            self.turn_targets.push(holder);
+        }
         let sub = self.new_sub(id, holder, None);
         self.arm_read_retry(id, now);
         let op = &mut self.ops[id];

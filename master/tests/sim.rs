@@ -12,6 +12,8 @@ struct SimSlave {
     store: Store,
     /// A silent slave receives nothing and answers nothing (a SIGSTOPped process).
     silent: bool,
+    /// FETCHes this slave has answered.
+    fetches: usize,
 }
 
 struct Sim {
@@ -62,6 +64,7 @@ impl Sim {
             SimSlave {
                 store: Store::default(),
                 silent: false,
+                fetches: 0,
             },
         );
         self.deliver(
@@ -120,6 +123,9 @@ impl Sim {
                         if let Some(s) = self.slaves.get_mut(&conn) {
                             if s.silent {
                                 continue;
+                            }
+                            if matches!(frame.body, Body::Fetch { .. }) {
+                                s.fetches += 1;
                             }
                             if let Some(reply) = s.store.on_frame(frame) {
                                 self.m.on_frame(conn, reply, self.now);
@@ -570,4 +576,37 @@ fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
         );
     }
     assert_eq!(sim.m.in_flight(), (0, 0));
+}
+
+#[test]
+fn reads_in_one_turn_go_to_slaves_already_sent_to_and_turns_spread_them() {
+    let mut sim = Sim::new(Sim::cfg(), 3); // R=2 over 3 slaves: any 2 slaves cover every key
+    let c = sim.add_client();
+    for i in 0..60 {
+        sim.write(c, i, &format!("k{i}"), "v");
+    }
+    sim.take(c);
+    // 60 reads in one turn (no tick between them): they wake at most two slaves.
+    for i in 0..60 {
+        sim.read(c, 100 + i, &format!("k{i}"));
+    }
+    assert_eq!(sim.take(c).len(), 60);
+    let busy = sim.slaves.values().filter(|s| s.fetches > 0).count();
+    assert!(busy <= 2, "one turn's reads woke {busy} slaves");
+    // Over many turns every copy is read from.
+    for round in 0..30u64 {
+        sim.advance(Duration::from_millis(1));
+        for i in 0..6u64 {
+            sim.read(
+                c,
+                1000 + round * 10 + i,
+                &format!("k{}", (round * 7 + i) % 60),
+            );
+        }
+    }
+    let fetches: Vec<usize> = sim.slaves.values().map(|s| s.fetches).collect();
+    assert!(
+        fetches.iter().all(|&f| f >= 20),
+        "reads spread over turns: {fetches:?}"
+    );
 }
