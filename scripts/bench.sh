@@ -13,6 +13,7 @@
 #   BENCH_PIPELINED_REQUESTS requests per run at 4x32 (default 200000)
 #   BENCH_STRACE=1           also count the master's write syscalls per op (4x32 WRITE, strace)
 #   BENCH_OUT                results file (default bench-results/latest.md)
+#   BENCH_MASTER_ARGS        extra dsm-master flags (e.g. "--spin-us 50"), recorded in the file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +47,8 @@ need_packages() {
 start_cluster() {
     local tag=$1
     shift
-    "$@" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+    # shellcheck disable=SC2086 # BENCH_MASTER_ARGS is a list of flags
+    "$@" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 ${BENCH_MASTER_ARGS:-} \
         --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     local mpid=$!
     pids+=("$mpid")
@@ -240,7 +242,7 @@ main() {
         echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
         echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
-        echo "- cluster: 1 master (R=2) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
+        echo "- cluster: 1 master (R=2${BENCH_MASTER_ARGS:+, $BENCH_MASTER_ARGS}) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
         echo "- each cell is the median of $REPEATS runs; values $VALUE bytes, $KEYS keys;" \
             "$SERIAL_N requests per run at 1x1, $PIPELINED_N at 4x32"
         echo

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dsm_net::auth::Secret;
 
 /// Default of `--spin-us`.
-pub const SPIN_US: u64 = 0;
+pub const SPIN_US: u64 = 50;
 
 #[derive(Debug, Clone)]
 pub struct Config {
