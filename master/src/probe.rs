@@ -8,7 +8,7 @@ use std::time::Instant;
 use dsm_wire::Body;
 use log::info;
 
-use crate::core::{Master, OpId};
+use crate::core::{Master, OpId, Out, Shared};
 use crate::keymap::SlaveIdx;
 use crate::ops::OpKind;
 
@@ -35,7 +35,7 @@ impl Master {
     /// FETCH from every live slave not yet asked, and look again after `read_retry`.
     fn probe_ask(&mut self, id: OpId, now: Instant) {
         let live: Vec<SlaveIdx> = self.slaves.live().map(|(i, _)| i).collect();
-        let key = self.ops[id].key.to_vec();
+        let key = self.ops[id].key.clone();
         for slave in live {
             let asked = match &self.ops[id].kind {
                 OpKind::Read(r) => r.probe.as_ref().is_some_and(|p| p.asked.contains(&slave)),
@@ -51,15 +51,13 @@ impl Master {
                     p.asked.push(slave);
                 }
             }
+            let fetch = Shared::Fetch {
+                req_id: sub,
+                epoch: self.epoch,
+                key: key.clone(),
+            };
             let conn = self.slaves.get(slave).conn;
-            self.send(
-                conn,
-                sub,
-                Body::Fetch {
-                    epoch: self.epoch,
-                    key: key.clone(),
-                },
-            );
+            self.out.push(Out::SendShared(conn, fetch));
         }
         self.arm_read_retry(id, now);
     }

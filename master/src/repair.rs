@@ -3,12 +3,13 @@
 //! internal operation in the key's queue, so it never races a client write to the same key;
 //! a bound on copies and bytes in flight keeps client traffic moving.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use dsm_wire::Body;
 use log::{debug, info, warn};
 
-use crate::core::{Master, OpId, Out, Timer};
+use crate::core::{Master, OpId, Out, Shared, Timer};
 use crate::keymap::SlaveIdx;
 use crate::ops::{Op, OpKind};
 use crate::placement::stable_hash;
@@ -22,7 +23,8 @@ pub(crate) const MAX_REPAIR_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) struct RepairOp {
     /// The version being copied (the latest acknowledged one when the copy started).
     pub version: u64,
-    pub value: Vec<u8>,
+    /// Shared by the STOREs to every target.
+    pub value: Rc<[u8]>,
     /// Live slaves in rendezvous order that do not hold the key: where copies go.
     pub candidates: Vec<SlaveIdx>,
     pub next: usize,
@@ -114,33 +116,36 @@ impl Master {
             r.wanted = want - live.len();
             r.fetching = true;
         }
-        self.send_sub(
-            id,
-            live[0],
-            Body::Fetch {
-                epoch: self.epoch,
-                key: key.to_vec(),
-            },
-            false,
-            now,
-        );
+        let epoch = self.epoch;
+        self.send_sub(id, live[0], false, now, |req_id| Shared::Fetch {
+            req_id,
+            epoch,
+            key,
+        });
     }
 
-    /// Send a sub-request for op `id` to `slave`; `acked` arms the ACK timeout.
-    fn send_sub(&mut self, id: OpId, slave: SlaveIdx, body: Body, acked: bool, now: Instant) {
+    /// Send a sub-request for op `id` to `slave`, made by `frame` from its request id;
+    /// `acked` arms the ACK timeout.
+    fn send_sub(
+        &mut self,
+        id: OpId,
+        slave: SlaveIdx,
+        acked: bool,
+        now: Instant,
+        frame: impl FnOnce(u64) -> Shared,
+    ) {
         let sub = self.new_sub(id, slave, acked.then(|| now + self.cfg.ack_timeout));
         if let OpKind::Repair(r) = &mut self.ops[id].kind {
             r.pending.push(sub);
         }
         let conn = self.slaves.get(slave).conn;
-        self.out
-            .push(Out::Send(conn, dsm_wire::Frame::new(sub, body)));
+        self.out.push(Out::SendShared(conn, frame(sub)));
     }
 
     /// Send STOREs until `wanted` copies are in flight or no candidate is left.
     fn repair_store_more(&mut self, id: OpId, now: Instant) {
         loop {
-            let (slave, body) = {
+            let (slave, version, key, value) = {
                 let op = &mut self.ops[id];
                 let OpKind::Repair(r) = &mut op.kind else {
                     return;
@@ -160,15 +165,16 @@ impl Master {
                     }
                 };
                 let Some(slave) = next else { return };
-                let body = Body::Store {
-                    epoch: self.epoch,
-                    version: r.version,
-                    key: op.key.to_vec(),
-                    value: r.value.clone(),
-                };
-                (slave, body)
+                (slave, r.version, op.key.clone(), r.value.clone())
             };
-            self.send_sub(id, slave, body, true, now);
+            let epoch = self.epoch;
+            self.send_sub(id, slave, true, now, |req_id| Shared::Store {
+                req_id,
+                epoch,
+                version,
+                key,
+                value,
+            });
         }
     }
 
@@ -187,7 +193,7 @@ impl Master {
             Some((version, value)) if version == r.version => {
                 r.fetching = false;
                 self.repair_bytes += value.len();
-                r.value = value;
+                r.value = value.into();
                 self.repair_store_more(id, now);
                 self.repair_maybe_done(id, now);
             }
@@ -268,7 +274,7 @@ impl Master {
     pub(crate) fn finish_repair(&mut self, id: OpId, now: Instant) {
         if let OpKind::Repair(r) = &mut self.ops[id].kind {
             self.repair_bytes = self.repair_bytes.saturating_sub(r.value.len());
-            r.value = Vec::new();
+            r.value = Rc::default();
         }
         self.complete_and_advance(id, Body::Ok, now);
     }
