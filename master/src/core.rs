@@ -151,7 +151,7 @@ pub struct Master {
     pub(crate) keys: KeyIndex,
     pub(crate) ops: Slab<crate::ops::Op>,
     /// Per key, the client operations not yet answered, in arrival order.
-    pub(crate) queues: HashMap<Rc<[u8]>, crate::ops::KeyQueue>,
+    pub(crate) queues: IdMap<crate::ops::QueueKey, crate::ops::KeyQueue>,
     pub(crate) subs: IdMap<u64, Sub>,
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) out: Vec<Out>,
@@ -184,7 +184,7 @@ impl Master {
             slaves: SlaveTable::default(),
             keys: KeyIndex::default(),
             ops: Slab::new(),
-            queues: HashMap::new(),
+            queues: IdMap::default(),
             subs: IdMap::default(),
             timers,
             out: Vec::new(),

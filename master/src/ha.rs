@@ -543,7 +543,7 @@ impl Master {
                 crate::ops::cannot_vouch(&self.ops[id].kind, format!("stepped down ({why})"));
             self.complete(id, reply);
         }
-        let keys: Vec<std::rc::Rc<[u8]>> = self.queues.keys().cloned().collect();
+        let keys: Vec<crate::ops::QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
             self.advance(&key, now);
         }

@@ -46,7 +46,21 @@ impl KeyIndex {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
-        match self.find(key) {
+        self.get_hashed(self.hash(key), key)
+    }
+
+    /// The keyed hash [`KeyIndex::get_hashed`] takes. Client-chosen keys need a hash they
+    /// cannot aim at one bucket, and that costs: the master computes it once per operation.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.index.hash(key)
+    }
+
+    /// [`KeyIndex::get`] with `hash` = [`KeyIndex::hash`] of `key`.
+    pub fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<Entry<'_>> {
+        match self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
             Found::At(pos) => Some(self.entry(&self.records[pos].1)),
             Found::Vacant(_) => None,
         }

@@ -3,6 +3,7 @@
 //! READ path (FETCH from a holder, ask again until one answers or the deadline passes).
 
 use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -21,12 +22,37 @@ pub(crate) type Subs = Few<u64, 2>;
 /// The operations waiting on one key.
 pub(crate) type KeyQueue = OpQueue;
 
+/// A key of the per-key queues, with its keyed hash ([`crate::keymap::KeyIndex::hash`]),
+/// computed once when the operation arrives: the queue map (an [`crate::idmap::IdMap`]) and the
+/// key index both use it, so a READ hashes its key once instead of four or five times.
+#[derive(Clone)]
+pub(crate) struct QueueKey {
+    pub hash: u64,
+    pub key: Rc<[u8]>,
+}
+
+impl Hash for QueueKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for QueueKey {
+    fn eq(&self, other: &QueueKey) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl Eq for QueueKey {}
+
 pub(crate) struct Op {
     /// None once the client has gone: the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
     pub req_id: u64,
     /// Shared with the key's queue and with every STORE/FETCH sent for this op.
     pub key: Rc<[u8]>,
+    /// `keys.hash(&key)`.
+    pub hash: u64,
     pub started: bool,
     /// Set when the outcome is known; sent once every earlier op on the key has been answered.
     pub reply: Option<Body>,
@@ -95,6 +121,7 @@ impl Master {
         now: Instant,
     ) {
         let key: Rc<[u8]> = key.into();
+        let hash = self.keys.hash(&key);
         let kind = match value {
             Some(value) => OpKind::Write(WriteOp {
                 value: value.into(),
@@ -106,6 +133,7 @@ impl Master {
             client: Some(conn),
             req_id,
             key: key.clone(),
+            hash,
             started: false,
             reply: None,
             deadline: None,
@@ -115,13 +143,27 @@ impl Master {
             .timers
             .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
         self.ops[id].deadline = Some(t);
-        self.queues.entry(key.clone()).or_default().push_back(id);
-        self.advance(&key, now);
+        self.enqueue(id, now);
+    }
+
+    /// Put op `id` at the back of its key's queue and start what may start.
+    pub(crate) fn enqueue(&mut self, id: OpId, now: Instant) {
+        let qkey = self.queue_key(id);
+        self.queues.entry(qkey.clone()).or_default().push_back(id);
+        self.advance(&qkey, now);
+    }
+
+    pub(crate) fn queue_key(&self, id: OpId) -> QueueKey {
+        let op = &self.ops[id];
+        QueueKey {
+            hash: op.hash,
+            key: op.key.clone(),
+        }
     }
 
     /// Answer finished operations at the front of the key's queue, then start what may start:
     /// reads run together, a write runs alone once everything before it has been answered.
-    pub(crate) fn advance(&mut self, key: &Rc<[u8]>, now: Instant) {
+    pub(crate) fn advance(&mut self, key: &QueueKey, now: Instant) {
         // Scratch lists reused across calls (a nested call, through a reply, gets fresh ones).
         let mut finished = std::mem::take(&mut self.scratch_finished);
         let mut to_start = std::mem::take(&mut self.scratch_start);
@@ -246,7 +288,7 @@ impl Master {
 
     pub(crate) fn complete_and_advance(&mut self, id: OpId, reply: Body, now: Instant) {
         self.complete(id, reply);
-        let key = self.ops[id].key.clone();
+        let key = self.queue_key(id);
         self.advance(&key, now);
     }
 
@@ -437,7 +479,8 @@ impl Master {
         if self.needs_probe(&self.ops[id].key) {
             return self.start_probe(id, now);
         }
-        let version = match self.keys.get(&self.ops[id].key) {
+        let op = &self.ops[id];
+        let version = match self.keys.get_hashed(op.hash, &op.key) {
             Some(e) => e.version,
             None => return self.complete(id, Body::NotFound),
         };
@@ -451,8 +494,8 @@ impl Master {
     /// holder left the key is gone: NOT_FOUND, as the seed design says.
     fn send_fetch(&mut self, id: OpId, now: Instant) {
         let holder = {
-            let key = &self.ops[id].key;
-            let Some(e) = self.keys.get(key) else {
+            let op = &self.ops[id];
+            let Some(e) = self.keys.get_hashed(op.hash, &op.key) else {
                 return self.complete_and_advance(id, Body::NotFound, now);
             };
             if !e.holders.iter().any(|&h| self.slaves.is_live(h)) {

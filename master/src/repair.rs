@@ -74,6 +74,7 @@ impl Master {
                 client: None,
                 req_id: 0,
                 key: key.clone(),
+                hash: self.keys.hash(&key),
                 started: false,
                 reply: None,
                 deadline: None,
@@ -83,8 +84,7 @@ impl Master {
                 .timers
                 .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
             self.ops[id].deadline = Some(t);
-            self.queues.entry(key.clone()).or_default().push_back(id);
-            self.advance(&key, now);
+            self.enqueue(id, now);
         }
     }
 

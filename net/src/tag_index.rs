@@ -60,9 +60,26 @@ impl TagIndex {
         self.len = 0;
     }
 
+    /// This index's keyed hash of `key`, for [`TagIndex::find_hashed`]: a caller that looks
+    /// one key up in several places (or in a map of its own) hashes it once.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Look `key` up; `key_at(position)` gives the key of a record the index points to.
     pub fn find<'a>(&self, key: &[u8], key_at: impl Fn(usize) -> &'a [u8]) -> Found {
-        let hash = (self.hasher.hash_one(key) >> 32) as u32;
+        self.find_hashed(self.hash(key), key, key_at)
+    }
+
+    /// [`TagIndex::find`] with `hash` = [`TagIndex::hash`] of `key`, computed earlier.
+    pub fn find_hashed<'a>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        key_at: impl Fn(usize) -> &'a [u8],
+    ) -> Found {
+        debug_assert_eq!(hash, self.hash(key), "hash of another key or index");
+        let hash = (hash >> 32) as u32;
         if self.slots.is_empty() {
             return Found::Vacant(Vacancy { slot: 0, hash });
         }
