@@ -7,6 +7,8 @@ use dsm_net::auth::Secret;
 
 /// Default of `--spin-us`.
 pub const SPIN_US: u64 = 50;
+/// Default of `--coalesce-us`.
+pub const COALESCE_US: u64 = 300;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,6 +44,9 @@ pub struct Config {
     /// With requests waiting on slaves and nothing to read, poll without sleeping this long
     /// before blocking (zero: always block). See `server.rs`.
     pub spin: Duration,
+    /// Hold replies to a client that is owed more for at most this long while the master is
+    /// busy (zero: write every turn). See `server.rs`.
+    pub coalesce: Duration,
     /// The shared secret: slaves and backups must prove they hold it (and so must this master,
     /// on its own link to a primary). `None`: nobody authenticates.
     pub secret: Option<Secret>,
@@ -69,6 +74,7 @@ impl Default for Config {
             heartbeat_misses: 3,
             takeover_grace: Duration::from_millis(3000),
             spin: Duration::from_micros(SPIN_US),
+            coalesce: Duration::from_micros(COALESCE_US),
             secret: None,
             require_client_auth: false,
         }

@@ -166,6 +166,8 @@ pub struct Master {
     pub(crate) scratch_start: Vec<OpId>,
     /// Slaves sent a FETCH since the last tick (one event-loop turn).
     pub(crate) turn_targets: Vec<SlaveIdx>,
+    /// Per connection id: client operations taken and not yet answered (see [`Master::owes`]).
+    pub(crate) owed: Vec<u32>,
 }
 
 impl Master {
@@ -196,6 +198,7 @@ impl Master {
             scratch_finished: Vec::new(),
             scratch_start: Vec::new(),
             turn_targets: Vec::new(),
+            owed: Vec::new(),
         };
         m.init_ha(now);
         m
@@ -205,6 +208,12 @@ impl Master {
     pub fn drain_out(&mut self, into: &mut Vec<Out>) {
         self.flush_sync();
         into.append(&mut self.out);
+    }
+
+    /// Whether the connection has requests in progress here whose replies are still to come:
+    /// the event loop may then hold the replies it has, to write them together (`server.rs`).
+    pub fn owes(&self, conn: ConnId) -> bool {
+        self.owed.get(conn).is_some_and(|&n| n > 0)
     }
 
     /// When `on_tick` next has work; feeds the poll timeout.
@@ -218,6 +227,10 @@ impl Master {
 
     /// A connection was accepted from `addr`; it has `hello_timeout` to say HELLO.
     pub fn on_connect(&mut self, conn: ConnId, addr: String, now: Instant) {
+        if self.owed.len() <= conn {
+            self.owed.resize(conn + 1, 0);
+        }
+        self.owed[conn] = 0;
         self.conn_serial += 1;
         let serial = self.conn_serial;
         self.peers.insert(

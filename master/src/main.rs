@@ -135,6 +135,17 @@ fn main() {
         ),
         "US",
     );
+    opts.optopt(
+        "",
+        "coalesce-us",
+        &format!(
+            "while the master is busy, hold replies to a client that is owed more replies \
+             for at most this long, to write them together; 0 writes every loop turn \
+             (default {})",
+            dsm_master::config::COALESCE_US
+        ),
+        "US",
+    );
     cli.add_secret_opt(
         &mut opts,
         "shared secret file: slaves and backups must prove they hold it, and this master proves \
@@ -170,6 +181,11 @@ fn main() {
             .max(3) as u32,
         takeover_grace: cli.millis(&m, "takeover-grace-ms", d.takeover_grace),
         spin: Duration::from_micros(cli.whole(&m, "spin-us", d.spin.as_micros() as u64)),
+        coalesce: Duration::from_micros(cli.whole(
+            &m,
+            "coalesce-us",
+            d.coalesce.as_micros() as u64,
+        )),
         secret: None,
         require_client_auth: m.opt_present("require-client-auth"),
     };

@@ -143,6 +143,9 @@ impl Master {
             .timers
             .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
         self.ops[id].deadline = Some(t);
+        if let Some(n) = self.owed.get_mut(conn) {
+            *n += 1;
+        }
         self.enqueue(id, now);
     }
 
@@ -270,6 +273,9 @@ impl Master {
             }
             other => other,
         };
+        if let Some(n) = op.client.and_then(|c| self.owed.get_mut(c)) {
+            *n = n.saturating_sub(1);
+        }
         if let (Some(conn), Some(reply)) = (op.client, reply) {
             self.out
                 .push(Out::Send(conn, dsm_wire::Frame::new(op.req_id, reply)));
@@ -279,6 +285,9 @@ impl Master {
     /// The client went away: its ops finish (a write already sent must still commit or fail
     /// cleanly) but nobody is told.
     pub(crate) fn orphan_ops(&mut self, conn: ConnId) {
+        if let Some(n) = self.owed.get_mut(conn) {
+            *n = 0;
+        }
         for (_, op) in self.ops.iter_mut() {
             if op.client == Some(conn) {
                 op.client = None;

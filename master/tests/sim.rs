@@ -610,3 +610,33 @@ fn reads_in_one_turn_go_to_slaves_already_sent_to_and_turns_spread_them() {
         "reads spread over turns: {fetches:?}"
     );
 }
+
+#[test]
+fn a_client_is_owed_replies_exactly_while_its_requests_are_in_progress() {
+    let mut sim = Sim::new(Sim::cfg(), 3);
+    let c = sim.add_client();
+    assert!(!sim.m.owes(c), "the WELCOME is not a request in progress");
+    sim.write(c, 1, "k", "v1");
+    assert_eq!(sim.take(c).len(), 1);
+    assert!(!sim.m.owes(c), "answered at once");
+    let holder = sim.holders_of("k")[0];
+    sim.slaves.get_mut(&holder).unwrap().silent = true;
+    sim.write(c, 2, "k", "v2");
+    sim.write(c, 3, "other", "x");
+    // The write to "other" is answered; the one to "k" waits on the silent slave.
+    assert_eq!(sim.take(c).len(), 1);
+    assert!(sim.m.owes(c));
+    sim.advance(Duration::from_millis(300));
+    assert_eq!(sim.take(c).len(), 1);
+    assert!(!sim.m.owes(c));
+    // A client that goes away with a request in progress is owed nothing.
+    let d = sim.add_client();
+    let holder = sim.holders_of("k")[0];
+    sim.slaves.get_mut(&holder).unwrap().silent = true;
+    sim.write(d, 1, "k", "v3");
+    assert!(sim.m.owes(d));
+    sim.m.on_close(d, sim.now);
+    assert!(!sim.m.owes(d));
+    sim.advance(Duration::from_millis(300));
+    assert_eq!(sim.m.in_flight(), (0, 0));
+}

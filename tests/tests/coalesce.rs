@@ -1,0 +1,100 @@
+//! Reply coalescing (`--coalesce-us`): the master may hold replies to a client that is still owed
+//! more, but only while it has other work at hand. A reply must never wait on a request that is
+//! stuck, however long the hold is allowed to be.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use dsm_tests::{Cluster, ClusterOpts};
+use dsm_wire::{decode, encode, Body, Frame, Role};
+
+/// Far beyond the answer deadline below: a reply that waits for the hold to run out fails.
+const HOLD_US: &str = "600000000";
+/// How long the PONG may take. Generous for a noisy CI machine, and far below both the hold
+/// and the stuck write's deadline.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+
+fn send(conn: &mut TcpStream, req_id: u64, body: Body) {
+    let mut out = Vec::new();
+    encode(&Frame::new(req_id, body), &mut out);
+    conn.write_all(&out).expect("send a frame to the master");
+}
+
+/// The next frame from the master, or a panic once `ANSWER_DEADLINE` has passed.
+fn receive(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Frame {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((frame, used)) = decode(buf).expect("a well-formed frame") {
+            buf.drain(..used);
+            return frame;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => panic!("the master closed the connection"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("nothing from the master within {ANSWER_DEADLINE:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_reply_is_not_held_behind_a_stuck_request_when_the_master_is_idle() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        master_args: [
+            "--coalesce-us",
+            HOLD_US,
+            // The stuck write stays stuck for the whole test.
+            "--ack-timeout-ms",
+            "600000",
+            "--request-timeout-ms",
+            "600000",
+            "--ping-interval-ms",
+            "600000",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    });
+    let mut raw = TcpStream::connect(cluster.master_addr()).unwrap();
+    raw.set_read_timeout(Some(ANSWER_DEADLINE)).unwrap();
+    let mut buf = Vec::new();
+    send(
+        &mut raw,
+        1,
+        Body::Hello {
+            role: Role::Client,
+            epoch: 0,
+            id: String::new(),
+            nonce: None,
+        },
+    );
+    assert!(matches!(
+        receive(&mut raw, &mut buf).body,
+        Body::Welcome { .. }
+    ));
+    for i in 0..cluster.slave_count() {
+        cluster.stop_slave(i);
+    }
+    // This write's STOREs reach stopped slaves: the master owes the client its answer for as
+    // long as they stay stopped. The PING behind it is answered at once; with the master idle
+    // the PONG must go out, not wait for the write.
+    send(
+        &mut raw,
+        2,
+        Body::Write {
+            key: b"stuck".to_vec(),
+            value: b"v".to_vec(),
+        },
+    );
+    send(&mut raw, 3, Body::Ping);
+    let frame = receive(&mut raw, &mut buf);
+    assert_eq!((frame.req_id, frame.body), (3, Body::Pong));
+    for i in 0..cluster.slave_count() {
+        cluster.cont_slave(i);
+    }
+    // Once the slaves run again the write is answered too.
+    let frame = receive(&mut raw, &mut buf);
+    assert_eq!((frame.req_id, frame.body), (2, Body::Ok));
+}
