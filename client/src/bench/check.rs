@@ -48,9 +48,14 @@ impl ValueGen {
             return false;
         }
         let mut state = self.seed(key, version);
-        value
-            .chunks(8)
-            .all(|chunk| chunk == &splitmix(&mut state).to_le_bytes()[..chunk.len()])
+        // Whole words compare as integers: a slice compare per word was a `memcmp` call each,
+        // 3% of the whole machine's CPU in a 4x32 READ run, spent in the bench, not the store.
+        let mut words = value.chunks_exact(8);
+        let whole = words.by_ref().all(|w| {
+            u64::from_le_bytes(w.try_into().expect("chunks_exact(8)")) == splitmix(&mut state)
+        });
+        let tail = words.remainder();
+        whole && tail == &splitmix(&mut state).to_le_bytes()[..tail.len()]
     }
 }
 
