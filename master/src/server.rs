@@ -6,8 +6,8 @@
 //! together with the rest of that client's replies, for at most `--coalesce-us`. A master
 //! with nothing else to do writes them at once, so an idle or lightly loaded master adds no
 //! delay, and a connection with one request in flight never waits. Under pipelined load this
-//! halves the master's `send` calls and the wake-ups they cost the clients (see the README's
-//! performance notes).
+//! cuts the master's `send` calls, and the wake-ups they cost the clients, by about a third
+//! (see the README's performance notes).
 
 use std::io;
 use std::net::SocketAddr;
