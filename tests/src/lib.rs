@@ -20,6 +20,7 @@ pub mod hosts;
 mod logs;
 mod masters;
 pub mod process;
+pub mod raw;
 mod strangers;
 pub mod torture;
 

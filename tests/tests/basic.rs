@@ -1,15 +1,15 @@
 //! Acceptance of the foundation: a master and 3 slaves at R=2 as real processes, driven through
 //! the client library, the `dsm-client` binary and raw frames.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dsm_client::{Client, Error, Op, Reply};
+use dsm_tests::raw::{next_frame, send_frame, Heard};
 use dsm_tests::{bin, live_count, run, Cluster, ClusterOpts};
-use dsm_wire::{decode, encode, Body, ErrorCode, Frame, Role};
+use dsm_wire::{Body, ErrorCode, Role};
 
 const KEYS: usize = 1000;
 const THREADS: usize = 4;
@@ -333,7 +333,6 @@ fn oversize_value_is_too_large_and_the_connection_keeps_working() {
     // The client library would reconnect silently; raw frames show the master keeps the
     // very same connection open after the ERROR.
     let mut raw = TcpStream::connect(cluster.master_addr()).unwrap();
-    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let hello = Body::Hello {
         role: Role::Client,
         epoch: 0,
@@ -370,20 +369,16 @@ fn oversize_value_is_too_large_and_the_connection_keeps_working() {
 
 /// Send one frame on `conn` and return the body of the answer with the same request id.
 fn exchange(conn: &mut TcpStream, req_id: u64, body: Body) -> Body {
-    let mut out = Vec::new();
-    encode(&Frame::new(req_id, body), &mut out);
-    conn.write_all(&out).expect("send a frame to the master");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((frame, _)) = decode(&buf).expect("a well-formed answer") {
+    send_frame(conn, req_id, body);
+    match next_frame(
+        conn,
+        &mut Vec::new(),
+        Instant::now() + Duration::from_secs(10),
+    ) {
+        Heard::Frame(frame) => {
             assert_eq!(frame.req_id, req_id, "answer to another request: {frame:?}");
-            return frame.body;
+            frame.body
         }
-        match conn.read(&mut chunk) {
-            Ok(0) => panic!("the master closed the connection instead of answering {req_id}"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("no answer to request {req_id}: {e}"),
-        }
+        other => panic!("no answer to request {req_id}: {other:?}"),
     }
 }

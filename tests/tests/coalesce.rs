@@ -2,12 +2,12 @@
 //! more, but only while it has other work at hand. A reply must never wait on a request that is
 //! stuck, however long the hold is allowed to be.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dsm_tests::raw::{next_frame, send_frame as send, Heard};
 use dsm_tests::{Cluster, ClusterOpts};
-use dsm_wire::{decode, encode, Body, Frame, Role};
+use dsm_wire::{Body, Frame, Role};
 
 /// Far beyond the answer deadline below: a reply that waits for the hold to run out fails.
 const HOLD_US: &str = "600000000";
@@ -15,25 +15,11 @@ const HOLD_US: &str = "600000000";
 /// and the stuck write's deadline.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
-fn send(conn: &mut TcpStream, req_id: u64, body: Body) {
-    let mut out = Vec::new();
-    encode(&Frame::new(req_id, body), &mut out);
-    conn.write_all(&out).expect("send a frame to the master");
-}
-
 /// The next frame from the master, or a panic once `ANSWER_DEADLINE` has passed.
 fn receive(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Frame {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((frame, used)) = decode(buf).expect("a well-formed frame") {
-            buf.drain(..used);
-            return frame;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) => panic!("the master closed the connection"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("nothing from the master within {ANSWER_DEADLINE:?}: {e}"),
-        }
+    match next_frame(conn, buf, Instant::now() + ANSWER_DEADLINE) {
+        Heard::Frame(frame) => frame,
+        other => panic!("no frame from the master within {ANSWER_DEADLINE:?}: {other:?}"),
     }
 }
 
@@ -58,7 +44,6 @@ fn a_reply_is_not_held_behind_a_stuck_request_when_the_master_is_idle() {
         ..Default::default()
     });
     let mut raw = TcpStream::connect(cluster.master_addr()).unwrap();
-    raw.set_read_timeout(Some(ANSWER_DEADLINE)).unwrap();
     let mut buf = Vec::new();
     send(
         &mut raw,

@@ -1,0 +1,56 @@
+//! Frames on a plain `TcpStream`, for tests that speak the protocol without the client library
+//! (hostile peers, half-done handshakes, replies observed one by one).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use dsm_wire::{decode, encode, Body, Frame};
+
+/// What a raw connection heard back by a deadline.
+#[derive(Debug, PartialEq)]
+pub enum Heard {
+    Frame(Frame),
+    Closed,
+    Nothing,
+}
+
+/// The encoded bytes of one frame.
+pub fn frame_bytes(req_id: u64, body: Body) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(&Frame::new(req_id, body), &mut out);
+    out
+}
+
+/// Write one frame; panics if the socket refuses it.
+pub fn send_frame(stream: &mut TcpStream, req_id: u64, body: Body) {
+    stream
+        .write_all(&frame_bytes(req_id, body))
+        .expect("send a frame to the master");
+}
+
+/// The next whole frame on `stream` (decoding from `rbuf`, which keeps any bytes after it),
+/// EOF, or nothing by `deadline`.
+pub fn next_frame(stream: &mut TcpStream, rbuf: &mut Vec<u8>, deadline: Instant) -> Heard {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some((frame, used)) = decode(rbuf).expect("the master sends well-formed frames") {
+            rbuf.drain(..used);
+            return Heard::Frame(frame);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Heard::Nothing;
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .expect("set a read timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => return Heard::Closed,
+            Ok(n) => rbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Heard::Closed,
+        }
+    }
+}
