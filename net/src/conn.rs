@@ -3,7 +3,9 @@
 
 use std::io::{self, Read, Write};
 
-use dsm_wire::{decode_with_max, encode, encode_ref, BodyRef, Frame, WireError};
+use dsm_wire::{
+    decode_borrowed, decode_with_max, encode, encode_ref, BodyRef, Decoded, Frame, WireError,
+};
 use mio::net::TcpStream;
 
 /// How far a read or write got. Reset, broken pipe and EOF all count as `Closed`.
@@ -121,6 +123,25 @@ impl Conn {
             Some((frame, used)) => {
                 self.rpos += used;
                 Ok(Some(frame))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// [`Conn::next_frame`], with the keys and values of the hot opcodes borrowed from the read
+    /// buffer (see [`dsm_wire::decode_borrowed`]) until the next call.
+    pub fn next_decoded(&mut self) -> Result<Option<Decoded<'_>>, WireError> {
+        let Conn {
+            rbuf,
+            rpos,
+            rend,
+            max_frame,
+            ..
+        } = self;
+        match decode_borrowed(&rbuf[*rpos..*rend], *max_frame)? {
+            Some((decoded, used)) => {
+                *rpos += used;
+                Ok(Some(decoded))
             }
             None => Ok(None),
         }

@@ -21,6 +21,91 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
 /// [`decode`] with an explicit largest frame length. The length prefix and the opcode are checked
 /// as soon as they arrive, so a bogus 4 GiB prefix fails after 4 bytes, not after buffering.
 pub fn decode_with_max(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, WireError> {
+    let Some((op, req_id, len)) = header(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut r = Reader {
+        buf: &buf[HEADER_LEN..len],
+        op: op as u8,
+    };
+    let body = decode_body(op, &mut r)?;
+    r.end()?;
+    Ok(Some((Frame { req_id, body }, len)))
+}
+
+/// One decoded frame: borrowed from the input buffer for the opcodes [`BodyRef`] covers,
+/// owned for the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded<'a> {
+    Ref(u64, BodyRef<'a>),
+    Owned(Frame),
+}
+
+impl Decoded<'_> {
+    pub fn req_id(&self) -> u64 {
+        match self {
+            Decoded::Ref(req_id, _) => *req_id,
+            Decoded::Owned(frame) => frame.req_id,
+        }
+    }
+
+    /// The owned frame (copies a borrowed key and value).
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Decoded::Ref(req_id, body) => Frame::new(req_id, body.to_body()),
+            Decoded::Owned(frame) => frame,
+        }
+    }
+}
+
+/// [`decode_with_max`] without copying keys and values out of `buf` for the opcodes
+/// [`BodyRef`] covers: a server that keeps a key in its own form (an `Rc<[u8]>`, a slot in its
+/// store) copies it once, from here, instead of twice. Same checks, same errors, same `used`.
+pub fn decode_borrowed(
+    buf: &[u8],
+    max_frame: usize,
+) -> Result<Option<(Decoded<'_>, usize)>, WireError> {
+    let Some((op, req_id, len)) = header(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut r = Reader {
+        buf: &buf[HEADER_LEN..len],
+        op: op as u8,
+    };
+    let body = match op {
+        Opcode::Read => BodyRef::Read { key: r.slice()? },
+        Opcode::Write => BodyRef::Write {
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Store => BodyRef::Store {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Fetch => BodyRef::Fetch {
+            epoch: r.u64()?,
+            key: r.slice()?,
+        },
+        Opcode::Fetched => BodyRef::Fetched {
+            version: r.u64()?,
+            value: r.slice()?,
+        },
+        Opcode::Value => BodyRef::Value { value: r.slice()? },
+        _ => {
+            let body = decode_body(op, &mut r)?;
+            r.end()?;
+            return Ok(Some((Decoded::Owned(Frame { req_id, body }), len)));
+        }
+    };
+    r.end()?;
+    Ok(Some((Decoded::Ref(req_id, body), len)))
+}
+
+/// The opcode, request id and length of the frame at the front of `buf`, once it is all there.
+/// The length prefix and the opcode are checked as soon as they arrive.
+fn header(buf: &[u8], max_frame: usize) -> Result<Option<(Opcode, u64, usize)>, WireError> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -45,15 +130,7 @@ pub fn decode_with_max(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, us
         return Ok(None);
     }
     let req_id = BigEndian::read_u64(&buf[5..HEADER_LEN]);
-    let mut r = Reader {
-        buf: &buf[HEADER_LEN..len],
-        op: op as u8,
-    };
-    let body = decode_body(op, &mut r)?;
-    if !r.buf.is_empty() {
-        return Err(r.malformed("trailing bytes after the body"));
-    }
-    Ok(Some((Frame { req_id, body }, len)))
+    Ok(Some((op, req_id, len)))
 }
 
 fn decode_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
@@ -237,8 +314,19 @@ impl<'a> Reader<'a> {
     }
     /// A u32 length then that many bytes (keys and values).
     fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        Ok(self.slice()?.to_vec())
+    }
+    /// [`Reader::bytes`], borrowed.
+    fn slice(&mut self) -> Result<&'a [u8], WireError> {
         let n = BigEndian::read_u32(self.take(4)?) as usize;
-        Ok(self.take(n)?.to_vec())
+        self.take(n)
+    }
+    /// The body must end here.
+    fn end(&self) -> Result<(), WireError> {
+        if !self.buf.is_empty() {
+            return Err(self.malformed("trailing bytes after the body"));
+        }
+        Ok(())
     }
     /// A u16 length then that many bytes of UTF-8 (ids, addresses, error text).
     fn string(&mut self) -> Result<String, WireError> {
@@ -271,6 +359,13 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
 /// a `Body` (the master sends one STORE per replica from a single shared copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyRef<'a> {
+    Read {
+        key: &'a [u8],
+    },
+    Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
     Store {
         epoch: u64,
         version: u64,
@@ -294,6 +389,8 @@ impl<'a> BodyRef<'a> {
     /// The borrowed view of `body`, for the opcodes that have one.
     pub fn of(body: &'a Body) -> Option<BodyRef<'a>> {
         Some(match body {
+            Body::Read { key } => BodyRef::Read { key },
+            Body::Write { key, value } => BodyRef::Write { key, value },
             Body::Store {
                 epoch,
                 version,
@@ -318,6 +415,11 @@ impl<'a> BodyRef<'a> {
     /// The owned body with the same encoding (copies the key and value).
     pub fn to_body(&self) -> Body {
         match *self {
+            BodyRef::Read { key } => Body::Read { key: key.to_vec() },
+            BodyRef::Write { key, value } => Body::Write {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
             BodyRef::Store {
                 epoch,
                 version,
@@ -345,6 +447,8 @@ impl<'a> BodyRef<'a> {
 
     pub fn opcode(&self) -> Opcode {
         match self {
+            BodyRef::Read { .. } => Opcode::Read,
+            BodyRef::Write { .. } => Opcode::Write,
             BodyRef::Store { .. } => Opcode::Store,
             BodyRef::Fetch { .. } => Opcode::Fetch,
             BodyRef::Fetched { .. } => Opcode::Fetched,
@@ -357,6 +461,12 @@ impl<'a> BodyRef<'a> {
 pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
     let start = begin(body.opcode(), req_id, out);
     match *body {
+        BodyRef::Read { key } => put_bytes(out, key),
+        BodyRef::Write { key, value } => {
+            out.reserve(8 + key.len() + value.len());
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
         BodyRef::Store {
             epoch,
             version,
@@ -421,11 +531,6 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         }
         Body::Challenge { nonce } => out.extend_from_slice(nonce),
         Body::Auth { proof } => out.extend_from_slice(proof),
-        Body::Write { key, value } => {
-            put_bytes(out, key);
-            put_bytes(out, value);
-        }
-        Body::Read { key } => put_bytes(out, key),
         Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status | Body::SyncAck => {}
         Body::Sync {
             epoch,
@@ -473,7 +578,12 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_string(out, text);
         }
         Body::Ack { version } => put_u64(out, *version),
-        Body::Store { .. } | Body::Fetch { .. } | Body::Fetched { .. } | Body::Value { .. } => {
+        Body::Read { .. }
+        | Body::Write { .. }
+        | Body::Store { .. }
+        | Body::Fetch { .. }
+        | Body::Fetched { .. }
+        | Body::Value { .. } => {
             unreachable!("encoded through BodyRef")
         }
         Body::StatusReply(s) => {

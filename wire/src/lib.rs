@@ -23,7 +23,7 @@ mod codec;
 mod error;
 mod frame;
 
-pub use codec::{decode, decode_with_max, encode, encode_ref, BodyRef};
+pub use codec::{decode, decode_borrowed, decode_with_max, encode, encode_ref, BodyRef, Decoded};
 pub use error::WireError;
 pub use frame::{
     AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,

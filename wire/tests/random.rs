@@ -6,8 +6,8 @@
 use std::panic;
 
 use dsm_wire::{
-    decode, decode_with_max, encode, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus,
-    Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME, HEADER_LEN,
+    decode, decode_borrowed, decode_with_max, encode, Body, ErrorCode, Frame, Opcode, Role,
+    ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 
 const DEFAULT_SEED: u64 = 0x00d5_3a11_c0de_c0de;
@@ -262,6 +262,16 @@ enum Outcome {
 fn check(input: &[u8], max: usize) -> Result<Outcome, String> {
     let result = panic::catch_unwind(|| decode_with_max(input, max))
         .map_err(|_| "decode panicked".to_string())?;
+    // The borrowing decoder is the same decoder: same frame, same length, same error.
+    let borrowed = panic::catch_unwind(|| {
+        decode_borrowed(input, max).map(|o| o.map(|(d, used)| (d.into_frame(), used)))
+    })
+    .map_err(|_| "decode_borrowed panicked".to_string())?;
+    if borrowed != result {
+        return Err(format!(
+            "decode_borrowed gave {borrowed:?}, decode_with_max {result:?}"
+        ));
+    }
     let declared = (input.len() >= 4).then(|| u32::from_be_bytes(input[..4].try_into().unwrap()));
     let declared = declared.map(|l| l as usize);
     let known_op = input.get(4).and_then(|b| Opcode::from_u8(*b));
