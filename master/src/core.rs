@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use dsm_net::{TimerId, TimerWheel};
-use dsm_wire::{Body, BodyRef, ErrorCode, Frame, Role, ServerRole, SlaveStatus, Status};
+use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role, ServerRole, SlaveStatus, Status};
 use log::{info, warn};
 use slab::Slab;
 
@@ -401,27 +401,50 @@ impl Master {
         }
     }
 
-    fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        let req = frame.req_id;
+    /// [`Master::on_frame`] for a frame decoded by [`dsm_wire::decode_borrowed`]: a client's
+    /// READ or WRITE is taken straight from the read buffer (its key and value are copied once,
+    /// into the operation); everything else goes the owned way.
+    pub fn on_decoded(&mut self, conn: ConnId, decoded: Decoded<'_>, now: Instant) {
+        if let Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })) = decoded {
+            if matches!(self.peers.get(&conn), Some(p) if matches!(p.kind, Peer::Client)) {
+                return self.on_client_op(conn, req, body, now);
+            }
+        }
+        self.on_frame(conn, decoded.into_frame(), now)
+    }
+
+    /// A client's READ or WRITE (`body` is one of the two).
+    fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
         // Not the primary, or a primary that has lost its lease (its backup may be taking
         // over): refuse at once so the client moves on instead of waiting for a deadline.
-        if !self.lease_ok(now) && matches!(frame.body, Body::Write { .. } | Body::Read { .. }) {
+        if !self.lease_ok(now) {
             let text = self.not_primary_text();
             return self.send(conn, req, Body::error(ErrorCode::NotPrimary, text));
         }
+        let (key, value) = match body {
+            BodyRef::Read { key } => (key, None),
+            BodyRef::Write { key, value } => (key, Some(value)),
+            other => unreachable!("on_client_op with {:?}", other.opcode()),
+        };
+        if let Some((code, text)) = self.check_sizes(key, value) {
+            return self.send(conn, req, Body::error(code, text));
+        }
+        self.submit(conn, req, key, value, now);
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let req = frame.req_id;
         match frame.body {
-            Body::Write { key, value } => {
-                if let Some((code, text)) = self.check_sizes(&key, Some(&value)) {
-                    return self.send(conn, req, Body::error(code, text));
-                }
-                self.submit(conn, req, key, Some(value), now);
-            }
-            Body::Read { key } => {
-                if let Some((code, text)) = self.check_sizes(&key, None) {
-                    return self.send(conn, req, Body::error(code, text));
-                }
-                self.submit(conn, req, key, None, now);
-            }
+            Body::Write { key, value } => self.on_client_op(
+                conn,
+                req,
+                BodyRef::Write {
+                    key: &key,
+                    value: &value,
+                },
+                now,
+            ),
+            Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
             Body::Ping => self.send(conn, req, Body::Pong),
             Body::Status => {
                 let status = self.status();

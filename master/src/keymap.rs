@@ -68,11 +68,18 @@ impl KeyIndex {
 
     /// Record `version` on `holders`, replacing what the key had.
     pub fn commit(&mut self, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        self.commit_hashed(self.hash(key), key, version, holders)
+    }
+
+    /// [`KeyIndex::commit`] with `hash` = [`KeyIndex::hash`] of `key`.
+    pub fn commit_hashed(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {
         assert!(
             holders.iter().all(|&h| h < SPILLED),
             "slave index out of range"
         );
-        let found = self.find(key);
+        let found = self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0);
         let ids = self.store(holders);
         let slot = Slot { version, ids };
         match found {

@@ -116,8 +116,8 @@ impl Master {
         &mut self,
         conn: ConnId,
         req_id: u64,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        key: &[u8],
+        value: Option<&[u8]>,
         now: Instant,
     ) {
         let key: Rc<[u8]> = key.into();
@@ -399,12 +399,17 @@ impl Master {
                 return;
             }
         }
-        let (key, version, holders) = {
+        let (key, hash, version, holders) = {
             let op = &mut self.ops[id];
             let OpKind::Write(w) = &mut op.kind else {
                 return;
             };
-            (op.key.clone(), w.version, std::mem::take(&mut w.acked))
+            (
+                op.key.clone(),
+                op.hash,
+                w.version,
+                std::mem::take(&mut w.acked),
+            )
         };
         if holders.is_empty() {
             warn!("write of version {version} lost every slave it was sent to");
@@ -421,15 +426,30 @@ impl Master {
                 self.cfg.replicas
             );
         }
-        self.record(&key, version, holders);
+        self.record_hashed(hash, &key, version, holders);
         self.complete_and_advance(id, Body::Ok, now);
     }
 
     /// Make `version` on `holders` the latest acknowledged state of `key` (and tell the
     /// backup).
     pub(crate) fn record(&mut self, key: &[u8], version: u64, holders: impl AsRef<[SlaveIdx]>) {
-        self.keys.commit(key, version, holders.as_ref());
-        self.ha.suspect.remove(key);
+        self.record_hashed(self.keys.hash(key), key, version, holders)
+    }
+
+    /// [`Master::record`] with `hash` = `self.keys.hash(key)` (an op carries it).
+    pub(crate) fn record_hashed(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        holders: impl AsRef<[SlaveIdx]>,
+    ) {
+        self.keys
+            .commit_hashed(hash, key, version, holders.as_ref());
+        // Removing hashes the key even from an empty set; the set is empty but after a takeover.
+        if !self.ha.suspect.is_empty() {
+            self.ha.suspect.remove(key);
+        }
         self.sync_key(key);
     }
 

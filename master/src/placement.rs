@@ -26,11 +26,17 @@ pub fn weight(key_hash: u64, slave_hash: u64) -> u64 {
 /// Order `candidates` (pairs of slave index and the hash of its id) by descending weight for
 /// the key, ties broken by index so the order is total. Returns the indices.
 pub fn rank(key_hash: u64, candidates: impl Iterator<Item = (u32, u64)>) -> Vec<u32> {
-    let mut scored: Vec<(u64, u32)> = candidates
-        .map(|(idx, h)| (weight(key_hash, h), idx))
-        .collect();
-    scored.sort_unstable_by(|a, b| b.cmp(a));
-    scored.into_iter().map(|(_, idx)| idx).collect()
+    let candidates: Vec<(u32, u64)> = candidates.collect();
+    let mut order: Vec<u32> = (0..candidates.len() as u32).collect();
+    rank_in_place(key_hash, &mut order, |i| candidates[i as usize].1);
+    order.iter().map(|&i| candidates[i as usize].0).collect()
+}
+
+/// [`rank`] of the slave indices in `order`, in place, with `hash_of(idx)` the hash of a
+/// slave's id: the write path ranks without allocating more than the list it keeps.
+pub fn rank_in_place(key_hash: u64, order: &mut [u32], hash_of: impl Fn(u32) -> u64) {
+    // A handful of slaves: weighing inside the comparison is cheaper than a scored copy.
+    order.sort_unstable_by_key(|&idx| std::cmp::Reverse((weight(key_hash, hash_of(idx)), idx)));
 }
 
 #[cfg(test)]

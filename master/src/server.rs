@@ -305,8 +305,8 @@ impl Server {
             }
             let now = Instant::now();
             loop {
-                match self.conns[key].next_frame() {
-                    Ok(Some(frame)) => self.core.on_frame(key, frame, now),
+                match self.conns[key].next_decoded() {
+                    Ok(Some(decoded)) => self.core.on_decoded(key, decoded, now),
                     Ok(None) => break,
                     Err(e) => return self.close(key, &format!("bad frame: {e}"), true),
                 }

@@ -135,7 +135,9 @@ impl SlaveTable {
 
     /// Live slaves in rendezvous order for a key: the first R are its home.
     pub fn ranked_live(&self, key_hash: u64) -> Vec<SlaveIdx> {
-        placement::rank(key_hash, self.live().map(|(i, s)| (i, s.hash)))
+        let mut order: Vec<SlaveIdx> = self.live().map(|(i, _)| i).collect();
+        placement::rank_in_place(key_hash, &mut order, |i| self.list[i as usize].hash);
+        order
     }
 
     /// The newest registration of each id, in order of first appearance: what STATUS lists.
