@@ -56,6 +56,10 @@ pub(crate) struct Op {
     pub started: bool,
     /// Set when the outcome is known; sent once every earlier op on the key has been answered.
     pub reply: Option<Body>,
+    /// When the op is answered TIMEOUT at the latest.
+    pub deadline_at: Instant,
+    /// The timer for `deadline_at`. A started READ has none: its retry timer, never set later
+    /// than `deadline_at`, keeps the deadline (one timer per read instead of two).
     pub deadline: Option<TimerId>,
     pub kind: OpKind,
 }
@@ -129,6 +133,8 @@ impl Master {
             }),
             None => OpKind::Read(ReadOp::default()),
         };
+        let read = matches!(kind, OpKind::Read(_));
+        let deadline_at = now + self.cfg.request_timeout;
         let id = self.ops.insert(Op {
             client: Some(conn),
             req_id,
@@ -136,17 +142,31 @@ impl Master {
             hash,
             started: false,
             reply: None,
+            deadline_at,
             deadline: None,
             kind,
         });
-        let t = self
-            .timers
-            .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
-        self.ops[id].deadline = Some(t);
+        if !read {
+            self.arm_deadline(id);
+        }
         if let Some(n) = self.owed.get_mut(conn) {
             *n += 1;
         }
         self.enqueue(id, now);
+        // A READ that started holds a retry timer, and that keeps its deadline; one left
+        // queued behind a write needs its own. (Nothing inside `enqueue` takes a new op, so
+        // `id` is still this READ if it is there at all.)
+        if read && self.ops.get(id).is_some_and(|op| !op.started) {
+            self.arm_deadline(id);
+        }
+    }
+
+    /// Arm the TIMEOUT of op `id` at its `deadline_at`.
+    pub(crate) fn arm_deadline(&mut self, id: OpId) {
+        let t = self
+            .timers
+            .insert(self.ops[id].deadline_at, Timer::Deadline(id));
+        self.ops[id].deadline = Some(t);
     }
 
     /// Put op `id` at the back of its key's queue and start what may start.
@@ -593,11 +613,10 @@ impl Master {
     }
 
     /// (Re)start the READ's retry timer: `on_read_retry` runs after `read_retry` unless an
-    /// answer comes first.
+    /// answer comes first, and at the READ's deadline at the latest.
     pub(crate) fn arm_read_retry(&mut self, id: OpId, now: Instant) {
-        let retry = self
-            .timers
-            .insert(now + self.cfg.read_retry, Timer::ReadRetry(id));
+        let at = (now + self.cfg.read_retry).min(self.ops[id].deadline_at);
+        let retry = self.timers.insert(at, Timer::ReadRetry(id));
         if let OpKind::Read(r) = &mut self.ops[id].kind {
             if let Some(old) = r.retry.replace(retry) {
                 self.timers.cancel(old);
@@ -608,6 +627,9 @@ impl Master {
     pub(crate) fn on_read_retry(&mut self, id: OpId, now: Instant) {
         if !self.ops.contains(id) || self.ops[id].reply.is_some() {
             return;
+        }
+        if now >= self.ops[id].deadline_at {
+            return self.on_deadline(id, now);
         }
         if let OpKind::Read(ReadOp { probe: Some(_), .. }) = &self.ops[id].kind {
             return self.probe_on_retry(id, now);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use dsm_wire::Body;
 use log::{debug, info, warn};
 
-use crate::core::{Master, OpId, Out, Shared, Timer};
+use crate::core::{Master, OpId, Out, Shared};
 use crate::keymap::SlaveIdx;
 use crate::ops::{Op, OpKind};
 use crate::placement::stable_hash;
@@ -77,13 +77,11 @@ impl Master {
                 hash: self.keys.hash(&key),
                 started: false,
                 reply: None,
+                deadline_at: now + self.cfg.request_timeout,
                 deadline: None,
                 kind: OpKind::Repair(RepairOp::default()),
             });
-            let t = self
-                .timers
-                .insert(now + self.cfg.request_timeout, Timer::Deadline(id));
-            self.ops[id].deadline = Some(t);
+            self.arm_deadline(id);
             self.enqueue(id, now);
         }
     }

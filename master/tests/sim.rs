@@ -351,6 +351,34 @@ fn deadline_gives_timeout_with_unknown_outcome() {
 }
 
 #[test]
+fn a_read_no_holder_answers_times_out_at_its_deadline_not_at_a_retry() {
+    // A started READ keeps its deadline in its retry timer: 550 ms is not a multiple of the
+    // 100 ms retry, so a retry timer not capped at the deadline would answer late.
+    let mut cfg = Sim::cfg();
+    cfg.ack_timeout = Duration::from_secs(60);
+    cfg.read_retry = Duration::from_millis(100);
+    cfg.request_timeout = Duration::from_millis(550);
+    let mut sim = Sim::new(cfg, 2);
+    let c = sim.add_client();
+    sim.write(c, 1, "k", "v");
+    assert_eq!(sim.take(c)[0].body, Body::Ok);
+    for s in sim.slaves.values_mut() {
+        s.silent = true;
+    }
+    sim.read(c, 2, "k");
+    sim.advance(Duration::from_millis(549));
+    assert!(sim.take(c).is_empty(), "no answer before the deadline");
+    sim.advance(Duration::from_millis(2));
+    let got = sim.take(c);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].req_id, error_code(&got[0])),
+        (2, ErrorCode::Timeout)
+    );
+    assert_eq!(sim.m.in_flight(), (0, 0));
+}
+
+#[test]
 fn silent_slave_is_dropped_by_pings() {
     let mut sim = Sim::new(Sim::cfg(), 2);
     let quiet = *sim.slaves.keys().min().unwrap();
