@@ -194,12 +194,12 @@ impl Node {
                 Io::Closed => return self.lost("the master closed the connection"),
             }
             loop {
-                match conn.next_frame() {
+                match conn.next_decoded() {
                     // Nothing reaches the store before the master is WELCOMEd (and, with a
                     // secret, has proved it holds it): a stranger cannot reset us.
-                    Ok(Some(frame)) if self.handshake.is_some() => {
+                    Ok(Some(decoded)) if self.handshake.is_some() => {
                         let hs = self.handshake.as_mut().expect("checked");
-                        match hs.on_frame(frame) {
+                        match hs.on_frame(decoded.into_frame()) {
                             Step::Send(auth) => conn.send(&auth),
                             Step::Welcomed { epoch, reset } => {
                                 self.handshake = None;
@@ -231,7 +231,7 @@ impl Node {
                             }
                         }
                     }
-                    Ok(Some(frame)) => match self.store.respond(frame) {
+                    Ok(Some(decoded)) => match self.store.respond_decoded(decoded) {
                         Some(Reply::Frame(reply)) => conn.send(&reply),
                         Some(Reply::Borrowed(req, body)) => conn.send_ref(req, &body),
                         None => {}

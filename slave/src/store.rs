@@ -1,7 +1,7 @@
 //! The slave's logic as a state machine: the versioned key store and the answer to each frame
 //! from the master. No sockets; the event loop feeds frames in and sends the replies.
 
-use dsm_wire::{Body, BodyRef, ErrorCode, Frame};
+use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame};
 use log::{info, warn};
 
 use crate::table::Table;
@@ -73,27 +73,8 @@ impl Store {
                 version,
                 key,
                 value,
-            } => {
-                if let Some(stale) = self.fence(epoch) {
-                    stale
-                } else {
-                    Body::Ack {
-                        version: self.map.put(&key, version, &value),
-                    }
-                }
-            }
-            Body::Fetch { epoch, key } => {
-                if let Some(stale) = self.fence(epoch) {
-                    stale
-                } else {
-                    match self.map.get(&key) {
-                        Some((version, value)) => {
-                            return Some(Reply::Borrowed(req, BodyRef::Fetched { version, value }))
-                        }
-                        None => Body::NotFound,
-                    }
-                }
-            }
+            } => return Some(self.store(req, epoch, version, &key, &value)),
+            Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
             Body::Ping => Body::Pong,
             Body::Pong | Body::Ok => return None,
             Body::Error { code, text } => {
@@ -106,6 +87,45 @@ impl Store {
             ),
         };
         Some(Reply::Frame(Frame::new(req, reply)))
+    }
+
+    /// [`Store::respond`] for a frame decoded by [`dsm_wire::decode_borrowed`]: a STORE or
+    /// FETCH is answered from the bytes in the read buffer, with no copy of its key or value
+    /// but the one a STORE makes into the table.
+    pub fn respond_decoded(&mut self, decoded: Decoded<'_>) -> Option<Reply<'_>> {
+        match decoded {
+            Decoded::Ref(
+                req,
+                BodyRef::Store {
+                    epoch,
+                    version,
+                    key,
+                    value,
+                },
+            ) => Some(self.store(req, epoch, version, key, value)),
+            Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
+            other => self.respond(other.into_frame()),
+        }
+    }
+
+    fn store(&mut self, req: u64, epoch: u64, version: u64, key: &[u8], value: &[u8]) -> Reply<'_> {
+        let body = match self.fence(epoch) {
+            Some(stale) => stale,
+            None => Body::Ack {
+                version: self.map.put(key, version, value),
+            },
+        };
+        Reply::Frame(Frame::new(req, body))
+    }
+
+    fn fetch(&mut self, req: u64, epoch: u64, key: &[u8]) -> Reply<'_> {
+        if let Some(stale) = self.fence(epoch) {
+            return Reply::Frame(Frame::new(req, stale));
+        }
+        match self.map.get(key) {
+            Some((version, value)) => Reply::Borrowed(req, BodyRef::Fetched { version, value }),
+            None => Reply::Frame(Frame::new(req, Body::NotFound)),
+        }
     }
 
     fn see_epoch(&mut self, epoch: u64) {
@@ -174,6 +194,36 @@ mod tests {
             s.on_frame(fetch(3, "nope")),
             Some(Frame::new(3, Body::NotFound))
         );
+    }
+
+    #[test]
+    fn borrowed_frames_get_the_answers_owned_ones_do() {
+        let frames = [
+            store(1, 5, "k", "v"),
+            fetch(2, "k"),
+            fetch(3, "nope"),
+            store(4, 3, "k", "old"),
+            Frame::new(5, Body::Ping),
+            Frame::new(
+                6,
+                Body::Fetch {
+                    epoch: 0,
+                    key: b"k".to_vec(),
+                },
+            ),
+            Frame::new(7, Body::Read { key: b"k".to_vec() }),
+        ];
+        let (mut owned, mut borrowed) = (Store::default(), Store::default());
+        for frame in frames {
+            let mut buf = Vec::new();
+            dsm_wire::encode(&frame, &mut buf);
+            let (decoded, _) = dsm_wire::decode_borrowed(&buf, dsm_wire::DEFAULT_MAX_FRAME)
+                .unwrap()
+                .unwrap();
+            let got = borrowed.respond_decoded(decoded).map(Reply::into_frame);
+            assert_eq!(got, owned.on_frame(frame.clone()), "{frame:?}");
+        }
+        assert_eq!(borrowed.version_of(b"k"), Some(5));
     }
 
     #[test]
