@@ -11,6 +11,8 @@ use dsm_net::handshake::{Handshake, Step};
 use dsm_slave::Store;
 use dsm_wire::{encode, Body, ErrorCode, Frame, Role, ServerRole};
 
+mod common;
+
 const SECRET: &[u8] = b"the cluster's shared secret, 32B";
 const OTHER: &[u8] = b"some other cluster's secret, 32B";
 
@@ -31,6 +33,45 @@ struct Peer {
     /// Frames for a peer with no store (clients, raw peers).
     inbox: Vec<Frame>,
     closed: bool,
+}
+
+impl Peer {
+    /// A frame arrives at this peer; what it sends back, if anything.
+    fn deliver(&mut self, frame: Frame) -> Option<Frame> {
+        if self.closed {
+            return None;
+        }
+        let Some(hs) = self.hs.as_mut() else {
+            return match self.store.as_mut() {
+                Some(store) => store.on_frame(frame),
+                None => {
+                    self.inbox.push(frame);
+                    None
+                }
+            };
+        };
+        match hs.on_frame(frame) {
+            Step::Send(auth) => Some(auth),
+            Step::Welcomed { epoch, reset } => {
+                self.hs = None;
+                self.welcome = Some((epoch, reset));
+                None
+            }
+            step @ Step::Refused { .. } => {
+                self.hs = None;
+                self.failed = Some(step);
+                None
+            }
+            Step::Distrust { why, reply } => {
+                self.hs = None;
+                self.failed = Some(Step::Distrust {
+                    why,
+                    reply: reply.clone(),
+                });
+                Some(reply)
+            }
+        }
+    }
 }
 
 struct Sim {
@@ -93,63 +134,18 @@ impl Sim {
     }
 
     fn pump(&mut self) {
-        loop {
-            let mut out = Vec::new();
-            self.m.drain_out(&mut out);
-            if out.is_empty() {
-                return;
+        let (peers, wire) = (&mut self.peers, &mut self.wire);
+        common::pump(&mut self.m, self.now, |o| {
+            if let Out::Close(conn) = o {
+                peers.get_mut(&conn).unwrap().closed = true;
+                return None;
             }
-            for o in out {
-                if let Out::Close(conn) = o {
-                    self.peers.get_mut(&conn).unwrap().closed = true;
-                    continue;
-                }
-                let (conn, frame) = o.into_frame().expect("not a close");
-                encode(&frame, &mut self.wire);
-                if let Some(reply) = self.deliver(conn, frame) {
-                    encode(&reply, &mut self.wire);
-                    self.m.on_frame(conn, reply, self.now);
-                }
-            }
-        }
-    }
-
-    /// A frame arrives at peer `conn`; what it sends back, if anything.
-    fn deliver(&mut self, conn: usize, frame: Frame) -> Option<Frame> {
-        let p = self.peers.get_mut(&conn).unwrap();
-        if p.closed {
-            return None;
-        }
-        let Some(hs) = p.hs.as_mut() else {
-            return match p.store.as_mut() {
-                Some(store) => store.on_frame(frame),
-                None => {
-                    p.inbox.push(frame);
-                    None
-                }
-            };
-        };
-        match hs.on_frame(frame) {
-            Step::Send(auth) => Some(auth),
-            Step::Welcomed { epoch, reset } => {
-                p.hs = None;
-                p.welcome = Some((epoch, reset));
-                None
-            }
-            step @ Step::Refused { .. } => {
-                p.hs = None;
-                p.failed = Some(step);
-                None
-            }
-            Step::Distrust { why, reply } => {
-                p.hs = None;
-                p.failed = Some(Step::Distrust {
-                    why,
-                    reply: reply.clone(),
-                });
-                Some(reply)
-            }
-        }
+            let (conn, frame) = o.into_frame().expect("not a close");
+            encode(&frame, wire);
+            let reply = peers.get_mut(&conn).unwrap().deliver(frame)?;
+            encode(&reply, wire);
+            Some((conn, reply))
+        });
     }
 
     fn peer(&self, conn: usize) -> &Peer {

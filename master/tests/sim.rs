@@ -8,6 +8,8 @@ use dsm_master::{Config, Master, Out};
 use dsm_slave::Store;
 use dsm_wire::{Body, ErrorCode, Frame, Role};
 
+mod common;
+
 struct SimSlave {
     store: Store,
     /// A silent slave receives nothing and answers nothing (a SIGSTOPped process).
@@ -106,37 +108,26 @@ impl Sim {
 
     /// Carry frames until the network is quiet: slaves answer at once unless silent.
     fn pump(&mut self) {
-        loop {
-            let mut out = Vec::new();
-            self.m.drain_out(&mut out);
-            if out.is_empty() {
-                return;
+        let (slaves, closed, inbox) = (&mut self.slaves, &mut self.closed, &mut self.inbox);
+        common::pump(&mut self.m, self.now, |o| {
+            if let Out::Close(conn) = o {
+                closed.insert(conn);
+                slaves.remove(&conn);
+                return None;
             }
-            for o in out {
-                match o {
-                    Out::Close(conn) => {
-                        self.closed.insert(conn);
-                        self.slaves.remove(&conn);
-                    }
-                    o => {
-                        let (conn, frame) = o.into_frame().expect("not a close");
-                        if let Some(s) = self.slaves.get_mut(&conn) {
-                            if s.silent {
-                                continue;
-                            }
-                            if matches!(frame.body, Body::Fetch { .. }) {
-                                s.fetches += 1;
-                            }
-                            if let Some(reply) = s.store.on_frame(frame) {
-                                self.m.on_frame(conn, reply, self.now);
-                            }
-                        } else {
-                            self.inbox.entry(conn).or_default().push(frame);
-                        }
-                    }
-                }
+            let (conn, frame) = o.into_frame().expect("not a close");
+            let Some(s) = slaves.get_mut(&conn) else {
+                inbox.entry(conn).or_default().push(frame);
+                return None;
+            };
+            if s.silent {
+                return None;
             }
-        }
+            if matches!(frame.body, Body::Fetch { .. }) {
+                s.fetches += 1;
+            }
+            s.store.on_frame(frame).map(|reply| (conn, reply))
+        });
     }
 
     fn advance(&mut self, d: Duration) {
