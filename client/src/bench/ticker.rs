@@ -21,6 +21,11 @@ const MAX_NAP: Duration = Duration::from_millis(10);
 pub struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Held here as well as by the thread: a waker's eventfd must outlive the thread's last
+    /// wake-up. Closed the moment the thread ends, it took that wake-up with it whenever the
+    /// loop had not collected it yet (epoll drops the readiness of a closed fd), and the loop
+    /// slept on to its poll timeout.
+    _waker: Arc<Waker>,
 }
 
 impl Ticker {
@@ -28,6 +33,8 @@ impl Ticker {
     pub fn start(schedule: Schedule, waker: Waker) -> io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let waker = Arc::new(waker);
+        let kept = Arc::clone(&waker);
         let thread = thread::Builder::new()
             .name("bench-ticker".into())
             .spawn(move || {
@@ -46,6 +53,7 @@ impl Ticker {
         Ok(Ticker {
             stop,
             thread: Some(thread),
+            _waker: kept,
         })
     }
 }
@@ -69,20 +77,28 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let waker = Waker::new(poll.registry(), Token(0)).unwrap();
         let start = Instant::now();
-        let schedule = Schedule::new(start, 2000.0, 10);
+        // 10 requests 50 ms apart: long gaps, so a busy machine that runs the ticker thread
+        // late still wakes the loop more than once (at 0.5 ms apart it sometimes did not), and
+        // the last wake-up comes right before the thread ends.
+        let schedule = Schedule::new(start, 20.0, 10);
         let _ticker = Ticker::start(schedule, waker).unwrap();
         let mut events = Events::with_capacity(8);
         let mut wakeups = 0;
         while schedule.due_by(Instant::now()) < 10 {
+            // The poll timeout is longer than the whole schedule: only the ticker ends a poll
+            // in time, and a quiet ticker fails here.
             assert!(
                 start.elapsed() < Duration::from_secs(5),
                 "the ticker went quiet"
             );
-            poll.poll(&mut events, Some(Duration::from_secs(1)))
+            poll.poll(&mut events, Some(Duration::from_secs(6)))
                 .unwrap();
             wakeups += events.iter().count();
         }
-        // 10 requests 0.5 ms apart: woken for most of them, not once per poll timeout.
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the last wake-up was lost: the loop slept to its poll timeout"
+        );
         assert!(wakeups >= 2, "{wakeups} wake-ups");
     }
 
