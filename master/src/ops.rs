@@ -171,9 +171,27 @@ impl Master {
 
     /// Put op `id` at the back of its key's queue and start what may start.
     pub(crate) fn enqueue(&mut self, id: OpId, now: Instant) {
-        let qkey = self.queue_key(id);
-        self.queues.entry(qkey.clone()).or_default().push_back(id);
-        self.advance(&qkey, now);
+        let read = matches!(self.ops[id].kind, OpKind::Read(_));
+        match self.queues.entry(self.queue_key(id)) {
+            // Nothing else on the key: a READ starts now, which is what `advance` would
+            // decide, without its second lookup of the queue and its pass over it.
+            Entry::Vacant(slot) if read => {
+                let qkey = slot.key().clone();
+                slot.insert(KeyQueue::default()).push_back(id);
+                self.ops[id].started = true;
+                self.start_read(id, now);
+                // Answered while starting (no holder left): `advance` sends it and forgets
+                // it, unless a nested pass already has.
+                if self.ops.get(id).is_some_and(|op| op.reply.is_some()) {
+                    self.advance(&qkey, now);
+                }
+            }
+            entry => {
+                let qkey = entry.key().clone();
+                entry.or_default().push_back(id);
+                self.advance(&qkey, now);
+            }
+        }
     }
 
     pub(crate) fn queue_key(&self, id: OpId) -> QueueKey {
@@ -528,25 +546,32 @@ impl Master {
         if self.needs_probe(&self.ops[id].key) {
             return self.start_probe(id, now);
         }
-        let op = &self.ops[id];
-        let version = match self.keys.get_hashed(op.hash, &op.key) {
-            Some(e) => e.version,
-            None => return self.complete(id, Body::NotFound),
-        };
-        if let OpKind::Read(r) = &mut self.ops[id].kind {
-            r.version = version;
-        }
-        self.send_fetch(id, now);
+        self.fetch(id, now, true);
     }
 
     /// FETCH from the next live holder (round robin spreads reads over the copies). With no live
     /// holder left the key is gone: NOT_FOUND, as the seed design says.
     fn send_fetch(&mut self, id: OpId, now: Instant) {
+        self.fetch(id, now, false)
+    }
+
+    /// [`Master::send_fetch`]; on the READ's `start` it also records the version the answer
+    /// must reach, from the same lookup of the key.
+    fn fetch(&mut self, id: OpId, now: Instant, start: bool) {
         let holder = {
             let op = &self.ops[id];
             let Some(e) = self.keys.get_hashed(op.hash, &op.key) else {
+                if start {
+                    // `advance`, which started it, sends the answer.
+                    return self.complete(id, Body::NotFound);
+                }
                 return self.complete_and_advance(id, Body::NotFound, now);
             };
+            if start {
+                if let OpKind::Read(r) = &mut self.ops[id].kind {
+                    r.version = e.version;
+                }
+            }
             if !e.holders.iter().any(|&h| self.slaves.is_live(h)) {
                 if self.in_grace(now) && e.holders.iter().any(|&h| self.slaves.is_awaiting(h)) {
                     // After a takeover: the holders may still be re-registering. Ask again.
