@@ -238,7 +238,7 @@ main() {
         echo "# dsm vs redis on loopback"
         echo
         echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-        echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+        echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- . ':(exclude)bench-results' 2>/dev/null || echo ' (with uncommitted changes)')"
         echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
         echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
