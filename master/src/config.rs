@@ -45,7 +45,7 @@ pub struct Config {
     /// before blocking (zero: always block). See `server.rs`.
     pub spin: Duration,
     /// Hold replies to a client that is owed more for at most this long while the master is
-    /// busy (zero: write every turn). See `server.rs`.
+    /// busy or spinning (zero: write every turn). See `server.rs`.
     pub coalesce: Duration,
     /// The shared secret: slaves and backups must prove they hold it (and so must this master,
     /// on its own link to a primary). `None`: nobody authenticates.

@@ -139,9 +139,9 @@ fn main() {
         "",
         "coalesce-us",
         &format!(
-            "while the master is busy, hold replies to a client that is owed more replies \
-             for at most this long, to write them together; 0 writes every loop turn \
-             (default {})",
+            "while the master is busy (or spinning for slave answers, --spin-us), hold \
+             replies to a client that is owed more replies for at most this long, to write \
+             them together; 0 writes every loop turn (default {})",
             dsm_master::config::COALESCE_US
         ),
         "US",

@@ -2,12 +2,13 @@
 //! comes back out as coalesced writes (one `write` per connection per loop turn at most).
 //!
 //! Replies to a client that still has requests in progress may wait a little longer: while the
-//! master has more work at hand (a non-blocking poll finds events), they are held, to go out
+//! master has more work at hand (a non-blocking poll finds events), and while it spins for
+//! answers due from slaves (`--spin-us`, see [`Server::wait`]), they are held, to go out
 //! together with the rest of that client's replies, for at most `--coalesce-us`. A master
 //! with nothing else to do writes them at once, so an idle or lightly loaded master adds no
 //! delay, and a connection with one request in flight never waits. Under pipelined load this
-//! cuts the master's `send` calls, and the wake-ups they cost the clients, by about a third
-//! (see the README's performance notes).
+//! cuts the master's `send` calls, and the wake-ups they cost the clients, by about half
+//! (see `bench-results/hot-path-2026-11-23.md`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -161,18 +162,28 @@ impl Server {
     /// Wait for events. With `--spin-us` and requests waiting on slaves, first poll without
     /// sleeping (yielding the CPU between polls) for that long: a reply that comes back
     /// within it is picked up without the cost of waking a sleeping process, which on a VM
-    /// can be tens of microseconds per hop.
+    /// can be tens of microseconds per hop. Replies held for clients stay held through that
+    /// spin, so the answers it picks up go out in the same write; they are written before the
+    /// loop blocks.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let spin = !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0;
+        let until = Instant::now() + self.cfg.spin;
         if !self.held.is_empty() {
-            // More work at hand: handle it first. None: write what was held, then wait.
-            self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-            if !self.events.is_empty() {
-                return Ok(());
+            // More work at hand, or slave answers due within the spin: handle them first.
+            // None: write what was held, then wait.
+            loop {
+                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+                if !self.events.is_empty() {
+                    return Ok(());
+                }
+                if !spin || Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
             }
             self.release_held();
         }
-        if !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0 {
-            let until = Instant::now() + self.cfg.spin;
+        if spin {
             loop {
                 self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
                 if !self.events.is_empty() {
