@@ -23,17 +23,9 @@ pub fn weight(key_hash: u64, slave_hash: u64) -> u64 {
     mix(key_hash ^ slave_hash.rotate_left(17))
 }
 
-/// Order `candidates` (pairs of slave index and the hash of its id) by descending weight for
-/// the key, ties broken by index so the order is total. Returns the indices.
-pub fn rank(key_hash: u64, candidates: impl Iterator<Item = (u32, u64)>) -> Vec<u32> {
-    let candidates: Vec<(u32, u64)> = candidates.collect();
-    let mut order: Vec<u32> = (0..candidates.len() as u32).collect();
-    rank_in_place(key_hash, &mut order, |i| candidates[i as usize].1);
-    order.iter().map(|&i| candidates[i as usize].0).collect()
-}
-
-/// [`rank`] of the slave indices in `order`, in place, with `hash_of(idx)` the hash of a
-/// slave's id: the write path ranks without allocating more than the list it keeps.
+/// Order the slave indices in `order` by descending weight for the key, ties broken by index
+/// so the order is total; `hash_of(idx)` is the hash of that slave's id. In place: the write
+/// path ranks without allocating more than the list it keeps.
 pub fn rank_in_place(key_hash: u64, order: &mut [u32], hash_of: impl Fn(u32) -> u64) {
     // A handful of slaves: weighing inside the comparison is cheaper than a scored copy.
     order.sort_unstable_by_key(|&idx| std::cmp::Reverse((weight(key_hash, hash_of(idx)), idx)));
@@ -49,6 +41,28 @@ mod tests {
             .collect()
     }
 
+    /// `rank_in_place` over `(index, id hash)` pairs.
+    fn rank(key_hash: u64, slaves: &[(u32, u64)]) -> Vec<u32> {
+        let mut order: Vec<u32> = slaves.iter().map(|&(i, _)| i).collect();
+        let hash_of = |i: u32| slaves.iter().find(|&&(j, _)| j == i).unwrap().1;
+        rank_in_place(key_hash, &mut order, hash_of);
+        order
+    }
+
+    #[test]
+    fn ranking_in_place_keeps_the_order_of_a_sorted_scored_copy() {
+        // The order placement had before it ranked in place: like the hash, the order must
+        // not change between releases.
+        let s = slaves(5);
+        for k in 0..2000 {
+            let kh = stable_hash(format!("key-{k}").as_bytes());
+            let mut scored: Vec<(u64, u32)> = s.iter().map(|&(i, h)| (weight(kh, h), i)).collect();
+            scored.sort_unstable_by(|a, b| b.cmp(a));
+            let expect: Vec<u32> = scored.into_iter().map(|(_, i)| i).collect();
+            assert_eq!(rank(kh, &s), expect);
+        }
+    }
+
     #[test]
     fn hash_is_stable() {
         // Pinned values: placement must not change between releases or machines.
@@ -62,10 +76,7 @@ mod tests {
         let s = slaves(3);
         let mut counts = [0u32; 3];
         for k in 0..3000 {
-            let order = rank(
-                stable_hash(format!("key-{k}").as_bytes()),
-                s.iter().copied(),
-            );
+            let order = rank(stable_hash(format!("key-{k}").as_bytes()), &s);
             for &i in &order[..2] {
                 counts[i as usize] += 1;
             }
@@ -82,8 +93,8 @@ mod tests {
         let without: Vec<_> = all.iter().copied().filter(|(i, _)| *i != 2).collect();
         for k in 0..1000 {
             let kh = stable_hash(format!("k{k}").as_bytes());
-            let before = rank(kh, all.iter().copied());
-            let after = rank(kh, without.iter().copied());
+            let before = rank(kh, &all);
+            let after = rank(kh, &without);
             let expect: Vec<u32> = before.into_iter().filter(|&i| i != 2).collect();
             assert_eq!(after, expect, "rendezvous order must survive a removal");
         }
