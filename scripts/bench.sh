@@ -48,19 +48,7 @@ start_cluster() {
     local tag=$1
     shift
     # shellcheck disable=SC2086 # BENCH_MASTER_ARGS is a list of flags
-    "$@" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 ${BENCH_MASTER_ARGS:-} \
-        --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
-    local mpid=$!
-    pids+=("$mpid")
-    wait_for_line "$WORK/$tag-master.out" "dsm-master ready" "$mpid" "dsm-master ($tag)"
-    MASTER=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/$tag-master.out")
-    [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
-    for i in 1 2 3; do
-        "$BIN/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
-            >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
-        pids+=("$!")
-        wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"
-    done
+    start_dsm "$BIN" "$tag" 3 ${BENCH_MASTER_ARGS:-} -- "$@"
 }
 
 # redis-server has no "port 0": try free ports below the ephemeral range until one binds.

@@ -1,5 +1,5 @@
-# Shared by bench.sh and mem.sh (sourced, not run): a work folder, every child stopped on exit
-# (logs kept when the script failed), and a readiness wait with a deadline.
+# Shared by bench.sh, mem.sh and cpu.sh (sourced, not run): a work folder, every child stopped on exit
+# (logs kept when the script failed), a readiness wait with a deadline, and a cluster start.
 # Set PROG (the script's name, for messages) and READY_TIMEOUT_S before sourcing.
 # shellcheck shell=bash
 
@@ -30,5 +30,33 @@ wait_for_line() {
         kill -0 "$pid" 2>/dev/null || die "$what exited at start-up: $(tail -3 "$file" "${file%.out}.log" 2>/dev/null)"
         [ "$SECONDS" -lt "$deadline" ] || die "$what not ready after ${READY_TIMEOUT_S} s"
         sleep 0.05
+    done
+}
+
+# Start a master (R=2, free loopback ports) and N slaves from the binaries in BIN, waiting
+# for each to say it is ready; logs go to $WORK/TAG-*. Sets MASTER (its client address),
+# MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them.
+# Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
+# WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
+start_dsm() {
+    local bin=$1 tag=$2 n=$3 i
+    shift 3
+    local -a opts=() wrap=()
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    [ "$#" -gt 0 ] && shift && wrap=("$@")
+    "${wrap[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+        "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
+    MASTER_PID=$!
+    pids+=("$MASTER_PID")
+    wait_for_line "$WORK/$tag-master.out" "dsm-master ready" "$MASTER_PID" "dsm-master ($tag)"
+    MASTER=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/$tag-master.out")
+    [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
+    SLAVE_PIDS=()
+    for i in $(seq "$n"); do
+        "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
+            >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
+        pids+=("$!")
+        SLAVE_PIDS+=("$!")
+        wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"
     done
 }

@@ -49,25 +49,10 @@ per_op() { awk -v t="$1" -v hz="$TICKS" -v n="$N" 'BEGIN { printf "%.2f", t / hz
 # One cluster, one run of OP with the build in BIN; prints "ops m s c total".
 run() {
     local bin=$1 op=$2 i
-    local -a mine=()
     # shellcheck disable=SC2086 # MASTER_ARGS is a list of options
-    "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 ${MASTER_ARGS:-} \
-        --log-level warn >"$WORK/master.out" 2>"$WORK/master.log" &
-    local mpid=$!
-    pids+=("$mpid")
-    mine+=("$mpid")
-    wait_for_line "$WORK/master.out" "dsm-master ready" "$mpid" "dsm-master"
-    local master
-    master=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/master.out")
-    local -a slaves=()
-    for i in 1 2 3; do
-        "$bin/dsm-slave" --master "$master" --id "cpu-slave-$i" --log-level warn \
-            >"$WORK/slave-$i.out" 2>"$WORK/slave-$i.log" &
-        pids+=("$!")
-        mine+=("$!")
-        slaves+=("$!")
-        wait_for_line "$WORK/slave-$i.out" "dsm-slave ready" "$!" "dsm-slave cpu-slave-$i"
-    done
+    start_dsm "$bin" cpu 3 ${MASTER_ARGS:-}
+    local mpid=$MASTER_PID master=$MASTER
+    local -a slaves=("${SLAVE_PIDS[@]}") mine=("$MASTER_PID" "${SLAVE_PIDS[@]}")
     local m0 s0 m1 s1 out
     m0=$(ticks "$mpid")
     s0=$(ticks "${slaves[@]}")

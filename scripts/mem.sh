@@ -42,23 +42,13 @@ names=()
 procs=()
 
 start_cluster() {
-    "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
-        --ack-timeout-ms "$ACK_TIMEOUT_MS" --log-level warn >"$WORK/master.out" 2>"$WORK/master.log" &
-    local mpid=$!
-    pids+=("$mpid")
-    wait_for_line "$WORK/master.out" "dsm-master ready" "$mpid" "dsm-master"
-    MASTER=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/master.out")
-    [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/master.out"
+    start_dsm "$BIN" mem "$SLAVES" --ack-timeout-ms "$ACK_TIMEOUT_MS"
     names+=(master)
-    procs+=("$mpid")
+    procs+=("$MASTER_PID")
     local i
     for i in $(seq "$SLAVES"); do
-        "$BIN/dsm-slave" --master "$MASTER" --id "mem-slave-$i" --log-level warn \
-            >"$WORK/slave-$i.out" 2>"$WORK/slave-$i.log" &
-        pids+=("$!")
-        wait_for_line "$WORK/slave-$i.out" "dsm-slave ready" "$!" "dsm-slave mem-slave-$i"
         names+=("slave-$i")
-        procs+=("$!")
+        procs+=("${SLAVE_PIDS[$((i - 1))]}")
     done
 }
 
