@@ -55,6 +55,17 @@ fn main() {
         "largest value accepted, bytes (default 1048576)",
         "N",
     );
+    opts.optopt(
+        "",
+        "spin-us",
+        &format!(
+            "after handling the master's frames, poll this long without sleeping before \
+             blocking, so its next frames find the slave awake; trades CPU for fewer \
+             wake-ups, 0 turns it off (default {})",
+            dsm_slave::SPIN_US
+        ),
+        "US",
+    );
     cli.add_secret_opt(
         &mut opts,
         "shared secret file, the same as the master's --secret-file; none by default",
@@ -76,6 +87,7 @@ fn main() {
         max_frame: dsm_wire::max_frame_for(max_key, max_value),
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(1500)),
         secret: cli.secret(&m),
+        spin: Duration::from_micros(cli.whole(&m, "spin-us", dsm_slave::SPIN_US)),
     };
     if let Err(e) = dsm_slave::run(cfg) {
         eprintln!("dsm-slave: {e}");

@@ -29,6 +29,9 @@ pub struct Config {
     pub master_timeout: Duration,
     /// Prove this secret to the master, and accept only a master that proves it back.
     pub secret: Option<Secret>,
+    /// After each turn, poll this long without sleeping before blocking (zero: never). See
+    /// [`Node::wait`].
+    pub spin: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +106,7 @@ impl Node {
                 }
             }
         }
-        let timeout = self
-            .timers
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        if let Err(e) = self.wait() {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());
             }
@@ -123,6 +122,36 @@ impl Node {
             self.serve();
         }
         Ok(())
+    }
+
+    /// Wait for events or the next timer. While registered with a master and with `--spin-us`
+    /// set, first poll without sleeping (yielding the CPU between polls) for that long, or
+    /// until the next timer. The master's next frames then find this process awake: a `send` to a process
+    /// asleep in `epoll_wait` makes the sender pay for waking it, several µs on a VM, and the
+    /// sender is the master, the busiest process of the cluster. An idle slave spins once per
+    /// frame it gets (a PING every second or so), then sleeps.
+    fn wait(&mut self) -> io::Result<()> {
+        if !self.cfg.spin.is_zero() && self.conn.is_some() && self.handshake.is_none() {
+            let mut until = Instant::now() + self.cfg.spin;
+            if let Some(timer) = self.timers.next_deadline() {
+                until = until.min(timer);
+            }
+            loop {
+                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+                if !self.events.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        let timeout = self
+            .timers
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
+        self.poll.poll(&mut self.events, timeout)
     }
 
     fn connect(&mut self) {
