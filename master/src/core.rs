@@ -163,6 +163,9 @@ pub struct Master {
     pub(crate) repairs_done: usize,
     /// Scratch lists for `advance`, kept to save two allocations per request.
     pub(crate) scratch_finished: Vec<OpId>,
+    /// Buffers of VALUE replies already written, for the next FETCHED answers to reuse (see
+    /// [`Master::recycle`]).
+    value_pool: Vec<Vec<u8>>,
     pub(crate) scratch_start: Vec<OpId>,
     /// Slaves sent a FETCH since the last tick (one event-loop turn).
     pub(crate) turn_targets: Vec<SlaveIdx>,
@@ -196,6 +199,7 @@ impl Master {
             repair_bytes: 0,
             repairs_done: 0,
             scratch_finished: Vec::new(),
+            value_pool: Vec::new(),
             scratch_start: Vec::new(),
             turn_targets: Vec::new(),
             owed: Vec::new(),
@@ -405,12 +409,46 @@ impl Master {
     /// READ or WRITE is taken straight from the read buffer (its key and value are copied once,
     /// into the operation); everything else goes the owned way.
     pub fn on_decoded(&mut self, conn: ConnId, decoded: Decoded<'_>, now: Instant) {
-        if let Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })) = decoded {
-            if matches!(self.peers.get(&conn), Some(p) if matches!(p.kind, Peer::Client)) {
-                return self.on_client_op(conn, req, body, now);
+        match (decoded, self.peers.get(&conn).map(|p| p.kind)) {
+            (
+                Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
+                Some(Peer::Client),
+            ) => self.on_client_op(conn, req, body, now),
+            // A slave's answer to a READ: its value goes into a reused buffer, which the VALUE
+            // reply carries to the client and `recycle` gives back.
+            (Decoded::Ref(req, BodyRef::Fetched { version, value }), Some(Peer::Slave(idx))) => {
+                let mut buf = self.value_pool.pop().unwrap_or_default();
+                buf.extend_from_slice(value);
+                let body = Body::Fetched {
+                    version,
+                    value: buf,
+                };
+                self.on_slave_frame(idx, Frame::new(req, body), now)
+            }
+            (decoded, _) => self.on_frame(conn, decoded.into_frame(), now),
+        }
+    }
+
+    /// Take back a frame's buffer once the event loop has written it: a VALUE reply's value
+    /// becomes the buffer of a later FETCHED answer. In a burst of reads the allocator's
+    /// per-size cache overflows, and an allocation and a free per READ cost the master more
+    /// than the copy into the reused buffer.
+    pub fn recycle(&mut self, out: Out) {
+        const MAX_POOLED: usize = 1024;
+        const MAX_POOLED_BYTES: usize = 4096;
+        if let Out::Send(
+            _,
+            Frame {
+                body: Body::Value { mut value },
+                ..
+            },
+        ) = out
+        {
+            if self.value_pool.len() < MAX_POOLED && value.capacity() <= MAX_POOLED_BYTES {
+                value.clear();
+                self.value_pool.push(value);
             }
         }
-        self.on_frame(conn, decoded.into_frame(), now)
     }
 
     /// A client's READ or WRITE (`body` is one of the two).

@@ -3,7 +3,7 @@
 //! allocation for each such list cost more than the rest of the bookkeeping.
 
 use std::collections::VecDeque;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 /// A list that keeps up to `N` items inline and moves to the heap beyond that.
 #[derive(Debug, Clone)]
@@ -29,6 +29,25 @@ impl<T: Copy + Default, const N: usize> Deref for Few<T, N> {
             Few::Inline { len, items } => &items[..*len],
             Few::Heap(v) => v,
         }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> DerefMut for Few<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Few::Inline { len, items } => &mut items[..*len],
+            Few::Heap(v) => v,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> FromIterator<T> for Few<T, N> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut few = Few::default();
+        for item in iter {
+            few.push(item);
+        }
+        few
     }
 }
 

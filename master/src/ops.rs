@@ -67,8 +67,9 @@ pub(crate) struct Op {
 pub(crate) enum OpKind {
     Write(WriteOp),
     Read(ReadOp),
-    /// An internal copy made by re-replication (no client).
-    Repair(crate::repair::RepairOp),
+    /// An internal copy made by re-replication (no client). Boxed, like a read's probe: it
+    /// is rare, and the largest kind would set the size of every op.
+    Repair(Box<crate::repair::RepairOp>),
 }
 
 #[derive(Default)]
@@ -77,7 +78,7 @@ pub(crate) struct WriteOp {
     pub value: Rc<[u8]>,
     pub version: u64,
     /// Live slaves in rendezvous order when the write started; replacements come from here.
-    pub ranked: Vec<SlaveIdx>,
+    pub ranked: crate::slaves::Ranked,
     /// Next position in `ranked` to try as a replacement.
     pub next: usize,
     /// Sub-request ids of STOREs not yet ACKed.
@@ -96,7 +97,8 @@ pub(crate) struct ReadOp {
     pub retry: Option<TimerId>,
     pub attempts: u32,
     /// Set when the read asks every slave (see `probe.rs`).
-    pub probe: Option<crate::probe::Probe>,
+    /// (Boxed: most reads never probe, and every op is moved into and out of the slab.)
+    pub probe: Option<Box<crate::probe::Probe>>,
 }
 
 /// The answer to an operation this master took but cannot stand by (it lost its lease, or

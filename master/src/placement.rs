@@ -24,11 +24,29 @@ pub fn weight(key_hash: u64, slave_hash: u64) -> u64 {
 }
 
 /// Order the slave indices in `order` by descending weight for the key, ties broken by index
-/// so the order is total; `hash_of(idx)` is the hash of that slave's id. In place: the write
-/// path ranks without allocating more than the list it keeps.
+/// so the order is total; `hash_of(idx)` is the hash of that slave's id. In place, with each
+/// weight computed once: every write ranks the live slaves, and weighing inside a sort's
+/// comparisons cost more than the rest of starting the write.
 pub fn rank_in_place(key_hash: u64, order: &mut [u32], hash_of: impl Fn(u32) -> u64) {
-    // A handful of slaves: weighing inside the comparison is cheaper than a scored copy.
-    order.sort_unstable_by_key(|&idx| std::cmp::Reverse((weight(key_hash, hash_of(idx)), idx)));
+    const SMALL: usize = 16;
+    if order.len() > SMALL {
+        order.sort_unstable_by_key(|&idx| std::cmp::Reverse((weight(key_hash, hash_of(idx)), idx)));
+        return;
+    }
+    // Insertion sort of (weight, index) pairs, best first: a handful of slaves.
+    let mut ranked = [(0u64, 0u32); SMALL];
+    for (n, &idx) in order.iter().enumerate() {
+        let item = (weight(key_hash, hash_of(idx)), idx);
+        let mut pos = n;
+        while pos > 0 && ranked[pos - 1] < item {
+            ranked[pos] = ranked[pos - 1];
+            pos -= 1;
+        }
+        ranked[pos] = item;
+    }
+    for (slot, &(_, idx)) in order.iter_mut().zip(ranked.iter()) {
+        *slot = idx;
+    }
 }
 
 #[cfg(test)]
@@ -53,13 +71,19 @@ mod tests {
     fn ranking_in_place_keeps_the_order_of_a_sorted_scored_copy() {
         // The order placement had before it ranked in place: like the hash, the order must
         // not change between releases.
-        let s = slaves(5);
+        for n in [1, 3, 5, 16, 17, 40] {
+            let s = slaves(n);
+            ranking_matches_scored_copy(&s);
+        }
+    }
+
+    fn ranking_matches_scored_copy(s: &[(u32, u64)]) {
         for k in 0..2000 {
             let kh = stable_hash(format!("key-{k}").as_bytes());
             let mut scored: Vec<(u64, u32)> = s.iter().map(|&(i, h)| (weight(kh, h), i)).collect();
             scored.sort_unstable_by(|a, b| b.cmp(a));
             let expect: Vec<u32> = scored.into_iter().map(|(_, i)| i).collect();
-            assert_eq!(rank(kh, &s), expect);
+            assert_eq!(rank(kh, s), expect);
         }
     }
 

@@ -26,7 +26,7 @@ impl Master {
 
     pub(crate) fn start_probe(&mut self, id: OpId, now: Instant) {
         if let OpKind::Read(r) = &mut self.ops[id].kind {
-            r.probe = Some(Probe::default());
+            r.probe = Some(Box::default());
         }
         self.probe_ask(id, now);
         self.probe_maybe_decide(id, now);

@@ -79,7 +79,7 @@ impl Master {
                 reply: None,
                 deadline_at: now + self.cfg.request_timeout,
                 deadline: None,
-                kind: OpKind::Repair(RepairOp::default()),
+                kind: OpKind::Repair(Box::default()),
             });
             self.arm_deadline(id);
             self.enqueue(id, now);
@@ -104,7 +104,8 @@ impl Master {
         let candidates: Vec<SlaveIdx> = self
             .slaves
             .ranked_live(stable_hash(&key))
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| !e.holders.contains(s))
             .collect();
         let version = e.version;

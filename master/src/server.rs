@@ -359,6 +359,7 @@ impl Server {
                     }
                     Out::Close(_) => unreachable!("handled above"),
                 }
+                self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
                 // replies is cut off here, not only when a flush is tried.
                 if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {

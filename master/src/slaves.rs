@@ -8,6 +8,9 @@ use crate::placement;
 
 pub type ConnId = usize;
 
+/// Slaves in rendezvous order for one key ([`SlaveTable::ranked_live`]).
+pub type Ranked = crate::few::Few<SlaveIdx, 4>;
+
 #[derive(Debug)]
 pub struct Replica {
     pub id: String,
@@ -133,9 +136,10 @@ impl SlaveTable {
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
-    /// Live slaves in rendezvous order for a key: the first R are its home.
-    pub fn ranked_live(&self, key_hash: u64) -> Vec<SlaveIdx> {
-        let mut order: Vec<SlaveIdx> = self.live().map(|(i, _)| i).collect();
+    /// Live slaves in rendezvous order for a key: the first R are its home. (Inline up to 4
+    /// slaves: every write ranks them, and the allocation cost as much as the ranking.)
+    pub fn ranked_live(&self, key_hash: u64) -> Ranked {
+        let mut order: Ranked = self.live().map(|(i, _)| i).collect();
         placement::rank_in_place(key_hash, &mut order, |i| self.list[i as usize].hash);
         order
     }
