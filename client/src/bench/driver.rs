@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use dsm_net::auth::Secret;
 use dsm_net::handshake::{Handshake, Step};
 use dsm_net::{Conn, Io};
-use dsm_wire::{Frame, Role};
+use dsm_wire::{Decoded, Frame, Role};
 use log::warn;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::report::Summary;
 use super::schedule::Schedule;
-use super::tally::{Request, Tally};
+use super::tally::{self, Request, Tally};
 use super::ticker::Ticker;
 use super::{BenchConfig, BenchError};
 
@@ -335,12 +335,15 @@ impl<'a> Driver<'a> {
     }
 
     fn flush_dirty(&mut self) -> Result<(), BenchError> {
-        for idx in std::mem::take(&mut self.dirty) {
+        // Taken and put back, so the list keeps its allocation from pass to pass.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for idx in dirty.drain(..) {
             let c = &mut self.conns[idx];
             if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {
                 return Err(self.closed(idx));
             }
         }
+        self.dirty = dirty;
         Ok(())
     }
 
@@ -407,68 +410,97 @@ impl<'a> Driver<'a> {
                 Io::Closed => return Err(self.closed(idx)),
             }
             let now = Instant::now();
-            while let Some(frame) = self.conns[idx]
-                .conn
-                .next_frame()
-                .map_err(|e| BenchError::Protocol(format!("connection {idx}: {e}")))?
-            {
-                self.on_reply(idx, frame, now)?;
-            }
+            while self.next_reply(idx, now)? {}
             if self.conns[idx].conn.drained() {
                 return Ok(());
             }
         }
     }
 
-    fn on_reply(&mut self, idx: usize, frame: Frame, now: Instant) -> Result<(), BenchError> {
+    /// Decode and handle the next reply buffered on connection `idx`; `false` when no whole
+    /// frame is left. A VALUE stays borrowed from the connection's read buffer until it is
+    /// checked, so while it lives this reaches the rest of `self` by field, never by method.
+    fn next_reply(&mut self, idx: usize, now: Instant) -> Result<bool, BenchError> {
+        let c = &mut self.conns[idx];
+        let reply = match c.conn.next_decoded() {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(BenchError::Protocol(format!("connection {idx}: {e}"))),
+        };
         self.waiting_since = now;
-        if self.phase == Phase::Hello && !self.conns[idx].welcomed {
-            let c = &mut self.conns[idx];
-            let hs = c.hello.as_mut().expect("HELLO sent");
-            return match hs.on_frame(frame) {
-                // With a secret: AUTH answers the CHALLENGE, and WELCOME is still owed.
-                Step::Send(auth) => {
-                    c.conn.send(&auth);
-                    self.dirty.push(idx);
-                    Ok(())
-                }
-                Step::Welcomed { .. } => {
-                    self.outstanding -= 1;
-                    c.welcomed = true;
-                    c.hello = None;
-                    Ok(())
-                }
-                Step::Refused { code, text } => {
-                    Err(BenchError::Refused(format!("{}: {text}", code.name())))
-                }
-                Step::Distrust { why, .. } => Err(BenchError::Refused(why)),
-            };
+        if self.phase == Phase::Hello && !c.welcomed {
+            let frame = reply.into_frame();
+            self.on_handshake(idx, frame)?;
+            return Ok(true);
         }
-        let slot = (frame.req_id & u64::from(u32::MAX)) as usize;
-        let inflight = &mut self.conns[idx].inflight;
-        let p = match inflight.get(slot) {
-            Some(p) if p.req_id == frame.req_id => inflight.remove(slot),
-            _ => {
-                return Err(BenchError::Protocol(format!(
-                    "connection {idx}: reply {:?} to unknown request {}",
-                    frame.body.opcode(),
-                    frame.req_id
-                )))
-            }
+        let Some(p) = take_pending(&mut c.inflight, reply.req_id()) else {
+            return Err(BenchError::Protocol(format!(
+                "connection {idx}: reply {:?} to unknown request {}",
+                tally::opcode(&reply),
+                reply.req_id()
+            )));
         };
         self.outstanding -= 1;
-        if !p.timed {
-            return self
-                .tally
-                .on_preload_reply(p.request, frame.body)
+        p.settle(&mut self.tally, &reply, now)?;
+        Ok(true)
+    }
+
+    /// A frame answering this connection's HELLO (or, with a secret, its AUTH).
+    fn on_handshake(&mut self, idx: usize, frame: Frame) -> Result<(), BenchError> {
+        let c = &mut self.conns[idx];
+        let hs = c.hello.as_mut().expect("HELLO sent");
+        match hs.on_frame(frame) {
+            // With a secret: AUTH answers the CHALLENGE, and WELCOME is still owed.
+            Step::Send(auth) => {
+                c.conn.send(&auth);
+                self.dirty.push(idx);
+                Ok(())
+            }
+            Step::Welcomed { .. } => {
+                self.outstanding -= 1;
+                c.welcomed = true;
+                c.hello = None;
+                Ok(())
+            }
+            Step::Refused { code, text } => {
+                Err(BenchError::Refused(format!("{}: {text}", code.name())))
+            }
+            Step::Distrust { why, .. } => Err(BenchError::Refused(why)),
+        }
+    }
+}
+
+impl Pending {
+    /// Count `reply`, the answer to this request, in `tally`: a preload write must get OK, a
+    /// timed request has its latency recorded and its reply checked. Failures of timed
+    /// requests are counted, and the first few logged.
+    fn settle(
+        self,
+        tally: &mut Tally,
+        reply: &Decoded<'_>,
+        now: Instant,
+    ) -> Result<(), BenchError> {
+        if !self.timed {
+            return tally
+                .on_preload_reply(self.request, reply)
                 .map_err(BenchError::Preload);
         }
-        let latency = now.saturating_duration_since(p.since);
-        if let Some(why) = self.tally.on_reply(p.request, frame.body, latency) {
-            if self.tally.failures() <= LOGGED_FAILURES {
+        let latency = now.saturating_duration_since(self.since);
+        if let Some(why) = tally.on_reply(self.request, reply, latency) {
+            if tally.failures() <= LOGGED_FAILURES {
                 warn!("bench: {why}");
             }
         }
         Ok(())
+    }
+}
+
+/// Remove and return the request `req_id` names, if it is still in flight: the low half of
+/// the id is its slot, and the whole id must match (the slot may have been reused).
+fn take_pending(inflight: &mut Slab<Pending>, req_id: u64) -> Option<Pending> {
+    let slot = (req_id & u64::from(u32::MAX)) as usize;
+    match inflight.get(slot) {
+        Some(p) if p.req_id == req_id => Some(inflight.remove(slot)),
+        _ => None,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dsm_wire::Body;
+use dsm_wire::{Body, BodyRef, Decoded, Frame, Opcode};
 use hdrhistogram::Histogram;
 
 use super::check::{splitmix, KeyBook, ValueGen, Verdict};
@@ -167,52 +167,88 @@ impl Tally {
     }
 
     /// A preload write's reply: anything but OK stops the run (`Err` says what came back).
-    pub fn on_preload_reply(&mut self, request: Request, body: Body) -> Result<(), String> {
-        match (request, body) {
-            (Request::Write { key, version }, Body::Ok) => {
+    pub fn on_preload_reply(
+        &mut self,
+        request: Request,
+        reply: &Decoded<'_>,
+    ) -> Result<(), String> {
+        match (request, reply) {
+            (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
                 self.book.acked(key, version);
                 Ok(())
             }
-            (_, body) => Err(describe(&body)),
+            (_, reply) => Err(describe(reply)),
         }
     }
 
-    /// Count a timed reply; `Some` describes a failure (it is counted either way).
-    pub fn on_reply(&mut self, request: Request, body: Body, latency: Duration) -> Option<String> {
+    /// Count a timed reply; `Some` describes a failure (it is counted either way). The reply is
+    /// only borrowed: a VALUE is checked where the decoder left it, in the connection's read
+    /// buffer, so a READ costs no allocation and no copy.
+    pub fn on_reply(
+        &mut self,
+        request: Request,
+        reply: &Decoded<'_>,
+        latency: Duration,
+    ) -> Option<String> {
         let nanos = latency.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.hist.saturating_record(nanos.max(1));
         self.completed += 1;
-        match (request, body) {
-            (Request::Ping, Body::Pong) => None,
-            (Request::Write { key, version }, Body::Ok) => {
+        match (request, reply) {
+            (
+                Request::Ping,
+                Decoded::Owned(Frame {
+                    body: Body::Pong, ..
+                }),
+            ) => None,
+            (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
                 self.book.acked(key, version);
                 None
             }
-            (Request::Read { key, floor }, Body::Value { value }) => {
-                match self.book.check(&self.gen, key, floor, Some(&value)) {
-                    Verdict::Ok => None,
-                    _ => {
-                        self.mismatches += 1;
-                        Some(format!(
-                            "READ {} returned a value it never held",
-                            self.key_label(key)
-                        ))
-                    }
-                }
+            // The decoder borrows every VALUE; an owned one is checked all the same.
+            (Request::Read { key, floor }, Decoded::Ref(_, BodyRef::Value { value })) => {
+                self.check_read(key, floor, value)
             }
-            (Request::Read { key, .. }, Body::NotFound) => {
+            (
+                Request::Read { key, floor },
+                Decoded::Owned(Frame {
+                    body: Body::Value { value },
+                    ..
+                }),
+            ) => self.check_read(key, floor, value),
+            (
+                Request::Read { key, .. },
+                Decoded::Owned(Frame {
+                    body: Body::NotFound,
+                    ..
+                }),
+            ) => {
                 self.not_found += 1;
                 Some(format!(
                     "READ {} returned NOT_FOUND after a write",
                     self.key_label(key)
                 ))
             }
-            (request, body) => {
+            (request, reply) => {
                 self.error_replies += 1;
                 Some(format!(
                     "{}: {}",
                     self.request_label(request),
-                    describe(&body)
+                    describe(reply)
+                ))
+            }
+        }
+    }
+
+    /// Check the VALUE answering a READ of `key` sent at `floor`; a mismatch is counted and
+    /// described.
+    fn check_read(&mut self, key: usize, floor: u64, value: &[u8]) -> Option<String> {
+        match self.book.check(&self.gen, key, floor, Some(value)) {
+            Verdict::Ok => None,
+            _ => {
+                self.mismatches += 1;
+                Some(format!(
+                    "READ {} returned a value it never held",
+                    self.key_label(key)
                 ))
             }
         }
@@ -233,10 +269,22 @@ impl Tally {
     }
 }
 
-pub fn describe(body: &Body) -> String {
-    match body {
-        Body::Error { code, text } => format!("ERROR {}: {text}", code.name()),
-        other => format!("unexpected {:?}", other.opcode()),
+/// A reply of the wrong kind, for messages: an ERROR's code and text, or else its opcode.
+pub fn describe(reply: &Decoded<'_>) -> String {
+    match reply {
+        Decoded::Owned(Frame {
+            body: Body::Error { code, text },
+            ..
+        }) => format!("ERROR {}: {text}", code.name()),
+        other => format!("unexpected {:?}", opcode(other)),
+    }
+}
+
+/// The opcode of a reply, borrowed or owned.
+pub fn opcode(reply: &Decoded<'_>) -> Opcode {
+    match reply {
+        Decoded::Ref(_, body) => body.opcode(),
+        Decoded::Owned(frame) => frame.body.opcode(),
     }
 }
 
@@ -264,7 +312,7 @@ fn key_name(key: usize, width: usize, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dsm_wire::ErrorCode;
+    use dsm_wire::{decode_borrowed, encode, ErrorCode, DEFAULT_MAX_FRAME};
 
     fn cfg(workload: Workload, clients: usize, keys: usize) -> BenchConfig {
         BenchConfig {
@@ -395,28 +443,92 @@ mod tests {
         let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
         let w = t.preload(0);
         let good = value_of(&t, w);
-        assert_eq!(t.on_preload_reply(w, Body::Ok), Ok(()));
+        assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
         let w1 = t.preload(1);
         assert!(t
-            .on_preload_reply(w1, Body::error(ErrorCode::NoSlaves, "none"))
+            .on_preload_reply(w1, &owned(Body::error(ErrorCode::NoSlaves, "none")))
             .unwrap_err()
             .contains("NO_SLAVES"));
         let mut rng = 0;
         let r = t.plan(0, 0, &mut rng);
         assert_eq!(r, Request::Read { key: 0, floor: 1 });
-        assert_eq!(t.on_reply(r, Body::Value { value: good }, MS), None);
+        assert_eq!(t.on_reply(r, &owned(Body::Value { value: good }), MS), None);
         let wrong = value_of(&t, Request::Write { key: 1, version: 1 });
-        assert!(t.on_reply(r, Body::Value { value: wrong }, MS).is_some());
-        assert!(t.on_reply(r, Body::NotFound, MS).is_some());
         assert!(t
-            .on_reply(r, Body::error(ErrorCode::Timeout, "slow"), MS)
+            .on_reply(r, &owned(Body::Value { value: wrong }), MS)
             .is_some());
-        assert!(t.on_reply(r, Body::Pong, MS).is_some(), "wrong reply kind");
+        assert!(t.on_reply(r, &owned(Body::NotFound), MS).is_some());
+        assert!(t
+            .on_reply(r, &owned(Body::error(ErrorCode::Timeout, "slow")), MS)
+            .is_some());
+        assert!(
+            t.on_reply(r, &owned(Body::Pong), MS).is_some(),
+            "wrong reply kind"
+        );
         assert_eq!(
             (t.mismatches, t.not_found, t.error_replies, t.failures()),
             (1, 1, 2, 4)
         );
         assert_eq!(t.completed, 5);
+        let s = t.summary(&cfg(Workload::Read, 1, 2), Duration::from_secs(1));
+        assert_eq!((s.hist.len(), s.errors()), (5, 4));
+    }
+
+    /// A reply the decoder handed over owned.
+    fn owned(body: Body) -> Decoded<'static> {
+        Decoded::Owned(Frame::new(0, body))
+    }
+
+    /// `body` sent as request 7 and decoded from `buf` as the bench's connections decode it.
+    fn received(body: Body, buf: &mut Vec<u8>) -> Decoded<'_> {
+        buf.clear();
+        encode(&Frame::new(7, body), buf);
+        let (reply, used) = decode_borrowed(buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
+        assert_eq!(used, buf.len());
+        reply
+    }
+
+    #[test]
+    fn a_value_borrowed_from_the_read_buffer_is_checked() {
+        let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
+        let w = t.preload(0);
+        let good = value_of(&t, w);
+        assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
+        let r = t.plan(0, 0, &mut 0);
+        let mut buf = Vec::new();
+        let reply = received(
+            Body::Value {
+                value: good.clone(),
+            },
+            &mut buf,
+        );
+        assert!(
+            matches!(reply, Decoded::Ref(7, BodyRef::Value { .. })),
+            "VALUE must arrive borrowed, or this test checks the owned path: {reply:?}"
+        );
+        assert_eq!(t.on_reply(r, &reply, MS), None);
+        // Another key's value, a value cut short, the right one with one bit flipped.
+        let mut flipped = good.clone();
+        flipped[15] ^= 0x80;
+        let wrong = [
+            value_of(&t, Request::Write { key: 1, version: 1 }),
+            good[..8].to_vec(),
+            flipped,
+        ];
+        for value in wrong {
+            let reply = received(Body::Value { value }, &mut buf);
+            assert!(matches!(reply, Decoded::Ref(..)), "{reply:?}");
+            let why = t.on_reply(r, &reply, MS).expect("a mismatch is reported");
+            assert!(why.contains("READ bench:0 returned a value"), "{why}");
+        }
+        // A VALUE answering anything but a READ is a reply of the wrong kind.
+        let reply = received(Body::Value { value: good }, &mut buf);
+        let why = t.on_reply(Request::Ping, &reply, MS).expect("an error");
+        assert_eq!(why, "PING: unexpected Value");
+        assert_eq!(
+            (t.mismatches, t.error_replies, t.not_found, t.completed),
+            (3, 1, 0, 5)
+        );
         let s = t.summary(&cfg(Workload::Read, 1, 2), Duration::from_secs(1));
         assert_eq!((s.hist.len(), s.errors()), (5, 4));
     }
