@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_net::{Conn, Io};
+use dsm_net::{spin, Conn, Io};
 use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -171,29 +171,14 @@ impl Server {
         if !self.held.is_empty() {
             // More work at hand, or slave answers due within the spin: handle them first.
             // None: write what was held, then wait.
-            loop {
-                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-                if !self.events.is_empty() {
-                    return Ok(());
-                }
-                if !spin || Instant::now() >= until {
-                    break;
-                }
-                std::thread::yield_now();
+            let held_until = if spin { until } else { Instant::now() };
+            if spin::poll_until(&mut self.poll, &mut self.events, held_until)? {
+                return Ok(());
             }
             self.release_held();
         }
-        if spin {
-            loop {
-                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-                if !self.events.is_empty() {
-                    return Ok(());
-                }
-                if Instant::now() >= until {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+        if spin && spin::poll_until(&mut self.poll, &mut self.events, until)? {
+            return Ok(());
         }
         self.poll.poll(&mut self.events, timeout)
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod conn;
 pub mod handshake;
 pub mod log_setup;
+pub mod spin;
 pub mod tag_index;
 pub use conn::{Conn, Io};
 pub mod timer;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dsm_net::auth::Secret;
 use dsm_net::handshake::{Handshake, RefusalLog, Step};
-use dsm_net::{Conn, Io, TimerWheel};
+use dsm_net::{spin, Conn, Io, TimerWheel};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
@@ -136,15 +136,8 @@ impl Node {
             if let Some(timer) = self.timers.next_deadline() {
                 until = until.min(timer);
             }
-            loop {
-                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-                if !self.events.is_empty() {
-                    return Ok(());
-                }
-                if Instant::now() >= until {
-                    break;
-                }
-                std::thread::yield_now();
+            if spin::poll_until(&mut self.poll, &mut self.events, until)? {
+                return Ok(());
             }
         }
         let timeout = self
