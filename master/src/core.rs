@@ -163,10 +163,10 @@ pub struct Master {
     pub(crate) repairs_done: usize,
     /// Scratch lists for `advance`, kept to save two allocations per request.
     pub(crate) scratch_finished: Vec<OpId>,
+    pub(crate) scratch_start: Vec<OpId>,
     /// Buffers of VALUE replies already written, for the next FETCHED answers to reuse (see
     /// [`Master::recycle`]).
     value_pool: Vec<Vec<u8>>,
-    pub(crate) scratch_start: Vec<OpId>,
     /// Slaves sent a FETCH since the last tick (one event-loop turn).
     pub(crate) turn_targets: Vec<SlaveIdx>,
     /// Per connection id: client operations taken and not yet answered (see [`Master::owes`]).
@@ -199,8 +199,8 @@ impl Master {
             repair_bytes: 0,
             repairs_done: 0,
             scratch_finished: Vec::new(),
-            value_pool: Vec::new(),
             scratch_start: Vec::new(),
+            value_pool: Vec::new(),
             turn_targets: Vec::new(),
             owed: Vec::new(),
         };
