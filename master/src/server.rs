@@ -112,11 +112,7 @@ impl Server {
         self.maybe_open_link(Instant::now());
         self.apply_out();
         self.flush_dirty();
-        let timeout = self
-            .core
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
-        if let Err(e) = self.wait(timeout) {
+        if let Err(e) = self.wait() {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());
             }
@@ -164,10 +160,14 @@ impl Server {
     /// within it is picked up without the cost of waking a sleeping process, which on a VM
     /// can be tens of microseconds per hop. Replies held for clients stay held through that
     /// spin, so the answers it picks up go out in the same write; they are written before the
-    /// loop blocks.
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
+    /// waits until that timer.
+    fn wait(&mut self) -> io::Result<()> {
         let spin = !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0;
-        let until = Instant::now() + self.cfg.spin;
+        let mut until = Instant::now() + self.cfg.spin;
+        if let Some(timer) = self.core.next_deadline() {
+            until = until.min(timer);
+        }
         if !self.held.is_empty() {
             // More work at hand, or slave answers due within the spin: handle them first.
             // None: write what was held, then wait.
@@ -180,6 +180,10 @@ impl Server {
         if spin && spin::poll_until(&mut self.poll, &mut self.events, until)? {
             return Ok(());
         }
+        let timeout = self
+            .core
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
         self.poll.poll(&mut self.events, timeout)
     }
 
