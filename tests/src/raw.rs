@@ -2,10 +2,34 @@
 //! (hostile peers, half-done handshakes, replies observed one by one).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use dsm_wire::{decode, encode, Body, Frame};
+use dsm_wire::{decode, encode, Body, Frame, Role};
+
+/// Master flags that keep a request to stopped slaves waiting for as long as a test runs: no
+/// ACK timeout drops a silent slave, and no PING sweep does.
+pub const PATIENT_WITH_SLAVES: [&str; 4] =
+    ["--ack-timeout-ms", "600000", "--ping-interval-ms", "600000"];
+
+/// Connect to the master at `addr` as a client without a secret (HELLO, request id 1) and wait
+/// for its WELCOME; panics without one by `deadline`. Returns the stream and its read buffer.
+pub fn welcomed_client(addr: SocketAddr, deadline: Instant) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let hello = Body::Hello {
+        role: Role::Client,
+        epoch: 0,
+        id: String::new(),
+        nonce: None,
+    };
+    send_frame(&mut stream, 1, hello);
+    let mut rbuf = Vec::new();
+    match next_frame(&mut stream, &mut rbuf, deadline) {
+        Heard::Frame(f) if matches!(f.body, Body::Welcome { .. }) => {}
+        other => panic!("the master did not WELCOME a client: {other:?}"),
+    }
+    (stream, rbuf)
+}
 
 /// What a raw connection heard back by a deadline.
 #[derive(Debug, PartialEq)]

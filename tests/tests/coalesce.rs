@@ -5,9 +5,9 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use dsm_tests::raw::{next_frame, send_frame as send, Heard};
+use dsm_tests::raw::{next_frame, send_frame as send, welcomed_client, Heard, PATIENT_WITH_SLAVES};
 use dsm_tests::{Cluster, ClusterOpts};
-use dsm_wire::{Body, Frame, Role};
+use dsm_wire::{Body, Frame};
 
 /// Far beyond the answer deadline below: a reply that waits for the hold to run out fails.
 const HOLD_US: &str = "600000000";
@@ -29,36 +29,19 @@ fn a_reply_is_not_held_behind_a_stuck_request_when_the_master_is_idle() {
         slaves: 3,
         replicas: 2,
         master_args: [
-            "--coalesce-us",
-            HOLD_US,
+            ["--coalesce-us", HOLD_US].as_slice(),
             // The stuck write stays stuck for the whole test.
-            "--ack-timeout-ms",
-            "600000",
-            "--request-timeout-ms",
-            "600000",
-            "--ping-interval-ms",
-            "600000",
+            &["--request-timeout-ms", "600000"],
+            &PATIENT_WITH_SLAVES,
         ]
+        .concat()
+        .into_iter()
         .map(String::from)
-        .to_vec(),
+        .collect(),
         ..Default::default()
     });
-    let mut raw = TcpStream::connect(cluster.master_addr()).unwrap();
-    let mut buf = Vec::new();
-    send(
-        &mut raw,
-        1,
-        Body::Hello {
-            role: Role::Client,
-            epoch: 0,
-            id: String::new(),
-            nonce: None,
-        },
-    );
-    assert!(matches!(
-        receive(&mut raw, &mut buf).body,
-        Body::Welcome { .. }
-    ));
+    let (mut raw, mut buf) =
+        welcomed_client(cluster.master_addr(), Instant::now() + ANSWER_DEADLINE);
     for i in 0..cluster.slave_count() {
         cluster.stop_slave(i);
     }

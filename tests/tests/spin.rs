@@ -5,13 +5,12 @@
 //! happens. A spin that runs past a timer would delay it: the second gives the master a spin
 //! far longer than a request's deadline.
 
-use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use dsm_tests::raw::{next_frame, send_frame as send, Heard};
+use dsm_tests::raw::{next_frame, send_frame as send, welcomed_client, Heard, PATIENT_WITH_SLAVES};
 use dsm_tests::{Cluster, ClusterOpts};
-use dsm_wire::{Body, ErrorCode, Role};
+use dsm_wire::{Body, ErrorCode};
 
 /// How long the cluster sits idle while its CPU time is measured.
 const IDLE: Duration = Duration::from_secs(2);
@@ -86,34 +85,19 @@ fn a_long_spin_still_answers_a_request_at_its_deadline() {
         slaves: 3,
         replicas: 2,
         master_args: [
-            "--spin-us",
-            SPIN_US,
-            "--request-timeout-ms",
-            &REQUEST_TIMEOUT_MS.to_string(),
+            ["--spin-us", SPIN_US].as_slice(),
+            &["--request-timeout-ms", &REQUEST_TIMEOUT_MS.to_string()],
             // Nothing but the request's deadline may end the wait.
-            "--ack-timeout-ms",
-            "600000",
-            "--ping-interval-ms",
-            "600000",
+            &PATIENT_WITH_SLAVES,
         ]
+        .concat()
+        .into_iter()
         .map(String::from)
-        .to_vec(),
+        .collect(),
         ..Default::default()
     });
-    let mut raw = TcpStream::connect(cluster.master_addr()).unwrap();
-    let mut buf = Vec::new();
-    let hello = Body::Hello {
-        role: Role::Client,
-        epoch: 0,
-        id: String::new(),
-        nonce: None,
-    };
-    send(&mut raw, 1, hello);
-    let until = Instant::now() + ANSWER_DEADLINE;
-    assert!(matches!(
-        next_frame(&mut raw, &mut buf, until),
-        Heard::Frame(f) if matches!(f.body, Body::Welcome { .. })
-    ));
+    let (mut raw, mut buf) =
+        welcomed_client(cluster.master_addr(), Instant::now() + ANSWER_DEADLINE);
     for i in 0..cluster.slave_count() {
         cluster.stop_slave(i);
     }
