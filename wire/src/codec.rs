@@ -49,6 +49,14 @@ impl Decoded<'_> {
         }
     }
 
+    /// The opcode of the frame, borrowed or owned.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Decoded::Ref(_, body) => body.opcode(),
+            Decoded::Owned(frame) => frame.body.opcode(),
+        }
+    }
+
     /// The owned frame (copies a borrowed key and value).
     pub fn into_frame(self) -> Frame {
         match self {

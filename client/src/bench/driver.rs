@@ -16,7 +16,7 @@ use slab::Slab;
 
 use super::report::Summary;
 use super::schedule::Schedule;
-use super::tally::{self, Request, Tally};
+use super::tally::{Request, Tally};
 use super::ticker::Ticker;
 use super::{BenchConfig, BenchError};
 
@@ -436,7 +436,7 @@ impl<'a> Driver<'a> {
         let Some(p) = take_pending(&mut c.inflight, reply.req_id()) else {
             return Err(BenchError::Protocol(format!(
                 "connection {idx}: reply {:?} to unknown request {}",
-                tally::opcode(&reply),
+                reply.opcode(),
                 reply.req_id()
             )));
         };

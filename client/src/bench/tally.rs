@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dsm_wire::{Body, BodyRef, Decoded, Frame, Opcode};
+use dsm_wire::{Body, BodyRef, Decoded, Frame};
 use hdrhistogram::Histogram;
 
 use super::check::{splitmix, KeyBook, ValueGen, Verdict};
@@ -276,15 +276,7 @@ pub fn describe(reply: &Decoded<'_>) -> String {
             body: Body::Error { code, text },
             ..
         }) => format!("ERROR {}: {text}", code.name()),
-        other => format!("unexpected {:?}", opcode(other)),
-    }
-}
-
-/// The opcode of a reply, borrowed or owned.
-pub fn opcode(reply: &Decoded<'_>) -> Opcode {
-    match reply {
-        Decoded::Ref(_, body) => body.opcode(),
-        Decoded::Owned(frame) => frame.body.opcode(),
+        other => format!("unexpected {:?}", other.opcode()),
     }
 }
 
