@@ -11,7 +11,8 @@ use log::{info, warn};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::idmap::IdMap;
+use crate::idmap::{ConnMap, IdMap};
+use crate::key::Key;
 use crate::keymap::{KeyIndex, SlaveIdx};
 pub use crate::slaves::ConnId;
 use crate::slaves::SlaveTable;
@@ -47,13 +48,13 @@ pub enum Shared {
         req_id: u64,
         epoch: u64,
         version: u64,
-        key: Rc<[u8]>,
+        key: Key,
         value: Rc<[u8]>,
     },
     Fetch {
         req_id: u64,
         epoch: u64,
-        key: Rc<[u8]>,
+        key: Key,
     },
 }
 
@@ -144,7 +145,7 @@ pub struct Master {
     pub(crate) epoch: u64,
     pub(crate) next_version: u64,
     pub(crate) next_sub: u64,
-    pub(crate) peers: IdMap<ConnId, PeerState>,
+    pub(crate) peers: ConnMap<PeerState>,
     /// Distinguishes successive connections that reuse one `ConnId` (for HELLO deadlines).
     pub(crate) conn_serial: u64,
     pub(crate) slaves: SlaveTable,
@@ -157,7 +158,7 @@ pub struct Master {
     pub(crate) out: Vec<Out>,
     pub(crate) read_rr: usize,
     /// Keys waiting for a re-replication copy.
-    pub(crate) repair_queue: VecDeque<Rc<[u8]>>,
+    pub(crate) repair_queue: VecDeque<Key>,
     pub(crate) repairs_active: usize,
     pub(crate) repair_bytes: usize,
     pub(crate) repairs_done: usize,
@@ -184,7 +185,7 @@ impl Master {
             epoch: 1,
             next_version: crate::ha::first_version(1),
             next_sub: 1,
-            peers: IdMap::default(),
+            peers: ConnMap::default(),
             conn_serial: 0,
             slaves: SlaveTable::default(),
             keys: KeyIndex::default(),

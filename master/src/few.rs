@@ -123,6 +123,14 @@ impl OpQueue {
     pub fn is_empty(&self) -> bool {
         self.head.is_none() && self.rest.is_empty()
     }
+
+    /// Whether `id` is the one op queued.
+    pub fn is_only(&self, id: usize) -> bool {
+        match self.head {
+            Some(h) => h == id && self.rest.is_empty(),
+            None => self.rest.len() == 1 && self.rest[0] == id,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +177,9 @@ mod tests {
                 assert_eq!(q.pop_front(), model.pop_front());
             }
             assert_eq!(q.is_empty(), model.is_empty());
+            for id in 0..next {
+                assert_eq!(q.is_only(id), model.len() == 1 && model[0] == id);
+            }
         }
     }
 }

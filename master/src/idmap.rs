@@ -1,6 +1,6 @@
-//! Hash maps keyed by ids this process hands out itself (sub-request ids, connection ids).
-//! Nobody outside can choose those, so they need no flood-resistant SipHash: one multiply and
-//! a shift mix them well enough, at a fraction of the cost on every frame.
+//! Maps keyed by ids this process hands out itself. Nobody outside can choose those, so they
+//! need no flood-resistant SipHash: for sub-request ids one multiply and a shift mix them well
+//! enough ([`IdMap`]), and connection ids, small and dense, index a vector ([`ConnMap`]).
 //! Keys chosen by clients (the key maps) keep std's keyed hasher.
 
 use std::collections::HashMap;
@@ -35,6 +35,40 @@ impl Hasher for IdHasher {
     }
 }
 
+/// A map from connection ids (the event loop's slab keys: small, dense and reused) to `V`, as
+/// a vector indexed by the id: a lookup per frame costs an index, not a hash.
+pub struct ConnMap<V> {
+    slots: Vec<Option<V>>,
+}
+
+impl<V> Default for ConnMap<V> {
+    fn default() -> ConnMap<V> {
+        ConnMap { slots: Vec::new() }
+    }
+}
+
+impl<V> ConnMap<V> {
+    pub fn get(&self, id: &usize) -> Option<&V> {
+        self.slots.get(*id).and_then(Option::as_ref)
+    }
+
+    pub fn get_mut(&mut self, id: &usize) -> Option<&mut V> {
+        self.slots.get_mut(*id).and_then(Option::as_mut)
+    }
+
+    /// Returns the value the id had.
+    pub fn insert(&mut self, id: usize, value: V) -> Option<V> {
+        if self.slots.len() <= id {
+            self.slots.resize_with(id + 1, || None);
+        }
+        self.slots[id].replace(value)
+    }
+
+    pub fn remove(&mut self, id: &usize) -> Option<V> {
+        self.slots.get_mut(*id).and_then(Option::take)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +87,22 @@ mod tests {
         // 1024 sequential ids: most low-bit buckets distinct, all 128 top-7-bit tags in use.
         assert!(low.len() > 600, "only {} distinct buckets", low.len());
         assert_eq!(high.len(), 128);
+    }
+
+    #[test]
+    fn conn_map_works_as_a_map() {
+        let mut m: ConnMap<String> = ConnMap::default();
+        assert_eq!(m.get(&3), None);
+        assert_eq!(m.remove(&3), None);
+        assert_eq!(m.insert(3, "a".into()), None);
+        assert_eq!(m.insert(0, "b".into()), None);
+        assert_eq!(m.insert(3, "c".into()).as_deref(), Some("a"));
+        m.get_mut(&0).unwrap().push('!');
+        assert_eq!(m.get(&0).map(String::as_str), Some("b!"));
+        assert_eq!(m.get(&1), None);
+        assert_eq!(m.remove(&3).as_deref(), Some("c"));
+        assert_eq!(m.get(&3), None);
+        assert_eq!(m.get(&1000), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod few;
 mod ha;
 mod handshake;
 mod idmap;
+pub mod key;
 pub mod keymap;
 mod link;
 mod ops;

@@ -13,6 +13,7 @@ use log::{debug, warn};
 
 use crate::core::{ConnId, Master, OpId, Out, Shared, Timer};
 use crate::few::{Few, OpQueue};
+use crate::key::Key;
 use crate::keymap::SlaveIdx;
 use crate::placement::stable_hash;
 
@@ -28,7 +29,7 @@ pub(crate) type KeyQueue = OpQueue;
 #[derive(Clone)]
 pub(crate) struct QueueKey {
     pub hash: u64,
-    pub key: Rc<[u8]>,
+    pub key: Key,
 }
 
 impl Hash for QueueKey {
@@ -49,8 +50,8 @@ pub(crate) struct Op {
     /// None once the client has gone: the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
     pub req_id: u64,
-    /// Shared with the key's queue and with every STORE/FETCH sent for this op.
-    pub key: Rc<[u8]>,
+    /// Copied into the key's queue and every STORE/FETCH sent for this op (see [`Key`]).
+    pub key: Key,
     /// `keys.hash(&key)`.
     pub hash: u64,
     pub started: bool,
@@ -126,7 +127,7 @@ impl Master {
         value: Option<&[u8]>,
         now: Instant,
     ) {
-        let key: Rc<[u8]> = key.into();
+        let key = Key::from(key);
         let hash = self.keys.hash(&key);
         let kind = match value {
             Some(value) => OpKind::Write(WriteOp {
@@ -337,8 +338,16 @@ impl Master {
 
     pub(crate) fn complete_and_advance(&mut self, id: OpId, reply: Body, now: Instant) {
         self.complete(id, reply);
-        let key = self.queue_key(id);
-        self.advance(&key, now);
+        // Usually the op is alone on its key: answer it and drop the queue, which is all
+        // `advance` would do, without its passes over the queue and its second lookup.
+        if let Entry::Occupied(entry) = self.queues.entry(self.queue_key(id)) {
+            if entry.get().is_only(id) {
+                entry.remove();
+                return self.finish(id, now);
+            }
+            let key = entry.key().clone();
+            self.advance(&key, now);
+        }
     }
 
     pub(crate) fn start_write(&mut self, id: OpId, now: Instant) {
@@ -595,29 +604,30 @@ impl Master {
                     .iter()
                     .any(|s| self.subs.get(s).is_some_and(|s| s.slave == h))
             };
-            let fresh = || {
-                e.holders
-                    .iter()
-                    .copied()
-                    .filter(|&h| self.slaves.is_live(h) && !asked(h))
-            };
-            let count = fresh().count();
+            // A live holder not yet asked (a first FETCH has asked nobody).
+            let fresh = |h: SlaveIdx| self.slaves.is_live(h) && (pending.is_empty() || !asked(h));
+            // Prefer a holder this turn already sends to: one more FETCH rides in the same
+            // write and wakes no other slave. Round robin still spreads the turns.
+            let woken = |h: SlaveIdx| self.turn_targets.contains(&h);
+            let (mut count, mut preferred) = (0, 0);
+            for &h in e.holders {
+                if fresh(h) {
+                    count += 1;
+                    preferred += usize::from(woken(h));
+                }
+            }
             if count == 0 {
                 return self.arm_read_retry(id, now);
             }
             self.read_rr = self.read_rr.wrapping_add(1);
-            // Prefer a holder this turn already sends to: one more FETCH rides in the same
-            // write and wakes no other slave. Round robin still spreads the turns.
-            let woken = |h: &SlaveIdx| self.turn_targets.contains(h);
-            let preferred = fresh().filter(woken).count();
-            if preferred > 0 {
-                fresh()
-                    .filter(woken)
-                    .nth(self.read_rr % preferred)
-                    .expect("counted above")
-            } else {
-                fresh().nth(self.read_rr % count).expect("counted above")
-            }
+            let only_woken = preferred > 0;
+            let nth = self.read_rr % if only_woken { preferred } else { count };
+            e.holders
+                .iter()
+                .copied()
+                .filter(|&h| fresh(h) && (!only_woken || woken(h)))
+                .nth(nth)
+                .expect("counted above")
         };
         if !self.turn_targets.contains(&holder) {
             self.turn_targets.push(holder);
@@ -677,13 +687,15 @@ impl Master {
         answer: Option<(u64, Vec<u8>)>,
         now: Instant,
     ) {
-        let Some(s) = self.subs.get(&sub) else {
+        let Some(s) = self.subs.remove(&sub) else {
             return;
         };
         if s.slave != from {
+            // Not that slave's to answer: the sub stays open for the right one.
+            self.subs.insert(sub, s);
             return;
         }
-        let id = self.subs.remove(&sub).expect("checked above").op;
+        let id = s.op;
         let want = match &mut self.ops[id].kind {
             OpKind::Read(r) if r.probe.is_some() => {
                 r.pending.retain(|&p| p != sub);
