@@ -14,6 +14,9 @@
 #   BENCH_STRACE=1           also count the master's write syscalls per op (4x32 WRITE, strace)
 #   BENCH_OUT                results file (default bench-results/latest.md)
 #   BENCH_MASTER_ARGS        extra dsm-master flags (e.g. "--spin-us 50"), recorded in the file
+#   BENCH_PIN=1              1: the master alone on the last CPU, slaves and dsm-client on the
+#                            others; likewise redis-server alone there, redis-benchmark on the
+#                            others (taskset). 0: the kernel places everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +61,7 @@ start_redis() {
     for _ in 1 2 3 4 5; do
         REDIS_PORT=$((10000 + RANDOM % (low - 10000)))
         mkdir -p "$WORK/redis"
-        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+        "${MASTER_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
             --dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &
         local rpid=$!
         local deadline=$((SECONDS + READY_TIMEOUT_S))
@@ -93,7 +96,7 @@ dsm_cmd() {
 sample_dsm() { # op clients pipeline requests
     local op=$1 setting="${2}x${3}" out
     dsm_cmd "$@"
-    out=$("${CMD[@]}") || die "dsm bench failed: ${CMD[*]}"
+    out=$("${REST_PIN[@]}" "${CMD[@]}") || die "dsm bench failed: ${CMD[*]}"
     [ "$(json_field "$out" errors)" = 0 ] || die "dsm bench reported errors: $out"
     SAMPLES[dsm $op $setting p50]+="$(json_field "$out" p50_us) "
     SAMPLES[dsm $op $setting p99]+="$(json_field "$out" p99_us) "
@@ -111,7 +114,7 @@ redis_cmd() {
 sample_redis() { # clients pipeline requests
     local setting="${1}x${2}" csv test rps q50 q99 op seen=0
     redis_cmd "$@"
-    csv=$("${CMD[@]}") || die "redis-benchmark failed: ${CMD[*]}"
+    csv=$("${REST_PIN[@]}" "${CMD[@]}") || die "redis-benchmark failed: ${CMD[*]}"
     head -1 <<<"$csv" | grep -q '"p50_latency_ms"' ||
         die "redis-benchmark CSV has no p50 column (redis-benchmark 7 or later needed): $(head -1 <<<"$csv")"
     while IFS=, read -r test rps _avg _min q50 _q95 q99 _max; do
@@ -175,6 +178,8 @@ main() {
     echo "bench.sh: building release binaries" >&2
     cargo build --release --bins -q
     need_packages
+    set_placement "${BENCH_PIN:-1}"
+    echo "bench.sh: $PLACEMENT" >&2
     start_cluster main
     start_redis
     local load_before
@@ -231,6 +236,7 @@ main() {
         echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
         echo "- cluster: 1 master (R=2${BENCH_MASTER_ARGS:+, $BENCH_MASTER_ARGS}) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
+        echo "- placement (BENCH_PIN=${BENCH_PIN:-1}): $PLACEMENT; redis-server where the master is, redis-benchmark where dsm-client is"
         echo "- each cell is the median of $REPEATS runs; values $VALUE bytes, $KEYS keys;" \
             "$SERIAL_N requests per run at 1x1, $PIPELINED_N at 4x32"
         echo
@@ -264,6 +270,9 @@ main() {
         echo
         echo '```'
         echo "cargo build --release --bins"
+        if [ "${#MASTER_PIN[@]}" -gt 0 ]; then
+            echo "# pinned: dsm-master and redis-server run under \`${MASTER_PIN[*]}\`, everything else under \`${REST_PIN[*]}\`"
+        fi
         echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --log-level warn"
         echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn"
         echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"

@@ -33,9 +33,44 @@ wait_for_line() {
     done
 }
 
+# Placement of the processes on CPUs. `set_placement 1` (with 2 or more CPUs usable) gives the
+# master the last usable CPU to itself and every other process (slaves, load generator) the
+# rest; `set_placement 0` leaves placement to the kernel. On 2 vCPUs the kernel often put the
+# master beside the client and a slave while one spinning slave had the other CPU alone, and
+# throughput moved by 20-40% from run to run with where it landed (see README, "Placement").
+# Sets MASTER_PIN and REST_PIN (command prefixes, empty when unpinned) and PLACEMENT (words).
+MASTER_PIN=()
+REST_PIN=()
+# shellcheck disable=SC2034 # read by the scripts that source this one
+PLACEMENT="unpinned: the kernel places every process"
+# shellcheck disable=SC2034 # PLACEMENT, as above
+set_placement() {
+    MASTER_PIN=()
+    REST_PIN=()
+    PLACEMENT="unpinned: the kernel places every process"
+    [ "$1" = 1 ] || return 0
+    command -v taskset >/dev/null || die "pinning needs taskset (Debian package util-linux); set the PIN variable to 0 to run unpinned"
+    local list cpus
+    list=$(taskset -pc $$ | sed 's/.*: *//')
+    # Expand "0-2,5" into "0 1 2 5".
+    cpus=$(tr ',' '\n' <<<"$list" | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
+    local -a all
+    mapfile -t all <<<"$cpus"
+    if [ "${#all[@]}" -lt 2 ]; then
+        PLACEMENT="unpinned: one CPU usable"
+        return 0
+    fi
+    local last=${all[-1]} rest
+    rest=$(IFS=,; echo "${all[*]:0:${#all[@]}-1}")
+    MASTER_PIN=(taskset -c "$last")
+    REST_PIN=(taskset -c "$rest")
+    PLACEMENT="pinned: the master alone on CPU $last; slaves and load generators on CPU $rest"
+}
+
 # Start a master (R=2, free loopback ports) and N slaves from the binaries in BIN, waiting
 # for each to say it is ready; logs go to $WORK/TAG-*. Sets MASTER (its client address),
-# MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them.
+# MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them. Runs them
+# where set_placement said (unpinned unless it was called).
 # Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
 # WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
 start_dsm() {
@@ -44,7 +79,7 @@ start_dsm() {
     local -a opts=() wrap=()
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "$#" -gt 0 ] && shift && wrap=("$@")
-    "${wrap[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
         "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")
@@ -53,7 +88,7 @@ start_dsm() {
     [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
     SLAVE_PIDS=()
     for i in $(seq "$n"); do
-        "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
+        "${REST_PIN[@]}" "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
             >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
         pids+=("$!")
         SLAVE_PIDS+=("$!")

@@ -13,6 +13,8 @@
 #   CPU_OPS="write read"        ops to run (ping, write, read, mixed)
 #   CPU_REQUESTS=300000         requests per run
 #   MASTER_ARGS                 extra dsm-master options (e.g. "--spin-us 0")
+#   CPU_PIN=1                   1: the master alone on the last CPU, slaves and client on the
+#                               others, as make bench does (taskset); 0: unpinned
 #
 # Prints one line per run, then the median per build and op. Needs /usr/bin/time.
 set -euo pipefail
@@ -56,7 +58,7 @@ run() {
     local m0 s0 m1 s1 out
     m0=$(ticks "$mpid")
     s0=$(ticks "${slaves[@]}")
-    out=$(/usr/bin/time -f "%U %S" -o "$WORK/time" "$bin/dsm-client" --master "$master" bench \
+    out=$(/usr/bin/time -f "%U %S" -o "$WORK/time" "${REST_PIN[@]}" "$bin/dsm-client" --master "$master" bench \
         --op "$op" --clients 4 --pipeline 32 --requests "$N" --value-size 64 --keys 1000 --json) ||
         die "the $op run with $bin failed: $out"
     m1=$(ticks "$mpid")
@@ -71,7 +73,8 @@ run() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (a[int((NR + 1) / 2)] + a[int(NR / 2) + 1]) / 2 }'; }
 
-echo "# CPU µs per request (user + system), 4 x 32, $N requests per run"
+set_placement "${CPU_PIN:-1}"
+echo "# CPU µs per request (user + system), 4 x 32, $N requests per run; $PLACEMENT"
 printf '%-24s %-6s %10s %8s %8s %8s %8s\n' build op ops/s master slaves client total
 : >"$WORK/runs"
 for _ in $(seq "$ROUNDS"); do
