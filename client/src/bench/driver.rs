@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dsm_net::auth::Secret;
 use dsm_net::handshake::{Handshake, Step};
 use dsm_net::{Conn, Io};
-use dsm_wire::{Decoded, Frame, Role};
+use dsm_wire::{Body, Decoded, Frame, Role};
 use log::warn;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -33,8 +33,9 @@ const LOGGED_FAILURES: u64 = 5;
 struct Pending {
     req_id: u64,
     request: Request,
-    /// Latency runs from here: the send time, or in open loop the scheduled time.
-    since: Instant,
+    /// Latency runs from here: the send time, or in open loop the scheduled time (nanoseconds
+    /// on the driver's clock, see [`Driver::nanos`]).
+    since: u64,
     timed: bool,
 }
 
@@ -74,8 +75,9 @@ struct Driver<'a> {
     waiting_since: Instant,
     dirty: Vec<usize>,
     ready: Vec<(usize, bool, bool)>,
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
+    /// Send and reply times are kept as nanoseconds since this instant, so a latency is one
+    /// integer subtraction (the clock is read as before: once per fill, once per `read`).
+    clock_zero: Instant,
 }
 
 pub fn run(
@@ -151,8 +153,7 @@ impl<'a> Driver<'a> {
             waiting_since: Instant::now(),
             dirty: Vec::new(),
             ready: Vec::new(),
-            key_buf: Vec::new(),
-            value_buf: Vec::new(),
+            clock_zero: Instant::now(),
         })
     }
 
@@ -179,7 +180,7 @@ impl<'a> Driver<'a> {
         self.phase = Phase::Preload;
         let depth = self.cfg.pipeline.max(PRELOAD_DEPTH);
         loop {
-            let now = Instant::now();
+            let now = self.nanos(Instant::now());
             for idx in 0..self.conns.len() {
                 while self.conns[idx].inflight.len() < depth
                     && self.conns[idx].preload_next < self.cfg.keys
@@ -262,6 +263,7 @@ impl<'a> Driver<'a> {
     /// Closed loop: keep every pipeline full until M requests have been sent (with `--burst`,
     /// refill a connection only once it has no request in flight).
     fn fill_closed(&mut self, now: Instant) {
+        let now = self.nanos(now);
         for idx in 0..self.conns.len() {
             if self.cfg.burst && !self.conns[idx].inflight.is_empty() {
                 continue;
@@ -294,25 +296,34 @@ impl<'a> Driver<'a> {
                     break;
                 };
                 let request = self.tally.plan(idx, i, &mut self.conns[idx].rng);
+                let due_at = self.nanos(due_at);
                 self.send(idx, request, due_at, true);
             }
         }
     }
 
-    /// Queue one request on a connection (written at the next flush).
-    fn send(&mut self, idx: usize, request: Request, since: Instant, timed: bool) {
-        let body = self
-            .tally
-            .body(request, &mut self.key_buf, &mut self.value_buf);
+    /// `t` as nanoseconds since `clock_zero` (0 before it).
+    fn nanos(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.clock_zero);
+        // u64 nanoseconds last 584 years.
+        d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
+    }
+
+    /// Queue one request on a connection (written at the next flush); latency runs from
+    /// `since` (see [`Driver::nanos`]).
+    #[inline]
+    fn send(&mut self, idx: usize, request: Request, since: u64, timed: bool) {
         let c = &mut self.conns[idx];
         // The slot in the id finds the request without hashing; the sequence number catches a
         // reply that names a slot since reused.
         let slot = c.inflight.vacant_key();
         let req_id = c.next_req << 32 | slot as u64;
         c.next_req += 1;
-        let frame = Frame::new(req_id, body);
-        c.conn.send(&frame);
-        Tally::recycle(frame.body, &mut self.key_buf, &mut self.value_buf);
+        // Encoded straight from the tally's key name table and value cache.
+        match self.tally.body_ref(request) {
+            Some(body) => c.conn.send_ref(req_id, &body),
+            None => c.conn.send(&Frame::new(req_id, Body::Ping)),
+        }
         let pending = Pending {
             req_id,
             request,
@@ -410,7 +421,8 @@ impl<'a> Driver<'a> {
                 Io::Closed => return Err(self.closed(idx)),
             }
             let now = Instant::now();
-            while self.next_reply(idx, now)? {}
+            let now_nanos = self.nanos(now);
+            while self.next_reply(idx, now, now_nanos)? {}
             if self.conns[idx].conn.drained() {
                 return Ok(());
             }
@@ -420,7 +432,7 @@ impl<'a> Driver<'a> {
     /// Decode and handle the next reply buffered on connection `idx`; `false` when no whole
     /// frame is left. A VALUE stays borrowed from the connection's read buffer until it is
     /// checked, so while it lives this reaches the rest of `self` by field, never by method.
-    fn next_reply(&mut self, idx: usize, now: Instant) -> Result<bool, BenchError> {
+    fn next_reply(&mut self, idx: usize, now: Instant, nanos: u64) -> Result<bool, BenchError> {
         let c = &mut self.conns[idx];
         let reply = match c.conn.next_decoded() {
             Ok(Some(reply)) => reply,
@@ -441,7 +453,7 @@ impl<'a> Driver<'a> {
             )));
         };
         self.outstanding -= 1;
-        p.settle(&mut self.tally, &reply, now)?;
+        p.settle(&mut self.tally, &reply, nanos)?;
         Ok(true)
     }
 
@@ -472,20 +484,15 @@ impl<'a> Driver<'a> {
 
 impl Pending {
     /// Count `reply`, the answer to this request, in `tally`: a preload write must get OK, a
-    /// timed request has its latency recorded and its reply checked. Failures of timed
-    /// requests are counted, and the first few logged.
-    fn settle(
-        self,
-        tally: &mut Tally,
-        reply: &Decoded<'_>,
-        now: Instant,
-    ) -> Result<(), BenchError> {
+    /// timed request has its latency (to `now`, on the driver's clock) recorded and its reply
+    /// checked. Failures of timed requests are counted, and the first few logged.
+    fn settle(self, tally: &mut Tally, reply: &Decoded<'_>, now: u64) -> Result<(), BenchError> {
         if !self.timed {
             return tally
                 .on_preload_reply(self.request, reply)
                 .map_err(BenchError::Preload);
         }
-        let latency = now.saturating_duration_since(self.since);
+        let latency = now.saturating_sub(self.since);
         if let Some(why) = tally.on_reply(self.request, reply, latency) {
             if tally.failures() <= LOGGED_FAILURES {
                 warn!("bench: {why}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dsm_wire::{Body, BodyRef, Decoded, Frame};
 use hdrhistogram::Histogram;
 
-use super::check::{splitmix, KeyBook, ValueGen, Verdict};
+use super::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
 use super::report::{new_histogram, Summary};
 use super::{BenchConfig, Workload};
 
@@ -40,15 +40,120 @@ pub fn min_key_size(keys: usize) -> usize {
     KEY_PREFIX.len() + digits(keys.saturating_sub(1))
 }
 
+/// Memory the bench gives [`KeyNames`]; past it, keys share slots.
+pub const KEY_NAME_CACHE_BYTES: usize = 16 << 20;
+
+/// Key names rendered once instead of once per request: a direct-mapped table, key k in slot
+/// k mod slots (slot k while every key has its own), each slot tagged with the key whose name
+/// it holds, so a slot another key took is rendered again, never sent under the wrong name.
+#[derive(Debug, Clone)]
+pub struct KeyNames {
+    /// Key numbers are zero-padded to this many digits (0: not padded).
+    width: usize,
+    /// Bytes per slot: the longest name of keys `0..keys`.
+    stride: usize,
+    /// (key, name length) of each slot; key `usize::MAX` (never a key number) marks it empty.
+    tags: Vec<(usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl KeyNames {
+    /// Names of keys `0..keys` zero-padded to `width` digits, in about `budget` bytes.
+    pub fn new(keys: usize, width: usize, budget: usize) -> KeyNames {
+        let stride = KEY_PREFIX.len() + width.max(digits(keys.saturating_sub(1)));
+        let slots = (budget / stride).clamp(1, keys.max(1));
+        KeyNames {
+            width,
+            stride,
+            tags: vec![(usize::MAX, 0); slots],
+            bytes: vec![0; slots * stride],
+        }
+    }
+
+    /// Slots: one per key when the budget allows.
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The name of key number `key` (below the `keys` the table was made for).
+    #[inline]
+    pub fn name(&mut self, key: usize) -> &[u8] {
+        let slots = self.tags.len();
+        // No division while every key has its own slot.
+        let slot = if key < slots { key } else { key % slots };
+        if self.tags[slot].0 != key {
+            self.render(slot, key);
+        }
+        let start = slot * self.stride;
+        &self.bytes[start..start + self.tags[slot].1]
+    }
+
+    /// Render `key`'s name into `slot`, which held another key's (or none).
+    #[inline(never)]
+    fn render(&mut self, slot: usize, key: usize) {
+        let bytes = &mut self.bytes[slot * self.stride..(slot + 1) * self.stride];
+        self.tags[slot] = (key, render_key(key, self.width, bytes));
+    }
+}
+
+/// The latency histogram, recording a run of equal latencies at once: replies decoded from one
+/// `read` share their receive time and requests queued in one fill share their send time, so
+/// equal latencies come in runs. `saturating_record_n(v, n)` counts exactly what `n` calls of
+/// `saturating_record(v)` do, so the histogram is the same, only built with fewer calls.
+struct Latencies {
+    hist: Histogram<u64>,
+    /// The latency of the run not yet in `hist`, and its length.
+    last: u64,
+    run: u64,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        Latencies {
+            hist: new_histogram(),
+            last: 0,
+            run: 0,
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, nanos: u64) {
+        if nanos != self.last {
+            self.flush();
+            self.last = nanos;
+        }
+        self.run += 1;
+    }
+
+    /// Put the pending run into the histogram.
+    #[inline(never)]
+    fn flush(&mut self) {
+        if self.run > 0 {
+            self.hist.saturating_record_n(self.last, self.run);
+            self.run = 0;
+        }
+    }
+
+    /// Every latency recorded so far; recording starts again from empty.
+    fn take(&mut self) -> Histogram<u64> {
+        self.flush();
+        std::mem::replace(&mut self.hist, new_histogram())
+    }
+}
+
 pub struct Tally {
     workload: Workload,
     keys: usize,
     /// Key numbers are zero-padded to this many digits (0: not padded).
     key_digits: usize,
     conns: usize,
-    gen: ValueGen,
+    names: KeyNames,
+    /// The newest value sent for each key, which every READ answer is compared against first.
+    values: ValueCache,
     book: KeyBook,
-    hist: Histogram<u64>,
+    cycle: KeyCycle,
+    latencies: Latencies,
     pub completed: u64,
     pub error_replies: u64,
     pub mismatches: u64,
@@ -58,16 +163,24 @@ pub struct Tally {
 impl Tally {
     /// `run` seeds the values, so a value left by an earlier run never passes a check.
     pub fn new(cfg: &BenchConfig, run: u64) -> Tally {
+        Tally::with_budgets(cfg, run, KEY_NAME_CACHE_BYTES, VALUE_CACHE_BYTES)
+    }
+
+    /// [`Tally::new`] with the memory of the key name and value caches given.
+    fn with_budgets(cfg: &BenchConfig, run: u64, names: usize, values: usize) -> Tally {
+        let key_digits = cfg
+            .key_size
+            .map_or(0, |b| b.saturating_sub(KEY_PREFIX.len()));
         Tally {
             workload: cfg.workload,
             keys: cfg.keys,
-            key_digits: cfg
-                .key_size
-                .map_or(0, |b| b.saturating_sub(KEY_PREFIX.len())),
+            key_digits,
             conns: cfg.clients,
-            gen: ValueGen::new(run, cfg.value_size),
+            names: KeyNames::new(cfg.keys, key_digits, names),
+            values: ValueCache::new(ValueGen::new(run, cfg.value_size), cfg.keys, values),
             book: KeyBook::new(cfg.keys),
-            hist: new_histogram(),
+            cycle: KeyCycle::new(cfg.keys),
+            latencies: Latencies::new(),
             completed: 0,
             error_replies: 0,
             mismatches: 0,
@@ -104,14 +217,15 @@ impl Tally {
     }
 
     /// Timed request number `i`, to be sent on connection `conn` (whose generator is `rng`).
+    #[inline]
     pub fn plan(&mut self, conn: usize, i: u64, rng: &mut u64) -> Request {
         let key = match self.workload {
             Workload::Ping => return Request::Ping,
-            Workload::Write | Workload::Read => (i % self.keys as u64) as usize,
+            Workload::Write | Workload::Read => self.cycle.key(i),
             // A key this connection owns (k mod N = conn), so only it ever writes the key.
             Workload::Mixed => {
                 let owned = (self.keys - conn).div_ceil(self.conns);
-                conn + self.conns * (splitmix(rng) % owned as u64) as usize
+                conn + self.conns * below(splitmix(rng), owned)
             }
         };
         let write = match self.workload {
@@ -132,38 +246,28 @@ impl Tally {
         }
     }
 
-    /// The frame body of `request`, built in the caller's reusable buffers (take them back
-    /// with [`Tally::recycle`] once the frame is encoded).
-    pub fn body(&self, request: Request, key_buf: &mut Vec<u8>, value_buf: &mut Vec<u8>) -> Body {
+    /// The frame body of `request`, borrowed from the key name table and the value cache
+    /// (encode it with `encode_ref`, nothing is copied before that); `None` for a PING, which
+    /// has no borrowed form. A WRITE's value stays cached, the expected answer to later READs.
+    #[inline]
+    pub fn body_ref(&mut self, request: Request) -> Option<BodyRef<'_>> {
         match request {
-            Request::Ping => Body::Ping,
-            Request::Write { key, version } => {
-                key_name(key, self.key_digits, key_buf);
-                self.gen.fill(key, version, value_buf);
-                Body::Write {
-                    key: std::mem::take(key_buf),
-                    value: std::mem::take(value_buf),
-                }
-            }
-            Request::Read { key, .. } => {
-                key_name(key, self.key_digits, key_buf);
-                Body::Read {
-                    key: std::mem::take(key_buf),
-                }
-            }
+            Request::Ping => None,
+            Request::Write { key, version } => Some(BodyRef::Write {
+                key: self.names.name(key),
+                value: self.values.value(key, version),
+            }),
+            Request::Read { key, .. } => Some(BodyRef::Read {
+                key: self.names.name(key),
+            }),
         }
     }
 
-    /// Hand the buffers of an encoded body back, so steady state sends without allocating.
-    pub fn recycle(body: Body, key_buf: &mut Vec<u8>, value_buf: &mut Vec<u8>) {
-        match body {
-            Body::Write { key, value } => {
-                *key_buf = key;
-                *value_buf = value;
-            }
-            Body::Read { key } => *key_buf = key,
-            _ => {}
-        }
+    /// The owned frame body of `request` (for tests and messages; the loop uses
+    /// [`Tally::body_ref`]).
+    #[cfg(test)]
+    pub fn body(&mut self, request: Request) -> Body {
+        self.body_ref(request).map_or(Body::Ping, |b| b.to_body())
     }
 
     /// A preload write's reply: anything but OK stops the run (`Err` says what came back).
@@ -181,18 +285,35 @@ impl Tally {
         }
     }
 
-    /// Count a timed reply; `Some` describes a failure (it is counted either way). The reply is
-    /// only borrowed: a VALUE is checked where the decoder left it, in the connection's read
-    /// buffer, so a READ costs no allocation and no copy.
+    /// Count a timed reply that took `latency_nanos`; `Some` describes a failure (it is counted
+    /// either way). The reply is only borrowed: a VALUE is checked where the decoder left it,
+    /// in the connection's read buffer, so a READ costs no allocation and no copy.
+    #[inline]
     pub fn on_reply(
         &mut self,
         request: Request,
         reply: &Decoded<'_>,
-        latency: Duration,
+        latency_nanos: u64,
     ) -> Option<String> {
-        let nanos = latency.as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.hist.saturating_record(nanos.max(1));
+        self.latencies.record(latency_nanos.max(1));
         self.completed += 1;
+        // The replies a run is made of, handled here; every other pairing below.
+        match (request, reply) {
+            (Request::Read { key, floor }, Decoded::Ref(_, BodyRef::Value { value })) => {
+                self.check_read(key, floor, value)
+            }
+            (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
+                self.book.acked(key, version);
+                None
+            }
+            _ => self.on_other_reply(request, reply),
+        }
+    }
+
+    /// [`Tally::on_reply`] for the less usual pairings of request and reply (it takes every
+    /// pairing, the usual ones too).
+    #[inline(never)]
+    fn on_other_reply(&mut self, request: Request, reply: &Decoded<'_>) -> Option<String> {
         match (request, reply) {
             (
                 Request::Ping,
@@ -241,17 +362,22 @@ impl Tally {
 
     /// Check the VALUE answering a READ of `key` sent at `floor`; a mismatch is counted and
     /// described.
+    #[inline]
     fn check_read(&mut self, key: usize, floor: u64, value: &[u8]) -> Option<String> {
-        match self.book.check(&self.gen, key, floor, Some(value)) {
+        match self.book.check(&mut self.values, key, floor, Some(value)) {
             Verdict::Ok => None,
-            _ => {
-                self.mismatches += 1;
-                Some(format!(
-                    "READ {} returned a value it never held",
-                    self.key_label(key)
-                ))
-            }
+            _ => self.mismatch(key),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mismatch(&mut self, key: usize) -> Option<String> {
+        self.mismatches += 1;
+        Some(format!(
+            "READ {} returned a value it never held",
+            self.key_label(key)
+        ))
     }
 
     pub fn summary(&mut self, cfg: &BenchConfig, elapsed: Duration) -> Summary {
@@ -264,8 +390,51 @@ impl Tally {
             mismatches: self.mismatches,
             not_found: self.not_found,
             elapsed,
-            hist: std::mem::replace(&mut self.hist, new_histogram()),
+            hist: self.latencies.take(),
         }
+    }
+}
+
+/// `r` (uniform over u64) mapped to `0..n` (n >= 1) by a multiply instead of a division, as
+/// evenly as `r % n` would.
+fn below(r: u64, n: usize) -> usize {
+    ((u128::from(r) * n as u128) >> 64) as usize
+}
+
+/// Key `i mod keys` for the `i`-th request of a write or read run, by counting up (the
+/// requests are planned in order) instead of a division each; any other `i` is divided.
+#[derive(Debug, Clone)]
+struct KeyCycle {
+    keys: usize,
+    /// The `i` expected next, and its key.
+    next_i: u64,
+    next_key: usize,
+}
+
+impl KeyCycle {
+    fn new(keys: usize) -> KeyCycle {
+        KeyCycle {
+            keys,
+            next_i: 0,
+            next_key: 0,
+        }
+    }
+
+    #[inline]
+    fn key(&mut self, i: u64) -> usize {
+        let key = if i == self.next_i {
+            self.next_key
+        } else {
+            (i % self.keys as u64) as usize
+        };
+        self.next_i = i.wrapping_add(1);
+        // After u64::MAX comes 0, whose key is 0 too.
+        self.next_key = if key + 1 == self.keys || self.next_i == 0 {
+            0
+        } else {
+            key + 1
+        };
+        key
     }
 }
 
@@ -280,31 +449,32 @@ pub fn describe(reply: &Decoded<'_>) -> String {
     }
 }
 
-/// `bench:<key>` into `out`, the number zero-padded to at least `width` digits (0: as is),
-/// without the formatting machinery (it runs once per request).
+/// `bench:<key>` into `out`, the number zero-padded to at least `width` digits (0: as is).
 fn key_name(key: usize, width: usize, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(KEY_PREFIX);
-    let mut digits = [0u8; 20];
+    out.resize(KEY_PREFIX.len() + width.max(digits(key)), 0);
+    render_key(key, width, out);
+}
+
+/// `bench:<key>` (as [`key_name`]) over the front of `out`, without the formatting machinery;
+/// returns its length. `out` must have room for it.
+fn render_key(key: usize, width: usize, out: &mut [u8]) -> usize {
+    let len = KEY_PREFIX.len() + width.max(digits(key));
+    let (prefix, number) = out[..len].split_at_mut(KEY_PREFIX.len());
+    prefix.copy_from_slice(KEY_PREFIX);
+    // Right to left; once the number runs out the rest is the zero padding.
     let mut n = key;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+    for d in number.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    let pad = width.saturating_sub(digits.len() - i);
-    out.resize(out.len() + pad, b'0');
-    out.extend_from_slice(&digits[i..]);
+    len
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dsm_wire::{decode_borrowed, encode, ErrorCode, DEFAULT_MAX_FRAME};
+    use dsm_wire::{decode_borrowed, encode, encode_ref, ErrorCode, DEFAULT_MAX_FRAME};
 
     fn cfg(workload: Workload, clients: usize, keys: usize) -> BenchConfig {
         BenchConfig {
@@ -322,10 +492,11 @@ mod tests {
         }
     }
 
-    const MS: Duration = Duration::from_millis(1);
+    /// One millisecond, in the nanoseconds `on_reply` takes.
+    const MS: u64 = 1_000_000;
 
-    fn value_of(t: &Tally, request: Request) -> Vec<u8> {
-        match t.body(request, &mut Vec::new(), &mut Vec::new()) {
+    fn value_of(t: &mut Tally, request: Request) -> Vec<u8> {
+        match t.body(request) {
             Body::Write { value, .. } => value,
             other => panic!("{other:?}"),
         }
@@ -360,14 +531,10 @@ mod tests {
         // Through the config: --key-size 16 with 1M keys names every key in 16 bytes.
         let mut c = cfg(Workload::Write, 1, 1_000_000);
         c.key_size = Some(16);
-        let t = Tally::new(&c, 1);
+        let mut t = Tally::new(&c, 1);
         let mut names = std::collections::HashSet::new();
         for key in [0, 1, 9, 10, 99_999, 500_000, 999_999] {
-            match t.body(
-                Request::Write { key, version: 1 },
-                &mut Vec::new(),
-                &mut Vec::new(),
-            ) {
+            match t.body(Request::Write { key, version: 1 }) {
                 Body::Write { key: name, .. } => {
                     assert_eq!(name.len(), 16, "{}", String::from_utf8_lossy(&name));
                     assert!(names.insert(name));
@@ -434,7 +601,7 @@ mod tests {
     fn every_read_reply_is_checked_and_counted() {
         let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
         let w = t.preload(0);
-        let good = value_of(&t, w);
+        let good = value_of(&mut t, w);
         assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
         let w1 = t.preload(1);
         assert!(t
@@ -445,7 +612,7 @@ mod tests {
         let r = t.plan(0, 0, &mut rng);
         assert_eq!(r, Request::Read { key: 0, floor: 1 });
         assert_eq!(t.on_reply(r, &owned(Body::Value { value: good }), MS), None);
-        let wrong = value_of(&t, Request::Write { key: 1, version: 1 });
+        let wrong = value_of(&mut t, Request::Write { key: 1, version: 1 });
         assert!(t
             .on_reply(r, &owned(Body::Value { value: wrong }), MS)
             .is_some());
@@ -484,7 +651,7 @@ mod tests {
     fn a_value_borrowed_from_the_read_buffer_is_checked() {
         let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
         let w = t.preload(0);
-        let good = value_of(&t, w);
+        let good = value_of(&mut t, w);
         assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
         let r = t.plan(0, 0, &mut 0);
         let mut buf = Vec::new();
@@ -503,7 +670,7 @@ mod tests {
         let mut flipped = good.clone();
         flipped[15] ^= 0x80;
         let wrong = [
-            value_of(&t, Request::Write { key: 1, version: 1 }),
+            value_of(&mut t, Request::Write { key: 1, version: 1 }),
             good[..8].to_vec(),
             flipped,
         ];
@@ -526,15 +693,175 @@ mod tests {
     }
 
     #[test]
-    fn bodies_reuse_the_callers_buffers() {
-        let t = Tally::new(&cfg(Workload::Write, 1, 1), 1);
-        let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(64));
-        let body = t.body(Request::Write { key: 3, version: 1 }, &mut k, &mut v);
+    fn bodies_are_borrowed_from_the_caches_and_encode_as_owned_ones() {
+        let mut c = cfg(Workload::Mixed, 1, 12);
+        c.value_size = 20;
+        let mut t = Tally::new(&c, 1);
+        let g = ValueGen::new(1, 20);
+        for request in [
+            Request::Write { key: 3, version: 1 },
+            Request::Read { key: 3, floor: 1 },
+            Request::Write {
+                key: 11,
+                version: 2,
+            },
+            Request::Read { key: 0, floor: 0 },
+            Request::Ping,
+        ] {
+            let owned = t.body(request);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            match t.body_ref(request) {
+                Some(body) => encode_ref(9, &body, &mut a),
+                None => encode(&Frame::new(9, Body::Ping), &mut a),
+            }
+            encode(&Frame::new(9, owned.clone()), &mut b);
+            assert_eq!(a, b, "{request:?}");
+            match (request, owned) {
+                (Request::Write { key, version }, Body::Write { key: name, value }) => {
+                    assert_eq!(name, format!("bench:{key}").as_bytes());
+                    let mut want = Vec::new();
+                    g.fill(key, version, &mut want);
+                    assert_eq!(value, want);
+                }
+                (Request::Read { key, .. }, Body::Read { key: name }) => {
+                    assert_eq!(name, format!("bench:{key}").as_bytes());
+                }
+                (Request::Ping, Body::Ping) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn key_name_table_holds_each_keys_own_name() {
+        for width in [0, 4] {
+            let mut want = Vec::new();
+            // A slot per key, fewer slots than keys, one slot.
+            for budget in [KEY_NAME_CACHE_BYTES, 40, 0] {
+                let mut names = KeyNames::new(1000, width, budget);
+                assert!(names.slots() >= 1 && names.slots() <= 1000);
+                let mut rng = 7;
+                for i in 0..3000 {
+                    let key = if i < 1000 {
+                        i
+                    } else {
+                        (splitmix(&mut rng) % 1000) as usize
+                    };
+                    key_name(key, width, &mut want);
+                    assert_eq!(names.name(key), &want[..], "{key} {width} {budget}");
+                }
+            }
+        }
+        assert_eq!(KeyNames::new(1000, 0, KEY_NAME_CACHE_BYTES).slots(), 1000);
+        assert_eq!(KeyNames::new(1000, 0, 0).slots(), 1);
+        assert_eq!(KeyNames::new(0, 0, KEY_NAME_CACHE_BYTES).slots(), 1);
+        // 10 keys in two slots of "bench:N": keys 0 and 2 take turns in slot 0.
+        let mut names = KeyNames::new(10, 0, 14);
+        assert_eq!(names.slots(), 2);
+        assert_eq!(names.name(0), b"bench:0");
+        assert_eq!(names.name(2), b"bench:2");
+        assert_eq!(names.name(0), b"bench:0");
+        assert_eq!(names.name(9), b"bench:9");
+    }
+
+    #[test]
+    fn the_key_cycle_is_i_mod_keys_in_any_order() {
+        for keys in [1, 2, 7, 1000] {
+            let mut c = KeyCycle::new(keys);
+            let mut rng = 1;
+            let mut i = 0u64;
+            for _ in 0..5000 {
+                // Mostly in order (the closed loop), sometimes skipping or going back.
+                i = match splitmix(&mut rng) % 8 {
+                    0 => splitmix(&mut rng) % 100_000,
+                    1 => u64::MAX - splitmix(&mut rng) % 3,
+                    _ => i.wrapping_add(1),
+                };
+                assert_eq!(c.key(i), (i % keys as u64) as usize, "{keys} keys, i {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn below_spreads_evenly_and_stays_in_range() {
+        let mut counts = [0u32; 7];
+        let mut rng = 3;
+        for _ in 0..70_000 {
+            counts[below(splitmix(&mut rng), 7)] += 1;
+        }
         assert!(
-            matches!(&body, Body::Write { key, value } if key == b"bench:3" && value.len() == 16)
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
         );
-        Tally::recycle(body, &mut k, &mut v);
-        assert_eq!((k.capacity() >= 64, v.len()), (true, 16));
-        assert_eq!(t.body(Request::Ping, &mut k, &mut v), Body::Ping);
+        assert_eq!(
+            (below(0, 5), below(u64::MAX, 5), below(u64::MAX, 1)),
+            (0, 4, 0)
+        );
+    }
+
+    #[test]
+    fn runs_of_equal_latencies_make_the_same_histogram() {
+        let mut l = Latencies::new();
+        let mut direct = new_histogram();
+        let mut rng = 5;
+        let mut values = vec![1, 1, 1, 7, 7, 1, 3_600_000_000_000, u64::MAX, u64::MAX, 2];
+        for _ in 0..2000 {
+            // Runs of 1 to 4 of one value, small and large.
+            let v = 1 + splitmix(&mut rng) % 50_000_000;
+            values.extend(std::iter::repeat_n(v, 1 + (v % 4) as usize));
+        }
+        for &v in &values {
+            l.record(v);
+            direct.saturating_record(v);
+        }
+        let h = l.take();
+        assert_eq!(h.len(), values.len() as u64);
+        assert_eq!(
+            (h.min(), h.max(), h.value_at_quantile(0.5)),
+            (direct.min(), direct.max(), direct.value_at_quantile(0.5))
+        );
+        assert!(h == direct);
+        // Taken: recording starts again from nothing, the pending run included.
+        l.record(9);
+        l.record(9);
+        assert_eq!(l.take().len(), 2);
+        assert_eq!(l.take().len(), 0);
+    }
+
+    #[test]
+    fn small_caches_check_reads_as_well() {
+        // One slot for names and values: every request takes them from the one before.
+        let mut t = Tally::with_budgets(&cfg(Workload::Mixed, 1, 3), 4, 0, 0);
+        let mut good = Vec::new();
+        for key in 0..3 {
+            let w = t.preload(key);
+            good.push(value_of(&mut t, w));
+            assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
+        }
+        let mut buf = Vec::new();
+        for key in [0, 1, 2, 2, 0] {
+            let r = Request::Read { key, floor: 1 };
+            assert_eq!(
+                t.body(r),
+                Body::Read {
+                    key: format!("bench:{key}").into_bytes()
+                }
+            );
+            let reply = received(
+                Body::Value {
+                    value: good[key].clone(),
+                },
+                &mut buf,
+            );
+            assert_eq!(t.on_reply(r, &reply, MS), None, "key {key}");
+            let other = good[(key + 1) % 3].clone();
+            let reply = received(Body::Value { value: other }, &mut buf);
+            assert!(t.on_reply(r, &reply, MS).is_some(), "key {key}");
+            let mut flipped = good[key].clone();
+            flipped[0] ^= 0x40;
+            let reply = received(Body::Value { value: flipped }, &mut buf);
+            assert!(t.on_reply(r, &reply, MS).is_some(), "key {key}");
+        }
+        assert_eq!((t.mismatches, t.completed), (10, 15));
     }
 }
