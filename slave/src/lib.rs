@@ -10,7 +10,7 @@ pub use crate::node::{run, Config};
 pub use crate::store::Store;
 
 /// Default of `--spin-us` (see [`node::Config::spin`]).
-pub const SPIN_US: u64 = 50;
+pub const SPIN_US: u64 = 200;
 
 /// A slave id unique enough for one cluster: process id and start time, hashed.
 pub fn generated_id() -> String {
