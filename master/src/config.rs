@@ -6,7 +6,7 @@ use std::time::Duration;
 use dsm_net::auth::Secret;
 
 /// Default of `--spin-us`.
-pub const SPIN_US: u64 = 50;
+pub const SPIN_US: u64 = 200;
 /// Default of `--coalesce-us`.
 pub const COALESCE_US: u64 = 300;
 
