@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use dsm_wire::{decode, encode, Body, Frame, Role};
 
+use crate::{Cluster, ClusterOpts};
+
 /// Master flags that keep a request to stopped slaves waiting for as long as a test runs: no
 /// ACK timeout drops a silent slave, and no PING sweep does.
 pub const PATIENT_WITH_SLAVES: [&str; 4] =
@@ -29,6 +31,28 @@ pub fn welcomed_client(addr: SocketAddr, deadline: Instant) -> (TcpStream, Vec<u
         other => panic!("the master did not WELCOME a client: {other:?}"),
     }
     (stream, rbuf)
+}
+
+/// A master (R=2, `extra` flags on top of [`PATIENT_WITH_SLAVES`]) whose three slaves are
+/// stopped once a raw client has been WELCOMEd (by `deadline`): a write sent on it stays stuck
+/// on the stopped slaves until its request deadline. Returns the cluster, the client's stream
+/// and its read buffer.
+pub fn stuck_slaves(extra: &[&str], deadline: Instant) -> (Cluster, TcpStream, Vec<u8>) {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        master_args: extra
+            .iter()
+            .chain(&PATIENT_WITH_SLAVES)
+            .map(|s| s.to_string())
+            .collect(),
+        ..Default::default()
+    });
+    let (stream, rbuf) = welcomed_client(cluster.master_addr(), deadline);
+    for i in 0..cluster.slave_count() {
+        cluster.stop_slave(i);
+    }
+    (cluster, stream, rbuf)
 }
 
 /// What a raw connection heard back by a deadline.

@@ -5,8 +5,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use dsm_tests::raw::{next_frame, send_frame as send, welcomed_client, Heard, PATIENT_WITH_SLAVES};
-use dsm_tests::{Cluster, ClusterOpts};
+use dsm_tests::raw::{next_frame, send_frame as send, stuck_slaves, Heard};
 use dsm_wire::{Body, Frame};
 
 /// Far beyond the answer deadline below: a reply that waits for the hold to run out fails.
@@ -25,26 +24,11 @@ fn receive(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Frame {
 
 #[test]
 fn a_reply_is_not_held_behind_a_stuck_request_when_the_master_is_idle() {
-    let mut cluster = Cluster::start(ClusterOpts {
-        slaves: 3,
-        replicas: 2,
-        master_args: [
-            ["--coalesce-us", HOLD_US].as_slice(),
-            // The stuck write stays stuck for the whole test.
-            &["--request-timeout-ms", "600000"],
-            &PATIENT_WITH_SLAVES,
-        ]
-        .concat()
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        ..Default::default()
-    });
-    let (mut raw, mut buf) =
-        welcomed_client(cluster.master_addr(), Instant::now() + ANSWER_DEADLINE);
-    for i in 0..cluster.slave_count() {
-        cluster.stop_slave(i);
-    }
+    let (mut cluster, mut raw, mut buf) = stuck_slaves(
+        // The stuck write stays stuck for the whole test.
+        &["--coalesce-us", HOLD_US, "--request-timeout-ms", "600000"],
+        Instant::now() + ANSWER_DEADLINE,
+    );
     // This write's STOREs reach stopped slaves: the master owes the client its answer for as
     // long as they stay stopped. The PING behind it is answered at once; with the master idle
     // the PONG must go out, not wait for the write.

@@ -8,7 +8,7 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use dsm_tests::raw::{next_frame, send_frame as send, welcomed_client, Heard, PATIENT_WITH_SLAVES};
+use dsm_tests::raw::{next_frame, send_frame as send, stuck_slaves, Heard};
 use dsm_tests::{Cluster, ClusterOpts};
 use dsm_wire::{Body, ErrorCode};
 
@@ -81,26 +81,12 @@ fn a_long_spin_still_answers_a_request_at_its_deadline() {
     const REQUEST_TIMEOUT_MS: u64 = 1000;
     // Far below the spin, far above the deadline on a loaded machine.
     const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
-    let mut cluster = Cluster::start(ClusterOpts {
-        slaves: 3,
-        replicas: 2,
-        master_args: [
-            ["--spin-us", SPIN_US].as_slice(),
-            &["--request-timeout-ms", &REQUEST_TIMEOUT_MS.to_string()],
-            // Nothing but the request's deadline may end the wait.
-            &PATIENT_WITH_SLAVES,
-        ]
-        .concat()
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        ..Default::default()
-    });
-    let (mut raw, mut buf) =
-        welcomed_client(cluster.master_addr(), Instant::now() + ANSWER_DEADLINE);
-    for i in 0..cluster.slave_count() {
-        cluster.stop_slave(i);
-    }
+    // Nothing but the request's deadline may end the wait.
+    let timeout = REQUEST_TIMEOUT_MS.to_string();
+    let (mut cluster, mut raw, mut buf) = stuck_slaves(
+        &["--spin-us", SPIN_US, "--request-timeout-ms", &timeout],
+        Instant::now() + ANSWER_DEADLINE,
+    );
     // The STOREs reach stopped slaves, so the master spins for their ACKs; only the request
     // deadline, a timer, can answer the write.
     let sent = Instant::now();
