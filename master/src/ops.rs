@@ -604,8 +604,8 @@ impl Master {
                     .iter()
                     .any(|s| self.subs.get(s).is_some_and(|s| s.slave == h))
             };
-            // A live holder not yet asked (a first FETCH has asked nobody).
-            let fresh = |h: SlaveIdx| self.slaves.is_live(h) && (pending.is_empty() || !asked(h));
+            // A live holder this read has not asked yet.
+            let fresh = |h: SlaveIdx| self.slaves.is_live(h) && !asked(h);
             // Prefer a holder this turn already sends to: one more FETCH rides in the same
             // write and wakes no other slave. Round robin still spreads the turns.
             let woken = |h: SlaveIdx| self.turn_targets.contains(&h);
