@@ -168,7 +168,7 @@ pub struct Master {
     /// Buffers of VALUE replies already written, for the next FETCHED answers to reuse (see
     /// [`Master::recycle`]).
     value_pool: Vec<Vec<u8>>,
-    /// Slaves sent a FETCH since the last tick (one event-loop turn).
+    /// Slaves sent a FETCH since the event loop last wrote its buffers ([`Master::end_turn`]).
     pub(crate) turn_targets: Vec<SlaveIdx>,
     /// Per connection id: client operations taken and not yet answered (see [`Master::owes`]).
     pub(crate) owed: Vec<u32>,
@@ -276,8 +276,13 @@ impl Master {
         }
     }
 
-    pub fn on_tick(&mut self, now: Instant) {
+    /// The event loop has written out everything the master handed it: a FETCH from now on
+    /// goes out in a new write, so no slave counts as already woken by this turn's sends.
+    pub fn end_turn(&mut self) {
         self.turn_targets.clear();
+    }
+
+    pub fn on_tick(&mut self, now: Instant) {
         let mut fired = Vec::new();
         self.timers.expired(now, &mut fired);
         for t in fired {

@@ -152,6 +152,7 @@ impl Server {
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
+        self.core.end_turn();
         Ok(())
     }
 

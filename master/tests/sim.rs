@@ -137,6 +137,7 @@ impl Sim {
             self.now += Duration::from_millis(1);
             self.m.on_tick(self.now);
             self.pump();
+            self.m.end_turn();
         }
     }
 
