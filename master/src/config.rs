@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dsm_net::auth::Secret;
+use dsm_wire::ErrorCode;
 
 /// Default of `--spin-us`.
 pub const SPIN_US: u64 = 200;
@@ -85,6 +86,32 @@ impl Config {
     /// How long a primary with a backup keeps acknowledging without hearing from it.
     pub fn lease(&self) -> Duration {
         self.heartbeat_interval * 2
+    }
+
+    /// Why a client's key or value cannot be taken, with the error code to answer.
+    pub fn check_request(&self, key: &[u8], value: Option<&[u8]>) -> Option<(ErrorCode, String)> {
+        if key.is_empty() {
+            return Some((ErrorCode::BadRequest, "the key is empty".into()));
+        }
+        if key.len() > self.max_key {
+            let text = format!(
+                "key of {} bytes is over the limit of {} bytes",
+                key.len(),
+                self.max_key
+            );
+            return Some((ErrorCode::TooLarge, text));
+        }
+        match value {
+            Some(v) if v.len() > self.max_value => {
+                let text = format!(
+                    "value of {} bytes is over the limit of {} bytes",
+                    v.len(),
+                    self.max_value
+                );
+                Some((ErrorCode::TooLarge, text))
+            }
+            _ => None,
+        }
     }
 
     pub fn max_frame(&self) -> usize {

@@ -1,12 +1,18 @@
-//! Maps keyed by ids this process hands out itself. Nobody outside can choose those, so they
-//! need no flood-resistant SipHash: for sub-request ids one multiply and a shift mix them well
-//! enough ([`IdMap`]), and connection ids, small and dense, index a vector ([`ConnMap`]).
-//! Keys chosen by clients (the key maps) keep std's keyed hasher.
+//! Ids this process hands out itself, and maps keyed by them. Nobody outside can choose those,
+//! so they need no flood-resistant SipHash: for sub-request ids one multiply and a shift mix
+//! them well enough ([`IdMap`]), and connection ids, small and dense, index a vector
+//! ([`ConnMap`]). Keys chosen by clients (the key maps) keep std's keyed hasher.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A connection, as the event loop numbers them (its slab key).
+pub type ConnId = usize;
+
+/// An operation in flight (its slot in the master's slab of operations).
+pub(crate) type OpId = usize;
 
 /// Fibonacci hashing of one integer. Both halves of the result vary with every input bit, so
 /// the table's bucket index (low bits) and its control byte (high bits) both spread.

@@ -1,23 +1,37 @@
 //! dsm-master: places each write on R slaves, answers reads from a holder of the latest write.
 //!
-//! [`Master`] is the logic as a state machine with no I/O; [`run`] drives it from a mio loop.
+//! [`Master`] is the logic as a state machine with no I/O, made of components that own their
+//! state (`ops/`, `ha/`, `slaves.rs`, `repair.rs`, `peers.rs`, ...); [`run`] drives it from a
+//! mio loop. `ARCHITECTURE.md` at the top of the repository follows a WRITE, a READ and a
+//! takeover through them.
 
 pub mod config;
-pub mod core;
+mod core;
+mod ctx;
+mod doubts;
+mod effect;
 mod few;
 mod ha;
 mod handshake;
+mod hold;
 mod idmap;
 pub mod key;
 pub mod keymap;
-mod link;
+mod listen;
+mod master;
+mod members;
 mod ops;
+mod outbox;
+mod peers;
 pub mod placement;
-mod probe;
 mod repair;
 pub mod server;
 pub mod slaves;
+mod status;
+mod term;
+mod timer;
 
 pub use crate::config::Config;
-pub use crate::core::{Master, Out, Shared};
+pub use crate::master::Master;
+pub use crate::outbox::{ConnId, Out, Shared};
 pub use crate::server::run;

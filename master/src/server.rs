@@ -14,17 +14,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io};
 use log::{debug, info, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::core::{Master, Out};
+use crate::hold::Held;
+use crate::listen::{Listeners, HEARTBEAT, LISTENER};
+use crate::master::Master;
+use crate::outbox::Out;
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const HEARTBEAT: Token = Token(usize::MAX - 2);
 /// Above this many unsent bytes for a peer, stop reading its requests until it drains.
 const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
 
@@ -50,8 +51,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
 pub struct Server {
     poll: Poll,
     events: Events,
-    listener: TcpListener,
-    heartbeat: TcpListener,
+    listeners: Listeners,
     conns: Slab<Conn>,
     core: Master,
     out: Vec<Out>,
@@ -61,50 +61,43 @@ pub struct Server {
     ready: Vec<(Token, bool, bool)>,
     /// Connections we stopped reading because their replies pile up.
     paused: Vec<usize>,
-    accepting: bool,
     /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
     link: Option<(usize, bool)>,
-    /// Client connections whose queued replies are held back (see the module doc), and when
-    /// the first of them was.
-    held: Vec<usize>,
-    held_since: Option<Instant>,
+    /// Client connections whose queued replies are held back (see the module doc).
+    held: Held,
+    /// Scratch list of held connections due to be written.
+    due: Vec<usize>,
     cfg: Config,
 }
 
 impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.listen)?;
-        let mut heartbeat = TcpListener::bind(cfg.heartbeat)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry()
-            .register(&mut heartbeat, HEARTBEAT, Interest::READABLE)?;
+        let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
+        let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
-            listener,
-            heartbeat,
+            listeners,
             conns: Slab::new(),
             core: Master::new(cfg.clone(), Instant::now()),
             out: Vec::new(),
             dirty: Vec::new(),
             ready: Vec::new(),
             paused: Vec::new(),
-            accepting: true,
             link: None,
-            held: Vec::new(),
-            held_since: None,
+            held: Held::new(cfg.coalesce),
+            due: Vec::new(),
             cfg,
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners.local_addr()
     }
 
     pub fn heartbeat_addr(&self) -> io::Result<SocketAddr> {
-        self.heartbeat.local_addr()
+        self.listeners.heartbeat_addr()
     }
 
     /// One loop iteration: wait for events or the next timer, handle them, flush.
@@ -135,7 +128,9 @@ impl Server {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
                 Token(key) if self.link == Some((key, false)) => {
-                    self.link_progress(key, readable || writable)
+                    if readable || writable {
+                        self.link_progress(key)
+                    }
                 }
                 Token(key) => {
                     if writable && self.conns.contains(key) {
@@ -189,39 +184,11 @@ impl Server {
     }
 
     fn accept(&mut self, token: Token) {
-        while self.accepting {
-            let listener = if token == LISTENER {
-                &self.listener
-            } else {
-                &self.heartbeat
-            };
-            let (mut stream, addr) = match listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog and go on serving.
-                    warn!("accept failed: {e}");
-                    return;
-                }
-            };
-            if self.conns.len() >= self.cfg.max_conns {
-                warn!(
-                    "{} connections: at --max-conns, refusing {addr} and pausing accept",
-                    self.conns.len()
-                );
-                drop(stream);
-                self.accepting = false;
-                return;
-            }
-            let _ = stream.set_nodelay(true);
+        while let Some((mut stream, addr)) = self.listeners.next(token, self.conns.len()) {
             let entry = self.conns.vacant_entry();
             let key = entry.key();
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut stream, Token(key), Interest::READABLE)
-            {
+            let registry = self.poll.registry();
+            if let Err(e) = registry.register(&mut stream, Token(key), Interest::READABLE) {
                 warn!("cannot register connection from {addr}: {e}");
                 continue;
             }
@@ -239,53 +206,37 @@ impl Server {
         let Some(addr) = self.core.link_target(now) else {
             return;
         };
-        let mut stream = match mio::net::TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(e) => return self.core.on_link_failed(&e.to_string(), now),
-        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), interest)
-        {
-            return self.core.on_link_failed(&e.to_string(), now);
+        match dial::connect(addr, self.poll.registry(), Token(key)) {
+            Ok(stream) => {
+                let mut conn = Conn::new(stream, self.cfg.max_frame());
+                conn.write_interest = true;
+                entry.insert(conn);
+                self.link = Some((key, false));
+            }
+            Err(e) => self.core.on_link_failed(&e.to_string(), now),
         }
-        let mut conn = Conn::new(stream, self.cfg.max_frame());
-        conn.write_interest = true;
-        entry.insert(conn);
-        self.link = Some((key, false));
     }
 
     /// The pending link connect made progress: connected, failed, or not yet.
-    fn link_progress(&mut self, key: usize, event: bool) {
-        if !event {
-            return;
-        }
+    fn link_progress(&mut self, key: usize) {
         let now = Instant::now();
-        let conn = &mut self.conns[key];
-        let failure = match conn.stream().take_error() {
-            Ok(Some(e)) | Err(e) => Some(e.to_string()),
-            Ok(None) => match conn.stream().peer_addr() {
-                Ok(addr) => {
-                    self.link = Some((key, true));
-                    self.core.on_link_up(key, addr.to_string(), now);
-                    self.dirty.push(key);
-                    self.apply_out();
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-                Err(e) => Some(e.to_string()),
-            },
-        };
-        if let Some(why) = failure {
-            let mut conn = self.conns.remove(key);
-            let _ = self.poll.registry().deregister(conn.stream_mut());
-            self.link = None;
-            self.core.on_link_failed(&why, now);
-            self.apply_out();
+        match dial::progress(self.conns[key].stream()) {
+            Progress::Pending => {}
+            Progress::Up(addr) => {
+                self.link = Some((key, true));
+                self.core.on_link_up(key, addr.to_string(), now);
+                self.dirty.push(key);
+                self.apply_out();
+            }
+            Progress::Failed(why) => {
+                let mut conn = self.conns.remove(key);
+                let _ = self.poll.registry().deregister(conn.stream_mut());
+                self.link = None;
+                self.core.on_link_failed(&why, now);
+                self.apply_out();
+            }
         }
     }
 
@@ -368,19 +319,13 @@ impl Server {
     /// Write every connection with bytes queued, except replies held back for a client that
     /// is owed more (while the hold is younger than `--coalesce-us`).
     fn flush_dirty(&mut self) {
-        let may_hold = !self.cfg.coalesce.is_zero()
-            && self
-                .held_since
-                .is_none_or(|since| since.elapsed() < self.cfg.coalesce);
+        let may_hold = self.held.may_hold();
         for key in std::mem::take(&mut self.dirty) {
             if !self.conns.contains(key) {
                 continue;
             }
             if may_hold && self.core.owes(key) {
-                if self.held.is_empty() {
-                    self.held_since = Some(Instant::now());
-                }
-                self.held.push(key);
+                self.held.hold(key);
             } else {
                 self.flush(key);
             }
@@ -390,26 +335,20 @@ impl Server {
         }
         // Held connections whose last reply came this turn go out now. (Their new replies do
         // not make them dirty again: their bytes were already waiting.)
-        let mut i = 0;
-        while i < self.held.len() {
-            let key = self.held[i];
-            if self.conns.contains(key) && self.core.owes(key) {
-                i += 1;
-                continue;
-            }
-            self.held.swap_remove(i);
+        let mut due = std::mem::take(&mut self.due);
+        let (conns, core) = (&self.conns, &self.core);
+        self.held
+            .release_some(|key| conns.contains(key) && core.owes(key), &mut due);
+        for key in due.drain(..) {
             if self.conns.contains(key) {
                 self.flush(key);
             }
         }
-        if self.held.is_empty() {
-            self.held_since = None;
-        }
+        self.due = due;
     }
 
     fn release_held(&mut self) {
-        self.held_since = None;
-        for key in std::mem::take(&mut self.held) {
+        for key in self.held.release_all() {
             if self.conns.contains(key) {
                 self.flush(key);
             }
@@ -465,9 +404,7 @@ impl Server {
         if tell_core {
             self.core.on_close(key, Instant::now());
         }
-        if !self.accepting && self.conns.len() < self.cfg.max_conns * 9 / 10 {
-            info!("below 90% of --max-conns again; accepting");
-            self.accepting = true;
+        if self.listeners.resume(self.conns.len()) {
             self.accept(LISTENER);
             self.accept(HEARTBEAT);
         }

@@ -1,12 +1,15 @@
-//! The master's table of slaves (replicas): who is live, where to reach them, how many keys they
-//! hold, and the rendezvous ranking of live slaves for a key.
+//! The master's table of slaves (replicas): who is live, where to reach them, when each was
+//! last heard, the slaves a new primary waits for after a takeover (and until when), and the
+//! rendezvous ranking of live slaves for a key.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::idmap::ConnId;
 use crate::keymap::SlaveIdx;
 use crate::placement;
 
-pub type ConnId = usize;
+/// A slave that has not answered this many PINGs in a row is dropped.
+const PINGS_UNANSWERED: u32 = 3;
 
 /// Slaves in rendezvous order for one key ([`SlaveTable::ranked_live`]).
 pub type Ranked = crate::few::Few<SlaveIdx, 4>;
@@ -29,6 +32,18 @@ pub struct Replica {
 #[derive(Default)]
 pub struct SlaveTable {
     list: Vec<Replica>,
+    /// After a takeover: until then, slaves known from the old primary may still re-register
+    /// with their data, so their keys are waited for rather than given up.
+    grace_until: Option<Instant>,
+}
+
+/// What a PING round decided ([`SlaveTable::ping_round`]).
+#[derive(Default)]
+pub struct PingRound {
+    /// Slaves that left too many PINGs unanswered: to be dropped.
+    pub silent: Vec<SlaveIdx>,
+    /// Connections of idle slaves to PING now.
+    pub ping: Vec<ConnId>,
 }
 
 impl SlaveTable {
@@ -86,14 +101,69 @@ impl SlaveTable {
         self.list.iter().any(|s| s.awaiting)
     }
 
-    /// Stop waiting for slaves that never came back: their data is given up.
-    pub fn forget_awaiting(&mut self) -> usize {
+    /// A takeover: wait for the slaves known from the old primary until `until`.
+    pub fn start_grace(&mut self, until: Instant) {
+        self.grace_until = Some(until);
+    }
+
+    /// The grace ended: stop waiting for slaves that never came back; their data is given up.
+    /// Returns how many were given up.
+    pub fn end_grace(&mut self) -> usize {
+        self.grace_until = None;
         let mut n = 0;
         for s in self.list.iter_mut().filter(|s| s.awaiting) {
             s.awaiting = false;
             n += 1;
         }
         n
+    }
+
+    fn in_grace(&self, now: Instant) -> bool {
+        self.grace_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether slaves known from the old primary may still come back (a write short of
+    /// slaves waits for them, a probe does not decide without them).
+    pub fn may_return(&self, now: Instant) -> bool {
+        self.in_grace(now) && self.any_awaiting()
+    }
+
+    /// Whether one of `holders` may still come back with its copy.
+    pub fn holder_may_return(&self, holders: &[SlaveIdx], now: Instant) -> bool {
+        self.in_grace(now) && holders.iter().any(|&h| self.is_awaiting(h))
+    }
+
+    /// The slave said something: it is alive, whatever PINGs it left unanswered.
+    pub fn heard(&mut self, idx: SlaveIdx, now: Instant) {
+        let s = self.get_mut(idx);
+        s.last_heard = now;
+        s.unanswered_pings = 0;
+    }
+
+    /// Take the slave out of service (it is dead, or this master no longer serves). Returns
+    /// its connection and id, or `None` if it was not live.
+    pub fn mark_dead(&mut self, idx: SlaveIdx) -> Option<(ConnId, String)> {
+        if !self.is_live(idx) {
+            return None;
+        }
+        let s = self.get_mut(idx);
+        s.live = false;
+        Some((s.conn, s.id.clone()))
+    }
+
+    /// One round of the PING sweep: slaves silent for `interval` are PINGed (and counted),
+    /// those that left too many PINGs unanswered are to be dropped.
+    pub fn ping_round(&mut self, now: Instant, interval: Duration) -> PingRound {
+        let mut round = PingRound::default();
+        for (i, s) in self.list.iter_mut().enumerate().filter(|(_, s)| s.live) {
+            if s.unanswered_pings >= PINGS_UNANSWERED {
+                round.silent.push(i as SlaveIdx);
+            } else if now.saturating_duration_since(s.last_heard) >= interval {
+                s.unanswered_pings += 1;
+                round.ping.push(s.conn);
+            }
+        }
+        round
     }
 
     /// The live slave registered under `id`, if any.
@@ -128,12 +198,14 @@ impl SlaveTable {
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
-    pub fn live_mut(&mut self) -> impl Iterator<Item = (SlaveIdx, &mut Replica)> {
-        self.list
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, s)| s.live)
-            .map(|(i, s)| (i as SlaveIdx, s))
+    /// Take every live slave out of service; returns their connections.
+    pub fn mark_all_dead(&mut self) -> Vec<ConnId> {
+        let mut conns = Vec::new();
+        for s in self.list.iter_mut().filter(|s| s.live) {
+            s.live = false;
+            conns.push(s.conn);
+        }
+        conns
     }
 
     /// Live slaves in rendezvous order for a key: the first R are its home. (Inline up to 4

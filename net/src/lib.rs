@@ -5,6 +5,7 @@ pub mod addr;
 pub mod auth;
 pub mod cli;
 pub mod conn;
+pub mod dial;
 pub mod handshake;
 pub mod log_setup;
 pub mod spin;

@@ -1,0 +1,60 @@
+//! The borrowed context through which the request-path components (operations, sub-requests,
+//! re-replication) act: the clock, the settings, the outbox and timers, the slave table, the
+//! key map and what it may be wrong about, the stream to the backup, and the effects they
+//! leave for `Master` to route. Components take it; none of them holds `Master`.
+
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::doubts::Doubts;
+use crate::effect::Effect;
+use crate::ha::stream::Stream;
+use crate::keymap::{KeyIndex, SlaveIdx};
+use crate::outbox::Outbox;
+use crate::repair::Repairs;
+use crate::slaves::SlaveTable;
+use crate::term::Term;
+use crate::timer::Timers;
+
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a Config,
+    pub term: &'a mut Term,
+    pub out: &'a mut Outbox,
+    pub timers: &'a mut Timers,
+    pub slaves: &'a SlaveTable,
+    pub keys: &'a mut KeyIndex,
+    pub doubts: &'a mut Doubts,
+    /// The backup's stream, on a primary with a backup attached.
+    pub stream: Option<&'a mut Stream>,
+    pub repairs: &'a mut Repairs,
+    pub effects: &'a mut Vec<Effect>,
+}
+
+impl Ctx<'_> {
+    /// Make `version` on `holders` the latest acknowledged state of `key` (`hash` is
+    /// `keys.hash(key)`), and tell the backup.
+    pub fn record(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        self.keys.commit_hashed(hash, key, version, holders);
+        self.doubts.settled(key);
+        self.key_changed(key);
+    }
+
+    /// The key's holders changed: tell the backup.
+    pub fn key_changed(&mut self, key: &[u8]) {
+        if let Some(stream) = self.stream.as_deref_mut() {
+            stream.key_changed(key, self.keys, self.slaves);
+        }
+    }
+
+    /// A write to `key` starts: tell the backup first. Returns the SYNC sequence number that
+    /// carries it (0: no backup).
+    pub fn intent(&mut self, key: &[u8]) -> u64 {
+        self.stream.as_deref_mut().map_or(0, |s| s.intent(key))
+    }
+
+    /// Whether the backup has confirmed the SYNC numbered `seq` (or there is none to wait for).
+    pub fn synced(&self, seq: u64) -> bool {
+        seq == 0 || self.stream.as_deref().is_none_or(|s| s.synced(seq))
+    }
+}

@@ -1,0 +1,170 @@
+//! The primary's stream to its backup: a snapshot when the backup attaches (slaves, keys,
+//! versions, holders, and the keys this master itself doubts), then every change as it happens,
+//! coalesced into one SYNC per event-loop turn. The backup answers each SYNC with SYNC_ACK; a
+//! write is acknowledged only once the SYNC carrying its intent is.
+
+use std::time::{Duration, Instant};
+
+use dsm_wire::{Body, SyncEvent};
+
+use crate::doubts::Doubts;
+use crate::keymap::KeyIndex;
+use crate::outbox::{ConnId, Outbox};
+use crate::slaves::SlaveTable;
+use crate::term::Term;
+
+/// Encoded bytes of events per SYNC frame: far below any frame limit the backup may have, so
+/// a snapshot of large keys is never refused as one oversize frame.
+const SYNC_FRAME_BYTES: usize = 256 * 1024;
+
+/// Roughly what an event takes on the wire (an upper bound is all that matters).
+fn event_size(e: &SyncEvent) -> usize {
+    match e {
+        SyncEvent::SlaveUp { id } | SyncEvent::SlaveDown { id } => 3 + id.len(),
+        SyncEvent::Key { key, holders, .. } => {
+            18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
+        }
+        SyncEvent::Intent { key } => 5 + key.len(),
+    }
+}
+
+/// The state of `key` as the backup gets it: its version and the ids of its live holders.
+fn key_event(key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) -> Option<SyncEvent> {
+    let e = keys.get(key)?;
+    Some(SyncEvent::Key {
+        key: key.to_vec(),
+        version: e.version,
+        holders: e
+            .holders
+            .iter()
+            .filter(|&&h| slaves.is_live(h))
+            .map(|&h| slaves.get(h).id.clone())
+            .collect(),
+    })
+}
+
+pub(crate) struct Stream {
+    pub conn: ConnId,
+    last_heard: Instant,
+    seq_sent: u64,
+    seq_acked: u64,
+    /// Changes not yet sent (they go out when the event loop drains the outbox).
+    events: Vec<SyncEvent>,
+}
+
+impl Stream {
+    pub fn new(conn: ConnId, now: Instant) -> Stream {
+        Stream {
+            conn,
+            last_heard: now,
+            seq_sent: 0,
+            seq_acked: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    pub fn silent_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_heard)
+    }
+
+    /// The backup confirmed every SYNC up to `seq`.
+    pub fn acked(&mut self, seq: u64) {
+        self.seq_acked = self.seq_acked.max(seq);
+    }
+
+    pub fn synced(&self, seq: u64) -> bool {
+        self.seq_acked >= seq
+    }
+
+    pub fn push(&mut self, e: SyncEvent) {
+        self.events.push(e);
+    }
+
+    /// The key's version or holders changed.
+    pub fn key_changed(&mut self, key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) {
+        if let Some(e) = key_event(key, keys, slaves) {
+            self.events.push(e);
+        }
+    }
+
+    /// A write to `key` starts; returns the sequence number of the SYNC that will carry it.
+    pub fn intent(&mut self, key: &[u8]) -> u64 {
+        self.events.push(SyncEvent::Intent { key: key.to_vec() });
+        self.seq_sent + 1
+    }
+
+    /// Everything the backup needs to take over from here: live slaves, every key, and the
+    /// keys this master has not verified since its own takeover (left unverified on the
+    /// backup, or a second failover would trust a stale version). A map that is itself
+    /// incomplete must not look complete to the backup either.
+    pub fn snapshot(
+        &mut self,
+        term: &Term,
+        slaves: &SlaveTable,
+        keys: &KeyIndex,
+        doubts: &Doubts,
+        out: &mut Outbox,
+    ) {
+        self.events.clear();
+        let mut events: Vec<SyncEvent> = slaves
+            .live()
+            .map(|(_, s)| SyncEvent::SlaveUp { id: s.id.clone() })
+            .collect();
+        events.extend(keys.iter().filter_map(|(k, _)| key_event(k, keys, slaves)));
+        events.extend(
+            doubts
+                .suspects()
+                .map(|k| SyncEvent::Intent { key: k.to_vec() }),
+        );
+        self.send_chunked(events, !doubts.incomplete, term, out);
+    }
+
+    /// Send the changes queued since the last flush.
+    pub fn flush(&mut self, term: &Term, complete: bool, out: &mut Outbox) {
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            self.send_chunked(events, complete, term, out);
+        }
+    }
+
+    /// Send `events` in as many SYNC frames as their size needs; only the last may say
+    /// `complete`.
+    fn send_chunked(
+        &mut self,
+        events: Vec<SyncEvent>,
+        complete: bool,
+        term: &Term,
+        out: &mut Outbox,
+    ) {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for e in events {
+            let size = event_size(&e);
+            if !chunk.is_empty() && bytes + size > SYNC_FRAME_BYTES {
+                self.send(std::mem::take(&mut chunk), false, term, out);
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(e);
+        }
+        self.send(chunk, complete, term, out);
+    }
+
+    fn send(&mut self, events: Vec<SyncEvent>, complete: bool, term: &Term, out: &mut Outbox) {
+        self.seq_sent += 1;
+        out.send(
+            self.conn,
+            self.seq_sent,
+            Body::Sync {
+                epoch: term.epoch,
+                next_version: term.next_version(),
+                complete,
+                events,
+            },
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! The master as a state machine: connections, frames and timer ticks in, frames and closes out
+//! (the outbox). No sockets and no clock reads: `now` is passed in, so tests drive it with a
+//! fake clock. [`Master`] owns the components and only dispatches: each event goes to the
+//! component that owns what it is about, effects come back and are routed, and once per event
+//! the operations settle (answer what is ready, start what may start).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role, ServerRole, Status};
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::ctx::Ctx;
+use crate::effect::Effect;
+use crate::ha::{Ha, Roles};
+use crate::handshake::Hello;
+use crate::keymap::SlaveIdx;
+use crate::members::Members;
+use crate::ops::Ops;
+use crate::outbox::{ConnId, Out};
+use crate::peers::Peer;
+use crate::timer::Timer;
+
+pub struct Master {
+    core: Core,
+    ha: Ha,
+    ops: Ops,
+}
+
+impl Master {
+    pub fn new(cfg: Config, now: Instant) -> Master {
+        let mut core = Core::new(cfg, now);
+        let ha = Ha::new(&core.cfg, &mut core.timers, &mut core.doubts, now);
+        Master {
+            core,
+            ha,
+            ops: Ops::default(),
+        }
+    }
+
+    /// Everything the master wants sent or closed since the last call (the backup's changes
+    /// of this turn go out as one SYNC).
+    pub fn drain_out(&mut self, into: &mut Vec<Out>) {
+        if let Some(stream) = self.ha.stream_mut() {
+            stream.flush(
+                &self.core.term,
+                !self.core.doubts.incomplete,
+                &mut self.core.out,
+            );
+        }
+        self.core.out.drain_into(into);
+    }
+
+    /// Take back an entry the event loop has written: a VALUE reply's buffer becomes the
+    /// buffer of a later FETCHED answer.
+    pub fn recycle(&mut self, out: Out) {
+        self.core.pool.give_back(out);
+    }
+
+    /// The event loop has written out everything it was handed: a FETCH from now on goes out
+    /// in a new write, so no slave counts as already woken by this turn's sends.
+    pub fn end_turn(&mut self) {
+        self.ops.end_turn();
+    }
+
+    /// Whether the connection has requests in progress here whose replies are still to come:
+    /// the event loop may then hold the replies it has, to write them together (`server.rs`).
+    pub fn owes(&self, conn: ConnId) -> bool {
+        self.ops.owes(conn)
+    }
+
+    /// When `on_tick` next has work; feeds the poll timeout.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.core.timers.next_deadline()
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.core.keys.len()
+    }
+
+    pub fn role(&self) -> ServerRole {
+        self.ha.role()
+    }
+
+    pub fn status(&self) -> Status {
+        let (role, epoch) = (self.ha.role(), self.core.term.epoch);
+        crate::status::status(
+            role,
+            epoch,
+            self.core.cfg.replicas,
+            &self.core.keys,
+            &self.core.slaves,
+        )
+    }
+
+    /// Client operations and slave sub-requests still open: both are 0 on a quiet master,
+    /// whatever failed on the way (tests check nothing leaks).
+    pub fn in_flight(&self) -> (usize, usize) {
+        self.ops.in_flight()
+    }
+
+    /// A connection was accepted from `addr`; it has `hello_timeout` to say HELLO.
+    pub fn on_connect(&mut self, conn: ConnId, addr: String, now: Instant) {
+        self.ops.on_connect(conn);
+        self.core.handshakes.forget(conn);
+        let serial = self.core.peers.add(conn, addr, Peer::New);
+        self.core.timers.insert(
+            now + self.core.cfg.hello_timeout,
+            Timer::Hello(conn, serial),
+        );
+    }
+
+    /// The connection closed (or the event loop closed it for a transport reason).
+    pub fn on_close(&mut self, conn: ConnId, now: Instant) {
+        match self.core.peers.closed(conn) {
+            Some(Peer::Client) => self.ops.orphan(conn),
+            Some(Peer::Slave(idx)) => self.drop_slave(idx, "its connection closed", now),
+            Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
+            Some(Peer::Primary) => self.ha.link_closed(now),
+            Some(Peer::New | Peer::Challenged) | None => {}
+        }
+        self.settle(now);
+    }
+
+    /// A frame from the connection, decoded by [`dsm_wire::decode_borrowed`]: a client's READ
+    /// or WRITE is taken straight from the read buffer (its key and value are copied once, into
+    /// the operation), a slave's FETCHED value into a pooled buffer.
+    pub fn on_decoded(&mut self, conn: ConnId, decoded: Decoded<'_>, now: Instant) {
+        let Some(kind) = self.core.peers.kind(conn) else {
+            return;
+        };
+        match (kind, decoded) {
+            (
+                Peer::Client,
+                Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
+            ) => self.on_client_op(conn, req, body, now),
+            (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
+                let value = self.core.pool.copy_of(value);
+                self.on_slave_frame(idx, req, Body::Fetched { version, value }, now)
+            }
+            (kind, decoded) => self.dispatch(conn, kind, decoded.into_frame(), now),
+        }
+        self.settle(now);
+    }
+
+    /// [`Master::on_decoded`] for an owned frame (until the sims feed encoded frames).
+    #[doc(hidden)]
+    pub fn on_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        self.on_decoded(conn, Decoded::Owned(frame), now)
+    }
+
+    pub fn on_tick(&mut self, now: Instant) {
+        let mut fired = Vec::new();
+        self.core.timers.expired(now, &mut fired);
+        for t in fired {
+            match t {
+                Timer::Ack(_) | Timer::ReadRetry(_) | Timer::Deadline(_) => {
+                    let (ops, mut ctx) = self.parts(now);
+                    ops.on_timer(&mut ctx, t)
+                }
+                Timer::PingSweep => self.members(now).ping_sweep(),
+                Timer::Heartbeat => {
+                    let (ha, roles) = self.roles(now);
+                    ha.heartbeat(roles)
+                }
+                Timer::GraceEnd => {
+                    self.members(now).end_grace();
+                    let (ops, mut ctx) = self.parts(now);
+                    ops.restart_deferred(&mut ctx);
+                }
+                Timer::Hello(conn, serial) => {
+                    self.core
+                        .peers
+                        .hello_deadline(conn, serial, &mut self.core.out)
+                }
+            }
+            self.route_effects(now);
+        }
+        let (ha, roles) = self.roles(now);
+        ha.check_backup_silence(roles);
+        self.route_effects(now);
+        let (ops, mut ctx) = self.parts(now);
+        ops.pump_copies(&mut ctx);
+        self.settle(now);
+    }
+
+    /// Where the event loop should open a link now, if anywhere: the primary (on a backup), or
+    /// the old primary (on a new primary, to fence it).
+    pub fn link_target(&self, now: Instant) -> Option<SocketAddr> {
+        self.ha.link_target(&self.core.cfg, now)
+    }
+
+    /// The link opened by the event loop is connected.
+    pub fn on_link_up(&mut self, conn: ConnId, addr: String, now: Instant) {
+        let (ha, roles) = self.roles(now);
+        ha.link_up(conn, addr, roles);
+        self.settle(now);
+    }
+
+    /// Opening the link failed (refused, unreachable, or reset while connecting).
+    pub fn on_link_failed(&mut self, why: &str, now: Instant) {
+        let (ha, roles) = self.roles(now);
+        ha.link_failed(why, roles);
+        self.settle(now);
+    }
+
+    /// The operations, and the request path's view of the rest.
+    fn parts(&mut self, now: Instant) -> (&mut Ops, Ctx<'_>) {
+        (&mut self.ops, self.core.ctx(self.ha.stream_mut(), now))
+    }
+
+    fn roles(&mut self, now: Instant) -> (&mut Ha, Roles<'_>) {
+        (&mut self.ha, self.core.roles(now))
+    }
+
+    fn members(&mut self, now: Instant) -> Members<'_> {
+        self.core.members(self.ha.stream_mut(), now)
+    }
+
+    /// A slave's answer to a sub-request (or a PONG): it is alive, whatever it says.
+    fn on_slave_frame(&mut self, idx: SlaveIdx, req: u64, body: Body, now: Instant) {
+        self.core.slaves.heard(idx, now);
+        let (ops, mut ctx) = self.parts(now);
+        ops.on_reply(&mut ctx, idx, req, body);
+    }
+
+    /// The end of every event: route what the components left, then answer what is ready.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            self.route_effects(now);
+            if !self.ops.has_ready() {
+                return;
+            }
+            let refusal = self.ha.refusal(&self.core.cfg, now);
+            let (ops, mut ctx) = self.parts(now);
+            ops.settle(&mut ctx, refusal.as_deref());
+            if self.core.effects.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn route_effects(&mut self, now: Instant) {
+        while !self.core.effects.is_empty() {
+            for effect in std::mem::take(&mut self.core.effects) {
+                self.route(effect, now);
+            }
+        }
+    }
+
+    fn route(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::DropSlave { slave, why } => self.drop_slave(slave, &why, now),
+            // Stopped being primary: answer no client, keep no slave.
+            Effect::SteppedDown(why) => {
+                for conn in self.core.slaves.mark_all_dead() {
+                    self.core.peers.close(conn, &mut self.core.out);
+                }
+                let why = format!("stepped down ({why})");
+                self.ops.fail_all(&mut self.core.timers, &why);
+            }
+            Effect::Synced => {
+                let (ops, mut ctx) = self.parts(now);
+                ops.release_sync_waiters(&mut ctx);
+            }
+            Effect::Status { conn, req } => {
+                let status = self.status();
+                self.core.out.send(conn, req, Body::StatusReply(status));
+            }
+        }
+    }
+
+    /// Step down (a peer has seen a higher epoch).
+    fn step_down(&mut self, why: &str, now: Instant) {
+        let (ha, roles) = self.roles(now);
+        ha.step_down(why, roles);
+        self.route_effects(now);
+    }
+
+    fn dispatch(&mut self, conn: ConnId, kind: Peer, frame: Frame, now: Instant) {
+        match kind {
+            Peer::New => {
+                if let Some(hello) = self.core.gate().first_frame(conn, frame) {
+                    self.on_hello(conn, hello, now);
+                }
+            }
+            Peer::Challenged => {
+                if let Some(hello) = self.core.gate().auth(conn, frame) {
+                    self.on_hello(conn, hello, now);
+                }
+            }
+            Peer::Client => self.on_client_frame(conn, frame, now),
+            Peer::Slave(idx) => self.on_slave_frame(idx, frame.req_id, frame.body, now),
+            Peer::Backup => {
+                let (ha, roles) = self.roles(now);
+                ha.backup_frame(conn, frame.req_id, frame.body, roles);
+            }
+            Peer::Primary => {
+                let (ha, roles) = self.roles(now);
+                ha.link_frame(conn, frame.req_id, frame.body, roles);
+            }
+        }
+    }
+
+    /// A client's READ or WRITE (`body` is one of the two).
+    fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
+        let refusal = self.ha.refusal(&self.core.cfg, now);
+        let (ops, mut ctx) = self.parts(now);
+        ops.on_request(&mut ctx, conn, req, body, refusal);
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let req = frame.req_id;
+        match frame.body {
+            Body::Write { key, value } => {
+                let body = BodyRef::Write {
+                    key: &key,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
+            Body::Ping => self.core.out.send(conn, req, Body::Pong),
+            Body::Status => {
+                let status = self.status();
+                self.core.out.send(conn, req, Body::StatusReply(status));
+            }
+            other => {
+                let text = format!("a client may not send {:?}", other.opcode());
+                self.core
+                    .out
+                    .send(conn, req, Body::error(ErrorCode::BadRequest, text));
+            }
+        }
+    }
+
+    /// A HELLO that passed the handshake: register the sender.
+    fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Instant) {
+        match hello.role {
+            Role::Client => {
+                self.core.peers.set_kind(conn, Peer::Client);
+                let epoch = self.core.term.epoch;
+                self.core.gate().welcome(conn, hello.req, epoch, false);
+            }
+            Role::Slave => self.register_slave(conn, hello, now),
+            Role::Backup => self.attach_backup(conn, hello, now),
+        }
+    }
+
+    fn register_slave(&mut self, conn: ConnId, hello: Hello, now: Instant) {
+        if hello.epoch > self.core.term.epoch {
+            self.step_down(&format!("a slave has seen epoch {}", hello.epoch), now);
+        }
+        let refusal = if !self.ha.is_primary() {
+            Some((
+                ErrorCode::NotPrimary,
+                self.ha.not_primary_text(&self.core.cfg),
+            ))
+        } else if hello.id.is_empty() {
+            let text = "a slave HELLO needs a non-empty id".to_string();
+            Some((ErrorCode::BadRequest, text))
+        } else {
+            None
+        };
+        if let Some((code, text)) = refusal {
+            let core = &mut self.core;
+            return core
+                .peers
+                .refuse(conn, hello.req, code, text, &mut core.out);
+        }
+        if let Some(old) = self.core.slaves.live_by_id(&hello.id) {
+            self.drop_slave(old, "the same id registered again", now);
+        }
+        let epoch = self.core.term.epoch;
+        let returned = self.members(now).join(conn, hello.req, &hello.id, epoch);
+        let (ops, mut ctx) = self.parts(now);
+        ops.pump_copies(&mut ctx);
+        if returned {
+            ops.restart_deferred(&mut ctx);
+        }
+    }
+
+    /// Declare a slave dead: close it, forget it as a holder, and re-route its pending work.
+    fn drop_slave(&mut self, idx: SlaveIdx, why: &str, now: Instant) {
+        if !self.members(now).drop(idx, why) {
+            return;
+        }
+        let (ops, mut ctx) = self.parts(now);
+        ops.on_slave_dropped(&mut ctx, idx);
+        self.members(now).schedule_repairs();
+        let (ops, mut ctx) = self.parts(now);
+        ops.pump_copies(&mut ctx);
+    }
+
+    /// A backup said HELLO on our heartbeat socket.
+    fn attach_backup(&mut self, conn: ConnId, hello: Hello, now: Instant) {
+        if hello.epoch > self.core.term.epoch {
+            self.step_down(&format!("a master with epoch {} exists", hello.epoch), now);
+        }
+        if !self.ha.is_primary() {
+            let text = format!("this master is {}, not a primary", self.ha.role().name());
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::NotPrimary, text, out);
+        }
+        let epoch = self.core.term.epoch;
+        self.core.gate().welcome(conn, hello.req, epoch, false);
+        let (ha, roles) = self.roles(now);
+        ha.attach(conn, roles);
+    }
+}

@@ -1,0 +1,394 @@
+//! Operations in flight and the per-key queues that order them: one client's requests to a key
+//! are answered in the order sent; reads run together, a write runs alone. Completing an
+//! operation only marks it ([`Ops::complete`]); [`Ops::settle`], once at the end of every
+//! event, answers what reached the front of its queue and starts what may start. A kind's
+//! logic (`write.rs`, `read.rs`, `copy.rs`) returns a [`Step`] and never answers or queues
+//! anything itself, so no code path depends on what is on the call stack.
+
+mod copy;
+mod op;
+mod queue;
+mod read;
+mod step;
+mod subs;
+mod write;
+
+use dsm_wire::{Body, BodyRef, ErrorCode};
+use log::warn;
+use slab::Slab;
+
+use crate::ctx::Ctx;
+use crate::idmap::{ConnId, OpId};
+use crate::key::Key;
+use crate::keymap::SlaveIdx;
+use crate::timer::{Timer, Timers};
+
+use op::{cannot_vouch, Op, OpKind};
+use queue::{Pass, QueueKey, Queues};
+use read::{ReadOp, ReadSpread};
+use step::Step;
+use subs::SubTable;
+use write::WriteOp;
+
+#[derive(Default)]
+pub(crate) struct Ops {
+    slab: Slab<Op>,
+    queues: Queues,
+    subs: SubTable,
+    /// Operations completed, or queued behind others, since the last [`Ops::settle`]: their
+    /// queues are looked at then.
+    ready: Vec<OpId>,
+    /// Writes waiting for slaves to re-register after a takeover.
+    deferred: Vec<OpId>,
+    /// Writes whose slaves have all ACKed but whose intent the backup has not yet confirmed.
+    sync_waiters: Vec<OpId>,
+    spread: ReadSpread,
+    /// Per connection id: client operations taken and not yet answered (see [`Ops::owes`]).
+    owed: Vec<u32>,
+    /// Kept to save two allocations per pass.
+    scratch: Pass,
+}
+
+impl Ops {
+    /// Client operations (and copies) and slave sub-requests still open.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.slab.len(), self.subs.len())
+    }
+
+    /// A new client connection: it is owed nothing yet.
+    pub fn on_connect(&mut self, conn: ConnId) {
+        if self.owed.len() <= conn {
+            self.owed.resize(conn + 1, 0);
+        }
+        self.owed[conn] = 0;
+    }
+
+    /// Whether the connection has requests in progress whose replies are still to come.
+    pub fn owes(&self, conn: ConnId) -> bool {
+        self.owed.get(conn).is_some_and(|&n| n > 0)
+    }
+
+    /// The event loop has written out everything: see [`ReadSpread`].
+    pub fn end_turn(&mut self) {
+        self.spread.end_turn();
+    }
+
+    /// A client's READ or WRITE (`body` is one of the two): queued behind earlier operations
+    /// on its key, unless this master may not take it now (`refusal` says why) or it is over
+    /// the limits.
+    pub fn on_request(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        req_id: u64,
+        body: BodyRef<'_>,
+        refusal: Option<String>,
+    ) {
+        // Not the primary, or a primary that has lost its lease (its backup may be taking
+        // over): refuse at once so the client moves on instead of waiting for a deadline.
+        if let Some(text) = refusal {
+            let reply = Body::error(ErrorCode::NotPrimary, text);
+            return ctx.out.send(conn, req_id, reply);
+        }
+        let (key, value) = match body {
+            BodyRef::Read { key } => (key, None),
+            BodyRef::Write { key, value } => (key, Some(value)),
+            other => unreachable!("a request of {:?}", other.opcode()),
+        };
+        if let Some((code, text)) = ctx.cfg.check_request(key, value) {
+            return ctx.out.send(conn, req_id, Body::error(code, text));
+        }
+        let kind = match value {
+            Some(value) => OpKind::Write(WriteOp::new(value)),
+            None => OpKind::Read(ReadOp::default()),
+        };
+        if let Some(n) = self.owed.get_mut(conn) {
+            *n += 1;
+        }
+        self.add(ctx, Some(conn), req_id, Key::from(key), kind);
+    }
+
+    /// Start queued re-replication copies while their bounds allow.
+    pub fn pump_copies(&mut self, ctx: &mut Ctx) {
+        while let Some(key) = ctx.repairs.next_copy() {
+            self.add(ctx, None, 0, key, OpKind::Copy(Box::default()));
+        }
+    }
+
+    /// Add an operation at the back of its key's queue; alone there, it starts at once.
+    fn add(&mut self, ctx: &mut Ctx, client: Option<ConnId>, req_id: u64, key: Key, kind: OpKind) {
+        let hash = ctx.keys.hash(&key);
+        let id = self.slab.insert(Op {
+            client,
+            req_id,
+            key,
+            hash,
+            started: false,
+            reply: None,
+            deadline_at: ctx.now + ctx.cfg.request_timeout,
+            deadline: None,
+            kind,
+        });
+        // A READ's deadline is armed only if it has to wait (see `Op::deadline`).
+        if !self.slab[id].is_read() {
+            self.arm_deadline(id, ctx.timers);
+        }
+        if self.queues.push(QueueKey::of(&self.slab[id]), id) {
+            self.start(ctx, id);
+        } else {
+            self.ready.push(id);
+        }
+    }
+
+    fn arm_deadline(&mut self, id: OpId, timers: &mut Timers) {
+        let op = &mut self.slab[id];
+        op.deadline = Some(timers.insert(op.deadline_at, Timer::Deadline(id)));
+    }
+
+    fn start(&mut self, ctx: &mut Ctx, id: OpId) {
+        let step = self.slab[id].start(id, ctx, &mut self.subs, &mut self.spread);
+        self.apply(ctx.timers, id, step);
+    }
+
+    /// Carry out what a step of op `id`'s logic decided.
+    fn apply(&mut self, timers: &mut Timers, id: OpId, step: Step) {
+        match step {
+            Step::Wait => {}
+            Step::Done(reply) => self.complete(timers, id, reply),
+            Step::Defer => self.deferred.push(id),
+            Step::AwaitBackup => self.sync_waiters.push(id),
+        }
+    }
+
+    /// Record the outcome; the reply goes out from [`Ops::settle`] in queue order.
+    fn complete(&mut self, timers: &mut Timers, id: OpId, reply: Body) {
+        let op = &mut self.slab[id];
+        if op.reply.is_some() {
+            return;
+        }
+        op.reply = Some(reply);
+        for &sub in op.end(timers).iter() {
+            self.subs.cancel(sub, timers);
+        }
+        self.ready.push(id);
+    }
+
+    /// Whether [`Ops::settle`] has anything to do.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Once per event: answer completed operations that reached the front of their queue
+    /// (`refusal`: this master cannot stand by its answers, and why) and start what may start.
+    /// Starting can complete an operation at once; its queue is then looked at again, here.
+    pub fn settle(&mut self, ctx: &mut Ctx, refusal: Option<&str>) {
+        let mut pass = std::mem::take(&mut self.scratch);
+        let mut i = 0;
+        while i < self.ready.len() {
+            let id = self.ready[i];
+            i += 1;
+            let Some(op) = self.slab.get(id) else {
+                continue;
+            };
+            self.queues
+                .pass(&self.slab, QueueKey::of(op), id, &mut pass);
+            for f in pass.finished.drain(..) {
+                self.finish(ctx, f, refusal);
+            }
+            for s in pass.to_start.drain(..) {
+                self.start(ctx, s);
+            }
+            // A READ that has to wait behind a write gets its own deadline timer.
+            if self
+                .slab
+                .get(id)
+                .is_some_and(|op| !op.started && op.deadline.is_none())
+            {
+                self.arm_deadline(id, ctx.timers);
+            }
+        }
+        self.ready.clear();
+        self.scratch = pass;
+    }
+
+    /// Send the reply of a completed op that has left its queue, and forget it.
+    fn finish(&mut self, ctx: &mut Ctx, id: OpId, refusal: Option<&str>) {
+        let op = self.slab.remove(id);
+        if let OpKind::Copy(_) = op.kind {
+            ctx.repairs.copy_ended();
+        }
+        let reply = match (op.reply, refusal) {
+            // Without a live lease a newer primary may exist: say nothing we cannot stand by.
+            (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
+                Some(cannot_vouch(&op.kind, why))
+            }
+            (reply, _) => reply,
+        };
+        if let Some(n) = op.client.and_then(|c| self.owed.get_mut(c)) {
+            *n = n.saturating_sub(1);
+        }
+        if let (Some(conn), Some(reply)) = (op.client, reply) {
+            ctx.out.send(conn, op.req_id, reply);
+        }
+    }
+
+    /// The client went away: its ops finish (a write already sent must still commit or fail
+    /// cleanly) but nobody is told.
+    pub fn orphan(&mut self, conn: ConnId) {
+        if let Some(n) = self.owed.get_mut(conn) {
+            *n = 0;
+        }
+        for (_, op) in self.slab.iter_mut() {
+            if op.client == Some(conn) {
+                op.client = None;
+            }
+        }
+    }
+
+    /// This master stepped down: every open operation is answered with what it can still say.
+    pub fn fail_all(&mut self, timers: &mut Timers, why: &str) {
+        let open: Vec<OpId> = self
+            .slab
+            .iter()
+            .filter(|(_, op)| op.is_open())
+            .map(|(id, _)| id)
+            .collect();
+        for id in open {
+            let reply = cannot_vouch(&self.slab[id].kind, why);
+            self.complete(timers, id, reply);
+        }
+    }
+
+    /// The backup confirmed SYNCs (or went away): commit the writes that waited for it.
+    pub fn release_sync_waiters(&mut self, ctx: &mut Ctx) {
+        for id in std::mem::take(&mut self.sync_waiters) {
+            let Some(op) = self.slab.get_mut(id).filter(|op| op.is_open()) else {
+                continue;
+            };
+            let (r, kind) = op.split(id);
+            if let OpKind::Write(w) = kind {
+                if w.all_answered() {
+                    let step = w.commit(&r, ctx);
+                    self.apply(ctx.timers, id, step);
+                }
+            }
+        }
+    }
+
+    /// Start again the writes that waited for slaves (one registered, or the grace ended).
+    pub fn restart_deferred(&mut self, ctx: &mut Ctx) {
+        for id in std::mem::take(&mut self.deferred) {
+            // The slot may have been reused: only a started write without a version is ours.
+            let waiting = self.slab.get(id).is_some_and(|op| {
+                op.started
+                    && op.is_open()
+                    && matches!(&op.kind, OpKind::Write(w) if w.is_deferred())
+            });
+            if waiting {
+                self.start(ctx, id);
+            }
+        }
+    }
+
+    /// The request's deadline passed.
+    fn on_deadline(&mut self, ctx: &mut Ctx, id: OpId) {
+        if let Some(op) = self.slab.get_mut(id).filter(|op| op.is_open()) {
+            let reply = op.timed_out(id, ctx);
+            self.complete(ctx.timers, id, reply);
+        }
+    }
+
+    /// A READ's retry timer fired.
+    fn on_read_retry(&mut self, ctx: &mut Ctx, id: OpId) {
+        let Some(op) = self.slab.get_mut(id).filter(|op| op.is_open()) else {
+            return;
+        };
+        if ctx.now >= op.deadline_at {
+            return self.on_deadline(ctx, id);
+        }
+        let (r, kind) = op.split(id);
+        if let OpKind::Read(rd) = kind {
+            let step = rd.retry(&r, ctx, &mut self.subs, &mut self.spread);
+            self.apply(ctx.timers, id, step);
+        }
+    }
+
+    /// A slave ACKed a STORE.
+    fn on_ack(&mut self, ctx: &mut Ctx, sub: u64, from: SlaveIdx, version: u64) {
+        // A late ACK for a finished op, or one from a slave the STORE was not sent to.
+        if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
+            let step = self.slab[s.op].acked(s.op, ctx, &mut self.subs, sub, from, version);
+            self.apply(ctx.timers, s.op, step);
+        }
+    }
+
+    /// A slave answered a FETCH (`None`: it holds nothing for the key).
+    fn on_fetched(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: u64,
+        from: SlaveIdx,
+        answer: Option<(u64, Vec<u8>)>,
+    ) {
+        if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
+            let (subs, spread) = (&mut self.subs, &mut self.spread);
+            let step = self.slab[s.op].fetched(s.op, ctx, subs, spread, sub, from, answer);
+            self.apply(ctx.timers, s.op, step);
+        }
+    }
+
+    /// A sub-request will not be answered (its slave died or refused). Writes move to the next
+    /// slave in rendezvous order; reads ask another holder.
+    pub fn on_sub_failed(&mut self, ctx: &mut Ctx, sub: u64) {
+        let Some(s) = self.subs.take(sub, ctx.timers) else {
+            return;
+        };
+        if let Some(op) = self.slab.get_mut(s.op).filter(|op| op.is_open()) {
+            let step = op.sub_failed(s.op, ctx, &mut self.subs, &mut self.spread, sub);
+            self.apply(ctx.timers, s.op, step);
+        }
+    }
+
+    /// The slave is dead: every sub-request sent to it fails, in the order they were sent.
+    pub fn on_slave_dropped(&mut self, ctx: &mut Ctx, slave: SlaveIdx) {
+        for sub in self.subs.sent_to(slave) {
+            self.on_sub_failed(ctx, sub);
+        }
+    }
+
+    /// A timer of an operation or a sub-request fired.
+    pub fn on_timer(&mut self, ctx: &mut Ctx, timer: Timer) {
+        match timer {
+            Timer::Ack(sub) => self.subs.ack_timeout(ctx, sub),
+            Timer::ReadRetry(id) => self.on_read_retry(ctx, id),
+            Timer::Deadline(id) => self.on_deadline(ctx, id),
+            _ => {}
+        }
+    }
+
+    /// A slave's frame: the answer to one of its sub-requests (or a PONG).
+    pub fn on_reply(&mut self, ctx: &mut Ctx, from: SlaveIdx, req: u64, body: Body) {
+        match body {
+            Body::Ack { version } => self.on_ack(ctx, req, from, version),
+            Body::Fetched { version, value } => {
+                self.on_fetched(ctx, req, from, Some((version, value)))
+            }
+            Body::NotFound => self.on_fetched(ctx, req, from, None),
+            Body::Pong => {}
+            Body::Error { code, text } => {
+                let id = &ctx.slaves.get(from).id;
+                warn!(
+                    "slave '{id}' answered request {req} with {}: {text}",
+                    code.name()
+                );
+                self.on_sub_failed(ctx, req);
+            }
+            other => {
+                let text = format!("a slave may not send {:?}", other.opcode());
+                let conn = ctx.slaves.get(from).conn;
+                ctx.out
+                    .send(conn, req, Body::error(ErrorCode::BadRequest, text));
+            }
+        }
+    }
+}

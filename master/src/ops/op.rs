@@ -1,0 +1,178 @@
+//! One operation in flight: who asked (if anyone), its key, its deadline, its reply once known,
+//! and the state of its kind.
+
+use std::time::Instant;
+
+use dsm_net::TimerId;
+use dsm_wire::{Body, ErrorCode};
+
+use crate::ctx::Ctx;
+use crate::idmap::{ConnId, OpId};
+use crate::key::Key;
+use crate::keymap::SlaveIdx;
+use crate::timer::Timers;
+
+use super::copy::CopyOp;
+use super::read::{ReadOp, ReadSpread};
+use super::step::{OpRef, Step};
+use super::subs::{Pending, SubTable};
+use super::write::WriteOp;
+
+pub(crate) struct Op {
+    /// None once the client has gone (and for copies): the work finishes, the reply is dropped.
+    pub client: Option<ConnId>,
+    pub req_id: u64,
+    /// Copied into the key's queue and every STORE/FETCH sent for this op (see [`Key`]).
+    pub key: Key,
+    /// `keys.hash(&key)`.
+    pub hash: u64,
+    pub started: bool,
+    /// Set when the outcome is known; sent once every earlier op on the key has been answered.
+    pub reply: Option<Body>,
+    /// When the op is answered TIMEOUT at the latest.
+    pub deadline_at: Instant,
+    /// The timer for `deadline_at`. A started READ has none: its retry timer, never set later
+    /// than `deadline_at`, keeps the deadline (one timer per read instead of two).
+    pub deadline: Option<TimerId>,
+    pub kind: OpKind,
+}
+
+pub(crate) enum OpKind {
+    Write(WriteOp),
+    Read(ReadOp),
+    /// An internal copy made by re-replication (no client). Boxed, like a read's probe: it
+    /// is rare, and the largest kind would set the size of every op.
+    Copy(Box<CopyOp>),
+}
+
+impl Op {
+    pub fn is_open(&self) -> bool {
+        self.reply.is_none()
+    }
+
+    pub fn is_read(&self) -> bool {
+        matches!(self.kind, OpKind::Read(_))
+    }
+
+    /// What its kind's logic reads of the op, and the kind itself.
+    pub(super) fn split(&mut self, id: OpId) -> (OpRef<'_>, &mut OpKind) {
+        let op = OpRef {
+            id,
+            key: &self.key,
+            hash: self.hash,
+            req_id: self.req_id,
+            deadline_at: self.deadline_at,
+        };
+        (op, &mut self.kind)
+    }
+
+    /// Start it (its turn in the queue came).
+    pub fn start(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
+        self.started = true;
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.start(&r, ctx, subs),
+            OpKind::Read(rd) => rd.start(&r, ctx, subs, spread),
+            OpKind::Copy(c) => c.start(&r, ctx, subs),
+        }
+    }
+
+    /// Its deadline passed: the reply.
+    pub fn timed_out(&mut self, id: OpId, ctx: &mut Ctx) -> Body {
+        self.deadline = None;
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.timed_out(&r, ctx),
+            OpKind::Read(_) => ReadOp::timed_out(&r),
+            OpKind::Copy(c) => c.timed_out(&r, ctx),
+        }
+    }
+
+    /// The slave a STORE went to ACKed it.
+    pub fn acked(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        from: SlaveIdx,
+        version: u64,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.acked(&r, ctx, sub, from, version),
+            OpKind::Copy(c) => c.acked(&r, ctx, subs, sub, from, version),
+            OpKind::Read(_) => Step::Wait,
+        }
+    }
+
+    /// The slave a FETCH went to answered it (`None`: it holds nothing for the key).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetched(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+        from: SlaveIdx,
+        answer: Option<(u64, Vec<u8>)>,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Read(rd) => rd.answered(&r, ctx, subs, spread, sub, from, answer),
+            OpKind::Copy(c) => c.fetched(&r, ctx, subs, sub, answer),
+            OpKind::Write(_) => Step::Wait,
+        }
+    }
+
+    /// A sub-request will not be answered.
+    pub fn sub_failed(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.sub_failed(&r, ctx, subs, sub),
+            OpKind::Read(rd) => rd.sub_failed(&r, ctx, subs, spread, sub),
+            OpKind::Copy(c) => c.sub_failed(&r, ctx, subs, sub),
+        }
+    }
+
+    /// The op is over: stop its timers and hand over the sub-requests it still has out.
+    pub fn end(&mut self, timers: &mut Timers) -> Pending {
+        if let Some(t) = self.deadline.take() {
+            timers.cancel(t);
+        }
+        match &mut self.kind {
+            OpKind::Write(w) => std::mem::take(&mut w.pending),
+            OpKind::Copy(c) => std::mem::take(&mut c.pending),
+            OpKind::Read(r) => r.take_pending(timers),
+        }
+    }
+}
+
+/// The answer to an operation this master took but cannot stand by (it lost its lease, or
+/// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
+/// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
+/// again it would take effect a second time, after whatever was written in between; so it is
+/// answered TIMEOUT, outcome unknown, and the client does not resend it.
+pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
+    match kind {
+        OpKind::Write(_) => Body::error(
+            ErrorCode::Timeout,
+            format!("{why}; the write may or may not have happened"),
+        ),
+        _ => Body::error(ErrorCode::NotPrimary, format!("{why}; outcome unknown")),
+    }
+}

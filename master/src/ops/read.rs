@@ -1,0 +1,307 @@
+//! The READ path: FETCH from a holder of the latest acknowledged version, ask again (another
+//! holder, or the same) when no usable answer comes within `--read-retry-ms`, until one
+//! answers, every holder is dead (NOT_FOUND, as the seed design says), or the deadline passes.
+//!
+//! A key the map may be wrong about (see `doubts.rs`) is *probed* instead: every live slave is
+//! asked, the highest version wins (its holders are all slaves that answered with it), and
+//! becomes the record.
+
+use dsm_net::TimerId;
+use dsm_wire::{Body, ErrorCode};
+use log::{debug, info, warn};
+
+use crate::ctx::Ctx;
+use crate::keymap::SlaveIdx;
+use crate::outbox::Shared;
+use crate::timer::{Timer, Timers};
+
+use super::step::{OpRef, Step};
+use super::subs::{Pending, SubTable};
+
+#[derive(Default)]
+pub(crate) struct ReadOp {
+    /// The latest acknowledged version when the read started; older answers are refused.
+    version: u64,
+    /// Outstanding FETCH sub-requests; the first usable answer wins.
+    pub pending: Pending,
+    retry: Option<TimerId>,
+    attempts: u32,
+    /// Set when the read asks every slave. Boxed: most reads never probe, and every op is
+    /// moved into and out of the slab.
+    probe: Option<Box<Probe>>,
+}
+
+#[derive(Default)]
+struct Probe {
+    asked: Vec<SlaveIdx>,
+    /// The highest version seen, its value, and who holds it.
+    best: Option<(u64, Vec<u8>, Vec<SlaveIdx>)>,
+}
+
+/// How reads are spread over holders: round robin over the turns, and within one turn of the
+/// event loop, holders this turn already sends to (one more FETCH rides in the same write and
+/// wakes no other slave).
+#[derive(Default)]
+pub(crate) struct ReadSpread {
+    rr: usize,
+    /// Slaves sent a FETCH since the event loop last wrote its buffers.
+    turn_targets: Vec<SlaveIdx>,
+}
+
+impl ReadSpread {
+    /// The event loop has written out everything: no slave counts as woken any more.
+    pub fn end_turn(&mut self) {
+        self.turn_targets.clear();
+    }
+}
+
+impl ReadOp {
+    /// Stop the retry timer and hand over the FETCHes still out (the read is over).
+    pub fn take_pending(&mut self, timers: &mut Timers) -> Pending {
+        if let Some(t) = self.retry.take() {
+            timers.cancel(t);
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    pub fn start(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
+        if ctx.doubts.needs_probe(op.key, ctx.keys) {
+            self.probe = Some(Box::default());
+            self.probe_ask(op, ctx, subs);
+            return self.probe_decide(op, ctx, subs);
+        }
+        self.fetch(op, ctx, subs, spread, true)
+    }
+
+    /// FETCH from the next live holder (round robin spreads reads over the copies). With no live
+    /// holder left the key is gone: NOT_FOUND. On the READ's `start` it also records the
+    /// version the answer must reach, from the same lookup of the key.
+    fn fetch(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        start: bool,
+    ) -> Step {
+        let Some(e) = ctx.keys.get_hashed(op.hash, op.key) else {
+            return Step::Done(Body::NotFound);
+        };
+        if start {
+            self.version = e.version;
+        }
+        let slaves = ctx.slaves;
+        if !e.holders.iter().any(|&h| slaves.is_live(h)) {
+            if slaves.holder_may_return(e.holders, ctx.now) {
+                // After a takeover: the holders may still be re-registering. Ask again.
+                self.arm_retry(op, ctx);
+                return Step::Wait;
+            }
+            warn!("every holder of a key is dead; answering NOT_FOUND");
+            return Step::Done(Body::NotFound);
+        }
+        // At most one FETCH per holder per read: a retry asks a holder not yet waited on,
+        // and when every live holder is already asked it only waits longer. Without this
+        // cap a burst of reads to a slow slave multiplied itself every retry interval
+        // until the slaves fell behind their PINGs and were dropped.
+        let pending = &self.pending;
+        let fresh = |h: SlaveIdx| slaves.is_live(h) && !subs.any_to(pending, h);
+        let woken = |h: SlaveIdx| spread.turn_targets.contains(&h);
+        let (mut count, mut preferred) = (0, 0);
+        for &h in e.holders {
+            if fresh(h) {
+                count += 1;
+                preferred += usize::from(woken(h));
+            }
+        }
+        if count == 0 {
+            self.arm_retry(op, ctx);
+            return Step::Wait;
+        }
+        let rr = spread.rr.wrapping_add(1);
+        let only_woken = preferred > 0;
+        let nth = rr % if only_woken { preferred } else { count };
+        let holder = e
+            .holders
+            .iter()
+            .copied()
+            .filter(|&h| fresh(h) && (!only_woken || woken(h)))
+            .nth(nth)
+            .expect("counted above");
+        spread.rr = rr;
+        if !spread.turn_targets.contains(&holder) {
+            spread.turn_targets.push(holder);
+        }
+        let (epoch, key) = (ctx.term.epoch, op.key.clone());
+        let sub = subs.send(ctx, op.id, holder, false, |req_id| Shared::Fetch {
+            req_id,
+            epoch,
+            key,
+        });
+        self.arm_retry(op, ctx);
+        self.pending.push(sub);
+        self.attempts += 1;
+        Step::Wait
+    }
+
+    /// (Re)start the retry timer: the read asks again after `read_retry` unless an answer
+    /// comes first, and at its deadline at the latest.
+    fn arm_retry(&mut self, op: &OpRef, ctx: &mut Ctx) {
+        let at = (ctx.now + ctx.cfg.read_retry).min(op.deadline_at);
+        let retry = ctx.timers.insert(at, Timer::ReadRetry(op.id));
+        if let Some(old) = self.retry.replace(retry) {
+            ctx.timers.cancel(old);
+        }
+    }
+
+    /// The retry timer fired before the deadline: ask again.
+    pub fn retry(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
+        if self.probe.is_some() {
+            self.probe_ask(op, ctx, subs);
+            return self.probe_decide(op, ctx, subs);
+        }
+        self.retry = None;
+        debug!("read retry {} for request {}", self.attempts, op.req_id);
+        self.fetch(op, ctx, subs, spread, false)
+    }
+
+    /// A FETCH answer (`None`: the slave holds nothing for the key) from the slave asked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answered(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+        from: SlaveIdx,
+        answer: Option<(u64, Vec<u8>)>,
+    ) -> Step {
+        self.pending.retain(|&p| p != sub);
+        if let Some(p) = self.probe.as_mut() {
+            p.note(from, answer);
+            return self.probe_decide(op, ctx, subs);
+        }
+        let want = self.version;
+        match answer {
+            Some((version, value)) if version >= want => {
+                if version > want {
+                    // A write whose outcome was reported unknown reached this slave after all:
+                    // it takes effect now, and reads follow this copy from here on.
+                    warn!("adopting version {version} (newer than {want}) from slave {from}");
+                    ctx.record(op.hash, op.key, version, &[from]);
+                }
+                Step::Done(Body::Value { value })
+            }
+            other => {
+                let got = other.map(|(v, _)| v);
+                warn!("slave {from} holds {got:?} for a key at version {want}; no longer a holder");
+                ctx.keys
+                    .update_holders(op.key, |h| h.retain(|&h| h != from));
+                ctx.key_changed(op.key);
+                self.fetch(op, ctx, subs, spread, false)
+            }
+        }
+    }
+
+    pub fn sub_failed(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+    ) -> Step {
+        self.pending.retain(|&p| p != sub);
+        if self.probe.is_some() {
+            self.probe_decide(op, ctx, subs)
+        } else if self.pending.is_empty() {
+            self.fetch(op, ctx, subs, spread, false)
+        } else {
+            Step::Wait
+        }
+    }
+
+    /// The deadline passed: the reply, TIMEOUT.
+    pub fn timed_out(op: &OpRef) -> Body {
+        let text = "deadline passed before any holder answered";
+        warn!("request {} timed out: {text}", op.req_id);
+        Body::error(ErrorCode::Timeout, text)
+    }
+
+    /// Probe: FETCH from every live slave not yet asked, and look again after `read_retry`.
+    fn probe_ask(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) {
+        let probe = self.probe.as_mut().expect("a probing read");
+        let epoch = ctx.term.epoch;
+        let live: Vec<SlaveIdx> = ctx.slaves.live().map(|(i, _)| i).collect();
+        for slave in live {
+            if probe.asked.contains(&slave) {
+                continue;
+            }
+            probe.asked.push(slave);
+            let key = op.key.clone();
+            let sub = subs.send(ctx, op.id, slave, false, |req_id| Shared::Fetch {
+                req_id,
+                epoch,
+                key,
+            });
+            self.pending.push(sub);
+        }
+        self.arm_retry(op, ctx);
+    }
+
+    /// Probe: decide once every live slave has been asked and has answered or died, and no
+    /// slave known from the old primary may still come back.
+    fn probe_decide(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
+        if !self.pending.is_empty() || ctx.slaves.may_return(ctx.now) {
+            return Step::Wait;
+        }
+        let p = self.probe.as_mut().expect("a probing read");
+        // A slave that registered after the last round has not been asked, and may hold the
+        // newest copy: deciding without it could answer an older value, or NOT_FOUND.
+        if ctx.slaves.live().any(|(s, _)| !p.asked.contains(&s)) {
+            self.probe_ask(op, ctx, subs);
+            return Step::Wait;
+        }
+        match p.best.take() {
+            Some((version, value, holders)) => {
+                info!(
+                    "probe settled a key at version {version} on {} slave(s)",
+                    holders.len()
+                );
+                ctx.record(op.hash, op.key, version, &holders);
+                Step::Done(Body::Value { value })
+            }
+            None => {
+                ctx.doubts.settled(op.key);
+                Step::Done(Body::NotFound)
+            }
+        }
+    }
+}
+
+impl Probe {
+    /// A slave's answer: the highest version seen so far wins.
+    fn note(&mut self, from: SlaveIdx, answer: Option<(u64, Vec<u8>)>) {
+        let Some((version, value)) = answer else {
+            return;
+        };
+        match &mut self.best {
+            Some((v, _, holders)) if *v == version => holders.push(from),
+            Some((v, _, _)) if *v > version => {}
+            _ => self.best = Some((version, value, vec![from])),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Sub-requests: the STOREs and FETCHes an operation sends to slaves, each with its own request
+//! id, and the one way to send them ([`SubTable::send`]); and the cursor over the slaves a
+//! write or a copy may try next ([`Candidates`]).
+
+use dsm_net::TimerId;
+
+use crate::ctx::Ctx;
+use crate::effect::Effect;
+use crate::few::Few;
+use crate::idmap::{IdMap, OpId};
+use crate::keymap::SlaveIdx;
+use crate::outbox::Shared;
+use crate::slaves::{Ranked, SlaveTable};
+use crate::timer::{Timer, Timers};
+
+/// Sub-request ids of one operation: one FETCH per read, R STOREs per write, usually.
+pub(crate) type Pending = Few<u64, 2>;
+
+/// A request the master sent to a slave on behalf of an operation.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    pub op: OpId,
+    pub slave: SlaveIdx,
+    /// The ACK deadline of a STORE.
+    pub timer: Option<TimerId>,
+}
+
+pub(crate) struct SubTable {
+    map: IdMap<u64, Sub>,
+    next: u64,
+}
+
+impl Default for SubTable {
+    fn default() -> SubTable {
+        SubTable {
+            map: IdMap::default(),
+            next: 1,
+        }
+    }
+}
+
+impl SubTable {
+    /// Send the sub-request `frame` makes from its request id to `slave`, for op `op`; with
+    /// `acked`, the slave is suspected if no ACK comes within the ACK timeout. Returns the id.
+    pub fn send(
+        &mut self,
+        ctx: &mut Ctx,
+        op: OpId,
+        slave: SlaveIdx,
+        acked: bool,
+        frame: impl FnOnce(u64) -> Shared,
+    ) -> u64 {
+        let sub = self.next;
+        self.next += 1;
+        let timer = acked.then(|| {
+            ctx.timers
+                .insert(ctx.now + ctx.cfg.ack_timeout, Timer::Ack(sub))
+        });
+        self.map.insert(sub, Sub { op, slave, timer });
+        ctx.out.shared(ctx.slaves.get(slave).conn, frame(sub));
+        sub
+    }
+
+    /// Forget the sub-request (it was answered, or will not be) and stop its timer.
+    pub fn take(&mut self, sub: u64, timers: &mut Timers) -> Option<Sub> {
+        let s = self.map.remove(&sub)?;
+        if let Some(t) = s.timer {
+            timers.cancel(t);
+        }
+        Some(s)
+    }
+
+    /// [`SubTable::take`] of the answer `from` gave: only the slave it was sent to may answer
+    /// it (the sub stays open for the right one).
+    pub fn take_answer(&mut self, sub: u64, from: SlaveIdx, timers: &mut Timers) -> Option<Sub> {
+        if self.map.get(&sub)?.slave != from {
+            return None;
+        }
+        self.take(sub, timers)
+    }
+
+    pub fn cancel(&mut self, sub: u64, timers: &mut Timers) {
+        self.take(sub, timers);
+    }
+
+    /// Whether one of `pending` was sent to `slave`.
+    pub fn any_to(&self, pending: &[u64], slave: SlaveIdx) -> bool {
+        pending
+            .iter()
+            .any(|s| self.map.get(s).is_some_and(|s| s.slave == slave))
+    }
+
+    /// The sub-requests sent to `slave`, oldest first.
+    pub fn sent_to(&self, slave: SlaveIdx) -> Vec<u64> {
+        let mut subs: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(_, s)| s.slave == slave)
+            .map(|(&id, _)| id)
+            .collect();
+        subs.sort_unstable();
+        subs
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A STORE was not ACKed in time. A slave answers in order, so one still answering is
+    /// behind, not dead: give it until `ack_timeout` after the last thing it said (the request's
+    /// deadline still bounds the write); dropping slow slaves under load only made the remaining
+    /// ones slower. A slave silent that long is dropped.
+    pub fn ack_timeout(&mut self, ctx: &mut Ctx, sub: u64) {
+        let Some(s) = self.map.get_mut(&sub) else {
+            return;
+        };
+        s.timer = None;
+        let slave = s.slave;
+        let quiet_until = ctx.slaves.get(slave).last_heard + ctx.cfg.ack_timeout;
+        if ctx.now < quiet_until {
+            s.timer = Some(ctx.timers.insert(quiet_until, Timer::Ack(sub)));
+            return;
+        }
+        let why = format!(
+            "no ACK within {} ms and nothing heard since",
+            ctx.cfg.ack_timeout.as_millis()
+        );
+        ctx.effects.push(Effect::DropSlave { slave, why });
+    }
+}
+
+/// Slaves in rendezvous order and how far a write or copy has got through them.
+#[derive(Default)]
+pub(crate) struct Candidates {
+    ranked: Ranked,
+    next: usize,
+}
+
+impl Candidates {
+    pub fn new(ranked: Ranked) -> Candidates {
+        Candidates { ranked, next: 0 }
+    }
+
+    /// The next candidate that is live and not `skip`ped, if any is left.
+    pub fn next_live(
+        &mut self,
+        slaves: &SlaveTable,
+        skip: impl Fn(SlaveIdx) -> bool,
+    ) -> Option<SlaveIdx> {
+        while let Some(&c) = self.ranked.get(self.next) {
+            self.next += 1;
+            if slaves.is_live(c) && !skip(c) {
+                return Some(c);
+            }
+        }
+        None
+    }
+}

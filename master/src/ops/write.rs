@@ -1,0 +1,173 @@
+//! The WRITE path: a new version, STOREs to the first R live slaves in the key's rendezvous
+//! order, a replacement from further down that order for each one that dies, and the commit
+//! once every STORE is ACKed and the backup has confirmed the write's intent.
+
+use std::rc::Rc;
+
+use dsm_wire::{Body, ErrorCode};
+use log::{debug, warn};
+
+use crate::ctx::Ctx;
+use crate::few::Few;
+use crate::keymap::SlaveIdx;
+use crate::outbox::Shared;
+use crate::placement::stable_hash;
+
+use super::step::{OpRef, Step};
+use super::subs::{Candidates, Pending, SubTable};
+
+#[derive(Default)]
+pub(crate) struct WriteOp {
+    /// Shared by the STOREs to every replica.
+    value: Rc<[u8]>,
+    /// 0 until the write starts (a write deferred after a takeover has none yet).
+    version: u64,
+    /// Live slaves in rendezvous order when the write started; replacements come from here.
+    cands: Candidates,
+    /// Sub-request ids of STOREs not yet ACKed.
+    pub pending: Pending,
+    acked: Few<SlaveIdx, 2>,
+    /// The SYNC that carries this write's intent to the backup (0: no backup).
+    sync_seq: u64,
+}
+
+impl WriteOp {
+    pub fn new(value: &[u8]) -> WriteOp {
+        WriteOp {
+            value: value.into(),
+            ..WriteOp::default()
+        }
+    }
+
+    /// Deferred after a takeover: it has no version yet.
+    pub fn is_deferred(&self) -> bool {
+        self.version == 0
+    }
+
+    /// Every STORE has been answered (a write waiting for the backup).
+    pub fn all_answered(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn start(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
+        let ranked = ctx.slaves.ranked_live(stable_hash(op.key));
+        if ranked.len() < ctx.cfg.replicas && ctx.slaves.may_return(ctx.now) {
+            // Just after a takeover the slaves are still re-registering: wait for them (each
+            // registration and the end of the grace period start this write again).
+            return Step::Defer;
+        }
+        if ranked.is_empty() {
+            warn!("write refused: no live slave");
+            return Step::Done(Body::error(ErrorCode::NoSlaves, "no live slave"));
+        }
+        let first = ctx.cfg.replicas.min(ranked.len());
+        if first < ctx.cfg.replicas {
+            warn!(
+                "only {} live slave(s) for a write that wants {} copies",
+                ranked.len(),
+                ctx.cfg.replicas
+            );
+        }
+        self.version = ctx.term.take_version();
+        self.sync_seq = ctx.intent(op.key);
+        self.cands = Candidates::new(ranked);
+        for _ in 0..first {
+            let slave = self.cands.next_live(ctx.slaves, |_| false);
+            let slave = slave.expect("ranked among the live slaves");
+            self.send_store(op, ctx, subs, slave);
+        }
+        Step::Wait
+    }
+
+    fn send_store(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable, slave: SlaveIdx) {
+        let (epoch, version) = (ctx.term.epoch, self.version);
+        let (key, value) = (op.key.clone(), self.value.clone());
+        let sub = subs.send(ctx, op.id, slave, true, |req_id| Shared::Store {
+            req_id,
+            epoch,
+            version,
+            key,
+            value,
+        });
+        self.pending.push(sub);
+    }
+
+    /// A STORE was ACKed by the slave it was sent to.
+    pub fn acked(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        sub: u64,
+        from: SlaveIdx,
+        version: u64,
+    ) -> Step {
+        if version < self.version {
+            warn!(
+                "slave ACKed version {version} for a STORE of {}",
+                self.version
+            );
+        }
+        self.pending.retain(|&p| p != sub);
+        self.acked.push(from);
+        if self.pending.is_empty() {
+            return self.commit(op, ctx);
+        }
+        Step::Wait
+    }
+
+    /// Every chosen slave has answered: record the new version and its holders, then say OK.
+    pub fn commit(&mut self, op: &OpRef, ctx: &mut Ctx) -> Step {
+        if !self.acked.is_empty() && !ctx.synced(self.sync_seq) {
+            // The backup has not confirmed the intent: it would not know to distrust its
+            // map for this key after a takeover. Wait for its SYNC_ACK (or its loss).
+            return Step::AwaitBackup;
+        }
+        let (version, holders) = (self.version, std::mem::take(&mut self.acked));
+        if holders.is_empty() {
+            warn!("write of version {version} lost every slave it was sent to");
+            return Step::Done(Body::error(
+                ErrorCode::NoSlaves,
+                "every slave chosen for the write died",
+            ));
+        }
+        if holders.len() < ctx.cfg.replicas {
+            warn!(
+                "version {version} acknowledged with {} of {} copies",
+                holders.len(),
+                ctx.cfg.replicas
+            );
+        }
+        ctx.record(op.hash, op.key, version, &holders);
+        Step::Done(Body::Ok)
+    }
+
+    /// A STORE will not be ACKed: try the next slave in line, or commit with what was ACKed.
+    pub fn sub_failed(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable, sub: u64) -> Step {
+        self.pending.retain(|&p| p != sub);
+        let acked = &self.acked;
+        let replacement = self.cands.next_live(ctx.slaves, |c| acked.contains(&c));
+        match replacement {
+            Some(c) => {
+                debug!("write moves to replacement slave {c}");
+                self.send_store(op, ctx, subs, c);
+                Step::Wait
+            }
+            None if self.pending.is_empty() => self.commit(op, ctx),
+            None => Step::Wait,
+        }
+    }
+
+    /// The deadline passed: the reply, TIMEOUT (outcome unknown).
+    pub fn timed_out(&mut self, op: &OpRef, ctx: &mut Ctx) -> Body {
+        let text = if self.acked.is_empty() {
+            "deadline passed; the write may or may not have happened"
+        } else {
+            // Some copies are held: make them the record so every later read agrees.
+            let holders = std::mem::take(&mut self.acked);
+            ctx.record(op.hash, op.key, self.version, &holders);
+            "deadline passed with some copies stored; the write may have happened"
+        };
+        warn!("request {} timed out: {text}", op.req_id);
+        Body::error(ErrorCode::Timeout, text)
+    }
+}

@@ -1,0 +1,159 @@
+//! What the master hands the event loop: frames to send and connections to close ([`Out`]),
+//! collected in an [`Outbox`]; and the pool of reply buffers the event loop gives back.
+
+use std::rc::Rc;
+
+use dsm_wire::{Body, BodyRef, Frame};
+
+pub use crate::idmap::ConnId;
+use crate::key::Key;
+
+/// What the event loop must do on the master's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    Send(ConnId, Frame),
+    /// A STORE or FETCH whose key and value are shared with its operation (see [`Shared`]).
+    SendShared(ConnId, Shared),
+    /// Close the connection; the master has already forgotten it (no `on_close` follows).
+    Close(ConnId),
+}
+
+impl Out {
+    /// The frame to send, with a shared body copied out (for tests and tools that want one
+    /// kind of frame); `None` for a close.
+    pub fn into_frame(self) -> Option<(ConnId, Frame)> {
+        match self {
+            Out::Send(conn, frame) => Some((conn, frame)),
+            Out::SendShared(conn, shared) => Some((conn, shared.to_frame())),
+            Out::Close(_) => None,
+        }
+    }
+
+    /// Append the bytes the event loop writes for this entry (nothing for a close).
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            Out::Send(_, frame) => dsm_wire::encode(frame, buf),
+            Out::SendShared(_, shared) => {
+                let (req_id, body) = shared.as_ref();
+                dsm_wire::encode_ref(req_id, &body, buf);
+            }
+            Out::Close(_) => {}
+        }
+    }
+}
+
+/// A STORE or FETCH that borrows its key and value from the operation that sends it, so a
+/// write to R replicas keeps one copy of each instead of R, and the event loop encodes it
+/// straight into the connection's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shared {
+    Store {
+        req_id: u64,
+        epoch: u64,
+        version: u64,
+        key: Key,
+        value: Rc<[u8]>,
+    },
+    Fetch {
+        req_id: u64,
+        epoch: u64,
+        key: Key,
+    },
+}
+
+impl Shared {
+    /// The request id and the borrowed body to encode.
+    pub fn as_ref(&self) -> (u64, BodyRef<'_>) {
+        match self {
+            Shared::Store {
+                req_id,
+                epoch,
+                version,
+                key,
+                value,
+            } => (
+                *req_id,
+                BodyRef::Store {
+                    epoch: *epoch,
+                    version: *version,
+                    key,
+                    value,
+                },
+            ),
+            Shared::Fetch { req_id, epoch, key } => {
+                (*req_id, BodyRef::Fetch { epoch: *epoch, key })
+            }
+        }
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        let (req_id, body) = self.as_ref();
+        Frame::new(req_id, body.to_body())
+    }
+}
+
+/// Everything the master wants sent or closed since the event loop last drained it.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    items: Vec<Out>,
+}
+
+impl Outbox {
+    pub fn send(&mut self, conn: ConnId, req_id: u64, body: Body) {
+        self.items.push(Out::Send(conn, Frame::new(req_id, body)));
+    }
+
+    pub fn frame(&mut self, conn: ConnId, frame: Frame) {
+        self.items.push(Out::Send(conn, frame));
+    }
+
+    pub fn shared(&mut self, conn: ConnId, shared: Shared) {
+        self.items.push(Out::SendShared(conn, shared));
+    }
+
+    /// Only [`crate::peers::Peers::close`] closes: it forgets the peer first.
+    pub(crate) fn close(&mut self, conn: ConnId) {
+        self.items.push(Out::Close(conn));
+    }
+
+    pub fn drain_into(&mut self, into: &mut Vec<Out>) {
+        into.append(&mut self.items);
+    }
+}
+
+/// Buffers of VALUE replies already written, for the next FETCHED answers to reuse. In a
+/// burst of reads the allocator's per-size cache overflows, and an allocation and a free per
+/// READ cost the master more than the copy into a reused buffer.
+#[derive(Default)]
+pub(crate) struct ValuePool {
+    bufs: Vec<Vec<u8>>,
+}
+
+impl ValuePool {
+    const MAX_POOLED: usize = 1024;
+    const MAX_POOLED_BYTES: usize = 4096;
+
+    /// A buffer holding a copy of `value`.
+    pub fn copy_of(&mut self, value: &[u8]) -> Vec<u8> {
+        let mut buf = self.bufs.pop().unwrap_or_default();
+        buf.extend_from_slice(value);
+        buf
+    }
+
+    /// Keep the buffer of a VALUE reply the event loop has written.
+    pub fn give_back(&mut self, out: Out) {
+        if let Out::Send(
+            _,
+            Frame {
+                body: Body::Value { mut value },
+                ..
+            },
+        ) = out
+        {
+            if self.bufs.len() < Self::MAX_POOLED && value.capacity() <= Self::MAX_POOLED_BYTES {
+                value.clear();
+                self.bufs.push(value);
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The master's answer to STATUS: its role and epoch, its key count, how many keys are short
+//! of R live copies, and every slave it knows with the keys placed on it.
+
+use std::collections::HashMap;
+
+use dsm_wire::{ServerRole, SlaveStatus, Status};
+
+use crate::keymap::{KeyIndex, SlaveIdx};
+use crate::slaves::SlaveTable;
+
+/// One pass over the key map: per-slave counts and under-replication are derived here rather
+/// than kept up to date on every write. A key is short of R live copies also when fewer than R
+/// slaves are live to hold them.
+pub(crate) fn status(
+    role: ServerRole,
+    epoch: u64,
+    replicas: usize,
+    keys: &KeyIndex,
+    slaves: &SlaveTable,
+) -> Status {
+    let mut per_slave: HashMap<SlaveIdx, u64> = HashMap::new();
+    let mut under = 0;
+    for (_, e) in keys.iter() {
+        let mut live = 0;
+        for &h in e.holders.iter().filter(|&&h| slaves.is_live(h)) {
+            live += 1;
+            *per_slave.entry(h).or_default() += 1;
+        }
+        if live < replicas {
+            under += 1;
+        }
+    }
+    Status {
+        role,
+        epoch,
+        replicas: replicas as u16,
+        keys: keys.len() as u64,
+        under_replicated: under as u64,
+        slaves: slaves
+            .latest_per_id()
+            .into_iter()
+            .map(|(idx, s)| SlaveStatus {
+                id: s.id.clone(),
+                addr: s.addr.clone(),
+                live: s.live,
+                keys: per_slave.get(&idx).copied().unwrap_or(0),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,55 @@
+//! The master's epoch and the versions it hands out. Versions carry the epoch in their top
+//! bits, so every write of a newer primary outranks anything an older one wrote.
+
+/// Bits of a version below the epoch.
+pub(crate) const EPOCH_SHIFT: u32 = 40;
+
+/// The first version a primary of `epoch` hands out.
+pub(crate) fn first_version(epoch: u64) -> u64 {
+    (epoch << EPOCH_SHIFT) | 1
+}
+
+pub(crate) struct Term {
+    pub epoch: u64,
+    next_version: u64,
+}
+
+impl Default for Term {
+    fn default() -> Term {
+        Term {
+            epoch: 1,
+            next_version: first_version(1),
+        }
+    }
+}
+
+impl Term {
+    /// A new version for a write.
+    pub fn take_version(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+
+    pub fn next_version(&self) -> u64 {
+        self.next_version
+    }
+
+    /// A peer has seen `epoch`: never go below it.
+    pub fn see_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
+    /// A backup follows its primary's epoch and versions, so that after a takeover it gives
+    /// out none the primary already gave.
+    pub fn follow(&mut self, epoch: u64, next_version: u64) {
+        self.see_epoch(epoch);
+        self.next_version = self.next_version.max(next_version);
+    }
+
+    /// A takeover: a new epoch, and versions above any the old primary gave.
+    pub fn advance(&mut self) {
+        self.epoch += 1;
+        self.next_version = self.next_version.max(first_version(self.epoch));
+    }
+}
