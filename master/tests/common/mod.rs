@@ -23,7 +23,6 @@ mod log;
 mod net;
 mod nodes;
 mod peer;
-mod pump;
 mod view;
 
 pub use conns::Conn;
@@ -31,4 +30,3 @@ pub use faults::Msg;
 pub use log::Sent;
 pub use net::{Net, NodeId};
 pub use peer::Peer;
-pub use pump::pump;
