@@ -18,9 +18,14 @@ impl Net {
             return;
         }
         let Packet { conn, to, carry } = packet;
+        let end = &self.conns[conn.0].ends[to];
         // Gone at this end (closed, or its node killed): nobody reads it.
-        if !self.conns[conn.0].ends[to].open {
+        if !end.open {
             return;
+        }
+        // A connection opened to a node already dead: refused (RST).
+        if !self.nodes[end.node.0].up {
+            return self.close_end(conn, to, false);
         }
         match carry {
             Carry::Open => self.accept(conn, to),

@@ -25,10 +25,6 @@ impl Net {
         self.peer(n).store.as_ref().expect("a slave")
     }
 
-    pub fn is_up(&self, n: NodeId) -> bool {
-        self.nodes[n.0].up
-    }
-
     /// What peer `n` received since the last `take`.
     pub fn take(&mut self, n: NodeId) -> Vec<Frame> {
         std::mem::take(&mut self.peer_mut(n).inbox)
