@@ -34,11 +34,6 @@ fn value(v: &str) -> Body {
     }
 }
 
-fn live_slaves(net: &Net, m: NodeId) -> usize {
-    let status = net.master(m).status();
-    status.slaves.iter().filter(|s| s.live).count()
-}
-
 /// LATER: a primary that loses every slave while its backup and its clients still reach it
 /// keeps serving, drops all of them on ACK timeouts, and tells them to start empty when they
 /// come back: an acknowledged write is lost, and the backup, which hears the primary, never
@@ -56,7 +51,7 @@ fn a_primary_cut_off_from_every_slave_drops_them_and_nobody_takes_over() {
     // Its two slaves time out at 200 ms, the third, tried next, at 400 ms.
     net.advance(Duration::from_millis(399));
     assert!(net.take(c).is_empty());
-    assert_eq!(live_slaves(&net, p), 1);
+    assert_eq!(net.live_slaves(p), 1);
     net.advance(Duration::from_millis(1));
     let got = net.take(c);
     assert_eq!(got.len(), 1);
@@ -65,7 +60,7 @@ fn a_primary_cut_off_from_every_slave_drops_them_and_nobody_takes_over() {
         assert_eq!(net.closed_by(net.conn_of(s)), Some(p));
         assert!(!net.peer(s).closed, "the close waits behind the cut");
     }
-    assert_eq!(live_slaves(&net, p), 0);
+    assert_eq!(net.live_slaves(p), 0);
     assert_eq!(
         net.request(c, 3, Body::Read { key: b"k".to_vec() }),
         vec![Frame::new(3, Body::NotFound)]
@@ -154,7 +149,7 @@ fn a_slave_whose_answers_come_late_is_dropped_though_it_stores() {
     );
     net.advance(Duration::from_millis(200));
     assert!(net.take(c).is_empty());
-    assert_eq!(live_slaves(&net, m), 2);
+    assert_eq!(net.live_slaves(m), 2);
 }
 
 /// A slave cut off from everyone goes unanswered to three PINGs and is dropped at 2 s; its

@@ -1,5 +1,5 @@
-//! What crossed the network: every frame sent on an open connection, in send order, as the
-//! bytes that were written, with the nodes at its two ends.
+//! What crossed the network: every frame sent on an open connection (but those a drop rule
+//! took), in send order, as the bytes that were written, with the nodes at its two ends.
 
 use dsm_wire::{decode_with_max, Body, Frame};
 

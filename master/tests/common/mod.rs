@@ -12,6 +12,10 @@
 //! moves the clock 1 ms at a time, each step a turn in the reactor's order (open a wanted link,
 //! deliver, tick) followed by `settle`. Every master's `end_turn` closes each turn.
 //!
+//! Calls that change the network carry what follows before they return (`add_*`, `join`,
+//! `kill`, `close`, `heal`, `thaw`, `request`, `write`, `read`); `send` and `connect` only
+//! queue, so that a test can put several frames into one turn, and `settle` carries them.
+//!
 //! Faults: `cut`, `isolate`, `heal`, `freeze`/`thaw`, `drop_if`, `delay`, `close`, `kill`.
 //! Each test crate uses a part of this module, hence the allows.
 #![allow(dead_code, unused_imports)]

@@ -21,6 +21,12 @@ impl Net {
         }
     }
 
+    /// How many slaves master `m` counts as live (its STATUS).
+    pub fn live_slaves(&self, m: NodeId) -> usize {
+        let status = self.master(m).status();
+        status.slaves.iter().filter(|s| s.live).count()
+    }
+
     pub fn store(&self, n: NodeId) -> &Store {
         self.peer(n).store.as_ref().expect("a slave")
     }
