@@ -144,12 +144,6 @@ impl Master {
         self.settle(now);
     }
 
-    /// [`Master::on_decoded`] for an owned frame (until the sims feed encoded frames).
-    #[doc(hidden)]
-    pub fn on_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        self.on_decoded(conn, Decoded::Owned(frame), now)
-    }
-
     pub fn on_tick(&mut self, now: Instant) {
         let mut fired = Vec::new();
         self.core.timers.expired(now, &mut fired);

@@ -19,16 +19,6 @@ pub enum Out {
 }
 
 impl Out {
-    /// The frame to send, with a shared body copied out (for tests and tools that want one
-    /// kind of frame); `None` for a close.
-    pub fn into_frame(self) -> Option<(ConnId, Frame)> {
-        match self {
-            Out::Send(conn, frame) => Some((conn, frame)),
-            Out::SendShared(conn, shared) => Some((conn, shared.to_frame())),
-            Out::Close(_) => None,
-        }
-    }
-
     /// Append the bytes the event loop writes for this entry (nothing for a close).
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
@@ -84,11 +74,6 @@ impl Shared {
                 (*req_id, BodyRef::Fetch { epoch: *epoch, key })
             }
         }
-    }
-
-    pub fn to_frame(&self) -> Frame {
-        let (req_id, body) = self.as_ref();
-        Frame::new(req_id, body.to_body())
     }
 }
 
