@@ -8,8 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
+use dsm_auth::{Handshake, Secret, Step};
 use dsm_wire::{decode_with_max, encode, Body, ErrorCode, Frame, Role, Status};
 
 use crate::error::Error;

@@ -34,4 +34,4 @@ pub mod repl;
 pub use crate::client::{Client, Op, Reply, DEFAULT_TIMEOUT};
 pub use crate::error::Error;
 /// The shared secret, for [`Client::connect_with_secret`] (`Secret::load` reads a file).
-pub use dsm_net::auth::Secret;
+pub use dsm_auth::Secret;

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::process::exit;
 use std::time::Duration;
 
+use dsm_cli::{addr, log_setup};
 use dsm_client::{json, repl, Client, Error};
-use dsm_net::{addr, log_setup};
 
 const ABOUT: &str = "\
 dsm-client: read and write keys in a dsm cluster.
@@ -66,7 +66,7 @@ fn main() {
         print!("{}", opts.usage(ABOUT));
         return;
     }
-    let cli = dsm_net::cli::Cli::new("dsm-client");
+    let cli = dsm_cli::Cli::new("dsm-client");
     let level = cli.log_level(&m, log::LevelFilter::Warn);
     log_setup::init(level);
     let secret = cli.secret(&m);

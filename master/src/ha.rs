@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use dsm_net::handshake::{Handshake, RefusalLog};
+use dsm_auth::{Handshake, RefusalLog};
 use dsm_wire::{Body, ErrorCode, Role, ServerRole, SyncEvent};
 use log::{info, warn};
 

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use dsm_net::auth::{fresh_nonce, Transcript};
+use dsm_auth::{fresh_nonce, Transcript};
 use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
 use log::warn;
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_net::handshake::{Handshake, RefusalLog, Step};
+use dsm_auth::{Handshake, RefusalLog, Step};
 use dsm_wire::{Body, Frame, Role, ServerRole};
 use log::{debug, info, warn};
 

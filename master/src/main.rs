@@ -3,9 +3,8 @@
 use std::process::exit;
 use std::time::Duration;
 
+use dsm_cli::{log_setup, Cli};
 use dsm_master::Config;
-use dsm_net::cli::Cli;
-use dsm_net::log_setup;
 
 const ABOUT: &str = "\
 dsm-master: the coordinator of a dsm cluster.

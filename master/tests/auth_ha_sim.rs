@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use dsm_auth::Secret;
 use dsm_master::{Config, Master, Out};
-use dsm_net::auth::Secret;
 use dsm_wire::{Body, ErrorCode, ServerRole};
 
 const SECRET: &[u8] = b"the cluster's shared secret, 32B";

@@ -1,13 +1,12 @@
 //! The shared-secret handshake against the master state machine: peers run the real connecting
-//! side (`dsm_net::handshake`) on an in-memory network with a fake clock, and every byte either
+//! side (`dsm_auth::handshake`) on an in-memory network with a fake clock, and every byte either
 //! way is kept, encoded, to show the secret never crosses it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use dsm_auth::{Handshake, Secret, Step};
 use dsm_master::{Config, Master, Out};
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
 use dsm_slave::Store;
 use dsm_wire::{encode, Body, ErrorCode, Frame, Role, ServerRole};
 

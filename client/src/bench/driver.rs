@@ -6,8 +6,7 @@ use std::io::{self, IsTerminal, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
+use dsm_auth::{Handshake, Secret, Step};
 use dsm_net::{Conn, Io};
 use dsm_wire::{Body, Decoded, Frame, Role};
 use log::warn;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use driver::STALL_TIMEOUT;
-use dsm_net::auth::Secret;
+use dsm_auth::Secret;
 pub use report::Summary;
 
 /// Which requests the bench sends.

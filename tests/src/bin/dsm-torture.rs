@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::exit;
 use std::time::Duration;
 
-use dsm_net::cli::Cli;
+use dsm_cli::Cli;
 use dsm_tests::torture::history::{parse_history, Kind};
 use dsm_tests::torture::nemesis::FaultMix;
 use dsm_tests::torture::{checker, netns, report, rng, run};
