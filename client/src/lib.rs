@@ -1,5 +1,5 @@
 //! dsm-client: a small blocking client library for a dsm cluster, and the `dsm-client` binary
-//! built on it.
+//! built on it (feature `cli`, on by default; the library alone needs no mio or hdrhistogram).
 //!
 //! ```no_run
 //! use dsm_client::{Client, Op, Reply};
@@ -25,7 +25,6 @@
 //! or the master answers NOT_PRIMARY, the client moves to the next address and resends what
 //! was unanswered.
 
-pub mod bench;
 mod client;
 mod error;
 pub mod json;

@@ -90,11 +90,7 @@ fn main() {
         (Some("write"), n) if n >= 3 => {}
         (Some("status"), 1) => {}
         (Some("status"), 2) if args[1] == "--json" => {}
-        (Some("bench"), _) => exit(dsm_client::bench::main(
-            &masters,
-            secret.as_ref(),
-            &args[1..],
-        )),
+        (Some("bench"), _) => exit(dsm_bench::main(&masters, secret.as_ref(), &args[1..])),
         (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
         (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
         (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),

@@ -13,11 +13,11 @@ use log::warn;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::report::Summary;
-use super::schedule::Schedule;
-use super::tally::{Request, Tally};
-use super::ticker::Ticker;
-use super::{BenchConfig, BenchError};
+use crate::report::Summary;
+use crate::schedule::Schedule;
+use crate::tally::{Request, Tally};
+use crate::ticker::Ticker;
+use crate::{BenchConfig, BenchError};
 
 /// With requests outstanding and no reply for this long, the run is abandoned.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,9 +7,9 @@ use std::time::Duration;
 use dsm_wire::{Body, BodyRef, Decoded, Frame};
 use hdrhistogram::Histogram;
 
-use super::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
-use super::report::{new_histogram, Summary};
-use super::{BenchConfig, Workload};
+use crate::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
+use crate::report::{new_histogram, Summary};
+use crate::{BenchConfig, Workload};
 
 /// One request as the bench remembers it until its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
