@@ -26,6 +26,7 @@
 //! was unanswered.
 
 mod client;
+mod conn;
 mod error;
 pub mod json;
 pub mod repl;
