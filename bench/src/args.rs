@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::tally::{min_key_size, KEY_PREFIX};
+use crate::keys::{min_key_size, KEY_PREFIX};
 use crate::{BenchConfig, Workload};
 
 /// The usage text printed by `dsm-client bench --help`.

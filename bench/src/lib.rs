@@ -8,6 +8,8 @@
 pub mod args;
 pub mod check;
 mod driver;
+mod keys;
+mod latencies;
 pub mod report;
 pub mod schedule;
 mod tally;
