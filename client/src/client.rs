@@ -4,14 +4,13 @@
 //! taken it (a NOT_PRIMARY refusal, or a connection found closed before it was sent): applied
 //! twice, it could land again after other clients' writes.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
-use dsm_wire::{decode_with_max, encode, Body, ErrorCode, Frame, Role, Status};
+use dsm_auth::Secret;
+use dsm_wire::{encode, Body, ErrorCode, Frame, Status};
 
+use crate::conn::{remaining, MasterConn};
 use crate::error::Error;
 
 /// One request of a pipelined [`Client::batch`].
@@ -37,8 +36,7 @@ pub struct Client {
     masters: Vec<SocketAddr>,
     /// Index of the address in use (or to try next).
     current: usize,
-    stream: Option<TcpStream>,
-    rbuf: Vec<u8>,
+    conn: Option<MasterConn>,
     next_req: u64,
     timeout: Duration,
     max_frame: usize,
@@ -74,8 +72,7 @@ impl Client {
         let mut c = Client {
             masters: masters.to_vec(),
             current: 0,
-            stream: None,
-            rbuf: Vec::new(),
+            conn: None,
             next_req: 1,
             timeout,
             max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
@@ -242,18 +239,18 @@ impl Client {
         answers: &mut [Option<Result<Body, Error>>],
         deadline: Instant,
     ) -> Result<Round, Error> {
-        let stream = self.stream.as_mut().expect("connected");
+        let timeout = self.timeout;
+        let conn = self.conn.as_mut().expect("connected");
         // A master that died since the last call has closed the connection already: seen now,
         // nothing has been sent and every request can go to the next master.
-        if peer_closed(stream) {
+        if conn.peer_closed() {
             return Ok(Round::ClosedBeforeSend);
         }
-        stream.set_write_timeout(Some(remaining(deadline)?))?;
-        stream.write_all(out)?;
+        conn.send(out, deadline)?;
         let mut missing = todo.len();
         let mut not_primary = None;
         while missing > 0 {
-            let frame = self.next_frame(deadline)?;
+            let frame = conn.next_frame(deadline, timeout)?;
             let Some(n) = frame.req_id.checked_sub(first_req) else {
                 continue; // an answer to an earlier, abandoned call
             };
@@ -276,57 +273,21 @@ impl Client {
         }
         match not_primary {
             Some(text) => {
-                self.stream = None;
+                self.conn = None;
                 Ok(Round::Refused(text))
             }
             None => Ok(Round::Answered),
         }
     }
 
-    fn next_frame(&mut self, deadline: Instant) -> Result<Frame, Error> {
-        loop {
-            match decode_with_max(&self.rbuf, self.max_frame) {
-                Ok(Some((frame, used))) => {
-                    self.rbuf.drain(..used);
-                    return Ok(frame);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Error::Protocol(e.to_string())),
-            }
-            let stream = self.stream.as_mut().expect("connected");
-            let wait = remaining(deadline)?;
-            stream.set_read_timeout(Some(wait))?;
-            let mut chunk = [0u8; 64 * 1024];
-            match stream.read(&mut chunk) {
-                Ok(0) => {
-                    return Err(Error::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "master closed the connection",
-                    )))
-                }
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    return Err(Error::Timeout {
-                        waited_ms: self.timeout.as_millis() as u64,
-                    })
-                }
-                Err(e) => return Err(Error::Io(e)),
-            }
-        }
-    }
-
     fn move_on(&mut self) {
-        self.stream = None;
+        self.conn = None;
         self.current = (self.current + 1) % self.masters.len();
     }
 
     /// Make sure a registered connection exists, trying each address in turn with backoff.
     fn ensure_connected(&mut self, deadline: Instant) -> Result<(), Error> {
-        if self.stream.is_some() {
+        if self.conn.is_some() {
             return Ok(());
         }
         let mut backoff = Duration::from_millis(10);
@@ -373,45 +334,15 @@ impl Client {
         }
     }
 
+    /// Connect to `addr` and complete the handshake; the connection is kept only if it does.
     fn hello(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), Error> {
         let wait = remaining(deadline)?.min(Duration::from_secs(1));
-        let stream = TcpStream::connect_timeout(&addr, wait)?;
-        stream.set_nodelay(true)?;
-        self.stream = Some(stream);
-        self.rbuf.clear();
+        let mut conn = MasterConn::connect(addr, wait, self.max_frame)?;
         let req = self.next_req;
         self.next_req += 1;
-        let result = self.handshake(req, Instant::now() + wait);
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
-    }
-
-    /// HELLO, and with a secret the rest of the exchange, until WELCOME or a refusal.
-    fn handshake(&mut self, req: u64, until: Instant) -> Result<(), Error> {
-        let (mut hs, hello) =
-            Handshake::start(self.secret.as_ref(), req, Role::Client, 0, String::new())?;
-        self.send_now(&hello, until)?;
-        loop {
-            match hs.on_frame(self.next_frame(until)?) {
-                Step::Send(auth) => self.send_now(&auth, until)?,
-                Step::Welcomed { .. } => return Ok(()),
-                Step::Refused { code, text } => return Err(Error::Server { code, text }),
-                Step::Distrust { why, reply } => {
-                    let _ = self.send_now(&reply, until);
-                    return Err(Error::Untrusted(why));
-                }
-            }
-        }
-    }
-
-    fn send_now(&mut self, frame: &Frame, until: Instant) -> Result<(), Error> {
-        let mut out = Vec::new();
-        encode(frame, &mut out);
-        let s = self.stream.as_mut().expect("connected");
-        s.set_write_timeout(Some(remaining(until)?))?;
-        s.write_all(&out)?;
+        let until = Instant::now() + wait;
+        conn.handshake(self.secret.as_ref(), req, until, self.timeout)?;
+        self.conn = Some(conn);
         Ok(())
     }
 }
@@ -424,27 +355,6 @@ enum Round {
     Refused(String),
     /// The master had closed the connection before anything was written.
     ClosedBeforeSend,
-}
-
-/// Whether the peer has closed `stream` (or it failed), looking without blocking or consuming.
-fn peer_closed(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let closed = match stream.peek(&mut [0u8; 1]) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
-    };
-    stream.set_nonblocking(false).is_err() || closed
-}
-
-fn remaining(deadline: Instant) -> Result<Duration, Error> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Error::Timeout { waited_ms: 0 });
-    }
-    Ok(left)
 }
 
 fn check_key(body: &Body) -> Result<(), Error> {

@@ -1,5 +1,5 @@
 //! dsm-client: a small blocking client library for a dsm cluster, and the `dsm-client` binary
-//! built on it.
+//! built on it (feature `cli`, on by default; the library alone needs no mio or hdrhistogram).
 //!
 //! ```no_run
 //! use dsm_client::{Client, Op, Reply};
@@ -25,8 +25,8 @@
 //! or the master answers NOT_PRIMARY, the client moves to the next address and resends what
 //! was unanswered.
 
-pub mod bench;
 mod client;
+mod conn;
 mod error;
 pub mod json;
 pub mod repl;
@@ -34,4 +34,4 @@ pub mod repl;
 pub use crate::client::{Client, Op, Reply, DEFAULT_TIMEOUT};
 pub use crate::error::Error;
 /// The shared secret, for [`Client::connect_with_secret`] (`Secret::load` reads a file).
-pub use dsm_net::auth::Secret;
+pub use dsm_auth::Secret;

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::process::exit;
 use std::time::Duration;
 
+use dsm_cli::{addr, log_setup};
 use dsm_client::{json, repl, Client, Error};
-use dsm_net::{addr, log_setup};
 
 const ABOUT: &str = "\
 dsm-client: read and write keys in a dsm cluster.
@@ -29,7 +29,8 @@ Exit status: 0 success; 1 NOT_FOUND (read) or an ERROR answer from the master
 
 Options";
 
-fn main() {
+/// The options before the subcommand (`bench` has its own, parsed by `dsm_bench`).
+fn options() -> getopts::Options {
     let mut opts = getopts::Options::new();
     opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
     opts.optopt(
@@ -58,6 +59,11 @@ fn main() {
     );
     opts.optflagmulti("v", "verbose", "more log output");
     opts.optflag("h", "help", "print this help");
+    opts
+}
+
+fn main() {
+    let opts = options();
     let m = match opts.parse(std::env::args().skip(1)) {
         Ok(m) => m,
         Err(e) => usage_error(&e.to_string()),
@@ -66,7 +72,7 @@ fn main() {
         print!("{}", opts.usage(ABOUT));
         return;
     }
-    let cli = dsm_net::cli::Cli::new("dsm-client");
+    let cli = dsm_cli::Cli::new("dsm-client");
     let level = cli.log_level(&m, log::LevelFilter::Warn);
     log_setup::init(level);
     let secret = cli.secret(&m);
@@ -90,11 +96,7 @@ fn main() {
         (Some("write"), n) if n >= 3 => {}
         (Some("status"), 1) => {}
         (Some("status"), 2) if args[1] == "--json" => {}
-        (Some("bench"), _) => exit(dsm_client::bench::main(
-            &masters,
-            secret.as_ref(),
-            &args[1..],
-        )),
+        (Some("bench"), _) => exit(dsm_bench::main(&masters, secret.as_ref(), &args[1..])),
         (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
         (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
         (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),
@@ -106,25 +108,32 @@ fn main() {
         Err(e) => fail(2, &e),
     };
     match cmd.as_deref() {
-        None => {
-            let stdin = std::io::stdin();
-            let prompt = stdin.is_terminal();
-            match repl::run(&mut client, stdin.lock(), std::io::stdout().lock(), prompt) {
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("dsm-client: {e}");
-                    exit(2);
-                }
-            }
-        }
-        Some("write") => {
+        None => run_repl(&mut client),
+        Some(_) => one_shot(&mut client, &args),
+    }
+}
+
+/// Lines from stdin until it ends; a prompt only on a terminal.
+fn run_repl(client: &mut Client) {
+    let stdin = std::io::stdin();
+    let prompt = stdin.is_terminal();
+    if let Err(e) = repl::run(client, stdin.lock(), std::io::stdout().lock(), prompt) {
+        eprintln!("dsm-client: {e}");
+        exit(2);
+    }
+}
+
+/// One subcommand, already checked by `main`: `args[0]` names it.
+fn one_shot(client: &mut Client, args: &[String]) {
+    match args[0].to_ascii_lowercase().as_str() {
+        "write" => {
             let value = args[2..].join(" ");
             match client.write(args[1].as_bytes(), value.as_bytes()) {
                 Ok(()) => println!("OK"),
                 Err(e) => fail(1, &e),
             }
         }
-        Some("read") => match client.read(args[1].as_bytes()) {
+        "read" => match client.read(args[1].as_bytes()) {
             Ok(Some(v)) => println!("{}", String::from_utf8_lossy(&v)),
             Ok(None) => {
                 println!("NOT_FOUND");
@@ -132,12 +141,12 @@ fn main() {
             }
             Err(e) => fail(1, &e),
         },
-        Some("status") => match client.status() {
+        "status" => match client.status() {
             Ok(s) if args.len() == 2 => println!("{}", json::status_json(&s)),
             Ok(s) => print!("{}", json::status_text(&s)),
             Err(e) => fail(1, &e),
         },
-        Some("ping") => {
+        "ping" => {
             let start = std::time::Instant::now();
             match client.ping() {
                 Ok(()) => println!(
@@ -148,7 +157,7 @@ fn main() {
                 Err(e) => fail(1, &e),
             }
         }
-        Some(_) => unreachable!("checked above"),
+        _ => unreachable!("checked by main"),
     }
 }
 

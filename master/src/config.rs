@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dsm_net::auth::Secret;
+use dsm_auth::Secret;
 use dsm_wire::ErrorCode;
 
 /// Default of `--spin-us`.

@@ -7,7 +7,7 @@
 //! or proves the wrong secret, gets ERROR UNAUTHORIZED saying which, and is closed; the master
 //! logs the same reason. The whole exchange must finish within `--hello-timeout-ms`.
 
-use dsm_net::auth::{fresh_nonce, Transcript};
+use dsm_auth::{fresh_nonce, Transcript};
 use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
 use log::warn;
 

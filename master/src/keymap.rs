@@ -7,7 +7,7 @@
 //! `Vec` found through a [`TagIndex`], which grows without re-hashing keys. (With std's
 //! `HashMap` the master paused for its rehash at 918k keys; `make mem` saw a 1 s maximum.)
 
-use dsm_net::tag_index::{Found, TagIndex};
+use dsm_index::{Found, TagIndex};
 use slab::Slab;
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins

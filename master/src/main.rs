@@ -3,9 +3,9 @@
 use std::process::exit;
 use std::time::Duration;
 
+use dsm_cli::{log_setup, Cli};
 use dsm_master::Config;
-use dsm_net::cli::Cli;
-use dsm_net::log_setup;
+use getopts::Matches;
 
 const ABOUT: &str = "\
 dsm-master: the coordinator of a dsm cluster.
@@ -38,7 +38,53 @@ Usage: dsm-master [options]";
 
 fn main() {
     let cli = Cli::new("dsm-master");
+    let m = cli.parse(&options(&cli), ABOUT, false);
+    let level = cli.log_level(&m, log::LevelFilter::Info);
+    let cfg = config(&cli, &m);
+    if cfg.replicas > 255 {
+        cli.usage_error("--replicas must be between 1 and 255");
+    }
+    if cfg.require_client_auth && !m.opt_present("secret-file") {
+        cli.usage_error("--require-client-auth needs --secret-file");
+    }
+    log_setup::init(level);
+    let cfg = Config {
+        secret: cli.secret(&m),
+        ..cfg
+    };
+    for w in cfg.exposure_warnings() {
+        log::warn!("{w}");
+    }
+    if let Err(e) = dsm_master::run(cfg) {
+        eprintln!("dsm-master: {e}");
+        exit(1);
+    }
+}
+
+/// Every option of the command line, with its help line.
+fn options(cli: &Cli) -> getopts::Options {
     let mut opts = getopts::Options::new();
+    add_cluster_opts(&mut opts);
+    add_connection_opts(&mut opts);
+    add_backup_opts(&mut opts);
+    add_latency_opts(&mut opts);
+    cli.add_secret_opt(
+        &mut opts,
+        "shared secret file: slaves and backups must prove they hold it, and this master proves \
+         it to them (also as a backup, to its primary); none by default",
+    );
+    opts.optflag(
+        "",
+        "require-client-auth",
+        "clients must prove the secret too; others get ERROR UNAUTHORIZED to any request, \
+         PING included, and are closed (needs --secret-file)",
+    );
+    cli.add_common_opts(&mut opts, "info");
+    opts
+}
+
+/// Addresses, replication, size limits, and the deadlines of slaves and requests.
+fn add_cluster_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "l",
         "listen",
@@ -83,6 +129,10 @@ fn main() {
         "PING idle slaves this often; 3 unanswered drop it (default 500)",
         "MS",
     );
+}
+
+/// Limits on each connection: time to HELLO, how many, unsent bytes.
+fn add_connection_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "hello-timeout-ms",
@@ -101,6 +151,10 @@ fn main() {
         "disconnect a peer with more unsent reply bytes (default 67108864)",
         "BYTES",
     );
+}
+
+/// Running as a backup, and taking over.
+fn add_backup_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "backup-of",
@@ -125,6 +179,10 @@ fn main() {
         "after a takeover, reads wait this long for known slaves to come back (default 3000)",
         "MS",
     );
+}
+
+/// Trading CPU for fewer wake-ups and fewer writes.
+fn add_latency_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "spin-us",
@@ -146,65 +204,33 @@ fn main() {
         ),
         "US",
     );
-    cli.add_secret_opt(
-        &mut opts,
-        "shared secret file: slaves and backups must prove they hold it, and this master proves \
-         it to them (also as a backup, to its primary); none by default",
-    );
-    opts.optflag(
-        "",
-        "require-client-auth",
-        "clients must prove the secret too; others get ERROR UNAUTHORIZED to any request, \
-         PING included, and are closed (needs --secret-file)",
-    );
-    cli.add_common_opts(&mut opts, "info");
-    let m = cli.parse(&opts, ABOUT, false);
-    let level = cli.log_level(&m, log::LevelFilter::Info);
+}
+
+/// The configuration the options ask for; the secret is loaded later, once logging is up.
+fn config(cli: &Cli, m: &Matches) -> Config {
     let d = Config::default();
-    let cfg = Config {
-        listen: cli.addr(&m, "listen").unwrap_or(d.listen),
-        heartbeat: cli.addr(&m, "heartbeat").unwrap_or(d.heartbeat),
-        replicas: cli.positive(&m, "replicas", d.replicas as u64) as usize,
-        max_key: cli.positive(&m, "max-key", d.max_key as u64) as usize,
-        max_value: cli.positive(&m, "max-value", d.max_value as u64) as usize,
-        ack_timeout: cli.millis(&m, "ack-timeout-ms", d.ack_timeout),
-        request_timeout: cli.millis(&m, "request-timeout-ms", d.request_timeout),
-        read_retry: cli.millis(&m, "read-retry-ms", d.read_retry),
-        ping_interval: cli.millis(&m, "ping-interval-ms", d.ping_interval),
-        hello_timeout: cli.millis(&m, "hello-timeout-ms", d.hello_timeout),
-        max_conns: cli.positive(&m, "max-conns", d.max_conns as u64) as usize,
-        max_write_buffer: cli.positive(&m, "max-write-buffer", d.max_write_buffer as u64) as usize,
-        backup_of: cli.addr(&m, "backup-of"),
-        heartbeat_interval: cli.millis(&m, "heartbeat-interval-ms", d.heartbeat_interval),
+    Config {
+        listen: cli.addr(m, "listen").unwrap_or(d.listen),
+        heartbeat: cli.addr(m, "heartbeat").unwrap_or(d.heartbeat),
+        replicas: cli.positive(m, "replicas", d.replicas as u64) as usize,
+        max_key: cli.positive(m, "max-key", d.max_key as u64) as usize,
+        max_value: cli.positive(m, "max-value", d.max_value as u64) as usize,
+        ack_timeout: cli.millis(m, "ack-timeout-ms", d.ack_timeout),
+        request_timeout: cli.millis(m, "request-timeout-ms", d.request_timeout),
+        read_retry: cli.millis(m, "read-retry-ms", d.read_retry),
+        ping_interval: cli.millis(m, "ping-interval-ms", d.ping_interval),
+        hello_timeout: cli.millis(m, "hello-timeout-ms", d.hello_timeout),
+        max_conns: cli.positive(m, "max-conns", d.max_conns as u64) as usize,
+        max_write_buffer: cli.positive(m, "max-write-buffer", d.max_write_buffer as u64) as usize,
+        backup_of: cli.addr(m, "backup-of"),
+        heartbeat_interval: cli.millis(m, "heartbeat-interval-ms", d.heartbeat_interval),
         heartbeat_misses: cli
-            .positive(&m, "heartbeat-misses", d.heartbeat_misses as u64)
+            .positive(m, "heartbeat-misses", d.heartbeat_misses as u64)
             .max(3) as u32,
-        takeover_grace: cli.millis(&m, "takeover-grace-ms", d.takeover_grace),
-        spin: Duration::from_micros(cli.whole(&m, "spin-us", d.spin.as_micros() as u64)),
-        coalesce: Duration::from_micros(cli.whole(
-            &m,
-            "coalesce-us",
-            d.coalesce.as_micros() as u64,
-        )),
+        takeover_grace: cli.millis(m, "takeover-grace-ms", d.takeover_grace),
+        spin: Duration::from_micros(cli.whole(m, "spin-us", d.spin.as_micros() as u64)),
+        coalesce: Duration::from_micros(cli.whole(m, "coalesce-us", d.coalesce.as_micros() as u64)),
         secret: None,
         require_client_auth: m.opt_present("require-client-auth"),
-    };
-    if cfg.replicas > 255 {
-        cli.usage_error("--replicas must be between 1 and 255");
-    }
-    if cfg.require_client_auth && !m.opt_present("secret-file") {
-        cli.usage_error("--require-client-auth needs --secret-file");
-    }
-    log_setup::init(level);
-    let cfg = Config {
-        secret: cli.secret(&m),
-        ..cfg
-    };
-    for w in cfg.exposure_warnings() {
-        log::warn!("{w}");
-    }
-    if let Err(e) = dsm_master::run(cfg) {
-        eprintln!("dsm-master: {e}");
-        exit(1);
     }
 }

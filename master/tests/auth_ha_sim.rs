@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use dsm_auth::Secret;
 use dsm_master::Config;
-use dsm_net::auth::Secret;
 use dsm_wire::{Body, ErrorCode, ServerRole};
 
 mod common;

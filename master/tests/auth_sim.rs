@@ -1,12 +1,12 @@
 //! The shared-secret handshake against the master on the simulated network (`common`): peers
-//! run the real connecting side (`dsm_net::handshake`), and every byte either way is kept, as
+//! run the real connecting side (`dsm_auth::handshake`), and every byte either way is kept, as
 //! sent, to show the secret never crosses it.
 
 use std::time::Duration;
 
+use dsm_auth::handshake::{Handshake, Step};
+use dsm_auth::Secret;
 use dsm_master::Config;
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
 use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole};
 
 mod common;

@@ -4,8 +4,7 @@ use std::process::exit;
 
 use std::time::Duration;
 
-use dsm_net::cli::Cli;
-use dsm_net::log_setup;
+use dsm_cli::{log_setup, Cli};
 
 const ABOUT: &str = "\
 dsm-slave: stores copies of keys for a dsm master.

@@ -5,8 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, RefusalLog, Step};
+use dsm_auth::{Handshake, RefusalLog, Secret, Step};
 use dsm_net::{spin, Conn, Io, TimerWheel};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};

@@ -8,7 +8,7 @@
 //! value; this layout costs 24 bytes per record, 9–18 per key for the index and one
 //! allocation. `bench-results/memory.md` has the measured figures.
 
-use dsm_net::tag_index::{Found, TagIndex};
+use dsm_index::{Found, TagIndex};
 
 const HEADER: usize = 4;
 

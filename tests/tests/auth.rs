@@ -6,8 +6,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use dsm_auth::{Handshake, Step};
 use dsm_client::{Client, Error, Secret};
-use dsm_net::handshake::{Handshake, Step};
 use dsm_tests::{live_count, poll_until, run, Cluster, ClusterOpts, STARTUP};
 use dsm_wire::{decode, encode, Body, ErrorCode, Frame, Role, ServerRole};
 

@@ -19,11 +19,16 @@
 //! assert_eq!(frame.req_id, 7);
 //! ```
 
-mod codec;
+mod body_ref;
+mod decode;
+mod encode;
 mod error;
 mod frame;
+mod reader;
 
-pub use codec::{decode, decode_borrowed, decode_with_max, encode, encode_ref, BodyRef, Decoded};
+pub use body_ref::BodyRef;
+pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
+pub use encode::{encode, encode_ref};
 pub use error::WireError;
 pub use frame::{
     AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,

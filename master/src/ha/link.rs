@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, RefusalLog, Step};
+use dsm_auth::{Handshake, RefusalLog, Secret, Step};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
 

@@ -1,9 +1,8 @@
 //! A peer of the masters played by the test: a slave (a real `dsm_slave::Store`), a client, or
 //! a raw stranger. Slaves and clients register with the real connecting side of the handshake
-//! (`dsm_net::handshake`), as dsm-slave and dsm-client do.
+//! (`dsm_auth::Handshake`), as dsm-slave and dsm-client do.
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
+use dsm_auth::{Handshake, Secret, Step};
 use dsm_slave::store::Reply;
 use dsm_slave::Store;
 use dsm_wire::{decode_borrowed, encode, encode_ref, Body, Frame, Opcode, Role, DEFAULT_MAX_FRAME};

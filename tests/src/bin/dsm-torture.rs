@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::process::exit;
 use std::time::Duration;
 
-use dsm_net::cli::Cli;
+use dsm_cli::Cli;
 use dsm_tests::torture::history::{parse_history, Kind};
 use dsm_tests::torture::nemesis::FaultMix;
 use dsm_tests::torture::{checker, netns, report, rng, run};
+use getopts::Matches;
 
 const ABOUT: &str = "\
 dsm-torture: start a cluster (primary, backup, slaves, R=2), run concurrent clients doing
@@ -24,6 +25,24 @@ Options";
 
 fn main() {
     let cli = Cli::new("dsm-torture");
+    let m = cli.parse(&options(), ABOUT, false);
+    let max_steps = cli.positive(&m, "max-steps", checker::DEFAULT_MAX_STEPS);
+    if let Some(file) = m.opt_str("check") {
+        let final_process = m.opt_str("final-process").map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| cli.usage_error("--final-process takes a number"))
+        });
+        exit(check_file(&PathBuf::from(file), final_process, max_steps));
+    }
+    let r = run::run(config(&cli, &m, max_steps));
+    print!("{}", report::summary(&r));
+    if let Some(path) = &r.cfg.history {
+        println!("history: {} ({} operations)", path.display(), r.ops.len());
+    }
+    exit(if r.passed() { 0 } else { 1 });
+}
+
+fn options() -> getopts::Options {
     let mut opts = getopts::Options::new();
     opts.optopt("", "duration-s", "seconds of faults (default 60)", "S");
     opts.optopt(
@@ -91,15 +110,11 @@ fn main() {
     );
     opts.optflag("q", "quiet", "print only the summary");
     opts.optflag("h", "help", "print this help");
-    let m = cli.parse(&opts, ABOUT, false);
-    let max_steps = cli.positive(&m, "max-steps", checker::DEFAULT_MAX_STEPS);
-    if let Some(file) = m.opt_str("check") {
-        let final_process = m.opt_str("final-process").map(|s| {
-            s.parse()
-                .unwrap_or_else(|_| cli.usage_error("--final-process takes a number"))
-        });
-        exit(check_file(&PathBuf::from(file), final_process, max_steps));
-    }
+    opts
+}
+
+/// The run the options ask for (all checked: a bad value ends the program with 2).
+fn config(cli: &Cli, m: &Matches, max_steps: u64) -> run::Config {
     let seed = match m.opt_str("seed") {
         Some(s) => s
             .parse()
@@ -111,15 +126,15 @@ fn main() {
         Some(Ok(p)) if p <= 100 => p,
         Some(_) => cli.usage_error("--read-percent takes 0 to 100"),
     };
-    let cfg = run::Config {
+    let mut cfg = run::Config {
         seed,
-        duration: Duration::from_secs(cli.positive(&m, "duration-s", 60)),
-        clients: cli.positive(&m, "clients", 5) as usize,
-        keys: cli.positive(&m, "keys", 8) as usize,
-        slaves: cli.positive(&m, "slaves", 5) as usize,
+        duration: Duration::from_secs(cli.positive(m, "duration-s", 60)),
+        clients: cli.positive(m, "clients", 5) as usize,
+        keys: cli.positive(m, "keys", 8) as usize,
+        slaves: cli.positive(m, "slaves", 5) as usize,
         replicas: 2,
         read_percent,
-        client_timeout: cli.millis(&m, "client-timeout-ms", Duration::from_secs(3)),
+        client_timeout: cli.millis(m, "client-timeout-ms", Duration::from_secs(3)),
         think_ms: match m.opt_str("think-ms").map(|s| s.parse::<u64>()) {
             None => 2,
             Some(Ok(ms)) => ms,
@@ -130,7 +145,6 @@ fn main() {
         echo: !m.opt_present("quiet"),
         ..run::Config::default()
     };
-    let mut cfg = cfg;
     cfg.netns = match m.opt_str("netns").as_deref().unwrap_or("auto") {
         "off" => false,
         "on" => true,
@@ -149,12 +163,7 @@ fn main() {
     if cfg.slaves < 3 {
         cli.usage_error("--slaves must be at least 3: one may be down while R=2 copies remain");
     }
-    let r = run::run(cfg);
-    print!("{}", report::summary(&r));
-    if let Some(path) = &r.cfg.history {
-        println!("history: {} ({} operations)", path.display(), r.ops.len());
-    }
-    exit(if r.passed() { 0 } else { 1 });
+    cfg
 }
 
 /// Check a history file; the exit status.

@@ -23,6 +23,15 @@ pub fn summary(r: &Report) -> String {
         c.slaves,
         c.replicas
     );
+    ops_lines(r, &mut s);
+    fault_lines(r, &mut s);
+    checker_lines(r, &mut s);
+    let _ = writeln!(s, "verdict: {}", if r.passed() { "PASS" } else { "FAIL" });
+    s
+}
+
+/// Operations by kind and outcome (the final reads apart).
+fn ops_lines(r: &Report, s: &mut String) {
     for kind in [Kind::Read, Kind::Write] {
         let of = |o: Outcome| {
             r.ops
@@ -44,6 +53,10 @@ pub fn summary(r: &Report) -> String {
         .filter(|o| o.process == r.final_process)
         .count();
     let _ = writeln!(s, "final reads: {finals} (one successful read per key)");
+}
+
+/// Faults by kind, takeovers, and anything about the nemesis a reader should know.
+fn fault_lines(r: &Report, s: &mut String) {
     let kinds: Vec<String> = r
         .faults
         .counts
@@ -72,6 +85,10 @@ pub fn summary(r: &Report) -> String {
             r.holders_dead
         );
     }
+}
+
+/// The checker's counts, lost writes, undecided keys, and the smallest violation's witness.
+fn checker_lines(r: &Report, s: &mut String) {
     let v = &r.verdict;
     let _ = writeln!(
         s,
@@ -93,8 +110,6 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "smallest non-linearizable key: {key} ({n} ops): {why}");
         s.push_str(&witness_table(witness));
     }
-    let _ = writeln!(s, "verdict: {}", if r.passed() { "PASS" } else { "FAIL" });
-    s
 }
 
 /// A history as a table, one operation per line, in order of invocation.

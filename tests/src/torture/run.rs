@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,22 +107,7 @@ pub fn run(cfg: Config) -> Report {
         cfg.replicas
     );
     // Declared before the cluster, so dropped after it: processes die before their namespaces.
-    let mut testbed = None;
-    if cfg.netns {
-        match Testbed::create(cfg.slaves) {
-            Ok(t) => {
-                let m = &t.hosts.masters;
-                println!(
-                    "network namespaces: primary {} in {}, backup {} in {}, {} slaves on their own",
-                    m[0].ip, m[0].netns, m[1].ip, m[1].netns, cfg.slaves
-                );
-                testbed = Some(t);
-            }
-            Err(e) => {
-                println!("network namespaces unavailable ({e}): running on loopback, no partitions")
-            }
-        }
-    }
+    let mut testbed = if cfg.netns { testbed(cfg.slaves) } else { None };
     let mut cluster = Cluster::start(ClusterOpts {
         slaves: cfg.slaves,
         replicas: cfg.replicas,
@@ -132,60 +118,8 @@ pub fn run(cfg: Config) -> Report {
     });
     let masters = cluster.masters();
     let clock = Clock::start();
-    let stop = AtomicBool::new(false);
-    let tally = Tally::default();
-    let mut nemesis_error = None;
-    let mut faults = FaultLog::default();
-    let mut ops: Vec<Op> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..cfg.clients)
-            .map(|p| {
-                let w = Worker {
-                    process: p as u32,
-                    masters: masters.clone(),
-                    keys: cfg.keys,
-                    read_percent: cfg.read_percent,
-                    timeout: cfg.client_timeout,
-                    think_ms: cfg.think_ms,
-                };
-                let rng = Rng::stream(cfg.seed, p as u64 + 1);
-                let (stop, tally) = (&stop, &tally);
-                s.spawn(move || w.run(rng, clock, stop, tally))
-            })
-            .collect();
-        if cfg.echo {
-            let (stop, tally) = (&stop, &tally);
-            s.spawn(move || progress(clock, stop, tally));
-        }
-        let rng = Rng::stream(cfg.seed, 0);
-        let mut nemesis = Nemesis::new(&mut cluster, cfg.mix.clone(), rng, clock, cfg.echo);
-        let partitions = testbed.is_some();
-        let mut cut = |on: bool| match testbed.as_mut() {
-            Some(t) => t.partition(on),
-            None => Ok(()),
-        };
-        if partitions {
-            nemesis = nemesis.with_partition(&mut cut);
-        }
-        let never = AtomicBool::new(false);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            nemesis.run(cfg.duration, &never)?;
-            nemesis.note("healing everything".into());
-            nemesis.heal_all()?;
-            nemesis.note("cluster whole; stopping the clients".into());
-            Ok::<(), String>(())
-        }));
-        nemesis_error = match outcome {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(panic) => Some(panic_text(&panic)),
-        };
-        faults = nemesis.log.clone();
-        stop.store(true, Ordering::Relaxed);
-        workers
-            .into_iter()
-            .flat_map(|h| h.join().expect("a client thread panicked"))
-            .collect()
-    });
+    let (mut ops, faults, nemesis_error) =
+        clients_under_faults(&cfg, &mut cluster, &mut testbed, &masters, clock);
     let final_process = cfg.clients as u32;
     ops.extend(final_reads(&masters, &cfg, final_process, clock));
     ops.sort_by_key(|o| o.complete_ns);
@@ -212,13 +146,90 @@ pub fn run(cfg: Config) -> Report {
     report
 }
 
-/// One successful READ of every key (retried until then, every attempt recorded).
-fn final_reads(
-    masters: &[std::net::SocketAddr],
+/// A network namespace for every node, or `None` (said on stdout) where they cannot be made.
+fn testbed(slaves: usize) -> Option<Testbed> {
+    match Testbed::create(slaves) {
+        Ok(t) => {
+            let m = &t.hosts.masters;
+            println!(
+                "network namespaces: primary {} in {}, backup {} in {}, {} slaves on their own",
+                m[0].ip, m[0].netns, m[1].ip, m[1].netns, slaves
+            );
+            Some(t)
+        }
+        Err(e) => {
+            println!("network namespaces unavailable ({e}): running on loopback, no partitions");
+            None
+        }
+    }
+}
+
+/// The clients' operations while the nemesis injects faults for `cfg.duration`, then heals the
+/// cluster; with the faults it injected and, if it could not go on, why.
+fn clients_under_faults(
     cfg: &Config,
-    process: u32,
+    cluster: &mut Cluster,
+    testbed: &mut Option<Testbed>,
+    masters: &[SocketAddr],
     clock: Clock,
-) -> Vec<Op> {
+) -> (Vec<Op>, FaultLog, Option<String>) {
+    let stop = AtomicBool::new(false);
+    let tally = Tally::default();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cfg.clients)
+            .map(|p| {
+                let w = Worker {
+                    process: p as u32,
+                    masters: masters.to_vec(),
+                    keys: cfg.keys,
+                    read_percent: cfg.read_percent,
+                    timeout: cfg.client_timeout,
+                    think_ms: cfg.think_ms,
+                };
+                let rng = Rng::stream(cfg.seed, p as u64 + 1);
+                let (stop, tally) = (&stop, &tally);
+                s.spawn(move || w.run(rng, clock, stop, tally))
+            })
+            .collect();
+        if cfg.echo {
+            let (stop, tally) = (&stop, &tally);
+            s.spawn(move || progress(clock, stop, tally));
+        }
+        let rng = Rng::stream(cfg.seed, 0);
+        let mut nemesis = Nemesis::new(cluster, cfg.mix.clone(), rng, clock, cfg.echo);
+        let partitions = testbed.is_some();
+        let mut cut = |on: bool| match testbed.as_mut() {
+            Some(t) => t.partition(on),
+            None => Ok(()),
+        };
+        if partitions {
+            nemesis = nemesis.with_partition(&mut cut);
+        }
+        let never = AtomicBool::new(false);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            nemesis.run(cfg.duration, &never)?;
+            nemesis.note("healing everything".into());
+            nemesis.heal_all()?;
+            nemesis.note("cluster whole; stopping the clients".into());
+            Ok::<(), String>(())
+        }));
+        let nemesis_error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(panic) => Some(panic_text(&panic)),
+        };
+        let faults = nemesis.log.clone();
+        stop.store(true, Ordering::Relaxed);
+        let ops = workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("a client thread panicked"))
+            .collect();
+        (ops, faults, nemesis_error)
+    })
+}
+
+/// One successful READ of every key (retried until then, every attempt recorded).
+fn final_reads(masters: &[SocketAddr], cfg: &Config, process: u32, clock: Clock) -> Vec<Op> {
     const DEADLINE: Duration = Duration::from_secs(30);
     let mut ops = Vec::new();
     let deadline = Instant::now() + DEADLINE;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use super::schedule::Schedule;
+use crate::schedule::Schedule;
 
 /// Longest single sleep, so a stop request is noticed promptly.
 const MAX_NAP: Duration = Duration::from_millis(10);

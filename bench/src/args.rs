@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::tally::{min_key_size, KEY_PREFIX};
-use super::{BenchConfig, Workload};
+use crate::keys::{min_key_size, KEY_PREFIX};
+use crate::{BenchConfig, Workload};
 
 /// The usage text printed by `dsm-client bench --help`.
 pub const USAGE: &str = "\

@@ -8,6 +8,8 @@
 pub mod args;
 pub mod check;
 mod driver;
+mod keys;
+mod latencies;
 pub mod report;
 pub mod schedule;
 mod tally;
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use driver::STALL_TIMEOUT;
-use dsm_net::auth::Secret;
+use dsm_auth::Secret;
 pub use report::Summary;
 
 /// Which requests the bench sends.

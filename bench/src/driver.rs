@@ -1,24 +1,22 @@
 //! The bench event loop: N framed connections on one mio `Poll`, up to P requests in flight on
 //! each, requests queued per connection and flushed once per loop turn (one `write` for many).
 
-use std::collections::VecDeque;
-use std::io::{self, IsTerminal, Write as _};
+mod conns;
+mod phases;
+
+use std::io;
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
-use dsm_net::auth::Secret;
-use dsm_net::handshake::{Handshake, Step};
-use dsm_net::{Conn, Io};
-use dsm_wire::{Body, Decoded, Frame, Role};
-use log::warn;
-use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
+use dsm_auth::{Secret, Step};
+use dsm_net::Io;
+use dsm_wire::{Body, Frame};
+use mio::{Events, Poll, Token};
 
-use super::report::Summary;
-use super::schedule::Schedule;
-use super::tally::{Request, Tally};
-use super::ticker::Ticker;
-use super::{BenchConfig, BenchError};
+use crate::report::Summary;
+use crate::tally::{Request, Tally};
+use crate::{BenchConfig, BenchError};
+use conns::{take_pending, BenchConn, Pending};
 
 /// With requests outstanding and no reply for this long, the run is abandoned.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,32 +24,6 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const PRELOAD_DEPTH: usize = 32;
 /// The open-loop ticker's wake-ups; connection tokens are their index, far below.
 const WAKER: Token = Token(usize::MAX);
-/// Failed requests described in the log before the rest are only counted.
-const LOGGED_FAILURES: u64 = 5;
-
-#[derive(Debug)]
-struct Pending {
-    req_id: u64,
-    request: Request,
-    /// Latency runs from here: the send time, or in open loop the scheduled time (nanoseconds
-    /// on the driver's clock, see [`Driver::nanos`]).
-    since: u64,
-    timed: bool,
-}
-
-struct BenchConn {
-    conn: Conn,
-    welcomed: bool,
-    hello: Option<Handshake>,
-    /// Sequence number of the next request; its id is `seq << 32 | slot in inflight`.
-    next_req: u64,
-    inflight: Slab<Pending>,
-    /// Open loop: requests that are due but wait for a free slot, with their due times.
-    backlog: VecDeque<(u64, Instant)>,
-    /// Next key this connection preloads (it owns the keys equal to its index modulo N).
-    preload_next: usize,
-    rng: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -125,21 +97,10 @@ impl<'a> Driver<'a> {
                 None => StdStream::connect_timeout(&addr, STALL_TIMEOUT)
                     .map_err(|e| BenchError::Connect(format!("{addr}: {e}")))?,
             };
-            std.set_nodelay(true)?;
-            std.set_nonblocking(true)?;
-            let mut stream = mio::net::TcpStream::from_std(std);
-            poll.registry()
-                .register(&mut stream, Token(idx), Interest::READABLE)?;
-            conns.push(BenchConn {
-                conn: Conn::new(stream, max_frame),
-                welcomed: false,
-                hello: None,
-                next_req: 1,
-                inflight: Slab::with_capacity(cfg.pipeline.max(PRELOAD_DEPTH)),
-                backlog: VecDeque::new(),
-                preload_next: idx,
-                rng: run_id ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            });
+            let depth = cfg.pipeline.max(PRELOAD_DEPTH);
+            let rng = run_id ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let c = BenchConn::open(std, idx, poll.registry(), max_frame, depth, rng)?;
+            conns.push(c);
         }
         Ok(Driver {
             cfg,
@@ -155,151 +116,6 @@ impl<'a> Driver<'a> {
             ready: Vec::new(),
             clock_zero: Instant::now(),
         })
-    }
-
-    fn handshake(&mut self, secret: Option<&Secret>) -> Result<(), BenchError> {
-        for idx in 0..self.conns.len() {
-            let c = &mut self.conns[idx];
-            let (hs, hello) = Handshake::start(secret, c.next_req, Role::Client, 0, String::new())?;
-            c.conn.send(&hello);
-            c.hello = Some(hs);
-            c.next_req += 1;
-            self.dirty.push(idx);
-        }
-        self.note_sent(self.conns.len());
-        self.flush_dirty()?;
-        while self.conns.iter().any(|c| !c.welcomed) {
-            self.turn(None)?;
-            self.flush_dirty()?; // AUTH frames, with a secret
-        }
-        Ok(())
-    }
-
-    /// Write every key once, untimed, each from the connection that owns it.
-    fn preload(&mut self) -> Result<(), BenchError> {
-        self.phase = Phase::Preload;
-        let depth = self.cfg.pipeline.max(PRELOAD_DEPTH);
-        loop {
-            let now = self.nanos(Instant::now());
-            for idx in 0..self.conns.len() {
-                while self.conns[idx].inflight.len() < depth
-                    && self.conns[idx].preload_next < self.cfg.keys
-                {
-                    let key = self.conns[idx].preload_next;
-                    self.conns[idx].preload_next += self.conns.len();
-                    let request = self.tally.preload(key);
-                    self.send(idx, request, now, false);
-                }
-            }
-            self.flush_dirty()?;
-            if self.outstanding == 0 {
-                return Ok(());
-            }
-            self.turn(None)?;
-        }
-    }
-
-    fn timed(&mut self) -> Result<Summary, BenchError> {
-        self.phase = Phase::Timed;
-        let start = Instant::now();
-        let schedule = self
-            .cfg
-            .rate
-            .map(|rate| Schedule::new(start, rate, self.cfg.requests));
-        let _ticker = match schedule {
-            Some(s) => Some(Ticker::start(s, Waker::new(self.poll.registry(), WAKER)?)?),
-            None => None,
-        };
-        let mut progress = std::io::stderr()
-            .is_terminal()
-            .then(|| start + Duration::from_secs(1));
-        let mut last_reply = start;
-        while self.tally.completed < self.cfg.requests {
-            let now = Instant::now();
-            match &schedule {
-                None => self.fill_closed(now),
-                Some(s) => self.fill_open(s, now),
-            }
-            self.flush_dirty()?;
-            // The ticker wakes the loop on time; this timeout (rounded up to whole
-            // milliseconds by mio) is only a backstop.
-            let mut wait = schedule
-                .as_ref()
-                .and_then(|s| s.next_due(now))
-                .map(|due| due.saturating_duration_since(now));
-            if let Some(at) = progress {
-                if now >= at {
-                    self.print_progress(start, now);
-                    progress = Some(at + Duration::from_secs(1));
-                }
-                let left = progress.map_or(Duration::MAX, |p| p.saturating_duration_since(now));
-                wait = Some(wait.map_or(left, |w| w.min(left)));
-            }
-            let before = self.tally.completed;
-            self.turn(wait)?;
-            if self.tally.completed > before {
-                last_reply = Instant::now();
-            }
-        }
-        if progress.is_some() {
-            eprint!("\r\x1b[K");
-        }
-        let elapsed = last_reply.saturating_duration_since(start);
-        Ok(self.tally.summary(self.cfg, elapsed))
-    }
-
-    fn print_progress(&self, start: Instant, now: Instant) {
-        let secs = now.saturating_duration_since(start).as_secs_f64().max(1e-9);
-        eprint!(
-            "\r\x1b[K{}/{} requests, {:.0} ops/s, {} errors",
-            self.tally.completed,
-            self.cfg.requests,
-            self.tally.completed as f64 / secs,
-            self.tally.failures()
-        );
-        let _ = std::io::stderr().flush();
-    }
-
-    /// Closed loop: keep every pipeline full until M requests have been sent (with `--burst`,
-    /// refill a connection only once it has no request in flight).
-    fn fill_closed(&mut self, now: Instant) {
-        let now = self.nanos(now);
-        for idx in 0..self.conns.len() {
-            if self.cfg.burst && !self.conns[idx].inflight.is_empty() {
-                continue;
-            }
-            while self.conns[idx].inflight.len() < self.cfg.pipeline
-                && self.issued < self.cfg.requests
-            {
-                let request = self.tally.plan(idx, self.issued, &mut self.conns[idx].rng);
-                self.issued += 1;
-                self.send(idx, request, now, true);
-            }
-        }
-    }
-
-    /// Open loop: hand each due request to connection i mod N; it waits there, its clock
-    /// running, until a slot is free.
-    fn fill_open(&mut self, schedule: &Schedule, now: Instant) {
-        let due = schedule.due_by(now);
-        let n = self.conns.len() as u64;
-        while self.issued < due {
-            let i = self.issued;
-            self.conns[(i % n) as usize]
-                .backlog
-                .push_back((i, schedule.due_at(i)));
-            self.issued += 1;
-        }
-        for idx in 0..self.conns.len() {
-            while self.conns[idx].inflight.len() < self.cfg.pipeline {
-                let Some((i, due_at)) = self.conns[idx].backlog.pop_front() else {
-                    break;
-                };
-                let request = self.tally.plan(idx, i, &mut self.conns[idx].rng);
-                let due_at = self.nanos(due_at);
-                self.send(idx, request, due_at, true);
-            }
-        }
     }
 
     /// `t` as nanoseconds since `clock_zero` (0 before it).
@@ -479,35 +295,5 @@ impl<'a> Driver<'a> {
             }
             Step::Distrust { why, .. } => Err(BenchError::Refused(why)),
         }
-    }
-}
-
-impl Pending {
-    /// Count `reply`, the answer to this request, in `tally`: a preload write must get OK, a
-    /// timed request has its latency (to `now`, on the driver's clock) recorded and its reply
-    /// checked. Failures of timed requests are counted, and the first few logged.
-    fn settle(self, tally: &mut Tally, reply: &Decoded<'_>, now: u64) -> Result<(), BenchError> {
-        if !self.timed {
-            return tally
-                .on_preload_reply(self.request, reply)
-                .map_err(BenchError::Preload);
-        }
-        let latency = now.saturating_sub(self.since);
-        if let Some(why) = tally.on_reply(self.request, reply, latency) {
-            if tally.failures() <= LOGGED_FAILURES {
-                warn!("bench: {why}");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Remove and return the request `req_id` names, if it is still in flight: the low half of
-/// the id is its slot, and the whole id must match (the slot may have been reused).
-fn take_pending(inflight: &mut Slab<Pending>, req_id: u64) -> Option<Pending> {
-    let slot = (req_id & u64::from(u32::MAX)) as usize;
-    match inflight.get(slot) {
-        Some(p) if p.req_id == req_id => Some(inflight.remove(slot)),
-        _ => None,
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use dsm_client::bench::{self, BenchConfig, Summary, Workload};
+use dsm_bench::{BenchConfig, Summary, Workload};
 use dsm_wire::{decode, encode, Body, Frame};
 
 /// Connections, requests and keys of every run here.
@@ -108,7 +108,7 @@ fn read_bench(mode: Fake) -> Summary {
         json: false,
         hist: None,
     };
-    bench::run(&cfg, &[fake_master(mode)], None).expect("the run completes")
+    dsm_bench::run(&cfg, &[fake_master(mode)], None).expect("the run completes")
 }
 
 /// (mismatches, NOT_FOUNDs, error replies, latencies recorded) of a summary.

@@ -10,7 +10,7 @@ use getopts::{Matches, Options};
 use log::LevelFilter;
 
 use crate::addr;
-use crate::auth::Secret;
+use dsm_auth::Secret;
 
 const LEVELS: [LevelFilter; 6] = [
     LevelFilter::Off,

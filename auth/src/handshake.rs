@@ -11,7 +11,7 @@
 //!  checks the proof
 //! ```
 //!
-//! `T` is the transcript of [`crate::auth::Transcript`]. Without a secret the peer sends HELLO
+//! `T` is the transcript of [`crate::secret::Transcript`]. Without a secret the peer sends HELLO
 //! with no nonce and the master answers WELCOME at once (or ERROR UNAUTHORIZED if it requires one).
 
 use std::io;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
 
-use crate::auth::{fresh_nonce, Secret, Transcript};
+use crate::secret::{fresh_nonce, Secret, Transcript};
 
 pub struct Handshake {
     req_id: u64,

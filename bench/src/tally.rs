@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use dsm_wire::{Body, BodyRef, Decoded, Frame};
-use hdrhistogram::Histogram;
 
-use super::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
-use super::report::{new_histogram, Summary};
-use super::{BenchConfig, Workload};
+use crate::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
+use crate::keys::{below, key_name, KeyCycle, KeyNames, KEY_NAME_CACHE_BYTES, KEY_PREFIX};
+use crate::latencies::Latencies;
+use crate::report::Summary;
+use crate::{BenchConfig, Workload};
 
 /// One request as the bench remembers it until its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,122 +25,6 @@ pub enum Request {
         key: usize,
         floor: u64,
     },
-}
-
-/// Every bench key starts with this; the key number follows in decimal.
-pub const KEY_PREFIX: &[u8] = b"bench:";
-
-/// Decimal digits of `n` (1 for 0).
-pub fn digits(n: usize) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-/// The smallest `--key-size` that gives each of `keys` keys its own name of exactly that many
-/// bytes: the prefix and the digits of the largest key number, `keys - 1`.
-pub fn min_key_size(keys: usize) -> usize {
-    KEY_PREFIX.len() + digits(keys.saturating_sub(1))
-}
-
-/// Memory the bench gives [`KeyNames`]; past it, keys share slots.
-pub const KEY_NAME_CACHE_BYTES: usize = 16 << 20;
-
-/// Key names rendered once instead of once per request: a direct-mapped table, key k in slot
-/// k mod slots (slot k while every key has its own), each slot tagged with the key whose name
-/// it holds, so a slot another key took is rendered again, never sent under the wrong name.
-#[derive(Debug, Clone)]
-pub struct KeyNames {
-    /// Key numbers are zero-padded to this many digits (0: not padded).
-    width: usize,
-    /// Bytes per slot: the longest name of keys `0..keys`.
-    stride: usize,
-    /// (key, name length) of each slot; key `usize::MAX` (never a key number) marks it empty.
-    tags: Vec<(usize, usize)>,
-    bytes: Vec<u8>,
-}
-
-impl KeyNames {
-    /// Names of keys `0..keys` zero-padded to `width` digits, in about `budget` bytes.
-    pub fn new(keys: usize, width: usize, budget: usize) -> KeyNames {
-        let stride = KEY_PREFIX.len() + width.max(digits(keys.saturating_sub(1)));
-        let slots = (budget / stride).clamp(1, keys.max(1));
-        KeyNames {
-            width,
-            stride,
-            tags: vec![(usize::MAX, 0); slots],
-            bytes: vec![0; slots * stride],
-        }
-    }
-
-    /// Slots: one per key when the budget allows.
-    #[cfg(test)]
-    pub fn slots(&self) -> usize {
-        self.tags.len()
-    }
-
-    /// The name of key number `key` (below the `keys` the table was made for).
-    #[inline]
-    pub fn name(&mut self, key: usize) -> &[u8] {
-        let slots = self.tags.len();
-        // No division while every key has its own slot.
-        let slot = if key < slots { key } else { key % slots };
-        if self.tags[slot].0 != key {
-            self.render(slot, key);
-        }
-        let start = slot * self.stride;
-        &self.bytes[start..start + self.tags[slot].1]
-    }
-
-    /// Render `key`'s name into `slot`, which held another key's (or none).
-    #[inline(never)]
-    fn render(&mut self, slot: usize, key: usize) {
-        let bytes = &mut self.bytes[slot * self.stride..(slot + 1) * self.stride];
-        self.tags[slot] = (key, render_key(key, self.width, bytes));
-    }
-}
-
-/// The latency histogram, recording a run of equal latencies at once: replies decoded from one
-/// `read` share their receive time and requests queued in one fill share their send time, so
-/// equal latencies come in runs. `saturating_record_n(v, n)` counts exactly what `n` calls of
-/// `saturating_record(v)` do, so the histogram is the same, only built with fewer calls.
-struct Latencies {
-    hist: Histogram<u64>,
-    /// The latency of the run not yet in `hist`, and its length.
-    last: u64,
-    run: u64,
-}
-
-impl Latencies {
-    fn new() -> Latencies {
-        Latencies {
-            hist: new_histogram(),
-            last: 0,
-            run: 0,
-        }
-    }
-
-    #[inline]
-    fn record(&mut self, nanos: u64) {
-        if nanos != self.last {
-            self.flush();
-            self.last = nanos;
-        }
-        self.run += 1;
-    }
-
-    /// Put the pending run into the histogram.
-    #[inline(never)]
-    fn flush(&mut self) {
-        if self.run > 0 {
-            self.hist.saturating_record_n(self.last, self.run);
-            self.run = 0;
-        }
-    }
-
-    /// Every latency recorded so far; recording starts again from empty.
-    fn take(&mut self) -> Histogram<u64> {
-        self.flush();
-        std::mem::replace(&mut self.hist, new_histogram())
-    }
 }
 
 pub struct Tally {
@@ -395,49 +280,6 @@ impl Tally {
     }
 }
 
-/// `r` (uniform over u64) mapped to `0..n` (n >= 1) by a multiply instead of a division, as
-/// evenly as `r % n` would.
-fn below(r: u64, n: usize) -> usize {
-    ((u128::from(r) * n as u128) >> 64) as usize
-}
-
-/// Key `i mod keys` for the `i`-th request of a write or read run, by counting up (the
-/// requests are planned in order) instead of a division each; any other `i` is divided.
-#[derive(Debug, Clone)]
-struct KeyCycle {
-    keys: usize,
-    /// The `i` expected next, and its key.
-    next_i: u64,
-    next_key: usize,
-}
-
-impl KeyCycle {
-    fn new(keys: usize) -> KeyCycle {
-        KeyCycle {
-            keys,
-            next_i: 0,
-            next_key: 0,
-        }
-    }
-
-    #[inline]
-    fn key(&mut self, i: u64) -> usize {
-        let key = if i == self.next_i {
-            self.next_key
-        } else {
-            (i % self.keys as u64) as usize
-        };
-        self.next_i = i.wrapping_add(1);
-        // After u64::MAX comes 0, whose key is 0 too.
-        self.next_key = if key + 1 == self.keys || self.next_i == 0 {
-            0
-        } else {
-            key + 1
-        };
-        key
-    }
-}
-
 /// A reply of the wrong kind, for messages: an ERROR's code and text, or else its opcode.
 pub fn describe(reply: &Decoded<'_>) -> String {
     match reply {
@@ -447,28 +289,6 @@ pub fn describe(reply: &Decoded<'_>) -> String {
         }) => format!("ERROR {}: {text}", code.name()),
         other => format!("unexpected {:?}", other.opcode()),
     }
-}
-
-/// `bench:<key>` into `out`, the number zero-padded to at least `width` digits (0: as is).
-fn key_name(key: usize, width: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.resize(KEY_PREFIX.len() + width.max(digits(key)), 0);
-    render_key(key, width, out);
-}
-
-/// `bench:<key>` (as [`key_name`]) over the front of `out`, without the formatting machinery;
-/// returns its length. `out` must have room for it.
-fn render_key(key: usize, width: usize, out: &mut [u8]) -> usize {
-    let len = KEY_PREFIX.len() + width.max(digits(key));
-    let (prefix, number) = out[..len].split_at_mut(KEY_PREFIX.len());
-    prefix.copy_from_slice(KEY_PREFIX);
-    // Right to left; once the number runs out the rest is the zero padding.
-    let mut n = key;
-    for d in number.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    len
 }
 
 #[cfg(test)]
@@ -500,17 +320,6 @@ mod tests {
             Body::Write { value, .. } => value,
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn key_names_are_decimal() {
-        let mut b = Vec::new();
-        for (k, s) in [(0, "bench:0"), (7, "bench:7"), (1234567, "bench:1234567")] {
-            key_name(k, 0, &mut b);
-            assert_eq!(b, s.as_bytes());
-        }
-        key_name(usize::MAX, 0, &mut b);
-        assert_eq!(b, format!("bench:{}", usize::MAX).as_bytes());
     }
 
     #[test]
@@ -547,22 +356,6 @@ mod tests {
             t.request_label(Request::Read { key: 3, floor: 0 }),
             "READ bench:0000000003"
         );
-    }
-
-    #[test]
-    fn min_key_size_counts_the_largest_key_number() {
-        assert_eq!(
-            (digits(0), digits(9), digits(10), digits(999_999)),
-            (1, 1, 2, 6)
-        );
-        assert_eq!(digits(usize::MAX), usize::MAX.to_string().len());
-        // Keys 0..K-1: K = 10 needs one digit, K = 11 two.
-        assert_eq!(
-            (min_key_size(1), min_key_size(10), min_key_size(11)),
-            (7, 7, 8)
-        );
-        assert_eq!(min_key_size(1_000_000), 12);
-        assert_eq!(min_key_size(1_000_001), 13);
     }
 
     #[test]
@@ -730,102 +523,6 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn key_name_table_holds_each_keys_own_name() {
-        for width in [0, 4] {
-            let mut want = Vec::new();
-            // A slot per key, fewer slots than keys, one slot.
-            for budget in [KEY_NAME_CACHE_BYTES, 40, 0] {
-                let mut names = KeyNames::new(1000, width, budget);
-                assert!(names.slots() >= 1 && names.slots() <= 1000);
-                let mut rng = 7;
-                for i in 0..3000 {
-                    let key = if i < 1000 {
-                        i
-                    } else {
-                        (splitmix(&mut rng) % 1000) as usize
-                    };
-                    key_name(key, width, &mut want);
-                    assert_eq!(names.name(key), &want[..], "{key} {width} {budget}");
-                }
-            }
-        }
-        assert_eq!(KeyNames::new(1000, 0, KEY_NAME_CACHE_BYTES).slots(), 1000);
-        assert_eq!(KeyNames::new(1000, 0, 0).slots(), 1);
-        assert_eq!(KeyNames::new(0, 0, KEY_NAME_CACHE_BYTES).slots(), 1);
-        // 10 keys in two slots of "bench:N": keys 0 and 2 take turns in slot 0.
-        let mut names = KeyNames::new(10, 0, 14);
-        assert_eq!(names.slots(), 2);
-        assert_eq!(names.name(0), b"bench:0");
-        assert_eq!(names.name(2), b"bench:2");
-        assert_eq!(names.name(0), b"bench:0");
-        assert_eq!(names.name(9), b"bench:9");
-    }
-
-    #[test]
-    fn the_key_cycle_is_i_mod_keys_in_any_order() {
-        for keys in [1, 2, 7, 1000] {
-            let mut c = KeyCycle::new(keys);
-            let mut rng = 1;
-            let mut i = 0u64;
-            for _ in 0..5000 {
-                // Mostly in order (the closed loop), sometimes skipping or going back.
-                i = match splitmix(&mut rng) % 8 {
-                    0 => splitmix(&mut rng) % 100_000,
-                    1 => u64::MAX - splitmix(&mut rng) % 3,
-                    _ => i.wrapping_add(1),
-                };
-                assert_eq!(c.key(i), (i % keys as u64) as usize, "{keys} keys, i {i}");
-            }
-        }
-    }
-
-    #[test]
-    fn below_spreads_evenly_and_stays_in_range() {
-        let mut counts = [0u32; 7];
-        let mut rng = 3;
-        for _ in 0..70_000 {
-            counts[below(splitmix(&mut rng), 7)] += 1;
-        }
-        assert!(
-            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
-            "{counts:?}"
-        );
-        assert_eq!(
-            (below(0, 5), below(u64::MAX, 5), below(u64::MAX, 1)),
-            (0, 4, 0)
-        );
-    }
-
-    #[test]
-    fn runs_of_equal_latencies_make_the_same_histogram() {
-        let mut l = Latencies::new();
-        let mut direct = new_histogram();
-        let mut rng = 5;
-        let mut values = vec![1, 1, 1, 7, 7, 1, 3_600_000_000_000, u64::MAX, u64::MAX, 2];
-        for _ in 0..2000 {
-            // Runs of 1 to 4 of one value, small and large.
-            let v = 1 + splitmix(&mut rng) % 50_000_000;
-            values.extend(std::iter::repeat_n(v, 1 + (v % 4) as usize));
-        }
-        for &v in &values {
-            l.record(v);
-            direct.saturating_record(v);
-        }
-        let h = l.take();
-        assert_eq!(h.len(), values.len() as u64);
-        assert_eq!(
-            (h.min(), h.max(), h.value_at_quantile(0.5)),
-            (direct.min(), direct.max(), direct.value_at_quantile(0.5))
-        );
-        assert!(h == direct);
-        // Taken: recording starts again from nothing, the pending run included.
-        l.record(9);
-        l.record(9);
-        assert_eq!(l.take().len(), 2);
-        assert_eq!(l.take().len(), 0);
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! The phases of a run, in order: every connection's handshake, the untimed preload of the
+//! keys, and the timed load, closed loop (pipelines kept full) or open loop (a schedule).
+
+use std::io::{IsTerminal, Write as _};
+use std::time::{Duration, Instant};
+
+use dsm_auth::{Handshake, Secret};
+use dsm_wire::Role;
+use mio::Waker;
+
+use super::{Driver, Phase, PRELOAD_DEPTH, WAKER};
+use crate::report::Summary;
+use crate::schedule::Schedule;
+use crate::ticker::Ticker;
+use crate::BenchError;
+
+impl Driver<'_> {
+    /// HELLO on every connection, then AUTH where a CHALLENGE asks, until all are welcomed.
+    pub(super) fn handshake(&mut self, secret: Option<&Secret>) -> Result<(), BenchError> {
+        for idx in 0..self.conns.len() {
+            let c = &mut self.conns[idx];
+            let (hs, hello) = Handshake::start(secret, c.next_req, Role::Client, 0, String::new())?;
+            c.conn.send(&hello);
+            c.hello = Some(hs);
+            c.next_req += 1;
+            self.dirty.push(idx);
+        }
+        self.note_sent(self.conns.len());
+        self.flush_dirty()?;
+        while self.conns.iter().any(|c| !c.welcomed) {
+            self.turn(None)?;
+            self.flush_dirty()?; // AUTH frames, with a secret
+        }
+        Ok(())
+    }
+
+    /// Write every key once, untimed, each from the connection that owns it.
+    pub(super) fn preload(&mut self) -> Result<(), BenchError> {
+        self.phase = Phase::Preload;
+        let depth = self.cfg.pipeline.max(PRELOAD_DEPTH);
+        loop {
+            let now = self.nanos(Instant::now());
+            for idx in 0..self.conns.len() {
+                while self.conns[idx].inflight.len() < depth
+                    && self.conns[idx].preload_next < self.cfg.keys
+                {
+                    let key = self.conns[idx].preload_next;
+                    self.conns[idx].preload_next += self.conns.len();
+                    let request = self.tally.preload(key);
+                    self.send(idx, request, now, false);
+                }
+            }
+            self.flush_dirty()?;
+            if self.outstanding == 0 {
+                return Ok(());
+            }
+            self.turn(None)?;
+        }
+    }
+
+    pub(super) fn timed(&mut self) -> Result<Summary, BenchError> {
+        self.phase = Phase::Timed;
+        let start = Instant::now();
+        let schedule = self
+            .cfg
+            .rate
+            .map(|rate| Schedule::new(start, rate, self.cfg.requests));
+        let _ticker = match schedule {
+            Some(s) => Some(Ticker::start(s, Waker::new(self.poll.registry(), WAKER)?)?),
+            None => None,
+        };
+        let mut progress = std::io::stderr()
+            .is_terminal()
+            .then(|| start + Duration::from_secs(1));
+        let mut last_reply = start;
+        while self.tally.completed < self.cfg.requests {
+            let now = Instant::now();
+            match &schedule {
+                None => self.fill_closed(now),
+                Some(s) => self.fill_open(s, now),
+            }
+            self.flush_dirty()?;
+            // The ticker wakes the loop on time; this timeout (rounded up to whole
+            // milliseconds by mio) is only a backstop.
+            let mut wait = schedule
+                .as_ref()
+                .and_then(|s| s.next_due(now))
+                .map(|due| due.saturating_duration_since(now));
+            if let Some(at) = progress {
+                if now >= at {
+                    self.print_progress(start, now);
+                    progress = Some(at + Duration::from_secs(1));
+                }
+                let left = progress.map_or(Duration::MAX, |p| p.saturating_duration_since(now));
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            let before = self.tally.completed;
+            self.turn(wait)?;
+            if self.tally.completed > before {
+                last_reply = Instant::now();
+            }
+        }
+        if progress.is_some() {
+            eprint!("\r\x1b[K");
+        }
+        let elapsed = last_reply.saturating_duration_since(start);
+        Ok(self.tally.summary(self.cfg, elapsed))
+    }
+
+    fn print_progress(&self, start: Instant, now: Instant) {
+        let secs = now.saturating_duration_since(start).as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[K{}/{} requests, {:.0} ops/s, {} errors",
+            self.tally.completed,
+            self.cfg.requests,
+            self.tally.completed as f64 / secs,
+            self.tally.failures()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    /// Closed loop: keep every pipeline full until M requests have been sent (with `--burst`,
+    /// refill a connection only once it has no request in flight).
+    fn fill_closed(&mut self, now: Instant) {
+        let now = self.nanos(now);
+        for idx in 0..self.conns.len() {
+            if self.cfg.burst && !self.conns[idx].inflight.is_empty() {
+                continue;
+            }
+            while self.conns[idx].inflight.len() < self.cfg.pipeline
+                && self.issued < self.cfg.requests
+            {
+                let request = self.tally.plan(idx, self.issued, &mut self.conns[idx].rng);
+                self.issued += 1;
+                self.send(idx, request, now, true);
+            }
+        }
+    }
+
+    /// Open loop: hand each due request to connection i mod N; it waits there, its clock
+    /// running, until a slot is free.
+    fn fill_open(&mut self, schedule: &Schedule, now: Instant) {
+        let due = schedule.due_by(now);
+        let n = self.conns.len() as u64;
+        while self.issued < due {
+            let i = self.issued;
+            self.conns[(i % n) as usize]
+                .backlog
+                .push_back((i, schedule.due_at(i)));
+            self.issued += 1;
+        }
+        for idx in 0..self.conns.len() {
+            while self.conns[idx].inflight.len() < self.cfg.pipeline {
+                let Some((i, due_at)) = self.conns[idx].backlog.pop_front() else {
+                    break;
+                };
+                let request = self.tally.plan(idx, i, &mut self.conns[idx].rng);
+                let due_at = self.nanos(due_at);
+                self.send(idx, request, due_at, true);
+            }
+        }
+    }
+}

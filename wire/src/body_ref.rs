@@ -1,0 +1,146 @@
+//! A borrowed view of the six bodies that carry keys and values (READ, WRITE, STORE, FETCH,
+//! FETCHED, VALUE), so the hot path decodes and encodes them without copying; no I/O.
+
+use crate::frame::{Body, Opcode};
+
+/// A borrowed view of the frames that carry keys and values on the hot path. Encoding one
+/// writes the same bytes as the owned [`Body`], without first copying the key and value into
+/// a `Body` (the master sends one STORE per replica from a single shared copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRef<'a> {
+    Read {
+        key: &'a [u8],
+    },
+    Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Store {
+        epoch: u64,
+        version: u64,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Fetch {
+        epoch: u64,
+        key: &'a [u8],
+    },
+    Fetched {
+        version: u64,
+        value: &'a [u8],
+    },
+    Value {
+        value: &'a [u8],
+    },
+}
+
+impl<'a> BodyRef<'a> {
+    /// The borrowed view of `body`, for the opcodes that have one.
+    pub fn of(body: &'a Body) -> Option<BodyRef<'a>> {
+        Some(match body {
+            Body::Read { key } => BodyRef::Read { key },
+            Body::Write { key, value } => BodyRef::Write { key, value },
+            Body::Store {
+                epoch,
+                version,
+                key,
+                value,
+            } => BodyRef::Store {
+                epoch: *epoch,
+                version: *version,
+                key,
+                value,
+            },
+            Body::Fetch { epoch, key } => BodyRef::Fetch { epoch: *epoch, key },
+            Body::Fetched { version, value } => BodyRef::Fetched {
+                version: *version,
+                value,
+            },
+            Body::Value { value } => BodyRef::Value { value },
+            _ => return None,
+        })
+    }
+
+    /// The owned body with the same encoding (copies the key and value).
+    pub fn to_body(&self) -> Body {
+        match *self {
+            BodyRef::Read { key } => Body::Read { key: key.to_vec() },
+            BodyRef::Write { key, value } => Body::Write {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            BodyRef::Store {
+                epoch,
+                version,
+                key,
+                value,
+            } => Body::Store {
+                epoch,
+                version,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            BodyRef::Fetch { epoch, key } => Body::Fetch {
+                epoch,
+                key: key.to_vec(),
+            },
+            BodyRef::Fetched { version, value } => Body::Fetched {
+                version,
+                value: value.to_vec(),
+            },
+            BodyRef::Value { value } => Body::Value {
+                value: value.to_vec(),
+            },
+        }
+    }
+
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            BodyRef::Read { .. } => Opcode::Read,
+            BodyRef::Write { .. } => Opcode::Write,
+            BodyRef::Store { .. } => Opcode::Store,
+            BodyRef::Fetch { .. } => Opcode::Fetch,
+            BodyRef::Fetched { .. } => Opcode::Fetched,
+            BodyRef::Value { .. } => Opcode::Value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode, encode_ref, Frame};
+
+    #[test]
+    fn borrowed_and_owned_bodies_encode_alike_and_convert_both_ways() {
+        let bodies = [
+            BodyRef::Store {
+                epoch: 3,
+                version: 1 << 40 | 7,
+                key: b"key",
+                value: b"value",
+            },
+            BodyRef::Fetch { epoch: 2, key: b"" },
+            BodyRef::Fetched {
+                version: 9,
+                value: &[0, 255, 1],
+            },
+            BodyRef::Value { value: b"v" },
+        ];
+        for b in bodies {
+            let owned = b.to_body();
+            assert_eq!(BodyRef::of(&owned), Some(b));
+            assert_eq!(owned.opcode(), b.opcode());
+            let mut by_ref = Vec::new();
+            encode_ref(42, &b, &mut by_ref);
+            let mut by_owned = Vec::new();
+            encode(&Frame::new(42, owned.clone()), &mut by_owned);
+            assert_eq!(by_ref, by_owned);
+            assert_eq!(
+                decode(&by_ref).unwrap(),
+                Some((Frame::new(42, owned), by_ref.len()))
+            );
+        }
+        assert_eq!(BodyRef::of(&Body::Ping), None);
+    }
+}

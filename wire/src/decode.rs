@@ -1,0 +1,271 @@
+//! Decoding frames from the front of a byte buffer: the header checks, then one parser per body
+//! layout, the key-and-value layouts borrowed from the buffer; no I/O.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use crate::body_ref::BodyRef;
+use crate::error::WireError;
+use crate::frame::{
+    Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+};
+use crate::reader::Reader;
+use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
+
+/// Decode one frame from the front of `buf` with the default frame maximum.
+///
+/// `Ok(None)`: `buf` holds only a prefix of a frame; read more bytes and call again.
+/// `Ok(Some((frame, used)))`: the first `used` bytes were one frame.
+/// `Err(_)`: the stream is not a valid dsm stream; close the connection.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, WireError> {
+    decode_with_max(buf, DEFAULT_MAX_FRAME)
+}
+
+/// [`decode`] with an explicit largest frame length. The length prefix and the opcode are checked
+/// as soon as they arrive, so a bogus 4 GiB prefix fails after 4 bytes, not after buffering.
+pub fn decode_with_max(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, WireError> {
+    let Some((op, req_id, len)) = header(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(&buf[HEADER_LEN..len], op);
+    let body = match body_ref(op, &mut r)? {
+        Some(body) => body.to_body(),
+        None => owned_body(op, &mut r)?,
+    };
+    r.end()?;
+    Ok(Some((Frame { req_id, body }, len)))
+}
+
+/// One decoded frame: borrowed from the input buffer for the opcodes [`BodyRef`] covers,
+/// owned for the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded<'a> {
+    Ref(u64, BodyRef<'a>),
+    Owned(Frame),
+}
+
+impl Decoded<'_> {
+    pub fn req_id(&self) -> u64 {
+        match self {
+            Decoded::Ref(req_id, _) => *req_id,
+            Decoded::Owned(frame) => frame.req_id,
+        }
+    }
+
+    /// The opcode of the frame, borrowed or owned.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Decoded::Ref(_, body) => body.opcode(),
+            Decoded::Owned(frame) => frame.body.opcode(),
+        }
+    }
+
+    /// The owned frame (copies a borrowed key and value).
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Decoded::Ref(req_id, body) => Frame::new(req_id, body.to_body()),
+            Decoded::Owned(frame) => frame,
+        }
+    }
+}
+
+/// [`decode_with_max`] without copying keys and values out of `buf` for the opcodes
+/// [`BodyRef`] covers: a server that keeps a key in its own form (an `Rc<[u8]>`, a slot in its
+/// store) copies it once, from here, instead of twice. Same checks, same errors, same `used`.
+pub fn decode_borrowed(
+    buf: &[u8],
+    max_frame: usize,
+) -> Result<Option<(Decoded<'_>, usize)>, WireError> {
+    let Some((op, req_id, len)) = header(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(&buf[HEADER_LEN..len], op);
+    if let Some(body) = body_ref(op, &mut r)? {
+        r.end()?;
+        return Ok(Some((Decoded::Ref(req_id, body), len)));
+    }
+    let body = owned_body(op, &mut r)?;
+    r.end()?;
+    Ok(Some((Decoded::Owned(Frame { req_id, body }), len)))
+}
+
+/// The opcode, request id and length of the frame at the front of `buf`, once it is all there.
+/// The length prefix and the opcode are checked as soon as they arrive.
+fn header(buf: &[u8], max_frame: usize) -> Result<Option<(Opcode, u64, usize)>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = BigEndian::read_u32(&buf[..4]) as usize;
+    if len < HEADER_LEN {
+        return Err(WireError::TooShort {
+            len,
+            min: HEADER_LEN,
+        });
+    }
+    if len > max_frame {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let op = Opcode::from_u8(buf[4]).ok_or(WireError::UnknownOpcode(buf[4]))?;
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let req_id = BigEndian::read_u64(&buf[5..HEADER_LEN]);
+    Ok(Some((op, req_id, len)))
+}
+
+/// The body of a READ, WRITE, STORE, FETCH, FETCHED or VALUE frame, borrowed from `r`: the one
+/// parser of these six layouts (the owned decode copies its result); `None` for other opcodes.
+///
+/// (This shape is measured: one match over every opcode returning a whole `Decoded` cost
+/// `decode_borrowed` 8% more instructions per frame under callgrind; this one costs about 1%.)
+#[inline(always)]
+fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, WireError> {
+    Ok(Some(match op {
+        Opcode::Read => BodyRef::Read { key: r.slice()? },
+        Opcode::Write => BodyRef::Write {
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Store => BodyRef::Store {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Fetch => BodyRef::Fetch {
+            epoch: r.u64()?,
+            key: r.slice()?,
+        },
+        Opcode::Fetched => BodyRef::Fetched {
+            version: r.u64()?,
+            value: r.slice()?,
+        },
+        Opcode::Value => BodyRef::Value { value: r.slice()? },
+        _ => return Ok(None),
+    }))
+}
+
+/// The body of any other frame, owned.
+fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
+    Ok(match op {
+        Opcode::Hello => hello(r)?,
+        Opcode::Welcome => Body::Welcome {
+            epoch: r.u64()?,
+            reset: r.flag()?,
+            proof: r.opt_auth()?,
+        },
+        Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
+        Opcode::Auth => Body::Auth { proof: r.auth()? },
+        Opcode::Ok => Body::Ok,
+        Opcode::NotFound => Body::NotFound,
+        Opcode::Error => Body::Error {
+            code: ErrorCode::from_u16(r.u16()?),
+            text: r.string()?,
+        },
+        Opcode::Ack => Body::Ack { version: r.u64()? },
+        Opcode::Ping => Body::Ping,
+        Opcode::Pong => Body::Pong,
+        Opcode::Status => Body::Status,
+        Opcode::SyncAck => Body::SyncAck,
+        Opcode::Sync => sync(r)?,
+        Opcode::StatusReply => Body::StatusReply(status_reply(r)?),
+        Opcode::Read
+        | Opcode::Write
+        | Opcode::Store
+        | Opcode::Fetch
+        | Opcode::Fetched
+        | Opcode::Value => unreachable!("parsed by body_ref"),
+    })
+}
+
+fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let role = Role::from_u8(r.u8()?).ok_or(r.malformed("unknown role"))?;
+    Ok(Body::Hello {
+        role,
+        epoch: r.u64()?,
+        id: r.string()?,
+        nonce: r.opt_auth()?,
+    })
+}
+
+fn sync(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let epoch = r.u64()?;
+    let next_version = r.u64()?;
+    let complete = r.flag()?;
+    let n = r.u32()? as usize;
+    // Every event takes at least 3 bytes: refuse a count the body cannot hold.
+    if n > r.left() / 3 {
+        return Err(r.malformed("event count larger than the body"));
+    }
+    // The count is checked against the body, but an event can be 3 bytes and a
+    // SyncEvent is far larger: reserve a bounded amount and let the Vec grow.
+    let mut events = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        events.push(sync_event(r)?);
+    }
+    Ok(Body::Sync {
+        epoch,
+        next_version,
+        complete,
+        events,
+    })
+}
+
+fn sync_event(r: &mut Reader<'_>) -> Result<SyncEvent, WireError> {
+    Ok(match r.u8()? {
+        1 => SyncEvent::SlaveUp { id: r.string()? },
+        2 => SyncEvent::SlaveDown { id: r.string()? },
+        3 => {
+            let key = r.bytes()?;
+            let version = r.u64()?;
+            let count = r.u8()? as usize;
+            let mut holders = Vec::with_capacity(count);
+            for _ in 0..count {
+                holders.push(r.string()?);
+            }
+            SyncEvent::Key {
+                key,
+                version,
+                holders,
+            }
+        }
+        4 => SyncEvent::Intent { key: r.bytes()? },
+        _ => return Err(r.malformed("unknown sync event")),
+    })
+}
+
+fn status_reply(r: &mut Reader<'_>) -> Result<Status, WireError> {
+    let role = ServerRole::from_u8(r.u8()?).ok_or(r.malformed("unknown server role"))?;
+    let epoch = r.u64()?;
+    let replicas = r.u16()?;
+    let keys = r.u64()?;
+    let under_replicated = r.u64()?;
+    let n = r.u16()? as usize;
+    // Each slave entry is at least 2+2+1+8 bytes: refuse a count the body cannot hold
+    // before reserving room for it.
+    if n > r.left() / 13 {
+        return Err(r.malformed("slave count larger than the body"));
+    }
+    let mut slaves = Vec::with_capacity(n);
+    for _ in 0..n {
+        slaves.push(SlaveStatus {
+            id: r.string()?,
+            addr: r.string()?,
+            live: r.flag()?,
+            keys: r.u64()?,
+        });
+    }
+    Ok(Status {
+        role,
+        epoch,
+        replicas,
+        keys,
+        under_replicated,
+        slaves,
+    })
+}

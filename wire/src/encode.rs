@@ -1,0 +1,234 @@
+//! Encoding frames into a byte buffer: the header, then each body's fields big-endian; no I/O.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use crate::body_ref::BodyRef;
+use crate::frame::{AuthBytes, Body, Frame, Opcode, Status, SyncEvent};
+use crate::HEADER_LEN;
+
+/// Append the encoding of `frame` to `out`. Strings longer than 65,535 bytes are cut at a
+/// character boundary (they are ids and messages); keys and values are never cut.
+///
+/// # Panics
+///
+/// If a key, a value or the whole frame is over `u32::MAX` bytes: its length field cannot say
+/// so, and a wrapped length would make the receiver read the rest of the bytes as other frames.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    match BodyRef::of(&frame.body) {
+        Some(body) => encode_ref(frame.req_id, &body, out),
+        None => {
+            let start = begin(frame.body.opcode(), frame.req_id, out);
+            encode_body(&frame.body, out);
+            finish(start, out);
+        }
+    }
+}
+
+/// Append the frame of a borrowed body to `out` (see [`BodyRef`]).
+pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
+    let start = begin(body.opcode(), req_id, out);
+    match *body {
+        BodyRef::Read { key } => put_bytes(out, key),
+        BodyRef::Write { key, value } => {
+            out.reserve(8 + key.len() + value.len());
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        BodyRef::Store {
+            epoch,
+            version,
+            key,
+            value,
+        } => {
+            out.reserve(16 + 8 + key.len() + value.len());
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        BodyRef::Fetch { epoch, key } => {
+            put_u64(out, epoch);
+            put_bytes(out, key);
+        }
+        BodyRef::Fetched { version, value } => {
+            put_u64(out, version);
+            put_bytes(out, value);
+        }
+        BodyRef::Value { value } => put_bytes(out, value),
+    }
+    finish(start, out);
+}
+
+// `#[inline]` on the helpers below: encode_ref runs for every frame on the hot path, and
+// without the hint a release build called put_bytes out of line (23% more instructions per
+// WRITE frame under callgrind).
+
+/// Reserve the header (length filled in by [`finish`]); returns where the frame starts.
+#[inline]
+fn begin(op: Opcode, req_id: u64, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    let mut header = [0; HEADER_LEN];
+    header[4] = op as u8;
+    BigEndian::write_u64(&mut header[5..], req_id);
+    out.extend_from_slice(&header);
+    start
+}
+
+#[inline]
+fn finish(start: usize, out: &mut [u8]) {
+    let len = u32::try_from(out.len() - start).expect("frame over u32::MAX bytes");
+    BigEndian::write_u32(&mut out[start..start + 4], len);
+}
+
+/// The bodies [`BodyRef`] does not cover.
+fn encode_body(body: &Body, out: &mut Vec<u8>) {
+    match body {
+        Body::Hello {
+            role,
+            epoch,
+            id,
+            nonce,
+        } => {
+            out.push(*role as u8);
+            put_u64(out, *epoch);
+            put_string(out, id);
+            put_opt_auth(out, nonce);
+        }
+        Body::Welcome {
+            epoch,
+            reset,
+            proof,
+        } => {
+            put_u64(out, *epoch);
+            out.push(*reset as u8);
+            put_opt_auth(out, proof);
+        }
+        Body::Challenge { nonce } => out.extend_from_slice(nonce),
+        Body::Auth { proof } => out.extend_from_slice(proof),
+        Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status | Body::SyncAck => {}
+        Body::Sync {
+            epoch,
+            next_version,
+            complete,
+            events,
+        } => {
+            put_u64(out, *epoch);
+            put_u64(out, *next_version);
+            out.push(*complete as u8);
+            put_u32(out, events.len() as u32);
+            for e in events {
+                put_sync_event(out, e);
+            }
+        }
+        Body::Error { code, text } => {
+            put_u16(out, code.to_u16());
+            put_string(out, text);
+        }
+        Body::Ack { version } => put_u64(out, *version),
+        Body::Read { .. }
+        | Body::Write { .. }
+        | Body::Store { .. }
+        | Body::Fetch { .. }
+        | Body::Fetched { .. }
+        | Body::Value { .. } => {
+            unreachable!("encoded through BodyRef")
+        }
+        Body::StatusReply(s) => put_status(out, s),
+    }
+}
+
+fn put_sync_event(out: &mut Vec<u8>, e: &SyncEvent) {
+    match e {
+        SyncEvent::SlaveUp { id } => {
+            out.push(1);
+            put_string(out, id);
+        }
+        SyncEvent::SlaveDown { id } => {
+            out.push(2);
+            put_string(out, id);
+        }
+        SyncEvent::Key {
+            key,
+            version,
+            holders,
+        } => {
+            out.push(3);
+            put_bytes(out, key);
+            put_u64(out, *version);
+            let n = holders.len().min(u8::MAX as usize);
+            out.push(n as u8);
+            for h in &holders[..n] {
+                put_string(out, h);
+            }
+        }
+        SyncEvent::Intent { key } => {
+            out.push(4);
+            put_bytes(out, key);
+        }
+    }
+}
+
+fn put_status(out: &mut Vec<u8>, s: &Status) {
+    out.push(s.role as u8);
+    put_u64(out, s.epoch);
+    put_u16(out, s.replicas);
+    put_u64(out, s.keys);
+    put_u64(out, s.under_replicated);
+    let n = s.slaves.len().min(u16::MAX as usize);
+    put_u16(out, n as u16);
+    for slave in &s.slaves[..n] {
+        put_string(out, &slave.id);
+        put_string(out, &slave.addr);
+        out.push(slave.live as u8);
+        put_u64(out, slave.keys);
+    }
+}
+
+#[inline]
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    let mut b = [0; 2];
+    BigEndian::write_u16(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+#[inline]
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    let mut b = [0; 4];
+    BigEndian::write_u32(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+#[inline]
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    let mut b = [0; 8];
+    BigEndian::write_u64(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+#[inline]
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(
+        out,
+        u32::try_from(b.len()).expect("key or value over u32::MAX bytes"),
+    );
+    out.extend_from_slice(b);
+}
+
+fn put_opt_auth(out: &mut Vec<u8>, v: &Option<AuthBytes>) {
+    match v {
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(b);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_u16(out, end as u16);
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
