@@ -1,7 +1,8 @@
 //! The slave as a state machine: its link to a master (which address, backoff, the connect
 //! deadline, the handshake, master silence, the refusal log) and the [`Store`] it serves once
-//! registered. No sockets and no clock: the event loop reports what happened with the time,
-//! sends the replies [`Slave::on_decoded`] returns and carries out the [`Out`]s it drains.
+//! registered. No sockets and no clock (only the handshake's nonce comes from the kernel): the
+//! event loop reports what happened with the time, sends the replies [`Slave::on_decoded`]
+//! returns and carries out the [`Out`]s it drains.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -183,12 +184,6 @@ impl Slave {
             // From a connection already given up.
             Phase::Waiting { .. } | Phase::Connecting { .. } => None,
         }
-    }
-
-    /// [`Slave::on_decoded`] for an owned frame, with the answer owned too.
-    pub fn on_frame(&mut self, frame: Frame, now: Instant) -> Option<Frame> {
-        self.on_decoded(Decoded::Owned(frame), now)
-            .map(Reply::into_frame)
     }
 
     /// The connection to the master is gone, or unusable (a bad frame, a failed write); the
