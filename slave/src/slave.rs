@@ -170,6 +170,7 @@ impl Slave {
     /// One frame from the master; the answer to queue on the connection at once, if one is
     /// owed. A FETCHED borrows its value from the store, so it is copied once, into the
     /// socket buffer. Anything else to do (during the handshake) is in the outbox.
+    #[inline]
     pub fn on_decoded(&mut self, decoded: Decoded<'_>, now: Instant) -> Option<Reply<'_>> {
         match self.phase {
             Phase::Registered => {
