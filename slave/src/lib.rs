@@ -1,15 +1,22 @@
 //! dsm-slave: holds versioned copies of keys for the master and answers its STORE and FETCH.
 //!
-//! [`Store`] is the logic with no I/O; [`run`] drives it from a mio loop.
+//! [`Slave`] is the logic with no I/O (the link to the master, then the [`Store`]); [`run`]
+//! drives it from a mio loop ([`node`]).
 
+mod config;
+mod dialer;
 pub mod node;
+pub mod slave;
 pub mod store;
 mod table;
 
-pub use crate::node::{run, Config};
-pub use crate::store::Store;
+pub use crate::config::Config;
+pub use crate::dialer::{MAX_BACKOFF, MIN_BACKOFF};
+pub use crate::node::run;
+pub use crate::slave::{Out, Slave, CONNECT_TIMEOUT};
+pub use crate::store::{Reply, Store};
 
-/// Default of `--spin-us` (see [`node::Config::spin`]).
+/// Default of `--spin-us` (see [`Config::spin`]).
 pub const SPIN_US: u64 = 200;
 
 /// A slave id unique enough for one cluster: process id and start time, hashed.

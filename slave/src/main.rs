@@ -11,8 +11,9 @@ dsm-slave: stores copies of keys for a dsm master.
 
 It connects out to the first master address, registers with HELLO, then keeps
 each key's newest version (an older version never replaces a newer one), ACKs
-every STORE and answers FETCH. If the connection fails it tries the next
-address (a backup master), with backoff from 20 ms to 1 s.
+every STORE and answers FETCH. If the connection fails (a connect that has not
+completed after 1 s counts as failed) it tries the next address (a backup
+master), with backoff from 20 ms to 1 s.
 
 With --secret-file it proves to the master that it holds the shared secret
 (HMAC-SHA256 challenge and response; the secret never crosses the network) and

@@ -1,5 +1,6 @@
-//! The slave's logic as a state machine: the versioned key store and the answer to each frame
-//! from the master. No sockets; the event loop feeds frames in and sends the replies.
+//! The slave's key store: each key's newest version, epoch fencing, and the answer to each
+//! frame from the master once registered. No sockets and no connection state: [`crate::Slave`]
+//! decides when frames reach it.
 
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame};
 use log::{info, warn};
@@ -48,6 +49,19 @@ impl Store {
         self.map.get(key).map(|(version, _)| version)
     }
 
+    /// The master registered us: take its epoch, and start empty if it says so (`reset`: it
+    /// dropped us once, so what we hold may be stale and must never be read).
+    pub fn on_welcome(&mut self, epoch: u64, reset: bool) {
+        self.see_epoch(epoch);
+        if reset && !self.map.is_empty() {
+            info!(
+                "master asked for a fresh start: dropping {} keys",
+                self.map.len()
+            );
+            self.map.clear();
+        }
+    }
+
     /// Answer one frame from the master; `None` when nothing is owed.
     pub fn on_frame(&mut self, frame: Frame) -> Option<Frame> {
         self.respond(frame).map(Reply::into_frame)
@@ -58,14 +72,7 @@ impl Store {
         let req = frame.req_id;
         let reply = match frame.body {
             Body::Welcome { epoch, reset, .. } => {
-                self.see_epoch(epoch);
-                if reset && !self.map.is_empty() {
-                    info!(
-                        "master asked for a fresh start: dropping {} keys",
-                        self.map.len()
-                    );
-                    self.map.clear();
-                }
+                self.on_welcome(epoch, reset);
                 return None;
             }
             Body::Store {

@@ -1,13 +1,16 @@
 //! Slave failures against real processes: kill -9 and SIGSTOP while keys are read and written.
-//! No acknowledged write may be lost and no request may hang while R-1 copies survive.
+//! No acknowledged write may be lost and no request may hang while R-1 copies survive. And a
+//! master address that never answers a connect does not hold a slave up.
 
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dsm_client::Client;
-use dsm_tests::{wait_until, Cluster, ClusterOpts};
+use dsm_tests::{wait_until, Cluster, ClusterOpts, STARTUP};
 
 const KEYS: usize = 200;
 
@@ -189,4 +192,39 @@ fn two_slaves_killed_in_turn_lose_nothing() {
     check_keys(&mut c, KEYS, "after s0 and s1 were killed in turn");
     let s = cluster.status();
     assert_eq!(s.keys, KEYS as u64, "STATUS keys: {s:?}");
+}
+
+/// An address where a connect neither completes nor fails, as to a host that is down: a
+/// listener whose accept queue is full (the kernel then drops further SYNs). It lasts as long
+/// as the listener and the connections returned.
+fn unanswering_address() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return (listener, queued, addr),
+            Err(e) => panic!("connect {addr} after {} connections: {e}", queued.len()),
+        }
+        assert!(
+            queued.len() < 10_000,
+            "the accept queue of {addr} never fills"
+        );
+    }
+}
+
+#[test]
+fn a_master_address_that_never_answers_is_given_up_at_the_connect_deadline() {
+    let mut cluster = cluster(1, 1);
+    let (_listener, _queued, dead) = unanswering_address();
+    let mut masters = vec![dead];
+    masters.extend(cluster.masters());
+    cluster.spawn_stranger_slave("patient", &masters, None);
+    let log = cluster.wait_log("patient", "registered with master", 1, STARTUP);
+    let gave_up = format!("cannot reach master {dead}: no connection after 1000 ms");
+    assert!(log.contains(&gave_up), "{log}");
+    wait_until(STARTUP, "the slave listed by the master", || {
+        cluster.status().slaves.iter().any(|s| s.id == "patient")
+    });
 }

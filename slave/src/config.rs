@@ -1,0 +1,21 @@
+//! What a slave is told at start: its masters, its id, its limits and timings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dsm_auth::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The primary first, then fallbacks (the backup master).
+    pub masters: Vec<SocketAddr>,
+    pub id: String,
+    pub max_frame: usize,
+    /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
+    pub master_timeout: Duration,
+    /// Prove this secret to the master, and accept only a master that proves it back.
+    pub secret: Option<Secret>,
+    /// While registered, poll this long without sleeping before blocking (zero: never). See
+    /// [`crate::node::Node`].
+    pub spin: Duration,
+}

@@ -1,0 +1,266 @@
+//! The slave as a state machine: its link to a master (which address, backoff, the connect
+//! deadline, the handshake, master silence, the refusal log) and the [`Store`] it serves once
+//! registered. No sockets and no clock (only the handshake's nonce comes from the kernel): the
+//! event loop reports what happened with the time, sends the replies [`Slave::on_decoded`]
+//! returns and carries out the [`Out`]s it drains.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dsm_auth::{Handshake, RefusalLog, Secret, Step};
+use dsm_wire::{Decoded, Frame, Role};
+use log::{debug, info, warn};
+
+use crate::config::Config;
+use crate::dialer::Dialer;
+use crate::store::{Reply, Store};
+
+/// A connect that has not completed in this long is given up, and the next address tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the event loop must do for the slave, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Start a connect to this master address (without blocking), then report it with
+    /// [`Slave::on_connected`] or [`Slave::on_connect_failed`]. There is no connection now.
+    Connect(SocketAddr),
+    /// Queue this frame on the connection to the master.
+    Send(Frame),
+    /// Close the connection, or give up the connect under way, after writing what is queued
+    /// (best effort). Nothing more is reported about it: no `on_closed` follows.
+    Close,
+    /// Registered for the first time: print the ready line (`dsm-slave ready: id=ID`).
+    Ready,
+}
+
+/// Where the link to the master stands.
+enum Phase {
+    /// No connection; try the dialer's address at `at`.
+    Waiting { at: Instant },
+    /// A connect to `addr` is under way; give it up at `deadline`.
+    Connecting { addr: SocketAddr, deadline: Instant },
+    /// Connected, not yet registered: every frame goes to the handshake and none to the
+    /// store, so a stranger (or, with a secret, a master that cannot prove it) cannot reset it.
+    Handshaking { hs: Handshake },
+    /// Registered: frames go to the store.
+    Registered,
+}
+
+pub struct Slave {
+    id: String,
+    secret: Option<Secret>,
+    master_timeout: Duration,
+    dialer: Dialer,
+    phase: Phase,
+    /// When the master last sent a frame; meaningful while connected.
+    last_heard: Instant,
+    store: Store,
+    /// Why registering keeps failing, said once rather than at every retry.
+    refusals: RefusalLog,
+    /// The ready line has been asked for (it is printed once, at the first registration).
+    announced: bool,
+    out: Vec<Out>,
+}
+
+impl Slave {
+    /// A slave with an empty store that will try its first master at the first
+    /// [`Slave::on_tick`]. Panics if `cfg.masters` is empty.
+    pub fn new(cfg: &Config, now: Instant) -> Slave {
+        Slave {
+            id: cfg.id.clone(),
+            secret: cfg.secret.clone(),
+            master_timeout: cfg.master_timeout,
+            dialer: Dialer::new(cfg.masters.clone()),
+            phase: Phase::Waiting { at: now },
+            last_heard: now,
+            store: Store::default(),
+            refusals: RefusalLog::default(),
+            announced: false,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether a master has registered us on the current connection.
+    pub fn registered(&self) -> bool {
+        matches!(self.phase, Phase::Registered)
+    }
+
+    /// When [`Slave::on_tick`] has something to do: the next attempt, the connect deadline,
+    /// or the moment the master will have been silent too long.
+    pub fn next_deadline(&self) -> Instant {
+        match &self.phase {
+            Phase::Waiting { at } => *at,
+            Phase::Connecting { deadline, .. } => *deadline,
+            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.master_timeout,
+        }
+    }
+
+    pub fn has_out(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Move what the event loop must do into `out`, oldest first.
+    pub fn drain_out(&mut self, out: &mut Vec<Out>) {
+        out.append(&mut self.out);
+    }
+
+    /// Time has passed: connect when the wait is over, give up a connect that takes too long,
+    /// and leave a master that has been silent for `master_timeout`.
+    pub fn on_tick(&mut self, now: Instant) {
+        match &self.phase {
+            Phase::Waiting { at } if now >= *at => self.connect(now),
+            Phase::Connecting { addr, deadline } if now >= *deadline => {
+                let ms = CONNECT_TIMEOUT.as_millis();
+                warn!("cannot reach master {addr}: no connection after {ms} ms");
+                self.out.push(Out::Close);
+                self.retry(now);
+            }
+            Phase::Handshaking { .. } | Phase::Registered
+                if now >= self.last_heard + self.master_timeout =>
+            {
+                let silent = now.saturating_duration_since(self.last_heard);
+                self.out.push(Out::Close);
+                let why = format!("no word from the master for {} ms", silent.as_millis());
+                self.lost(&why, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connect asked for by the last [`Out::Connect`] completed: say HELLO.
+    pub fn on_connected(&mut self, now: Instant) {
+        let Phase::Connecting { addr, .. } = self.phase else {
+            debug!("a connection completed that was not asked for");
+            return;
+        };
+        // While refused, the refusal log says enough: no line per retry.
+        if !self.refusals.failing() {
+            info!("connected to master {addr}; registering as '{}'", self.id);
+        }
+        let (secret, epoch, id) = (self.secret.as_ref(), self.store.epoch(), self.id.clone());
+        match Handshake::start(secret, 0, Role::Slave, epoch, id) {
+            Ok((hs, hello)) => {
+                self.out.push(Out::Send(hello));
+                self.phase = Phase::Handshaking { hs };
+                self.last_heard = now;
+            }
+            Err(e) => {
+                warn!("cannot read a nonce from /dev/urandom: {e}");
+                self.out.push(Out::Close);
+                self.retry(now);
+            }
+        }
+    }
+
+    /// The connect asked for by the last [`Out::Connect`] failed (the event loop has let go
+    /// of it): try the next address after the backoff.
+    pub fn on_connect_failed(&mut self, why: &str, now: Instant) {
+        let Phase::Connecting { addr, .. } = self.phase else {
+            return;
+        };
+        warn!("cannot reach master {addr}: {why}");
+        self.retry(now);
+    }
+
+    /// One frame from the master; the answer to queue on the connection at once, if one is
+    /// owed. A FETCHED borrows its value from the store, so it is copied once, into the
+    /// socket buffer. Anything else to do (during the handshake) is in the outbox.
+    #[inline]
+    pub fn on_decoded(&mut self, decoded: Decoded<'_>, now: Instant) -> Option<Reply<'_>> {
+        match self.phase {
+            Phase::Registered => {
+                self.last_heard = now;
+                self.store.respond_decoded(decoded)
+            }
+            Phase::Handshaking { .. } => {
+                self.last_heard = now;
+                self.handshake(decoded.into_frame(), now);
+                None
+            }
+            // From a connection already given up.
+            Phase::Waiting { .. } | Phase::Connecting { .. } => None,
+        }
+    }
+
+    /// The connection to the master is gone, or unusable (a bad frame, a failed write); the
+    /// event loop has closed it.
+    pub fn on_closed(&mut self, why: &str, now: Instant) {
+        match self.phase {
+            Phase::Connecting { .. } => self.on_connect_failed(why, now),
+            Phase::Handshaking { .. } | Phase::Registered => self.lost(why, now),
+            Phase::Waiting { .. } => {}
+        }
+    }
+
+    fn connect(&mut self, now: Instant) {
+        let addr = self.dialer.target();
+        self.phase = Phase::Connecting {
+            addr,
+            deadline: now + CONNECT_TIMEOUT,
+        };
+        self.out.push(Out::Connect(addr));
+    }
+
+    fn handshake(&mut self, frame: Frame, now: Instant) {
+        let Phase::Handshaking { hs } = &mut self.phase else {
+            return;
+        };
+        match hs.on_frame(frame) {
+            Step::Send(auth) => self.out.push(Out::Send(auth)),
+            Step::Welcomed { epoch, reset } => self.welcomed(epoch, reset),
+            Step::Refused { code, text } => {
+                self.out.push(Out::Close);
+                let why = format!("the master refused us: {}: {text}", code.name());
+                self.refused(&why, now);
+            }
+            Step::Distrust { why, reply } => {
+                self.out.push(Out::Send(reply));
+                self.out.push(Out::Close);
+                self.refused(&why, now);
+            }
+        }
+    }
+
+    fn welcomed(&mut self, epoch: u64, reset: bool) {
+        self.phase = Phase::Registered;
+        self.dialer.registered();
+        self.refusals = RefusalLog::default();
+        info!(
+            "registered with master (epoch {epoch}), {} keys held",
+            self.store.len()
+        );
+        if !self.announced {
+            self.announced = true;
+            self.out.push(Out::Ready);
+        }
+        self.store.on_welcome(epoch, reset);
+    }
+
+    /// Registering failed: say why (without repeating ourselves every retry), try again.
+    fn refused(&mut self, why: &str, now: Instant) {
+        if let Some(line) = self.refusals.note(why, now) {
+            warn!("not registered: {line}; retrying");
+        }
+        self.retry(now);
+    }
+
+    /// The connection ended (the caller has closed it or asked for it to be closed).
+    fn lost(&mut self, why: &str, now: Instant) {
+        if let Phase::Handshaking { .. } = self.phase {
+            // Closed before any WELCOME: a master that refuses without a word, or one that died.
+            return self.refused(why, now);
+        }
+        warn!("lost the master: {why}; trying the next address");
+        debug!("{} keys held", self.store.len());
+        self.retry(now);
+    }
+
+    fn retry(&mut self, now: Instant) {
+        let wait = self.dialer.failed();
+        self.phase = Phase::Waiting { at: now + wait };
+    }
+}

@@ -1,0 +1,347 @@
+//! The slave's link to its masters as a state machine, on the simulated network of `common`:
+//! registering and serving, refusals and their log, master silence, connect failures and
+//! hangs with their backoff, and the rule that nothing reaches the store before a trusted
+//! WELCOME.
+
+use std::time::{Duration, Instant};
+
+use dsm_auth::Secret;
+use dsm_slave::{CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF};
+use dsm_wire::{Body, ErrorCode, Frame, Role};
+
+mod common;
+use common::{addr, config, logged, proving, refusing, silent, welcoming, Listener, Net};
+
+const SECRET: &[u8] = b"the cluster's shared secret, 32B";
+const OTHER: &[u8] = b"some other cluster's secret, 32B";
+const MS: Duration = Duration::from_millis(1);
+
+fn key(bytes: &[u8]) -> Secret {
+    Secret::from_bytes(bytes).unwrap()
+}
+
+fn store(req: u64, epoch: u64, version: u64, key: &str, value: &str) -> Frame {
+    let (key, value) = (key.into(), value.into());
+    let body = Body::Store {
+        epoch,
+        version,
+        key,
+        value,
+    };
+    Frame::new(req, body)
+}
+
+fn fetch(req: u64, epoch: u64, key: &str) -> Frame {
+    let key = key.into();
+    Frame::new(req, Body::Fetch { epoch, key })
+}
+
+/// The waits between one connect and the next, each less `extra` (the round trips before the
+/// attempt failed), in ms.
+fn waits(net: &Net, extra: Duration) -> Vec<u128> {
+    let times: Vec<Instant> = net.connects.iter().map(|c| c.0).collect();
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0] - extra).as_millis())
+        .collect()
+}
+
+/// The doubling backoff, `n` waits long.
+fn backoff(n: usize) -> Vec<u128> {
+    let mut wait = MIN_BACKOFF;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(wait.as_millis());
+        wait = (wait * 2).min(MAX_BACKOFF);
+    }
+    out
+}
+
+#[test]
+fn registers_with_hello_then_serves_store_and_fetch() {
+    let a = addr(7000);
+    let mut net = Net::new(config(&[a], None));
+    net.listen(a, welcoming(1, false));
+    net.run_for(10 * MS);
+    assert_eq!(net.connects, [(net.connects[0].0, a)]);
+    let Body::Hello {
+        role: Role::Slave,
+        epoch: 0,
+        ref id,
+        nonce: None,
+    } = net.sent[0].1.body
+    else {
+        panic!("not a HELLO: {:?}", net.sent[0]);
+    };
+    assert_eq!(id, "s1");
+    assert!(net.slave.registered());
+    assert_eq!(net.ready, 1);
+    assert_eq!(
+        logged("registered with master (epoch 1), 0 keys held").len(),
+        1
+    );
+
+    let ack = net.ask(store(1, 1, 5, "k", "v"));
+    assert_eq!(ack, Some(Frame::new(1, Body::Ack { version: 5 })));
+    let value = b"v".to_vec();
+    let fetched = Body::Fetched { version: 5, value };
+    assert_eq!(net.ask(fetch(2, 1, "k")), Some(Frame::new(2, fetched)));
+    assert_eq!(
+        net.ask(fetch(3, 1, "no")),
+        Some(Frame::new(3, Body::NotFound))
+    );
+    // A master that PINGs is kept as long as it does.
+    for req in 10..20 {
+        net.run_for(500 * MS);
+        assert_eq!(
+            net.ask(Frame::new(req, Body::Ping)),
+            Some(Frame::new(req, Body::Pong))
+        );
+    }
+    assert_eq!(net.connects.len(), 1);
+    assert!(net.closes.is_empty());
+    assert_eq!(net.ready, 1);
+    assert_eq!(net.slave.store().version_of(b"k"), Some(5));
+}
+
+#[test]
+fn a_refused_registration_is_retried_with_backoff_and_logged_once() {
+    let a = addr(7000);
+    let mut net = Net::new(config(&[a], None));
+    let why = "this master requires the shared secret";
+    net.listen(a, refusing(ErrorCode::Unauthorized, why));
+    net.run_for(Duration::from_secs(9));
+    // Each attempt: connect (1 ms), HELLO (1 ms), ERROR (1 ms), then the wait.
+    let tries = net.connects.len();
+    assert!(tries > 10, "{tries} attempts");
+    assert_eq!(waits(&net, 3 * MS), backoff(tries - 1));
+    assert_eq!(net.closes.len(), tries);
+    let lines = logged("not registered");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!("WARN not registered: the master refused us: UNAUTHORIZED: {why}; retrying")
+    );
+    assert_eq!(logged("connected to master").len(), 1, "a line per attempt");
+    // The same reason again after 10 s, with a count.
+    net.run_for(Duration::from_secs(2));
+    let lines = logged("not registered");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].contains("more times since the last such line"),
+        "{lines:?}"
+    );
+    assert!(!net.slave.registered());
+    assert_eq!(net.ready, 0);
+
+    // Once the master takes it, a later refusal is news again.
+    net.listen(a, welcoming(1, false));
+    assert!(net.run_until(Duration::from_secs(2), |n| n.slave.registered()));
+    assert_eq!(logged("connected to master").len(), 1);
+    net.listen(a, refusing(ErrorCode::Unauthorized, why));
+    net.cut();
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(logged("not registered").len(), 3);
+    assert_eq!(logged("connected to master").len(), 2);
+}
+
+#[test]
+fn a_silent_master_is_left_for_the_next_address() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    net.listen(a, welcoming(1, false));
+    net.listen(b, welcoming(2, true));
+    net.run_for(10 * MS);
+    assert!(net.slave.registered());
+    net.ask(store(1, 1, 1, "k", "v"));
+    for req in 2..6 {
+        net.run_for(1000 * MS);
+        net.ask(Frame::new(req, Body::Ping));
+    }
+    let last_heard = net.now; // when the last PING arrived (and was answered)
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.closes, [last_heard + Duration::from_millis(1500)]);
+    let lost = logged("lost the master");
+    assert_eq!(
+        lost,
+        ["WARN lost the master: no word from the master for 1500 ms; trying the next address"]
+    );
+    // The backoff started over at the WELCOME.
+    assert_eq!(net.connects[1], (net.closes[0] + MIN_BACKOFF, b));
+    assert!(net.slave.registered());
+    assert_eq!(net.peer(), Some(b));
+    assert_eq!(
+        logged("registered with master (epoch 2), 1 keys held").len(),
+        1
+    );
+    assert!(net.slave.store().is_empty(), "B asked for a fresh start");
+    assert_eq!(net.slave.store().epoch(), 2);
+    assert_eq!(net.ready, 1, "the ready line is printed once");
+
+    // Silence before the WELCOME counts as much: a master that takes the connection and
+    // never answers the HELLO is left too.
+    net.listen(a, silent());
+    net.cut();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.connects[2].1, a);
+    assert_eq!(
+        net.closes[1],
+        net.connects[2].0 + MS + Duration::from_millis(1500)
+    );
+    assert!(logged("not registered: no word from the master for 1500 ms").len() == 1);
+}
+
+#[test]
+fn failed_connects_go_round_the_addresses_with_a_backoff_reset_by_a_welcome() {
+    let addrs = [addr(7000), addr(7002), addr(7004)];
+    let mut net = Net::new(config(&addrs, None)); // nothing listens anywhere
+    net.run_for(Duration::from_secs(6));
+    let tries = net.connects.len();
+    assert!(tries >= 10, "{tries} attempts");
+    // Each attempt fails after one latency, then waits.
+    assert_eq!(waits(&net, MS), backoff(tries - 1));
+    for (i, (_, to)) in net.connects.iter().enumerate() {
+        assert_eq!(*to, addrs[i % 3]);
+    }
+    assert_eq!(logged("cannot reach master").len(), tries);
+    assert!(net.closes.is_empty(), "a failed connect needs no close");
+
+    for at in addrs {
+        net.listen(at, welcoming(1, false));
+    }
+    assert!(net.run_until(MAX_BACKOFF + 10 * MS, |n| n.slave.registered()));
+    let first = net.connects.len();
+    for at in addrs {
+        net.listen(at, Listener::Refuse);
+    }
+    let cut_at = net.now;
+    net.cut();
+    net.run_for(Duration::from_millis(200));
+    // The backoff started over at the WELCOME: 20 ms after the loss (heard one latency after
+    // the cut), then 40, then 80.
+    let after: Vec<Instant> = net.connects[first..].iter().map(|c| c.0).collect();
+    assert_eq!(after[0], cut_at + MS + MIN_BACKOFF);
+    assert_eq!(after[1] - after[0] - MS, 2 * MIN_BACKOFF);
+    assert_eq!(after[2] - after[1] - MS, 4 * MIN_BACKOFF);
+}
+
+#[test]
+fn a_connect_that_hangs_is_given_up_at_the_connect_deadline() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    net.listen(a, Listener::Hang);
+    net.listen(b, welcoming(1, false));
+    let start = net.now;
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.closes, [start + CONNECT_TIMEOUT]);
+    assert_eq!(
+        net.connects,
+        [(start, a), (start + CONNECT_TIMEOUT + MIN_BACKOFF, b)]
+    );
+    assert_eq!(
+        logged("cannot reach master"),
+        ["WARN cannot reach master 127.0.0.1:7000: no connection after 1000 ms"]
+    );
+    assert!(net.slave.registered());
+}
+
+#[test]
+fn nothing_reaches_the_store_before_a_welcome() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    // A peer that sends a STORE instead of answering the HELLO.
+    net.listen(
+        a,
+        Listener::Accept(Box::new(|f| match f.body {
+            Body::Hello { .. } => vec![store(1, 9, 9, "k", "forged")],
+            _ => vec![],
+        })),
+    );
+    net.listen(b, welcoming(1, false));
+    net.run_for(50 * MS);
+    assert!(net.slave.store().is_empty());
+    assert_eq!(net.slave.store().epoch(), 1, "epoch 9 was never seen");
+    let (to, error) = &net.sent[1];
+    assert_eq!(*to, a);
+    assert!(
+        matches!(&error.body, Body::Error { code: ErrorCode::BadRequest, text }
+            if text.contains("before WELCOME")),
+        "{error:?}"
+    );
+    assert_eq!(net.closes.len(), 1);
+    assert_eq!(net.peer(), Some(b));
+    assert!(net.slave.registered());
+    assert_eq!(
+        net.ask(fetch(2, 1, "k")),
+        Some(Frame::new(2, Body::NotFound))
+    );
+}
+
+#[test]
+fn with_a_secret_a_strangers_welcome_cannot_wipe_the_store() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], Some(key(SECRET))));
+    net.listen(a, proving(key(SECRET), 1, false));
+    net.listen(b, welcoming(5, true)); // no CHALLENGE, no proof
+    net.run_for(10 * MS);
+    assert!(net.slave.registered());
+    net.ask(store(1, 1, 1, "k", "v"));
+    net.cut();
+    // To B, which WELCOMEs with a reset and no proof; then back to A.
+    net.run_for(100 * MS);
+    assert_eq!(net.connects[1].1, b);
+    assert!(net.slave.registered(), "back with A");
+    assert_eq!(net.connects.len(), 3);
+    assert_eq!(net.slave.store().len(), 1);
+    assert_eq!(net.slave.store().epoch(), 1);
+    let lines = logged("not registered");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("without asking us to authenticate"),
+        "{lines:?}"
+    );
+    assert_eq!(net.ready, 1);
+}
+
+#[test]
+fn with_a_secret_a_master_that_fails_its_proof_is_distrusted() {
+    let a = addr(7000);
+    let mut net = Net::new(config(&[a], Some(key(SECRET))));
+    net.listen(a, proving(key(OTHER), 3, true));
+    net.run_for(10 * MS);
+    let bodies: Vec<&Body> = net.sent.iter().map(|(_, f)| &f.body).collect();
+    assert!(
+        matches!(bodies[0], Body::Hello { nonce: Some(_), .. }),
+        "{bodies:?}"
+    );
+    assert!(matches!(bodies[1], Body::Auth { .. }), "{bodies:?}");
+    assert!(
+        matches!(
+            bodies[2],
+            Body::Error {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
+        "{bodies:?}"
+    );
+    assert_eq!(net.closes.len(), 1);
+    assert!(!net.slave.registered());
+    assert_eq!(net.ready, 0);
+    assert_eq!(
+        net.slave.store().epoch(),
+        0,
+        "the WELCOME's epoch was not taken"
+    );
+    let lines = logged("not registered");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("wrong proof"), "{lines:?}");
+    assert!(logged("registered with master").is_empty());
+
+    // The right master is taken at the next attempt.
+    net.listen(a, proving(key(SECRET), 3, false));
+    net.run_for(30 * MS);
+    assert!(net.slave.registered());
+    assert_eq!(net.ready, 1);
+    assert_eq!(net.slave.store().epoch(), 3);
+}
