@@ -31,6 +31,7 @@ impl Doubts {
     }
 
     /// Whether a read of `key` must ask every slave.
+    #[inline]
     pub fn needs_probe(&self, key: &[u8], keys: &KeyIndex) -> bool {
         self.suspect.contains(key) || (self.incomplete && keys.get(key).is_none())
     }

@@ -136,8 +136,10 @@ impl Master {
                 Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
             ) => self.on_client_op(conn, req, body, now),
             (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
+                self.core.slaves.heard(idx, now);
                 let value = self.core.pool.copy_of(value);
-                self.on_slave_frame(idx, req, Body::Fetched { version, value }, now)
+                let (ops, mut ctx) = self.parts(now);
+                ops.on_fetched(&mut ctx, req, idx, Some((version, value)));
             }
             (kind, decoded) => self.dispatch(conn, kind, decoded.into_frame(), now),
         }
@@ -220,8 +222,15 @@ impl Master {
     }
 
     /// The end of every event: route what the components left, then answer what is ready.
+    #[inline]
     fn settle(&mut self, now: Instant) {
-        loop {
+        if !self.core.effects.is_empty() || self.ops.has_ready() {
+            self.settle_all(now);
+        }
+    }
+
+    fn settle_all(&mut self, now: Instant) {
+        while !self.core.effects.is_empty() || self.ops.has_ready() {
             self.route_effects(now);
             if !self.ops.has_ready() {
                 return;
@@ -229,9 +238,6 @@ impl Master {
             let refusal = self.ha.refusal(&self.core.cfg, now);
             let (ops, mut ctx) = self.parts(now);
             ops.settle(&mut ctx, refusal.as_deref());
-            if self.core.effects.is_empty() {
-                return;
-            }
         }
     }
 

@@ -38,6 +38,9 @@ pub(crate) struct Ops {
     /// Operations completed, or queued behind others, since the last [`Ops::settle`]: their
     /// queues are looked at then.
     ready: Vec<OpId>,
+    /// Operations completed alone on their key (the queue is gone): answered by the next
+    /// [`Ops::settle`], in this order.
+    done: Vec<OpId>,
     /// Writes waiting for slaves to re-register after a takeover.
     deferred: Vec<OpId>,
     /// Writes whose slaves have all ACKed but whose intent the backup has not yet confirmed.
@@ -170,45 +173,69 @@ impl Ops {
         for &sub in op.end(timers).iter() {
             self.subs.cancel(sub, timers);
         }
-        self.ready.push(id);
+        // Usually the op is alone on its key: its queue goes now, and settle has only to
+        // answer it.
+        if self.queues.take_if_alone(QueueKey::of(op), id) {
+            self.done.push(id);
+        } else {
+            self.ready.push(id);
+        }
     }
 
     /// Whether [`Ops::settle`] has anything to do.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.done.is_empty()
     }
 
     /// Once per event: answer completed operations that reached the front of their queue
     /// (`refusal`: this master cannot stand by its answers, and why) and start what may start.
     /// Starting can complete an operation at once; its queue is then looked at again, here.
     pub fn settle(&mut self, ctx: &mut Ctx, refusal: Option<&str>) {
-        let mut pass = std::mem::take(&mut self.scratch);
-        let mut i = 0;
-        while i < self.ready.len() {
-            let id = self.ready[i];
-            i += 1;
-            let Some(op) = self.slab.get(id) else {
-                continue;
-            };
-            self.queues
-                .pass(&self.slab, QueueKey::of(op), id, &mut pass);
-            for f in pass.finished.drain(..) {
-                self.finish(ctx, f, refusal);
+        while self.has_ready() {
+            // Finishing answers and forgets; it completes nothing, so `done` does not grow.
+            let mut done = std::mem::take(&mut self.done);
+            for id in done.drain(..) {
+                self.finish(ctx, id, refusal);
             }
-            for s in pass.to_start.drain(..) {
-                self.start(ctx, s);
+            self.done = done;
+            // A look can start ops that complete at once: they join the lists as we go.
+            let mut i = 0;
+            while i < self.ready.len() {
+                let id = self.ready[i];
+                i += 1;
+                self.look_at(ctx, id, refusal);
             }
-            // A READ that has to wait behind a write gets its own deadline timer.
-            if self
-                .slab
-                .get(id)
-                .is_some_and(|op| !op.started && op.deadline.is_none())
-            {
-                self.arm_deadline(id, ctx.timers);
-            }
+            self.ready.clear();
         }
-        self.ready.clear();
+    }
+
+    /// One look at the queue of op `id`'s key (see [`Queues::pass`]).
+    fn look_at(&mut self, ctx: &mut Ctx, id: OpId, refusal: Option<&str>) {
+        let Some(op) = self.slab.get(id) else {
+            return;
+        };
+        if self
+            .queues
+            .pass(&self.slab, QueueKey::of(op), id, &mut self.scratch)
+        {
+            return self.finish(ctx, id, refusal);
+        }
+        let mut pass = std::mem::take(&mut self.scratch);
+        for f in pass.finished.drain(..) {
+            self.finish(ctx, f, refusal);
+        }
+        for s in pass.to_start.drain(..) {
+            self.start(ctx, s);
+        }
         self.scratch = pass;
+        // A READ that has to wait behind a write gets its own deadline timer.
+        if self
+            .slab
+            .get(id)
+            .is_some_and(|op| !op.started && op.deadline.is_none())
+        {
+            self.arm_deadline(id, ctx.timers);
+        }
     }
 
     /// Send the reply of a completed op that has left its queue, and forget it.
@@ -323,7 +350,7 @@ impl Ops {
     }
 
     /// A slave answered a FETCH (`None`: it holds nothing for the key).
-    fn on_fetched(
+    pub fn on_fetched(
         &mut self,
         ctx: &mut Ctx,
         sub: u64,

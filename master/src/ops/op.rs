@@ -55,6 +55,7 @@ impl Op {
     }
 
     /// What its kind's logic reads of the op, and the kind itself.
+    #[inline]
     pub(super) fn split(&mut self, id: OpId) -> (OpRef<'_>, &mut OpKind) {
         let op = OpRef {
             id,
@@ -67,6 +68,7 @@ impl Op {
     }
 
     /// Start it (its turn in the queue came).
+    #[inline]
     pub fn start(
         &mut self,
         id: OpId,
@@ -84,6 +86,7 @@ impl Op {
     }
 
     /// Its deadline passed: the reply.
+    #[inline]
     pub fn timed_out(&mut self, id: OpId, ctx: &mut Ctx) -> Body {
         self.deadline = None;
         let (r, kind) = self.split(id);
@@ -95,6 +98,7 @@ impl Op {
     }
 
     /// The slave a STORE went to ACKed it.
+    #[inline]
     pub fn acked(
         &mut self,
         id: OpId,
@@ -114,6 +118,7 @@ impl Op {
 
     /// The slave a FETCH went to answered it (`None`: it holds nothing for the key).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn fetched(
         &mut self,
         id: OpId,
@@ -133,6 +138,7 @@ impl Op {
     }
 
     /// A sub-request will not be answered.
+    #[inline]
     pub fn sub_failed(
         &mut self,
         id: OpId,

@@ -72,18 +72,30 @@ impl Queues {
         }
     }
 
-    /// Look at the queue of `key`, where `id` is: finished ops at its front leave it; reads
-    /// before the first write may start, or that write if it is at the front. An emptied
+    /// Drop the queue of `key` if `id` is the one op in it; returns whether it was.
+    #[inline]
+    pub fn take_if_alone(&mut self, key: QueueKey, id: OpId) -> bool {
+        match self.map.entry(key) {
+            Entry::Occupied(entry) if entry.get().is_only(id) => {
+                entry.remove();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Look at the queue of `key`, where `id` is. Returns true when `id` is alone there and
+    /// finished: the queue is dropped and `id` is the whole answer (the common case). Else
+    /// finished ops at the front leave the queue into `pass.finished`, and reads before the
+    /// first write may start, or that write if it is at the front (`pass.to_start`). An emptied
     /// queue is dropped. `pass` must be empty.
-    pub fn pass(&mut self, ops: &Slab<Op>, key: QueueKey, id: OpId, pass: &mut Pass) {
+    pub fn pass(&mut self, ops: &Slab<Op>, key: QueueKey, id: OpId, pass: &mut Pass) -> bool {
         let Entry::Occupied(mut entry) = self.map.entry(key) else {
-            return;
+            return false;
         };
-        // Usually the op is alone on its key: it is the whole answer.
         if entry.get().is_only(id) && !ops[id].is_open() {
             entry.remove();
-            pass.finished.push(id);
-            return;
+            return true;
         }
         let q = entry.get_mut();
         while let Some(front) = q.front() {
@@ -108,5 +120,6 @@ impl Queues {
         if q.is_empty() {
             entry.remove();
         }
+        false
     }
 }

@@ -72,11 +72,18 @@ impl SubTable {
 
     /// [`SubTable::take`] of the answer `from` gave: only the slave it was sent to may answer
     /// it (the sub stays open for the right one).
+    #[inline]
     pub fn take_answer(&mut self, sub: u64, from: SlaveIdx, timers: &mut Timers) -> Option<Sub> {
-        if self.map.get(&sub)?.slave != from {
+        // One lookup on the common path: take it, and put it back in the rare wrong case.
+        let s = self.map.remove(&sub)?;
+        if s.slave != from {
+            self.map.insert(sub, s);
             return None;
         }
-        self.take(sub, timers)
+        if let Some(t) = s.timer {
+            timers.cancel(t);
+        }
+        Some(s)
     }
 
     pub fn cancel(&mut self, sub: u64, timers: &mut Timers) {
