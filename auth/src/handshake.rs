@@ -7,7 +7,7 @@
 //!  HELLO {role, epoch, id, nonce: Np}    -->
 //!                                        <--   CHALLENGE {nonce: Nm}
 //!  AUTH {proof: HMAC(peer label, T)}     -->   checks the proof
-//!                                        <--   WELCOME {epoch, reset, proof: HMAC(master label, T, epoch, reset)}
+//!                                        <--   WELCOME {epoch, inventory, proof: HMAC(master label, T, epoch, inventory)}
 //!  checks the proof
 //! ```
 //!
@@ -26,6 +26,7 @@ pub struct Handshake {
     role: Role,
     epoch: u64,
     id: String,
+    boot: u64,
     secret: Option<Secret>,
     /// Our nonce (sent in HELLO) when we have a secret.
     nonce: Option<AuthBytes>,
@@ -39,7 +40,7 @@ pub enum Step {
     /// Send this frame (AUTH) and wait for the next one.
     Send(Frame),
     /// Registered: the master accepted us and, when we hold a secret, proved it holds it too.
-    Welcomed { epoch: u64, reset: bool },
+    Welcomed { epoch: u64, inventory: bool },
     /// The master answered with ERROR (for example UNAUTHORIZED, or NOT_PRIMARY).
     Refused { code: ErrorCode, text: String },
     /// The master did not prove it knows the secret, or broke the handshake: send `reply`
@@ -56,6 +57,7 @@ impl Handshake {
         role: Role,
         epoch: u64,
         id: String,
+        boot: u64,
     ) -> io::Result<(Handshake, Frame)> {
         let nonce = match secret {
             Some(_) => Some(fresh_nonce()?),
@@ -67,6 +69,7 @@ impl Handshake {
                 role,
                 epoch,
                 id: id.clone(),
+                boot,
                 nonce,
             },
         );
@@ -75,6 +78,7 @@ impl Handshake {
             role,
             epoch,
             id,
+            boot,
             secret: secret.cloned(),
             nonce,
             master_nonce: None,
@@ -88,9 +92,9 @@ impl Handshake {
             Body::Challenge { nonce } => self.on_challenge(nonce),
             Body::Welcome {
                 epoch,
-                reset,
+                inventory,
                 proof,
-            } => self.on_welcome(epoch, reset, proof),
+            } => self.on_welcome(epoch, inventory, proof),
             Body::Error { code, text } => Step::Refused { code, text },
             other => self.distrust(
                 ErrorCode::BadRequest,
@@ -115,6 +119,7 @@ impl Handshake {
             role: self.role,
             epoch: self.epoch,
             id: &self.id,
+            boot: self.boot,
             peer_nonce: nonce,
             master_nonce: &master_nonce,
         };
@@ -123,10 +128,10 @@ impl Handshake {
         Step::Send(Frame::new(self.req_id, Body::Auth { proof }))
     }
 
-    fn on_welcome(&mut self, epoch: u64, reset: bool, proof: Option<AuthBytes>) -> Step {
+    fn on_welcome(&mut self, epoch: u64, inventory: bool, proof: Option<AuthBytes>) -> Step {
         let (Some(secret), Some(nonce)) = (&self.secret, &self.nonce) else {
             // No secret here: nothing to check (and nothing was promised).
-            return Step::Welcomed { epoch, reset };
+            return Step::Welcomed { epoch, inventory };
         };
         let Some(master_nonce) = &self.master_nonce else {
             return self.distrust(
@@ -140,12 +145,13 @@ impl Handshake {
             role: self.role,
             epoch: self.epoch,
             id: &self.id,
+            boot: self.boot,
             peer_nonce: nonce,
             master_nonce,
         };
         match proof {
-            Some(p) if secret.check_master_proof(&t, epoch, reset, &p) => {
-                Step::Welcomed { epoch, reset }
+            Some(p) if secret.check_master_proof(&t, epoch, inventory, &p) => {
+                Step::Welcomed { epoch, inventory }
             }
             Some(_) => self.distrust(
                 ErrorCode::Unauthorized,
@@ -240,11 +246,17 @@ mod tests {
     }
 
     /// A master's side of the exchange, by hand: the CHALLENGE nonce and the proof it would send.
-    fn master_answers(hs_hello: &Frame, key: &Secret, epoch: u64, reset: bool) -> (Frame, Frame) {
+    fn master_answers(
+        hs_hello: &Frame,
+        key: &Secret,
+        epoch: u64,
+        inventory: bool,
+    ) -> (Frame, Frame) {
         let Body::Hello {
             role,
             epoch: peer_epoch,
             id,
+            boot,
             nonce: Some(peer_nonce),
         } = &hs_hello.body
         else {
@@ -255,6 +267,7 @@ mod tests {
             role: *role,
             epoch: *peer_epoch,
             id,
+            boot: *boot,
             peer_nonce,
             master_nonce: &master_nonce,
         };
@@ -268,8 +281,8 @@ mod tests {
             hs_hello.req_id,
             Body::Welcome {
                 epoch,
-                reset,
-                proof: Some(key.master_proof(&t, epoch, reset)),
+                inventory,
+                proof: Some(key.master_proof(&t, epoch, inventory)),
             },
         );
         (challenge, welcome)
@@ -277,19 +290,19 @@ mod tests {
 
     #[test]
     fn without_a_secret_hello_has_no_nonce_and_any_welcome_is_taken() {
-        let (mut hs, hello) = Handshake::start(None, 5, Role::Client, 0, String::new()).unwrap();
+        let (mut hs, hello) = Handshake::start(None, 5, Role::Client, 0, String::new(), 0).unwrap();
         assert!(matches!(hello.body, Body::Hello { nonce: None, .. }));
         assert_eq!(hello.req_id, 5);
         let welcome = Body::Welcome {
             epoch: 2,
-            reset: false,
+            inventory: false,
             proof: None,
         };
         assert_eq!(
             hs.on_frame(Frame::new(5, welcome)),
             Step::Welcomed {
                 epoch: 2,
-                reset: false
+                inventory: false
             }
         );
     }
@@ -297,7 +310,8 @@ mod tests {
     #[test]
     fn with_the_secret_on_both_sides_the_peer_is_welcomed() {
         let key = secret();
-        let (mut hs, hello) = Handshake::start(Some(&key), 1, Role::Slave, 3, "s1".into()).unwrap();
+        let (mut hs, hello) =
+            Handshake::start(Some(&key), 1, Role::Slave, 3, "s1".into(), 0).unwrap();
         let (challenge, welcome) = master_answers(&hello, &key, 4, true);
         let Step::Send(auth) = hs.on_frame(challenge) else {
             panic!("no AUTH");
@@ -307,19 +321,19 @@ mod tests {
             hs.on_frame(welcome),
             Step::Welcomed {
                 epoch: 4,
-                reset: true
+                inventory: true
             }
         );
     }
 
     /// A stranger posing as the master cannot make a slave with a secret wipe its store: a
     /// WELCOME without a CHALLENGE, without a proof, with a proof under another secret, or with
-    /// the reset flag changed after the proof was made, is never taken.
+    /// the inventory flag changed after the proof was made, is never taken.
     #[test]
     fn a_master_that_cannot_prove_the_secret_is_distrusted() {
         let key = secret();
         let stranger = Secret::from_bytes(b"not the shared secret at all").unwrap();
-        let start = || Handshake::start(Some(&key), 1, Role::Slave, 0, "s1".into()).unwrap();
+        let start = || Handshake::start(Some(&key), 1, Role::Slave, 0, "s1".into(), 0).unwrap();
         let distrusted = |step: Step| match step {
             Step::Distrust { why, reply } => {
                 assert!(matches!(
@@ -337,13 +351,13 @@ mod tests {
         let (mut hs, _) = start();
         let bare = Body::Welcome {
             epoch: 9,
-            reset: true,
+            inventory: true,
             proof: None,
         };
         let why = distrusted(hs.on_frame(Frame::new(1, bare)));
         assert!(why.contains("without asking us to authenticate"), "{why}");
 
-        for (master_key, flip_reset, strip) in [
+        for (master_key, flip_inventory, strip) in [
             (&stranger, false, false),
             (&key, true, false),
             (&key, false, true),
@@ -351,8 +365,11 @@ mod tests {
             let (mut hs, hello) = start();
             let (challenge, mut welcome) = master_answers(&hello, master_key, 9, true);
             assert!(matches!(hs.on_frame(challenge), Step::Send(_)));
-            if let Body::Welcome { reset, proof, .. } = &mut welcome.body {
-                *reset ^= flip_reset;
+            if let Body::Welcome {
+                inventory, proof, ..
+            } = &mut welcome.body
+            {
+                *inventory ^= flip_inventory;
                 if strip {
                     *proof = None;
                 }
@@ -364,7 +381,7 @@ mod tests {
     #[test]
     fn errors_and_stray_frames_end_the_handshake() {
         let key = secret();
-        let (mut hs, _) = Handshake::start(Some(&key), 1, Role::Slave, 0, "s1".into()).unwrap();
+        let (mut hs, _) = Handshake::start(Some(&key), 1, Role::Slave, 0, "s1".into(), 0).unwrap();
         assert_eq!(
             hs.on_frame(Frame::new(1, Body::error(ErrorCode::Unauthorized, "no"))),
             Step::Refused {
@@ -377,7 +394,7 @@ mod tests {
             Step::Distrust { .. }
         ));
         // A peer without a secret does not answer a CHALLENGE.
-        let (mut plain, _) = Handshake::start(None, 1, Role::Slave, 0, "s1".into()).unwrap();
+        let (mut plain, _) = Handshake::start(None, 1, Role::Slave, 0, "s1".into(), 0).unwrap();
         let challenge = Body::Challenge { nonce: [1; 32] };
         assert!(matches!(
             plain.on_frame(Frame::new(1, challenge)),

@@ -4,7 +4,7 @@
 //! Both proofs cover one transcript: the HELLO's role, epoch and id and both sides' nonces.
 //! Each side's own fresh nonce keeps a recorded proof from being replayed on another connection;
 //! a label per direction keeps a master's proof from being reflected back as a peer's (or the
-//! reverse). The master's proof also covers what its WELCOME says (epoch, reset).
+//! reverse). The master's proof also covers what its WELCOME says (epoch, inventory).
 
 use std::fmt;
 use std::fs::File;
@@ -75,6 +75,7 @@ pub struct Transcript<'a> {
     pub role: Role,
     pub epoch: u64,
     pub id: &'a str,
+    pub boot: u64,
     pub peer_nonce: &'a AuthBytes,
     pub master_nonce: &'a AuthBytes,
 }
@@ -132,10 +133,10 @@ impl Secret {
         self.mac(PEER_LABEL, t, &[]).verify_slice(proof).is_ok()
     }
 
-    /// The master's proof, sent in WELCOME: it also covers the WELCOME's epoch and reset flag,
+    /// The master's proof, sent in WELCOME: it also covers the WELCOME's epoch and inventory flag,
     /// so a man in the middle cannot turn a WELCOME into one that wipes a slave.
-    pub fn master_proof(&self, t: &Transcript<'_>, epoch: u64, reset: bool) -> AuthBytes {
-        let tail = welcome_tail(epoch, reset);
+    pub fn master_proof(&self, t: &Transcript<'_>, epoch: u64, inventory: bool) -> AuthBytes {
+        let tail = welcome_tail(epoch, inventory);
         self.mac(MASTER_LABEL, t, &tail)
             .finalize()
             .into_bytes()
@@ -146,10 +147,10 @@ impl Secret {
         &self,
         t: &Transcript<'_>,
         epoch: u64,
-        reset: bool,
+        inventory: bool,
         proof: &AuthBytes,
     ) -> bool {
-        let tail = welcome_tail(epoch, reset);
+        let tail = welcome_tail(epoch, inventory);
         self.mac(MASTER_LABEL, t, &tail).verify_slice(proof).is_ok()
     }
 
@@ -158,7 +159,7 @@ impl Secret {
         bytes.windows(self.key.len()).any(|w| w == self.key)
     }
 
-    /// Label, role, epoch, id (length first), peer nonce, master nonce, then `tail`.
+    /// Label, role, epoch, id (length first), boot, peer nonce, master nonce, then `tail`.
     fn mac(&self, label: &[u8], t: &Transcript<'_>, tail: &[u8]) -> HmacSha256 {
         let mut m = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         m.update(&[label.len() as u8]);
@@ -167,6 +168,7 @@ impl Secret {
         m.update(&t.epoch.to_be_bytes());
         m.update(&(t.id.len() as u32).to_be_bytes());
         m.update(t.id.as_bytes());
+        m.update(&t.boot.to_be_bytes());
         m.update(t.peer_nonce);
         m.update(t.master_nonce);
         m.update(tail);
@@ -174,10 +176,10 @@ impl Secret {
     }
 }
 
-fn welcome_tail(epoch: u64, reset: bool) -> [u8; 9] {
+fn welcome_tail(epoch: u64, inventory: bool) -> [u8; 9] {
     let mut tail = [0; 9];
     tail[..8].copy_from_slice(&epoch.to_be_bytes());
-    tail[8] = reset as u8;
+    tail[8] = inventory as u8;
     tail
 }
 
@@ -205,6 +207,27 @@ pub fn fresh_nonce() -> io::Result<AuthBytes> {
     Ok(nonce)
 }
 
+/// A random number naming this process, the same for its whole life (a HELLO's `boot`): a peer
+/// that sees it again knows it is the same process, with what it held in memory. Never 0.
+pub fn boot_id() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+        let n = match random {
+            Ok(()) => u64::from_be_bytes(b),
+            // No /dev/urandom: the clock and the pid still differ between two processes.
+            Err(_) => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                nanos ^ (u64::from(std::process::id()) << 32)
+            }
+        };
+        n.max(1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,17 +253,18 @@ mod tests {
             role: Role::Slave,
             epoch: 0,
             id: "s1",
+            boot: 42,
             peer_nonce: &p,
             master_nonce: &m,
         };
         assert_eq!(
             hex(&secret.peer_proof(&t)),
-            "f2bdf028b0063fedb1eac3e271f8af790c0af024b9ed0ea36e11995049e5674b",
+            "9d13cdc2b9c1c5fa8ffedf162db33853354aa899443b89f13fab3c6efa06cbf7",
             "peer proof of the PROTOCOL.md example"
         );
         assert_eq!(
             hex(&secret.master_proof(&t, 1, true)),
-            "7a9515e7881fe5f746774afaf2f2d6b2ac9b1729f776b7b39d78b3dab0f3c9a6",
+            "f26e27fba0a062e982436e8156f2081f5c7ac08d21cf3a0bd04445ecc10787bd",
             "master proof of the PROTOCOL.md example"
         );
     }
@@ -254,6 +278,7 @@ mod tests {
             role: Role::Slave,
             epoch: 3,
             id: "s1",
+            boot: 0,
             peer_nonce: &p,
             master_nonce: &m,
         };
@@ -284,6 +309,7 @@ mod tests {
             },
             Transcript { epoch: 4, ..t },
             Transcript { id: "s2", ..t },
+            Transcript { boot: 7, ..t },
         ];
         for v in &variants {
             assert!(!secret.check_peer_proof(v, &peer), "{v:?}");
@@ -338,6 +364,12 @@ mod tests {
         assert!(file_warnings(0o100640, 32)[0].contains("chmod 600"));
         assert!(file_warnings(0o100604, 32)[0].contains("mode 604"));
         assert!(file_warnings(0o100600, 8)[0].contains("only 8 bytes"));
+    }
+
+    #[test]
+    fn the_boot_id_is_one_per_process() {
+        assert_eq!(boot_id(), boot_id());
+        assert_ne!(boot_id(), 0);
     }
 
     #[test]

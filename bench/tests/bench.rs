@@ -75,7 +75,7 @@ fn answer(request: Body, mode: Fake, store: &Store) -> Body {
     match request {
         Body::Hello { .. } => Body::Welcome {
             epoch: 1,
-            reset: false,
+            inventory: false,
             proof: None,
         },
         Body::Write { key, value } => {

@@ -24,8 +24,22 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Ok,
+    /// The write took effect, on fewer copies than the master keeps (R).
+    Degraded {
+        copies: u16,
+        wanted: u16,
+    },
     Value(Vec<u8>),
     NotFound,
+}
+
+/// How a write took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// On every one of the R copies the master keeps.
+    Full,
+    /// On `copies` of the `wanted` R: it happened, with less redundancy (slaves were missing).
+    Short { copies: u16, wanted: u16 },
 }
 
 /// How long one call may take, reconnects included, unless set with [`Client::set_timeout`].
@@ -92,11 +106,23 @@ impl Client {
         self.masters[self.current % self.masters.len()]
     }
 
-    pub fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+    /// Store `value` under `key`. `Ok` means it happened; [`Written::Short`] says on fewer
+    /// copies than the master keeps.
+    pub fn write(&mut self, key: &[u8], value: &[u8]) -> Result<Written, Error> {
         match self.one(Body::Write {
             key: key.to_vec(),
             value: value.to_vec(),
         })? {
+            Body::Ok => Ok(Written::Full),
+            Body::Degraded { copies, wanted } => Ok(Written::Short { copies, wanted }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Tell the master that slave `id` is gone for good (its disk is lost): its copies no
+    /// longer count, and keys only it held read NOT_FOUND from then on.
+    pub fn forget_slave(&mut self, id: &str) -> Result<(), Error> {
+        match self.one(Body::Forget { id: id.into() })? {
             Body::Ok => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -148,6 +174,7 @@ impl Client {
             .into_iter()
             .map(|b| match b? {
                 Body::Ok => Ok(Reply::Ok),
+                Body::Degraded { copies, wanted } => Ok(Reply::Degraded { copies, wanted }),
                 Body::Value { value } => Ok(Reply::Value(value)),
                 Body::NotFound => Ok(Reply::NotFound),
                 Body::Error { code, text } => Err(Error::Server { code, text }),

@@ -41,7 +41,7 @@ impl MasterConn {
         until: Instant,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let (mut hs, hello) = Handshake::start(secret, req, Role::Client, 0, String::new())?;
+        let (mut hs, hello) = Handshake::start(secret, req, Role::Client, 0, String::new(), 0)?;
         self.send_frame(&hello, until)?;
         loop {
             match hs.on_frame(self.next_frame(until, timeout)?) {

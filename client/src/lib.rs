@@ -31,7 +31,15 @@ mod error;
 pub mod json;
 pub mod repl;
 
-pub use crate::client::{Client, Op, Reply, DEFAULT_TIMEOUT};
+pub use crate::client::{Client, Op, Reply, Written, DEFAULT_TIMEOUT};
 pub use crate::error::Error;
 /// The shared secret, for [`Client::connect_with_secret`] (`Secret::load` reads a file).
 pub use dsm_auth::Secret;
+
+/// What a one-shot `write` and the REPL print for a write that took effect.
+pub fn written(w: Written) -> String {
+    match w {
+        Written::Full => "OK".into(),
+        Written::Short { copies, wanted } => format!("OK (on {copies} of {wanted} copies)"),
+    }
+}

@@ -15,6 +15,8 @@ Usage:
   dsm-client [options] read KEY             print the value
   dsm-client [options] status [--json]      the master's view of the cluster
   dsm-client [options] ping                 one round trip to the master
+  dsm-client [options] forget-slave ID      slave ID is gone for good (its disk is lost):
+                                            its copies no longer count
   dsm-client [options] bench --op OP ...    load test; 'dsm-client bench --help'
   dsm-client [options]                      REPL: lines 'WRITE key value...', 'READ key'
 
@@ -95,12 +97,14 @@ fn main() {
         (None, _) | (Some("ping"), 1) | (Some("read"), 2) => {}
         (Some("write"), n) if n >= 3 => {}
         (Some("status"), 1) => {}
+        (Some("forget-slave"), 2) => {}
         (Some("status"), 2) if args[1] == "--json" => {}
         (Some("bench"), _) => exit(dsm_bench::main(&masters, secret.as_ref(), &args[1..])),
         (Some("write"), _) => usage_error("usage: dsm-client write KEY VALUE..."),
         (Some("read"), _) => usage_error("usage: dsm-client read KEY"),
         (Some("status"), _) => usage_error("usage: dsm-client status [--json]"),
         (Some("ping"), _) => usage_error("usage: dsm-client ping"),
+        (Some("forget-slave"), _) => usage_error("usage: dsm-client forget-slave ID"),
         (Some(other), _) => usage_error(&format!("unknown command '{other}'")),
     }
     let mut client = match Client::connect_with_secret(&masters, timeout, secret) {
@@ -129,10 +133,14 @@ fn one_shot(client: &mut Client, args: &[String]) {
         "write" => {
             let value = args[2..].join(" ");
             match client.write(args[1].as_bytes(), value.as_bytes()) {
-                Ok(()) => println!("OK"),
+                Ok(written) => println!("{}", dsm_client::written(written)),
                 Err(e) => fail(1, &e),
             }
         }
+        "forget-slave" => match client.forget_slave(&args[1]) {
+            Ok(()) => println!("OK"),
+            Err(e) => fail(1, &e),
+        },
         "read" => match client.read(args[1].as_bytes()) {
             Ok(Some(v)) => println!("{}", String::from_utf8_lossy(&v)),
             Ok(None) => {

@@ -81,7 +81,7 @@ pub fn run(
             Ok(Command::Help) => HELP.to_string(),
             Ok(Command::Write { key, value }) => {
                 match client.write(key.as_bytes(), value.as_bytes()) {
-                    Ok(()) => "OK".into(),
+                    Ok(written) => crate::written(written),
                     Err(e) => error_line(&e),
                 }
             }

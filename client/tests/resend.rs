@@ -36,7 +36,7 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
             let reply = match (&frame.body, mode) {
                 (Body::Hello { .. }, _) => Body::Welcome {
                     epoch: 1,
-                    reset: false,
+                    inventory: false,
                     proof: None,
                 },
                 (_, Fake::TakeAndDie | Fake::WelcomeAndDie) => {

@@ -5,7 +5,8 @@
 //! record that is not the one, and growing the index moves slots without reading a record or
 //! hashing a key. (std's `HashMap` re-hashes every key when it grows: 150–390 ms at 0.5–1M
 //! keys here, long enough for the master's ACK timeout to drop a slave that was only busy.)
-//! Keys are only ever removed all at once (`clear`), so there are no tombstones.
+//! A removal shifts the entries after it back (linear probing's backward-shift deletion), so
+//! there are no tombstones either.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -120,6 +121,67 @@ impl TagIndex {
         }
     }
 
+    /// Forget the key at position `pos`, found with `hash` (= [`TagIndex::hash`] of its key).
+    /// Returns false if the index has no entry for it.
+    pub fn remove(&mut self, hash: u64, pos: usize) -> bool {
+        let Some(mut hole) = self.slot_of(hash, pos) else {
+            return false;
+        };
+        let mask = self.slots.len() - 1;
+        self.len -= 1;
+        // Move back every later entry of the run that may sit in the hole: one whose home
+        // slot is not cyclically in (hole, its slot].
+        let mut slot = (hole + 1) & mask;
+        loop {
+            let e = self.slots[slot];
+            if e == EMPTY {
+                break;
+            }
+            let home = (e >> 32) as usize & mask;
+            let stays = if hole <= slot {
+                hole < home && home <= slot
+            } else {
+                hole < home || home <= slot
+            };
+            if !stays {
+                self.slots[hole] = e;
+                hole = slot;
+            }
+            slot = (slot + 1) & mask;
+        }
+        self.slots[hole] = EMPTY;
+        true
+    }
+
+    /// The entry for the key at `from` (whose hash is `hash`) now points at `to`: the caller
+    /// moved the record (to fill a hole, say). Returns false if there is no such entry.
+    pub fn repoint(&mut self, hash: u64, from: usize, to: usize) -> bool {
+        let Some(slot) = self.slot_of(hash, from) else {
+            return false;
+        };
+        let to = u32::try_from(to).expect("over 4 billion keys in one index");
+        self.slots[slot] = (self.slots[slot] >> 32) << 32 | u64::from(to);
+        true
+    }
+
+    /// The slot whose entry has `hash`'s tag and points at `pos`.
+    fn slot_of(&self, hash: u64, pos: usize) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let tag = (hash >> 32) as u32;
+        let want = u64::from(tag) << 32 | pos as u64;
+        let mask = self.slots.len() - 1;
+        let mut slot = tag as usize & mask;
+        loop {
+            match self.slots[slot] {
+                EMPTY => return None,
+                e if e == want => return Some(slot),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
     /// Double the slots (at least 16) and place every entry again from the hash bits it
     /// carries.
     fn grow(&mut self) {
@@ -174,5 +236,46 @@ mod tests {
             index.find(b"key-1", |p| &keys[p]),
             Found::Vacant(_)
         ));
+    }
+
+    /// Removals (with the caller filling each hole with its last record, as a `Vec`'s
+    /// `swap_remove` does) mixed with inserts, against a `HashMap`, on an index small enough
+    /// that runs wrap around the end of the slots.
+    #[test]
+    fn removal_keeps_every_other_key_findable() {
+        let mut index = TagIndex::default();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut model: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut state = 11u64;
+        for step in 0..40_000u32 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = format!("k{}", (state >> 33) % 300).into_bytes();
+            match index.find(&key, |p| &keys[p]) {
+                Found::At(pos) if step % 3 != 0 => {
+                    assert_eq!(model.remove(&key), Some(pos));
+                    assert!(index.remove(index.hash(&key), pos));
+                    let last = keys.len() - 1;
+                    if pos != last {
+                        let moved = keys[last].clone();
+                        assert!(index.repoint(index.hash(&moved), last, pos));
+                        model.insert(moved, pos);
+                    }
+                    keys.swap_remove(pos);
+                }
+                Found::At(pos) => assert_eq!(model[&key], pos),
+                Found::Vacant(v) => {
+                    index.insert(v, keys.len());
+                    model.insert(key.clone(), keys.len());
+                    keys.push(key);
+                }
+            }
+            assert_eq!(index.len(), model.len(), "step {step}");
+        }
+        for (key, &pos) in &model {
+            assert_eq!(index.find(key, |p| &keys[p]), Found::At(pos), "{key:?}");
+        }
+        assert!(!index.remove(index.hash(b"absent"), 0));
     }
 }

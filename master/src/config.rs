@@ -10,6 +10,10 @@ use dsm_wire::ErrorCode;
 pub const SPIN_US: u64 = 200;
 /// Default of `--coalesce-us`.
 pub const COALESCE_US: u64 = 300;
+/// Default of `--repair-after-ms`.
+pub const REPAIR_AFTER_MS: u64 = 10_000;
+/// Default of `--slave-lost-after-ms` (an hour).
+pub const SLAVE_LOST_AFTER_MS: u64 = 3_600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,8 +44,20 @@ pub struct Config {
     /// `heartbeat_misses` (at least 3), so a cut-off primary stops before the backup starts.
     pub heartbeat_interval: Duration,
     pub heartbeat_misses: u32,
-    /// After a takeover, how long reads wait for holders known from the primary to re-register.
+    /// After a takeover, how long writes short of slaves wait for the old primary's slaves to
+    /// re-register before they go ahead with fewer copies.
     pub takeover_grace: Duration,
+    /// A slave out of reach this long no longer counts as a copy: what it held is copied to
+    /// other slaves (until then it is likely a blink, and it comes back with its copies).
+    pub repair_after: Duration,
+    /// A slave out of reach this long is lost for good: its copies no longer count, and a key
+    /// only it held reads NOT_FOUND. (`dsm-client forget-slave ID` does the same at once.)
+    pub slave_lost_after: Duration,
+    /// Where this master keeps its epoch and the cluster's roster of slaves, so that after a
+    /// restart it knows whom to wait for. `None`: memory only.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// What was in `data_dir` at start (see `disk.rs`).
+    pub persisted: Option<crate::disk::MasterState>,
     /// With requests waiting on slaves and nothing to read, poll without sleeping this long
     /// before blocking (zero: always block). See `server.rs`.
     pub spin: Duration,
@@ -74,6 +90,10 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(100),
             heartbeat_misses: 3,
             takeover_grace: Duration::from_millis(3000),
+            repair_after: Duration::from_millis(REPAIR_AFTER_MS),
+            slave_lost_after: Duration::from_millis(SLAVE_LOST_AFTER_MS),
+            data_dir: None,
+            persisted: None,
             spin: Duration::from_micros(SPIN_US),
             coalesce: Duration::from_micros(COALESCE_US),
             secret: None,

@@ -8,15 +8,19 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::ctx::Ctx;
+use crate::disk::MasterState;
 use crate::doubts::Doubts;
 use crate::effect::Effect;
 use crate::ha::stream::Stream;
 use crate::ha::Roles;
 use crate::handshake::{Gate, Handshakes};
-use crate::keymap::KeyIndex;
+use crate::idmap::IdMap;
+use crate::inventory::Tally;
+use crate::keymap::{KeyIndex, SlaveIdx};
 use crate::members::Members;
 use crate::outbox::{Outbox, ValuePool};
 use crate::peers::Peers;
+use crate::recovery::Recovery;
 use crate::repair::Repairs;
 use crate::slaves::SlaveTable;
 use crate::term::Term;
@@ -36,6 +40,14 @@ pub(crate) struct Core {
     pub pool: ValuePool,
     /// What components left for `Master` to route (see [`Effect`]).
     pub effects: Vec<Effect>,
+    /// Set while a restarted master waits for its roster to report.
+    pub recovery: Option<Recovery>,
+    /// Slave reports (INVENTORY) under way.
+    pub reports: IdMap<SlaveIdx, Tally>,
+    /// The roster or the epoch changed since `saved`.
+    pub changed: bool,
+    /// What was last kept in `--data-dir`.
+    pub saved: Option<MasterState>,
 }
 
 impl Core {
@@ -55,7 +67,51 @@ impl Core {
             out: Outbox::default(),
             pool: ValuePool::default(),
             effects: Vec::new(),
+            recovery: None,
+            reports: IdMap::default(),
+            changed: false,
+            saved: None,
         }
+    }
+
+    /// Start from what `--data-dir` kept: a roster to wait for (then recovery), or a new
+    /// epoch above the one kept. A master without a data dir, or a new one, starts afresh.
+    pub fn restore(&mut self, now: Instant) {
+        let persisted = self.cfg.persisted.clone().unwrap_or_default();
+        self.term.see_epoch(persisted.epoch);
+        if self.cfg.backup_of.is_some() {
+            return;
+        }
+        if persisted.roster.is_empty() {
+            self.term.restart_at(persisted.epoch + 1);
+        } else {
+            for id in &persisted.roster {
+                let idx = self.slaves.expect(id, 0, now);
+                self.members(None, now).wait_for(idx);
+            }
+            self.recovery = Some(Recovery::new(&persisted.roster));
+        }
+        self.saved = self.cfg.persisted.clone();
+        self.changed = true;
+    }
+
+    /// What `--data-dir` should hold now, if it changed since it was last written.
+    pub fn state_to_keep(&mut self) -> Option<MasterState> {
+        if !std::mem::take(&mut self.changed) || self.cfg.data_dir.is_none() {
+            return None;
+        }
+        let mut roster: Vec<String> = self.slaves.known().map(|(_, s)| s.id.clone()).collect();
+        roster.sort();
+        roster.dedup();
+        let state = MasterState {
+            epoch: self.term.epoch,
+            roster,
+        };
+        if self.saved.as_ref() == Some(&state) {
+            return None;
+        }
+        self.saved = Some(state.clone());
+        Some(state)
     }
 
     /// The request path's view (`stream`: the backup's, if one is attached).
@@ -115,9 +171,13 @@ impl Core {
             },
             stream,
             repairs: &mut self.repairs,
-            keys: &self.keys,
+            keys: &mut self.keys,
             timers: &mut self.timers,
             effects: &mut self.effects,
+            term: &mut self.term,
+            recovery: &mut self.recovery,
+            reports: &mut self.reports,
+            changed: &mut self.changed,
         }
     }
 }

@@ -6,8 +6,16 @@ use crate::keymap::SlaveIdx;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Effect {
-    /// Declare the slave dead: close it and re-route everything it had.
+    /// Take the slave out of service (it is silent, or its connection closed).
     DropSlave { slave: SlaveIdx, why: String },
+    /// The slave was taken out of service: what was sent to it fails over, and its keys may
+    /// need copies.
+    Dropped(SlaveIdx),
+    /// A slave came into service, or one was given up, or a takeover's grace ended: copies
+    /// may start, and writes that waited for slaves may go ahead.
+    Membership,
+    /// This master took over: the slaves it knows are out of reach from now.
+    TookOver,
     /// This master stepped down (why): let go of the slaves and answer the open operations.
     SteppedDown(String),
     /// The backup confirmed SYNCs, or went away: writes waiting for it may commit.

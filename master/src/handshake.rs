@@ -21,6 +21,7 @@ pub(crate) struct Pending {
     role: Role,
     epoch: u64,
     id: String,
+    boot: u64,
     peer_nonce: AuthBytes,
     master_nonce: AuthBytes,
     /// The peer's proof checked out: the WELCOME must carry the master's.
@@ -33,6 +34,7 @@ impl Pending {
             role: self.role,
             epoch: self.epoch,
             id: &self.id,
+            boot: self.boot,
             peer_nonce: &self.peer_nonce,
             master_nonce: &self.master_nonce,
         }
@@ -58,6 +60,8 @@ pub(crate) struct Hello {
     pub role: Role,
     pub epoch: u64,
     pub id: String,
+    /// The sender process's boot id.
+    pub boot: u64,
 }
 
 /// The handshake's view of the master: its settings, its connections and its outbox.
@@ -77,6 +81,7 @@ impl Gate<'_> {
             role,
             epoch,
             id,
+            boot,
             nonce,
         } = frame.body
         else {
@@ -97,6 +102,7 @@ impl Gate<'_> {
             role,
             epoch,
             id,
+            boot,
         };
         let must_prove = role != Role::Client || self.cfg.require_client_auth;
         match (self.cfg.secret.is_some(), nonce) {
@@ -157,6 +163,7 @@ impl Gate<'_> {
             role: hello.role,
             epoch: hello.epoch,
             id: hello.id,
+            boot: hello.boot,
             peer_nonce,
             master_nonce,
             proven: false,
@@ -187,6 +194,7 @@ impl Gate<'_> {
                     role: pending.role,
                     epoch: pending.epoch,
                     id: pending.id.clone(),
+                    boot: pending.boot,
                 })
             }
             Body::Auth { .. } => {
@@ -212,12 +220,12 @@ impl Gate<'_> {
     }
 
     /// Answer a HELLO that was accepted; after an authenticated HELLO the WELCOME carries the
-    /// master's proof, which covers `epoch` and `reset`.
-    pub fn welcome(&mut self, conn: ConnId, req: u64, epoch: u64, reset: bool) {
+    /// master's proof, which covers `epoch` and `inventory`.
+    pub fn welcome(&mut self, conn: ConnId, req: u64, epoch: u64, inventory: bool) {
         let pending = self.handshakes.pending.remove(&conn);
         let proof = match (&self.cfg.secret, pending) {
             (Some(secret), Some(p)) if p.proven => {
-                Some(secret.master_proof(&p.transcript(), epoch, reset))
+                Some(secret.master_proof(&p.transcript(), epoch, inventory))
             }
             _ => None,
         };
@@ -226,7 +234,7 @@ impl Gate<'_> {
             req,
             Body::Welcome {
                 epoch,
-                reset,
+                inventory,
                 proof,
             },
         );

@@ -94,6 +94,35 @@ impl KeyIndex {
         }
     }
 
+    /// Add `slave` to the holders of `key` (`hash` = [`KeyIndex::hash`] of it), in place, if
+    /// the key is indexed; the version stays. Returns whether the key is indexed.
+    pub fn add_holder_hashed(&mut self, hash: u64, key: &[u8], slave: SlaveIdx) -> bool {
+        assert!(slave < SPILLED, "slave index out of range");
+        let Found::At(pos) = self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        else {
+            return false;
+        };
+        let slot = &mut self.records[pos].1;
+        match slot.ids {
+            [SPILLED, at] => {
+                let list = &mut self.spill[at as usize];
+                if !list.contains(&slave) {
+                    list.push(slave);
+                }
+            }
+            [NONE, _] => slot.ids = [slave, NONE],
+            [a, NONE] if a != slave => slot.ids = [a, slave],
+            [a, b] if a != slave && b != slave && b != NONE => {
+                let at = self.spill.insert(vec![a, b, slave]);
+                slot.ids = [SPILLED, u32::try_from(at).expect("spill slab over u32")];
+            }
+            _ => {}
+        }
+        true
+    }
+
     /// Change the holders of `key` (if it is indexed) with `f`; the version stays.
     pub fn update_holders(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<SlaveIdx>)) {
         let Found::At(pos) = self.find(key) else {
@@ -186,6 +215,17 @@ mod tests {
         assert_eq!(k.get(b"a").unwrap().holders, &[3]);
         assert!(k.spill.is_empty());
         k.update_holders(b"missing", |h| h.push(1));
+        for (n, want) in [
+            (7u32, vec![3, 7]),
+            (7, vec![3, 7]),
+            (9, vec![3, 7, 9]),
+            (9, vec![3, 7, 9]),
+        ] {
+            assert!(k.add_holder_hashed(k.hash(b"a"), b"a", n));
+            assert_eq!(k.get(b"a").unwrap().holders, &want[..]);
+        }
+        assert_eq!(k.get(b"a").unwrap().version, 5);
+        assert!(!k.add_holder_hashed(k.hash(b"missing"), b"missing", 1));
         assert_eq!(k.get(b"missing"), None);
         let all: Vec<_> = k.iter().map(|(key, e)| (key.to_vec(), e.version)).collect();
         assert_eq!(all, vec![(b"a".to_vec(), 5)]);

@@ -48,8 +48,28 @@ fn main() {
         cli.usage_error("--require-client-auth needs --secret-file");
     }
     log_setup::init(level);
+    let persisted = match &cfg.data_dir {
+        Some(dir) => match dsm_master::disk::MasterState::load(dir) {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!(
+                    "dsm-master: cannot read the state in {}: {e}",
+                    dir.display()
+                );
+                exit(1);
+            }
+        },
+        None => {
+            log::warn!(
+                "no --data-dir: this master keeps the roster of slaves in memory only; after a \
+                 restart it cannot tell a new cluster from one whose slaves are not back yet"
+            );
+            None
+        }
+    };
     let cfg = Config {
         secret: cli.secret(&m),
+        persisted,
         ..cfg
     };
     for w in cfg.exposure_warnings() {
@@ -129,6 +149,34 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
         "PING idle slaves this often; 3 unanswered drop it (default 500)",
         "MS",
     );
+    opts.optopt(
+        "",
+        "repair-after-ms",
+        &format!(
+            "copy what a slave held to other slaves once it has been out of reach this long; \
+             until then its copies still count (default {})",
+            dsm_master::config::REPAIR_AFTER_MS
+        ),
+        "MS",
+    );
+    opts.optopt(
+        "",
+        "slave-lost-after-ms",
+        &format!(
+            "give a slave up for good once it has been out of reach this long: its copies no \
+             longer count, and keys only it held read NOT_FOUND (default {}, an hour; \
+             'dsm-client forget-slave ID' does it at once)",
+            dsm_master::config::SLAVE_LOST_AFTER_MS
+        ),
+        "MS",
+    );
+    opts.optopt(
+        "",
+        "data-dir",
+        "keep the epoch and the roster of slaves here, so that after a restart this master \
+         waits for its slaves to report what they hold before it answers (default: memory only)",
+        "DIR",
+    );
 }
 
 /// Limits on each connection: time to HELLO, how many, unsent bytes.
@@ -176,7 +224,7 @@ fn add_backup_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "takeover-grace-ms",
-        "after a takeover, reads wait this long for known slaves to come back (default 3000)",
+        "after a takeover, writes short of slaves wait this long for known slaves to come back (default 3000)",
         "MS",
     );
 }
@@ -228,6 +276,14 @@ fn config(cli: &Cli, m: &Matches) -> Config {
             .positive(m, "heartbeat-misses", d.heartbeat_misses as u64)
             .max(3) as u32,
         takeover_grace: cli.millis(m, "takeover-grace-ms", d.takeover_grace),
+        repair_after: Duration::from_millis(cli.whole(
+            m,
+            "repair-after-ms",
+            d.repair_after.as_millis() as u64,
+        )),
+        slave_lost_after: cli.millis(m, "slave-lost-after-ms", d.slave_lost_after),
+        data_dir: m.opt_str("data-dir").map(std::path::PathBuf::from),
+        persisted: None,
         spin: Duration::from_micros(cli.whole(m, "spin-us", d.spin.as_micros() as u64)),
         coalesce: Duration::from_micros(cli.whole(m, "coalesce-us", d.coalesce.as_micros() as u64)),
         secret: None,

@@ -20,6 +20,7 @@ use crate::members::Members;
 use crate::ops::Ops;
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
+use crate::slaves::State;
 use crate::timer::Timer;
 
 pub struct Master {
@@ -32,6 +33,7 @@ impl Master {
     pub fn new(cfg: Config, now: Instant) -> Master {
         let mut core = Core::new(cfg, now);
         let ha = Ha::new(&core.cfg, &mut core.timers, &mut core.doubts, now);
+        core.restore(now);
         Master {
             core,
             ha,
@@ -48,6 +50,9 @@ impl Master {
                 !self.core.doubts.incomplete,
                 &mut self.core.out,
             );
+        }
+        if let Some(state) = self.core.state_to_keep() {
+            self.core.out.persist(state);
         }
         self.core.out.drain_into(into);
     }
@@ -115,7 +120,7 @@ impl Master {
     pub fn on_close(&mut self, conn: ConnId, now: Instant) {
         match self.core.peers.closed(conn) {
             Some(Peer::Client) => self.ops.orphan(conn),
-            Some(Peer::Slave(idx)) => self.drop_slave(idx, "its connection closed", now),
+            Some(Peer::Slave(idx)) => self.members(now).drop(idx, "its connection closed"),
             Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
             Some(Peer::Primary) => self.ha.link_closed(now),
             Some(Peer::New | Peer::Challenged) | None => {}
@@ -160,11 +165,8 @@ impl Master {
                     let (ha, roles) = self.roles(now);
                     ha.heartbeat(roles)
                 }
-                Timer::GraceEnd => {
-                    self.members(now).end_grace();
-                    let (ops, mut ctx) = self.parts(now);
-                    ops.restart_deferred(&mut ctx);
-                }
+                Timer::GraceEnd => self.members(now).end_grace(),
+                Timer::Absent(idx) => self.members(now).absent_for_long(idx),
                 Timer::Hello(conn, serial) => {
                     self.core
                         .peers
@@ -214,9 +216,13 @@ impl Master {
         self.core.members(self.ha.stream_mut(), now)
     }
 
-    /// A slave's answer to a sub-request (or a PONG): it is alive, whatever it says.
+    /// A slave's frame: its report of what it holds, or an answer to a sub-request (or a
+    /// PONG). It is alive, whatever it says.
     fn on_slave_frame(&mut self, idx: SlaveIdx, req: u64, body: Body, now: Instant) {
         self.core.slaves.heard(idx, now);
+        if let Body::Inventory { done, entries } = body {
+            return self.members(now).report(idx, done, entries);
+        }
         let (ops, mut ctx) = self.parts(now);
         ops.on_reply(&mut ctx, idx, req, body);
     }
@@ -251,10 +257,28 @@ impl Master {
 
     fn route(&mut self, effect: Effect, now: Instant) {
         match effect {
-            Effect::DropSlave { slave, why } => self.drop_slave(slave, &why, now),
+            Effect::DropSlave { slave, why } => self.members(now).drop(slave, &why),
+            Effect::Dropped(slave) => {
+                let (ops, mut ctx) = self.parts(now);
+                ops.on_slave_dropped(&mut ctx, slave);
+                self.members(now).schedule_repairs();
+                let (ops, mut ctx) = self.parts(now);
+                ops.pump_copies(&mut ctx);
+            }
+            Effect::Membership => {
+                let (ops, mut ctx) = self.parts(now);
+                ops.pump_copies(&mut ctx);
+                ops.restart_deferred(&mut ctx);
+            }
+            Effect::TookOver => {
+                for idx in self.core.slaves.absent_from(now) {
+                    self.members(now).wait_for(idx);
+                }
+                self.core.changed = true;
+            }
             // Stopped being primary: answer no client, keep no slave.
             Effect::SteppedDown(why) => {
-                for conn in self.core.slaves.mark_all_dead() {
+                for conn in self.core.slaves.mark_all_absent(now) {
                     self.core.peers.close(conn, &mut self.core.out);
                 }
                 let why = format!("stepped down ({why})");
@@ -299,12 +323,18 @@ impl Master {
             Peer::Primary => {
                 let (ha, roles) = self.roles(now);
                 ha.link_frame(conn, frame.req_id, frame.body, roles);
+                // A SYNC may have named new slaves or a new epoch: keep them.
+                self.core.changed = true;
             }
         }
     }
 
     /// A client's READ or WRITE (`body` is one of the two).
     fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
+        if let Some(r) = &self.core.recovery {
+            let reply = Body::error(ErrorCode::Unavailable, r.why());
+            return self.core.out.send(conn, req, reply);
+        }
         let refusal = self.ha.refusal(&self.core.cfg, now);
         let (ops, mut ctx) = self.parts(now);
         ops.on_request(&mut ctx, conn, req, body, refusal);
@@ -322,6 +352,17 @@ impl Master {
             }
             Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
             Body::Ping => self.core.out.send(conn, req, Body::Pong),
+            Body::Forget { id } => {
+                let reply = match (self.ha.is_primary(), self.members(now).forget(&id)) {
+                    (false, _) => {
+                        let text = self.ha.not_primary_text(&self.core.cfg);
+                        Body::error(ErrorCode::NotPrimary, text)
+                    }
+                    (true, Ok(())) => Body::Ok,
+                    (true, Err(text)) => Body::error(ErrorCode::BadRequest, text),
+                };
+                self.core.out.send(conn, req, reply);
+            }
             Body::Status => {
                 let status = self.status();
                 self.core.out.send(conn, req, Body::StatusReply(status));
@@ -349,48 +390,54 @@ impl Master {
     }
 
     fn register_slave(&mut self, conn: ConnId, hello: Hello, now: Instant) {
-        if hello.epoch > self.core.term.epoch {
+        // A slave that has seen a higher epoch knows of a newer primary, unless this master
+        // restarted and is finding out which epochs were used before (recovery).
+        if hello.epoch > self.core.term.epoch && self.core.recovery.is_none() {
             self.step_down(&format!("a slave has seen epoch {}", hello.epoch), now);
         }
-        let refusal = if !self.ha.is_primary() {
-            Some((
-                ErrorCode::NotPrimary,
-                self.ha.not_primary_text(&self.core.cfg),
-            ))
-        } else if hello.id.is_empty() {
-            let text = "a slave HELLO needs a non-empty id".to_string();
-            Some((ErrorCode::BadRequest, text))
-        } else {
-            None
-        };
-        if let Some((code, text)) = refusal {
+        if let Some((code, text)) = self.slave_refusal(&hello, now) {
             let core = &mut self.core;
             return core
                 .peers
                 .refuse(conn, hello.req, code, text, &mut core.out);
         }
-        if let Some(old) = self.core.slaves.live_by_id(&hello.id) {
-            self.drop_slave(old, "the same id registered again", now);
-        }
-        let epoch = self.core.term.epoch;
-        let returned = self.members(now).join(conn, hello.req, &hello.id, epoch);
-        let (ops, mut ctx) = self.parts(now);
-        ops.pump_copies(&mut ctx);
-        if returned {
-            ops.restart_deferred(&mut ctx);
-        }
+        self.members(now)
+            .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
     }
 
-    /// Declare a slave dead: close it, forget it as a holder, and re-route its pending work.
-    fn drop_slave(&mut self, idx: SlaveIdx, why: &str, now: Instant) {
-        if !self.members(now).drop(idx, why) {
-            return;
+    /// Why this slave's HELLO is refused, if it is: this master is not the primary, or the id
+    /// is empty, or another process with the id is connected. The same process reconnecting
+    /// (same boot) replaces its old connection.
+    fn slave_refusal(&mut self, hello: &Hello, now: Instant) -> Option<(ErrorCode, String)> {
+        if !self.ha.is_primary() {
+            let text = self.ha.not_primary_text(&self.core.cfg);
+            return Some((ErrorCode::NotPrimary, text));
         }
-        let (ops, mut ctx) = self.parts(now);
-        ops.on_slave_dropped(&mut ctx, idx);
-        self.members(now).schedule_repairs();
-        let (ops, mut ctx) = self.parts(now);
-        ops.pump_copies(&mut ctx);
+        if hello.id.is_empty() {
+            let text = "a slave HELLO needs a non-empty id".to_string();
+            return Some((ErrorCode::BadRequest, text));
+        }
+        let idx = self.core.slaves.by_id(&hello.id)?;
+        let s = self.core.slaves.get(idx);
+        match s.state {
+            State::Live | State::Joining if s.boot == hello.boot => {
+                let why = "it connected again (the old connection is given up)".to_string();
+                self.core
+                    .effects
+                    .push(Effect::DropSlave { slave: idx, why });
+                self.route_effects(now);
+                None
+            }
+            State::Live | State::Joining => Some((
+                ErrorCode::BadRequest,
+                format!(
+                    "a slave with id '{}' is already connected from {} (another process): \
+                     give each slave its own --id",
+                    hello.id, s.addr
+                ),
+            )),
+            _ => None,
+        }
     }
 
     /// A backup said HELLO on our heartbeat socket.

@@ -1,8 +1,10 @@
-//! Slaves joining and leaving: a registration (fresh, or a slave the old primary used coming
-//! back with its data), a slave declared dead, the PING sweep, the end of a takeover's grace.
-//! Each updates the slave table, welcomes or closes the connection and tells the backup; the
-//! operations' part (failing what a dead slave had, copies, deferred writes) is `Master`'s to
-//! route.
+//! Slaves joining and leaving: a registration (the same process coming back, or a new one
+//! that reports what it holds first), its report, a slave out of reach, the PING sweep, a slave
+//! out of reach long enough to copy what it held elsewhere or to give it up, the operator
+//! forgetting one, and the recovery of a restarted master that waits for its roster. Each
+//! updates the slave table, welcomes or closes the connection and tells the backup; what the
+//! operations must do about it is left as an [`Effect`]. A slave is never told to drop its
+//! data: out of reach is not gone.
 
 use std::time::Instant;
 
@@ -13,66 +15,216 @@ use crate::config::Config;
 use crate::effect::Effect;
 use crate::ha::stream::Stream;
 use crate::handshake::Gate;
-use crate::idmap::ConnId;
+use crate::idmap::{ConnId, IdMap};
+use crate::inventory::{Reconcile, Tally};
 use crate::keymap::{KeyIndex, SlaveIdx};
 use crate::peers::Peer;
+use crate::recovery::Recovery;
 use crate::repair::Repairs;
-use crate::slaves::SlaveTable;
+use crate::slaves::{SlaveTable, State};
+use crate::term::Term;
 use crate::timer::{Timer, Timers};
 
 pub(crate) struct Members<'a> {
     pub now: Instant,
     pub cfg: &'a Config,
+    pub term: &'a mut Term,
     pub slaves: &'a mut SlaveTable,
     /// The peer table and outbox, with the handshake's WELCOME.
     pub gate: Gate<'a>,
     pub stream: Option<&'a mut Stream>,
     pub repairs: &'a mut Repairs,
-    pub keys: &'a KeyIndex,
+    pub keys: &'a mut KeyIndex,
     pub timers: &'a mut Timers,
     pub effects: &'a mut Vec<Effect>,
+    pub recovery: &'a mut Option<Recovery>,
+    /// Reports under way, by slave.
+    pub reports: &'a mut IdMap<SlaveIdx, Tally>,
+    /// Set when the roster or the epoch changed (`disk.rs` keeps them).
+    pub changed: &'a mut bool,
 }
 
 impl Members<'_> {
-    /// Register a slave whose HELLO passed and that this master may take (no live slave has
-    /// its id), and WELCOME it at `epoch`. Returns whether it is a slave the old primary used,
-    /// back with its data.
-    pub fn join(&mut self, conn: ConnId, req: u64, id: &str, epoch: u64) -> bool {
-        let addr = self.gate.peers.addr(conn).to_string();
-        // A slave the old primary used keeps its data; any other starts empty.
-        let (idx, reset) = match self.slaves.awaiting_by_id(id) {
-            Some(idx) => {
-                self.slaves.activate(idx, conn, addr.clone(), self.now);
-                (idx, false)
-            }
-            None => (self.slaves.register(id, addr.clone(), conn, self.now), true),
-        };
-        if let Some(stream) = self.stream.as_deref_mut() {
-            stream.push(SyncEvent::SlaveUp { id: id.to_string() });
+    /// Register a slave whose HELLO passed and that this master may take (no other process
+    /// of its id is connected), and WELCOME it. The same process coming back (same `boot`) is
+    /// in service at once; another reports what it holds first.
+    pub fn join(&mut self, conn: ConnId, req: u64, id: &str, boot: u64, seen: u64) {
+        if let Some(r) = self.recovery.as_mut() {
+            r.saw_epoch(seen);
         }
+        let addr = self.gate.peers.addr(conn).to_string();
+        let returning = self.slaves.returning(id, boot);
+        let idx = match returning {
+            Some(idx) => {
+                self.slaves.resume(idx, conn, addr.clone(), self.now);
+                let live = self.slaves.live_count();
+                info!("slave '{id}' is back from {addr}, the same process: its copies count again ({live} live)");
+                idx
+            }
+            None => {
+                info!("slave '{id}' registered from {addr}; it reports what it holds first");
+                self.slaves.join(id, boot, conn, addr, self.now)
+            }
+        };
+        self.slaves.get_mut(idx).epoch_seen = seen;
         self.gate.peers.set_kind(conn, Peer::Slave(idx));
-        let live = self.slaves.live_count();
-        info!("slave '{id}' registered from {addr} ({live} live)");
         // WELCOME first: a slave takes nothing from the master before it, and the copies and
         // restarted writes that follow may send this very slave a FETCH or STORE.
-        self.gate.welcome(conn, req, epoch, reset);
-        // Keys left with fewer than R copies while slaves were missing get them now.
-        self.schedule_repairs();
-        !reset
+        let epoch = self.term.epoch;
+        self.gate.welcome(conn, req, epoch, returning.is_none());
+        match returning {
+            Some(_) => self.in_service(id, boot),
+            None => {
+                self.reports.insert(idx, Tally::default());
+            }
+        }
     }
 
-    /// Declare a slave dead: close it and tell the backup. Returns false if it was not live.
-    pub fn drop(&mut self, idx: SlaveIdx, why: &str) -> bool {
-        let Some((conn, id)) = self.slaves.mark_dead(idx) else {
-            return false;
-        };
-        if let Some(stream) = self.stream.as_deref_mut() {
-            stream.push(SyncEvent::SlaveDown { id: id.clone() });
+    /// One INVENTORY frame from slave `idx`; the last (`done`) puts it in service.
+    pub fn report(&mut self, idx: SlaveIdx, done: bool, entries: Vec<(Vec<u8>, u64)>) {
+        let s = self.slaves.get(idx);
+        if s.state != State::Joining {
+            warn!(
+                "slave '{}' sent an INVENTORY nobody asked for; ignored",
+                s.id
+            );
+            return;
         }
+        let conn = s.conn;
+        let mut tally = self.reports.remove(&idx).unwrap_or_default();
+        let mut r = Reconcile {
+            keys: self.keys,
+            slaves: self.slaves,
+            out: self.gate.out,
+            stream: self.stream.as_deref_mut(),
+        };
+        r.entries(idx, conn, entries, &mut tally);
+        if !done {
+            self.reports.insert(idx, tally);
+            return;
+        }
+        let older = self.slaves.joined(idx);
+        let s = self.slaves.get(idx);
+        let (id, boot) = (s.id.clone(), s.boot);
         let live = self.slaves.live_count();
-        warn!("slave '{id}' dropped: {why} ({live} live left)");
+        let was = match older {
+            Some(_) => "; what an earlier process of it held and this one did not report is gone",
+            None => "",
+        };
+        info!(
+            "slave '{id}' reported {} keys held ({} adopted as newer, {} stale dropped) and is in service{was} ({live} live)",
+            tally.held + tally.adopted,
+            tally.adopted,
+            tally.stale
+        );
+        self.in_service(&id, boot);
+        self.recovered(&id);
+    }
+
+    fn in_service(&mut self, id: &str, boot: u64) {
+        self.tell_backup(SyncEvent::SlaveUp {
+            id: id.to_string(),
+            boot,
+        });
+        *self.changed = true;
+        self.schedule_repairs();
+        self.effects.push(Effect::Membership);
+    }
+
+    /// Take a slave out of service: close it and tell the backup. Its copies count as out of
+    /// reach, not gone: after `--repair-after-ms` they are copied elsewhere, after
+    /// `--slave-lost-after-ms` given up.
+    pub fn drop(&mut self, idx: SlaveIdx, why: &str) {
+        let Some((conn, id)) = self.slaves.mark_absent(idx, self.now) else {
+            return;
+        };
+        self.reports.remove(&idx);
+        self.tell_backup(SyncEvent::SlaveDown { id: id.clone() });
+        let live = self.slaves.live_count();
+        warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");
         self.gate.peers.close(conn, self.gate.out);
-        true
+        self.wait_for(idx);
+        self.effects.push(Effect::Dropped(idx));
+    }
+
+    /// Slave `idx` is out of reach from now: copy what it held after `--repair-after-ms`,
+    /// give it up after `--slave-lost-after-ms`.
+    pub fn wait_for(&mut self, idx: SlaveIdx) {
+        let now = self.now;
+        self.timers
+            .insert(now + self.cfg.repair_after, Timer::Absent(idx));
+        self.timers
+            .insert(now + self.cfg.slave_lost_after, Timer::Absent(idx));
+    }
+
+    /// A slave has been out of reach a while: copy what it held elsewhere, or give it up.
+    pub fn absent_for_long(&mut self, idx: SlaveIdx) {
+        let Some(State::Absent { since }) = self.slaves.state(idx) else {
+            return;
+        };
+        let away = self.now.saturating_duration_since(since);
+        if away >= self.cfg.slave_lost_after {
+            let why = format!(
+                "out of reach for {} s (--slave-lost-after-ms)",
+                away.as_secs()
+            );
+            return self.lose(idx, &why);
+        }
+        if away >= self.cfg.repair_after {
+            let id = &self.slaves.get(idx).id;
+            info!(
+                "slave '{id}' out of reach for {} ms: copying what it held to other slaves",
+                away.as_millis()
+            );
+            self.schedule_repairs();
+            self.effects.push(Effect::Membership);
+        }
+    }
+
+    /// The operator says slave `id` is gone for good. Refused for a connected slave.
+    pub fn forget(&mut self, id: &str) -> Result<(), String> {
+        let Some(idx) = self.slaves.by_id(id) else {
+            return Err(format!("no slave '{id}' is known (or it is already lost)"));
+        };
+        if let State::Live | State::Joining = self.slaves.get(idx).state {
+            let addr = &self.slaves.get(idx).addr;
+            return Err(format!(
+                "slave '{id}' is connected from {addr}: stop it first, then forget it"
+            ));
+        }
+        self.lose(idx, "forgotten by the operator");
+        Ok(())
+    }
+
+    fn lose(&mut self, idx: SlaveIdx, why: &str) {
+        self.slaves.lose(idx);
+        let id = self.slaves.get(idx).id.clone();
+        warn!("slave '{id}' lost: {why}; its copies no longer count, and keys only it held read NOT_FOUND");
+        self.tell_backup(SyncEvent::SlaveLost { id: id.clone() });
+        *self.changed = true;
+        self.schedule_repairs();
+        self.effects.push(Effect::Membership);
+        self.recovered(&id);
+    }
+
+    /// Slave `id` has reported, or is given up: a restarted master may be done waiting. It
+    /// then takes an epoch above any it or a slave has seen.
+    fn recovered(&mut self, id: &str) {
+        let Some(r) = self.recovery.as_mut() else {
+            return;
+        };
+        if !r.done_with(id) {
+            return;
+        }
+        let epoch = self.term.epoch.max(r.epoch_seen()) + 1;
+        *self.recovery = None;
+        self.term.restart_at(epoch);
+        *self.changed = true;
+        info!(
+            "recovered: {} keys from {} slaves; serving at epoch {epoch}",
+            self.keys.len(),
+            self.slaves.live_count()
+        );
     }
 
     /// Every `--ping-interval-ms`: PING idle slaves; those that left 3 unanswered are to be
@@ -90,20 +242,23 @@ impl Members<'_> {
         self.timers.insert(self.now + interval, Timer::PingSweep);
     }
 
-    /// After a takeover: stop waiting for slaves known from the old primary.
+    /// After a takeover: writes short of slaves no longer wait for the old primary's.
     pub fn end_grace(&mut self) {
-        let gone = self.slaves.end_grace();
-        if gone > 0 {
-            warn!(
-                "{gone} slaves known from the old primary did not come back; their copies are gone"
-            );
-        }
+        self.slaves.end_grace();
         self.schedule_repairs();
+        self.effects.push(Effect::Membership);
     }
 
-    /// Queue copies of the keys short of R live copies.
+    /// Queue copies of the keys short of R copies that count.
     pub fn schedule_repairs(&mut self) {
+        let (cfg, now) = (self.cfg, self.now);
         self.repairs
-            .schedule(self.keys, self.slaves, self.cfg.replicas);
+            .schedule(self.keys, self.slaves, cfg.replicas, now, cfg.repair_after);
+    }
+
+    fn tell_backup(&mut self, e: SyncEvent) {
+        if let Some(stream) = self.stream.as_deref_mut() {
+            stream.push(e);
+        }
     }
 }

@@ -16,6 +16,9 @@ pub enum Out {
     SendShared(ConnId, Shared),
     /// Close the connection; the master has already forgotten it (no `on_close` follows).
     Close(ConnId),
+    /// Keep this state in the master's `--data-dir` (the event loop writes it, durably, before
+    /// it goes on).
+    Persist(crate::disk::MasterState),
 }
 
 impl Out {
@@ -27,7 +30,7 @@ impl Out {
                 let (req_id, body) = shared.as_ref();
                 dsm_wire::encode_ref(req_id, &body, buf);
             }
-            Out::Close(_) => {}
+            Out::Close(_) | Out::Persist(_) => {}
         }
     }
 }
@@ -99,6 +102,10 @@ impl Outbox {
     /// Only [`crate::peers::Peers::close`] closes: it forgets the peer first.
     pub(crate) fn close(&mut self, conn: ConnId) {
         self.items.push(Out::Close(conn));
+    }
+
+    pub fn persist(&mut self, state: crate::disk::MasterState) {
+        self.items.push(Out::Persist(state));
     }
 
     pub fn drain_into(&mut self, into: &mut Vec<Out>) {

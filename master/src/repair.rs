@@ -4,6 +4,7 @@
 //! a client write to the same key.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use log::info;
 
@@ -27,8 +28,17 @@ pub(crate) struct Repairs {
 }
 
 impl Repairs {
-    /// Queue every key that has fewer live holders than it should.
-    pub fn schedule(&mut self, keys: &KeyIndex, slaves: &SlaveTable, replicas: usize) {
+    /// Queue every key that has fewer copies that count than it should (a copy on a slave out
+    /// of reach for less than `patience` still counts: it is likely back soon) and a live
+    /// holder to copy from.
+    pub fn schedule(
+        &mut self,
+        keys: &KeyIndex,
+        slaves: &SlaveTable,
+        replicas: usize,
+        now: Instant,
+        patience: Duration,
+    ) {
         let want = replicas.min(slaves.live_count());
         if want == 0 {
             return;
@@ -36,13 +46,18 @@ impl Repairs {
         let before = self.queue.len();
         for (key, e) in keys.iter() {
             let live = e.holders.iter().filter(|&&h| slaves.is_live(h)).count();
-            if live > 0 && live < want {
+            let counted = e
+                .holders
+                .iter()
+                .filter(|&&h| slaves.counts_as_copy(h, now, patience))
+                .count();
+            if live > 0 && counted < want {
                 self.queue.push_back(key.into());
             }
         }
         let added = self.queue.len() - before;
         if added > 0 {
-            info!("re-replication: {added} keys below {want} live copies queued");
+            info!("re-replication: {added} keys below {want} copies queued");
         }
     }
 

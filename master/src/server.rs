@@ -287,6 +287,10 @@ impl Server {
                     self.close(*key, "closed by the master", false);
                     continue;
                 }
+                Out::Persist(state) => {
+                    self.persist(state);
+                    continue;
+                }
             };
             if let Some(conn) = self.conns.get_mut(key) {
                 if conn.pending() == 0 && !conn.write_interest {
@@ -298,7 +302,7 @@ impl Server {
                         let (req_id, body) = shared.as_ref();
                         conn.send_ref(req_id, &body);
                     }
-                    Out::Close(_) => unreachable!("handled above"),
+                    Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
                 }
                 self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
@@ -352,6 +356,24 @@ impl Server {
             if self.conns.contains(key) {
                 self.flush(key);
             }
+        }
+    }
+
+    /// Keep the master's state in `--data-dir` before anything after it goes out. A failure
+    /// is logged and the state kept again at its next change: the slaves' reports let a
+    /// restarted master recover in any case, but it would wait for fewer of them.
+    fn persist(&mut self, state: &crate::disk::MasterState) {
+        let Some(dir) = &self.cfg.data_dir else {
+            return;
+        };
+        match state.save(dir) {
+            Ok(()) => debug!(
+                "kept epoch {} and {} slaves in {}",
+                state.epoch,
+                state.roster.len(),
+                dir.display()
+            ),
+            Err(e) => warn!("cannot write the master's state in {}: {e}", dir.display()),
         }
     }
 

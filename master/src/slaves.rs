@@ -1,6 +1,12 @@
-//! The master's table of slaves (replicas): who is live, where to reach them, when each was
-//! last heard, the slaves a new primary waits for after a takeover (and until when), and the
-//! rendezvous ranking of live slaves for a key.
+//! The master's table of slaves (replicas): where each stands (in service, reporting what it
+//! holds, out of reach, or lost for good), where to reach it, when it was last heard, the grace
+//! a new primary gives the slaves after a takeover, and the rendezvous ranking of live slaves
+//! for a key.
+//!
+//! Every process of a slave gets an index of its own, never reused: a holder list names the
+//! incarnation that holds a copy. A slave that is dropped stays in the table, out of reach,
+//! with its copies counted as unreachable, not gone; the same process coming back (same boot
+//! id) is in service again at once, a new process reports what it holds first.
 
 use std::time::{Duration, Instant};
 
@@ -14,26 +20,47 @@ const PINGS_UNANSWERED: u32 = 3;
 /// Slaves in rendezvous order for one key ([`SlaveTable::ranked_live`]).
 pub type Ranked = crate::few::Few<SlaveIdx, 4>;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Connected and in service.
+    Live,
+    /// Connected, reporting what it holds (INVENTORY); not in service until that is done.
+    Joining,
+    /// Not connected since `since`: dropped, or known from the old primary (or from before
+    /// this master restarted). Its copies are unreachable, not gone: it may come back.
+    Absent { since: Instant },
+    /// Gone for good: forgotten by the operator, absent too long, or superseded by a newer
+    /// process of the same slave that reported what it holds. Its copies no longer count.
+    Lost,
+}
+
 #[derive(Debug)]
 pub struct Replica {
     pub id: String,
     pub addr: String,
     pub conn: ConnId,
-    pub live: bool,
+    pub state: State,
+    /// The boot id of the process (0: not known, as for a slave known only by id).
+    pub boot: u64,
+    /// The highest epoch this slave said it had seen (its HELLO).
+    pub epoch_seen: u64,
     /// `stable_hash(id)`, cached for ranking.
     pub hash: u64,
     pub last_heard: Instant,
     pub unanswered_pings: u32,
-    /// Known from the primary's SYNC stream and trusted to hold its data, but not (yet)
-    /// connected to this master. Not live: nothing is sent to it until it registers.
-    pub awaiting: bool,
+}
+
+impl Replica {
+    pub fn live(&self) -> bool {
+        self.state == State::Live
+    }
 }
 
 #[derive(Default)]
 pub struct SlaveTable {
     list: Vec<Replica>,
-    /// After a takeover: until then, slaves known from the old primary may still re-register
-    /// with their data, so their keys are waited for rather than given up.
+    /// After a takeover: until then, writes short of slaves wait for the ones known from the
+    /// old primary to come back rather than go ahead with fewer copies.
     grace_until: Option<Instant>,
 }
 
@@ -47,131 +74,94 @@ pub struct PingRound {
 }
 
 impl SlaveTable {
-    /// Add a slave that just said HELLO. Every registration gets a new index, even for a known
-    /// id: data the slave held under an older index is not counted on again.
-    pub fn register(&mut self, id: &str, addr: String, conn: ConnId, now: Instant) -> SlaveIdx {
+    fn add(&mut self, id: &str, boot: u64, state: State, now: Instant) -> SlaveIdx {
         self.list.push(Replica {
             id: id.to_string(),
-            addr,
-            conn,
-            live: true,
+            addr: String::new(),
+            conn: usize::MAX,
+            state,
+            boot,
+            epoch_seen: 0,
             hash: placement::stable_hash(id.as_bytes()),
             last_heard: now,
             unanswered_pings: 0,
-            awaiting: false,
         });
         (self.list.len() - 1) as SlaveIdx
     }
 
-    /// A backup master learns of a slave the primary uses (see [`Replica::awaiting`]).
-    pub fn register_awaiting(&mut self, id: &str, now: Instant) -> SlaveIdx {
-        if let Some(idx) = self.awaiting_by_id(id) {
-            return idx;
-        }
-        let idx = self.register(id, String::new(), usize::MAX, now);
-        let s = self.get_mut(idx);
-        s.live = false;
-        s.awaiting = true;
-        idx
-    }
-
-    pub fn awaiting_by_id(&self, id: &str) -> Option<SlaveIdx> {
+    /// The current incarnation of `id` (the newest entry that is not lost).
+    pub fn by_id(&self, id: &str) -> Option<SlaveIdx> {
         self.list
             .iter()
-            .rposition(|s| s.awaiting && s.id == id)
+            .rposition(|s| s.id == id && s.state != State::Lost)
             .map(|i| i as SlaveIdx)
     }
 
-    /// An awaited slave registered: it becomes live with the data it was known to hold.
-    pub fn activate(&mut self, idx: SlaveIdx, conn: ConnId, addr: String, now: Instant) {
+    /// A slave known to hold data but not connected (from the primary's stream, or from
+    /// before a restart): absent since `now`. Returns its index; an entry for the same id and
+    /// boot is kept, one with another boot is superseded (lost).
+    pub fn expect(&mut self, id: &str, boot: u64, now: Instant) -> SlaveIdx {
+        if let Some(idx) = self.by_id(id) {
+            let s = self.get(idx);
+            if s.boot == boot || boot == 0 {
+                return idx;
+            }
+            self.get_mut(idx).state = State::Lost;
+        }
+        self.add(id, boot, State::Absent { since: now }, now)
+    }
+
+    /// The same process (same boot) comes back: the index it had, if it may be taken back
+    /// into service without reporting what it holds.
+    pub fn returning(&self, id: &str, boot: u64) -> Option<SlaveIdx> {
+        let idx = self.by_id(id)?;
+        let s = self.get(idx);
+        (boot != 0 && s.boot == boot && matches!(s.state, State::Absent { .. })).then_some(idx)
+    }
+
+    /// Take a returning slave back into service on `conn`.
+    pub fn resume(&mut self, idx: SlaveIdx, conn: ConnId, addr: String, now: Instant) {
         let s = self.get_mut(idx);
-        s.awaiting = false;
-        s.live = true;
+        s.state = State::Live;
         s.conn = conn;
         s.addr = addr;
         s.last_heard = now;
         s.unanswered_pings = 0;
     }
 
-    pub fn is_awaiting(&self, idx: SlaveIdx) -> bool {
-        self.list.get(idx as usize).is_some_and(|s| s.awaiting)
-    }
-
-    pub fn any_awaiting(&self) -> bool {
-        self.list.iter().any(|s| s.awaiting)
-    }
-
-    /// A takeover: wait for the slaves known from the old primary until `until`.
-    pub fn start_grace(&mut self, until: Instant) {
-        self.grace_until = Some(until);
-    }
-
-    /// The grace ended: stop waiting for slaves that never came back; their data is given up.
-    /// Returns how many were given up.
-    pub fn end_grace(&mut self) -> usize {
-        self.grace_until = None;
-        let mut n = 0;
-        for s in self.list.iter_mut().filter(|s| s.awaiting) {
-            s.awaiting = false;
-            n += 1;
-        }
-        n
-    }
-
-    fn in_grace(&self, now: Instant) -> bool {
-        self.grace_until.is_some_and(|t| now < t)
-    }
-
-    /// Whether slaves known from the old primary may still come back (a write short of
-    /// slaves waits for them, a probe does not decide without them).
-    pub fn may_return(&self, now: Instant) -> bool {
-        self.in_grace(now) && self.any_awaiting()
-    }
-
-    /// Whether one of `holders` may still come back with its copy.
-    pub fn holder_may_return(&self, holders: &[SlaveIdx], now: Instant) -> bool {
-        self.in_grace(now) && holders.iter().any(|&h| self.is_awaiting(h))
-    }
-
-    /// The slave said something: it is alive, whatever PINGs it left unanswered.
-    pub fn heard(&mut self, idx: SlaveIdx, now: Instant) {
+    /// A new process of slave `id` (or a new slave) on `conn`: it must report what it holds
+    /// before it is in service. Any earlier incarnation stays as it was until then.
+    pub fn join(
+        &mut self,
+        id: &str,
+        boot: u64,
+        conn: ConnId,
+        addr: String,
+        now: Instant,
+    ) -> SlaveIdx {
+        let idx = self.add(id, boot, State::Joining, now);
         let s = self.get_mut(idx);
-        s.last_heard = now;
-        s.unanswered_pings = 0;
+        s.conn = conn;
+        s.addr = addr;
+        idx
     }
 
-    /// Take the slave out of service (it is dead, or this master no longer serves). Returns
-    /// its connection and id, or `None` if it was not live.
-    pub fn mark_dead(&mut self, idx: SlaveIdx) -> Option<(ConnId, String)> {
-        if !self.is_live(idx) {
-            return None;
-        }
-        let s = self.get_mut(idx);
-        s.live = false;
-        Some((s.conn, s.id.clone()))
-    }
-
-    /// One round of the PING sweep: slaves silent for `interval` are PINGed (and counted),
-    /// those that left too many PINGs unanswered are to be dropped.
-    pub fn ping_round(&mut self, now: Instant, interval: Duration) -> PingRound {
-        let mut round = PingRound::default();
-        for (i, s) in self.list.iter_mut().enumerate().filter(|(_, s)| s.live) {
-            if s.unanswered_pings >= PINGS_UNANSWERED {
-                round.silent.push(i as SlaveIdx);
-            } else if now.saturating_duration_since(s.last_heard) >= interval {
-                s.unanswered_pings += 1;
-                round.ping.push(s.conn);
-            }
-        }
-        round
-    }
-
-    /// The live slave registered under `id`, if any.
-    pub fn live_by_id(&self, id: &str) -> Option<SlaveIdx> {
-        self.list
+    /// The joining slave `idx` has reported everything: it is in service, and an earlier
+    /// incarnation of it is lost (what it held and was not reported again is gone). Returns
+    /// that earlier incarnation, if there was one.
+    pub fn joined(&mut self, idx: SlaveIdx) -> Option<SlaveIdx> {
+        self.get_mut(idx).state = State::Live;
+        let id = self.get(idx).id.clone();
+        let older = self.list[..idx as usize]
             .iter()
-            .rposition(|s| s.live && s.id == id)
-            .map(|i| i as SlaveIdx)
+            .rposition(|s| s.id == id && s.state != State::Lost)?;
+        self.list[older].state = State::Lost;
+        Some(older as SlaveIdx)
+    }
+
+    /// Give slave `idx` up for good.
+    pub fn lose(&mut self, idx: SlaveIdx) {
+        self.get_mut(idx).state = State::Lost;
     }
 
     pub fn get(&self, idx: SlaveIdx) -> &Replica {
@@ -182,30 +172,135 @@ impl SlaveTable {
         &mut self.list[idx as usize]
     }
 
+    pub fn state(&self, idx: SlaveIdx) -> Option<State> {
+        self.list.get(idx as usize).map(|s| s.state)
+    }
+
     pub fn is_live(&self, idx: SlaveIdx) -> bool {
-        self.list.get(idx as usize).is_some_and(|s| s.live)
+        self.list.get(idx as usize).is_some_and(Replica::live)
+    }
+
+    /// Whether slave `idx` is out of reach but may come back with its copies.
+    pub fn may_come_back(&self, idx: SlaveIdx) -> bool {
+        matches!(self.state(idx), Some(State::Absent { .. } | State::Joining))
+    }
+
+    /// Whether a copy on `idx` counts toward a key's R copies for re-replication: live, or
+    /// out of reach for less than `patience` (it is likely back soon, with its copies).
+    pub fn counts_as_copy(&self, idx: SlaveIdx, now: Instant, patience: Duration) -> bool {
+        match self.state(idx) {
+            Some(State::Live) => true,
+            Some(State::Absent { since }) => now.saturating_duration_since(since) < patience,
+            _ => false,
+        }
+    }
+
+    /// A takeover: writes short of slaves wait for the old primary's slaves until `until`.
+    pub fn start_grace(&mut self, until: Instant) {
+        self.grace_until = Some(until);
+    }
+
+    pub fn end_grace(&mut self) {
+        self.grace_until = None;
+    }
+
+    /// Whether a write short of live slaves should wait for slaves to come back: during the
+    /// grace after a takeover, while some may.
+    pub fn may_return(&self, now: Instant) -> bool {
+        self.grace_until.is_some_and(|t| now < t) && self.any_may_come_back()
+    }
+
+    /// Whether any slave may still come back with copies (absent or reporting).
+    pub fn any_may_come_back(&self) -> bool {
+        self.list
+            .iter()
+            .any(|s| matches!(s.state, State::Absent { .. } | State::Joining))
+    }
+
+    /// Whether one of `holders` may still come back with its copy.
+    pub fn holder_may_return(&self, holders: &[SlaveIdx]) -> bool {
+        holders.iter().any(|&h| self.may_come_back(h))
+    }
+
+    /// The slave said something: it is alive, whatever PINGs it left unanswered.
+    pub fn heard(&mut self, idx: SlaveIdx, now: Instant) {
+        let s = self.get_mut(idx);
+        s.last_heard = now;
+        s.unanswered_pings = 0;
+    }
+
+    /// Take a connected slave out of service (out of reach since `now`). Returns its
+    /// connection and id, or `None` if it was not connected.
+    pub fn mark_absent(&mut self, idx: SlaveIdx, now: Instant) -> Option<(ConnId, String)> {
+        let s = self.get_mut(idx);
+        if !matches!(s.state, State::Live | State::Joining) {
+            return None;
+        }
+        s.state = State::Absent { since: now };
+        Some((s.conn, s.id.clone()))
+    }
+
+    /// A takeover: the slaves known from the old primary are out of reach from now (not from
+    /// when the stream first named them). Returns them.
+    pub fn absent_from(&mut self, now: Instant) -> Vec<SlaveIdx> {
+        let mut out = Vec::new();
+        for (i, s) in self.list.iter_mut().enumerate() {
+            if let State::Absent { since } = &mut s.state {
+                *since = now;
+                out.push(i as SlaveIdx);
+            }
+        }
+        out
+    }
+
+    /// This master no longer serves: every connected slave is out of reach; returns their
+    /// connections.
+    pub fn mark_all_absent(&mut self, now: Instant) -> Vec<ConnId> {
+        let mut conns = Vec::new();
+        for s in self.list.iter_mut() {
+            if matches!(s.state, State::Live | State::Joining) {
+                s.state = State::Absent { since: now };
+                conns.push(s.conn);
+            }
+        }
+        conns
+    }
+
+    /// One round of the PING sweep: slaves silent for `interval` are PINGed (and counted),
+    /// those that left too many PINGs unanswered are to be dropped.
+    pub fn ping_round(&mut self, now: Instant, interval: Duration) -> PingRound {
+        let mut round = PingRound::default();
+        for (i, s) in self.list.iter_mut().enumerate().filter(|(_, s)| s.live()) {
+            if s.unanswered_pings >= PINGS_UNANSWERED {
+                round.silent.push(i as SlaveIdx);
+            } else if now.saturating_duration_since(s.last_heard) >= interval {
+                s.unanswered_pings += 1;
+                round.ping.push(s.conn);
+            }
+        }
+        round
     }
 
     pub fn live_count(&self) -> usize {
-        self.list.iter().filter(|s| s.live).count()
+        self.list.iter().filter(|s| s.live()).count()
     }
 
     pub fn live(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
         self.list
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.live)
+            .filter(|(_, s)| s.live())
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
-    /// Take every live slave out of service; returns their connections.
-    pub fn mark_all_dead(&mut self) -> Vec<ConnId> {
-        let mut conns = Vec::new();
-        for s in self.list.iter_mut().filter(|s| s.live) {
-            s.live = false;
-            conns.push(s.conn);
-        }
-        conns
+    /// Every slave not lost: the cluster's roster (what a backup must know, what a restarted
+    /// master waits for).
+    pub fn known(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state != State::Lost)
+            .map(|(i, s)| (i as SlaveIdx, s))
     }
 
     /// Live slaves in rendezvous order for a key: the first R are its home. (Inline up to 4
@@ -216,7 +311,7 @@ impl SlaveTable {
         order
     }
 
-    /// The newest registration of each id, in order of first appearance: what STATUS lists.
+    /// The newest incarnation of each id, in order of first appearance: what STATUS lists.
     pub fn latest_per_id(&self) -> Vec<(SlaveIdx, &Replica)> {
         let mut out: Vec<(SlaveIdx, &Replica)> = Vec::new();
         for (i, s) in self.list.iter().enumerate() {

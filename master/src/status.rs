@@ -42,7 +42,7 @@ pub(crate) fn status(
             .map(|(idx, s)| SlaveStatus {
                 id: s.id.clone(),
                 addr: s.addr.clone(),
-                live: s.live,
+                live: s.live(),
                 keys: per_slave.get(&idx).copied().unwrap_or(0),
             })
             .collect(),

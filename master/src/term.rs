@@ -47,6 +47,12 @@ impl Term {
         self.next_version = self.next_version.max(next_version);
     }
 
+    /// A restarted master that has heard every slave: serve at `epoch`, above any seen.
+    pub fn restart_at(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.next_version = self.next_version.max(first_version(epoch));
+    }
+
     /// A takeover: a new epoch, and versions above any the old primary gave.
     pub fn advance(&mut self) {
         self.epoch += 1;

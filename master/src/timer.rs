@@ -4,6 +4,7 @@
 use dsm_net::TimerWheel;
 
 use crate::idmap::{ConnId, OpId};
+use crate::keymap::SlaveIdx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
@@ -21,6 +22,8 @@ pub(crate) enum Timer {
     GraceEnd,
     /// The connection has not finished its HELLO in time (still `New` or `Challenged`).
     Hello(ConnId, u64),
+    /// A slave went out of reach a while ago: copy what it held elsewhere, or give it up.
+    Absent(SlaveIdx),
 }
 
 pub(crate) type Timers = TimerWheel<Timer>;

@@ -146,7 +146,7 @@ fn a_recorded_hello_and_auth_do_not_pass_on_another_connection() {
     // A genuine slave's handshake, recorded off the wire.
     let c = net.add_raw(m);
     let k = key(SECRET);
-    let (mut hs, hello) = Handshake::start(Some(&k), 1, Role::Slave, 0, "s0".into()).unwrap();
+    let (mut hs, hello) = Handshake::start(Some(&k), 1, Role::Slave, 0, "s0".into(), 0).unwrap();
     // (this peer is raw: the test plays its handshake, and the CHALLENGE lands in its inbox)
     let challenge = net.request(c, hello.req_id, hello.body.clone()).remove(0);
     let Step::Send(auth) = hs.on_frame(challenge.clone()) else {
@@ -159,6 +159,12 @@ fn a_recorded_hello_and_auth_do_not_pass_on_another_connection() {
             ..
         }]
     ));
+    // A new slave reports what it holds (here nothing) before it is in service.
+    let report = Body::Inventory {
+        done: true,
+        entries: vec![],
+    };
+    assert!(net.request(c, 0, report).is_empty());
     // An eavesdropper replays both frames on a new connection: the new CHALLENGE carries
     // another nonce, so the old proof is refused.
     let r = net.add_raw(m);
@@ -179,6 +185,7 @@ fn a_stranger_cannot_fence_the_primary() {
         role,
         epoch: 99,
         id: "x".into(),
+        boot: 0,
         nonce,
     };
     for role in [Role::Backup, Role::Slave] {
@@ -207,7 +214,8 @@ fn a_stranger_cannot_fence_the_primary() {
     // passed because of the secret, not because fencing was broken.
     let c = net.add_raw(m);
     let k = key(SECRET);
-    let (mut hs, hello) = Handshake::start(Some(&k), 1, Role::Backup, 99, String::new()).unwrap();
+    let (mut hs, hello) =
+        Handshake::start(Some(&k), 1, Role::Backup, 99, String::new(), 0).unwrap();
     let challenge = net.request(c, 1, hello.body).remove(0);
     let Step::Send(auth) = hs.on_frame(challenge) else {
         panic!("no AUTH");
@@ -282,6 +290,7 @@ fn the_hello_deadline_covers_the_whole_handshake() {
         role: Role::Slave,
         epoch: 0,
         id: "slow".into(),
+        boot: 0,
         nonce: Some([5; 32]),
     };
     let frames = net.request(conn, 1, hello);

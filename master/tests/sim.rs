@@ -139,7 +139,7 @@ fn reads_fail_over_to_another_holder() {
 }
 
 #[test]
-fn every_holder_dead_means_not_found_and_no_slaves_means_error() {
+fn holders_out_of_reach_mean_unavailable_lost_ones_not_found_and_no_slaves_an_error() {
     let (mut net, m) = sim(cfg(), 2);
     let c = net.add_client(m);
     net.write(c, 1, "k", "v");
@@ -147,10 +147,32 @@ fn every_holder_dead_means_not_found_and_no_slaves_means_error() {
     for h in net.holders_of("k") {
         net.kill(h);
     }
+    // Out of reach is not gone: the read waits for a holder, and says so at its deadline.
     net.read(c, 2, "k");
-    assert_eq!(net.take(c), vec![Frame::new(2, Body::NotFound)]);
-    net.write(c, 3, "k2", "v");
+    assert!(net.take(c).is_empty());
+    net.advance(Duration::from_millis(2000));
+    let got = net.take(c);
+    assert_eq!(
+        (got[0].req_id, error_code(&got[0])),
+        (2, ErrorCode::Unavailable)
+    );
+    // The operator says both are gone for good: then the key's every copy is known lost.
+    for (req, id) in [(3, "s0"), (4, "s1")] {
+        let forget = Body::Forget { id: id.into() };
+        assert_eq!(net.request(c, req, forget), vec![Frame::new(req, Body::Ok)]);
+    }
+    net.read(c, 5, "k");
+    assert_eq!(net.take(c), vec![Frame::new(5, Body::NotFound)]);
+    net.write(c, 6, "k2", "v");
     assert_eq!(error_code(&net.take(c)[0]), ErrorCode::NoSlaves);
+    // A connected slave cannot be forgotten, nor an unknown one.
+    let forget = Body::Forget {
+        id: "nobody".into(),
+    };
+    assert_eq!(
+        error_code(&net.request(c, 7, forget)[0]),
+        ErrorCode::BadRequest
+    );
 }
 
 #[test]
@@ -253,22 +275,85 @@ fn bad_first_frame_closes_and_oversize_value_is_refused_politely() {
 }
 
 #[test]
-fn rejoining_slave_starts_empty_and_is_not_read_for_old_data() {
+fn a_slave_back_from_a_blink_keeps_its_data_and_is_a_holder_at_once() {
     let (mut net, m) = sim(cfg(), 3);
     let c = net.add_client(m);
     net.write(c, 1, "k", "v1");
     net.take(c);
-    let h = net.holders_of("k")[0];
-    // Its connection dies; the same slave comes back with what it held, and the master tells
-    // it to start fresh.
+    let holders = net.holders_of("k");
+    let h = holders[0];
+    // Its connection dies; the same process comes back with what it held: no report is
+    // asked, and nothing is copied to it.
     assert!(net.store(h).version_of(b"k").is_some());
     net.close(net.conn_of(h));
+    net.settle();
+    assert_eq!(net.live_slaves(m), 2);
+    let stores = net.peer(h).received(Opcode::Store);
     net.connect(h, m);
     net.settle();
-    assert!(net.store(h).is_empty());
+    assert_eq!(net.peer(h).welcome, Some((1, false)));
+    assert_eq!(net.live_slaves(m), 3);
+    // The other holder dies: reads go to the one that came back.
+    net.kill(holders[1]);
     for i in 0..10 {
         net.read(c, 10 + i, "k");
         assert_eq!(value(&net.take(c)[0]), b"v1");
+    }
+    net.advance(Duration::from_millis(100));
+    assert_eq!(
+        net.peer(h).received(Opcode::Store),
+        stores,
+        "no copy was made to it"
+    );
+}
+
+#[test]
+fn a_restarted_slave_reports_what_it_holds_and_no_copy_is_made() {
+    let (mut net, m) = sim(cfg(), 3);
+    let c = net.add_client(m);
+    for i in 0..30 {
+        net.write(c, i, &format!("k{i}"), "v");
+    }
+    assert_eq!(net.take(c).len(), 30);
+    let s = net.connected_slaves()[0];
+    let held = net.store(s).len();
+    assert!(held > 0);
+    // Restarted with its data dir: a new process, so it reports what it holds, and is a
+    // holder again of every key it reported at the committed version.
+    net.kill(s);
+    net.restart(s, true);
+    let stores = net.peer(s).received(Opcode::Store);
+    net.connect(s, m);
+    net.settle();
+    assert_eq!(net.peer(s).welcome, Some((1, true)));
+    assert_eq!(net.live_slaves(m), 3);
+    assert_eq!(net.master(m).status().under_replicated, 0);
+    let counted: u64 = net.master(m).status().slaves.iter().map(|x| x.keys).sum();
+    assert_eq!(counted, 60, "every key on 2 slaves again");
+    net.advance(Duration::from_millis(100));
+    assert_eq!(
+        net.peer(s).received(Opcode::Store),
+        stores,
+        "no copy was made to it"
+    );
+    // Restarted without its data: it reports nothing, and what the old process held no
+    // longer counts; copies are made.
+    net.kill(s);
+    net.restart(s, false);
+    assert_eq!(net.store(s).len(), 0);
+    let stores = net.peer(s).received(Opcode::Store);
+    net.connect(s, m);
+    net.settle();
+    assert_eq!(net.peer(s).welcome, Some((1, true)));
+    net.advance(Duration::from_millis(100));
+    assert_eq!(net.master(m).status().under_replicated, 0);
+    assert!(
+        net.peer(s).received(Opcode::Store) > stores,
+        "what it lost was copied again (some of it to it)"
+    );
+    for i in 0..30 {
+        net.read(c, 100 + i, &format!("k{i}"));
+        assert_eq!(value(&net.take(c)[0]), b"v");
     }
 }
 
@@ -284,7 +369,12 @@ fn connection_without_hello_is_closed_after_the_deadline() {
 
 #[test]
 fn dropped_slave_keys_are_copied_back_to_r_and_a_second_failure_loses_nothing() {
-    let (mut net, m) = sim(cfg(), 4);
+    // Copies at once, not after the default 10 s of patience for a slave that blinks.
+    let cfg = Config {
+        repair_after: Duration::ZERO,
+        ..cfg()
+    };
+    let (mut net, m) = sim(cfg, 4);
     let c = net.add_client(m);
     for i in 0..200 {
         net.write(c, i, &format!("k{i}"), &format!("v{i}"));
@@ -367,6 +457,8 @@ fn reads_queued_behind_a_write_whose_only_holder_died_are_answered_once() {
     let mut cfg = cfg();
     cfg.ack_timeout = Duration::from_secs(60);
     cfg.request_timeout = Duration::from_millis(500);
+    // The killed slave is lost for good at once, so its key reads NOT_FOUND (not UNAVAILABLE).
+    cfg.slave_lost_after = Duration::from_millis(50);
     let (mut net, m) = sim(cfg, 2);
     let c = net.add_client(m);
     let slaves = net.connected_slaves();
@@ -419,13 +511,23 @@ fn a_slave_that_is_still_answering_is_waited_for_not_dropped() {
         Some(m),
         "then silence for the ACK timeout drops it"
     );
+    // Committed with the one copy it has, and the client is told it is short of R.
     let got = net.take(c);
-    assert_eq!(got, vec![Frame::new(1, Body::Ok)]);
+    let short = Body::Degraded {
+        copies: 1,
+        wanted: 2,
+    };
+    assert_eq!(got, vec![Frame::new(1, short)]);
 }
 
 #[test]
 fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
-    let (mut net, m) = sim(cfg(), 2);
+    // Copies at once, not after the default 10 s of patience for a slave that blinks.
+    let cfg = Config {
+        repair_after: Duration::ZERO,
+        ..cfg()
+    };
+    let (mut net, m) = sim(cfg, 2);
     let c = net.add_client(m);
     for i in 0..20 {
         net.write(c, i, &format!("k{i}"), "v");

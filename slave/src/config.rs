@@ -10,6 +10,9 @@ pub struct Config {
     /// The primary first, then fallbacks (the backup master).
     pub masters: Vec<SocketAddr>,
     pub id: String,
+    /// This process's boot id, sent in HELLO (see `dsm_auth::boot_id`): a master that sees the
+    /// same boot again knows what we hold without asking.
+    pub boot: u64,
     pub max_frame: usize,
     /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
     pub master_timeout: Duration,

@@ -84,6 +84,7 @@ fn main() {
     let cfg = dsm_slave::Config {
         masters,
         id,
+        boot: dsm_auth::boot_id(),
         max_frame: dsm_wire::max_frame_for(max_key, max_value),
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(1500)),
         secret: cli.secret(&m),

@@ -15,6 +15,10 @@ use crate::slave::{Out, Slave};
 use crate::store::Reply;
 
 const MASTER: Token = Token(0);
+/// INVENTORY frames queued per loop turn (64 KiB of keys each).
+const INVENTORY_FRAMES_PER_TURN: usize = 4;
+/// No more INVENTORY frames are queued while this many bytes wait to be written.
+const REPORT_BUFFER: usize = 1024 * 1024;
 
 pub struct Node {
     cfg: Config,
@@ -73,8 +77,21 @@ impl Node {
             }
         }
         self.slave.on_tick(now);
+        if self.may_report() {
+            self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
+        }
         self.apply_out(now);
         Ok(())
+    }
+
+    /// Whether to send more of a report of what is held now: one is under way and the
+    /// connection's write buffer has room (the master reads it as fast as it reconciles).
+    fn may_report(&self) -> bool {
+        self.slave.reporting()
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.pending() < REPORT_BUFFER)
     }
 
     /// Wait for events or the slave's next deadline. While registered with a master and with
@@ -91,8 +108,13 @@ impl Node {
                 return Ok(());
             }
         }
-        let timeout =
-            deadline.saturating_duration_since(Instant::now()) + Duration::from_micros(200);
+        let timeout = match self.may_report() {
+            // More of the report to send: look at the socket and come straight back.
+            true => Duration::ZERO,
+            false => {
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_micros(200)
+            }
+        };
         self.poll.poll(&mut self.events, Some(timeout))
     }
 

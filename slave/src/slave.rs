@@ -48,6 +48,8 @@ enum Phase {
 
 pub struct Slave {
     id: String,
+    /// This process's boot id (the HELLO's `boot`).
+    boot: u64,
     secret: Option<Secret>,
     master_timeout: Duration,
     dialer: Dialer,
@@ -68,6 +70,7 @@ impl Slave {
     pub fn new(cfg: &Config, now: Instant) -> Slave {
         Slave {
             id: cfg.id.clone(),
+            boot: cfg.boot,
             secret: cfg.secret.clone(),
             master_timeout: cfg.master_timeout,
             dialer: Dialer::new(cfg.masters.clone()),
@@ -142,7 +145,7 @@ impl Slave {
             info!("connected to master {addr}; registering as '{}'", self.id);
         }
         let (secret, epoch, id) = (self.secret.as_ref(), self.store.epoch(), self.id.clone());
-        match Handshake::start(secret, 0, Role::Slave, epoch, id) {
+        match Handshake::start(secret, 0, Role::Slave, epoch, id, self.boot) {
             Ok((hs, hello)) => {
                 self.out.push(Out::Send(hello));
                 self.phase = Phase::Handshaking { hs };
@@ -211,7 +214,7 @@ impl Slave {
         };
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
-            Step::Welcomed { epoch, reset } => self.welcomed(epoch, reset),
+            Step::Welcomed { epoch, inventory } => self.welcomed(epoch, inventory),
             Step::Refused { code, text } => {
                 self.out.push(Out::Close);
                 let why = format!("the master refused us: {}: {text}", code.name());
@@ -225,7 +228,7 @@ impl Slave {
         }
     }
 
-    fn welcomed(&mut self, epoch: u64, reset: bool) {
+    fn welcomed(&mut self, epoch: u64, inventory: bool) {
         self.phase = Phase::Registered;
         self.dialer.registered();
         self.refusals = RefusalLog::default();
@@ -237,7 +240,27 @@ impl Slave {
             self.announced = true;
             self.out.push(Out::Ready);
         }
-        self.store.on_welcome(epoch, reset);
+        self.store.on_welcome(epoch, inventory);
+    }
+
+    /// Whether a report of what is held is under way, so the event loop should call
+    /// [`Slave::pump_inventory`] again as soon as the connection has room.
+    pub fn reporting(&self) -> bool {
+        self.registered() && self.store.reporting()
+    }
+
+    /// Queue up to `frames` more INVENTORY frames of the report under way. A bounded amount
+    /// per turn, so the slave answers PINGs and FETCHes while a large report goes out.
+    pub fn pump_inventory(&mut self, frames: usize) {
+        if !self.registered() {
+            return;
+        }
+        for _ in 0..frames {
+            let Some(frame) = self.store.next_inventory() else {
+                return;
+            };
+            self.out.push(Out::Send(frame));
+        }
     }
 
     /// Registering failed: say why (without repeating ourselves every retry), try again.

@@ -3,7 +3,7 @@
 //! decides when frames reach it.
 
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame};
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::table::Table;
 
@@ -24,11 +24,25 @@ impl Reply<'_> {
     }
 }
 
+/// Bytes of keys per INVENTORY frame: far below any frame limit.
+const INVENTORY_FRAME_BYTES: usize = 64 * 1024;
+
 #[derive(Default)]
 pub struct Store {
     map: Table,
     /// The highest master epoch seen; commands from older epochs are refused (fencing).
     epoch: u64,
+    /// A report of what is held (INVENTORY) under way.
+    inventory: Option<Inventory>,
+}
+
+/// Where a report of what is held stands.
+struct Inventory {
+    /// The next table position to report.
+    from: usize,
+    /// DROPs that came while reporting: dropping moves the table's last record into the hole,
+    /// which could put a record not yet reported behind the cursor; so they wait for the end.
+    drops: Vec<(Vec<u8>, u64)>,
 }
 
 impl Store {
@@ -49,16 +63,57 @@ impl Store {
         self.map.get(key).map(|(version, _)| version)
     }
 
-    /// The master registered us: take its epoch, and start empty if it says so (`reset`: it
-    /// dropped us once, so what we hold may be stale and must never be read).
-    pub fn on_welcome(&mut self, epoch: u64, reset: bool) {
+    /// The master registered us: take its epoch, and, if it asks (`inventory`), report every
+    /// key held. Nothing is ever dropped because a master lost sight of us: it reconciles
+    /// by version, and sends DROP for a copy that is stale.
+    pub fn on_welcome(&mut self, epoch: u64, inventory: bool) {
         self.see_epoch(epoch);
-        if reset && !self.map.is_empty() {
+        self.inventory = None;
+        if inventory {
             info!(
-                "master asked for a fresh start: dropping {} keys",
+                "master asked what we hold: reporting {} keys",
                 self.map.len()
             );
-            self.map.clear();
+            self.inventory = Some(Inventory {
+                from: 0,
+                drops: Vec::new(),
+            });
+        }
+    }
+
+    /// Whether a report of what is held is under way ([`Store::next_inventory`]).
+    pub fn reporting(&self) -> bool {
+        self.inventory.is_some()
+    }
+
+    /// The next INVENTORY frame of the report under way (`None` if there is none); the last
+    /// says `done`, and then the DROPs that came meanwhile are applied.
+    pub fn next_inventory(&mut self) -> Option<Frame> {
+        let inv = self.inventory.as_mut()?;
+        let (entries, next) = self.map.versions_from(inv.from, INVENTORY_FRAME_BYTES);
+        let done = next.is_none();
+        match next {
+            Some(from) => inv.from = from,
+            None => {
+                let drops = std::mem::take(&mut inv.drops);
+                self.inventory = None;
+                for (key, version) in drops {
+                    self.drop_stale(&key, version);
+                }
+            }
+        }
+        Some(Frame::new(0, Body::Inventory { done, entries }))
+    }
+
+    /// The master found our copy of `key` stale: drop it unless what we hold is newer.
+    fn drop_stale(&mut self, key: &[u8], version: u64) {
+        match self.inventory.as_mut() {
+            Some(inv) => inv.drops.push((key.to_vec(), version)),
+            None => {
+                if self.map.drop_stale(key, version) {
+                    debug!("dropped a stale copy (version {version} or older)");
+                }
+            }
         }
     }
 
@@ -71,8 +126,14 @@ impl Store {
     pub fn respond(&mut self, frame: Frame) -> Option<Reply<'_>> {
         let req = frame.req_id;
         let reply = match frame.body {
-            Body::Welcome { epoch, reset, .. } => {
-                self.on_welcome(epoch, reset);
+            Body::Welcome {
+                epoch, inventory, ..
+            } => {
+                self.on_welcome(epoch, inventory);
+                return None;
+            }
+            Body::Drop { version, key } => {
+                self.drop_stale(&key, version);
                 return None;
             }
             Body::Store {
@@ -253,19 +314,41 @@ mod tests {
         assert_eq!(value, b"new");
     }
 
-    #[test]
-    fn reset_drops_everything_and_old_epochs_are_refused() {
-        let mut s = Store::default();
-        s.on_frame(store(1, 1, "a", "1"));
-        s.on_frame(Frame::new(
+    fn welcome(epoch: u64, inventory: bool) -> Frame {
+        Frame::new(
             0,
             Body::Welcome {
-                epoch: 2,
-                reset: true,
+                epoch,
+                inventory,
                 proof: None,
             },
-        ));
-        assert!(s.is_empty());
+        )
+    }
+
+    /// Reads the whole report of what is held, frame by frame.
+    fn report(s: &mut Store) -> Vec<(Vec<u8>, u64)> {
+        let mut all = Vec::new();
+        while let Some(frame) = s.next_inventory() {
+            let Body::Inventory { done, entries } = frame.body else {
+                panic!("expected INVENTORY, got {frame:?}");
+            };
+            all.extend(entries);
+            if done {
+                assert!(!s.reporting());
+                break;
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_welcome_keeps_the_data_and_old_epochs_are_refused() {
+        let mut s = Store::default();
+        s.on_frame(store(1, 1, "a", "1"));
+        s.on_frame(welcome(2, false));
+        assert_eq!(s.version_of(b"a"), Some(1), "a WELCOME never drops data");
+        assert!(!s.reporting());
         let reply = s.on_frame(store(2, 2, "a", "x")).unwrap();
         assert!(matches!(
             reply.body,
@@ -274,7 +357,56 @@ mod tests {
                 ..
             }
         ));
-        assert!(s.is_empty(), "a fenced STORE must not be applied");
+        assert_eq!(
+            s.version_of(b"a"),
+            Some(1),
+            "a fenced STORE must not be applied"
+        );
+    }
+
+    #[test]
+    fn the_inventory_reports_everything_and_drops_wait_for_its_end() {
+        let mut s = Store::default();
+        for i in 0..5000u64 {
+            s.on_frame(store(i, i + 1, &format!("key-{i}"), "v"));
+        }
+        s.on_frame(welcome(1, true));
+        assert!(s.reporting());
+        // A DROP in the middle of the report must not make any key go unreported.
+        let first = s.next_inventory().unwrap();
+        let Body::Inventory { done: false, .. } = first.body else {
+            panic!("5000 keys fit in one frame? {first:?}");
+        };
+        s.on_frame(Frame::new(
+            0,
+            Body::Drop {
+                version: 1,
+                key: b"key-0".to_vec(),
+            },
+        ));
+        assert_eq!(s.version_of(b"key-0"), Some(1), "the drop waits");
+        let mut rest = report(&mut s);
+        let Body::Inventory { entries, .. } = first.body else {
+            unreachable!()
+        };
+        rest.extend(entries);
+        rest.sort();
+        let mut want: Vec<(Vec<u8>, u64)> = (0..5000u64)
+            .map(|i| (format!("key-{i}").into_bytes(), i + 1))
+            .collect();
+        want.sort();
+        assert_eq!(rest, want);
+        assert_eq!(s.version_of(b"key-0"), None, "applied after the last frame");
+        // A DROP of an older version than held leaves the copy.
+        s.on_frame(Frame::new(
+            0,
+            Body::Drop {
+                version: 5,
+                key: b"key-9".to_vec(),
+            },
+        ));
+        assert_eq!(s.version_of(b"key-9"), Some(10));
+        assert_eq!(s.next_inventory(), None, "no report under way");
     }
 
     #[test]

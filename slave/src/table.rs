@@ -61,12 +61,6 @@ impl Table {
         self.records.is_empty()
     }
 
-    /// Drop every key and give the memory back.
-    pub fn clear(&mut self) {
-        self.records = Vec::new();
-        self.index.clear();
-    }
-
     fn find(&self, key: &[u8]) -> Found {
         self.index.find(key, |pos| self.records[pos].key())
     }
@@ -80,6 +74,48 @@ impl Table {
             }
             Found::Vacant(_) => None,
         }
+    }
+
+    /// Drop `key` if the version held is `version` or older (the master found it stale);
+    /// returns whether it was dropped. The last record fills the hole.
+    pub fn drop_stale(&mut self, key: &[u8], version: u64) -> bool {
+        let hash = self.index.hash(key);
+        let pos = match self
+            .index
+            .find_hashed(hash, key, |pos| self.records[pos].key())
+        {
+            Found::At(pos) if self.records[pos].version <= version => pos,
+            _ => return false,
+        };
+        self.index.remove(hash, pos);
+        let last = self.records.len() - 1;
+        if pos != last {
+            let moved = self.index.hash(self.records[last].key());
+            self.index.repoint(moved, last, pos);
+        }
+        self.records.swap_remove(pos);
+        true
+    }
+
+    /// The keys and versions of the records from position `from` on, until about `max_bytes`
+    /// of keys; and the position to go on from (`None`: that was the end).
+    pub fn versions_from(
+        &self,
+        from: usize,
+        max_bytes: usize,
+    ) -> (Vec<(Vec<u8>, u64)>, Option<usize>) {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut pos = from;
+        while let Some(r) = self.records.get(pos) {
+            if bytes >= max_bytes {
+                return (out, Some(pos));
+            }
+            bytes += r.key().len() + 12;
+            out.push((r.key().to_vec(), r.version));
+            pos += 1;
+        }
+        (out, None)
     }
 
     /// Keep `value` as `version` of `key` unless a newer version is already held; returns
@@ -155,10 +191,36 @@ mod tests {
         assert_eq!(t.get(b"k"), Some((7, &b""[..])));
         assert_eq!(t.put(b"", 1, b"empty key"), 1);
         assert_eq!(t.get(b""), Some((1, &b"empty key"[..])));
-        t.clear();
-        assert!(t.is_empty());
-        assert_eq!(t.get(b"k"), None);
-        assert_eq!(t.put(b"k", 1, b"again"), 1);
-        assert_eq!(t.get(b"k"), Some((1, &b"again"[..])));
+    }
+
+    #[test]
+    fn stale_copies_are_dropped_and_every_record_is_listed_once() {
+        let mut t = Table::default();
+        for i in 0..500u64 {
+            t.put(format!("k{i}").as_bytes(), i + 10, b"v");
+        }
+        assert!(!t.drop_stale(b"k3", 12), "a newer version stays");
+        assert!(t.drop_stale(b"k3", 13));
+        assert!(!t.drop_stale(b"k3", 100), "gone already");
+        for i in (0..500u64).step_by(7) {
+            t.drop_stale(format!("k{i}").as_bytes(), u64::MAX);
+        }
+        let mut listed = Vec::new();
+        let mut from = Some(0);
+        while let Some(at) = from {
+            let (chunk, next) = t.versions_from(at, 100);
+            listed.extend(chunk);
+            from = next;
+        }
+        let mut want: Vec<(Vec<u8>, u64)> = (0..500u64)
+            .filter(|i| i % 7 != 0 && *i != 3)
+            .map(|i| (format!("k{i}").into_bytes(), i + 10))
+            .collect();
+        listed.sort();
+        want.sort();
+        assert_eq!(listed, want);
+        for (k, v) in &want {
+            assert_eq!(t.get(k).map(|(v, _)| v), Some(*v));
+        }
     }
 }

@@ -68,6 +68,7 @@ fn registers_with_hello_then_serves_store_and_fetch() {
         role: Role::Slave,
         epoch: 0,
         ref id,
+        boot: 42,
         nonce: None,
     } = net.sent[0].1.body
     else {
@@ -174,7 +175,12 @@ fn a_silent_master_is_left_for_the_next_address() {
         logged("registered with master (epoch 2), 1 keys held").len(),
         1
     );
-    assert!(net.slave.store().is_empty(), "B asked for a fresh start");
+    // B asked what we hold: nothing is dropped, and it hears about "k".
+    assert_eq!(net.slave.store().version_of(b"k"), Some(1));
+    let reported = net.sent.iter().any(|(_, f)| {
+        matches!(&f.body, Body::Inventory { done: true, entries } if entries == &[(b"k".to_vec(), 1)])
+    });
+    assert!(reported, "the INVENTORY of k: {:?}", net.sent);
     assert_eq!(net.slave.store().epoch(), 2);
     assert_eq!(net.ready, 1, "the ready line is printed once");
 
@@ -287,7 +293,7 @@ fn with_a_secret_a_strangers_welcome_cannot_wipe_the_store() {
     assert!(net.slave.registered());
     net.ask(store(1, 1, 1, "k", "v"));
     net.cut();
-    // To B, which WELCOMEs with a reset and no proof; then back to A.
+    // To B, which WELCOMEs with a inventory and no proof; then back to A.
     net.run_for(100 * MS);
     assert_eq!(net.connects[1].1, b);
     assert!(net.slave.registered(), "back with A");

@@ -22,6 +22,7 @@ pub fn welcomed_client(addr: SocketAddr, deadline: Instant) -> (TcpStream, Vec<u
         role: Role::Client,
         epoch: 0,
         id: String::new(),
+        boot: 0,
         nonce: None,
     };
     send_frame(&mut stream, 1, hello);

@@ -155,6 +155,7 @@ fn fencing_hello(nonce: Option<[u8; 32]>) -> Body {
         role: Role::Backup,
         epoch: 1000,
         id: String::new(),
+        boot: 0,
         nonce,
     }
 }
@@ -246,7 +247,7 @@ fn the_secret_never_crosses_the_wire() {
     let secret = Secret::from_bytes(SECRET).unwrap();
     let mut raw = Raw::connect(cluster.master_addr());
     let (mut hs, hello) =
-        Handshake::start(Some(&secret), 1, Role::Client, 0, String::new()).expect("a nonce");
+        Handshake::start(Some(&secret), 1, Role::Client, 0, String::new(), 0).expect("a nonce");
     raw.send(hello.req_id, hello.body);
     loop {
         let frame = raw.next_frame().expect("an answer during the handshake");
@@ -267,7 +268,7 @@ fn the_secret_never_crosses_the_wire() {
     // And a peer with the wrong secret: the refusal does not leak it either.
     let mut wrong = Raw::connect(cluster.master_addr());
     let other = Secret::from_bytes(OTHER).unwrap();
-    let (mut hs, hello) = Handshake::start(Some(&other), 1, Role::Slave, 0, "x".into()).unwrap();
+    let (mut hs, hello) = Handshake::start(Some(&other), 1, Role::Slave, 0, "x".into(), 0).unwrap();
     wrong.send(hello.req_id, hello.body);
     let Some(Step::Send(auth)) = wrong.next_frame().map(|f| hs.on_frame(f)) else {
         panic!("no CHALLENGE");
@@ -315,7 +316,7 @@ fn a_slave_does_not_trust_a_master_that_cannot_prove_the_secret() {
     assert!(matches!(raw.next(), Some(Body::Auth { .. })));
     let welcome = Body::Welcome {
         epoch: 7,
-        reset: true,
+        inventory: true,
         proof: Some([0xee; 32]),
     };
     raw.send(0, welcome);
@@ -363,7 +364,7 @@ impl Raw {
         self.sent.extend_from_slice(&out);
     }
 
-    /// The next frame, or `None` at EOF (or reset).
+    /// The next frame, or `None` at EOF (or inventory).
     fn next_frame(&mut self) -> Option<Frame> {
         let mut chunk = [0u8; 4096];
         loop {

@@ -337,6 +337,7 @@ fn oversize_value_is_too_large_and_the_connection_keeps_working() {
         role: Role::Client,
         epoch: 0,
         id: String::new(),
+        boot: 0,
         nonce: None,
     };
     assert!(matches!(exchange(&mut raw, 1, hello), Body::Welcome { .. }));

@@ -130,7 +130,7 @@ impl Writer {
             let result = c.write(k.as_bytes(), format!("{t}:{seq}").as_bytes());
             w.sent[slot] = Some(seq);
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     w.acked[slot] = Some(seq);
                     load.acked.fetch_add(1, Ordering::SeqCst);
                     if load.killed_at.lock().unwrap().is_some_and(|k| start >= k) {
@@ -334,7 +334,7 @@ fn a_frozen_primary_is_fenced_once_the_backup_has_taken_over() {
     let mut direct = Client::connect(&[old]).expect("connect to the old primary alone");
     direct.set_timeout(Duration::from_secs(1));
     match direct.write(b"fence-probe", b"must not be stored") {
-        Ok(()) => panic!("the old primary acknowledged a WRITE after the takeover"),
+        Ok(_) => panic!("the old primary acknowledged a WRITE after the takeover"),
         Err(e) => eprintln!("WRITE to the old primary after SIGCONT: {e}"),
     }
     let s = cluster.wait_role(

@@ -73,7 +73,7 @@ fn hostile_mix_does_not_disturb_a_real_client() {
     let mut bad_conns: Vec<(&str, TcpStream)> = Vec::new();
     for _ in 0..GARBAGE {
         let mut s = connect(addr);
-        // The master may close as soon as it has seen the first bad bytes; a reset on our
+        // The master may close as soon as it has seen the first bad bytes; a inventory on our
         // side of the write is an early close, not a test failure.
         let _ = s.write_all(&garbage(&mut rng, max_frame));
         bad_conns.push(("garbage", s));
@@ -436,6 +436,7 @@ fn hello(req_id: u64) -> Vec<u8> {
         role: Role::Client,
         epoch: 0,
         id: format!("hostile-{req_id}"),
+        boot: 0,
         nonce: None,
     };
     frame_bytes(req_id, body)
@@ -479,7 +480,7 @@ fn is_welcome(h: &Heard) -> bool {
     )
 }
 
-/// Wait until the peer ends the connection (EOF or reset); bytes that arrive first are
+/// Wait until the peer ends the connection (EOF or inventory); bytes that arrive first are
 /// discarded. `Err` when `deadline` passes with the connection still open.
 fn wait_closed(stream: &mut TcpStream, deadline: Instant) -> Result<(), String> {
     let mut buf = [0u8; 64 * 1024];

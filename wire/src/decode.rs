@@ -156,7 +156,7 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::Hello => hello(r)?,
         Opcode::Welcome => Body::Welcome {
             epoch: r.u64()?,
-            reset: r.flag()?,
+            inventory: r.flag()?,
             proof: r.opt_auth()?,
         },
         Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
@@ -168,6 +168,16 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             text: r.string()?,
         },
         Opcode::Ack => Body::Ack { version: r.u64()? },
+        Opcode::Degraded => Body::Degraded {
+            copies: r.u16()?,
+            wanted: r.u16()?,
+        },
+        Opcode::Inventory => inventory(r)?,
+        Opcode::Drop => Body::Drop {
+            version: r.u64()?,
+            key: r.bytes()?,
+        },
+        Opcode::Forget => Body::Forget { id: r.string()? },
         Opcode::Ping => Body::Ping,
         Opcode::Pong => Body::Pong,
         Opcode::Status => Body::Status,
@@ -189,8 +199,23 @@ fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {
         role,
         epoch: r.u64()?,
         id: r.string()?,
+        boot: r.u64()?,
         nonce: r.opt_auth()?,
     })
+}
+
+fn inventory(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let done = r.flag()?;
+    let n = r.u32()? as usize;
+    // Every entry takes at least 12 bytes: refuse a count the body cannot hold.
+    if n > r.left() / 12 {
+        return Err(r.malformed("entry count larger than the body"));
+    }
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push((r.bytes()?, r.u64()?));
+    }
+    Ok(Body::Inventory { done, entries })
 }
 
 fn sync(r: &mut Reader<'_>) -> Result<Body, WireError> {
@@ -218,8 +243,12 @@ fn sync(r: &mut Reader<'_>) -> Result<Body, WireError> {
 
 fn sync_event(r: &mut Reader<'_>) -> Result<SyncEvent, WireError> {
     Ok(match r.u8()? {
-        1 => SyncEvent::SlaveUp { id: r.string()? },
+        1 => SyncEvent::SlaveUp {
+            id: r.string()?,
+            boot: r.u64()?,
+        },
         2 => SyncEvent::SlaveDown { id: r.string()? },
+        5 => SyncEvent::SlaveLost { id: r.string()? },
         3 => {
             let key = r.bytes()?;
             let version = r.u64()?;

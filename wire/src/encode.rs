@@ -87,20 +87,22 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             role,
             epoch,
             id,
+            boot,
             nonce,
         } => {
             out.push(*role as u8);
             put_u64(out, *epoch);
             put_string(out, id);
+            put_u64(out, *boot);
             put_opt_auth(out, nonce);
         }
         Body::Welcome {
             epoch,
-            reset,
+            inventory,
             proof,
         } => {
             put_u64(out, *epoch);
-            out.push(*reset as u8);
+            out.push(*inventory as u8);
             put_opt_auth(out, proof);
         }
         Body::Challenge { nonce } => out.extend_from_slice(nonce),
@@ -125,6 +127,23 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_string(out, text);
         }
         Body::Ack { version } => put_u64(out, *version),
+        Body::Degraded { copies, wanted } => {
+            put_u16(out, *copies);
+            put_u16(out, *wanted);
+        }
+        Body::Inventory { done, entries } => {
+            out.push(*done as u8);
+            put_u32(out, entries.len() as u32);
+            for (key, version) in entries {
+                put_bytes(out, key);
+                put_u64(out, *version);
+            }
+        }
+        Body::Drop { version, key } => {
+            put_u64(out, *version);
+            put_bytes(out, key);
+        }
+        Body::Forget { id } => put_string(out, id),
         Body::Read { .. }
         | Body::Write { .. }
         | Body::Store { .. }
@@ -139,12 +158,17 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
 
 fn put_sync_event(out: &mut Vec<u8>, e: &SyncEvent) {
     match e {
-        SyncEvent::SlaveUp { id } => {
+        SyncEvent::SlaveUp { id, boot } => {
             out.push(1);
             put_string(out, id);
+            put_u64(out, *boot);
         }
         SyncEvent::SlaveDown { id } => {
             out.push(2);
+            put_string(out, id);
+        }
+        SyncEvent::SlaveLost { id } => {
+            out.push(5);
             put_string(out, id);
         }
         SyncEvent::Key {

@@ -93,6 +93,14 @@ pub enum ErrorCode {
     Unauthorized,
     /// The server is at a limit (connections, buffers) and refuses this request.
     Busy,
+    /// A slave has no room for the value under its `--max-memory`; from the master, no slave
+    /// had room: the write did not happen.
+    OutOfMemory,
+    /// The request cannot be answered now, but may be later (every holder of the key is
+    /// unreachable, or the master is recovering): retry.
+    Unavailable,
+    /// A slave could not write the value to its disk (full, or an I/O error).
+    Disk,
     Other(u16),
 }
 
@@ -107,6 +115,9 @@ impl ErrorCode {
             ErrorCode::StaleEpoch => 6,
             ErrorCode::Unauthorized => 7,
             ErrorCode::Busy => 8,
+            ErrorCode::OutOfMemory => 9,
+            ErrorCode::Unavailable => 10,
+            ErrorCode::Disk => 11,
             ErrorCode::Other(c) => c,
         }
     }
@@ -120,6 +131,9 @@ impl ErrorCode {
             6 => ErrorCode::StaleEpoch,
             7 => ErrorCode::Unauthorized,
             8 => ErrorCode::Busy,
+            9 => ErrorCode::OutOfMemory,
+            10 => ErrorCode::Unavailable,
+            11 => ErrorCode::Disk,
             c => ErrorCode::Other(c),
         }
     }
@@ -134,6 +148,9 @@ impl ErrorCode {
             ErrorCode::StaleEpoch => "STALE_EPOCH",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Busy => "BUSY",
+            ErrorCode::OutOfMemory => "OUT_OF_MEMORY",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Disk => "DISK",
             ErrorCode::Other(_) => "ERROR",
         }
     }
@@ -164,11 +181,15 @@ pub struct Status {
 /// One change to the primary's state, streamed to the backup master in SYNC frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent {
-    /// A slave registered with the primary (fresh: it holds nothing yet).
-    SlaveUp { id: String },
-    /// A slave was dropped: nothing it held counts any more.
+    /// A slave is in service with the primary; `boot` names its process, so that a new
+    /// primary can tell the same process coming back (its copies as they were) from a restart.
+    SlaveUp { id: String, boot: u64 },
+    /// A slave went out of service: its copies count as unreachable, not gone; it may return.
     SlaveDown { id: String },
-    /// The latest acknowledged version of `key` and the ids of the live slaves holding it.
+    /// A slave is gone for good (forgotten, or absent too long): its copies no longer count.
+    SlaveLost { id: String },
+    /// The latest acknowledged version of `key` and the ids of the slaves holding it (live or
+    /// out of service, not lost).
     Key {
         key: Vec<u8>,
         version: u64,
@@ -185,18 +206,20 @@ pub enum Body {
     /// First frame on every connection: who the sender is and the highest epoch it has seen.
     /// `nonce`: a sender that holds the shared secret offers a fresh nonce to authenticate
     /// with; `None` from a sender without one.
+    /// `boot`: a random number the sender's process chose when it started (0 if it has none).
     Hello {
         role: Role,
         epoch: u64,
         id: String,
+        boot: u64,
         nonce: Option<AuthBytes>,
     },
-    /// Master's answer to HELLO. `reset`: a slave must drop everything it stores (it rejoins as
-    /// a fresh member; the master no longer counts on any of its data). `proof`: after an
-    /// authenticated HELLO, the master's proof that it knows the secret too.
+    /// Master's answer to HELLO. `inventory`: a slave must report every key it holds (INVENTORY)
+    /// before it is used; without it the master still counts on what this very process held.
+    /// `proof`: after an authenticated HELLO, the master's proof that it knows the secret too.
     Welcome {
         epoch: u64,
-        reset: bool,
+        inventory: bool,
         proof: Option<AuthBytes>,
     },
     /// Master → peer, the answer to a HELLO that carried a nonce: the master's own fresh nonce.
@@ -223,6 +246,12 @@ pub enum Body {
         code: ErrorCode,
         text: String,
     },
+    /// Master → client, the answer to a WRITE that took effect on fewer than the R copies the
+    /// master keeps (`copies` of `wanted`): the write happened, but with less redundancy.
+    Degraded {
+        copies: u16,
+        wanted: u16,
+    },
     /// Master → slave: keep `value` as `key` at `version` unless a newer version is held.
     Store {
         epoch: u64,
@@ -244,10 +273,27 @@ pub enum Body {
         version: u64,
         value: Vec<u8>,
     },
+    /// Slave → master, after a WELCOME that asks for it: the keys it holds and their versions,
+    /// in as many frames as it takes; `done` on the last.
+    Inventory {
+        done: bool,
+        entries: Vec<(Vec<u8>, u64)>,
+    },
+    /// Master → slave: the copy of `key` is stale; drop it if the version held is `version` or
+    /// older. No answer.
+    Drop {
+        version: u64,
+        key: Vec<u8>,
+    },
     Ping,
     Pong,
     Status,
     StatusReply(Status),
+    /// Client → master: the slave `id` is gone for good (its disk is lost): its copies no longer
+    /// count, and keys only it held read NOT_FOUND. Answered OK or ERROR.
+    Forget {
+        id: String,
+    },
     /// Primary → backup: state changes. `complete` is false while the first snapshot is still
     /// arriving. The backup answers each with SYNC_ACK carrying the same request id.
     Sync {
@@ -273,20 +319,24 @@ pub enum Opcode {
     Value = 0x13,
     NotFound = 0x14,
     Error = 0x15,
+    Degraded = 0x16,
     Store = 0x20,
     Ack = 0x21,
     Fetch = 0x22,
     Fetched = 0x23,
+    Inventory = 0x24,
+    Drop = 0x25,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
     StatusReply = 0x33,
+    Forget = 0x34,
     Sync = 0x40,
     SyncAck = 0x41,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 20] = [
+    pub const ALL: [Opcode; 24] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -297,14 +347,18 @@ impl Opcode {
         Opcode::Value,
         Opcode::NotFound,
         Opcode::Error,
+        Opcode::Degraded,
         Opcode::Store,
         Opcode::Ack,
         Opcode::Fetch,
         Opcode::Fetched,
+        Opcode::Inventory,
+        Opcode::Drop,
         Opcode::Ping,
         Opcode::Pong,
         Opcode::Status,
         Opcode::StatusReply,
+        Opcode::Forget,
         Opcode::Sync,
         Opcode::SyncAck,
     ];
@@ -327,14 +381,18 @@ impl Body {
             Body::Value { .. } => Opcode::Value,
             Body::NotFound => Opcode::NotFound,
             Body::Error { .. } => Opcode::Error,
+            Body::Degraded { .. } => Opcode::Degraded,
             Body::Store { .. } => Opcode::Store,
             Body::Ack { .. } => Opcode::Ack,
             Body::Fetch { .. } => Opcode::Fetch,
             Body::Fetched { .. } => Opcode::Fetched,
+            Body::Inventory { .. } => Opcode::Inventory,
+            Body::Drop { .. } => Opcode::Drop,
             Body::Ping => Opcode::Ping,
             Body::Pong => Opcode::Pong,
             Body::Status => Opcode::Status,
             Body::StatusReply(_) => Opcode::StatusReply,
+            Body::Forget { .. } => Opcode::Forget,
             Body::Sync { .. } => Opcode::Sync,
             Body::SyncAck => Opcode::SyncAck,
         }

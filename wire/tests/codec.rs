@@ -82,28 +82,31 @@ fn samples() -> Vec<Frame> {
             role: Role::Client,
             epoch: 0,
             id: String::new(),
+            boot: 0,
             nonce: None,
         },
         Body::Hello {
             role: Role::Slave,
             epoch: u64::MAX,
             id: "slave-1".into(),
+            boot: u64::MAX,
             nonce: Some(auth_bytes(1)),
         },
         Body::Hello {
             role: Role::Backup,
             epoch: 42,
             id: unicode.into(),
+            boot: 0,
             nonce: Some([0xff; AUTH_LEN]),
         },
         Body::Welcome {
             epoch: 0,
-            reset: false,
+            inventory: false,
             proof: None,
         },
         Body::Welcome {
             epoch: u64::MAX,
-            reset: true,
+            inventory: true,
             proof: Some(auth_bytes(7)),
         },
         Body::Challenge {
@@ -150,7 +153,10 @@ fn samples() -> Vec<Frame> {
         Body::error(ErrorCode::Unauthorized, "no"),
         Body::error(ErrorCode::Busy, "too many connections"),
         Body::error(ErrorCode::Other(0), "zero"),
-        Body::error(ErrorCode::Other(9), "from a newer peer"),
+        Body::error(ErrorCode::Other(99), "from a newer peer"),
+        Body::error(ErrorCode::OutOfMemory, "no room"),
+        Body::error(ErrorCode::Unavailable, "out of reach"),
+        Body::error(ErrorCode::Disk, "disk full"),
         Body::error(ErrorCode::Other(u16::MAX), "max"),
         Body::Store {
             epoch: 0,
@@ -166,6 +172,36 @@ fn samples() -> Vec<Frame> {
         },
         Body::Ack { version: 0 },
         Body::Ack { version: u64::MAX },
+        Body::Degraded {
+            copies: 1,
+            wanted: 2,
+        },
+        Body::Degraded {
+            copies: u16::MAX,
+            wanted: 0,
+        },
+        Body::Inventory {
+            done: false,
+            entries: vec![],
+        },
+        Body::Inventory {
+            done: true,
+            entries: vec![
+                (b"k".to_vec(), 1 << 40 | 3),
+                (vec![], 0),
+                (pattern(DEFAULT_MAX_KEY), u64::MAX),
+            ],
+        },
+        Body::Drop {
+            version: 0,
+            key: vec![],
+        },
+        Body::Drop {
+            version: u64::MAX,
+            key: b"stale".to_vec(),
+        },
+        Body::Forget { id: String::new() },
+        Body::Forget { id: unicode.into() },
         Body::Fetch {
             epoch: 1,
             key: vec![],
@@ -224,8 +260,12 @@ fn samples() -> Vec<Frame> {
             next_version: 7,
             complete: true,
             events: vec![
-                SyncEvent::SlaveUp { id: "s1".into() },
+                SyncEvent::SlaveUp {
+                    id: "s1".into(),
+                    boot: u64::MAX,
+                },
                 SyncEvent::SlaveDown { id: unicode.into() },
+                SyncEvent::SlaveLost { id: "s9".into() },
                 SyncEvent::Key {
                     key: b"k".to_vec(),
                     version: 9,
@@ -375,16 +415,18 @@ fn write_and_ok_have_the_documented_bytes() {
             role: Role::Client,
             epoch: 0,
             id: "c1".into(),
+            boot: 0,
             nonce: None,
         },
     );
-    let hello_hex = "0000001b 01 0000000000000000 01 0000000000000000 0002 6331 00";
+    let hello_hex =
+        "00000023 01 0000000000000000 01 0000000000000000 0002 6331 0000000000000000 00";
     assert_eq!(hex(&encoded(&hello)), hello_hex.replace(' ', ""));
 }
 
 #[test]
 fn the_authenticated_handshake_has_the_documented_bytes() {
-    // The handshake example in PROTOCOL.md: a slave "s1" with epoch 0; the nonces are the
+    // The handshake example in PROTOCOL.md: a slave "s1" with epoch 0 and boot 42; the nonces are the
     // bytes 00..1f (the slave's) and 20..3f (the master's). The proofs are the HMACs the
     // document derives from its example secret (checked against HMAC-SHA256 in dsm-net).
     let peer_nonce = auth_bytes(0x00);
@@ -395,10 +437,12 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
             role: Role::Slave,
             epoch: 0,
             id: "s1".into(),
+            boot: 42,
             nonce: Some(peer_nonce),
         },
     );
-    let hello_hex = "0000003b 01 0000000000000000 02 0000000000000000 0002 7331 01 \
+    let hello_hex =
+        "00000043 01 0000000000000000 02 0000000000000000 0002 7331 000000000000002a 01 \
                      000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     assert_eq!(hex(&encoded(&hello)), squeeze(hello_hex));
     let challenge = Frame::new(
@@ -410,7 +454,7 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
     let challenge_hex = "0000002d 03 0000000000000000 \
                          202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
     assert_eq!(hex(&encoded(&challenge)), squeeze(challenge_hex));
-    let peer_proof = "f2bdf028b0063fedb1eac3e271f8af790c0af024b9ed0ea36e11995049e5674b";
+    let peer_proof = "9d13cdc2b9c1c5fa8ffedf162db33853354aa899443b89f13fab3c6efa06cbf7";
     let auth = Frame::new(
         0,
         Body::Auth {
@@ -421,12 +465,12 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
         hex(&encoded(&auth)),
         format!("0000002d040000000000000000{peer_proof}")
     );
-    let master_proof = "7a9515e7881fe5f746774afaf2f2d6b2ac9b1729f776b7b39d78b3dab0f3c9a6";
+    let master_proof = "f26e27fba0a062e982436e8156f2081f5c7ac08d21cf3a0bd04445ecc10787bd";
     let welcome = Frame::new(
         0,
         Body::Welcome {
             epoch: 1,
-            reset: true,
+            inventory: true,
             proof: Some(unhex(master_proof)),
         },
     );
@@ -526,6 +570,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
             role: Role::Slave,
             epoch: 1,
             id,
+            boot: 0,
             nonce: None,
         },
     );
@@ -534,6 +579,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         role: Role::Slave,
         epoch: 1,
         id: "é".repeat(32_767),
+        boot: 0,
         nonce: None,
     };
     assert_eq!(back.body, expected);
@@ -783,7 +829,9 @@ fn bad_role_and_flag_bytes_are_malformed() {
         );
         let mut hello = vec![Role::Slave as u8];
         hello.extend_from_slice(&0u64.to_be_bytes());
-        hello.extend_from_slice(&[0, 0, b]);
+        hello.extend_from_slice(&[0, 0]);
+        hello.extend_from_slice(&7u64.to_be_bytes());
+        hello.push(b);
         hello.extend_from_slice(&[0; AUTH_LEN]);
         assert_eq!(
             decode(&raw(Opcode::Hello as u8, 1, &hello)),
@@ -885,17 +933,17 @@ fn an_event_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() 
     assert_eq!(result, Err(malformed(Opcode::Sync, too_many)));
     assert!(largest < 4096, "decode allocated {largest} bytes");
 
-    // The smallest event is 3 bytes (SLAVE_UP with an empty id): n of them decode, and a count
-    // of n + 1 over the same bytes is refused before reading them.
+    // The smallest event is 3 bytes (SLAVE_DOWN with an empty id): n of them decode, and a
+    // count of n + 1 over the same bytes is refused before reading them.
     let n = 7u32;
-    let events = [1u8, 0, 0].repeat(n as usize);
+    let events = [2u8, 0, 0].repeat(n as usize);
     let mut fits = sync_head(0, n);
     fits.extend_from_slice(&events);
     let expected = Body::Sync {
         epoch: 3,
         next_version: 3 << 40 | 1,
         complete: false,
-        events: vec![SyncEvent::SlaveUp { id: String::new() }; n as usize],
+        events: vec![SyncEvent::SlaveDown { id: String::new() }; n as usize],
     };
     assert_eq!(
         decode(&raw(Opcode::Sync as u8, 9, &fits)),
@@ -911,7 +959,7 @@ fn an_event_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() 
 
 #[test]
 fn bad_sync_bytes_are_malformed() {
-    for tag in [0u8, 5, 0xff] {
+    for tag in [0u8, 6, 0xff] {
         let mut body = sync_head(1, 1);
         body.extend_from_slice(&[tag, 0, 0]);
         assert_eq!(

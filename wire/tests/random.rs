@@ -91,11 +91,12 @@ fn random_frame(rng: &mut Rng) -> Frame {
             role: Role::from_u8(1 + rng.below(3) as u8).unwrap(),
             epoch: rng.u64(),
             id: rng.string(),
+            boot: rng.u64(),
             nonce: rng.opt_auth(),
         },
         Opcode::Welcome => Body::Welcome {
             epoch: rng.u64(),
-            reset: rng.one_in(2),
+            inventory: rng.one_in(2),
             proof: rng.opt_auth(),
         },
         Opcode::Challenge => Body::Challenge { nonce: rng.auth() },
@@ -125,6 +126,21 @@ fn random_frame(rng: &mut Rng) -> Frame {
             value: rng.bytes(64),
         },
         Opcode::Ack => Body::Ack { version: rng.u64() },
+        Opcode::Degraded => Body::Degraded {
+            copies: rng.u16(),
+            wanted: rng.u16(),
+        },
+        Opcode::Inventory => Body::Inventory {
+            done: rng.one_in(2),
+            entries: (0..rng.below(4))
+                .map(|_| (rng.bytes(16), rng.u64()))
+                .collect(),
+        },
+        Opcode::Drop => Body::Drop {
+            version: rng.u64(),
+            key: rng.bytes(16),
+        },
+        Opcode::Forget => Body::Forget { id: rng.string() },
         Opcode::Fetch => Body::Fetch {
             epoch: rng.u64(),
             key: rng.bytes(16),
@@ -159,9 +175,13 @@ fn random_frame(rng: &mut Rng) -> Frame {
             next_version: rng.u64(),
             complete: rng.one_in(2),
             events: (0..rng.below(5))
-                .map(|_| match rng.below(4) {
-                    0 => SyncEvent::SlaveUp { id: rng.string() },
+                .map(|_| match rng.below(5) {
+                    0 => SyncEvent::SlaveUp {
+                        id: rng.string(),
+                        boot: rng.u64(),
+                    },
                     1 => SyncEvent::SlaveDown { id: rng.string() },
+                    4 => SyncEvent::SlaveLost { id: rng.string() },
                     2 => SyncEvent::Key {
                         key: rng.bytes(16),
                         version: rng.u64(),

@@ -19,7 +19,8 @@ impl Driver<'_> {
     pub(super) fn handshake(&mut self, secret: Option<&Secret>) -> Result<(), BenchError> {
         for idx in 0..self.conns.len() {
             let c = &mut self.conns[idx];
-            let (hs, hello) = Handshake::start(secret, c.next_req, Role::Client, 0, String::new())?;
+            let (hs, hello) =
+                Handshake::start(secret, c.next_req, Role::Client, 0, String::new(), 0)?;
             c.conn.send(&hello);
             c.hello = Some(hs);
             c.next_req += 1;

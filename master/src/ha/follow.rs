@@ -126,7 +126,8 @@ impl Follow {
     }
 }
 
-/// Apply the primary's changes to this backup's own tables.
+/// Apply the primary's changes to this backup's own tables. Every slave the backup knows is
+/// absent from its point of view: it may come to this master with its copies after a takeover.
 fn apply(
     events: Vec<SyncEvent>,
     slaves: &mut SlaveTable,
@@ -136,16 +137,14 @@ fn apply(
 ) {
     for e in events {
         match e {
-            SyncEvent::SlaveUp { id } => {
-                // A fresh registration: any earlier incarnation's data no longer counts.
-                if let Some(old) = slaves.awaiting_by_id(&id) {
-                    slaves.get_mut(old).awaiting = false;
-                }
-                slaves.register_awaiting(&id, now);
+            SyncEvent::SlaveUp { id, boot } => {
+                slaves.expect(&id, boot, now);
             }
-            SyncEvent::SlaveDown { id } => {
-                if let Some(idx) = slaves.awaiting_by_id(&id) {
-                    slaves.get_mut(idx).awaiting = false;
+            // Out of the primary's reach: still a holder that may come back, as it is here.
+            SyncEvent::SlaveDown { .. } => {}
+            SyncEvent::SlaveLost { id } => {
+                if let Some(idx) = slaves.by_id(&id) {
+                    slaves.lose(idx);
                 }
             }
             SyncEvent::Key {
@@ -153,10 +152,7 @@ fn apply(
                 version,
                 holders,
             } => {
-                let idx: Vec<SlaveIdx> = holders
-                    .iter()
-                    .map(|h| slaves.register_awaiting(h, now))
-                    .collect();
+                let idx: Vec<SlaveIdx> = holders.iter().map(|h| slaves.expect(h, 0, now)).collect();
                 keys.commit(&key, version, &idx);
                 doubts.settled(&key);
             }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dsm_auth::{Handshake, RefusalLog, Secret, Step};
+use dsm_auth::{boot_id, Handshake, RefusalLog, Secret, Step};
 use dsm_wire::{Body, Frame, Role};
 use log::{debug, info, warn};
 
@@ -74,7 +74,7 @@ impl Link {
             info!("heartbeat link to {addr} up; saying HELLO as {role}, epoch {epoch}");
         }
         self.ready = false;
-        match Handshake::start(secret, 0, Role::Backup, epoch, String::new()) {
+        match Handshake::start(secret, 0, Role::Backup, epoch, String::new(), boot_id()) {
             Ok((hs, hello)) => {
                 self.handshake = Some(hs);
                 out.frame(conn, hello);
@@ -137,13 +137,13 @@ impl Link {
                 out.frame(self.conn?, auth);
                 None
             }
-            Step::Welcomed { epoch, reset } => {
+            Step::Welcomed { epoch, inventory } => {
                 self.handshake = None;
                 self.ready = true;
                 self.refusals = RefusalLog::default();
                 Some(Body::Welcome {
                     epoch,
-                    reset,
+                    inventory,
                     proof: None,
                 })
             }

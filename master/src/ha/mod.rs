@@ -276,6 +276,7 @@ impl Ha {
                     role: Role::Backup,
                     epoch: r.term.epoch,
                     id: String::new(),
+                    boot: dsm_auth::boot_id(),
                     nonce: None,
                 },
             ),
@@ -290,6 +291,7 @@ impl Ha {
             stream: None,
             fencing: Some(link),
         });
+        r.effects.push(Effect::TookOver);
     }
 
     /// Stop being primary (or backup): answer no client. Closes the backup's stream and the

@@ -20,7 +20,8 @@ const SYNC_FRAME_BYTES: usize = 256 * 1024;
 /// Roughly what an event takes on the wire (an upper bound is all that matters).
 fn event_size(e: &SyncEvent) -> usize {
     match e {
-        SyncEvent::SlaveUp { id } | SyncEvent::SlaveDown { id } => 3 + id.len(),
+        SyncEvent::SlaveUp { id, .. } => 11 + id.len(),
+        SyncEvent::SlaveDown { id } | SyncEvent::SlaveLost { id } => 3 + id.len(),
         SyncEvent::Key { key, holders, .. } => {
             18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
         }
@@ -28,7 +29,8 @@ fn event_size(e: &SyncEvent) -> usize {
     }
 }
 
-/// The state of `key` as the backup gets it: its version and the ids of its live holders.
+/// The state of `key` as the backup gets it: its version and the ids of its holders that
+/// are not lost.
 fn key_event(key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) -> Option<SyncEvent> {
     let e = keys.get(key)?;
     Some(SyncEvent::Key {
@@ -37,7 +39,7 @@ fn key_event(key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) -> Option<SyncEve
         holders: e
             .holders
             .iter()
-            .filter(|&&h| slaves.is_live(h))
+            .filter(|&&h| slaves.is_live(h) || slaves.may_come_back(h))
             .map(|&h| slaves.get(h).id.clone())
             .collect(),
     })
@@ -97,10 +99,11 @@ impl Stream {
         self.seq_sent + 1
     }
 
-    /// Everything the backup needs to take over from here: live slaves, every key, and the
-    /// keys this master has not verified since its own takeover (left unverified on the
-    /// backup, or a second failover would trust a stale version). A map that is itself
-    /// incomplete must not look complete to the backup either.
+    /// Everything the backup needs to take over from here: every slave that is not lost (and
+    /// which are out of service), every key, and the keys this master has not verified since
+    /// its own takeover (left unverified on the backup, or a second failover would trust a
+    /// stale version). A map that is itself incomplete must not look complete to the backup
+    /// either.
     pub fn snapshot(
         &mut self,
         term: &Term,
@@ -110,10 +113,17 @@ impl Stream {
         out: &mut Outbox,
     ) {
         self.events.clear();
-        let mut events: Vec<SyncEvent> = slaves
-            .live()
-            .map(|(_, s)| SyncEvent::SlaveUp { id: s.id.clone() })
-            .collect();
+        let mut events = Vec::new();
+        for (_, s) in slaves.known() {
+            let id = s.id.clone();
+            events.push(SyncEvent::SlaveUp {
+                id: id.clone(),
+                boot: s.boot,
+            });
+            if !s.live() {
+                events.push(SyncEvent::SlaveDown { id });
+            }
+        }
         events.extend(keys.iter().filter_map(|(k, _)| key_event(k, keys, slaves)));
         events.extend(
             doubts

@@ -42,7 +42,13 @@ impl CopyOp {
             .filter(|&h| ctx.slaves.is_live(h))
             .collect();
         let want = ctx.cfg.replicas.min(ctx.slaves.live_count());
-        if live.is_empty() || live.len() >= want {
+        let (now, patience) = (ctx.now, ctx.cfg.repair_after);
+        let counted = e
+            .holders
+            .iter()
+            .filter(|&&h| ctx.slaves.counts_as_copy(h, now, patience))
+            .count();
+        if live.is_empty() || counted >= want {
             return self.finish(ctx);
         }
         let cands = ctx
@@ -54,7 +60,7 @@ impl CopyOp {
             .collect();
         self.version = e.version;
         self.cands = Candidates::new(cands);
-        self.wanted = want - live.len();
+        self.wanted = want - counted;
         self.fetching = true;
         let (epoch, key) = (ctx.term.epoch, op.key.clone());
         let sub = subs.send(ctx, op.id, live[0], false, |req_id| Shared::Fetch {

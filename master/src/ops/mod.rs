@@ -366,12 +366,13 @@ impl Ops {
 
     /// A sub-request will not be answered (its slave died or refused). Writes move to the next
     /// slave in rendezvous order; reads ask another holder.
-    pub fn on_sub_failed(&mut self, ctx: &mut Ctx, sub: u64) {
+    pub fn on_sub_failed(&mut self, ctx: &mut Ctx, sub: u64, refusal: Option<ErrorCode>) {
         let Some(s) = self.subs.take(sub, ctx.timers) else {
             return;
         };
         if let Some(op) = self.slab.get_mut(s.op).filter(|op| op.is_open()) {
-            let step = op.sub_failed(s.op, ctx, &mut self.subs, &mut self.spread, sub);
+            let (subs, spread) = (&mut self.subs, &mut self.spread);
+            let step = op.sub_failed(s.op, ctx, subs, spread, sub, refusal);
             self.apply(ctx.timers, s.op, step);
         }
     }
@@ -379,7 +380,7 @@ impl Ops {
     /// The slave is dead: every sub-request sent to it fails, in the order they were sent.
     pub fn on_slave_dropped(&mut self, ctx: &mut Ctx, slave: SlaveIdx) {
         for sub in self.subs.sent_to(slave) {
-            self.on_sub_failed(ctx, sub);
+            self.on_sub_failed(ctx, sub, None);
         }
     }
 
@@ -408,7 +409,10 @@ impl Ops {
                     "slave '{id}' answered request {req} with {}: {text}",
                     code.name()
                 );
-                self.on_sub_failed(ctx, req);
+                // A slave may refuse only what was sent to it.
+                if self.subs.is_sent_to(req, from) {
+                    self.on_sub_failed(ctx, req, Some(code));
+                }
             }
             other => {
                 let text = format!("a slave may not send {:?}", other.opcode());

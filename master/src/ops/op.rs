@@ -92,7 +92,7 @@ impl Op {
         let (r, kind) = self.split(id);
         match kind {
             OpKind::Write(w) => w.timed_out(&r, ctx),
-            OpKind::Read(_) => ReadOp::timed_out(&r),
+            OpKind::Read(rd) => rd.timed_out(&r),
             OpKind::Copy(c) => c.timed_out(&r, ctx),
         }
     }
@@ -137,8 +137,9 @@ impl Op {
         }
     }
 
-    /// A sub-request will not be answered.
+    /// A sub-request will not be answered (`refusal`: its slave refused it with this code).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn sub_failed(
         &mut self,
         id: OpId,
@@ -146,10 +147,11 @@ impl Op {
         subs: &mut SubTable,
         spread: &mut ReadSpread,
         sub: u64,
+        refusal: Option<ErrorCode>,
     ) -> Step {
         let (r, kind) = self.split(id);
         match kind {
-            OpKind::Write(w) => w.sub_failed(&r, ctx, subs, sub),
+            OpKind::Write(w) => w.sub_failed(&r, ctx, subs, sub, refusal),
             OpKind::Read(rd) => rd.sub_failed(&r, ctx, subs, spread, sub),
             OpKind::Copy(c) => c.sub_failed(&r, ctx, subs, sub),
         }

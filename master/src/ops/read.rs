@@ -26,6 +26,9 @@ pub(crate) struct ReadOp {
     pub pending: Pending,
     retry: Option<TimerId>,
     attempts: u32,
+    /// Waiting for holders (or, probing, slaves) that are out of reach but may come back: at
+    /// the deadline the answer is UNAVAILABLE, not a TIMEOUT.
+    unreachable: bool,
     /// Set when the read asks every slave. Boxed: most reads never probe, and every op is
     /// moved into and out of the slab.
     probe: Option<Box<Probe>>,
@@ -98,14 +101,17 @@ impl ReadOp {
         }
         let slaves = ctx.slaves;
         if !e.holders.iter().any(|&h| slaves.is_live(h)) {
-            if slaves.holder_may_return(e.holders, ctx.now) {
-                // After a takeover: the holders may still be re-registering. Ask again.
+            if slaves.holder_may_return(e.holders) {
+                // Out of reach, not gone (dropped, restarting, or not yet back after a
+                // takeover): wait for one to come back, until the deadline.
+                self.unreachable = true;
                 self.arm_retry(op, ctx);
                 return Step::Wait;
             }
-            warn!("every holder of a key is dead; answering NOT_FOUND");
+            warn!("every copy of a key is lost; answering NOT_FOUND");
             return Step::Done(Body::NotFound);
         }
+        self.unreachable = false;
         // At most one FETCH per holder per read: a retry asks a holder not yet waited on,
         // and when every live holder is already asked it only waits longer. Without this
         // cap a burst of reads to a slow slave multiplied itself every retry interval
@@ -234,8 +240,14 @@ impl ReadOp {
         }
     }
 
-    /// The deadline passed: the reply, TIMEOUT.
-    pub fn timed_out(op: &OpRef) -> Body {
+    /// The deadline passed: the reply, UNAVAILABLE while the copies were out of reach (retry
+    /// later), else TIMEOUT.
+    pub fn timed_out(&self, op: &OpRef) -> Body {
+        if self.unreachable {
+            let text = "every holder of the key is out of reach; it may come back: retry";
+            warn!("request {} unavailable: {text}", op.req_id);
+            return Body::error(ErrorCode::Unavailable, text);
+        }
         let text = "deadline passed before any holder answered";
         warn!("request {} timed out: {text}", op.req_id);
         Body::error(ErrorCode::Timeout, text)
@@ -263,11 +275,17 @@ impl ReadOp {
     }
 
     /// Probe: decide once every live slave has been asked and has answered or died, and no
-    /// slave known from the old primary may still come back.
+    /// slave that may hold the newest copy is out of reach (a slave lost for good, or
+    /// forgotten, no longer counts).
     fn probe_decide(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
-        if !self.pending.is_empty() || ctx.slaves.may_return(ctx.now) {
+        if !self.pending.is_empty() {
             return Step::Wait;
         }
+        if ctx.slaves.any_may_come_back() {
+            self.unreachable = true;
+            return Step::Wait;
+        }
+        self.unreachable = false;
         let p = self.probe.as_mut().expect("a probing read");
         // A slave that registered after the last round has not been asked, and may hold the
         // newest copy: deciding without it could answer an older value, or NOT_FOUND.

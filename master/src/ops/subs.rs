@@ -86,6 +86,12 @@ impl SubTable {
         Some(s)
     }
 
+    /// Whether sub-request `sub` is open and was sent to `slave` (only that slave may answer
+    /// it, or refuse it).
+    pub fn is_sent_to(&self, sub: u64, slave: SlaveIdx) -> bool {
+        self.map.get(&sub).is_some_and(|s| s.slave == slave)
+    }
+
     pub fn cancel(&mut self, sub: u64, timers: &mut Timers) {
         self.take(sub, timers);
     }

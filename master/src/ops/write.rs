@@ -29,6 +29,12 @@ pub(crate) struct WriteOp {
     acked: Few<SlaveIdx, 2>,
     /// The SYNC that carries this write's intent to the backup (0: no backup).
     sync_seq: u64,
+    /// STOREs refused by their slave (an ERROR: it did not apply them), and whether one of
+    /// those said OUT_OF_MEMORY.
+    refused: u8,
+    out_of_memory: bool,
+    /// A STORE went to a slave that was lost before it answered: it may have applied it.
+    unanswered: bool,
 }
 
 impl WriteOp {
@@ -124,26 +130,60 @@ impl WriteOp {
         }
         let (version, holders) = (self.version, std::mem::take(&mut self.acked));
         if holders.is_empty() {
-            warn!("write of version {version} lost every slave it was sent to");
-            return Step::Done(Body::error(
-                ErrorCode::NoSlaves,
-                "every slave chosen for the write died",
-            ));
-        }
-        if holders.len() < ctx.cfg.replicas {
-            warn!(
-                "version {version} acknowledged with {} of {} copies",
-                holders.len(),
-                ctx.cfg.replicas
-            );
+            return Step::Done(self.failed(version));
         }
         ctx.record(op.hash, op.key, version, &holders);
+        let wanted = ctx.cfg.replicas;
+        if holders.len() < wanted {
+            warn!(
+                "version {version} acknowledged with {} of {wanted} copies",
+                holders.len()
+            );
+            return Step::Done(Body::Degraded {
+                copies: holders.len() as u16,
+                wanted: wanted as u16,
+            });
+        }
         Step::Done(Body::Ok)
     }
 
-    /// A STORE will not be ACKed: try the next slave in line, or commit with what was ACKed.
-    pub fn sub_failed(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable, sub: u64) -> Step {
+    /// No slave holds the write: a definite failure if every slave tried refused it, else an
+    /// unknown outcome (one may have applied it before it was lost).
+    fn failed(&self, version: u64) -> Body {
+        if self.unanswered || self.refused == 0 {
+            warn!("write of version {version} lost every slave it was sent to");
+            return Body::error(ErrorCode::NoSlaves, "every slave chosen for the write died");
+        }
+        warn!(
+            "write of version {version} refused by every slave tried ({})",
+            self.refused
+        );
+        if self.out_of_memory {
+            let text = "no slave has room for the value (--max-memory); the write did not happen";
+            return Body::error(ErrorCode::OutOfMemory, text);
+        }
+        let text = "every slave tried refused the value; the write did not happen";
+        Body::error(ErrorCode::Unavailable, text)
+    }
+
+    /// A STORE will not be ACKed (`refusal`: its slave answered with this ERROR; `None`: the
+    /// slave was lost): try the next slave in line, or commit with what was ACKed.
+    pub fn sub_failed(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        refusal: Option<ErrorCode>,
+    ) -> Step {
         self.pending.retain(|&p| p != sub);
+        match refusal {
+            Some(code) => {
+                self.refused = self.refused.saturating_add(1);
+                self.out_of_memory |= code == ErrorCode::OutOfMemory;
+            }
+            None => self.unanswered = true,
+        }
         let acked = &self.acked;
         let replacement = self.cands.next_live(ctx.slaves, |c| acked.contains(&c));
         match replacement {

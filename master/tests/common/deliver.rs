@@ -54,7 +54,7 @@ impl Net {
                     assert_eq!(used, bytes.len(), "one frame per packet");
                     mn.m.on_decoded(slot, decoded, now);
                     self.drain(node);
-                    None
+                    Vec::new()
                 }
                 Ok(None) => panic!("a packet holds a whole frame"),
                 // As the reactor: a bad frame closes the connection, and the master is told.
@@ -62,8 +62,8 @@ impl Net {
             },
             Kind::Peer(peer) => peer.receive(bytes),
         };
-        if let Some(reply) = reply {
-            self.send_bytes(conn, to, reply);
+        for packet in reply {
+            self.send_bytes(conn, to, packet);
         }
     }
 
@@ -93,6 +93,8 @@ impl Net {
                 }
                 return;
             }
+            // A master's `--data-dir`: the sims keep nothing on disk.
+            Out::Persist(_) => return,
         };
         // As the reactor: a frame for a connection already gone is neither written nor
         // recycled.
@@ -106,7 +108,7 @@ impl Net {
                 let (req_id, body) = shared.as_ref();
                 encode_ref(req_id, &body, &mut bytes);
             }
-            Out::Close(_) => unreachable!("handled above"),
+            Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
         }
         self.master_node_mut(n).m.recycle(out);
         self.send_bytes(conn, self.end_of(conn, n), bytes);

@@ -125,6 +125,15 @@ impl Net {
         self.settle();
     }
 
+    /// A killed peer starts again (dsm-slave restarted): a new process, with its store if it
+    /// has a data dir (`keep_data`). It says nothing until the test connects it.
+    pub fn restart(&mut self, p: NodeId, keep_data: bool) {
+        self.nodes[p.0].up = true;
+        let peer = self.peer_mut(p);
+        peer.conn = None;
+        peer.restart(keep_data);
+    }
+
     /// The connection breaks: both ends are told at once.
     pub fn close(&mut self, conn: Conn) {
         let shut: Vec<_> = (0..2).filter_map(|e| self.shut_end(conn, e)).collect();

@@ -2,6 +2,8 @@
 //! a raw stranger. Slaves and clients register with the real connecting side of the handshake
 //! (`dsm_auth::Handshake`), as dsm-slave and dsm-client do.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use dsm_auth::{Handshake, Secret, Step};
 use dsm_slave::store::Reply;
 use dsm_slave::Store;
@@ -9,16 +11,21 @@ use dsm_wire::{decode_borrowed, encode, encode_ref, Body, Frame, Opcode, Role, D
 
 use super::conns::Conn;
 
+/// Boot ids of the peers' processes: every process (a new peer, or a restart) gets a new one.
+static BOOTS: AtomicU64 = AtomicU64::new(1);
+
 pub struct Peer {
     role: Role,
     id: String,
+    /// This process's boot id: the same until [`Peer::restart`].
+    pub boot: u64,
     secret: Option<Secret>,
     /// Plays the handshake (none for a raw peer): until it ends, only it sees the master's
     /// frames.
     hs: Option<Handshake>,
     /// A slave's store: it answers once WELCOMEd, as dsm-slave's does.
     pub store: Option<Store>,
-    /// `(epoch, reset)` of the WELCOME that ended the handshake.
+    /// `(epoch, inventory)` of the WELCOME that ended the handshake.
     pub welcome: Option<(u64, bool)>,
     /// How the handshake failed, from this side.
     pub failed: Option<Step>,
@@ -36,6 +43,7 @@ impl Peer {
         Peer {
             role,
             id: id.into(),
+            boot: BOOTS.fetch_add(1, Ordering::Relaxed),
             secret: secret.map(|s| Secret::from_bytes(s).expect("a usable secret")),
             hs: None,
             store: (role == Role::Slave && !raw).then(Store::default),
@@ -45,6 +53,17 @@ impl Peer {
             closed: false,
             received: vec![0; 256],
             conn: None,
+        }
+    }
+
+    /// The process restarts: a new boot id, and a slave keeps its store only with
+    /// `keep_data` (a data dir), as dsm-slave does.
+    pub fn restart(&mut self, keep_data: bool) {
+        self.boot = BOOTS.fetch_add(1, Ordering::Relaxed);
+        if let Some(store) = self.store.as_mut() {
+            if !keep_data {
+                *store = Store::default();
+            }
         }
     }
 
@@ -62,33 +81,49 @@ impl Peer {
         self.failed = None;
         let epoch = self.store.as_ref().map_or(0, Store::epoch);
         let secret = self.secret.as_ref();
-        let (hs, hello) = Handshake::start(secret, 0, self.role, epoch, self.id.clone())
+        let (hs, hello) = Handshake::start(secret, 0, self.role, epoch, self.id.clone(), self.boot)
             .expect("a nonce from the kernel");
         self.hs = Some(hs);
         hello
     }
 
-    /// One frame arrives; the encoded answer, if any.
-    pub(super) fn receive(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// One frame arrives; the encoded answers, a frame each (after a WELCOME that asks for
+    /// it, a slave's whole report of what it holds).
+    pub(super) fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let (decoded, used) = decode_borrowed(bytes, DEFAULT_MAX_FRAME)
             .expect("a master sends valid frames")
             .expect("a packet holds a whole frame");
         assert_eq!(used, bytes.len(), "one frame per packet");
         self.received[decoded.opcode() as usize] += 1;
-        let mut out = Vec::new();
+        let encoded = |frame: &Frame| {
+            let mut out = Vec::new();
+            encode(frame, &mut out);
+            out
+        };
         if self.hs.is_some() {
-            encode(&self.handshake(decoded.into_frame())?, &mut out);
-            return Some(out);
+            let mut packets: Vec<Vec<u8>> = self
+                .handshake(decoded.into_frame())
+                .iter()
+                .map(encoded)
+                .collect();
+            if let Some(store) = self.store.as_mut() {
+                while let Some(frame) = store.next_inventory() {
+                    packets.push(encoded(&frame));
+                }
+            }
+            return packets;
         }
         let Some(store) = self.store.as_mut() else {
             self.inbox.push(decoded.into_frame());
-            return None;
+            return Vec::new();
         };
-        match store.respond_decoded(decoded)? {
-            Reply::Frame(frame) => encode(&frame, &mut out),
-            Reply::Borrowed(req_id, body) => encode_ref(req_id, &body, &mut out),
+        let mut out = Vec::new();
+        match store.respond_decoded(decoded) {
+            Some(Reply::Frame(frame)) => encode(&frame, &mut out),
+            Some(Reply::Borrowed(req_id, body)) => encode_ref(req_id, &body, &mut out),
+            None => return Vec::new(),
         }
-        Some(out)
+        vec![out]
     }
 
     fn handshake(&mut self, frame: Frame) -> Option<Frame> {
@@ -105,13 +140,14 @@ impl Peer {
         }
         match step {
             Step::Send(auth) => Some(auth),
-            Step::Welcomed { epoch, reset } => {
-                self.welcome = Some((epoch, reset));
-                // What dsm-slave does: the store learns the epoch, and a reset empties it.
+            Step::Welcomed { epoch, inventory } => {
+                self.welcome = Some((epoch, inventory));
+                // What dsm-slave does: the store learns the epoch, and reports what it holds
+                // if the master asks (the frames go out with this answer).
                 if let Some(store) = self.store.as_mut() {
                     let welcome = Body::Welcome {
                         epoch,
-                        reset,
+                        inventory,
                         proof: None,
                     };
                     store.on_frame(Frame::new(0, welcome));

@@ -71,6 +71,7 @@ pub fn config(masters: &[SocketAddr], secret: Option<Secret>) -> Config {
     Config {
         masters: masters.to_vec(),
         id: "s1".into(),
+        boot: 42,
         max_frame: dsm_wire::DEFAULT_MAX_FRAME,
         master_timeout: Duration::from_millis(1500),
         secret,
@@ -126,6 +127,12 @@ impl Net {
                 self.deliver(event);
             }
             self.slave.on_tick(self.now);
+            // As the event loop does while the connection has room: the whole report goes
+            // out now.
+            while self.slave.reporting() {
+                self.slave.pump_inventory(4);
+                self.carry_out();
+            }
             self.carry_out();
         }
         panic!("the clock does not move: the slave's deadline stays in the past");
@@ -162,7 +169,10 @@ impl Net {
     /// Break the slave's connection; it hears after one latency.
     pub fn cut(&mut self) {
         if let Some((id, _, _)) = self.conn {
-            self.push(self.latency, Event::Closed(id, "connection reset".into()));
+            self.push(
+                self.latency,
+                Event::Closed(id, "connection inventory".into()),
+            );
         }
     }
 
@@ -284,9 +294,9 @@ impl Net {
 }
 
 /// A master that welcomes every HELLO (with no proof: it holds no secret).
-pub fn welcoming(epoch: u64, reset: bool) -> Listener {
+pub fn welcoming(epoch: u64, inventory: bool) -> Listener {
     Listener::Accept(Box::new(move |f| match f.body {
-        Body::Hello { .. } => vec![welcome(f.req_id, epoch, reset, None)],
+        Body::Hello { .. } => vec![welcome(f.req_id, epoch, inventory, None)],
         _ => vec![],
     }))
 }
@@ -306,7 +316,7 @@ pub fn silent() -> Listener {
 
 /// A master with a secret: CHALLENGE for a HELLO, then for the AUTH a WELCOME carrying its
 /// proof made with `key` (it does not check the slave's proof: the master's own sims do).
-pub fn proving(key: Secret, epoch: u64, reset: bool) -> Listener {
+pub fn proving(key: Secret, epoch: u64, inventory: bool) -> Listener {
     let mut hello = None;
     Listener::Accept(Box::new(move |f| match &f.body {
         Body::Hello { .. } => {
@@ -318,6 +328,7 @@ pub fn proving(key: Secret, epoch: u64, reset: bool) -> Listener {
                 role,
                 epoch: peer_epoch,
                 id,
+                boot,
                 nonce: Some(peer_nonce),
             }) = &hello
             else {
@@ -327,11 +338,12 @@ pub fn proving(key: Secret, epoch: u64, reset: bool) -> Listener {
                 role: *role,
                 epoch: *peer_epoch,
                 id,
+                boot: *boot,
                 peer_nonce,
                 master_nonce: &NONCE,
             };
-            let proof = key.master_proof(&t, epoch, reset);
-            vec![welcome(f.req_id, epoch, reset, Some(proof))]
+            let proof = key.master_proof(&t, epoch, inventory);
+            vec![welcome(f.req_id, epoch, inventory, Some(proof))]
         }
         _ => vec![],
     }))
@@ -339,12 +351,12 @@ pub fn proving(key: Secret, epoch: u64, reset: bool) -> Listener {
 
 const NONCE: [u8; 32] = [7; 32];
 
-pub fn welcome(req: u64, epoch: u64, reset: bool, proof: Option<[u8; 32]>) -> Frame {
+pub fn welcome(req: u64, epoch: u64, inventory: bool, proof: Option<[u8; 32]>) -> Frame {
     Frame::new(
         req,
         Body::Welcome {
             epoch,
-            reset,
+            inventory,
             proof,
         },
     )

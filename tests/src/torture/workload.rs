@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dsm_client::{Client, Error};
+use dsm_client::{Client, Error, Written};
 use dsm_wire::ErrorCode;
 
 use crate::torture::history::{Kind, Op, Outcome};
@@ -177,13 +177,20 @@ pub fn recorded_read(c: &mut Client, process: u32, key: &str, clock: Clock) -> O
 /// - `NO_SLAVES`: also sent after STOREs went out to slaves that then died (`commit_write`);
 /// - the client's own deadline, a broken connection, no reachable master: the request (or an
 ///   earlier copy the library resent) may have reached a master.
-pub fn classify_write(r: &Result<(), Error>) -> (Outcome, Option<String>) {
+pub fn classify_write(r: &Result<Written, Error>) -> (Outcome, Option<String>) {
     match r {
-        Ok(()) => (Outcome::Ok, None),
+        Ok(_) => (Outcome::Ok, None),
         Err(e @ Error::Invalid(_)) => (Outcome::Fail, Some(e.to_string())),
+        // Refused before any STORE (BAD_REQUEST, TOO_LARGE, UNAVAILABLE while the master
+        // recovers), or refused by every slave tried (OUT_OF_MEMORY, UNAVAILABLE): the write
+        // did not happen.
         Err(
             e @ Error::Server {
-                code: ErrorCode::BadRequest | ErrorCode::TooLarge,
+                code:
+                    ErrorCode::BadRequest
+                    | ErrorCode::TooLarge
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::Unavailable,
                 ..
             },
         ) => (Outcome::Fail, Some(e.to_string())),
@@ -212,7 +219,16 @@ mod tests {
                 text: String::new(),
             })
         };
-        assert_eq!(classify_write(&Ok(())).0, Outcome::Ok);
+        assert_eq!(classify_write(&Ok(Written::Full)).0, Outcome::Ok);
+        let short = Written::Short {
+            copies: 1,
+            wanted: 2,
+        };
+        assert_eq!(classify_write(&Ok(short)).0, Outcome::Ok);
+        assert_eq!(
+            classify_write(&server(ErrorCode::OutOfMemory)).0,
+            Outcome::Fail
+        );
         assert_eq!(
             classify_write(&server(ErrorCode::TooLarge)).0,
             Outcome::Fail

@@ -1,0 +1,84 @@
+//! A slave's report of what it holds (INVENTORY), reconciled with the key map by version: a copy
+//! at the committed version makes the slave a holder again (no copying), an older one is stale
+//! (the slave is told to DROP it), and one newer than the map knows came from a write whose
+//! outcome was reported unknown to its client: it is adopted, as if that write took effect now
+//! (it may, by the meaning of an unknown outcome), and the older copies are stale. Work is
+//! proportional to the report, one key-map lookup per key.
+
+use dsm_wire::Body;
+
+use crate::ha::stream::Stream;
+use crate::idmap::ConnId;
+use crate::keymap::{KeyIndex, SlaveIdx};
+use crate::outbox::Outbox;
+use crate::slaves::{SlaveTable, State};
+
+/// How one report went, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub held: usize,
+    pub adopted: usize,
+    pub stale: usize,
+}
+
+pub(crate) struct Reconcile<'a> {
+    pub keys: &'a mut KeyIndex,
+    pub slaves: &'a SlaveTable,
+    pub out: &'a mut Outbox,
+    pub stream: Option<&'a mut Stream>,
+}
+
+impl Reconcile<'_> {
+    /// Take the entries of one INVENTORY frame from slave `from` (on `conn`).
+    pub fn entries(
+        &mut self,
+        from: SlaveIdx,
+        conn: ConnId,
+        entries: Vec<(Vec<u8>, u64)>,
+        tally: &mut Tally,
+    ) {
+        for (key, version) in entries {
+            let hash = self.keys.hash(&key);
+            let (committed, stale_on) = match self.keys.get_hashed(hash, &key) {
+                Some(e) => (Some(e.version), e.holders.to_vec()),
+                None => (None, Vec::new()),
+            };
+            match committed {
+                Some(v) if v == version => {
+                    self.keys.add_holder_hashed(hash, &key, from);
+                    tally.held += 1;
+                }
+                Some(v) if v > version => {
+                    self.out.send(conn, 0, Body::Drop { version, key });
+                    tally.stale += 1;
+                    continue;
+                }
+                _ => {
+                    // Newer than anything known: the old copies are stale where they can be
+                    // told so now; the others are told when they report.
+                    if let Some(old) = committed {
+                        self.drop_stale(&key, old, &stale_on);
+                    }
+                    self.keys.commit_hashed(hash, &key, version, &[from]);
+                    tally.adopted += 1;
+                }
+            }
+            if let Some(stream) = self.stream.as_deref_mut() {
+                stream.key_changed(&key, self.keys, self.slaves);
+            }
+        }
+    }
+
+    fn drop_stale(&mut self, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        for &h in holders {
+            let s = self.slaves.get(h);
+            if let State::Live | State::Joining = s.state {
+                let body = Body::Drop {
+                    version,
+                    key: key.to_vec(),
+                };
+                self.out.send(s.conn, 0, body);
+            }
+        }
+    }
+}
