@@ -273,7 +273,7 @@ main() {
         if [ "${#MASTER_PIN[@]}" -gt 0 ]; then
             echo "# pinned: dsm-master and redis-server run under \`${MASTER_PIN[*]}\`, everything else under \`${REST_PIN[*]}\`"
         fi
-        echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --log-level warn"
+        echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 --log-level warn"
         echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn"
         echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"
         for op in ping write read; do

@@ -79,7 +79,7 @@ start_dsm() {
     local -a opts=() wrap=()
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "$#" -gt 0 ] && shift && wrap=("$@")
-    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 \
         "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")

@@ -207,7 +207,7 @@ main() {
         echo
         echo '```'
         echo "cargo build --release --bins"
-        echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --ack-timeout-ms $ACK_TIMEOUT_MS --log-level warn"
+        echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 --ack-timeout-ms $ACK_TIMEOUT_MS --log-level warn"
         echo "dsm-slave --master MASTER --id mem-slave-{1..$SLAVES} --log-level warn"
         local line="${CMD[*]}"
         line=${line//"$MASTER"/MASTER}

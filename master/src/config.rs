@@ -14,6 +14,9 @@ pub const COALESCE_US: u64 = 300;
 pub const REPAIR_AFTER_MS: u64 = 10_000;
 /// Default of `--slave-lost-after-ms` (an hour).
 pub const SLAVE_LOST_AFTER_MS: u64 = 3_600_000;
+/// A master started without a roster takes what registering slaves hold this long before
+/// it serves (slaves redial at least once a second).
+pub const DISCOVER_MS: u64 = 3_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -53,6 +56,9 @@ pub struct Config {
     /// A slave out of reach this long is lost for good: its copies no longer count, and a key
     /// only it held reads NOT_FOUND. (`dsm-client forget-slave ID` does the same at once.)
     pub slave_lost_after: Duration,
+    /// Started without a roster (no `data_dir`, or a new one), take what registering slaves
+    /// hold this long before serving: the cluster may have existed before (`recovery.rs`).
+    pub discover: Duration,
     /// Where this master keeps its epoch and the cluster's roster of slaves, so that after a
     /// restart it knows whom to wait for. `None`: memory only.
     pub data_dir: Option<std::path::PathBuf>,
@@ -92,6 +98,7 @@ impl Default for Config {
             takeover_grace: Duration::from_millis(3000),
             repair_after: Duration::from_millis(REPAIR_AFTER_MS),
             slave_lost_after: Duration::from_millis(SLAVE_LOST_AFTER_MS),
+            discover: Duration::from_millis(DISCOVER_MS),
             data_dir: None,
             persisted: None,
             spin: Duration::from_micros(SPIN_US),

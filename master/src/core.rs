@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use log::info;
+
 use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::disk::MasterState;
@@ -74,8 +76,8 @@ impl Core {
         }
     }
 
-    /// Start from what `--data-dir` kept: a roster to wait for (then recovery), or a new
-    /// epoch above the one kept. A master without a data dir, or a new one, starts afresh.
+    /// Start from what `--data-dir` kept: a roster to wait for, or, with none, a window to
+    /// discover the slaves in (see `recovery.rs`). A backup learns both from its primary.
     pub fn restore(&mut self, now: Instant) {
         let persisted = self.cfg.persisted.clone().unwrap_or_default();
         self.term.see_epoch(persisted.epoch);
@@ -83,14 +85,30 @@ impl Core {
             return;
         }
         if persisted.roster.is_empty() {
-            self.term.restart_at(persisted.epoch + 1);
+            let until = now + self.cfg.discover;
+            self.recovery = Some(Recovery::discover(until, persisted.epoch));
+            self.timers.insert(until, Timer::Discovered);
+            if !self.cfg.discover.is_zero() {
+                info!(
+                    "no roster of slaves kept: taking what registering slaves hold for {} ms \
+                     before serving (--discover-ms)",
+                    self.cfg.discover.as_millis()
+                );
+            }
         } else {
             for id in &persisted.roster {
                 let idx = self.slaves.expect(id, 0, now);
                 self.members(None, now).wait_for(idx);
             }
-            self.recovery = Some(Recovery::new(&persisted.roster));
+            self.recovery = Some(Recovery::new(&persisted.roster, persisted.epoch));
+            info!(
+                "restarted with a roster of {} slaves (epoch {}): waiting for each to report \
+                 what it holds before serving",
+                persisted.roster.len(),
+                persisted.epoch
+            );
         }
+        self.members(None, now).end_recovery();
         self.saved = self.cfg.persisted.clone();
         self.changed = true;
     }

@@ -172,6 +172,18 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "discover-ms",
+        &format!(
+            "started without a roster of slaves (no --data-dir, or an empty one), answer \
+             UNAVAILABLE this long while registering slaves report what they hold, so that \
+             keys of a cluster that existed before are found (default {}; 0 for a cluster \
+             known to be new)",
+            dsm_master::config::DISCOVER_MS
+        ),
+        "MS",
+    );
+    opts.optopt(
+        "",
         "data-dir",
         "keep the epoch and the roster of slaves here, so that after a restart this master \
          waits for its slaves to report what they hold before it answers (default: memory only)",
@@ -282,6 +294,7 @@ fn config(cli: &Cli, m: &Matches) -> Config {
             d.repair_after.as_millis() as u64,
         )),
         slave_lost_after: cli.millis(m, "slave-lost-after-ms", d.slave_lost_after),
+        discover: Duration::from_millis(cli.whole(m, "discover-ms", d.discover.as_millis() as u64)),
         data_dir: m.opt_str("data-dir").map(std::path::PathBuf::from),
         persisted: None,
         spin: Duration::from_micros(cli.whole(m, "spin-us", d.spin.as_micros() as u64)),

@@ -89,7 +89,11 @@ impl Master {
     }
 
     pub fn status(&self) -> Status {
-        let (role, epoch) = (self.ha.role(), self.core.term.epoch);
+        let role = match self.ha.role() {
+            ServerRole::Primary if self.core.recovery.is_some() => ServerRole::Recovering,
+            role => role,
+        };
+        let epoch = self.core.term.epoch;
         crate::status::status(
             role,
             epoch,
@@ -167,6 +171,7 @@ impl Master {
                 }
                 Timer::GraceEnd => self.members(now).end_grace(),
                 Timer::Absent(idx) => self.members(now).absent_for_long(idx),
+                Timer::Discovered => self.members(now).end_recovery(),
                 Timer::Hello(conn, serial) => {
                     self.core
                         .peers
@@ -332,7 +337,7 @@ impl Master {
     /// A client's READ or WRITE (`body` is one of the two).
     fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
         if let Some(r) = &self.core.recovery {
-            let reply = Body::error(ErrorCode::Unavailable, r.why());
+            let reply = Body::error(ErrorCode::Unavailable, r.why(now));
             return self.core.out.send(conn, req, reply);
         }
         let refusal = self.ha.refusal(&self.core.cfg, now);

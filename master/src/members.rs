@@ -49,11 +49,14 @@ impl Members<'_> {
     /// of its id is connected), and WELCOME it. The same process coming back (same `boot`) is
     /// in service at once; another reports what it holds first.
     pub fn join(&mut self, conn: ConnId, req: u64, id: &str, boot: u64, seen: u64) {
-        if let Some(r) = self.recovery.as_mut() {
-            r.saw_epoch(seen);
-        }
         let addr = self.gate.peers.addr(conn).to_string();
         let returning = self.slaves.returning(id, boot);
+        if let Some(r) = self.recovery.as_mut() {
+            match returning {
+                Some(_) => r.saw_epoch(seen),
+                None => r.joined(id, seen),
+            }
+        }
         let idx = match returning {
             Some(idx) => {
                 self.slaves.resume(idx, conn, addr.clone(), self.now);
@@ -207,16 +210,24 @@ impl Members<'_> {
         self.recovered(&id);
     }
 
-    /// Slave `id` has reported, or is given up: a restarted master may be done waiting. It
-    /// then takes an epoch above any it or a slave has seen.
+    /// Slave `id` has reported, or is given up: a restarted master may be done waiting.
     fn recovered(&mut self, id: &str) {
-        let Some(r) = self.recovery.as_mut() else {
+        if let Some(r) = self.recovery.as_mut() {
+            r.done_with(id);
+        }
+        self.end_recovery();
+    }
+
+    /// Start serving if the recovery is over (every awaited slave reported, the discovery
+    /// window passed), at an epoch above any this master or a slave has seen.
+    pub fn end_recovery(&mut self) {
+        let Some(r) = self.recovery.as_ref() else {
             return;
         };
-        if !r.done_with(id) {
+        if !r.is_over(self.now) {
             return;
         }
-        let epoch = self.term.epoch.max(r.epoch_seen()) + 1;
+        let epoch = r.epoch_seen() + 1;
         *self.recovery = None;
         self.term.restart_at(epoch);
         *self.changed = true;

@@ -24,6 +24,8 @@ pub(crate) enum Timer {
     Hello(ConnId, u64),
     /// A slave went out of reach a while ago: copy what it held elsewhere, or give it up.
     Absent(SlaveIdx),
+    /// The discovery window of a master started without a roster has passed.
+    Discovered,
 }
 
 pub(crate) type Timers = TimerWheel<Timer>;

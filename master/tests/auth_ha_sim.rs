@@ -18,7 +18,7 @@ const OTHER: &[u8] = b"some other cluster's secret, 32B";
 fn cfg(secret: Option<&[u8]>) -> Config {
     Config {
         secret: secret.map(|s| Secret::from_bytes(s).unwrap()),
-        ..Config::default()
+        ..common::new_cluster()
     }
 }
 

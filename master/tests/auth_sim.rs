@@ -23,7 +23,7 @@ fn cfg(secret: Option<&[u8]>, require_client_auth: bool) -> Config {
     Config {
         secret: secret.map(key),
         require_client_auth,
-        ..Config::default()
+        ..common::new_cluster()
     }
 }
 

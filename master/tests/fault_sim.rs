@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use dsm_master::Config;
 use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
 
 mod common;
@@ -15,9 +14,9 @@ use common::{Net, NodeId};
 /// A primary with slaves s0, s1, s2 and a client; a backup too if asked.
 fn cluster(backup: bool) -> (Net, NodeId, Option<NodeId>, [NodeId; 3], NodeId) {
     let mut net = Net::new();
-    let p = net.add_master(Config::default());
+    let p = net.add_master(common::new_cluster());
     let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
-    let b = backup.then(|| net.add_backup(Config::default(), p));
+    let b = backup.then(|| net.add_backup(common::new_cluster(), p));
     let c = net.add_client(p);
     (net, p, b, slaves, c)
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use dsm_master::Config;
 use dsm_wire::{Body, ErrorCode, Frame, ServerRole, SyncEvent};
 
 mod common;
@@ -23,9 +22,9 @@ struct Ha {
 impl Ha {
     fn new() -> Ha {
         let mut net = Net::new();
-        let p = net.add_master(Config::default());
+        let p = net.add_master(common::new_cluster());
         let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
-        let b = net.add_backup(Config::default(), p);
+        let b = net.add_backup(common::new_cluster(), p);
         let cp = net.add_client(p);
         let cb = net.add_client(b);
         Ha {

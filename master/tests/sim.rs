@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use dsm_master::Config;
-use dsm_wire::{Body, ErrorCode, Frame, Opcode};
+use dsm_wire::{Body, ErrorCode, Frame, Opcode, ServerRole};
 
 mod common;
 use common::{Net, NodeId};
 
 fn cfg() -> Config {
-    Config::default()
+    common::new_cluster()
 }
 
 /// A master with `slaves` slaves, s0, s1, ..., registered in that order.
@@ -354,6 +354,57 @@ fn a_restarted_slave_reports_what_it_holds_and_no_copy_is_made() {
     for i in 0..30 {
         net.read(c, 100 + i, &format!("k{i}"));
         assert_eq!(value(&net.take(c)[0]), b"v");
+    }
+}
+
+/// A master that lost its disk (started without a roster, default `--discover-ms`) cannot
+/// know which slaves exist: it takes what registering slaves hold for the window, answering
+/// UNAVAILABLE, then finds every key, at an epoch above any a slave saw. Twice over, so the
+/// second new master meets slaves that saw the first one's higher epoch and is not fenced.
+#[test]
+fn a_master_without_a_roster_discovers_what_the_slaves_hold_before_serving() {
+    let (mut net, m) = sim(cfg(), 3);
+    let c = net.add_client(m);
+    for i in 0..20 {
+        net.write(c, i, &format!("k{i}"), &format!("v{i}"));
+    }
+    assert_eq!(net.take(c).len(), 20);
+    let slaves = net.connected_slaves();
+    let mut master = m;
+    for (round, epoch) in [(1u64, 2u64), (2, 3)] {
+        net.kill(master);
+        let window = Config::default().discover;
+        master = net.add_master(Config::default());
+        for &s in &slaves {
+            net.connect(s, master);
+        }
+        net.settle();
+        assert_eq!(net.master(master).status().role, ServerRole::Recovering);
+        let c = net.add_client(master);
+        net.read(c, 1, "k0");
+        net.write(c, 2, "new", "x");
+        let got = net.take(c);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|f| error_code(f) == ErrorCode::Unavailable));
+        net.advance(window);
+        assert_eq!(
+            net.master(master).status().role,
+            ServerRole::Primary,
+            "round {round}"
+        );
+        assert_eq!(net.master(master).status().epoch, epoch);
+        assert_eq!(net.master(master).status().under_replicated, 0);
+        for i in 0..20 {
+            net.read(c, 100 + i, &format!("k{i}"));
+            let got = net.take(c);
+            let want = match (round, i) {
+                (2, 0) => "newer".to_string(), // written in round 1: the newest version wins
+                _ => format!("v{i}"),
+            };
+            assert_eq!(value(&got[0]), want.as_bytes(), "round {round}");
+        }
+        net.write(c, 200, "k0", "newer");
+        assert_eq!(net.take(c), vec![Frame::new(200, Body::Ok)]);
     }
 }
 

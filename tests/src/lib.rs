@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dsm_client::{Client, Error, Secret};
-use dsm_wire::Status;
+use dsm_wire::{ServerRole, Status};
 
 pub use crate::bins::bin;
 pub use crate::health::Health;
@@ -188,8 +188,12 @@ impl Cluster {
         let n = opts.slaves;
         wait_until(
             STARTUP,
-            &format!("the master to report {n} live slaves"),
-            || cluster.try_status().is_ok_and(|s| live_count(&s) == n),
+            &format!("the master to serve with {n} live slaves"),
+            || {
+                cluster
+                    .try_status()
+                    .is_ok_and(|s| live_count(&s) == n && s.role == ServerRole::Primary)
+            },
         );
         if opts.backup {
             cluster.wait_backup_synced(MasterId::BACKUP, STARTUP);

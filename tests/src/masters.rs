@@ -204,6 +204,11 @@ impl Cluster {
         cmd.args(["--listen", &listen.to_string()])
             .args(["--heartbeat", &heartbeat.to_string()])
             .args(&self.master_args);
+        // The cluster's first master starts a cluster known to be new: no slave can hold
+        // anything yet, so it need not discover them (restarts keep the default window).
+        if self.masters.is_empty() && !self.master_args.iter().any(|a| a == "--discover-ms") {
+            cmd.args(["--discover-ms", "0"]);
+        }
         if let Some(primary) = backup_of {
             cmd.args(["--backup-of", &primary.to_string()]);
         }

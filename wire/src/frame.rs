@@ -54,6 +54,9 @@ pub enum ServerRole {
     Backup = 2,
     /// A former primary that learnt of a higher epoch: serves nothing.
     Fenced = 3,
+    /// A primary that has not yet heard what its slaves hold (after a restart, or while it
+    /// discovers them): answers READ and WRITE with UNAVAILABLE.
+    Recovering = 4,
 }
 
 impl ServerRole {
@@ -62,6 +65,7 @@ impl ServerRole {
             1 => Some(ServerRole::Primary),
             2 => Some(ServerRole::Backup),
             3 => Some(ServerRole::Fenced),
+            4 => Some(ServerRole::Recovering),
             _ => None,
         }
     }
@@ -70,6 +74,7 @@ impl ServerRole {
             ServerRole::Primary => "primary",
             ServerRole::Backup => "backup",
             ServerRole::Fenced => "fenced",
+            ServerRole::Recovering => "recovering",
         }
     }
 }

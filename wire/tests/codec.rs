@@ -528,6 +528,7 @@ fn role_bytes_are_fixed() {
         (ServerRole::Primary, 1),
         (ServerRole::Backup, 2),
         (ServerRole::Fenced, 3),
+        (ServerRole::Recovering, 4),
     ];
     for (role, b) in server_roles {
         assert_eq!(role as u8, b);
@@ -797,7 +798,7 @@ fn status_head(slaves: u16) -> Vec<u8> {
 
 #[test]
 fn bad_role_and_flag_bytes_are_malformed() {
-    for b in [0u8, 4, 0x7f, 0xff] {
+    for b in [0u8, 5, 0x7f, 0xff] {
         let mut hello = vec![b];
         hello.extend_from_slice(&0u64.to_be_bytes());
         hello.extend_from_slice(&[0, 0]);

@@ -34,3 +34,12 @@ pub use faults::Msg;
 pub use log::Sent;
 pub use net::{Net, NodeId};
 pub use peer::Peer;
+
+/// A master starting a cluster known to be new: no slave can hold anything yet, so it serves
+/// at once instead of discovering what registering slaves hold (`--discover-ms 0`).
+pub fn new_cluster() -> dsm_master::Config {
+    dsm_master::Config {
+        discover: std::time::Duration::ZERO,
+        ..dsm_master::Config::default()
+    }
+}
