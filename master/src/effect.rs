@@ -8,6 +8,9 @@ use crate::keymap::SlaveIdx;
 pub(crate) enum Effect {
     /// Take the slave out of service (it is silent, or its connection closed).
     DropSlave { slave: SlaveIdx, why: String },
+    /// The slave missed a deadline (an ACK, a READ's answer) while still talking: reads go to
+    /// other holders for a while. It stays in service; nothing it holds is lost.
+    Suspect { slave: SlaveIdx, why: &'static str },
     /// The slave was taken out of service: what was sent to it fails over, and its keys may
     /// need copies.
     Dropped(SlaveIdx),

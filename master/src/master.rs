@@ -263,6 +263,7 @@ impl Master {
     fn route(&mut self, effect: Effect, now: Instant) {
         match effect {
             Effect::DropSlave { slave, why } => self.members(now).drop(slave, &why),
+            Effect::Suspect { slave, why } => self.members(now).suspect(slave, why),
             Effect::Dropped(slave) => {
                 let (ops, mut ctx) = self.parts(now);
                 ops.on_slave_dropped(&mut ctx, slave);

@@ -150,6 +150,19 @@ impl Members<'_> {
         self.effects.push(Effect::Dropped(idx));
     }
 
+    /// Slave `idx` missed a deadline (`why`) while still talking: it stays in service, and
+    /// reads prefer other holders for a while (`slaves::SUSPECT_FOR`).
+    pub fn suspect(&mut self, idx: SlaveIdx, why: &str) {
+        if self.slaves.suspect(idx, self.now) {
+            let id = &self.slaves.get(idx).id;
+            info!(
+                "slave '{id}' is slow ({why}) but still talking: it stays in service; reads \
+                 and new writes prefer other slaves for {} ms",
+                crate::slaves::SUSPECT_FOR.as_millis()
+            );
+        }
+    }
+
     /// Slave `idx` is out of reach from now: copy what it held after `--repair-after-ms`,
     /// give it up after `--slave-lost-after-ms`.
     pub fn wait_for(&mut self, idx: SlaveIdx) {

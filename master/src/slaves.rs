@@ -17,6 +17,10 @@ use crate::placement;
 /// A slave that has not answered this many PINGs in a row is dropped.
 const PINGS_UNANSWERED: u32 = 3;
 
+/// A slave that missed a deadline while still talking is avoided by reads this long (each
+/// miss starts it again): long enough to span a slow spell, short enough to forgive a hiccup.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
 /// Slaves in rendezvous order for one key ([`SlaveTable::ranked_live`]).
 pub type Ranked = crate::few::Few<SlaveIdx, 4>;
 
@@ -48,6 +52,8 @@ pub struct Replica {
     pub hash: u64,
     pub last_heard: Instant,
     pub unanswered_pings: u32,
+    /// Missed a deadline while still talking: reads prefer other holders until then.
+    pub suspect_until: Option<Instant>,
 }
 
 impl Replica {
@@ -85,8 +91,24 @@ impl SlaveTable {
             hash: placement::stable_hash(id.as_bytes()),
             last_heard: now,
             unanswered_pings: 0,
+            suspect_until: None,
         });
         (self.list.len() - 1) as SlaveIdx
+    }
+
+    /// Slave `idx` missed a deadline while still talking: avoid it for reads until
+    /// `now + SUSPECT_FOR`. Returns whether it was not suspected already.
+    pub fn suspect(&mut self, idx: SlaveIdx, now: Instant) -> bool {
+        let s = self.get_mut(idx);
+        let fresh = s.suspect_until.is_none_or(|u| u <= now);
+        s.suspect_until = Some(now + SUSPECT_FOR);
+        fresh
+    }
+
+    /// Whether reads should prefer other holders to slave `idx` at `now`.
+    #[inline]
+    pub fn is_suspected(&self, idx: SlaveIdx, now: Instant) -> bool {
+        self.get(idx).suspect_until.is_some_and(|u| now < u)
     }
 
     /// The current incarnation of `id` (the newest entry that is not lost).

@@ -571,6 +571,68 @@ fn a_slave_that_is_still_answering_is_waited_for_not_dropped() {
     assert_eq!(got, vec![Frame::new(1, short)]);
 }
 
+/// A slave that is slow but still talking is suspected, not dropped: a write whose STORE it
+/// has not ACKed by the ACK timeout moves to a replacement, new writes and reads go to other
+/// slaves while it is suspected, and it keeps everything it holds.
+#[test]
+fn a_slow_slave_is_replaced_within_the_ack_timeout_and_avoided_but_stays_in_service() {
+    let (mut net, m) = sim(cfg(), 3); // ACK timeout 200 ms, R=2
+    let c = net.add_client(m);
+    for i in 0..30 {
+        net.write(c, i, &format!("k{i}"), "v");
+    }
+    assert_eq!(net.take(c).len(), 30);
+    let slow = net.connected_slaves()[0];
+    let held = net.store(slow).len();
+    // A key it holds, so that the next write of it goes to it first.
+    let key = (0..30)
+        .map(|i| format!("k{i}"))
+        .find(|k| net.holders_of(k).contains(&slow))
+        .expect("the slave holds some key");
+    net.freeze(slow);
+    net.write(c, 100, &key, "v2");
+    net.advance(Duration::from_millis(150));
+    net.send(slow, Frame::new(0, Body::Pong)); // behind, not dead
+    net.settle();
+    net.advance(Duration::from_millis(60)); // 210 ms: its ACK is late
+    assert_eq!(
+        net.take(c),
+        vec![Frame::new(100, Body::Ok)],
+        "the write moved to a replacement within the ACK timeout"
+    );
+    assert_eq!(net.closed_by(net.conn_of(slow)), None, "not dropped");
+    // The two copies of the new version are on the others (the frozen one has not even
+    // read its STORE yet).
+    let version = |n| net.store(n).version_of(key.as_bytes()).unwrap_or(0);
+    let newest = net
+        .connected_slaves()
+        .into_iter()
+        .map(version)
+        .max()
+        .unwrap();
+    let on_newest: Vec<_> = (net.connected_slaves().into_iter())
+        .filter(|&n| version(n) == newest)
+        .collect();
+    assert_eq!(on_newest.len(), 2);
+    assert!(!on_newest.contains(&slow));
+    // While it is suspected, writes and reads of its keys go to the others at once.
+    for i in 0..30 {
+        net.write(c, 200 + i, &format!("k{i}"), "v3");
+        net.read(c, 300 + i, &format!("k{i}"));
+    }
+    let got = net.take(c);
+    assert_eq!(got.len(), 60, "{got:?}");
+    assert!(got.iter().all(|f| f.body == Body::Ok
+        || f.body
+            == Body::Value {
+                value: b"v3".to_vec()
+            }));
+    net.thaw(slow);
+    net.settle();
+    assert_eq!(net.live_slaves(m), 3, "in service throughout");
+    assert!(net.store(slow).len() >= held, "it kept what it held");
+}
+
 #[test]
 fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
     // Copies at once, not after the default 10 s of patience for a slave that blinks.

@@ -27,7 +27,7 @@ use op::{cannot_vouch, Op, OpKind};
 use queue::{Pass, QueueKey, Queues};
 use read::{ReadOp, ReadSpread};
 use step::Step;
-use subs::SubTable;
+use subs::{Late, SubTable};
 use write::WriteOp;
 
 #[derive(Default)]
@@ -384,10 +384,28 @@ impl Ops {
         }
     }
 
+    /// A STORE's ACK is late. A write moves to a replacement slave when one is left (the slow
+    /// slave may still store it: that copy simply does not count); otherwise it waits.
+    fn on_ack_late(&mut self, ctx: &mut Ctx, sub: u64) {
+        let Late::Slow { op, again } = self.subs.ack_timeout(ctx, sub) else {
+            return;
+        };
+        let moves_on = self
+            .slab
+            .get(op)
+            .filter(|o| o.is_open())
+            .is_some_and(|o| o.moves_on_from_slow(ctx.slaves));
+        if moves_on {
+            self.on_sub_failed(ctx, sub, None);
+        } else {
+            self.subs.wait_longer(sub, again, ctx.timers);
+        }
+    }
+
     /// A timer of an operation or a sub-request fired.
     pub fn on_timer(&mut self, ctx: &mut Ctx, timer: Timer) {
         match timer {
-            Timer::Ack(sub) => self.subs.ack_timeout(ctx, sub),
+            Timer::Ack(sub) => self.on_ack_late(ctx, sub),
             Timer::ReadRetry(id) => self.on_read_retry(ctx, id),
             Timer::Deadline(id) => self.on_deadline(ctx, id),
             _ => {}

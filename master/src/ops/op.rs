@@ -10,6 +10,7 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
+use crate::slaves::SlaveTable;
 use crate::timer::Timers;
 
 use super::copy::CopyOp;
@@ -134,6 +135,15 @@ impl Op {
             OpKind::Read(rd) => rd.answered(&r, ctx, subs, spread, sub, from, answer),
             OpKind::Copy(c) => c.fetched(&r, ctx, subs, sub, answer),
             OpKind::Write(_) => Step::Wait,
+        }
+    }
+
+    /// Whether the op would rather move on than wait for a slow slave's ACK: a write with
+    /// a replacement left. Copies wait (they have time; a write has a client).
+    pub fn moves_on_from_slow(&self, slaves: &SlaveTable) -> bool {
+        match &self.kind {
+            OpKind::Write(w) => w.can_replace(slaves),
+            _ => false,
         }
     }
 

@@ -11,6 +11,7 @@ use dsm_wire::{Body, ErrorCode};
 use log::{debug, info, warn};
 
 use crate::ctx::Ctx;
+use crate::effect::Effect;
 use crate::keymap::SlaveIdx;
 use crate::outbox::Shared;
 use crate::timer::{Timer, Timers};
@@ -116,8 +117,15 @@ impl ReadOp {
         // and when every live holder is already asked it only waits longer. Without this
         // cap a burst of reads to a slow slave multiplied itself every retry interval
         // until the slaves fell behind their PINGs and were dropped.
+        // A slow holder is asked only when no other is left.
         let pending = &self.pending;
-        let fresh = |h: SlaveIdx| slaves.is_live(h) && !subs.any_to(pending, h);
+        let now = ctx.now;
+        let unasked = |h: SlaveIdx| slaves.is_live(h) && !subs.any_to(pending, h);
+        let calm_left = e
+            .holders
+            .iter()
+            .any(|&h| unasked(h) && !slaves.is_suspected(h, now));
+        let fresh = |h: SlaveIdx| unasked(h) && (!calm_left || !slaves.is_suspected(h, now));
         let woken = |h: SlaveIdx| spread.turn_targets.contains(&h);
         let (mut count, mut preferred) = (0, 0);
         for &h in e.holders {
@@ -180,6 +188,13 @@ impl ReadOp {
         }
         self.retry = None;
         debug!("read retry {} for request {}", self.attempts, op.req_id);
+        // Whoever was asked and has not answered is slow (or gone: PINGs will tell).
+        for &sub in self.pending.iter() {
+            if let Some(slave) = subs.slave_of(sub) {
+                let why = "a READ's answer later than --read-retry-ms";
+                ctx.effects.push(Effect::Suspect { slave, why });
+            }
+        }
         self.fetch(op, ctx, subs, spread, false)
     }
 

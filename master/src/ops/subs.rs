@@ -2,6 +2,8 @@
 //! id, and the one way to send them ([`SubTable::send`]); and the cursor over the slaves a
 //! write or a copy may try next ([`Candidates`]).
 
+use std::time::Instant;
+
 use dsm_net::TimerId;
 
 use crate::ctx::Ctx;
@@ -120,26 +122,52 @@ impl SubTable {
     }
 
     /// A STORE was not ACKed in time. A slave answers in order, so one still answering is
-    /// behind, not dead: give it until `ack_timeout` after the last thing it said (the request's
-    /// deadline still bounds the write); dropping slow slaves under load only made the remaining
-    /// ones slower. A slave silent that long is dropped.
-    pub fn ack_timeout(&mut self, ctx: &mut Ctx, sub: u64) {
+    /// behind, not dead: it is suspected, and the op it was for may move on without it
+    /// (`Late::Slow`); dropping slow slaves under load only made the remaining ones slower. A
+    /// slave silent for the whole ACK timeout is dropped.
+    pub fn ack_timeout(&mut self, ctx: &mut Ctx, sub: u64) -> Late {
         let Some(s) = self.map.get_mut(&sub) else {
-            return;
+            return Late::Gone;
         };
         s.timer = None;
         let slave = s.slave;
         let quiet_until = ctx.slaves.get(slave).last_heard + ctx.cfg.ack_timeout;
         if ctx.now < quiet_until {
-            s.timer = Some(ctx.timers.insert(quiet_until, Timer::Ack(sub)));
-            return;
+            let why = "an ACK later than --ack-timeout-ms";
+            ctx.effects.push(Effect::Suspect { slave, why });
+            return Late::Slow {
+                op: s.op,
+                again: quiet_until,
+            };
         }
         let why = format!(
             "no ACK within {} ms and nothing heard since",
             ctx.cfg.ack_timeout.as_millis()
         );
         ctx.effects.push(Effect::DropSlave { slave, why });
+        Late::Gone
     }
+
+    /// Wait for sub-request `sub`'s ACK until `at` (its slave is slow, and the op has
+    /// nobody to move to).
+    pub fn wait_longer(&mut self, sub: u64, at: Instant, timers: &mut Timers) {
+        if let Some(s) = self.map.get_mut(&sub) {
+            s.timer = Some(timers.insert(at, Timer::Ack(sub)));
+        }
+    }
+
+    /// The slave `sub` was sent to, if it is open.
+    pub fn slave_of(&self, sub: u64) -> Option<SlaveIdx> {
+        self.map.get(&sub).map(|s| s.slave)
+    }
+}
+
+/// What a late ACK means ([`SubTable::ack_timeout`]).
+pub(crate) enum Late {
+    /// Nothing to do: the sub is answered, or its slave is being dropped (which fails it).
+    Gone,
+    /// Its slave is still talking: op `op` may move on, or wait until `again`.
+    Slow { op: OpId, again: Instant },
 }
 
 /// Slaves in rendezvous order and how far a write or copy has got through them.
@@ -152,6 +180,13 @@ pub(crate) struct Candidates {
 impl Candidates {
     pub fn new(ranked: Ranked) -> Candidates {
         Candidates { ranked, next: 0 }
+    }
+
+    /// Whether [`Candidates::next_live`] would find one.
+    pub fn has_live(&self, slaves: &SlaveTable, skip: impl Fn(SlaveIdx) -> bool) -> bool {
+        self.ranked[self.next.min(self.ranked.len())..]
+            .iter()
+            .any(|&c| slaves.is_live(c) && !skip(c))
     }
 
     /// The next candidate that is live and not `skip`ped, if any is left.

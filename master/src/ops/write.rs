@@ -12,6 +12,7 @@ use crate::few::Few;
 use crate::keymap::SlaveIdx;
 use crate::outbox::Shared;
 use crate::placement::stable_hash;
+use crate::slaves::SlaveTable;
 
 use super::step::{OpRef, Step};
 use super::subs::{Candidates, Pending, SubTable};
@@ -56,7 +57,17 @@ impl WriteOp {
     }
 
     pub fn start(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
-        let ranked = ctx.slaves.ranked_live(stable_hash(op.key));
+        let mut ranked = ctx.slaves.ranked_live(stable_hash(op.key));
+        // A slave that is slow right now goes to the back of the line (it would be replaced
+        // after the ACK timeout anyway), as long as enough others are live.
+        let (slaves, now) = (ctx.slaves, ctx.now);
+        let slow = ranked
+            .iter()
+            .filter(|&&s| slaves.is_suspected(s, now))
+            .count();
+        if slow > 0 && ranked.len() - slow >= ctx.cfg.replicas {
+            ranked.sort_by_key(|&s| slaves.is_suspected(s, now));
+        }
         if ranked.len() < ctx.cfg.replicas && ctx.slaves.may_return(ctx.now) {
             // Just after a takeover the slaves are still re-registering: wait for them (each
             // registration and the end of the grace period start this write again).
@@ -164,6 +175,11 @@ impl WriteOp {
         }
         let text = "every slave tried refused the value; the write did not happen";
         Body::error(ErrorCode::Unavailable, text)
+    }
+
+    /// Whether a slave is left to replace one that is slow to ACK.
+    pub fn can_replace(&self, slaves: &SlaveTable) -> bool {
+        self.cands.has_live(slaves, |c| self.acked.contains(&c))
     }
 
     /// A STORE will not be ACKed (`refusal`: its slave answered with this ERROR; `None`: the
