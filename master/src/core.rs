@@ -81,12 +81,47 @@ impl Core {
     pub fn restore(&mut self, now: Instant) {
         let persisted = self.cfg.persisted.clone().unwrap_or_default();
         self.term.see_epoch(persisted.epoch);
+        self.saved = self.cfg.persisted.clone();
         if self.cfg.backup_of.is_some() {
             return;
         }
-        if persisted.roster.is_empty() {
+        if !persisted.roster.is_empty() {
+            info!(
+                "restarted with a roster of {} slaves (epoch {}): waiting for each to report \
+                 what it holds before serving",
+                persisted.roster.len(),
+                persisted.epoch
+            );
+        }
+        self.recover(&persisted.roster, persisted.epoch, now);
+        self.changed = true;
+    }
+
+    /// A backup took over without its primary's full state (it never got a whole snapshot:
+    /// say it was restarted while the primary was down). It knows too little to serve, so it
+    /// recovers like a restarted master, from the slaves it knows of: those of the partial
+    /// snapshot and of its `--data-dir`'s roster, or, knowing none, by discovery.
+    pub fn recover_after_takeover(&mut self, now: Instant) {
+        let mut roster: Vec<String> = self.slaves.known().map(|(_, s)| s.id.clone()).collect();
+        if let Some(kept) = &self.cfg.persisted {
+            roster.extend(kept.roster.iter().cloned());
+        }
+        roster.sort();
+        roster.dedup();
+        info!(
+            "took over without the primary's full state: waiting for {} known slaves to report \
+             what they hold before serving",
+            roster.len()
+        );
+        self.recover(&roster, self.term.epoch, now);
+    }
+
+    /// Wait for the slaves of `roster` to report what they hold, or with none discover them
+    /// for `--discover-ms`; then serve at an epoch above `kept` and any a slave has seen.
+    fn recover(&mut self, roster: &[String], kept: u64, now: Instant) {
+        if roster.is_empty() {
             let until = now + self.cfg.discover;
-            self.recovery = Some(Recovery::discover(until, persisted.epoch));
+            self.recovery = Some(Recovery::discover(until, kept));
             self.timers.insert(until, Timer::Discovered);
             if !self.cfg.discover.is_zero() {
                 info!(
@@ -96,21 +131,13 @@ impl Core {
                 );
             }
         } else {
-            for id in &persisted.roster {
+            for id in roster {
                 let idx = self.slaves.expect(id, 0, now);
                 self.members(None, now).wait_for(idx);
             }
-            self.recovery = Some(Recovery::new(&persisted.roster, persisted.epoch));
-            info!(
-                "restarted with a roster of {} slaves (epoch {}): waiting for each to report \
-                 what it holds before serving",
-                persisted.roster.len(),
-                persisted.epoch
-            );
+            self.recovery = Some(Recovery::new(roster, kept));
         }
         self.members(None, now).end_recovery();
-        self.saved = self.cfg.persisted.clone();
-        self.changed = true;
     }
 
     /// What `--data-dir` should hold now, if it changed since it was last written.

@@ -280,6 +280,9 @@ impl Master {
                 for idx in self.core.slaves.absent_from(now) {
                     self.members(now).wait_for(idx);
                 }
+                if self.core.doubts.incomplete {
+                    self.core.recover_after_takeover(now);
+                }
                 self.core.changed = true;
             }
             // Stopped being primary: answer no client, keep no slave.

@@ -408,6 +408,39 @@ fn a_master_without_a_roster_discovers_what_the_slaves_hold_before_serving() {
     }
 }
 
+/// A backup started while its primary is down never gets the primary's state. When it takes
+/// over it knows too little to serve, so it recovers like a restarted master: it takes what
+/// the slaves hold before answering, and serves every key at a new epoch.
+#[test]
+fn a_backup_that_takes_over_without_a_snapshot_recovers_what_the_slaves_hold() {
+    let (mut net, p) = sim(cfg(), 3);
+    let c = net.add_client(p);
+    for i in 0..20 {
+        net.write(c, i, &format!("k{i}"), &format!("v{i}"));
+    }
+    assert_eq!(net.take(c).len(), 20);
+    let slaves = net.connected_slaves();
+    net.kill(p);
+    let b = net.add_backup(Config::default(), p);
+    net.advance(Duration::from_millis(500));
+    assert_eq!(net.master(b).role(), ServerRole::Primary, "took over");
+    assert_eq!(net.master(b).status().role, ServerRole::Recovering);
+    for &s in &slaves {
+        net.connect(s, b);
+    }
+    net.settle();
+    let c = net.add_client(b);
+    net.read(c, 1, "k3");
+    assert_eq!(error_code(&net.take(c)[0]), ErrorCode::Unavailable);
+    net.advance(Config::default().discover);
+    assert_eq!(net.master(b).status().role, ServerRole::Primary);
+    for i in 0..20 {
+        net.read(c, 100 + i, &format!("k{i}"));
+        assert_eq!(value(&net.take(c)[0]), format!("v{i}").as_bytes());
+    }
+    assert!(net.master(b).status().epoch > 1);
+}
+
 #[test]
 fn connection_without_hello_is_closed_after_the_deadline() {
     let (mut net, m) = sim(cfg(), 1);
