@@ -70,7 +70,7 @@ impl Handshake {
                 epoch,
                 id: id.clone(),
                 boot,
-                nonce,
+                nonce: nonce.map(Box::new),
             },
         );
         let hs = Handshake {

@@ -142,7 +142,7 @@ impl Gate<'_> {
                 None
             }
             (true, Some(peer_nonce)) => {
-                self.challenge(conn, hello, peer_nonce);
+                self.challenge(conn, hello, *peer_nonce);
                 None
             }
         }

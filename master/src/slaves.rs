@@ -65,6 +65,8 @@ impl Replica {
 #[derive(Default)]
 pub struct SlaveTable {
     list: Vec<Replica>,
+    /// The latest `suspect_until` of any slave: before it, some slave may be suspected.
+    suspects_until: Option<Instant>,
     /// After a takeover: until then, writes short of slaves wait for the ones known from the
     /// old primary to come back rather than go ahead with fewer copies.
     grace_until: Option<Instant>,
@@ -102,7 +104,14 @@ impl SlaveTable {
         let s = self.get_mut(idx);
         let fresh = s.suspect_until.is_none_or(|u| u <= now);
         s.suspect_until = Some(now + SUSPECT_FOR);
+        self.suspects_until = Some(now + SUSPECT_FOR);
         fresh
+    }
+
+    /// Whether any slave may be suspected at `now` (the hot paths skip the checks if not).
+    #[inline]
+    pub fn any_suspected(&self, now: Instant) -> bool {
+        self.suspects_until.is_some_and(|u| now < u)
     }
 
     /// Whether reads should prefer other holders to slave `idx` at `now`.

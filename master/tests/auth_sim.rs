@@ -194,7 +194,7 @@ fn a_stranger_cannot_fence_the_primary() {
         unauthorized_then_closed(&net, c, &frames);
         // With a nonce but no secret to answer the CHALLENGE with: a made-up proof.
         let c = net.add_raw(m);
-        let frames = net.request(c, 1, hello(role, Some([1; 32])));
+        let frames = net.request(c, 1, hello(role, Some(Box::new([1; 32]))));
         assert!(matches!(
             frames[..],
             [Frame {
@@ -291,7 +291,7 @@ fn the_hello_deadline_covers_the_whole_handshake() {
         epoch: 0,
         id: "slow".into(),
         boot: 0,
-        nonce: Some([5; 32]),
+        nonce: Some(Box::new([5; 32])),
     };
     let frames = net.request(conn, 1, hello);
     assert!(matches!(

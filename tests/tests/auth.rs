@@ -156,7 +156,7 @@ fn fencing_hello(nonce: Option<[u8; 32]>) -> Body {
         epoch: 1000,
         id: String::new(),
         boot: 0,
-        nonce,
+        nonce: nonce.map(Box::new),
     }
 }
 

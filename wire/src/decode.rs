@@ -200,7 +200,7 @@ fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {
         epoch: r.u64()?,
         id: r.string()?,
         boot: r.u64()?,
-        nonce: r.opt_auth()?,
+        nonce: r.opt_auth()?.map(Box::new),
     })
 }
 

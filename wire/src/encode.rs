@@ -94,7 +94,7 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_u64(out, *epoch);
             put_string(out, id);
             put_u64(out, *boot);
-            put_opt_auth(out, nonce);
+            put_opt_auth(out, nonce.as_deref());
         }
         Body::Welcome {
             epoch,
@@ -103,7 +103,7 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         } => {
             put_u64(out, *epoch);
             out.push(*inventory as u8);
-            put_opt_auth(out, proof);
+            put_opt_auth(out, proof.as_ref());
         }
         Body::Challenge { nonce } => out.extend_from_slice(nonce),
         Body::Auth { proof } => out.extend_from_slice(proof),
@@ -238,7 +238,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn put_opt_auth(out: &mut Vec<u8>, v: &Option<AuthBytes>) {
+fn put_opt_auth(out: &mut Vec<u8>, v: Option<&AuthBytes>) {
     match v {
         Some(b) => {
             out.push(1);

@@ -217,7 +217,7 @@ pub enum Body {
         epoch: u64,
         id: String,
         boot: u64,
-        nonce: Option<AuthBytes>,
+        nonce: Option<Box<AuthBytes>>,
     },
     /// Master's answer to HELLO. `inventory`: a slave must report every key it holds (INVENTORY)
     /// before it is used; without it the master still counts on what this very process held.

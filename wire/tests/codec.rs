@@ -90,14 +90,14 @@ fn samples() -> Vec<Frame> {
             epoch: u64::MAX,
             id: "slave-1".into(),
             boot: u64::MAX,
-            nonce: Some(auth_bytes(1)),
+            nonce: Some(Box::new(auth_bytes(1))),
         },
         Body::Hello {
             role: Role::Backup,
             epoch: 42,
             id: unicode.into(),
             boot: 0,
-            nonce: Some([0xff; AUTH_LEN]),
+            nonce: Some(Box::new([0xff; AUTH_LEN])),
         },
         Body::Welcome {
             epoch: 0,
@@ -438,7 +438,7 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
             epoch: 0,
             id: "s1".into(),
             boot: 42,
-            nonce: Some(peer_nonce),
+            nonce: Some(Box::new(peer_nonce)),
         },
     );
     let hello_hex =

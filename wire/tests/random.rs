@@ -92,7 +92,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
             epoch: rng.u64(),
             id: rng.string(),
             boot: rng.u64(),
-            nonce: rng.opt_auth(),
+            nonce: rng.opt_auth().map(Box::new),
         },
         Opcode::Welcome => Body::Welcome {
             epoch: rng.u64(),

@@ -121,19 +121,25 @@ impl ReadOp {
         let pending = &self.pending;
         let now = ctx.now;
         let unasked = |h: SlaveIdx| slaves.is_live(h) && !subs.any_to(pending, h);
-        let calm_left = e
-            .holders
-            .iter()
-            .any(|&h| unasked(h) && !slaves.is_suspected(h, now));
-        let fresh = |h: SlaveIdx| unasked(h) && (!calm_left || !slaves.is_suspected(h, now));
+        let careful = slaves.any_suspected(now);
+        let slow = |h: SlaveIdx| careful && slaves.is_suspected(h, now);
         let woken = |h: SlaveIdx| spread.turn_targets.contains(&h);
-        let (mut count, mut preferred) = (0, 0);
+        let (mut all, mut all_woken, mut calm, mut calm_woken) = (0, 0, 0, 0);
         for &h in e.holders {
-            if fresh(h) {
-                count += 1;
-                preferred += usize::from(woken(h));
+            if unasked(h) {
+                let (w, c) = (usize::from(woken(h)), usize::from(!slow(h)));
+                all += 1;
+                all_woken += w;
+                calm += c;
+                calm_woken += c & w;
             }
         }
+        let calm_only = calm > 0 && calm < all;
+        let (count, preferred) = match calm_only {
+            true => (calm, calm_woken),
+            false => (all, all_woken),
+        };
+        let fresh = |h: SlaveIdx| unasked(h) && !(calm_only && slow(h));
         if count == 0 {
             self.arm_retry(op, ctx);
             return Step::Wait;

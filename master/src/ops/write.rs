@@ -61,12 +61,14 @@ impl WriteOp {
         // A slave that is slow right now goes to the back of the line (it would be replaced
         // after the ACK timeout anyway), as long as enough others are live.
         let (slaves, now) = (ctx.slaves, ctx.now);
-        let slow = ranked
-            .iter()
-            .filter(|&&s| slaves.is_suspected(s, now))
-            .count();
-        if slow > 0 && ranked.len() - slow >= ctx.cfg.replicas {
-            ranked.sort_by_key(|&s| slaves.is_suspected(s, now));
+        if slaves.any_suspected(now) {
+            let slow = ranked
+                .iter()
+                .filter(|&&s| slaves.is_suspected(s, now))
+                .count();
+            if slow > 0 && ranked.len() - slow >= ctx.cfg.replicas {
+                ranked.sort_by_key(|&s| slaves.is_suspected(s, now));
+            }
         }
         if ranked.len() < ctx.cfg.replicas && ctx.slaves.may_return(ctx.now) {
             // Just after a takeover the slaves are still re-registering: wait for them (each
