@@ -442,6 +442,18 @@ impl Master {
 
     /// A backup said HELLO on our heartbeat socket.
     fn attach_backup(&mut self, conn: ConnId, hello: Hello, now: Instant) {
+        // While recovering, this master's epoch is not settled: a backup that followed it now
+        // would take over at the old epoch + 1, which may be the one recovery picks.
+        if let Some(r) = self
+            .core
+            .recovery
+            .as_ref()
+            .filter(|_| hello.epoch <= self.core.term.epoch)
+        {
+            let text = r.why();
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::Unavailable, text, out);
+        }
         if hello.epoch > self.core.term.epoch {
             self.step_down(&format!("a master with epoch {} exists", hello.epoch), now);
         }

@@ -1,0 +1,101 @@
+//! Masters restarted over a cluster they served (`--data-dir`: an epoch and a roster kept),
+//! on the simulated network (`common`), in the orders where the process tests
+//! (`tests/tests/blinks.rs`) found two primaries at one epoch, a master that sent clients
+//! nowhere, or copies made for nothing.
+
+use std::time::Duration;
+
+use dsm_master::disk::MasterState;
+use dsm_master::Config;
+use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
+
+mod common;
+use common::{Msg, Net, NodeId};
+
+/// What a master's `--data-dir` holds, as its configuration at start.
+fn kept(epoch: u64, roster: &[&str]) -> Config {
+    Config {
+        persisted: Some(MasterState {
+            epoch,
+            roster: roster.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..Config::default()
+    }
+}
+
+fn write(key: &str, value: &str) -> Body {
+    Body::Write {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// A primary with slaves s0..s2 and a client, and `k = v` written.
+fn cluster() -> (Net, NodeId, [NodeId; 3], NodeId) {
+    let mut net = Net::new();
+    let p = net.add_master(Config::default());
+    let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
+    let c = net.add_client(p);
+    assert_eq!(
+        net.request(c, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    (net, p, slaves, c)
+}
+
+fn role_epoch(net: &Net, m: NodeId) -> (ServerRole, u64) {
+    let s = net.master(m).status();
+    (s.role, s.epoch)
+}
+
+/// A backup that attached while its primary waited for its roster would follow the epoch the
+/// primary had before it recovered; the primary then takes a new one (above any a slave has
+/// seen), and if the backup takes over before a SYNC with that epoch reaches it (the primary
+/// stalls right after recovering), both are primary at one epoch. So a recovering primary
+/// refuses backups (UNAVAILABLE, retried) until its epoch is settled.
+#[test]
+fn a_backup_attaches_only_once_the_primary_has_recovered() {
+    let (mut net, p, slaves, _) = cluster();
+    net.kill(p);
+    net.restart_master(p, kept(1, &["s0", "s1", "s2"]), None);
+    let b = net.add_backup(kept(1, &["s0", "s1", "s2"]), p);
+    assert!(
+        net.saw(p, b, |body| matches!(
+            body,
+            Body::Error {
+                code: ErrorCode::Unavailable,
+                ..
+            }
+        )),
+        "the recovering primary took a backup on"
+    );
+    // The primary stalls right after it recovers: nothing of its stream reaches the backup.
+    net.drop_if(move |m: &Msg| {
+        m.from == p && m.to == b && matches!(m.frame.body, Body::Sync { .. })
+    });
+    for s in slaves {
+        net.connect(s, p);
+    }
+    net.settle();
+    let (role, epoch) = role_epoch(&net, p);
+    assert_eq!((role, epoch), (ServerRole::Primary, 2), "recovered");
+    net.freeze(p);
+    net.advance(Duration::from_secs(2));
+    let (b_role, b_epoch) = role_epoch(&net, b);
+    assert!(
+        b_role != ServerRole::Primary || b_epoch > epoch,
+        "the backup took over at epoch {b_epoch}, the frozen primary's epoch is {epoch}"
+    );
+    net.stop_dropping();
+    net.thaw(p);
+    net.advance(Duration::from_secs(3));
+    let primaries: Vec<(ServerRole, u64)> = [p, b]
+        .iter()
+        .map(|&m| role_epoch(&net, m))
+        .filter(|(r, _)| *r == ServerRole::Primary)
+        .collect();
+    assert_eq!(primaries.len(), 1, "primaries: {primaries:?}");
+    // Once the primary runs again, the backup follows it at its epoch.
+    assert_eq!(role_epoch(&net, p), (ServerRole::Primary, 2));
+    assert_eq!(role_epoch(&net, b), (ServerRole::Backup, 2));
+}
