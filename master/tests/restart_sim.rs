@@ -99,3 +99,44 @@ fn a_backup_attaches_only_once_the_primary_has_recovered() {
     assert_eq!(role_epoch(&net, p), (ServerRole::Primary, 2));
     assert_eq!(role_epoch(&net, b), (ServerRole::Backup, 2));
 }
+
+/// Both masters killed; the backup restarts first, finds its primary down and takes over at
+/// its kept epoch + 1; then the primary restarts over its roster, its slaves come back to it,
+/// and it recovers at its kept epoch + 1: the same epoch. The new primary's fencing HELLO then
+/// carries no higher epoch and is WELCOMEd as a backup: both would stay primary at one epoch.
+/// A master whose fencing HELLO is answered by anything but a step-down (NOT_PRIMARY) knows
+/// that the other is a primary at its epoch or above, and steps down itself.
+#[test]
+fn a_new_primary_that_meets_a_primary_at_its_own_epoch_steps_down() {
+    let (mut net, p, slaves, c) = cluster();
+    let b = net.add_backup(Config::default(), p);
+    net.kill(b);
+    net.kill(p);
+    net.restart_master(b, kept(1, &["s0", "s1", "s2"]), Some(p));
+    net.advance(Duration::from_millis(500));
+    assert_eq!(
+        role_epoch(&net, b),
+        (ServerRole::Primary, 2),
+        "the backup took over"
+    );
+    net.restart_master(p, kept(1, &["s0", "s1", "s2"]), None);
+    for s in slaves {
+        net.connect(s, p);
+    }
+    net.settle();
+    assert_eq!(role_epoch(&net, p), (ServerRole::Primary, 2), "recovered");
+    // The new primary's fencing link is retried every second.
+    net.advance(Duration::from_secs(2));
+    assert_eq!(role_epoch(&net, p).0, ServerRole::Primary);
+    assert_eq!(
+        role_epoch(&net, b).0,
+        ServerRole::Fenced,
+        "two primaries at epoch 2"
+    );
+    net.connect(c, p);
+    net.settle();
+    assert_eq!(
+        net.request(c, 2, Body::Read { key: "k".into() }),
+        vec![Frame::new(2, Body::Value { value: "v".into() })]
+    );
+}
