@@ -331,11 +331,13 @@ impl Master {
 
     /// A client's READ or WRITE (`body` is one of the two).
     fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
-        if let Some(r) = &self.core.recovery {
+        // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
+        // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
+        let refusal = self.ha.refusal(&self.core.cfg, now);
+        if let Some(r) = self.core.recovery.as_ref().filter(|_| refusal.is_none()) {
             let reply = Body::error(ErrorCode::Unavailable, r.why());
             return self.core.out.send(conn, req, reply);
         }
-        let refusal = self.ha.refusal(&self.core.cfg, now);
         let (ops, mut ctx) = self.parts(now);
         ops.on_request(&mut ctx, conn, req, body, refusal);
     }

@@ -140,3 +140,39 @@ fn a_new_primary_that_meets_a_primary_at_its_own_epoch_steps_down() {
         vec![Frame::new(2, Body::Value { value: "v".into() })]
     );
 }
+
+/// A restarted master waits for its roster and answers UNAVAILABLE meanwhile; once it has
+/// stepped down (a master with a higher epoch exists), it is no primary at all and must say
+/// so (NOT_PRIMARY, which sends clients to the other master), not UNAVAILABLE forever.
+#[test]
+fn a_master_fenced_while_it_recovers_sends_clients_to_the_other() {
+    let (mut net, p, _slaves, _) = cluster();
+    net.kill(p);
+    net.restart_master(p, kept(1, &["s0", "s1", "s2"]), None);
+    let c = net.add_client(p);
+    match &net.request(c, 1, Body::Read { key: "k".into() })[..] {
+        [Frame {
+            body:
+                Body::Error {
+                    code: ErrorCode::Unavailable,
+                    ..
+                },
+            ..
+        }] => {}
+        other => panic!("a recovering master answered {other:?}"),
+    }
+    let b = net.add_backup(kept(5, &[]), p);
+    assert_eq!(role_epoch(&net, p).0, ServerRole::Fenced);
+    let _ = b;
+    match &net.request(c, 2, Body::Read { key: "k".into() })[..] {
+        [Frame {
+            body:
+                Body::Error {
+                    code: ErrorCode::NotPrimary,
+                    ..
+                },
+            ..
+        }] => {}
+        other => panic!("a fenced master answered {other:?}"),
+    }
+}
