@@ -176,3 +176,36 @@ fn a_master_fenced_while_it_recovers_sends_clients_to_the_other() {
         other => panic!("a fenced master answered {other:?}"),
     }
 }
+
+/// A restarted master hears its roster report one slave at a time. While it waits for the
+/// rest, a key reported by one holder is not short of copies: its other holder has not
+/// reported yet. Copying it then is work for nothing (every key of the data set, in the worst
+/// order), so nothing is copied before the roster is in.
+#[test]
+fn a_recovering_master_copies_nothing_its_roster_still_holds() {
+    let (mut net, p, slaves, c) = cluster();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(
+            net.request(c, 10 + i, write(&key, "v")),
+            vec![Frame::new(10 + i, Body::Ok)]
+        );
+    }
+    net.kill(p);
+    net.restart_master(p, kept(1, &["s0", "s1", "s2"]), None);
+    net.clear_log();
+    for s in slaves {
+        net.connect(s, p);
+        net.settle();
+    }
+    net.advance(Duration::from_millis(100));
+    let s = net.master(p).status();
+    assert_eq!((s.role, s.epoch, s.keys), (ServerRole::Primary, 2, 21));
+    assert_eq!(s.under_replicated, 0, "{s:?}");
+    for slave in slaves {
+        assert!(
+            !net.saw(p, slave, |b| matches!(b, Body::Store { .. })),
+            "a copy was made while the roster was reporting"
+        );
+    }
+}
