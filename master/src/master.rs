@@ -94,6 +94,7 @@ impl Master {
             role,
             epoch,
             self.core.cfg.replicas,
+            self.core.repairs.copies_made(),
             &self.core.keys,
             &self.core.slaves,
         )
