@@ -9,9 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use dsm_client::{Op, Reply};
 use dsm_tests::load::{Load, Sentinels, Watcher};
 use dsm_tests::{live_count, wait_until, Cluster, ClusterOpts, Health, MasterId};
-use dsm_wire::ServerRole;
+use dsm_wire::{ErrorCode, ServerRole};
 
 const SENTINELS: usize = 200;
 const WRITERS: usize = 2;
@@ -442,4 +443,189 @@ fn a_slave_stopped_250_ms_every_300_ms_keeps_its_copies() {
 #[ignore = "long variant (20 s): make blinks"]
 fn long_a_slave_stopped_250_ms_every_300_ms_for_20_s_keeps_its_copies() {
     a_slave_stopped_over_and_over(Duration::from_secs(20));
+}
+
+/// Which sentinels READ answers UNAVAILABLE for, read in one batch (every READ waits for its
+/// holders at once): every answer must be the value or UNAVAILABLE, never NOT_FOUND.
+fn unavailable_sentinels(cluster: &Cluster, sentinels: &Sentinels) -> Vec<usize> {
+    let mut c = cluster.ha_client();
+    c.set_timeout(Duration::from_secs(10));
+    let ops: Vec<Op> = (0..sentinels.n)
+        .map(|i| Op::Read {
+            key: Sentinels::key(i),
+        })
+        .collect();
+    let answers = c.batch(&ops).expect("a batch of READs");
+    let mut unavailable = Vec::new();
+    for (i, a) in answers.into_iter().enumerate() {
+        match a {
+            Ok(Reply::Value(v)) if v == Sentinels::value(i) => {}
+            Err(dsm_client::Error::Server {
+                code: ErrorCode::Unavailable,
+                ..
+            }) => unavailable.push(i),
+            other => panic!("sentinel-{i} with two of three slaves stopped: {other:?}"),
+        }
+    }
+    unavailable
+}
+
+/// Row 5: both holders of some keys stopped (R=2 over 3 slaves: s0 and s1 SIGSTOPped, s2
+/// live, so the master has a live slave, just not theirs). Until the master gives them up, a
+/// READ of such a key waits and answers UNAVAILABLE (the client binary says so and exits 1),
+/// never NOT_FOUND, while keys with a copy on s2 read as usual. Once the operator forgets
+/// both (`dsm-client forget-slave`), those keys read NOT_FOUND. When the forgotten slaves
+/// resume, they report what they hold and it is taken back: nothing is lost after all.
+/// (`faults.rs` kills every slave at R=3; this is the all-at-once angle with a live slave.)
+#[test]
+fn every_holder_stopped_reads_unavailable_then_not_found_once_forgotten() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        master_args: ["--ack-timeout-ms", "200", "--ping-interval-ms", "100"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let blink = Blink::start(&cluster);
+    cluster.stop_slave(0);
+    cluster.stop_slave(1);
+    cluster.wait_slave_live(0, false, EVENTUALLY);
+    cluster.wait_slave_live(1, false, EVENTUALLY);
+    let unavailable = unavailable_sentinels(&cluster, &blink.sentinels);
+    assert!(
+        !unavailable.is_empty(),
+        "no sentinel has both copies on s0 and s1"
+    );
+    // Up to here no READ may have answered NOT_FOUND; from here the operator asks for it.
+    let Blink {
+        sentinels,
+        load,
+        watcher,
+        before,
+    } = blink;
+    let watched = watcher.stop();
+    assert!(
+        watched.wrong.is_empty(),
+        "READs with both holders stopped: {:#?}",
+        watched.wrong
+    );
+    eprintln!(
+        "{} of {} sentinels UNAVAILABLE with s0 and s1 stopped",
+        unavailable.len(),
+        sentinels.n
+    );
+    let key = String::from_utf8(Sentinels::key(unavailable[0])).unwrap();
+    let out = dsm_tests::run(
+        cluster.client_command().args(["read", &key]),
+        b"",
+        EVENTUALLY,
+    );
+    assert_eq!(out.code(), Some(1), "dsm-client read {key}: {out:?}");
+    assert!(
+        out.stderr().contains("UNAVAILABLE") && out.stdout().trim().is_empty(),
+        "dsm-client read {key}: {out:?}"
+    );
+    for id in ["s0", "s1"] {
+        let out = dsm_tests::run(
+            cluster.client_command().args(["forget-slave", id]),
+            b"",
+            EVENTUALLY,
+        );
+        assert_eq!(out.code(), Some(0), "dsm-client forget-slave {id}: {out:?}");
+    }
+    let mut c = cluster.client();
+    for &i in &unavailable {
+        assert_eq!(
+            c.read(&Sentinels::key(i)).expect("READ once forgotten"),
+            None,
+            "sentinel-{i} with both holders forgotten"
+        );
+    }
+    let out = dsm_tests::run(
+        cluster.client_command().args(["read", &key]),
+        b"",
+        EVENTUALLY,
+    );
+    assert_eq!(
+        (out.code(), out.stdout().trim()),
+        (Some(1), "NOT_FOUND"),
+        "{out:?}"
+    );
+    cluster.cont_slave(0);
+    cluster.cont_slave(1);
+    wait_all_live(&cluster, "after the forgotten slaves resumed");
+    let blink = Blink {
+        watcher: Watcher::start(&cluster, &sentinels),
+        sentinels,
+        load,
+        before,
+    };
+    blink.everything_reads_back(&cluster);
+}
+
+/// Row 5 with the other way to give slaves up: both holders of some keys killed (no disk:
+/// their copies are gone) under `--slave-lost-after-ms 2000`. Their keys read UNAVAILABLE
+/// while the master may still expect them back, and NOT_FOUND once it has given them up;
+/// keys with a copy on the live slave read as usual throughout.
+#[test]
+fn every_holder_killed_reads_unavailable_then_not_found_once_lost() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        master_args: [
+            "--slave-lost-after-ms",
+            "2000",
+            "--request-timeout-ms",
+            "500",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    });
+    let sentinels = Sentinels::write(&cluster, SENTINELS);
+    let load = Load::start(&cluster, WRITERS);
+    cluster.kill_slave(0);
+    cluster.kill_slave(1);
+    let killed = Instant::now();
+    let unavailable = unavailable_sentinels(&cluster, &sentinels);
+    assert!(
+        !unavailable.is_empty(),
+        "no sentinel has both copies on s0 and s1"
+    );
+    let lost = |i: usize| {
+        let mut c = cluster.client();
+        matches!(c.read(&Sentinels::key(i)), Ok(None))
+    };
+    wait_until(
+        EVENTUALLY,
+        "the keys of s0 and s1 to read NOT_FOUND once both are lost",
+        || unavailable.iter().all(|&i| lost(i)),
+    );
+    eprintln!(
+        "{} sentinels NOT_FOUND {} ms after their holders were killed",
+        unavailable.len(),
+        killed.elapsed().as_millis()
+    );
+    let log = cluster.log("master");
+    for id in ["s0", "s1"] {
+        assert!(
+            log.contains(&format!("slave '{id}' lost: out of reach for")),
+            "{id} was not given up by --slave-lost-after-ms"
+        );
+    }
+    let others: Vec<Vec<u8>> = (0..sentinels.n)
+        .filter(|i| !unavailable.contains(i))
+        .map(Sentinels::key)
+        .collect();
+    let r = dsm_tests::load::read_back(&cluster, &others, Instant::now() + EVENTUALLY, |_, got| {
+        got.is_none()
+            .then(|| "NOT_FOUND with a copy on the live slave".into())
+    });
+    r.ok("sentinels with a copy on s2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    load.wait_progress(20, EVENTUALLY)
+        .unwrap_or_else(|e| panic!("writes with one live slave: {e}"));
+    let report = load.stop();
+    assert!(report.acked > 0);
 }
