@@ -6,6 +6,18 @@
 //! retried while the cluster answers UNAVAILABLE or another "not now", up to a deadline;
 //! NOT_FOUND is never retried), and that no READ ever answered NOT_FOUND or a wrong value on
 //! the way.
+//!
+//! `make test` runs them; `make blinks` adds the long variants (`long_*`).
+//!
+//! Known failures (ignored): a master started with `--backup-of` whose primary is not up
+//! takes over after 3 failed connects ("primary unreachable since start") with an empty key
+//! map, an empty slave table (a backup does not load the roster its `--data-dir` keeps, and
+//! saves its empty table over it) and its kept epoch + 1. Until the slaves have registered and
+//! reported, every READ it answers is a probe of no slave and says NOT_FOUND, for keys that
+//! were acknowledged (hundreds of such READs per run). Its epoch is chosen without hearing
+//! any slave, so the other master, restarted over its roster, can recover at the same epoch;
+//! the fencing HELLO then resolves it (the fencing master steps down), a second later. Both
+//! orders of restart that start a backup before its primary hit this.
 
 use std::time::{Duration, Instant};
 
@@ -320,7 +332,7 @@ fn both_masters_killed_and_restarted_primary_first_lose_nothing() {
 
 /// The backup first: its primary is not up, so it takes over; then the old primary.
 #[test]
-#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot, ignoring the roster in its --data-dir: it answers NOT_FOUND for acknowledged keys until the slaves report, and may take the epoch the other master recovers at (see the report of branch blinks)"]
+#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot and no roster, and answers NOT_FOUND for acknowledged keys until the slaves report (module docs, Known failures)"]
 fn both_masters_killed_and_restarted_backup_first_lose_nothing() {
     both_masters_killed_and_restarted(MasterId::BACKUP);
 }
@@ -356,7 +368,7 @@ fn failover_then_both_killed_ex_backup_first_as_primary() {
 /// The old primary first, as the backup of the ex-backup (its flags since the recovery),
 /// which is not up yet, so it takes over; then the ex-backup as the primary.
 #[test]
-#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot, ignoring the roster in its --data-dir: it answers NOT_FOUND for acknowledged keys until the slaves report, and may take the epoch the other master recovers at (see the report of branch blinks)"]
+#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot and no roster, and answers NOT_FOUND for acknowledged keys until the slaves report (module docs, Known failures)"]
 fn failover_then_both_killed_old_primary_first_as_backup() {
     failover_then_both_killed(MasterId::PRIMARY, As::BackupOfOther, As::Primary);
 }
@@ -371,7 +383,7 @@ fn failover_then_both_killed_old_primary_first_with_first_flags() {
 /// The ex-backup first with the flags it was first started with (the backup of the old
 /// primary, which is not up yet, so it takes over), then the old primary as primary.
 #[test]
-#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot, ignoring the roster in its --data-dir: it answers NOT_FOUND for acknowledged keys until the slaves report, and may take the epoch the other master recovers at (see the report of branch blinks)"]
+#[ignore = "reason: a backup restarted while its primary is down takes over with no snapshot and no roster, and answers NOT_FOUND for acknowledged keys until the slaves report (module docs, Known failures)"]
 fn failover_then_both_killed_ex_backup_first_with_first_flags() {
     failover_then_both_killed(MasterId::BACKUP, As::BackupOfOther, As::Primary);
 }
