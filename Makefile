@@ -2,7 +2,7 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build test lint fmt run-cluster bench mem torture clean
+.PHONY: help build test lint fmt run-cluster bench mem torture blinks clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client)"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
+	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
 
 build:
 	$(CARGO) build --release --bins
@@ -47,6 +48,13 @@ TORTURE_HISTORY ?= target/torture-history.jsonl
 torture: build
 	$(RELEASE)/dsm-torture --duration-s $(DURATION) --clients $(CLIENTS) \
 		$(if $(SEED),--seed $(SEED)) --history $(TORTURE_HISTORY) $(TORTURE_ARGS)
+
+# The blink tests of make test again, then their long variants (ignored in make test: the
+# tests named long_*). The other ignored blink tests are known failures (see their reasons).
+blinks:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p dsm-tests --test blinks
+	$(CARGO) test -p dsm-tests --test blinks -- --ignored long_
 
 clean:
 	$(CARGO) clean

@@ -3,7 +3,7 @@
 
 use dsm_wire::Status;
 
-/// `{"role":"primary","epoch":1,"replicas":2,"keys":N,"under_replicated":N,"slaves":[...]}`
+/// `{"role":"primary","epoch":1,"replicas":2,"keys":N,"under_replicated":N,"copies_made":N,"slaves":[...]}`
 pub fn status_json(s: &Status) -> String {
     let slaves: Vec<String> = s
         .slaves
@@ -19,12 +19,13 @@ pub fn status_json(s: &Status) -> String {
         })
         .collect();
     format!(
-        "{{\"role\":{},\"epoch\":{},\"replicas\":{},\"keys\":{},\"under_replicated\":{},\"slaves\":[{}]}}",
+        "{{\"role\":{},\"epoch\":{},\"replicas\":{},\"keys\":{},\"under_replicated\":{},\"copies_made\":{},\"slaves\":[{}]}}",
         quote(s.role.name()),
         s.epoch,
         s.replicas,
         s.keys,
         s.under_replicated,
+        s.copies_made,
         slaves.join(",")
     )
 }
@@ -51,12 +52,13 @@ pub fn quote(s: &str) -> String {
 /// Human-readable STATUS for a terminal.
 pub fn status_text(s: &Status) -> String {
     let mut out = format!(
-        "role {}  epoch {}  replicas {}  keys {}  under-replicated {}\n",
+        "role {}  epoch {}  replicas {}  keys {}  under-replicated {}  copies made {}\n",
         s.role.name(),
         s.epoch,
         s.replicas,
         s.keys,
-        s.under_replicated
+        s.under_replicated,
+        s.copies_made
     );
     for x in &s.slaves {
         out.push_str(&format!(
@@ -83,6 +85,7 @@ mod tests {
             replicas: 2,
             keys: 3,
             under_replicated: 0,
+            copies_made: 7,
             slaves: vec![SlaveStatus {
                 id: "a\"b".into(),
                 addr: "127.0.0.1:1".into(),
@@ -92,7 +95,7 @@ mod tests {
         };
         assert_eq!(
             status_json(&s),
-            r#"{"role":"primary","epoch":1,"replicas":2,"keys":3,"under_replicated":0,"slaves":[{"id":"a\"b","addr":"127.0.0.1:1","live":true,"keys":3}]}"#
+            r#"{"role":"primary","epoch":1,"replicas":2,"keys":3,"under_replicated":0,"copies_made":7,"slaves":[{"id":"a\"b","addr":"127.0.0.1:1","live":true,"keys":3}]}"#
         );
         assert_eq!(quote("\u{1}\n"), "\"\\u0001\\n\"");
     }

@@ -98,6 +98,7 @@ impl Master {
             role,
             epoch,
             self.core.cfg.replicas,
+            self.core.repairs.copies_made(),
             &self.core.keys,
             &self.core.slaves,
         )
@@ -340,11 +341,13 @@ impl Master {
 
     /// A client's READ or WRITE (`body` is one of the two).
     fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
-        if let Some(r) = &self.core.recovery {
+        // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
+        // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
+        let refusal = self.ha.refusal(&self.core.cfg, now);
+        if let Some(r) = self.core.recovery.as_ref().filter(|_| refusal.is_none()) {
             let reply = Body::error(ErrorCode::Unavailable, r.why(now));
             return self.core.out.send(conn, req, reply);
         }
-        let refusal = self.ha.refusal(&self.core.cfg, now);
         let (ops, mut ctx) = self.parts(now);
         ops.on_request(&mut ctx, conn, req, body, refusal);
     }
@@ -451,6 +454,18 @@ impl Master {
 
     /// A backup said HELLO on our heartbeat socket.
     fn attach_backup(&mut self, conn: ConnId, hello: Hello, now: Instant) {
+        // While recovering, this master's epoch is not settled: a backup that followed it now
+        // would take over at the old epoch + 1, which may be the one recovery picks.
+        if let Some(r) = self
+            .core
+            .recovery
+            .as_ref()
+            .filter(|_| hello.epoch <= self.core.term.epoch)
+        {
+            let text = r.why(now);
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::Unavailable, text, out);
+        }
         if hello.epoch > self.core.term.epoch {
             self.step_down(&format!("a master with epoch {} exists", hello.epoch), now);
         }

@@ -244,6 +244,7 @@ impl Members<'_> {
         *self.recovery = None;
         self.term.restart_at(epoch);
         *self.changed = true;
+        self.schedule_repairs();
         info!(
             "recovered: {} keys from {} slaves; serving at epoch {epoch}",
             self.keys.len(),
@@ -273,8 +274,13 @@ impl Members<'_> {
         self.effects.push(Effect::Membership);
     }
 
-    /// Queue copies of the keys short of R copies that count.
+    /// Queue copies of the keys short of R copies that count. Not while a restarted master
+    /// waits for its roster: a key reported by one holder so far is not short, its other
+    /// holders have not reported yet (`recovered` queues what is short once all have).
     pub fn schedule_repairs(&mut self) {
+        if self.recovery.is_some() {
+            return;
+        }
         let (cfg, now) = (self.cfg, self.now);
         self.repairs
             .schedule(self.keys, self.slaves, cfg.replicas, now, cfg.repair_after);

@@ -25,6 +25,8 @@ pub(crate) struct Repairs {
     bytes: usize,
     /// Copies made since re-replication last had nothing left to do.
     done: usize,
+    /// Copies made since this master started (STATUS `copies_made`).
+    total: u64,
 }
 
 impl Repairs {
@@ -95,6 +97,12 @@ impl Repairs {
     /// `n` new copies were recorded.
     pub fn made(&mut self, n: usize) {
         self.done += n;
+        self.total += n as u64;
+    }
+
+    /// Copies made since this master started.
+    pub fn copies_made(&self) -> u64 {
+        self.total
     }
 
     /// A copy ended (done, pointless or given up).

@@ -1,5 +1,6 @@
 //! The master's answer to STATUS: its role and epoch, its key count, how many keys are short
-//! of R live copies, and every slave it knows with the keys placed on it.
+//! of R live copies, how many copies re-replication has made, and every slave it knows with
+//! the keys placed on it.
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ pub(crate) fn status(
     role: ServerRole,
     epoch: u64,
     replicas: usize,
+    copies_made: u64,
     keys: &KeyIndex,
     slaves: &SlaveTable,
 ) -> Status {
@@ -36,6 +38,7 @@ pub(crate) fn status(
         replicas: replicas as u16,
         keys: keys.len() as u64,
         under_replicated: under as u64,
+        copies_made,
         slaves: slaves
             .latest_per_id()
             .into_iter()

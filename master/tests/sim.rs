@@ -683,9 +683,12 @@ fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
     net.kill(victim);
     // One live slave: nowhere to copy to, so every key has one copy.
     assert_eq!(net.master(m).status().under_replicated, 20);
+    assert_eq!(net.master(m).status().copies_made, 0);
     net.add_slave(m, "newcomer");
     net.advance(Duration::from_millis(10));
     assert_eq!(net.master(m).status().under_replicated, 0);
+    // STATUS counts the copies: one per key.
+    assert_eq!(net.master(m).status().copies_made, 20);
     for i in 0..20 {
         assert_eq!(
             net.holders_of(&format!("k{i}")).len(),

@@ -17,6 +17,7 @@
 pub mod bins;
 mod health;
 pub mod hosts;
+pub mod load;
 mod logs;
 mod masters;
 pub mod process;
@@ -86,6 +87,9 @@ pub struct ClusterOpts {
     /// Run every node in its own network namespace instead of on 127.0.0.1 (not with
     /// `reserve_backup`).
     pub hosts: Option<Hosts>,
+    /// Give every master a `--data-dir` of its own (`<name>.data` in the log directory), kept
+    /// across its restarts.
+    pub master_data_dirs: bool,
 }
 
 impl Default for ClusterOpts {
@@ -98,6 +102,7 @@ impl Default for ClusterOpts {
             reserve_backup: false,
             secret: None,
             hosts: None,
+            master_data_dirs: false,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct Cluster {
     strangers: Vec<Proc>,
     keep_logs: bool,
     hosts: Option<Hosts>,
+    /// `ClusterOpts::master_data_dirs`.
+    master_data_dirs: bool,
 }
 
 impl Cluster {
@@ -164,6 +171,7 @@ impl Cluster {
             strangers: Vec::new(),
             keep_logs: false,
             hosts: opts.hosts.clone(),
+            master_data_dirs: opts.master_data_dirs,
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let at = |i: usize| match &opts.hosts {
@@ -255,6 +263,7 @@ impl Cluster {
     }
 
     /// Keep the log directory when the cluster is dropped (a torture run found something).
+    /// `DSM_KEEP_LOGS=1` keeps every cluster's.
     pub fn keep_logs(&mut self) {
         self.keep_logs = true;
     }
@@ -281,7 +290,7 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             logs::print_tails(&self.log_dir);
-        } else if self.keep_logs {
+        } else if self.keep_logs || std::env::var_os("DSM_KEEP_LOGS").is_some() {
             eprintln!("cluster logs kept in {}", self.log_dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.log_dir);

@@ -3,6 +3,7 @@
 //! it for STATUS.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dsm_client::{Client, Error};
@@ -131,6 +132,32 @@ impl Cluster {
         self.wait_backup_synced(id, STARTUP);
     }
 
+    /// Start master `id`, which must not be running, again on its own addresses (and its own
+    /// data directory, with `ClusterOpts::master_data_dirs`): as a primary when `backup_of` is
+    /// `None`, else as the backup of the master whose heartbeat socket that is. Waits for its
+    /// ready line only: a master restarted over a cluster may answer UNAVAILABLE for a while.
+    pub fn start_master(&mut self, id: MasterId, backup_of: Option<SocketAddr>) {
+        let seat = self.seat(id);
+        assert!(seat.proc.is_none(), "master {} is running", seat.name);
+        let (name, addr, hb) = (seat.name, seat.listen, seat.heartbeat);
+        self.masters[id.0] = self.spawn_master(name, addr, hb, backup_of);
+    }
+
+    /// The heartbeat socket master `id` was last started to follow (`None`: as primary).
+    pub fn master_backup_of(&self, id: MasterId) -> Option<SocketAddr> {
+        self.seat(id).backup_of
+    }
+
+    /// Master `id`'s `--data-dir`, with `ClusterOpts::master_data_dirs`.
+    pub fn master_data_dir(&self, id: MasterId) -> Option<PathBuf> {
+        self.data_dir_of(self.seat(id).name)
+    }
+
+    fn data_dir_of(&self, name: &str) -> Option<PathBuf> {
+        self.master_data_dirs
+            .then(|| self.log_dir.join(format!("{name}.data")))
+    }
+
     /// Wait until master `id` says it is a backup and knows what the master it follows knows:
     /// the same number of keys, and every slave that master has live. Call it when no writes
     /// are under way.
@@ -211,6 +238,9 @@ impl Cluster {
         }
         if let Some(primary) = backup_of {
             cmd.args(["--backup-of", &primary.to_string()]);
+        }
+        if let Some(dir) = self.data_dir_of(name) {
+            cmd.arg("--data-dir").arg(dir);
         }
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, name, "dsm-master ready:");
         let log = self.log_dir.join(format!("{name}.log"));

@@ -41,6 +41,7 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
         Fault::StopSlave,
         Fault::StopPrimary,
         Fault::KillPrimary,
+        Fault::StopSlaveRepeatedly,
     ] {
         assert!(
             r.faults.counts.get(&kind).is_some_and(|&n| n > 0),

@@ -274,6 +274,7 @@ fn status_reply(r: &mut Reader<'_>) -> Result<Status, WireError> {
     let replicas = r.u16()?;
     let keys = r.u64()?;
     let under_replicated = r.u64()?;
+    let copies_made = r.u64()?;
     let n = r.u16()? as usize;
     // Each slave entry is at least 2+2+1+8 bytes: refuse a count the body cannot hold
     // before reserving room for it.
@@ -295,6 +296,7 @@ fn status_reply(r: &mut Reader<'_>) -> Result<Status, WireError> {
         replicas,
         keys,
         under_replicated,
+        copies_made,
         slaves,
     })
 }

@@ -198,6 +198,7 @@ fn put_status(out: &mut Vec<u8>, s: &Status) {
     put_u16(out, s.replicas);
     put_u64(out, s.keys);
     put_u64(out, s.under_replicated);
+    put_u64(out, s.copies_made);
     let n = s.slaves.len().min(u16::MAX as usize);
     put_u16(out, n as u16);
     for slave in &s.slaves[..n] {

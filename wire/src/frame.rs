@@ -180,6 +180,9 @@ pub struct Status {
     pub keys: u64,
     /// Keys with fewer live holders than `replicas` (while enough live slaves exist).
     pub under_replicated: u64,
+    /// Re-replication copies this master has made since it started (each new holder of a
+    /// key's latest version counts one): how much repair work faults have cost.
+    pub copies_made: u64,
     pub slaves: Vec<SlaveStatus>,
 }
 

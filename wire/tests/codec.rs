@@ -227,6 +227,7 @@ fn samples() -> Vec<Frame> {
             replicas: 0,
             keys: 0,
             under_replicated: 0,
+            copies_made: 0,
             slaves: vec![],
         }),
         Body::StatusReply(Status {
@@ -235,6 +236,7 @@ fn samples() -> Vec<Frame> {
             replicas: 3,
             keys: 1_000_000,
             under_replicated: 12,
+            copies_made: 3_211,
             slaves: vec![
                 slave("s1", "127.0.0.1:7001", true, 10),
                 slave("", "", false, 0),
@@ -247,6 +249,7 @@ fn samples() -> Vec<Frame> {
             replicas: u16::MAX,
             keys: u64::MAX,
             under_replicated: u64::MAX,
+            copies_made: u64::MAX,
             slaves: vec![slave("only", "10.0.0.1:1", false, 1)],
         }),
         Body::Sync {
@@ -591,6 +594,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         replicas: 2,
         keys: 0,
         under_replicated: 0,
+        copies_made: 0,
         slaves: (0..70_000).map(|i| slave("", "", i % 2 == 0, i)).collect(),
     };
     let (back, _) = decode(&encoded(&Frame::new(1, Body::StatusReply(status.clone()))))
@@ -792,6 +796,7 @@ fn status_head(slaves: u16) -> Vec<u8> {
     body.extend_from_slice(&2u16.to_be_bytes());
     body.extend_from_slice(&3u64.to_be_bytes());
     body.extend_from_slice(&4u64.to_be_bytes());
+    body.extend_from_slice(&5u64.to_be_bytes());
     body.extend_from_slice(&slaves.to_be_bytes());
     body
 }

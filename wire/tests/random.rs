@@ -160,6 +160,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
                 replicas: rng.u16(),
                 keys: rng.u64(),
                 under_replicated: rng.u64(),
+                copies_made: rng.u64(),
                 slaves: (0..n)
                     .map(|_| SlaveStatus {
                         id: rng.string(),

@@ -162,7 +162,12 @@ impl Ha {
                     self.take_over(&why, r);
                 }
             }
-            Ha::Primary(p) => p.on_fencing_frame(conn, req, body, epoch, r.peers, r.out, r.now),
+            Ha::Primary(p) => {
+                let outranked = p.on_fencing_frame(conn, req, body, epoch, r.peers, r.out, r.now);
+                if let Some(why) = outranked {
+                    self.step_down(&why, r);
+                }
+            }
             Ha::Fenced => {
                 r.peers.close(conn, r.out);
             }

@@ -116,8 +116,13 @@ impl Primary {
         false
     }
 
-    /// A frame on the link to the old primary: once it answers our HELLO, it knows our epoch
-    /// (unless it refused our credentials: then only the slaves' epochs fence it).
+    /// A frame on the link to the old primary. Once it answers our HELLO it knows our epoch:
+    /// it stepped down if ours is higher (NOT_PRIMARY; also the answer of a master that is
+    /// not primary at all), or it refused our credentials (then only the slaves' epochs fence
+    /// it). Any other answer (a WELCOME as our backup, a refusal of our HELLO) comes from a
+    /// master that is primary at our epoch or above and did not step down: returns why this
+    /// master must step down instead, or two primaries would serve at one epoch. Frames the
+    /// old primary sent us as its backup before it read our HELLO (SYNC, PONG) are no answer.
     #[allow(clippy::too_many_arguments)]
     pub fn on_fencing_frame(
         &mut self,
@@ -128,25 +133,44 @@ impl Primary {
         peers: &mut Peers,
         out: &mut Outbox,
         now: Instant,
-    ) {
+    ) -> Option<String> {
         let Some(link) = self.fencing.as_mut().filter(|l| l.conn == Some(conn)) else {
             peers.close(conn, out);
-            return;
+            return None;
         };
-        let Some(body) = link.handshake(req, body, peers, out, now) else {
-            return;
-        };
-        match &body {
+        let body = link.handshake(req, body, peers, out, now)?;
+        let outranked = match &body {
             Body::Error {
                 code: ErrorCode::Unauthorized,
                 text,
-            } => warn!(
-                "the old primary refused our credentials ({text}); it was not told of epoch \
-                 {epoch}"
-            ),
-            _ => info!("the old primary has heard of epoch {epoch}; closing the link"),
-        }
+            } => {
+                warn!(
+                    "the old primary refused our credentials ({text}); it was not told of epoch \
+                     {epoch}"
+                );
+                None
+            }
+            Body::Error {
+                code: ErrorCode::NotPrimary,
+                ..
+            } => {
+                info!("the old primary has heard of epoch {epoch}; closing the link");
+                None
+            }
+            Body::Welcome { epoch: theirs, .. } => Some(format!(
+                "the other master is primary at epoch {theirs} and took our epoch {epoch} for \
+                 a backup's"
+            )),
+            Body::Error { code, text } => Some(format!(
+                "the other master did not step down for our epoch {epoch}: {}: {text}",
+                code.name()
+            )),
+            // What the old primary sent its backup (us) before it read our HELLO: not the
+            // answer yet.
+            _ => return None,
+        };
         self.fencing = None;
         peers.close(conn, out);
+        outranked
     }
 }

@@ -41,6 +41,30 @@ impl Net {
         n
     }
 
+    /// A killed master starts again on its own addresses (dsm-master restarted): a new process
+    /// with `cfg` (what its `--data-dir` kept goes in `cfg.persisted`), the backup of `of` if
+    /// given. Its link, if it wants one, opens at once.
+    pub fn restart_master(&mut self, n: NodeId, mut cfg: Config, of: Option<NodeId>) {
+        assert!(!self.nodes[n.0].up, "only a killed master restarts");
+        let port = 7000 + 2 * n.0 as u16;
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port));
+        cfg.heartbeat = SocketAddr::from(([127, 0, 0, 1], port + 1));
+        cfg.backup_of = of.map(|o| self.master_node(o).heartbeat);
+        let mn = MasterNode {
+            heartbeat: cfg.heartbeat,
+            max_frame: cfg.max_frame(),
+            m: Master::new(cfg, self.now),
+            link: None,
+            links_opened: 0,
+        };
+        let node = &mut self.nodes[n.0];
+        node.kind = Kind::Master(Box::new(mn));
+        node.up = true;
+        node.frozen = false;
+        node.slots.clear();
+        self.settle();
+    }
+
     fn push_node(&mut self, name: String, kind: Kind) -> NodeId {
         self.nodes.push(Node {
             name,

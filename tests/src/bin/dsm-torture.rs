@@ -75,7 +75,7 @@ fn options() -> getopts::Options {
     opts.optopt(
         "",
         "faults",
-        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2; partition only with network namespaces)",
+        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2,stop-slave-repeatedly:2; partition only with network namespaces)",
         "KIND[:W],...",
     );
     opts.optopt(

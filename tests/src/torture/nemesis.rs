@@ -1,6 +1,9 @@
 //! The nemesis: a seeded schedule of faults against a running cluster (kill -9 a slave and
-//! restart it, SIGSTOP and SIGCONT a slave or the primary, kill -9 the primary and bring it back
-//! as the backup of the new one), each followed by healing.
+//! restart it, SIGSTOP and SIGCONT a slave or the primary, SIGSTOP a slave past the ACK timeout
+//! over and over, kill -9 the primary and bring it back as the backup of the new one, cut the
+//! primary from its backup), each followed by healing. A kind of fault says what it needs of
+//! the cluster beyond processes to signal ([`Needs`]); kinds the cluster cannot do are left
+//! out of the schedule.
 //!
 //! Every key keeps a live holder: faults come one at a time, and the next starts only once the
 //! primary again lists every slave live with no key under R copies, and the other master is its
@@ -26,16 +29,56 @@ pub enum Fault {
     KillPrimary,
     /// The primary cut off from its backup (network namespaces only: see `netns.rs`).
     Partition,
+    /// One slave SIGSTOPped past the ACK timeout, resumed briefly, and again, several times:
+    /// dropped and taken back over and over, with its copies.
+    StopSlaveRepeatedly,
+}
+
+/// What a kind of fault needs of the cluster beyond processes to kill and signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Processes,
+    /// Every node in a network namespace of its own, and a way to cut links
+    /// ([`Nemesis::with_partition`]).
+    Partitions,
+}
+
+/// What the cluster under test can do, against which each fault's [`Needs`] is checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Abilities {
+    pub partitions: bool,
+}
+
+impl Abilities {
+    pub fn allow(self, needs: Needs) -> bool {
+        match needs {
+            Needs::Processes => true,
+            Needs::Partitions => self.partitions,
+        }
+    }
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::KillSlave,
         Fault::StopSlave,
         Fault::StopPrimary,
         Fault::KillPrimary,
         Fault::Partition,
+        Fault::StopSlaveRepeatedly,
     ];
+    pub const COUNT: usize = Fault::ALL.len();
+
+    pub fn needs(self) -> Needs {
+        match self {
+            Fault::Partition => Needs::Partitions,
+            Fault::KillSlave
+            | Fault::StopSlave
+            | Fault::StopPrimary
+            | Fault::KillPrimary
+            | Fault::StopSlaveRepeatedly => Needs::Processes,
+        }
+    }
 
     /// The short name `--faults` takes.
     pub fn flag(self) -> &'static str {
@@ -45,6 +88,7 @@ impl Fault {
             Fault::StopPrimary => "stop-primary",
             Fault::KillPrimary => "kill-primary",
             Fault::Partition => "partition",
+            Fault::StopSlaveRepeatedly => "stop-slave-repeatedly",
         }
     }
 
@@ -55,6 +99,7 @@ impl Fault {
             Fault::StopPrimary => "SIGSTOP primary",
             Fault::KillPrimary => "kill -9 primary",
             Fault::Partition => "partition primary|backup",
+            Fault::StopSlaveRepeatedly => "SIGSTOP slave repeatedly",
         }
     }
 }
@@ -64,7 +109,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct FaultMix {
     /// Relative weight of each of [`Fault::ALL`].
-    pub weights: [u64; 5],
+    pub weights: [u64; Fault::COUNT],
     /// Quiet time between one fault's healing and the next fault.
     pub quiet_ms: (u64, u64),
     /// A killed slave stays dead this long before it is restarted.
@@ -73,6 +118,11 @@ pub struct FaultMix {
     pub slave_stop_ms: (u64, u64),
     /// A SIGSTOPped primary: the backup takes over after about 300 ms of silence.
     pub primary_stop_ms: (u64, u64),
+    /// [`Fault::StopSlaveRepeatedly`]: how many stops, each this long (past the 200 ms ACK
+    /// timeout), with the slave running this long in between.
+    pub slave_blinks: (u64, u64),
+    pub slave_blink_stop_ms: (u64, u64),
+    pub slave_blink_run_ms: (u64, u64),
     /// A partition of the primary from the backup: shorter and longer than the takeover (300
     /// ms), the slaves' master timeout (1.5 s) and the new primary's grace for them (3 s).
     pub partition_ms: (u64, u64),
@@ -82,8 +132,8 @@ pub struct FaultMix {
 
 impl FaultMix {
     /// Weights from `kind[:weight],...` (weight 1 when left out); kinds not named get 0.
-    pub fn parse_weights(spec: &str) -> Result<[u64; 5], String> {
-        let mut weights = [0; 5];
+    pub fn parse_weights(spec: &str) -> Result<[u64; Fault::COUNT], String> {
+        let mut weights = [0; Fault::COUNT];
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = match part.split_once(':') {
                 Some((n, w)) => (n, w.parse().map_err(|_| format!("bad weight in {part:?}"))?),
@@ -102,11 +152,14 @@ impl FaultMix {
 impl Default for FaultMix {
     fn default() -> FaultMix {
         FaultMix {
-            weights: [3, 3, 2, 2, 2],
+            weights: [3, 3, 2, 2, 2, 2],
             quiet_ms: (200, 1500),
             slave_down_ms: (200, 1500),
             slave_stop_ms: (50, 2500),
             primary_stop_ms: (50, 1500),
+            slave_blinks: (3, 6),
+            slave_blink_stop_ms: (250, 600),
+            slave_blink_run_ms: (30, 150),
             partition_ms: (100, 5000),
             heal_timeout: Duration::from_secs(30),
         }
@@ -139,6 +192,15 @@ pub struct Nemesis<'a> {
     pub(crate) echo: bool,
     /// Partition faults, when the cluster runs in network namespaces.
     pub(crate) partition: Option<&'a mut dyn FnMut(bool) -> Result<(), String>>,
+}
+
+impl Nemesis<'_> {
+    /// What this cluster can do, for [`Fault::needs`].
+    pub fn abilities(&self) -> Abilities {
+        Abilities {
+            partitions: self.partition.is_some(),
+        }
+    }
 }
 
 impl<'a> Nemesis<'a> {
@@ -175,8 +237,11 @@ impl<'a> Nemesis<'a> {
     /// longer than `until` (on a loaded machine).
     pub fn run(&mut self, until: Duration, stop: &AtomicBool) -> Result<(), String> {
         let mut weights = self.mix.weights;
-        if self.partition.is_none() {
-            weights[4] = 0;
+        let can = self.abilities();
+        for (w, f) in weights.iter_mut().zip(Fault::ALL) {
+            if !can.allow(f.needs()) {
+                *w = 0;
+            }
         }
         let mut first_round: Vec<Fault> = (0..Fault::ALL.len())
             .filter(|&i| weights[i] > 0)
@@ -257,6 +322,22 @@ impl<'a> Nemesis<'a> {
                 let p = self.primary;
                 self.note(format!("kill -9 primary {p:?}"));
                 self.cluster.kill_master(p);
+            }
+            Fault::StopSlaveRepeatedly => {
+                let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
+                let times = self
+                    .rng
+                    .between(self.mix.slave_blinks.0, self.mix.slave_blinks.1);
+                self.note(format!("SIGSTOP slave s{i} {times} times"));
+                for n in 1..=times {
+                    self.cluster.stop_slave(i);
+                    let stopped = self.pause(self.mix.slave_blink_stop_ms);
+                    self.cluster.cont_slave(i);
+                    let ran = self.pause(self.mix.slave_blink_run_ms);
+                    self.note(format!(
+                        "slave s{i} stop {n} of {times}: stopped {stopped} ms, ran {ran} ms"
+                    ));
+                }
             }
             Fault::Partition => {
                 let ms = self

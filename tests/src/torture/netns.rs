@@ -1,12 +1,14 @@
-//! A testbed of network namespaces for the long torture run: every master and slave a host of
-//! its own on one private bridge (10.213.N.0/24, in a hub namespace), this process joined to it
-//! by one veth pair, and a partition that cuts only the link between the two masters
-//! (blackhole routes in their namespaces: packets vanish, connections stay open, as in a real
-//! partition). Everything is removed on drop, also after a panic; namespaces left by a run that
-//! was killed are removed by the next one.
+//! A testbed of network namespaces for the long torture run and the blink tests: every master
+//! and slave a host of its own on one private bridge (10.213.N.0/24, in a hub namespace), this
+//! process joined to it by one veth pair, and partitions made of blackhole routes in the
+//! hosts' namespaces (packets vanish, connections stay open, as in a real partition): the link
+//! between the two masters only, or every link between one master and the slaves. Several
+//! testbeds may exist at once (one per test). Everything is removed on drop, also after a
+//! panic; namespaces left by a run that was killed are removed by the next one.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::{Host, Hosts};
 
@@ -14,13 +16,15 @@ use crate::{Host, Hosts};
 const PREFIX: &str = "dsmt";
 
 pub struct Testbed {
-    /// `dsmt-<pid>`: this run's namespaces are `<tag>-hub`, `<tag>-m0`, `<tag>-s3`...
+    /// `dsmt-<pid>-<n>`: this testbed's namespaces are `<tag>-hub`, `<tag>-m0`, `<tag>-s3`...
     tag: String,
     namespaces: Vec<String>,
     /// This process's end of the veth pair into the hub (removed with the hub).
     root_if: String,
     pub hosts: Hosts,
     cut: bool,
+    /// Blackhole routes in place for [`Testbed::isolate_from_slaves`]: (namespace, address).
+    cut_off: Vec<(String, String)>,
 }
 
 /// Whether the testbed can be built here; `Err` says why not (not root, no `ip`, no netns).
@@ -34,17 +38,21 @@ impl Testbed {
     /// Namespaces for 2 masters and `slaves` slaves.
     pub fn create(slaves: usize) -> Result<Testbed, String> {
         remove_stale();
+        // Tests of one process may each build a testbed at the same time.
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed) % 100;
         let pid = std::process::id();
-        let tag = format!("{PREFIX}-{pid}");
-        // One /24 per run, so two runs at once do not collide.
-        let net = 10 + (pid % 240) as u8;
+        let tag = format!("{PREFIX}-{pid}-{seq}");
+        // One /24 per testbed, so two at once do not collide.
+        let net = 10 + ((pid + 37 * seq) % 240) as u8;
         let addr = |host: u8| Ipv4Addr::new(10, 213, net, host);
         let mut bed = Testbed {
-            root_if: format!("{PREFIX}{}", pid % 100_000_000),
+            root_if: format!("{PREFIX}{}x{seq}", pid % 10_000_000),
             tag: tag.clone(),
             namespaces: Vec::new(),
             hosts: Hosts::default(),
             cut: false,
+            cut_off: Vec::new(),
         };
         let hub = bed.add_ns("hub")?;
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
@@ -111,6 +119,29 @@ impl Testbed {
             ip(&["-n", &from.netns, "route", verb, "blackhole", &dest])?;
         }
         self.cut = cut;
+        Ok(())
+    }
+}
+
+impl Testbed {
+    /// Cut (`true`) or restore every link between master `m` (0: the primary's host) and the
+    /// slaves, in both directions, with blackhole routes: packets vanish, connections stay
+    /// open. The masters' link and this process's links to every node are left alone.
+    pub fn isolate_from_slaves(&mut self, m: usize, cut: bool) -> Result<(), String> {
+        if !cut {
+            for (ns, dest) in std::mem::take(&mut self.cut_off) {
+                ip(&["-n", &ns, "route", "del", "blackhole", &dest])?;
+            }
+            return Ok(());
+        }
+        let master = self.hosts.masters[m].clone();
+        for slave in self.hosts.slaves.clone() {
+            for (from, to) in [(&master, &slave), (&slave, &master)] {
+                let dest = format!("{}/32", to.ip);
+                ip(&["-n", &from.netns, "route", "add", "blackhole", &dest])?;
+                self.cut_off.push((from.netns.clone(), dest));
+            }
+        }
         Ok(())
     }
 }

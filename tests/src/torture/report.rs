@@ -80,7 +80,7 @@ fn fault_lines(r: &Report, s: &mut String) {
     if r.holders_dead > 0 {
         let _ = writeln!(
             s,
-            "note: the masters answered NOT_FOUND {} times because every holder of a key was dead \
+            "note: the masters answered NOT_FOUND {} times because every copy of a key was lost \
              (which the nemesis never causes); those reads are checked as they are",
             r.holders_dead
         );
