@@ -110,7 +110,7 @@ impl Store {
         match self.inventory.as_mut() {
             Some(inv) => inv.drops.push((key.to_vec(), version)),
             None => {
-                if self.map.drop_stale(key, version) {
+                if self.map.drop_stale(key, version).is_some() {
                     debug!("dropped a stale copy (version {version} or older)");
                 }
             }
