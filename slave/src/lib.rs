@@ -5,6 +5,8 @@
 
 mod config;
 mod dialer;
+pub mod disk;
+pub mod memory;
 pub mod node;
 pub mod slave;
 pub mod store;
