@@ -193,7 +193,7 @@ fn mem_total(meminfo: &str) -> Option<Budget> {
         .ok()?;
     Some(Budget {
         bytes: kib * 1024,
-        source: "MemTotal, the machine's memory (no cgroup or ulimit limit)".to_string(),
+        source: "MemTotal: no cgroup or ulimit limits this process".to_string(),
         whole_machine: true,
     })
 }

@@ -12,7 +12,7 @@ use mio::{Events, Poll, Token};
 
 use crate::config::Config;
 use crate::slave::{Out, Slave};
-use crate::store::Reply;
+use crate::store::{Reply, Store};
 
 const MASTER: Token = Token(0);
 /// INVENTORY frames queued per loop turn (64 KiB of keys each).
@@ -33,20 +33,21 @@ pub struct Node {
     out: Vec<Out>,
 }
 
-/// Serve the master until the poller itself fails.
+/// Load the data directory (if any), then serve the master until the poller itself fails.
 pub fn run(cfg: Config) -> io::Result<()> {
-    let mut node = Node::new(cfg)?;
+    let store = crate::open::open_store(&cfg)?;
+    let mut node = Node::new(cfg, store)?;
     loop {
         node.turn()?;
     }
 }
 
 impl Node {
-    /// A node that has already started connecting to its first master.
-    pub fn new(cfg: Config) -> io::Result<Node> {
+    /// A node serving `store` that has already started connecting to its first master.
+    pub fn new(cfg: Config, store: Store) -> io::Result<Node> {
         let now = Instant::now();
         let mut node = Node {
-            slave: Slave::new(&cfg, now),
+            slave: Slave::with_store(&cfg, store, now),
             cfg,
             poll: Poll::new()?,
             events: Events::with_capacity(256),
@@ -77,6 +78,9 @@ impl Node {
             }
         }
         self.slave.on_tick(now);
+        // Every STORE this turn read is written (with --fsync always, synced) before the
+        // ACKs go out below.
+        self.slave.end_turn(now);
         if self.may_report() {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
         }
@@ -108,8 +112,9 @@ impl Node {
                 return Ok(());
             }
         }
-        let timeout = match self.may_report() {
-            // More of the report to send: look at the socket and come straight back.
+        let timeout = match self.may_report() || self.slave.busy() {
+            // More of the report to send, or of a compaction to do: look at the socket and
+            // come straight back.
             true => Duration::ZERO,
             false => {
                 deadline.saturating_duration_since(Instant::now()) + Duration::from_micros(200)
@@ -194,6 +199,10 @@ impl Node {
             }
             if let Err(why) = self.feed(now) {
                 return self.closed(&why, now);
+            }
+            self.slave.after_read();
+            if self.slave.has_out() {
+                self.apply_out(now);
             }
             // The slave may have closed the connection over what it read.
             let Some(conn) = self.conn.as_mut() else {
