@@ -12,9 +12,12 @@
 //!
 //! With `backup: true` a backup master follows the primary and the slaves know both; see
 //! [`MasterId`] for killing, freezing and restarting masters. With `secret` every master, slave
-//! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite.
+//! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite. With
+//! `data: true` every master and slave keeps its state in a data directory of its own, kept
+//! across restarts (`data.rs`).
 
 pub mod bins;
+mod data;
 mod health;
 pub mod hosts;
 mod logs;
@@ -35,6 +38,7 @@ use dsm_client::{Client, Error, Secret};
 use dsm_wire::Status;
 
 pub use crate::bins::bin;
+pub use crate::data::SlaveLaunch;
 pub use crate::health::Health;
 pub use crate::hosts::{Host, Hosts};
 pub use crate::masters::MasterId;
@@ -86,6 +90,11 @@ pub struct ClusterOpts {
     /// Run every node in its own network namespace instead of on 127.0.0.1 (not with
     /// `reserve_backup`).
     pub hosts: Option<Hosts>,
+    /// Give every master and slave `--data-dir` (see [`Cluster::data_dir`]), the same one
+    /// each time it is restarted; removed with the logs.
+    pub data: bool,
+    /// Further flags for every slave, such as `--fsync always`.
+    pub slave_args: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -98,6 +107,8 @@ impl Default for ClusterOpts {
             reserve_backup: false,
             secret: None,
             hosts: None,
+            data: false,
+            slave_args: Vec::new(),
         }
     }
 }
@@ -136,6 +147,12 @@ pub struct Cluster {
     strangers: Vec<Proc>,
     keep_logs: bool,
     hosts: Option<Hosts>,
+    /// Nodes keep their state in data directories under the log directory.
+    data: bool,
+    /// Every slave's flags besides its addresses, id and data directory.
+    slave_args: Vec<String>,
+    /// Per slave: how it is started, if not plainly.
+    launches: Vec<SlaveLaunch>,
 }
 
 impl Cluster {
@@ -164,6 +181,9 @@ impl Cluster {
             strangers: Vec::new(),
             keep_logs: false,
             hosts: opts.hosts.clone(),
+            data: opts.data,
+            slave_args: opts.slave_args.clone(),
+            launches: Vec::new(),
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let at = |i: usize| match &opts.hosts {

@@ -207,6 +207,9 @@ impl Cluster {
         if let Some(primary) = backup_of {
             cmd.args(["--backup-of", &primary.to_string()]);
         }
+        if self.data {
+            cmd.arg("--data-dir").arg(self.data_dir(name));
+        }
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, name, "dsm-master ready:");
         let log = self.log_dir.join(format!("{name}.log"));
         let what = format!("dsm-master {name} (log {})", log.display());
