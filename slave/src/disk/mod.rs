@@ -422,7 +422,8 @@ impl Durable {
             n => format!(", {:.1} bytes per key", len as f64 / n as f64),
         };
         info!(
-            "compacted {} in {} ms over {turns} loop turns: {old_len} -> {len} bytes for {keys}              keys{per_key}",
+            "compacted {} in {} ms over {turns} loop turns: {old_len} -> {len} bytes for \
+             {keys} keys{per_key}",
             self.path(),
             now.saturating_duration_since(started).as_millis()
         );
