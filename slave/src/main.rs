@@ -67,7 +67,8 @@ fn main() {
             compact_min: compact_min.unwrap_or(disk::COMPACT_MIN),
             ..disk
         },
-        max_memory: max_memory.unwrap_or_else(|| default_memory(max_frame)),
+        max_memory: max_memory
+            .unwrap_or_else(|| default_memory(max_frame, m.opt_present("data-dir"))),
     };
     if let Err(e) = dsm_slave::run(cfg) {
         eprintln!("dsm-slave: {e}");
@@ -155,8 +156,9 @@ fn options(cli: &Cli) -> getopts::Options {
          STORE past it gets ERROR OUT_OF_MEMORY. K, M, G, T (or KiB, MiB, GiB, TiB) are powers \
          of 1024. Default: 3/4 of this process's limit (cgroup memory.max or \
          memory.limit_in_bytes, ulimit -v, ulimit -d, the smallest) less 2 frames and 16 MiB \
-         for buffers, or half the machine's MemTotal less that when nothing limits it; the \
-         value taken is logged at start",
+         for buffers (64 MiB more under ulimit -v with --data-dir: the sync thread's malloc \
+         arena), or half the machine's MemTotal less that when nothing limits it; the value \
+         taken is logged at start",
         "BYTES",
     );
     cli.add_secret_opt(
@@ -214,12 +216,16 @@ fn size(cli: &Cli, m: &Matches, name: &str) -> Option<u64> {
 }
 
 /// The default `--max-memory`, said in the log with where it comes from.
-fn default_memory(max_frame: usize) -> u64 {
+fn default_memory(max_frame: usize, data_dir: bool) -> u64 {
     // What the cap does not count: the connection's read and write buffers (a frame each),
     // the log's batch and compaction buffers, the program itself.
-    let reserve = 2 * max_frame as u64 + (16 << 20);
+    let mut reserve = 2 * max_frame as u64 + (16 << 20);
     match memory::machine_budget() {
         Some(budget) => {
+            if budget.address_space && data_dir {
+                // The syncer thread: glibc gives it a malloc arena, 64 MiB of address space.
+                reserve += 64 << 20;
+            }
             let cap = memory::default_cap(&budget, reserve);
             log::info!(
                 "--max-memory {} by default: {} of {} ({}), less {} for buffers",

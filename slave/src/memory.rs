@@ -19,6 +19,9 @@ pub struct Budget {
     pub source: String,
     /// `MemTotal`: the whole machine, not a limit on this process.
     pub whole_machine: bool,
+    /// `ulimit -v`: it counts address space, reserved or not (a thread's malloc arena takes
+    /// 64 MiB of it).
+    pub address_space: bool,
 }
 
 /// The smallest memory budget this process is given, or the machine's memory if nothing limits
@@ -148,6 +151,7 @@ fn cgroup_limits(
                     bytes,
                     source: format!("the cgroup limit {p}"),
                     whole_machine: false,
+                    address_space: false,
                 });
             }
             match dir.rfind('/') {
@@ -163,9 +167,9 @@ fn cgroup_limits(
 /// The soft `ulimit -v` (address space) and `ulimit -d` (data) from `/proc/self/limits`.
 fn rlimits(text: &str) -> Vec<Budget> {
     let mut out = Vec::new();
-    for (name, what) in [
-        ("Max address space", "ulimit -v (address space)"),
-        ("Max data size", "ulimit -d (data size)"),
+    for (name, what, address_space) in [
+        ("Max address space", "ulimit -v (address space)", true),
+        ("Max data size", "ulimit -d (data size)", false),
     ] {
         let soft = text
             .lines()
@@ -177,6 +181,7 @@ fn rlimits(text: &str) -> Vec<Budget> {
                 bytes,
                 source: what.to_string(),
                 whole_machine: false,
+                address_space,
             });
         }
     }
@@ -195,6 +200,7 @@ fn mem_total(meminfo: &str) -> Option<Budget> {
         bytes: kib * 1024,
         source: "MemTotal: no cgroup or ulimit limits this process".to_string(),
         whole_machine: true,
+        address_space: false,
     })
 }
 
@@ -289,6 +295,7 @@ Max address space         1073741824           unlimited            bytes
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].bytes, 1 << 30);
         assert!(got[0].source.contains("ulimit -v"));
+        assert!(got[0].address_space);
         let t = mem_total("MemTotal:       24683664 kB\nMemFree: 1 kB\n").unwrap();
         assert_eq!(t.bytes, 24683664 * 1024);
         assert!(t.whole_machine);
@@ -300,6 +307,7 @@ Max address space         1073741824           unlimited            bytes
             bytes: 1 << 30,
             source: "test".into(),
             whole_machine: false,
+            address_space: false,
         };
         assert_eq!(
             default_cap(&limit, 24 << 20),

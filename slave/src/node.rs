@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io};
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::slave::{Out, Slave};
 use crate::store::{Reply, Store};
 
 const MASTER: Token = Token(0);
+/// A sync on the syncer thread is done.
+const WAKE: Token = Token(1);
 /// INVENTORY frames queued per loop turn (64 KiB of keys each).
 const INVENTORY_FRAMES_PER_TURN: usize = 4;
 /// No more INVENTORY frames are queued while this many bytes wait to be written.
@@ -35,21 +37,25 @@ pub struct Node {
 
 /// Load the data directory (if any), then serve the master until the poller itself fails.
 pub fn run(cfg: Config) -> io::Result<()> {
-    let store = crate::open::open_store(&cfg)?;
-    let mut node = Node::new(cfg, store)?;
+    let poll = Poll::new()?;
+    // The syncer thread's way to say a sync is done: the loop then takes the outcome.
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let store = crate::open::open_store(&cfg, Box::new(move || drop(waker.wake())))?;
+    let mut node = Node::new(cfg, store, poll)?;
     loop {
         node.turn()?;
     }
 }
 
 impl Node {
-    /// A node serving `store` that has already started connecting to its first master.
-    pub fn new(cfg: Config, store: Store) -> io::Result<Node> {
+    /// A node serving `store` with `poll` that has already started connecting to its first
+    /// master.
+    pub fn new(cfg: Config, store: Store, poll: Poll) -> io::Result<Node> {
         let now = Instant::now();
         let mut node = Node {
             slave: Slave::with_store(&cfg, store, now),
             cfg,
-            poll: Poll::new()?,
+            poll,
             events: Events::with_capacity(256),
             conn: None,
             connecting: false,
@@ -70,7 +76,7 @@ impl Node {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
-        if !self.events.is_empty() {
+        if self.events.iter().any(|e| e.token() == MASTER) {
             if self.connecting {
                 self.connect_progress(now);
             } else {

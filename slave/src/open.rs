@@ -7,12 +7,13 @@ use std::time::Instant;
 use log::{info, warn};
 
 use crate::config::Config;
-use crate::disk::{FsDisk, COMPACTING, SET_ASIDE};
+use crate::disk::{FsDisk, Wake, COMPACTING, SET_ASIDE};
 use crate::memory;
 use crate::store::Store;
 
 /// The store the slave starts with: what `--data-dir` holds, or an empty one in memory.
-pub fn open_store(cfg: &Config) -> io::Result<Store> {
+/// `wake` wakes the event loop when a sync on the syncer thread is done.
+pub fn open_store(cfg: &Config, wake: Wake) -> io::Result<Store> {
     let Some(dir) = &cfg.data_dir else {
         warn!(
             "no --data-dir: this slave keeps its data in memory only; a restart loses every \
@@ -21,7 +22,7 @@ pub fn open_store(cfg: &Config) -> io::Result<Store> {
         return Ok(Store::in_memory(cfg.max_memory));
     };
     let start = Instant::now();
-    let disk = FsDisk::open(dir)
+    let disk = FsDisk::open(dir, Some(wake))
         .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", dir.display())))?;
     let (store, r) = Store::open(Box::new(disk), cfg.disk, cfg.max_memory, start)
         .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", dir.display())))?;

@@ -8,6 +8,10 @@
 //! changes in the same order as the table saw them. One more case: a DROP fills its hole with
 //! the table's last record, which may move a record not yet copied behind the copy cursor;
 //! [`Compaction::moved`] copies such a record at once.
+//!
+//! Once everything is copied, the new file is synced on the syncer thread while the loop goes
+//! on (and mirrors on); then the little appended meanwhile is synced in place, and the file is
+//! renamed over the old log.
 
 use std::io;
 use std::time::Instant;
@@ -29,6 +33,10 @@ pub struct Compaction {
     /// Keys copied (the moved ones included).
     copied: u64,
     turns: u64,
+    /// Every record of the table is copied.
+    pub copied_all: bool,
+    /// The sync of the copy was started on the syncer thread.
+    pub syncing: bool,
     pub started: Instant,
     /// The old log's length when this started.
     pub old_len: u64,
@@ -53,6 +61,8 @@ impl Compaction {
             buf,
             copied: 0,
             turns: 0,
+            copied_all: false,
+            syncing: false,
             started: now,
             old_len,
         })
@@ -73,7 +83,19 @@ impl Compaction {
         }
         self.file.append(&self.buf)?;
         self.written += self.buf.len() as u64;
-        Ok(self.cursor >= table.len())
+        self.copied_all = self.cursor >= table.len();
+        Ok(self.copied_all)
+    }
+
+    /// Start syncing what is written on the syncer thread; false if it is busy.
+    pub fn start_sync(&mut self) -> io::Result<bool> {
+        self.syncing = self.file.start_sync()?;
+        Ok(self.syncing)
+    }
+
+    /// The outcome of that sync, once known.
+    pub fn sync_outcome(&mut self) -> Option<io::Result<()>> {
+        self.file.sync_outcome()
     }
 
     /// Bytes the log got while this runs (whole records, already applied to the table).
@@ -100,8 +122,9 @@ impl Compaction {
         Ok(())
     }
 
-    /// Sync the new file: the last step before it may replace the old log. Returns it, its
-    /// length, and the loop turns it took.
+    /// Sync the new file (in place: what was mirrored since the background sync started):
+    /// the last step before it may replace the old log. Returns it, its length, and the loop
+    /// turns it took.
     pub fn finish(mut self) -> io::Result<(Box<dyn LogFile>, u64, u64)> {
         self.file.sync()?;
         Ok((self.file, self.written, self.turns))

@@ -17,6 +17,13 @@ pub enum Fsync {
     Never,
 }
 
+/// A sync on the syncer thread, under way.
+struct Background {
+    /// The log's length when it started: what it makes durable.
+    len: u64,
+    started: Instant,
+}
+
 impl Fsync {
     pub fn name(&self) -> String {
         match self {
@@ -40,6 +47,11 @@ pub struct Journal {
     /// A sync failed: until one succeeds, every append is synced (as with `always`), so a
     /// STORE is ACKed only if the disk takes it.
     sync_failing: bool,
+    /// The interval sync under way on the syncer thread.
+    background: Option<Background>,
+    /// An interval sync is due but the syncer is busy (with a compaction's): it is started
+    /// when the loop is woken for the other one's end.
+    waiting: bool,
 }
 
 impl Journal {
@@ -52,6 +64,8 @@ impl Journal {
             unsynced_since: None,
             torn: false,
             sync_failing: false,
+            background: None,
+            waiting: false,
         }
     }
 
@@ -103,29 +117,53 @@ impl Journal {
         }
     }
 
-    /// When the interval policy wants the next sync.
+    /// When the interval policy wants the next sync started: `None` while one is under way,
+    /// or waits for the syncer (the loop is woken when either ends).
     pub fn sync_due(&self) -> Option<Instant> {
         match self.fsync {
-            Fsync::Interval(d) => self.unsynced_since.map(|t| t + d),
+            Fsync::Interval(d) if self.background.is_none() && !self.waiting => {
+                self.unsynced_since.map(|t| t + d)
+            }
             _ => None,
         }
     }
 
-    /// Sync now if the interval policy says it is time; `Err` says why a sync failed (then
-    /// every later append is synced until one succeeds).
+    /// Take the outcome of an interval sync under way, and start one if the interval is up.
+    /// `Err` says why a sync failed (then every later append is synced until one succeeds).
     pub fn tick(&mut self, now: Instant) -> Result<(), String> {
-        match self.sync_due() {
-            Some(due) if now >= due => self.sync_now(),
-            _ => Ok(()),
+        if let Some(bg) = &self.background {
+            let outcome = match self.file.sync_outcome() {
+                None => return Ok(()),
+                Some(outcome) => outcome,
+            };
+            let (len, started) = (bg.len, bg.started);
+            self.background = None;
+            if let Err(e) = outcome {
+                self.sync_failing = true;
+                return Err(format!("fdatasync: {e}"));
+            }
+            self.sync_failing = false;
+            // What was appended after it started may not be covered.
+            self.unsynced_since = (self.len > len).then_some(started);
         }
-    }
-
-    /// Sync whatever was appended.
-    pub fn sync_now(&mut self) -> Result<(), String> {
-        match self.file.sync() {
-            Ok(()) => {
-                self.unsynced_since = None;
-                self.sync_failing = false;
+        self.waiting = false;
+        let due = match self.fsync {
+            Fsync::Interval(d) => self.unsynced_since.map(|t| t + d),
+            _ => None,
+        };
+        if due.is_none_or(|due| now < due) {
+            return Ok(());
+        }
+        match self.file.start_sync() {
+            Ok(true) => {
+                self.background = Some(Background {
+                    len: self.len,
+                    started: now,
+                });
+                Ok(())
+            }
+            Ok(false) => {
+                self.waiting = true;
                 Ok(())
             }
             Err(e) => {
@@ -135,8 +173,17 @@ impl Journal {
         }
     }
 
+    /// Whether an interval sync is under way (its outcome not yet taken).
+    #[cfg(test)]
+    pub fn syncing(&self) -> bool {
+        self.background.is_some()
+    }
+
     /// A compacted log, synced and renamed into place, replaces this one.
     pub fn switch(&mut self, file: Box<dyn LogFile>, len: u64) {
+        self.file.abandon_sync();
+        self.background = None;
+        self.waiting = false;
         self.file = file;
         self.len = len;
         self.unsynced_since = None;
@@ -176,8 +223,18 @@ mod tests {
         j.tick(t0 + sec / 2).unwrap();
         assert_eq!(disk.syncs(), 0);
         j.tick(t0 + sec).unwrap();
+        assert_eq!(disk.ops().last(), Some(&Op::StartSync), "on the syncer");
+        assert!(j.syncing());
+        assert_eq!(j.sync_due(), None, "under way");
+        j.append(b"ghi", t0 + sec).unwrap();
+        j.tick(t0 + sec).unwrap();
+        assert!(!j.syncing(), "its outcome taken");
+        assert_eq!(
+            j.sync_due(),
+            Some(t0 + 2 * sec),
+            "what came after the sync started waits for the next"
+        );
         assert_eq!(disk.syncs(), 1);
-        assert_eq!(j.sync_due(), None, "nothing unsynced");
 
         let mut disk = MemDisk::new();
         let mut j = journal(&mut disk, Fsync::Never);
@@ -249,7 +306,8 @@ mod tests {
         let mut j = journal(&mut disk, Fsync::Interval(sec));
         j.append(b"a", t0).unwrap();
         disk.fail_sync(true);
-        assert!(j.tick(t0 + sec).is_err());
+        j.tick(t0 + sec).unwrap();
+        assert!(j.tick(t0 + sec).is_err(), "the background sync failed");
         assert!(j.syncs_every_append());
         assert!(j.append(b"b", t0 + sec).is_err());
         disk.fail_sync(false);

@@ -1,6 +1,7 @@
 //! A directory in memory for tests: the [`Disk`] the sims and unit tests give the log. It
 //! fails appends past a capacity (as a full disk does: what fits is written, then ENOSPC),
-//! fails syncs or truncates on demand, records every call in order, and can be "crashed":
+//! fails syncs or truncates on demand, holds background syncs back on demand (they complete
+//! when next asked about otherwise), records every call in order, and can be "crashed":
 //! [`MemDisk::after_process_crash`] keeps everything written (the page cache survives a
 //! kill -9), [`MemDisk::after_power_cut`] keeps only what was synced, and only the names a
 //! directory sync made durable.
@@ -17,6 +18,8 @@ use super::file::{Disk, LogFile};
 pub enum Op {
     Append(usize),
     Sync,
+    /// A background sync started.
+    StartSync,
     Truncate(u64),
     Create(String),
     Rename(String, String),
@@ -38,6 +41,10 @@ struct State {
     capacity: Option<u64>,
     fail_sync: bool,
     fail_truncate: bool,
+    /// Background syncs do not complete while set.
+    hold_syncs: bool,
+    /// The inode whose background sync is under way: one at a time, as the syncer thread.
+    lane: Option<usize>,
     ops: Vec<Op>,
 }
 
@@ -65,6 +72,8 @@ impl State {
 struct MemFile {
     disk: MemDisk,
     inode: usize,
+    /// The contents when a background sync started: what it makes durable.
+    syncing: Option<Vec<u8>>,
 }
 
 fn enospc() -> io::Error {
@@ -114,6 +123,43 @@ impl LogFile for MemFile {
         s.inodes[self.inode].data.resize(len as usize, 0);
         Ok(())
     }
+
+    fn start_sync(&mut self) -> io::Result<bool> {
+        let mut s = self.disk.0.borrow_mut();
+        if s.lane.is_some() {
+            return Ok(false);
+        }
+        s.ops.push(Op::StartSync);
+        s.lane = Some(self.inode);
+        self.syncing = Some(s.inodes[self.inode].data.clone());
+        Ok(true)
+    }
+
+    fn sync_outcome(&mut self) -> Option<io::Result<()>> {
+        let mut s = self.disk.0.borrow_mut();
+        if s.hold_syncs || s.lane != Some(self.inode) {
+            return None;
+        }
+        let snapshot = self.syncing.take()?;
+        s.lane = None;
+        if s.fail_sync {
+            return Some(Err(eio("background fsync")));
+        }
+        s.inodes[self.inode].synced = snapshot;
+        Some(Ok(()))
+    }
+
+    fn abandon_sync(&mut self) {
+        if self.syncing.take().is_some() {
+            self.disk.0.borrow_mut().lane = None;
+        }
+    }
+}
+
+impl Drop for MemFile {
+    fn drop(&mut self) {
+        self.abandon_sync();
+    }
 }
 
 impl MemDisk {
@@ -134,6 +180,11 @@ impl MemDisk {
         self.0.borrow_mut().fail_truncate = fail;
     }
 
+    /// While set, background syncs do not complete.
+    pub fn hold_syncs(&self, hold: bool) {
+        self.0.borrow_mut().hold_syncs = hold;
+    }
+
     /// Every call made so far.
     pub fn ops(&self) -> Vec<Op> {
         self.0.borrow().ops.clone()
@@ -143,13 +194,13 @@ impl MemDisk {
         self.0.borrow_mut().ops.clear();
     }
 
-    /// How many syncs were asked for (failed ones included).
+    /// How many syncs were asked for, in place or in the background (failed ones included).
     pub fn syncs(&self) -> usize {
         self.0
             .borrow()
             .ops
             .iter()
-            .filter(|o| **o == Op::Sync)
+            .filter(|o| matches!(o, Op::Sync | Op::StartSync))
             .count()
     }
 
@@ -239,6 +290,7 @@ impl Disk for MemDisk {
         let file = MemFile {
             disk: self.clone(),
             inode,
+            syncing: None,
         };
         Ok((Box::new(file), len))
     }
@@ -252,6 +304,7 @@ impl Disk for MemDisk {
         Ok(Box::new(MemFile {
             disk: self.clone(),
             inode,
+            syncing: None,
         }))
     }
 

@@ -376,6 +376,41 @@ fn compaction_under_load_survives_a_crash_after_any_turn() {
 }
 
 #[test]
+fn compaction_and_interval_syncs_share_the_syncer_and_a_kill_9_loses_nothing() {
+    let sec = Duration::from_millis(20);
+    let s = Settings {
+        compact_min: 4096,
+        compact_step: 600,
+        ..settings(Fsync::Interval(sec))
+    };
+    let disk = MemDisk::new();
+    let (mut t, _, _, mut d) = open(&disk, s);
+    let (mut rng, mut version, mut answers) = (Rng(9), 0, Vec::new());
+    let t0 = Instant::now();
+    let mut held_turns = 0;
+    for turn in 0..600u64 {
+        // The syncer is slow now and then: syncs take several turns to end.
+        let hold = rng.below(3) == 0;
+        held_turns += usize::from(hold);
+        disk.hold_syncs(hold);
+        random_turn(&mut rng, &mut d, &mut t, &mut version);
+        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(5 * turn));
+        let (t2, _, r, _) = open(&disk.after_process_crash(), s);
+        assert_eq!(dump(&t2), dump(&t), "kill -9 after turn {turn}");
+        assert_eq!(r.cut, None);
+    }
+    let ops = disk.ops();
+    let renames = ops.iter().filter(|o| matches!(o, Op::Rename(..))).count();
+    let background = ops.iter().filter(|o| **o == Op::StartSync).count();
+    assert!(renames >= 3, "{renames} compactions");
+    assert!(
+        background > renames + 20,
+        "{background} syncs on the syncer"
+    );
+    assert!(held_turns > 100);
+}
+
+#[test]
 fn a_crash_at_each_failpoint_leaves_a_replayable_log() {
     for fp in [
         Failpoint::CompactMidway,
