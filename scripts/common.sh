@@ -41,6 +41,7 @@ wait_for_line() {
 # Sets MASTER_PIN and REST_PIN (command prefixes, empty when unpinned) and PLACEMENT (words).
 MASTER_PIN=()
 REST_PIN=()
+SLAVE_ARGS=()
 # shellcheck disable=SC2034 # read by the scripts that source this one
 PLACEMENT="unpinned: the kernel places every process"
 # shellcheck disable=SC2034 # PLACEMENT, as above
@@ -70,7 +71,9 @@ set_placement() {
 # Start a master (R=2, free loopback ports) and N slaves from the binaries in BIN, waiting
 # for each to say it is ready; logs go to $WORK/TAG-*. Sets MASTER (its client address),
 # MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them. Runs them
-# where set_placement said (unpinned unless it was called).
+# where set_placement said (unpinned unless it was called). SLAVE_ARGS (an array) adds flags
+# to every slave; with SLAVE_DATA=1 each slave also gets --data-dir $WORK/TAG-slave-I.data.
+# SLAVE_LOG_LEVEL (default warn) is the slaves' --log-level.
 # Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
 # WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
 start_dsm() {
@@ -88,8 +91,10 @@ start_dsm() {
     [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
     SLAVE_PIDS=()
     for i in $(seq "$n"); do
-        "${REST_PIN[@]}" "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
-            >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
+        local -a extra=("${SLAVE_ARGS[@]}")
+        [ "${SLAVE_DATA:-0}" = 1 ] && extra+=(--data-dir "$WORK/$tag-slave-$i.data")
+        "${REST_PIN[@]}" "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level "${SLAVE_LOG_LEVEL:-warn}" \
+            "${extra[@]}" >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
         pids+=("$!")
         SLAVE_PIDS+=("$!")
         wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"
