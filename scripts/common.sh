@@ -68,12 +68,13 @@ set_placement() {
     PLACEMENT="pinned: the master alone on CPU $last; slaves and load generators on CPU $rest"
 }
 
-# Start a master (R=2, free loopback ports) and N slaves from the binaries in BIN, waiting
+# Start a master (R=2 unless MASTER_REPLICAS says, free loopback ports) and N slaves from the binaries in BIN, waiting
 # for each to say it is ready; logs go to $WORK/TAG-*. Sets MASTER (its client address),
 # MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them. Runs them
 # where set_placement said (unpinned unless it was called). SLAVE_ARGS (an array) adds flags
 # to every slave; with SLAVE_DATA=1 each slave also gets --data-dir $WORK/TAG-slave-I.data.
-# SLAVE_LOG_LEVEL (default warn) is the slaves' --log-level.
+# SLAVE_LOG_LEVEL (default warn) is the slaves' --log-level; MASTER_REPLICAS (default 2) the
+# master's --replicas.
 # Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
 # WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
 start_dsm() {
@@ -82,7 +83,7 @@ start_dsm() {
     local -a opts=() wrap=()
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "$#" -gt 0 ] && shift && wrap=("$@")
-    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 \
+    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas "${MASTER_REPLICAS:-2}" \
         "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")

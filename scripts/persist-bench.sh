@@ -3,8 +3,9 @@
 #
 #  1. WRITE throughput and latency with the slaves in memory only and with --fsync never,
 #     interval and always, at 1 connection x pipeline 1 and 4 x 32 (a master, R=2, 3 slaves;
-#     64-byte values, 1000 keys). The four modes alternate within each round, so load from
-#     other work on the machine falls on all alike; medians of PB_ROUNDS rounds.
+#     64-byte values, 1000 keys), and always with R=1 and one slave. The modes alternate within
+#     each round, so load from other work on the machine falls on all alike; medians of
+#     PB_ROUNDS rounds.
 #  2. Compaction under load: 4 x 32 WRITEs overwriting PB_COMPACT_KEYS keys (16 B, 64 B) that
 #     were each written once before, so every slave's log passes twice its live size in the
 #     middle of the run; with --compact-min-bytes 1M (it compacts while the bench runs) and
@@ -99,6 +100,14 @@ modes() {
             DROPS[$mode]+="$(grep -c "dropped:" "$WORK/m$round-$mode-master.log" || true) "
             grep -h "dropped:" "$WORK/m$round-$mode-master.log" | head -3 >>"$WORK/drops.txt" || true
         done
+        # One fsync per write instead of R=2 on one disk: a master with R=1 and one slave.
+        echo "persist-bench: modes, round $round of $ROUNDS: always, R=1, one slave" >&2
+        SLAVE_DATA=1
+        SLAVE_ARGS=(--fsync always)
+        MASTER_REPLICAS=1 start_dsm "$BIN" "m$round-always-r1" 1
+        record "mode always-r1 1x1" "$(bench write 1 1 "$SERIAL_N" 1000)"
+        record "mode always-r1 4x32" "$(bench write 4 32 "$PIPELINED_N" 1000)"
+        stop_cluster
     done
 }
 
@@ -223,13 +232,15 @@ main() {
             local mode s base
             for s in 1x1 4x32; do
                 base=$(med "mode memory $s" ops)
-                for mode in memory never interval always; do
+                for mode in memory never interval always always-r1; do
                     local k="mode $mode $s"
                     echo "| $mode | $s | $(show "$(med "$k" ops)") | $(show "$(med "$k" p50)") | $(show "$(med "$k" p99)") | $(show "$(med "$k" p999)") | $(awk -v a="$(med "$k" ops)" -v b="$base" 'BEGIN {printf "%.2f", a / b}') | $(errors "$k") |"
                 done
             done
             echo
-            echo "$SERIAL_N requests per 1x1 run, $PIPELINED_N per 4x32 run; \`memory\`: no --data-dir."
+            echo "$SERIAL_N requests per 1x1 run, $PIPELINED_N per 4x32 run; \`memory\`: no --data-dir;"
+            echo "\`always-r1\`: --fsync always with a master at R=1 and a single slave (one fsync per write, as"
+            echo "Redis's appendfsync always, instead of two on the same disk)."
             echo "Slaves the master dropped (ACK timeout, 200 ms), per round: memory ${DROPS[memory]}; never ${DROPS[never]};"
             echo "interval ${DROPS[interval]}; always ${DROPS[always]}."
             if [ -s "$WORK/drops.txt" ]; then
