@@ -17,6 +17,10 @@
 #   BENCH_PIN=1              1: the master alone on the last CPU, slaves and dsm-client on the
 #                            others; likewise redis-server alone there, redis-benchmark on the
 #                            others (taskset). 0: the kernel places everything.
+#   BENCH_FSYNC              always, interval or never: every slave keeps a log (--data-dir in
+#                            the work folder, on the disk /tmp is on) with this --fsync. Unset:
+#                            memory only, as before. Recorded in the results file.
+#   BENCH_SLAVE_ARGS         more dsm-slave flags (e.g. "--fsync-interval-ms 100"), recorded
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,20 @@ need_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
     # The package starts a system-wide redis on 6379; this script uses its own instance.
     if command -v service >/dev/null; then service redis-server stop >/dev/null 2>&1 || true; fi
+}
+
+# What every slave is given: a log with BENCH_FSYNC, and BENCH_SLAVE_ARGS.
+slave_setup() {
+    # shellcheck disable=SC2206 # BENCH_SLAVE_ARGS is a list of flags
+    SLAVE_ARGS=(${BENCH_SLAVE_ARGS:-})
+    if [ -n "${BENCH_FSYNC:-}" ]; then
+        case $BENCH_FSYNC in always | interval | never) ;; *) die "BENCH_FSYNC must be always, interval or never" ;; esac
+        SLAVE_DATA=1
+        SLAVE_ARGS+=(--fsync "$BENCH_FSYNC")
+    fi
+    SLAVE_DESC="${SLAVE_ARGS[*]}"
+    [ "${SLAVE_DATA:-0}" = 1 ] && SLAVE_DESC="--data-dir TMPDIR $SLAVE_DESC"
+    SLAVE_DESC=${SLAVE_DESC:-"memory only (no --data-dir)"}
 }
 
 # Start a master (optionally under a wrapper command) and 3 slaves; sets MASTER.
@@ -179,7 +197,8 @@ main() {
     cargo build --release --bins -q
     need_packages
     set_placement "${BENCH_PIN:-1}"
-    echo "bench.sh: $PLACEMENT" >&2
+    slave_setup
+    echo "bench.sh: $PLACEMENT; slaves: $SLAVE_DESC" >&2
     start_cluster main
     start_redis
     local load_before
@@ -236,6 +255,7 @@ main() {
         echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
         echo "- cluster: 1 master (R=2${BENCH_MASTER_ARGS:+, $BENCH_MASTER_ARGS}) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
+        echo "- slaves: $SLAVE_DESC"
         echo "- placement (BENCH_PIN=${BENCH_PIN:-1}): $PLACEMENT; redis-server where the master is, redis-benchmark where dsm-client is"
         echo "- each cell is the median of $REPEATS runs; values $VALUE bytes, $KEYS keys;" \
             "$SERIAL_N requests per run at 1x1, $PIPELINED_N at 4x32"
@@ -274,7 +294,7 @@ main() {
             echo "# pinned: dsm-master and redis-server run under \`${MASTER_PIN[*]}\`, everything else under \`${REST_PIN[*]}\`"
         fi
         echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 --log-level warn"
-        echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn"
+        echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn${SLAVE_DATA:+ --data-dir TMPDIR/main-slave-N.data}${SLAVE_ARGS[*]:+ ${SLAVE_ARGS[*]}}"
         echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"
         for op in ping write read; do
             dsm_cmd "$op" 1 1 "$SERIAL_N"

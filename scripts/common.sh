@@ -41,6 +41,7 @@ wait_for_line() {
 # Sets MASTER_PIN and REST_PIN (command prefixes, empty when unpinned) and PLACEMENT (words).
 MASTER_PIN=()
 REST_PIN=()
+SLAVE_ARGS=()
 # shellcheck disable=SC2034 # read by the scripts that source this one
 PLACEMENT="unpinned: the kernel places every process"
 # shellcheck disable=SC2034 # PLACEMENT, as above
@@ -67,10 +68,13 @@ set_placement() {
     PLACEMENT="pinned: the master alone on CPU $last; slaves and load generators on CPU $rest"
 }
 
-# Start a master (R=2, free loopback ports) and N slaves from the binaries in BIN, waiting
+# Start a master (R=2 unless MASTER_REPLICAS says, free loopback ports) and N slaves from the binaries in BIN, waiting
 # for each to say it is ready; logs go to $WORK/TAG-*. Sets MASTER (its client address),
 # MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them. Runs them
-# where set_placement said (unpinned unless it was called).
+# where set_placement said (unpinned unless it was called). SLAVE_ARGS (an array) adds flags
+# to every slave; with SLAVE_DATA=1 each slave also gets --data-dir $WORK/TAG-slave-I.data.
+# SLAVE_LOG_LEVEL (default warn) is the slaves' --log-level; MASTER_REPLICAS (default 2) the
+# master's --replicas.
 # Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
 # WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
 start_dsm() {
@@ -79,7 +83,7 @@ start_dsm() {
     local -a opts=() wrap=()
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "$#" -gt 0 ] && shift && wrap=("$@")
-    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 \
+    "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas "${MASTER_REPLICAS:-2}" --discover-ms 0 \
         "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")
@@ -88,8 +92,10 @@ start_dsm() {
     [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
     SLAVE_PIDS=()
     for i in $(seq "$n"); do
-        "${REST_PIN[@]}" "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level warn \
-            >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
+        local -a extra=("${SLAVE_ARGS[@]}")
+        [ "${SLAVE_DATA:-0}" = 1 ] && extra+=(--data-dir "$WORK/$tag-slave-$i.data")
+        "${REST_PIN[@]}" "$bin/dsm-slave" --master "$MASTER" --id "$tag-slave-$i" --log-level "${SLAVE_LOG_LEVEL:-warn}" \
+            "${extra[@]}" >"$WORK/$tag-slave-$i.out" 2>"$WORK/$tag-slave-$i.log" &
         pids+=("$!")
         SLAVE_PIDS+=("$!")
         wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"

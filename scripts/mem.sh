@@ -14,6 +14,8 @@
 #                      kept hash bits beside each entry, a slave whose map grew (a rehash of
 #                      ~0.9M keys took about 0.3 s) was dropped here and the run failed
 #   MEM_OUT            results file (default bench-results/memory.md)
+#   MEM_FSYNC          always, interval or never: the slaves keep a log (--data-dir in the work
+#                      folder) with this --fsync; unset: memory only. Recorded in the file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +44,10 @@ names=()
 procs=()
 
 start_cluster() {
+    if [ -n "${MEM_FSYNC:-}" ]; then
+        SLAVE_DATA=1
+        SLAVE_ARGS=(--fsync "$MEM_FSYNC")
+    fi
     start_dsm "$BIN" mem "$SLAVES" --ack-timeout-ms "$ACK_TIMEOUT_MS"
     names+=(master)
     procs+=("$MASTER_PID")
@@ -186,6 +192,7 @@ main() {
         echo "  127.0.0.1, so each slave holds every key; $N keys of $KEY bytes written once each with"
         echo "  $VALUE-byte values in ${write_s} s, then ${SETTLE_S} s of quiet; \`dsm-client status --json\` showed"
         echo "  $N keys on the master and on each slave, none under-replicated"
+        echo "- slaves: ${MEM_FSYNC:+a log in --data-dir with --fsync $MEM_FSYNC}${MEM_FSYNC:-memory only (no --data-dir)}"
         echo "- RSS is VmRSS from /proc/PID/status (before: cluster up and the slaves registered; after:"
         echo "  every key acknowledged); peak is VmHWM. 1 MiB = 1,048,576 bytes."
         echo "- the master runs with --ack-timeout-ms $ACK_TIMEOUT_MS (default 200); the bench's max latency"

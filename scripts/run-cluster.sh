@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Start a local dsm cluster in the foreground: a primary master, a backup master and 3 slaves
 # on 127.0.0.1. DSM_SECRET_FILE=PATH gives every node --secret-file PATH.
+# Every node keeps its state in a data dir under DSM_DATA (default ./dsm-data): master/,
+# backup/, slave-1/ ... (each slave's log of what it holds, each master's epoch and roster), so
+# stopping the script and starting it again keeps every key. Remove the directory to start over.
+# DSM_SLAVE_ARGS adds flags to every slave (e.g. "--fsync always" or "--max-memory 1G").
 # Ctrl-C (or any child dying at start-up) stops everything this script started.
 set -euo pipefail
 BIN=${1:-target/release}
@@ -11,6 +15,9 @@ BACKUP_HEARTBEAT=${DSM_BACKUP_HEARTBEAT:-127.0.0.1:7003}
 SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
 LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
+DATA=${DSM_DATA:-./dsm-data}
+read -r -a SLAVE_ARGS <<<"${DSM_SLAVE_ARGS:-}"
+mkdir -p "$DATA"
 SECRET=()
 CLIENT_SECRET=""
 if [[ -n ${DSM_SECRET_FILE:-} ]]; then
@@ -39,16 +46,16 @@ wait_ready() {
 }
 
 "$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
-    >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
+    --data-dir "$DATA/master" >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
 pids+=($!)
 wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
 "$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
-    --backup-of "$HEARTBEAT" >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
+    --backup-of "$HEARTBEAT" --data-dir "$DATA/backup" >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
 pids+=($!)
 wait_ready "$LOGDIR/backup.out" "$!" "dsm-master (backup)"
 for i in $(seq 1 "$SLAVES"); do
     "$BIN/dsm-slave" --master "$LISTEN,$BACKUP" --id "slave-$i" "${SECRET[@]}" \
-        >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
+        --data-dir "$DATA/slave-$i" "${SLAVE_ARGS[@]}" >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
     pids+=($!)
     wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
 done
@@ -57,6 +64,7 @@ cat <<MSG
 dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbeat
 $BACKUP_HEARTBEAT), $SLAVES slaves, R=$REPLICAS
 logs: $LOGDIR
+data: $DATA (kept when the cluster stops: start the script again and every key is back)
 In another terminal:
   $BIN/dsm-client$CLIENT_SECRET write greeting hello world
   $BIN/dsm-client$CLIENT_SECRET read greeting

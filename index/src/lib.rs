@@ -182,12 +182,57 @@ impl TagIndex {
         }
     }
 
+    /// Bytes the slots take on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u64>()
+    }
+
+    /// The slots `len` entries need: a power of two (at least 16) they fill to at most 7/8.
+    fn size_for(&self, len: usize) -> usize {
+        let mut size = self.slots.len().max(16);
+        while len * 8 > size * 7 {
+            size *= 2;
+        }
+        size
+    }
+
+    /// How many more bytes the slots would take after `additional` more inserts.
+    pub fn growth_bytes(&self, additional: usize) -> usize {
+        if (self.len + additional) * 8 <= self.slots.len() * 7 {
+            return 0;
+        }
+        (self.size_for(self.len + additional) - self.slots.len()) * std::mem::size_of::<u64>()
+    }
+
+    /// Make room for `additional` more inserts now, so that they do not allocate; an error
+    /// (the allocation failed) leaves the index as it was. For a caller under a memory cap
+    /// that must not abort on a failed allocation. A [`Vacancy`] found before this call is
+    /// stale after it: look the key up again.
+    pub fn try_reserve(
+        &mut self,
+        additional: usize,
+    ) -> Result<(), std::collections::TryReserveError> {
+        if (self.len + additional) * 8 <= self.slots.len() * 7 {
+            return Ok(());
+        }
+        let size = self.size_for(self.len + additional);
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(size)?;
+        slots.resize(size, EMPTY);
+        self.rehash_into(slots);
+        Ok(())
+    }
+
     /// Double the slots (at least 16) and place every entry again from the hash bits it
     /// carries.
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(16);
-        let mut slots = vec![EMPTY; size];
-        let mask = size - 1;
+        self.rehash_into(vec![EMPTY; size]);
+    }
+
+    /// Move every entry into `slots` (empty, a power of two long) and keep those.
+    fn rehash_into(&mut self, mut slots: Vec<u64>) {
+        let mask = slots.len() - 1;
         for &e in self.slots.iter().filter(|&&e| e != EMPTY) {
             let mut slot = (e >> 32) as usize & mask;
             while slots[slot] != EMPTY {
@@ -277,5 +322,30 @@ mod tests {
             assert_eq!(index.find(key, |p| &keys[p]), Found::At(pos), "{key:?}");
         }
         assert!(!index.remove(index.hash(b"absent"), 0));
+    }
+
+    #[test]
+    fn reserving_room_means_inserts_do_not_grow() {
+        let mut index = TagIndex::default();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        assert_eq!(index.heap_bytes(), 0);
+        assert_eq!(index.growth_bytes(1), 16 * 8);
+        for i in 0..1000u32 {
+            let key = format!("k{i}").into_bytes();
+            let before = index.heap_bytes();
+            let growth = index.growth_bytes(1);
+            index.try_reserve(1).unwrap();
+            assert_eq!(index.heap_bytes(), before + growth, "key {i}");
+            let Found::Vacant(v) = index.find(&key, |p| &keys[p]) else {
+                panic!("k{i} is new");
+            };
+            let reserved = index.heap_bytes();
+            index.insert(v, keys.len());
+            keys.push(key);
+            assert_eq!(index.heap_bytes(), reserved, "the insert allocated");
+        }
+        for (pos, key) in keys.iter().enumerate() {
+            assert_eq!(index.find(key, |p| &keys[p]), Found::At(pos));
+        }
     }
 }

@@ -1,9 +1,13 @@
-//! What a slave is told at start: its masters, its id, its limits and timings.
+//! What a slave is told at start: its masters, its id, its limits and timings, and where and
+//! how it keeps its data.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dsm_auth::Secret;
+
+use crate::disk;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,4 +25,10 @@ pub struct Config {
     /// While registered, poll this long without sleeping before blocking (zero: never). See
     /// [`crate::node::Node`].
     pub spin: Duration,
+    /// Keep a log of every change here and replay it at start; `None`: memory only.
+    pub data_dir: Option<PathBuf>,
+    /// How the log is synced and compacted (with `data_dir`).
+    pub disk: disk::Settings,
+    /// The most heap the key table may hold (`--max-memory`); a STORE past it is refused.
+    pub max_memory: u64,
 }

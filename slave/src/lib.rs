@@ -1,11 +1,15 @@
 //! dsm-slave: holds versioned copies of keys for the master and answers its STORE and FETCH.
 //!
 //! [`Slave`] is the logic with no I/O (the link to the master, then the [`Store`]); [`run`]
-//! drives it from a mio loop ([`node`]).
+//! drives it from a mio loop ([`node`]). With `--data-dir` the store keeps a log on disk
+//! ([`disk`]); `--max-memory` caps what it holds ([`memory`]).
 
 mod config;
 mod dialer;
+pub mod disk;
+pub mod memory;
 pub mod node;
+mod open;
 pub mod slave;
 pub mod store;
 mod table;

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io};
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::slave::{Out, Slave};
-use crate::store::Reply;
+use crate::store::{Reply, Store};
 
 const MASTER: Token = Token(0);
+/// A sync on the syncer thread is done.
+const WAKE: Token = Token(1);
 /// INVENTORY frames queued per loop turn (64 KiB of keys each).
 const INVENTORY_FRAMES_PER_TURN: usize = 4;
 /// No more INVENTORY frames are queued while this many bytes wait to be written.
@@ -33,22 +35,27 @@ pub struct Node {
     out: Vec<Out>,
 }
 
-/// Serve the master until the poller itself fails.
+/// Load the data directory (if any), then serve the master until the poller itself fails.
 pub fn run(cfg: Config) -> io::Result<()> {
-    let mut node = Node::new(cfg)?;
+    let poll = Poll::new()?;
+    // The syncer thread's way to say a sync is done: the loop then takes the outcome.
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let store = crate::open::open_store(&cfg, Box::new(move || drop(waker.wake())))?;
+    let mut node = Node::new(cfg, store, poll)?;
     loop {
         node.turn()?;
     }
 }
 
 impl Node {
-    /// A node that has already started connecting to its first master.
-    pub fn new(cfg: Config) -> io::Result<Node> {
+    /// A node serving `store` with `poll` that has already started connecting to its first
+    /// master.
+    pub fn new(cfg: Config, store: Store, poll: Poll) -> io::Result<Node> {
         let now = Instant::now();
         let mut node = Node {
-            slave: Slave::new(&cfg, now),
+            slave: Slave::with_store(&cfg, store, now),
             cfg,
-            poll: Poll::new()?,
+            poll,
             events: Events::with_capacity(256),
             conn: None,
             connecting: false,
@@ -69,7 +76,7 @@ impl Node {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
-        if !self.events.is_empty() {
+        if self.events.iter().any(|e| e.token() == MASTER) {
             if self.connecting {
                 self.connect_progress(now);
             } else {
@@ -77,6 +84,9 @@ impl Node {
             }
         }
         self.slave.on_tick(now);
+        // Every STORE this turn read is written (with --fsync always, synced) before the
+        // ACKs go out below.
+        self.slave.end_turn(now);
         if self.may_report() {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
         }
@@ -108,8 +118,9 @@ impl Node {
                 return Ok(());
             }
         }
-        let timeout = match self.may_report() {
-            // More of the report to send: look at the socket and come straight back.
+        let timeout = match self.may_report() || self.slave.busy() {
+            // More of the report to send, or of a compaction to do: look at the socket and
+            // come straight back.
             true => Duration::ZERO,
             false => {
                 deadline.saturating_duration_since(Instant::now()) + Duration::from_micros(200)
@@ -194,6 +205,10 @@ impl Node {
             }
             if let Err(why) = self.feed(now) {
                 return self.closed(&why, now);
+            }
+            self.slave.after_read();
+            if self.slave.has_out() {
+                self.apply_out(now);
             }
             // The slave may have closed the connection over what it read.
             let Some(conn) = self.conn.as_mut() else {

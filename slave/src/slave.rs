@@ -65,9 +65,14 @@ pub struct Slave {
 }
 
 impl Slave {
-    /// A slave with an empty store that will try its first master at the first
+    /// A slave with an empty store in memory that will try its first master at the first
     /// [`Slave::on_tick`]. Panics if `cfg.masters` is empty.
     pub fn new(cfg: &Config, now: Instant) -> Slave {
+        Slave::with_store(cfg, Store::in_memory(cfg.max_memory), now)
+    }
+
+    /// [`Slave::new`] serving `store` (loaded from its log, say).
+    pub fn with_store(cfg: &Config, store: Store, now: Instant) -> Slave {
         Slave {
             id: cfg.id.clone(),
             boot: cfg.boot,
@@ -76,7 +81,7 @@ impl Slave {
             dialer: Dialer::new(cfg.masters.clone()),
             phase: Phase::Waiting { at: now },
             last_heard: now,
-            store: Store::default(),
+            store,
             refusals: RefusalLog::default(),
             announced: false,
             out: Vec::new(),
@@ -93,22 +98,61 @@ impl Slave {
     }
 
     /// When [`Slave::on_tick`] has something to do: the next attempt, the connect deadline,
-    /// or the moment the master will have been silent too long.
+    /// or the moment the master will have been silent too long; or when
+    /// [`Slave::end_turn`] must sync the log.
     pub fn next_deadline(&self) -> Instant {
-        match &self.phase {
+        let link = match &self.phase {
             Phase::Waiting { at } => *at,
             Phase::Connecting { deadline, .. } => *deadline,
             Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.master_timeout,
-        }
+        };
+        self.store
+            .next_deadline()
+            .map_or(link, |sync| sync.min(link))
+    }
+
+    /// Whether the next turn has work whatever happens (a compaction under way): the event
+    /// loop should look at its socket and come straight back.
+    pub fn busy(&self) -> bool {
+        self.store.busy()
     }
 
     pub fn has_out(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.store.has_answers()
     }
 
     /// Move what the event loop must do into `out`, oldest first.
     pub fn drain_out(&mut self, out: &mut Vec<Out>) {
+        self.forward_answers();
         out.append(&mut self.out);
+    }
+
+    /// The answers of STOREs the log has settled go to the master; to no one if the
+    /// connection they came on is gone (the master counts them as unanswered).
+    fn forward_answers(&mut self) {
+        if !self.store.has_answers() {
+            return;
+        }
+        let mut frames = Vec::new();
+        self.store.take_answers(&mut frames);
+        if self.registered() {
+            self.out.extend(frames.into_iter().map(Out::Send));
+        }
+    }
+
+    /// The frames of one read are handled: without `--fsync always`, write the STOREs they
+    /// brought to the log now, so their ACKs go out with the other answers; with it, they
+    /// wait for [`Slave::end_turn`], where one `fdatasync` covers the whole turn.
+    pub fn after_read(&mut self) {
+        if !self.store.groups_commits() {
+            self.store.commit();
+        }
+    }
+
+    /// The end of a loop turn: write (and with `--fsync always`, sync) what the turn staged,
+    /// so the ACKs can go; sync if the interval is up; move a compaction along.
+    pub fn end_turn(&mut self, now: Instant) {
+        self.store.end_turn(now);
     }
 
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
@@ -177,6 +221,7 @@ impl Slave {
         match self.phase {
             Phase::Registered => {
                 self.last_heard = now;
+                self.store.set_now(now);
                 self.store.respond_decoded(decoded)
             }
             Phase::Handshaking { .. } => {
@@ -273,6 +318,11 @@ impl Slave {
 
     /// The connection ended (the caller has closed it or asked for it to be closed).
     fn lost(&mut self, why: &str, now: Instant) {
+        // What it staged is written and applied; its answers have no one to go to (the
+        // master counts those STOREs as unanswered).
+        self.store.commit();
+        let mut unsent = Vec::new();
+        self.store.take_answers(&mut unsent);
         if let Phase::Handshaking { .. } = self.phase {
             // Closed before any WELCOME: a master that refuses without a word, or one that died.
             return self.refused(why, now);

@@ -1,11 +1,22 @@
-//! The slave's key store: each key's newest version, epoch fencing, and the answer to each
-//! frame from the master once registered. No sockets and no connection state: [`crate::Slave`]
-//! decides when frames reach it.
+//! The slave's key store: each key's newest version, epoch fencing, the memory cap, and the
+//! answer to each frame from the master once registered. No sockets and no connection state:
+//! [`crate::Slave`] decides when frames reach it.
+//!
+//! With a data directory ([`Durable`]) a STORE is not answered at once: it is staged, written
+//! to the log with the other changes of its loop turn ([`Store::end_turn`]), applied, and only
+//! then ACKed (or refused with ERROR DISK, and not applied, if the disk refused the write).
+//! Answers settled that way wait in the store until [`Store::take_answers`].
 
+use std::io;
+use std::time::Instant;
+
+use dsm_auth::RefusalLog;
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame};
 use log::{debug, info, warn};
 
-use crate::table::Table;
+use crate::disk::{Answer, Disk, Durable, Replayed, Settings};
+use crate::memory;
+use crate::table::{NoRoom, Put, Record, Table};
 
 /// The answer to one frame: most are owned frames; a FETCHED borrows the value from the store
 /// so it is copied once, into the socket buffer.
@@ -27,13 +38,24 @@ impl Reply<'_> {
 /// Bytes of keys per INVENTORY frame: far below any frame limit.
 const INVENTORY_FRAME_BYTES: usize = 64 * 1024;
 
-#[derive(Default)]
 pub struct Store {
     map: Table,
     /// The highest master epoch seen; commands from older epochs are refused (fencing).
     epoch: u64,
     /// A report of what is held (INVENTORY) under way.
     inventory: Option<Inventory>,
+    /// `--max-memory`: the most heap the table may hold (see [`Table::heap_bytes`]).
+    max_memory: usize,
+    /// The log, with `--data-dir`; `None`: memory only.
+    durable: Option<Durable>,
+    /// Answers to staged STOREs that a commit settled, not yet taken.
+    settled: Vec<Frame>,
+    /// Scratch for [`Durable::commit`].
+    answers: Vec<Answer>,
+    /// STOREs refused for want of room, logged once and then every 10 s with a count.
+    full: RefusalLog,
+    /// The time of the last frame or turn, for the refusal log.
+    now: Instant,
 }
 
 /// Where a report of what is held stands.
@@ -45,7 +67,47 @@ struct Inventory {
     drops: Vec<(Vec<u8>, u64)>,
 }
 
+impl Default for Store {
+    /// Memory only, with no cap.
+    fn default() -> Store {
+        Store::in_memory(u64::MAX)
+    }
+}
+
 impl Store {
+    /// A store that keeps nothing on disk, holding at most `max_memory` bytes of table.
+    pub fn in_memory(max_memory: u64) -> Store {
+        Store {
+            map: Table::default(),
+            epoch: 0,
+            inventory: None,
+            max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
+            durable: None,
+            settled: Vec::new(),
+            answers: Vec::new(),
+            full: RefusalLog::default(),
+            now: Instant::now(),
+        }
+    }
+
+    /// A store that keeps its changes in the log in `disk`: what the log holds is loaded
+    /// first (a torn or corrupt tail cut off). Also returns what replay found, without the
+    /// data, for the log lines.
+    pub fn open(
+        disk: Box<dyn Disk>,
+        settings: Settings,
+        max_memory: u64,
+        now: Instant,
+    ) -> io::Result<(Store, Replayed)> {
+        let (mut replayed, durable) = Durable::open(disk, settings, now)?;
+        let mut store = Store::in_memory(max_memory);
+        store.map = std::mem::take(&mut replayed.table);
+        store.epoch = replayed.epoch;
+        store.durable = Some(durable);
+        store.now = now;
+        Ok((store, replayed))
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -61,6 +123,19 @@ impl Store {
     /// The version held for `key`, if any.
     pub fn version_of(&self, key: &[u8]) -> Option<u64> {
         self.map.get(key).map(|(version, _)| version)
+    }
+
+    /// The heap the table holds, which `--max-memory` caps.
+    pub fn memory_used(&self) -> usize {
+        self.map.heap_bytes()
+    }
+
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    pub fn durable(&self) -> Option<&Durable> {
+        self.durable.as_ref()
     }
 
     /// The master registered us: take its epoch, and, if it asks (`inventory`), report every
@@ -107,17 +182,21 @@ impl Store {
 
     /// The master found our copy of `key` stale: drop it unless what we hold is newer.
     fn drop_stale(&mut self, key: &[u8], version: u64) {
-        match self.inventory.as_mut() {
-            Some(inv) => inv.drops.push((key.to_vec(), version)),
+        if let Some(inv) = self.inventory.as_mut() {
+            return inv.drops.push((key.to_vec(), version));
+        }
+        match self.durable.as_mut() {
+            Some(d) => d.stage_drop(version, key),
             None => {
-                if self.map.drop_stale(key, version) {
+                if self.map.drop_stale(key, version).is_some() {
                     debug!("dropped a stale copy (version {version} or older)");
                 }
             }
         }
     }
 
-    /// Answer one frame from the master; `None` when nothing is owed.
+    /// Answer one frame from the master; `None` when nothing is owed now. With a log, a
+    /// STORE's answer comes later, from [`Store::take_answers`].
     pub fn on_frame(&mut self, frame: Frame) -> Option<Frame> {
         self.respond(frame).map(Reply::into_frame)
     }
@@ -141,7 +220,7 @@ impl Store {
                 version,
                 key,
                 value,
-            } => return Some(self.store(req, epoch, version, &key, &value)),
+            } => return self.store(req, epoch, version, &key, &value),
             Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
             Body::Ping => Body::Pong,
             Body::Pong | Body::Ok => return None,
@@ -157,9 +236,14 @@ impl Store {
         Some(Reply::Frame(Frame::new(req, reply)))
     }
 
+    /// The time frames now arrive at (for the logs of refusals and of the disk).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
     /// [`Store::respond`] for a frame decoded by [`dsm_wire::decode_borrowed`]: a STORE or
     /// FETCH is answered from the bytes in the read buffer, with no copy of its key or value
-    /// but the one a STORE makes into the table.
+    /// but the ones a STORE makes into the table (and the log).
     pub fn respond_decoded(&mut self, decoded: Decoded<'_>) -> Option<Reply<'_>> {
         match decoded {
             Decoded::Ref(
@@ -170,20 +254,89 @@ impl Store {
                     key,
                     value,
                 },
-            ) => Some(self.store(req, epoch, version, key, value)),
+            ) => self.store(req, epoch, version, key, value),
             Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
             other => self.respond(other.into_frame()),
         }
     }
 
-    fn store(&mut self, req: u64, epoch: u64, version: u64, key: &[u8], value: &[u8]) -> Reply<'_> {
-        let body = match self.fence(epoch) {
-            Some(stale) => stale,
-            None => Body::Ack {
-                version: self.map.put(key, version, value),
-            },
+    fn store(
+        &mut self,
+        req: u64,
+        epoch: u64,
+        version: u64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Option<Reply<'_>> {
+        if let Some(stale) = self.fence(epoch) {
+            return Some(Reply::Frame(Frame::new(req, stale)));
+        }
+        let staged = self.durable.as_ref().map_or(0, Durable::staged_growth);
+        let room = self
+            .max_memory
+            .saturating_sub(self.map.heap_bytes() + staged);
+        let Some(pending_new) = self.durable.as_ref().map(Durable::staged_new_keys) else {
+            let body = match self.map.put_within(key, version, value, room) {
+                Ok(Put::Older { held }) => Body::Ack { version: held },
+                Ok(_) => Body::Ack { version },
+                Err(no) => self.no_room(no, value.len()),
+            };
+            return Some(Reply::Frame(Frame::new(req, body)));
         };
-        Reply::Frame(Frame::new(req, body))
+        let old = self.map.get(key).map(|(_, v)| v.len());
+        let growth = self.map.growth(key.len(), value.len(), old, pending_new);
+        if growth > room {
+            let body = self.no_room(NoRoom::Cap { needed: growth }, value.len());
+            return Some(Reply::Frame(Frame::new(req, body)));
+        }
+        // Everything applying the STORE will allocate, allocated now: once the log has it,
+        // it must be applied.
+        let reserved = match old {
+            None => self.map.try_reserve(pending_new + 1),
+            Some(_) => Ok(()),
+        };
+        let record =
+            reserved.and_then(|()| Record::try_new(version, key, value).ok_or(NoRoom::Alloc));
+        let record = match record {
+            Ok(r) => r,
+            Err(no) => {
+                let body = self.no_room(no, value.len());
+                return Some(Reply::Frame(Frame::new(req, body)));
+            }
+        };
+        let d = self.durable.as_mut().expect("checked above");
+        d.set_now(self.now);
+        if d.stage_store(req, record, growth, old.is_none()) {
+            self.commit();
+        }
+        None
+    }
+
+    /// The ERROR for a STORE that does not fit, logged once and then every 10 s with a count.
+    fn no_room(&mut self, no: NoRoom, value_len: usize) -> Body {
+        let (used, max) = (self.map.heap_bytes(), self.max_memory);
+        let why = match no {
+            NoRoom::Cap { .. } => format!(
+                "memory cap reached: {} of --max-memory {} used",
+                memory::show(used as u64),
+                memory::show(max as u64)
+            ),
+            NoRoom::Alloc => format!(
+                "the allocator refused memory with {} used",
+                memory::show(used as u64)
+            ),
+        };
+        if let Some(line) = self.full.note(&why, self.now) {
+            warn!("{line}: STOREs that need more are refused with OUT_OF_MEMORY; reads go on");
+        }
+        let needed = match no {
+            NoRoom::Cap { needed } => format!(", this one needs {needed} more bytes"),
+            NoRoom::Alloc => String::new(),
+        };
+        Body::error(
+            ErrorCode::OutOfMemory,
+            format!("{why}{needed}; a value of {value_len} bytes was not stored"),
+        )
     }
 
     fn fetch(&mut self, req: u64, epoch: u64, key: &[u8]) -> Reply<'_> {
@@ -199,6 +352,9 @@ impl Store {
     fn see_epoch(&mut self, epoch: u64) {
         if epoch > self.epoch {
             self.epoch = epoch;
+            if let Some(d) = self.durable.as_mut() {
+                d.note_epoch(epoch);
+            }
         }
     }
 
@@ -213,218 +369,68 @@ impl Store {
         self.see_epoch(epoch);
         None
     }
+
+    /// Write what is staged now, and settle the answers of its STOREs.
+    pub fn commit(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let refused = d.commit(&mut self.map, &mut self.answers);
+        self.settle(refused);
+    }
+
+    /// Whether commits wait for an `fdatasync`, so they are best made once per loop turn
+    /// (everything the turn read) rather than after every read.
+    pub fn groups_commits(&self) -> bool {
+        self.durable.as_ref().is_some_and(Durable::groups_commits)
+    }
+
+    /// The end of a loop turn: commit what the turn staged, sync if the interval is up,
+    /// move a compaction along.
+    pub fn end_turn(&mut self, now: Instant) {
+        self.now = now;
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let refused = d.end_turn(&mut self.map, &mut self.answers, now);
+        self.settle(refused);
+    }
+
+    fn settle(&mut self, refused: Option<String>) {
+        for a in self.answers.drain(..) {
+            let frame = match a {
+                Answer::Ack { req, version } => Frame::new(req, Body::Ack { version }),
+                Answer::Refused { req } => {
+                    let why = refused.as_deref().unwrap_or("the write failed");
+                    let text = format!("cannot write the log: {why}; the STORE was not applied");
+                    Frame::new(req, Body::error(ErrorCode::Disk, text))
+                }
+            };
+            self.settled.push(frame);
+        }
+    }
+
+    /// Whether answers are waiting for [`Store::take_answers`].
+    pub fn has_answers(&self) -> bool {
+        !self.settled.is_empty()
+    }
+
+    /// Move the settled answers to `out`, oldest first.
+    pub fn take_answers(&mut self, out: &mut Vec<Frame>) {
+        out.append(&mut self.settled);
+    }
+
+    /// When [`Store::end_turn`] must run even if nothing arrives (an interval sync).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.durable.as_ref().and_then(Durable::next_deadline)
+    }
+
+    /// Whether the next turn has work whatever happens (a compaction under way).
+    pub fn busy(&self) -> bool {
+        self.durable.as_ref().is_some_and(Durable::busy)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(req: u64, version: u64, key: &str, value: &str) -> Frame {
-        Frame::new(
-            req,
-            Body::Store {
-                epoch: 1,
-                version,
-                key: key.into(),
-                value: value.into(),
-            },
-        )
-    }
-
-    fn fetch(req: u64, key: &str) -> Frame {
-        Frame::new(
-            req,
-            Body::Fetch {
-                epoch: 1,
-                key: key.into(),
-            },
-        )
-    }
-
-    #[test]
-    fn stores_acks_and_fetches() {
-        let mut s = Store::default();
-        assert_eq!(
-            s.on_frame(store(1, 5, "k", "v")),
-            Some(Frame::new(1, Body::Ack { version: 5 }))
-        );
-        assert_eq!(
-            s.on_frame(fetch(2, "k")),
-            Some(Frame::new(
-                2,
-                Body::Fetched {
-                    version: 5,
-                    value: b"v".to_vec()
-                }
-            ))
-        );
-        assert_eq!(
-            s.on_frame(fetch(3, "nope")),
-            Some(Frame::new(3, Body::NotFound))
-        );
-    }
-
-    #[test]
-    fn borrowed_frames_get_the_answers_owned_ones_do() {
-        let frames = [
-            store(1, 5, "k", "v"),
-            fetch(2, "k"),
-            fetch(3, "nope"),
-            store(4, 3, "k", "old"),
-            Frame::new(5, Body::Ping),
-            Frame::new(
-                6,
-                Body::Fetch {
-                    epoch: 0,
-                    key: b"k".to_vec(),
-                },
-            ),
-            Frame::new(7, Body::Read { key: b"k".to_vec() }),
-        ];
-        let (mut owned, mut borrowed) = (Store::default(), Store::default());
-        for frame in frames {
-            let mut buf = Vec::new();
-            dsm_wire::encode(&frame, &mut buf);
-            let (decoded, _) = dsm_wire::decode_borrowed(&buf, dsm_wire::DEFAULT_MAX_FRAME)
-                .unwrap()
-                .unwrap();
-            let got = borrowed.respond_decoded(decoded).map(Reply::into_frame);
-            assert_eq!(got, owned.on_frame(frame.clone()), "{frame:?}");
-        }
-        assert_eq!(borrowed.version_of(b"k"), Some(5));
-    }
-
-    #[test]
-    fn an_older_version_never_replaces_a_newer_one() {
-        let mut s = Store::default();
-        s.on_frame(store(1, 9, "k", "new"));
-        // The ACK reports the version held, so the master can tell.
-        assert_eq!(
-            s.on_frame(store(2, 3, "k", "old")),
-            Some(Frame::new(2, Body::Ack { version: 9 }))
-        );
-        assert_eq!(s.version_of(b"k"), Some(9));
-        let Some(Frame {
-            body: Body::Fetched { value, .. },
-            ..
-        }) = s.on_frame(fetch(3, "k"))
-        else {
-            panic!("expected FETCHED");
-        };
-        assert_eq!(value, b"new");
-    }
-
-    fn welcome(epoch: u64, inventory: bool) -> Frame {
-        Frame::new(
-            0,
-            Body::Welcome {
-                epoch,
-                inventory,
-                proof: None,
-            },
-        )
-    }
-
-    /// Reads the whole report of what is held, frame by frame.
-    fn report(s: &mut Store) -> Vec<(Vec<u8>, u64)> {
-        let mut all = Vec::new();
-        while let Some(frame) = s.next_inventory() {
-            let Body::Inventory { done, entries } = frame.body else {
-                panic!("expected INVENTORY, got {frame:?}");
-            };
-            all.extend(entries);
-            if done {
-                assert!(!s.reporting());
-                break;
-            }
-        }
-        all.sort();
-        all
-    }
-
-    #[test]
-    fn a_welcome_keeps_the_data_and_old_epochs_are_refused() {
-        let mut s = Store::default();
-        s.on_frame(store(1, 1, "a", "1"));
-        s.on_frame(welcome(2, false));
-        assert_eq!(s.version_of(b"a"), Some(1), "a WELCOME never drops data");
-        assert!(!s.reporting());
-        let reply = s.on_frame(store(2, 2, "a", "x")).unwrap();
-        assert!(matches!(
-            reply.body,
-            Body::Error {
-                code: ErrorCode::StaleEpoch,
-                ..
-            }
-        ));
-        assert_eq!(
-            s.version_of(b"a"),
-            Some(1),
-            "a fenced STORE must not be applied"
-        );
-    }
-
-    #[test]
-    fn the_inventory_reports_everything_and_drops_wait_for_its_end() {
-        let mut s = Store::default();
-        for i in 0..5000u64 {
-            s.on_frame(store(i, i + 1, &format!("key-{i}"), "v"));
-        }
-        s.on_frame(welcome(1, true));
-        assert!(s.reporting());
-        // A DROP in the middle of the report must not make any key go unreported.
-        let first = s.next_inventory().unwrap();
-        let Body::Inventory { done: false, .. } = first.body else {
-            panic!("5000 keys fit in one frame? {first:?}");
-        };
-        s.on_frame(Frame::new(
-            0,
-            Body::Drop {
-                version: 1,
-                key: b"key-0".to_vec(),
-            },
-        ));
-        assert_eq!(s.version_of(b"key-0"), Some(1), "the drop waits");
-        let mut rest = report(&mut s);
-        let Body::Inventory { entries, .. } = first.body else {
-            unreachable!()
-        };
-        rest.extend(entries);
-        rest.sort();
-        let mut want: Vec<(Vec<u8>, u64)> = (0..5000u64)
-            .map(|i| (format!("key-{i}").into_bytes(), i + 1))
-            .collect();
-        want.sort();
-        assert_eq!(rest, want);
-        assert_eq!(s.version_of(b"key-0"), None, "applied after the last frame");
-        // A DROP of an older version than held leaves the copy.
-        s.on_frame(Frame::new(
-            0,
-            Body::Drop {
-                version: 5,
-                key: b"key-9".to_vec(),
-            },
-        ));
-        assert_eq!(s.version_of(b"key-9"), Some(10));
-        assert_eq!(s.next_inventory(), None, "no report under way");
-    }
-
-    #[test]
-    fn pings_are_answered_and_client_opcodes_refused() {
-        let mut s = Store::default();
-        assert_eq!(
-            s.on_frame(Frame::new(4, Body::Ping)),
-            Some(Frame::new(4, Body::Pong))
-        );
-        let reply = s
-            .on_frame(Frame::new(5, Body::Read { key: b"k".to_vec() }))
-            .unwrap();
-        assert!(matches!(
-            reply.body,
-            Body::Error {
-                code: ErrorCode::BadRequest,
-                ..
-            }
-        ));
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

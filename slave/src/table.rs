@@ -7,28 +7,44 @@
 //! (up to twice that per key just after the table grows) plus a second allocation for the
 //! value; this layout costs 24 bytes per record, 9–18 per key for the index and one
 //! allocation. `bench-results/memory.md` has the measured figures.
+//!
+//! The table also counts the heap it holds ([`Table::heap_bytes`]): the blocks (as malloc
+//! rounds them), the record `Vec`'s capacity and the index's slots, so that `--max-memory` can
+//! refuse a STORE before it allocates rather than abort after. Every allocation a put makes is
+//! fallible (`try_reserve`): a failed one is a refusal too, never an abort.
+
+use std::mem::size_of;
 
 use dsm_index::{Found, TagIndex};
 
 const HEADER: usize = 4;
 
-struct Record {
+/// One key's newest version and its bytes.
+pub struct Record {
     version: u64,
     /// `[key length: u32 BE][key][value]`.
     bytes: Box<[u8]>,
 }
 
 impl Record {
-    fn new(version: u64, key: &[u8], value: &[u8]) -> Record {
+    /// `None` if the allocation fails.
+    pub fn try_new(version: u64, key: &[u8], value: &[u8]) -> Option<Record> {
         let klen = u32::try_from(key.len()).expect("key over u32::MAX bytes");
-        let mut bytes = Vec::with_capacity(HEADER + key.len() + value.len());
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(HEADER + key.len() + value.len())
+            .ok()?;
         bytes.extend_from_slice(&klen.to_be_bytes());
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
-        Record {
+        Some(Record {
             version,
             bytes: bytes.into_boxed_slice(),
-        }
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     fn key_len(&self) -> usize {
@@ -37,19 +53,70 @@ impl Record {
         u32::from_be_bytes(b) as usize
     }
 
-    fn key(&self) -> &[u8] {
+    pub fn key(&self) -> &[u8] {
         &self.bytes[HEADER..HEADER + self.key_len()]
     }
 
-    fn value(&self) -> &[u8] {
+    pub fn value(&self) -> &[u8] {
         &self.bytes[HEADER + self.key_len()..]
     }
+
+    /// The heap this record's block takes.
+    pub fn heap_bytes(&self) -> usize {
+        block_bytes(self.bytes.len())
+    }
+}
+
+/// The heap a block of `n` bytes takes, as glibc's malloc lays it out: 8 bytes of header,
+/// rounded up to 16, at least 32; blocks of 128 KiB or more are whole pages of their own.
+pub fn block_bytes(n: usize) -> usize {
+    if n >= 128 * 1024 {
+        (n + 16).next_multiple_of(4096)
+    } else {
+        (n + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// The heap a record of this key and value would take.
+pub fn record_bytes(key_len: usize, value_len: usize) -> usize {
+    block_bytes(HEADER + key_len + value_len)
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// A version as new or newer is held: nothing changed.
+    Older { held: u64 },
+    /// A new key.
+    Inserted,
+    /// A newer version of a key held; `old_value` is the length of the value it replaced.
+    Replaced { old_value: usize },
+}
+
+/// Why a put was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// It would grow the table by `needed` bytes, more than the room it was given.
+    Cap { needed: usize },
+    /// The allocator said no.
+    Alloc,
+}
+
+/// What a drop removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub key_len: usize,
+    pub value_len: usize,
+    /// The last record moved into the hole: from, to.
+    pub moved: Option<(usize, usize)>,
 }
 
 #[derive(Default)]
 pub struct Table {
     records: Vec<Record>,
     index: TagIndex,
+    /// The heap of every record's block.
+    blocks: usize,
 }
 
 impl Table {
@@ -59,6 +126,11 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// The heap the table holds: every block, the record `Vec`'s capacity, the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.blocks + self.records.capacity() * size_of::<Record>() + self.index.heap_bytes()
     }
 
     fn find(&self, key: &[u8]) -> Found {
@@ -76,25 +148,155 @@ impl Table {
         }
     }
 
-    /// Drop `key` if the version held is `version` or older (the master found it stale);
-    /// returns whether it was dropped. The last record fills the hole.
-    pub fn drop_stale(&mut self, key: &[u8], version: u64) -> bool {
+    /// The record at position `pos` (positions run from 0 to `len`; a drop moves the last
+    /// record into the hole).
+    pub fn at(&self, pos: usize) -> Option<&Record> {
+        self.records.get(pos)
+    }
+
+    /// How many bytes the table would grow by if it kept `value_len` bytes under a key of
+    /// `key_len` bytes whose current value is `old_value` bytes long (`None`: a new key, and
+    /// `pending_new` other new keys will come first). Zero for a value no larger than the one
+    /// it replaces.
+    pub fn growth(
+        &self,
+        key_len: usize,
+        value_len: usize,
+        old_value: Option<usize>,
+        pending_new: usize,
+    ) -> usize {
+        let new = record_bytes(key_len, value_len);
+        match old_value {
+            Some(old) => new.saturating_sub(record_bytes(key_len, old)),
+            None => new + self.slots_growth(pending_new + 1),
+        }
+    }
+
+    /// What the record `Vec` and the index would grow by for `additional` more keys.
+    fn slots_growth(&self, additional: usize) -> usize {
+        let (len, cap) = (self.records.len(), self.records.capacity());
+        let vec = if len + additional > cap {
+            // `Vec`'s amortized growth: double, at least what is needed, at least 4.
+            let new_cap = (cap * 2).max(len + additional).max(4);
+            (new_cap - cap) * size_of::<Record>()
+        } else {
+            0
+        };
+        vec + self.index.growth_bytes(additional)
+    }
+
+    /// Allocate now what `additional` new keys will need, so that putting them cannot fail.
+    pub fn try_reserve(&mut self, additional: usize) -> Result<(), NoRoom> {
+        self.records
+            .try_reserve(additional)
+            .map_err(|_| NoRoom::Alloc)?;
+        self.index
+            .try_reserve(additional)
+            .map_err(|_| NoRoom::Alloc)
+    }
+
+    /// Keep `record` unless a version as new or newer is held. Allocates only for a new key
+    /// whose room was not reserved with [`Table::try_reserve`].
+    pub fn put_record(&mut self, record: Record) -> Put {
+        match self.find(record.key()) {
+            Found::At(pos) => {
+                let r = &mut self.records[pos];
+                if r.version >= record.version {
+                    return Put::Older { held: r.version };
+                }
+                let old_value = r.value().len();
+                self.blocks = self.blocks - r.heap_bytes() + record.heap_bytes();
+                *r = record;
+                Put::Replaced { old_value }
+            }
+            Found::Vacant(vacancy) => {
+                self.blocks += record.heap_bytes();
+                self.index.insert(vacancy, self.records.len());
+                self.records.push(record);
+                Put::Inserted
+            }
+        }
+    }
+
+    /// Keep `value` as `version` of `key` unless a newer version is held, if the table grows
+    /// by at most `room` bytes doing so and every allocation succeeds. A value as long as the
+    /// one it replaces is copied in place.
+    pub fn put_within(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        value: &[u8],
+        room: usize,
+    ) -> Result<Put, NoRoom> {
+        match self.find(key) {
+            Found::At(pos) => {
+                let r = &self.records[pos];
+                if r.version >= version {
+                    return Ok(Put::Older { held: r.version });
+                }
+                let old_value = r.value().len();
+                if old_value == value.len() {
+                    let r = &mut self.records[pos];
+                    let start = HEADER + key.len();
+                    r.bytes[start..].copy_from_slice(value);
+                    r.version = version;
+                    return Ok(Put::Replaced { old_value });
+                }
+                let needed = self.growth(key.len(), value.len(), Some(old_value), 0);
+                if needed > room {
+                    return Err(NoRoom::Cap { needed });
+                }
+                let record = Record::try_new(version, key, value).ok_or(NoRoom::Alloc)?;
+                Ok(self.put_record(record))
+            }
+            Found::Vacant(_) => {
+                let needed = self.growth(key.len(), value.len(), None, 0);
+                if needed > room {
+                    return Err(NoRoom::Cap { needed });
+                }
+                self.try_reserve(1)?;
+                let record = Record::try_new(version, key, value).ok_or(NoRoom::Alloc)?;
+                Ok(self.put_record(record))
+            }
+        }
+    }
+
+    /// [`Table::put_within`] with no limit; returns the version held afterwards. Panics if
+    /// an allocation fails (tests and replay only).
+    pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
+        match self.put_within(key, version, value, usize::MAX) {
+            Ok(Put::Older { held }) => held,
+            Ok(_) => version,
+            Err(e) => panic!("put of {} bytes: {e:?}", value.len()),
+        }
+    }
+
+    /// Drop `key` if the version held is `version` or older (the master found it stale).
+    /// The last record fills the hole.
+    pub fn drop_stale(&mut self, key: &[u8], version: u64) -> Option<Dropped> {
         let hash = self.index.hash(key);
         let pos = match self
             .index
             .find_hashed(hash, key, |pos| self.records[pos].key())
         {
             Found::At(pos) if self.records[pos].version <= version => pos,
-            _ => return false,
+            _ => return None,
         };
         self.index.remove(hash, pos);
         let last = self.records.len() - 1;
+        let mut moved = None;
         if pos != last {
-            let moved = self.index.hash(self.records[last].key());
-            self.index.repoint(moved, last, pos);
+            let h = self.index.hash(self.records[last].key());
+            self.index.repoint(h, last, pos);
+            moved = Some((last, pos));
         }
-        self.records.swap_remove(pos);
-        true
+        let gone = self.records.swap_remove(pos);
+        self.blocks -= gone.heap_bytes();
+        Some(Dropped {
+            key_len: gone.key().len(),
+            value_len: gone.value().len(),
+            moved,
+        })
     }
 
     /// The keys and versions of the records from position `from` on, until about `max_bytes`
@@ -116,31 +318,6 @@ impl Table {
             pos += 1;
         }
         (out, None)
-    }
-
-    /// Keep `value` as `version` of `key` unless a newer version is already held; returns
-    /// the version held afterwards.
-    pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
-        match self.find(key) {
-            Found::At(pos) => {
-                let r = &mut self.records[pos];
-                if r.version >= version {
-                    return r.version;
-                }
-                let start = HEADER + key.len();
-                if r.bytes.len() - start == value.len() {
-                    r.bytes[start..].copy_from_slice(value);
-                } else {
-                    r.bytes = Record::new(version, key, value).bytes;
-                }
-                r.version = version;
-            }
-            Found::Vacant(vacancy) => {
-                self.index.insert(vacancy, self.records.len());
-                self.records.push(Record::new(version, key, value));
-            }
-        }
-        version
     }
 }
 
@@ -199,9 +376,10 @@ mod tests {
         for i in 0..500u64 {
             t.put(format!("k{i}").as_bytes(), i + 10, b"v");
         }
-        assert!(!t.drop_stale(b"k3", 12), "a newer version stays");
-        assert!(t.drop_stale(b"k3", 13));
-        assert!(!t.drop_stale(b"k3", 100), "gone already");
+        assert!(t.drop_stale(b"k3", 12).is_none(), "a newer version stays");
+        let d = t.drop_stale(b"k3", 13).unwrap();
+        assert_eq!((d.key_len, d.value_len, d.moved), (2, 1, Some((499, 3))));
+        assert!(t.drop_stale(b"k3", 100).is_none(), "gone already");
         for i in (0..500u64).step_by(7) {
             t.drop_stale(format!("k{i}").as_bytes(), u64::MAX);
         }
@@ -222,5 +400,76 @@ mod tests {
         for (k, v) in &want {
             assert_eq!(t.get(k).map(|(v, _)| v), Some(*v));
         }
+    }
+
+    /// The heap the table counts, recomputed from scratch.
+    fn counted(t: &Table) -> usize {
+        let blocks: usize = t.records.iter().map(Record::heap_bytes).sum();
+        blocks + t.records.capacity() * size_of::<Record>() + t.index.heap_bytes()
+    }
+
+    #[test]
+    fn the_heap_count_follows_puts_drops_and_predicted_growth() {
+        let mut t = Table::default();
+        assert_eq!(t.heap_bytes(), 0);
+        let mut state = 3u64;
+        for step in 0..5000u64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = format!("key-{}", (state >> 33) % 700).into_bytes();
+            let value = vec![1u8; ((state >> 40) % 300) as usize];
+            if step % 5 == 4 {
+                t.drop_stale(&key, u64::MAX);
+            } else {
+                let old = t.get(&key).map(|(_, v)| v.len());
+                let predicted = t.growth(key.len(), value.len(), old, 0);
+                let before = t.heap_bytes();
+                t.put(&key, step + 1, &value);
+                let after = t.heap_bytes();
+                assert_eq!(after.saturating_sub(before), predicted, "step {step}");
+            }
+            assert_eq!(t.heap_bytes(), counted(&t), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_put_past_its_room_is_refused_but_a_smaller_value_always_fits() {
+        let mut t = Table::default();
+        t.put(b"k", 1, &[0; 1000]);
+        let used = t.heap_bytes();
+        let r = t.put_within(b"other", 2, &[0; 100], 10);
+        assert!(
+            matches!(r, Err(NoRoom::Cap { needed }) if needed > 100),
+            "{r:?}"
+        );
+        assert_eq!(t.heap_bytes(), used);
+        assert_eq!(t.get(b"other"), None);
+        let r = t.put_within(b"k", 2, &[1; 2000], 10);
+        assert!(matches!(r, Err(NoRoom::Cap { .. })), "{r:?}");
+        assert_eq!(t.get(b"k").unwrap().0, 1);
+        assert_eq!(
+            t.put_within(b"k", 3, &[2; 10], 0),
+            Ok(Put::Replaced { old_value: 1000 })
+        );
+        assert!(t.heap_bytes() < used);
+        assert_eq!(
+            t.put_within(b"k", 4, &[3; 10], 0),
+            Ok(Put::Replaced { old_value: 10 }),
+            "the same length, in place"
+        );
+        assert_eq!(
+            t.put_within(b"k", 1, &[0; 5000], 0),
+            Ok(Put::Older { held: 4 })
+        );
+    }
+
+    #[test]
+    fn block_sizes_follow_malloc() {
+        assert_eq!(block_bytes(0), 32);
+        assert_eq!(block_bytes(24), 32);
+        assert_eq!(block_bytes(25), 48);
+        assert_eq!(block_bytes(84), 96);
+        assert_eq!(block_bytes(1 << 20), (1 << 20) + 4096);
     }
 }

@@ -12,9 +12,12 @@
 //!
 //! With `backup: true` a backup master follows the primary and the slaves know both; see
 //! [`MasterId`] for killing, freezing and restarting masters. With `secret` every master, slave
-//! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite.
+//! and client of the cluster authenticates; `strangers.rs` starts nodes it did not invite. With
+//! `data: true` every master and slave keeps its state in a data directory of its own, kept
+//! across restarts (`data.rs`).
 
 pub mod bins;
+mod data;
 mod health;
 pub mod hosts;
 pub mod load;
@@ -36,6 +39,7 @@ use dsm_client::{Client, Error, Secret};
 use dsm_wire::{ServerRole, Status};
 
 pub use crate::bins::bin;
+pub use crate::data::SlaveLaunch;
 pub use crate::health::Health;
 pub use crate::hosts::{Host, Hosts};
 pub use crate::masters::MasterId;
@@ -87,9 +91,14 @@ pub struct ClusterOpts {
     /// Run every node in its own network namespace instead of on 127.0.0.1 (not with
     /// `reserve_backup`).
     pub hosts: Option<Hosts>,
-    /// Give every master a `--data-dir` of its own (`<name>.data` in the log directory), kept
+    /// Give every master a `--data-dir` of its own ([`Cluster::data_dir`]), kept
     /// across its restarts.
     pub master_data_dirs: bool,
+    /// Give every master and slave `--data-dir` (see [`Cluster::data_dir`]), the same one
+    /// each time it is restarted; removed with the logs.
+    pub data: bool,
+    /// Further flags for every slave, such as `--fsync always`.
+    pub slave_args: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -103,6 +112,8 @@ impl Default for ClusterOpts {
             secret: None,
             hosts: None,
             master_data_dirs: false,
+            data: false,
+            slave_args: Vec::new(),
         }
     }
 }
@@ -143,6 +154,12 @@ pub struct Cluster {
     hosts: Option<Hosts>,
     /// `ClusterOpts::master_data_dirs`.
     master_data_dirs: bool,
+    /// Nodes keep their state in data directories under the log directory.
+    data: bool,
+    /// Every slave's flags besides its addresses, id and data directory.
+    slave_args: Vec<String>,
+    /// Per slave: how it is started, if not plainly.
+    launches: Vec<SlaveLaunch>,
 }
 
 impl Cluster {
@@ -172,6 +189,9 @@ impl Cluster {
             keep_logs: false,
             hosts: opts.hosts.clone(),
             master_data_dirs: opts.master_data_dirs,
+            data: opts.data,
+            slave_args: opts.slave_args.clone(),
+            launches: Vec::new(),
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let at = |i: usize| match &opts.hosts {

@@ -154,8 +154,7 @@ impl Cluster {
     }
 
     fn data_dir_of(&self, name: &str) -> Option<PathBuf> {
-        self.master_data_dirs
-            .then(|| self.log_dir.join(format!("{name}.data")))
+        (self.master_data_dirs || self.data).then(|| self.data_dir(name))
     }
 
     /// Wait until master `id` says it is a backup and knows what the master it follows knows:

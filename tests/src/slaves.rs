@@ -69,10 +69,18 @@ impl Cluster {
     pub(crate) fn spawn_slave(&mut self, i: usize) {
         let id = self.slave_id(i);
         let masters: Vec<String> = self.masters().iter().map(|a| a.to_string()).collect();
-        let mut cmd = self.command("dsm-slave", self.hosts.as_ref().map(|h| &h.slaves[i]));
+        let mut cmd = self.slave_command(i);
         cmd.args(["--master", &masters.join(","), "--id", &id]);
         if let Some(path) = self.secret_file() {
             cmd.arg("--secret-file").arg(path);
+        }
+        if self.data {
+            cmd.arg("--data-dir").arg(self.data_dir(&id));
+        }
+        cmd.args(&self.slave_args);
+        if let Some(launch) = self.launches.get(i) {
+            cmd.args(&launch.args);
+            cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
         }
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, &id, "dsm-slave ready:");
         let log = self.log_dir.join(format!("{id}.log"));

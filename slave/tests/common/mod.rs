@@ -13,7 +13,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Secret, Transcript};
-use dsm_slave::{Config, Out, Slave};
+use dsm_slave::disk::MemDisk;
+use dsm_slave::{Config, Out, Slave, Store};
 use dsm_wire::{Body, ErrorCode, Frame};
 
 pub type ConnId = u64;
@@ -61,6 +62,10 @@ pub struct Net {
     pub closes: Vec<Instant>,
     /// Times the slave asked for the ready line.
     pub ready: usize,
+    /// The slave's disk, if it has one (see [`Net::with_store`]).
+    pub disk: Option<MemDisk>,
+    /// For each frame in `sent`, how many syncs the disk had done when it was sent.
+    pub syncs_at_send: Vec<usize>,
 }
 
 pub fn addr(port: u16) -> SocketAddr {
@@ -76,16 +81,36 @@ pub fn config(masters: &[SocketAddr], secret: Option<Secret>) -> Config {
         master_timeout: Duration::from_millis(1500),
         secret,
         spin: Duration::ZERO,
+        data_dir: None,
+        disk: dsm_slave::disk::Settings {
+            fsync: dsm_slave::disk::Fsync::Always,
+            compact_min: dsm_slave::disk::COMPACT_MIN,
+            compact_step: dsm_slave::disk::COMPACT_STEP,
+            failpoint: None,
+        },
+        max_memory: u64::MAX,
     }
 }
 
 impl Net {
     pub fn new(cfg: Config) -> Net {
-        capture_logs();
         let now = Instant::now();
+        let slave = Slave::new(&cfg, now);
+        Net::around(slave, None, now)
+    }
+
+    /// A slave serving `store`, which keeps its log on `disk`.
+    pub fn with_store(cfg: Config, store: Store, disk: MemDisk) -> Net {
+        let now = Instant::now();
+        let slave = Slave::with_store(&cfg, store, now);
+        Net::around(slave, Some(disk), now)
+    }
+
+    fn around(slave: Slave, disk: Option<MemDisk>, now: Instant) -> Net {
+        capture_logs();
         Net {
             now,
-            slave: Slave::new(&cfg, now),
+            slave,
             latency: Duration::from_millis(1),
             listeners: HashMap::new(),
             conn: None,
@@ -97,6 +122,8 @@ impl Net {
             sent: Vec::new(),
             closes: Vec::new(),
             ready: 0,
+            disk,
+            syncs_at_send: Vec::new(),
         }
     }
 
@@ -127,6 +154,9 @@ impl Net {
                 self.deliver(event);
             }
             self.slave.on_tick(self.now);
+            // The end of the event loop's turn: the STOREs delivered are written to the log
+            // (if any) and ACKed.
+            self.slave.end_turn(self.now);
             // As the event loop does while the connection has room: the whole report goes
             // out now.
             while self.slave.reporting() {
@@ -251,6 +281,8 @@ impl Net {
 
     fn sent_by_slave(&mut self, id: ConnId, at: SocketAddr, frame: Frame) {
         self.sent.push((at, frame.clone()));
+        let syncs = self.disk.as_ref().map_or(0, MemDisk::syncs);
+        self.syncs_at_send.push(syncs);
         self.push(self.latency, Event::ToMaster(id, at, frame));
     }
 

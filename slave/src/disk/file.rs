@@ -1,0 +1,207 @@
+//! The file-system calls the log makes, behind two small traits so that tests can run the
+//! log on a [`crate::disk::MemDisk`] that fails writes or loses what was never synced; and
+//! [`FsDisk`], the real one: one directory, files opened for appending, and the syncer thread
+//! for the syncs the loop does not wait for.
+
+use std::cell::Cell;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::syncer::{Syncer, Wake};
+
+/// A file the log appends to.
+pub trait LogFile {
+    /// Write all of `bytes` at the end of the file. On an error some of them may have been
+    /// written: the caller cuts the file back with [`LogFile::truncate`].
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Make everything appended so far durable (`fdatasync`).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cut the file to `len` bytes; later appends go after them.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Start making what was appended so far durable without waiting for it; the outcome
+    /// comes from [`LogFile::sync_outcome`]. `Ok(false)`: another file's such sync is under
+    /// way (the disk does one at a time), try again later.
+    fn start_sync(&mut self) -> io::Result<bool>;
+    /// The outcome of the sync [`LogFile::start_sync`] started, once it is known.
+    fn sync_outcome(&mut self) -> Option<io::Result<()>>;
+    /// Give up waiting for that sync (the file is being replaced).
+    fn abandon_sync(&mut self);
+}
+
+/// The directory the log lives in.
+pub trait Disk {
+    /// `name` opened for appending (created empty if missing), and its length.
+    fn open_append(&mut self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)>;
+    /// A new empty file `name` opened for appending; any file of that name is replaced.
+    fn create(&mut self, name: &str) -> io::Result<Box<dyn LogFile>>;
+    /// `name` to read from the start, and its length; `None` if there is no such file.
+    fn open_read(&mut self, name: &str) -> io::Result<Option<(Box<dyn Read>, u64)>>;
+    /// Replace `to` with `from`, atomically.
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()>;
+    /// Remove `name`; a missing file is not an error.
+    fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// Whether a file `name` exists.
+    fn exists(&mut self, name: &str) -> bool;
+    /// Make the directory's entries durable (after a rename).
+    fn sync_dir(&mut self) -> io::Result<()>;
+    /// Where `name` is, for log lines.
+    fn path_of(&self, name: &str) -> String;
+}
+
+/// The real file system: files in one directory.
+pub struct FsDisk {
+    dir: PathBuf,
+    /// For the syncs the loop does not wait for; `None`: they are done in place.
+    syncer: Option<Rc<Syncer>>,
+    /// The last job id handed to the syncer.
+    jobs: Rc<Cell<u64>>,
+}
+
+impl FsDisk {
+    /// The directory `dir`, created if missing. With `wake`, syncs the loop does not wait for
+    /// run on a thread of their own, which calls `wake` when one is done.
+    pub fn open(dir: &Path, wake: Option<Wake>) -> io::Result<FsDisk> {
+        fs::create_dir_all(dir)?;
+        let syncer = match wake {
+            Some(w) => Some(Rc::new(Syncer::start(w)?)),
+            None => None,
+        };
+        Ok(FsDisk {
+            dir: dir.to_path_buf(),
+            syncer,
+            jobs: Rc::new(Cell::new(0)),
+        })
+    }
+
+    fn file(&self, f: File) -> Box<dyn LogFile> {
+        Box::new(FsFile {
+            file: Arc::new(f),
+            syncer: self.syncer.clone(),
+            jobs: Rc::clone(&self.jobs),
+            job: None,
+            done: None,
+        })
+    }
+}
+
+/// A file of an [`FsDisk`].
+struct FsFile {
+    /// Shared with the syncer thread while it syncs it.
+    file: Arc<File>,
+    syncer: Option<Rc<Syncer>>,
+    jobs: Rc<Cell<u64>>,
+    /// The syncer job under way for this file.
+    job: Option<u64>,
+    /// The outcome of a sync done in place (no syncer).
+    done: Option<io::Result<()>>,
+}
+
+impl LogFile for FsFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // Opened with O_APPEND: every write lands at the end, also after a truncate.
+        (&*self.file).write_all(bytes)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn start_sync(&mut self) -> io::Result<bool> {
+        let Some(syncer) = &self.syncer else {
+            self.done = Some(self.file.sync_data());
+            return Ok(true);
+        };
+        let id = self.jobs.get() + 1;
+        if !syncer.submit(id, Arc::clone(&self.file)) {
+            return Ok(false);
+        }
+        self.jobs.set(id);
+        self.job = Some(id);
+        Ok(true)
+    }
+
+    fn sync_outcome(&mut self) -> Option<io::Result<()>> {
+        if let Some(done) = self.done.take() {
+            return Some(done);
+        }
+        let (syncer, id) = (self.syncer.as_ref()?, self.job?);
+        let outcome = syncer.outcome(id)?;
+        self.job = None;
+        Some(outcome)
+    }
+
+    fn abandon_sync(&mut self) {
+        self.done = None;
+        if let (Some(syncer), Some(id)) = (&self.syncer, self.job.take()) {
+            syncer.abandon(id);
+        }
+    }
+}
+
+impl Drop for FsFile {
+    fn drop(&mut self) {
+        self.abandon_sync();
+    }
+}
+
+impl Disk for FsDisk {
+    fn open_append(&mut self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)> {
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(self.dir.join(name))?;
+        let len = f.metadata()?.len();
+        Ok((self.file(f), len))
+    }
+
+    fn create(&mut self, name: &str) -> io::Result<Box<dyn LogFile>> {
+        self.remove(name)?;
+        let f = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(self.dir.join(name))?;
+        Ok(self.file(f))
+    }
+
+    fn open_read(&mut self, name: &str) -> io::Result<Option<(Box<dyn Read>, u64)>> {
+        match File::open(self.dir.join(name)) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                Ok(Some((Box::new(f), len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.dir.join(from), self.dir.join(to))
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn exists(&mut self, name: &str) -> bool {
+        self.dir.join(name).exists()
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn path_of(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}

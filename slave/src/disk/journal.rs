@@ -1,0 +1,318 @@
+//! The log file being appended to: where its last whole record ends, when it must be synced
+//! (`--fsync`), and what a failed write leaves behind (nothing: the file is cut back to the
+//! last whole record, so a partial record never stays between two good ones).
+
+use std::time::{Duration, Instant};
+
+use super::file::LogFile;
+
+/// `--fsync`: when appended records are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before the STOREs they hold are ACKed: one `fdatasync` per commit (a loop turn).
+    Always,
+    /// At most this long after the oldest record not yet synced was written.
+    Interval(Duration),
+    /// Never asked for: the kernel writes dirty pages back when it likes (about 30 s).
+    Never,
+}
+
+/// A sync on the syncer thread, under way.
+struct Background {
+    /// The log's length when it started: what it makes durable.
+    len: u64,
+    started: Instant,
+}
+
+impl Fsync {
+    pub fn name(&self) -> String {
+        match self {
+            Fsync::Always => "always".into(),
+            Fsync::Interval(d) => format!("interval ({} ms)", d.as_millis()),
+            Fsync::Never => "never".into(),
+        }
+    }
+}
+
+pub struct Journal {
+    file: Box<dyn LogFile>,
+    /// Where the last whole record ends: everything before is replayable.
+    len: u64,
+    fsync: Fsync,
+    /// When the oldest record not yet synced was appended.
+    unsynced_since: Option<Instant>,
+    /// A failed append could not be cut back: the file may end in a partial record, so no
+    /// append goes after it until a truncate succeeds.
+    torn: bool,
+    /// A sync failed: until one succeeds, every append is synced (as with `always`), so a
+    /// STORE is ACKed only if the disk takes it.
+    sync_failing: bool,
+    /// The interval sync under way on the syncer thread.
+    background: Option<Background>,
+    /// An interval sync is due but the syncer is busy (with a compaction's): it is started
+    /// when the loop is woken for the other one's end.
+    waiting: bool,
+}
+
+impl Journal {
+    /// The log `file`, whose first `len` bytes are whole records.
+    pub fn new(file: Box<dyn LogFile>, len: u64, fsync: Fsync) -> Journal {
+        Journal {
+            file,
+            len,
+            fsync,
+            unsynced_since: None,
+            torn: false,
+            sync_failing: false,
+            background: None,
+            waiting: false,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether commits sync (so answers wait for them to be durable).
+    pub fn syncs_every_append(&self) -> bool {
+        self.fsync == Fsync::Always || self.sync_failing
+    }
+
+    /// Append `bytes` (whole records), synced if the policy says so. On an error (`Err` says
+    /// which call failed and why), none of them stays in the file.
+    pub fn append(&mut self, bytes: &[u8], now: Instant) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.torn {
+            self.file
+                .truncate(self.len)
+                .map_err(|e| format!("ftruncate (after an earlier failed write): {e}"))?;
+            self.torn = false;
+        }
+        if let Err(e) = self.file.append(bytes) {
+            self.cut_back();
+            return Err(format!("write: {e}"));
+        }
+        if self.syncs_every_append() {
+            if let Err(e) = self.file.sync() {
+                // What the failed sync covered may never reach the disk: take it out, so a
+                // refused STORE cannot come back at the next start.
+                self.cut_back();
+                self.sync_failing = true;
+                return Err(format!("fdatasync: {e}"));
+            }
+            self.sync_failing = false;
+            self.unsynced_since = None;
+        } else if self.unsynced_since.is_none() {
+            self.unsynced_since = Some(now);
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn cut_back(&mut self) {
+        if self.file.truncate(self.len).is_err() {
+            self.torn = true;
+        }
+    }
+
+    /// When the interval policy wants the next sync started: `None` while one is under way,
+    /// or waits for the syncer (the loop is woken when either ends).
+    pub fn sync_due(&self) -> Option<Instant> {
+        match self.fsync {
+            Fsync::Interval(d) if self.background.is_none() && !self.waiting => {
+                self.unsynced_since.map(|t| t + d)
+            }
+            _ => None,
+        }
+    }
+
+    /// Take the outcome of an interval sync under way, and start one if the interval is up.
+    /// `Err` says why a sync failed (then every later append is synced until one succeeds).
+    pub fn tick(&mut self, now: Instant) -> Result<(), String> {
+        if let Some(bg) = &self.background {
+            let outcome = match self.file.sync_outcome() {
+                None => return Ok(()),
+                Some(outcome) => outcome,
+            };
+            let (len, started) = (bg.len, bg.started);
+            self.background = None;
+            if let Err(e) = outcome {
+                self.sync_failing = true;
+                return Err(format!("fdatasync: {e}"));
+            }
+            self.sync_failing = false;
+            // What was appended after it started may not be covered.
+            self.unsynced_since = (self.len > len).then_some(started);
+        }
+        self.waiting = false;
+        let due = match self.fsync {
+            Fsync::Interval(d) => self.unsynced_since.map(|t| t + d),
+            _ => None,
+        };
+        if due.is_none_or(|due| now < due) {
+            return Ok(());
+        }
+        match self.file.start_sync() {
+            Ok(true) => {
+                self.background = Some(Background {
+                    len: self.len,
+                    started: now,
+                });
+                Ok(())
+            }
+            Ok(false) => {
+                self.waiting = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.sync_failing = true;
+                Err(format!("fdatasync: {e}"))
+            }
+        }
+    }
+
+    /// Whether an interval sync is under way (its outcome not yet taken).
+    #[cfg(test)]
+    pub fn syncing(&self) -> bool {
+        self.background.is_some()
+    }
+
+    /// A compacted log, synced and renamed into place, replaces this one.
+    pub fn switch(&mut self, file: Box<dyn LogFile>, len: u64) {
+        self.file.abandon_sync();
+        self.background = None;
+        self.waiting = false;
+        self.file = file;
+        self.len = len;
+        self.unsynced_since = None;
+        self.torn = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{Disk, MemDisk, Op};
+
+    fn journal(disk: &mut MemDisk, fsync: Fsync) -> Journal {
+        let (file, len) = disk.open_append("log").unwrap();
+        Journal::new(file, len, fsync)
+    }
+
+    #[test]
+    fn always_syncs_each_append_interval_when_due_never_not_at_all() {
+        let t0 = Instant::now();
+        let mut disk = MemDisk::new();
+        let mut j = journal(&mut disk, Fsync::Always);
+        j.append(b"abc", t0).unwrap();
+        assert_eq!(disk.ops()[1..], [Op::Append(3), Op::Sync]);
+        assert_eq!(j.sync_due(), None);
+
+        let mut disk = MemDisk::new();
+        let sec = Duration::from_secs(1);
+        let mut j = journal(&mut disk, Fsync::Interval(sec));
+        j.append(b"abc", t0).unwrap();
+        j.append(b"def", t0 + sec / 2).unwrap();
+        assert_eq!(
+            j.sync_due(),
+            Some(t0 + sec),
+            "from the oldest unsynced append"
+        );
+        j.tick(t0 + sec / 2).unwrap();
+        assert_eq!(disk.syncs(), 0);
+        j.tick(t0 + sec).unwrap();
+        assert_eq!(disk.ops().last(), Some(&Op::StartSync), "on the syncer");
+        assert!(j.syncing());
+        assert_eq!(j.sync_due(), None, "under way");
+        j.append(b"ghi", t0 + sec).unwrap();
+        j.tick(t0 + sec).unwrap();
+        assert!(!j.syncing(), "its outcome taken");
+        assert_eq!(
+            j.sync_due(),
+            Some(t0 + 2 * sec),
+            "what came after the sync started waits for the next"
+        );
+        assert_eq!(disk.syncs(), 1);
+
+        let mut disk = MemDisk::new();
+        let mut j = journal(&mut disk, Fsync::Never);
+        j.append(b"abc", t0).unwrap();
+        j.tick(t0 + 100 * sec).unwrap();
+        assert_eq!((disk.syncs(), j.len()), (0, 3));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_record_and_the_next_one_goes_on() {
+        let t0 = Instant::now();
+        let mut disk = MemDisk::new();
+        let mut j = journal(&mut disk, Fsync::Never);
+        j.append(b"good", t0).unwrap();
+        disk.set_capacity(Some(6));
+        let e = j.append(b"too long", t0).unwrap_err();
+        assert!(e.starts_with("write: No space left"), "{e}");
+        assert_eq!(disk.file("log").unwrap(), b"good");
+        assert_eq!(j.len(), 4);
+        disk.set_capacity(None);
+        j.append(b"+more", t0).unwrap();
+        assert_eq!(disk.file("log").unwrap(), b"good+more");
+    }
+
+    #[test]
+    fn a_failed_truncate_blocks_appends_until_one_succeeds() {
+        let t0 = Instant::now();
+        let mut disk = MemDisk::new();
+        let mut j = journal(&mut disk, Fsync::Never);
+        j.append(b"good", t0).unwrap();
+        disk.set_capacity(Some(6));
+        disk.fail_truncate(true);
+        assert!(j.append(b"partial", t0).is_err());
+        assert_eq!(
+            disk.file("log").unwrap(),
+            b"goodpa",
+            "could not be cut back"
+        );
+        disk.set_capacity(None);
+        let e = j.append(b"next", t0).unwrap_err();
+        assert!(e.starts_with("ftruncate"), "{e}");
+        assert_eq!(
+            disk.file("log").unwrap(),
+            b"goodpa",
+            "nothing after a torn record"
+        );
+        disk.fail_truncate(false);
+        j.append(b"next", t0).unwrap();
+        assert_eq!(disk.file("log").unwrap(), b"goodnext");
+    }
+
+    #[test]
+    fn a_failed_sync_takes_the_records_out_and_syncs_every_append_until_one_works() {
+        let t0 = Instant::now();
+        let mut disk = MemDisk::new();
+        let mut j = journal(&mut disk, Fsync::Always);
+        j.append(b"good", t0).unwrap();
+        disk.fail_sync(true);
+        let e = j.append(b"lost", t0).unwrap_err();
+        assert!(e.starts_with("fdatasync"), "{e}");
+        assert_eq!(disk.file("log").unwrap(), b"good");
+        disk.fail_sync(false);
+        j.append(b"back", t0).unwrap();
+        assert_eq!(disk.file("log").unwrap(), b"goodback");
+
+        // Under the interval policy a failed sync makes every append sync until one works.
+        let mut disk = MemDisk::new();
+        let sec = Duration::from_secs(1);
+        let mut j = journal(&mut disk, Fsync::Interval(sec));
+        j.append(b"a", t0).unwrap();
+        disk.fail_sync(true);
+        j.tick(t0 + sec).unwrap();
+        assert!(j.tick(t0 + sec).is_err(), "the background sync failed");
+        assert!(j.syncs_every_append());
+        assert!(j.append(b"b", t0 + sec).is_err());
+        disk.fail_sync(false);
+        j.append(b"c", t0 + sec).unwrap();
+        assert!(!j.syncs_every_append());
+        assert_eq!(disk.file("log").unwrap(), b"ac");
+    }
+}

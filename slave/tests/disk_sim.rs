@@ -1,0 +1,209 @@
+//! The slave with a log on an in-memory disk, on the simulated network: with `--fsync always`
+//! an ACK goes out only after the sync that covers its STORE, and one sync covers a whole
+//! turn; a write the disk refuses is answered ERROR DISK and not applied while reads go on;
+//! a STORE past `--max-memory` is answered OUT_OF_MEMORY and the slave keeps serving; and a
+//! restarted slave comes back with its data and its epoch.
+
+use std::time::{Duration, Instant};
+
+use dsm_slave::disk::{Fsync, MemDisk, Op, Settings, COMPACT_STEP, LOG};
+use dsm_slave::Store;
+use dsm_wire::{Body, ErrorCode, Frame};
+
+mod common;
+use common::{addr, config, logged, welcoming, Net};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn settings(fsync: Fsync) -> Settings {
+    Settings {
+        fsync,
+        compact_min: u64::MAX,
+        compact_step: COMPACT_STEP,
+        failpoint: None,
+    }
+}
+
+/// A registered slave (epoch 1) whose store keeps its log on `disk`.
+fn slave_on(disk: &MemDisk, fsync: Fsync, max_memory: u64) -> Net {
+    let a = addr(7000);
+    let mut cfg = config(&[a], None);
+    cfg.max_memory = max_memory;
+    let (store, _) = Store::open(
+        Box::new(disk.clone()),
+        settings(fsync),
+        max_memory,
+        Instant::now(),
+    )
+    .unwrap();
+    let mut net = Net::with_store(cfg, store, disk.clone());
+    net.listen(a, welcoming(1, false));
+    net.run_for(10 * MS);
+    assert!(net.slave.registered());
+    net
+}
+
+fn store(req: u64, version: u64, key: &str, value: &[u8]) -> Frame {
+    let body = Body::Store {
+        epoch: 1,
+        version,
+        key: key.into(),
+        value: value.to_vec(),
+    };
+    Frame::new(req, body)
+}
+
+fn fetch(req: u64, key: &str) -> Frame {
+    let key = key.into();
+    Frame::new(req, Body::Fetch { epoch: 1, key })
+}
+
+fn error_code(f: &Frame) -> Option<ErrorCode> {
+    match &f.body {
+        Body::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn with_fsync_always_acks_follow_the_one_sync_of_their_turn() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    disk.clear_ops();
+    let before = net.sent.len();
+    // Ten pipelined STOREs that arrive together: one loop turn.
+    for i in 0..10u64 {
+        net.send(store(100 + i, i + 1, &format!("k{i}"), b"value"));
+    }
+    net.run_for(5 * MS);
+    assert_eq!(
+        disk.ops(),
+        [Op::Append(disk.file(LOG).unwrap().len() - 8 - 17), Op::Sync],
+        "one write and one sync for the turn (the epoch record was written at the WELCOME)"
+    );
+    let acks = &net.sent[before..];
+    assert_eq!(acks.len(), 10);
+    for (i, (_, f)) in acks.iter().enumerate() {
+        let version = i as u64 + 1;
+        assert_eq!(*f, Frame::new(100 + i as u64, Body::Ack { version }));
+        assert_eq!(net.syncs_at_send[before + i], 1, "ACK {i} before the sync");
+    }
+    // And a restart finds them all, even after a power cut.
+    let back = slave_on(&disk.after_power_cut(), Fsync::Always, u64::MAX);
+    assert_eq!(back.slave.store().len(), 10);
+}
+
+#[test]
+fn with_fsync_interval_acks_go_out_once_written_and_the_sync_follows() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Interval(Duration::from_millis(100)), u64::MAX);
+    disk.clear_ops();
+    let ack = net.ask(store(1, 1, "k", b"v"));
+    assert_eq!(ack, Some(Frame::new(1, Body::Ack { version: 1 })));
+    assert_eq!(disk.syncs(), 0, "ACKed before any sync");
+    net.run_for(150 * MS);
+    assert_eq!(disk.syncs(), 1, "synced within the interval");
+}
+
+#[test]
+fn a_store_the_disk_refuses_gets_error_disk_while_reads_go_on() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    net.ask(store(1, 1, "kept", b"acknowledged"));
+    let len = disk.file(LOG).unwrap().len() as u64;
+    disk.set_capacity(Some(len + 20));
+    for req in 2..6 {
+        let refused = net.ask(store(req, req, "new", &[7; 100])).unwrap();
+        assert_eq!(refused.req_id, req);
+        assert_eq!(error_code(&refused), Some(ErrorCode::Disk), "{refused:?}");
+    }
+    assert_eq!(
+        disk.file(LOG).unwrap().len() as u64,
+        len,
+        "no partial record"
+    );
+    assert_eq!(net.slave.store().version_of(b"new"), None, "not applied");
+    let read = net.ask(fetch(9, "kept")).unwrap();
+    assert!(
+        matches!(read.body, Body::Fetched { version: 1, .. }),
+        "{read:?}"
+    );
+    let lines = logged("ERROR DISK");
+    assert_eq!(lines.len(), 1, "logged once, not once per STORE: {lines:?}");
+    assert!(lines[0].contains("No space left"), "{lines:?}");
+    // Space comes back: the next STORE is written.
+    disk.set_capacity(None);
+    let ack = net.ask(store(10, 10, "new", b"fits"));
+    assert_eq!(ack, Some(Frame::new(10, Body::Ack { version: 10 })));
+    assert_eq!(logged("the disk takes writes again").len(), 1);
+    let back = slave_on(&disk.after_power_cut(), Fsync::Always, u64::MAX);
+    assert_eq!(back.slave.store().version_of(b"kept"), Some(1));
+    assert_eq!(back.slave.store().version_of(b"new"), Some(10));
+}
+
+#[test]
+fn a_store_past_max_memory_gets_out_of_memory_and_the_slave_keeps_serving() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Never, 2 << 20);
+    let value = vec![b'v'; 64 * 1024];
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..64u64 {
+        let reply = net.ask(store(i, i + 1, &format!("k{i}"), &value)).unwrap();
+        match error_code(&reply) {
+            None => acked.push(i),
+            Some(ErrorCode::OutOfMemory) => refused += 1,
+            Some(other) => panic!("{other:?}: {reply:?}"),
+        }
+    }
+    assert!(
+        (25..32).contains(&acked.len()),
+        "{} of 64 KiB under 2 MiB",
+        acked.len()
+    );
+    assert_eq!(refused, 64 - acked.len());
+    assert!(net.slave.store().memory_used() <= 2 << 20);
+    assert_eq!(acked, (0..acked.len() as u64).collect::<Vec<_>>());
+    for &i in &acked {
+        let read = net.ask(fetch(1000 + i, &format!("k{i}"))).unwrap();
+        assert!(matches!(read.body, Body::Fetched { .. }), "{read:?}");
+    }
+    let pong = net.ask(Frame::new(7, Body::Ping));
+    assert_eq!(pong, Some(Frame::new(7, Body::Pong)));
+    assert_eq!(logged("memory cap reached").len(), 1, "logged once");
+}
+
+#[test]
+fn a_restarted_slave_says_the_epoch_it_had_seen_in_its_hello() {
+    let disk = MemDisk::new();
+    let a = addr(7000);
+    let (store, _) = Store::open(
+        Box::new(disk.clone()),
+        settings(Fsync::Never),
+        u64::MAX,
+        Instant::now(),
+    )
+    .unwrap();
+    let mut net = Net::with_store(config(&[a], None), store, disk.clone());
+    net.listen(a, welcoming(4, false));
+    net.run_for(10 * MS);
+    assert_eq!(net.slave.store().epoch(), 4);
+
+    // kill -9, restart on what is on disk.
+    let crashed = disk.after_process_crash();
+    let (store, _) = Store::open(
+        Box::new(crashed.clone()),
+        settings(Fsync::Never),
+        u64::MAX,
+        Instant::now(),
+    )
+    .unwrap();
+    let mut net = Net::with_store(config(&[a], None), store, crashed);
+    net.listen(a, welcoming(4, true));
+    net.run_for(10 * MS);
+    assert!(
+        matches!(net.sent[0].1.body, Body::Hello { epoch: 4, .. }),
+        "{:?}",
+        net.sent[0]
+    );
+}
