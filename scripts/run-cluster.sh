@@ -16,6 +16,7 @@ SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
 LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
 DATA=${DSM_DATA:-./dsm-data}
+mkdir -p "$LOGDIR"
 read -r -a SLAVE_ARGS <<<"${DSM_SLAVE_ARGS:-}"
 mkdir -p "$DATA"
 SECRET=()
@@ -59,6 +60,15 @@ for i in $(seq 1 "$SLAVES"); do
     pids+=($!)
     wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
 done
+
+# The primary answers once it has heard what the slaves hold: at the first start it takes
+# what registering slaves hold for --discover-ms (3 s), after a restart it waits for its roster.
+for _ in $(seq 600); do
+    "$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" && break
+    sleep 0.1
+done
+"$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" ||
+    { echo "the primary is not serving after 60 s; its log: $LOGDIR/master.log"; tail -5 "$LOGDIR/master.log"; exit 1; }
 
 cat <<MSG
 dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbeat
