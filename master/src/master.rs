@@ -226,8 +226,16 @@ impl Master {
     /// PONG). It is alive, whatever it says.
     fn on_slave_frame(&mut self, idx: SlaveIdx, req: u64, body: Body, now: Instant) {
         self.core.slaves.heard(idx, now);
-        if let Body::Inventory { done, entries } = body {
-            return self.members(now).report(idx, done, entries);
+        match body {
+            Body::Inventory { done, entries } => {
+                return self.members(now).report(idx, done, entries)
+            }
+            // PING goes either way (PROTOCOL.md): a slave may check that its master is alive.
+            Body::Ping => {
+                let conn = self.core.slaves.get(idx).conn;
+                return self.core.out.send(conn, req, Body::Pong);
+            }
+            _ => {}
         }
         let (ops, mut ctx) = self.parts(now);
         ops.on_reply(&mut ctx, idx, req, body);

@@ -777,3 +777,19 @@ fn a_client_is_owed_replies_exactly_while_its_requests_are_in_progress() {
     net.advance(Duration::from_millis(300));
     assert_eq!(net.master(m).in_flight(), (0, 0));
 }
+
+/// PING goes either way (PROTOCOL.md): a slave that PINGs its master gets a PONG, not an
+/// error.
+#[test]
+fn a_slave_that_pings_its_master_gets_a_pong() {
+    let (mut net, _m) = sim(cfg(), 1);
+    let s = net.connected_slaves()[0];
+    let (pongs, errors) = (
+        net.peer(s).received(Opcode::Pong),
+        net.peer(s).received(Opcode::Error),
+    );
+    net.send(s, Frame::new(77, Body::Ping));
+    net.settle();
+    assert_eq!(net.peer(s).received(Opcode::Pong), pongs + 1);
+    assert_eq!(net.peer(s).received(Opcode::Error), errors);
+}
