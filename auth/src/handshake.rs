@@ -7,7 +7,7 @@
 //!  HELLO {role, epoch, id, nonce: Np}    -->
 //!                                        <--   CHALLENGE {nonce: Nm}
 //!  AUTH {proof: HMAC(peer label, T)}     -->   checks the proof
-//!                                        <--   WELCOME {epoch, inventory, proof: HMAC(master label, T, epoch, inventory)}
+//!                                        <--   WELCOME {terms, proof: HMAC(master label, T, terms)}
 //!  checks the proof
 //! ```
 //!
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
 
-use crate::secret::{fresh_nonce, Secret, Transcript};
+use crate::secret::{fresh_nonce, Secret, Terms, Transcript};
 
 pub struct Handshake {
     req_id: u64,
@@ -40,7 +40,7 @@ pub enum Step {
     /// Send this frame (AUTH) and wait for the next one.
     Send(Frame),
     /// Registered: the master accepted us and, when we hold a secret, proved it holds it too.
-    Welcomed { epoch: u64, inventory: bool },
+    Welcomed(Terms),
     /// The master answered with ERROR (for example UNAUTHORIZED, or NOT_PRIMARY).
     Refused { code: ErrorCode, text: String },
     /// The master did not prove it knows the secret, or broke the handshake: send `reply`
@@ -93,8 +93,18 @@ impl Handshake {
             Body::Welcome {
                 epoch,
                 inventory,
+                standby,
+                lease_ms,
                 proof,
-            } => self.on_welcome(epoch, inventory, proof),
+            } => {
+                let terms = Terms {
+                    epoch,
+                    inventory,
+                    standby,
+                    lease_ms,
+                };
+                self.on_welcome(terms, proof)
+            }
             Body::Error { code, text } => Step::Refused { code, text },
             other => self.distrust(
                 ErrorCode::BadRequest,
@@ -128,10 +138,10 @@ impl Handshake {
         Step::Send(Frame::new(self.req_id, Body::Auth { proof }))
     }
 
-    fn on_welcome(&mut self, epoch: u64, inventory: bool, proof: Option<AuthBytes>) -> Step {
+    fn on_welcome(&mut self, terms: Terms, proof: Option<AuthBytes>) -> Step {
         let (Some(secret), Some(nonce)) = (&self.secret, &self.nonce) else {
             // No secret here: nothing to check (and nothing was promised).
-            return Step::Welcomed { epoch, inventory };
+            return Step::Welcomed(terms);
         };
         let Some(master_nonce) = &self.master_nonce else {
             return self.distrust(
@@ -150,9 +160,7 @@ impl Handshake {
             master_nonce,
         };
         match proof {
-            Some(p) if secret.check_master_proof(&t, epoch, inventory, &p) => {
-                Step::Welcomed { epoch, inventory }
-            }
+            Some(p) if secret.check_master_proof(&t, &terms, &p) => Step::Welcomed(terms),
             Some(_) => self.distrust(
                 ErrorCode::Unauthorized,
                 "the master's WELCOME carries a wrong proof: it does not know our secret".into(),
@@ -277,13 +285,14 @@ mod tests {
                 nonce: master_nonce,
             },
         );
+        let terms = Terms {
+            epoch,
+            inventory,
+            ..Terms::default()
+        };
         let welcome = Frame::new(
             hs_hello.req_id,
-            Body::Welcome {
-                epoch,
-                inventory,
-                proof: Some(key.master_proof(&t, epoch, inventory)),
-            },
+            terms.welcome(Some(key.master_proof(&t, &terms))),
         );
         (challenge, welcome)
     }
@@ -293,17 +302,15 @@ mod tests {
         let (mut hs, hello) = Handshake::start(None, 5, Role::Client, 0, String::new(), 0).unwrap();
         assert!(matches!(hello.body, Body::Hello { nonce: None, .. }));
         assert_eq!(hello.req_id, 5);
-        let welcome = Body::Welcome {
+        let terms = Terms {
             epoch: 2,
-            inventory: false,
-            proof: None,
+            standby: true,
+            lease_ms: 400,
+            ..Terms::default()
         };
         assert_eq!(
-            hs.on_frame(Frame::new(5, welcome)),
-            Step::Welcomed {
-                epoch: 2,
-                inventory: false
-            }
+            hs.on_frame(Frame::new(5, terms.welcome(None))),
+            Step::Welcomed(terms)
         );
     }
 
@@ -319,10 +326,11 @@ mod tests {
         assert!(matches!(auth.body, Body::Auth { .. }));
         assert_eq!(
             hs.on_frame(welcome),
-            Step::Welcomed {
+            Step::Welcomed(Terms {
                 epoch: 4,
-                inventory: true
-            }
+                inventory: true,
+                ..Terms::default()
+            })
         );
     }
 
@@ -352,6 +360,8 @@ mod tests {
         let bare = Body::Welcome {
             epoch: 9,
             inventory: true,
+            standby: false,
+            lease_ms: 0,
             proof: None,
         };
         let why = distrusted(hs.on_frame(Frame::new(1, bare)));

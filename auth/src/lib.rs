@@ -5,4 +5,4 @@
 pub mod handshake;
 pub mod secret;
 pub use handshake::{Handshake, RefusalLog, Step};
-pub use secret::{boot_id, fresh_nonce, Secret, SecretError, Transcript};
+pub use secret::{boot_id, fresh_nonce, Secret, SecretError, Terms, Transcript};

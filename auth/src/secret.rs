@@ -133,25 +133,20 @@ impl Secret {
         self.mac(PEER_LABEL, t, &[]).verify_slice(proof).is_ok()
     }
 
-    /// The master's proof, sent in WELCOME: it also covers the WELCOME's epoch and inventory flag,
-    /// so a man in the middle cannot turn a WELCOME into one that wipes a slave.
-    pub fn master_proof(&self, t: &Transcript<'_>, epoch: u64, inventory: bool) -> AuthBytes {
-        let tail = welcome_tail(epoch, inventory);
-        self.mac(MASTER_LABEL, t, &tail)
+    /// The master's proof, sent in WELCOME: it also covers what the WELCOME says (its
+    /// [`Terms`]), so a man in the middle cannot turn a WELCOME into one that asks a slave for
+    /// its inventory, lends it to a standby, or changes the lease it promises.
+    pub fn master_proof(&self, t: &Transcript<'_>, terms: &Terms) -> AuthBytes {
+        self.mac(MASTER_LABEL, t, &terms.bytes())
             .finalize()
             .into_bytes()
             .into()
     }
 
-    pub fn check_master_proof(
-        &self,
-        t: &Transcript<'_>,
-        epoch: u64,
-        inventory: bool,
-        proof: &AuthBytes,
-    ) -> bool {
-        let tail = welcome_tail(epoch, inventory);
-        self.mac(MASTER_LABEL, t, &tail).verify_slice(proof).is_ok()
+    pub fn check_master_proof(&self, t: &Transcript<'_>, terms: &Terms, proof: &AuthBytes) -> bool {
+        self.mac(MASTER_LABEL, t, &terms.bytes())
+            .verify_slice(proof)
+            .is_ok()
     }
 
     /// Whether the secret occurs anywhere in `bytes` (tests check captured traffic with it).
@@ -176,11 +171,39 @@ impl Secret {
     }
 }
 
-fn welcome_tail(epoch: u64, inventory: bool) -> [u8; 9] {
-    let mut tail = [0; 9];
-    tail[..8].copy_from_slice(&epoch.to_be_bytes());
-    tail[8] = inventory as u8;
-    tail
+/// What a WELCOME says, all of it covered by the master's proof.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub epoch: u64,
+    /// A slave must report what it holds (INVENTORY) before it is used.
+    pub inventory: bool,
+    /// The master is a standby: a slave stays as its supporter.
+    pub standby: bool,
+    /// After a PING from this master, a slave supports no other for this long.
+    pub lease_ms: u32,
+}
+
+impl Terms {
+    /// The WELCOME body that says these terms, with `proof`.
+    pub fn welcome(&self, proof: Option<AuthBytes>) -> dsm_wire::Body {
+        dsm_wire::Body::Welcome {
+            epoch: self.epoch,
+            inventory: self.inventory,
+            standby: self.standby,
+            lease_ms: self.lease_ms,
+            proof,
+        }
+    }
+
+    /// As the WELCOME encodes them: epoch, the two flags, the lease.
+    fn bytes(&self) -> [u8; 14] {
+        let mut b = [0; 14];
+        b[..8].copy_from_slice(&self.epoch.to_be_bytes());
+        b[8] = self.inventory as u8;
+        b[9] = self.standby as u8;
+        b[10..].copy_from_slice(&self.lease_ms.to_be_bytes());
+        b
+    }
 }
 
 /// What is wrong with a secret file of this mode and secret length, for the log.
@@ -263,8 +286,16 @@ mod tests {
             "peer proof of the PROTOCOL.md example"
         );
         assert_eq!(
-            hex(&secret.master_proof(&t, 1, true)),
-            "f26e27fba0a062e982436e8156f2081f5c7ac08d21cf3a0bd04445ecc10787bd",
+            hex(&secret.master_proof(
+                &t,
+                &Terms {
+                    epoch: 1,
+                    inventory: true,
+                    standby: false,
+                    lease_ms: 400,
+                }
+            )),
+            "40444388158e416acf8109ee14adb599aedd2f643fc290d6a40c4858a183d354",
             "master proof of the PROTOCOL.md example"
         );
     }
@@ -283,15 +314,20 @@ mod tests {
             master_nonce: &m,
         };
         let peer = secret.peer_proof(&t);
-        let master = secret.master_proof(&t, 3, false);
+        let terms = Terms {
+            epoch: 3,
+            lease_ms: 400,
+            ..Terms::default()
+        };
+        let master = secret.master_proof(&t, &terms);
         assert!(secret.check_peer_proof(&t, &peer));
-        assert!(secret.check_master_proof(&t, 3, false, &master));
+        assert!(secret.check_master_proof(&t, &terms, &master));
         // Wrong secret.
         assert!(!other.check_peer_proof(&t, &peer));
-        assert!(!other.check_master_proof(&t, 3, false, &master));
+        assert!(!other.check_master_proof(&t, &terms, &master));
         // Reflection: a proof made for one direction never passes for the other.
         assert!(!secret.check_peer_proof(&t, &master));
-        assert!(!secret.check_master_proof(&t, 3, false, &peer));
+        assert!(!secret.check_master_proof(&t, &terms, &peer));
         // Every field counts: another nonce (a replay), role, epoch, id, or WELCOME content.
         let fresh: AuthBytes = [9; AUTH_LEN];
         let variants = [
@@ -313,10 +349,29 @@ mod tests {
         ];
         for v in &variants {
             assert!(!secret.check_peer_proof(v, &peer), "{v:?}");
-            assert!(!secret.check_master_proof(v, 3, false, &master), "{v:?}");
+            assert!(!secret.check_master_proof(v, &terms, &master), "{v:?}");
         }
-        assert!(!secret.check_master_proof(&t, 3, true, &master));
-        assert!(!secret.check_master_proof(&t, 4, false, &master));
+        // Every term of the WELCOME counts too.
+        for changed in [
+            Terms { epoch: 4, ..terms },
+            Terms {
+                inventory: true,
+                ..terms
+            },
+            Terms {
+                standby: true,
+                ..terms
+            },
+            Terms {
+                lease_ms: 401,
+                ..terms
+            },
+        ] {
+            assert!(
+                !secret.check_master_proof(&t, &changed, &master),
+                "{changed:?}"
+            );
+        }
         // The id's length is part of the input, so moving bytes between fields changes it.
         let a = Transcript { id: "s1", ..t };
         let b = Transcript { id: "s", ..t };

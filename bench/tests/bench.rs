@@ -76,6 +76,8 @@ fn answer(request: Body, mode: Fake, store: &Store) -> Body {
         Body::Hello { .. } => Body::Welcome {
             epoch: 1,
             inventory: false,
+            standby: false,
+            lease_ms: 0,
             proof: None,
         },
         Body::Write { key, value } => {

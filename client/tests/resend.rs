@@ -37,6 +37,8 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                 (Body::Hello { .. }, _) => Body::Welcome {
                     epoch: 1,
                     inventory: false,
+                    standby: false,
+                    lease_ms: 0,
                     proof: None,
                 },
                 (_, Fake::TakeAndDie | Fake::WelcomeAndDie) => {

@@ -17,6 +17,8 @@ pub const SLAVE_LOST_AFTER_MS: u64 = 3_600_000;
 /// A master started without a roster takes what registering slaves hold this long before
 /// it serves (slaves redial at least once a second).
 pub const DISCOVER_MS: u64 = 3_000;
+/// Default of `--lease-ms`.
+pub const LEASE_MS: u64 = 400;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,6 +44,12 @@ pub struct Config {
     pub max_write_buffer: usize,
     /// Run as the backup of the primary whose heartbeat socket is here.
     pub backup_of: Option<SocketAddr>,
+    /// The other masters of the cluster, by heartbeat address (`--peers`, and `backup_of`).
+    /// With any, this master starts as a standby and serves only once elected.
+    pub peers: Vec<SocketAddr>,
+    /// A voter (slave or standby) that answers a PING of the primary promises to support no
+    /// other master for this long; the primary serves only while a majority's promises hold.
+    pub lease: Duration,
     /// The backup polls the primary this often. The primary acknowledges nothing once it has
     /// not heard its backup for 2 intervals, and the backup takes over after
     /// `heartbeat_misses` (at least 3), so a cut-off primary stops before the backup starts.
@@ -93,6 +101,8 @@ impl Default for Config {
             max_conns: 10_000,
             max_write_buffer: 64 * 1024 * 1024,
             backup_of: None,
+            peers: Vec::new(),
+            lease: Duration::from_millis(LEASE_MS),
             heartbeat_interval: Duration::from_millis(100),
             heartbeat_misses: 3,
             takeover_grace: Duration::from_millis(3000),
@@ -110,9 +120,21 @@ impl Default for Config {
 }
 
 impl Config {
-    /// How long a primary with a backup keeps acknowledging without hearing from it.
-    pub fn lease(&self) -> Duration {
-        self.heartbeat_interval * 2
+    /// The other masters, by heartbeat address: `--backup-of` first, then `--peers`, once
+    /// each, never this master itself.
+    pub fn other_masters(&self) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in self.backup_of.iter().chain(self.peers.iter()) {
+            if *a != self.heartbeat && !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    /// This master's id among masters: its heartbeat address, then its client address.
+    pub fn master_id(&self) -> String {
+        format!("{} {}", self.heartbeat, self.listen)
     }
 
     /// Why a client's key or value cannot be taken, with the error code to answer.

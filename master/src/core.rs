@@ -56,6 +56,7 @@ impl Core {
     pub fn new(cfg: Config, now: Instant) -> Core {
         let mut timers = Timers::new(now, Duration::from_millis(1), 4096);
         timers.insert(now + cfg.ping_interval, Timer::PingSweep);
+        timers.insert(now, Timer::Renew);
         Core {
             cfg,
             term: Term::default(),
@@ -82,7 +83,8 @@ impl Core {
         let persisted = self.cfg.persisted.clone().unwrap_or_default();
         self.term.see_epoch(persisted.epoch);
         self.saved = self.cfg.persisted.clone();
-        if self.cfg.backup_of.is_some() {
+        // A standby learns both from the primary it follows (or recovers once elected).
+        if !self.cfg.other_masters().is_empty() {
             return;
         }
         if !persisted.roster.is_empty() {
@@ -93,51 +95,79 @@ impl Core {
                 persisted.epoch
             );
         }
-        self.recover(&persisted.roster, persisted.epoch, now);
+        self.recover(&persisted.roster, persisted.epoch, false, now);
         self.changed = true;
     }
 
-    /// A backup took over without its primary's full state (it never got a whole snapshot:
-    /// say it was restarted while the primary was down). It knows too little to serve, so it
-    /// recovers like a restarted master, from the slaves it knows of: those of the partial
-    /// snapshot and of its `--data-dir`'s roster, or, knowing none, by discovery.
-    pub fn recover_after_takeover(&mut self, now: Instant) {
+    /// A standby elected without its primary's full state (it never got a whole snapshot, or
+    /// a slave told it it is out of step) knows too little to serve: it recovers like a
+    /// restarted master, from the slaves it knows of (those of its snapshot, of its
+    /// `--data-dir`'s roster, and `supporters`, which voted for it). With no snapshot at all it
+    /// also waits `--discover-ms` for slaves it cannot know of.
+    pub fn recover_after_takeover(&mut self, now: Instant, supporters: &[String]) {
         let mut roster: Vec<String> = self.slaves.known().map(|(_, s)| s.id.clone()).collect();
         if let Some(kept) = &self.cfg.persisted {
             roster.extend(kept.roster.iter().cloned());
         }
+        roster.extend(supporters.iter().cloned());
         roster.sort();
         roster.dedup();
+        let window = self.doubts.incomplete;
         info!(
-            "took over without the primary's full state: waiting for {} known slaves to report \
-             what they hold before serving",
-            roster.len()
+            "elected without the primary's full state: waiting for {} known slaves to report \
+             what they hold{} before serving",
+            roster.len(),
+            if window {
+                ", and for others to register"
+            } else {
+                ""
+            }
         );
-        self.recover(&roster, self.term.epoch, now);
+        self.recover(&roster, self.term.epoch, window, now);
     }
 
-    /// Wait for the slaves of `roster` to report what they hold, or with none discover them
-    /// for `--discover-ms`; then serve at an epoch above `kept` and any a slave has seen.
-    fn recover(&mut self, roster: &[String], kept: u64, now: Instant) {
-        if roster.is_empty() {
+    /// Wait for the slaves of `roster` to report what they hold, and with none (or with
+    /// `window`) discover them for `--discover-ms`; then serve at an epoch above `kept` and
+    /// any a slave has seen.
+    fn recover(&mut self, roster: &[String], kept: u64, window: bool, now: Instant) {
+        for id in roster {
+            let idx = self.slaves.expect(id, 0, now);
+            self.members(None, now).wait_for(idx);
+        }
+        let mut recovery = Recovery::new(roster, kept);
+        if roster.is_empty() || window {
             let until = now + self.cfg.discover;
-            self.recovery = Some(Recovery::discover(until, kept));
+            recovery.discover_until(until);
             self.timers.insert(until, Timer::Discovered);
             if !self.cfg.discover.is_zero() {
                 info!(
-                    "no roster of slaves kept: taking what registering slaves hold for {} ms \
-                     before serving (--discover-ms)",
+                    "taking what registering slaves hold for {} ms before serving \
+                     (--discover-ms)",
                     self.cfg.discover.as_millis()
                 );
             }
-        } else {
-            for id in roster {
-                let idx = self.slaves.expect(id, 0, now);
-                self.members(None, now).wait_for(idx);
-            }
-            self.recovery = Some(Recovery::new(roster, kept));
         }
+        self.recovery = Some(recovery);
         self.members(None, now).end_recovery();
+    }
+
+    /// The cluster's voters: the masters (this one, the others it was told of, and the
+    /// standbys that attached to it, `standbys`), and the slaves of the roster, by id. A lone
+    /// master counts only itself: nobody could take over from it.
+    pub fn voters(&self, standbys: &[std::net::SocketAddr]) -> usize {
+        let mut masters = self.cfg.other_masters();
+        for hb in standbys {
+            if !masters.contains(hb) && *hb != self.cfg.heartbeat {
+                masters.push(*hb);
+            }
+        }
+        if masters.is_empty() {
+            return 1;
+        }
+        let mut ids: Vec<&str> = self.slaves.known().map(|(_, s)| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        1 + masters.len() + ids.len()
     }
 
     /// What `--data-dir` should hold now, if it changed since it was last written.
@@ -160,9 +190,15 @@ impl Core {
     }
 
     /// The request path's view (`stream`: the backup's, if one is attached).
-    pub fn ctx<'a>(&'a mut self, stream: Option<&'a mut Stream>, now: Instant) -> Ctx<'a> {
+    pub fn ctx<'a>(
+        &'a mut self,
+        stream: Option<&'a mut Stream>,
+        settled: bool,
+        now: Instant,
+    ) -> Ctx<'a> {
         Ctx {
             now,
+            settled,
             cfg: &self.cfg,
             term: &mut self.term,
             out: &mut self.out,

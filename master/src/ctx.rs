@@ -27,6 +27,9 @@ pub(crate) struct Ctx<'a> {
     pub doubts: &'a mut Doubts,
     /// The backup's stream, on a primary with a backup attached.
     pub stream: Option<&'a mut Stream>,
+    /// A majority knows of every standby the primary last said was out of step, so a write
+    /// may be acknowledged without them (`ha/lease.rs`).
+    pub settled: bool,
     pub repairs: &'a mut Repairs,
     pub effects: &'a mut Vec<Effect>,
 }
@@ -53,8 +56,10 @@ impl Ctx<'_> {
         self.stream.as_deref_mut().map_or(0, |s| s.intent(key))
     }
 
-    /// Whether the backup has confirmed the SYNC numbered `seq` (or there is none to wait for).
+    /// Whether the write whose intent went out in the SYNC numbered `seq` may be acknowledged:
+    /// the backup has confirmed it (or there was none to wait for), or the backup has been let
+    /// go and a majority knows it is out of step.
     pub fn synced(&self, seq: u64) -> bool {
-        seq == 0 || self.stream.as_deref().is_none_or(|s| s.synced(seq))
+        self.settled && (seq == 0 || self.stream.as_deref().is_none_or(|s| s.synced(seq)))
     }
 }

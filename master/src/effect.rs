@@ -4,7 +4,7 @@
 use crate::idmap::ConnId;
 use crate::keymap::SlaveIdx;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Effect {
     /// Take the slave out of service (it is silent, or its connection closed).
     DropSlave { slave: SlaveIdx, why: String },
@@ -17,8 +17,13 @@ pub(crate) enum Effect {
     /// A slave came into service, or one was given up, or a takeover's grace ended: copies
     /// may start, and writes that waited for slaves may go ahead.
     Membership,
-    /// This master took over: the slaves it knows are out of reach from now.
-    TookOver,
+    /// This master was elected primary: the slaves it knows are out of reach from now, but
+    /// for `supporters` that voted for it (the others redial); `stale`: one of them said its
+    /// map is out of step, so it recovers from the slaves.
+    TookOver {
+        supporters: Vec<(ConnId, crate::ha::Supporter)>,
+        stale: bool,
+    },
     /// This master stepped down (why): let go of the slaves and answer the open operations.
     SteppedDown(String),
     /// The backup confirmed SYNCs, or went away: writes waiting for it may commit.

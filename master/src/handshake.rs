@@ -7,7 +7,7 @@
 //! or proves the wrong secret, gets ERROR UNAUTHORIZED saying which, and is closed; the master
 //! logs the same reason. The whole exchange must finish within `--hello-timeout-ms`.
 
-use dsm_auth::{fresh_nonce, Transcript};
+use dsm_auth::{fresh_nonce, Terms, Transcript};
 use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
 use log::warn;
 
@@ -219,25 +219,17 @@ impl Gate<'_> {
         }
     }
 
-    /// Answer a HELLO that was accepted; after an authenticated HELLO the WELCOME carries the
-    /// master's proof, which covers `epoch` and `inventory`.
-    pub fn welcome(&mut self, conn: ConnId, req: u64, epoch: u64, inventory: bool) {
+    /// Answer a HELLO that was accepted with `terms`; after an authenticated HELLO the WELCOME
+    /// carries the master's proof, which covers them.
+    pub fn welcome(&mut self, conn: ConnId, req: u64, terms: Terms) {
         let pending = self.handshakes.pending.remove(&conn);
         let proof = match (&self.cfg.secret, pending) {
             (Some(secret), Some(p)) if p.proven => {
-                Some(secret.master_proof(&p.transcript(), epoch, inventory))
+                Some(secret.master_proof(&p.transcript(), &terms))
             }
             _ => None,
         };
-        self.out.send(
-            conn,
-            req,
-            Body::Welcome {
-                epoch,
-                inventory,
-                proof,
-            },
-        );
+        self.out.send(conn, req, terms.welcome(proof));
     }
 
     /// Log `log_line`, answer ERROR UNAUTHORIZED with `text`, and close.

@@ -223,6 +223,23 @@ fn add_backup_opts(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "peers",
+        "the other masters of the cluster, by heartbeat address; with them this master starts \
+         as a standby and serves only once a majority of the voters elects it",
+        "ADDR[,ADDR...]",
+    );
+    opts.optopt(
+        "",
+        "lease-ms",
+        &format!(
+            "a voter (slave or standby) that answers the primary's PING supports no other master \
+             for this long; the primary serves only while a majority's promises hold (default {})",
+            dsm_master::config::LEASE_MS
+        ),
+        "MS",
+    );
+    opts.optopt(
+        "",
         "heartbeat-interval-ms",
         "backup polls the primary this often; use the same value on both (default 100)",
         "MS",
@@ -283,6 +300,11 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         max_conns: cli.positive(m, "max-conns", d.max_conns as u64) as usize,
         max_write_buffer: cli.positive(m, "max-write-buffer", d.max_write_buffer as u64) as usize,
         backup_of: cli.addr(m, "backup-of"),
+        peers: match m.opt_present("peers") {
+            true => cli.addr_list(m, "peers", ""),
+            false => Vec::new(),
+        },
+        lease: cli.millis(m, "lease-ms", d.lease),
         heartbeat_interval: cli.millis(m, "heartbeat-interval-ms", d.heartbeat_interval),
         heartbeat_misses: cli
             .positive(m, "heartbeat-misses", d.heartbeat_misses as u64)

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use dsm_auth::Terms;
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role, ServerRole, Status};
 
 use crate::config::Config;
@@ -127,6 +128,7 @@ impl Master {
             Some(Peer::Client) => self.ops.orphan(conn),
             Some(Peer::Slave(idx)) => self.members(now).drop(idx, "its connection closed"),
             Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
+            Some(Peer::Supporter) => self.ha.supporter_closed(conn),
             Some(Peer::Primary) => self.ha.link_closed(now),
             Some(Peer::New | Peer::Challenged) | None => {}
         }
@@ -173,6 +175,7 @@ impl Master {
                 Timer::GraceEnd => self.members(now).end_grace(),
                 Timer::Absent(idx) => self.members(now).absent_for_long(idx),
                 Timer::Discovered => self.members(now).end_recovery(),
+                Timer::Renew => self.renew(now),
                 Timer::Hello(conn, serial) => {
                     self.core
                         .peers
@@ -181,18 +184,25 @@ impl Master {
             }
             self.route_effects(now);
         }
-        let (ha, roles) = self.roles(now);
-        ha.check_backup_silence(roles);
         self.route_effects(now);
         let (ops, mut ctx) = self.parts(now);
         ops.pump_copies(&mut ctx);
         self.settle(now);
     }
 
+    /// Renew the lease (on a primary) and come back in a quarter of it.
+    fn renew(&mut self, now: Instant) {
+        let voters = self.core.voters(self.ha.standbys());
+        let (ha, roles) = self.roles(now);
+        ha.renew(voters, roles);
+        let next = now + self.core.cfg.lease / 4;
+        self.core.timers.insert(next, Timer::Renew);
+    }
+
     /// Where the event loop should open a link now, if anywhere: the primary (on a backup), or
     /// the old primary (on a new primary, to fence it).
     pub fn link_target(&self, now: Instant) -> Option<SocketAddr> {
-        self.ha.link_target(&self.core.cfg, now)
+        self.ha.link_target(now)
     }
 
     /// The link opened by the event loop is connected.
@@ -211,7 +221,11 @@ impl Master {
 
     /// The operations, and the request path's view of the rest.
     fn parts(&mut self, now: Instant) -> (&mut Ops, Ctx<'_>) {
-        (&mut self.ops, self.core.ctx(self.ha.stream_mut(), now))
+        let settled = self.ha.stale_settled();
+        (
+            &mut self.ops,
+            self.core.ctx(self.ha.stream_mut(), settled, now),
+        )
     }
 
     fn roles(&mut self, now: Instant) -> (&mut Ha, Roles<'_>) {
@@ -229,6 +243,15 @@ impl Master {
         match body {
             Body::Inventory { done, entries } => {
                 return self.members(now).report(idx, done, entries)
+            }
+            // An answer to the lease's PING (or STALE): the slave's promise.
+            Body::Pong => {
+                let lease = self.core.cfg.lease;
+                if self.ha.slave_pong(idx, req, lease) {
+                    self.core.effects.push(Effect::Synced);
+                    self.settle(now);
+                }
+                return;
             }
             // PING goes either way (PROTOCOL.md): a slave may check that its master is alive.
             Body::Ping => {
@@ -285,13 +308,22 @@ impl Master {
                 ops.pump_copies(&mut ctx);
                 ops.restart_deferred(&mut ctx);
             }
-            Effect::TookOver => {
+            Effect::TookOver { supporters, stale } => {
                 for idx in self.core.slaves.absent_from(now) {
                     self.members(now).wait_for(idx);
                 }
-                if self.core.doubts.incomplete {
-                    self.core.recover_after_takeover(now);
+                // Recovering, every slave reports what it holds (counted by the recovery).
+                if self.core.doubts.incomplete || stale {
+                    let ids: Vec<String> = (supporters.iter())
+                        .filter(|(_, s)| s.voted == Some(true))
+                        .map(|(_, s)| s.id.clone())
+                        .collect();
+                    self.core.recover_after_takeover(now, &ids);
                 }
+                self.take_supporters(supporters, now);
+                // Count the voters now: the votes just taken are its lease until renewals.
+                let voters = self.core.voters(self.ha.standbys());
+                self.ha.set_voters(voters);
                 self.core.changed = true;
             }
             // Stopped being primary: answer no client, keep no slave.
@@ -313,10 +345,35 @@ impl Master {
         }
     }
 
-    /// Step down (a peer has seen a higher epoch).
-    fn step_down(&mut self, why: &str, now: Instant) {
+    /// Elected: the supporters that voted for this master become its slaves (with what they
+    /// sent since, their INVENTORY); the others are let go, to register again.
+    fn take_supporters(&mut self, supporters: Vec<(ConnId, crate::ha::Supporter)>, now: Instant) {
+        for (conn, s) in supporters {
+            if s.voted != Some(true) {
+                self.core.peers.close(conn, &mut self.core.out);
+                continue;
+            }
+            // One that says we are out of step reports what it holds whatever we asked.
+            let reports = s.inventory || s.stale;
+            let idx = self
+                .members(now)
+                .adopt(conn, &s.id, s.boot, s.seen, reports);
+            if let Some(asked) = s.asked {
+                self.ha.voted(idx, asked, self.core.cfg.lease);
+            }
+            for body in s.held {
+                if let Body::Inventory { done, entries } = body {
+                    self.members(now).report(idx, done, entries);
+                }
+            }
+        }
+    }
+
+    /// Step down (a peer has seen a higher epoch), and follow `to` (a heartbeat address) or
+    /// the other masters.
+    fn step_down(&mut self, why: &str, to: Option<SocketAddr>, now: Instant) {
         let (ha, roles) = self.roles(now);
-        ha.step_down(why, roles);
+        ha.step_down(why, to, roles);
         self.route_effects(now);
     }
 
@@ -334,6 +391,11 @@ impl Master {
             }
             Peer::Client => self.on_client_frame(conn, frame, now),
             Peer::Slave(idx) => self.on_slave_frame(idx, frame.req_id, frame.body, now),
+            Peer::Supporter => {
+                let (ha, roles) = self.roles(now);
+                ha.supporter_frame(conn, frame.body, roles);
+                self.route_effects(now);
+            }
             Peer::Backup => {
                 let (ha, roles) = self.roles(now);
                 ha.backup_frame(conn, frame.req_id, frame.body, roles);
@@ -401,8 +463,11 @@ impl Master {
         match hello.role {
             Role::Client => {
                 self.core.peers.set_kind(conn, Peer::Client);
-                let epoch = self.core.term.epoch;
-                self.core.gate().welcome(conn, hello.req, epoch, false);
+                let terms = Terms {
+                    epoch: self.core.term.epoch,
+                    ..Terms::default()
+                };
+                self.core.gate().welcome(conn, hello.req, terms);
             }
             Role::Slave => self.register_slave(conn, hello, now),
             Role::Backup => self.attach_backup(conn, hello, now),
@@ -412,8 +477,23 @@ impl Master {
     fn register_slave(&mut self, conn: ConnId, hello: Hello, now: Instant) {
         // A slave that has seen a higher epoch knows of a newer primary, unless this master
         // restarted and is finding out which epochs were used before (recovery).
-        if hello.epoch > self.core.term.epoch && self.core.recovery.is_none() {
-            self.step_down(&format!("a slave has seen epoch {}", hello.epoch), now);
+        let newer = hello.epoch > self.core.term.epoch && self.core.recovery.is_none();
+        if newer && self.ha.is_primary() {
+            self.step_down(
+                &format!("a slave has seen epoch {}", hello.epoch),
+                None,
+                now,
+            );
+        }
+        // A standby takes the slave as its supporter: it lost its primary.
+        if !hello.id.is_empty() && self.ha.support(conn, &hello.id, hello.boot, hello.epoch) {
+            self.core.peers.set_kind(conn, Peer::Supporter);
+            let terms = Terms {
+                epoch: self.core.term.epoch,
+                standby: true,
+                ..Terms::default()
+            };
+            return self.core.gate().welcome(conn, hello.req, terms);
         }
         if let Some((code, text)) = self.slave_refusal(&hello, now) {
             let core = &mut self.core;
@@ -475,16 +555,22 @@ impl Master {
             return peers.refuse(conn, hello.req, ErrorCode::Unavailable, text, out);
         }
         if hello.epoch > self.core.term.epoch {
-            self.step_down(&format!("a master with epoch {} exists", hello.epoch), now);
+            let why = format!("master {} has epoch {}", hello.id, hello.epoch);
+            let to = crate::ha::heartbeat_of(&hello.id);
+            self.step_down(&why, to, now);
         }
         if !self.ha.is_primary() {
             let text = format!("this master is {}, not a primary", self.ha.role().name());
             let (peers, out) = (&mut self.core.peers, &mut self.core.out);
             return peers.refuse(conn, hello.req, ErrorCode::NotPrimary, text, out);
         }
-        let epoch = self.core.term.epoch;
-        self.core.gate().welcome(conn, hello.req, epoch, false);
+        let terms = Terms {
+            epoch: self.core.term.epoch,
+            lease_ms: self.core.cfg.lease.as_millis() as u32,
+            ..Terms::default()
+        };
+        self.core.gate().welcome(conn, hello.req, terms);
         let (ha, roles) = self.roles(now);
-        ha.attach(conn, roles);
+        ha.attach(conn, hello.id, roles);
     }
 }

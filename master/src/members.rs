@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use dsm_auth::Terms;
 use dsm_wire::{Body, SyncEvent};
 use log::{info, warn};
 
@@ -49,8 +50,36 @@ impl Members<'_> {
     /// of its id is connected), and WELCOME it. The same process coming back (same `boot`) is
     /// in service at once; another reports what it holds first.
     pub fn join(&mut self, conn: ConnId, req: u64, id: &str, boot: u64, seen: u64) {
+        // While recovering, every slave reports what it holds: the map is not to be trusted.
+        let returning = self.recovery.is_none() && self.slaves.returning(id, boot).is_some();
+        // WELCOME first: a slave takes nothing from the master before it, and the copies and
+        // restarted writes that follow may send this very slave a FETCH or STORE.
+        let terms = Terms {
+            epoch: self.term.epoch,
+            inventory: !returning,
+            standby: false,
+            lease_ms: self.cfg.lease.as_millis() as u32,
+        };
+        self.gate.welcome(conn, req, terms);
+        self.adopt(conn, id, boot, seen, !returning);
+    }
+
+    /// Take a slave as one of ours on `conn`, as [`Members::join`] after its WELCOME (or a
+    /// supporter that voted for this master, after its TAKEOVER); `reports`: it was asked to
+    /// report what it holds. Returns its index.
+    pub fn adopt(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        boot: u64,
+        seen: u64,
+        reports: bool,
+    ) -> SlaveIdx {
         let addr = self.gate.peers.addr(conn).to_string();
-        let returning = self.slaves.returning(id, boot);
+        let returning = match reports {
+            true => None,
+            false => self.slaves.returning(id, boot),
+        };
         if let Some(r) = self.recovery.as_mut() {
             match returning {
                 Some(_) => r.saw_epoch(seen),
@@ -71,16 +100,13 @@ impl Members<'_> {
         };
         self.slaves.get_mut(idx).epoch_seen = seen;
         self.gate.peers.set_kind(conn, Peer::Slave(idx));
-        // WELCOME first: a slave takes nothing from the master before it, and the copies and
-        // restarted writes that follow may send this very slave a FETCH or STORE.
-        let epoch = self.term.epoch;
-        self.gate.welcome(conn, req, epoch, returning.is_none());
         match returning {
             Some(_) => self.in_service(id, boot),
             None => {
                 self.reports.insert(idx, Tally::default());
             }
         }
+        idx
     }
 
     /// One INVENTORY frame from slave `idx`; the last (`done`) puts it in service.

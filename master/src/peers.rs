@@ -17,6 +17,8 @@ pub(crate) enum Peer {
     Challenged,
     Client,
     Slave(SlaveIdx),
+    /// A slave supporting this standby (`ha/election.rs`).
+    Supporter,
     Backup,
     /// The link this master opened to the primary's heartbeat socket.
     Primary,

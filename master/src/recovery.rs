@@ -39,14 +39,10 @@ impl Recovery {
         }
     }
 
-    /// No roster: take every slave that registers until `until`.
-    pub fn discover(until: Instant, kept: u64) -> Recovery {
-        Recovery {
-            waiting: BTreeSet::new(),
-            reported: 0,
-            until: Some(until),
-            epoch_seen: kept,
-        }
+    /// Also take every slave that registers until `until` (no roster, or one that may miss
+    /// some).
+    pub fn discover_until(&mut self, until: Instant) {
+        self.until = Some(until);
     }
 
     /// A slave said HELLO having seen `epoch`, and reports what it holds before the
@@ -137,7 +133,8 @@ mod tests {
     fn discovery_ends_after_its_window_and_the_reports_of_those_who_came() {
         let start = Instant::now();
         let end = start + Duration::from_millis(100);
-        let mut r = Recovery::discover(end, 0);
+        let mut r = Recovery::new(&[], 0);
+        r.discover_until(end);
         r.joined("s1", 4);
         r.joined("s2", 7);
         assert_eq!(r.epoch_seen(), 7);

@@ -52,10 +52,4 @@ impl Term {
         self.epoch = epoch;
         self.next_version = self.next_version.max(first_version(epoch));
     }
-
-    /// A takeover: a new epoch, and versions above any the old primary gave.
-    pub fn advance(&mut self) {
-        self.epoch += 1;
-        self.next_version = self.next_version.max(first_version(self.epoch));
-    }
 }

@@ -26,6 +26,8 @@ pub(crate) enum Timer {
     Absent(SlaveIdx),
     /// The discovery window of a master started without a roster has passed.
     Discovered,
+    /// Periodic (`--lease-ms` / 4): a primary renews its lease (`ha/lease.rs`).
+    Renew,
 }
 
 pub(crate) type Timers = TimerWheel<Timer>;

@@ -64,7 +64,7 @@ fn main() {
         id,
         boot: dsm_auth::boot_id(),
         max_frame,
-        master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(1500)),
+        master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(500)),
         secret: cli.secret(&m),
         spin: Duration::from_micros(cli.whole(&m, "spin-us", dsm_slave::SPIN_US)),
         data_dir: m.opt_str("data-dir").map(PathBuf::from),
@@ -103,7 +103,9 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "master-timeout-ms",
-        "take the master for dead after this long without a frame from it (default 1500)",
+        "leave a master after this long without a frame from it, and look for another \
+         (default 500; never less than the lease the primary gave plus a quarter, since a \
+         slave that answered the primary's PING promised it support for that long)",
         "MS",
     );
     opts.optopt(

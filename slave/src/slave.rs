@@ -3,12 +3,21 @@
 //! registered. No sockets and no clock (only the handshake's nonce comes from the kernel): the
 //! event loop reports what happened with the time, sends the replies [`Slave::on_decoded`]
 //! returns and carries out the [`Out`]s it drains.
+//!
+//! A slave is also a voter in the masters' elections (`master/src/ha/mod.rs`). Serving a
+//! primary, it answers the primary's PINGs, and each answer is a promise: for the lease the
+//! primary's WELCOME named, counted from that PING, it supports no other master. A slave that
+//! loses its primary (silence, a closed connection) looks for another master; a standby WELCOMEs
+//! it as a *supporter*, and asks for its vote with TAKEOVER when it has a majority of them. The
+//! vote is granted only for an epoch above every one the slave has seen and once its promise
+//! has run out; granted, the slave serves that master from then on, and refuses the old one
+//! (its epoch is lower).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_auth::{Handshake, RefusalLog, Secret, Step};
-use dsm_wire::{Decoded, Frame, Role};
+use dsm_auth::{Handshake, RefusalLog, Secret, Step, Terms};
+use dsm_wire::{Body, Decoded, Frame, Role};
 use log::{debug, info, warn};
 
 use crate::config::Config;
@@ -17,6 +26,9 @@ use crate::store::{Reply, Store};
 
 /// A connect that has not completed in this long is given up, and the next address tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A slave supports a standby this long without being asked for its vote, then looks for a
+/// primary again (from the first address).
+pub const SUPPORT_FOR: Duration = Duration::from_secs(3);
 
 /// What the event loop must do for the slave, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +51,14 @@ enum Phase {
     Waiting { at: Instant },
     /// A connect to `addr` is under way; give it up at `deadline`.
     Connecting { addr: SocketAddr, deadline: Instant },
-    /// Connected, not yet registered: every frame goes to the handshake and none to the
-    /// store, so a stranger (or, with a secret, a master that cannot prove it) cannot reset it.
-    Handshaking { hs: Handshake },
-    /// Registered: frames go to the store.
+    /// Connected to `addr`, not yet registered: every frame goes to the handshake and none to
+    /// the store, so a stranger (or, with a secret, a master that cannot prove it) cannot
+    /// reset it.
+    Handshaking { hs: Handshake, addr: SocketAddr },
+    /// Registered with a primary: frames go to the store.
     Registered,
+    /// WELCOMEd by the standby at `addr`: its supporter until its TAKEOVER, or until `until`.
+    Supporting { addr: SocketAddr, until: Instant },
 }
 
 pub struct Slave {
@@ -56,6 +71,14 @@ pub struct Slave {
     phase: Phase,
     /// When the master last sent a frame; meaningful while connected.
     last_heard: Instant,
+    /// The lease of the primary served (its WELCOME's, or its TAKEOVER's).
+    lease: Duration,
+    /// Until then this slave supports no master but its primary: the lease from the last
+    /// PING (or STALE) of the primary.
+    promised_until: Instant,
+    /// The standby masters (their ids) the primary said are out of step with it, and the
+    /// generation of that word.
+    stale: (u64, Vec<String>),
     store: Store,
     /// Why registering keeps failing, said once rather than at every retry.
     refusals: RefusalLog,
@@ -81,6 +104,9 @@ impl Slave {
             dialer: Dialer::new(cfg.masters.clone()),
             phase: Phase::Waiting { at: now },
             last_heard: now,
+            lease: Duration::ZERO,
+            promised_until: now,
+            stale: (0, Vec::new()),
             store,
             refusals: RefusalLog::default(),
             announced: false,
@@ -92,9 +118,20 @@ impl Slave {
         &self.store
     }
 
-    /// Whether a master has registered us on the current connection.
+    /// Whether a primary has registered us on the current connection.
     pub fn registered(&self) -> bool {
         matches!(self.phase, Phase::Registered)
+    }
+
+    /// Whether a standby holds us as its supporter.
+    pub fn supporting(&self) -> bool {
+        matches!(self.phase, Phase::Supporting { .. })
+    }
+
+    /// How long a master may be silent before this slave leaves it: `--master-timeout-ms`,
+    /// and never less than the lease it promised (and a margin for clocks that run apart).
+    fn patience(&self) -> Duration {
+        self.master_timeout.max(self.lease + self.lease / 4)
     }
 
     /// When [`Slave::on_tick`] has something to do: the next attempt, the connect deadline,
@@ -104,7 +141,8 @@ impl Slave {
         let link = match &self.phase {
             Phase::Waiting { at } => *at,
             Phase::Connecting { deadline, .. } => *deadline,
-            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.master_timeout,
+            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.patience(),
+            Phase::Supporting { until, .. } => (*until).min(self.last_heard + self.patience()),
         };
         self.store
             .next_deadline()
@@ -166,13 +204,21 @@ impl Slave {
                 self.out.push(Out::Close);
                 self.retry(now);
             }
-            Phase::Handshaking { .. } | Phase::Registered
-                if now >= self.last_heard + self.master_timeout =>
+            Phase::Handshaking { .. } | Phase::Registered | Phase::Supporting { .. }
+                if now >= self.last_heard + self.patience() =>
             {
                 let silent = now.saturating_duration_since(self.last_heard);
                 self.out.push(Out::Close);
                 let why = format!("no word from the master for {} ms", silent.as_millis());
                 self.lost(&why, now);
+            }
+            Phase::Supporting { addr, until } if now >= *until => {
+                info!(
+                    "standby {addr} has not asked for our vote in {} ms; looking for a primary",
+                    SUPPORT_FOR.as_millis()
+                );
+                self.out.push(Out::Close);
+                self.next_master(now);
             }
             _ => {}
         }
@@ -192,7 +238,7 @@ impl Slave {
         match Handshake::start(secret, 0, Role::Slave, epoch, id, self.boot) {
             Ok((hs, hello)) => {
                 self.out.push(Out::Send(hello));
-                self.phase = Phase::Handshaking { hs };
+                self.phase = Phase::Handshaking { hs, addr };
                 self.last_heard = now;
             }
             Err(e) => {
@@ -222,7 +268,43 @@ impl Slave {
             Phase::Registered => {
                 self.last_heard = now;
                 self.store.set_now(now);
+                match &decoded {
+                    // Each answer to the primary's PING (or STALE) is a promise (module docs).
+                    Decoded::Owned(Frame {
+                        body: Body::Ping, ..
+                    }) => self.promised_until = now + self.lease,
+                    Decoded::Owned(Frame {
+                        req_id,
+                        body: Body::Stale { gen, ids },
+                    }) => {
+                        self.promised_until = now + self.lease;
+                        if *gen > self.stale.0 {
+                            self.stale = (*gen, ids.clone());
+                        }
+                        return Some(Reply::Frame(Frame::new(*req_id, Body::Pong)));
+                    }
+                    _ => {}
+                }
                 self.store.respond_decoded(decoded)
+            }
+            Phase::Supporting { addr, .. } => {
+                self.last_heard = now;
+                let frame = decoded.into_frame();
+                let reply = match frame.body {
+                    Body::Takeover {
+                        epoch,
+                        inventory,
+                        lease_ms,
+                        id,
+                    } => self.vote(addr, &id, epoch, inventory, lease_ms, now),
+                    Body::Ping => Body::Pong,
+                    other => {
+                        let op = other.opcode();
+                        debug!("standby {addr} sent {op:?} to a supporter; ignored");
+                        return None;
+                    }
+                };
+                Some(Reply::Frame(Frame::new(frame.req_id, reply)))
             }
             Phase::Handshaking { .. } => {
                 self.last_heard = now;
@@ -234,12 +316,70 @@ impl Slave {
         }
     }
 
+    /// The standby `id` at `addr` asks our vote to take over at `epoch`. Granted only for an
+    /// epoch above every one seen and once the promise to the old primary has run out; then
+    /// this slave serves the new primary (and reports what it holds if asked).
+    #[allow(clippy::too_many_arguments)]
+    fn vote(
+        &mut self,
+        addr: SocketAddr,
+        id: &str,
+        epoch: u64,
+        inventory: bool,
+        lease_ms: u32,
+        now: Instant,
+    ) -> Body {
+        let stale = self.stale.1.iter().any(|s| s == id);
+        if epoch <= self.store.epoch() {
+            let seen = self.store.epoch();
+            info!("vote refused to {addr}: epoch {epoch} is not above {seen}, already seen");
+            return Body::Vote {
+                granted: false,
+                stale,
+            };
+        }
+        if now < self.promised_until {
+            let left = self.promised_until.duration_since(now).as_millis();
+            info!("vote refused to {addr}: still promised to the primary for {left} ms");
+            return Body::Vote {
+                granted: false,
+                stale,
+            };
+        }
+        info!(
+            "voted for {addr} to take over at epoch {epoch}{}; serving it, {} keys held",
+            if stale {
+                " (it was said to be out of step)"
+            } else {
+                ""
+            },
+            self.store.len()
+        );
+        self.phase = Phase::Registered;
+        self.dialer.registered();
+        // The vote is our first promise to the new primary: it counts it from when it asked.
+        self.lease = Duration::from_millis(lease_ms.into());
+        self.promised_until = now + self.lease;
+        // A master out of step cannot trust its map: it needs our report whatever it asked.
+        self.store.on_welcome(epoch, inventory || stale);
+        if !self.announced {
+            self.announced = true;
+            self.out.push(Out::Ready);
+        }
+        Body::Vote {
+            granted: true,
+            stale,
+        }
+    }
+
     /// The connection to the master is gone, or unusable (a bad frame, a failed write); the
     /// event loop has closed it.
     pub fn on_closed(&mut self, why: &str, now: Instant) {
         match self.phase {
             Phase::Connecting { .. } => self.on_connect_failed(why, now),
-            Phase::Handshaking { .. } | Phase::Registered => self.lost(why, now),
+            Phase::Handshaking { .. } | Phase::Registered | Phase::Supporting { .. } => {
+                self.lost(why, now)
+            }
             Phase::Waiting { .. } => {}
         }
     }
@@ -254,12 +394,26 @@ impl Slave {
     }
 
     fn handshake(&mut self, frame: Frame, now: Instant) {
-        let Phase::Handshaking { hs } = &mut self.phase else {
+        let Phase::Handshaking { hs, addr } = &mut self.phase else {
             return;
         };
+        let addr = *addr;
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
-            Step::Welcomed { epoch, inventory } => self.welcomed(epoch, inventory),
+            Step::Welcomed(terms) if terms.standby => {
+                info!(
+                    "master {addr} is a standby: supporting it (epoch {}) until it takes over \
+                     or {} ms pass",
+                    terms.epoch,
+                    SUPPORT_FOR.as_millis()
+                );
+                self.refusals = RefusalLog::default();
+                self.phase = Phase::Supporting {
+                    addr,
+                    until: now + SUPPORT_FOR,
+                };
+            }
+            Step::Welcomed(terms) => self.welcomed(terms, now),
             Step::Refused { code, text } => {
                 self.out.push(Out::Close);
                 let why = format!("the master refused us: {}: {text}", code.name());
@@ -273,19 +427,22 @@ impl Slave {
         }
     }
 
-    fn welcomed(&mut self, epoch: u64, inventory: bool) {
+    fn welcomed(&mut self, terms: Terms, now: Instant) {
         self.phase = Phase::Registered;
         self.dialer.registered();
         self.refusals = RefusalLog::default();
+        self.lease = Duration::from_millis(terms.lease_ms.into());
+        self.promised_until = now;
         info!(
-            "registered with master (epoch {epoch}), {} keys held",
+            "registered with master (epoch {}), {} keys held",
+            terms.epoch,
             self.store.len()
         );
         if !self.announced {
             self.announced = true;
             self.out.push(Out::Ready);
         }
-        self.store.on_welcome(epoch, inventory);
+        self.store.on_welcome(terms.epoch, terms.inventory);
     }
 
     /// Whether a report of what is held is under way, so the event loop should call
@@ -327,9 +484,22 @@ impl Slave {
             // Closed before any WELCOME: a master that refuses without a word, or one that died.
             return self.refused(why, now);
         }
+        if let Phase::Supporting { addr, .. } = self.phase {
+            info!("no longer supporting standby {addr}: {why}; looking for a primary");
+            self.next_master(now);
+            return;
+        }
         warn!("lost the master: {why}; trying the next address");
         debug!("{} keys held", self.store.len());
         self.retry(now);
+    }
+
+    /// Leave a standby that did not take over: try the next master at once (in turn, so a
+    /// standby first in the list does not keep us from the primary).
+    fn next_master(&mut self, now: Instant) {
+        self.dialer.failed();
+        self.dialer.registered();
+        self.phase = Phase::Waiting { at: now };
     }
 
     fn retry(&mut self, now: Instant) {

@@ -104,6 +104,8 @@ fn welcome(epoch: u64, inventory: bool) -> Frame {
         Body::Welcome {
             epoch,
             inventory,
+            standby: false,
+            lease_ms: 0,
             proof: None,
         },
     )

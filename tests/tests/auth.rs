@@ -122,7 +122,7 @@ fn a_backup_without_the_secret_cannot_attach_or_fence_the_primary() {
     let mut cluster = secured(2, &[]);
     let hb = cluster.primary_heartbeat().to_string();
     let backup = cluster.spawn_stranger_master("stranger-backup", &["--backup-of", &hb]);
-    let log = cluster.wait_log("master", "refusing backup from", 2, STARTUP);
+    let log = cluster.wait_log("master", "refusing backup", 2, STARTUP);
     assert!(log.contains("sent no proof"), "{log}");
     let backup_log = cluster.wait_log("stranger-backup", "refused this backup", 1, STARTUP);
     assert!(backup_log.contains("UNAUTHORIZED"), "{backup_log}");
@@ -317,6 +317,8 @@ fn a_slave_does_not_trust_a_master_that_cannot_prove_the_secret() {
     let welcome = Body::Welcome {
         epoch: 7,
         inventory: true,
+        standby: false,
+        lease_ms: 0,
         proof: Some([0xee; 32]),
     };
     raw.send(0, welcome);

@@ -157,8 +157,21 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::Welcome => Body::Welcome {
             epoch: r.u64()?,
             inventory: r.flag()?,
+            standby: r.flag()?,
+            lease_ms: r.u32()?,
             proof: r.opt_auth()?,
         },
+        Opcode::Takeover => Body::Takeover {
+            epoch: r.u64()?,
+            inventory: r.flag()?,
+            lease_ms: r.u32()?,
+            id: r.string()?,
+        },
+        Opcode::Vote => Body::Vote {
+            granted: r.flag()?,
+            stale: r.flag()?,
+        },
+        Opcode::Stale => stale(r)?,
         Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
         Opcode::Auth => Body::Auth { proof: r.auth()? },
         Opcode::Ok => Body::Ok,
@@ -191,6 +204,20 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         | Opcode::Fetched
         | Opcode::Value => unreachable!("parsed by body_ref"),
     })
+}
+
+fn stale(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let gen = r.u64()?;
+    let n = r.u16()? as usize;
+    // Every id takes at least its 2-byte length: refuse a count the body cannot hold.
+    if n > r.left() / 2 {
+        return Err(r.malformed("id count larger than the body"));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(r.string()?);
+    }
+    Ok(Body::Stale { gen, ids })
 }
 
 fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {

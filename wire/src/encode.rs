@@ -99,11 +99,38 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         Body::Welcome {
             epoch,
             inventory,
+            standby,
+            lease_ms,
             proof,
         } => {
             put_u64(out, *epoch);
             out.push(*inventory as u8);
+            out.push(*standby as u8);
+            put_u32(out, *lease_ms);
             put_opt_auth(out, proof.as_ref());
+        }
+        Body::Takeover {
+            epoch,
+            inventory,
+            lease_ms,
+            id,
+        } => {
+            put_u64(out, *epoch);
+            out.push(*inventory as u8);
+            put_u32(out, *lease_ms);
+            put_string(out, id);
+        }
+        Body::Vote { granted, stale } => {
+            out.push(*granted as u8);
+            out.push(*stale as u8);
+        }
+        Body::Stale { gen, ids } => {
+            put_u64(out, *gen);
+            let n = ids.len().min(u16::MAX as usize);
+            put_u16(out, n as u16);
+            for id in &ids[..n] {
+                put_string(out, id);
+            }
         }
         Body::Challenge { nonce } => out.extend_from_slice(nonce),
         Body::Auth { proof } => out.extend_from_slice(proof),

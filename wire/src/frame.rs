@@ -225,9 +225,15 @@ pub enum Body {
     /// Master's answer to HELLO. `inventory`: a slave must report every key it holds (INVENTORY)
     /// before it is used; without it the master still counts on what this very process held.
     /// `proof`: after an authenticated HELLO, the master's proof that it knows the secret too.
+    /// `standby`: this master is not the primary; a slave stays connected as its supporter
+    /// (a witness in an election) until TAKEOVER or until it leaves. `lease_ms`: how long after
+    /// a PING from this master (as primary) a slave must not support another (its promise;
+    /// 0 for none).
     Welcome {
         epoch: u64,
         inventory: bool,
+        standby: bool,
+        lease_ms: u32,
         proof: Option<AuthBytes>,
     },
     /// Master → peer, the answer to a HELLO that carried a nonce: the master's own fresh nonce.
@@ -293,6 +299,28 @@ pub enum Body {
         version: u64,
         key: Vec<u8>,
     },
+    /// Master → a slave supporting it: this master takes over as primary at `epoch` (the
+    /// slave's vote is asked); `inventory` and `lease_ms` as in WELCOME. Answered VOTE.
+    Takeover {
+        epoch: u64,
+        inventory: bool,
+        lease_ms: u32,
+        /// The master's id: the one it gives the primary it follows, as STALE names it.
+        id: String,
+    },
+    /// Slave → master, the answer to TAKEOVER. `granted`: the slave now serves this master at
+    /// its epoch (and refuses every older one). `stale`: the slave was told (STALE) that this
+    /// master is out of step with the primary it follows, so its map cannot be trusted.
+    Vote {
+        granted: bool,
+        stale: bool,
+    },
+    /// Primary → slave: the standby masters (ids) that are out of step as of generation `gen`
+    /// (an empty list: none). Answered PONG, like a PING.
+    Stale {
+        gen: u64,
+        ids: Vec<String>,
+    },
     Ping,
     Pong,
     Status,
@@ -334,6 +362,9 @@ pub enum Opcode {
     Fetched = 0x23,
     Inventory = 0x24,
     Drop = 0x25,
+    Takeover = 0x26,
+    Vote = 0x27,
+    Stale = 0x28,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
@@ -344,7 +375,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 24] = [
+    pub const ALL: [Opcode; 27] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -362,6 +393,9 @@ impl Opcode {
         Opcode::Fetched,
         Opcode::Inventory,
         Opcode::Drop,
+        Opcode::Takeover,
+        Opcode::Vote,
+        Opcode::Stale,
         Opcode::Ping,
         Opcode::Pong,
         Opcode::Status,
@@ -396,6 +430,9 @@ impl Body {
             Body::Fetched { .. } => Opcode::Fetched,
             Body::Inventory { .. } => Opcode::Inventory,
             Body::Drop { .. } => Opcode::Drop,
+            Body::Takeover { .. } => Opcode::Takeover,
+            Body::Vote { .. } => Opcode::Vote,
+            Body::Stale { .. } => Opcode::Stale,
             Body::Ping => Opcode::Ping,
             Body::Pong => Opcode::Pong,
             Body::Status => Opcode::Status,

@@ -102,12 +102,51 @@ fn samples() -> Vec<Frame> {
         Body::Welcome {
             epoch: 0,
             inventory: false,
+            standby: false,
+            lease_ms: 0,
             proof: None,
         },
         Body::Welcome {
             epoch: u64::MAX,
             inventory: true,
+            standby: false,
+            lease_ms: 400,
             proof: Some(auth_bytes(7)),
+        },
+        Body::Welcome {
+            epoch: 3,
+            inventory: false,
+            standby: true,
+            lease_ms: u32::MAX,
+            proof: None,
+        },
+        Body::Takeover {
+            epoch: 4,
+            inventory: true,
+            lease_ms: 400,
+            id: "127.0.0.1:7003 127.0.0.1:7002".into(),
+        },
+        Body::Takeover {
+            epoch: u64::MAX,
+            inventory: false,
+            lease_ms: 0,
+            id: unicode.into(),
+        },
+        Body::Vote {
+            granted: true,
+            stale: false,
+        },
+        Body::Vote {
+            granted: false,
+            stale: true,
+        },
+        Body::Stale {
+            gen: 0,
+            ids: vec![],
+        },
+        Body::Stale {
+            gen: 7,
+            ids: vec!["127.0.0.1:7003 127.0.0.1:7002".into(), unicode.into()],
         },
         Body::Challenge {
             nonce: [0; AUTH_LEN],
@@ -468,19 +507,21 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
         hex(&encoded(&auth)),
         format!("0000002d040000000000000000{peer_proof}")
     );
-    let master_proof = "f26e27fba0a062e982436e8156f2081f5c7ac08d21cf3a0bd04445ecc10787bd";
+    let master_proof = "40444388158e416acf8109ee14adb599aedd2f643fc290d6a40c4858a183d354";
     let welcome = Frame::new(
         0,
         Body::Welcome {
             epoch: 1,
             inventory: true,
+            standby: false,
+            lease_ms: 400,
             proof: Some(unhex(master_proof)),
         },
     );
     assert_eq!(
         hex(&encoded(&welcome)),
         squeeze(&format!(
-            "00000037 02 0000000000000000 0000000000000001 01 01 {master_proof}"
+            "0000003c 02 0000000000000000 0000000000000001 01 00 00000190 01 {master_proof}"
         ))
     );
 }

@@ -97,6 +97,8 @@ fn random_frame(rng: &mut Rng) -> Frame {
         Opcode::Welcome => Body::Welcome {
             epoch: rng.u64(),
             inventory: rng.one_in(2),
+            standby: rng.one_in(2),
+            lease_ms: rng.u64() as u32,
             proof: rng.opt_auth(),
         },
         Opcode::Challenge => Body::Challenge { nonce: rng.auth() },
@@ -141,6 +143,20 @@ fn random_frame(rng: &mut Rng) -> Frame {
             key: rng.bytes(16),
         },
         Opcode::Forget => Body::Forget { id: rng.string() },
+        Opcode::Takeover => Body::Takeover {
+            epoch: rng.u64(),
+            inventory: rng.one_in(2),
+            lease_ms: rng.u64() as u32,
+            id: rng.string(),
+        },
+        Opcode::Vote => Body::Vote {
+            granted: rng.one_in(2),
+            stale: rng.one_in(2),
+        },
+        Opcode::Stale => Body::Stale {
+            gen: rng.u64(),
+            ids: (0..rng.below(4)).map(|_| rng.string()).collect(),
+        },
         Opcode::Fetch => Body::Fetch {
             epoch: rng.u64(),
             key: rng.bytes(16),
@@ -155,7 +171,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
         Opcode::StatusReply => {
             let n = rng.below(4);
             Body::StatusReply(Status {
-                role: ServerRole::from_u8(1 + rng.below(3) as u8).unwrap(),
+                role: ServerRole::from_u8(1 + rng.below(4) as u8).unwrap(),
                 epoch: rng.u64(),
                 replicas: rng.u16(),
                 keys: rng.u64(),

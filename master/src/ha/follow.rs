@@ -1,6 +1,8 @@
 //! The backup's side: poll the primary over the link, apply its SYNC stream to this master's
-//! own slave table and key map, and decide when the primary is gone and it must take over.
+//! own slave table and key map, answer the primary's PINGs (its promise, `lease.rs`), and
+//! decide when to withdraw that promise and campaign (`election.rs`).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use dsm_wire::{Body, ErrorCode, SyncEvent};
@@ -13,23 +15,32 @@ use crate::outbox::{ConnId, Outbox};
 use crate::slaves::SlaveTable;
 use crate::timer::{Timer, Timers};
 
+use super::election::Election;
 use super::link::Link;
 use super::roles::Roles;
 
 pub(crate) struct Follow {
     pub link: Link,
+    /// The masters that may be primary, by heartbeat address: the link goes to each in turn
+    /// until one WELCOMEs it.
+    targets: Vec<SocketAddr>,
     /// When the primary last said anything on the link.
     last_heard: Option<Instant>,
     /// The primary has answered our HELLO at least once.
     ever_linked: bool,
+    /// The supporters, and this standby's promise to the primary.
+    pub election: Election,
 }
 
 impl Follow {
-    pub fn new(now: Instant) -> Follow {
+    /// A standby that looks for the primary among `targets` (not empty), the first first.
+    pub fn new(targets: Vec<SocketAddr>, now: Instant) -> Follow {
         Follow {
-            link: Link::new(now),
+            link: Link::new(targets[0], now),
+            targets,
             last_heard: None,
             ever_linked: false,
+            election: Election::default(),
         }
     }
 
@@ -38,57 +49,69 @@ impl Follow {
         self.last_heard.get_or_insert(now);
     }
 
-    /// The heartbeat timer: poll the primary, or say why to take over (it has been silent for
-    /// `--heartbeat-misses` intervals, at least 3).
+    /// The heartbeat timer: poll the primary; withdraw our promise once it has been silent
+    /// for `--heartbeat-misses` intervals (at least 3), or a slave has come to us because it
+    /// lost it; support it again when it is heard and nobody needs us.
     pub fn on_heartbeat(
         &mut self,
         cfg: &Config,
         timers: &mut Timers,
         out: &mut Outbox,
         now: Instant,
-    ) -> Option<String> {
+    ) {
         let interval = cfg.heartbeat_interval;
-        if let (true, Some(heard)) = (self.ever_linked, self.last_heard) {
-            let silent = now.saturating_duration_since(heard);
-            if silent > interval * cfg.heartbeat_misses.max(3) {
-                return Some(format!("no heartbeat answer for {} ms", silent.as_millis()));
+        let silent = self
+            .last_heard
+            .map(|heard| now.saturating_duration_since(heard));
+        match silent {
+            Some(s) if self.ever_linked && s > interval * cfg.heartbeat_misses.max(3) => {
+                let why = format!("no heartbeat answer for {} ms", s.as_millis());
+                self.election.withdraw(&why);
             }
+            _ if !self.election.supporters.is_empty() => {
+                self.election
+                    .withdraw("a slave came to this standby: it lost the primary");
+            }
+            Some(_) if self.ever_linked => self.election.rejoin(),
+            _ => {}
         }
         if let Some(conn) = self.link.conn {
             out.send(conn, 0, Body::Ping);
         }
+        // Supporters wait for our TAKEOVER: keep them from taking our silence for death.
+        for &conn in self.election.supporters.keys() {
+            out.send(conn, 0, Body::Ping);
+        }
         timers.insert(now + interval, Timer::Heartbeat);
-        None
     }
 
-    /// Opening the link failed: say why to take over if the primary is gone (it answered
-    /// before, or never did in `--heartbeat-misses` tries), else try again next interval.
-    pub fn link_failed(&mut self, why: &str, cfg: &Config, now: Instant) -> Option<String> {
+    /// Opening the link failed: withdraw our promise if the primary is gone (it answered
+    /// before, or never did in `--heartbeat-misses` tries); try again next interval.
+    pub fn link_failed(&mut self, why: &str, cfg: &Config, now: Instant) {
         let failures = self.link.failed();
-        if self.ever_linked {
-            return Some(format!(
-                "heartbeat link closed and cannot be reopened ({why})"
-            ));
+        // The next master in turn: the primary may be another one now.
+        if !self.ever_linked && self.targets.len() > 1 {
+            let at = self.targets.iter().position(|t| *t == self.link.target);
+            let next = at.map_or(0, |i| (i + 1) % self.targets.len());
+            self.link.target = self.targets[next];
         }
-        if failures >= cfg.heartbeat_misses.max(1) {
-            return Some(format!("primary unreachable since start ({why})"));
+        if self.ever_linked {
+            let why = format!("heartbeat link closed and cannot be reopened ({why})");
+            self.election.withdraw(&why);
+        } else if failures >= cfg.heartbeat_misses.max(1) {
+            self.election
+                .withdraw(&format!("primary unreachable since start ({why})"));
         }
         self.link.retry_at(now + cfg.heartbeat_interval);
-        None
     }
 
-    /// A frame from the primary on the link: the handshake, then its stream. Returns why to
-    /// take over, if it says we must.
-    pub fn on_frame(
-        &mut self,
-        conn: ConnId,
-        req: u64,
-        body: Body,
-        r: &mut Roles<'_>,
-    ) -> Option<String> {
+    /// A frame from the primary on the link: the handshake, then its stream and its PINGs.
+    pub fn on_frame(&mut self, conn: ConnId, req: u64, body: Body, r: &mut Roles<'_>) {
         let now = r.now;
         self.last_heard = Some(now);
-        let body = self.link.handshake(req, body, r.peers, r.out, now)?;
+        let Some(body) = self.link.handshake(req, body, r.peers, r.out, now) else {
+            return;
+        };
         match body {
             Body::Welcome { epoch, .. } => {
                 self.ever_linked = true;
@@ -109,20 +132,27 @@ impl Follow {
                 }
                 r.out.send(conn, req, Body::SyncAck);
             }
+            // The primary's PING: answered, it is our promise (unless we withdrew it).
+            Body::Ping => {
+                if self.election.promise(now, r.cfg.lease) {
+                    r.out.send(conn, req, Body::Pong);
+                }
+            }
             Body::Pong => {}
-            // A primary that stepped down (it lost us for too long: we were frozen or cut off)
-            // serves nobody; following it would leave no primary at all.
+            // A primary that stepped down serves nobody: following it would leave no primary.
             Body::Error {
                 code: ErrorCode::NotPrimary,
                 text,
-            } => return Some(format!("the primary refuses this backup: {text}")),
+            } => {
+                let why = format!("the primary refuses this backup: {text}");
+                self.election.withdraw(&why);
+            }
             Body::Error { code, text } => {
                 let why = format!("the primary refused this backup: {}: {text}", code.name());
                 self.link.note_refusal(&why, now);
             }
             other => warn!("unexpected {:?} from the primary", other.opcode()),
         }
-        None
     }
 }
 

@@ -2,6 +2,7 @@
 //! primary that must fence the old one): when to open it, the handshake as the connecting side,
 //! and reopening it after a failure or a refusal, without hammering a primary that refuses us.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{boot_id, Handshake, RefusalLog, Secret, Step};
@@ -15,6 +16,8 @@ use crate::peers::Peers;
 const REFUSED_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) struct Link {
+    /// The heartbeat socket it opens to.
+    pub target: SocketAddr,
     /// The connection, once the event loop has opened it.
     pub conn: Option<ConnId>,
     /// When to open it next (None: not wanted until something sets it).
@@ -30,9 +33,10 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// A link to open at `at`.
-    pub fn new(at: Instant) -> Link {
+    /// A link to `target`, to open at `at`.
+    pub fn new(target: SocketAddr, at: Instant) -> Link {
         Link {
+            target,
             conn: None,
             attempt_at: Some(at),
             failures: 0,
@@ -52,7 +56,8 @@ impl Link {
         self.attempt_at = Some(at);
     }
 
-    /// The event loop connected the link: say HELLO as a backup at `epoch` (`role` for the log).
+    /// The event loop connected the link: say HELLO as a backup at `epoch`, with this
+    /// master's id `me` (`role` for the log).
     #[allow(clippy::too_many_arguments)]
     pub fn up(
         &mut self,
@@ -60,6 +65,7 @@ impl Link {
         addr: &str,
         role: &str,
         epoch: u64,
+        me: String,
         secret: Option<&Secret>,
         peers: &mut Peers,
         out: &mut Outbox,
@@ -74,7 +80,7 @@ impl Link {
             info!("heartbeat link to {addr} up; saying HELLO as {role}, epoch {epoch}");
         }
         self.ready = false;
-        match Handshake::start(secret, 0, Role::Backup, epoch, String::new(), boot_id()) {
+        match Handshake::start(secret, 0, Role::Backup, epoch, me, boot_id()) {
             Ok((hs, hello)) => {
                 self.handshake = Some(hs);
                 out.frame(conn, hello);
@@ -137,15 +143,11 @@ impl Link {
                 out.frame(self.conn?, auth);
                 None
             }
-            Step::Welcomed { epoch, inventory } => {
+            Step::Welcomed(terms) => {
                 self.handshake = None;
                 self.ready = true;
                 self.refusals = RefusalLog::default();
-                Some(Body::Welcome {
-                    epoch,
-                    inventory,
-                    proof: None,
-                })
+                Some(terms.welcome(None))
             }
             Step::Refused { code, text } => {
                 self.handshake = None;

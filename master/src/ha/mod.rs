@@ -9,7 +9,9 @@
 //! - a write's key reaches the backup (an *intent*) before the client hears OK, so after a
 //!   takeover the backup knows which keys may be newer than its map says, and asks the slaves.
 
+mod election;
 mod follow;
+mod lease;
 mod link;
 mod primary;
 mod roles;
@@ -28,6 +30,8 @@ use crate::idmap::ConnId;
 use crate::peers::Peer;
 use crate::timer::{Timer, Timers};
 
+use election::Next;
+pub(crate) use election::Supporter;
 use follow::Follow;
 use link::Link;
 use primary::{BackupSays, Primary};
@@ -45,12 +49,23 @@ impl Ha {
     /// A backup of `--backup-of` if configured (its map incomplete until the snapshot is in,
     /// the first poll one interval from now), else a primary.
     pub fn new(cfg: &Config, timers: &mut Timers, doubts: &mut Doubts, now: Instant) -> Ha {
-        if cfg.backup_of.is_none() {
+        let others = cfg.other_masters();
+        if others.is_empty() {
             return Ha::Primary(Primary::default());
         }
+        Ha::follow(others, timers, doubts, now)
+    }
+
+    /// A standby that looks for the primary among `targets` (not empty).
+    fn follow(
+        targets: Vec<SocketAddr>,
+        timers: &mut Timers,
+        doubts: &mut Doubts,
+        now: Instant,
+    ) -> Ha {
         doubts.incomplete = true;
-        timers.insert(now + cfg.heartbeat_interval, Timer::Heartbeat);
-        Ha::Backup(Follow::new(now))
+        timers.insert(now, Timer::Heartbeat);
+        Ha::Backup(Follow::new(targets, now))
     }
 
     pub fn role(&self) -> ServerRole {
@@ -82,40 +97,96 @@ impl Ha {
     }
 
     /// Where the event loop should open the link now, if anywhere.
-    pub fn link_target(&self, cfg: &Config, now: Instant) -> Option<SocketAddr> {
+    pub fn link_target(&self, now: Instant) -> Option<SocketAddr> {
         let link = match self {
             Ha::Backup(f) => &f.link,
             Ha::Primary(p) => p.fencing.as_ref()?,
             Ha::Fenced => return None,
         };
-        link.due(now).then_some(cfg.backup_of?)
+        link.due(now).then_some(link.target)
     }
 
-    /// Whether this master may answer clients now: a primary whose backup (if any) was heard
-    /// within the lease.
-    pub fn lease_ok(&self, cfg: &Config, now: Instant) -> bool {
+    /// Whether this master may answer clients now: a primary whose lease holds (a majority
+    /// of the voters promised it their support; see `lease.rs`).
+    pub fn lease_ok(&self, now: Instant) -> bool {
         match self {
-            Ha::Primary(p) => p
-                .stream
-                .as_ref()
-                .is_none_or(|s| s.silent_for(now) <= cfg.lease()),
+            Ha::Primary(p) => p.lease.holds(now),
             _ => false,
+        }
+    }
+
+    /// Whether a write may be acknowledged without the standbys the primary last said were
+    /// out of step: a majority knows they are.
+    pub fn stale_settled(&self) -> bool {
+        match self {
+            Ha::Primary(p) => p.lease.stale_settled(),
+            _ => true,
+        }
+    }
+
+    /// A slave answered one of the lease's PINGs (or STALEs); returns whether writes that
+    /// wait for the word on stale standbys may go on.
+    pub fn slave_pong(&mut self, idx: crate::keymap::SlaveIdx, req: u64, lease: Duration) -> bool {
+        match self {
+            Ha::Primary(p) if lease::Lease::owns(req) => {
+                let before = p.lease.stale_settled();
+                p.lease.pong(lease::Voter::Slave(idx), req, lease);
+                !before && p.lease.stale_settled()
+            }
+            _ => false,
+        }
+    }
+
+    /// Every `lease / 4`, on a primary: count the voters (`voters`: the masters and the slaves
+    /// of the roster), let go of a standby that stopped confirming the stream, PING every voter
+    /// it reaches (a STALE instead, to a slave that has not confirmed the latest word on
+    /// stale standbys), and step down once it has been without a majority for two leases.
+    pub fn renew(&mut self, voters: usize, r: Roles<'_>) {
+        let Ha::Primary(p) = self else {
+            return;
+        };
+        let now = r.now;
+        p.lease.set_voters(voters);
+        // A standby in step that stops confirming the stream holds every write up; one still
+        // taking its snapshot is out of step already and holds nothing up.
+        let lag = p
+            .stream
+            .as_mut()
+            .filter(|s| s.in_step())
+            .map(|s| s.lag(now));
+        if lag.is_some_and(|l| l > r.cfg.lease) {
+            p.detach_lagging(r.peers, r.out, lag.unwrap_or_default());
+        }
+        p.ping_voters(r.slaves, r.out, now);
+        let lost = p.lease.check(now);
+        if lost.is_some_and(|l| l >= r.cfg.lease * 2) {
+            let why = format!(
+                "no majority of the {} voters has promised support for {} ms",
+                p.lease.voters(),
+                lost.unwrap_or_default().as_millis()
+            );
+            self.step_down(&why, None, r);
         }
     }
 
     /// `None` while this master may answer clients, else why not (the text of NOT_PRIMARY).
     pub fn refusal(&self, cfg: &Config, now: Instant) -> Option<String> {
-        (!self.lease_ok(cfg, now)).then(|| self.not_primary_text(cfg))
+        (!self.lease_ok(now)).then(|| self.not_primary_text(cfg))
     }
 
     /// The error a non-primary gives a client request.
-    pub fn not_primary_text(&self, cfg: &Config) -> String {
-        match (self, cfg.backup_of) {
-            (Ha::Backup(_), Some(p)) => {
-                format!("this is the backup master; the primary's heartbeat is at {p}")
+    pub fn not_primary_text(&self, _cfg: &Config) -> String {
+        match self {
+            Ha::Backup(f) => format!(
+                "this is a standby master; it follows the master whose heartbeat is at {}",
+                f.link.target
+            ),
+            Ha::Fenced => "this master stepped down; use the other master".into(),
+            Ha::Primary(_) => {
+                "lease lost: no majority of the cluster's voters supports this master now; try \
+                  again"
+                    .into()
             }
-            (Ha::Fenced, _) => "this master stepped down; use the other master".into(),
-            _ => "lease lost: the backup has not been heard; try again".into(),
         }
     }
 
@@ -129,20 +200,16 @@ impl Ha {
             }
             _ => "new primary",
         };
-        let (epoch, secret) = (r.term.epoch, r.cfg.secret.as_ref());
+        let (epoch, secret, me) = (r.term.epoch, r.cfg.secret.as_ref(), r.cfg.master_id());
         if let Some(link) = self.link_mut() {
-            link.up(conn, &addr, role, epoch, secret, r.peers, r.out, r.now);
+            link.up(conn, &addr, role, epoch, me, secret, r.peers, r.out, r.now);
         }
     }
 
     /// Opening the link failed (refused, unreachable, or reset while connecting).
     pub fn link_failed(&mut self, why: &str, r: Roles<'_>) {
         match self {
-            Ha::Backup(f) => {
-                if let Some(why) = f.link_failed(why, r.cfg, r.now) {
-                    self.take_over(&why, r);
-                }
-            }
+            Ha::Backup(f) => f.link_failed(why, r.cfg, r.now),
             Ha::Primary(p) => {
                 if let Some(link) = p.fencing.as_mut() {
                     link.failed();
@@ -157,15 +224,11 @@ impl Ha {
     pub fn link_frame(&mut self, conn: ConnId, req: u64, body: Body, mut r: Roles<'_>) {
         let epoch = r.term.epoch;
         match self {
-            Ha::Backup(f) => {
-                if let Some(why) = f.on_frame(conn, req, body, &mut r) {
-                    self.take_over(&why, r);
-                }
-            }
+            Ha::Backup(f) => f.on_frame(conn, req, body, &mut r),
             Ha::Primary(p) => {
                 let outranked = p.on_fencing_frame(conn, req, body, epoch, r.peers, r.out, r.now);
                 if let Some(why) = outranked {
-                    self.step_down(&why, r);
+                    self.step_down(&why, None, r);
                 }
             }
             Ha::Fenced => {
@@ -182,22 +245,132 @@ impl Ha {
         }
     }
 
-    /// The heartbeat timer, on a backup: poll the primary, or take over.
+    /// The heartbeat timer, on a backup: poll the primary, withdraw from it if it is gone,
+    /// and campaign with a majority of supporters.
     pub fn heartbeat(&mut self, r: Roles<'_>) {
         let Ha::Backup(f) = self else {
             return;
         };
-        if let Some(why) = f.on_heartbeat(r.cfg, r.timers, r.out, r.now) {
-            self.take_over(&why, r);
+        f.on_heartbeat(r.cfg, r.timers, r.out, r.now);
+        self.campaign(r);
+    }
+
+    /// The cluster's voters as a standby counts them: the masters it knows of (itself and the
+    /// others it was told of), and the slaves of the roster the primary streamed, or, with
+    /// none yet (a new cluster), the slaves supporting it.
+    fn standby_voters(
+        cfg: &Config,
+        slaves: &crate::slaves::SlaveTable,
+        supporters: usize,
+    ) -> usize {
+        let masters = 1 + cfg.other_masters().len();
+        let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        masters + ids.len().max(supporters)
+    }
+
+    /// A standby's campaign: ask the supporters for their votes, or take over once elected.
+    fn campaign(&mut self, r: Roles<'_>) {
+        let Ha::Backup(f) = self else {
+            return;
+        };
+        let voters = Ha::standby_voters(r.cfg, r.slaves, f.election.supporters.len());
+        let retry = r.cfg.heartbeat_interval;
+        match f.election.tick(r.now, voters, r.term.epoch, retry) {
+            Next::Nothing => {}
+            Next::Ask(epoch, conns) => {
+                let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
+                for conn in conns {
+                    let Some(s) = f.election.supporters.get_mut(&conn) else {
+                        continue;
+                    };
+                    // The same process of a slave the primary streamed to us: its copies are
+                    // known; any other reports what it holds.
+                    s.inventory =
+                        r.doubts.incomplete || r.slaves.returning(&s.id, s.boot).is_none();
+                    let body = Body::Takeover {
+                        epoch,
+                        inventory: s.inventory,
+                        lease_ms,
+                        id: id.clone(),
+                    };
+                    r.out.send(conn, 0, body);
+                }
+            }
+            Next::Elected(epoch) => self.take_over("elected by a majority", epoch, r),
         }
     }
 
-    /// A backup said HELLO and was WELCOMEd: stream it everything.
-    pub fn attach(&mut self, conn: ConnId, r: Roles<'_>) {
+    /// A slave's HELLO on a standby: it lost its primary and supports us (its WELCOME says
+    /// we are a standby). Returns whether it was taken.
+    pub fn support(&mut self, conn: ConnId, id: &str, boot: u64, seen: u64) -> bool {
+        let Ha::Backup(f) = self else {
+            return false;
+        };
+        f.election.support(conn, id.to_string(), boot, seen);
+        true
+    }
+
+    /// A frame from a supporter: its VOTE, or what it sent after voting (kept).
+    pub fn supporter_frame(&mut self, conn: ConnId, body: Body, r: Roles<'_>) {
+        let Ha::Backup(f) = self else {
+            // Elected already: a late answer from one that had not voted; it redials.
+            r.peers.close(conn, r.out);
+            return;
+        };
+        match body {
+            Body::Vote { granted, stale } => {
+                let voters = Ha::standby_voters(r.cfg, r.slaves, f.election.supporters.len());
+                if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, voters) {
+                    self.take_over("elected by a majority", epoch, r);
+                }
+            }
+            Body::Pong => {}
+            other => {
+                if !f.election.hold(conn, other) {
+                    warn!("a supporter sent a frame before its vote; closing it");
+                    r.peers.close(conn, r.out);
+                }
+            }
+        }
+    }
+
+    /// A supporter's connection closed.
+    pub fn supporter_closed(&mut self, conn: ConnId) {
+        if let Ha::Backup(f) = self {
+            f.election.gone(conn);
+        }
+    }
+
+    /// A backup `id` said HELLO and was WELCOMEd: stream it everything.
+    pub fn attach(&mut self, conn: ConnId, id: String, r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             r.peers.set_kind(conn, Peer::Backup);
             let (term, slaves, keys, doubts) = (&*r.term, &*r.slaves, &*r.keys, &*r.doubts);
-            p.attach(conn, r.now, term, slaves, keys, doubts, r.peers, r.out);
+            p.attach(conn, id, r.now, term, slaves, keys, doubts, r.peers, r.out);
+        }
+    }
+
+    /// The cluster has `voters` voters (a primary's lease counts them).
+    pub fn set_voters(&mut self, voters: usize) {
+        if let Ha::Primary(p) = self {
+            p.lease.set_voters(voters);
+        }
+    }
+
+    /// A slave that voted for this master (asked at `asked`) promised it support from then.
+    pub fn voted(&mut self, idx: crate::keymap::SlaveIdx, asked: Instant, lease: Duration) {
+        if let Ha::Primary(p) = self {
+            p.lease.seed(lease::Voter::Slave(idx), asked + lease);
+        }
+    }
+
+    /// The standbys (heartbeat addresses) that ever attached to this primary.
+    pub fn standbys(&self) -> &[SocketAddr] {
+        match self {
+            Ha::Primary(p) => &p.standbys,
+            _ => &[],
         }
     }
 
@@ -206,13 +379,19 @@ impl Ha {
         let Ha::Primary(p) = self else {
             return;
         };
-        match p.on_backup_frame(conn, req, body, r.term.epoch, r.out, r.now) {
+        let gen = p.lease.gen;
+        let says = p.on_backup_frame(conn, req, body, r.term.epoch, r.cfg.lease, r.out, r.now);
+        // A standby in step again: the voters hear it at once, not at the next renewal.
+        if p.lease.gen != gen {
+            p.ping_voters(r.slaves, r.out, r.now);
+        }
+        match says {
             BackupSays::Nothing => {}
             BackupSays::Synced => r.effects.push(Effect::Synced),
             BackupSays::Status(req) => r.effects.push(Effect::Status { conn, req }),
-            BackupSays::TookOver(epoch) => {
-                let why = format!("the backup took over with epoch {epoch}");
-                self.step_down(&why, r);
+            BackupSays::TookOver(epoch, id) => {
+                let why = format!("master {id} took over with epoch {epoch}");
+                self.step_down(&why, heartbeat_of(&id), r);
             }
         }
     }
@@ -226,36 +405,18 @@ impl Ha {
         }
     }
 
-    /// On a primary, every tick: step down once the backup has been silent for longer than it
-    /// waits before taking over (plus two intervals of margin). If it is alive and merely cut
-    /// off from us, it is primary by now; our slaves, which we would otherwise keep PINGing,
-    /// must go to it before its grace for them ends, or it gives their copies up. If it is
-    /// frozen, it takes over when it resumes and finds us refusing it.
-    pub fn check_backup_silence(&mut self, r: Roles<'_>) {
-        let Some(silent) = self.stream_mut().map(|s| s.silent_for(r.now)) else {
-            return;
-        };
-        let limit = r.cfg.heartbeat_interval * (r.cfg.heartbeat_misses.max(3) + 2);
-        if silent > limit {
-            let why = format!(
-                "the backup has not been heard for {} ms: it has taken over, or will",
-                silent.as_millis()
-            );
-            self.step_down(&why, r);
-        }
-    }
-
-    /// Become the primary: a new epoch, versions above any the old primary gave, a grace
-    /// period for the slaves to re-register before their keys count as lost, and the old
-    /// primary told of the new epoch over the link.
-    fn take_over(&mut self, why: &str, r: Roles<'_>) {
+    /// Become the primary at `epoch` (elected): versions above any the old primary gave, a
+    /// grace period for the slaves to re-register before their keys count as lost, the
+    /// supporters that voted for us taken as slaves, and the old primary told of the new
+    /// epoch over the link.
+    fn take_over(&mut self, why: &str, epoch: u64, r: Roles<'_>) {
         if !matches!(self, Ha::Backup(_)) {
             return;
         }
         let Ha::Backup(follow) = std::mem::replace(self, Ha::Fenced) else {
             unreachable!("checked above")
         };
-        r.term.advance();
+        r.term.restart_at(epoch);
         r.slaves.start_grace(r.now + r.cfg.takeover_grace);
         r.timers
             .insert(r.now + r.cfg.takeover_grace, Timer::GraceEnd);
@@ -270,6 +431,8 @@ impl Ha {
                 ""
             }
         );
+        let stale = follow.election.stale();
+        let supporters = follow.election.supporters.into_iter().collect();
         let mut link = follow.link;
         match link.conn {
             // If the old primary is only frozen, this HELLO is the first thing it reads. The
@@ -280,7 +443,7 @@ impl Ha {
                 Body::Hello {
                     role: Role::Backup,
                     epoch: r.term.epoch,
-                    id: String::new(),
+                    id: r.cfg.master_id(),
                     boot: dsm_auth::boot_id(),
                     nonce: None,
                 },
@@ -293,22 +456,45 @@ impl Ha {
             None => link.retry_at(r.now),
         }
         *self = Ha::Primary(Primary {
-            stream: None,
             fencing: Some(link),
+            ..Primary::default()
         });
-        r.effects.push(Effect::TookOver);
+        r.effects.push(Effect::TookOver { supporters, stale });
     }
 
-    /// Stop being primary (or backup): answer no client. Closes the backup's stream and the
-    /// link, and leaves the slaves and the open operations to `Master` (an effect). Nothing if
-    /// this master had already stepped down.
-    pub fn step_down(&mut self, why: &str, r: Roles<'_>) {
-        let (stream, link) = match std::mem::replace(self, Ha::Fenced) {
-            Ha::Fenced => return,
-            Ha::Primary(p) => (p.stream, p.fencing),
-            Ha::Backup(f) => (None, Some(f.link)),
+    /// Stop being primary: answer no client, and become a standby of `to` (the master that
+    /// took over, by heartbeat address, if known) or of the other masters this one knows, so
+    /// that it rejoins by itself; with none, it stays fenced. Closes the backup's stream and
+    /// the link, and leaves the slaves and the open operations to `Master` (an effect).
+    /// Nothing if this master is not primary.
+    pub fn step_down(&mut self, why: &str, to: Option<SocketAddr>, r: Roles<'_>) {
+        let (stream, link, standbys) = match std::mem::replace(self, Ha::Fenced) {
+            Ha::Primary(p) => (p.stream, p.fencing, p.standbys),
+            other => {
+                *self = other;
+                return;
+            }
         };
-        warn!("stepping down, answering no more requests: {why}");
+        // Whom to follow: the master that took over, if known; the standby we had (likely
+        // elected); the masters we were told of.
+        let standby = stream.as_ref().and_then(|s| heartbeat_of(&s.id));
+        let mut targets: Vec<SocketAddr> = to.into_iter().collect();
+        let others = standby
+            .into_iter()
+            .chain(standbys)
+            .chain(r.cfg.other_masters());
+        for m in others {
+            if !targets.contains(&m) {
+                targets.push(m);
+            }
+        }
+        match targets.is_empty() {
+            true => warn!("stepping down, answering no more requests: {why}"),
+            false => warn!(
+                "stepping down, answering no more requests: {why}; following {} as a standby",
+                targets[0]
+            ),
+        }
         // A backup still attached must learn that it follows nobody (see `follow.rs`).
         if let Some(s) = stream {
             r.peers.close(s.conn, r.out);
@@ -316,6 +502,17 @@ impl Ha {
         if let Some(conn) = link.and_then(|l| l.conn) {
             r.peers.close(conn, r.out);
         }
+        if !targets.is_empty() {
+            // The new primary streams us its whole map: ours may be behind it.
+            *r.keys = crate::keymap::KeyIndex::default();
+            *self = Ha::follow(targets, r.timers, r.doubts, r.now);
+        }
         r.effects.push(Effect::SteppedDown(why.to_string()));
     }
+}
+
+/// The heartbeat address in a master's id (`Config::master_id`: heartbeat, then client
+/// address).
+pub(crate) fn heartbeat_of(id: &str) -> Option<SocketAddr> {
+    id.split(' ').next()?.parse().ok()
 }

@@ -2,7 +2,7 @@
 //! frames on the heartbeat socket, and, after a takeover, the link that tells the old primary
 //! the new epoch.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dsm_wire::{Body, ErrorCode};
 use log::{info, warn};
@@ -14,6 +14,7 @@ use crate::peers::Peers;
 use crate::slaves::SlaveTable;
 use crate::term::Term;
 
+use super::lease::{Lease, Voter};
 use super::link::Link;
 use super::stream::Stream;
 
@@ -23,6 +24,13 @@ pub(crate) struct Primary {
     pub stream: Option<Stream>,
     /// After a takeover: the link that tells the old primary our epoch, until it has heard.
     pub fencing: Option<Link>,
+    /// The majority's promises this primary serves under, and the word on stale standbys.
+    pub lease: Lease,
+    /// The last SYNC number any stream used.
+    pub seq: u64,
+    /// Every standby that ever attached, by heartbeat address: voters from then on, attached
+    /// or not (a standby that is gone may come back and vote).
+    pub standbys: Vec<std::net::SocketAddr>,
 }
 
 /// What a backup's frame asks of the rest of the master.
@@ -31,19 +39,20 @@ pub(crate) enum BackupSays {
     Nothing,
     /// It confirmed SYNCs: writes waiting for it may commit.
     Synced,
-    /// It took over with a higher epoch: step down.
-    TookOver(u64),
+    /// Master `id` took over with a higher epoch: step down.
+    TookOver(u64, String),
     /// It asks for STATUS (answer request `req`).
     Status(u64),
 }
 
 impl Primary {
-    /// A backup said HELLO (its WELCOME is sent): stream it everything, replacing any backup
-    /// attached before.
+    /// A backup `id` said HELLO (its WELCOME is sent): stream it everything, replacing any
+    /// backup attached before (which is out of step from then on).
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         &mut self,
         conn: ConnId,
+        id: String,
         now: Instant,
         term: &Term,
         slaves: &SlaveTable,
@@ -54,24 +63,74 @@ impl Primary {
     ) {
         if let Some(old) = self.stream.take() {
             warn!("a new backup replaces the one on connection {}", old.conn);
+            self.seq = old.seq();
+            self.lease.set_stale(&old.id, true);
             peers.close(old.conn, out);
         }
         info!(
-            "backup attached on connection {conn}: streaming {} slaves and {} keys",
+            "backup {id} attached on connection {conn}: streaming {} slaves and {} keys",
             slaves.live_count(),
             keys.len()
         );
-        let stream = self.stream.insert(Stream::new(conn, now));
+        if let Some(hb) = super::heartbeat_of(&id) {
+            if !self.standbys.contains(&hb) {
+                self.standbys.push(hb);
+            }
+        }
+        // Out of step until it has confirmed the whole snapshot: writes do not wait for it
+        // meanwhile (once a majority knows).
+        self.lease.set_stale(&id, true);
+        let stream = self.stream.insert(Stream::new(conn, id, self.seq, now));
         stream.snapshot(term, slaves, keys, doubts, out);
     }
 
+    /// PING every voter it reaches: its live slaves (a STALE instead, to one that has not
+    /// confirmed the latest word on stale standbys) and its standby.
+    pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, now: Instant) {
+        let (gen, stale) = (self.lease.gen, self.lease.stale.clone());
+        for (idx, s) in slaves.live() {
+            let req = self.lease.ping(now);
+            let body = match self.lease.confirmed(Voter::Slave(idx)) {
+                true => Body::Ping,
+                false => Body::Stale {
+                    gen,
+                    ids: stale.clone(),
+                },
+            };
+            out.send(s.conn, req, body);
+        }
+        if let Some(s) = &self.stream {
+            let req = self.lease.ping(now);
+            out.send(s.conn, req, Body::Ping);
+        }
+    }
+
+    /// The backup stopped confirming the stream (frozen, or cut off): it is out of step from
+    /// now on. Say so to the voters (writes wait until a majority knows) and let it go; it
+    /// comes back through a new snapshot.
+    pub fn detach_lagging(&mut self, peers: &mut Peers, out: &mut Outbox, lag: Duration) {
+        let Some(s) = self.stream.take() else {
+            return;
+        };
+        warn!(
+            "backup {} has not confirmed the stream for {} ms: it is out of step; letting it go",
+            s.id,
+            lag.as_millis()
+        );
+        self.seq = s.seq();
+        self.lease.set_stale(&s.id, true);
+        peers.close(s.conn, out);
+    }
+
     /// A frame from a backup on our heartbeat socket.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_backup_frame(
         &mut self,
         conn: ConnId,
         req: u64,
         body: Body,
         epoch: u64,
+        lease: Duration,
         out: &mut Outbox,
         now: Instant,
     ) -> BackupSays {
@@ -81,13 +140,27 @@ impl Primary {
         }
         match body {
             Body::Ping => out.send(conn, req, Body::Pong),
+            // Its promise, in answer to our PING (`lease.rs`).
+            Body::Pong if Lease::owns(req) => {
+                if self.stream.as_ref().is_some_and(|s| s.conn == conn) {
+                    self.lease.pong(Voter::Standby(conn), req, lease);
+                    return BackupSays::Synced;
+                }
+            }
+            Body::Pong => {}
             Body::SyncAck => {
                 if let Some(s) = self.stream.as_mut().filter(|s| s.conn == conn) {
+                    let was = s.in_step();
                     s.acked(req);
+                    if !was && s.in_step() && self.lease.set_stale(&s.id.clone(), false) {
+                        info!("backup {} is in step again", s.id);
+                    }
                 }
                 return BackupSays::Synced;
             }
-            Body::Hello { epoch: theirs, .. } if theirs > epoch => {
+            Body::Hello {
+                epoch: theirs, id, ..
+            } if theirs > epoch => {
                 // Answered before stepping down closes this link: the answer tells the new
                 // primary that we know.
                 out.send(
@@ -95,7 +168,7 @@ impl Primary {
                     req,
                     Body::error(ErrorCode::NotPrimary, "stepped down"),
                 );
-                return BackupSays::TookOver(theirs);
+                return BackupSays::TookOver(theirs, id);
             }
             Body::Status => return BackupSays::Status(req),
             other => {
@@ -106,11 +179,13 @@ impl Primary {
         BackupSays::Nothing
     }
 
-    /// A backup's connection closed; returns whether it was the attached one.
+    /// A backup's connection closed; returns whether it was the attached one (which is out
+    /// of step from now on).
     pub fn backup_closed(&mut self, conn: ConnId) -> bool {
-        if self.stream.as_ref().is_some_and(|s| s.conn == conn) {
-            warn!("the backup master went away; going on without one");
-            self.stream = None;
+        if let Some(s) = self.stream.take_if(|s| s.conn == conn) {
+            warn!("backup {} went away; going on without one", s.id);
+            self.seq = s.seq();
+            self.lease.set_stale(&s.id, true);
             return true;
         }
         false

@@ -47,39 +47,76 @@ fn key_event(key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) -> Option<SyncEve
 
 pub(crate) struct Stream {
     pub conn: ConnId,
+    /// The standby's id (its HELLO's: heartbeat address, then client address).
+    pub id: String,
     last_heard: Instant,
     seq_sent: u64,
     seq_acked: u64,
+    /// When the oldest SYNC not yet confirmed was sent (None: all are).
+    unacked_since: Option<Instant>,
+    /// The last SYNC of the snapshot; once it is confirmed the standby is in step.
+    snapshot_seq: u64,
     /// Changes not yet sent (they go out when the event loop drains the outbox).
     events: Vec<SyncEvent>,
 }
 
 impl Stream {
-    pub fn new(conn: ConnId, now: Instant) -> Stream {
+    /// A stream to standby `id` on `conn`, numbering its SYNCs after `seq` (the last number
+    /// of any stream before, so that a write waiting for an old one is not released by a
+    /// confirmation on the new one).
+    pub fn new(conn: ConnId, id: String, seq: u64, now: Instant) -> Stream {
         Stream {
             conn,
+            id,
             last_heard: now,
-            seq_sent: 0,
-            seq_acked: 0,
+            seq_sent: seq,
+            seq_acked: seq,
+            unacked_since: None,
+            snapshot_seq: u64::MAX,
             events: Vec::new(),
         }
+    }
+
+    /// The last SYNC number used.
+    pub fn seq(&self) -> u64 {
+        self.seq_sent
+    }
+
+    /// The standby has confirmed the whole snapshot (and so is in step with this primary).
+    pub fn in_step(&self) -> bool {
+        self.seq_acked >= self.snapshot_seq
+    }
+
+    /// How long SYNCs have waited unconfirmed, as seen at these calls (the primary's renewal
+    /// ticks): from the first call that found one waiting.
+    pub fn lag(&mut self, now: Instant) -> Duration {
+        if self.seq_acked >= self.seq_sent {
+            self.unacked_since = None;
+            return Duration::ZERO;
+        }
+        let since = *self.unacked_since.get_or_insert(now);
+        now.saturating_duration_since(since)
     }
 
     pub fn heard(&mut self, now: Instant) {
         self.last_heard = now;
     }
 
-    pub fn silent_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.last_heard)
-    }
-
     /// The backup confirmed every SYNC up to `seq`.
     pub fn acked(&mut self, seq: u64) {
+        let before = self.seq_acked;
         self.seq_acked = self.seq_acked.max(seq);
+        if self.seq_acked > before {
+            // Progress: what waits now is counted from the next look.
+            self.unacked_since = None;
+        }
     }
 
+    /// Whether a write whose intent went in SYNC `seq` may be acknowledged as far as this
+    /// standby goes: it confirmed that SYNC, or it is not in step yet (still taking its
+    /// snapshot: the primary has said it is out of step, and does not wait for it).
     pub fn synced(&self, seq: u64) -> bool {
-        self.seq_acked >= seq
+        self.seq_acked >= seq || !self.in_step()
     }
 
     pub fn push(&mut self, e: SyncEvent) {
@@ -131,6 +168,7 @@ impl Stream {
                 .map(|k| SyncEvent::Intent { key: k.to_vec() }),
         );
         self.send_chunked(events, !doubts.incomplete, term, out);
+        self.snapshot_seq = self.seq_sent;
     }
 
     /// Send the changes queued since the last flush.

@@ -82,6 +82,11 @@ impl Net {
         self.nodes[node.0].slots.get(slot).copied().flatten()
     }
 
+    /// The node at the other end of `conn` from `node`.
+    pub(super) fn other_end(&self, conn: Conn, node: NodeId) -> NodeId {
+        self.conns[conn.0].ends[1 - self.end_of(conn, node)].node
+    }
+
     /// Which end of `conn` is `node`'s.
     pub(super) fn end_of(&self, conn: Conn, node: NodeId) -> usize {
         usize::from(self.conns[conn.0].ends[0].node != node)

@@ -60,7 +60,7 @@ impl Net {
                 // As the reactor: a bad frame closes the connection, and the master is told.
                 Err(_) => return self.close_end(conn, to, true),
             },
-            Kind::Peer(peer) => peer.receive(bytes),
+            Kind::Peer(peer) => peer.receive(bytes, now),
         };
         for packet in reply {
             self.send_bytes(conn, to, packet);

@@ -3,6 +3,7 @@
 //! And the heartbeat link, opened as the reactor opens it when `link_target` asks.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use dsm_master::{Config, Master};
 use dsm_wire::{encode, Frame, Role};
@@ -156,6 +157,33 @@ impl Net {
         let peer = self.peer_mut(p);
         peer.conn = None;
         peer.restart(keep_data);
+    }
+
+    /// What dsm-slave does when it loses its master (its connection closed, or silent for
+    /// `patience`, the slave's `--master-timeout-ms` and at least its lease plus a quarter):
+    /// each of `slaves` that has, or has none yet, connects to the first of `masters`, in
+    /// order after the one it had, that is up and reachable. Carried before it returns.
+    pub fn redial(&mut self, slaves: &[NodeId], masters: &[NodeId], patience: Duration) {
+        for &s in slaves {
+            let peer = self.peer(s);
+            let current = peer.conn.map(|c| self.other_end(c, s));
+            let silent = peer
+                .last_heard
+                .is_some_and(|t| self.now.saturating_duration_since(t) >= patience);
+            if peer.conn.is_some() && !peer.closed && !silent {
+                continue;
+            }
+            let start = current
+                .and_then(|m| masters.iter().position(|&x| x == m))
+                .map_or(0, |i| i + 1);
+            let next = (0..masters.len())
+                .map(|k| masters[(start + k) % masters.len()])
+                .find(|&m| self.nodes[m.0].up && !self.faults.severed(s, m));
+            if let Some(m) = next {
+                self.connect(s, m);
+            }
+        }
+        self.settle();
     }
 
     /// The connection breaks: both ends are told at once.

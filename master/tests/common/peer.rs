@@ -7,7 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dsm_auth::{Handshake, Secret, Step};
 use dsm_slave::store::Reply;
 use dsm_slave::Store;
-use dsm_wire::{decode_borrowed, encode, encode_ref, Body, Frame, Opcode, Role, DEFAULT_MAX_FRAME};
+use std::time::{Duration, Instant};
+
+use dsm_wire::{
+    decode_borrowed, encode, encode_ref, Body, Decoded, Frame, Opcode, Role, DEFAULT_MAX_FRAME,
+};
 
 use super::conns::Conn;
 
@@ -31,6 +35,17 @@ pub struct Peer {
     pub failed: Option<Step>,
     /// What a peer without a store received after its handshake (or all of it, for a raw one).
     pub inbox: Vec<Frame>,
+    /// A slave WELCOMEd by a standby: its supporter, as dsm-slave is (`slave/src/slave.rs`).
+    pub supporting: bool,
+    /// A slave's lease from its primary's WELCOME, and until when it promised its support.
+    lease: Duration,
+    promised_until: Option<Instant>,
+    /// The standbys (ids) its primary said are out of step.
+    pub stale: Vec<String>,
+    /// The VOTEs this slave gave: (epoch asked, granted).
+    pub votes: Vec<(u64, bool)>,
+    /// When its master last sent it anything.
+    pub last_heard: Option<Instant>,
     /// It has seen its connection close.
     pub closed: bool,
     received: Vec<usize>,
@@ -50,6 +65,12 @@ impl Peer {
             welcome: None,
             failed: None,
             inbox: Vec::new(),
+            supporting: false,
+            lease: Duration::ZERO,
+            promised_until: None,
+            stale: Vec::new(),
+            votes: Vec::new(),
+            last_heard: None,
             closed: false,
             received: vec![0; 256],
             conn: None,
@@ -79,6 +100,8 @@ impl Peer {
         self.closed = false;
         self.welcome = None;
         self.failed = None;
+        self.supporting = false;
+        self.last_heard = None;
         let epoch = self.store.as_ref().map_or(0, Store::epoch);
         let secret = self.secret.as_ref();
         let (hs, hello) = Handshake::start(secret, 0, self.role, epoch, self.id.clone(), self.boot)
@@ -89,7 +112,8 @@ impl Peer {
 
     /// One frame arrives; the encoded answers, a frame each (after a WELCOME that asks for
     /// it, a slave's whole report of what it holds).
-    pub(super) fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    pub(super) fn receive(&mut self, bytes: &[u8], now: Instant) -> Vec<Vec<u8>> {
+        self.last_heard = Some(now);
         let (decoded, used) = decode_borrowed(bytes, DEFAULT_MAX_FRAME)
             .expect("a master sends valid frames")
             .expect("a packet holds a whole frame");
@@ -102,7 +126,7 @@ impl Peer {
         };
         if self.hs.is_some() {
             let mut packets: Vec<Vec<u8>> = self
-                .handshake(decoded.into_frame())
+                .handshake(decoded.into_frame(), now)
                 .iter()
                 .map(encoded)
                 .collect();
@@ -113,10 +137,29 @@ impl Peer {
             }
             return packets;
         }
-        let Some(store) = self.store.as_mut() else {
+        if self.store.is_none() {
             self.inbox.push(decoded.into_frame());
             return Vec::new();
-        };
+        }
+        if self.supporting {
+            return self.support(decoded.into_frame(), now);
+        }
+        // Answers to the primary's PING and STALE are promises (as dsm-slave's).
+        match &decoded {
+            Decoded::Owned(Frame {
+                body: Body::Ping, ..
+            }) => self.promised_until = Some(now + self.lease),
+            Decoded::Owned(Frame {
+                req_id,
+                body: Body::Stale { ids, .. },
+            }) => {
+                self.promised_until = Some(now + self.lease);
+                self.stale = ids.clone();
+                return vec![encoded(&Frame::new(*req_id, Body::Pong))];
+            }
+            _ => {}
+        }
+        let store = self.store.as_mut().expect("checked above");
         let mut out = Vec::new();
         match store.respond_decoded(decoded) {
             Some(Reply::Frame(frame)) => encode(&frame, &mut out),
@@ -126,7 +169,54 @@ impl Peer {
         vec![out]
     }
 
-    fn handshake(&mut self, frame: Frame) -> Option<Frame> {
+    /// A supporter's frame from its standby: a TAKEOVER asks for its vote (dsm-slave's rule:
+    /// an epoch above every one seen, and the promise to the old primary run out).
+    fn support(&mut self, frame: Frame, now: Instant) -> Vec<Vec<u8>> {
+        let encoded = |frame: &Frame| {
+            let mut out = Vec::new();
+            encode(frame, &mut out);
+            out
+        };
+        let store = self.store.as_mut().expect("a slave");
+        let reply = match frame.body {
+            Body::Takeover {
+                epoch,
+                inventory,
+                lease_ms,
+                id,
+            } => {
+                let stale = self.stale.contains(&id);
+                let granted = epoch > store.epoch() && self.promised_until.is_none_or(|u| now >= u);
+                self.votes.push((epoch, granted));
+                let mut packets = vec![encoded(&Frame::new(
+                    frame.req_id,
+                    Body::Vote { granted, stale },
+                ))];
+                if granted {
+                    self.supporting = false;
+                    self.lease = Duration::from_millis(lease_ms.into());
+                    self.promised_until = Some(now + self.lease);
+                    let welcome = Body::Welcome {
+                        epoch,
+                        inventory: inventory || stale,
+                        standby: false,
+                        lease_ms,
+                        proof: None,
+                    };
+                    store.on_frame(Frame::new(0, welcome));
+                    while let Some(f) = store.next_inventory() {
+                        packets.push(encoded(&f));
+                    }
+                }
+                return packets;
+            }
+            Body::Ping => Body::Pong,
+            _ => return Vec::new(),
+        };
+        vec![encoded(&Frame::new(frame.req_id, reply))]
+    }
+
+    fn handshake(&mut self, frame: Frame, now: Instant) -> Option<Frame> {
         let op = frame.body.opcode();
         assert!(
             matches!(op, Opcode::Challenge | Opcode::Welcome | Opcode::Error),
@@ -140,17 +230,19 @@ impl Peer {
         }
         match step {
             Step::Send(auth) => Some(auth),
-            Step::Welcomed { epoch, inventory } => {
-                self.welcome = Some((epoch, inventory));
+            Step::Welcomed(terms) => {
+                self.welcome = Some((terms.epoch, terms.inventory));
+                if terms.standby {
+                    // A standby: the slave supports it until its TAKEOVER.
+                    self.supporting = self.store.is_some();
+                    return None;
+                }
+                self.lease = Duration::from_millis(terms.lease_ms.into());
+                self.promised_until = Some(now);
                 // What dsm-slave does: the store learns the epoch, and reports what it holds
                 // if the master asks (the frames go out with this answer).
                 if let Some(store) = self.store.as_mut() {
-                    let welcome = Body::Welcome {
-                        epoch,
-                        inventory,
-                        proof: None,
-                    };
-                    store.on_frame(Frame::new(0, welcome));
+                    store.on_frame(Frame::new(0, terms.welcome(None)));
                 }
                 None
             }

@@ -374,7 +374,12 @@ pub fn proving(key: Secret, epoch: u64, inventory: bool) -> Listener {
                 peer_nonce,
                 master_nonce: &NONCE,
             };
-            let proof = key.master_proof(&t, epoch, inventory);
+            let terms = dsm_auth::Terms {
+                epoch,
+                inventory,
+                ..Default::default()
+            };
+            let proof = key.master_proof(&t, &terms);
             vec![welcome(f.req_id, epoch, inventory, Some(proof))]
         }
         _ => vec![],
@@ -389,6 +394,8 @@ pub fn welcome(req: u64, epoch: u64, inventory: bool, proof: Option<[u8; 32]>) -
         Body::Welcome {
             epoch,
             inventory,
+            standby: false,
+            lease_ms: 0,
             proof,
         },
     )

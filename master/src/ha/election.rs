@@ -1,0 +1,296 @@
+//! A standby's side of an election (the design is in `mod.rs`). Slaves that lost their
+//! primary come to a standby, which WELCOMEs them as *supporters*. The standby *withdraws* its
+//! own promise to the primary (it stops answering the primary's PINGs) once the primary is
+//! silent or a supporter has come; once its last promise has run out, it counts itself. With
+//! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
+//! above any it or a supporter has seen, to every supporter. A slave grants its VOTE only for
+//! such an epoch and once its own promise to the old primary has run out; a majority of
+//! granted votes (with the standby's own) elects it.
+//!
+//! No state here outlives the standby's role: an elected standby hands its supporters over
+//! (those that voted become its slaves), and one that steps down has none.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use dsm_wire::Body;
+use log::{info, warn};
+
+use crate::outbox::ConnId;
+
+/// A slave supporting this standby.
+#[derive(Debug, Clone)]
+pub(crate) struct Supporter {
+    pub id: String,
+    pub boot: u64,
+    /// The highest epoch it said (in its HELLO) it had seen.
+    pub seen: u64,
+    /// It was sent our TAKEOVER (and has not refused it since), at this time: a granted vote
+    /// is its promise from then.
+    pub asked: Option<Instant>,
+    /// Its answer to our TAKEOVER, once it came: granted?
+    pub voted: Option<bool>,
+    /// It was told this standby is out of step with the primary.
+    pub stale: bool,
+    /// TAKEOVER asked it to report what it holds.
+    pub inventory: bool,
+    /// What it sent after granting its vote (its INVENTORY), kept until this standby is
+    /// elected and takes it as a slave.
+    pub held: Vec<Body>,
+}
+
+/// A campaign under way.
+#[derive(Debug)]
+struct Campaign {
+    epoch: u64,
+    /// When TAKEOVER was last sent to the supporters that have not granted their vote.
+    asked_at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Election {
+    pub supporters: BTreeMap<ConnId, Supporter>,
+    /// This standby no longer answers the primary's PINGs.
+    pub withdrawn: bool,
+    /// Its last promise to the primary holds until then.
+    promised_until: Option<Instant>,
+    campaign: Option<Campaign>,
+}
+
+/// What the standby must do after a tick or a VOTE.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Nothing,
+    /// Send TAKEOVER at this epoch to these supporters (each with its inventory flag).
+    Ask(u64, Vec<ConnId>),
+    /// Elected at this epoch.
+    Elected(u64),
+}
+
+impl Election {
+    /// The primary PINGed us: promise it our support for `lease` (answer the PING), unless
+    /// withdrawn.
+    pub fn promise(&mut self, now: Instant, lease: Duration) -> bool {
+        if self.withdrawn {
+            return false;
+        }
+        self.promised_until = Some(now + lease);
+        true
+    }
+
+    /// Stop promising the primary (`why`, for the log).
+    pub fn withdraw(&mut self, why: &str) {
+        if !self.withdrawn {
+            info!("withdrawing support from the primary: {why}");
+            self.withdrawn = true;
+        }
+    }
+
+    /// The primary is back and nobody needs us: promise it again.
+    pub fn rejoin(&mut self) {
+        if self.withdrawn && self.supporters.is_empty() && self.campaign.is_none() {
+            info!("the primary is heard again: supporting it again");
+            self.withdrawn = false;
+        }
+    }
+
+    /// A slave came to us.
+    pub fn support(&mut self, conn: ConnId, id: String, boot: u64, seen: u64) {
+        info!(
+            "slave '{id}' supports this standby ({} supporters)",
+            self.supporters.len() + 1
+        );
+        self.supporters.insert(
+            conn,
+            Supporter {
+                id,
+                boot,
+                seen,
+                asked: None,
+                voted: None,
+                stale: false,
+                inventory: false,
+                held: Vec::new(),
+            },
+        );
+    }
+
+    /// A supporter's connection closed.
+    pub fn gone(&mut self, conn: ConnId) {
+        if let Some(s) = self.supporters.remove(&conn) {
+            info!("slave '{}' no longer supports this standby", s.id);
+        }
+    }
+
+    /// Whether this standby may count itself: it has withdrawn, and its last promise to the
+    /// primary has run out.
+    fn counts_itself(&self, now: Instant) -> bool {
+        self.withdrawn && self.promised_until.is_none_or(|u| now >= u)
+    }
+
+    /// The tick: with a majority of `voters` on our side, campaign (or ask again those that
+    /// have not voted yet); `epoch` is the highest this standby has seen.
+    pub fn tick(&mut self, now: Instant, voters: usize, epoch: u64, retry: Duration) -> Next {
+        if !self.counts_itself(now) || self.supporters.is_empty() {
+            return Next::Nothing;
+        }
+        let needed = voters / 2 + 1;
+        if 1 + self.supporters.len() < needed {
+            return Next::Nothing;
+        }
+        match &mut self.campaign {
+            None => {
+                let seen = self.supporters.values().map(|s| s.seen).max().unwrap_or(0);
+                let epoch = epoch.max(seen) + 1;
+                info!(
+                    "campaigning at epoch {epoch}: {} supporters of {voters} voters",
+                    self.supporters.len()
+                );
+                self.campaign = Some(Campaign {
+                    epoch,
+                    asked_at: now,
+                });
+                for s in self.supporters.values_mut() {
+                    s.asked = Some(now);
+                }
+                Next::Ask(epoch, self.supporters.keys().copied().collect())
+            }
+            Some(c) if now >= c.asked_at + retry => {
+                c.asked_at = now;
+                // Those that came since, and those that refused (their promise had not run
+                // out yet): ask again.
+                let mut again = Vec::new();
+                for (&conn, s) in self.supporters.iter_mut() {
+                    if s.asked.is_none() || s.voted == Some(false) {
+                        s.asked = Some(now);
+                        s.voted = None;
+                        again.push(conn);
+                    }
+                }
+                if again.is_empty() {
+                    return Next::Nothing;
+                }
+                Next::Ask(c.epoch, again)
+            }
+            Some(_) => Next::Nothing,
+        }
+    }
+
+    /// Supporter `conn` answered our TAKEOVER.
+    pub fn vote(&mut self, conn: ConnId, granted: bool, stale: bool, voters: usize) -> Next {
+        let Some(c) = &self.campaign else {
+            return Next::Nothing;
+        };
+        let Some(s) = self.supporters.get_mut(&conn) else {
+            return Next::Nothing;
+        };
+        s.voted = Some(granted);
+        s.stale |= stale;
+        if !granted {
+            info!("slave '{}' refused its vote for epoch {}", s.id, c.epoch);
+            return Next::Nothing;
+        }
+        if stale {
+            warn!(
+                "slave '{}' says this standby is out of step with the primary it followed",
+                s.id
+            );
+        }
+        let granted = self.granted().count();
+        if 1 + granted > voters / 2 {
+            info!(
+                "elected at epoch {}: {granted} votes of {voters} voters",
+                c.epoch
+            );
+            return Next::Elected(c.epoch);
+        }
+        Next::Nothing
+    }
+
+    /// The supporters that voted for us.
+    pub fn granted(&self) -> impl Iterator<Item = (&ConnId, &Supporter)> {
+        self.supporters
+            .iter()
+            .filter(|(_, s)| s.voted == Some(true))
+    }
+
+    /// Whether any supporter that voted for us said we are out of step.
+    pub fn stale(&self) -> bool {
+        self.granted().any(|(_, s)| s.stale)
+    }
+
+    /// A frame from supporter `conn` after its vote: keep it for when we take it as a slave.
+    pub fn hold(&mut self, conn: ConnId, body: Body) -> bool {
+        match self.supporters.get_mut(&conn) {
+            Some(s) if s.voted == Some(true) => {
+                s.held.push(body);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_millis(400);
+    const RETRY: Duration = Duration::from_millis(100);
+
+    /// Two masters and three slaves: five voters, three make a majority.
+    #[test]
+    fn a_standby_campaigns_only_with_a_majority_and_once_its_promise_has_run_out() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        assert!(e.promise(t0, LEASE));
+        e.support(1, "s1".into(), 11, 3);
+        assert_eq!(e.tick(t0, 5, 3, RETRY), Next::Nothing, "still promised");
+        e.withdraw("a supporter came");
+        assert!(!e.promise(t0, LEASE), "withdrawn: no more promises");
+        assert_eq!(
+            e.tick(t0 + LEASE, 5, 3, RETRY),
+            Next::Nothing,
+            "two of five"
+        );
+        e.support(2, "s2".into(), 12, 4);
+        assert_eq!(
+            e.tick(t0 + LEASE - Duration::from_millis(1), 5, 3, RETRY),
+            Next::Nothing,
+            "its own promise still holds"
+        );
+        assert_eq!(
+            e.tick(t0 + LEASE, 5, 3, RETRY),
+            Next::Ask(5, vec![1, 2]),
+            "above every epoch seen"
+        );
+        assert_eq!(e.vote(1, false, false, 5), Next::Nothing);
+        // Asked again, at the same epoch, after the retry interval.
+        assert_eq!(
+            e.tick(t0 + LEASE + RETRY, 5, 3, RETRY),
+            Next::Ask(5, vec![1])
+        );
+        assert_eq!(
+            e.vote(2, true, false, 5),
+            Next::Nothing,
+            "two votes of five"
+        );
+        assert_eq!(e.vote(1, true, true, 5), Next::Elected(5));
+        assert!(e.stale());
+        assert!(e.hold(1, Body::Pong));
+    }
+
+    #[test]
+    fn a_standby_that_withdrew_supports_the_primary_again_when_nobody_needs_it() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        e.withdraw("silence");
+        e.support(1, "s1".into(), 1, 1);
+        e.rejoin();
+        assert!(e.withdrawn, "a supporter still counts on it");
+        e.gone(1);
+        e.rejoin();
+        assert!(!e.withdrawn);
+        assert!(e.promise(t0, LEASE));
+    }
+}
