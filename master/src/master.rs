@@ -505,17 +505,13 @@ impl Master {
             .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
     }
 
-    /// Why this slave's HELLO is refused, if it is: this master is not the primary, or the id
-    /// is empty, or another process with the id is connected. The same process reconnecting
+    /// Why this slave's HELLO is refused, if it is: this master is not the primary, or
+    /// another process with the id is connected (the id itself was checked with the HELLO). The same process reconnecting
     /// (same boot) replaces its old connection.
     fn slave_refusal(&mut self, hello: &Hello, now: Instant) -> Option<(ErrorCode, String)> {
         if !self.ha.is_primary() {
             let text = self.ha.not_primary_text(&self.core.cfg);
             return Some((ErrorCode::NotPrimary, text));
-        }
-        if hello.id.is_empty() {
-            let text = "a slave HELLO needs a non-empty id".to_string();
-            return Some((ErrorCode::BadRequest, text));
         }
         let idx = self.core.slaves.by_id(&hello.id)?;
         let s = self.core.slaves.get(idx);

@@ -51,8 +51,8 @@ fn main() {
     let max_key = cli.positive(&m, "max-key", dsm_wire::DEFAULT_MAX_KEY as u64) as usize;
     let max_value = cli.positive(&m, "max-value", dsm_wire::DEFAULT_MAX_VALUE as u64) as usize;
     let id = m.opt_str("id").unwrap_or_else(dsm_slave::generated_id);
-    if id.is_empty() || id.len() > 255 {
-        cli.usage_error("--id must be 1 to 255 bytes");
+    if let Some(why) = dsm_wire::check_peer_id(dsm_wire::Role::Slave, &id) {
+        cli.usage_error(&format!("--id: {why}"));
     }
     let max_frame = dsm_wire::max_frame_for(max_key, max_value);
     let disk = disk_settings(&cli, &m);
