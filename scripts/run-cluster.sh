@@ -64,10 +64,10 @@ done
 # The primary answers once it has heard what the slaves hold: at the first start it takes
 # what registering slaves hold for --discover-ms (3 s), after a restart it waits for its roster.
 for _ in $(seq 600); do
-    "$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" && break
+    "$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "role primary" && break
     sleep 0.1
 done
-"$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" ||
+"$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "role primary" ||
     { echo "the primary is not serving after 60 s; its log: $LOGDIR/master.log"; tail -5 "$LOGDIR/master.log"; exit 1; }
 
 cat <<MSG

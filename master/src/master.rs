@@ -23,10 +23,17 @@ use crate::peers::Peer;
 use crate::slaves::State;
 use crate::timer::Timer;
 
+/// The request id of a backup's STATUS to its primary (its PINGs use 0, SYNC_ACKs the SYNC's).
+const ASK_PRIMARY_REQ: u64 = u64::MAX;
+
 pub struct Master {
     core: Core,
     ha: Ha,
     ops: Ops,
+    /// On a backup: the primary's client address, from its answer to the STATUS this master
+    /// sends once its link is WELCOMEd (for STATUS), and the link it was asked on.
+    primary_addr: String,
+    asked_on: Option<ConnId>,
 }
 
 impl Master {
@@ -38,6 +45,8 @@ impl Master {
             core,
             ha,
             ops: Ops::default(),
+            primary_addr: String::new(),
+            asked_on: None,
         }
     }
 
@@ -93,12 +102,21 @@ impl Master {
             ServerRole::Primary if self.core.recovery.is_some() => ServerRole::Recovering,
             role => role,
         };
-        let epoch = self.core.term.epoch;
+        let primary = match role {
+            ServerRole::Primary | ServerRole::Recovering => self.core.cfg.listen.to_string(),
+            ServerRole::Backup => self.primary_addr.clone(),
+            ServerRole::Fenced => String::new(),
+        };
         crate::status::status(
-            role,
-            epoch,
-            self.core.cfg.replicas,
-            self.core.repairs.copies_made(),
+            crate::status::Head {
+                role,
+                epoch: self.core.term.epoch,
+                replicas: self.core.cfg.replicas,
+                copies_made: self.core.repairs.copies_made(),
+                addr: self.core.cfg.listen.to_string(),
+                primary,
+                backup: self.ha.backup_link(&self.core.doubts),
+            },
             &self.core.keys,
             &self.core.slaves,
         )
@@ -339,11 +357,29 @@ impl Master {
                 ha.backup_frame(conn, frame.req_id, frame.body, roles);
             }
             Peer::Primary => {
+                // The primary's answer to our STATUS: where it serves clients.
+                if let Body::StatusReply(s) = frame.body {
+                    self.primary_addr = s.addr;
+                    return;
+                }
                 let (ha, roles) = self.roles(now);
                 ha.link_frame(conn, frame.req_id, frame.body, roles);
                 // A SYNC may have named new slaves or a new epoch: keep them.
                 self.core.changed = true;
+                self.ask_primary_addr();
             }
+        }
+    }
+
+    /// Once per WELCOMEd link, a backup asks its primary for STATUS, to learn the primary's
+    /// client address (its own STATUS names it; `--backup-of` is the heartbeat address).
+    fn ask_primary_addr(&mut self) {
+        let Some(link) = self.ha.following() else {
+            return;
+        };
+        if self.asked_on != Some(link) {
+            self.asked_on = Some(link);
+            self.core.out.send(link, ASK_PRIMARY_REQ, Body::Status);
         }
     }
 

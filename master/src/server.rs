@@ -75,6 +75,12 @@ impl Server {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
         let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
+        // Port 0 picks a free port: STATUS names the one taken.
+        let cfg = Config {
+            listen: listeners.local_addr()?,
+            heartbeat: listeners.heartbeat_addr()?,
+            ..cfg
+        };
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),

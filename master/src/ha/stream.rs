@@ -50,6 +50,8 @@ pub(crate) struct Stream {
     last_heard: Instant,
     seq_sent: u64,
     seq_acked: u64,
+    /// The SYNC that ended the snapshot: once it is confirmed the backup is in step.
+    snapshot_end: u64,
     /// Changes not yet sent (they go out when the event loop drains the outbox).
     events: Vec<SyncEvent>,
 }
@@ -61,6 +63,7 @@ impl Stream {
             last_heard: now,
             seq_sent: 0,
             seq_acked: 0,
+            snapshot_end: u64::MAX,
             events: Vec::new(),
         }
     }
@@ -131,6 +134,12 @@ impl Stream {
                 .map(|k| SyncEvent::Intent { key: k.to_vec() }),
         );
         self.send_chunked(events, !doubts.incomplete, term, out);
+        self.snapshot_end = self.seq_sent;
+    }
+
+    /// The backup has confirmed the whole snapshot: it follows every change (STATUS says so).
+    pub fn in_step(&self) -> bool {
+        self.seq_acked >= self.snapshot_end
     }
 
     /// Send the changes queued since the last flush.
