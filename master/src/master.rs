@@ -122,6 +122,34 @@ impl Master {
         )
     }
 
+    /// Whether the connection is an admitted client (past HELLO and any authentication).
+    pub fn is_client(&self, conn: ConnId) -> bool {
+        matches!(self.core.peers.kind(conn), Some(Peer::Client))
+    }
+
+    /// A client's READ or WRITE (`op`) of `len` bytes, over the frame limit: answer
+    /// TOO_LARGE, as for a key or value over its limit within it (the event loop skips the
+    /// frame's bytes, so the connection goes on).
+    pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
+        let cfg = &self.core.cfg;
+        let what = if op == dsm_wire::Opcode::Write as u8 {
+            "WRITE"
+        } else {
+            "READ"
+        };
+        let text = format!(
+            "a {what} of {len} bytes is over this master's frame limit of {} bytes: values \
+             may have at most {} bytes (--max-value), keys {} (--max-key)",
+            cfg.max_frame(),
+            cfg.max_value,
+            cfg.max_key
+        );
+        log::debug!("connection {conn}: {text}");
+        self.core
+            .out
+            .send(conn, req, Body::error(ErrorCode::TooLarge, text));
+    }
+
     /// Client operations and slave sub-requests still open: both are 0 on a quiet master,
     /// whatever failed on the way (tests check nothing leaks).
     pub fn in_flight(&self) -> (usize, usize) {
