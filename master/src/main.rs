@@ -1,5 +1,6 @@
 //! dsm-master command line: parse options, start logging, run the server.
 
+use std::io::Write as _;
 use std::process::exit;
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ fn main() {
         Some(dir) => match dsm_master::disk::MasterState::load(dir) {
             Ok(state) => state,
             Err(e) => {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "dsm-master: cannot read the state in {}: {e}",
                     dir.display()
                 );
@@ -76,7 +78,7 @@ fn main() {
         log::warn!("{w}");
     }
     if let Err(e) = dsm_master::run(cfg) {
-        eprintln!("dsm-master: {e}");
+        let _ = writeln!(std::io::stderr(), "dsm-master: {e}");
         exit(1);
     }
 }
@@ -284,9 +286,7 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         max_write_buffer: cli.positive(m, "max-write-buffer", d.max_write_buffer as u64) as usize,
         backup_of: cli.addr(m, "backup-of"),
         heartbeat_interval: cli.millis(m, "heartbeat-interval-ms", d.heartbeat_interval),
-        heartbeat_misses: cli
-            .positive(m, "heartbeat-misses", d.heartbeat_misses as u64)
-            .max(3) as u32,
+        heartbeat_misses: cli.at_least(m, "heartbeat-misses", 3, d.heartbeat_misses as u64) as u32,
         takeover_grace: cli.millis(m, "takeover-grace-ms", d.takeover_grace),
         repair_after: Duration::from_millis(cli.whole(
             m,
