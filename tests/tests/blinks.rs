@@ -553,8 +553,8 @@ fn every_holder_stopped_reads_unavailable_then_not_found_once_forgotten() {
         EVENTUALLY,
     );
     assert_eq!(
-        (out.code(), out.stdout().trim()),
-        (Some(1), "NOT_FOUND"),
+        (out.code(), out.stdout().as_str(), out.stderr().trim()),
+        (Some(1), "", "NOT_FOUND"),
         "{out:?}"
     );
     cluster.cont_slave(0);
