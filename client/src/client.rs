@@ -397,16 +397,21 @@ impl Client {
                 }
                 Err(Error::Timeout { .. }) => {}
                 // Asking again will not change a secret: give up once every address said no.
-                Err(
-                    e @ (Error::Untrusted(_)
-                    | Error::Server {
-                        code: ErrorCode::Unauthorized,
-                        ..
-                    }),
-                ) => {
+                // The error names the master that said it.
+                Err(Error::Untrusted(why)) => {
                     auth_failures += 1;
                     if auth_failures >= self.masters.len() {
-                        return Err(e);
+                        return Err(Error::Untrusted(format!("{addr}: {why}")));
+                    }
+                }
+                Err(Error::Server {
+                    code: code @ ErrorCode::Unauthorized,
+                    text,
+                }) => {
+                    auth_failures += 1;
+                    if auth_failures >= self.masters.len() {
+                        let text = format!("{text} (master {addr})");
+                        return Err(Error::Server { code, text });
                     }
                 }
                 Err(e) => {

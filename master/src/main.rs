@@ -119,7 +119,12 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
         "heartbeat address for a backup master (default 127.0.0.1:7001: loopback only)",
         "ADDR",
     );
-    opts.optopt("r", "replicas", "copies of each write, R (default 2)", "R");
+    opts.optopt(
+        "r",
+        "replicas",
+        "copies of each write, R: 1 to 255 (default 2)",
+        "R",
+    );
     opts.optopt("", "max-key", "largest key, bytes (default 1024)", "N");
     opts.optopt(
         "",

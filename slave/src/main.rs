@@ -98,7 +98,7 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "id",
-        "this slave's id (default: generated at start)",
+        "this slave's id, 1 to 255 bytes (default: generated at start)",
         "ID",
     );
     opts.optopt(

@@ -658,7 +658,10 @@ fn run_cluster_requires_the_secret_and_stops_cleanly_on_ctrl_c() {
         CLI_DEADLINE,
     );
     assert_eq!(done.code(), Some(2), "without the secret: {done:?}");
-    assert!(done.stderr().contains("UNAUTHORIZED"), "{done:?}");
+    assert!(
+        done.stderr().contains("UNAUTHORIZED") && done.stderr().contains("(master 127.0.0.1:"),
+        "the refusal names the master: {done:?}"
+    );
     let done = run(
         Command::new(bin("dsm-client"))
             .args(["--master", &masters, "--secret-file"])

@@ -51,7 +51,7 @@ fn options() -> getopts::Options {
     );
     opts.optopt("", "clients", "concurrent clients (default 5)", "N");
     opts.optopt("", "keys", "keys the clients share (default 8)", "N");
-    opts.optopt("", "slaves", "slaves (default 5)", "N");
+    opts.optopt("", "slaves", "slaves, at least 3 (default 5)", "N");
     opts.optopt(
         "",
         "read-percent",
