@@ -79,13 +79,11 @@ pub fn status_text(s: &Status) -> String {
         (_, BackupLink::InStep) => "attached, in step",
     };
     out.push_str(&format!("backup: {backup}\n"));
-    out.push_str(&format!(
-        "keys {}  replicas {}  under-replicated {}  copies made {}\n",
-        s.keys, s.replicas, s.under_replicated, s.copies_made
-    ));
     let (live, absent): (Vec<_>, Vec<_>) = s.slaves.iter().partition(|x| x.live);
     if s.role == ServerRole::Backup {
-        // A backup serves no slave: they are the primary's, as it streamed them.
+        // A backup serves no slave: they are the primary's, as it streamed them, and it cannot
+        // count live copies (the primary's status does).
+        out.push_str(&format!("keys {}  replicas {}\n", s.keys, s.replicas));
         out.push_str(&format!(
             "slaves known from the primary ({}; none serves a backup until it takes over):\n",
             s.slaves.len()
@@ -95,6 +93,10 @@ pub fn status_text(s: &Status) -> String {
         }
         return out;
     }
+    out.push_str(&format!(
+        "keys {}  replicas {}  under-replicated {}  copies made {}\n",
+        s.keys, s.replicas, s.under_replicated, s.copies_made
+    ));
     out.push_str(&format!("live slaves ({}):\n", live.len()));
     for x in &live {
         out.push_str(&format!("  {:<20} {:<22} {} keys\n", x.id, x.addr, x.keys));
