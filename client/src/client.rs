@@ -460,14 +460,30 @@ enum Round {
     ClosedBeforeSend,
 }
 
+/// What no master can take, refused before sending: an empty key, and a key or value longer
+/// than a frame's `u32` lengths can say (which the encoder would refuse with a panic).
 fn check_key(body: &Body) -> Result<(), Error> {
+    let too_long = |what: &str, n: usize| {
+        Error::Invalid(format!(
+            "a {what} of {n} bytes is over the 4 GiB a frame can carry"
+        ))
+    };
     match body {
         Body::Write { key, .. } | Body::Read { key } if key.is_empty() => {
             Err(Error::Invalid("the key is empty".into()))
         }
+        Body::Write { key, .. } | Body::Read { key } if key.len() > MAX_LEN => {
+            Err(too_long("key", key.len()))
+        }
+        Body::Write { key, value } if key.len() + value.len() + 64 > MAX_LEN => {
+            Err(too_long("value", value.len()))
+        }
         _ => Ok(()),
     }
 }
+
+/// The most bytes a frame can hold (its length is a `u32`).
+const MAX_LEN: usize = u32::MAX as usize;
 
 fn unexpected(body: &Body) -> Error {
     Error::Protocol(format!("unexpected answer {:?}", body.opcode()))

@@ -231,16 +231,24 @@ fn one_shot_command(args: &Args) -> Option<Command> {
 /// The bytes of `--value-file PATH` (`-`: stdin); an error names the file and exits 2.
 fn read_value(path: &OsString) -> Vec<u8> {
     let shown = Path::new(path).display().to_string();
+    let what = if path == "-" { "stdin".into() } else { shown };
+    // One byte more than a frame can carry is enough to say it is too much (/dev/zero ends).
+    let limit = u64::from(u32::MAX) + 1;
+    let mut value = Vec::new();
     let result = if path == "-" {
-        let mut v = Vec::new();
-        io::stdin().lock().read_to_end(&mut v).map(|_| v)
+        io::stdin().lock().take(limit).read_to_end(&mut value)
     } else {
-        std::fs::read(path)
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut value))
     };
-    result.unwrap_or_else(|e| {
-        let what = if path == "-" { "stdin".into() } else { shown };
-        fail_early(&format!("--value-file {what}: {e}"))
-    })
+    if let Err(e) = result {
+        fail_early(&format!("--value-file {what}: {e}"));
+    }
+    if value.len() as u64 == limit {
+        fail_early(&format!(
+            "--value-file {what}: over 4 GiB, more than any value can be"
+        ));
+    }
+    value
 }
 
 /// The REPL: line editing on a terminal, plain lines otherwise.
