@@ -171,6 +171,18 @@ fn keys_and_values_are_bytes_end_to_end() {
         "the error names the file: {}",
         done.stderr()
     );
+    let done = run(
+        client()
+            .args(["write", "k", "--value-file"])
+            .arg(&scratch.0),
+        b"",
+        CLI_DEADLINE,
+    );
+    assert_eq!(done.code(), Some(2), "{done:?}");
+    assert!(
+        done.stderr().contains(&scratch.0.display().to_string()),
+        "{done:?}"
+    );
 
     // A piped REPL with lines that are not UTF-8 reads on to the end.
     let done = run(
@@ -501,6 +513,10 @@ fn status_says_who_answered_where_the_primary_is_and_the_backup() {
     assert!(
         text.contains("backup: this master; in step with the primary"),
         "{text}"
+    );
+    assert!(
+        !text.contains("under-replicated"),
+        "a backup cannot count live copies: {text}"
     );
 
     cluster.kill_slave(1);
