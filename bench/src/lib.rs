@@ -168,6 +168,14 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             let _ = write!(std::io::stdout(), "{}", args::help());
             return 0;
         }
+        Ok(args::Parsed::Version) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "dsm-client bench {}",
+                env!("CARGO_PKG_VERSION")
+            );
+            return 0;
+        }
         Err(msg) => {
             let _ = writeln!(
                 std::io::stderr(),

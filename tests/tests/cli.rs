@@ -579,6 +579,13 @@ fn every_binary_has_version_and_a_complete_help() {
             "{name}"
         );
     }
+    let done = run(
+        Command::new(bin("dsm-client")).args(["bench", "--version"]),
+        b"",
+        CLI_DEADLINE,
+    );
+    assert_eq!(done.code(), Some(0), "dsm-client bench --version: {done:?}");
+    assert!(done.stdout().starts_with("dsm-client bench "), "{done:?}");
     let help = run(
         Command::new(bin("dsm-client")).arg("--help"),
         b"",
