@@ -747,6 +747,29 @@ fn make_install_and_readme_commands_work_from_a_clone() {
         !readme.contains("../shared"),
         "README points outside the repository"
     );
+
+    // Item 12: every variable run-cluster reads is in make help and the README, and make
+    // help says a backup is started.
+    let script = std::fs::read_to_string(repo().join("scripts/run-cluster.sh")).unwrap();
+    let help = run(
+        Command::new("make")
+            .args(["-s", "-C"])
+            .arg(repo())
+            .arg("help"),
+        b"",
+        CLI_DEADLINE,
+    )
+    .stdout();
+    assert!(help.contains("a backup master"), "{help}");
+    let vars: std::collections::BTreeSet<&str> = script
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("DSM_") && w.len() > 4)
+        .collect();
+    assert!(vars.len() >= 10, "{vars:?}");
+    for v in vars {
+        assert!(help.contains(v), "make help does not name {v}:\n{help}");
+        assert!(readme.contains(v), "README does not name {v}");
+    }
     let install = readme
         .find("make install")
         .expect("README says make install");
