@@ -400,11 +400,16 @@ impl Master {
     }
 
     /// Once per WELCOMEd link, a backup asks its primary for STATUS, to learn the primary's
-    /// client address (its own STATUS names it; `--backup-of` is the heartbeat address).
+    /// client address (its own STATUS names it; `--backup-of` is the heartbeat address). Only
+    /// once the snapshot is in: the answer costs the primary a pass over its keys, which should
+    /// not compete with the snapshot and the heartbeats.
     fn ask_primary_addr(&mut self) {
         let Some(link) = self.ha.following() else {
             return;
         };
+        if self.core.doubts.incomplete {
+            return;
+        }
         if self.asked_on != Some(link) {
             self.asked_on = Some(link);
             self.core.out.send(link, ASK_PRIMARY_REQ, Body::Status);
