@@ -103,13 +103,14 @@ impl<'c, O: Write, E: Write> Shell<'c, O, E> {
             },
             Command::Read { key } => match self.client.read(&key) {
                 Ok(Some(v)) => self.value(&v)?,
-                Ok(None) => {
-                    self.status = self.status.max(EXIT_ANSWER);
-                    match self.style {
-                        Style::Quoted => self.say(b"NOT_FOUND")?,
-                        Style::Raw => self.note(EXIT_ANSWER, "NOT_FOUND"),
+                // Quoted, it cannot be mistaken for a value; raw, stdout keeps to values.
+                Ok(None) => match self.style {
+                    Style::Quoted => {
+                        self.status = self.status.max(EXIT_ANSWER);
+                        self.say(b"NOT_FOUND")?
                     }
-                }
+                    Style::Raw => self.note(EXIT_ANSWER, "NOT_FOUND"),
+                },
                 Err(e) => self.fail(&e),
             },
             Command::Status { json } => match self.client.status() {
