@@ -2,7 +2,7 @@
 //! blocking), reading and decoding the master's frames into it, writing its replies, and a
 //! poll timeout from its next deadline.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -150,7 +150,10 @@ impl Node {
                         }
                         self.drop_conn();
                     }
-                    Out::Ready => println!("dsm-slave ready: id={}", self.cfg.id),
+                    Out::Ready => {
+                        // A closed stdout only loses the line: the slave serves on.
+                        let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
+                    }
                 }
             }
             self.out = outs;

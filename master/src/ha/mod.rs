@@ -20,7 +20,7 @@ pub(crate) mod stream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_wire::{Body, Role, ServerRole};
+use dsm_wire::{BackupLink, Body, Role, ServerRole};
 use log::warn;
 
 use crate::config::Config;
@@ -73,6 +73,29 @@ impl Ha {
             Ha::Primary(_) => ServerRole::Primary,
             Ha::Backup(_) => ServerRole::Backup,
             Ha::Fenced => ServerRole::Fenced,
+        }
+    }
+
+    /// The primary–backup link for STATUS: on a primary its backup, on a backup its own link.
+    pub fn backup_link(&self, doubts: &Doubts) -> BackupLink {
+        match self {
+            Ha::Primary(Primary {
+                stream: Some(s), ..
+            }) if s.in_step() => BackupLink::InStep,
+            Ha::Primary(Primary {
+                stream: Some(_), ..
+            }) => BackupLink::CatchingUp,
+            Ha::Backup(f) if f.link.ready && doubts.incomplete => BackupLink::CatchingUp,
+            Ha::Backup(f) if f.link.ready => BackupLink::InStep,
+            _ => BackupLink::None,
+        }
+    }
+
+    /// On a backup whose link to the primary is WELCOMEd: that connection.
+    pub fn following(&self) -> Option<ConnId> {
+        match self {
+            Ha::Backup(f) if f.link.ready => f.link.conn,
+            _ => None,
         }
     }
 

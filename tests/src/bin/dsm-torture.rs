@@ -19,9 +19,7 @@ every acknowledged write survived. Exit status 0: PASS; 1: FAIL; 2: usage error.
 Usage:
   dsm-torture [options]                  a run (the binaries are taken from this program's
                                          directory, or $DSM_BIN_DIR)
-  dsm-torture --check FILE [options]     only check a history written by --history
-
-Options";
+  dsm-torture --check FILE [options]     only check a history written by --history";
 
 fn main() {
     let cli = Cli::new("dsm-torture");
@@ -53,7 +51,7 @@ fn options() -> getopts::Options {
     );
     opts.optopt("", "clients", "concurrent clients (default 5)", "N");
     opts.optopt("", "keys", "keys the clients share (default 8)", "N");
-    opts.optopt("", "slaves", "slaves (default 5)", "N");
+    opts.optopt("", "slaves", "slaves, at least 3 (default 5)", "N");
     opts.optopt(
         "",
         "read-percent",
@@ -110,6 +108,7 @@ fn options() -> getopts::Options {
     );
     opts.optflag("q", "quiet", "print only the summary");
     opts.optflag("h", "help", "print this help");
+    opts.optflag("V", "version", "print the version");
     opts
 }
 
