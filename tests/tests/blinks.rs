@@ -1,5 +1,5 @@
-//! Blinks: everything at once, for a short while, and everything restarted (issue 16's table,
-//! the rows that need no slave disk). Each test writes 200 sentinel keys, starts a steady load
+//! Blinks: everything at once, for a short while, and everything restarted (issue 16's table:
+//! its memory-limit rows are in `memory.rs`). Each test writes 200 sentinel keys, starts a steady load
 //! of writers and a reader that watches the sentinels throughout, injects its event, and then
 //! requires that the cluster serves writes again, that every sentinel reads back with its
 //! value and every acknowledged write of the load with its value or a later one (reads
@@ -448,6 +448,97 @@ fn a_slave_stopped_250_ms_every_300_ms_keeps_its_copies() {
 #[ignore = "long variant (20 s): make blinks"]
 fn long_a_slave_stopped_250_ms_every_300_ms_for_20_s_keeps_its_copies() {
     a_slave_stopped_over_and_over(Duration::from_secs(20));
+}
+
+/// Wait until the primary counts no key under R copies; its STATUS then.
+fn wait_fully_replicated(cluster: &Cluster, when: &str) -> dsm_wire::Status {
+    let mut last = None;
+    let done = dsm_tests::poll_until(EVENTUALLY, || {
+        last = cluster.try_status().ok();
+        last.as_ref().is_some_and(|s| s.under_replicated == 0)
+    });
+    assert!(
+        done,
+        "keys still under R copies {EVENTUALLY:?} {when}: {last:?}"
+    );
+    last.expect("set when the wait ends")
+}
+
+/// Row 4 with slave disks: kill -9 every slave at once under load (each with a data dir, the
+/// default `--fsync interval`), then start them again. While they are down, READs wait and
+/// answer UNAVAILABLE, never NOT_FOUND; restarted on their data dirs they report what they
+/// hold and are its holders again: every sentinel reads back, no slave is wiped, and no key
+/// stays under R copies (the issue: "under_replicated 200 forever"), with nothing copied but
+/// the load's writes acknowledged on fewer copies while slaves were coming back.
+#[test]
+fn every_slave_killed_and_restarted_on_its_data_loses_nothing() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        data: true,
+        ..Default::default()
+    });
+    let blink = Blink::start(&cluster);
+    for i in 0..cluster.slave_count() {
+        cluster.kill_slave(i);
+    }
+    wait_until(EVENTUALLY, "the master to see every slave gone", || {
+        cluster.try_status().is_ok_and(|s| live_count(&s) == 0)
+    });
+    // The issue's "reads answer NOT_FOUND, not an error": each READ waits for a holder to
+    // its deadline, then says UNAVAILABLE.
+    let unavailable = unavailable_sentinels(&cluster, &blink.sentinels);
+    assert_eq!(
+        unavailable.len(),
+        SENTINELS,
+        "sentinels read with every slave dead"
+    );
+    for i in 0..cluster.slave_count() {
+        cluster.restart_slave(i);
+    }
+    wait_all_live(&cluster, "after the restarts");
+    blink.everything_reads_back(&cluster);
+    let s = wait_fully_replicated(&cluster, "after every slave was restarted on its data");
+    eprintln!(
+        "after the restarts: {} keys, {} copies made",
+        s.keys, s.copies_made
+    );
+    // Only keys of the load can have been short of copies (written while slaves came back):
+    // each writer overwrites SLOTS keys.
+    let load_keys = (WRITERS * dsm_tests::load::SLOTS) as u64;
+    assert!(
+        s.copies_made <= load_keys,
+        "{} copies made after a restart of every slave on its data: {s:?}",
+        s.copies_made
+    );
+}
+
+/// The whole cluster killed at once (issue 16's "what must hold" 3) with sentinels: both
+/// masters and every slave kill -9'd together under load, each with its data dir; the last
+/// primary restarted as the primary, the other as its backup, then the slaves. Every sentinel
+/// and every acknowledged write of the load reads back, no READ answered NOT_FOUND or a wrong
+/// value on the way (they answer UNAVAILABLE while the primary recovers), the cluster becomes
+/// whole at a higher epoch, and nothing is left under R copies.
+#[test]
+fn the_whole_cluster_killed_at_once_and_restarted_on_its_data_loses_nothing() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        data: true,
+        ..Default::default()
+    });
+    let blink = Blink::start(&cluster);
+    let epoch = cluster.status().epoch;
+    cluster.kill_everything();
+    cluster.restart_master_as_primary(MasterId::PRIMARY);
+    cluster.start_master(MasterId::BACKUP, Some(cluster.primary_heartbeat()));
+    for i in 0..cluster.slave_count() {
+        cluster.start_slave_again(i);
+    }
+    serves_again(&mut cluster, blink, epoch);
+    wait_fully_replicated(&cluster, "after the whole cluster was restarted");
 }
 
 /// Which sentinels READ answers UNAVAILABLE for, read in one batch (every READ waits for its
