@@ -84,6 +84,8 @@ pub struct Slave {
     refusals: RefusalLog,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
+    /// Draws of [`Slave::jitter`] so far.
+    draws: u64,
     out: Vec<Out>,
 }
 
@@ -110,6 +112,7 @@ impl Slave {
             store,
             refusals: RefusalLog::default(),
             announced: false,
+            draws: 0,
             out: Vec::new(),
         }
     }
@@ -213,10 +216,7 @@ impl Slave {
                 self.lost(&why, now);
             }
             Phase::Supporting { addr, until } if now >= *until => {
-                info!(
-                    "standby {addr} has not asked for our vote in {} ms; looking for a primary",
-                    SUPPORT_FOR.as_millis()
-                );
+                info!("standby {addr} has not asked for our vote in time; looking for a primary");
                 self.out.push(Out::Close);
                 self.next_master(now);
             }
@@ -401,17 +401,25 @@ impl Slave {
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
             Step::Welcomed(terms) if terms.standby => {
+                // How long to wait for its TAKEOVER: SUPPORT_FOR and up to as much again, drawn
+                // per slave, so that slaves moving between standbys do not move in step.
+                let wait = SUPPORT_FOR + SUPPORT_FOR.mul_f64(self.jitter());
                 info!(
                     "master {addr} is a standby: supporting it (epoch {}) until it takes over \
                      or {} ms pass",
                     terms.epoch,
-                    SUPPORT_FOR.as_millis()
+                    wait.as_millis()
                 );
                 self.refusals = RefusalLog::default();
                 self.phase = Phase::Supporting {
                     addr,
-                    until: now + SUPPORT_FOR,
+                    until: now + wait,
                 };
+                // Up, and in the cluster: the ready line (a standby counts; an election follows).
+                if !self.announced {
+                    self.announced = true;
+                    self.out.push(Out::Ready);
+                }
             }
             Step::Welcomed(terms) => self.welcomed(terms, now),
             Step::Refused { code, text } => {
@@ -492,6 +500,17 @@ impl Slave {
         warn!("lost the master: {why}; trying the next address");
         debug!("{} keys held", self.store.len());
         self.retry(now);
+    }
+
+    /// A fraction in [0, 1) that differs between slaves and between calls: the boot id and
+    /// a counter, mixed (no clock, no kernel call).
+    fn jitter(&mut self) -> f64 {
+        self.draws = self.draws.wrapping_add(1);
+        let mut x = self.boot ^ self.draws.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Leave a standby that did not take over: try the next master at once (in turn, so a
