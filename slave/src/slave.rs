@@ -142,15 +142,17 @@ impl Slave {
 
     /// The frames of one read are handled: without `--fsync always`, write the STOREs they
     /// brought to the log now, so their ACKs go out with the other answers; with it, they
-    /// wait for [`Slave::end_turn`], where one `fdatasync` covers the whole turn.
+    /// wait for [`Slave::end_turn`], which writes the whole turn's in one `write` and hands
+    /// the sync to the syncer thread.
     pub fn after_read(&mut self) {
         if !self.store.groups_commits() {
             self.store.commit();
         }
     }
 
-    /// The end of a loop turn: write (and with `--fsync always`, sync) what the turn staged,
-    /// so the ACKs can go; sync if the interval is up; move a compaction along.
+    /// The end of a loop turn: write what the turn staged (with `--fsync always`, ACK what
+    /// the last sync covered and start the next); sync if the interval is up; move a
+    /// compaction along.
     pub fn end_turn(&mut self, now: Instant) {
         self.store.end_turn(now);
     }
@@ -318,11 +320,9 @@ impl Slave {
 
     /// The connection ended (the caller has closed it or asked for it to be closed).
     fn lost(&mut self, why: &str, now: Instant) {
-        // What it staged is written and applied; its answers have no one to go to (the
-        // master counts those STOREs as unanswered).
-        self.store.commit();
-        let mut unsent = Vec::new();
-        self.store.take_answers(&mut unsent);
+        // What it staged is written and applied (under `--fsync always`, once synced); its
+        // answers have no one to go to (the master counts those STOREs as unanswered).
+        self.store.forget_answers();
         if let Phase::Handshaking { .. } = self.phase {
             // Closed before any WELCOME: a master that refuses without a word, or one that died.
             return self.refused(why, now);
