@@ -224,7 +224,7 @@ declare -A RESTART_LINE
 
 restart() {
     echo "persist-bench: restart with $KEYS keys" >&2
-    "${MASTER_PIN[@]}" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 1 \
+    "${MASTER_PIN[@]}" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 1 --discover-ms 0 \
         --log-level warn >"$WORK/r-master.out" 2>"$WORK/r-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, RefusalLog, Secret, Step};
-use dsm_wire::{Decoded, Frame, Role};
+use dsm_wire::{Body, Decoded, Frame, Role};
 use log::{debug, info, warn};
 
 use crate::config::Config;
@@ -17,6 +17,13 @@ use crate::store::{Reply, Store};
 
 /// A connect that has not completed in this long is given up, and the next address tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// While STOREs wait for a sync (`--fsync always`) that has taken this long, the slave says
+/// it is alive this often, with a PONG nobody asked for (request id 0): the master drops a
+/// slave that has neither ACKed in `--ack-timeout-ms` (200 by default) nor said anything
+/// since, and under a write-only load it sends a busy slave nothing else to answer. Heard,
+/// the slave is slow, not gone: suspected, its late writes moved to other slaves, and kept.
+pub const STILL_HERE: Duration = Duration::from_millis(50);
 
 /// What the event loop must do for the slave, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +68,8 @@ pub struct Slave {
     refusals: RefusalLog,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
+    /// When the last unasked PONG went out ([`STILL_HERE`]).
+    still_here: Instant,
     out: Vec<Out>,
 }
 
@@ -84,6 +93,7 @@ impl Slave {
             store,
             refusals: RefusalLog::default(),
             announced: false,
+            still_here: now,
             out: Vec::new(),
         }
     }
@@ -106,9 +116,20 @@ impl Slave {
             Phase::Connecting { deadline, .. } => *deadline,
             Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.master_timeout,
         };
+        let link = self.still_here_due().map_or(link, |at| at.min(link));
         self.store
             .next_deadline()
             .map_or(link, |sync| sync.min(link))
+    }
+
+    /// When to say PONG unasked: a sync the ACKs wait for has run [`STILL_HERE`], and so
+    /// long since the last such PONG.
+    fn still_here_due(&self) -> Option<Instant> {
+        if !self.registered() {
+            return None;
+        }
+        let started = self.store.sync_started()?;
+        Some((started + STILL_HERE).max(self.still_here + STILL_HERE))
     }
 
     /// Whether the next turn has work whatever happens (a compaction under way): the event
@@ -160,6 +181,10 @@ impl Slave {
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {
+        if self.still_here_due().is_some_and(|at| now >= at) {
+            self.still_here = now;
+            self.out.push(Out::Send(Frame::new(0, Body::Pong)));
+        }
         match &self.phase {
             Phase::Waiting { at } if now >= *at => self.connect(now),
             Phase::Connecting { addr, deadline } if now >= *deadline => {

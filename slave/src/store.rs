@@ -436,6 +436,11 @@ impl Store {
         self.durable.as_ref().and_then(Durable::next_deadline)
     }
 
+    /// Under `--fsync always`: when the sync that ACKs wait for started (`None`: none runs).
+    pub fn sync_started(&self) -> Option<Instant> {
+        self.durable.as_ref().and_then(Durable::sync_started)
+    }
+
     /// Whether the next turn has work whatever happens (a compaction under way).
     pub fn busy(&self) -> bool {
         self.durable.as_ref().is_some_and(Durable::busy)

@@ -325,3 +325,31 @@ fn with_fsync_always_answers_owed_on_a_broken_connection_go_to_no_one() {
         "applied once synced"
     );
 }
+
+#[test]
+fn with_fsync_always_a_slow_sync_is_covered_by_unasked_pongs() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    let before = net.sent.len();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.sent.len(), before, "nothing unasked while no sync runs");
+    disk.hold_syncs(true);
+    net.send(store(1, 1, "k", b"waiting for a slow sync"));
+    net.run_for(175 * MS);
+    let pongs: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
+    assert!(
+        pongs.iter().all(|f| **f == Frame::new(0, Body::Pong)),
+        "no ACK, only PONGs: {pongs:?}"
+    );
+    assert_eq!(
+        pongs.len(),
+        3,
+        "at 50, 100 and 150 ms into the sync: {pongs:?}"
+    );
+    let before = net.sent.len();
+    disk.hold_syncs(false);
+    net.wake();
+    net.run_for(200 * MS);
+    let after: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
+    assert_eq!(after, [&Frame::new(1, Body::Ack { version: 1 })]);
+}

@@ -96,6 +96,14 @@ impl Journal {
         self.durable
     }
 
+    /// Under `always`: when the sync under way started (`None`: none is).
+    pub fn syncing_since(&self) -> Option<Instant> {
+        match self.fsync {
+            Fsync::Always => self.background.map(|bg| bg.started),
+            _ => None,
+        }
+    }
+
     /// Under `always`: where the sync under way ends (`None`: none is).
     pub fn syncing_to(&self) -> Option<u64> {
         self.background.map(|bg| bg.len)

@@ -207,6 +207,11 @@ impl Durable {
         self.flights.orphan_all();
     }
 
+    /// Under `--fsync always`: when the sync that ACKs wait for started (`None`: none runs).
+    pub fn sync_started(&self) -> Option<Instant> {
+        self.journal.syncing_since()
+    }
+
     /// `--fsync always`: syncs run on the syncer thread, pipelined with the next batches.
     fn pipelined(&self) -> bool {
         self.settings.fsync == Fsync::Always
