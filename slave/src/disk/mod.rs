@@ -54,6 +54,9 @@ const BATCH_MAX: usize = 1 << 20;
 pub const COMPACT_STEP: usize = 64 * 1024;
 /// After a compaction fails (say, the disk is full), wait this long before the next.
 const COMPACT_RETRY: Duration = Duration::from_secs(60);
+/// Under `--fsync always` the log grows ahead of its appends by this much at a time (see
+/// [`FsDisk::preallocate`]): a sync in ten thousand or so of 100-byte records pays for it.
+pub const PREALLOCATE: u64 = 1 << 20;
 /// Default of `--compact-min-bytes`.
 pub const COMPACT_MIN: u64 = 64 << 20;
 

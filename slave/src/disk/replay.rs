@@ -110,7 +110,9 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
     let (mut hashes, mut likely) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
     loop {
         let need = match log.next_record_len()? {
-            Next::End => return Ok(out),
+            // Zeros where a header should be: the end of what was written in a file grown
+            // ahead of its appends (`FsDisk::preallocate`); the start cuts them off.
+            Next::End | Next::Zeros => return Ok(out),
             Next::Torn(why) => {
                 out.cut = Some(log.cut_here(why, 0));
                 return Ok(out);
@@ -124,7 +126,11 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
         let mut entries = Vec::with_capacity(BATCH);
         let (mut used, mut bad) = (0, None);
         while entries.len() < BATCH {
-            match record::decode(&buf[used..]) {
+            let rest = &buf[used..];
+            if rest.len() >= record::HEADER && rest[..record::HEADER].iter().all(|&b| b == 0) {
+                break; // zeros: `next_record_len` says so
+            }
+            match record::decode(rest) {
                 Ok(Some((entry, n))) => {
                     entries.push(entry);
                     used += n;
@@ -186,6 +192,8 @@ fn apply(out: &mut Replayed, entry: Entry<'_>, hash: u64) -> io::Result<()> {
 
 enum Next {
     End,
+    /// Zeros where the next record's header would be (no record has length 0).
+    Zeros,
     Torn(String),
     /// The next record is this many bytes long and all of them are in the file.
     Record(usize),
@@ -269,6 +277,10 @@ impl Reader {
         let left = self.left();
         if left == 0 {
             return Ok(Next::End);
+        }
+        let head = self.fill(record::HEADER.min(left as usize))?;
+        if head.iter().all(|&b| b == 0) {
+            return Ok(Next::Zeros);
         }
         if left < record::HEADER as u64 {
             return Ok(Next::Torn(format!("a torn record header ({left} bytes)")));

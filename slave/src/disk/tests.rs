@@ -613,3 +613,64 @@ fn a_crash_at_each_failpoint_leaves_a_replayable_log() {
         }
     }
 }
+
+#[test]
+fn zeros_after_the_last_record_end_the_log_quietly_and_are_cut_off() {
+    let (full, _) = log_of(5);
+    for zeros in [1, 8, 9, 10, 4096] {
+        let disk = MemDisk::new();
+        let mut bytes = full.clone();
+        bytes.resize(full.len() + zeros, 0);
+        disk.put_file(LOG, &bytes);
+        let (t, _, r, _) = open(&disk, settings(Fsync::Always));
+        assert_eq!((t.len(), r.records), (5, 5), "{zeros} zeros");
+        assert_eq!(r.cut, None, "{zeros} zeros: not a torn tail");
+        assert_eq!(disk.file(LOG).unwrap(), full, "{zeros} zeros cut off");
+    }
+    // A record that is not all zeros is still a torn tail, zeros or not after it.
+    let disk = MemDisk::new();
+    let mut bytes = full.clone();
+    bytes.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0]);
+    bytes.resize(bytes.len() + 100, 0);
+    disk.put_file(LOG, &bytes);
+    let (t, _, r, _) = open(&disk, settings(Fsync::Always));
+    assert_eq!(t.len(), 5);
+    assert!(r.cut.is_some());
+}
+
+#[test]
+fn a_preallocating_disk_grows_the_log_ahead_and_replays_it_whole() {
+    let dir = std::env::temp_dir().join(format!("dsm-prealloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Settings {
+        compact_min: 64 * 1024,
+        compact_step: 4096,
+        ..settings(Fsync::Always)
+    };
+    let fs = |dir: &std::path::Path| {
+        let mut disk = FsDisk::open(dir, None).unwrap();
+        disk.preallocate(8192);
+        let (mut r, d) = Durable::open(Box::new(disk), s, Instant::now()).unwrap();
+        (std::mem::take(&mut r.table), r, d)
+    };
+    let (mut t, _, mut d) = fs(&dir);
+    let (mut rng, mut version, mut answers) = (Rng(3), 0, Vec::new());
+    let t0 = Instant::now();
+    let mut saw_zeros = false;
+    for turn in 0..400u64 {
+        random_turn(&mut rng, &mut d, &mut t, &mut version);
+        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        let file_len = std::fs::metadata(dir.join(LOG)).unwrap().len();
+        assert!(file_len >= d.log_len(), "turn {turn}");
+        saw_zeros |= file_len > d.log_len();
+        if turn % 50 == 49 {
+            // As a kill -9 leaves it: the zeros ahead are there, and replay stops at them.
+            let (t2, r, _) = fs(&dir);
+            assert_eq!(dump(&t2), dump(&t), "turn {turn}");
+            assert_eq!(r.cut, None, "turn {turn}");
+        }
+    }
+    assert!(saw_zeros, "the log was grown ahead");
+    drop(d);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
