@@ -1,5 +1,6 @@
 # Shared by bench.sh, mem.sh and cpu.sh (sourced, not run): a work folder, every child stopped on exit
-# (logs kept when the script failed), a readiness wait with a deadline, and a cluster start.
+# (logs kept when the script failed, or with KEEP_WORK=1), a readiness wait with a deadline, and a
+# cluster start.
 # Set PROG (the script's name, for messages) and READY_TIMEOUT_S before sourcing.
 # shellcheck shell=bash
 
@@ -10,7 +11,9 @@ cleanup() {
     trap - EXIT INT TERM
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then
+    if [ "$rc" -eq 0 ] && [ "${KEEP_WORK:-0}" = 1 ]; then
+        echo "$PROG.sh: logs kept in $WORK (KEEP_WORK=1)" >&2
+    elif [ "$rc" -eq 0 ]; then
         rm -rf "$WORK"
     else
         echo "$PROG.sh: failed (exit $rc); logs kept in $WORK" >&2
