@@ -5,7 +5,7 @@
 //! (it may, by the meaning of an unknown outcome), and the older copies are stale. Work is
 //! proportional to the report, one key-map lookup per key; each frame's lookups are warmed
 //! first ([`KeyIndex::warm`]), which took the master's CPU for a 1M-key report from about
-//! 340 to NN ms (`bench-results/pperf-2026-12-03.md`).
+//! 340 to 160–240 ms (alternating runs, `bench-results/persist-bench-2026-12-03.md`).
 
 use dsm_wire::Body;
 

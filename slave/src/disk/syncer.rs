@@ -4,7 +4,7 @@
 //! batches written before it wait for (the loop writes the next batches meanwhile: see
 //! `flight.rs`). One at a time; the loop is woken when one is done. Measured against the same
 //! syncs on the loop in `bench-results/persist-2026-12-03.md` (an interval sync of a second of
-//! writes stalled the loop for 10–40 ms) and in `bench-results/pperf-2026-12-03.md` (`always`).
+//! writes stalled the loop for 10–40 ms) and in `bench-results/persist-bench-2026-12-03.md` (`always`).
 //!
 //! The thread allocates nothing (a slot behind a mutex, a condvar, an eventfd for the waker),
 //! so glibc gives it no malloc arena of its own: no 64 MiB of address space under `ulimit -v`.
