@@ -70,6 +70,10 @@ pub struct Slave {
     announced: bool,
     /// When the last unasked PONG went out ([`STILL_HERE`]).
     still_here: Instant,
+    /// The last tick at which ACKs waited for a sync: until then the master's silence is
+    /// ours (it sends nothing new while every write it has waits for our ACKs), so it counts
+    /// only from here.
+    excused: Instant,
     out: Vec<Out>,
 }
 
@@ -94,6 +98,7 @@ impl Slave {
             refusals: RefusalLog::default(),
             announced: false,
             still_here: now,
+            excused: now,
             out: Vec::new(),
         }
     }
@@ -114,12 +119,20 @@ impl Slave {
         let link = match &self.phase {
             Phase::Waiting { at } => *at,
             Phase::Connecting { deadline, .. } => *deadline,
-            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.master_timeout,
+            Phase::Handshaking { .. } | Phase::Registered => {
+                self.silent_from() + self.master_timeout
+            }
         };
         let link = self.still_here_due().map_or(link, |at| at.min(link));
         self.store
             .next_deadline()
             .map_or(link, |sync| sync.min(link))
+    }
+
+    /// Since when the master has been silent for nothing: its last frame, or the end of a
+    /// sync that our ACKs waited for.
+    fn silent_from(&self) -> Instant {
+        self.last_heard.max(self.excused)
     }
 
     /// When to say PONG unasked: a sync the ACKs wait for has run [`STILL_HERE`], and so
@@ -181,6 +194,9 @@ impl Slave {
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {
+        if self.store.sync_started().is_some() {
+            self.excused = now;
+        }
         if self.still_here_due().is_some_and(|at| now >= at) {
             self.still_here = now;
             self.out.push(Out::Send(Frame::new(0, Body::Pong)));
@@ -194,7 +210,7 @@ impl Slave {
                 self.retry(now);
             }
             Phase::Handshaking { .. } | Phase::Registered
-                if now >= self.last_heard + self.master_timeout =>
+                if now >= self.silent_from() + self.master_timeout =>
             {
                 let silent = now.saturating_duration_since(self.last_heard);
                 self.out.push(Out::Close);

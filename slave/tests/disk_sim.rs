@@ -353,3 +353,35 @@ fn with_fsync_always_a_slow_sync_is_covered_by_unasked_pongs() {
     let after: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
     assert_eq!(after, [&Frame::new(1, Body::Ack { version: 1 })]);
 }
+
+#[test]
+fn with_fsync_always_a_sync_longer_than_the_master_timeout_does_not_make_the_slave_leave() {
+    // The master sends nothing new while every write it has waits for this slave's ACKs:
+    // that silence is the slave's own, and must not count as the master's (1.5 s here).
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    disk.hold_syncs(true);
+    let closes = net.closes.len();
+    net.send(store(1, 1, "k", b"waiting for a very slow sync"));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.closes.len(),
+        closes,
+        "left the master during its own sync"
+    );
+    disk.hold_syncs(false);
+    net.wake();
+    assert_eq!(
+        net.sent.last().map(|(_, f)| f.clone()),
+        Some(Frame::new(1, Body::Ack { version: 1 }))
+    );
+    // Once the ACK is out, a master that stays silent is given up as before.
+    net.run_for(Duration::from_millis(1400));
+    assert_eq!(net.closes.len(), closes);
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(
+        net.closes.len(),
+        closes + 1,
+        "a silent master is still left"
+    );
+}
