@@ -30,6 +30,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// primary again (from the first address).
 pub const SUPPORT_FOR: Duration = Duration::from_secs(3);
 
+/// While STOREs wait for a sync (`--fsync always`) that has taken this long, the slave says
+/// it is alive this often, with a PONG nobody asked for (request id 0): the master drops a
+/// slave that has neither ACKed in `--ack-timeout-ms` (200 by default) nor said anything
+/// since, and under a write-only load it sends a busy slave nothing else to answer. Heard,
+/// the slave is slow, not gone: suspected, its late writes moved to other slaves, and kept.
+pub const STILL_HERE: Duration = Duration::from_millis(50);
+
 /// What the event loop must do for the slave, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
@@ -86,6 +93,12 @@ pub struct Slave {
     announced: bool,
     /// Draws of [`Slave::jitter`] so far.
     draws: u64,
+    /// When the last unasked PONG went out ([`STILL_HERE`]).
+    still_here: Instant,
+    /// The last tick at which ACKs waited for a sync: until then the master's silence is
+    /// ours (it sends nothing new while every write it has waits for our ACKs), so it counts
+    /// only from here.
+    excused: Instant,
     out: Vec<Out>,
 }
 
@@ -113,6 +126,8 @@ impl Slave {
             refusals: RefusalLog::default(),
             announced: false,
             draws: 0,
+            still_here: now,
+            excused: now,
             out: Vec::new(),
         }
     }
@@ -144,12 +159,29 @@ impl Slave {
         let link = match &self.phase {
             Phase::Waiting { at } => *at,
             Phase::Connecting { deadline, .. } => *deadline,
-            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.patience(),
-            Phase::Supporting { until, .. } => (*until).min(self.last_heard + self.patience()),
+            Phase::Handshaking { .. } | Phase::Registered => self.silent_from() + self.patience(),
+            Phase::Supporting { until, .. } => (*until).min(self.silent_from() + self.patience()),
         };
+        let link = self.still_here_due().map_or(link, |at| at.min(link));
         self.store
             .next_deadline()
             .map_or(link, |sync| sync.min(link))
+    }
+
+    /// Since when the master has been silent for nothing: its last frame, or the end of a
+    /// sync that our ACKs waited for.
+    fn silent_from(&self) -> Instant {
+        self.last_heard.max(self.excused)
+    }
+
+    /// When to say PONG unasked: a sync the ACKs wait for has run [`STILL_HERE`], and so
+    /// long since the last such PONG.
+    fn still_here_due(&self) -> Option<Instant> {
+        if !self.registered() {
+            return None;
+        }
+        let started = self.store.sync_started()?;
+        Some((started + STILL_HERE).max(self.still_here + STILL_HERE))
     }
 
     /// Whether the next turn has work whatever happens (a compaction under way): the event
@@ -183,15 +215,17 @@ impl Slave {
 
     /// The frames of one read are handled: without `--fsync always`, write the STOREs they
     /// brought to the log now, so their ACKs go out with the other answers; with it, they
-    /// wait for [`Slave::end_turn`], where one `fdatasync` covers the whole turn.
+    /// wait for [`Slave::end_turn`], which writes the whole turn's in one `write` and hands
+    /// the sync to the syncer thread.
     pub fn after_read(&mut self) {
         if !self.store.groups_commits() {
             self.store.commit();
         }
     }
 
-    /// The end of a loop turn: write (and with `--fsync always`, sync) what the turn staged,
-    /// so the ACKs can go; sync if the interval is up; move a compaction along.
+    /// The end of a loop turn: write what the turn staged (with `--fsync always`, ACK what
+    /// the last sync covered and start the next); sync if the interval is up; move a
+    /// compaction along.
     pub fn end_turn(&mut self, now: Instant) {
         self.store.end_turn(now);
     }
@@ -199,6 +233,13 @@ impl Slave {
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {
+        if self.store.sync_started().is_some() {
+            self.excused = now;
+        }
+        if self.still_here_due().is_some_and(|at| now >= at) {
+            self.still_here = now;
+            self.out.push(Out::Send(Frame::new(0, Body::Pong)));
+        }
         match &self.phase {
             Phase::Waiting { at } if now >= *at => self.connect(now),
             Phase::Connecting { addr, deadline } if now >= *deadline => {
@@ -208,7 +249,7 @@ impl Slave {
                 self.retry(now);
             }
             Phase::Handshaking { .. } | Phase::Registered | Phase::Supporting { .. }
-                if now >= self.last_heard + self.patience() =>
+                if now >= self.silent_from() + self.patience() =>
             {
                 let silent = now.saturating_duration_since(self.last_heard);
                 self.out.push(Out::Close);
@@ -483,11 +524,9 @@ impl Slave {
 
     /// The connection ended (the caller has closed it or asked for it to be closed).
     fn lost(&mut self, why: &str, now: Instant) {
-        // What it staged is written and applied; its answers have no one to go to (the
-        // master counts those STOREs as unanswered).
-        self.store.commit();
-        let mut unsent = Vec::new();
-        self.store.take_answers(&mut unsent);
+        // What it staged is written and applied (under `--fsync always`, once synced); its
+        // answers have no one to go to (the master counts those STOREs as unanswered).
+        self.store.forget_answers();
         if let Phase::Handshaking { .. } = self.phase {
             // Closed before any WELCOME: a master that refuses without a word, or one that died.
             return self.refused(why, now);
