@@ -65,6 +65,10 @@ fn main() {
         id,
         boot: dsm_auth::boot_id(),
         max_frame,
+        limits: dsm_wire::Limits {
+            max_key: u32::try_from(max_key).unwrap_or(u32::MAX),
+            max_value: u32::try_from(max_value).unwrap_or(u32::MAX),
+        },
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(500)),
         secret: cli.secret(&m),
         spin: Duration::from_micros(cli.whole(&m, "spin-us", dsm_slave::SPIN_US)),

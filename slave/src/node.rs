@@ -33,6 +33,8 @@ pub struct Node {
     connecting: bool,
     /// The slave's outbox, drained; kept for its capacity.
     out: Vec<Out>,
+    /// Set by `Out::GiveUp`: the loop ends with this error.
+    give_up: Option<String>,
 }
 
 /// Load the data directory (if any), then serve the master until the poller itself fails.
@@ -60,9 +62,11 @@ impl Node {
             conn: None,
             connecting: false,
             out: Vec::new(),
+            give_up: None,
         };
         node.slave.on_tick(now);
         node.apply_out(now);
+        node.given_up()?;
         Ok(node)
     }
 
@@ -92,7 +96,15 @@ impl Node {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
         }
         self.apply_out(now);
-        Ok(())
+        self.given_up()
+    }
+
+    /// The slave gave up (`Out::GiveUp`): the error that ends the process.
+    fn given_up(&mut self) -> io::Result<()> {
+        match self.give_up.take() {
+            Some(why) => Err(io::Error::other(why)),
+            None => Ok(()),
+        }
     }
 
     /// Whether to send more of a report of what is held now: one is under way and the
@@ -155,6 +167,7 @@ impl Node {
                         // A closed stdout only loses the line: the slave serves on.
                         let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
                     }
+                    Out::GiveUp(why) => self.give_up = Some(why),
                 }
             }
             self.out = outs;

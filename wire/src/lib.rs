@@ -31,8 +31,8 @@ pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
 pub use encode::{encode, encode_ref};
 pub use error::WireError;
 pub use frame::{
-    AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
-    SyncEvent, AUTH_LEN,
+    AuthBytes, BackupLink, Body, ErrorCode, Frame, Limits, Opcode, Role, ServerRole, SlaveStatus,
+    Status, SyncEvent, AUTH_LEN,
 };
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).

@@ -483,6 +483,7 @@ impl Ha {
                     id: r.cfg.master_id(),
                     boot: dsm_auth::boot_id(),
                     nonce: None,
+                    limits: None,
                 },
             ),
             // A link still in (or refused at) its handshake: start a new one with our epoch.
