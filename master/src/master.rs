@@ -645,6 +645,15 @@ impl Master {
             let (peers, out) = (&mut self.core.peers, &mut self.core.out);
             return peers.refuse(conn, hello.req, ErrorCode::NotPrimary, text, out);
         }
+        if let Some(text) = self.ha.attach_refusal(&hello.id) {
+            let addr = self.core.peers.addr(conn);
+            log::warn!(
+                "refusing backup {} from {addr}: {text}",
+                hello.id.escape_debug()
+            );
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::Busy, text, out);
+        }
         let terms = Terms {
             epoch: self.core.term.epoch,
             lease_ms: self.core.cfg.lease.as_millis() as u32,

@@ -8,6 +8,7 @@
 //! with its copies counted as unreachable, not gone; the same process coming back (same boot
 //! id) is in service again at once, a new process reports what it holds first.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::idmap::ConnId;
@@ -351,16 +352,27 @@ impl SlaveTable {
         order
     }
 
-    /// The newest incarnation of each id, in order of first appearance: what STATUS lists.
-    pub fn latest_per_id(&self) -> Vec<(SlaveIdx, &Replica)> {
-        let mut out: Vec<(SlaveIdx, &Replica)> = Vec::new();
+    /// What STATUS lists: the newest incarnation of each id that is not lost (a lost slave is
+    /// forgotten), connected ones first, then the absent ones most recently seen first; at
+    /// most `cap` of them. One pass over the table and a sort: linear in its size (up to the
+    /// sort), whatever ids it holds.
+    pub fn listed(&self, cap: usize) -> Vec<(SlaveIdx, &Replica)> {
+        let mut newest: HashMap<&str, usize> = HashMap::new();
         for (i, s) in self.list.iter().enumerate() {
-            let entry = (i as SlaveIdx, s);
-            match out.iter_mut().find(|o| o.1.id == s.id) {
-                Some(slot) => *slot = entry,
-                None => out.push(entry),
+            if s.state != State::Lost {
+                newest.insert(s.id.as_str(), i);
             }
         }
+        let mut out: Vec<(SlaveIdx, &Replica)> = newest
+            .into_values()
+            .map(|i| (i as SlaveIdx, &self.list[i]))
+            .collect();
+        // Connected first (in order of registration), then absent, most recent first.
+        out.sort_by_key(|&(i, s)| match s.state {
+            State::Live | State::Joining => (0, i as i64),
+            _ => (1, -(i as i64)),
+        });
+        out.truncate(cap);
         out
     }
 }
