@@ -523,3 +523,35 @@ fn status_lists_a_bounded_number_of_slaves_and_stays_quick() {
     c.write(b"k", b"v").expect("write");
     assert_eq!(c.read(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// Slave registrations that leave before reporting what they hold (row 4's 1,000
+/// registrations, here ten). Before: each was on the roster and counted as a voter for an
+/// hour, so with a backup (voters: 2 masters, 3 slaves and 10 strangers) the primary lost its
+/// majority and stepped down. Now only a slave that has been in service votes.
+#[test]
+fn slaves_that_never_reported_do_not_vote() {
+    let cluster = start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        ..Default::default()
+    });
+    for i in 0..10 {
+        let mut s = TcpStream::connect(cluster.master_addr()).expect("connect");
+        send_frame(
+            &mut s,
+            1,
+            hello(Role::Slave, &format!("x{i}"), 1, default_limits()),
+        );
+        let mut rbuf = Vec::new();
+        match next_frame(&mut s, &mut rbuf, Instant::now() + WAIT) {
+            Heard::Frame(f) if matches!(f.body, Body::Welcome { .. }) => {}
+            other => panic!("registration {i}: {other:?}"),
+        }
+    }
+    let done = keep_writing(&cluster, Duration::from_secs(3));
+    assert!(done > 0);
+    let s = cluster.status_of(cluster.master_addr());
+    assert_eq!((s.role, s.epoch), (ServerRole::Primary, 1));
+    assert!(!cluster.log("master").contains("stepped down"));
+}
