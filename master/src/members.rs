@@ -183,7 +183,22 @@ impl Members<'_> {
         let Some((conn, id)) = self.slaves.mark_absent(idx, self.now) else {
             return;
         };
-        self.reports.remove(&idx);
+        let report = self.reports.remove(&idx);
+        // Gone before the end of its first report: nothing was counted on it but what its
+        // report showed, so unless that made it the holder of a newer version, it is
+        // forgotten at once (not while recovering: the recovery waits for it by id).
+        if !self.slaves.get(idx).served
+            && report.is_some_and(|t| t.adopted == 0)
+            && self.recovery.is_none()
+        {
+            self.slaves.lose(idx);
+            info!(
+                "slave '{id}' left before it finished reporting what it holds ({why}): forgotten"
+            );
+            self.gate.peers.close(conn, self.gate.out);
+            self.effects.push(Effect::Dropped(idx));
+            return;
+        }
         self.tell_backup(SyncEvent::SlaveDown { id: id.clone() });
         let live = self.slaves.live_count();
         warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");

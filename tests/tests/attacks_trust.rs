@@ -497,7 +497,8 @@ fn status_lists_a_bounded_number_of_slaves_and_stays_quick() {
         replicas: 2,
         ..Default::default()
     });
-    // 1,200 registrations with 128-byte ids that go away before reporting.
+    // 1,200 slaves with 128-byte ids that report (nothing) and go away: absent, and
+    // remembered until --slave-lost-after-ms.
     for i in 0..1200 {
         let id = format!("{i:0>128}");
         let mut s = TcpStream::connect(cluster.master_addr()).expect("connect");
@@ -507,6 +508,11 @@ fn status_lists_a_bounded_number_of_slaves_and_stays_quick() {
             Heard::Frame(f) if matches!(f.body, Body::Welcome { .. }) => {}
             other => panic!("registration {i}: {other:?}"),
         }
+        let report = Body::Inventory {
+            done: true,
+            entries: Vec::new(),
+        };
+        send_frame(&mut s, 0, report);
     }
     let mut c = cluster.client();
     let mut listed = 0;
@@ -554,4 +560,13 @@ fn slaves_that_never_reported_do_not_vote() {
     let s = cluster.status_of(cluster.master_addr());
     assert_eq!((s.role, s.epoch), (ServerRole::Primary, 1));
     assert!(!cluster.log("master").contains("stepped down"));
+    // And they are forgotten: not listed, not waited for.
+    let listed: Vec<&str> = s.slaves.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(listed, ["s0", "s1", "s2"]);
+    let log = cluster.log("master");
+    assert_eq!(
+        log.matches("finished reporting what it holds").count(),
+        10,
+        "{log}"
+    );
 }
