@@ -116,13 +116,13 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "max-key",
-        "largest key accepted, bytes (default 1024)",
+        "largest key accepted, bytes (default 1024); at least the master's, which refuses a slave below its own",
         "N",
     );
     opts.optopt(
         "",
         "max-value",
-        "largest value accepted, bytes (default 1048576)",
+        "largest value accepted, bytes (default 1048576); at least the master's",
         "N",
     );
     opts.optopt(
