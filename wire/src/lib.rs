@@ -34,6 +34,7 @@ pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
     SyncEvent, AUTH_LEN,
 };
+pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;
