@@ -7,22 +7,41 @@
 /// ([`from_words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Write { key: Vec<u8>, value: Vec<u8> },
-    Read { key: Vec<u8> },
+    Write {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Read {
+        key: Vec<u8>,
+    },
     /// READ with the version: prints `VERSION VALUE`.
-    VRead { key: Vec<u8> },
+    VRead {
+        key: Vec<u8>,
+    },
     /// A write answered with its version; with `expected`, compare-and-set.
     Set {
         key: Vec<u8>,
         value: Vec<u8>,
         expected: Option<u64>,
     },
-    Delete { key: Vec<u8>, expected: Option<u64> },
-    Incr { key: Vec<u8>, delta: i64 },
-    Scan { prefix: Vec<u8> },
-    Status { json: bool },
+    Delete {
+        key: Vec<u8>,
+        expected: Option<u64>,
+    },
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    Scan {
+        prefix: Vec<u8>,
+    },
+    Status {
+        json: bool,
+    },
     Ping,
-    Forget { id: String },
+    Forget {
+        id: String,
+    },
     Help,
     Quit,
 }

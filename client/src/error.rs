@@ -26,7 +26,9 @@ pub enum Error {
     Unknown(String),
     /// A compare-and-set found the key at another version (`current`; 0: no such key), and
     /// wrote nothing.
-    Conflict { current: u64 },
+    Conflict {
+        current: u64,
+    },
     /// The master sent something that is not a valid answer.
     Protocol(String),
     /// The request cannot be sent as asked (empty or oversize key, for example).

@@ -157,7 +157,8 @@ impl KeyIndex {
         };
         let (_, old) = std::mem::replace(&mut self.records[pos], (Box::default(), hole));
         self.release(old.ids);
-        self.holes.push(u32::try_from(pos).expect("positions fit the tag index"));
+        self.holes
+            .push(u32::try_from(pos).expect("positions fit the tag index"));
         true
     }
 

@@ -15,8 +15,8 @@
 
 use std::mem::size_of;
 
-use dsm_wire::plain_version;
 use dsm_index::{Found, TagIndex};
+use dsm_wire::plain_version;
 
 const HEADER: usize = 4;
 
@@ -324,7 +324,9 @@ impl Table {
             .index
             .find_hashed(hash, key, |pos| self.records[pos].key())
         {
-            Found::At(pos) if plain_version(self.records[pos].version) <= plain_version(version) => {
+            Found::At(pos)
+                if plain_version(self.records[pos].version) <= plain_version(version) =>
+            {
                 pos
             }
             _ => return None,

@@ -71,7 +71,10 @@ fn delete_then_read_versions_cas_and_scan_as_a_user_meets_them() {
     assert_eq!(c.delete(b"k", None).unwrap(), None, "deleted already");
     // Only if absent: expected version 0.
     let v4 = c.set(b"k", b"again", Some(0)).unwrap();
-    assert!(v4 > tomb, "a key written after its delete outranks the tombstone");
+    assert!(
+        v4 > tomb,
+        "a key written after its delete outranks the tombstone"
+    );
     assert_eq!(c.read(b"k").unwrap(), Some(b"again".to_vec()));
 
     // INCR: missing counts as 0, signed deltas, non-integers and overflow refused.
@@ -87,7 +90,10 @@ fn delete_then_read_versions_cas_and_scan_as_a_user_meets_them() {
         Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::Overflow),
         other => panic!("INCR past i64::MAX answered {other:?}"),
     }
-    assert_eq!(c.read(b"big").unwrap(), Some(i64::MAX.to_string().into_bytes()));
+    assert_eq!(
+        c.read(b"big").unwrap(),
+        Some(i64::MAX.to_string().into_bytes())
+    );
 
     // SCAN: every key under the prefix, none deleted, none outside it, over several pages.
     let mut want = BTreeSet::new();
@@ -118,7 +124,11 @@ fn delete_then_read_versions_cas_and_scan_as_a_user_meets_them() {
         cursor = next;
     }
     assert_eq!(paged, want);
-    assert!(pages >= 6, "{pages} pages of at most 50 for {} keys", want.len());
+    assert!(
+        pages >= 6,
+        "{pages} pages of at most 50 for {} keys",
+        want.len()
+    );
     let all = c.scan(b"").unwrap();
     assert!(all.len() >= 600 - 43, "scan of everything: {}", all.len());
 }
@@ -158,14 +168,21 @@ fn concurrent_cas_has_exactly_one_winner_per_version() {
             assert!(produced.insert(v), "version {v} produced twice");
         }
     }
-    assert!(winners.values().all(|&n| n == 1), "winners per version: {winners:?}");
+    assert!(
+        winners.values().all(|&n| n == 1),
+        "winners per version: {winners:?}"
+    );
     // Every version a win produced, but the last, was the expectation of exactly one winner:
     // the wins form one chain from the missing key.
     let last = *produced.iter().max().expect("someone won");
     assert!(winners.contains_key(&0), "nobody created the key");
     for v in &produced {
         if *v != last {
-            assert_eq!(winners.get(v), Some(&1), "no single winner after version {v}");
+            assert_eq!(
+                winners.get(v),
+                Some(&1),
+                "no single winner after version {v}"
+            );
         }
     }
     let mut c = cluster.client();
@@ -191,7 +208,11 @@ fn incr_from_several_clients_sums_exactly() {
     });
     let mut seen = seen.into_inner().unwrap();
     seen.sort_unstable();
-    assert_eq!(seen, (1..=400).collect::<Vec<i64>>(), "every INCR saw its own value");
+    assert_eq!(
+        seen,
+        (1..=400).collect::<Vec<i64>>(),
+        "every INCR saw its own value"
+    );
     let mut c = cluster.client();
     assert_eq!(c.read(b"counter").unwrap(), Some(b"400".to_vec()));
 }
@@ -212,7 +233,11 @@ fn a_delete_survives_slave_kills_and_restarts_on_their_data_dirs() {
     wait_until(BACK, "s1 back in service", || {
         cluster.try_status().is_ok_and(|s| live_count(&s) == 2)
     });
-    assert_eq!(read_settled(&mut c, b"missed"), None, "s1's old copy came back");
+    assert_eq!(
+        read_settled(&mut c, b"missed"),
+        None,
+        "s1's old copy came back"
+    );
     // Both slaves killed and restarted from their logs: neither key comes back.
     for i in 0..2 {
         cluster.kill_slave(i);

@@ -9,8 +9,12 @@ use dsm_tests::{run, Cluster, ClusterOpts};
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 fn version_of(line: &str) -> u64 {
-    let word = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("no version in {line:?}"));
-    word.parse().unwrap_or_else(|_| panic!("'{word}' is not a version"))
+    let word = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in {line:?}"));
+    word.parse()
+        .unwrap_or_else(|_| panic!("'{word}' is not a version"))
 }
 
 #[test]
@@ -28,11 +32,22 @@ fn one_shot_commands_delete_version_cas_incr_and_scan() {
     };
     ok(&["write", "k", "hello", "world"]);
     let line = ok(&["read", "--version", "k"]);
-    let v1 = line.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+    let v1 = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
     assert_eq!(line, format!("{v1} hello world\n"));
 
     // CAS: a win prints OK and the new version; a loss is exit 1 with the current version.
-    let v2 = version_of(&ok(&["write", "--if-version", &v1.to_string(), "k", "second"]));
+    let v2 = version_of(&ok(&[
+        "write",
+        "--if-version",
+        &v1.to_string(),
+        "k",
+        "second",
+    ]));
     assert!(v2 > v1);
     let lost = run(
         client().args(["write", "--if-version", &v1.to_string(), "k", "third"]),
@@ -41,7 +56,8 @@ fn one_shot_commands_delete_version_cas_incr_and_scan() {
     );
     assert_eq!(lost.code(), Some(1), "{lost:?}");
     assert!(
-        lost.stderr().contains(&format!("CONFLICT: current version {v2}")),
+        lost.stderr()
+            .contains(&format!("CONFLICT: current version {v2}")),
         "{lost:?}"
     );
     assert_eq!(ok(&["read", "k"]), "second");
@@ -55,7 +71,11 @@ fn one_shot_commands_delete_version_cas_incr_and_scan() {
     assert_eq!(refused.code(), Some(1), "{refused:?}");
     let tomb = version_of(&ok(&["delete", "--if-version", &v2.to_string(), "k"]));
     assert!(tomb > v2);
-    for args in [&["read", "k"][..], &["read", "--version", "k"], &["delete", "k"]] {
+    for args in [
+        &["read", "k"][..],
+        &["read", "--version", "k"],
+        &["delete", "k"],
+    ] {
         let done = run(client().args(args), b"", CLI_DEADLINE);
         assert_eq!(done.code(), Some(1), "{args:?}: {done:?}");
         assert!(done.stderr().contains("NOT_FOUND"), "{args:?}: {done:?}");
@@ -111,7 +131,9 @@ fn one_shot_commands_delete_version_cas_incr_and_scan() {
     let conflict = run(&mut client(), b"CAS c 0 again\n", CLI_DEADLINE);
     assert_eq!(conflict.code(), Some(1), "{conflict:?}");
     assert!(
-        conflict.stderr().contains(&format!("CONFLICT: current version {cas}")),
+        conflict
+            .stderr()
+            .contains(&format!("CONFLICT: current version {cas}")),
         "{conflict:?}"
     );
 }

@@ -399,12 +399,20 @@ pub enum Body {
     },
     /// Client → master: delete `key` (a versioned tombstone), answered WRITTEN with the
     /// tombstone's version, NOT_FOUND if there was no key, or CONFLICT as for SET.
-    Delete { key: Vec<u8>, expected: Option<u64> },
+    Delete {
+        key: Vec<u8>,
+        expected: Option<u64>,
+    },
     /// Client → master: add `delta` to the decimal integer held in `key` (missing: 0);
     /// answered VERSIONED with the new value.
-    Incr { key: Vec<u8>, delta: i64 },
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
     /// Client → master: a READ answered VERSIONED (or NOT_FOUND).
-    VRead { key: Vec<u8> },
+    VRead {
+        key: Vec<u8>,
+    },
     /// Client → master: the keys under `prefix`, from `cursor` (0 to begin), at most `limit`
     /// of them; answered KEYS.
     Scan {
@@ -413,14 +421,24 @@ pub enum Body {
         limit: u32,
     },
     /// Master → client: the change took effect as `version`.
-    Written { version: u64 },
+    Written {
+        version: u64,
+    },
     /// Master → client: the value of a key and its version (VREAD, INCR).
-    Versioned { version: u64, value: Vec<u8> },
+    Versioned {
+        version: u64,
+        value: Vec<u8>,
+    },
     /// Master → client: the compare-and-set failed; the key's committed version is `version`
     /// (0: it does not exist). Nothing was written.
-    Conflict { version: u64 },
+    Conflict {
+        version: u64,
+    },
     /// Master → client: a page of SCAN; `next` is the cursor of the next page (0: done).
-    Keys { next: u64, keys: Vec<Vec<u8>> },
+    Keys {
+        next: u64,
+        keys: Vec<Vec<u8>>,
+    },
     /// Master → slave: forget `key` if held at `version` or older (a collected tombstone);
     /// answered ACK once done (and, with a log, on disk).
     Purge {

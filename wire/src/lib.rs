@@ -30,11 +30,11 @@ pub use body_ref::BodyRef;
 pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
 pub use encode::{encode, encode_ref};
 pub use error::WireError;
+pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
     SyncEvent, AUTH_LEN,
 };
-pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

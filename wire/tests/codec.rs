@@ -360,7 +360,9 @@ fn samples() -> Vec<Frame> {
             cursor: 0,
             limit: 100,
         },
-        Body::Written { version: 1 << 40 | 7 },
+        Body::Written {
+            version: 1 << 40 | 7,
+        },
         Body::Versioned {
             version: 3,
             value: b"42".to_vec(),

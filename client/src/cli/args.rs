@@ -62,7 +62,10 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
     while let Some(a) = rest.next() {
         let b = a.as_bytes();
         // `incr KEY -5`: a negative delta is a word, not an option.
-        let negative_delta = args.words.first().is_some_and(|w| w.eq_ignore_ascii_case(b"incr"))
+        let negative_delta = args
+            .words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"incr"))
             && std::str::from_utf8(b).is_ok_and(|s| s.parse::<i64>().is_ok());
         if operands_only || negative_delta || b == b"-" || !b.starts_with(b"-") {
             if args.words.is_empty() && !operands_only && b.eq_ignore_ascii_case(b"bench") {

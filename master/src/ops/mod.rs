@@ -36,16 +36,29 @@ use write::{Reply, WriteOp};
 
 /// A client's request on one key, as the master takes it.
 pub(crate) enum Request<'a> {
-    Read { key: &'a [u8] },
-    Write { key: &'a [u8], value: &'a [u8] },
-    VRead { key: &'a [u8] },
+    Read {
+        key: &'a [u8],
+    },
+    Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    VRead {
+        key: &'a [u8],
+    },
     Set {
         key: &'a [u8],
         expected: Option<u64>,
         value: &'a [u8],
     },
-    Delete { key: &'a [u8], expected: Option<u64> },
-    Incr { key: &'a [u8], delta: i64 },
+    Delete {
+        key: &'a [u8],
+        expected: Option<u64>,
+    },
+    Incr {
+        key: &'a [u8],
+        delta: i64,
+    },
 }
 
 impl<'a> Request<'a> {

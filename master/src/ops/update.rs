@@ -77,8 +77,8 @@ impl UpdateOp {
         subs: &mut SubTable,
         spread: &mut ReadSpread,
     ) -> Step {
-        let must_read = matches!(self.change, Change::Incr { .. })
-            || ctx.doubts.needs_probe(op.key, ctx.keys);
+        let must_read =
+            matches!(self.change, Change::Incr { .. }) || ctx.doubts.needs_probe(op.key, ctx.keys);
         if let Phase::Writing(w) = &mut self.phase {
             // A deferred write starting again.
             return w.start(op, ctx, subs);
@@ -239,7 +239,9 @@ impl UpdateOp {
 pub(crate) fn incremented(held: Option<&[u8]>, delta: i64) -> Result<String, Body> {
     let n = match held {
         None => 0,
-        Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|s| s.parse::<i64>().ok())
+        Some(bytes) => match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
         {
             Some(n) => n,
             None => {
@@ -274,7 +276,13 @@ mod tests {
         assert_eq!(code(incremented(Some(b" 1"), 1)), ErrorCode::NotAnInteger);
         assert_eq!(code(incremented(Some(b""), 1)), ErrorCode::NotAnInteger);
         let max = i64::MAX.to_string();
-        assert_eq!(code(incremented(Some(max.as_bytes()), 1)), ErrorCode::Overflow);
-        assert_eq!(code(incremented(None, i64::MIN).and_then(|s| incremented(Some(s.as_bytes()), -1))), ErrorCode::Overflow);
+        assert_eq!(
+            code(incremented(Some(max.as_bytes()), 1)),
+            ErrorCode::Overflow
+        );
+        assert_eq!(
+            code(incremented(None, i64::MIN).and_then(|s| incremented(Some(s.as_bytes()), -1))),
+            ErrorCode::Overflow
+        );
     }
 }
