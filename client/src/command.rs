@@ -582,9 +582,39 @@ mod tests {
         assert_eq!(line("exit"), Ok(Some(Command::Quit)));
         assert!(line("READ").is_err());
         assert!(line("READ a b").is_err());
-        assert!(line("DELETE k")
+        assert!(line("FLUSH k")
             .unwrap_err()
-            .contains("unknown command 'DELETE'"));
+            .contains("unknown command 'FLUSH'"));
+        assert_eq!(
+            line("DELETE k"),
+            Ok(Some(Command::Delete {
+                key: b"k".to_vec(),
+                expected: None
+            }))
+        );
+        assert_eq!(
+            line("cas k 7 a  b "),
+            Ok(Some(Command::Set {
+                key: b"k".to_vec(),
+                value: b"a  b ".to_vec(),
+                expected: Some(7)
+            }))
+        );
+        assert!(line("CAS k x v").is_err());
+        assert!(line("CAS k 7").is_err());
+        assert_eq!(
+            line("INCR n -3"),
+            Ok(Some(Command::Incr {
+                key: b"n".to_vec(),
+                delta: -3
+            }))
+        );
+        assert!(line("INCR n 1 2").is_err());
+        assert_eq!(line("SCAN"), Ok(Some(Command::Scan { prefix: Vec::new() })));
+        assert_eq!(
+            line("VREAD k"),
+            Ok(Some(Command::VRead { key: b"k".to_vec() }))
+        );
         assert!(line("bench --op write")
             .unwrap_err()
             .contains("dsm-client bench"));
