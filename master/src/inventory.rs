@@ -54,7 +54,7 @@ impl Reconcile<'_> {
         let mut likely = Vec::with_capacity(hashes.len());
         std::hint::black_box(self.keys.warm(&hashes, &mut likely));
         for ((key, version), hash) in entries.into_iter().zip(hashes) {
-            if version >= self.ceiling {
+            if dsm_wire::plain_version(version) >= self.ceiling {
                 tally.refused += 1;
                 tally.refused_max = tally.refused_max.max(version);
                 continue;

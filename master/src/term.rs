@@ -48,8 +48,9 @@ impl Term {
     /// Whether a slave may report `version` to this master serving at its settled epoch: only
     /// a version this master, or a primary before it whose counter it followed or whose epoch
     /// it outranks, handed out. Everything above is a lie (or a bug) and is refused.
+    /// (A tombstone's bit is not part of the version: see `dsm_wire::plain_version`.)
     pub fn handed_out(&self, version: u64) -> bool {
-        version < self.next_version
+        dsm_wire::plain_version(version) < self.next_version
     }
 
     /// A peer has seen `epoch`: never go below it.

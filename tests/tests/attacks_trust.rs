@@ -17,6 +17,8 @@ use dsm_tests::{poll_until, wait_until, Cluster, ClusterOpts, MasterId};
 use dsm_wire::{Body, ErrorCode, Limits, Role, ServerRole, DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE};
 
 const EVIL: &[u8] = b"EVIL";
+/// The highest version a value can have (the top bit marks a tombstone, a DELETE).
+const TOP: u64 = u64::MAX >> 1;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(opts: ClusterOpts) -> Cluster {
@@ -44,7 +46,7 @@ fn default_limits() -> Option<Limits> {
 /// How a fake slave answers the master.
 #[derive(Clone, Copy)]
 enum Lie {
-    /// Every FETCH: FETCHED at version 2^64 - 1 with the value EVIL.
+    /// Every FETCH: FETCHED at the highest version (2^63 - 1) with the value EVIL.
     TopVersion,
     /// Every STORE: first ERROR with the request ids next to its own (its neighbours'
     /// STOREs of the same write), then ACK its own.
@@ -113,7 +115,7 @@ fn serve(mut s: TcpStream, mut rbuf: Vec<u8>, lie: Lie, stop: Arc<AtomicBool>) {
             (Body::Ping, _) => send_frame(&mut s, f.req_id, Body::Pong),
             (Body::Fetch { .. }, Lie::TopVersion) => {
                 let body = Body::Fetched {
-                    version: u64::MAX,
+                    version: TOP,
                     value: EVIL.to_vec(),
                 };
                 send_frame(&mut s, f.req_id, body);
@@ -143,8 +145,9 @@ fn live_ids(cluster: &Cluster) -> Vec<String> {
     ids
 }
 
-/// Row 1: a registered slave answers FETCH with version 2^64 - 1 and the value EVIL, and
-/// reports a key it does not hold at that version. Before: the master adopted it, served
+/// Row 1: a registered slave answers FETCH with version 2^63 - 1 (the highest a value can
+/// have) and the value EVIL, and reports a key at version 2^64 - 1 (a tombstone at 2^63 - 1:
+/// a DELETE nobody made). Before: the master adopted it, served
 /// EVIL, and every later READ still returned it (the version outranked every later write).
 #[test]
 fn a_slave_cannot_make_the_master_serve_a_version_no_master_handed_out() {
@@ -155,7 +158,8 @@ fn a_slave_cannot_make_the_master_serve_a_version_no_master_handed_out() {
     });
     let mut c = cluster.client();
     c.write(b"inv", b"real-inv").expect("write inv");
-    // It claims `inv` at the top version in its report, and answers every FETCH with it.
+    // It claims `inv` deleted at the top version in its report, and answers every FETCH with
+    // EVIL at the top version.
     let _liar = FakeSlave::join(
         cluster.master_addr(),
         "liar",
@@ -181,7 +185,7 @@ fn a_slave_cannot_make_the_master_serve_a_version_no_master_handed_out() {
     }
     let log = cluster.log("master");
     assert!(
-        log.contains("answered a FETCH with version 18446744073709551615"),
+        log.contains(&format!("answered a FETCH with version {TOP}")),
         "the liar was never asked, so this test showed nothing:\n{log}"
     );
     assert!(
