@@ -24,6 +24,7 @@ mod decode;
 mod encode;
 mod error;
 mod frame;
+mod hint;
 mod reader;
 
 pub use body_ref::BodyRef;
@@ -32,8 +33,9 @@ pub use encode::{encode, encode_ref};
 pub use error::WireError;
 pub use frame::{
     AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
-    AUTH_LEN,
+    WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
 };
+pub use hint::{naming_primary, primary_named};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

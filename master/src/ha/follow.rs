@@ -187,6 +187,7 @@ fn apply(
                 doubts.settled(&key);
             }
             SyncEvent::Intent { key } => doubts.intent(&key),
+            SyncEvent::Primary { .. } => {}
         }
     }
 }
