@@ -1,6 +1,8 @@
-//! The short torture run of `make test`: 20 s of seeded faults (every kind at least once)
-//! against a primary, a backup and 4 slaves at R=2 while 4 clients read and write 8 keys; the
-//! history must be linearizable key by key and lose no acknowledged write. The seed is printed;
+//! The short torture run of `make test`: 20 s of seeded faults (every kind at least once, the
+//! kill -9 of every node at once and the restart of a slave on its data included) against a
+//! primary, a backup and 4 slaves at R=2, every node with a data dir (the slaves with the
+//! default `--fsync interval`), while 4 clients read and write 8 keys; the history must be
+//! linearizable key by key and lose no acknowledged write. The seed is printed;
 //! `DSM_TORTURE_SEED=N` replays a schedule. `make torture` is the long version.
 
 use std::time::Duration;
@@ -42,6 +44,8 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
         Fault::StopPrimary,
         Fault::KillPrimary,
         Fault::StopSlaveRepeatedly,
+        Fault::RestartSlave,
+        Fault::KillAll,
     ] {
         assert!(
             r.faults.counts.get(&kind).is_some_and(|&n| n > 0),
