@@ -7,8 +7,8 @@ use std::panic;
 
 use dsm_wire::{
     decode, decode_borrowed, decode_with_max, encode, BackupLink, Body, ErrorCode, Frame, Opcode,
-    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN, DEFAULT_MAX_FRAME,
-    HEADER_LEN,
+    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
+    DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 
 const DEFAULT_SEED: u64 = 0x00d5_3a11_c0de_c0de;

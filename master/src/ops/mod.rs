@@ -21,6 +21,7 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
+use crate::once::{Records, Seen};
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
@@ -50,9 +51,16 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// The answers of exactly-once writes (`once.rs`).
+    records: Records,
 }
 
 impl Ops {
+    /// Exactly-once answers kept, and the clients they belong to.
+    pub fn records(&self) -> (usize, usize) {
+        self.records.len()
+    }
+
     /// Client operations (and copies) and slave sub-requests still open.
     pub fn in_flight(&self) -> (usize, usize) {
         (self.slab.len(), self.subs.len())
@@ -93,17 +101,37 @@ impl Ops {
             let reply = Body::error(ErrorCode::NotPrimary, text);
             return ctx.out.send(conn, req_id, reply);
         }
-        let (key, value) = match body {
-            BodyRef::Read { key } => (key, None),
-            BodyRef::Write { key, value } => (key, Some(value)),
+        let (key, value, once) = match body {
+            BodyRef::Read { key } => (key, None, None),
+            BodyRef::Write { key, value } => (key, Some(value), None),
+            BodyRef::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => (key, Some(value), Some((id, resent_ms))),
             other => unreachable!("a request of {:?}", other.opcode()),
         };
         if let Some((code, text)) = ctx.cfg.check_request(key, value) {
             return ctx.out.send(conn, req_id, Body::error(code, text));
         }
-        let kind = match value {
-            Some(value) => OpKind::Write(WriteOp::new(value)),
-            None => OpKind::Read(ReadOp::default()),
+        let kind = match (value, once) {
+            (Some(value), Some((id, resent_ms))) => match self.records.arrived(id, ctx.now) {
+                Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
+                Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
+                Seen::Stale => {
+                    let text = format!(
+                        "write {} of client {:x} is below the client's own acked mark {}; not \
+                         applied",
+                        id.seq, id.client, id.acked
+                    );
+                    return ctx
+                        .out
+                        .send(conn, req_id, Body::error(ErrorCode::BadRequest, text));
+                }
+            },
+            (Some(value), None) => OpKind::Write(WriteOp::new(value)),
+            (None, _) => OpKind::Read(ReadOp::default()),
         };
         if let Some(n) = self.owed.get_mut(conn) {
             *n += 1;
@@ -149,6 +177,12 @@ impl Ops {
     }
 
     fn start(&mut self, ctx: &mut Ctx, id: OpId) {
+        // A copy of an exactly-once write that waited behind the first: its answer, again.
+        let answered = self.slab[id].writer().and_then(|w| self.records.answer(w));
+        if let Some(reply) = answered {
+            self.slab[id].started = true;
+            return self.complete(ctx.timers, id, reply);
+        }
         let step = self.slab[id].start(id, ctx, &mut self.subs, &mut self.spread);
         self.apply(ctx.timers, id, step);
     }
@@ -244,6 +278,9 @@ impl Ops {
         if let OpKind::Copy(_) = op.kind {
             ctx.repairs.copy_ended();
         }
+        if let (Some(w), Some(reply)) = (op.writer(), op.reply.as_ref()) {
+            self.records.answered(w, reply, ctx.now);
+        }
         let reply = match (op.reply, refusal) {
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
@@ -274,6 +311,8 @@ impl Ops {
 
     /// This master stepped down: every open operation is answered with what it can still say.
     pub fn fail_all(&mut self, timers: &mut Timers, why: &str) {
+        // A later term learns what became of a write from the slaves, not from this one.
+        self.records.clear();
         let open: Vec<OpId> = self
             .slab
             .iter()
@@ -420,6 +459,13 @@ impl Ops {
                 self.on_fetched(ctx, req, from, Some((version, value)))
             }
             Body::NotFound => self.on_fetched(ctx, req, from, None),
+            Body::Recalled { held, stored } => {
+                if let Some(s) = self.subs.take_answer(req, from, ctx.timers) {
+                    let subs = &mut self.subs;
+                    let step = self.slab[s.op].recalled(s.op, ctx, subs, req, from, held, stored);
+                    self.apply(ctx.timers, s.op, step);
+                }
+            }
             Body::Pong => {}
             Body::Error { code, text } => {
                 let id = &ctx.slaves.get(from).id;
