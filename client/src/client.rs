@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::Secret;
-use dsm_wire::{encode, primary_named, Body, ErrorCode, Frame, Status, WriteId};
+use dsm_wire::{encode, primary_named, says_taken, Body, ErrorCode, Frame, Status, WriteId};
 
 use crate::conn::{remaining, MasterConn};
 use crate::error::Error;
@@ -337,7 +337,8 @@ impl Client {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut bodies = self.number(bodies);
-        let mut sent = false;
+        // Per request: a master may have taken it and said nothing of its outcome.
+        let mut maybe_taken = vec![false; bodies.len()];
         let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
         loop {
@@ -345,11 +346,12 @@ impl Client {
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
                 .collect();
-            if sent {
-                // Every send after the first says so, with the time since the first.
-                let ms = started.elapsed().as_millis().clamp(1, u32::MAX as u128) as u32;
-                for &i in &todo {
-                    if let Body::WriteOnce { resent_ms, .. } = &mut bodies[i] {
+            // A write a master may have taken is sent again saying so, with the time since its
+            // first send: the next primary first asks the slaves whether it was applied.
+            let ms = started.elapsed().as_millis().clamp(1, u32::MAX as u128) as u32;
+            for &i in &todo {
+                if let Body::WriteOnce { resent_ms, .. } = &mut bodies[i] {
+                    if maybe_taken[i] {
                         *resent_ms = ms;
                     }
                 }
@@ -363,12 +365,23 @@ impl Client {
                     &mut out,
                 );
             }
-            match self.exchange(&out, first_req, &todo, &mut answers, deadline) {
+            let round = self.exchange(&out, first_req, &todo, &mut answers, deadline);
+            if matches!(
+                round,
+                Ok(Round::Silent) | Err(Error::Io(_)) | Err(Error::Protocol(_))
+            ) {
+                for &i in &todo {
+                    maybe_taken[i] |= answers[i].is_none();
+                }
+            }
+            match round {
                 Ok(Round::Answered) => {}
                 // Some answers said NOT_PRIMARY and were left unset: try the primary it named,
                 // or the next master.
-                Ok(Round::Refused(text)) => {
-                    sent = true;
+                Ok(Round::Refused { text, taken }) => {
+                    for i in taken {
+                        maybe_taken[i] = true;
+                    }
                     let named = primary_named(&text);
                     refusal = Some(text);
                     match named.filter(|&a| !self.avoided(a, Instant::now())) {
@@ -382,7 +395,6 @@ impl Client {
                 Ok(Round::ClosedBeforeSend) => self.move_on(),
                 // The master said nothing for two probe intervals: frozen, or cut off.
                 Ok(Round::Silent) => {
-                    sent = true;
                     let master = self.master();
                     self.give_up_writes(&bodies, &todo, &mut answers, || {
                         format!("{master} stopped answering")
@@ -390,7 +402,6 @@ impl Client {
                     self.avoid_current();
                 }
                 Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
-                    sent = true;
                     let master = self.master();
                     self.give_up_writes(&bodies, &todo, &mut answers, || {
                         format!("the connection to {master} broke before the answer ({e})")
@@ -456,6 +467,7 @@ impl Client {
         conn.send(out, deadline)?;
         let mut missing = todo.len();
         let mut not_primary = None;
+        let mut taken = Vec::new();
         let mut probe_at = Instant::now() + probe;
         let mut pinged = false;
         while missing > 0 {
@@ -494,6 +506,9 @@ impl Client {
                 text,
             } = frame.body
             {
+                if says_taken(&text) {
+                    taken.push(i);
+                }
                 not_primary = Some(text);
                 continue;
             }
@@ -502,7 +517,7 @@ impl Client {
         match not_primary {
             Some(text) => {
                 self.conn = None;
-                Ok(Round::Refused(text))
+                Ok(Round::Refused { text, taken })
             }
             None => Ok(Round::Answered),
         }
@@ -646,8 +661,9 @@ impl Client {
 enum Round {
     /// Every request has its answer.
     Answered,
-    /// Some were refused with NOT_PRIMARY (never taken): the text of the last refusal.
-    Refused(String),
+    /// Some were refused with NOT_PRIMARY: the text of the last refusal, and the requests
+    /// whose refusal said the master had taken them (`dsm_wire::says_taken`).
+    Refused { text: String, taken: Vec<usize> },
     /// The master had closed the connection before anything was written.
     ClosedBeforeSend,
     /// The master answered neither the requests nor a PING for two probe intervals.

@@ -4,6 +4,19 @@
 use std::net::SocketAddr;
 
 const PREFIX: &str = "primary=";
+/// How the reason of a NOT_PRIMARY to a WRITE_ONCE begins when the master took the write and
+/// can no longer vouch for it (after the `primary=ADDR; ` part, if any): the write may have been
+/// applied, so it must be sent again marked as such (`resent_ms` > 0).
+pub const TAKEN: &str = "taken; ";
+
+/// Whether a NOT_PRIMARY answer's text says the master took the write (see [`TAKEN`]).
+pub fn says_taken(text: &str) -> bool {
+    let reason = match text.strip_prefix(PREFIX) {
+        Some(rest) => rest.split_once("; ").map_or("", |(_, why)| why),
+        None => text,
+    };
+    reason.starts_with(TAKEN)
+}
 
 /// The text of a NOT_PRIMARY answer that names the primary at `primary` (its client address).
 pub fn naming_primary(primary: SocketAddr, why: &str) -> String {
@@ -34,5 +47,15 @@ mod tests {
         assert_eq!(primary_named("this master stepped down"), None);
         assert_eq!(primary_named("primary=nonsense; x"), None);
         assert_eq!(primary_named(""), None);
+    }
+
+    #[test]
+    fn a_taken_write_is_told_from_one_refused_before_it_was_taken() {
+        let v4: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let taken = format!("{TAKEN}lease lost");
+        assert!(says_taken(&taken));
+        assert!(says_taken(&naming_primary(v4, &taken)));
+        assert!(!says_taken("lease lost"));
+        assert!(!says_taken(&naming_primary(v4, "this is a standby master")));
     }
 }

@@ -35,7 +35,7 @@ pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
     SyncEvent, WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
 };
-pub use hint::{naming_primary, primary_named};
+pub use hint::{naming_primary, primary_named, says_taken, TAKEN};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

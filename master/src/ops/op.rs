@@ -216,10 +216,22 @@ impl Op {
 /// write may be sent again (the next primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
     match kind {
-        OpKind::Write(w) if w.writer().is_some() => Body::error(
-            ErrorCode::NotPrimary,
-            format!("{why}; send the write again, as it is, to the primary"),
-        ),
+        OpKind::Write(w) if w.writer().is_some() => {
+            // `TAKEN` opens the reason, after the primary's address if `why` names it.
+            let (named, reason) = match dsm_wire::primary_named(why) {
+                Some(addr) => (Some(addr), why.split_once("; ").map_or("", |(_, r)| r)),
+                None => (None, why),
+            };
+            let reason = format!(
+                "{}{reason}; send the write again, as it is, to the primary",
+                dsm_wire::TAKEN
+            );
+            let text = match named {
+                Some(addr) => dsm_wire::naming_primary(addr, &reason),
+                None => reason,
+            };
+            Body::error(ErrorCode::NotPrimary, text)
+        }
         OpKind::Write(_) => Body::error(
             ErrorCode::Timeout,
             format!("{why}; the write may or may not have happened"),

@@ -224,7 +224,14 @@ impl WriteOp {
         };
         match stored {
             RECALL_NONE => {}
-            RECALL_UNSURE => once.unsure = true,
+            RECALL_UNSURE => {
+                let id = &ctx.slaves.get(from).id;
+                warn!(
+                    "slave '{id}' cannot say whether write {:?} was stored",
+                    once.id
+                );
+                once.unsure = true;
+            }
             _ => once.stored = true,
         }
         if held > once.held {
@@ -353,6 +360,7 @@ impl WriteOp {
         self.pending.retain(|&p| p != sub);
         if let Some(once) = self.once.as_deref_mut().filter(|o| o.asking) {
             // A slave that cannot answer a RECALL may hold the earlier copy.
+            warn!("a RECALL of write {:?} failed ({refusal:?})", once.id);
             once.unsure = true;
             return self.recall_decide(op, ctx, subs);
         }
