@@ -208,6 +208,7 @@ impl WriteOp {
     }
 
     /// A slave answered RECALL: it holds `held` of the key, and stored the write at `stored`.
+    #[allow(clippy::too_many_arguments)]
     pub fn recalled(
         &mut self,
         op: &OpRef,
