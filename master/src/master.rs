@@ -134,13 +134,15 @@ impl Master {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
     }
 
-    /// A client's READ or WRITE (`op`) of `len` bytes, over the frame limit: answer
+    /// A client's READ, WRITE or WRITE_ONCE (`op`) of `len` bytes, over the frame limit: answer
     /// TOO_LARGE, as for a key or value over its limit within it (the event loop skips the
     /// frame's bytes, so the connection goes on).
     pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
         let cfg = &self.core.cfg;
         let what = if op == dsm_wire::Opcode::Write as u8 {
             "WRITE"
+        } else if op == dsm_wire::Opcode::WriteOnce as u8 {
+            "WRITE_ONCE"
         } else {
             "READ"
         };
