@@ -21,13 +21,11 @@ const SYNC_FRAME_BYTES: usize = 256 * 1024;
 fn event_size(e: &SyncEvent) -> usize {
     match e {
         SyncEvent::SlaveUp { id, .. } => 11 + id.len(),
-        SyncEvent::SlaveDown { id } | SyncEvent::SlaveLost { id } | SyncEvent::Primary { id } => {
-            3 + id.len()
-        }
+        SyncEvent::SlaveDown { id } | SyncEvent::SlaveLost { id } => 3 + id.len(),
         SyncEvent::Key { key, holders, .. } => {
             18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
         }
-        SyncEvent::Intent { key } => 5 + key.len(),
+        SyncEvent::Intent { key } | SyncEvent::Gone { key } => 5 + key.len(),
     }
 }
 
