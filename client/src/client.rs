@@ -59,6 +59,10 @@ pub struct ConnectOptions {
     /// listens all along), but a restart of every master does: a program that should ride one
     /// out leaves this off.
     pub refused_is_final: bool,
+    /// The largest value this client expects, as the master's `--max-value`: a frame from
+    /// the master longer than such a value with the largest key and a header is refused
+    /// (a protocol error, the connection closed) before its bytes are buffered.
+    pub max_value: usize,
 }
 
 impl Default for ConnectOptions {
@@ -67,6 +71,7 @@ impl Default for ConnectOptions {
             timeout: DEFAULT_TIMEOUT,
             secret: None,
             refused_is_final: false,
+            max_value: dsm_wire::DEFAULT_MAX_VALUE,
         }
     }
 }
@@ -113,7 +118,7 @@ impl Client {
             ConnectOptions {
                 timeout,
                 secret,
-                refused_is_final: false,
+                ..ConnectOptions::default()
             },
         )
     }
@@ -134,7 +139,9 @@ impl Client {
             conn: None,
             next_req: 1,
             timeout: opts.timeout,
-            max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
+            // Keys up to 64 KiB (the wire's own bound) and values up to `max_value`: a STATUS
+            // reply is far smaller.
+            max_frame: dsm_wire::max_frame_for(64 * 1024, opts.max_value),
             secret: opts.secret,
         };
         c.ensure_connected(Instant::now() + c.timeout)?;

@@ -16,19 +16,22 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io, Oversize};
-use dsm_wire::{Opcode, WireError};
+use dsm_wire::{Body, ErrorCode, Frame, Opcode, WireError};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{Config, UNAUTHENTICATED_MAX_FRAME};
 use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
 use crate::outbox::Out;
 
-/// Above this many unsent bytes for a peer, stop reading its requests until it drains.
-const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
+/// Reads (of up to 64 KiB each) from one connection per turn: a peer that sends faster than
+/// the master handles its frames (a slave answering a burst of large FETCHes) must not keep
+/// the loop from every other connection, and from its timers, until it pauses.
+const READS_PER_TURN: usize = 16;
+
 
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
@@ -62,8 +65,14 @@ pub struct Server {
     dirty: Vec<usize>,
     /// This turn's events, copied out of `events` (kept to reuse its allocation).
     ready: Vec<(Token, bool, bool)>,
-    /// Connections we stopped reading because their replies pile up.
+    /// Clients we stopped reading because they are over their share of the buffer budget, or
+    /// the budget is spent (see [`Server::over_budget`]).
     paused: Vec<usize>,
+    /// Bytes queued on every connection and not yet written.
+    queued: usize,
+    /// Connections left with bytes in their socket after [`READS_PER_TURN`] reads: read again
+    /// next turn (no new edge will say so), after everyone else has had a turn.
+    again: Vec<usize>,
     /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
     link: Option<(usize, bool)>,
     /// Client connections whose queued replies are held back (see the module doc).
@@ -77,7 +86,7 @@ impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
-        let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
+        let listeners = Listeners::bind(listen, heartbeat, poll.registry())?;
         // The addresses bound (port 0 picks one): this master's id among masters and STATUS
         // name them.
         let cfg = Config {
@@ -95,6 +104,8 @@ impl Server {
             dirty: Vec::new(),
             ready: Vec::new(),
             paused: Vec::new(),
+            queued: 0,
+            again: Vec::new(),
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
@@ -153,6 +164,11 @@ impl Server {
             }
         }
         self.ready = ready;
+        for key in std::mem::take(&mut self.again) {
+            if self.conns.contains(key) && self.link != Some((key, false)) {
+                self.read(key);
+            }
+        }
         self.core.on_tick(polled_at);
         self.apply_out();
         self.flush_dirty();
@@ -169,6 +185,11 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
+        if !self.again.is_empty() {
+            // Sockets with bytes left: look for new events without sleeping, then read them.
+            self.release_held();
+            return self.poll.poll(&mut self.events, Some(Duration::ZERO));
+        }
         let spin = !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0;
         let mut until = Instant::now() + self.cfg.spin;
         if let Some(timer) = self.core.next_deadline() {
@@ -193,8 +214,20 @@ impl Server {
         self.poll.poll(&mut self.events, timeout)
     }
 
+    /// Take every connection waiting. Clients are capped when they say HELLO (`--max-conns`);
+    /// here only the total is, at `--max-conns` + `--peer-slots`: at it, the oldest
+    /// connection still in its HELLO gives way, and with none such the newcomer is told ERROR
+    /// BUSY and closed (never left waiting in the backlog).
     fn accept(&mut self, token: Token) {
-        while let Some((mut stream, addr)) = self.listeners.next(token, self.conns.len()) {
+        while let Some((mut stream, addr)) = self.listeners.next(token) {
+            if self.conns.len() >= self.cfg.max_conns + self.cfg.peer_slots {
+                if self.core.evict_unidentified() {
+                    self.apply_out();
+                } else {
+                    refuse_full(&mut stream, addr, self.conns.len());
+                    continue;
+                }
+            }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             let registry = self.poll.registry();
@@ -202,7 +235,8 @@ impl Server {
                 warn!("cannot register connection from {addr}: {e}");
                 continue;
             }
-            entry.insert(Conn::new(stream, self.cfg.max_frame()));
+            // A few KiB until it has said HELLO (and proved the secret, if asked to).
+            entry.insert(Conn::new(stream, UNAUTHENTICATED_MAX_FRAME));
             debug!("connection {key} from {addr}");
             self.core.on_connect(key, addr.to_string(), Instant::now());
         }
@@ -251,43 +285,18 @@ impl Server {
     }
 
     fn read(&mut self, key: usize) {
-        loop {
-            let conn = &mut self.conns[key];
-            if conn.pending() > HIGH_WATERMARK {
-                if !self.paused.contains(&key) {
-                    debug!("connection {key}: replies pile up, pausing reads");
-                    self.paused.push(key);
-                }
-                return;
-            }
-            match conn.read_some() {
+        // Frames left undecoded when the client went over its budget come first.
+        if !self.decode(key) {
+            return;
+        }
+        for _ in 0..READS_PER_TURN {
+            match self.conns[key].read_some() {
                 Io::Done(_) => {}
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
-            let now = Instant::now();
-            loop {
-                match self.conns[key].next_decoded() {
-                    Ok(Some(decoded)) => self.core.on_decoded(key, decoded, now),
-                    Ok(None) => break,
-                    // A client's READ or WRITE too large to take as a frame is answered
-                    // TOO_LARGE, as one within the frame limit is, and its bytes skipped.
-                    Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
-                        match self.conns[key].oversize() {
-                            Oversize::Partial => break,
-                            Oversize::Header { op, req_id, len }
-                                if op == Opcode::Write as u8 || op == Opcode::Read as u8 =>
-                            {
-                                self.conns[key].skip_frame(len);
-                                self.core.refuse_oversize(key, req_id, op, len);
-                            }
-                            Oversize::Header { .. } => {
-                                return self.close(key, &format!("bad frame: {e}"), true)
-                            }
-                        }
-                    }
-                    Err(e) => return self.close(key, &format!("bad frame: {e}"), true),
-                }
+            if !self.decode(key) {
+                return;
             }
             self.apply_out();
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
@@ -295,6 +304,74 @@ impl Server {
                 return;
             }
         }
+        if !self.again.contains(&key) {
+            self.again.push(key);
+        }
+    }
+
+    /// Hand the whole frames buffered to the core. `false`: the connection is gone, or it is
+    /// a client over its budget (paused: the rest stays buffered, and no more is read).
+    fn decode(&mut self, key: usize) -> bool {
+        let now = Instant::now();
+        loop {
+            if self.over_budget(key) {
+                if !self.paused.contains(&key) {
+                    debug!("connection {key}: over its share of the buffer budget, pausing reads");
+                    self.paused.push(key);
+                }
+                return false;
+            }
+            let conn = &mut self.conns[key];
+            let limited = conn.max_frame() < self.cfg.max_frame();
+            match conn.next_decoded() {
+                Ok(Some(decoded)) => {
+                    self.core.on_decoded(key, decoded, now);
+                    if limited && self.core.identified(key) {
+                        self.conns[key].set_max_frame(self.cfg.max_frame());
+                    }
+                }
+                Ok(None) => return true,
+                // A client's READ or WRITE too large to take as a frame is answered
+                // TOO_LARGE, as one within the frame limit is, and its bytes skipped.
+                Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
+                    match self.conns[key].oversize() {
+                        Oversize::Partial => return true,
+                        Oversize::Header { op, req_id, len }
+                            if op == Opcode::Write as u8 || op == Opcode::Read as u8 =>
+                        {
+                            self.conns[key].skip_frame(len);
+                            self.core.refuse_oversize(key, req_id, op, len);
+                        }
+                        Oversize::Header { .. } => {
+                            self.close(key, &format!("bad frame: {e}"), true);
+                            return false;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = match limited {
+                        true => format!("bad frame before HELLO was done: {e}"),
+                        false => format!("bad frame: {e}"),
+                    };
+                    self.close(key, &why, true);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Whether a client may not have another request read now: what it has queued and in
+    /// flight is over `--max-client-memory`, or everyone's is over `--max-buffer-memory`. A
+    /// client with nothing queued or in flight may always send one, so no client starves.
+    fn over_budget(&self, key: usize) -> bool {
+        if !self.core.is_client(key) {
+            return false;
+        }
+        let (mine, all) = self.core.reserved(key);
+        let own = self.conns[key].pending() + mine;
+        own > 0
+            && (own >= self.cfg.max_client_memory
+                || self.queued + all >= self.cfg.max_buffer_memory)
     }
 
     /// Carry out the core's outbox: queue frames, close what it closed.
@@ -308,7 +385,9 @@ impl Server {
                 Out::Close(key) => {
                     if let Some(conn) = self.conns.get_mut(*key) {
                         // Best effort: let the ERROR that explains the close go out first.
+                        let before = conn.pending();
                         let _ = conn.flush();
+                        self.queued -= before - conn.pending();
                     }
                     self.close(*key, "closed by the master", false);
                     continue;
@@ -319,7 +398,8 @@ impl Server {
                 }
             };
             if let Some(conn) = self.conns.get_mut(key) {
-                if conn.pending() == 0 && !conn.write_interest {
+                let before = conn.pending();
+                if before == 0 && !conn.write_interest {
                     self.dirty.push(key);
                 }
                 match &out {
@@ -330,6 +410,7 @@ impl Server {
                     }
                     Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
                 }
+                self.queued += conn.pending() - before;
                 self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
                 // replies is cut off here, not only when a flush is tried.
@@ -405,7 +486,13 @@ impl Server {
 
     fn flush(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        match conn.flush_and_rearm(self.poll.registry(), Token(key)) {
+        let before = conn.pending();
+        let result = conn.flush_and_rearm(self.poll.registry(), Token(key));
+        self.queued -= before - conn.pending();
+        if conn.take_progress() {
+            self.core.on_progress(key, Instant::now());
+        }
+        match result {
             Io::Closed => self.close(key, "write failed", true),
             Io::WouldBlock if conn.pending() > self.cfg.max_write_buffer => {
                 let why = format!(
@@ -426,7 +513,7 @@ impl Server {
             .paused
             .iter()
             .copied()
-            .filter(|&k| !self.conns.contains(k) || self.conns[k].pending() <= HIGH_WATERMARK / 2)
+            .filter(|&k| !self.conns.contains(k) || !self.over_budget(k))
             .collect();
         self.paused.retain(|k| !ready.contains(k));
         for key in ready {
@@ -448,13 +535,23 @@ impl Server {
             self.link = None;
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
+        self.queued -= conn.pending();
         self.paused.retain(|&k| k != key);
         if tell_core {
             self.core.on_close(key, Instant::now());
         }
-        if self.listeners.resume(self.conns.len()) {
-            self.accept(LISTENER);
-            self.accept(HEARTBEAT);
-        }
     }
+}
+
+/// Every connection slot is taken by identified peers: tell the newcomer (one small frame
+/// into an empty socket buffer) and close it.
+fn refuse_full(stream: &mut mio::net::TcpStream, addr: SocketAddr, open: usize) {
+    warn!("{open} connections, every slot taken (--max-conns + --peer-slots): refusing {addr}");
+    let text = format!(
+        "this master has {open} connections, every slot taken (--max-conns and --peer-slots): \
+         try again later"
+    );
+    let mut buf = Vec::new();
+    dsm_wire::encode(&Frame::new(0, Body::error(ErrorCode::Busy, text)), &mut buf);
+    let _ = stream.write(&buf);
 }

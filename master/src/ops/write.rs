@@ -39,6 +39,11 @@ pub(crate) struct WriteOp {
 }
 
 impl WriteOp {
+    /// The value's length.
+    pub fn value_len(&self) -> usize {
+        self.value.len()
+    }
+
     pub fn new(value: &[u8]) -> WriteOp {
         WriteOp {
             value: value.into(),
