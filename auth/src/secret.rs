@@ -52,11 +52,21 @@ pub struct Secret {
 /// Why a secret could not be loaded.
 #[derive(Debug)]
 pub enum SecretError {
-    Read { path: PathBuf, err: io::Error },
-    Empty { path: PathBuf },
-    TooLarge { path: PathBuf },
+    Read {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Empty {
+        path: PathBuf,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
     /// A FIFO, a device, a directory: opening a FIFO would wait for a writer forever.
-    NotRegular { path: PathBuf, kind: &'static str },
+    NotRegular {
+        path: PathBuf,
+        kind: &'static str,
+    },
 }
 
 impl fmt::Display for SecretError {
@@ -444,14 +454,20 @@ mod tests {
         // Devices, directories and FIFOs are refused at once, before any open (a FIFO's
         // would wait for a writer forever).
         let err = Secret::load(Path::new("/dev/zero")).unwrap_err();
-        assert!(err.to_string().contains("is a device, not a regular file"), "{err}");
+        assert!(
+            err.to_string().contains("is a device, not a regular file"),
+            "{err}"
+        );
         let err = Secret::load(&dir).unwrap_err();
         assert!(err.to_string().contains("a directory"), "{err}");
         let fifo = dir.join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|s| s.success()) {
             let err = Secret::load(&fifo).unwrap_err();
-            assert!(err.to_string().contains("is a FIFO, not a regular file"), "{err}");
+            assert!(
+                err.to_string().contains("is a FIFO, not a regular file"),
+                "{err}"
+            );
         }
         let err = Secret::load(&dir.join("missing")).unwrap_err();
         assert!(

@@ -32,7 +32,6 @@ use crate::outbox::Out;
 /// the loop from every other connection, and from its timers, until it pauses.
 const READS_PER_TURN: usize = 16;
 
-
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
     let mut server = Server::bind(cfg)?;

@@ -33,7 +33,9 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// The read size for a connection whose frames are at most `max_frame` bytes.
 fn chunk_for(max_frame: usize) -> usize {
-    READ_CHUNK.min(max_frame.next_power_of_two()).max(dsm_wire::HEADER_LEN)
+    READ_CHUNK
+        .min(max_frame.next_power_of_two())
+        .max(dsm_wire::HEADER_LEN)
 }
 
 pub struct Conn {

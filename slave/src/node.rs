@@ -101,7 +101,12 @@ impl Node {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
         }
         self.apply_out(now);
-        if self.held_back && self.conn.as_ref().is_some_and(|c| c.pending() <= MAX_UNSENT) {
+        if self.held_back
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.pending() <= MAX_UNSENT)
+        {
             self.serve(now);
         }
         Ok(())

@@ -50,7 +50,9 @@ fn real_reads(cluster: &Cluster, rounds: usize) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
-        let got = c.read(b"small").expect("a real client's READ during the attack");
+        let got = c
+            .read(b"small")
+            .expect("a real client's READ during the attack");
         lat.push(t.elapsed());
         assert_eq!(got.as_deref(), Some(&b"still here"[..]));
         std::thread::sleep(Duration::from_millis(10));
@@ -93,17 +95,19 @@ fn slaves_cap_unsent_replies_and_keep_their_master() {
     // on by default, are what keeps them fast; see the next test). Here the slaves are
     // judged: their memory, and that they keep their master through the burst.
     let t = Instant::now();
-    wait_until(Duration::from_secs(60), "a real READ after the burst", || {
-        c.read(b"small").is_ok()
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "a real READ after the burst",
+        || c.read(b"small").is_ok(),
+    );
     println!("the burst took {:?} to clear", t.elapsed());
     let lat = real_reads(&cluster, 20);
-    for i in 0..2 {
+    for (i, &before) in before.iter().enumerate() {
         let (now, peak) = rss(cluster.slave_pid(i));
-        let grew = peak.saturating_sub(before[i]);
+        let grew = peak.saturating_sub(before);
         println!(
             "slave {i}: RSS {} MB before, peak {} MB (+{} MB), now {} MB",
-            before[i] / MIB,
+            before / MIB,
             peak / MIB,
             grew / MIB,
             now / MIB
@@ -121,8 +125,12 @@ fn slaves_cap_unsent_replies_and_keep_their_master() {
         lat[lat.len() - 1]
     );
     for i in 0..2 {
-        let log = std::fs::read_to_string(cluster.log_dir().join(format!("{}.log", cluster.slave_id(i))))
-            .unwrap_or_default();
+        let log = std::fs::read_to_string(
+            cluster
+                .log_dir()
+                .join(format!("{}.log", cluster.slave_id(i))),
+        )
+        .unwrap_or_default();
         assert!(
             !log.contains("no word from the master"),
             "slave {i} took its master for dead while holding back: {log}"
@@ -174,16 +182,24 @@ fn the_master_caps_what_clients_that_do_not_read_may_cost() {
     let mut hog = hogs.pop().expect("a hog");
     let mut rbuf = Vec::new();
     for _ in 0..30 {
-        match next_frame(&mut hog, &mut rbuf, Instant::now() + Duration::from_secs(10)) {
+        match next_frame(
+            &mut hog,
+            &mut rbuf,
+            Instant::now() + Duration::from_secs(10),
+        ) {
             Heard::Frame(Frame {
                 body: Body::Value { value: v },
                 ..
             }) => assert_eq!(v.len(), 1 << 20),
             // The request deadline may pass for those the master would not take in time.
             Heard::Frame(Frame {
-                body: Body::Error { code, .. },
+                body:
+                    Body::Error {
+                        code: ErrorCode::Timeout,
+                        ..
+                    },
                 ..
-            }) if code == ErrorCode::Timeout => {}
+            }) => {}
             other => panic!("a hog that reads got {other:?}"),
         }
     }
@@ -242,7 +258,10 @@ fn unauthenticated_connections_get_a_few_kib() {
             "an unauthenticated connection with a 1 MiB frame was not closed"
         );
     }
-    cluster.client().ping().expect("a client with the secret is served");
+    cluster
+        .client()
+        .ping()
+        .expect("a client with the secret is served");
 }
 
 /// `--max-conns 20` held by 20 idle clients, and 100 more connections that never say HELLO.
@@ -271,14 +290,25 @@ fn clients_past_the_cap_get_an_error_and_slaves_still_register() {
     let idle: Vec<TcpStream> = (0..100)
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
-    println!("{} clients welcomed, {} idle connections", clients.len(), idle.len());
+    println!(
+        "{} clients welcomed, {} idle connections",
+        clients.len(),
+        idle.len()
+    );
 
     // One more client: told at once, not left hanging.
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).expect("connect past the cap");
     s.write_all(&hello()).expect("HELLO");
-    let heard = next_frame(&mut s, &mut Vec::new(), Instant::now() + Duration::from_secs(5));
-    println!("client past the cap heard {heard:?} after {:?}", t.elapsed());
+    let heard = next_frame(
+        &mut s,
+        &mut Vec::new(),
+        Instant::now() + Duration::from_secs(5),
+    );
+    println!(
+        "client past the cap heard {heard:?} after {:?}",
+        t.elapsed()
+    );
     assert!(
         matches!(&heard, Heard::Frame(Frame { body: Body::Error { code, .. }, .. })
             if *code == ErrorCode::Busy),
@@ -319,7 +349,10 @@ fn insecure_start_ups_are_refused_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     println!("non-loopback without a secret: {:?} {err}", out.status);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("refusing to start") && err.contains("--insecure"), "{err}");
+    assert!(
+        err.contains("refusing to start") && err.contains("--insecure"),
+        "{err}"
+    );
     assert!(t.elapsed() < Duration::from_secs(5));
 
     let dir = std::env::temp_dir().join(format!("dsm-bounds-fifo-{}", std::process::id()));
@@ -328,7 +361,10 @@ fn insecure_start_ups_are_refused_at_once() {
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
     for (prog, args) in [
-        ("dsm-master", vec!["--listen", "127.0.0.1:0", "--heartbeat", "127.0.0.1:0"]),
+        (
+            "dsm-master",
+            vec!["--listen", "127.0.0.1:0", "--heartbeat", "127.0.0.1:0"],
+        ),
         ("dsm-slave", vec!["--master", "127.0.0.1:9", "--id", "s"]),
         ("dsm-client", vec!["--master", "127.0.0.1:9", "ping"]),
     ] {
@@ -341,14 +377,20 @@ fn insecure_start_ups_are_refused_at_once() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let status = dsm_tests::process::wait_child(&mut child, Instant::now() + Duration::from_secs(5));
+        let status =
+            dsm_tests::process::wait_child(&mut child, Instant::now() + Duration::from_secs(5));
         if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{prog} hung on a FIFO --secret-file");
         }
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         println!("{prog} with a FIFO secret: {status:?} {err}");
         assert_eq!(status.and_then(|s| s.code()), Some(2), "{prog}: {err}");
         assert!(err.contains("FIFO"), "{prog}: {err}");
@@ -403,13 +445,23 @@ fn the_client_refuses_a_frame_larger_than_it_can_expect() {
         (sent, true)
     });
     let out = Command::new(bin("dsm-client"))
-        .args(["--master", &addr.to_string(), "--timeout-ms", "10000", "read", "k"])
+        .args([
+            "--master",
+            &addr.to_string(),
+            "--timeout-ms",
+            "10000",
+            "read",
+            "k",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run dsm-client");
     let (sent, all) = fake.join().expect("the fake master");
     let err = String::from_utf8_lossy(&out.stderr);
-    println!("dsm-client: {:?} {err}; the fake master got {sent} bytes out (all: {all})", out.status);
+    println!(
+        "dsm-client: {:?} {err}; the fake master got {sent} bytes out (all: {all})",
+        out.status
+    );
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(!all, "dsm-client read all 40 MB of an oversize frame");
     // Loopback socket buffers hold a few MB at most; the rest could not be sent.

@@ -90,7 +90,10 @@ mod tests {
         b.reserve(3, b.read_size(7));
         b.reserve(3, b.read_size(8));
         b.reserve(5, 100);
-        assert_eq!(b.reserved(3), (1_000_000 + SMALL as usize, 1_000_100 + SMALL as usize));
+        assert_eq!(
+            b.reserved(3),
+            (1_000_000 + SMALL as usize, 1_000_100 + SMALL as usize)
+        );
         b.release(3, 1_000_000);
         assert_eq!(b.reserved(3), (SMALL as usize, SMALL as usize + 100));
         b.forget(3);
