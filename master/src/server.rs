@@ -361,7 +361,9 @@ impl Server {
 
     /// Whether a client may not have another request read now: what it has queued and in
     /// flight is over `--max-client-memory`, or everyone's is over `--max-buffer-memory`. A
-    /// client with nothing queued or in flight may always send one, so no client starves.
+    /// client with nothing queued or in flight may still send one, so clients that hold their
+    /// share by not reading cannot starve the others (each of those holds at most about one
+    /// reply beyond the budget: the rest waits in its socket).
     fn over_budget(&self, key: usize) -> bool {
         if !self.core.is_client(key) {
             return false;
