@@ -67,6 +67,12 @@ impl Master {
         self.core.out.drain_into(into);
     }
 
+    /// The event loop is closing `conn`: nothing queued for it may go out, since its slab
+    /// key can be given to the next connection accepted.
+    pub fn forget_out(&mut self, conn: ConnId) {
+        self.core.out.forget(conn);
+    }
+
     /// Take back an entry the event loop has written: a VALUE reply's buffer becomes the
     /// buffer of a later FETCHED answer.
     pub fn recycle(&mut self, out: Out) {
@@ -431,7 +437,11 @@ impl Master {
 
     /// Elected: the supporters that voted for this master become its slaves (with what they
     /// sent since, their INVENTORY); the others are let go, to register again.
-    fn take_supporters(&mut self, supporters: Vec<(ConnId, crate::ha::Supporter)>, now: Instant) {
+    fn take_supporters(
+        &mut self,
+        supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        now: Instant,
+    ) {
         for (conn, s) in supporters {
             if s.voted != Some(true) {
                 self.core.peers.close(conn, &mut self.core.out);

@@ -69,9 +69,9 @@ pub struct Server {
     paused: Vec<usize>,
     /// Bytes queued on every connection and not yet written.
     queued: usize,
-    /// Connections left with bytes in their socket after [`READS_PER_TURN`] reads: read again
-    /// next turn (no new edge will say so), after everyone else has had a turn.
-    again: Vec<usize>,
+    /// Connections left with bytes unread when their budget ran out: edge-triggered polling
+    /// will not report them again, so the next turn reads them without waiting.
+    unread: Vec<usize>,
     /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
     link: Option<(usize, bool)>,
     /// Client connections whose queued replies are held back (see the module doc).
@@ -104,7 +104,7 @@ impl Server {
             ready: Vec::new(),
             paused: Vec::new(),
             queued: 0,
-            again: Vec::new(),
+            unread: Vec::new(),
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
@@ -163,11 +163,7 @@ impl Server {
             }
         }
         self.ready = ready;
-        for key in std::mem::take(&mut self.again) {
-            if self.conns.contains(key) && self.link != Some((key, false)) {
-                self.read(key);
-            }
-        }
+        self.read_unread();
         self.core.on_tick(polled_at);
         self.apply_out();
         self.flush_dirty();
@@ -184,8 +180,8 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
-        if !self.again.is_empty() {
-            // Sockets with bytes left: look for new events without sleeping, then read them.
+        if !self.unread.is_empty() {
+            // Bytes wait in some sockets already: look for other events, do not sleep.
             self.release_held();
             return self.poll.poll(&mut self.events, Some(Duration::ZERO));
         }
@@ -303,8 +299,8 @@ impl Server {
                 return;
             }
         }
-        if !self.again.contains(&key) {
-            self.again.push(key);
+        if !self.unread.contains(&key) {
+            self.unread.push(key);
         }
     }
 
@@ -373,6 +369,16 @@ impl Server {
         own > 0
             && (own >= self.cfg.max_client_memory
                 || self.queued + all >= self.cfg.max_buffer_memory)
+    }
+
+    /// Go on reading the connections whose budget ran out last turn.
+    fn read_unread(&mut self) {
+        for key in std::mem::take(&mut self.unread) {
+            let connecting = self.link == Some((key, false));
+            if self.conns.contains(key) && !self.paused.contains(&key) && !connecting {
+                self.read(key);
+            }
+        }
     }
 
     /// Carry out the core's outbox: queue frames, close what it closed.
@@ -538,6 +544,11 @@ impl Server {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.queued -= conn.pending();
         self.paused.retain(|&k| k != key);
+        self.unread.retain(|&k| k != key);
+        // Frames the core queued for this peer earlier in the turn (a STORE for a slave whose
+        // EOF came later in the same batch of events) must not reach whoever gets this slab
+        // key next.
+        self.core.forget_out(key);
         if tell_core {
             self.core.on_close(key, Instant::now());
         }
