@@ -10,9 +10,9 @@ cargo build --release --bins
 log=$(mktemp -t dsm-attacks.XXXXXX)
 trap 'rm -f "$log"' EXIT
 status=0
-DSM_BIN_DIR=target/release DSM_TEST_NO_BUILD=1 nice cargo test --release -p dsm-tests \
+DSM_BIN_DIR="$PWD/target/release" DSM_TEST_NO_BUILD=1 nice cargo test --release -p dsm-tests \
     --test attacks_bounds -- --nocapture --test-threads=1 >"$log" 2>&1 || status=$?
-figures=$(grep -E '^(test |slave [0-9]:|master:|real client|the burst|client past|dsm-client:|[0-9]+ clients welcomed)' "$log" || true)
+figures=$(grep -E '^(test |slave [0-9]:|master:|real client|the burst|client past|dsm-client:|[0-9]+ clients welcomed)|panicked at' -A1 "$log" | grep -v '^--$' || true)
 echo "$figures"
 {
     echo "# Issue 18 attacks on memory and connection slots (\`make attacks\`)"
