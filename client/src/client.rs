@@ -81,6 +81,10 @@ pub struct ConnectOptions {
     /// Off, a write is a plain WRITE and one in flight when its master is lost is answered
     /// [`Error::Unknown`] (for a cluster of version-1 masters).
     pub exactly_once: bool,
+    /// The largest value this client expects, as the master's `--max-value`: a frame from
+    /// the master longer than such a value with the largest key and a header is refused
+    /// (a protocol error, the connection closed) before its bytes are buffered.
+    pub max_value: usize,
 }
 
 impl Default for ConnectOptions {
@@ -91,6 +95,7 @@ impl Default for ConnectOptions {
             refused_is_final: false,
             probe: DEFAULT_PROBE,
             exactly_once: true,
+            max_value: dsm_wire::DEFAULT_MAX_VALUE,
         }
     }
 }
@@ -178,7 +183,9 @@ impl Client {
             conn: None,
             next_req: 1,
             timeout: opts.timeout,
-            max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
+            // Keys up to 64 KiB (the wire's own bound) and values up to `max_value`: a STATUS
+            // reply is far smaller.
+            max_frame: dsm_wire::max_frame_for(64 * 1024, opts.max_value),
             secret: opts.secret,
             probe: opts.probe.max(Duration::from_millis(1)),
             exactly_once: opts.exactly_once,

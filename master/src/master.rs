@@ -133,6 +133,44 @@ impl Master {
         )
     }
 
+    /// Whether the connection has passed its HELLO (and any authentication): its frames may
+    /// be as large as the limits allow.
+    pub fn identified(&self, conn: ConnId) -> bool {
+        !matches!(
+            self.core.peers.kind(conn),
+            Some(Peer::New | Peer::Challenged) | None
+        )
+    }
+
+    /// Close the oldest connection still in its HELLO, to make room for a new one when every
+    /// slot is taken; whether there was one.
+    pub fn evict_unidentified(&mut self) -> bool {
+        let Some(conn) = self.core.peers.oldest_unidentified() else {
+            return false;
+        };
+        log::warn!(
+            "every connection slot taken: closing connection {conn} from {}, still without a \
+             HELLO, to make room",
+            self.core.peers.addr(conn)
+        );
+        self.core.peers.close(conn, &mut self.core.out);
+        true
+    }
+
+    /// The peer read bytes we had queued off a full socket: a slave doing so is alive and
+    /// taking what it is sent, however late its answers (see `SubTable::ack_timeout`).
+    pub fn on_progress(&mut self, conn: ConnId, now: Instant) {
+        if let Some(Peer::Slave(idx)) = self.core.peers.kind(conn) {
+            self.core.slaves.heard(idx, now);
+        }
+    }
+
+    /// Bytes of the client's requests in flight ([`crate::ops::Ops::reserved`]), and of
+    /// every client's.
+    pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
+        self.ops.reserved(conn)
+    }
+
     /// Whether the connection is an admitted client (past HELLO and any authentication).
     pub fn is_client(&self, conn: ConnId) -> bool {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
@@ -651,6 +689,20 @@ impl Master {
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Instant) {
         match hello.role {
             Role::Client => {
+                let cap = self.core.cfg.max_conns;
+                if self.core.peers.clients() >= cap {
+                    let text = format!(
+                        "too many clients: this master serves at most {cap} at once \
+                         (--max-conns); try again later"
+                    );
+                    return self.core.peers.refuse(
+                        conn,
+                        hello.req,
+                        ErrorCode::Busy,
+                        text,
+                        &mut self.core.out,
+                    );
+                }
                 self.core.peers.set_kind(conn, Peer::Client);
                 let terms = Terms {
                     epoch: self.core.term.epoch,

@@ -5,6 +5,7 @@
 //! logic (`write.rs`, `read.rs`, `copy.rs`) returns a [`Step`] and never answers or queues
 //! anything itself, so no code path depends on what is on the call stack.
 
+mod budget;
 mod copy;
 mod op;
 mod purge;
@@ -112,6 +113,8 @@ pub(crate) struct Ops {
     scratch: Pass,
     /// The answers of exactly-once writes (`once.rs`).
     records: Records,
+    /// Bytes the clients' open requests may bring back (see `budget.rs`).
+    budget: budget::Budget,
     /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
     to_collect: Vec<(Key, u64)>,
 }
@@ -133,6 +136,12 @@ impl Ops {
             self.owed.resize(conn + 1, 0);
         }
         self.owed[conn] = 0;
+    }
+
+    /// Bytes reserved by the connection's open requests, and by every client's: a WRITE's
+    /// value, a READ's last known value size.
+    pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
+        self.budget.reserved(conn)
     }
 
     /// Whether the connection has requests in progress whose replies are still to come.
@@ -220,8 +229,37 @@ impl Ops {
     /// Add an operation at the back of its key's queue; alone there, it starts at once.
     fn add(&mut self, ctx: &mut Ctx, client: Option<ConnId>, req_id: u64, key: Key, kind: OpKind) {
         let hash = ctx.keys.hash(&key);
+        let reserve = match (&kind, client) {
+            (_, None) | (OpKind::Copy(_), _) => 0,
+            (OpKind::Write(w), Some(conn)) => {
+                self.budget.learn(hash, w.value_len());
+                let n = w.value_len().min(u32::MAX as usize) as u32;
+                self.budget.reserve(conn, n);
+                n
+            }
+            (OpKind::Read(_), Some(conn)) => {
+                let n = self.budget.read_size(hash);
+                self.budget.reserve(conn, n);
+                n
+            }
+            // A SET holds its value; DELETE and INCR, small ones. Each answers briefly.
+            (OpKind::Update(u), Some(conn)) => {
+                let len = u.set_len();
+                if let Some(len) = len {
+                    self.budget.learn(hash, len);
+                }
+                let n = len
+                    .unwrap_or(0)
+                    .max(budget::SMALL as usize)
+                    .min(u32::MAX as usize) as u32;
+                self.budget.reserve(conn, n);
+                n
+            }
+            (OpKind::Purge(_), Some(_)) => 0,
+        };
         let id = self.slab.insert(Op {
             client,
+            reserve,
             req_id,
             key,
             hash,
@@ -374,6 +412,9 @@ impl Ops {
         if let Some(n) = op.client.and_then(|c| self.owed.get_mut(c)) {
             *n = n.saturating_sub(1);
         }
+        if let Some(conn) = op.client {
+            self.budget.release(conn, op.reserve);
+        }
         if let (Some(conn), Some(reply)) = (op.client, reply) {
             ctx.out.send(conn, op.req_id, reply);
         }
@@ -385,6 +426,7 @@ impl Ops {
         if let Some(n) = self.owed.get_mut(conn) {
             *n = 0;
         }
+        self.budget.forget(conn);
         for (_, op) in self.slab.iter_mut() {
             if op.client == Some(conn) {
                 op.client = None;
@@ -489,6 +531,9 @@ impl Ops {
         answer: Option<(u64, Vec<u8>)>,
     ) {
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
+            if let (Some((_, value)), Some(op)) = (&answer, self.slab.get(s.op)) {
+                self.budget.learn(op.hash, value.len());
+            }
             let (subs, spread) = (&mut self.subs, &mut self.spread);
             let step = self.slab[s.op].fetched(s.op, ctx, subs, spread, sub, from, answer);
             self.apply(ctx.timers, s.op, step);

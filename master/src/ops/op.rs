@@ -24,6 +24,8 @@ use super::write::WriteOp;
 pub(crate) struct Op {
     /// None once the client has gone (and for copies): the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
+    /// Bytes this op holds of its client's budget (see `budget.rs`), released when answered.
+    pub reserve: u32,
     pub req_id: u64,
     /// Copied into the key's queue and every STORE/FETCH sent for this op (see [`Key`]).
     pub key: Key,

@@ -51,6 +51,14 @@ impl UpdateOp {
     }
 
     /// A write that waits for slaves after a takeover (see [`WriteOp::is_deferred`]).
+    /// The length of the value a SET writes (none for DELETE and INCR).
+    pub fn set_len(&self) -> Option<usize> {
+        match &self.change {
+            Change::Set { value, .. } => Some(value.len()),
+            Change::Delete { .. } | Change::Incr { .. } => None,
+        }
+    }
+
     pub fn is_deferred(&self) -> bool {
         matches!(&self.phase, Phase::Writing(w) if w.is_deferred())
     }

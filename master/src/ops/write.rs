@@ -79,6 +79,11 @@ pub(crate) struct Once {
 }
 
 impl WriteOp {
+    /// The value's length.
+    pub fn value_len(&self) -> usize {
+        self.value.len()
+    }
+
     pub fn new(value: &[u8], reply: Reply, tombstone: bool) -> WriteOp {
         WriteOp {
             value: value.into(),
