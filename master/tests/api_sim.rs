@@ -349,3 +349,42 @@ fn a_purge_left_unanswered_by_a_live_slave_leaves_the_tombstone_in_place() {
     assert_eq!(ha.net.master(p).status().keys, 0);
     assert_eq!(ha.net.master(b).status().keys, 0);
 }
+
+#[test]
+fn an_incr_whose_holders_answer_late_still_counts_right() {
+    // Both holders answer past the read retry, so the INCR's read phase asks both and decides
+    // on the first answer; the write and the next INCR must still count from it. (The torture
+    // run found a master that panicked on a late answer to such a read phase, once the op was
+    // gone; this sim does not reach that timing, `dsm-torture --seed 4242` did.)
+    let mut ha = Ha::new();
+    let (p, cp) = (ha.p, ha.cp);
+    let Body::Written { .. } = ha.one(cp, 1, set("n", "5", None)) else {
+        panic!("SET did not answer WRITTEN");
+    };
+    let (holders, _) = split_by_holding(&ha, b"n");
+    // Both holders answer late, past the read retry, one later than the other.
+    ha.net.delay(holders[0], p, Duration::from_millis(120));
+    ha.net.delay(holders[1], p, Duration::from_millis(400));
+    let incr = |delta| Body::Incr {
+        key: b"n".to_vec(),
+        delta,
+    };
+    let frames = ha.net.request(cp, 2, incr(1));
+    assert!(frames.is_empty(), "answered before any FETCH came back");
+    ha.run(Duration::from_millis(1000));
+    let answers = ha.net.take(cp);
+    assert!(
+        matches!(&answers[..], [Frame { body: Body::Versioned { value, .. }, .. }] if value == b"6"),
+        "{answers:?}"
+    );
+    // Every late answer has arrived; the master still serves the key, and others.
+    ha.run(Duration::from_millis(500));
+    let mut answers = ha.net.request(cp, 3, incr(2));
+    ha.run(Duration::from_millis(1000));
+    answers.extend(ha.net.take(cp));
+    assert!(
+        matches!(&answers[..], [Frame { body: Body::Versioned { value, .. }, .. }] if value == b"8"),
+        "{answers:?}"
+    );
+    assert_eq!(ha.net.master(p).status().role, ServerRole::Primary);
+}
