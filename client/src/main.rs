@@ -206,6 +206,7 @@ fn run() -> i32 {
         timeout,
         secret,
         refused_is_final: true,
+        ..ConnectOptions::default()
     };
     let mut client = match Client::connect_with_options(&masters, opts) {
         Ok(c) => c,

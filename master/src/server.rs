@@ -293,13 +293,15 @@ impl Server {
                 match self.conns[key].next_decoded() {
                     Ok(Some(decoded)) => self.core.on_decoded(key, decoded, now),
                     Ok(None) => break,
-                    // A client's READ or WRITE too large to take as a frame is answered
+                    // A client's READ, WRITE or WRITE_ONCE too large to take as a frame is answered
                     // TOO_LARGE, as one within the frame limit is, and its bytes skipped.
                     Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
                         match self.conns[key].oversize() {
                             Oversize::Partial => break,
                             Oversize::Header { op, req_id, len }
-                                if op == Opcode::Write as u8 || op == Opcode::Read as u8 =>
+                                if op == Opcode::Write as u8
+                                    || op == Opcode::WriteOnce as u8
+                                    || op == Opcode::Read as u8 =>
                             {
                                 self.conns[key].skip_frame(len);
                                 self.core.refuse_oversize(key, req_id, op, len);

@@ -15,7 +15,7 @@ mod subs;
 mod update;
 mod write;
 
-use dsm_wire::{Body, BodyRef, ErrorCode};
+use dsm_wire::{Body, BodyRef, ErrorCode, WriteId};
 use log::warn;
 use slab::Slab;
 
@@ -23,6 +23,7 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
+use crate::once::{Records, Seen};
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
@@ -40,6 +41,12 @@ pub(crate) enum Request<'a> {
         key: &'a [u8],
     },
     Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    WriteOnce {
+        id: WriteId,
+        resent_ms: u32,
         key: &'a [u8],
         value: &'a [u8],
     },
@@ -62,11 +69,22 @@ pub(crate) enum Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// A READ or WRITE straight from the read buffer.
+    /// A READ, WRITE or WRITE_ONCE straight from the read buffer.
     pub fn of(body: BodyRef<'a>) -> Request<'a> {
         match body {
             BodyRef::Read { key } => Request::Read { key },
             BodyRef::Write { key, value } => Request::Write { key, value },
+            BodyRef::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => Request::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            },
             other => unreachable!("a request of {:?}", other.opcode()),
         }
     }
@@ -92,11 +110,18 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// The answers of exactly-once writes (`once.rs`).
+    records: Records,
     /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
     to_collect: Vec<(Key, u64)>,
 }
 
 impl Ops {
+    /// Exactly-once answers kept, and the clients they belong to.
+    pub fn records(&self) -> (usize, usize) {
+        self.records.len()
+    }
+
     /// Client operations (and copies) and slave sub-requests still open.
     pub fn in_flight(&self) -> (usize, usize) {
         (self.slab.len(), self.subs.len())
@@ -138,7 +163,9 @@ impl Ops {
         }
         let (key, value) = match request {
             Request::Read { key } | Request::VRead { key } => (key, None),
-            Request::Write { key, value } | Request::Set { key, value, .. } => (key, Some(value)),
+            Request::Write { key, value }
+            | Request::WriteOnce { key, value, .. }
+            | Request::Set { key, value, .. } => (key, Some(value)),
             Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None),
         };
         if let Some((code, text)) = ctx.cfg.check_request(key, value) {
@@ -146,6 +173,25 @@ impl Ops {
         }
         let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
         let kind = match request {
+            Request::WriteOnce {
+                id,
+                resent_ms,
+                value,
+                ..
+            } => match self.records.arrived(id, ctx.now) {
+                Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
+                Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
+                Seen::Stale => {
+                    let text = format!(
+                        "write {} of client {:x} is below the client's own acked mark {}; not \
+                         applied",
+                        id.seq, id.client, id.acked
+                    );
+                    return ctx
+                        .out
+                        .send(conn, req_id, Body::error(ErrorCode::BadRequest, text));
+                }
+            },
             Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
             Request::Read { .. } => OpKind::Read(ReadOp::default()),
             Request::VRead { .. } => OpKind::Read(ReadOp::versioned()),
@@ -202,6 +248,12 @@ impl Ops {
     }
 
     fn start(&mut self, ctx: &mut Ctx, id: OpId) {
+        // A copy of an exactly-once write that waited behind the first: its answer, again.
+        let answered = self.slab[id].writer().and_then(|w| self.records.answer(w));
+        if let Some(reply) = answered {
+            self.slab[id].started = true;
+            return self.complete(ctx.timers, id, reply);
+        }
         let step = self.slab[id].start(id, ctx, &mut self.subs, &mut self.spread);
         self.apply(ctx.timers, id, step);
     }
@@ -309,6 +361,9 @@ impl Ops {
         if let OpKind::Copy(_) = op.kind {
             ctx.repairs.copy_ended();
         }
+        if let (Some(w), Some(reply)) = (op.writer(), op.reply.as_ref()) {
+            self.records.answered(w, reply, ctx.now);
+        }
         let reply = match (op.reply, refusal) {
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
@@ -339,6 +394,8 @@ impl Ops {
 
     /// This master stepped down: every open operation is answered with what it can still say.
     pub fn fail_all(&mut self, timers: &mut Timers, why: &str) {
+        // A later term learns what became of a write from the slaves, not from this one.
+        self.records.clear();
         let open: Vec<OpId> = self
             .slab
             .iter()
@@ -494,6 +551,13 @@ impl Ops {
                 self.on_fetched(ctx, req, from, Some((version, value)))
             }
             Body::NotFound => self.on_fetched(ctx, req, from, None),
+            Body::Recalled { held, stored } => {
+                if let Some(s) = self.subs.take_answer(req, from, ctx.timers) {
+                    let subs = &mut self.subs;
+                    let step = self.slab[s.op].recalled(s.op, ctx, subs, req, from, held, stored);
+                    self.apply(ctx.timers, s.op, step);
+                }
+            }
             Body::Pong => {}
             Body::Error { code, text } => {
                 let id = &ctx.slaves.get(from).id;

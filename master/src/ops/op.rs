@@ -151,6 +151,34 @@ impl Op {
         }
     }
 
+    /// A slave answered the RECALL of an exactly-once write sent again.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn recalled(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        from: SlaveIdx,
+        held: u64,
+        stored: u64,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.recalled(&r, ctx, subs, sub, from, held, stored),
+            _ => Step::Wait,
+        }
+    }
+
+    /// The writer of an exactly-once write.
+    pub fn writer(&self) -> Option<dsm_wire::WriteId> {
+        match &self.kind {
+            OpKind::Write(w) => w.writer(),
+            _ => None,
+        }
+    }
+
     /// Whether the op would rather move on than wait for a slow slave's ACK: a write with
     /// a replacement left; and a PURGE always, which is optional work that holds its key's
     /// queue (a slave that answers PINGs but not the PURGE would block every client of the
@@ -206,9 +234,26 @@ impl Op {
 /// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
 /// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
 /// again it would take effect a second time, after whatever was written in between; so it is
-/// answered TIMEOUT, outcome unknown, and the client does not resend it.
+/// answered TIMEOUT, outcome unknown, and the client does not resend it. An exactly-once
+/// write may be sent again (the next primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
     match kind {
+        OpKind::Write(w) if w.writer().is_some() => {
+            // `TAKEN` opens the reason, after the primary's address if `why` names it.
+            let (named, reason) = match dsm_wire::primary_named(why) {
+                Some(addr) => (Some(addr), why.split_once("; ").map_or("", |(_, r)| r)),
+                None => (None, why),
+            };
+            let reason = format!(
+                "{}{reason}; send the write again, as it is, to the primary",
+                dsm_wire::TAKEN
+            );
+            let text = match named {
+                Some(addr) => dsm_wire::naming_primary(addr, &reason),
+                None => reason,
+            };
+            Body::error(ErrorCode::NotPrimary, text)
+        }
         OpKind::Write(_) | OpKind::Update(_) => Body::error(
             ErrorCode::Timeout,
             format!("{why}; the write may or may not have happened"),
