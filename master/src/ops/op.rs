@@ -182,11 +182,15 @@ impl Op {
     }
 
     /// Whether the op would rather move on than wait for a slow slave's ACK: a write with
-    /// a replacement left. Copies wait (they have time; a write has a client).
+    /// a replacement left; and a PURGE always, which is optional work that holds its key's
+    /// queue (a slave that answers PINGs but not the PURGE would block every client of the
+    /// key): it gives up, and the tombstone stays. Copies wait (they have time; a write has a
+    /// client).
     pub fn moves_on_from_slow(&self, slaves: &SlaveTable) -> bool {
         match &self.kind {
             OpKind::Write(w) => w.can_replace(slaves),
             OpKind::Update(u) => u.can_replace(slaves),
+            OpKind::Purge(_) => true,
             _ => false,
         }
     }
