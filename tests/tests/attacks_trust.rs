@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use dsm_client::{Client, ConnectOptions};
 use dsm_tests::raw::{next_frame, send_frame, Heard};
 use dsm_tests::{poll_until, wait_until, Cluster, ClusterOpts, MasterId};
 use dsm_wire::{Body, ErrorCode, Limits, Role, ServerRole, DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE};
@@ -120,7 +121,10 @@ fn serve(mut s: TcpStream, mut rbuf: Vec<u8>, lie: Lie, stop: Arc<AtomicBool>) {
                 };
                 send_frame(&mut s, f.req_id, body);
             }
-            (Body::Store { version, .. }, Lie::CancelNeighbours) => {
+            (
+                Body::Store { version, .. } | Body::StoreOnce { version, .. },
+                Lie::CancelNeighbours,
+            ) => {
                 for other in f.req_id.saturating_sub(3)..=f.req_id + 3 {
                     if other != f.req_id && other != 0 {
                         let text = "refused (a lie)";
@@ -129,7 +133,9 @@ fn serve(mut s: TcpStream, mut rbuf: Vec<u8>, lie: Lie, stop: Arc<AtomicBool>) {
                 }
                 send_frame(&mut s, f.req_id, Body::Ack { version });
             }
-            (Body::Store { version, .. }, _) => send_frame(&mut s, f.req_id, Body::Ack { version }),
+            (Body::Store { version, .. } | Body::StoreOnce { version, .. }, _) => {
+                send_frame(&mut s, f.req_id, Body::Ack { version })
+            }
             (Body::Fetch { .. }, _) => send_frame(&mut s, f.req_id, Body::NotFound),
             _ => {}
         }
@@ -353,7 +359,12 @@ fn slaves_with_limits_below_the_masters_are_refused_at_registration() {
             &["--master", &at, "--id", &id, "--max-value", "2097152"],
         );
     }
-    let mut c = cluster.connect(&[big]).expect("a client of the big master");
+    // A client that expects values of up to 2 MiB (it caps frames at what it expects).
+    let opts = ConnectOptions {
+        max_value: 2 << 20,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with_options(&[big], opts).expect("a client of the big master");
     wait_until(WAIT, "two slaves with the master's limits", || {
         c.status()
             .is_ok_and(|s| s.slaves.iter().filter(|s| s.live).count() == 2)
