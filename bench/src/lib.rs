@@ -12,6 +12,7 @@ mod keys;
 mod latencies;
 pub mod report;
 pub mod resp;
+pub mod scale_plot;
 pub mod schedule;
 mod tally;
 mod ticker;
