@@ -121,7 +121,9 @@ fn decades(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The SVG of `points` under `title`.
@@ -237,7 +239,10 @@ pub fn render(points: &[Point], title: &str) -> String {
                     }
                 }
                 // A run with no figure at all (it failed) is marked on the axis.
-                for p in pts.iter().filter(|p| p.series == *name && value(p).is_none()) {
+                for p in pts
+                    .iter()
+                    .filter(|p| p.series == *name && value(p).is_none())
+                {
                     let _ = writeln!(
                         s,
                         "<text x=\"{:.1}\" y=\"{}\" fill=\"#d62728\" text-anchor=\"middle\" \
