@@ -111,7 +111,7 @@ sample() {
     if [ -z "$ops" ]; then
         FAIL[$k]+="$(tail -1 "$WORK/last.err" | cut -c1-160); "
         echo "scale.sh:   $k: FAILED: $(tail -1 "$WORK/last.err")" >&2
-        return 0
+        return 1
     fi
     S[$k ops]+="$ops "
     S[$k p50]+="$(json_field "$out" p50_us) "
@@ -132,7 +132,7 @@ sweep_connections() {
             for op in write read; do
                 for sys in dsm redis; do
                     sample connections "$c" "$sys" "$op" --clients "$c" --pipeline 1 \
-                        --requests "$n" --value-size "$CONN_VALUE" --keys "$CONN_KEYS"
+                        --requests "$n" --value-size "$CONN_VALUE" --keys "$CONN_KEYS" || true
                 done
             done
         done
@@ -162,7 +162,7 @@ sweep_values() {
             for op in write read; do
                 for sys in dsm redis; do
                     sample value "$v" "$sys" "$op" --clients 4 --pipeline 8 \
-                        --requests "$n" --value-size "$v" --keys "$k"
+                        --requests "$n" --value-size "$v" --keys "$k" || true
                 done
             done
             # Slaves the master dropped during these runs (its log says so at warn).
@@ -187,20 +187,23 @@ sweep_keys() {
             local p
             for p in "${procs[@]}"; do before+=("$(vmrss_kb "$p")"); done
             local n=$((200000 / SCALE_DIV))
+            local -A stored=()
             for sys in dsm redis; do
-                # READ first: it writes every key (untimed) before its timed reads.
+                # READ first: it writes every key (untimed) before its timed reads. A run that
+                # failed may have stored only some: then no memory figure for that system.
+                stored[$sys]=1
                 sample keys "$k" "$sys" read --clients 4 --pipeline 32 --requests "$n" \
-                    --value-size "$KEY_VALUE" --keys "$k" --key-size "$KEY_SIZE"
+                    --value-size "$KEY_VALUE" --keys "$k" --key-size "$KEY_SIZE" || stored[$sys]=0
             done
             for p in "${procs[@]}"; do after+=("$(vmrss_kb "$p")"); done
             # Bytes per key: master, the 3 slaves together (2 copies of each key), redis.
-            MEM[$k master]+="$(awk -v a="${after[0]}" -v b="${before[0]}" -v k="$k" 'BEGIN {print (a - b) * 1024 / k}') "
-            MEM[$k slaves]+="$(awk -v a="${after[1]} ${after[2]} ${after[3]}" -v b="${before[1]} ${before[2]} ${before[3]}" -v k="$k" \
+            [ "${stored[dsm]}" = 1 ] && MEM[$k master]+="$(awk -v a="${after[0]}" -v b="${before[0]}" -v k="$k" 'BEGIN {print (a - b) * 1024 / k}') "
+            [ "${stored[dsm]}" = 1 ] && MEM[$k slaves]+="$(awk -v a="${after[1]} ${after[2]} ${after[3]}" -v b="${before[1]} ${before[2]} ${before[3]}" -v k="$k" \
                 'BEGIN {split(a, x, " "); split(b, y, " "); print (x[1] + x[2] + x[3] - y[1] - y[2] - y[3]) * 1024 / k}') "
-            MEM[$k redis]+="$(awk -v a="${after[4]}" -v b="${before[4]}" -v k="$k" 'BEGIN {print (a - b) * 1024 / k}') "
+            [ "${stored[redis]}" = 1 ] && MEM[$k redis]+="$(awk -v a="${after[4]}" -v b="${before[4]}" -v k="$k" 'BEGIN {print (a - b) * 1024 / k}') "
             for sys in dsm redis; do
                 sample keys "$k" "$sys" write --clients 4 --pipeline 32 --requests "$n" \
-                    --value-size "$KEY_VALUE" --keys "$k" --key-size "$KEY_SIZE"
+                    --value-size "$KEY_VALUE" --keys "$k" --key-size "$KEY_SIZE" || true
             done
             stop_dsm
             stop_redis
@@ -215,6 +218,19 @@ med() {
     # shellcheck disable=SC2086 # a list of numbers
     median $v
 }
+# "median (min–max)" of key K's samples, or the median alone for one sample.
+medrange() {
+    local v=${S[$1]:-}
+    [ -n "$v" ] || { echo "-"; return; }
+    # shellcheck disable=SC2086 # a list of numbers
+    local m lo hi
+    m=$(median $v)
+    # shellcheck disable=SC2086
+    lo=$(printf '%s\n' $v | sort -g | head -1)
+    # shellcheck disable=SC2086
+    hi=$(printf '%s\n' $v | sort -g | tail -1)
+    if [ "$(wc -w <<<"$v")" -gt 1 ]; then echo "$(show "$m") ($(show "$lo")–$(show "$hi"))"; else show "$m"; fi
+}
 errsum() {
     # shellcheck disable=SC2086 # a list of numbers
     printf '%s\n' ${S[$1]:-} | awk '{s += $1} END {print s + 0}'
@@ -223,7 +239,7 @@ errsum() {
 # A table for one sweep: a row per x and op, dsm beside redis.
 table() {
     local sweep=$1 points=$2 xname=$3
-    echo "| $xname | op | dsm ops/s | dsm p50 µs | dsm p99 µs | dsm p99.9 µs | redis ops/s | redis p50 µs | redis p99 µs | redis p99.9 µs | ops/s dsm/redis | p99 dsm/redis | runs ok dsm / redis | errors dsm / redis | failures |"
+    echo "| $xname | op | dsm ops/s (min–max) | dsm p50 µs | dsm p99 µs | dsm p99.9 µs | redis ops/s (min–max) | redis p50 µs | redis p99 µs | redis p99.9 µs | ops/s dsm/redis | p99 dsm/redis | runs ok dsm / redis | errors dsm / redis | failures |"
     echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
     local x op
     for x in $points; do
@@ -234,7 +250,7 @@ table() {
             dn=$(wc -w <<<"${S[$d ops]:-}")
             rn=$(wc -w <<<"${S[$r ops]:-}")
             local fails="${FAIL[$d]:+dsm: ${FAIL[$d]}}${FAIL[$r]:+redis: ${FAIL[$r]}}"
-            echo "| $x | ${op^^} / $rop | $(show "$(med "$d ops")") | $(show "$(med "$d p50")") | $(show "$(med "$d p99")") | $(show "$(med "$d p999")") | $(show "$(med "$r ops")") | $(show "$(med "$r p50")") | $(show "$(med "$r p99")") | $(show "$(med "$r p999")") | $(ratio "$(med "$d ops")" "$(med "$r ops")") | $(ratio "$(med "$d p99")" "$(med "$r p99")") | $dn / $rn of $REPEATS | $(errsum "$d errors") / $(errsum "$r errors") | ${fails:-} |"
+            echo "| $x | ${op^^} / $rop | $(medrange "$d ops") | $(show "$(med "$d p50")") | $(show "$(med "$d p99")") | $(show "$(med "$d p999")") | $(medrange "$r ops") | $(show "$(med "$r p50")") | $(show "$(med "$r p99")") | $(show "$(med "$r p999")") | $(ratio "$(med "$d ops")" "$(med "$r ops")") | $(ratio "$(med "$d p99")" "$(med "$r p99")") | $dn / $rn of $REPEATS | $(errsum "$d errors") / $(errsum "$r errors") | ${fails:-} |"
         done
     done
 }
@@ -305,7 +321,7 @@ main() {
         echo "- placement (SCALE_PIN=${SCALE_PIN:-1}): $PLACEMENT; redis-server where the master is"
         echo "- load generator for both: \`dsm-client bench\` (redis via \`--redis\`), closed loop; latency from each request's send"
         echo "- each cell the median of the runs that gave figures ($REPEATS per point; \"runs ok\" says how many did); errors summed over all runs"
-        echo "- made by \`make scale${SHORT:+ SHORT=$SHORT}\` (scripts/scale.sh); the curves: [$(basename "$OUT").svg]($(basename "$OUT").svg), the points: $(basename "$OUT").tsv"
+        echo "- made by \`make scale$([ "$SHORT" = 1 ] && echo " SHORT=1")\` (scripts/scale.sh); the curves: [$(basename "$OUT").svg]($(basename "$OUT").svg), the points: $(basename "$OUT").tsv"
         echo
         echo "![scale curves]($(basename "$OUT").svg)"
         echo
@@ -342,20 +358,20 @@ main() {
         echo "divided by the key count: $KEY_SIZE-byte keys, $KEY_VALUE-byte values. dsm keeps 2 copies (R=2) on 3"
         echo "slaves; the master keeps its key index. Median of $REPEATS rounds, bytes per key."
         echo
-        echo "| keys | dsm master | dsm 3 slaves (2 copies) | dsm total | redis | dsm total / redis |"
-        echo "|---:|---:|---:|---:|---:|---:|"
+        echo "| keys | dsm master | dsm 3 slaves (2 copies) | dsm total | redis | dsm total / redis | rounds with every key stored, dsm / redis |"
+        echo "|---:|---:|---:|---:|---:|---:|---|"
         local k
         for k in $KEYCOUNTS; do
             local m sl rd
             # shellcheck disable=SC2086 # lists of numbers
-            m=$(median ${MEM[$k master]})
+            m=$(median ${MEM[$k master]:-})
             # shellcheck disable=SC2086
-            sl=$(median ${MEM[$k slaves]})
+            sl=$(median ${MEM[$k slaves]:-})
             # shellcheck disable=SC2086
-            rd=$(median ${MEM[$k redis]})
-            local tot
-            tot=$(awk -v a="$m" -v b="$sl" 'BEGIN {print a + b}')
-            echo "| $k | $(show "$m") | $(show "$sl") | $(show "$tot") | $(show "$rd") | $(ratio "$tot" "$rd") |"
+            rd=$(median ${MEM[$k redis]:-})
+            local tot=""
+            [ -n "${MEM[$k master]:-}" ] && tot=$(awk -v a="$m" -v b="$sl" 'BEGIN {print a + b}')
+            echo "| $k | $(show "$m") | $(show "$sl") | $(show "$tot") | $(show "$rd") | $(ratio "$tot" "$rd") | $(wc -w <<<"${MEM[$k master]:-}") / $(wc -w <<<"${MEM[$k redis]:-}") of $REPEATS |"
         done
         echo
         echo "At $last_k keys (the largest count here): see the last row."
