@@ -28,6 +28,16 @@ Usage:
                                               store the bytes of PATH ('-': stdin), any size
                                               the master allows
   dsm-client [options] read KEY               print the value
+  dsm-client [options] read --version KEY     print VERSION VALUE
+  dsm-client [options] write --if-version N KEY VALUE...
+                                              store only if KEY is at version N (0: only if
+                                              absent); prints OK VERSION, or ERROR CONFLICT
+                                              with the current version (exit 1)
+  dsm-client [options] delete [--if-version N] KEY
+                                              delete KEY; prints OK VERSION (NOT_FOUND: exit 1)
+  dsm-client [options] incr KEY [DELTA]       add DELTA (default 1) to the integer in KEY
+                                              (missing: 0); prints the new value
+  dsm-client [options] scan [--prefix P]      every key (under P), one per line
   dsm-client [options] status [--json]        which master answered, its role and epoch, where
                                               the primary is, the backup, the live slaves and
                                               the absent ones
@@ -37,8 +47,11 @@ Usage:
   dsm-client [options] help                   this help
   dsm-client [options] bench --op OP ...      load test; 'dsm-client bench --help'
   dsm-client [options]                        the REPL: one command a line, the same commands
-                                              (WRITE key value..., READ key, STATUS [--json],
-                                              PING, FORGET-SLAVE id, HELP, QUIT)
+                                              (WRITE key value..., READ key, VREAD key,
+                                              CAS key version value..., DELETE key,
+                                              INCR key [delta], SCAN [prefix],
+                                              STATUS [--json], PING, FORGET-SLAVE id, HELP,
+                                              QUIT)
 
 Keys and values are bytes: arguments are taken as they are, not as UTF-8. Options
 may come before or after the command; words after '--' are the command's own
@@ -84,6 +97,13 @@ fn options() -> getopts::Options {
         "timeout-ms",
         "deadline of each request, reconnects included (default 5000)",
         "MS",
+    );
+    opts.optopt(
+        "",
+        "max-value",
+        "the largest value expected, as the master's --max-value; a reply frame larger than it \
+         allows is refused before it is read (default 1048576)",
+        "BYTES",
     );
     opts.optopt(
         "",
@@ -162,6 +182,13 @@ fn run() -> i32 {
             _ => usage_error(&format!("--timeout-ms takes a positive number, not '{s}'")),
         },
     };
+    let max_value = match args.max_value.as_deref() {
+        None => dsm_wire::DEFAULT_MAX_VALUE,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => usage_error(&format!("--max-value takes a positive number, not '{s}'")),
+        },
+    };
     let secret = args
         .secret_file
         .as_ref()
@@ -193,6 +220,8 @@ fn run() -> i32 {
         timeout,
         secret,
         refused_is_final: true,
+        max_value,
+        ..ConnectOptions::default()
     };
     let mut client = match Client::connect_with_options(&masters, opts) {
         Ok(c) => c,

@@ -22,6 +22,7 @@ pub mod keymap;
 mod listen;
 mod master;
 mod members;
+mod once;
 mod ops;
 mod outbox;
 mod peers;
@@ -31,6 +32,7 @@ mod repair;
 pub mod server;
 pub mod slaves;
 mod status;
+mod supporter;
 mod term;
 mod timer;
 

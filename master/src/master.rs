@@ -18,7 +18,7 @@ use crate::ha::{Ha, Roles};
 use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
-use crate::ops::Ops;
+use crate::ops::{Ops, Request};
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
 use crate::slaves::State;
@@ -26,6 +26,10 @@ use crate::timer::Timer;
 
 /// The request id of a backup's STATUS to its primary (its PINGs use 0, SYNC_ACKs the SYNC's).
 const ASK_PRIMARY_REQ: u64 = u64::MAX;
+/// The most keys one SCAN page returns.
+pub const SCAN_MAX_KEYS: usize = 1000;
+/// The most key-map positions one SCAN page looks at: the bound on its work.
+pub const SCAN_BUDGET: usize = 16 * 1024;
 
 pub struct Master {
     core: Core,
@@ -129,18 +133,58 @@ impl Master {
         )
     }
 
+    /// Whether the connection has passed its HELLO (and any authentication): its frames may
+    /// be as large as the limits allow.
+    pub fn identified(&self, conn: ConnId) -> bool {
+        !matches!(
+            self.core.peers.kind(conn),
+            Some(Peer::New | Peer::Challenged) | None
+        )
+    }
+
+    /// Close the oldest connection still in its HELLO, to make room for a new one when every
+    /// slot is taken; whether there was one.
+    pub fn evict_unidentified(&mut self) -> bool {
+        let Some(conn) = self.core.peers.oldest_unidentified() else {
+            return false;
+        };
+        log::warn!(
+            "every connection slot taken: closing connection {conn} from {}, still without a \
+             HELLO, to make room",
+            self.core.peers.addr(conn)
+        );
+        self.core.peers.close(conn, &mut self.core.out);
+        true
+    }
+
+    /// The peer read bytes we had queued off a full socket: a slave doing so is alive and
+    /// taking what it is sent, however late its answers (see `SubTable::ack_timeout`).
+    pub fn on_progress(&mut self, conn: ConnId, now: Instant) {
+        if let Some(Peer::Slave(idx)) = self.core.peers.kind(conn) {
+            self.core.slaves.heard(idx, now);
+        }
+    }
+
+    /// Bytes of the client's requests in flight ([`crate::ops::Ops::reserved`]), and of
+    /// every client's.
+    pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
+        self.ops.reserved(conn)
+    }
+
     /// Whether the connection is an admitted client (past HELLO and any authentication).
     pub fn is_client(&self, conn: ConnId) -> bool {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
     }
 
-    /// A client's READ or WRITE (`op`) of `len` bytes, over the frame limit: answer
+    /// A client's READ, WRITE or WRITE_ONCE (`op`) of `len` bytes, over the frame limit: answer
     /// TOO_LARGE, as for a key or value over its limit within it (the event loop skips the
     /// frame's bytes, so the connection goes on).
     pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
         let cfg = &self.core.cfg;
         let what = if op == dsm_wire::Opcode::Write as u8 {
             "WRITE"
+        } else if op == dsm_wire::Opcode::WriteOnce as u8 {
+            "WRITE_ONCE"
         } else {
             "READ"
         };
@@ -159,6 +203,11 @@ impl Master {
 
     /// Client operations and slave sub-requests still open: both are 0 on a quiet master,
     /// whatever failed on the way (tests check nothing leaks).
+    /// Exactly-once answers kept (`once.rs`), and the clients they belong to.
+    pub fn exactly_once_records(&self) -> (usize, usize) {
+        self.ops.records()
+    }
+
     pub fn in_flight(&self) -> (usize, usize) {
         self.ops.in_flight()
     }
@@ -197,8 +246,13 @@ impl Master {
         match (kind, decoded) {
             (
                 Peer::Client,
-                Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
-            ) => self.on_client_op(conn, req, body, now),
+                Decoded::Ref(
+                    req,
+                    body @ (BodyRef::Read { .. }
+                    | BodyRef::Write { .. }
+                    | BodyRef::WriteOnce { .. }),
+                ),
+            ) => self.on_client_op(conn, req, Request::of(body), now),
             (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
                 self.core.slaves.heard(idx, now);
                 let value = self.core.pool.copy_of(value);
@@ -399,7 +453,11 @@ impl Master {
 
     /// Elected: the supporters that voted for this master become its slaves (with what they
     /// sent since, their INVENTORY); the others are let go, to register again.
-    fn take_supporters(&mut self, supporters: Vec<(ConnId, crate::ha::Supporter)>, now: Instant) {
+    fn take_supporters(
+        &mut self,
+        supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        now: Instant,
+    ) {
         for (conn, s) in supporters {
             if s.voted != Some(true) {
                 self.core.peers.close(conn, &mut self.core.out);
@@ -484,11 +542,30 @@ impl Master {
         }
     }
 
-    /// A client's READ or WRITE (`body` is one of the two).
-    fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
+    /// `None` while this master may answer clients, else the text of its NOT_PRIMARY.
+    fn client_refusal(&self, now: Instant) -> Option<String> {
+        let text = self.ha.refusal(&self.core.cfg, now)?;
+        Some(self.naming_primary(text))
+    }
+
+    /// `text` beginning `primary=ADDR; ` when this master is a standby that knows where its
+    /// primary serves clients (its STATUS said), so that a client goes straight there.
+    fn naming_primary(&self, text: String) -> String {
+        let addr = match self.ha.role() {
+            ServerRole::Backup => self.primary_addr.parse::<SocketAddr>().ok(),
+            _ => None,
+        };
+        match addr.filter(|&a| a != self.core.cfg.listen) {
+            Some(addr) => dsm_wire::naming_primary(addr, &text),
+            None => text,
+        }
+    }
+
+    /// A client's request on one key.
+    fn on_client_op(&mut self, conn: ConnId, req: u64, body: Request<'_>, now: Instant) {
         // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
         // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
-        let refusal = self.ha.refusal(&self.core.cfg, now);
+        let refusal = self.client_refusal(now);
         if let Some(r) = self.core.recovery.as_ref().filter(|_| refusal.is_none()) {
             let reply = Body::error(ErrorCode::Unavailable, r.why(now));
             return self.core.out.send(conn, req, reply);
@@ -497,23 +574,98 @@ impl Master {
         ops.on_request(&mut ctx, conn, req, body, refusal);
     }
 
+    /// One page of SCAN, straight from the key map: at most [`SCAN_BUDGET`] positions looked
+    /// at, so a page never holds the loop long, whatever the prefix.
+    fn scan(&mut self, prefix: &[u8], cursor: u64, limit: u32, now: Instant) -> Body {
+        if let Some(text) = self.ha.refusal(&self.core.cfg, now) {
+            return Body::error(ErrorCode::NotPrimary, text);
+        }
+        if let Some(r) = self.core.recovery.as_ref() {
+            return Body::error(ErrorCode::Unavailable, r.why(now));
+        }
+        if self.core.doubts.incomplete {
+            let text = "this master took over without its whole map; SCAN waits for it: retry";
+            return Body::error(ErrorCode::Unavailable, text);
+        }
+        let cfg = &self.core.cfg;
+        if prefix.len() > cfg.max_key {
+            let text = format!("a prefix of {} bytes is over --max-key", prefix.len());
+            return Body::error(ErrorCode::TooLarge, text);
+        }
+        // Keys of up to --max-key bytes each: a page stays inside the frame maximum
+        // (--max-value + --max-key + 64 KiB).
+        let fits = ((cfg.max_value + 32 * 1024) / (cfg.max_key + 4)).max(1);
+        let limit = (limit as usize).clamp(1, SCAN_MAX_KEYS).min(fits);
+        let page = self.core.keys.scan(prefix, cursor, limit, SCAN_BUDGET);
+        Body::Keys {
+            next: page.next,
+            keys: page.keys,
+        }
+    }
+
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
         match frame.body {
             Body::Write { key, value } => {
-                let body = BodyRef::Write {
+                let body = Request::Write {
                     key: &key,
                     value: &value,
                 };
                 self.on_client_op(conn, req, body, now)
             }
-            Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
+            Body::Read { key } => self.on_client_op(conn, req, Request::Read { key: &key }, now),
+            Body::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => {
+                let body = Request::WriteOnce {
+                    id,
+                    resent_ms,
+                    key: &key,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::VRead { key } => self.on_client_op(conn, req, Request::VRead { key: &key }, now),
+            Body::Set {
+                key,
+                expected,
+                value,
+            } => {
+                let body = Request::Set {
+                    key: &key,
+                    expected,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Delete { key, expected } => {
+                let body = Request::Delete {
+                    key: &key,
+                    expected,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Incr { key, delta } => {
+                let body = Request::Incr { key: &key, delta };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Scan {
+                prefix,
+                cursor,
+                limit,
+            } => {
+                let reply = self.scan(&prefix, cursor, limit, now);
+                self.core.out.send(conn, req, reply);
+            }
             Body::Ping => self.core.out.send(conn, req, Body::Pong),
             Body::Forget { id } => {
                 let reply = match (self.ha.is_primary(), self.members(now).forget(&id)) {
                     (false, _) => {
                         let text = self.ha.not_primary_text(&self.core.cfg);
-                        Body::error(ErrorCode::NotPrimary, text)
+                        Body::error(ErrorCode::NotPrimary, self.naming_primary(text))
                     }
                     (true, Ok(())) => Body::Ok,
                     (true, Err(text)) => Body::error(ErrorCode::BadRequest, text),
@@ -537,6 +689,20 @@ impl Master {
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Instant) {
         match hello.role {
             Role::Client => {
+                let cap = self.core.cfg.max_conns;
+                if self.core.peers.clients() >= cap {
+                    let text = format!(
+                        "too many clients: this master serves at most {cap} at once \
+                         (--max-conns); try again later"
+                    );
+                    return self.core.peers.refuse(
+                        conn,
+                        hello.req,
+                        ErrorCode::Busy,
+                        text,
+                        &mut self.core.out,
+                    );
+                }
                 self.core.peers.set_kind(conn, Peer::Client);
                 let terms = Terms {
                     epoch: self.core.term.epoch,

@@ -7,6 +7,7 @@ use crate::body_ref::BodyRef;
 use crate::error::WireError;
 use crate::frame::{
     BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    WriteId,
 };
 use crate::reader::Reader;
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
@@ -131,6 +132,26 @@ fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, W
             key: r.slice()?,
             value: r.slice()?,
         },
+        Opcode::WriteOnce => BodyRef::WriteOnce {
+            id: write_id(r)?,
+            resent_ms: r.u32()?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::StoreOnce => BodyRef::StoreOnce {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            id: write_id(r)?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Recall => BodyRef::Recall {
+            epoch: r.u64()?,
+            client: r.u64()?,
+            seq: r.u64()?,
+            age_ms: r.u32()?,
+            key: r.slice()?,
+        },
         Opcode::Store => BodyRef::Store {
             epoch: r.u64()?,
             version: r.u64()?,
@@ -148,6 +169,15 @@ fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, W
         Opcode::Value => BodyRef::Value { value: r.slice()? },
         _ => return Ok(None),
     }))
+}
+
+#[inline(always)]
+fn write_id(r: &mut Reader<'_>) -> Result<WriteId, WireError> {
+    Ok(WriteId {
+        client: r.u64()?,
+        seq: r.u64()?,
+        acked: r.u64()?,
+    })
 }
 
 /// The body of any other frame, owned.
@@ -181,6 +211,10 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             text: r.string()?,
         },
         Opcode::Ack => Body::Ack { version: r.u64()? },
+        Opcode::Recalled => Body::Recalled {
+            held: r.u64()?,
+            stored: r.u64()?,
+        },
         Opcode::Degraded => Body::Degraded {
             copies: r.u16()?,
             wanted: r.u16()?,
@@ -197,13 +231,69 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::SyncAck => Body::SyncAck,
         Opcode::Sync => sync(r)?,
         Opcode::StatusReply => Body::StatusReply(status_reply(r)?),
+        Opcode::Set => Body::Set {
+            key: r.bytes()?,
+            expected: opt_u64(r)?,
+            value: r.bytes()?,
+        },
+        Opcode::Delete => Body::Delete {
+            key: r.bytes()?,
+            expected: opt_u64(r)?,
+        },
+        Opcode::Incr => Body::Incr {
+            key: r.bytes()?,
+            delta: r.u64()? as i64,
+        },
+        Opcode::VRead => Body::VRead { key: r.bytes()? },
+        Opcode::Scan => Body::Scan {
+            prefix: r.bytes()?,
+            cursor: r.u64()?,
+            limit: r.u32()?,
+        },
+        Opcode::Written => Body::Written { version: r.u64()? },
+        Opcode::Versioned => Body::Versioned {
+            version: r.u64()?,
+            value: r.bytes()?,
+        },
+        Opcode::Conflict => Body::Conflict { version: r.u64()? },
+        Opcode::Keys => keys(r)?,
+        Opcode::Purge => Body::Purge {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            key: r.bytes()?,
+        },
         Opcode::Read
         | Opcode::Write
+        | Opcode::WriteOnce
         | Opcode::Store
+        | Opcode::StoreOnce
         | Opcode::Fetch
         | Opcode::Fetched
-        | Opcode::Value => unreachable!("parsed by body_ref"),
+        | Opcode::Value
+        | Opcode::Recall => unreachable!("parsed by body_ref"),
     })
+}
+
+/// An `opt u64`: a flag, then the `u64` when it is 1.
+fn opt_u64(r: &mut Reader<'_>) -> Result<Option<u64>, WireError> {
+    Ok(match r.flag()? {
+        true => Some(r.u64()?),
+        false => None,
+    })
+}
+
+fn keys(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let next = r.u64()?;
+    let n = r.u32()? as usize;
+    // Every key takes at least its 4-byte length: refuse a count the body cannot hold.
+    if n > r.left() / 4 {
+        return Err(r.malformed("key count larger than the body"));
+    }
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        keys.push(r.bytes()?);
+    }
+    Ok(Body::Keys { next, keys })
 }
 
 fn stale(r: &mut Reader<'_>) -> Result<Body, WireError> {
@@ -291,6 +381,7 @@ fn sync_event(r: &mut Reader<'_>) -> Result<SyncEvent, WireError> {
             }
         }
         4 => SyncEvent::Intent { key: r.bytes()? },
+        6 => SyncEvent::Gone { key: r.bytes()? },
         _ => return Err(r.malformed("unknown sync event")),
     })
 }

@@ -3,7 +3,7 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::body_ref::BodyRef;
-use crate::frame::{AuthBytes, Body, Frame, Opcode, Status, SyncEvent};
+use crate::frame::{AuthBytes, Body, Frame, Opcode, Status, SyncEvent, WriteId};
 use crate::HEADER_LEN;
 
 /// Append the encoding of `frame` to `out`. Strings longer than 65,535 bytes are cut at a
@@ -34,6 +34,18 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_bytes(out, key);
             put_bytes(out, value);
         }
+        BodyRef::WriteOnce {
+            id,
+            resent_ms,
+            key,
+            value,
+        } => {
+            out.reserve(24 + 4 + 8 + key.len() + value.len());
+            put_write_id(out, id);
+            put_u32(out, resent_ms);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
         BodyRef::Store {
             epoch,
             version,
@@ -45,6 +57,33 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_u64(out, version);
             put_bytes(out, key);
             put_bytes(out, value);
+        }
+        BodyRef::StoreOnce {
+            epoch,
+            version,
+            id,
+            key,
+            value,
+        } => {
+            out.reserve(16 + 24 + 8 + key.len() + value.len());
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_write_id(out, id);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        BodyRef::Recall {
+            epoch,
+            client,
+            seq,
+            age_ms,
+            key,
+        } => {
+            put_u64(out, epoch);
+            put_u64(out, client);
+            put_u64(out, seq);
+            put_u32(out, age_ms);
+            put_bytes(out, key);
         }
         BodyRef::Fetch { epoch, key } => {
             put_u64(out, epoch);
@@ -154,6 +193,10 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_string(out, text);
         }
         Body::Ack { version } => put_u64(out, *version),
+        Body::Recalled { held, stored } => {
+            put_u64(out, *held);
+            put_u64(out, *stored);
+        }
         Body::Degraded { copies, wanted } => {
             put_u16(out, *copies);
             put_u16(out, *wanted);
@@ -171,15 +214,76 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_bytes(out, key);
         }
         Body::Forget { id } => put_string(out, id),
+        Body::Set {
+            key,
+            expected,
+            value,
+        } => {
+            put_bytes(out, key);
+            put_opt_u64(out, *expected);
+            put_bytes(out, value);
+        }
+        Body::Delete { key, expected } => {
+            put_bytes(out, key);
+            put_opt_u64(out, *expected);
+        }
+        Body::Incr { key, delta } => {
+            put_bytes(out, key);
+            put_u64(out, *delta as u64);
+        }
+        Body::VRead { key } => put_bytes(out, key),
+        Body::Scan {
+            prefix,
+            cursor,
+            limit,
+        } => {
+            put_bytes(out, prefix);
+            put_u64(out, *cursor);
+            put_u32(out, *limit);
+        }
+        Body::Written { version } | Body::Conflict { version } => put_u64(out, *version),
+        Body::Versioned { version, value } => {
+            put_u64(out, *version);
+            put_bytes(out, value);
+        }
+        Body::Keys { next, keys } => {
+            put_u64(out, *next);
+            put_u32(out, u32::try_from(keys.len()).expect("over u32::MAX keys"));
+            for k in keys {
+                put_bytes(out, k);
+            }
+        }
+        Body::Purge {
+            epoch,
+            version,
+            key,
+        } => {
+            put_u64(out, *epoch);
+            put_u64(out, *version);
+            put_bytes(out, key);
+        }
         Body::Read { .. }
         | Body::Write { .. }
+        | Body::WriteOnce { .. }
         | Body::Store { .. }
+        | Body::StoreOnce { .. }
         | Body::Fetch { .. }
         | Body::Fetched { .. }
-        | Body::Value { .. } => {
+        | Body::Value { .. }
+        | Body::Recall { .. } => {
             unreachable!("encoded through BodyRef")
         }
         Body::StatusReply(s) => put_status(out, s),
+    }
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            put_u64(out, v);
+        }
+        None => out.push(0),
     }
 }
 
@@ -214,6 +318,10 @@ fn put_sync_event(out: &mut Vec<u8>, e: &SyncEvent) {
         }
         SyncEvent::Intent { key } => {
             out.push(4);
+            put_bytes(out, key);
+        }
+        SyncEvent::Gone { key } => {
+            out.push(6);
             put_bytes(out, key);
         }
     }
@@ -258,6 +366,13 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     let mut b = [0; 8];
     BigEndian::write_u64(&mut b, v);
     out.extend_from_slice(&b);
+}
+
+#[inline]
+fn put_write_id(out: &mut Vec<u8>, id: WriteId) {
+    put_u64(out, id.client);
+    put_u64(out, id.seq);
+    put_u64(out, id.acked);
 }
 
 #[inline]

@@ -137,6 +137,10 @@ pub enum ErrorCode {
     Unavailable,
     /// A slave could not write the value to its disk (full, or an I/O error).
     Disk,
+    /// INCR of a key whose value is not a signed 64-bit decimal integer.
+    NotAnInteger,
+    /// INCR would take the counter past the signed 64-bit range.
+    Overflow,
     Other(u16),
 }
 
@@ -154,6 +158,8 @@ impl ErrorCode {
             ErrorCode::OutOfMemory => 9,
             ErrorCode::Unavailable => 10,
             ErrorCode::Disk => 11,
+            ErrorCode::NotAnInteger => 64,
+            ErrorCode::Overflow => 65,
             ErrorCode::Other(c) => c,
         }
     }
@@ -170,6 +176,8 @@ impl ErrorCode {
             9 => ErrorCode::OutOfMemory,
             10 => ErrorCode::Unavailable,
             11 => ErrorCode::Disk,
+            64 => ErrorCode::NotAnInteger,
+            65 => ErrorCode::Overflow,
             c => ErrorCode::Other(c),
         }
     }
@@ -187,6 +195,8 @@ impl ErrorCode {
             ErrorCode::OutOfMemory => "OUT_OF_MEMORY",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Disk => "DISK",
+            ErrorCode::NotAnInteger => "NOT_AN_INTEGER",
+            ErrorCode::Overflow => "OVERFLOW",
             ErrorCode::Other(_) => "ERROR",
         }
     }
@@ -224,6 +234,23 @@ pub struct Status {
     pub slaves: Vec<SlaveStatus>,
 }
 
+/// Who sent a write, for exactly-once writes (RIFL): the client's id (random, one per client
+/// process or connection object), the write's sequence number among that client's writes, and
+/// `acked`, the lowest sequence number the client still waits for: every write below it has
+/// had its final answer and will never be sent again, so its record may be forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
+    pub acked: u64,
+}
+
+/// What a slave's RECALLED says about the write it was asked about.
+pub const RECALL_NONE: u64 = 0;
+/// RECALLED `stored`: this slave cannot say (it started after the write could have reached
+/// it, or it forgot the client's records without the client's word).
+pub const RECALL_UNSURE: u64 = u64::MAX;
+
 /// One change to the primary's state, streamed to the backup master in SYNC frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent {
@@ -244,6 +271,8 @@ pub enum SyncEvent {
     /// A write to `key` has started: until its `Key` event arrives, the backup cannot trust
     /// what it knows of the key.
     Intent { key: Vec<u8> },
+    /// The key's tombstone was collected: the key is forgotten (see DELETE).
+    Gone { key: Vec<u8> },
 }
 
 /// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].
@@ -286,6 +315,15 @@ pub enum Body {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// Client → master: a WRITE with its writer's id, applied at most once however often it is
+    /// sent. `resent_ms`: 0 on the first send; else the milliseconds since the first (at least
+    /// 1): the write may have reached another master, which the master must find out first.
+    WriteOnce {
+        id: WriteId,
+        resent_ms: u32,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     Read {
         key: Vec<u8>,
     },
@@ -310,6 +348,31 @@ pub enum Body {
         version: u64,
         key: Vec<u8>,
         value: Vec<u8>,
+    },
+    /// Master → slave: a STORE of the write `id`; the slave remembers that it stored it (for
+    /// RECALL) until the client's `acked` passes it.
+    StoreOnce {
+        epoch: u64,
+        version: u64,
+        id: WriteId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Master → slave: what version of `key` is held, and was the write `(client, seq)` stored
+    /// here? `age_ms`: how long ago the write may first have been sent. Answered RECALLED.
+    Recall {
+        epoch: u64,
+        client: u64,
+        seq: u64,
+        age_ms: u32,
+        key: Vec<u8>,
+    },
+    /// Slave → master, the answer to RECALL: `held`, the version of the key held (0: none);
+    /// `stored`, the version at which that write was stored ([`RECALL_NONE`]: it was not;
+    /// [`RECALL_UNSURE`]: this slave cannot say).
+    Recalled {
+        held: u64,
+        stored: u64,
     },
     /// Slave → master: the STORE with this request id is held (at `version` or newer).
     Ack {
@@ -377,6 +440,79 @@ pub enum Body {
         events: Vec<SyncEvent>,
     },
     SyncAck,
+    /// Client → master: a WRITE answered WRITTEN with the new version; with `expected`, only
+    /// if the key's committed version is still that one (0: only if the key does not exist),
+    /// else CONFLICT and nothing is written.
+    Set {
+        key: Vec<u8>,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    },
+    /// Client → master: delete `key` (a versioned tombstone), answered WRITTEN with the
+    /// tombstone's version, NOT_FOUND if there was no key, or CONFLICT as for SET.
+    Delete {
+        key: Vec<u8>,
+        expected: Option<u64>,
+    },
+    /// Client → master: add `delta` to the decimal integer held in `key` (missing: 0);
+    /// answered VERSIONED with the new value.
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    /// Client → master: a READ answered VERSIONED (or NOT_FOUND).
+    VRead {
+        key: Vec<u8>,
+    },
+    /// Client → master: the keys under `prefix`, from `cursor` (0 to begin), at most `limit`
+    /// of them; answered KEYS.
+    Scan {
+        prefix: Vec<u8>,
+        cursor: u64,
+        limit: u32,
+    },
+    /// Master → client: the change took effect as `version`.
+    Written {
+        version: u64,
+    },
+    /// Master → client: the value of a key and its version (VREAD, INCR).
+    Versioned {
+        version: u64,
+        value: Vec<u8>,
+    },
+    /// Master → client: the compare-and-set failed; the key's committed version is `version`
+    /// (0: it does not exist). Nothing was written.
+    Conflict {
+        version: u64,
+    },
+    /// Master → client: a page of SCAN; `next` is the cursor of the next page (0: done).
+    Keys {
+        next: u64,
+        keys: Vec<Vec<u8>>,
+    },
+    /// Master → slave: forget `key` if held at `version` or older (a collected tombstone);
+    /// answered ACK once done (and, with a log, on disk).
+    Purge {
+        epoch: u64,
+        version: u64,
+        key: Vec<u8>,
+    },
+}
+
+/// The top bit of a version in STORE, FETCHED, INVENTORY and SYNC KEY events marks a tombstone (a DELETE): the key does not exist as of that version. Versions
+/// compare without it ([`plain_version`]).
+pub const TOMBSTONE: u64 = 1 << 63;
+
+/// A version without its tombstone bit: what versions are compared by.
+#[inline]
+pub fn plain_version(v: u64) -> u64 {
+    v & !TOMBSTONE
+}
+
+/// Whether a version marks a tombstone.
+#[inline]
+pub fn is_tombstone(v: u64) -> bool {
+    v & TOMBSTONE != 0
 }
 
 /// Opcode bytes. Gaps leave room for related messages.
@@ -394,6 +530,7 @@ pub enum Opcode {
     NotFound = 0x14,
     Error = 0x15,
     Degraded = 0x16,
+    WriteOnce = 0x17,
     Store = 0x20,
     Ack = 0x21,
     Fetch = 0x22,
@@ -403,6 +540,9 @@ pub enum Opcode {
     Takeover = 0x26,
     Vote = 0x27,
     Stale = 0x28,
+    StoreOnce = 0x29,
+    Recall = 0x2a,
+    Recalled = 0x2b,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
@@ -410,10 +550,20 @@ pub enum Opcode {
     Forget = 0x34,
     Sync = 0x40,
     SyncAck = 0x41,
+    Set = 0x42,
+    Delete = 0x43,
+    Incr = 0x44,
+    VRead = 0x45,
+    Scan = 0x46,
+    Written = 0x47,
+    Versioned = 0x48,
+    Conflict = 0x49,
+    Keys = 0x4a,
+    Purge = 0x4b,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 27] = [
+    pub const ALL: [Opcode; 41] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -441,6 +591,21 @@ impl Opcode {
         Opcode::Forget,
         Opcode::Sync,
         Opcode::SyncAck,
+        Opcode::Set,
+        Opcode::Delete,
+        Opcode::Incr,
+        Opcode::VRead,
+        Opcode::Scan,
+        Opcode::Written,
+        Opcode::Versioned,
+        Opcode::Conflict,
+        Opcode::Keys,
+        Opcode::Purge,
+        // Protocol version 2 (exactly-once writes).
+        Opcode::WriteOnce,
+        Opcode::StoreOnce,
+        Opcode::Recall,
+        Opcode::Recalled,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -456,6 +621,7 @@ impl Body {
             Body::Challenge { .. } => Opcode::Challenge,
             Body::Auth { .. } => Opcode::Auth,
             Body::Write { .. } => Opcode::Write,
+            Body::WriteOnce { .. } => Opcode::WriteOnce,
             Body::Read { .. } => Opcode::Read,
             Body::Ok => Opcode::Ok,
             Body::Value { .. } => Opcode::Value,
@@ -463,6 +629,9 @@ impl Body {
             Body::Error { .. } => Opcode::Error,
             Body::Degraded { .. } => Opcode::Degraded,
             Body::Store { .. } => Opcode::Store,
+            Body::StoreOnce { .. } => Opcode::StoreOnce,
+            Body::Recall { .. } => Opcode::Recall,
+            Body::Recalled { .. } => Opcode::Recalled,
             Body::Ack { .. } => Opcode::Ack,
             Body::Fetch { .. } => Opcode::Fetch,
             Body::Fetched { .. } => Opcode::Fetched,
@@ -478,6 +647,16 @@ impl Body {
             Body::Forget { .. } => Opcode::Forget,
             Body::Sync { .. } => Opcode::Sync,
             Body::SyncAck => Opcode::SyncAck,
+            Body::Set { .. } => Opcode::Set,
+            Body::Delete { .. } => Opcode::Delete,
+            Body::Incr { .. } => Opcode::Incr,
+            Body::VRead { .. } => Opcode::VRead,
+            Body::Scan { .. } => Opcode::Scan,
+            Body::Written { .. } => Opcode::Written,
+            Body::Versioned { .. } => Opcode::Versioned,
+            Body::Conflict { .. } => Opcode::Conflict,
+            Body::Keys { .. } => Opcode::Keys,
+            Body::Purge { .. } => Opcode::Purge,
         }
     }
 

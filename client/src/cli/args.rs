@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     pub master: Option<String>,
     pub timeout_ms: Option<String>,
+    pub max_value: Option<String>,
     pub secret_file: Option<OsString>,
     pub value_file: Option<OsString>,
     pub raw: bool,
@@ -32,9 +33,10 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 11] = [
+const OPTS: [Opt; 12] = [
     opt(Some('m'), "master", true),
     opt(Some('t'), "timeout-ms", true),
+    opt(None, "max-value", true),
     opt(None, "secret-file", true),
     opt(None, "value-file", true),
     opt(None, "raw", false),
@@ -61,7 +63,13 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
     let mut operands_only = false;
     while let Some(a) = rest.next() {
         let b = a.as_bytes();
-        if operands_only || b == b"-" || !b.starts_with(b"-") {
+        // `incr KEY -5`: a negative delta is a word, not an option.
+        let negative_delta = args
+            .words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"incr"))
+            && std::str::from_utf8(b).is_ok_and(|s| s.parse::<i64>().is_ok());
+        if operands_only || negative_delta || b == b"-" || !b.starts_with(b"-") {
             if args.words.is_empty() && !operands_only && b.eq_ignore_ascii_case(b"bench") {
                 args.bench = Some(rest.cloned().collect());
                 break;
@@ -85,6 +93,22 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
                 Some((n, v)) => (n, Some(OsString::from(v))),
                 None => (long, None),
             };
+            // After a command, its own options: `read --version`, `write --if-version N`,
+            // `delete --if-version N`, `scan --prefix P` go to the command with their values.
+            if let Some(takes_value) = command_option(&args.words, name) {
+                args.words.push(format!("--{name}").into_bytes());
+                if takes_value {
+                    let v = match inline {
+                        Some(v) => v,
+                        None => rest
+                            .next()
+                            .cloned()
+                            .ok_or_else(|| format!("option '--{name}' needs a value"))?,
+                    };
+                    args.words.push(v.as_bytes().to_vec());
+                }
+                continue;
+            }
             let o = OPTS
                 .iter()
                 .find(|o| o.long == name)
@@ -129,6 +153,17 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
     Ok(args)
 }
 
+/// Whether `--name` after the command words `words` is that command's own option, and if so
+/// whether it takes a value.
+fn command_option(words: &[Vec<u8>], name: &str) -> Option<bool> {
+    let command = words.first()?.to_ascii_lowercase();
+    match (&command[..], name) {
+        (b"read", "version") => Some(false),
+        (b"write" | b"delete", "if-version") | (b"scan", "prefix") => Some(true),
+        _ => None,
+    }
+}
+
 const DASH_HINT: &str = " (a key or value that starts with '-' goes after '--', as in \
                          'dsm-client write -- KEY VALUE')";
 
@@ -140,6 +175,7 @@ fn set(args: &mut Args, o: &Opt, value: Option<OsString>) -> Result<(), String> 
     match (o.long, value) {
         ("master", Some(v)) => args.master = Some(text(v)?),
         ("timeout-ms", Some(v)) => args.timeout_ms = Some(text(v)?),
+        ("max-value", Some(v)) => args.max_value = Some(text(v)?),
         ("log-level", Some(v)) => args.log_level = Some(text(v)?),
         ("secret-file", v) => args.secret_file = v,
         ("value-file", v) => args.value_file = v,

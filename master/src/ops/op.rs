@@ -14,14 +14,18 @@ use crate::slaves::SlaveTable;
 use crate::timer::Timers;
 
 use super::copy::CopyOp;
+use super::purge::PurgeOp;
 use super::read::{ReadOp, ReadSpread};
 use super::step::{OpRef, Step};
 use super::subs::{Pending, SubTable};
+use super::update::UpdateOp;
 use super::write::WriteOp;
 
 pub(crate) struct Op {
     /// None once the client has gone (and for copies): the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
+    /// Bytes this op holds of its client's budget (see `budget.rs`), released when answered.
+    pub reserve: u32,
     pub req_id: u64,
     /// Copied into the key's queue and every STORE/FETCH sent for this op (see [`Key`]).
     pub key: Key,
@@ -44,6 +48,10 @@ pub(crate) enum OpKind {
     /// An internal copy made by re-replication (no client). Boxed, like a read's probe: it
     /// is rare, and the largest kind would set the size of every op.
     Copy(Box<CopyOp>),
+    /// SET, DELETE, INCR: a write that depends on the key's state. Boxed, as rarer.
+    Update(Box<UpdateOp>),
+    /// Collecting a tombstone (no client).
+    Purge(Box<PurgeOp>),
 }
 
 impl Op {
@@ -83,6 +91,8 @@ impl Op {
             OpKind::Write(w) => w.start(&r, ctx, subs),
             OpKind::Read(rd) => rd.start(&r, ctx, subs, spread),
             OpKind::Copy(c) => c.start(&r, ctx, subs),
+            OpKind::Update(u) => u.start(&r, ctx, subs, spread),
+            OpKind::Purge(p) => p.start(&r, ctx, subs),
         }
     }
 
@@ -95,6 +105,8 @@ impl Op {
             OpKind::Write(w) => w.timed_out(&r, ctx),
             OpKind::Read(rd) => rd.timed_out(&r),
             OpKind::Copy(c) => c.timed_out(&r, ctx),
+            OpKind::Update(u) => u.timed_out(&r, ctx),
+            OpKind::Purge(_) => Body::Ok,
         }
     }
 
@@ -113,6 +125,8 @@ impl Op {
         match kind {
             OpKind::Write(w) => w.acked(&r, ctx, sub, from, version),
             OpKind::Copy(c) => c.acked(&r, ctx, subs, sub, from, version),
+            OpKind::Update(u) => u.acked(&r, ctx, sub, from, version),
+            OpKind::Purge(p) => p.acked(&r, ctx, sub),
             OpKind::Read(_) => Step::Wait,
         }
     }
@@ -134,15 +148,49 @@ impl Op {
         match kind {
             OpKind::Read(rd) => rd.answered(&r, ctx, subs, spread, sub, from, answer),
             OpKind::Copy(c) => c.fetched(&r, ctx, subs, sub, answer),
-            OpKind::Write(_) => Step::Wait,
+            OpKind::Update(u) => u.fetched(&r, ctx, subs, spread, sub, from, answer),
+            OpKind::Write(_) | OpKind::Purge(_) => Step::Wait,
+        }
+    }
+
+    /// A slave answered the RECALL of an exactly-once write sent again.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn recalled(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        from: SlaveIdx,
+        held: u64,
+        stored: u64,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.recalled(&r, ctx, subs, sub, from, held, stored),
+            _ => Step::Wait,
+        }
+    }
+
+    /// The writer of an exactly-once write.
+    pub fn writer(&self) -> Option<dsm_wire::WriteId> {
+        match &self.kind {
+            OpKind::Write(w) => w.writer(),
+            _ => None,
         }
     }
 
     /// Whether the op would rather move on than wait for a slow slave's ACK: a write with
-    /// a replacement left. Copies wait (they have time; a write has a client).
+    /// a replacement left; and a PURGE always, which is optional work that holds its key's
+    /// queue (a slave that answers PINGs but not the PURGE would block every client of the
+    /// key): it gives up, and the tombstone stays. Copies wait (they have time; a write has a
+    /// client).
     pub fn moves_on_from_slow(&self, slaves: &SlaveTable) -> bool {
         match &self.kind {
             OpKind::Write(w) => w.can_replace(slaves),
+            OpKind::Update(u) => u.can_replace(slaves),
+            OpKind::Purge(_) => true,
             _ => false,
         }
     }
@@ -164,6 +212,8 @@ impl Op {
             OpKind::Write(w) => w.sub_failed(&r, ctx, subs, sub, refusal),
             OpKind::Read(rd) => rd.sub_failed(&r, ctx, subs, spread, sub),
             OpKind::Copy(c) => c.sub_failed(&r, ctx, subs, sub),
+            OpKind::Update(u) => u.sub_failed(&r, ctx, subs, spread, sub, refusal),
+            OpKind::Purge(p) => p.sub_failed(&r, ctx, sub),
         }
     }
 
@@ -176,6 +226,8 @@ impl Op {
             OpKind::Write(w) => std::mem::take(&mut w.pending),
             OpKind::Copy(c) => std::mem::take(&mut c.pending),
             OpKind::Read(r) => r.take_pending(timers),
+            OpKind::Update(u) => u.take_pending(timers),
+            OpKind::Purge(p) => std::mem::take(&mut p.pending),
         }
     }
 }
@@ -184,10 +236,27 @@ impl Op {
 /// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
 /// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
 /// again it would take effect a second time, after whatever was written in between; so it is
-/// answered TIMEOUT, outcome unknown, and the client does not resend it.
+/// answered TIMEOUT, outcome unknown, and the client does not resend it. An exactly-once
+/// write may be sent again (the next primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
     match kind {
-        OpKind::Write(_) => Body::error(
+        OpKind::Write(w) if w.writer().is_some() => {
+            // `TAKEN` opens the reason, after the primary's address if `why` names it.
+            let (named, reason) = match dsm_wire::primary_named(why) {
+                Some(addr) => (Some(addr), why.split_once("; ").map_or("", |(_, r)| r)),
+                None => (None, why),
+            };
+            let reason = format!(
+                "{}{reason}; send the write again, as it is, to the primary",
+                dsm_wire::TAKEN
+            );
+            let text = match named {
+                Some(addr) => dsm_wire::naming_primary(addr, &reason),
+                None => reason,
+            };
+            Body::error(ErrorCode::NotPrimary, text)
+        }
+        OpKind::Write(_) | OpKind::Update(_) => Body::error(
             ErrorCode::Timeout,
             format!("{why}; the write may or may not have happened"),
         ),
