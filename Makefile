@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks clean
+.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks fuzz clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -26,6 +26,9 @@ help:
 	@echo "make attacks      issue 18's memory and connection attacks on release binaries, with RSS and latency;"
 	@echo "                  writes bench-results/attacks-bounds.md"
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
+	@echo "make fuzz         each cargo-fuzz target (fuzz/) for FUZZ_SECONDS=$(FUZZ_SECONDS) at nice 19, one after"
+	@echo "                  another (needs a nightly toolchain and cargo-fuzz; not part of make test or CI);"
+	@echo "                  FUZZ_TARGETS=\"decode ...\" to choose; crashes land in fuzz/artifacts/TARGET/"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
 
 build:
@@ -84,6 +87,19 @@ blinks:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p dsm-tests --test blinks
 	$(CARGO) test -p dsm-tests --test blinks -- --ignored long_
+
+# The fuzzers (fuzz/README.md): the seeds from a real exchange go into fuzz/corpus first, the
+# checked-in corpus is read too; each target runs FUZZ_SECONDS, one after another, at nice 19.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= decode handshake standby_sync slave_replay
+FUZZ_TOOLCHAIN ?= +nightly
+fuzz:
+	$(CARGO) test -p dsm-tests --test fuzz_corpus -- --ignored write_seeds
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t corpus-min/$$t && \
+		nice -n 19 $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t corpus-min/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

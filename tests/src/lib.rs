@@ -18,6 +18,7 @@
 
 pub mod bins;
 mod data;
+pub mod fuzzing;
 mod health;
 pub mod hosts;
 pub mod limits;
