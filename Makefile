@@ -2,7 +2,7 @@
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build test lint fmt run-cluster bench mem torture blinks clean
+.PHONY: help build test lint fmt run-cluster bench mem torture blinks elections failover-bench clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client)"
@@ -13,6 +13,7 @@ help:
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
+	@echo "make elections    the election tests (tests/tests/elections.rs) and their long variants (15-20 s faults)"
 
 build:
 	$(CARGO) build --release --bins
@@ -55,6 +56,13 @@ blinks:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p dsm-tests --test blinks
 	$(CARGO) test -p dsm-tests --test blinks -- --ignored long_
+
+# The election tests of make test again, then their long variants (the tests named long_*:
+# the backup stopped for 20 s, the primary stopped for 15 s, partitions held for 10 s).
+elections:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p dsm-tests --test elections
+	$(CARGO) test -p dsm-tests --test elections -- --ignored long_
 
 clean:
 	$(CARGO) clean
