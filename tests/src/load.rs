@@ -356,6 +356,8 @@ struct Slots {
     /// Each acknowledged write: when it was sent and when it was answered.
     acked_at: Vec<(Instant, Instant)>,
     failed: Vec<Failed>,
+    /// When a call ended on another master than the one before: when, and which.
+    moves: Vec<(Instant, std::net::SocketAddr)>,
 }
 
 /// A write of the load that was not acknowledged.
@@ -567,6 +569,7 @@ fn write_until_stopped(
         sent: vec![None; SLOTS],
         acked_at: Vec::new(),
         failed: Vec::new(),
+        moves: Vec::new(),
     };
     let mut client = Some(c);
     let mut seq = 0u64;
@@ -583,6 +586,9 @@ fn write_until_stopped(
         let sent = Instant::now();
         let result = c.write(&load_key(t, slot), format!("{t}:{seq}").as_bytes());
         let answered = Instant::now();
+        if slots.moves.last().map(|&(_, m)| m) != Some(c.master()) {
+            slots.moves.push((answered, c.master()));
+        }
         let unknown = crate::torture::workload::classify_write(&result).0
             == crate::torture::history::Outcome::Unknown;
         slots.sent[slot] = Some(seq);
@@ -707,6 +713,11 @@ impl LoadReport {
     /// Every write that was not acknowledged, by writer, in the order sent.
     pub fn failed(&self) -> impl Iterator<Item = &Failed> {
         self.writers.iter().flat_map(|w| w.failed.iter())
+    }
+
+    /// For each writer, when its calls began to end on another master, and which.
+    pub fn moves(&self) -> Vec<Vec<(Instant, std::net::SocketAddr)>> {
+        self.writers.iter().map(|w| w.moves.clone()).collect()
     }
 
     /// Writes whose outcome the client could not know (the write may have happened).

@@ -239,6 +239,13 @@ fn print_failures(name: &str, fault: Instant, loads: &[&LoadReport]) {
         t.saturating_duration_since(fault).as_millis() as i128
             - fault.saturating_duration_since(t).as_millis() as i128
     };
+    for (n, moves) in loads.iter().flat_map(|l| l.moves()).enumerate() {
+        let seen: Vec<String> = moves
+            .iter()
+            .map(|&(t, m)| format!("{m} from {} ms", rel(t)))
+            .collect();
+        eprintln!("{name}: writer {n} wrote through {}", seen.join(", then "));
+    }
     for f in loads.iter().flat_map(|l| l.failed()).take(20) {
         eprintln!(
             "{name}: writer {} failed, sent {} ms after the fault, answered {} ms after: {}{}",
