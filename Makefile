@@ -14,6 +14,7 @@ help:
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
 	@echo "make elections    the election tests (tests/tests/elections.rs) and their long variants (15-20 s faults)"
+	@echo "make failover-bench  each election test's fault 5 times on release builds; writes bench-results/failover-<date>.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -63,6 +64,10 @@ elections:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p dsm-tests --test elections
 	$(CARGO) test -p dsm-tests --test elections -- --ignored long_
+
+# ROUNDS=n rounds (default 5), LONG=1 with the long variants, FILTER=name to pick tests.
+failover-bench:
+	scripts/failover-bench.sh
 
 clean:
 	$(CARGO) clean
