@@ -402,6 +402,7 @@ fn a_backup_stopped_for_good(stopped_for: Duration) {
         "the primary with its standby frozen: {s:?}"
     );
     scene.finish(&cluster, fault, None);
+    // The standby stays frozen: none of this may involve it.
     every_slave_registered_once(&cluster);
     no_slave_voted(&cluster);
 }
