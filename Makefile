@@ -1,12 +1,21 @@
 # dsm: every entry point a developer or CI needs. `make help` lists them.
 CARGO ?= cargo
 RELEASE := target/release
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build test lint fmt run-cluster bench mem torture blinks elections failover-bench clean
+.PHONY: help build install test lint fmt run-cluster bench mem torture blinks elections failover-bench clean
 
 help:
-	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client)"
-	@echo "make run-cluster  a primary master and 3 slaves on 127.0.0.1 (Ctrl-C stops them all)"
+	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
+	@echo "make install      build, then copy them to \$$PREFIX/bin (PREFIX=$(PREFIX); DESTDIR=... to stage)"
+	@echo "make run-cluster  a primary master (127.0.0.1:7000), a backup master (127.0.0.1:7002) and 3"
+	@echo "                  slaves on loopback, data in ./dsm-data; Ctrl-C stops them all (status 0). Variables:"
+	@echo "                    DSM_LISTEN DSM_HEARTBEAT DSM_BACKUP DSM_BACKUP_HEARTBEAT  the masters' addresses"
+	@echo "                    DSM_SLAVES=3 DSM_REPLICAS=2  DSM_DATA=./dsm-data (kept)  DSM_LOGDIR (default:"
+	@echo "                    a temporary folder, removed at the end)  DSM_SECRET_FILE=PATH (every node and"
+	@echo "                    client must hold the secret)  DSM_SLAVE_ARGS / DSM_MASTER_ARGS (more flags)"
 	@echo "make test         every unit, integration and fault test in the workspace"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
@@ -18,6 +27,11 @@ help:
 
 build:
 	$(CARGO) build --release --bins
+
+# `make -o build install` copies what is in $(RELEASE) without building (the tests do that).
+install: build
+	install -d "$(DESTDIR)$(BINDIR)"
+	install -m 755 $(addprefix $(RELEASE)/,$(BINARIES)) "$(DESTDIR)$(BINDIR)/"
 
 # The process-level tests start the debug binaries, so build them first.
 test:
@@ -31,8 +45,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# `set -m` runs the script as the terminal's foreground job: Ctrl-C reaches the cluster, which
+# stops cleanly and exits 0, and not make, which would otherwise die of the signal itself.
+# (`; exit` keeps bash from exec'ing the script in make's process group.)
 run-cluster: build
-	scripts/run-cluster.sh $(RELEASE)
+	@bash -c 'set -m; scripts/run-cluster.sh $(RELEASE); exit $$?'
 
 bench:
 	scripts/bench.sh

@@ -21,12 +21,22 @@
 #                            the work folder, on the disk /tmp is on) with this --fsync. Unset:
 #                            memory only, as before. Recorded in the results file.
 #   BENCH_SLAVE_ARGS         more dsm-slave flags (e.g. "--fsync-interval-ms 100"), recorded
+#   BENCH_PERSIST=1          1: also WRITE with the slaves on disk against redis with
+#                            appendonly yes (issue 16, item 8): --fsync interval against
+#                            appendfsync everysec and --fsync always against appendfsync always,
+#                            at 1x1 and 4x32, a fresh cluster and redis-server for each, the two
+#                            alternating within each of BENCH_REPEATS rounds. 0: skip (saves ~1 min).
+#   BENCH_PERSIST_SERIAL     requests per such run at 1x1 (default 2000: ~1 s at `always`)
+#   BENCH_PERSIST_PIPELINED  requests per such run at 4x32 (default 200000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPEATS=${BENCH_REPEATS:-3}
 SERIAL_N=${BENCH_SERIAL_REQUESTS:-20000}
 PIPELINED_N=${BENCH_PIPELINED_REQUESTS:-200000}
+PERSIST=${BENCH_PERSIST:-1}
+PERSIST_SERIAL_N=${BENCH_PERSIST_SERIAL:-2000}
+PERSIST_PIPELINED_N=${BENCH_PERSIST_PIPELINED:-200000}
 OUT=${BENCH_OUT:-bench-results/latest.md}
 VALUE=64
 KEYS=1000
@@ -70,30 +80,6 @@ start_cluster() {
     shift
     # shellcheck disable=SC2086 # BENCH_MASTER_ARGS is a list of flags
     start_dsm "$BIN" "$tag" 3 ${BENCH_MASTER_ARGS:-} -- "$@"
-}
-
-# redis-server has no "port 0": try free ports below the ephemeral range until one binds.
-start_redis() {
-    local low
-    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
-    for _ in 1 2 3 4 5; do
-        REDIS_PORT=$((10000 + RANDOM % (low - 10000)))
-        mkdir -p "$WORK/redis"
-        "${MASTER_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-            --dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &
-        local rpid=$!
-        local deadline=$((SECONDS + READY_TIMEOUT_S))
-        while kill -0 "$rpid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-            if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then
-                pids+=("$rpid")
-                return 0
-            fi
-            sleep 0.05
-        done
-        kill "$rpid" 2>/dev/null || true
-        wait "$rpid" 2>/dev/null || true
-    done
-    die "redis-server did not start; see $WORK/redis.log"
 }
 
 # Value of a numeric field in a flat JSON object.
@@ -163,6 +149,66 @@ measure() {
     done
 }
 
+# WRITE with the slaves on disk against redis with an append-only file, fsync policy by policy:
+# interval against everysec, always against always. Each run gets a fresh cluster (its slaves
+# with new data dirs) or a fresh redis-server, so no run starts with another's log; the two
+# systems alternate within each round. Errors are counted, not fatal: a slave the master drops
+# for a slow fsync (its --ack-timeout-ms) is a finding.
+declare -A PSAMPLES PRES
+persist() {
+    local round pair fsync aof setting out
+    for round in $(seq "$REPEATS"); do
+        for pair in interval:everysec always:always; do
+            fsync=${pair%%:*}
+            aof=${pair##*:}
+            echo "bench.sh: on disk, round $round of $REPEATS: dsm --fsync $fsync, redis appendfsync $aof" >&2
+            local -a saved_args=("${SLAVE_ARGS[@]}")
+            local saved_data=${SLAVE_DATA:-0}
+            SLAVE_DATA=1
+            SLAVE_ARGS=(--fsync "$fsync")
+            # shellcheck disable=SC2086 # BENCH_MASTER_ARGS is a list of flags
+            start_dsm "$BIN" "p$round-$fsync" 3 ${BENCH_MASTER_ARGS:-}
+            SLAVE_ARGS=("${saved_args[@]}")
+            SLAVE_DATA=$saved_data
+            for setting in 1x1 4x32; do
+                if [ "$setting" = 1x1 ]; then dsm_cmd write 1 1 "$PERSIST_SERIAL_N"; else dsm_cmd write 4 32 "$PERSIST_PIPELINED_N"; fi
+                # dsm-client exits non-zero when some requests failed; the JSON still says how many.
+                out=$("${REST_PIN[@]}" "${CMD[@]}" 2>/dev/null) || true
+                [ -n "$(json_field "$out" ops_per_sec)" ] || die "dsm bench failed: ${CMD[*]}"
+                PSAMPLES[dsm $fsync $setting p50]+="$(json_field "$out" p50_us) "
+                PSAMPLES[dsm $fsync $setting p99]+="$(json_field "$out" p99_us) "
+                PSAMPLES[dsm $fsync $setting ops]+="$(json_field "$out" ops_per_sec) "
+                PSAMPLES[dsm $fsync $setting errors]+="$(json_field "$out" errors) "
+            done
+            kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+            wait "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+            start_redis "p$round-redis-$aof" --appendonly yes --appendfsync "$aof"
+            for setting in 1x1 4x32; do
+                if [ "$setting" = 1x1 ]; then redis_set_cmd 1 1 "$PERSIST_SERIAL_N"; else redis_set_cmd 4 32 "$PERSIST_PIPELINED_N"; fi
+                out=$("${REST_PIN[@]}" "${CMD[@]}" | grep '^"SET"') || die "redis-benchmark failed: ${CMD[*]}"
+                local _t rps _avg _min q50 _q95 q99 _max
+                IFS=, read -r _t rps _avg _min q50 _q95 q99 _max <<<"$out"
+                PSAMPLES[redis $fsync $setting p50]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
+                PSAMPLES[redis $fsync $setting p99]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
+                PSAMPLES[redis $fsync $setting ops]+="${rps//\"/} "
+            done
+            kill "$REDIS_PID" 2>/dev/null || true
+            wait "$REDIS_PID" 2>/dev/null || true
+        done
+    done
+    local key
+    for key in "${!PSAMPLES[@]}"; do
+        # shellcheck disable=SC2086 # a space-separated list of numbers
+        PRES[$key]=$(median ${PSAMPLES[$key]})
+    done
+}
+
+# Set CMD to the redis-benchmark command line for SET alone: clients pipeline requests.
+redis_set_cmd() {
+    CMD=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d "$VALUE"
+        -r "$KEYS" -t set --csv)
+}
+
 # Count the master's write syscalls during one 4x32 WRITE run (strace -c on a fresh master).
 strace_writes() {
     local n=$PIPELINED_N
@@ -200,12 +246,13 @@ main() {
     slave_setup
     echo "bench.sh: $PLACEMENT; slaves: $SLAVE_DESC" >&2
     start_cluster main
-    start_redis
+    start_redis redis
     local load_before
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
     echo "bench.sh: $REPEATS runs each; dsm master $MASTER, redis 127.0.0.1:$REDIS_PORT" >&2
     measure
+    if [ "$PERSIST" = 1 ]; then persist; fi
     if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
     local load_after
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -241,8 +288,32 @@ main() {
         echo "| WRITE ops/s / redis SET ops/s at 4x32 ≥ 0.35 | $w_ops | $(verdict "$w_ops" ">=" 0.35) |"
         echo "| READ ops/s / redis GET ops/s at 4x32 ≥ 0.5 | $r_ops | $(verdict "$r_ops" ">=" 0.5) |"
     )
+    local ptable="" always_ratio=""
+    if [ "$PERSIST" = 1 ]; then
+        always_ratio=$(ratio "${PRES[dsm always 4x32 ops]}" "${PRES[redis always 4x32 ops]}")
+        ptable=$(
+            echo "| dsm slaves | redis | setting | dsm p50 µs | dsm p99 µs | dsm ops/s | redis p50 µs | redis p99 µs | redis ops/s | p50 dsm/redis | ops/s dsm/redis | dsm errors (all runs) |"
+            echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            for fsync in interval always; do
+                local aof=everysec
+                [ "$fsync" = always ] && aof=always
+                for setting in 1x1 4x32; do
+                    local r="$fsync $setting"
+                    local errs
+                    # shellcheck disable=SC2086 # a list of numbers
+                    errs=$(printf '%s\n' ${PSAMPLES[dsm $r errors]} | awk '{s += $1} END {print s + 0}')
+                    echo "| --fsync $fsync | appendfsync $aof | $setting | $(show "${PRES[dsm $r p50]}") | $(show "${PRES[dsm $r p99]}") | $(show "${PRES[dsm $r ops]}") | $(show "${PRES[redis $r p50]}") | $(show "${PRES[redis $r p99]}") | $(show "${PRES[redis $r ops]}") | $(ratio "${PRES[dsm $r p50]}" "${PRES[redis $r p50]}") | $(ratio "${PRES[dsm $r ops]}" "${PRES[redis $r ops]}") | $errs |"
+                done
+            done
+        )
+        targets+=$'\n'"| WRITE ops/s, slaves --fsync always / redis appendfsync always, at 4x32 ≥ 1 (issue 16) | $always_ratio | $(verdict "$always_ratio" ">=" 1) |"
+    fi
     echo "$table"
     echo
+    if [ -n "$ptable" ]; then
+        echo "$ptable"
+        echo
+    fi
     echo "$targets"
 
     mkdir -p "$(dirname "$OUT")"
@@ -266,6 +337,18 @@ main() {
         echo "request's send (closed loop: a slot is refilled as soon as its reply arrives);"
         echo "redis-benchmark -P sends P commands, waits for all P replies, then sends the next P."
         echo
+        if [ -n "$ptable" ]; then
+            echo "## WRITE on disk: slaves with --fsync against redis with appendonly yes"
+            echo
+            echo "Slaves with --data-dir (in the work folder, on $(df -T "$WORK" | awk 'NR == 2 {print $2}')) and --fsync interval"
+            echo "(1000 ms) or always; redis-server --appendonly yes --appendfsync everysec or always, its"
+            echo "file in the same folder. Each cell the median of $REPEATS runs, each on a fresh cluster or"
+            echo "redis-server, the two alternating within each round; $PERSIST_SERIAL_N requests per 1x1 run,"
+            echo "$PERSIST_PIPELINED_N per 4x32 run. R=2: every dsm write is synced by two slaves on the same disk."
+            echo
+            echo "$ptable"
+            echo
+        fi
         echo "## Targets"
         echo
         echo "$targets"
@@ -306,6 +389,18 @@ main() {
         show_cmd
         redis_cmd 4 32 "$PIPELINED_N"
         show_cmd
+        if [ "$PERSIST" = 1 ]; then
+            echo "# on disk: slaves with --data-dir TMPDIR/p-slave-N.data --fsync interval|always, and"
+            echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly yes --appendfsync everysec|always --dir TMPDIR"
+            dsm_cmd write 1 1 "$PERSIST_SERIAL_N"
+            show_cmd
+            dsm_cmd write 4 32 "$PERSIST_PIPELINED_N"
+            show_cmd
+            redis_set_cmd 1 1 "$PERSIST_SERIAL_N"
+            show_cmd
+            redis_set_cmd 4 32 "$PERSIST_PIPELINED_N"
+            show_cmd
+        fi
         echo '```'
     } >"$OUT"
     echo "bench.sh: results written to $OUT" >&2

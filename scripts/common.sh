@@ -1,5 +1,6 @@
 # Shared by bench.sh, mem.sh and cpu.sh (sourced, not run): a work folder, every child stopped on exit
-# (logs kept when the script failed), a readiness wait with a deadline, and a cluster start.
+# (logs kept when the script failed, or with KEEP_WORK=1), a readiness wait with a deadline, and a
+# cluster start.
 # Set PROG (the script's name, for messages) and READY_TIMEOUT_S before sourcing.
 # shellcheck shell=bash
 
@@ -10,7 +11,9 @@ cleanup() {
     trap - EXIT INT TERM
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then
+    if [ "$rc" -eq 0 ] && [ "${KEEP_WORK:-0}" = 1 ]; then
+        echo "$PROG.sh: logs kept in $WORK (KEEP_WORK=1)" >&2
+    elif [ "$rc" -eq 0 ]; then
         rm -rf "$WORK"
     else
         echo "$PROG.sh: failed (exit $rc); logs kept in $WORK" >&2
@@ -73,8 +76,8 @@ set_placement() {
 # MASTER_PID and SLAVE_PIDS; every pid is also in pids, so cleanup stops them. Runs them
 # where set_placement said (unpinned unless it was called). SLAVE_ARGS (an array) adds flags
 # to every slave; with SLAVE_DATA=1 each slave also gets --data-dir $WORK/TAG-slave-I.data.
-# SLAVE_LOG_LEVEL (default warn) is the slaves' --log-level; MASTER_REPLICAS (default 2) the
-# master's --replicas.
+# SLAVE_LOG_LEVEL and MASTER_LOG_LEVEL (default warn) are the --log-level of the slaves and of
+# the master; MASTER_REPLICAS (default 2) the master's --replicas.
 # Usage: start_dsm BIN TAG N [MASTER_OPTION...] [-- WRAPPER...]
 # WRAPPER (e.g. strace -c -o FILE) runs the master under another command.
 start_dsm() {
@@ -84,7 +87,7 @@ start_dsm() {
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "$#" -gt 0 ] && shift && wrap=("$@")
     "${wrap[@]}" "${MASTER_PIN[@]}" "$bin/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas "${MASTER_REPLICAS:-2}" --discover-ms 0 \
-        "${opts[@]}" --log-level warn >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
+        "${opts[@]}" --log-level "${MASTER_LOG_LEVEL:-warn}" >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")
     wait_for_line "$WORK/$tag-master.out" "dsm-master ready" "$MASTER_PID" "dsm-master ($tag)"
@@ -100,4 +103,35 @@ start_dsm() {
         SLAVE_PIDS+=("$!")
         wait_for_line "$WORK/$tag-slave-$i.out" "dsm-slave ready" "$!" "dsm-slave $tag-slave-$i"
     done
+}
+
+# Start a redis-server (where the master would be pinned) with its data in $WORK/TAG and more
+# FLAGS (e.g. --appendonly yes --appendfsync always); sets REDIS_PORT and REDIS_PID. Without
+# FLAGS: --appendonly no. redis-server has no "port 0": try free ports below the ephemeral
+# range until one binds.
+# Usage: start_redis TAG [FLAG...]
+start_redis() {
+    local tag=$1 low
+    shift
+    local -a flags=("$@")
+    [ "${#flags[@]}" -gt 0 ] || flags=(--appendonly no)
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
+    for _ in 1 2 3 4 5; do
+        REDIS_PORT=$((10000 + RANDOM % (low - 10000)))
+        mkdir -p "$WORK/$tag"
+        "${MASTER_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' "${flags[@]}" \
+            --dir "$WORK/$tag" --daemonize no --logfile "$WORK/$tag.log" &
+        REDIS_PID=$!
+        local deadline=$((SECONDS + READY_TIMEOUT_S))
+        while kill -0 "$REDIS_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+            if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then
+                pids+=("$REDIS_PID")
+                return 0
+            fi
+            sleep 0.05
+        done
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    done
+    die "redis-server did not start; see $WORK/$tag.log"
 }

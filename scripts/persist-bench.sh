@@ -14,12 +14,26 @@
 #     that one slave): kill -9, start again, and time the replay (the slave's own log line),
 #     the ready line (registered), and the first READ served; for the log as written (every
 #     key twice) and compacted. Disk bytes per key after compaction.
+#  4. Rejoin after a stop: a master with R=2 and 3 slaves holding PB_KEYS keys; one slave is
+#     stopped (SIGSTOP) for PB_STOP_MS, a few WRITEs meanwhile make the master drop it (ACK
+#     timeout), then SIGCONT: the time until the master's log says it is back in service (the
+#     same process: its copies count again, so reads go to it), a STATUS right after, and
+#     `copies_made` at the end (no copy should be made: the same process is back with its data).
+#
+# With redis-server installed (PB_REDIS=1), part 1 also runs redis-server --appendonly yes
+# with --appendfsync everysec and always in each round (redis-benchmark -t set, the same
+# settings), for the comparison issue 16 asks for.
+#
+# PB_BINS="DIR1 DIR2 ..." (default target/release, which is built) runs parts 1 and 3 with each
+# directory's binaries in turn, alternating within each round (before/after comparisons);
+# rows are labelled with the directory's last component. Parts 2 and 4 use the first.
 #
 # Results: a table on stdout and in PB_OUT (default bench-results/persist-latest.md).
 #
 # Environment: PB_ROUNDS=5, PB_SERIAL=5000 and PB_PIPELINED=200000 requests per run,
-# PB_COMPACT_KEYS=300000, PB_KEYS=1000000, PB_RESTARTS=5, PB_PIN=1 (placement as make bench),
-# PB_SKIP="" (any of: modes compaction restart).
+# PB_MODES="memory never interval always always-r1", PB_COMPACT_KEYS=300000, PB_KEYS=1000000,
+# PB_RESTARTS=5, PB_REJOINS=5, PB_STOP_MS=2000, PB_PIN=1 (placement as make bench), PB_REDIS=1,
+# PB_SKIP="" (any of: modes compaction restart rejoin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +45,14 @@ KEYS=${PB_KEYS:-1000000}
 RESTARTS=${PB_RESTARTS:-5}
 OUT=${PB_OUT:-bench-results/persist-latest.md}
 SKIP=${PB_SKIP:-}
-BIN=target/release
+MODES=${PB_MODES:-memory never interval always always-r1}
+REJOINS=${PB_REJOINS:-5}
+STOP_MS=${PB_STOP_MS:-2000}
+# shellcheck disable=SC2206 # a list of directories
+BINS=(${PB_BINS:-target/release})
+BIN=${BINS[0]}
+REDIS=${PB_REDIS:-1}
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || REDIS=0
 READY_TIMEOUT_S=60
 
 PROG=persist-bench
@@ -82,33 +103,66 @@ med() { # key metric
     median ${S[$1 $2]}
 }
 
+# The row label of MODE run with the binaries in directory BIN: the mode alone when there is
+# one directory, else mode@LAST-COMPONENT.
+label() { # mode bin
+    if [ "${#BINS[@]}" -gt 1 ]; then echo "$1@$(basename "$2")"; else echo "$1"; fi
+}
+
+# The rows of part 1, in table order.
+ROWS=()
+
 modes() {
-    local round mode
-    for round in $(seq "$ROUNDS"); do
-        for mode in memory never interval always; do
-            echo "persist-bench: modes, round $round of $ROUNDS: $mode" >&2
-            SLAVE_ARGS=()
-            SLAVE_DATA=0
-            if [ "$mode" != memory ]; then
-                SLAVE_DATA=1
-                SLAVE_ARGS=(--fsync "$mode")
-            fi
-            start_dsm "$BIN" "m$round-$mode" 3
-            record "mode $mode 1x1" "$(bench write 1 1 "$SERIAL_N" 1000)"
-            record "mode $mode 4x32" "$(bench write 4 32 "$PIPELINED_N" 1000)"
-            stop_cluster
-            DROPS[$mode]+="$(grep -c "dropped:" "$WORK/m$round-$mode-master.log" || true) "
-            grep -h "dropped:" "$WORK/m$round-$mode-master.log" | head -3 >>"$WORK/drops.txt" || true
-        done
-        # One fsync per write instead of R=2 on one disk: a master with R=1 and one slave.
-        echo "persist-bench: modes, round $round of $ROUNDS: always, R=1, one slave" >&2
-        SLAVE_DATA=1
-        SLAVE_ARGS=(--fsync always)
-        MASTER_REPLICAS=1 start_dsm "$BIN" "m$round-always-r1" 1
-        record "mode always-r1 1x1" "$(bench write 1 1 "$SERIAL_N" 1000)"
-        record "mode always-r1 4x32" "$(bench write 4 32 "$PIPELINED_N" 1000)"
-        stop_cluster
+    local round mode bin tag l n
+    for mode in $MODES; do
+        for bin in "${BINS[@]}"; do ROWS+=("$(label "$mode" "$bin")"); done
     done
+    if [ "$REDIS" = 1 ]; then ROWS+=(redis-everysec redis-always); fi
+    for round in $(seq "$ROUNDS"); do
+        for mode in $MODES; do
+            for bin in "${BINS[@]}"; do
+                l=$(label "$mode" "$bin")
+                echo "persist-bench: modes, round $round of $ROUNDS: $l" >&2
+                SLAVE_ARGS=()
+                SLAVE_DATA=0
+                n=3
+                local replicas=2
+                case $mode in
+                    memory) ;;
+                    # One fsync per write instead of R=2 on one disk: R=1 and one slave.
+                    always-r1) SLAVE_DATA=1 SLAVE_ARGS=(--fsync always) n=1 replicas=1 ;;
+                    *) SLAVE_DATA=1 SLAVE_ARGS=(--fsync "$mode") ;;
+                esac
+                tag="m$round-${l//[@\/]/-}"
+                MASTER_REPLICAS=$replicas start_dsm "$bin" "$tag" "$n"
+                record "mode $l 1x1" "$(bench write 1 1 "$SERIAL_N" 1000)"
+                record "mode $l 4x32" "$(bench write 4 32 "$PIPELINED_N" 1000)"
+                stop_cluster
+                DROPS[$l]+="$(grep -c "dropped:" "$WORK/$tag-master.log" || true) "
+                grep -h "dropped:" "$WORK/$tag-master.log" | head -3 >>"$WORK/drops.txt" || true
+            done
+        done
+        if [ "$REDIS" = 1 ]; then
+            local aof out
+            for aof in everysec always; do
+                echo "persist-bench: modes, round $round of $ROUNDS: redis appendfsync $aof" >&2
+                start_redis "redis-$round-$aof" --appendonly yes --appendfsync "$aof"
+                record "mode redis-$aof 1x1" "$(redis_set 1 1 "$SERIAL_N")"
+                record "mode redis-$aof 4x32" "$(redis_set 4 32 "$PIPELINED_N")"
+                kill "$REDIS_PID" 2>/dev/null || true
+                wait "$REDIS_PID" 2>/dev/null || true
+            done
+        fi
+    done
+}
+
+# redis-benchmark SET at CLIENTS x PIPELINE, REQUESTS, as the JSON fields record() reads.
+redis_set() { # clients pipeline requests
+    local csv _t rps _avg _min q50 _q95 q99 _max
+    csv=$("${REST_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d 64 \
+        -r 1000 -t set --csv | grep '^"SET"') || die "redis-benchmark failed"
+    IFS=, read -r _t rps _avg _min q50 _q95 q99 _max <<<"${csv//\"/}"
+    awk -v r="$rps" -v a="$q50" -v b="$q99" 'BEGIN {printf "{\"errors\":0,\"ops_per_sec\":%s,\"p50_us\":%s,\"p99_us\":%s,\"p999_us\":0}\n", r, a * 1000, b * 1000}'
 }
 
 compaction() {
@@ -131,12 +185,12 @@ compaction() {
     done
 }
 
-# Start the restart test's slave (id r-slave-1, data in $WORK/r.data) with more FLAGS; sets
-# SLAVE_PID and START_MS.
+# Start the restart test's slave (id r-slave-1, data in $WORK/r.data) with more FLAGS, from the
+# binaries in SLAVE_BIN (default BIN); sets SLAVE_PID and START_MS.
 start_slave() {
     : >"$WORK/r-slave.out"
     START_MS=$(now_ms)
-    "${REST_PIN[@]}" "$BIN/dsm-slave" --master "$MASTER" --id r-slave-1 --data-dir "$WORK/r.data" \
+    "${REST_PIN[@]}" "${SLAVE_BIN:-$BIN}/dsm-slave" --master "$MASTER" --id r-slave-1 --data-dir "$WORK/r.data" \
         --fsync never "$@" >"$WORK/r-slave.out" 2>>"$WORK/r-slave.log" &
     SLAVE_PID=$!
     pids+=("$SLAVE_PID")
@@ -170,7 +224,7 @@ declare -A RESTART_LINE
 
 restart() {
     echo "persist-bench: restart with $KEYS keys" >&2
-    "${MASTER_PIN[@]}" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 1 \
+    "${MASTER_PIN[@]}" "$BIN/dsm-master" --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 1 --discover-ms 0 \
         --log-level warn >"$WORK/r-master.out" 2>"$WORK/r-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")
@@ -184,8 +238,13 @@ restart() {
         bench write 4 32 "$KEYS" "$KEYS" --key-size 16 >/dev/null
     done
     bench write 4 32 $((KEYS / 10)) "$KEYS" --key-size 16 >/dev/null
-    local i
-    for i in $(seq "$RESTARTS"); do restart_once written --compact-min-bytes 1T; done
+    local i bin
+    for i in $(seq "$RESTARTS"); do
+        for bin in "${BINS[@]}"; do
+            SLAVE_BIN=$bin restart_once "$(label written "$bin")" --compact-min-bytes 1T
+        done
+    done
+    SLAVE_BIN=$BIN
     LOG_WRITTEN=$(stat -c %s "$WORK/r.data/slave.log")
     # Now it compacts at start (the log is over twice its live size).
     restart_once compacting --compact-min-bytes 1M
@@ -196,8 +255,75 @@ restart() {
     done
     COMPACT_LINE=$(grep "compacted .* bytes per key" "$WORK/r-slave.log" | tail -1)
     LOG_COMPACTED=$(stat -c %s "$WORK/r.data/slave.log")
-    for i in $(seq "$RESTARTS"); do restart_once compacted --compact-min-bytes 1M; done
+    for i in $(seq "$RESTARTS"); do
+        for bin in "${BINS[@]}"; do
+            SLAVE_BIN=$bin restart_once "$(label compacted "$bin")" --compact-min-bytes 1M
+        done
+    done
+    SLAVE_BIN=$BIN
     SLAVE_RSS_KB=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$SLAVE_PID/status")
+}
+
+# The field of slave ID in `status --json` (live or keys).
+slave_field() { # json id field
+    sed -n "s/.*{\"id\":\"$2\",[^}]*\"$3\":\([a-z0-9]*\)[,}].*/\1/p" <<<"$1"
+}
+
+# The epoch ms of the Nth line (1-based) of FILE matching PATTERN: the line's own timestamp.
+line_ms() { # file pattern n
+    local ts
+    ts=$(grep "$2" "$1" | sed -n "$3p" | cut -d' ' -f1)
+    [ -n "$ts" ] || return 1
+    date -d "$ts" +%s%3N
+}
+
+rejoin() {
+    echo "persist-bench: rejoin after a ${STOP_MS} ms stop, $KEYS keys" >&2
+    SLAVE_DATA=1
+    SLAVE_ARGS=(--fsync interval)
+    MASTER_LOG_LEVEL=info SLAVE_LOG_LEVEL=info start_dsm "$BIN" j 3
+    bench write 4 32 "$KEYS" "$KEYS" --key-size 16 >/dev/null
+    local victim=${SLAVE_PIDS[0]} id=j-slave-1 log=$WORK/j-master.log i st t0 cont back drops backs
+    # A slave dropped while the keys were written (a stall on a busy machine) could leave keys
+    # short of copies: let re-replication (after --repair-after-ms, 10 s) make those first.
+    sleep 11
+    st=$("$BIN/dsm-client" --master "$MASTER" status --json)
+    REJOIN_COPIES_BEFORE=$(sed -n 's/.*"copies_made":\([0-9]*\).*/\1/p' <<<"$st")
+    for i in $(seq "$REJOINS"); do
+        st=$("$BIN/dsm-client" --master "$MASTER" status --json)
+        S[rejoin keys]+="$(slave_field "$st" "$id" keys) "
+        drops=$(grep -c "'$id' dropped:" "$log" || true)
+        backs=$(grep -c "'$id' is back from" "$log" || true)
+        kill -STOP "$victim"
+        t0=$(now_ms)
+        # A few writes: those placed on the stopped slave get no ACK, and the master drops it.
+        bench write 1 1 50 "$KEYS" --key-size 16 >/dev/null
+        until [ "$(grep -c "'$id' dropped:" "$log" || true)" -gt "$drops" ]; do
+            [ $(($(now_ms) - t0)) -lt "$STOP_MS" ] || die "the master did not drop the stopped slave within $STOP_MS ms"
+            sleep 0.01
+        done
+        S[rejoin dropped]+="$(($(line_ms "$log" "'$id' dropped:" $((drops + 1))) - t0)) "
+        sleep "$(awk -v ms="$((STOP_MS - ($(now_ms) - t0)))" 'BEGIN {print (ms > 0 ? ms / 1000 : 0)}')"
+        kill -CONT "$victim"
+        cont=$(now_ms)
+        until [ "$(grep -c "'$id' is back from" "$log" || true)" -gt "$backs" ]; do
+            [ $(($(now_ms) - cont)) -lt 30000 ] || die "the slave was not back 30 s after SIGCONT"
+            sleep 0.01
+        done
+        back=$(line_ms "$log" "'$id' is back from" $((backs + 1)))
+        S[rejoin back]+="$((back - cont)) "
+        # Its copies count again: a STATUS right after lists it live with its keys.
+        st=$("$BIN/dsm-client" --master "$MASTER" status --json)
+        S[rejoin status]+="$(($(now_ms) - cont)):$(slave_field "$st" "$id" live):$(slave_field "$st" "$id" keys) "
+        sleep 1
+    done
+    # Past --repair-after-ms (10 s) since the first stop: any copy would have been made.
+    sleep 8
+    st=$("$BIN/dsm-client" --master "$MASTER" status --json)
+    REJOIN_COPIES=$(sed -n 's/.*"copies_made":\([0-9]*\).*/\1/p' <<<"$st")
+    REJOIN_UNDER=$(sed -n 's/.*"under_replicated":\([0-9]*\).*/\1/p' <<<"$st")
+    REJOIN_LINES=$(grep -h "is back from\|dropped:\|re-replication" "$log" | tail -4 | sed 's/^[^ ]* //')
+    stop_cluster
 }
 
 main() {
@@ -209,6 +335,7 @@ main() {
     [[ $SKIP == *modes* ]] || modes
     [[ $SKIP == *compaction* ]] || compaction
     [[ $SKIP == *restart* ]] || restart
+    [[ $SKIP == *rejoin* ]] || rejoin
     local load_after
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -231,8 +358,8 @@ main() {
             echo "|---|---|---:|---:|---:|---:|---:|---:|"
             local mode s base
             for s in 1x1 4x32; do
-                base=$(med "mode memory $s" ops)
-                for mode in memory never interval always always-r1; do
+                base=$(med "mode ${ROWS[0]} $s" ops)
+                for mode in "${ROWS[@]}"; do
                     local k="mode $mode $s"
                     echo "| $mode | $s | $(show "$(med "$k" ops)") | $(show "$(med "$k" p50)") | $(show "$(med "$k" p99)") | $(show "$(med "$k" p999)") | $(awk -v a="$(med "$k" ops)" -v b="$base" 'BEGIN {printf "%.2f", a / b}') | $(errors "$k") |"
                 done
@@ -240,9 +367,16 @@ main() {
             echo
             echo "$SERIAL_N requests per 1x1 run, $PIPELINED_N per 4x32 run; \`memory\`: no --data-dir;"
             echo "\`always-r1\`: --fsync always with a master at R=1 and a single slave (one fsync per write, as"
-            echo "Redis's appendfsync always, instead of two on the same disk)."
-            echo "Slaves the master dropped (ACK timeout, 200 ms), per round: memory ${DROPS[memory]}; never ${DROPS[never]};"
-            echo "interval ${DROPS[interval]}; always ${DROPS[always]}."
+            echo "Redis's appendfsync always, instead of two on the same disk). \`ops/s vs\`: against the first row."
+            if [ "$REDIS" = 1 ]; then
+                echo "\`redis-everysec\`, \`redis-always\`: redis-server --save '' --appendonly yes --appendfsync everysec|always"
+                echo "(pinned where the master is), redis-benchmark -c C -P P -n N -d 64 -r 1000 -t set (where dsm-client is);"
+                echo "its p99.9 is not measured (0)."
+            fi
+            echo -n "Slaves the master dropped (ACK timeout, 200 ms), per round:"
+            local d
+            for d in "${!DROPS[@]}"; do echo -n " $d: ${DROPS[$d]};"; done
+            echo
             if [ -s "$WORK/drops.txt" ]; then
                 echo
                 echo '```'
@@ -273,18 +407,41 @@ main() {
             echo "kill -9, then a new process on the same data dir; times from its start, medians of"
             echo "$RESTARTS restarts (compacting: one restart, which compacts right after loading)."
             echo
-            echo "| log | replay ms (slave's log line) | to ready line (registered) ms | to first READ served ms |"
-            echo "|---|---:|---:|---:|"
-            local l
-            for l in written compacting compacted; do
-                echo "| $l | $(med "restart $l" replay) | $(med "restart $l" ready) | $(med "restart $l" served) |"
+            echo "| log | replay ms (slave's log line) | to ready line (registered) ms | to first READ served ms | each restart: to READ served ms |"
+            echo "|---|---:|---:|---:|---|"
+            local l bin
+            local -a labels=()
+            for bin in "${BINS[@]}"; do labels+=("$(label written "$bin")"); done
+            labels+=(compacting)
+            for bin in "${BINS[@]}"; do labels+=("$(label compacted "$bin")"); done
+            for l in "${labels[@]}"; do
+                echo "| $l | $(med "restart $l" replay) | $(med "restart $l" ready) | $(med "restart $l" served) | ${S[restart $l served]} |"
             done
             echo
             echo "- log as written (every key twice, a tenth thrice): $LOG_WRITTEN bytes, $(awk -v a="$LOG_WRITTEN" -v n="$KEYS" 'BEGIN {printf "%.1f", a / n}') bytes per key"
             echo "- after compaction: $LOG_COMPACTED bytes, $(awk -v a="$LOG_COMPACTED" -v n="$KEYS" 'BEGIN {printf "%.1f", a / n}') bytes per key (16 B key + 64 B value + 21 B of record)"
             echo "- the slave's line: \`${COMPACT_LINE#*Z }\`"
-            echo "- replay lines: \`${RESTART_LINE[written]#*Z }\` / \`${RESTART_LINE[compacted]#*Z }\`"
+            echo "- replay lines: \`${RESTART_LINE[$(label written "$BIN")]#*Z }\` / \`${RESTART_LINE[$(label compacted "$BIN")]#*Z }\`"
             echo "- slave VmRSS after the last restart: $((SLAVE_RSS_KB / 1024)) MiB"
+        fi
+        if [[ $SKIP != *rejoin* ]]; then
+            echo
+            echo "## Rejoin after a ${STOP_MS} ms stop of a slave ($KEYS keys, R=2, 3 slaves)"
+            echo
+            echo "SIGSTOP of one slave (--fsync interval, holding about 2/3 of the keys), 50 WRITEs meanwhile"
+            echo "(those placed on it get no ACK: the master drops it), SIGCONT at ${STOP_MS} ms; times from the"
+            echo "master's own log lines (their timestamps) against the script's clock at SIGSTOP and SIGCONT;"
+            echo "$REJOINS stops, medians (each run in the last column)."
+            echo
+            echo "| measure | median ms | each run |"
+            echo "|---|---:|---|"
+            echo "| stop to dropped by the master (its log line) | $(med "rejoin" dropped) | ${S[rejoin dropped]} |"
+            echo "| SIGCONT to back in service (the master's line: the same process, its copies count again) | $(med "rejoin" back) | ${S[rejoin back]} |"
+            echo
+            echo "- a \`status --json\` right after each, ms after SIGCONT:live:keys held: ${S[rejoin status]}"
+            echo "- keys it held before each stop: ${S[rejoin keys]}"
+            echo "- copies_made in STATUS before the first stop: $REJOIN_COPIES_BEFORE; at the end (past --repair-after-ms since the first stop): $REJOIN_COPIES; under_replicated: $REJOIN_UNDER"
+            echo "- the master's lines: \`$(tr '\n' ' ' <<<"$REJOIN_LINES")\`"
         fi
     )
     echo "$report"

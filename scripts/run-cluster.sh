@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Start a local dsm cluster in the foreground: a primary master, a backup master and 3 slaves
-# on 127.0.0.1. DSM_SECRET_FILE=PATH gives every node --secret-file PATH.
-# Every node keeps its state in a data dir under DSM_DATA (default ./dsm-data): master/,
-# backup/, slave-1/ ... (each slave's log of what it holds, each master's epoch and roster), so
-# stopping the script and starting it again keeps every key. Remove the directory to start over.
-# DSM_SLAVE_ARGS adds flags to every slave (e.g. "--fsync always" or "--max-memory 1G").
-# Ctrl-C (or any child dying at start-up) stops everything this script started.
+# on 127.0.0.1 (`make run-cluster`; `make help` and README "Quick start" list the variables).
+#
+#   DSM_LISTEN=127.0.0.1:7000            the primary's client address
+#   DSM_HEARTBEAT=127.0.0.1:7001         the primary's heartbeat address (the backup follows it)
+#   DSM_BACKUP=127.0.0.1:7002            the backup's client address
+#   DSM_BACKUP_HEARTBEAT=127.0.0.1:7003  the backup's heartbeat address
+#   DSM_SLAVES=3                         how many slaves
+#   DSM_REPLICAS=2                       copies of each key (R)
+#   DSM_DATA=./dsm-data                  every node's data dir: master/, backup/, slave-N/
+#                                        (kept: start again and every key is back)
+#   DSM_LOGDIR=DIR                       logs there, kept (default: a temporary folder,
+#                                        removed when the cluster stops)
+#   DSM_SECRET_FILE=PATH                 every node gets --secret-file PATH, and the masters
+#                                        --require-client-auth: clients need the secret too
+#   DSM_SLAVE_ARGS="..."                 more flags for every slave (e.g. "--fsync always")
+#   DSM_MASTER_ARGS="..."                more flags for both masters
+#
+# Ctrl-C (or TERM) stops every process this script started, by PID, waits for them, removes
+# the temporary log folder and exits 0; a second Ctrl-C meanwhile changes nothing. A child
+# dying at start-up stops the rest and exits 1, keeping the logs.
 set -euo pipefail
 BIN=${1:-target/release}
 LISTEN=${DSM_LISTEN:-127.0.0.1:7000}
@@ -14,26 +28,69 @@ BACKUP=${DSM_BACKUP:-127.0.0.1:7002}
 BACKUP_HEARTBEAT=${DSM_BACKUP_HEARTBEAT:-127.0.0.1:7003}
 SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
-LOGDIR=${DSM_LOGDIR:-$(mktemp -d -t dsm-cluster.XXXXXX)}
 DATA=${DSM_DATA:-./dsm-data}
-mkdir -p "$LOGDIR"
 read -r -a SLAVE_ARGS <<<"${DSM_SLAVE_ARGS:-}"
-mkdir -p "$DATA"
+read -r -a MASTER_ARGS <<<"${DSM_MASTER_ARGS:-}"
+if [[ -n ${DSM_LOGDIR:-} ]]; then
+    LOGDIR=$DSM_LOGDIR
+    TEMP_LOGS=0
+else
+    LOGDIR=$(mktemp -d -t dsm-cluster.XXXXXX)
+    TEMP_LOGS=1
+fi
+mkdir -p "$LOGDIR" "$DATA"
 SECRET=()
+MASTER_SECRET=()
 CLIENT_SECRET=""
 if [[ -n ${DSM_SECRET_FILE:-} ]]; then
+    [[ -r $DSM_SECRET_FILE ]] || { echo "DSM_SECRET_FILE=$DSM_SECRET_FILE: cannot read it" >&2; exit 2; }
     SECRET=(--secret-file "$DSM_SECRET_FILE")
+    MASTER_SECRET=(--secret-file "$DSM_SECRET_FILE" --require-client-auth)
     CLIENT_SECRET=" --secret-file $DSM_SECRET_FILE"
+fi
+# What the client needs besides its defaults (--master 127.0.0.1:7000,127.0.0.1:7002).
+CLIENT_OPTS=$CLIENT_SECRET
+if [[ $LISTEN,$BACKUP != 127.0.0.1:7000,127.0.0.1:7002 ]]; then
+    CLIENT_OPTS=" --master $LISTEN,$BACKUP$CLIENT_SECRET"
 fi
 
 pids=()
-cleanup() {
-    trap - INT TERM EXIT
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+# Stop every child by PID: TERM, up to 5 s for them to go, then KILL. Signals that arrive
+# meanwhile are ignored, so a second Ctrl-C cannot cut the cleanup short.
+stop_all() {
+    trap '' INT TERM
+    trap - EXIT
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    echo "cluster stopped; logs in $LOGDIR"
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C or TERM: the way to stop the cluster, so it ends with status 0.
+on_signal() {
+    stop_all
+    if [[ $TEMP_LOGS == 1 ]]; then
+        rm -rf "$LOGDIR"
+        echo "cluster stopped; data kept in $DATA"
+    else
+        echo "cluster stopped; data kept in $DATA, logs in $LOGDIR"
+    fi
+    exit 0
+}
+# Any other end (a start-up failure): stop the rest, keep the logs to read.
+on_exit() {
+    local status=$?
+    stop_all
+    echo "cluster stopped; logs kept in $LOGDIR"
+    exit "$status"
+}
+trap on_signal INT TERM
+trap on_exit EXIT
 
 # Wait for a line on a child's stdout file, or fail if the child dies or 10 s pass.
 wait_ready() {
@@ -46,12 +103,13 @@ wait_ready() {
     echo "$what not ready after 10 s"; exit 1
 }
 
-"$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
-    --data-dir "$DATA/master" >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
+"$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" "${MASTER_SECRET[@]}" \
+    --data-dir "$DATA/master" "${MASTER_ARGS[@]}" >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
 pids+=($!)
 wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
-"$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" "${SECRET[@]}" \
-    --backup-of "$HEARTBEAT" --data-dir "$DATA/backup" >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
+"$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" "${MASTER_SECRET[@]}" \
+    --backup-of "$HEARTBEAT" --data-dir "$DATA/backup" "${MASTER_ARGS[@]}" \
+    >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
 pids+=($!)
 wait_ready "$LOGDIR/backup.out" "$!" "dsm-master (backup)"
 for i in $(seq 1 "$SLAVES"); do
@@ -63,25 +121,28 @@ done
 
 # The primary answers once it has heard what the slaves hold: at the first start it takes
 # what registering slaves hold for --discover-ms (3 s), after a restart it waits for its roster.
+serving() {
+    "$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "role primary"
+}
 for _ in $(seq 600); do
-    "$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" && break
+    serving && break
     sleep 0.1
 done
-"$BIN/dsm-client" --master "$LISTEN"$CLIENT_SECRET status 2>/dev/null | grep -q "^role primary" ||
-    { echo "the primary is not serving after 60 s; its log: $LOGDIR/master.log"; tail -5 "$LOGDIR/master.log"; exit 1; }
+serving || { echo "the primary is not serving after 60 s; its log: $LOGDIR/master.log"; tail -5 "$LOGDIR/master.log"; exit 1; }
 
 cat <<MSG
 dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbeat
 $BACKUP_HEARTBEAT), $SLAVES slaves, R=$REPLICAS
-logs: $LOGDIR
+logs: $LOGDIR$([[ $TEMP_LOGS == 1 ]] && echo " (removed when the cluster stops)")
 data: $DATA (kept when the cluster stops: start the script again and every key is back)
 In another terminal:
-  $BIN/dsm-client$CLIENT_SECRET write greeting hello world
-  $BIN/dsm-client$CLIENT_SECRET read greeting
-  $BIN/dsm-client$CLIENT_SECRET status
-  $BIN/dsm-client$CLIENT_SECRET                  (REPL: WRITE key value / READ key)
-The client's default --master is $LISTEN,$BACKUP, so it follows a failover.
+  $BIN/dsm-client$CLIENT_OPTS write greeting hello world
+  $BIN/dsm-client$CLIENT_OPTS read greeting
+  $BIN/dsm-client$CLIENT_OPTS status
+  $BIN/dsm-client$CLIENT_OPTS                  (REPL: WRITE key value / READ key / HELP)
+The client tries the primary, then the backup: it follows a failover.
 Ctrl-C stops the cluster.
 MSG
 # Keep running while any process lives: killing the primary to watch the failover is fine.
+# `wait` returns early when a signal's trap runs.
 wait

@@ -37,6 +37,7 @@ Exit status: 0 success; 1 any error, mismatch or NOT_FOUND, or no reply for
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     Help,
+    Version,
     Run(BenchConfig),
 }
 
@@ -82,6 +83,7 @@ fn options() -> getopts::Options {
         "FILE",
     );
     opts.optflag("h", "help", "print this help");
+    opts.optflag("V", "version", "print the version");
     opts
 }
 
@@ -104,6 +106,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let m = options().parse(args).map_err(|e| e.to_string())?;
     if m.opt_present("help") {
         return Ok(Parsed::Help);
+    }
+    if m.opt_present("version") {
+        return Ok(Parsed::Version);
     }
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument '{extra}'"));

@@ -16,7 +16,7 @@ mod tally;
 mod ticker;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -165,18 +165,29 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
     let cfg = match args::parse(args) {
         Ok(args::Parsed::Run(cfg)) => cfg,
         Ok(args::Parsed::Help) => {
-            print!("{}", args::help());
+            let _ = write!(std::io::stdout(), "{}", args::help());
+            return 0;
+        }
+        Ok(args::Parsed::Version) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "dsm-client bench {}",
+                env!("CARGO_PKG_VERSION")
+            );
             return 0;
         }
         Err(msg) => {
-            eprintln!("dsm-client bench: {msg}\nTry 'dsm-client bench --help'.");
+            let _ = writeln!(
+                std::io::stderr(),
+                "dsm-client bench: {msg}\nTry 'dsm-client bench --help'."
+            );
             return 2;
         }
     };
     let summary = match run(&cfg, masters, secret) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("dsm-client bench: {e}");
+            let _ = writeln!(std::io::stderr(), "dsm-client bench: {e}");
             return e.exit_code();
         }
     };
@@ -187,17 +198,22 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             report::TICKS_PER_HALF_DISTANCE,
         );
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("dsm-client bench: cannot write {}: {e}", path.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "dsm-client bench: cannot write {}: {e}",
+                path.display()
+            );
             return 1;
         }
     }
     if cfg.json {
-        println!("{}", summary.json());
+        let _ = writeln!(std::io::stdout(), "{}", summary.json());
     } else {
-        print!("{}", summary.text());
+        let _ = write!(std::io::stdout(), "{}", summary.text());
     }
     if summary.errors() > 0 {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "dsm-client bench: {} errors ({} error replies, {} mismatched reads, {} NOT_FOUND)",
             summary.errors(),
             summary.error_replies,

@@ -1,6 +1,7 @@
 //! Command-line plumbing shared by the three binaries: `--help`, the logging flags, typed
 //! option values, and usage errors that print a hint and exit 2.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::exit;
@@ -41,6 +42,7 @@ impl Cli {
         );
         opts.optflagmulti("v", "verbose", "more log output (each -v one level more)");
         opts.optflag("h", "help", "print this help");
+        opts.optflag("V", "version", "print the version");
     }
 
     /// `--secret-file PATH`; `what` says who must prove it, for `--help`.
@@ -55,20 +57,26 @@ impl Cli {
         match Secret::load(Path::new(&path)) {
             Ok(secret) => Some(secret),
             Err(e) => {
-                eprintln!("{}: {e}", self.prog);
+                let _ = writeln!(std::io::stderr(), "{}: {e}", self.prog);
                 exit(2);
             }
         }
     }
 
-    /// Parse the process arguments. `--help` prints `about` with the options and exits 0;
-    /// free arguments are an error unless `allow_free`.
+    /// Parse the process arguments. `--help` prints `about` with the options and exits 0, as
+    /// does `--version` with the version; free arguments are an error unless `allow_free`.
+    /// `opts` must hold the options of [`Cli::add_common_opts`].
     pub fn parse(&self, opts: &Options, about: &str, allow_free: bool) -> Matches {
+        // args_os: an argument that is not UTF-8 is a usage error, not a panic.
         let m = opts
-            .parse(std::env::args().skip(1))
+            .parse(std::env::args_os().skip(1))
             .unwrap_or_else(|e| self.usage_error(&e.to_string()));
         if m.opt_present("help") {
-            print!("{}", opts.usage(about));
+            print_or_exit(&opts.usage(about));
+            exit(0);
+        }
+        if m.opt_present("version") {
+            print_or_exit(&format!("{} {}\n", self.prog, VERSION));
             exit(0);
         }
         if !allow_free && !m.free.is_empty() {
@@ -79,16 +87,39 @@ impl Cli {
 
     /// The level from `--log-level`, else `default` raised one step per `-v`.
     pub fn log_level(&self, m: &Matches, default: LevelFilter) -> LevelFilter {
-        if let Some(name) = m.opt_str("log-level") {
+        self.level_of(m.opt_str("log-level").as_deref(), m.opt_count("v"), default)
+    }
+
+    /// The level named `name` (`--log-level`), else `default` raised `verbose` steps.
+    pub fn level_of(
+        &self,
+        name: Option<&str>,
+        verbose: usize,
+        default: LevelFilter,
+    ) -> LevelFilter {
+        if let Some(name) = name {
             return LEVELS
                 .into_iter()
-                .find(|l| l.as_str().eq_ignore_ascii_case(&name))
+                .find(|l| l.as_str().eq_ignore_ascii_case(name))
                 .unwrap_or_else(|| {
                     self.usage_error("--log-level takes off, error, warn, info, debug or trace")
                 });
         }
         let base = LEVELS.iter().position(|&l| l == default).unwrap_or(3);
-        LEVELS[(base + m.opt_count("v")).min(LEVELS.len() - 1)]
+        LEVELS[(base + verbose).min(LEVELS.len() - 1)]
+    }
+
+    /// A whole number option of at least `min`, or `default`.
+    pub fn at_least(&self, m: &Matches, name: &str, min: u64, default: u64) -> u64 {
+        match m.opt_str(name) {
+            None => default,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n >= min => n,
+                _ => self.usage_error(&format!(
+                    "--{name} takes a whole number of at least {min}, not '{s}'"
+                )),
+            },
+        }
     }
 
     /// A positive whole number option, or `default`.
@@ -132,7 +163,28 @@ impl Cli {
     }
 
     pub fn usage_error(&self, msg: &str) -> ! {
-        eprintln!("{}: {msg}\nTry '{} --help'.", self.prog, self.prog);
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}: {msg}\nTry '{} --help'.",
+            self.prog,
+            self.prog
+        );
         exit(2);
+    }
+}
+
+/// The version every dsm binary prints for `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Print `text` on stdout; a closed stdout (`| head`) is no error, another failure exits 2.
+pub fn print_or_exit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "cannot write to stdout: {e}");
+            exit(2);
+        }
     }
 }

@@ -4,4 +4,4 @@
 pub mod addr;
 mod cli;
 pub mod log_setup;
-pub use cli::Cli;
+pub use cli::{print_or_exit, Cli, VERSION};

@@ -46,10 +46,38 @@ pub enum Written {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
+/// How [`Client::connect_with_options`] connects, and how every later call reconnects.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The deadline of connecting, and of every later call (reconnects included).
+    pub timeout: Duration,
+    /// Prove this secret to the master, and talk only to a master that proves it too.
+    pub secret: Option<Secret>,
+    /// Give up ([`Error::Unreachable`]) as soon as every address has refused the connection in
+    /// a row, instead of trying again until the deadline: nothing listens there, which a
+    /// command line should say at once. A failover does not look like that (the backup
+    /// listens all along), but a restart of every master does: a program that should ride one
+    /// out leaves this off.
+    pub refused_is_final: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            timeout: DEFAULT_TIMEOUT,
+            secret: None,
+            refused_is_final: false,
+        }
+    }
+}
+
 pub struct Client {
     masters: Vec<SocketAddr>,
     /// Index of the address in use (or to try next).
     current: usize,
+    /// The master the last call talked to (or tried last), for error messages.
+    last: usize,
+    refused_is_final: bool,
     conn: Option<MasterConn>,
     next_req: u64,
     timeout: Duration,
@@ -80,17 +108,34 @@ impl Client {
         timeout: Duration,
         secret: Option<Secret>,
     ) -> Result<Client, Error> {
+        Client::connect_with_options(
+            masters,
+            ConnectOptions {
+                timeout,
+                secret,
+                refused_is_final: false,
+            },
+        )
+    }
+
+    /// Connect as `opts` say (see [`ConnectOptions`]).
+    pub fn connect_with_options(
+        masters: &[SocketAddr],
+        opts: ConnectOptions,
+    ) -> Result<Client, Error> {
         if masters.is_empty() {
             return Err(Error::Invalid("no master address given".into()));
         }
         let mut c = Client {
             masters: masters.to_vec(),
             current: 0,
+            last: 0,
+            refused_is_final: opts.refused_is_final,
             conn: None,
             next_req: 1,
-            timeout,
+            timeout: opts.timeout,
             max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
-            secret,
+            secret: opts.secret,
         };
         c.ensure_connected(Instant::now() + c.timeout)?;
         Ok(c)
@@ -104,6 +149,12 @@ impl Client {
     /// The master this client talks to now.
     pub fn master(&self) -> SocketAddr {
         self.masters[self.current % self.masters.len()]
+    }
+
+    /// The master the last call talked to, or tried last: the one an error is about (after a
+    /// failure [`Client::master`] may already name the next one).
+    pub fn last_master(&self) -> SocketAddr {
+        self.masters[self.last % self.masters.len()]
     }
 
     /// Store `value` under `key`. `Ok` means it happened; [`Written::Short`] says on fewer
@@ -273,6 +324,7 @@ impl Client {
         if conn.peer_closed() {
             return Ok(Round::ClosedBeforeSend);
         }
+        self.last = self.current;
         conn.send(out, deadline)?;
         let mut missing = todo.len();
         let mut not_primary = None;
@@ -320,22 +372,46 @@ impl Client {
         let mut backoff = Duration::from_millis(10);
         let mut failures = Vec::new();
         let mut auth_failures = 0;
+        // Addresses that refused the connection, in a row.
+        let mut refused = 0;
         loop {
             let addr = self.master();
-            match self.hello(addr, deadline) {
+            self.last = self.current;
+            let result = self.hello(addr, deadline);
+            refused = match &result {
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused + 1
+                }
+                _ => 0,
+            };
+            match result {
                 Ok(()) => return Ok(()),
+                Err(Error::Io(e)) if refused > 0 => {
+                    let line = format!("{addr}: {e} (nothing listens there)");
+                    if !failures.contains(&line) {
+                        failures.push(line);
+                    }
+                    if self.refused_is_final && refused >= self.masters.len() {
+                        return Err(Error::Unreachable(failures.join("; ")));
+                    }
+                }
                 Err(Error::Timeout { .. }) => {}
                 // Asking again will not change a secret: give up once every address said no.
-                Err(
-                    e @ (Error::Untrusted(_)
-                    | Error::Server {
-                        code: ErrorCode::Unauthorized,
-                        ..
-                    }),
-                ) => {
+                // The error names the master that said it.
+                Err(Error::Untrusted(why)) => {
                     auth_failures += 1;
                     if auth_failures >= self.masters.len() {
-                        return Err(e);
+                        return Err(Error::Untrusted(format!("{addr}: {why}")));
+                    }
+                }
+                Err(Error::Server {
+                    code: code @ ErrorCode::Unauthorized,
+                    text,
+                }) => {
+                    auth_failures += 1;
+                    if auth_failures >= self.masters.len() {
+                        let text = format!("{text} (master {addr})");
+                        return Err(Error::Server { code, text });
                     }
                 }
                 Err(e) => {
@@ -384,14 +460,30 @@ enum Round {
     ClosedBeforeSend,
 }
 
+/// What no master can take, refused before sending: an empty key, and a key or value longer
+/// than a frame's `u32` lengths can say (which the encoder would refuse with a panic).
 fn check_key(body: &Body) -> Result<(), Error> {
+    let too_long = |what: &str, n: usize| {
+        Error::Invalid(format!(
+            "a {what} of {n} bytes is over the 4 GiB a frame can carry"
+        ))
+    };
     match body {
         Body::Write { key, .. } | Body::Read { key } if key.is_empty() => {
             Err(Error::Invalid("the key is empty".into()))
         }
+        Body::Write { key, .. } | Body::Read { key } if key.len() > MAX_LEN => {
+            Err(too_long("key", key.len()))
+        }
+        Body::Write { key, value } if key.len() + value.len() + 64 > MAX_LEN => {
+            Err(too_long("value", value.len()))
+        }
         _ => Ok(()),
     }
 }
+
+/// The most bytes a frame can hold (its length is a `u32`).
+const MAX_LEN: usize = u32::MAX as usize;
 
 fn unexpected(body: &Body) -> Error {
     Error::Protocol(format!("unexpected answer {:?}", body.opcode()))

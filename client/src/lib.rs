@@ -26,12 +26,14 @@
 //! was unanswered.
 
 mod client;
+pub mod command;
 mod conn;
 mod error;
 pub mod json;
+pub mod output;
 pub mod repl;
 
-pub use crate::client::{Client, Op, Reply, Written, DEFAULT_TIMEOUT};
+pub use crate::client::{Client, ConnectOptions, Op, Reply, Written, DEFAULT_TIMEOUT};
 pub use crate::error::Error;
 /// The shared secret, for [`Client::connect_with_secret`] (`Secret::load` reads a file).
 pub use dsm_auth::Secret;

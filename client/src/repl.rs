@@ -1,140 +1,190 @@
-//! The line-oriented REPL: `WRITE key value...`, `READ key`, one answer line each. Works the
-//! same piped as typed; the prompt appears only on a terminal.
+//! Carrying out [`Command`]s for the REPL and the one-shot command line alike: one answer each
+//! on stdout (OK, the value, the status), failures on stderr as `ERROR ...` naming the master,
+//! and the exit status: the worst of every command's (0 success; 1 NOT_FOUND or an ERROR
+//! answer; 2 a usage error, no master reachable, or the master refused the connection).
+//!
+//! The plain REPL reads lines as bytes (piped input need not be UTF-8); the interactive one,
+//! with line editing, lives with the binary and feeds [`Shell::line`] the same way.
 
-use std::io::{BufRead, Write};
+use std::io::{self, BufRead, Write};
+
+use dsm_wire::ErrorCode;
 
 use crate::client::Client;
+use crate::command::{self, Command};
 use crate::error::Error;
+use crate::output::{quote, Style};
 
-/// A parsed REPL line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Command<'a> {
-    Write { key: &'a str, value: &'a str },
-    Read { key: &'a str },
-    Status,
-    Help,
+/// Exit statuses, worst last.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ANSWER: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Whether to read on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Go,
     Quit,
-    Empty,
 }
 
-pub const HELP: &str = "commands: WRITE key value...  |  READ key  |  STATUS  |  HELP  |  QUIT";
+/// Runs commands against one client, writing answers to `out` and failures to `err`.
+pub struct Shell<'c, O: Write, E: Write> {
+    client: &'c mut Client,
+    out: O,
+    err: E,
+    style: Style,
+    /// In a REPL every answer ends with a newline; a one-shot raw value is the bytes alone.
+    repl: bool,
+    status: i32,
+}
 
-/// Parse one line. Command words are case-insensitive; the value is the rest of the line after
-/// the key, inner spaces kept.
-pub fn parse(line: &str) -> Result<Command<'_>, String> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let trimmed = line.trim_start();
-    if trimmed.is_empty() {
-        return Ok(Command::Empty);
+impl<'c, O: Write, E: Write> Shell<'c, O, E> {
+    pub fn new(client: &'c mut Client, out: O, err: E, style: Style, repl: bool) -> Self {
+        Shell {
+            client,
+            out,
+            err,
+            style,
+            repl,
+            status: EXIT_OK,
+        }
     }
-    let (word, rest) = split_word(trimmed);
-    match word.to_ascii_uppercase().as_str() {
-        "WRITE" => {
-            let (key, value) = split_word(rest.trim_start());
-            if key.is_empty() {
-                return Err("usage: WRITE key value".into());
+
+    /// The exit status so far: the worst of every command's.
+    pub fn status(&self) -> i32 {
+        self.status
+    }
+
+    pub fn client(&self) -> &Client {
+        self.client
+    }
+
+    /// One REPL line: parse it and run it, or say why it is not a command (status 2).
+    /// `Err` only when `out` cannot be written (a closed pipe): stop then.
+    pub fn line(&mut self, line: &[u8]) -> io::Result<Flow> {
+        match command::parse_line(line) {
+            Ok(None) => Ok(Flow::Go),
+            Ok(Some(cmd)) => self.run(cmd),
+            Err(usage) => {
+                self.note(EXIT_USAGE, &format!("ERROR {usage}"));
+                Ok(Flow::Go)
             }
-            // One separator after the key; the rest, spaces and all, is the value.
-            let value = value.strip_prefix([' ', '\t']).unwrap_or(value);
-            Ok(Command::Write { key, value })
         }
-        "READ" => {
-            let (key, extra) = split_word(rest.trim_start());
-            if key.is_empty() || !extra.trim().is_empty() {
-                return Err("usage: READ key".into());
-            }
-            Ok(Command::Read { key })
-        }
-        "STATUS" if rest.trim().is_empty() => Ok(Command::Status),
-        "HELP" | "?" => Ok(Command::Help),
-        "QUIT" | "EXIT" => Ok(Command::Quit),
-        _ => Err(format!("unknown command '{word}'; {HELP}")),
     }
-}
 
-fn split_word(s: &str) -> (&str, &str) {
-    match s.find([' ', '\t']) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    }
-}
-
-/// Run the REPL until end of input or QUIT. Returns how many lines were answered with ERROR.
-pub fn run(
-    client: &mut Client,
-    input: impl BufRead,
-    mut out: impl Write,
-    prompt: bool,
-) -> std::io::Result<usize> {
-    let mut errors = 0;
-    let mut lines = input.lines();
-    loop {
-        if prompt {
-            write!(out, "dsm> ")?;
-            out.flush()?;
-        }
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        let answer = match parse(&line) {
-            Ok(Command::Empty) => continue,
-            Ok(Command::Quit) => break,
-            Ok(Command::Help) => HELP.to_string(),
-            Ok(Command::Write { key, value }) => {
-                match client.write(key.as_bytes(), value.as_bytes()) {
-                    Ok(written) => crate::written(written),
-                    Err(e) => error_line(&e),
+    /// Lines from `input` until it ends or says QUIT; `prompt` is called before each. A line
+    /// that cannot be read ends the loop with status 2.
+    pub fn lines(&mut self, mut input: impl BufRead, mut prompt: impl FnMut()) -> io::Result<()> {
+        let mut line = Vec::new();
+        loop {
+            prompt();
+            line.clear();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.note(EXIT_USAGE, &format!("dsm-client: cannot read stdin: {e}"));
+                    return Ok(());
                 }
             }
-            Ok(Command::Read { key }) => match client.read(key.as_bytes()) {
-                Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
-                Ok(None) => "NOT_FOUND".into(),
-                Err(e) => error_line(&e),
-            },
-            Ok(Command::Status) => match client.status() {
-                Ok(s) => crate::json::status_json(&s),
-                Err(e) => error_line(&e),
-            },
-            Err(usage) => format!("ERROR {usage}"),
-        };
-        if answer.starts_with("ERROR") {
-            errors += 1;
+            if self.line(&line)? == Flow::Quit {
+                return Ok(());
+            }
         }
-        writeln!(out, "{answer}")?;
-        out.flush()?;
     }
-    Ok(errors)
-}
 
-fn error_line(e: &Error) -> String {
-    format!("ERROR {e}")
-}
+    /// Run one command. `Err` only when `out` cannot be written.
+    pub fn run(&mut self, cmd: Command) -> io::Result<Flow> {
+        match cmd {
+            Command::Write { key, value } => match self.client.write(&key, &value) {
+                Ok(w) => self.say(crate::written(w).as_bytes())?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Read { key } => match self.client.read(&key) {
+                Ok(Some(v)) => self.value(&v)?,
+                // Quoted, it cannot be mistaken for a value; raw, stdout keeps to values.
+                Ok(None) => match self.style {
+                    Style::Quoted => {
+                        self.status = self.status.max(EXIT_ANSWER);
+                        self.say(b"NOT_FOUND")?
+                    }
+                    Style::Raw => self.note(EXIT_ANSWER, "NOT_FOUND"),
+                },
+                Err(e) => self.fail(&e),
+            },
+            Command::Status { json } => match self.client.status() {
+                Ok(s) if json => self.say(crate::json::status_json(&s).as_bytes())?,
+                Ok(s) => {
+                    let text = crate::json::status_text(&s);
+                    self.say(text.trim_end().as_bytes())?
+                }
+                Err(e) => self.fail(&e),
+            },
+            Command::Ping => {
+                let start = std::time::Instant::now();
+                match self.client.ping() {
+                    Ok(()) => {
+                        let line = format!(
+                            "PONG from {} in {} us",
+                            self.client.last_master(),
+                            start.elapsed().as_micros()
+                        );
+                        self.say(line.as_bytes())?
+                    }
+                    Err(e) => self.fail(&e),
+                }
+            }
+            Command::Forget { id } => match self.client.forget_slave(&id) {
+                Ok(()) => self.say(b"OK")?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Help => self.say(command::HELP.as_bytes())?,
+            Command::Quit => return Ok(Flow::Quit),
+        }
+        Ok(Flow::Go)
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// A value read: raw bytes or quoted, as the style says.
+    fn value(&mut self, v: &[u8]) -> io::Result<()> {
+        match self.style {
+            Style::Quoted => self.say(quote(v).as_bytes()),
+            Style::Raw if self.repl => self.say(v),
+            Style::Raw => {
+                self.out.write_all(v)?;
+                self.out.flush()
+            }
+        }
+    }
 
-    #[test]
-    fn parses_commands_case_insensitively_with_spaced_values() {
-        assert_eq!(
-            parse("write k hello  big world\n"),
-            Ok(Command::Write {
-                key: "k",
-                value: "hello  big world"
-            })
-        );
-        assert_eq!(parse("  READ k"), Ok(Command::Read { key: "k" }));
-        assert_eq!(
-            parse("Write k"),
-            Ok(Command::Write {
-                key: "k",
-                value: ""
-            })
-        );
-        assert_eq!(parse(""), Ok(Command::Empty));
-        assert_eq!(parse("quit"), Ok(Command::Quit));
-        assert!(parse("READ").is_err());
-        assert!(parse("READ a b").is_err());
-        assert!(parse("WRITE").is_err());
-        assert!(parse("DELETE k").unwrap_err().contains("unknown command"));
+    /// One answer on `out`, ended by a newline.
+    fn say(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    /// A line on `err` (which may be closed too: nothing more to do then) and the status.
+    fn note(&mut self, code: i32, line: &str) {
+        self.status = self.status.max(code);
+        let _ = writeln!(self.err, "{line}");
+        let _ = self.err.flush();
+    }
+
+    fn fail(&mut self, e: &Error) {
+        let code = match e {
+            Error::Unreachable(_) | Error::Io(_) | Error::Untrusted(_) => EXIT_USAGE,
+            Error::Server {
+                code: ErrorCode::Unauthorized,
+                ..
+            } => EXIT_USAGE,
+            _ => EXIT_ANSWER,
+        };
+        let line = match e {
+            // These name every address already.
+            Error::Unreachable(_) | Error::Unknown(_) => format!("ERROR {e}"),
+            _ => format!("ERROR {e} (master {})", self.client.last_master()),
+        };
+        self.note(code, &line);
     }
 }

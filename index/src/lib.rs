@@ -99,6 +99,20 @@ impl TagIndex {
         }
     }
 
+    /// The position that the first slot a lookup with `hash` reads points at, if its tag
+    /// matches: most likely the key's record. Reading that slot (and then the record) for a
+    /// batch of keys before looking them up lets their cache misses overlap instead of
+    /// queueing one behind another: at a million keys a lookup is two or three misses, and
+    /// safe Rust has no prefetch instruction, but a plain read in a tight loop does the same.
+    pub fn likely(&self, hash: u64) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let tag = (hash >> 32) as u32;
+        let e = self.slots[tag as usize & (self.slots.len() - 1)];
+        (e != EMPTY && (e >> 32) as u32 == tag).then_some(e as u32 as usize)
+    }
+
     /// Record that the key `find` reported vacant now lives at `pos`. Panics on a position of
     /// `u32::MAX` or more (over 4 billion keys).
     pub fn insert(&mut self, vacancy: Vacancy, pos: usize) {
@@ -246,6 +260,22 @@ impl TagIndex {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn likely_names_the_position_the_first_probe_points_at() {
+        let mut idx = TagIndex::default();
+        assert_eq!(idx.likely(idx.hash(b"k")), None, "no slots yet");
+        let h = idx.hash(b"k");
+        let Found::Vacant(v) = idx.find_hashed(h, b"k", |_| &b""[..]) else {
+            panic!("absent");
+        };
+        idx.insert(v, 0);
+        assert_eq!(
+            idx.likely(h),
+            Some(0),
+            "alone, a key sits in its first slot"
+        );
+    }
     use super::*;
     use std::collections::HashMap;
 

@@ -97,6 +97,17 @@ impl Gate<'_> {
                 .refuse(conn, req, ErrorCode::BadRequest, text, self.out);
             return None;
         };
+        if let Some(why) = dsm_wire::check_peer_id(role, &id) {
+            let text = format!("refused: {why}");
+            warn!(
+                "refusing a {} HELLO from {}: {why}",
+                role.name(),
+                self.peers.addr(conn)
+            );
+            self.peers
+                .refuse(conn, req, ErrorCode::BadRequest, text, self.out);
+            return None;
+        }
         let hello = Hello {
             req,
             role,
@@ -248,7 +259,7 @@ impl Gate<'_> {
         };
         match id {
             "" => format!("{} from {addr}", role.name()),
-            id => format!("{} '{id}' from {addr}", role.name()),
+            id => format!("{} '{}' from {addr}", role.name(), id.escape_debug()),
         }
     }
 }

@@ -3,13 +3,15 @@
 //! (the slave is told to DROP it), and one newer than the map knows came from a write whose
 //! outcome was reported unknown to its client: it is adopted, as if that write took effect now
 //! (it may, by the meaning of an unknown outcome), and the older copies are stale. Work is
-//! proportional to the report, one key-map lookup per key.
+//! proportional to the report, one key-map lookup per key; each frame's lookups are warmed
+//! first ([`KeyIndex::warm`]), which took the master's CPU for a 1M-key report from about
+//! 340 to 160–240 ms (alternating runs, `bench-results/persist-bench-2026-12-03.md`).
 
 use dsm_wire::Body;
 
 use crate::ha::stream::Stream;
 use crate::idmap::ConnId;
-use crate::keymap::{KeyIndex, SlaveIdx};
+use crate::keymap::{KeyIndex, Reported, SlaveIdx};
 use crate::outbox::Outbox;
 use crate::slaves::{SlaveTable, State};
 
@@ -37,26 +39,26 @@ impl Reconcile<'_> {
         entries: Vec<(Vec<u8>, u64)>,
         tally: &mut Tally,
     ) {
-        for (key, version) in entries {
-            let hash = self.keys.hash(&key);
-            let (committed, stale_on) = match self.keys.get_hashed(hash, &key) {
-                Some(e) => (Some(e.version), e.holders.to_vec()),
-                None => (None, Vec::new()),
-            };
-            match committed {
-                Some(v) if v == version => {
-                    self.keys.add_holder_hashed(hash, &key, from);
-                    tally.held += 1;
-                }
-                Some(v) if v > version => {
+        let hashes: Vec<u64> = entries.iter().map(|(k, _)| self.keys.hash(k)).collect();
+        let mut likely = Vec::with_capacity(hashes.len());
+        std::hint::black_box(self.keys.warm(&hashes, &mut likely));
+        for ((key, version), hash) in entries.into_iter().zip(hashes) {
+            match self.keys.reported_hashed(hash, &key, version, from) {
+                Reported::Held => tally.held += 1,
+                Reported::Stale => {
                     self.out.send(conn, 0, Body::Drop { version, key });
                     tally.stale += 1;
                     continue;
                 }
-                _ => {
+                Reported::Newer(committed) => {
                     // Newer than anything known: the old copies are stale where they can be
                     // told so now; the others are told when they report.
                     if let Some(old) = committed {
+                        let stale_on = self
+                            .keys
+                            .get_hashed(hash, &key)
+                            .map(|e| e.holders.to_vec())
+                            .unwrap_or_default();
                         self.drop_stale(&key, old, &stale_on);
                     }
                     self.keys.commit_hashed(hash, &key, version, &[from]);

@@ -33,6 +33,17 @@ struct Slot {
     ids: [u32; 2],
 }
 
+/// How a version a slave reports compares with the committed one ([`KeyIndex::reported_hashed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// The committed version: the slave is a holder now.
+    Held,
+    /// Older than the committed version.
+    Stale,
+    /// Newer than the committed version (`None`: the key is not indexed).
+    Newer(Option<u64>),
+}
+
 #[derive(Default)]
 pub struct KeyIndex {
     records: Vec<(Box<[u8]>, Slot)>,
@@ -97,13 +108,61 @@ impl KeyIndex {
     /// Add `slave` to the holders of `key` (`hash` = [`KeyIndex::hash`] of it), in place, if
     /// the key is indexed; the version stays. Returns whether the key is indexed.
     pub fn add_holder_hashed(&mut self, hash: u64, key: &[u8], slave: SlaveIdx) -> bool {
-        assert!(slave < SPILLED, "slave index out of range");
         let Found::At(pos) = self
             .index
             .find_hashed(hash, key, |pos| &self.records[pos].0)
         else {
             return false;
         };
+        self.add_holder_at(pos, slave);
+        true
+    }
+
+    /// Read, for each of `hashes` ([`KeyIndex::hash`] of keys about to be looked up), the
+    /// index slot and the record it most likely points at, so that the lookups that follow
+    /// find them in the cache: the reads of one pass do not depend on each other, so their
+    /// misses overlap (see [`TagIndex::likely`]). Returns a value to hand to
+    /// [`std::hint::black_box`], so the reads are not optimised away.
+    pub fn warm(&self, hashes: &[u64], likely: &mut Vec<usize>) -> u64 {
+        likely.clear();
+        likely.extend(hashes.iter().filter_map(|&h| self.index.likely(h)));
+        likely.iter().fold(0, |sink, &pos| {
+            let (key, slot) = &self.records[pos];
+            sink ^ slot.version ^ u64::from(key.first().copied().unwrap_or(0))
+        })
+    }
+
+    /// A slave reports holding `key` (`hash` = [`KeyIndex::hash`] of it) at `version`: with
+    /// one lookup, make it a holder if that is the committed version, or say how the report
+    /// compares. An inventory of a million keys is a million of these.
+    pub fn reported_hashed(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        slave: SlaveIdx,
+    ) -> Reported {
+        match self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            Found::At(pos) => {
+                let committed = self.records[pos].1.version;
+                if committed == version {
+                    self.add_holder_at(pos, slave);
+                    Reported::Held
+                } else if committed > version {
+                    Reported::Stale
+                } else {
+                    Reported::Newer(Some(committed))
+                }
+            }
+            Found::Vacant(_) => Reported::Newer(None),
+        }
+    }
+
+    fn add_holder_at(&mut self, pos: usize, slave: SlaveIdx) {
+        assert!(slave < SPILLED, "slave index out of range");
         let slot = &mut self.records[pos].1;
         match slot.ids {
             [SPILLED, at] => {
@@ -120,7 +179,6 @@ impl KeyIndex {
             }
             _ => {}
         }
-        true
     }
 
     /// Change the holders of `key` (if it is indexed) with `f`; the version stays.

@@ -26,8 +26,8 @@ impl Listeners {
         max_conns: usize,
         registry: &Registry,
     ) -> io::Result<Listeners> {
-        let mut listener = TcpListener::bind(listen)?;
-        let mut heartbeat = TcpListener::bind(heartbeat)?;
+        let mut listener = bind(listen, "--listen")?;
+        let mut heartbeat = bind(heartbeat, "--heartbeat")?;
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         registry.register(&mut heartbeat, HEARTBEAT, Interest::READABLE)?;
         Ok(Listeners {
@@ -85,4 +85,10 @@ impl Listeners {
         self.accepting = true;
         true
     }
+}
+
+/// Bind `addr`; an error names the address and the flag that gave it.
+fn bind(addr: SocketAddr, flag: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} ({flag}): {e}")))
 }

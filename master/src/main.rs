@@ -1,5 +1,6 @@
 //! dsm-master command line: parse options, start logging, run the server.
 
+use std::io::Write as _;
 use std::process::exit;
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ fn main() {
         Some(dir) => match dsm_master::disk::MasterState::load(dir) {
             Ok(state) => state,
             Err(e) => {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "dsm-master: cannot read the state in {}: {e}",
                     dir.display()
                 );
@@ -76,7 +78,7 @@ fn main() {
         log::warn!("{w}");
     }
     if let Err(e) = dsm_master::run(cfg) {
-        eprintln!("dsm-master: {e}");
+        let _ = writeln!(std::io::stderr(), "dsm-master: {e}");
         exit(1);
     }
 }
@@ -117,7 +119,12 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
         "heartbeat address for a backup master (default 127.0.0.1:7001: loopback only)",
         "ADDR",
     );
-    opts.optopt("r", "replicas", "copies of each write, R (default 2)", "R");
+    opts.optopt(
+        "r",
+        "replicas",
+        "copies of each write, R: 1 to 255 (default 2)",
+        "R",
+    );
     opts.optopt("", "max-key", "largest key, bytes (default 1024)", "N");
     opts.optopt(
         "",
@@ -306,9 +313,7 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         },
         lease: cli.millis(m, "lease-ms", d.lease),
         heartbeat_interval: cli.millis(m, "heartbeat-interval-ms", d.heartbeat_interval),
-        heartbeat_misses: cli
-            .positive(m, "heartbeat-misses", d.heartbeat_misses as u64)
-            .max(3) as u32,
+        heartbeat_misses: cli.at_least(m, "heartbeat-misses", 3, d.heartbeat_misses as u64) as u32,
         takeover_grace: cli.millis(m, "takeover-grace-ms", d.takeover_grace),
         repair_after: Duration::from_millis(cli.whole(
             m,

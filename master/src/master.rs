@@ -24,10 +24,17 @@ use crate::peers::Peer;
 use crate::slaves::State;
 use crate::timer::Timer;
 
+/// The request id of a backup's STATUS to its primary (its PINGs use 0, SYNC_ACKs the SYNC's).
+const ASK_PRIMARY_REQ: u64 = u64::MAX;
+
 pub struct Master {
     core: Core,
     ha: Ha,
     ops: Ops,
+    /// On a backup: the primary's client address, from its answer to the STATUS this master
+    /// sends once its link is WELCOMEd (for STATUS), and the link it was asked on.
+    primary_addr: String,
+    asked_on: Option<ConnId>,
 }
 
 impl Master {
@@ -39,6 +46,8 @@ impl Master {
             core,
             ha,
             ops: Ops::default(),
+            primary_addr: String::new(),
+            asked_on: None,
         }
     }
 
@@ -94,15 +103,52 @@ impl Master {
             ServerRole::Primary if self.core.recovery.is_some() => ServerRole::Recovering,
             role => role,
         };
-        let epoch = self.core.term.epoch;
+        let primary = match role {
+            ServerRole::Primary | ServerRole::Recovering => self.core.cfg.listen.to_string(),
+            ServerRole::Backup => self.primary_addr.clone(),
+            ServerRole::Fenced => String::new(),
+        };
         crate::status::status(
-            role,
-            epoch,
-            self.core.cfg.replicas,
-            self.core.repairs.copies_made(),
+            crate::status::Head {
+                role,
+                epoch: self.core.term.epoch,
+                replicas: self.core.cfg.replicas,
+                copies_made: self.core.repairs.copies_made(),
+                addr: self.core.cfg.listen.to_string(),
+                primary,
+                backup: self.ha.backup_link(&self.core.doubts),
+            },
             &self.core.keys,
             &self.core.slaves,
         )
+    }
+
+    /// Whether the connection is an admitted client (past HELLO and any authentication).
+    pub fn is_client(&self, conn: ConnId) -> bool {
+        matches!(self.core.peers.kind(conn), Some(Peer::Client))
+    }
+
+    /// A client's READ or WRITE (`op`) of `len` bytes, over the frame limit: answer
+    /// TOO_LARGE, as for a key or value over its limit within it (the event loop skips the
+    /// frame's bytes, so the connection goes on).
+    pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
+        let cfg = &self.core.cfg;
+        let what = if op == dsm_wire::Opcode::Write as u8 {
+            "WRITE"
+        } else {
+            "READ"
+        };
+        let text = format!(
+            "a {what} of {len} bytes is over this master's frame limit of {} bytes: values \
+             may have at most {} bytes (--max-value), keys {} (--max-key)",
+            cfg.max_frame(),
+            cfg.max_value,
+            cfg.max_key
+        );
+        log::debug!("connection {conn}: {text}");
+        self.core
+            .out
+            .send(conn, req, Body::error(ErrorCode::TooLarge, text));
     }
 
     /// Client operations and slave sub-requests still open: both are 0 on a quiet master,
@@ -401,11 +447,34 @@ impl Master {
                 ha.backup_frame(conn, frame.req_id, frame.body, roles);
             }
             Peer::Primary => {
+                // The primary's answer to our STATUS: where it serves clients.
+                if let Body::StatusReply(s) = frame.body {
+                    self.primary_addr = s.addr;
+                    return;
+                }
                 let (ha, roles) = self.roles(now);
                 ha.link_frame(conn, frame.req_id, frame.body, roles);
                 // A SYNC may have named new slaves or a new epoch: keep them.
                 self.core.changed = true;
+                self.ask_primary_addr();
             }
+        }
+    }
+
+    /// Once per WELCOMEd link, a backup asks its primary for STATUS, to learn the primary's
+    /// client address (its own STATUS names it; `--backup-of` is the heartbeat address). Only
+    /// once the snapshot is in: the answer costs the primary a pass over its keys, which should
+    /// not compete with the snapshot and the heartbeats.
+    fn ask_primary_addr(&mut self) {
+        let Some(link) = self.ha.following() else {
+            return;
+        };
+        if self.core.doubts.incomplete {
+            return;
+        }
+        if self.asked_on != Some(link) {
+            self.asked_on = Some(link);
+            self.core.out.send(link, ASK_PRIMARY_REQ, Body::Status);
         }
     }
 
@@ -505,17 +574,13 @@ impl Master {
             .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
     }
 
-    /// Why this slave's HELLO is refused, if it is: this master is not the primary, or the id
-    /// is empty, or another process with the id is connected. The same process reconnecting
+    /// Why this slave's HELLO is refused, if it is: this master is not the primary, or
+    /// another process with the id is connected (the id itself was checked with the HELLO). The same process reconnecting
     /// (same boot) replaces its old connection.
     fn slave_refusal(&mut self, hello: &Hello, now: Instant) -> Option<(ErrorCode, String)> {
         if !self.ha.is_primary() {
             let text = self.ha.not_primary_text(&self.core.cfg);
             return Some((ErrorCode::NotPrimary, text));
-        }
-        if hello.id.is_empty() {
-            let text = "a slave HELLO needs a non-empty id".to_string();
-            return Some((ErrorCode::BadRequest, text));
         }
         let idx = self.core.slaves.by_id(&hello.id)?;
         let s = self.core.slaves.get(idx);

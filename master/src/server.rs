@@ -10,12 +10,13 @@
 //! cuts the master's `send` calls, and the wake-ups they cost the clients, by about half
 //! (see `bench-results/hot-path-2026-11-23.md`).
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
-use dsm_net::{spin, Conn, Io};
+use dsm_net::{spin, Conn, Io, Oversize};
+use dsm_wire::{Opcode, WireError};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -32,7 +33,9 @@ const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
     let mut server = Server::bind(cfg)?;
-    println!(
+    // A closed stdout only loses the line: the master serves on.
+    let _ = writeln!(
+        io::stdout(),
         "dsm-master ready: listen={} heartbeat={}",
         server.local_addr()?,
         server.heartbeat_addr()?
@@ -75,7 +78,8 @@ impl Server {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
         let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
-        // The addresses bound (port 0 picks one): this master's id among masters names them.
+        // The addresses bound (port 0 picks one): this master's id among masters and STATUS
+        // name them.
         let cfg = Config {
             listen: listeners.local_addr()?,
             heartbeat: listeners.heartbeat_addr()?,
@@ -266,6 +270,22 @@ impl Server {
                 match self.conns[key].next_decoded() {
                     Ok(Some(decoded)) => self.core.on_decoded(key, decoded, now),
                     Ok(None) => break,
+                    // A client's READ or WRITE too large to take as a frame is answered
+                    // TOO_LARGE, as one within the frame limit is, and its bytes skipped.
+                    Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
+                        match self.conns[key].oversize() {
+                            Oversize::Partial => break,
+                            Oversize::Header { op, req_id, len }
+                                if op == Opcode::Write as u8 || op == Opcode::Read as u8 =>
+                            {
+                                self.conns[key].skip_frame(len);
+                                self.core.refuse_oversize(key, req_id, op, len);
+                            }
+                            Oversize::Header { .. } => {
+                                return self.close(key, &format!("bad frame: {e}"), true)
+                            }
+                        }
+                    }
                     Err(e) => return self.close(key, &format!("bad frame: {e}"), true),
                 }
             }

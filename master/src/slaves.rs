@@ -324,6 +324,15 @@ impl SlaveTable {
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
+    /// Slaves connected to this master: in service, or reporting what they hold.
+    pub fn connected(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.state, State::Live | State::Joining))
+            .map(|(i, s)| (i as SlaveIdx, s))
+    }
+
     /// Every slave not lost: the cluster's roster (what a backup must know, what a restarted
     /// master waits for).
     pub fn known(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {

@@ -4,22 +4,28 @@
 
 use std::collections::HashMap;
 
-use dsm_wire::{ServerRole, SlaveStatus, Status};
+use dsm_wire::{BackupLink, ServerRole, SlaveStatus, Status};
 
 use crate::keymap::{KeyIndex, SlaveIdx};
 use crate::slaves::SlaveTable;
 
+/// What STATUS says of the answering master itself.
+pub(crate) struct Head {
+    pub role: ServerRole,
+    pub epoch: u64,
+    pub replicas: usize,
+    pub copies_made: u64,
+    /// Its own client address, and the primary's as it knows it.
+    pub addr: String,
+    pub primary: String,
+    pub backup: BackupLink,
+}
+
 /// One pass over the key map: per-slave counts and under-replication are derived here rather
 /// than kept up to date on every write. A key is short of R live copies also when fewer than R
 /// slaves are live to hold them.
-pub(crate) fn status(
-    role: ServerRole,
-    epoch: u64,
-    replicas: usize,
-    copies_made: u64,
-    keys: &KeyIndex,
-    slaves: &SlaveTable,
-) -> Status {
+pub(crate) fn status(head: Head, keys: &KeyIndex, slaves: &SlaveTable) -> Status {
+    let replicas = head.replicas;
     let mut per_slave: HashMap<SlaveIdx, u64> = HashMap::new();
     let mut under = 0;
     for (_, e) in keys.iter() {
@@ -33,12 +39,15 @@ pub(crate) fn status(
         }
     }
     Status {
-        role,
-        epoch,
+        role: head.role,
+        epoch: head.epoch,
         replicas: replicas as u16,
         keys: keys.len() as u64,
         under_replicated: under as u64,
-        copies_made,
+        copies_made: head.copies_made,
+        addr: head.addr,
+        primary: head.primary,
+        backup: head.backup,
         slaves: slaves
             .latest_per_id()
             .into_iter()

@@ -338,3 +338,36 @@ fn the_secret_never_crosses_the_wire() {
     assert!(!k.occurs_in(&wire), "the secret was sent");
     assert!(!key(OTHER).occurs_in(&wire), "a peer's secret was sent");
 }
+
+/// Ids are bounded and printable: a slave HELLO with a 65,535-byte id, an empty id, or a
+/// newline (a forged log line) is refused and closed; a plain id registers.
+#[test]
+fn slave_ids_must_be_short_and_printable() {
+    for id in [
+        "x".repeat(65_535),
+        String::new(),
+        "s1\n[WARN] forged".into(),
+        "two words".into(),
+    ] {
+        let mut net = Net::new();
+        let m = net.add_master(cfg(None, false));
+        let s = net.join(m, Role::Slave, &id, None);
+        assert!(
+            matches!(
+                net.peer(s).failed,
+                Some(Step::Refused {
+                    code: ErrorCode::BadRequest,
+                    ..
+                })
+            ),
+            "{:?}: {:?}",
+            id.chars().take(20).collect::<String>(),
+            net.peer(s).failed
+        );
+        assert_eq!(net.live_slaves(m), 0);
+    }
+    let mut net = Net::new();
+    let m = net.add_master(cfg(None, false));
+    net.join(m, Role::Slave, &"s".repeat(128), None);
+    assert_eq!(net.live_slaves(m), 1);
+}

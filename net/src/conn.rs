@@ -19,6 +19,15 @@ pub enum Io {
     Closed,
 }
 
+/// What is buffered of a frame whose length is over the maximum (see [`Conn::oversize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// Fewer than the 13 header bytes have arrived.
+    Partial,
+    /// Its header: the receiver may answer it and [`Conn::skip_frame`] its bytes.
+    Header { op: u8, req_id: u64, len: usize },
+}
+
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -35,6 +44,8 @@ pub struct Conn {
     max_frame: usize,
     /// The last read returned less than it asked for: the socket had nothing more then.
     drained: bool,
+    /// Bytes of a refused oversize frame still to be discarded as they arrive.
+    skip: usize,
     /// Whether WRITABLE interest is registered (only while bytes wait).
     pub write_interest: bool,
 }
@@ -50,6 +61,7 @@ impl Conn {
             wpos: 0,
             max_frame,
             drained: false,
+            skip: 0,
             write_interest: false,
         }
     }
@@ -117,8 +129,43 @@ impl Conn {
         self.rpos = 0;
     }
 
+    /// Discard what has arrived of a skipped frame; whether more of it is still to come.
+    #[inline]
+    fn skipping(&mut self) -> bool {
+        if self.skip > 0 {
+            let n = self.skip.min(self.rend - self.rpos);
+            self.rpos += n;
+            self.skip -= n;
+        }
+        self.skip > 0
+    }
+
+    /// After a [`WireError::TooLarge`]: the header of the frame at the front, if it is in.
+    pub fn oversize(&self) -> Oversize {
+        let buf = &self.rbuf[self.rpos..self.rend];
+        if buf.len() < dsm_wire::HEADER_LEN {
+            return Oversize::Partial;
+        }
+        Oversize::Header {
+            op: buf[4],
+            req_id: u64::from_be_bytes(buf[5..13].try_into().expect("8 bytes")),
+            len: u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize,
+        }
+    }
+
+    /// Drop the frame of `len` bytes at the front without buffering it: what has arrived now
+    /// and the rest as it comes. Decoding resumes at the frame after it, so one frame that is
+    /// too large need not cost the connection.
+    pub fn skip_frame(&mut self, len: usize) {
+        self.skip = len;
+        self.skipping();
+    }
+
     /// The next whole frame already buffered, if any.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.skipping() {
+            return Ok(None);
+        }
         match decode_with_max(&self.rbuf[self.rpos..self.rend], self.max_frame)? {
             Some((frame, used)) => {
                 self.rpos += used;
@@ -131,6 +178,9 @@ impl Conn {
     /// [`Conn::next_frame`], with the keys and values of the hot opcodes borrowed from the read
     /// buffer (see [`dsm_wire::decode_borrowed`]) until the next call.
     pub fn next_decoded(&mut self) -> Result<Option<Decoded<'_>>, WireError> {
+        if self.skipping() {
+            return Ok(None);
+        }
         let Conn {
             rbuf,
             rpos,

@@ -5,5 +5,5 @@ pub mod conn;
 pub mod dial;
 pub mod spin;
 pub mod timer;
-pub use conn::{Conn, Io};
+pub use conn::{Conn, Io, Oversize};
 pub use timer::{TimerId, TimerWheel};

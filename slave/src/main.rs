@@ -1,5 +1,6 @@
 //! dsm-slave command line: parse options, start logging, run the node.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::exit;
 use std::time::Duration;
@@ -51,8 +52,8 @@ fn main() {
     let max_key = cli.positive(&m, "max-key", dsm_wire::DEFAULT_MAX_KEY as u64) as usize;
     let max_value = cli.positive(&m, "max-value", dsm_wire::DEFAULT_MAX_VALUE as u64) as usize;
     let id = m.opt_str("id").unwrap_or_else(dsm_slave::generated_id);
-    if id.is_empty() || id.len() > 255 {
-        cli.usage_error("--id must be 1 to 255 bytes");
+    if let Some(why) = dsm_wire::check_peer_id(dsm_wire::Role::Slave, &id) {
+        cli.usage_error(&format!("--id: {why}"));
     }
     let max_frame = dsm_wire::max_frame_for(max_key, max_value);
     let disk = disk_settings(&cli, &m);
@@ -81,7 +82,7 @@ fn main() {
         },
     };
     if let Err(e) = dsm_slave::run(cfg) {
-        eprintln!("dsm-slave: {e}");
+        let _ = writeln!(std::io::stderr(), "dsm-slave: {e}");
         exit(1);
     }
 }
@@ -97,7 +98,7 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "id",
-        "this slave's id (default: generated at start)",
+        "this slave's id, 1 to 255 bytes (default: generated at start)",
         "ID",
     );
     opts.optopt(
@@ -206,13 +207,19 @@ fn disk_settings(cli: &Cli, m: &Matches) -> disk::Settings {
 fn failpoint() -> Option<Failpoint> {
     let name = std::env::var("DSM_FAILPOINT").ok()?;
     if !cfg!(debug_assertions) {
-        eprintln!("dsm-slave: DSM_FAILPOINT is honoured by debug builds only; ignored");
+        let _ = writeln!(
+            std::io::stderr(),
+            "dsm-slave: DSM_FAILPOINT is honoured by debug builds only; ignored"
+        );
         return None;
     }
     match Failpoint::parse(&name) {
         Some(fp) => Some(fp),
         None => {
-            eprintln!("dsm-slave: unknown DSM_FAILPOINT '{name}'");
+            let _ = writeln!(
+                std::io::stderr(),
+                "dsm-slave: unknown DSM_FAILPOINT '{name}'"
+            );
             exit(2);
         }
     }

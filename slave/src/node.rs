@@ -2,7 +2,7 @@
 //! blocking), reading and decoding the master's frames into it, writing its replies, and a
 //! poll timeout from its next deadline.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::slave::{Out, Slave};
 use crate::store::{Reply, Store};
 
 const MASTER: Token = Token(0);
-/// A sync on the syncer thread is done.
+/// A sync on the syncer thread is done (under `--fsync always`, the ACKs it covered can go).
 const WAKE: Token = Token(1);
 /// INVENTORY frames queued per loop turn (64 KiB of keys each).
 const INVENTORY_FRAMES_PER_TURN: usize = 4;
@@ -84,8 +84,9 @@ impl Node {
             }
         }
         self.slave.on_tick(now);
-        // Every STORE this turn read is written (with --fsync always, synced) before the
-        // ACKs go out below.
+        // Every STORE this turn read is written before the ACKs go out below; with --fsync
+        // always, those ACKs are of the STOREs the last sync covered, and the next sync is
+        // handed to the syncer thread (whose waker ends the wait when it is done).
         self.slave.end_turn(now);
         if self.may_report() {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
@@ -150,7 +151,10 @@ impl Node {
                         }
                         self.drop_conn();
                     }
-                    Out::Ready => println!("dsm-slave ready: id={}", self.cfg.id),
+                    Out::Ready => {
+                        // A closed stdout only loses the line: the slave serves on.
+                        let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
+                    }
                 }
             }
             self.out = outs;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use log::{info, warn};
 
 use crate::config::Config;
-use crate::disk::{FsDisk, Wake, COMPACTING, SET_ASIDE};
+use crate::disk::{FsDisk, Fsync, Wake, COMPACTING, PREALLOCATE, SET_ASIDE};
 use crate::memory;
 use crate::store::Store;
 
@@ -22,8 +22,12 @@ pub fn open_store(cfg: &Config, wake: Wake) -> io::Result<Store> {
         return Ok(Store::in_memory(cfg.max_memory));
     };
     let start = Instant::now();
-    let disk = FsDisk::open(dir, Some(wake))
+    let mut disk = FsDisk::open(dir, Some(wake))
         .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", dir.display())))?;
+    if cfg.disk.fsync == Fsync::Always {
+        // Syncs the ACKs wait for then have no metadata to commit.
+        disk.preallocate(PREALLOCATE);
+    }
     let (store, r) = Store::open(Box::new(disk), cfg.disk, cfg.max_memory, start)
         .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", dir.display())))?;
     let path = store.durable().map(|d| d.path()).unwrap_or_default();

@@ -30,6 +30,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// primary again (from the first address).
 pub const SUPPORT_FOR: Duration = Duration::from_secs(3);
 
+/// While STOREs wait for a sync (`--fsync always`) that has taken this long, the slave says
+/// it is alive this often, with a PONG nobody asked for (request id 0): the master drops a
+/// slave that has neither ACKed in `--ack-timeout-ms` (200 by default) nor said anything
+/// since, and under a write-only load it sends a busy slave nothing else to answer. Heard,
+/// the slave is slow, not gone: suspected, its late writes moved to other slaves, and kept.
+pub const STILL_HERE: Duration = Duration::from_millis(50);
+
 /// What the event loop must do for the slave, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
@@ -84,6 +91,14 @@ pub struct Slave {
     refusals: RefusalLog,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
+    /// Draws of [`Slave::jitter`] so far.
+    draws: u64,
+    /// When the last unasked PONG went out ([`STILL_HERE`]).
+    still_here: Instant,
+    /// The last tick at which ACKs waited for a sync: until then the master's silence is
+    /// ours (it sends nothing new while every write it has waits for our ACKs), so it counts
+    /// only from here.
+    excused: Instant,
     out: Vec<Out>,
 }
 
@@ -110,6 +125,9 @@ impl Slave {
             store,
             refusals: RefusalLog::default(),
             announced: false,
+            draws: 0,
+            still_here: now,
+            excused: now,
             out: Vec::new(),
         }
     }
@@ -141,12 +159,29 @@ impl Slave {
         let link = match &self.phase {
             Phase::Waiting { at } => *at,
             Phase::Connecting { deadline, .. } => *deadline,
-            Phase::Handshaking { .. } | Phase::Registered => self.last_heard + self.patience(),
-            Phase::Supporting { until, .. } => (*until).min(self.last_heard + self.patience()),
+            Phase::Handshaking { .. } | Phase::Registered => self.silent_from() + self.patience(),
+            Phase::Supporting { until, .. } => (*until).min(self.silent_from() + self.patience()),
         };
+        let link = self.still_here_due().map_or(link, |at| at.min(link));
         self.store
             .next_deadline()
             .map_or(link, |sync| sync.min(link))
+    }
+
+    /// Since when the master has been silent for nothing: its last frame, or the end of a
+    /// sync that our ACKs waited for.
+    fn silent_from(&self) -> Instant {
+        self.last_heard.max(self.excused)
+    }
+
+    /// When to say PONG unasked: a sync the ACKs wait for has run [`STILL_HERE`], and so
+    /// long since the last such PONG.
+    fn still_here_due(&self) -> Option<Instant> {
+        if !self.registered() {
+            return None;
+        }
+        let started = self.store.sync_started()?;
+        Some((started + STILL_HERE).max(self.still_here + STILL_HERE))
     }
 
     /// Whether the next turn has work whatever happens (a compaction under way): the event
@@ -180,15 +215,17 @@ impl Slave {
 
     /// The frames of one read are handled: without `--fsync always`, write the STOREs they
     /// brought to the log now, so their ACKs go out with the other answers; with it, they
-    /// wait for [`Slave::end_turn`], where one `fdatasync` covers the whole turn.
+    /// wait for [`Slave::end_turn`], which writes the whole turn's in one `write` and hands
+    /// the sync to the syncer thread.
     pub fn after_read(&mut self) {
         if !self.store.groups_commits() {
             self.store.commit();
         }
     }
 
-    /// The end of a loop turn: write (and with `--fsync always`, sync) what the turn staged,
-    /// so the ACKs can go; sync if the interval is up; move a compaction along.
+    /// The end of a loop turn: write what the turn staged (with `--fsync always`, ACK what
+    /// the last sync covered and start the next); sync if the interval is up; move a
+    /// compaction along.
     pub fn end_turn(&mut self, now: Instant) {
         self.store.end_turn(now);
     }
@@ -196,6 +233,13 @@ impl Slave {
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {
+        if self.store.sync_started().is_some() {
+            self.excused = now;
+        }
+        if self.still_here_due().is_some_and(|at| now >= at) {
+            self.still_here = now;
+            self.out.push(Out::Send(Frame::new(0, Body::Pong)));
+        }
         match &self.phase {
             Phase::Waiting { at } if now >= *at => self.connect(now),
             Phase::Connecting { addr, deadline } if now >= *deadline => {
@@ -205,7 +249,7 @@ impl Slave {
                 self.retry(now);
             }
             Phase::Handshaking { .. } | Phase::Registered | Phase::Supporting { .. }
-                if now >= self.last_heard + self.patience() =>
+                if now >= self.silent_from() + self.patience() =>
             {
                 let silent = now.saturating_duration_since(self.last_heard);
                 self.out.push(Out::Close);
@@ -213,10 +257,7 @@ impl Slave {
                 self.lost(&why, now);
             }
             Phase::Supporting { addr, until } if now >= *until => {
-                info!(
-                    "standby {addr} has not asked for our vote in {} ms; looking for a primary",
-                    SUPPORT_FOR.as_millis()
-                );
+                info!("standby {addr} has not asked for our vote in time; looking for a primary");
                 self.out.push(Out::Close);
                 self.next_master(now);
             }
@@ -401,17 +442,25 @@ impl Slave {
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
             Step::Welcomed(terms) if terms.standby => {
+                // How long to wait for its TAKEOVER: SUPPORT_FOR and up to as much again, drawn
+                // per slave, so that slaves moving between standbys do not move in step.
+                let wait = SUPPORT_FOR + SUPPORT_FOR.mul_f64(self.jitter());
                 info!(
                     "master {addr} is a standby: supporting it (epoch {}) until it takes over \
                      or {} ms pass",
                     terms.epoch,
-                    SUPPORT_FOR.as_millis()
+                    wait.as_millis()
                 );
                 self.refusals = RefusalLog::default();
                 self.phase = Phase::Supporting {
                     addr,
-                    until: now + SUPPORT_FOR,
+                    until: now + wait,
                 };
+                // Up, and in the cluster: the ready line (a standby counts; an election follows).
+                if !self.announced {
+                    self.announced = true;
+                    self.out.push(Out::Ready);
+                }
             }
             Step::Welcomed(terms) => self.welcomed(terms, now),
             Step::Refused { code, text } => {
@@ -475,11 +524,9 @@ impl Slave {
 
     /// The connection ended (the caller has closed it or asked for it to be closed).
     fn lost(&mut self, why: &str, now: Instant) {
-        // What it staged is written and applied; its answers have no one to go to (the
-        // master counts those STOREs as unanswered).
-        self.store.commit();
-        let mut unsent = Vec::new();
-        self.store.take_answers(&mut unsent);
+        // What it staged is written and applied (under `--fsync always`, once synced); its
+        // answers have no one to go to (the master counts those STOREs as unanswered).
+        self.store.forget_answers();
         if let Phase::Handshaking { .. } = self.phase {
             // Closed before any WELCOME: a master that refuses without a word, or one that died.
             return self.refused(why, now);
@@ -492,6 +539,17 @@ impl Slave {
         warn!("lost the master: {why}; trying the next address");
         debug!("{} keys held", self.store.len());
         self.retry(now);
+    }
+
+    /// A fraction in [0, 1) that differs between slaves and between calls: the boot id and
+    /// a counter, mixed (no clock, no kernel call).
+    fn jitter(&mut self) -> f64 {
+        self.draws = self.draws.wrapping_add(1);
+        let mut x = self.boot ^ self.draws.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Leave a standby that did not take over: try the next master at once (in turn, so a

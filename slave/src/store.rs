@@ -410,6 +410,17 @@ impl Store {
         }
     }
 
+    /// The connection to the master is gone: what is staged is written, and the answers
+    /// not yet given (settled, or of STOREs still waiting for their sync) go to no one. The
+    /// STOREs themselves are applied as usual once on disk.
+    pub fn forget_answers(&mut self) {
+        self.commit();
+        self.settled.clear();
+        if let Some(d) = self.durable.as_mut() {
+            d.forget_answers();
+        }
+    }
+
     /// Whether answers are waiting for [`Store::take_answers`].
     pub fn has_answers(&self) -> bool {
         !self.settled.is_empty()
@@ -423,6 +434,11 @@ impl Store {
     /// When [`Store::end_turn`] must run even if nothing arrives (an interval sync).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.durable.as_ref().and_then(Durable::next_deadline)
+    }
+
+    /// Under `--fsync always`: when the sync that ACKs wait for started (`None`: none runs).
+    pub fn sync_started(&self) -> Option<Instant> {
+        self.durable.as_ref().and_then(Durable::sync_started)
     }
 
     /// Whether the next turn has work whatever happens (a compaction under way).

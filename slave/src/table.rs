@@ -137,6 +137,38 @@ impl Table {
         self.index.find(key, |pos| self.records[pos].key())
     }
 
+    /// This table's keyed hash of `key`, for [`Table::put_hashed`] and [`Table::warm`].
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.index.hash(key)
+    }
+
+    /// Read, for each of `hashes` (of keys about to be put), the index slot and the record
+    /// it most likely points at, so that the puts that follow find them in the cache: the
+    /// reads of one pass do not depend on each other, so their misses overlap (see
+    /// `TagIndex::likely`). Returns a value to hand to [`std::hint::black_box`].
+    pub fn warm(&self, hashes: &[u64], likely: &mut Vec<usize>) -> u64 {
+        likely.clear();
+        likely.extend(hashes.iter().filter_map(|&h| self.index.likely(h)));
+        likely.iter().fold(0, |sink, &pos| {
+            let r = &self.records[pos];
+            sink ^ r.version ^ u64::from(r.bytes.get(HEADER).copied().unwrap_or(0))
+        })
+    }
+
+    /// [`Table::put_within`] with no limit, `hash` = [`Table::hash`] of `key`: replay's put.
+    pub fn put_hashed(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        value: &[u8],
+    ) -> Result<Put, NoRoom> {
+        let found = self
+            .index
+            .find_hashed(hash, key, |pos| self.records[pos].key());
+        self.put_found(found, key, version, value, usize::MAX)
+    }
+
     /// The version and value held for `key`.
     pub fn get(&self, key: &[u8]) -> Option<(u64, &[u8])> {
         match self.find(key) {
@@ -228,7 +260,19 @@ impl Table {
         value: &[u8],
         room: usize,
     ) -> Result<Put, NoRoom> {
-        match self.find(key) {
+        let found = self.find(key);
+        self.put_found(found, key, version, value, room)
+    }
+
+    fn put_found(
+        &mut self,
+        found: Found,
+        key: &[u8],
+        version: u64,
+        value: &[u8],
+        room: usize,
+    ) -> Result<Put, NoRoom> {
+        match found {
             Found::At(pos) => {
                 let r = &self.records[pos];
                 if r.version >= version {

@@ -1,6 +1,8 @@
 //! The slave with a log on an in-memory disk, on the simulated network: with `--fsync always`
-//! an ACK goes out only after the sync that covers its STORE, and one sync covers a whole
-//! turn; a write the disk refuses is answered ERROR DISK and not applied while reads go on;
+//! an ACK goes out only after the sync that covers its STORE, one sync covers a whole turn,
+//! and while a sync is slow the slave keeps answering (PINGs, FETCHes of what is synced) and
+//! writing the next turns, whose ACKs wait for the next sync; answers owed on a connection
+//! that broke go to no one; a write the disk refuses is answered ERROR DISK and not applied while reads go on;
 //! a STORE past `--max-memory` is answered OUT_OF_MEMORY and the slave keeps serving; and a
 //! restarted slave comes back with its data and its epoch.
 
@@ -76,9 +78,10 @@ fn with_fsync_always_acks_follow_the_one_sync_of_their_turn() {
         net.send(store(100 + i, i + 1, &format!("k{i}"), b"value"));
     }
     net.run_for(5 * MS);
+    let len = disk.file(LOG).unwrap().len();
     assert_eq!(
         disk.ops(),
-        [Op::Append(disk.file(LOG).unwrap().len() - 8 - 17), Op::Sync],
+        [Op::Append(len - 8 - 17), Op::StartSync],
         "one write and one sync for the turn (the epoch record was written at the WELCOME)"
     );
     let acks = &net.sent[before..];
@@ -86,7 +89,11 @@ fn with_fsync_always_acks_follow_the_one_sync_of_their_turn() {
     for (i, (_, f)) in acks.iter().enumerate() {
         let version = i as u64 + 1;
         assert_eq!(*f, Frame::new(100 + i as u64, Body::Ack { version }));
-        assert_eq!(net.syncs_at_send[before + i], 1, "ACK {i} before the sync");
+        assert_eq!(
+            net.synced_at_send[before + i],
+            len,
+            "ACK {i} before the sync"
+        );
     }
     // And a restart finds them all, even after a power cut.
     let back = slave_on(&disk.after_power_cut(), Fsync::Always, u64::MAX);
@@ -205,5 +212,176 @@ fn a_restarted_slave_says_the_epoch_it_had_seen_in_its_hello() {
         matches!(net.sent[0].1.body, Body::Hello { epoch: 4, .. }),
         "{:?}",
         net.sent[0]
+    );
+}
+
+#[test]
+fn with_fsync_always_a_slow_sync_holds_the_acks_not_the_loop() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    assert!(net.ask(store(1, 1, "old", b"synced")).is_some());
+    disk.hold_syncs(true);
+    let before = net.sent.len();
+    for i in 0..5u64 {
+        net.send(store(
+            10 + i,
+            10 + i,
+            &format!("k{i}"),
+            b"waiting for its sync",
+        ));
+    }
+    net.send(store(20, 20, "old", b"newer, waiting for its sync"));
+    net.run_for(5 * MS);
+    assert_eq!(net.sent.len(), before, "no ACK while the sync runs");
+    // The loop still answers: a PING, and a FETCH from what is synced (not the newer copy).
+    assert_eq!(
+        net.ask(Frame::new(30, Body::Ping)),
+        Some(Frame::new(30, Body::Pong))
+    );
+    let read = net.ask(fetch(31, "old")).unwrap();
+    assert!(
+        matches!(read.body, Body::Fetched { version: 1, .. }),
+        "{read:?}"
+    );
+    assert_eq!(
+        net.ask(fetch(32, "k0")),
+        Some(Frame::new(32, Body::NotFound))
+    );
+    // More STOREs are written behind the sync under way.
+    net.send(store(40, 40, "later", b"behind the sync"));
+    net.run_for(5 * MS);
+    let len = disk.file(LOG).unwrap().len();
+    assert!(disk.synced_len(LOG) < len);
+    let before = net.sent.len();
+    disk.hold_syncs(false);
+    net.wake();
+    let acked: Vec<u64> = net.sent[before..].iter().map(|(_, f)| f.req_id).collect();
+    assert_eq!(acked, [10, 11, 12, 13, 14, 20, 40]);
+    for i in before..net.sent.len() {
+        assert_eq!(net.synced_at_send[i], len, "ACK {i} before its sync");
+    }
+    let read = net.ask(fetch(50, "old")).unwrap();
+    assert!(
+        matches!(read.body, Body::Fetched { version: 20, .. }),
+        "{read:?}"
+    );
+}
+
+#[test]
+fn with_fsync_always_a_failed_sync_refuses_what_it_covered_and_later_stores_go_on() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    disk.hold_syncs(true);
+    let before = net.sent.len();
+    net.send(store(1, 1, "a", b"covered by the failing sync"));
+    net.run_for(5 * MS);
+    net.send(store(2, 2, "b", b"written behind it"));
+    net.run_for(5 * MS);
+    disk.fail_next_sync();
+    disk.hold_syncs(false);
+    net.wake();
+    let answers: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(
+        (answers[0].req_id, error_code(answers[0])),
+        (1, Some(ErrorCode::Disk))
+    );
+    assert_eq!(*answers[1], Frame::new(2, Body::Ack { version: 2 }));
+    assert_eq!(net.slave.store().version_of(b"a"), None, "not applied");
+    let back = slave_on(&disk.after_power_cut(), Fsync::Always, u64::MAX);
+    assert_eq!(
+        back.slave.store().version_of(b"a"),
+        None,
+        "never comes back"
+    );
+    assert_eq!(back.slave.store().version_of(b"b"), Some(2));
+}
+
+#[test]
+fn with_fsync_always_answers_owed_on_a_broken_connection_go_to_no_one() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    disk.hold_syncs(true);
+    net.send(store(7, 7, "k", b"in flight when the connection broke"));
+    net.run_for(5 * MS);
+    let connects = net.connects.len();
+    net.cut();
+    let back = net.run_until(Duration::from_secs(2), |n| {
+        n.connects.len() > connects && n.slave.registered()
+    });
+    assert!(back, "registered again on a new connection");
+    let before = net.sent.len();
+    disk.hold_syncs(false);
+    net.wake();
+    net.run_for(5 * MS);
+    assert!(
+        net.sent[before..].iter().all(|(_, f)| f.req_id != 7),
+        "{:?}",
+        &net.sent[before..]
+    );
+    assert_eq!(
+        net.slave.store().version_of(b"k"),
+        Some(7),
+        "applied once synced"
+    );
+}
+
+#[test]
+fn with_fsync_always_a_slow_sync_is_covered_by_unasked_pongs() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    let before = net.sent.len();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.sent.len(), before, "nothing unasked while no sync runs");
+    disk.hold_syncs(true);
+    net.send(store(1, 1, "k", b"waiting for a slow sync"));
+    net.run_for(175 * MS);
+    let pongs: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
+    assert!(
+        pongs.iter().all(|f| **f == Frame::new(0, Body::Pong)),
+        "no ACK, only PONGs: {pongs:?}"
+    );
+    assert_eq!(
+        pongs.len(),
+        3,
+        "at 50, 100 and 150 ms into the sync: {pongs:?}"
+    );
+    let before = net.sent.len();
+    disk.hold_syncs(false);
+    net.wake();
+    net.run_for(200 * MS);
+    let after: Vec<&Frame> = net.sent[before..].iter().map(|(_, f)| f).collect();
+    assert_eq!(after, [&Frame::new(1, Body::Ack { version: 1 })]);
+}
+
+#[test]
+fn with_fsync_always_a_sync_longer_than_the_master_timeout_does_not_make_the_slave_leave() {
+    // The master sends nothing new while every write it has waits for this slave's ACKs:
+    // that silence is the slave's own, and must not count as the master's (1.5 s here).
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    disk.hold_syncs(true);
+    let closes = net.closes.len();
+    net.send(store(1, 1, "k", b"waiting for a very slow sync"));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.closes.len(),
+        closes,
+        "left the master during its own sync"
+    );
+    disk.hold_syncs(false);
+    net.wake();
+    assert_eq!(
+        net.sent.last().map(|(_, f)| f.clone()),
+        Some(Frame::new(1, Body::Ack { version: 1 }))
+    );
+    // Once the ACK is out, a master that stays silent is given up as before.
+    net.run_for(Duration::from_millis(1400));
+    assert_eq!(net.closes.len(), closes);
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(
+        net.closes.len(),
+        closes + 1,
+        "a silent master is still left"
     );
 }

@@ -27,6 +27,26 @@ impl Cluster {
         self.log_dir.join("data").join(name)
     }
 
+    /// Whether the slaves keep their data in data directories (`ClusterOpts::data`).
+    pub fn slaves_keep_data(&self) -> bool {
+        self.data
+    }
+
+    /// Remove slave `i`'s data directory, as if its disk were lost: its next start finds
+    /// nothing. The slave must not be running.
+    pub fn remove_slave_data(&mut self, i: usize) {
+        assert!(
+            self.slaves[i].is_none(),
+            "slave s{i} is running: kill it before removing its data"
+        );
+        let dir = self.data_dir(&self.slave_id(i));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot remove {}: {e}", dir.display()),
+        }
+    }
+
     /// Start slave `i` this way from now on (its next start or restart).
     pub fn set_slave_launch(&mut self, i: usize, launch: SlaveLaunch) {
         if self.launches.len() <= i {

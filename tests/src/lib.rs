@@ -20,6 +20,7 @@ pub mod bins;
 mod data;
 mod health;
 pub mod hosts;
+pub mod limits;
 pub mod load;
 mod logs;
 mod masters;
@@ -99,6 +100,9 @@ pub struct ClusterOpts {
     pub data: bool,
     /// Further flags for every slave, such as `--fsync always`.
     pub slave_args: Vec<String>,
+    /// How slave `i` is started, for the first `slave_launches.len()` slaves (a wrapper that
+    /// limits its memory, say); the others plainly.
+    pub slave_launches: Vec<SlaveLaunch>,
 }
 
 impl Default for ClusterOpts {
@@ -114,6 +118,7 @@ impl Default for ClusterOpts {
             master_data_dirs: false,
             data: false,
             slave_args: Vec::new(),
+            slave_launches: Vec::new(),
         }
     }
 }
@@ -191,7 +196,7 @@ impl Cluster {
             master_data_dirs: opts.master_data_dirs,
             data: opts.data,
             slave_args: opts.slave_args.clone(),
-            launches: Vec::new(),
+            launches: opts.slave_launches.clone(),
         };
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let at = |i: usize| match &opts.hosts {

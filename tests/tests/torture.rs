@@ -1,14 +1,17 @@
-//! The short torture run of `make test`: 20 s of seeded faults (every kind at least once, the
-//! ones that cut links too: every node runs in a network namespace of its own, which needs
-//! root and `ip netns`; without them the test fails and says so) against a primary, a backup
-//! and 4 slaves at R=2 while 4 clients read and write 8 keys; the history must be linearizable
-//! key by key and lose no acknowledged write. The seed is printed; `DSM_TORTURE_SEED=N`
-//! replays a schedule. `make torture` is the long version.
+//! The short torture run of `make test`: 20 s of seeded faults (every kind at least once: the
+//! kill -9 of every node at once and the restart of a slave on its data, and the ones that cut
+//! links, for which every node runs in a network namespace of its own) against a primary, a
+//! backup and 4 slaves at R=2, every node with a data dir (the slaves with the default
+//! `--fsync interval`), while 4 clients read and write 8 keys; the history must be linearizable
+//! key by key and lose no acknowledged write. Namespaces need root and `ip netns`: where the
+//! machine refuses them the faults that cut links are left out, saying so, and the others run.
+//! The seed is printed; `DSM_TORTURE_SEED=N` replays a schedule. `make torture` is the long
+//! version.
 
 use std::time::Duration;
 
 use dsm_tests::torture::history::Outcome;
-use dsm_tests::torture::nemesis::{Fault, FaultMix};
+use dsm_tests::torture::nemesis::{Fault, FaultMix, Needs};
 use dsm_tests::torture::{netns, report, rng, run};
 
 #[test]
@@ -18,12 +21,17 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
         Err(_) => rng::clock_seed(),
     };
     eprintln!("torture seed {seed} (replay: DSM_TORTURE_SEED={seed} cargo test --test torture)");
-    if let Err(e) = netns::available() {
-        panic!(
-            "the torture run cuts links between nodes in network namespaces (root with \
-             CAP_NET_ADMIN, and `ip netns`), which this machine refused: {e}"
-        );
-    }
+    let netns = match netns::available() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: the faults that cut links (partition, isolate-backup, cut-primary, \
+                 isolate-slave) need network namespaces (root with CAP_NET_ADMIN, and `ip \
+                 netns`), which this machine refused: {e}"
+            );
+            false
+        }
+    };
     let history =
         std::env::temp_dir().join(format!("dsm-torture-{seed}-{}.jsonl", std::process::id()));
     let r = run::run(run::Config {
@@ -33,8 +41,8 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
         keys: 8,
         slaves: 4,
         history: Some(history.clone()),
-        netns: true,
-        // Every kind comes once whatever the duration (10 kinds take about 25 s with their
+        netns,
+        // Every kind comes once whatever the duration (the 12 kinds take about 30 s with their
         // healing): the long ones and the pauses between faults are kept shorter here.
         mix: FaultMix {
             quiet_ms: (100, 600),
@@ -56,6 +64,9 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
     let _ = std::fs::remove_file(&history);
     // A run that injected nothing or did nothing proves nothing.
     for kind in Fault::ALL {
+        if kind.needs() == Needs::Partitions && !netns {
+            continue;
+        }
         assert!(
             r.faults.counts.get(&kind).is_some_and(|&n| n > 0),
             "seed {seed}: no {} fault in 20 s: {summary}",

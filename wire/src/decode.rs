@@ -6,7 +6,7 @@ use byteorder::{BigEndian, ByteOrder};
 use crate::body_ref::BodyRef;
 use crate::error::WireError;
 use crate::frame::{
-    Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
 };
 use crate::reader::Reader;
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
@@ -302,6 +302,9 @@ fn status_reply(r: &mut Reader<'_>) -> Result<Status, WireError> {
     let keys = r.u64()?;
     let under_replicated = r.u64()?;
     let copies_made = r.u64()?;
+    let addr = r.string()?;
+    let primary = r.string()?;
+    let backup = BackupLink::from_u8(r.u8()?).ok_or(r.malformed("unknown backup link state"))?;
     let n = r.u16()? as usize;
     // Each slave entry is at least 2+2+1+8 bytes: refuse a count the body cannot hold
     // before reserving room for it.
@@ -324,6 +327,9 @@ fn status_reply(r: &mut Reader<'_>) -> Result<Status, WireError> {
         keys,
         under_replicated,
         copies_made,
+        addr,
+        primary,
+        backup,
         slaves,
     })
 }

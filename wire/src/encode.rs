@@ -226,6 +226,9 @@ fn put_status(out: &mut Vec<u8>, s: &Status) {
     put_u64(out, s.keys);
     put_u64(out, s.under_replicated);
     put_u64(out, s.copies_made);
+    put_string(out, &s.addr);
+    put_string(out, &s.primary);
+    out.push(s.backup as u8);
     let n = s.slaves.len().min(u16::MAX as usize);
     put_u16(out, n as u16);
     for slave in &s.slaves[..n] {

@@ -79,6 +79,37 @@ impl ServerRole {
     }
 }
 
+/// The link between the primary and its backup, as the master answering STATUS sees it: on a
+/// primary (or a recovering one), its attached backup; on a backup, its own link to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BackupLink {
+    /// No backup attached (on a backup: not connected to the primary).
+    None = 0,
+    /// Attached, but the snapshot of the primary's state is not yet all confirmed.
+    CatchingUp = 1,
+    /// Attached, the snapshot confirmed: it follows every change.
+    InStep = 2,
+}
+
+impl BackupLink {
+    pub fn from_u8(b: u8) -> Option<BackupLink> {
+        match b {
+            0 => Some(BackupLink::None),
+            1 => Some(BackupLink::CatchingUp),
+            2 => Some(BackupLink::InStep),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupLink::None => "none",
+            BackupLink::CatchingUp => "catching_up",
+            BackupLink::InStep => "in_step",
+        }
+    }
+}
+
 /// The reason carried by an ERROR frame. Unknown codes from a newer peer survive as `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -183,6 +214,13 @@ pub struct Status {
     /// Re-replication copies this master has made since it started (each new holder of a
     /// key's latest version counts one): how much repair work faults have cost.
     pub copies_made: u64,
+    /// The client address (`--listen`) of the master that answered.
+    pub addr: String,
+    /// The client address of the primary as the answering master knows it (its own on a
+    /// primary); empty when it does not know.
+    pub primary: String,
+    /// The primary–backup link as the answering master sees it.
+    pub backup: BackupLink,
     pub slaves: Vec<SlaveStatus>,
 }
 

@@ -31,8 +31,8 @@ pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
 pub use encode::{encode, encode_ref};
 pub use error::WireError;
 pub use frame::{
-    AuthBytes, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
-    AUTH_LEN,
+    AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
+    SyncEvent, AUTH_LEN,
 };
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
@@ -53,4 +53,35 @@ pub fn max_frame_for(max_key: usize, max_value: usize) -> usize {
         .saturating_add(max_key)
         .saturating_add(64 * 1024)
         .min(u32::MAX as usize)
+}
+
+/// The longest id a slave or a standby master may give in HELLO.
+pub const MAX_PEER_ID: usize = 128;
+
+/// Why `id` is no id a peer of this `role` may give in HELLO, if it is not: a slave's is 1 to
+/// [`MAX_PEER_ID`] bytes of printable characters without spaces; a standby master's (its
+/// heartbeat and client addresses) at most [`MAX_PEER_ID`] printable bytes; a client's is not
+/// used.
+pub fn check_peer_id(role: Role, id: &str) -> Option<String> {
+    let printable = |spaces: bool| {
+        id.chars()
+            .all(|c| !c.is_control() && (spaces || !c.is_whitespace()))
+    };
+    match role {
+        Role::Client => None,
+        Role::Slave if id.is_empty() || id.len() > MAX_PEER_ID || !printable(false) => {
+            Some(format!(
+            "a slave id must be 1 to {MAX_PEER_ID} bytes of printable characters without spaces \
+             (got {} bytes: {:?})",
+            id.len(),
+            id.chars().take(32).collect::<String>()
+        ))
+        }
+        Role::Backup if id.len() > MAX_PEER_ID || !printable(true) => Some(format!(
+            "a master id must be at most {MAX_PEER_ID} bytes of printable characters (got {} \
+             bytes)",
+            id.len()
+        )),
+        _ => None,
+    }
 }

@@ -4,8 +4,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use dsm_wire::{
-    decode, decode_with_max, encode, max_frame_for, Body, ErrorCode, Frame, Opcode, Role,
-    ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
+    decode, decode_with_max, encode, max_frame_for, BackupLink, Body, ErrorCode, Frame, Opcode,
+    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
     DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE, HEADER_LEN,
 };
 
@@ -267,6 +267,9 @@ fn samples() -> Vec<Frame> {
             keys: 0,
             under_replicated: 0,
             copies_made: 0,
+            addr: String::new(),
+            primary: String::new(),
+            backup: BackupLink::None,
             slaves: vec![],
         }),
         Body::StatusReply(Status {
@@ -276,6 +279,9 @@ fn samples() -> Vec<Frame> {
             keys: 1_000_000,
             under_replicated: 12,
             copies_made: 3_211,
+            addr: "127.0.0.1:7002".into(),
+            primary: "127.0.0.1:7000".into(),
+            backup: BackupLink::CatchingUp,
             slaves: vec![
                 slave("s1", "127.0.0.1:7001", true, 10),
                 slave("", "", false, 0),
@@ -289,6 +295,9 @@ fn samples() -> Vec<Frame> {
             keys: u64::MAX,
             under_replicated: u64::MAX,
             copies_made: u64::MAX,
+            addr: unicode.into(),
+            primary: "[::1]:7000".into(),
+            backup: BackupLink::InStep,
             slaves: vec![slave("only", "10.0.0.1:1", false, 1)],
         }),
         Body::Sync {
@@ -435,6 +444,34 @@ fn a_partial_second_frame_does_not_disturb_the_first() {
     buf.extend_from_slice(&second_bytes[..second_bytes.len() - 1]);
     assert_eq!(decode(&buf), Ok(Some((first, first_len))));
     assert_eq!(decode(&buf[first_len..]), Ok(None));
+}
+
+#[test]
+fn status_reply_has_the_documented_bytes() {
+    // The STATUS_REPLY example in PROTOCOL.md: a primary at 127.0.0.1:7000 with its backup in
+    // step and one live slave.
+    let status = Frame::new(
+        5,
+        Body::StatusReply(Status {
+            role: ServerRole::Primary,
+            epoch: 2,
+            replicas: 2,
+            keys: 1,
+            under_replicated: 0,
+            copies_made: 0,
+            addr: "127.0.0.1:7000".into(),
+            primary: "127.0.0.1:7000".into(),
+            backup: BackupLink::InStep,
+            slaves: vec![slave("s1", "127.0.0.1:40000", true, 1)],
+        }),
+    );
+    let documented = "00000071 33 0000000000000005 \
+        01 0000000000000002 0002 0000000000000001 0000000000000000 0000000000000000 \
+        000e 3132372e302e302e313a37303030 000e 3132372e302e302e313a37303030 02 \
+        0001 0002 7331 000f 3132372e302e302e313a3430303030 01 0000000000000001";
+    let documented: String = documented.split_whitespace().collect();
+    assert_eq!(hex(&encoded(&status)), documented);
+    assert_eq!(decode(&encoded(&status)), Ok(Some((status, 113))));
 }
 
 #[test]
@@ -636,6 +673,9 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         keys: 0,
         under_replicated: 0,
         copies_made: 0,
+        addr: String::new(),
+        primary: String::new(),
+        backup: BackupLink::None,
         slaves: (0..70_000).map(|i| slave("", "", i % 2 == 0, i)).collect(),
     };
     let (back, _) = decode(&encoded(&Frame::new(1, Body::StatusReply(status.clone()))))
@@ -838,6 +878,8 @@ fn status_head(slaves: u16) -> Vec<u8> {
     body.extend_from_slice(&3u64.to_be_bytes());
     body.extend_from_slice(&4u64.to_be_bytes());
     body.extend_from_slice(&5u64.to_be_bytes());
+    // addr and primary: empty strings; the backup link: none.
+    body.extend_from_slice(&[0, 0, 0, 0, BackupLink::None as u8]);
     body.extend_from_slice(&slaves.to_be_bytes());
     body
 }
@@ -893,6 +935,19 @@ fn bad_role_and_flag_bytes_are_malformed() {
                 Opcode::StatusReply,
                 "flag byte is neither 0 nor 1"
             ))
+        );
+    }
+}
+
+#[test]
+fn an_unknown_backup_link_byte_is_malformed() {
+    for b in [3u8, 0x7f, 0xff] {
+        let mut status = status_head(0);
+        let link = status.len() - 3;
+        status[link] = b;
+        assert_eq!(
+            decode(&raw(Opcode::StatusReply as u8, 1, &status)),
+            Err(malformed(Opcode::StatusReply, "unknown backup link state"))
         );
     }
 }

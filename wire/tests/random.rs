@@ -6,8 +6,9 @@
 use std::panic;
 
 use dsm_wire::{
-    decode, decode_borrowed, decode_with_max, encode, Body, ErrorCode, Frame, Opcode, Role,
-    ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME, HEADER_LEN,
+    decode, decode_borrowed, decode_with_max, encode, BackupLink, Body, ErrorCode, Frame, Opcode,
+    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
+    HEADER_LEN,
 };
 
 const DEFAULT_SEED: u64 = 0x00d5_3a11_c0de_c0de;
@@ -177,6 +178,9 @@ fn random_frame(rng: &mut Rng) -> Frame {
                 keys: rng.u64(),
                 under_replicated: rng.u64(),
                 copies_made: rng.u64(),
+                addr: rng.string(),
+                primary: rng.string(),
+                backup: BackupLink::from_u8(rng.below(3) as u8).unwrap(),
                 slaves: (0..n)
                     .map(|_| SlaveStatus {
                         id: rng.string(),

@@ -102,7 +102,7 @@ impl Driver<'_> {
             }
         }
         if progress.is_some() {
-            eprint!("\r\x1b[K");
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
         let elapsed = last_reply.saturating_duration_since(start);
         Ok(self.tally.summary(self.cfg, elapsed))
@@ -110,7 +110,8 @@ impl Driver<'_> {
 
     fn print_progress(&self, start: Instant, now: Instant) {
         let secs = now.saturating_duration_since(start).as_secs_f64().max(1e-9);
-        eprint!(
+        let _ = write!(
+            std::io::stderr(),
             "\r\x1b[K{}/{} requests, {:.0} ops/s, {} errors",
             self.tally.completed,
             self.cfg.requests,

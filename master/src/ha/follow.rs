@@ -44,6 +44,11 @@ impl Follow {
         }
     }
 
+    /// The masters it looks for the primary among (heartbeat addresses).
+    pub fn targets(&self) -> &[SocketAddr] {
+        &self.targets
+    }
+
     /// The link is up; the primary's silence is counted from now if it never spoke.
     pub fn link_up(&mut self, now: Instant) {
         self.last_heard.get_or_insert(now);
@@ -108,10 +113,13 @@ impl Follow {
     /// A frame from the primary on the link: the handshake, then its stream and its PINGs.
     pub fn on_frame(&mut self, conn: ConnId, req: u64, body: Body, r: &mut Roles<'_>) {
         let now = r.now;
-        self.last_heard = Some(now);
         let Some(body) = self.link.handshake(req, body, r.peers, r.out, now) else {
             return;
         };
+        // Only a primary that took us is heard: a refusal (a master that is no primary) is not.
+        if self.link.ready {
+            self.last_heard = Some(now);
+        }
         match body {
             Body::Welcome { epoch, .. } => {
                 self.ever_linked = true;

@@ -20,7 +20,7 @@ pub(crate) mod stream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsm_wire::{Body, Role, ServerRole};
+use dsm_wire::{BackupLink, Body, Role, ServerRole};
 use log::warn;
 
 use crate::config::Config;
@@ -73,6 +73,29 @@ impl Ha {
             Ha::Primary(_) => ServerRole::Primary,
             Ha::Backup(_) => ServerRole::Backup,
             Ha::Fenced => ServerRole::Fenced,
+        }
+    }
+
+    /// The primary–backup link for STATUS: on a primary its backup, on a backup its own link.
+    pub fn backup_link(&self, doubts: &Doubts) -> BackupLink {
+        match self {
+            Ha::Primary(Primary {
+                stream: Some(s), ..
+            }) if s.in_step() => BackupLink::InStep,
+            Ha::Primary(Primary {
+                stream: Some(_), ..
+            }) => BackupLink::CatchingUp,
+            Ha::Backup(f) if f.link.ready && doubts.incomplete => BackupLink::CatchingUp,
+            Ha::Backup(f) if f.link.ready => BackupLink::InStep,
+            _ => BackupLink::None,
+        }
+    }
+
+    /// On a backup whose link to the primary is WELCOMEd: that connection.
+    pub fn following(&self) -> Option<ConnId> {
+        match self {
+            Ha::Backup(f) if f.link.ready => f.link.conn,
+            _ => None,
         }
     }
 
@@ -260,10 +283,19 @@ impl Ha {
     /// none yet (a new cluster), the slaves supporting it.
     fn standby_voters(
         cfg: &Config,
+        follow: &Follow,
         slaves: &crate::slaves::SlaveTable,
         supporters: usize,
     ) -> usize {
-        let masters = 1 + cfg.other_masters().len();
+        // Every master this one knows of: those it was told of, and those it follows or looks
+        // for (a stepped-down primary follows masters it was never told of).
+        let mut masters = cfg.other_masters();
+        for t in follow.targets() {
+            if !masters.contains(t) && *t != cfg.heartbeat {
+                masters.push(*t);
+            }
+        }
+        let masters = 1 + masters.len();
         let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -275,7 +307,7 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let voters = Ha::standby_voters(r.cfg, r.slaves, f.election.supporters.len());
+        let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
         let retry = r.cfg.heartbeat_interval;
         match f.election.tick(r.now, voters, r.term.epoch, retry) {
             Next::Nothing => {}
@@ -321,7 +353,7 @@ impl Ha {
         };
         match body {
             Body::Vote { granted, stale } => {
-                let voters = Ha::standby_voters(r.cfg, r.slaves, f.election.supporters.len());
+                let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
                 if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, voters) {
                     self.take_over("elected by a majority", epoch, r);
                 }
@@ -432,6 +464,11 @@ impl Ha {
             }
         );
         let stale = follow.election.stale();
+        // The masters it knew as a standby are voters still (they may come back and vote).
+        let standbys: Vec<SocketAddr> = (follow.targets().iter())
+            .filter(|t| **t != r.cfg.heartbeat)
+            .copied()
+            .collect();
         let supporters = follow.election.supporters.into_iter().collect();
         let mut link = follow.link;
         match link.conn {
@@ -457,6 +494,7 @@ impl Ha {
         }
         *self = Ha::Primary(Primary {
             fencing: Some(link),
+            standbys,
             ..Primary::default()
         });
         r.effects.push(Effect::TookOver { supporters, stale });

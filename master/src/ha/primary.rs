@@ -84,11 +84,12 @@ impl Primary {
         stream.snapshot(term, slaves, keys, doubts, out);
     }
 
-    /// PING every voter it reaches: its live slaves (a STALE instead, to one that has not
-    /// confirmed the latest word on stale standbys) and its standby.
+    /// PING every voter it reaches: its slaves, also those still reporting what they hold (a
+    /// STALE instead, to one that has not confirmed the latest word on stale standbys), and its
+    /// standby. A slave that hears nothing leaves (and its promise lapses).
     pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, now: Instant) {
         let (gen, stale) = (self.lease.gen, self.lease.stale.clone());
-        for (idx, s) in slaves.live() {
+        for (idx, s) in slaves.connected() {
             let req = self.lease.ping(now);
             let body = match self.lease.confirmed(Voter::Slave(idx)) {
                 true => Body::Ping,

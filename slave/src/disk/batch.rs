@@ -78,15 +78,22 @@ impl Batch {
         (ops, bytes)
     }
 
-    /// Give back the buffers [`Batch::take`] handed out, for their capacity, unless large.
+    /// Give back the buffers [`Batch::take`] handed out, for their capacity, unless large
+    /// or the batch has buffers of its own already.
     pub fn recycle(&mut self, mut ops: Vec<Staged>, mut bytes: Vec<u8>) {
         const KEEP: usize = 1 << 20;
         ops.clear();
         bytes.clear();
-        if bytes.capacity() <= KEEP {
+        if bytes.capacity() <= KEEP
+            && self.bytes.capacity() < bytes.capacity()
+            && self.bytes.is_empty()
+        {
             self.bytes = bytes;
         }
-        if ops.capacity() <= KEEP / 64 {
+        if ops.capacity() <= KEEP / 64
+            && self.ops.capacity() < ops.capacity()
+            && self.ops.is_empty()
+        {
             self.ops = ops;
         }
     }

@@ -37,6 +37,8 @@ pub struct Compaction {
     pub copied_all: bool,
     /// The sync of the copy was started on the syncer thread.
     pub syncing: bool,
+    /// That sync succeeded.
+    pub synced: bool,
     pub started: Instant,
     /// The old log's length when this started.
     pub old_len: u64,
@@ -63,6 +65,7 @@ impl Compaction {
             turns: 0,
             copied_all: false,
             syncing: false,
+            synced: false,
             started: now,
             old_len,
         })

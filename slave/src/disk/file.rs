@@ -5,7 +5,8 @@
 
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub trait Disk {
 /// The real file system: files in one directory.
 pub struct FsDisk {
     dir: PathBuf,
+    /// Files are grown ahead of their appends by this many bytes of zeros at a time (0: not).
+    preallocate: u64,
     /// For the syncs the loop does not wait for; `None`: they are done in place.
     syncer: Option<Rc<Syncer>>,
     /// The last job id handed to the syncer.
@@ -71,14 +74,30 @@ impl FsDisk {
         };
         Ok(FsDisk {
             dir: dir.to_path_buf(),
+            preallocate: 0,
             syncer,
             jobs: Rc::new(Cell::new(0)),
         })
     }
 
-    fn file(&self, f: File) -> Box<dyn LogFile> {
+    /// Grow every file ahead of its appends, `bytes` of zeros at a time, so that most syncs
+    /// write data into blocks that are already allocated and written, inside the file's
+    /// length: `fdatasync` then has no metadata to commit (on ext4, no journal commit), only
+    /// the data and the disk's cache flush. Measured on this VM's disk (3 processes, 3,000-byte
+    /// writes each followed by `fdatasync`): 0.36–0.42 ms a sync appending, 0.25 ms
+    /// overwriting zeros. Replay takes zeros where a record header should be for the end of
+    /// the log (no record has length 0), and the start cuts them off.
+    pub fn preallocate(&mut self, bytes: u64) {
+        self.preallocate = bytes;
+    }
+
+    fn file(&self, f: File, len: u64) -> Box<dyn LogFile> {
         Box::new(FsFile {
             file: Arc::new(f),
+            pos: len,
+            end: len,
+            preallocate: self.preallocate,
+            grow_failed: None,
             syncer: self.syncer.clone(),
             jobs: Rc::clone(&self.jobs),
             job: None,
@@ -91,6 +110,15 @@ impl FsDisk {
 struct FsFile {
     /// Shared with the syncer thread while it syncs it.
     file: Arc<File>,
+    /// Where the next append goes.
+    pos: u64,
+    /// The file's length: zeros from `pos` to here, when preallocating.
+    end: u64,
+    /// See [`FsDisk::preallocate`].
+    preallocate: u64,
+    /// Growing ahead failed (the disk is full) with the file at this length: appends go on
+    /// without, and try again only once the file is a chunk longer.
+    grow_failed: Option<u64>,
     syncer: Option<Rc<Syncer>>,
     jobs: Rc<Cell<u64>>,
     /// The syncer job under way for this file.
@@ -101,8 +129,23 @@ struct FsFile {
 
 impl LogFile for FsFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        // Opened with O_APPEND: every write lands at the end, also after a truncate.
-        (&*self.file).write_all(bytes)
+        let to = self.pos + bytes.len() as u64;
+        let retry = self
+            .grow_failed
+            .is_none_or(|at| self.pos >= at + self.preallocate);
+        if self.preallocate > 0 && to > self.end && retry {
+            // Zeros ahead are an optimisation: on a disk too full for them, the bytes that
+            // fit are written all the same (and the zeros that did not fit are taken out).
+            if self.grow(to.next_multiple_of(self.preallocate)).is_err() {
+                self.file.set_len(self.pos)?;
+                self.end = self.pos;
+                self.grow_failed = Some(self.pos);
+            }
+        }
+        self.file.write_all_at(bytes, self.pos)?;
+        self.pos = to;
+        self.end = self.end.max(to);
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -110,7 +153,10 @@ impl LogFile for FsFile {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        self.pos = len;
+        self.end = len;
+        Ok(())
     }
 
     fn start_sync(&mut self) -> io::Result<bool> {
@@ -145,6 +191,19 @@ impl LogFile for FsFile {
     }
 }
 
+impl FsFile {
+    /// Write zeros from the file's end to `to`.
+    fn grow(&mut self, to: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        while self.end < to {
+            let n = (to - self.end).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], self.end)?;
+            self.end += n as u64;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for FsFile {
     fn drop(&mut self) {
         self.abandon_sync();
@@ -155,20 +214,21 @@ impl Disk for FsDisk {
     fn open_append(&mut self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)> {
         let f = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(self.dir.join(name))?;
         let len = f.metadata()?.len();
-        Ok((self.file(f), len))
+        Ok((self.file(f, len), len))
     }
 
     fn create(&mut self, name: &str) -> io::Result<Box<dyn LogFile>> {
         self.remove(name)?;
         let f = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(self.dir.join(name))?;
-        Ok(self.file(f))
+        Ok(self.file(f, 0))
     }
 
     fn open_read(&mut self, name: &str) -> io::Result<Option<(Box<dyn Read>, u64)>> {

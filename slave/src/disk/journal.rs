@@ -2,6 +2,7 @@
 //! (`--fsync`), and what a failed write leaves behind (nothing: the file is cut back to the
 //! last whole record, so a partial record never stays between two good ones).
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use super::file::LogFile;
@@ -9,7 +10,9 @@ use super::file::LogFile;
 /// `--fsync`: when appended records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
-    /// Before the STOREs they hold are ACKed: one `fdatasync` per commit (a loop turn).
+    /// Before the STOREs they hold are ACKed: one `fdatasync` on the syncer thread covers
+    /// everything written since the last one began (group commit, pipelined: see
+    /// [`super::Durable`]).
     Always,
     /// At most this long after the oldest record not yet synced was written.
     Interval(Duration),
@@ -18,6 +21,7 @@ pub enum Fsync {
 }
 
 /// A sync on the syncer thread, under way.
+#[derive(Clone, Copy)]
 struct Background {
     /// The log's length when it started: what it makes durable.
     len: u64,
@@ -44,9 +48,11 @@ pub struct Journal {
     /// A failed append could not be cut back: the file may end in a partial record, so no
     /// append goes after it until a truncate succeeds.
     torn: bool,
-    /// A sync failed: until one succeeds, every append is synced (as with `always`), so a
-    /// STORE is ACKed only if the disk takes it.
+    /// A sync failed: until one succeeds, every append is synced in place (under `interval`
+    /// or `never`), so a STORE is ACKed only if the disk takes it.
     sync_failing: bool,
+    /// Under `always`: where the bytes known to be on disk end.
+    durable: u64,
     /// The interval sync under way on the syncer thread.
     background: Option<Background>,
     /// An interval sync is due but the syncer is busy (with a compaction's): it is started
@@ -64,6 +70,7 @@ impl Journal {
             unsynced_since: None,
             torn: false,
             sync_failing: false,
+            durable: len,
             background: None,
             waiting: false,
         }
@@ -73,12 +80,36 @@ impl Journal {
         self.len
     }
 
-    /// Whether commits sync (so answers wait for them to be durable).
+    /// Whether answers wait for a sync: under `always`, and after a failed sync.
     pub fn syncs_every_append(&self) -> bool {
         self.fsync == Fsync::Always || self.sync_failing
     }
 
-    /// Append `bytes` (whole records), synced if the policy says so. On an error (`Err` says
+    /// Whether [`Journal::append`] syncs in place: after a failed sync under `interval` or
+    /// `never`. Under `always` the sync is the pipelined one ([`Journal::start_sync`]).
+    fn syncs_in_place(&self) -> bool {
+        self.fsync != Fsync::Always && self.sync_failing
+    }
+
+    /// Under `always`: where the bytes known to be on disk end.
+    pub fn durable_len(&self) -> u64 {
+        self.durable
+    }
+
+    /// Under `always`: when the sync under way started (`None`: none is).
+    pub fn syncing_since(&self) -> Option<Instant> {
+        match self.fsync {
+            Fsync::Always => self.background.map(|bg| bg.started),
+            _ => None,
+        }
+    }
+
+    /// Under `always`: where the sync under way ends (`None`: none is).
+    pub fn syncing_to(&self) -> Option<u64> {
+        self.background.map(|bg| bg.len)
+    }
+
+    /// Append `bytes` (whole records), synced in place if the policy says so. On an error (`Err` says
     /// which call failed and why), none of them stays in the file.
     pub fn append(&mut self, bytes: &[u8], now: Instant) -> Result<(), String> {
         if bytes.is_empty() {
@@ -94,7 +125,9 @@ impl Journal {
             self.cut_back();
             return Err(format!("write: {e}"));
         }
-        if self.syncs_every_append() {
+        // Under `always` the bytes are synced later, by `start_sync`, with whatever else is
+        // written meanwhile.
+        if self.syncs_in_place() {
             if let Err(e) = self.file.sync() {
                 // What the failed sync covered may never reach the disk: take it out, so a
                 // refused STORE cannot come back at the next start.
@@ -104,7 +137,7 @@ impl Journal {
             }
             self.sync_failing = false;
             self.unsynced_since = None;
-        } else if self.unsynced_since.is_none() {
+        } else if self.fsync != Fsync::Always && self.unsynced_since.is_none() {
             self.unsynced_since = Some(now);
         }
         self.len += bytes.len() as u64;
@@ -131,6 +164,10 @@ impl Journal {
     /// Take the outcome of an interval sync under way, and start one if the interval is up.
     /// `Err` says why a sync failed (then every later append is synced until one succeeds).
     pub fn tick(&mut self, now: Instant) -> Result<(), String> {
+        if self.fsync == Fsync::Always {
+            // Its syncs are started and taken by `start_sync` and `sync_outcome`.
+            return Ok(());
+        }
         if let Some(bg) = &self.background {
             let outcome = match self.file.sync_outcome() {
                 None => return Ok(()),
@@ -173,6 +210,66 @@ impl Journal {
         }
     }
 
+    /// Under `always`: start syncing everything written so far on the syncer thread.
+    /// `Ok(false)`: nothing to sync, a sync is under way already, or the syncer is busy with
+    /// another file's (a compaction's: its end wakes the loop).
+    pub fn start_sync(&mut self, now: Instant) -> io::Result<bool> {
+        if self.background.is_some() || self.len == self.durable {
+            return Ok(false);
+        }
+        if !self.file.start_sync()? {
+            return Ok(false);
+        }
+        self.background = Some(Background {
+            len: self.len,
+            started: now,
+        });
+        Ok(true)
+    }
+
+    /// Under `always`: the outcome of the sync [`Journal::start_sync`] started, once known:
+    /// where the bytes it made durable end, or why it failed and where they would have ended
+    /// (the caller then cuts them out with [`Journal::rewind`]).
+    pub fn sync_outcome(&mut self) -> Option<Result<u64, (u64, String)>> {
+        let bg = self.background?;
+        let outcome = self.file.sync_outcome()?;
+        self.background = None;
+        match outcome {
+            Ok(()) => {
+                self.durable = self.durable.max(bg.len);
+                Some(Ok(bg.len))
+            }
+            Err(e) => Some(Err((bg.len, format!("fdatasync: {e}")))),
+        }
+    }
+
+    /// Under `always`: sync what is written in place, on the calling thread (once per
+    /// compaction, before the log is replaced). `Ok` says where the durable bytes end.
+    pub fn sync_now(&mut self) -> Result<u64, (u64, String)> {
+        let len = self.len;
+        if len == self.durable {
+            return Ok(len);
+        }
+        match self.file.sync() {
+            Ok(()) => {
+                self.durable = len;
+                Ok(len)
+            }
+            Err(e) => Err((len, format!("fdatasync: {e}"))),
+        }
+    }
+
+    /// Cut the file back to `len` (what a failed sync may have lost comes out, so that a
+    /// STORE refused for it cannot come back at the next start). If the cut fails, no append
+    /// goes after the partial bytes until one succeeds.
+    pub fn rewind(&mut self, len: u64) {
+        self.len = len.min(self.len);
+        self.durable = self.durable.min(self.len);
+        if self.file.truncate(self.len).is_err() {
+            self.torn = true;
+        }
+    }
+
     /// Whether an interval sync is under way (its outcome not yet taken).
     #[cfg(test)]
     pub fn syncing(&self) -> bool {
@@ -186,6 +283,7 @@ impl Journal {
         self.waiting = false;
         self.file = file;
         self.len = len;
+        self.durable = len;
         self.unsynced_since = None;
         self.torn = false;
     }
@@ -202,13 +300,30 @@ mod tests {
     }
 
     #[test]
-    fn always_syncs_each_append_interval_when_due_never_not_at_all() {
+    fn always_syncs_what_is_written_on_the_syncer_interval_when_due_never_not_at_all() {
         let t0 = Instant::now();
         let mut disk = MemDisk::new();
         let mut j = journal(&mut disk, Fsync::Always);
         j.append(b"abc", t0).unwrap();
-        assert_eq!(disk.ops()[1..], [Op::Append(3), Op::Sync]);
+        assert_eq!(disk.ops()[1..], [Op::Append(3)], "written, not synced");
         assert_eq!(j.sync_due(), None);
+        disk.hold_syncs(true);
+        assert!(j.start_sync(t0).unwrap());
+        assert_eq!(j.syncing_to(), Some(3));
+        j.append(b"de", t0).unwrap();
+        assert!(!j.start_sync(t0).unwrap(), "one at a time");
+        assert_eq!(j.sync_outcome().map(|r| r.is_ok()), None, "held");
+        disk.hold_syncs(false);
+        assert_eq!(
+            j.sync_outcome(),
+            Some(Ok(3)),
+            "what was written when it began"
+        );
+        assert_eq!((j.durable_len(), j.len()), (3, 5));
+        assert!(j.start_sync(t0).unwrap());
+        assert_eq!(j.sync_outcome(), Some(Ok(5)));
+        assert!(!j.start_sync(t0).unwrap(), "nothing left to sync");
+        assert_eq!(disk.synced_len("log"), 5);
 
         let mut disk = MemDisk::new();
         let sec = Duration::from_secs(1);
@@ -292,12 +407,20 @@ mod tests {
         let mut disk = MemDisk::new();
         let mut j = journal(&mut disk, Fsync::Always);
         j.append(b"good", t0).unwrap();
+        assert!(j.start_sync(t0).unwrap());
+        assert_eq!(j.sync_outcome(), Some(Ok(4)));
         disk.fail_sync(true);
-        let e = j.append(b"lost", t0).unwrap_err();
+        j.append(b"lost", t0).unwrap();
+        assert!(j.start_sync(t0).unwrap());
+        let (to, e) = j.sync_outcome().unwrap().unwrap_err();
         assert!(e.starts_with("fdatasync"), "{e}");
+        assert_eq!(to, 8, "where the failed sync would have ended");
+        j.rewind(j.durable_len());
         assert_eq!(disk.file("log").unwrap(), b"good");
         disk.fail_sync(false);
         j.append(b"back", t0).unwrap();
+        assert!(j.start_sync(t0).unwrap());
+        assert_eq!(j.sync_outcome(), Some(Ok(8)));
         assert_eq!(disk.file("log").unwrap(), b"goodback");
 
         // Under the interval policy a failed sync makes every append sync until one works.

@@ -40,6 +40,8 @@ struct State {
     /// Total bytes the files may hold.
     capacity: Option<u64>,
     fail_sync: bool,
+    /// The next sync fails (in place or in the background), then syncs work again.
+    fail_once: bool,
     fail_truncate: bool,
     /// Background syncs do not complete while set.
     hold_syncs: bool,
@@ -106,7 +108,7 @@ impl LogFile for MemFile {
     fn sync(&mut self) -> io::Result<()> {
         let mut s = self.disk.0.borrow_mut();
         s.ops.push(Op::Sync);
-        if s.fail_sync {
+        if s.fail_sync || std::mem::take(&mut s.fail_once) {
             return Err(eio("fsync"));
         }
         let inode = &mut s.inodes[self.inode];
@@ -142,7 +144,7 @@ impl LogFile for MemFile {
         }
         let snapshot = self.syncing.take()?;
         s.lane = None;
-        if s.fail_sync {
+        if s.fail_sync || std::mem::take(&mut s.fail_once) {
             return Some(Err(eio("background fsync")));
         }
         s.inodes[self.inode].synced = snapshot;
@@ -174,6 +176,17 @@ impl MemDisk {
 
     pub fn fail_sync(&self, fail: bool) {
         self.0.borrow_mut().fail_sync = fail;
+    }
+
+    /// The next sync fails, in place or in the background; later ones work.
+    pub fn fail_next_sync(&self) {
+        self.0.borrow_mut().fail_once = true;
+    }
+
+    /// How many bytes of `name` are synced: what a power cut would leave of it.
+    pub fn synced_len(&self, name: &str) -> usize {
+        let s = self.0.borrow();
+        s.names.get(name).map_or(0, |&i| s.inodes[i].synced.len())
     }
 
     pub fn fail_truncate(&self, fail: bool) {

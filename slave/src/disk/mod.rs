@@ -11,6 +11,7 @@
 //! | `replay.rs` | reading the log back at start, cutting a torn or corrupt tail |
 //! | `journal.rs` | the file appended to, `--fsync`, and cutting back a failed write |
 //! | `batch.rs` | the records of one loop turn, written together, applied after |
+//! | `flight.rs` | under `--fsync always`, the batches written and waiting for their sync |
 //! | `compact.rs` | the new log written beside the old one, a slice per turn |
 //! | `syncer.rs` | the thread that runs the syncs the loop does not wait for |
 
@@ -18,6 +19,7 @@ mod batch;
 mod compact;
 mod crc;
 mod file;
+mod flight;
 mod journal;
 mod mem;
 pub mod record;
@@ -40,6 +42,7 @@ pub use self::syncer::Wake;
 
 use self::batch::{Batch, Staged};
 use self::compact::Compaction;
+use self::flight::{Flight, Flights};
 use self::journal::Journal;
 use crate::table::{Put, Record, Table};
 
@@ -51,6 +54,9 @@ const BATCH_MAX: usize = 1 << 20;
 pub const COMPACT_STEP: usize = 64 * 1024;
 /// After a compaction fails (say, the disk is full), wait this long before the next.
 const COMPACT_RETRY: Duration = Duration::from_secs(60);
+/// Under `--fsync always` the log grows ahead of its appends by this much at a time (see
+/// [`FsDisk::preallocate`]): a sync in ten thousand or so of 100-byte records pays for it.
+pub const PREALLOCATE: u64 = 1 << 20;
 /// Default of `--compact-min-bytes`.
 pub const COMPACT_MIN: u64 = 64 << 20;
 
@@ -108,6 +114,8 @@ pub struct Durable {
     disk: Box<dyn Disk>,
     journal: Journal,
     batch: Batch,
+    /// Under `--fsync always`: batches written, waiting for the sync that covers them.
+    flights: Flights,
     compaction: Option<Compaction>,
     settings: Settings,
     /// What a compacted log would hold: the header, an epoch, a STORE per key.
@@ -158,6 +166,7 @@ impl Durable {
             disk,
             journal: Journal::new(file, len, settings.fsync),
             batch: Batch::default(),
+            flights: Flights::default(),
             compaction: None,
             settings,
             live_bytes: BASE_BYTES + live,
@@ -184,13 +193,31 @@ impl Durable {
         self.settings
     }
 
-    /// STOREs staged and not yet committed.
+    /// What the STOREs not yet applied (staged, or written and waiting for their sync) may
+    /// grow the table by.
     pub fn staged_growth(&self) -> usize {
-        self.batch.growth()
+        self.batch.growth() + self.flights.growth()
     }
 
+    /// New keys among the STOREs not yet applied (at most: a key may come twice).
     pub fn staged_new_keys(&self) -> usize {
-        self.batch.new_keys()
+        self.batch.new_keys() + self.flights.new_keys()
+    }
+
+    /// The connection the STOREs not yet answered came on is gone: they are still written,
+    /// synced and applied, but their answers go to no one.
+    pub fn forget_answers(&mut self) {
+        self.flights.orphan_all();
+    }
+
+    /// Under `--fsync always`: when the sync that ACKs wait for started (`None`: none runs).
+    pub fn sync_started(&self) -> Option<Instant> {
+        self.journal.syncing_since()
+    }
+
+    /// `--fsync always`: syncs run on the syncer thread, pipelined with the next batches.
+    fn pipelined(&self) -> bool {
+        self.settings.fsync == Fsync::Always
     }
 
     pub fn compacting(&self) -> bool {
@@ -218,10 +245,15 @@ impl Durable {
         self.epoch_wanted = self.epoch_wanted.max(epoch);
     }
 
-    /// Write what is staged (synced if `--fsync always`), then apply it to `table` and put
-    /// each STORE's answer in `answers`; if the disk refuses, no STORE of the batch is
-    /// applied (DROPs are: forgetting a stale copy needs no disk) and `Some(why)` says why.
+    /// Write what is staged, then apply it to `table` and put each STORE's answer in
+    /// `answers`; if the disk refuses, no STORE of the batch is applied (DROPs are:
+    /// forgetting a stale copy needs no disk) and `Some(why)` says why. Under `--fsync
+    /// always` the batch is applied and answered only once a sync covers it
+    /// ([`Durable::commit_pipelined`]): what this call settles may be earlier batches.
     pub fn commit(&mut self, table: &mut Table, answers: &mut Vec<Answer>) -> Option<String> {
+        if self.pipelined() {
+            return self.commit_pipelined(table, answers);
+        }
         if self.epoch_wanted > self.epoch_logged {
             self.batch.epoch(self.epoch_wanted);
         }
@@ -246,6 +278,117 @@ impl Durable {
         }
         self.batch.recycle(ops, bytes);
         written.err()
+    }
+
+    /// `--fsync always`: write the batch (not synced) and queue it behind the batches
+    /// waiting for their sync; then settle what the syncer has decided and start the next
+    /// sync if it is free. A refused write refuses its batch in its turn.
+    fn commit_pipelined(&mut self, table: &mut Table, answers: &mut Vec<Answer>) -> Option<String> {
+        if self.epoch_wanted > self.epoch_logged {
+            self.batch.epoch(self.epoch_wanted);
+        }
+        let mut refused = None;
+        if !self.batch.is_empty() {
+            let (growth, new_keys) = (self.batch.growth(), self.batch.new_keys());
+            let (ops, bytes) = self.batch.take();
+            match self.write(&bytes) {
+                Ok(()) => self.epoch_logged = self.epoch_logged.max(self.epoch_wanted),
+                Err(why) => refused = Some(why),
+            }
+            let flight = Flight {
+                ops,
+                bytes,
+                end: self.journal.len(),
+                written: refused.is_none(),
+                orphan: false,
+                growth,
+                new_keys,
+            };
+            self.flights.push(flight, self.journal.syncing_to());
+        }
+        self.pump(table, answers).or(refused)
+    }
+
+    /// `--fsync always`: take the outcome of the sync under way, settle the batches it
+    /// decided, and start the next sync unless the syncer should go to a compaction first.
+    /// Returns why STOREs were refused, if some were.
+    fn pump(&mut self, table: &mut Table, answers: &mut Vec<Answer>) -> Option<String> {
+        let mut refused = None;
+        // Twice at most: a sync done at once (in place, or in tests) is settled at once.
+        for _ in 0..2 {
+            match self.journal.sync_outcome() {
+                None => {}
+                Some(Ok(_)) => self.recovered(),
+                Some(Err((to, why))) => refused = Some(self.sync_failed(to, why)),
+            }
+            self.settle_flights(table, answers);
+            if self.journal.syncing_to().is_some() || self.compaction_wants_syncer() {
+                break;
+            }
+            match self.journal.start_sync(self.now) {
+                Ok(true) => {}
+                // Nothing to sync, or the syncer is busy: its end wakes the loop.
+                Ok(false) => break,
+                Err(e) => {
+                    let to = self.journal.len();
+                    refused = Some(self.sync_failed(to, format!("fdatasync: {e}")));
+                    self.settle_flights(table, answers);
+                    break;
+                }
+            }
+        }
+        refused
+    }
+
+    /// A sync covering the log up to `to` failed: cut the log back to where the last good
+    /// sync ended, refuse the batches the failed sync covered, and write the later ones
+    /// again (the next sync covers them). Returns `why`.
+    fn sync_failed(&mut self, to: u64, why: String) -> String {
+        let from = self.journal.durable_len();
+        self.journal.rewind(from);
+        let now = self.now;
+        for f in self.flights.iter_mut().filter(|f| f.written) {
+            if f.end <= to {
+                f.written = false;
+                continue;
+            }
+            match self.journal.append(&f.bytes, now) {
+                Ok(()) => f.end = self.journal.len(),
+                Err(_) => f.written = false,
+            }
+        }
+        self.failed(why)
+    }
+
+    /// Apply, in order, the batches whose fate is known, and put their answers in `answers`.
+    fn settle_flights(&mut self, table: &mut Table, answers: &mut Vec<Answer>) {
+        let durable = self.journal.durable_len();
+        while let Some(mut f) = self.flights.pop_settled(durable) {
+            let mark = answers.len();
+            let mut ops = std::mem::take(&mut f.ops);
+            for op in ops.drain(..) {
+                self.apply(table, op, &f.bytes, f.written, answers);
+            }
+            if f.orphan {
+                answers.truncate(mark);
+            }
+            if f.written {
+                if let Some(c) = self.compaction.as_mut() {
+                    if let Err(e) = c.mirror(&f.bytes) {
+                        self.abandon_compaction(&format!("write: {e}"));
+                    }
+                }
+            }
+            self.batch.recycle(ops, f.bytes);
+        }
+    }
+
+    /// Whether a compaction waits for the syncer (to sync its file, or to finish once the
+    /// batches in flight are settled): no new sync of the log starts meanwhile.
+    fn compaction_wants_syncer(&self) -> bool {
+        self.compaction
+            .as_ref()
+            .is_some_and(|c| c.copied_all && (!c.syncing || c.synced))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -334,14 +477,23 @@ impl Durable {
         now: Instant,
     ) -> Option<String> {
         self.now = now;
-        let refused = self.commit(table, answers);
+        let mut refused = self.commit(table, answers);
         self.tick_journal(now);
         match self.compaction {
-            Some(_) => self.compact_step(table, now),
+            Some(_) => {
+                if let Some(why) = self.compact_step(table, answers, now) {
+                    refused = Some(why);
+                }
+            }
             None if self.compaction_due(now) => self.start_compaction(now),
             None => {}
         }
-        // The compaction may have freed the syncer for an interval sync that waited.
+        // The compaction may have freed the syncer for a sync that waited.
+        if self.pipelined() {
+            if let Some(why) = self.pump(table, answers) {
+                refused = Some(why);
+            }
+        }
         self.tick_journal(now);
         refused
     }
@@ -392,36 +544,67 @@ impl Durable {
     }
 
     /// Copy the next slice; once all is copied, sync the copy on the syncer thread; once
-    /// that is done, finish.
-    fn compact_step(&mut self, table: &Table, now: Instant) {
-        let Some(c) = self.compaction.as_mut() else {
-            return;
-        };
+    /// that is done, finish. Under `--fsync always` it finishes with no batch in flight:
+    /// it waits for the log's sync under way, and syncs what was written since in place.
+    /// Returns why STOREs were refused, if that sync failed.
+    fn compact_step(
+        &mut self,
+        table: &mut Table,
+        answers: &mut Vec<Answer>,
+        now: Instant,
+    ) -> Option<String> {
+        let c = self.compaction.as_mut()?;
         if !c.copied_all {
             if let Err(e) = c.step(table, self.settings.compact_step) {
-                return self.abandon_compaction(&format!("write: {e}"));
+                self.abandon_compaction(&format!("write: {e}"));
+                return None;
             }
             self.failpoint(Failpoint::CompactMidway);
         }
-        let Some(c) = self.compaction.as_mut() else {
-            return;
-        };
+        let c = self.compaction.as_mut()?;
         if !c.copied_all {
-            return;
+            return None;
         }
         if !c.syncing {
             match c.start_sync() {
                 Ok(true) => {}
-                // The syncer is busy with an interval sync: its end wakes the loop.
-                Ok(false) => return,
-                Err(e) => return self.abandon_compaction(&format!("fdatasync: {e}")),
+                // The syncer is busy with the log's sync: its end wakes the loop.
+                Ok(false) => return None,
+                Err(e) => {
+                    self.abandon_compaction(&format!("fdatasync: {e}"));
+                    return None;
+                }
             }
         }
-        match c.sync_outcome() {
-            None => {}
-            Some(Ok(())) => self.finish_compaction(table.len(), now),
-            Some(Err(e)) => self.abandon_compaction(&format!("fdatasync: {e}")),
+        if !c.synced {
+            match c.sync_outcome() {
+                None => return None,
+                Some(Ok(())) => c.synced = true,
+                Some(Err(e)) => {
+                    self.abandon_compaction(&format!("fdatasync: {e}"));
+                    return None;
+                }
+            }
         }
+        let mut refused = None;
+        if self.pipelined() {
+            if self.journal.syncing_to().is_some() {
+                // Its end wakes the loop; no other starts meanwhile.
+                return None;
+            }
+            if self.flights.unsynced(self.journal.durable_len()) {
+                if let Err((to, why)) = self.journal.sync_now() {
+                    refused = Some(self.sync_failed(to, why));
+                }
+            }
+            self.settle_flights(table, answers);
+            if !self.flights.is_empty() {
+                // Written again after a failed sync: the next turn tries again.
+                return refused;
+            }
+        }
+        self.finish_compaction(table.len(), now);
+        refused
     }
 
     /// Sync the new log, rename it over the old one, sync the directory and append to it

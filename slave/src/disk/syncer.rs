@@ -1,10 +1,10 @@
-//! The one thread a slave runs besides its event loop: it calls `fdatasync` for syncs nothing
-//! waits on (the `--fsync interval` sync, and a compacted log's before it replaces the old
-//! one), so that the loop serves on while the disk takes its time. One at a time; the loop is
-//! woken when one is done. Measured against the same syncs on the loop in
-//! `bench-results/persist-2026-12-03.md`: an interval sync of a second of writes stalled the
-//! loop for 10–40 ms. `--fsync always` syncs stay on the loop: the ACKs wait for them anyway,
-//! and one sync per turn then covers what the next turn would have batched.
+//! The one thread a slave runs besides its event loop: it calls `fdatasync` so that the loop
+//! serves on while the disk takes its time: the `--fsync interval` sync, a compacted log's
+//! before it replaces the old one, and under `--fsync always` the sync that the ACKs of the
+//! batches written before it wait for (the loop writes the next batches meanwhile: see
+//! `flight.rs`). One at a time; the loop is woken when one is done. Measured against the same
+//! syncs on the loop in `bench-results/persist-2026-12-03.md` (an interval sync of a second of
+//! writes stalled the loop for 10–40 ms) and in `bench-results/persist-bench-2026-12-03.md` (`always`).
 //!
 //! The thread allocates nothing (a slot behind a mutex, a condvar, an eventfd for the waker),
 //! so glibc gives it no malloc arena of its own: no 64 MiB of address space under `ulimit -v`.

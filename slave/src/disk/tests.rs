@@ -221,10 +221,163 @@ fn always_writes_and_syncs_a_turn_once_then_answers() {
     assert!(t.is_empty(), "nothing applied before the write");
     let mut answers = Vec::new();
     d.end_turn(&mut t, &mut answers, Instant::now());
-    assert_eq!(disk.ops().len(), 2);
-    assert!(matches!(disk.ops()[..], [Op::Append(_), Op::Sync]));
+    assert!(
+        matches!(disk.ops()[..], [Op::Append(_), Op::StartSync]),
+        "{:?}",
+        disk.ops()
+    );
     assert_eq!(answers.len(), 10);
     assert_eq!(t.len(), 10);
+}
+
+#[test]
+fn always_pipelines_the_next_turns_behind_a_sync_and_acks_only_what_it_covered() {
+    let t0 = Instant::now();
+    let disk = MemDisk::new();
+    let (mut t, _, _, mut d) = open(&disk, settings(Fsync::Always));
+    let header = disk.file(LOG).unwrap().len();
+    disk.clear_ops();
+    disk.hold_syncs(true);
+    let mut answers = Vec::new();
+    stage(&mut d, &mut t, 1, b"a", b"first turn");
+    stage(&mut d, &mut t, 2, b"b", b"first turn");
+    d.end_turn(&mut t, &mut answers, t0);
+    assert!(matches!(disk.ops()[..], [Op::Append(_), Op::StartSync]));
+    let first = disk.file(LOG).unwrap().len();
+    // The sync is slow: two more turns are read and written behind it, not ACKed.
+    for (turn, version) in [(1u64, 3u64), (2, 4)] {
+        stage(&mut d, &mut t, version, b"c", b"a later turn");
+        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+    }
+    assert_eq!(
+        disk.ops()[2..],
+        [Op::Append(34), Op::Append(34)],
+        "written at once, no second sync while one runs"
+    );
+    assert!(
+        answers.is_empty() && t.is_empty(),
+        "nothing ACKed or applied"
+    );
+    assert_eq!(
+        d.staged_new_keys(),
+        4,
+        "the batches in flight count for --max-memory"
+    );
+    assert_eq!(disk.synced_len(LOG), header);
+    disk.hold_syncs(false);
+    d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(3));
+    // The first sync covered the first turn only; the second, started at once, the others.
+    assert_eq!(disk.ops()[4..], [Op::StartSync]);
+    assert_eq!(
+        answers,
+        [
+            Answer::Ack { req: 1, version: 1 },
+            Answer::Ack { req: 2, version: 2 },
+            Answer::Ack { req: 3, version: 3 },
+            Answer::Ack { req: 4, version: 4 },
+        ]
+    );
+    assert!(disk.synced_len(LOG) > first);
+    assert_eq!(t.get(b"c").map(|(v, _)| v), Some(4));
+    assert_eq!(d.staged_new_keys(), 0);
+}
+
+#[test]
+fn a_failed_pipelined_sync_fails_exactly_the_stores_it_covered() {
+    let t0 = Instant::now();
+    let disk = MemDisk::new();
+    let (mut t, _, _, mut d) = open(&disk, settings(Fsync::Always));
+    let mut answers = Vec::new();
+    stage(&mut d, &mut t, 1, b"kept", b"acked before");
+    d.end_turn(&mut t, &mut answers, t0);
+    assert_eq!(answers, [Answer::Ack { req: 1, version: 1 }]);
+    answers.clear();
+    disk.hold_syncs(true);
+    stage(&mut d, &mut t, 2, b"a", b"covered by the failing sync");
+    stage(&mut d, &mut t, 3, b"kept", b"covered by the failing sync");
+    d.end_turn(&mut t, &mut answers, t0);
+    stage(&mut d, &mut t, 4, b"b", b"written after it began");
+    d.end_turn(&mut t, &mut answers, t0);
+    assert!(answers.is_empty());
+    disk.fail_next_sync();
+    disk.hold_syncs(false);
+    let why = d.end_turn(&mut t, &mut answers, t0).expect("refused");
+    assert!(why.contains("fdatasync"), "{why}");
+    assert_eq!(
+        answers,
+        [
+            Answer::Refused { req: 2 },
+            Answer::Refused { req: 3 },
+            Answer::Ack { req: 4, version: 4 }
+        ],
+        "the batch written after the failed sync began is written again and synced"
+    );
+    assert_eq!(t.get(b"a"), None, "not applied");
+    assert_eq!(t.get(b"kept").map(|(v, _)| v), Some(1));
+    let want = dump(&t);
+    for (how, crashed) in [
+        ("kill -9", disk.after_process_crash()),
+        ("power cut", disk.after_power_cut()),
+    ] {
+        let (t2, _, r, _) = open(&crashed, settings(Fsync::Always));
+        assert_eq!(dump(&t2), want, "{how}: a refused STORE never comes back");
+        assert_eq!(r.cut, None, "{how}");
+    }
+}
+
+/// A turn of random STOREs only (no DROPs: a refused batch's DROPs are applied without the
+/// disk, which [`a_full_disk_refuses_the_batch_applies_nothing_and_recovers`] covers).
+fn random_stores(rng: &mut Rng, d: &mut Durable, t: &mut Table, version: &mut u64) {
+    for _ in 0..1 + rng.below(6) {
+        let key = format!("key-{}", rng.below(150)).into_bytes();
+        *version += 1;
+        let value = vec![b'a' + (*version % 26) as u8; 10 + rng.below(120) as usize];
+        stage(d, t, *version, &key, &value);
+    }
+}
+
+#[test]
+fn always_applies_only_what_is_synced_through_slow_and_failed_syncs_and_compactions() {
+    let s = Settings {
+        compact_min: 4096,
+        compact_step: 600,
+        ..settings(Fsync::Always)
+    };
+    let disk = MemDisk::new();
+    let (mut t, _, _, mut d) = open(&disk, s);
+    let (mut rng, mut version, mut answers) = (Rng(5), 0, Vec::new());
+    let t0 = Instant::now();
+    let (mut acked, mut refused, mut held) = (0, 0, 0);
+    for turn in 0..800u64 {
+        let hold = rng.below(3) == 0;
+        held += usize::from(hold);
+        disk.hold_syncs(hold);
+        if rng.below(25) == 0 {
+            disk.fail_next_sync();
+        }
+        random_stores(&mut rng, &mut d, &mut t, &mut version);
+        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        for a in answers.drain(..) {
+            match a {
+                Answer::Ack { .. } => acked += 1,
+                Answer::Refused { .. } => refused += 1,
+            }
+        }
+        // What is applied (and ACKed) is exactly what a power cut leaves.
+        let (t2, _, r, _) = open(&disk.after_power_cut(), s);
+        assert_eq!(dump(&t2), dump(&t), "power cut after turn {turn}");
+        assert_eq!(r.cut, None, "after turn {turn}");
+    }
+    let renames = disk
+        .ops()
+        .iter()
+        .filter(|o| matches!(o, Op::Rename(..)))
+        .count();
+    assert!(renames >= 3, "{renames} compactions");
+    assert!(
+        acked > 1000 && refused > 10 && held > 200,
+        "{acked} {refused} {held}"
+    );
 }
 
 #[test]
@@ -459,4 +612,65 @@ fn a_crash_at_each_failpoint_leaves_a_replayable_log() {
             );
         }
     }
+}
+
+#[test]
+fn zeros_after_the_last_record_end_the_log_quietly_and_are_cut_off() {
+    let (full, _) = log_of(5);
+    for zeros in [1, 8, 9, 10, 4096] {
+        let disk = MemDisk::new();
+        let mut bytes = full.clone();
+        bytes.resize(full.len() + zeros, 0);
+        disk.put_file(LOG, &bytes);
+        let (t, _, r, _) = open(&disk, settings(Fsync::Always));
+        assert_eq!((t.len(), r.records), (5, 5), "{zeros} zeros");
+        assert_eq!(r.cut, None, "{zeros} zeros: not a torn tail");
+        assert_eq!(disk.file(LOG).unwrap(), full, "{zeros} zeros cut off");
+    }
+    // A record that is not all zeros is still a torn tail, zeros or not after it.
+    let disk = MemDisk::new();
+    let mut bytes = full.clone();
+    bytes.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0]);
+    bytes.resize(bytes.len() + 100, 0);
+    disk.put_file(LOG, &bytes);
+    let (t, _, r, _) = open(&disk, settings(Fsync::Always));
+    assert_eq!(t.len(), 5);
+    assert!(r.cut.is_some());
+}
+
+#[test]
+fn a_preallocating_disk_grows_the_log_ahead_and_replays_it_whole() {
+    let dir = std::env::temp_dir().join(format!("dsm-prealloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Settings {
+        compact_min: 64 * 1024,
+        compact_step: 4096,
+        ..settings(Fsync::Always)
+    };
+    let fs = |dir: &std::path::Path| {
+        let mut disk = FsDisk::open(dir, None).unwrap();
+        disk.preallocate(8192);
+        let (mut r, d) = Durable::open(Box::new(disk), s, Instant::now()).unwrap();
+        (std::mem::take(&mut r.table), r, d)
+    };
+    let (mut t, _, mut d) = fs(&dir);
+    let (mut rng, mut version, mut answers) = (Rng(3), 0, Vec::new());
+    let t0 = Instant::now();
+    let mut saw_zeros = false;
+    for turn in 0..400u64 {
+        random_turn(&mut rng, &mut d, &mut t, &mut version);
+        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        let file_len = std::fs::metadata(dir.join(LOG)).unwrap().len();
+        assert!(file_len >= d.log_len(), "turn {turn}");
+        saw_zeros |= file_len > d.log_len();
+        if turn % 50 == 49 {
+            // As a kill -9 leaves it: the zeros ahead are there, and replay stops at them.
+            let (t2, r, _) = fs(&dir);
+            assert_eq!(dump(&t2), dump(&t), "turn {turn}");
+            assert_eq!(r.cut, None, "turn {turn}");
+        }
+    }
+    assert!(saw_zeros, "the log was grown ahead");
+    drop(d);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

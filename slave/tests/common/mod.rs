@@ -13,7 +13,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Secret, Transcript};
-use dsm_slave::disk::MemDisk;
+use dsm_slave::disk::{MemDisk, LOG};
 use dsm_slave::{Config, Out, Slave, Store};
 use dsm_wire::{Body, ErrorCode, Frame};
 
@@ -66,6 +66,8 @@ pub struct Net {
     pub disk: Option<MemDisk>,
     /// For each frame in `sent`, how many syncs the disk had done when it was sent.
     pub syncs_at_send: Vec<usize>,
+    /// For each frame in `sent`, how many bytes of the log were synced when it was sent.
+    pub synced_at_send: Vec<usize>,
 }
 
 pub fn addr(port: u16) -> SocketAddr {
@@ -124,6 +126,7 @@ impl Net {
             ready: 0,
             disk,
             syncs_at_send: Vec::new(),
+            synced_at_send: Vec::new(),
         }
     }
 
@@ -166,6 +169,13 @@ impl Net {
             self.carry_out();
         }
         panic!("the clock does not move: the slave's deadline stays in the past");
+    }
+
+    /// One loop turn with nothing read, as when the syncer thread's waker ends a wait.
+    pub fn wake(&mut self) {
+        self.slave.on_tick(self.now);
+        self.slave.end_turn(self.now);
+        self.carry_out();
     }
 
     /// Run until `done` holds, at most `limit`; whether it did.
@@ -283,6 +293,8 @@ impl Net {
         self.sent.push((at, frame.clone()));
         let syncs = self.disk.as_ref().map_or(0, MemDisk::syncs);
         self.syncs_at_send.push(syncs);
+        let synced = self.disk.as_ref().map_or(0, |d| d.synced_len(LOG));
+        self.synced_at_send.push(synced);
         self.push(self.latency, Event::ToMaster(id, at, frame));
     }
 

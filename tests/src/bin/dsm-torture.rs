@@ -19,9 +19,7 @@ every acknowledged write survived. Exit status 0: PASS; 1: FAIL; 2: usage error.
 Usage:
   dsm-torture [options]                  a run (the binaries are taken from this program's
                                          directory, or $DSM_BIN_DIR)
-  dsm-torture --check FILE [options]     only check a history written by --history
-
-Options";
+  dsm-torture --check FILE [options]     only check a history written by --history";
 
 fn main() {
     let cli = Cli::new("dsm-torture");
@@ -53,7 +51,7 @@ fn options() -> getopts::Options {
     );
     opts.optopt("", "clients", "concurrent clients (default 5)", "N");
     opts.optopt("", "keys", "keys the clients share (default 8)", "N");
-    opts.optopt("", "slaves", "slaves (default 5)", "N");
+    opts.optopt("", "slaves", "slaves, at least 3 (default 5)", "N");
     opts.optopt(
         "",
         "read-percent",
@@ -75,7 +73,7 @@ fn options() -> getopts::Options {
     opts.optopt(
         "",
         "faults",
-        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2,stop-slave-repeatedly:2,stop-backup:2,isolate-backup:2,cut-primary:2,isolate-slave:2; partition, isolate-backup, cut-primary and isolate-slave only with network namespaces)",
+        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2,stop-slave-repeatedly:2,restart-slave:3,kill-all:1,stop-backup:2,isolate-backup:2,cut-primary:2,isolate-slave:2; partition, isolate-backup, cut-primary and isolate-slave only with network namespaces, restart-slave and kill-all only with --slave-disk other than off; kill-slave removes the slave's data dir)",
         "KIND[:W],...",
     );
     opts.optopt(
@@ -108,8 +106,15 @@ fn options() -> getopts::Options {
         "auto|on|off: every node in a network namespace of its own, and the faults that cut links: the primary from the backup or from the slaves, the backup or a slave from every other node (default auto: when root and `ip netns` allow)",
         "WHEN",
     );
+    opts.optopt(
+        "",
+        "slave-disk",
+        "always|interval|never: every node keeps a data dir, the slaves with this --fsync; off: slaves in memory only (default interval)",
+        "MODE",
+    );
     opts.optflag("q", "quiet", "print only the summary");
     opts.optflag("h", "help", "print this help");
+    opts.optflag("V", "version", "print the version");
     opts
 }
 
@@ -156,6 +161,13 @@ fn config(cli: &Cli, m: &Matches, max_steps: u64) -> run::Config {
             }
         },
         other => cli.usage_error(&format!("--netns takes auto, on or off, not '{other}'")),
+    };
+    cfg.slave_fsync = match m.opt_str("slave-disk").as_deref().unwrap_or("interval") {
+        "off" => None,
+        mode @ ("always" | "interval" | "never") => Some(mode.to_string()),
+        other => cli.usage_error(&format!(
+            "--slave-disk takes always, interval, never or off, not '{other}'"
+        )),
     };
     if let Some(spec) = m.opt_str("faults") {
         cfg.mix.weights = FaultMix::parse_weights(&spec).unwrap_or_else(|e| cli.usage_error(&e));

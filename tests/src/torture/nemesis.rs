@@ -1,17 +1,21 @@
 //! The nemesis: a seeded schedule of faults against a running cluster (kill -9 a slave and
-//! restart it, SIGSTOP and SIGCONT a slave, the primary or the backup, SIGSTOP a slave past the
-//! ACK timeout over and over, kill -9 the primary and bring it back as the backup of the new
-//! one; with network namespaces, cut the primary from its backup, cut the primary from every
-//! slave, isolate the backup or one slave from every other node), each followed by healing. A
-//! kind of fault says what it needs of the cluster beyond processes to signal ([`Needs`]);
-//! kinds the cluster cannot do are left out of the schedule.
+//! restart it, with its data or without, SIGSTOP and SIGCONT a slave, the primary or the
+//! backup, SIGSTOP a slave past the ACK timeout over and over, kill -9 the primary and bring it
+//! back as the backup of the new one, kill -9 every node at once and restart them all on their
+//! data dirs; with network namespaces, cut the primary from its backup, cut the primary from
+//! every slave, isolate the backup or one slave from every other node), each followed by
+//! healing. A kind of fault says what it needs of the cluster beyond processes to signal
+//! ([`Needs`]); kinds the cluster cannot do are left out of the schedule.
 //!
-//! Every key keeps a live holder: faults come one at a time, and the next starts only once the
-//! primary again lists every slave live with no key under R copies, and the other master is its
-//! backup and in step. So nothing the checker sees can be blamed on a fault the design does not
-//! survive (every holder of a key dead at once). Healing restarts only killed processes: a
-//! master that stepped down (frozen, or cut from the slaves, while the backup was elected) must
-//! follow the new primary by itself, or the cluster does not heal and the run fails.
+//! Faults come one at a time, and the next starts only once the primary again lists every slave
+//! live with no key under R copies, and the other master is its backup and in step. So every
+//! key keeps a live holder, except through [`Fault::KillAll`], which kills every holder of every
+//! key at once: that one is only in the schedule when every slave keeps its copies on disk
+//! ([`Needs::SlaveDisks`]), where the design says nothing acknowledged is lost. Nothing the
+//! checker sees can be blamed on a fault the design does not survive (every holder of a key
+//! dead at once with its copies gone). Healing restarts only killed processes: a master that
+//! stepped down (frozen, or cut from the slaves, while the backup was elected) must follow the
+//! new primary by itself, or the cluster does not heal and the run fails.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +40,13 @@ pub enum Fault {
     /// One slave SIGSTOPped past the ACK timeout, resumed briefly, and again, several times:
     /// dropped and taken back over and over, with its copies.
     StopSlaveRepeatedly,
+    /// kill -9 one slave and start it again on its data dir: a new process that reports what
+    /// it holds (with slave disks; [`Fault::KillSlave`] then removes the data dir first).
+    RestartSlave,
+    /// kill -9 both masters and every slave at once, as a power cut would, and start them all
+    /// again on their data dirs: the last primary as the primary, the other master as its
+    /// backup, then the slaves.
+    KillAll,
     /// The backup SIGSTOPped for long (many leases): the primary must serve on without it.
     StopBackup,
     /// The backup cut from every other node for long (network namespaces only).
@@ -52,14 +63,18 @@ pub enum Fault {
 pub enum Needs {
     Processes,
     /// Every node in a network namespace of its own, and a way to cut links
-    /// ([`Nemesis::with_partition`]).
+    /// ([`Nemesis::with_testbed`]).
     Partitions,
+    /// Every slave (and master) keeps its state in a data dir of its own
+    /// ([`Cluster::slaves_keep_data`]), kept across its restarts.
+    SlaveDisks,
 }
 
 /// What the cluster under test can do, against which each fault's [`Needs`] is checked.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Abilities {
     pub partitions: bool,
+    pub slave_disks: bool,
 }
 
 impl Abilities {
@@ -67,18 +82,21 @@ impl Abilities {
         match needs {
             Needs::Processes => true,
             Needs::Partitions => self.partitions,
+            Needs::SlaveDisks => self.slave_disks,
         }
     }
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillSlave,
         Fault::StopSlave,
         Fault::StopPrimary,
         Fault::KillPrimary,
         Fault::Partition,
         Fault::StopSlaveRepeatedly,
+        Fault::RestartSlave,
+        Fault::KillAll,
         Fault::StopBackup,
         Fault::IsolateBackup,
         Fault::CutPrimaryFromSlaves,
@@ -92,6 +110,7 @@ impl Fault {
             | Fault::IsolateBackup
             | Fault::CutPrimaryFromSlaves
             | Fault::IsolateSlave => Needs::Partitions,
+            Fault::RestartSlave | Fault::KillAll => Needs::SlaveDisks,
             Fault::KillSlave
             | Fault::StopSlave
             | Fault::StopPrimary
@@ -110,6 +129,8 @@ impl Fault {
             Fault::KillPrimary => "kill-primary",
             Fault::Partition => "partition",
             Fault::StopSlaveRepeatedly => "stop-slave-repeatedly",
+            Fault::RestartSlave => "restart-slave",
+            Fault::KillAll => "kill-all",
             Fault::StopBackup => "stop-backup",
             Fault::IsolateBackup => "isolate-backup",
             Fault::CutPrimaryFromSlaves => "cut-primary",
@@ -125,6 +146,8 @@ impl Fault {
             Fault::KillPrimary => "kill -9 primary",
             Fault::Partition => "partition primary|backup",
             Fault::StopSlaveRepeatedly => "SIGSTOP slave repeatedly",
+            Fault::RestartSlave => "kill -9 slave, restart on its data",
+            Fault::KillAll => "kill -9 every node, restart all",
             Fault::StopBackup => "SIGSTOP backup",
             Fault::IsolateBackup => "isolate backup",
             Fault::CutPrimaryFromSlaves => "partition primary|slaves",
@@ -143,6 +166,8 @@ pub struct FaultMix {
     pub quiet_ms: (u64, u64),
     /// A killed slave stays dead this long before it is restarted.
     pub slave_down_ms: (u64, u64),
+    /// [`Fault::KillAll`]: every node stays dead this long before the restarts.
+    pub all_down_ms: (u64, u64),
     /// A SIGSTOPped slave: past the 200 ms ACK timeout and the 1.5 s PING limit, or not.
     pub slave_stop_ms: (u64, u64),
     /// A SIGSTOPped primary: the backup takes over after about 300 ms of silence.
@@ -188,9 +213,10 @@ impl FaultMix {
 impl Default for FaultMix {
     fn default() -> FaultMix {
         FaultMix {
-            weights: [3, 3, 2, 2, 2, 2, 2, 2, 2, 2],
+            weights: [3, 3, 2, 2, 2, 2, 3, 1, 2, 2, 2, 2],
             quiet_ms: (200, 1500),
             slave_down_ms: (200, 1500),
+            all_down_ms: (0, 1500),
             slave_stop_ms: (50, 2500),
             primary_stop_ms: (50, 1500),
             slave_blinks: (3, 6),
@@ -251,6 +277,7 @@ impl Nemesis<'_> {
     pub fn abilities(&self) -> Abilities {
         Abilities {
             partitions: self.testbed.is_some(),
+            slave_disks: self.cluster.slaves_keep_data(),
         }
     }
 
@@ -362,11 +389,29 @@ impl<'a> Nemesis<'a> {
                 let pid = self.cluster.slave_pid(i);
                 self.note(format!("kill -9 slave s{i} (pid {pid})"));
                 self.cluster.kill_slave(i);
+                if self.cluster.slaves_keep_data() {
+                    // Its disk is lost with it: it comes back empty and gets copies.
+                    self.cluster.remove_slave_data(i);
+                    self.note(format!("removed the data dir of slave s{i}"));
+                }
                 let ms = self.pause(self.mix.slave_down_ms);
                 self.note(format!("restart slave s{i} after {ms} ms dead"));
                 self.cluster.restart_slave(i);
                 self.note(format!("slave s{i} registered again"));
             }
+            Fault::RestartSlave => {
+                let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
+                let pid = self.cluster.slave_pid(i);
+                self.note(format!(
+                    "kill -9 slave s{i} (pid {pid}), keeping its data dir"
+                ));
+                self.cluster.kill_slave(i);
+                let ms = self.pause(self.mix.slave_down_ms);
+                self.note(format!("restart slave s{i} on its data after {ms} ms dead"));
+                self.cluster.restart_slave(i);
+                self.note(format!("slave s{i} registered again"));
+            }
+            Fault::KillAll => self.kill_all(),
             Fault::StopSlave => {
                 let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
                 self.note(format!("SIGSTOP slave s{i}"));
@@ -451,6 +496,31 @@ impl<'a> Nemesis<'a> {
             }
         }
         Ok(())
+    }
+
+    /// [`Fault::KillAll`]: every process killed at one moment, then, after a pause, the last
+    /// primary started again as the primary on its data dir (it recovers: it answers
+    /// UNAVAILABLE until every slave of its roster has reported), the other master as its
+    /// backup (refused until the primary serves, it retries), and every slave on its data dir.
+    fn kill_all(&mut self) {
+        let p = self.primary;
+        let slaves = self.cluster.slave_count();
+        self.note(format!(
+            "kill -9 every node at once: both masters and {slaves} slaves"
+        ));
+        self.cluster.kill_everything();
+        let ms = self.pause(self.mix.all_down_ms);
+        self.note(format!(
+            "restart {p:?} as the primary after {ms} ms, on its data dir"
+        ));
+        self.cluster.restart_master_as_primary(p);
+        let hb = self.cluster.master_heartbeat(p);
+        self.cluster.start_master(p.other(), Some(hb));
+        self.note(format!("{:?} started as the backup of {p:?}", p.other()));
+        for i in 0..slaves {
+            self.cluster.start_slave_again(i);
+        }
+        self.note(format!("{slaves} slaves started again on their data dirs"));
     }
 
     /// Wait until the cluster is whole: follow a takeover, bring a killed or fenced master back

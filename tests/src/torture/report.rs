@@ -14,14 +14,15 @@ pub fn summary(r: &Report) -> String {
     let c = &r.cfg;
     let _ = writeln!(
         s,
-        "== dsm-torture summary: seed {}, {:.1} s in all ({} s of faults), {} clients, {} keys, {} slaves, R={}",
+        "== dsm-torture summary: seed {}, {:.1} s in all ({} s of faults), {} clients, {} keys, {} slaves, R={}, {}",
         c.seed,
         r.elapsed.as_secs_f64(),
         c.duration.as_secs(),
         c.clients,
         c.keys,
         c.slaves,
-        c.replicas
+        c.replicas,
+        crate::torture::run::slave_disks(c)
     );
     ops_lines(r, &mut s);
     fault_lines(r, &mut s);

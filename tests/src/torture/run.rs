@@ -46,6 +46,15 @@ pub struct Config {
     /// primary from the backup or from the slaves, the backup or a slave from every other
     /// node; needs root and `ip netns`: see `netns::available`).
     pub netns: bool,
+    /// Every node keeps its state in a data dir, the slaves with this `--fsync` (`always`,
+    /// `interval`, `never`); this adds [`Fault::RestartSlave`] and [`Fault::KillAll`] to the
+    /// faults, and [`Fault::KillSlave`] removes the killed slave's data dir. `None`: slaves
+    /// in memory only, masters without data dirs.
+    ///
+    /// [`Fault::RestartSlave`]: crate::torture::nemesis::Fault::RestartSlave
+    /// [`Fault::KillAll`]: crate::torture::nemesis::Fault::KillAll
+    /// [`Fault::KillSlave`]: crate::torture::nemesis::Fault::KillSlave
+    pub slave_fsync: Option<String>,
 }
 
 impl Default for Config {
@@ -66,6 +75,9 @@ impl Default for Config {
             max_steps: checker::DEFAULT_MAX_STEPS,
             echo: true,
             netns: false,
+            // The default `--fsync`: README promises that a kill -9 loses nothing with it (the
+            // log is written before each ACK; the page cache outlives the process).
+            slave_fsync: Some("interval".into()),
         }
     }
 }
@@ -98,14 +110,15 @@ impl Report {
 
 pub fn run(cfg: Config) -> Report {
     println!(
-        "dsm-torture: seed {} (replay with --seed {}), {} s of faults, {} clients, {} keys, {} slaves, R={}",
+        "dsm-torture: seed {} (replay with --seed {}), {} s of faults, {} clients, {} keys, {} slaves, R={}, {}",
         cfg.seed,
         cfg.seed,
         cfg.duration.as_secs_f64(),
         cfg.clients,
         cfg.keys,
         cfg.slaves,
-        cfg.replicas
+        cfg.replicas,
+        slave_disks(&cfg)
     );
     // Declared before the cluster, so dropped after it: processes die before their namespaces.
     let mut testbed = if cfg.netns { testbed(cfg.slaves) } else { None };
@@ -115,6 +128,11 @@ pub fn run(cfg: Config) -> Report {
         master_args: cfg.master_args.clone(),
         backup: true,
         hosts: testbed.as_ref().map(|t| t.hosts.clone()),
+        data: cfg.slave_fsync.is_some(),
+        slave_args: match &cfg.slave_fsync {
+            Some(mode) => vec!["--fsync".into(), mode.clone()],
+            None => Vec::new(),
+        },
         ..ClusterOpts::default()
     });
     let masters = cluster.masters();
@@ -145,6 +163,14 @@ pub fn run(cfg: Config) -> Report {
         cluster.keep_logs();
     }
     report
+}
+
+/// How the slaves keep their data, for people.
+pub fn slave_disks(cfg: &Config) -> String {
+    match &cfg.slave_fsync {
+        Some(mode) => format!("slaves on disk (--fsync {mode})"),
+        None => "slaves in memory only".into(),
+    }
 }
 
 /// A network namespace for every node, or `None` (said on stdout) where they cannot be made.

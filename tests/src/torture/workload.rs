@@ -166,7 +166,16 @@ pub fn recorded_read(c: &mut Client, process: u32, key: &str, clock: Clock) -> O
 /// - `Error::Invalid`: the client library refused it before sending;
 /// - `BAD_REQUEST` / `TOO_LARGE`: the master checks the key and value in `on_client_frame`
 ///   before the operation is queued, so no STORE was sent; and since that check gives every
-///   master the same answer, no earlier attempt of the client's resend loop was taken either.
+///   master the same answer, no earlier attempt of the client's resend loop was taken either;
+/// - `UNAVAILABLE` from a recovering master (restarted, after a kill of every node): it is
+///   answered in `Master::on_client_op` before the operation is queued, so no STORE was sent;
+/// - `OUT_OF_MEMORY` / `UNAVAILABLE` from the write path (`WriteOp::failed`): said only when
+///   no slave ACKed and every STORE sent was refused with an ERROR (a slave that refuses does
+///   not apply); a STORE to a slave that was dropped or left behind as slow makes the answer
+///   `NO_SLAVES` (unknown) instead.
+///
+/// In each case the client library sent no earlier copy that a master could have taken: it
+/// resends a WRITE only after a NOT_PRIMARY answer or over a connection closed before sending.
 ///
 /// Everything else is `unknown`:
 /// - `TIMEOUT` from the master: the deadline can pass with STOREs in flight, or with some
@@ -234,6 +243,11 @@ mod tests {
             Outcome::Fail
         );
         assert_eq!(
+            classify_write(&server(ErrorCode::Unavailable)).0,
+            Outcome::Fail,
+            "a recovering master, or every slave tried refused"
+        );
+        assert_eq!(
             classify_write(&server(ErrorCode::BadRequest)).0,
             Outcome::Fail
         );
@@ -260,6 +274,25 @@ mod tests {
         );
         assert_eq!(
             classify_write(&Err(Error::Unreachable("x".into()))).0,
+            Outcome::Unknown
+        );
+        assert_eq!(
+            classify_write(&Err(Error::Unknown("the connection broke".into()))).0,
+            Outcome::Unknown
+        );
+    }
+
+    #[test]
+    fn a_read_without_an_answer_is_never_a_not_found() {
+        let unavailable = Error::Server {
+            code: ErrorCode::Unavailable,
+            text: "recovering after a restart".into(),
+        };
+        assert_eq!(classify_read_error(&unavailable), Outcome::Fail);
+        let cut = Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify_read_error(&cut), Outcome::Unknown);
+        assert_eq!(
+            classify_read_error(&Error::Timeout { waited_ms: 3000 }),
             Outcome::Unknown
         );
     }

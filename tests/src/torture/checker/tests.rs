@@ -269,3 +269,30 @@ fn a_later_overlapping_write_supersedes_an_acknowledged_one() {
     ];
     assert_eq!(lost::lost_writes(&ops, 9).len(), 1);
 }
+
+#[test]
+fn refusals_while_the_cluster_recovers_are_neither_lost_writes_nor_not_found() {
+    // The shape of a kill -9 of every node: "a" acknowledged; then every READ and WRITE
+    // refused (UNAVAILABLE while the masters recover: failed reads carry no value, failed
+    // writes had no effect), an in-flight write cut off (unknown, never read); then "a" reads
+    // back. A failed READ must not count as NOT_FOUND, nor a failed WRITE as a write.
+    let failed_read = |p, at| op(p, Kind::Read, None, at, at + 1, Outcome::Fail);
+    let ops = [
+        w(0, "a", 0, 1),
+        w_unknown(1, "lost-in-flight", 2, 3),
+        failed_read(0, 4),
+        w_failed(1, "refused", 6, 7),
+        failed_read(2, 8),
+        r(0, Some("a"), 10, 11),
+        r(9, Some("a"), 20, 21),
+    ];
+    let v = check(&ops, Some(9), DEFAULT_MAX_STEPS);
+    assert!(v.passed(), "{v:?}");
+    // Had the refused write taken effect after all, reading it back is a violation.
+    let mut ops = ops.to_vec();
+    ops.push(r(2, Some("refused"), 12, 13));
+    assert!(matches!(
+        check_key(&ops, DEFAULT_MAX_STEPS),
+        KeyVerdict::Violation { .. }
+    ));
+}
