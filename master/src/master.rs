@@ -572,6 +572,10 @@ impl Master {
         }
         self.members(now)
             .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
+        // A new connection, maybe a new process: it is told the voter count again.
+        if let Some(idx) = self.core.slaves.by_id(&hello.id) {
+            self.ha.untold(idx);
+        }
     }
 
     /// Why this slave's HELLO is refused, if it is: this master is not the primary, or

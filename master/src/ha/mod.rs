@@ -307,12 +307,13 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
         let retry = r.cfg.heartbeat_interval;
-        match f.election.tick(r.now, voters, r.term.epoch, retry) {
+        match f.election.tick(r.now, counted, r.term.epoch, retry) {
             Next::Nothing => {}
             Next::Ask(epoch, conns) => {
                 let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
+                let voters = f.election.voters(counted).min(u16::MAX as usize) as u16;
                 for conn in conns {
                     let Some(s) = f.election.supporters.get_mut(&conn) else {
                         continue;
@@ -326,6 +327,7 @@ impl Ha {
                         inventory: s.inventory,
                         lease_ms,
                         id: id.clone(),
+                        voters,
                     };
                     r.out.send(conn, 0, body);
                 }
@@ -352,9 +354,13 @@ impl Ha {
             return;
         };
         match body {
-            Body::Vote { granted, stale } => {
-                let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
-                if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, voters) {
+            Body::Vote {
+                granted,
+                stale,
+                voters: told,
+            } => {
+                let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+                if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, told, counted) {
                     self.take_over("elected by a majority", epoch, r);
                 }
             }
@@ -388,6 +394,13 @@ impl Ha {
     pub fn set_voters(&mut self, voters: usize) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
+        }
+    }
+
+    /// Slave `idx` registered on a new connection: tell it the voter count again (STALE).
+    pub fn untold(&mut self, idx: crate::keymap::SlaveIdx) {
+        if let Ha::Primary(p) = self {
+            p.lease.untold(lease::Voter::Slave(idx));
         }
     }
 
