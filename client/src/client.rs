@@ -252,7 +252,19 @@ impl Client {
         let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
         loop {
-            self.ensure_connected(deadline)?;
+            match (self.ensure_connected(deadline), &refusal) {
+                (Ok(()), _) => {}
+                // The deadline fell in the reconnect after a refusal: say what the masters said.
+                (Err(e), Some(text))
+                    if matches!(e, Error::Timeout { .. }) || Instant::now() >= deadline =>
+                {
+                    return Err(Error::Server {
+                        code: ErrorCode::NotPrimary,
+                        text: text.clone(),
+                    })
+                }
+                (Err(e), _) => return Err(e),
+            }
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
                 .collect();

@@ -213,7 +213,8 @@ impl Lease {
     pub fn confirmed(&self, voter: Voter) -> bool {
         let p = self.promises.get(&voter);
         let gen = self.gen == 0 || p.is_some_and(|p| p.gen >= self.gen);
-        gen && (self.alone || p.is_some_and(|p| p.told == self.voters))
+        // A lone primary says 1 too: its slaves then know it holds no lease to wait out.
+        gen && p.is_some_and(|p| p.told == self.voters)
     }
 
     /// Whether a majority has confirmed the current STALE generation (so a write may be
