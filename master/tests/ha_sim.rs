@@ -400,3 +400,36 @@ fn a_standby_of_a_typo_is_not_elected_by_one_slave_that_lost_the_primary() {
         "votes: {votes:?}"
     );
 }
+
+/// A slave back from a partition may dial the standby first and support it for a few
+/// seconds. One slave and the standby are no majority of five, so the standby keeps promising
+/// the primary: when one more slave goes quiet the primary still has three voters (itself,
+/// the standby, the last slave) and serves on. (The standby used to withdraw its promise as
+/// soon as any slave came to it: two voters lost, and a failover on the next hiccup.)
+#[test]
+fn a_slave_that_dials_the_standby_first_does_not_cost_the_primary_its_lease() {
+    let mut ha = Ha::new();
+    let (p, b, cp) = (ha.p, ha.b, ha.cp);
+    let [s0, s1, s2] = ha.slaves;
+    assert_eq!(
+        ha.net.request(cp, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    let conn = ha.net.conn_of(s0);
+    ha.net.close(conn);
+    ha.net.cut(p, s1);
+    let step = Duration::from_millis(10);
+    for _ in 0..150 {
+        ha.net.advance(step);
+        ha.net.redial(&[s0], &[b], PATIENCE);
+        ha.net.redial(&[s1, s2], &[p], PATIENCE);
+    }
+    assert!(ha.net.peer(s0).supporting, "s0 supports the standby");
+    assert_eq!(ha.role_epoch(p), (ServerRole::Primary, 1));
+    assert_eq!(ha.role_epoch(b), (ServerRole::Backup, 1));
+    assert_eq!(
+        ha.net.request(cp, 2, read("k")),
+        vec![Frame::new(2, value("v"))],
+        "the primary keeps its lease"
+    );
+}

@@ -1,7 +1,7 @@
 //! A standby's side of an election (the design is in `mod.rs`). Slaves that lost their
 //! primary come to a standby, which WELCOMEs them as *supporters*. The standby *withdraws* its
 //! own promise to the primary (it stops answering the primary's PINGs) once the primary is
-//! silent or a supporter has come; once its last promise has run out, it counts itself. With
+//! silent or it and its supporters are a majority; once its last promise has run out, it counts itself. With
 //! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
 //! above any it or a supporter has seen, to every supporter. A slave grants its VOTE only for
 //! such an epoch and once its own promise to the old primary has run out; a majority of

@@ -274,7 +274,9 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        f.on_heartbeat(r.cfg, r.timers, r.out, r.now);
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let voters = f.election.voters(counted);
+        f.on_heartbeat(r.cfg, voters, r.timers, r.out, r.now);
         self.campaign(r);
     }
 
