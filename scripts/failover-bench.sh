@@ -37,7 +37,7 @@ failed=0
 for r in $(seq 1 "$ROUNDS"); do
     echo "failover-bench: round $r of $ROUNDS" >&2
     log="$WORK/round-$r.log"
-    if ! DSM_BIN_DIR=target/release DSM_TEST_NO_BUILD=1 \
+    if ! DSM_BIN_DIR="$PWD/target/release" DSM_TEST_NO_BUILD=1 \
         cargo test --release -q -p dsm-tests --test elections -- "${args[@]}" >"$log" 2>&1; then
         failed=$((failed + 1))
         echo "failover-bench: round $r had a failing test:" >&2
@@ -109,6 +109,8 @@ faults=$(sed 's/.* fault=\([^ ]*\).*/\1/' "$WORK/measures" | awk '!seen[$0]++')
     echo "- backup-sigstop: the standby SIGSTOPped (2 s; 20 s with LONG=1) and left stopped;"
     echo "- backup-isolated: the standby cut from every other node by blackhole routes (2 s; 10 s);"
     echo "- backup-typo: a standby started with a --backup-of where nothing listens;"
+    echo "- backup-typo-slave-blink: the same, and a slave SIGSTOPped past the ACK timeout that"
+    echo "  dials that standby when resumed (it must not elect it);"
     echo "- primary-cut-from-slaves: the primary cut from every slave, the clients and the standby"
     echo "  still reaching it (2 s; 10 s);"
     echo "- primary-sigstop: the primary SIGSTOPped (2 s; 15 s), then SIGCONT;"
