@@ -18,7 +18,7 @@ use crate::ha::{Ha, Roles};
 use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
-use crate::ops::Ops;
+use crate::ops::{Ops, Request};
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
 use crate::slaves::State;
@@ -26,6 +26,10 @@ use crate::timer::Timer;
 
 /// The request id of a backup's STATUS to its primary (its PINGs use 0, SYNC_ACKs the SYNC's).
 const ASK_PRIMARY_REQ: u64 = u64::MAX;
+/// The most keys one SCAN page returns.
+pub const SCAN_MAX_KEYS: usize = 1000;
+/// The most key-map positions one SCAN page looks at: the bound on its work.
+pub const SCAN_BUDGET: usize = 16 * 1024;
 
 pub struct Master {
     core: Core,
@@ -65,6 +69,12 @@ impl Master {
             self.core.out.persist(state);
         }
         self.core.out.drain_into(into);
+    }
+
+    /// The event loop is closing `conn`: nothing queued for it may go out, since its slab
+    /// key can be given to the next connection accepted.
+    pub fn forget_out(&mut self, conn: ConnId) {
+        self.core.out.forget(conn);
     }
 
     /// Take back an entry the event loop has written: a VALUE reply's buffer becomes the
@@ -192,7 +202,7 @@ impl Master {
             (
                 Peer::Client,
                 Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
-            ) => self.on_client_op(conn, req, body, now),
+            ) => self.on_client_op(conn, req, Request::of(body), now),
             (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
                 self.core.slaves.heard(idx, now);
                 let value = self.core.pool.copy_of(value);
@@ -393,7 +403,11 @@ impl Master {
 
     /// Elected: the supporters that voted for this master become its slaves (with what they
     /// sent since, their INVENTORY); the others are let go, to register again.
-    fn take_supporters(&mut self, supporters: Vec<(ConnId, crate::ha::Supporter)>, now: Instant) {
+    fn take_supporters(
+        &mut self,
+        supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        now: Instant,
+    ) {
         for (conn, s) in supporters {
             if s.voted != Some(true) {
                 self.core.peers.close(conn, &mut self.core.out);
@@ -478,8 +492,8 @@ impl Master {
         }
     }
 
-    /// A client's READ or WRITE (`body` is one of the two).
-    fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
+    /// A client's request on one key.
+    fn on_client_op(&mut self, conn: ConnId, req: u64, body: Request<'_>, now: Instant) {
         // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
         // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
         let refusal = self.ha.refusal(&self.core.cfg, now);
@@ -491,17 +505,78 @@ impl Master {
         ops.on_request(&mut ctx, conn, req, body, refusal);
     }
 
+    /// One page of SCAN, straight from the key map: at most [`SCAN_BUDGET`] positions looked
+    /// at, so a page never holds the loop long, whatever the prefix.
+    fn scan(&mut self, prefix: &[u8], cursor: u64, limit: u32, now: Instant) -> Body {
+        if let Some(text) = self.ha.refusal(&self.core.cfg, now) {
+            return Body::error(ErrorCode::NotPrimary, text);
+        }
+        if let Some(r) = self.core.recovery.as_ref() {
+            return Body::error(ErrorCode::Unavailable, r.why(now));
+        }
+        if self.core.doubts.incomplete {
+            let text = "this master took over without its whole map; SCAN waits for it: retry";
+            return Body::error(ErrorCode::Unavailable, text);
+        }
+        let cfg = &self.core.cfg;
+        if prefix.len() > cfg.max_key {
+            let text = format!("a prefix of {} bytes is over --max-key", prefix.len());
+            return Body::error(ErrorCode::TooLarge, text);
+        }
+        // Keys of up to --max-key bytes each: a page stays inside the frame maximum
+        // (--max-value + --max-key + 64 KiB).
+        let fits = ((cfg.max_value + 32 * 1024) / (cfg.max_key + 4)).max(1);
+        let limit = (limit as usize).clamp(1, SCAN_MAX_KEYS).min(fits);
+        let page = self.core.keys.scan(prefix, cursor, limit, SCAN_BUDGET);
+        Body::Keys {
+            next: page.next,
+            keys: page.keys,
+        }
+    }
+
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
         match frame.body {
             Body::Write { key, value } => {
-                let body = BodyRef::Write {
+                let body = Request::Write {
                     key: &key,
                     value: &value,
                 };
                 self.on_client_op(conn, req, body, now)
             }
-            Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
+            Body::Read { key } => self.on_client_op(conn, req, Request::Read { key: &key }, now),
+            Body::VRead { key } => self.on_client_op(conn, req, Request::VRead { key: &key }, now),
+            Body::Set {
+                key,
+                expected,
+                value,
+            } => {
+                let body = Request::Set {
+                    key: &key,
+                    expected,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Delete { key, expected } => {
+                let body = Request::Delete {
+                    key: &key,
+                    expected,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Incr { key, delta } => {
+                let body = Request::Incr { key: &key, delta };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Scan {
+                prefix,
+                cursor,
+                limit,
+            } => {
+                let reply = self.scan(&prefix, cursor, limit, now);
+                self.core.out.send(conn, req, reply);
+            }
             Body::Ping => self.core.out.send(conn, req, Body::Pong),
             Body::Forget { id } => {
                 let reply = match (self.ha.is_primary(), self.members(now).forget(&id)) {

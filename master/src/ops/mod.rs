@@ -7,10 +7,12 @@
 
 mod copy;
 mod op;
+mod purge;
 mod queue;
 mod read;
 mod step;
 mod subs;
+mod update;
 mod write;
 
 use dsm_wire::{Body, BodyRef, ErrorCode};
@@ -24,11 +26,51 @@ use crate::keymap::SlaveIdx;
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
+use purge::PurgeOp;
 use queue::{Pass, QueueKey, Queues};
 use read::{ReadOp, ReadSpread};
 use step::Step;
 use subs::{Late, SubTable};
-use write::WriteOp;
+use update::{Change, UpdateOp};
+use write::{Reply, WriteOp};
+
+/// A client's request on one key, as the master takes it.
+pub(crate) enum Request<'a> {
+    Read {
+        key: &'a [u8],
+    },
+    Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    VRead {
+        key: &'a [u8],
+    },
+    Set {
+        key: &'a [u8],
+        expected: Option<u64>,
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+        expected: Option<u64>,
+    },
+    Incr {
+        key: &'a [u8],
+        delta: i64,
+    },
+}
+
+impl<'a> Request<'a> {
+    /// A READ or WRITE straight from the read buffer.
+    pub fn of(body: BodyRef<'a>) -> Request<'a> {
+        match body {
+            BodyRef::Read { key } => Request::Read { key },
+            BodyRef::Write { key, value } => Request::Write { key, value },
+            other => unreachable!("a request of {:?}", other.opcode()),
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Ops {
@@ -50,6 +92,8 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
+    to_collect: Vec<(Key, u64)>,
 }
 
 impl Ops {
@@ -76,15 +120,14 @@ impl Ops {
         self.spread.end_turn();
     }
 
-    /// A client's READ or WRITE (`body` is one of the two): queued behind earlier operations
-    /// on its key, unless this master may not take it now (`refusal` says why) or it is over
-    /// the limits.
+    /// A client's request on a key: queued behind earlier operations on it, unless this
+    /// master may not take it now (`refusal` says why) or it is over the limits.
     pub fn on_request(
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
         req_id: u64,
-        body: BodyRef<'_>,
+        request: Request<'_>,
         refusal: Option<String>,
     ) {
         // Not the primary, or a primary that has lost its lease (its backup may be taking
@@ -93,17 +136,27 @@ impl Ops {
             let reply = Body::error(ErrorCode::NotPrimary, text);
             return ctx.out.send(conn, req_id, reply);
         }
-        let (key, value) = match body {
-            BodyRef::Read { key } => (key, None),
-            BodyRef::Write { key, value } => (key, Some(value)),
-            other => unreachable!("a request of {:?}", other.opcode()),
+        let (key, value) = match request {
+            Request::Read { key } | Request::VRead { key } => (key, None),
+            Request::Write { key, value } | Request::Set { key, value, .. } => (key, Some(value)),
+            Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None),
         };
         if let Some((code, text)) = ctx.cfg.check_request(key, value) {
             return ctx.out.send(conn, req_id, Body::error(code, text));
         }
-        let kind = match value {
-            Some(value) => OpKind::Write(WriteOp::new(value)),
-            None => OpKind::Read(ReadOp::default()),
+        let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
+        let kind = match request {
+            Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
+            Request::Read { .. } => OpKind::Read(ReadOp::default()),
+            Request::VRead { .. } => OpKind::Read(ReadOp::versioned()),
+            Request::Set {
+                value, expected, ..
+            } => update(Change::Set {
+                value: value.to_vec(),
+                expected,
+            }),
+            Request::Delete { expected, .. } => update(Change::Delete { expected }),
+            Request::Incr { delta, .. } => update(Change::Incr { delta }),
         };
         if let Some(n) = self.owed.get_mut(conn) {
             *n += 1;
@@ -157,7 +210,14 @@ impl Ops {
     fn apply(&mut self, timers: &mut Timers, id: OpId, step: Step) {
         match step {
             Step::Wait => {}
-            Step::Done(reply) => self.complete(timers, id, reply),
+            Step::Done(reply) => {
+                if let OpKind::Update(u) = &self.slab[id].kind {
+                    if let Some(version) = u.tombstone_recorded() {
+                        self.to_collect.push((self.slab[id].key.clone(), version));
+                    }
+                }
+                self.complete(timers, id, reply)
+            }
             Step::Defer => self.deferred.push(id),
             Step::AwaitBackup => self.sync_waiters.push(id),
         }
@@ -191,6 +251,11 @@ impl Ops {
     /// (`refusal`: this master cannot stand by its answers, and why) and start what may start.
     /// Starting can complete an operation at once; its queue is then looked at again, here.
     pub fn settle(&mut self, ctx: &mut Ctx, refusal: Option<&str>) {
+        // A collection queues behind the DELETE that asked for it, in the key's queue.
+        for (key, version) in std::mem::take(&mut self.to_collect) {
+            let kind = OpKind::Purge(Box::new(PurgeOp::new(version)));
+            self.add(ctx, None, 0, key, kind);
+        }
         while self.has_ready() {
             // Finishing answers and forgets; it completes nothing, so `done` does not grow.
             let mut done = std::mem::take(&mut self.done);
@@ -293,11 +358,14 @@ impl Ops {
                 continue;
             };
             let (r, kind) = op.split(id);
-            if let OpKind::Write(w) = kind {
-                if w.all_answered() {
-                    let step = w.commit(&r, ctx);
-                    self.apply(ctx.timers, id, step);
-                }
+            let w = match kind {
+                OpKind::Write(w) => Some(w),
+                OpKind::Update(u) => u.writing(),
+                _ => None,
+            };
+            if let Some(w) = w.filter(|w| w.all_answered()) {
+                let step = w.commit(&r, ctx);
+                self.apply(ctx.timers, id, step);
             }
         }
     }
@@ -309,7 +377,11 @@ impl Ops {
             let waiting = self.slab.get(id).is_some_and(|op| {
                 op.started
                     && op.is_open()
-                    && matches!(&op.kind, OpKind::Write(w) if w.is_deferred())
+                    && match &op.kind {
+                        OpKind::Write(w) => w.is_deferred(),
+                        OpKind::Update(u) => u.is_deferred(),
+                        _ => false,
+                    }
             });
             if waiting {
                 self.start(ctx, id);
@@ -334,10 +406,12 @@ impl Ops {
             return self.on_deadline(ctx, id);
         }
         let (r, kind) = op.split(id);
-        if let OpKind::Read(rd) = kind {
-            let step = rd.retry(&r, ctx, &mut self.subs, &mut self.spread);
-            self.apply(ctx.timers, id, step);
-        }
+        let step = match kind {
+            OpKind::Read(rd) => rd.retry(&r, ctx, &mut self.subs, &mut self.spread),
+            OpKind::Update(u) => u.retry(&r, ctx, &mut self.subs, &mut self.spread),
+            _ => return,
+        };
+        self.apply(ctx.timers, id, step);
     }
 
     /// A slave ACKed a STORE.
