@@ -716,5 +716,10 @@ impl Master {
         self.core.gate().welcome(conn, hello.req, terms);
         let (ha, roles) = self.roles(now);
         ha.attach(conn, hello.id, roles);
+        // The standby is a voter from now on: the slaves hear the new count at once, not at the
+        // next renewal (a slave that still thinks its primary alone refuses every vote).
+        let voters = self.core.voters(self.ha.standbys());
+        let (ha, roles) = self.roles(now);
+        ha.announce_voters(voters, roles);
     }
 }

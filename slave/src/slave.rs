@@ -366,8 +366,7 @@ impl Slave {
 
     /// The standby `id` at `addr`, counting `voters` voters, asks our vote to take over at
     /// `epoch`. Granted only for an epoch above every one seen, by a standby that counts at
-    /// least the voters our primary counted (never if it counted only itself: a lone primary
-    /// holds no lease), and once the promise to the old primary has run out; then this slave serves the new primary (and reports what it holds if asked).
+    /// least the voters our primary counted, and once the promise to the old primary has run out; then this slave serves the new primary (and reports what it holds if asked).
     #[allow(clippy::too_many_arguments)]
     fn vote(
         &mut self,
@@ -388,14 +387,6 @@ impl Slave {
         if epoch <= self.store.epoch() {
             let seen = self.store.epoch();
             info!("vote refused to {addr}: epoch {epoch} is not above {seen}, already seen");
-            return refused;
-        }
-        if self.voters == 1 {
-            // It never stops serving for want of promises: nobody may take over by votes.
-            info!(
-                "vote refused to {addr}: our primary counts no other voter, so it holds no lease \
-                 and serves on whatever happens"
-            );
             return refused;
         }
         if voters < self.voters {

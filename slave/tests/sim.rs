@@ -418,32 +418,3 @@ fn a_vote_is_refused_to_a_standby_that_counts_fewer_voters_than_the_primary_did(
     assert_eq!(net.ask(takeover(2, 2, 5)), Some(Frame::new(2, granted)));
     assert!(net.slave.registered(), "serving the standby it voted for");
 }
-
-/// A primary that counts no other voter (no standby ever attached, no `--peers`) holds no
-/// lease: it serves on whatever happens, so no standby may take over from it by votes.
-#[test]
-fn a_vote_is_refused_when_the_primary_counted_only_itself() {
-    let (a, b) = (addr(7000), addr(7002));
-    let mut net = Net::new(config(&[a, b], None));
-    net.listen(a, welcoming(1, false));
-    net.listen(b, standby(1));
-    net.run_for(10 * MS);
-    let stale = Body::Stale {
-        gen: 0,
-        voters: 1,
-        ids: vec![],
-    };
-    assert_eq!(
-        net.ask(Frame::new(1 << 62, stale)),
-        Some(Frame::new(1 << 62, Body::Pong))
-    );
-    net.cut();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.slave.supporting()));
-    let refused = Body::Vote {
-        granted: false,
-        stale: false,
-        voters: 1,
-    };
-    assert_eq!(net.ask(takeover(1, 2, 3)), Some(Frame::new(1, refused)));
-    assert!(net.slave.supporting());
-}

@@ -213,7 +213,6 @@ impl Lease {
     pub fn confirmed(&self, voter: Voter) -> bool {
         let p = self.promises.get(&voter);
         let gen = self.gen == 0 || p.is_some_and(|p| p.gen >= self.gen);
-        // A lone primary says 1 too: its slaves then know it holds no lease to wait out.
         gen && p.is_some_and(|p| p.told == self.voters)
     }
 

@@ -391,6 +391,15 @@ impl Ha {
         }
     }
 
+    /// The cluster has `voters` voters now (a standby attached): the lease counts them, and
+    /// every slave that has not confirmed the count gets it in a STALE at once.
+    pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
+        if let Ha::Primary(p) = self {
+            p.lease.set_voters(voters);
+            p.ping_voters(r.slaves, r.out, r.now);
+        }
+    }
+
     /// The cluster has `voters` voters (a primary's lease counts them).
     pub fn set_voters(&mut self, voters: usize) {
         if let Ha::Primary(p) = self {

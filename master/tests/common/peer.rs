@@ -193,7 +193,6 @@ impl Peer {
             } => {
                 let stale = self.stale.contains(&id);
                 let granted = epoch > store.epoch()
-                    && self.voters != 1
                     && voters >= self.voters
                     && self.promised_until.is_none_or(|u| now >= u);
                 self.votes.push((epoch, granted));
