@@ -73,6 +73,14 @@ impl<V> ConnMap<V> {
     pub fn remove(&mut self, id: &usize) -> Option<V> {
         self.slots.get_mut(*id).and_then(Option::take)
     }
+
+    /// Every id and its value (a pass over the slots: for rare events only).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &V)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, v)| v.as_ref().map(|v| (id, v)))
+    }
 }
 
 #[cfg(test)]

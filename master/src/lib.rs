@@ -22,6 +22,7 @@ pub mod keymap;
 mod listen;
 mod master;
 mod members;
+mod once;
 mod ops;
 mod outbox;
 mod peers;

@@ -13,6 +13,7 @@ mod open;
 pub mod slave;
 pub mod store;
 mod table;
+pub mod writers;
 
 pub use crate::config::Config;
 pub use crate::dialer::{MAX_BACKOFF, MIN_BACKOFF};
