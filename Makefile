@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks fuzz clean
+.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks elections failover-bench fuzz clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -30,6 +30,8 @@ help:
 	@echo "                  another (needs a nightly toolchain and cargo-fuzz; not part of make test or CI);"
 	@echo "                  FUZZ_TARGETS=\"decode ...\" to choose; crashes land in fuzz/artifacts/TARGET/"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
+	@echo "make elections    the election tests (tests/tests/elections.rs) and their long variants (15-20 s faults)"
+	@echo "make failover-bench  each election test's fault 5 times on release builds; writes bench-results/failover-<date>.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -100,6 +102,17 @@ fuzz:
 		nice -n 19 $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t corpus-min/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
+
+# The election tests of make test again, then their long variants (the tests named long_*:
+# the backup stopped for 20 s, the primary stopped for 15 s, partitions held for 10 s).
+elections:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p dsm-tests --test elections
+	$(CARGO) test -p dsm-tests --test elections -- --ignored long_
+
+# ROUNDS=n rounds (default 5), LONG=1 with the long variants, FILTER=name to pick tests.
+failover-bench:
+	scripts/failover-bench.sh
 
 clean:
 	$(CARGO) clean

@@ -262,6 +262,11 @@ impl Cluster {
         Client::connect_with_secret(masters, dsm_client::DEFAULT_TIMEOUT, secret)
     }
 
+    /// The cluster's secret, if it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref().map(|(s, _)| s)
+    }
+
     /// The `dsm-client` binary with `--master` set to this cluster's master (and the cluster's
     /// `--secret-file`, if it has one).
     pub fn client_command(&self) -> Command {

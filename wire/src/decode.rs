@@ -196,10 +196,12 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             inventory: r.flag()?,
             lease_ms: r.u32()?,
             id: r.string()?,
+            voters: r.u16()?,
         },
         Opcode::Vote => Body::Vote {
             granted: r.flag()?,
             stale: r.flag()?,
+            voters: r.u16()?,
         },
         Opcode::Stale => stale(r)?,
         Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
@@ -298,6 +300,7 @@ fn keys(r: &mut Reader<'_>) -> Result<Body, WireError> {
 
 fn stale(r: &mut Reader<'_>) -> Result<Body, WireError> {
     let gen = r.u64()?;
+    let voters = r.u16()?;
     let n = r.u16()? as usize;
     // Every id takes at least its 2-byte length: refuse a count the body cannot hold.
     if n > r.left() / 2 {
@@ -307,7 +310,7 @@ fn stale(r: &mut Reader<'_>) -> Result<Body, WireError> {
     for _ in 0..n {
         ids.push(r.string()?);
     }
-    Ok(Body::Stale { gen, ids })
+    Ok(Body::Stale { gen, voters, ids })
 }
 
 fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {

@@ -162,18 +162,26 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             inventory,
             lease_ms,
             id,
+            voters,
         } => {
             put_u64(out, *epoch);
             out.push(*inventory as u8);
             put_u32(out, *lease_ms);
             put_string(out, id);
+            put_u16(out, *voters);
         }
-        Body::Vote { granted, stale } => {
+        Body::Vote {
+            granted,
+            stale,
+            voters,
+        } => {
             out.push(*granted as u8);
             out.push(*stale as u8);
+            put_u16(out, *voters);
         }
-        Body::Stale { gen, ids } => {
+        Body::Stale { gen, voters, ids } => {
             put_u64(out, *gen);
+            put_u16(out, *voters);
             let n = ids.len().min(u16::MAX as usize);
             put_u16(out, n as u16);
             for id in &ids[..n] {
