@@ -418,3 +418,331 @@ impl Model {
 pub fn delta(r: u64) -> i64 {
     below(r, 2 * DELTA_RANGE as usize + 1) as i64 - DELTA_RANGE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{ValueGen, VALUE_CACHE_BYTES};
+
+    fn owned(body: Body) -> Decoded<'static> {
+        Decoded::Owned(Frame::new(0, body))
+    }
+
+    fn versioned(version: u64, value: &[u8]) -> Decoded<'_> {
+        Decoded::Ref(0, BodyRef::Versioned { version, value })
+    }
+
+    fn parts(keys: usize) -> (KeyBook, ValueCache) {
+        let values = ValueCache::new(ValueGen::new(1, 16), keys, VALUE_CACHE_BYTES);
+        (KeyBook::new(keys), values)
+    }
+
+    #[test]
+    fn numbers_render_and_parse_in_decimal() {
+        let mut buf = [0; 20];
+        for n in [0, 7, -7, 1234567890, i64::MAX, i64::MIN] {
+            let at = render_num(n, &mut buf);
+            assert_eq!(&buf[at..], n.to_string().as_bytes());
+            assert_eq!(parse_num(&buf[at..]), Some(n));
+        }
+        assert_eq!(parse_num(b"12x"), None);
+        assert_eq!(parse_num(b""), None);
+        assert_eq!(parse_num(&[0xff]), None);
+        let mut seen = [false; 2 * DELTA_RANGE as usize + 1];
+        for r in 0..100_000u64 {
+            let d = delta(r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            assert!((-DELTA_RANGE..=DELTA_RANGE).contains(&d));
+            seen[(d + DELTA_RANGE) as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "every delta drawn");
+    }
+
+    #[test]
+    fn incr_answers_must_be_the_running_sum() {
+        let (mut book, mut values) = parts(4);
+        let mut m = Model::new(Workload::Incr, 4, 2);
+        let a = m.incr(1, 5);
+        let b = m.incr(1, -8);
+        assert_eq!(
+            a,
+            Request::Incr {
+                key: 1,
+                delta: 5,
+                expect: 5
+            }
+        );
+        assert_eq!(
+            b,
+            Request::Incr {
+                key: 1,
+                delta: -8,
+                expect: -3
+            }
+        );
+        assert_eq!(
+            m.settle(a, &versioned(9, b"5"), &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert!(matches!(
+            m.settle(b, &versioned(10, b"-2"), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        assert_eq!(
+            m.settle(b, &owned(Body::NotFound), &mut book, &mut values),
+            Outcome::Error
+        );
+        // Read back: the sum, or a failure.
+        let r = Request::VRead { key: 1 };
+        assert_eq!(
+            m.settle(r, &versioned(10, b"-3"), &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert!(matches!(
+            m.settle(r, &versioned(10, b"3"), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        assert_eq!(
+            m.settle(r, &owned(Body::NotFound), &mut book, &mut values),
+            Outcome::NotFound
+        );
+    }
+
+    #[test]
+    fn delete_takes_owned_keys_in_turn_and_expects_not_found_the_second_time() {
+        let (mut book, mut values) = parts(5);
+        let mut m = Model::new(Workload::Delete, 5, 2);
+        let keys: Vec<_> = (0..5).map(|_| m.delete(1)).collect();
+        assert_eq!(
+            keys,
+            [
+                Request::Delete {
+                    key: 1,
+                    found: true
+                },
+                Request::Delete {
+                    key: 3,
+                    found: true
+                },
+                Request::Delete {
+                    key: 1,
+                    found: false
+                },
+                Request::Delete {
+                    key: 3,
+                    found: false
+                },
+                Request::Delete {
+                    key: 1,
+                    found: false
+                },
+            ]
+        );
+        let written = owned(Body::Written { version: 4 });
+        let nf = owned(Body::NotFound);
+        assert_eq!(
+            m.settle(keys[0], &written, &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert_eq!(m.settle(keys[2], &nf, &mut book, &mut values), Outcome::Ok);
+        assert_eq!(
+            m.settle(keys[0], &nf, &mut book, &mut values),
+            Outcome::NotFound
+        );
+        assert!(matches!(
+            m.settle(keys[2], &written, &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        // Read back: deleted keys NOT_FOUND; key 0, never deleted, its preloaded value.
+        let v = book.next_write(0);
+        let value = values.value(0, v).to_vec();
+        let r1 = Request::VRead { key: 1 };
+        let r0 = Request::VRead { key: 0 };
+        assert_eq!(m.settle(r1, &nf, &mut book, &mut values), Outcome::Ok);
+        assert!(matches!(
+            m.settle(r1, &versioned(3, &value), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        assert_eq!(
+            m.settle(r0, &versioned(3, &value), &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert_eq!(m.settle(r0, &nf, &mut book, &mut values), Outcome::NotFound);
+        assert!(matches!(
+            m.settle(r0, &versioned(3, b"other"), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+    }
+
+    #[test]
+    fn exact_keys_are_lent_one_at_a_time_and_tracked_through_every_answer() {
+        let (mut book, mut values) = parts(4);
+        let mut m = Model::new(Workload::MixAll, 4, 2);
+        assert!(m.exact());
+        // Connection 0 owns keys 0 and 2: two free, then none until one is released.
+        assert_eq!((m.take_free(0), m.take_free(0)), (0, 2));
+        m.release(2);
+        assert_eq!(m.take_free(0), 2);
+        m.release(0);
+        m.release(2);
+        // A SET, then a CAS with its version, an INCR, a DELETE, a CAS on the absent key.
+        let set = Request::SetNum {
+            key: 0,
+            n: 40,
+            expected: None,
+        };
+        assert_eq!(
+            m.settle(
+                set,
+                &owned(Body::Written { version: 7 }),
+                &mut book,
+                &mut values
+            ),
+            Outcome::Ok
+        );
+        assert_eq!(
+            m.state(0),
+            KeyState {
+                version: 7,
+                val: Some(Val::Num(40))
+            }
+        );
+        let r = Request::VRead { key: 0 };
+        assert_eq!(
+            m.settle(r, &versioned(7, b"40"), &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert!(matches!(
+            m.settle(r, &versioned(6, b"40"), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        assert!(matches!(
+            m.settle(r, &versioned(7, b"41"), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        let mut kinds = [0; 5];
+        for i in 0..1000u64 {
+            let req = m.mix(0, i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i);
+            match req {
+                Request::VRead { .. } => kinds[0] += 1,
+                Request::SetNum { expected: None, .. } => kinds[1] += 1,
+                Request::SetNum {
+                    expected: Some(v), ..
+                } => {
+                    assert_eq!(v, 7);
+                    kinds[2] += 1
+                }
+                Request::Delete { found, .. } => {
+                    assert!(found);
+                    kinds[3] += 1
+                }
+                Request::Incr { delta, expect, .. } => {
+                    assert_eq!(expect, 40 + delta);
+                    kinds[4] += 1
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(kinds.iter().all(|&k| (150..250).contains(&k)), "{kinds:?}");
+        let incr = Request::Incr {
+            key: 0,
+            delta: 2,
+            expect: 42,
+        };
+        assert_eq!(
+            m.settle(incr, &versioned(9, b"42"), &mut book, &mut values),
+            Outcome::Ok
+        );
+        assert_eq!(
+            m.state(0),
+            KeyState {
+                version: 9,
+                val: Some(Val::Num(42))
+            }
+        );
+        let del = Request::Delete {
+            key: 0,
+            found: true,
+        };
+        assert_eq!(
+            m.settle(
+                del,
+                &owned(Body::Written {
+                    version: 1 << 63 | 10
+                }),
+                &mut book,
+                &mut values
+            ),
+            Outcome::Ok
+        );
+        assert_eq!(m.state(0), KeyState::default());
+        assert_eq!(
+            m.settle(r, &owned(Body::NotFound), &mut book, &mut values),
+            Outcome::Ok
+        );
+        match m.mix(0, 2 * (u64::MAX / 5) + 7, 5) {
+            Request::SetNum { expected, .. } => assert_eq!(expected, Some(0)),
+            other => panic!("a CAS: {other:?}"),
+        }
+        let cas = Request::SetNum {
+            key: 0,
+            n: 1,
+            expected: Some(0),
+        };
+        assert_eq!(
+            m.settle(
+                cas,
+                &owned(Body::Conflict { version: 12 }),
+                &mut book,
+                &mut values
+            ),
+            Outcome::Conflict(12)
+        );
+        assert_eq!(
+            m.state(0).version,
+            12,
+            "the run carries on from the master's version"
+        );
+    }
+
+    #[test]
+    fn cas_values_are_the_generated_ones() {
+        let (mut book, mut values) = parts(2);
+        let mut m = Model::new(Workload::Cas, 2, 1);
+        let seq = book.next_write(1);
+        let set = Request::Set {
+            key: 1,
+            seq,
+            expected: Some(0),
+        };
+        let value = values.value(1, seq).to_vec();
+        assert_eq!(
+            m.settle(
+                set,
+                &owned(Body::Written { version: 3 }),
+                &mut book,
+                &mut values
+            ),
+            Outcome::Ok
+        );
+        let r = Request::VRead { key: 1 };
+        assert_eq!(
+            m.settle(r, &versioned(3, &value), &mut book, &mut values),
+            Outcome::Ok
+        );
+        let mut wrong = value.clone();
+        wrong[0] ^= 1;
+        assert!(matches!(
+            m.settle(r, &versioned(3, &wrong), &mut book, &mut values),
+            Outcome::Mismatch(_)
+        ));
+        assert_eq!(
+            m.settle(
+                set,
+                &owned(Body::error(dsm_wire::ErrorCode::Timeout, "slow")),
+                &mut book,
+                &mut values
+            ),
+            Outcome::Error
+        );
+    }
+}
