@@ -94,6 +94,29 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_bytes(out, value);
         }
         BodyRef::Value { value } => put_bytes(out, value),
+        BodyRef::Versioned { version, value } => {
+            put_u64(out, version);
+            put_bytes(out, value);
+        }
+        BodyRef::Set {
+            key,
+            expected,
+            value,
+        } => {
+            out.reserve(8 + 9 + key.len() + value.len());
+            put_bytes(out, key);
+            put_opt_u64(out, expected);
+            put_bytes(out, value);
+        }
+        BodyRef::Delete { key, expected } => {
+            put_bytes(out, key);
+            put_opt_u64(out, expected);
+        }
+        BodyRef::Incr { key, delta } => {
+            put_bytes(out, key);
+            put_u64(out, delta as u64);
+        }
+        BodyRef::VRead { key } => put_bytes(out, key),
     }
     finish(start, out);
 }
