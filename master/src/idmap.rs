@@ -73,6 +73,10 @@ impl<V> ConnMap<V> {
     pub fn remove(&mut self, id: &usize) -> Option<V> {
         self.slots.get_mut(*id).and_then(Option::take)
     }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().flatten()
+    }
 }
 
 #[cfg(test)]

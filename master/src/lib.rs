@@ -22,8 +22,10 @@ pub mod keymap;
 mod listen;
 mod master;
 mod members;
+mod metrics;
 mod ops;
 mod outbox;
+mod page;
 mod peers;
 pub mod placement;
 mod recovery;
@@ -33,6 +35,7 @@ pub mod slaves;
 mod status;
 mod term;
 mod timer;
+mod web;
 
 pub use crate::config::Config;
 pub use crate::master::Master;

@@ -18,6 +18,7 @@ use crate::ha::{Ha, Roles};
 use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
+use crate::metrics::EventStats;
 use crate::ops::Ops;
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
@@ -35,6 +36,9 @@ pub struct Master {
     /// sends once its link is WELCOMEd (for STATUS), and the link it was asked on.
     primary_addr: String,
     asked_on: Option<ConnId>,
+    /// Takeovers and dropped slaves, for `/metrics`.
+    events: EventStats,
+    started: Instant,
 }
 
 impl Master {
@@ -48,6 +52,8 @@ impl Master {
             ops: Ops::default(),
             primary_addr: String::new(),
             asked_on: None,
+            events: EventStats::default(),
+            started: now,
         }
     }
 
@@ -123,6 +129,54 @@ impl Master {
         )
     }
 
+    /// Count a slave about to be dropped (one already out of service is not dropped again).
+    fn count_drop(&mut self, idx: SlaveIdx, why: &str) {
+        if matches!(
+            self.core.slaves.state(idx),
+            Some(State::Live | State::Joining)
+        ) {
+            self.events.dropped(why);
+        }
+    }
+
+    /// The `/metrics` text; the event loop adds what only it knows: bytes queued for peers
+    /// and its HTTP connections.
+    pub fn metrics(&self, buffered: u64, http_conns: u64, now: Instant) -> String {
+        let status = self.status();
+        let conns = self.core.peers.count_by_kind();
+        crate::metrics::render(&crate::metrics::Snapshot {
+            status: &status,
+            requests: &self.ops.stats,
+            events: &self.events,
+            copy_bytes: self.core.repairs.bytes_read(),
+            conns: &conns,
+            in_flight: self.in_flight(),
+            other_masters: self.core.cfg.other_masters().len(),
+            buffered,
+            http_conns,
+            uptime: now.saturating_duration_since(self.started),
+        })
+    }
+
+    pub(crate) fn request_stats(&self) -> &crate::metrics::RequestStats {
+        &self.ops.stats
+    }
+
+    /// What the status page shows besides the request counters.
+    pub(crate) fn page_view(&self, now: Instant) -> crate::page::PageView {
+        let heard = (self.core.slaves.latest_per_id().into_iter())
+            .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
+            .collect();
+        crate::page::PageView {
+            status: self.status(),
+            other_masters: (self.core.cfg.other_masters().iter())
+                .map(|a| a.to_string())
+                .collect(),
+            heard,
+            uptime: now.saturating_duration_since(self.started),
+        }
+    }
+
     /// Whether the connection is an admitted client (past HELLO and any authentication).
     pub fn is_client(&self, conn: ConnId) -> bool {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
@@ -172,7 +226,10 @@ impl Master {
     pub fn on_close(&mut self, conn: ConnId, now: Instant) {
         match self.core.peers.closed(conn) {
             Some(Peer::Client) => self.ops.orphan(conn),
-            Some(Peer::Slave(idx)) => self.members(now).drop(idx, "its connection closed"),
+            Some(Peer::Slave(idx)) => {
+                self.count_drop(idx, "its connection closed");
+                self.members(now).drop(idx, "its connection closed")
+            }
             Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
             Some(Peer::Supporter) => self.ha.supporter_closed(conn),
             Some(Peer::Primary) => self.ha.link_closed(now),
@@ -340,7 +397,10 @@ impl Master {
 
     fn route(&mut self, effect: Effect, now: Instant) {
         match effect {
-            Effect::DropSlave { slave, why } => self.members(now).drop(slave, &why),
+            Effect::DropSlave { slave, why } => {
+                self.count_drop(slave, &why);
+                self.members(now).drop(slave, &why)
+            }
             Effect::Suspect { slave, why } => self.members(now).suspect(slave, why),
             Effect::Dropped(slave) => {
                 let (ops, mut ctx) = self.parts(now);
@@ -355,6 +415,7 @@ impl Master {
                 ops.restart_deferred(&mut ctx);
             }
             Effect::TookOver { supporters, stale } => {
+                self.events.takeovers += 1;
                 for idx in self.core.slaves.absent_from(now) {
                     self.members(now).wait_for(idx);
                 }

@@ -26,6 +26,7 @@ use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
 use crate::outbox::Out;
+use crate::web::{Web, METRICS};
 
 /// Above this many unsent bytes for a peer, stop reading its requests until it drains.
 const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
@@ -34,9 +35,13 @@ const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
 pub fn run(cfg: Config) -> io::Result<()> {
     let mut server = Server::bind(cfg)?;
     // A closed stdout only loses the line: the master serves on.
+    let metrics = match server.metrics_addr() {
+        Some(addr) => format!(" metrics={addr}"),
+        None => String::new(),
+    };
     let _ = writeln!(
         io::stdout(),
-        "dsm-master ready: listen={} heartbeat={}",
+        "dsm-master ready: listen={} heartbeat={}{metrics}",
         server.local_addr()?,
         server.heartbeat_addr()?
     );
@@ -70,6 +75,8 @@ pub struct Server {
     held: Held,
     /// Scratch list of held connections due to be written.
     due: Vec<usize>,
+    /// `--metrics`: the HTTP endpoint, whose connections are in `conns` too (`web.rs`).
+    web: Option<Web>,
     cfg: Config,
 }
 
@@ -78,6 +85,10 @@ impl Server {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
         let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
+        let web = match cfg.metrics {
+            Some(addr) => Some(Web::bind(addr, poll.registry())?),
+            None => None,
+        };
         // The addresses bound (port 0 picks one): this master's id among masters and STATUS
         // name them.
         let cfg = Config {
@@ -98,6 +109,7 @@ impl Server {
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
+            web,
             cfg,
         })
     }
@@ -108,6 +120,11 @@ impl Server {
 
     pub fn heartbeat_addr(&self) -> io::Result<SocketAddr> {
         self.listeners.heartbeat_addr()
+    }
+
+    /// Where `/metrics` is served, with `--metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(|w| w.local_addr().ok())
     }
 
     /// One loop iteration: wait for events or the next timer, handle them, flush.
@@ -137,10 +154,14 @@ impl Server {
         for &(token, readable, writable) in &ready {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
+                METRICS => self.accept_http(),
                 Token(key) if self.link == Some((key, false)) => {
                     if readable || writable {
                         self.link_progress(key)
                     }
+                }
+                Token(key) if self.web.as_ref().is_some_and(|w| w.owns(key)) => {
+                    self.serve_http(key)
                 }
                 Token(key) => {
                     if writable && self.conns.contains(key) {
@@ -436,6 +457,49 @@ impl Server {
         }
         self.apply_out();
         self.flush_dirty();
+    }
+
+    /// Take waiting `--metrics` connections into the slab (closing the oldest at the cap).
+    fn accept_http(&mut self) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        let mut evicted = Vec::new();
+        crate::web::accept_all(web, &mut self.conns, self.poll.registry(), &mut evicted);
+        for key in evicted {
+            self.drop_http(key);
+        }
+    }
+
+    /// An event on a `--metrics` connection: answer what it asked, close it when done.
+    fn serve_http(&mut self, key: usize) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        // Counted only when a page is asked for: a walk over the connections, not per request.
+        let buffered: usize = self.conns.iter().map(|(_, c)| c.pending()).sum();
+        let http = self.conns.iter().filter(|(k, _)| web.owns(*k)).count();
+        let conn = &mut self.conns[key];
+        let registry = self.poll.registry();
+        let verdict = web.on_event(
+            key,
+            conn,
+            registry,
+            &self.core,
+            buffered as u64,
+            http as u64,
+        );
+        if verdict == dsm_net::http::Verdict::Close {
+            web.forget(key);
+            self.drop_http(key);
+        }
+    }
+
+    /// Remove a `--metrics` connection (the core never knew of it).
+    fn drop_http(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+        }
     }
 
     /// Forget a connection. `tell_core`: the loop decided (the core did not ask for it).

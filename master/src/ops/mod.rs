@@ -21,6 +21,7 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
+use crate::metrics::{RequestStats, READ, WRITE};
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
@@ -50,6 +51,8 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// Counters and latencies for `/metrics`.
+    pub stats: RequestStats,
 }
 
 impl Ops {
@@ -89,17 +92,19 @@ impl Ops {
     ) {
         // Not the primary, or a primary that has lost its lease (its backup may be taking
         // over): refuse at once so the client moves on instead of waiting for a deadline.
-        if let Some(text) = refusal {
-            let reply = Body::error(ErrorCode::NotPrimary, text);
-            return ctx.out.send(conn, req_id, reply);
-        }
         let (key, value) = match body {
             BodyRef::Read { key } => (key, None),
             BodyRef::Write { key, value } => (key, Some(value)),
             other => unreachable!("a request of {:?}", other.opcode()),
         };
-        if let Some((code, text)) = ctx.cfg.check_request(key, value) {
-            return ctx.out.send(conn, req_id, Body::error(code, text));
+        let refused = match refusal {
+            Some(text) => Some(Body::error(ErrorCode::NotPrimary, text)),
+            None => (ctx.cfg.check_request(key, value)).map(|(code, text)| Body::error(code, text)),
+        };
+        if let Some(reply) = refused {
+            let op = if value.is_some() { WRITE } else { READ };
+            self.stats.answered(op, &reply, None, ctx.now);
+            return ctx.out.send(conn, req_id, reply);
         }
         let kind = match value {
             Some(value) => OpKind::Write(WriteOp::new(value)),
@@ -131,6 +136,9 @@ impl Ops {
             deadline_at: ctx.now + ctx.cfg.request_timeout,
             deadline: None,
             kind,
+            arrived: ctx.now,
+            started_at: ctx.now,
+            acked_at: None,
         });
         // A READ's deadline is armed only if it has to wait (see `Op::deadline`).
         if !self.slab[id].is_read() {
@@ -149,6 +157,12 @@ impl Ops {
     }
 
     fn start(&mut self, ctx: &mut Ctx, id: OpId) {
+        let op = &mut self.slab[id];
+        if !op.started && op.client.is_some() {
+            let waited = ctx.now.saturating_duration_since(op.arrived);
+            self.stats.queued.record(waited);
+        }
+        op.started_at = ctx.now;
         let step = self.slab[id].start(id, ctx, &mut self.subs, &mut self.spread);
         self.apply(ctx.timers, id, step);
     }
@@ -254,6 +268,14 @@ impl Ops {
         if let Some(n) = op.client.and_then(|c| self.owed.get_mut(c)) {
             *n = n.saturating_sub(1);
         }
+        let kind = match op.kind {
+            OpKind::Read(_) => Some(READ),
+            OpKind::Write(_) => Some(WRITE),
+            OpKind::Copy(_) => None,
+        };
+        if let (Some(kind), Some(reply)) = (kind, &reply) {
+            self.stats.answered(kind, reply, Some(op.arrived), ctx.now);
+        }
         if let (Some(conn), Some(reply)) = (op.client, reply) {
             ctx.out.send(conn, op.req_id, reply);
         }
@@ -296,6 +318,12 @@ impl Ops {
             if let OpKind::Write(w) = kind {
                 if w.all_answered() {
                     let step = w.commit(&r, ctx);
+                    if !matches!(step, Step::AwaitBackup) {
+                        if let Some(acked) = op.acked_at {
+                            let waited = ctx.now.saturating_duration_since(acked);
+                            self.stats.backup.record(waited);
+                        }
+                    }
                     self.apply(ctx.timers, id, step);
                 }
             }
@@ -344,7 +372,15 @@ impl Ops {
     fn on_ack(&mut self, ctx: &mut Ctx, sub: u64, from: SlaveIdx, version: u64) {
         // A late ACK for a finished op, or one from a slave the STORE was not sent to.
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
-            let step = self.slab[s.op].acked(s.op, ctx, &mut self.subs, sub, from, version);
+            let took = ctx.now.saturating_duration_since(s.sent);
+            self.stats.service[0].record(took);
+            let op = &mut self.slab[s.op];
+            let step = op.acked(s.op, ctx, &mut self.subs, sub, from, version);
+            if matches!(&op.kind, OpKind::Write(w) if w.all_answered()) && op.acked_at.is_none() {
+                op.acked_at = Some(ctx.now);
+                let took = ctx.now.saturating_duration_since(op.started_at);
+                self.stats.replication.record(took);
+            }
             self.apply(ctx.timers, s.op, step);
         }
     }
@@ -358,6 +394,8 @@ impl Ops {
         answer: Option<(u64, Vec<u8>)>,
     ) {
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
+            let took = ctx.now.saturating_duration_since(s.sent);
+            self.stats.service[1].record(took);
             let (subs, spread) = (&mut self.subs, &mut self.spread);
             let step = self.slab[s.op].fetched(s.op, ctx, subs, spread, sub, from, answer);
             self.apply(ctx.timers, s.op, step);

@@ -1,0 +1,162 @@
+//! `--metrics ADDR` on the master: the HTTP endpoint's connections live in the event loop's
+//! slab beside the others (`server.rs` hands their events here), and three routes:
+//! `/metrics` (Prometheus text), `/` (the status page, `page.rs`) and `/status.json` is not
+//! served: the page is the human view, `/metrics` the machine one. Anything else is a 404.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dsm_net::http::{Endpoint, Page, Request, Verdict};
+use dsm_net::Conn;
+use log::{debug, info};
+use mio::{Registry, Token};
+use slab::Slab;
+
+use crate::master::Master;
+use crate::metrics::RequestStats;
+
+/// The listening socket's token (the slab's keys stay below the fixed tokens).
+pub(crate) const METRICS: Token = Token(usize::MAX - 3);
+
+pub(crate) struct Web {
+    endpoint: Endpoint,
+    /// The request counters as of an earlier page, for the rates and recent percentiles.
+    window: Option<(Instant, RequestStats)>,
+    /// The one before it: the page compares with whichever is at least a second old.
+    older: Option<(Instant, RequestStats)>,
+}
+
+impl Web {
+    pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Web> {
+        let endpoint = Endpoint::bind(addr, registry, METRICS)?;
+        info!(
+            "metrics on http://{}/metrics, status page on http://{}/",
+            endpoint.local_addr()?,
+            endpoint.local_addr()?
+        );
+        Ok(Web {
+            endpoint,
+            window: None,
+            older: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    #[inline]
+    pub fn owns(&self, key: usize) -> bool {
+        self.endpoint.owns(key)
+    }
+
+    /// The next waiting connection, to go into the slab; with the key of an old one to close
+    /// first when the endpoint is full.
+    pub fn accept(&mut self) -> Option<(mio::net::TcpStream, Option<usize>)> {
+        let stream = self.endpoint.accept()?;
+        Some((stream, self.endpoint.to_evict()))
+    }
+
+    pub fn adopt(&mut self, key: usize) {
+        self.endpoint.adopt(key);
+    }
+
+    pub fn forget(&mut self, key: usize) {
+        self.endpoint.forget(key);
+    }
+
+    /// An event on HTTP connection `key`; `buffered` is what the loop has queued for its
+    /// other peers, `http_conns` how many HTTP connections are open.
+    pub fn on_event(
+        &mut self,
+        key: usize,
+        conn: &mut Conn,
+        registry: &Registry,
+        master: &Master,
+        buffered: u64,
+        http_conns: u64,
+    ) -> Verdict {
+        let now = Instant::now();
+        let Web {
+            endpoint,
+            window,
+            older,
+        } = self;
+        endpoint.on_event(key, conn, registry, |req: &Request| {
+            debug!("http {} {}", req.method, req.path);
+            match req.path {
+                "/metrics" => Page::ok(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    master.metrics(buffered, http_conns, now),
+                ),
+                "/" => {
+                    let stats = master.request_stats().clone();
+                    let since = pick_window(window, older, now);
+                    let html = crate::page::render(&master.page_view(now), &stats, since);
+                    slide(window, older, now, stats);
+                    Page::ok("text/html; charset=utf-8", html)
+                }
+                path => Page::not_found(path),
+            }
+        })
+    }
+}
+
+/// The earlier sample to compare with: the newest one at least a second old.
+fn pick_window<'a>(
+    window: &'a Option<(Instant, RequestStats)>,
+    older: &'a Option<(Instant, RequestStats)>,
+    now: Instant,
+) -> Option<(Duration, &'a RequestStats)> {
+    [window, older]
+        .into_iter()
+        .flatten()
+        .map(|(t, s)| (now.saturating_duration_since(*t), s))
+        .find(|(age, _)| *age >= Duration::from_secs(1))
+}
+
+/// Keep this page's sample; the previous one stays as the older, unless it is too young to
+/// compare with yet.
+fn slide(
+    window: &mut Option<(Instant, RequestStats)>,
+    older: &mut Option<(Instant, RequestStats)>,
+    now: Instant,
+    stats: RequestStats,
+) {
+    let young = window
+        .as_ref()
+        .is_some_and(|(t, _)| now.saturating_duration_since(*t) < Duration::from_secs(1));
+    if young {
+        return;
+    }
+    *older = window.take();
+    *window = Some((now, stats));
+}
+
+/// Accept every waiting HTTP connection into `conns` (the loop's slab); returns the keys of
+/// old connections to close to make room.
+pub(crate) fn accept_all(
+    web: &mut Web,
+    conns: &mut Slab<Conn>,
+    registry: &Registry,
+    evicted: &mut Vec<usize>,
+) {
+    while let Some((mut stream, evict)) = web.accept() {
+        if let Some(old) = evict {
+            // Forgotten now so the next accept sees room; the loop closes it.
+            web.forget(old);
+            evicted.push(old);
+        }
+        let entry = conns.vacant_entry();
+        let key = entry.key();
+        if registry
+            .register(&mut stream, Token(key), mio::Interest::READABLE)
+            .is_err()
+        {
+            continue;
+        }
+        entry.insert(Conn::new(stream, 0));
+        web.adopt(key);
+    }
+}
