@@ -33,6 +33,7 @@ install: build
 
 # The process-level tests start the debug binaries, so build them first.
 test:
+	scripts/test-tools.sh
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 

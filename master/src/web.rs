@@ -83,7 +83,7 @@ impl Web {
             window,
             older,
         } = self;
-        endpoint.on_event(key, conn, registry, |req: &Request| {
+        endpoint.on_event(key, Token(key), conn, registry, |req: &Request| {
             debug!("http {} {}", req.method, req.path);
             match req.path {
                 "/metrics" => Page::ok(

@@ -272,6 +272,7 @@ impl Endpoint {
     pub fn on_event(
         &mut self,
         key: usize,
+        token: Token,
         conn: &mut Conn,
         registry: &Registry,
         mut route: impl FnMut(&Request) -> Page,
@@ -280,7 +281,7 @@ impl Endpoint {
             return Verdict::Close;
         };
         let verdict = loop {
-            match conn.flush_and_rearm(registry, Token(key)) {
+            match conn.flush_and_rearm(registry, token) {
                 Io::Closed => break Verdict::Close,
                 _ if conn.pending() > 0 => break Verdict::Keep,
                 _ if slot.closing => break Verdict::Close,

@@ -33,6 +33,8 @@ pub struct Node {
     connecting: bool,
     /// The slave's outbox, drained; kept for its capacity.
     out: Vec<Out>,
+    /// `--metrics`: the HTTP endpoint (`web.rs`).
+    web: Option<crate::web::Web>,
 }
 
 /// Load the data directory (if any), then serve the master until the poller itself fails.
@@ -52,7 +54,12 @@ impl Node {
     /// master.
     pub fn new(cfg: Config, store: Store, poll: Poll) -> io::Result<Node> {
         let now = Instant::now();
+        let web = match cfg.metrics {
+            Some(addr) => Some(crate::web::Web::bind(addr, poll.registry())?),
+            None => None,
+        };
         let mut node = Node {
+            web,
             slave: Slave::with_store(&cfg, store, now),
             cfg,
             poll,
@@ -81,6 +88,11 @@ impl Node {
                 self.connect_progress(now);
             } else {
                 self.serve(now);
+            }
+        }
+        if let Some(web) = self.web.as_mut() {
+            for event in self.events.iter() {
+                web.on_event(event, self.poll.registry(), &self.slave);
             }
         }
         self.slave.on_tick(now);
@@ -152,8 +164,16 @@ impl Node {
                         self.drop_conn();
                     }
                     Out::Ready => {
+                        let metrics = match self.web.as_ref().and_then(|w| w.local_addr().ok()) {
+                            Some(addr) => format!(" metrics={addr}"),
+                            None => String::new(),
+                        };
                         // A closed stdout only loses the line: the slave serves on.
-                        let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
+                        let _ = writeln!(
+                            std::io::stdout(),
+                            "dsm-slave ready: id={}{metrics}",
+                            self.cfg.id
+                        );
                     }
                 }
             }

@@ -56,6 +56,9 @@ pub struct Store {
     full: RefusalLog,
     /// The time of the last frame or turn, for the refusal log.
     now: Instant,
+    /// STOREs and FETCHes taken (`/metrics`).
+    pub stores: u64,
+    pub fetches: u64,
 }
 
 /// Where a report of what is held stands.
@@ -87,6 +90,8 @@ impl Store {
             answers: Vec::new(),
             full: RefusalLog::default(),
             now: Instant::now(),
+            stores: 0,
+            fetches: 0,
         }
     }
 
@@ -268,6 +273,7 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Option<Reply<'_>> {
+        self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
             return Some(Reply::Frame(Frame::new(req, stale)));
         }
@@ -340,6 +346,7 @@ impl Store {
     }
 
     fn fetch(&mut self, req: u64, epoch: u64, key: &[u8]) -> Reply<'_> {
+        self.fetches += 1;
         if let Some(stale) = self.fence(epoch) {
             return Reply::Frame(Frame::new(req, stale));
         }

@@ -56,6 +56,7 @@ impl Cluster {
         self.strangers.push(Proc {
             child,
             stopped: false,
+            metrics: None,
         });
     }
 
@@ -72,6 +73,7 @@ impl Cluster {
         self.strangers.push(Proc {
             child,
             stopped: false,
+            metrics: None,
         });
         parse_ready_addr(&line, "listen")
     }
