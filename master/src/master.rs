@@ -167,11 +167,16 @@ impl Master {
         let heard = (self.core.slaves.latest_per_id().into_iter())
             .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
             .collect();
+        // Those configured, and on a primary the standbys it has heard from.
+        let mut others = self.core.cfg.other_masters();
+        for a in self.ha.standbys() {
+            if !others.contains(a) {
+                others.push(*a);
+            }
+        }
         crate::page::PageView {
             status: self.status(),
-            other_masters: (self.core.cfg.other_masters().iter())
-                .map(|a| a.to_string())
-                .collect(),
+            other_masters: others.iter().map(|a| a.to_string()).collect(),
             heard,
             uptime: now.saturating_duration_since(self.started),
         }

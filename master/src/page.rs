@@ -73,7 +73,7 @@ pub(crate) fn render(
     for m in &v.other_masters {
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{} (heartbeat)</td><td class=\"l\">peer</td></tr>",
+            "<tr class=\"master\"><td class=\"l\">{} (heartbeat)</td><td class=\"l\">standby or peer</td></tr>",
             esc(m)
         );
     }
@@ -113,7 +113,8 @@ pub(crate) fn render(
     let _ = write!(
         h,
         "<h2>Requests {window}</h2><table id=\"requests\"><tr><th class=\"l\">op</th>\
-         <th>per second</th><th>answered</th><th>errors</th><th>p50</th><th>p99</th></tr>"
+         <th>per second</th><th>answered</th><th>errors</th><th>p50</th><th>p99</th>\
+         <th>answered since start</th></tr>"
     );
     for (op, name) in OPS.iter().enumerate() {
         let (hist, answered, errors, secs) = match since {
@@ -138,9 +139,10 @@ pub(crate) fn render(
         let _ = write!(
             h,
             "<tr><td class=\"l\">{name}</td><td>{rate:.1}</td><td>{answered}</td><td>{errors}</td>\
-             <td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
             show(hist.quantile(0.5)),
-            show(hist.quantile(0.99))
+            show(hist.quantile(0.99)),
+            total(&now.answered[op]),
         );
     }
     h.push_str(
