@@ -233,3 +233,74 @@ fn the_endpoint_refuses_what_it_does_not_serve_and_serves_on() {
     );
     assert!(all.contains("HTTP/1.1 404 Not Found\r\n"));
 }
+
+#[test]
+fn top_prints_the_masters_numbers() {
+    let cluster = Cluster::start(ClusterOpts {
+        slaves: 2,
+        replicas: 2,
+        master_args: metrics_args(),
+        ..Default::default()
+    });
+    let addr = cluster.master_metrics(MasterId::PRIMARY);
+    let mut c = cluster.client();
+    for i in 0..7 {
+        c.write(format!("top{i}").as_bytes(), b"v").unwrap();
+    }
+    // Writes go on while top watches, so its second line has a rate and percentiles.
+    let masters = [cluster.master_addr()];
+    let writer = std::thread::spawn(move || {
+        let mut c = dsm_client::Client::connect(&masters).unwrap();
+        for _ in 0..200 {
+            c.write(b"top0", b"again").unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut cmd = Command::new(dsm_tests::bin("dsm-client"));
+    cmd.args([
+        "top",
+        "--metrics",
+        &addr.to_string(),
+        "--interval-ms",
+        "300",
+        "--count",
+        "2",
+    ]);
+    let done = dsm_tests::run(&mut cmd, b"", Duration::from_secs(30));
+    writer.join().unwrap();
+    assert_eq!(done.code(), Some(0), "{}", done.stderr());
+    let out = done.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("role") && lines[0].contains("wr p99"),
+        "{out}"
+    );
+    let first: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&first[..5], ["primary", "1", "2/2", "7", "0"], "{out}");
+    let second: Vec<&str> = lines[2].split_whitespace().collect();
+    // role epoch slaves keys under | rd/s err/s p50 p99 | wr/s err/s p50 p99
+    let wr_rate: f64 = second[11].parse().unwrap_or_else(|_| panic!("{out}"));
+    assert!(wr_rate > 0.0, "no write rate: {out}");
+    assert!(
+        second[13].ends_with("us") || second[13].ends_with("ms"),
+        "wr p50: {out}"
+    );
+
+    // No endpoint there: a clear error and status 2.
+    let mut cmd = Command::new(dsm_tests::bin("dsm-client"));
+    cmd.args([
+        "top",
+        "--metrics",
+        &cluster.master_addr().to_string(),
+        "--count",
+        "1",
+    ]);
+    let bad = dsm_tests::run(&mut cmd, b"", Duration::from_secs(30));
+    assert_eq!(bad.code(), Some(2));
+    assert!(
+        bad.stderr().contains("cannot read http://"),
+        "{}",
+        bad.stderr()
+    );
+}
