@@ -90,7 +90,7 @@ pub fn main(args: &[String]) -> i32 {
                 return 2;
             }
         };
-        if lines % 20 == 0 {
+        if lines.is_multiple_of(20) {
             let header = format!(
                 "{:<10} {:>5} {:>7} {:>9} {:>6} | {:>8} {:>6} {:>9} {:>9} | {:>8} {:>6} {:>9} {:>9}",
                 "role", "epoch", "slaves", "keys", "under", "rd/s", "err/s", "rd p50", "rd p99",
