@@ -73,6 +73,12 @@ impl Master {
         self.core.out.drain_into(into);
     }
 
+    /// The event loop is closing `conn`: nothing queued for it may go out, since its slab
+    /// key can be given to the next connection accepted.
+    pub fn forget_out(&mut self, conn: ConnId) {
+        self.core.out.forget(conn);
+    }
+
     /// Take back an entry the event loop has written: a VALUE reply's buffer becomes the
     /// buffer of a later FETCHED answer.
     pub fn recycle(&mut self, out: Out) {

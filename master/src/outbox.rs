@@ -108,6 +108,15 @@ impl Outbox {
         self.items.push(Out::Persist(state));
     }
 
+    /// Drop everything still queued for `conn`: its connection is gone, and its slab key may
+    /// soon name another peer, which must not receive what was meant for this one.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.items.retain(|o| match o {
+            Out::Send(c, _) | Out::SendShared(c, _) | Out::Close(c) => *c != conn,
+            Out::Persist(_) => true,
+        });
+    }
+
     pub fn drain_into(&mut self, into: &mut Vec<Out>) {
         into.append(&mut self.items);
     }
@@ -147,5 +156,33 @@ impl ValuePool {
                 self.bufs.push(value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsm_wire::Body;
+
+    /// A connection closed mid-turn: what was queued for it is dropped, everything else
+    /// stays in order (its slab key may be reused by the next accept in the same turn).
+    #[test]
+    fn forget_drops_only_the_closed_connection() {
+        let mut out = Outbox::default();
+        out.send(3, 1, Body::Ping);
+        out.send(4, 2, Body::Ping);
+        out.close(3);
+        out.send(4, 3, Body::Ping);
+        out.forget(3);
+        let mut items = Vec::new();
+        out.drain_into(&mut items);
+        let conns: Vec<(ConnId, u64)> = items
+            .iter()
+            .map(|o| match o {
+                Out::Send(c, f) => (*c, f.req_id),
+                _ => panic!("only sends should be left, not {o:?}"),
+            })
+            .collect();
+        assert_eq!(conns, vec![(4, 2), (4, 3)]);
     }
 }

@@ -30,6 +30,10 @@ use crate::web::{Web, METRICS};
 
 /// Above this many unsent bytes for a peer, stop reading its requests until it drains.
 const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
+/// Reads of one connection per turn: a peer that sends faster than the master handles (a
+/// slave streaming large FETCHED answers) must not keep the loop from its timers and its
+/// other connections. The rest is read next turn (see `Server::unread`).
+const READS_PER_TURN: usize = 16;
 
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
@@ -69,6 +73,9 @@ pub struct Server {
     ready: Vec<(Token, bool, bool)>,
     /// Connections we stopped reading because their replies pile up.
     paused: Vec<usize>,
+    /// Connections left with bytes unread when their budget ran out: edge-triggered polling
+    /// will not report them again, so the next turn reads them without waiting.
+    unread: Vec<usize>,
     /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
     link: Option<(usize, bool)>,
     /// Client connections whose queued replies are held back (see the module doc).
@@ -77,6 +84,8 @@ pub struct Server {
     due: Vec<usize>,
     /// `--metrics`: the HTTP endpoint, whose connections are in `conns` too (`web.rs`).
     web: Option<Web>,
+    /// The listeners were resumed while a connection closed: accept at the end of the turn.
+    accept_again: bool,
     cfg: Config,
 }
 
@@ -106,10 +115,12 @@ impl Server {
             dirty: Vec::new(),
             ready: Vec::new(),
             paused: Vec::new(),
+            unread: Vec::new(),
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
             web,
+            accept_again: false,
             cfg,
         })
     }
@@ -174,10 +185,17 @@ impl Server {
             }
         }
         self.ready = ready;
+        self.read_unread();
         self.core.on_tick(polled_at);
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
+        if std::mem::take(&mut self.accept_again) {
+            self.accept(LISTENER);
+            self.accept(HEARTBEAT);
+            self.apply_out();
+            self.flush_dirty();
+        }
         self.core.end_turn();
         Ok(())
     }
@@ -190,6 +208,11 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
+        if !self.unread.is_empty() {
+            // Bytes wait in some sockets already: look for other events, do not sleep.
+            self.release_held();
+            return self.poll.poll(&mut self.events, Some(Duration::ZERO));
+        }
         let spin = !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0;
         let mut until = Instant::now() + self.cfg.spin;
         if let Some(timer) = self.core.next_deadline() {
@@ -272,7 +295,7 @@ impl Server {
     }
 
     fn read(&mut self, key: usize) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let conn = &mut self.conns[key];
             if conn.pending() > HIGH_WATERMARK {
                 if !self.paused.contains(&key) {
@@ -314,6 +337,18 @@ impl Server {
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
             if self.conns.get(key).is_none_or(|c| c.drained()) {
                 return;
+            }
+        }
+        if !self.unread.contains(&key) {
+            self.unread.push(key);
+        }
+    }
+
+    /// Go on reading the connections whose budget ran out last turn.
+    fn read_unread(&mut self) {
+        for key in std::mem::take(&mut self.unread) {
+            if self.conns.contains(key) && !self.paused.contains(&key) {
+                self.read(key);
             }
         }
     }
@@ -513,12 +548,18 @@ impl Server {
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.paused.retain(|&k| k != key);
+        self.unread.retain(|&k| k != key);
+        // Frames the core queued for this peer earlier in the turn (a STORE for a slave whose
+        // EOF came later in the same batch of events) must not reach whoever gets this slab
+        // key next.
+        self.core.forget_out(key);
         if tell_core {
             self.core.on_close(key, Instant::now());
         }
         if self.listeners.resume(self.conns.len()) {
-            self.accept(LISTENER);
-            self.accept(HEARTBEAT);
+            // Accepted at the end of the turn, not here: `apply_out` may still hold entries
+            // for `key`, and a connection accepted now could be given that key.
+            self.accept_again = true;
         }
     }
 }
