@@ -511,19 +511,13 @@ impl Server {
         let Some(web) = self.web.as_mut() else {
             return;
         };
-        // Counted only when a page is asked for: a walk over the connections, not per request.
-        let buffered: usize = self.conns.iter().map(|(_, c)| c.pending()).sum();
-        let http = self.conns.iter().filter(|(k, _)| web.owns(*k)).count();
+        // A walk over every connection, at most every 100 ms however many HTTP events come
+        // (a scraper sending a byte at a time must not make the loop walk them per byte).
+        let conns = &self.conns;
+        let buffered = web.buffered(|| conns.iter().map(|(_, c)| c.pending() as u64).sum());
         let conn = &mut self.conns[key];
         let registry = self.poll.registry();
-        let verdict = web.on_event(
-            key,
-            conn,
-            registry,
-            &self.core,
-            buffered as u64,
-            http as u64,
-        );
+        let verdict = web.on_event(key, conn, registry, &self.core, buffered);
         if verdict == dsm_net::http::Verdict::Close {
             web.forget(key);
             self.drop_http(key);

@@ -25,6 +25,8 @@ pub(crate) struct Web {
     window: Option<(Instant, RequestStats)>,
     /// The one before it: the page compares with whichever is at least a second old.
     older: Option<(Instant, RequestStats)>,
+    /// Bytes queued for all peers, and when they were counted (see [`Web::buffered`]).
+    buffered: (u64, Option<Instant>),
 }
 
 impl Web {
@@ -39,6 +41,7 @@ impl Web {
             endpoint,
             window: None,
             older: None,
+            buffered: (0, None),
         })
     }
 
@@ -66,8 +69,19 @@ impl Web {
         self.endpoint.forget(key);
     }
 
-    /// An event on HTTP connection `key`; `buffered` is what the loop has queued for its
-    /// other peers, `http_conns` how many HTTP connections are open.
+    /// The bytes queued for peers, counted by `count` (a walk over the connections) at most
+    /// every 100 ms.
+    pub fn buffered(&mut self, count: impl FnOnce() -> u64) -> u64 {
+        let now = Instant::now();
+        let fresh = (self.buffered.1)
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(100));
+        if !fresh {
+            self.buffered = (count(), Some(now));
+        }
+        self.buffered.0
+    }
+
+    /// An event on HTTP connection `key`; `buffered` is what the loop has queued for peers.
     pub fn on_event(
         &mut self,
         key: usize,
@@ -75,13 +89,14 @@ impl Web {
         registry: &Registry,
         master: &Master,
         buffered: u64,
-        http_conns: u64,
     ) -> Verdict {
         let now = Instant::now();
+        let http_conns = self.endpoint.open() as u64;
         let Web {
             endpoint,
             window,
             older,
+            ..
         } = self;
         endpoint.on_event(key, Token(key), conn, registry, |req: &Request| {
             debug!("http {} {}", req.method, req.path);

@@ -210,6 +210,11 @@ impl Endpoint {
         self.token
     }
 
+    /// HTTP connections open.
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
     /// Whether slab key `key` is one of this endpoint's connections.
     #[inline]
     pub fn owns(&self, key: usize) -> bool {
