@@ -21,7 +21,7 @@ pub(crate) enum Effect {
     /// for `supporters` that voted for it (the others redial); `stale`: one of them said its
     /// map is out of step, so it recovers from the slaves.
     TookOver {
-        supporters: Vec<(ConnId, crate::ha::Supporter)>,
+        supporters: Vec<(ConnId, crate::supporter::Supporter)>,
         stale: bool,
     },
     /// This master stepped down (why): let go of the slaves and answer the open operations.

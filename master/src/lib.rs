@@ -33,6 +33,7 @@ mod repair;
 pub mod server;
 pub mod slaves;
 mod status;
+mod supporter;
 mod term;
 mod timer;
 mod web;

@@ -465,7 +465,11 @@ impl Master {
 
     /// Elected: the supporters that voted for this master become its slaves (with what they
     /// sent since, their INVENTORY); the others are let go, to register again.
-    fn take_supporters(&mut self, supporters: Vec<(ConnId, crate::ha::Supporter)>, now: Instant) {
+    fn take_supporters(
+        &mut self,
+        supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        now: Instant,
+    ) {
         for (conn, s) in supporters {
             if s.voted != Some(true) {
                 self.core.peers.close(conn, &mut self.core.out);

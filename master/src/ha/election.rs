@@ -17,27 +17,7 @@ use dsm_wire::Body;
 use log::{info, warn};
 
 use crate::outbox::ConnId;
-
-/// A slave supporting this standby.
-#[derive(Debug, Clone)]
-pub(crate) struct Supporter {
-    pub id: String,
-    pub boot: u64,
-    /// The highest epoch it said (in its HELLO) it had seen.
-    pub seen: u64,
-    /// It was sent our TAKEOVER (and has not refused it since), at this time: a granted vote
-    /// is its promise from then.
-    pub asked: Option<Instant>,
-    /// Its answer to our TAKEOVER, once it came: granted?
-    pub voted: Option<bool>,
-    /// It was told this standby is out of step with the primary.
-    pub stale: bool,
-    /// TAKEOVER asked it to report what it holds.
-    pub inventory: bool,
-    /// What it sent after granting its vote (its INVENTORY), kept until this standby is
-    /// elected and takes it as a slave.
-    pub held: Vec<Body>,
-}
+use crate::supporter::Supporter;
 
 /// A campaign under way.
 #[derive(Debug)]

@@ -31,7 +31,6 @@ use crate::peers::Peer;
 use crate::timer::{Timer, Timers};
 
 use election::Next;
-pub(crate) use election::Supporter;
 use follow::Follow;
 use link::Link;
 use primary::{BackupSays, Primary};
