@@ -170,6 +170,96 @@ impl Client {
         }
     }
 
+    /// The value of `key` and its version, or `None` when the master says NOT_FOUND.
+    pub fn read_versioned(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        match self.one(Body::VRead { key: key.to_vec() })? {
+            Body::Versioned { version, value } => Ok(Some((version, value))),
+            Body::NotFound => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Store `value` under `key` and return the new version; with `expected`, only if the
+    /// key's committed version is still that one (0: only if the key does not exist), else
+    /// [`Error::Conflict`] with the current version, and nothing is written.
+    pub fn set(&mut self, key: &[u8], value: &[u8], expected: Option<u64>) -> Result<u64, Error> {
+        let body = Body::Set {
+            key: key.to_vec(),
+            expected,
+            value: value.to_vec(),
+        };
+        match self.one(body)? {
+            Body::Written { version } => Ok(version),
+            Body::Conflict { version } => Err(Error::Conflict { current: version }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Delete `key` (with `expected`, only at that version, as [`Client::set`]): the version
+    /// of its tombstone, or `None` when there was no such key.
+    pub fn delete(&mut self, key: &[u8], expected: Option<u64>) -> Result<Option<u64>, Error> {
+        let body = Body::Delete {
+            key: key.to_vec(),
+            expected,
+        };
+        match self.one(body)? {
+            Body::Written { version } => Ok(Some(version)),
+            Body::NotFound => Ok(None),
+            Body::Conflict { version } => Err(Error::Conflict { current: version }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Add `delta` to the counter in `key` (a missing key counts as 0): the new value and
+    /// its version.
+    pub fn incr(&mut self, key: &[u8], delta: i64) -> Result<(i64, u64), Error> {
+        let body = Body::Incr {
+            key: key.to_vec(),
+            delta,
+        };
+        match self.one(body)? {
+            Body::Versioned { version, value } => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(|n| (n, version))
+                .ok_or_else(|| Error::Protocol("INCR answered a value that is no integer".into())),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One page of the keys under `prefix`, from `cursor` (0 to begin): the keys, and the
+    /// cursor of the next page (0: the scan is over).
+    pub fn scan_page(
+        &mut self,
+        prefix: &[u8],
+        cursor: u64,
+        limit: u32,
+    ) -> Result<(Vec<Vec<u8>>, u64), Error> {
+        let body = Body::Scan {
+            prefix: prefix.to_vec(),
+            cursor,
+            limit,
+        };
+        match self.one(body)? {
+            Body::Keys { next, keys } => Ok((keys, next)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every key under `prefix`, page by page: each key that exists for the whole scan is
+    /// listed once (keys created or deleted meanwhile may or may not be).
+    pub fn scan(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let (mut all, mut cursor) = (Vec::new(), 0);
+        loop {
+            let (keys, next) = self.scan_page(prefix, cursor, 1000)?;
+            all.extend(keys);
+            if next == 0 {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
     /// Tell the master that slave `id` is gone for good (its disk is lost): its copies no
     /// longer count, and keys only it held read NOT_FOUND from then on.
     pub fn forget_slave(&mut self, id: &str) -> Result<(), Error> {
@@ -279,7 +369,7 @@ impl Client {
                 Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
                     let master = self.master();
                     for &i in &todo {
-                        if answers[i].is_none() && matches!(bodies[i], Body::Write { .. }) {
+                        if answers[i].is_none() && changes(&bodies[i]) {
                             answers[i] = Some(Err(Error::Unknown(format!(
                                 "the connection to {master} broke before the answer ({e})"
                             ))));
@@ -462,6 +552,27 @@ enum Round {
 
 /// What no master can take, refused before sending: an empty key, and a key or value longer
 /// than a frame's `u32` lengths can say (which the encoder would refuse with a panic).
+/// Whether a request changes the store (so it is never sent twice blindly).
+fn changes(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Write { .. } | Body::Set { .. } | Body::Delete { .. } | Body::Incr { .. }
+    )
+}
+
+/// The key of a request on one key.
+fn key_of(body: &Body) -> Option<&[u8]> {
+    match body {
+        Body::Write { key, .. }
+        | Body::Read { key }
+        | Body::VRead { key }
+        | Body::Set { key, .. }
+        | Body::Delete { key, .. }
+        | Body::Incr { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
 fn check_key(body: &Body) -> Result<(), Error> {
     let too_long = |what: &str, n: usize| {
         Error::Invalid(format!(
@@ -469,13 +580,15 @@ fn check_key(body: &Body) -> Result<(), Error> {
         ))
     };
     match body {
-        Body::Write { key, .. } | Body::Read { key } if key.is_empty() => {
+        _ if key_of(body).is_some_and(<[u8]>::is_empty) => {
             Err(Error::Invalid("the key is empty".into()))
         }
-        Body::Write { key, .. } | Body::Read { key } if key.len() > MAX_LEN => {
-            Err(too_long("key", key.len()))
+        _ if key_of(body).is_some_and(|k| k.len() > MAX_LEN) => {
+            Err(too_long("key", key_of(body).map_or(0, <[u8]>::len)))
         }
-        Body::Write { key, value } if key.len() + value.len() + 64 > MAX_LEN => {
+        Body::Write { key, value } | Body::Set { key, value, .. }
+            if key.len() + value.len() + 64 > MAX_LEN =>
+        {
             Err(too_long("value", value.len()))
         }
         _ => Ok(()),

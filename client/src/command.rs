@@ -7,11 +7,41 @@
 /// ([`from_words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Write { key: Vec<u8>, value: Vec<u8> },
-    Read { key: Vec<u8> },
-    Status { json: bool },
+    Write {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Read {
+        key: Vec<u8>,
+    },
+    /// READ with the version: prints `VERSION VALUE`.
+    VRead {
+        key: Vec<u8>,
+    },
+    /// A write answered with its version; with `expected`, compare-and-set.
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+        expected: Option<u64>,
+    },
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    Scan {
+        prefix: Vec<u8>,
+    },
+    Status {
+        json: bool,
+    },
     Ping,
-    Forget { id: String },
+    Forget {
+        id: String,
+    },
     Help,
     Quit,
 }
@@ -22,6 +52,14 @@ Commands (case-insensitive, one per line):
   WRITE key value...   store value: the rest of the line after the key, inner and
                        trailing spaces kept (WRITE key \"\" stores an empty value)
   READ key             print the value (NOT_FOUND if there is none)
+  VREAD key            print the version and the value: VERSION VALUE
+  CAS key version value...  write only if the key is still at that version (0: only if
+                       it does not exist); prints OK VERSION, or ERROR CONFLICT with
+                       the current version
+  DELETE key           delete the key; prints OK VERSION (NOT_FOUND if there was none)
+  INCR key [delta]     add delta (default 1) to the integer in key (missing: 0);
+                       prints the new value
+  SCAN [prefix]        every key (under prefix), one per line
   STATUS [--json]      which master answered, its role, the primary, the backup,
                        the live and the absent slaves
   PING                 one round trip to the master
@@ -37,12 +75,29 @@ const WRITE_USAGE: &str = "usage: WRITE key value (WRITE key \"\" for an empty v
 const READ_USAGE: &str = "usage: READ key";
 const STATUS_USAGE: &str = "usage: STATUS [--json]";
 const FORGET_USAGE: &str = "usage: FORGET-SLAVE id";
+const VREAD_USAGE: &str = "usage: VREAD key";
+const CAS_USAGE: &str = "usage: CAS key version value";
+const DELETE_USAGE: &str = "usage: DELETE key";
+const INCR_USAGE: &str = "usage: INCR key [delta]";
+const SCAN_USAGE: &str = "usage: SCAN [prefix]";
+
+fn number<T: std::str::FromStr>(word: &[u8], what: &str) -> Result<T, String> {
+    std::str::from_utf8(word)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{what} '{}' is not a number", String::from_utf8_lossy(word)))
+}
 
 /// The command a name stands for, if any (`write`, `READ`, `forget-slave`, ...).
 fn name_of(word: &[u8]) -> Option<&'static str> {
-    const NAMES: [&str; 9] = [
+    const NAMES: [&str; 14] = [
         "write",
         "read",
+        "vread",
+        "cas",
+        "delete",
+        "incr",
+        "scan",
         "status",
         "ping",
         "forget-slave",
@@ -60,9 +115,14 @@ fn name_of(word: &[u8]) -> Option<&'static str> {
 }
 
 /// Every command name, for completion in the interactive REPL.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 13] = [
     "WRITE",
     "READ",
+    "VREAD",
+    "CAS",
+    "DELETE",
+    "INCR",
+    "SCAN",
     "STATUS",
     "PING",
     "FORGET-SLAVE",
@@ -118,6 +178,52 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Command>, String> {
         "read" => Command::Read {
             key: only_word(rest, READ_USAGE)?,
         },
+        "vread" => Command::VRead {
+            key: only_word(rest, VREAD_USAGE)?,
+        },
+        "cas" => {
+            let (key, rest) = next_word(rest)?.ok_or(CAS_USAGE)?;
+            let (version, rest) = next_word(rest)?.ok_or(CAS_USAGE)?;
+            let expected = Some(number(&version, "version")?);
+            let rest = blank_start(rest);
+            if rest.is_empty() {
+                return Err(CAS_USAGE.into());
+            }
+            let value = if is_quote(rest[0]) {
+                let (value, tail) = quoted(rest)?;
+                if !blank_start(tail).is_empty() {
+                    return Err("a quoted value must be the whole rest of the line".into());
+                }
+                value
+            } else {
+                rest.to_vec()
+            };
+            Command::Set {
+                key,
+                value,
+                expected,
+            }
+        }
+        "delete" => Command::Delete {
+            key: only_word(rest, DELETE_USAGE)?,
+            expected: None,
+        },
+        "incr" => match words(rest)?.as_slice() {
+            [key] => Command::Incr {
+                key: key.clone(),
+                delta: 1,
+            },
+            [key, delta] => Command::Incr {
+                key: key.clone(),
+                delta: number(delta, "delta")?,
+            },
+            _ => return Err(INCR_USAGE.into()),
+        },
+        "scan" => match words(rest)?.as_slice() {
+            [] => Command::Scan { prefix: Vec::new() },
+            [p] => Command::Scan { prefix: p.clone() },
+            _ => return Err(SCAN_USAGE.into()),
+        },
         "status" => match words(rest)?.as_slice() {
             [] => Command::Status { json: false },
             [w] if w == b"--json" => Command::Status { json: true },
@@ -146,6 +252,18 @@ pub fn from_words(words: &[Vec<u8>], value: Option<Vec<u8>>) -> Result<Command, 
         return Err("--value-file goes with write only".into());
     }
     let cmd = match (name, args) {
+        ("write", [flag, n, key, first, more @ ..]) if flag == b"--if-version" => {
+            let mut value = first.clone();
+            for w in more {
+                value.push(b' ');
+                value.extend_from_slice(w);
+            }
+            Command::Set {
+                key: key.clone(),
+                value,
+                expected: Some(number(n, "--if-version")?),
+            }
+        }
         ("write", [key]) if value.is_some() => Command::Write {
             key: key.clone(),
             value: value.unwrap_or_default(),
@@ -167,8 +285,45 @@ pub fn from_words(words: &[Vec<u8>], value: Option<Vec<u8>>) -> Result<Command, 
         ("write", _) => {
             return Err("usage: dsm-client write KEY VALUE... (or KEY --value-file PATH)".into())
         }
+        ("read", [flag, key]) if flag == b"--version" => Command::VRead { key: key.clone() },
         ("read", [key]) => Command::Read { key: key.clone() },
-        ("read", _) => return Err("usage: dsm-client read KEY".into()),
+        ("read", _) => return Err("usage: dsm-client read [--version] KEY".into()),
+        ("vread", [key]) => Command::VRead { key: key.clone() },
+        ("vread", _) => return Err("usage: dsm-client vread KEY".into()),
+        ("cas", [key, n, first, more @ ..]) => {
+            let mut value = first.clone();
+            for w in more {
+                value.push(b' ');
+                value.extend_from_slice(w);
+            }
+            Command::Set {
+                key: key.clone(),
+                value,
+                expected: Some(number(n, "version")?),
+            }
+        }
+        ("cas", _) => return Err("usage: dsm-client cas KEY VERSION VALUE...".into()),
+        ("delete", [key]) => Command::Delete {
+            key: key.clone(),
+            expected: None,
+        },
+        ("delete", [flag, n, key]) if flag == b"--if-version" => Command::Delete {
+            key: key.clone(),
+            expected: Some(number(n, "--if-version")?),
+        },
+        ("delete", _) => return Err("usage: dsm-client delete [--if-version N] KEY".into()),
+        ("incr", [key]) => Command::Incr {
+            key: key.clone(),
+            delta: 1,
+        },
+        ("incr", [key, delta]) => Command::Incr {
+            key: key.clone(),
+            delta: number(delta, "delta")?,
+        },
+        ("incr", _) => return Err("usage: dsm-client incr KEY [DELTA]".into()),
+        ("scan", []) => Command::Scan { prefix: Vec::new() },
+        ("scan", [flag, p]) if flag == b"--prefix" => Command::Scan { prefix: p.clone() },
+        ("scan", _) => return Err("usage: dsm-client scan [--prefix P]".into()),
         ("status", []) => Command::Status { json: false },
         ("status", _) => return Err("usage: dsm-client status [--json]".into()),
         ("ping", []) => Command::Ping,
@@ -427,9 +582,39 @@ mod tests {
         assert_eq!(line("exit"), Ok(Some(Command::Quit)));
         assert!(line("READ").is_err());
         assert!(line("READ a b").is_err());
-        assert!(line("DELETE k")
+        assert!(line("FLUSH k")
             .unwrap_err()
-            .contains("unknown command 'DELETE'"));
+            .contains("unknown command 'FLUSH'"));
+        assert_eq!(
+            line("DELETE k"),
+            Ok(Some(Command::Delete {
+                key: b"k".to_vec(),
+                expected: None
+            }))
+        );
+        assert_eq!(
+            line("cas k 7 a  b "),
+            Ok(Some(Command::Set {
+                key: b"k".to_vec(),
+                value: b"a  b ".to_vec(),
+                expected: Some(7)
+            }))
+        );
+        assert!(line("CAS k x v").is_err());
+        assert!(line("CAS k 7").is_err());
+        assert_eq!(
+            line("INCR n -3"),
+            Ok(Some(Command::Incr {
+                key: b"n".to_vec(),
+                delta: -3
+            }))
+        );
+        assert!(line("INCR n 1 2").is_err());
+        assert_eq!(line("SCAN"), Ok(Some(Command::Scan { prefix: Vec::new() })));
+        assert_eq!(
+            line("VREAD k"),
+            Ok(Some(Command::VRead { key: b"k".to_vec() }))
+        );
         assert!(line("bench --op write")
             .unwrap_err()
             .contains("dsm-client bench"));

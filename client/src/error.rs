@@ -24,6 +24,11 @@ pub enum Error {
     /// or may not have happened. It is not sent again, since a second copy could take effect
     /// after writes that others made in between.
     Unknown(String),
+    /// A compare-and-set found the key at another version (`current`; 0: no such key), and
+    /// wrote nothing.
+    Conflict {
+        current: u64,
+    },
     /// The master sent something that is not a valid answer.
     Protocol(String),
     /// The request cannot be sent as asked (empty or oversize key, for example).
@@ -46,6 +51,7 @@ impl fmt::Display for Error {
             Error::Unknown(why) => {
                 write!(f, "UNKNOWN: {why}; the write may or may not have happened")
             }
+            Error::Conflict { current } => write!(f, "CONFLICT: current version {current}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
             Error::Invalid(why) => write!(f, "invalid request: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),

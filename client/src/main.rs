@@ -28,6 +28,16 @@ Usage:
                                               store the bytes of PATH ('-': stdin), any size
                                               the master allows
   dsm-client [options] read KEY               print the value
+  dsm-client [options] read --version KEY     print VERSION VALUE
+  dsm-client [options] write --if-version N KEY VALUE...
+                                              store only if KEY is at version N (0: only if
+                                              absent); prints OK VERSION, or ERROR CONFLICT
+                                              with the current version (exit 1)
+  dsm-client [options] delete [--if-version N] KEY
+                                              delete KEY; prints OK VERSION (NOT_FOUND: exit 1)
+  dsm-client [options] incr KEY [DELTA]       add DELTA (default 1) to the integer in KEY
+                                              (missing: 0); prints the new value
+  dsm-client [options] scan [--prefix P]      every key (under P), one per line
   dsm-client [options] status [--json]        which master answered, its role and epoch, where
                                               the primary is, the backup, the live slaves and
                                               the absent ones
@@ -39,8 +49,11 @@ Usage:
   dsm-client top [--metrics ADDR] ...         the master's numbers every second, from its
                                               --metrics endpoint; 'dsm-client top --help'
   dsm-client [options]                        the REPL: one command a line, the same commands
-                                              (WRITE key value..., READ key, STATUS [--json],
-                                              PING, FORGET-SLAVE id, HELP, QUIT)
+                                              (WRITE key value..., READ key, VREAD key,
+                                              CAS key version value..., DELETE key,
+                                              INCR key [delta], SCAN [prefix],
+                                              STATUS [--json], PING, FORGET-SLAVE id, HELP,
+                                              QUIT)
 
 Keys and values are bytes: arguments are taken as they are, not as UTF-8. Options
 may come before or after the command; words after '--' are the command's own

@@ -113,6 +113,39 @@ impl<'c, O: Write, E: Write> Shell<'c, O, E> {
                 },
                 Err(e) => self.fail(&e),
             },
+            Command::VRead { key } => match self.client.read_versioned(&key) {
+                Ok(Some((version, v))) => self.versioned(version, &v)?,
+                Ok(None) => self.not_found()?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Set {
+                key,
+                value,
+                expected,
+            } => match self.client.set(&key, &value, expected) {
+                Ok(version) => self.say(format!("OK {version}").as_bytes())?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Delete { key, expected } => match self.client.delete(&key, expected) {
+                Ok(Some(version)) => self.say(format!("OK {version}").as_bytes())?,
+                Ok(None) => self.not_found()?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Incr { key, delta } => match self.client.incr(&key, delta) {
+                Ok((n, _)) => self.say(n.to_string().as_bytes())?,
+                Err(e) => self.fail(&e),
+            },
+            Command::Scan { prefix } => match self.client.scan(&prefix) {
+                Ok(keys) => {
+                    for k in keys {
+                        match self.style {
+                            Style::Quoted => self.say(quote(&k).as_bytes())?,
+                            Style::Raw => self.say(&k)?,
+                        }
+                    }
+                }
+                Err(e) => self.fail(&e),
+            },
             Command::Status { json } => match self.client.status() {
                 Ok(s) if json => self.say(crate::json::status_json(&s).as_bytes())?,
                 Ok(s) => {
@@ -143,6 +176,30 @@ impl<'c, O: Write, E: Write> Shell<'c, O, E> {
             Command::Quit => return Ok(Flow::Quit),
         }
         Ok(Flow::Go)
+    }
+
+    /// NOT_FOUND: on stdout when quoted (it cannot be mistaken for a value), else on stderr.
+    fn not_found(&mut self) -> io::Result<()> {
+        match self.style {
+            Style::Quoted => {
+                self.status = self.status.max(EXIT_ANSWER);
+                self.say(b"NOT_FOUND")
+            }
+            Style::Raw => {
+                self.note(EXIT_ANSWER, "NOT_FOUND");
+                Ok(())
+            }
+        }
+    }
+
+    /// `VERSION VALUE`, the value raw or quoted as the style says.
+    fn versioned(&mut self, version: u64, v: &[u8]) -> io::Result<()> {
+        let mut line = format!("{version} ").into_bytes();
+        match self.style {
+            Style::Quoted => line.extend_from_slice(quote(v).as_bytes()),
+            Style::Raw => line.extend_from_slice(v),
+        }
+        self.say(&line)
     }
 
     /// A value read: raw bytes or quoted, as the style says.

@@ -6,8 +6,14 @@
 //! lists live in a side slab that the record points into, and the records sit in a dense
 //! `Vec` found through a [`TagIndex`], which grows without re-hashing keys. (With std's
 //! `HashMap` the master paused for its rehash at 918k keys; `make mem` saw a 1 s maximum.)
+//!
+//! A DELETE is recorded like a write, as a tombstone: its version carries
+//! [`dsm_wire::TOMBSTONE`]. A collected tombstone leaves a hole in `records` that a later new
+//! key fills, so a key never moves: SCAN walks `records` by position, and every key that
+//! exists for the whole of a scan is at one position for all of it.
 
 use dsm_index::{Found, TagIndex};
+use dsm_wire::{is_tombstone, plain_version};
 use slab::Slab;
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
@@ -22,8 +28,21 @@ const SPILLED: u32 = u32::MAX - 1;
 /// A key's state, borrowed from the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'a> {
+    /// As recorded: with [`dsm_wire::TOMBSTONE`] for a deleted key.
     pub version: u64,
     pub holders: &'a [SlaveIdx],
+}
+
+impl Entry<'_> {
+    /// The version without its tombstone bit, as versions are compared.
+    pub fn plain(&self) -> u64 {
+        plain_version(self.version)
+    }
+
+    /// Whether the latest version is a DELETE's tombstone.
+    pub fn deleted(&self) -> bool {
+        is_tombstone(self.version)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -49,6 +68,16 @@ pub struct KeyIndex {
     records: Vec<(Box<[u8]>, Slot)>,
     index: TagIndex,
     spill: Slab<Vec<SlaveIdx>>,
+    /// Positions in `records` left by collected tombstones, filled by new keys first.
+    holes: Vec<u32>,
+}
+
+/// One page of [`KeyIndex::scan`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub keys: Vec<Vec<u8>>,
+    /// Where the next page starts (0: the scan is over).
+    pub next: u64,
 }
 
 impl KeyIndex {
@@ -98,11 +127,60 @@ impl KeyIndex {
                 let old = std::mem::replace(&mut self.records[pos].1, slot);
                 self.release(old.ids);
             }
-            Found::Vacant(vacancy) => {
-                self.index.insert(vacancy, self.records.len());
-                self.records.push((key.into(), slot));
+            Found::Vacant(vacancy) => match self.holes.pop() {
+                Some(pos) => {
+                    self.index.insert(vacancy, pos as usize);
+                    self.records[pos as usize] = (key.into(), slot);
+                }
+                None => {
+                    self.index.insert(vacancy, self.records.len());
+                    self.records.push((key.into(), slot));
+                }
+            },
+        }
+    }
+
+    /// Forget `key` altogether (its tombstone was collected). Its position becomes a hole
+    /// for a later new key; no other key moves. Returns whether it was indexed.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let Found::At(pos) = self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        else {
+            return false;
+        };
+        self.index.remove(hash, pos);
+        let hole = Slot {
+            version: 0,
+            ids: [NONE, NONE],
+        };
+        let (_, old) = std::mem::replace(&mut self.records[pos], (Box::default(), hole));
+        self.release(old.ids);
+        self.holes
+            .push(u32::try_from(pos).expect("positions fit the tag index"));
+        true
+    }
+
+    /// One page of the keys that exist (not deleted) and start with `prefix`, from position
+    /// `cursor` on: at most `limit` keys, and at most `budget` positions looked at, so that a
+    /// page costs the event loop a bounded amount of work whatever the prefix matches. A key
+    /// that exists from the first page to the last is in one of them (keys never move).
+    pub fn scan(&self, prefix: &[u8], cursor: u64, limit: usize, budget: usize) -> ScanPage {
+        let mut page = ScanPage::default();
+        let start = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let mut pos = start;
+        while pos < self.records.len() && pos - start < budget && page.keys.len() < limit {
+            let (key, slot) = &self.records[pos];
+            pos += 1;
+            if slot.version != 0 && !is_tombstone(slot.version) && key.starts_with(prefix) {
+                page.keys.push(key.to_vec());
             }
         }
+        if pos < self.records.len() {
+            page.next = pos as u64;
+        }
+        page
     }
 
     /// Add `slave` to the holders of `key` (`hash` = [`KeyIndex::hash`] of it), in place, if
@@ -147,7 +225,8 @@ impl KeyIndex {
             .find_hashed(hash, key, |pos| &self.records[pos].0)
         {
             Found::At(pos) => {
-                let committed = self.records[pos].1.version;
+                let committed = plain_version(self.records[pos].1.version);
+                let version = plain_version(version);
                 if committed == version {
                     self.add_holder_at(pos, slave);
                     Reported::Held
@@ -193,16 +272,19 @@ impl KeyIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.records.len() - self.holes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
-    /// Every key, in the order first recorded.
+    /// Every key (tombstones included), in the order of their positions.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry<'_>)> {
-        self.records.iter().map(|(k, s)| (&k[..], self.entry(s)))
+        self.records
+            .iter()
+            .filter(|(_, s)| s.version != 0)
+            .map(|(k, s)| (&k[..], self.entry(s)))
     }
 
     fn entry<'a>(&'a self, s: &'a Slot) -> Entry<'a> {
@@ -287,5 +369,49 @@ mod tests {
         assert_eq!(k.get(b"missing"), None);
         let all: Vec<_> = k.iter().map(|(key, e)| (key.to_vec(), e.version)).collect();
         assert_eq!(all, vec![(b"a".to_vec(), 5)]);
+    }
+
+    #[test]
+    fn removed_keys_leave_holes_that_new_keys_fill_without_moving_others() {
+        let mut k = KeyIndex::default();
+        for (i, key) in [&b"p/a"[..], b"p/b", b"q/c", b"p/d"].iter().enumerate() {
+            k.commit(key, i as u64 + 1, &[1]);
+        }
+        k.commit(b"p/b", 9 | dsm_wire::TOMBSTONE, &[1, 2, 3]);
+        assert!(k.get(b"p/b").unwrap().deleted());
+        assert_eq!(k.get(b"p/b").unwrap().plain(), 9);
+        let all = k.scan(b"p/", 0, 100, 100);
+        assert_eq!(all.keys, vec![b"p/a".to_vec(), b"p/d".to_vec()]);
+        assert_eq!(all.next, 0);
+        assert!(k.remove(b"p/b"));
+        assert!(!k.remove(b"p/b"));
+        assert!(k.spill.is_empty());
+        assert_eq!(k.len(), 3);
+        assert_eq!(k.get(b"p/b"), None);
+        // A bounded page: two positions looked at, then the cursor says where to go on.
+        let first = k.scan(b"", 0, 100, 2);
+        assert_eq!((first.keys, first.next), (vec![b"p/a".to_vec()], 2));
+        k.commit(b"p/e", 20, &[1]);
+        assert_eq!(k.len(), 4);
+        let rest = k.scan(b"", 2, 100, 100);
+        assert_eq!(rest.keys, vec![b"q/c".to_vec(), b"p/d".to_vec()]);
+        // The new key took the hole at position 1.
+        assert_eq!(k.scan(b"p/e", 0, 10, 10).keys, vec![b"p/e".to_vec()]);
+        let limited = k.scan(b"", 0, 1, 100);
+        assert_eq!((limited.keys.len(), limited.next), (1, 1));
+        assert_eq!(k.iter().count(), 4);
+    }
+
+    #[test]
+    fn a_tombstone_reported_at_the_committed_version_is_held() {
+        let mut k = KeyIndex::default();
+        let v = 7 | dsm_wire::TOMBSTONE;
+        k.commit(b"a", v, &[1]);
+        assert_eq!(k.reported_hashed(k.hash(b"a"), b"a", v, 2), Reported::Held);
+        assert_eq!(k.reported_hashed(k.hash(b"a"), b"a", 6, 3), Reported::Stale);
+        assert_eq!(
+            k.reported_hashed(k.hash(b"a"), b"a", 8, 3),
+            Reported::Newer(Some(7))
+        );
     }
 }

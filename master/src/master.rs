@@ -19,7 +19,7 @@ use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
 use crate::metrics::EventStats;
-use crate::ops::Ops;
+use crate::ops::{Ops, Request};
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
 use crate::slaves::State;
@@ -27,6 +27,10 @@ use crate::timer::Timer;
 
 /// The request id of a backup's STATUS to its primary (its PINGs use 0, SYNC_ACKs the SYNC's).
 const ASK_PRIMARY_REQ: u64 = u64::MAX;
+/// The most keys one SCAN page returns.
+pub const SCAN_MAX_KEYS: usize = 1000;
+/// The most key-map positions one SCAN page looks at: the bound on its work.
+pub const SCAN_BUDGET: usize = 16 * 1024;
 
 pub struct Master {
     core: Core,
@@ -260,7 +264,7 @@ impl Master {
             (
                 Peer::Client,
                 Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
-            ) => self.on_client_op(conn, req, body, now),
+            ) => self.on_client_op(conn, req, Request::of(body), now),
             (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
                 self.core.slaves.heard(idx, now);
                 let value = self.core.pool.copy_of(value);
@@ -554,8 +558,8 @@ impl Master {
         }
     }
 
-    /// A client's READ or WRITE (`body` is one of the two).
-    fn on_client_op(&mut self, conn: ConnId, req: u64, body: BodyRef<'_>, now: Instant) {
+    /// A client's request on one key.
+    fn on_client_op(&mut self, conn: ConnId, req: u64, body: Request<'_>, now: Instant) {
         // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
         // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
         let refusal = self.ha.refusal(&self.core.cfg, now);
@@ -567,17 +571,78 @@ impl Master {
         ops.on_request(&mut ctx, conn, req, body, refusal);
     }
 
+    /// One page of SCAN, straight from the key map: at most [`SCAN_BUDGET`] positions looked
+    /// at, so a page never holds the loop long, whatever the prefix.
+    fn scan(&mut self, prefix: &[u8], cursor: u64, limit: u32, now: Instant) -> Body {
+        if let Some(text) = self.ha.refusal(&self.core.cfg, now) {
+            return Body::error(ErrorCode::NotPrimary, text);
+        }
+        if let Some(r) = self.core.recovery.as_ref() {
+            return Body::error(ErrorCode::Unavailable, r.why(now));
+        }
+        if self.core.doubts.incomplete {
+            let text = "this master took over without its whole map; SCAN waits for it: retry";
+            return Body::error(ErrorCode::Unavailable, text);
+        }
+        let cfg = &self.core.cfg;
+        if prefix.len() > cfg.max_key {
+            let text = format!("a prefix of {} bytes is over --max-key", prefix.len());
+            return Body::error(ErrorCode::TooLarge, text);
+        }
+        // Keys of up to --max-key bytes each: a page stays inside the frame maximum
+        // (--max-value + --max-key + 64 KiB).
+        let fits = ((cfg.max_value + 32 * 1024) / (cfg.max_key + 4)).max(1);
+        let limit = (limit as usize).clamp(1, SCAN_MAX_KEYS).min(fits);
+        let page = self.core.keys.scan(prefix, cursor, limit, SCAN_BUDGET);
+        Body::Keys {
+            next: page.next,
+            keys: page.keys,
+        }
+    }
+
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
         match frame.body {
             Body::Write { key, value } => {
-                let body = BodyRef::Write {
+                let body = Request::Write {
                     key: &key,
                     value: &value,
                 };
                 self.on_client_op(conn, req, body, now)
             }
-            Body::Read { key } => self.on_client_op(conn, req, BodyRef::Read { key: &key }, now),
+            Body::Read { key } => self.on_client_op(conn, req, Request::Read { key: &key }, now),
+            Body::VRead { key } => self.on_client_op(conn, req, Request::VRead { key: &key }, now),
+            Body::Set {
+                key,
+                expected,
+                value,
+            } => {
+                let body = Request::Set {
+                    key: &key,
+                    expected,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Delete { key, expected } => {
+                let body = Request::Delete {
+                    key: &key,
+                    expected,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Incr { key, delta } => {
+                let body = Request::Incr { key: &key, delta };
+                self.on_client_op(conn, req, body, now)
+            }
+            Body::Scan {
+                prefix,
+                cursor,
+                limit,
+            } => {
+                let reply = self.scan(&prefix, cursor, limit, now);
+                self.core.out.send(conn, req, reply);
+            }
             Body::Ping => self.core.out.send(conn, req, Body::Pong),
             Body::Forget { id } => {
                 let reply = match (self.ha.is_primary(), self.members(now).forget(&id)) {

@@ -8,9 +8,11 @@ use dsm_net::prom::{Exposition, Histogram};
 use dsm_wire::{Body, ErrorCode, Status};
 
 /// Request kinds, as the `op` label says them.
-pub const OPS: [&str; 2] = ["read", "write"];
+/// read: READ and VREAD; write: WRITE; update: SET (CAS), DELETE and INCR.
+pub const OPS: [&str; 3] = ["read", "write", "update"];
 pub const READ: usize = 0;
 pub const WRITE: usize = 1;
+pub const UPDATE: usize = 2;
 
 /// Results: OK (and VALUE), NOT_FOUND, then each error code by its number, then any other.
 const RESULTS: usize = 15;
@@ -42,12 +44,12 @@ fn result_name(i: usize) -> String {
 #[derive(Default, Clone)]
 pub(crate) struct RequestStats {
     /// By op, then by result.
-    pub answered: [[u64; RESULTS]; 2],
+    pub answered: [[u64; RESULTS]; OPS.len()],
     /// Arrival to answer, by op (requests that were queued: not those refused at once).
-    pub latency: [Histogram; 2],
+    pub latency: [Histogram; OPS.len()],
     /// Arrival to start: waiting behind earlier operations on the key.
     pub queued: Histogram,
-    /// A write's start (its STOREs go out) to its last ACK.
+    /// A WRITE's start (its STOREs go out) to its last ACK (not SET/DELETE/INCR: they read first).
     pub replication: Histogram,
     /// A STORE (0) or FETCH (1) sent to its answer: the slave's service time with the hops.
     pub service: [Histogram; 2],

@@ -227,6 +227,11 @@ impl Store {
                 value,
             } => return self.store(req, epoch, version, &key, &value),
             Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
+            Body::Purge {
+                epoch,
+                version,
+                key,
+            } => return self.purge(req, epoch, version, &key).map(Reply::Frame),
             Body::Ping => Body::Pong,
             Body::Pong | Body::Ok => return None,
             Body::Error { code, text } => {
@@ -316,6 +321,29 @@ impl Store {
             self.commit();
         }
         None
+    }
+
+    /// A collected tombstone: forget `key` if held at `version` or older, and ACK once that is
+    /// done (with a log, once the log says so: a restart must not bring an older copy back).
+    fn purge(&mut self, req: u64, epoch: u64, version: u64, key: &[u8]) -> Option<Frame> {
+        if let Some(stale) = self.fence(epoch) {
+            return Some(Frame::new(req, stale));
+        }
+        if self.inventory.is_some() {
+            let text = "reporting what this slave holds; PURGE later";
+            return Some(Frame::new(req, Body::error(ErrorCode::Busy, text)));
+        }
+        match self.durable.as_mut() {
+            Some(d) => {
+                d.set_now(self.now);
+                d.stage_purge(req, version, key);
+                None
+            }
+            None => {
+                self.map.drop_stale(key, version);
+                Some(Frame::new(req, Body::Ack { version }))
+            }
+        }
     }
 
     /// The ERROR for a STORE that does not fit, logged once and then every 10 s with a count.

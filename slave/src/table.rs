@@ -16,6 +16,7 @@
 use std::mem::size_of;
 
 use dsm_index::{Found, TagIndex};
+use dsm_wire::plain_version;
 
 const HEADER: usize = 4;
 
@@ -233,7 +234,7 @@ impl Table {
         match self.find(record.key()) {
             Found::At(pos) => {
                 let r = &mut self.records[pos];
-                if r.version >= record.version {
+                if plain_version(r.version) >= plain_version(record.version) {
                     return Put::Older { held: r.version };
                 }
                 let old_value = r.value().len();
@@ -275,7 +276,7 @@ impl Table {
         match found {
             Found::At(pos) => {
                 let r = &self.records[pos];
-                if r.version >= version {
+                if plain_version(r.version) >= plain_version(version) {
                     return Ok(Put::Older { held: r.version });
                 }
                 let old_value = r.value().len();
@@ -323,7 +324,11 @@ impl Table {
             .index
             .find_hashed(hash, key, |pos| self.records[pos].key())
         {
-            Found::At(pos) if self.records[pos].version <= version => pos,
+            Found::At(pos)
+                if plain_version(self.records[pos].version) <= plain_version(version) =>
+            {
+                pos
+            }
             _ => return None,
         };
         self.index.remove(hash, pos);

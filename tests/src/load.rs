@@ -39,6 +39,7 @@ fn kind_of(e: &Error) -> String {
         Error::Protocol(_) => "protocol error".into(),
         Error::Untrusted(_) => "untrusted".into(),
         Error::Invalid(_) => "invalid".into(),
+        Error::Conflict { .. } => "conflict".into(),
     }
 }
 
@@ -55,7 +56,9 @@ pub fn retryable(e: &Error) -> bool {
                 | ErrorCode::NoSlaves
         ),
         Error::Timeout { .. } | Error::Unreachable(_) | Error::Io(_) | Error::Unknown(_) => true,
-        Error::Protocol(_) | Error::Untrusted(_) | Error::Invalid(_) => false,
+        Error::Protocol(_) | Error::Untrusted(_) | Error::Invalid(_) | Error::Conflict { .. } => {
+            false
+        }
     }
 }
 

@@ -197,6 +197,37 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::SyncAck => Body::SyncAck,
         Opcode::Sync => sync(r)?,
         Opcode::StatusReply => Body::StatusReply(status_reply(r)?),
+        Opcode::Set => Body::Set {
+            key: r.bytes()?,
+            expected: opt_u64(r)?,
+            value: r.bytes()?,
+        },
+        Opcode::Delete => Body::Delete {
+            key: r.bytes()?,
+            expected: opt_u64(r)?,
+        },
+        Opcode::Incr => Body::Incr {
+            key: r.bytes()?,
+            delta: r.u64()? as i64,
+        },
+        Opcode::VRead => Body::VRead { key: r.bytes()? },
+        Opcode::Scan => Body::Scan {
+            prefix: r.bytes()?,
+            cursor: r.u64()?,
+            limit: r.u32()?,
+        },
+        Opcode::Written => Body::Written { version: r.u64()? },
+        Opcode::Versioned => Body::Versioned {
+            version: r.u64()?,
+            value: r.bytes()?,
+        },
+        Opcode::Conflict => Body::Conflict { version: r.u64()? },
+        Opcode::Keys => keys(r)?,
+        Opcode::Purge => Body::Purge {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            key: r.bytes()?,
+        },
         Opcode::Read
         | Opcode::Write
         | Opcode::Store
@@ -204,6 +235,28 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         | Opcode::Fetched
         | Opcode::Value => unreachable!("parsed by body_ref"),
     })
+}
+
+/// An `opt u64`: a flag, then the `u64` when it is 1.
+fn opt_u64(r: &mut Reader<'_>) -> Result<Option<u64>, WireError> {
+    Ok(match r.flag()? {
+        true => Some(r.u64()?),
+        false => None,
+    })
+}
+
+fn keys(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let next = r.u64()?;
+    let n = r.u32()? as usize;
+    // Every key takes at least its 4-byte length: refuse a count the body cannot hold.
+    if n > r.left() / 4 {
+        return Err(r.malformed("key count larger than the body"));
+    }
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        keys.push(r.bytes()?);
+    }
+    Ok(Body::Keys { next, keys })
 }
 
 fn stale(r: &mut Reader<'_>) -> Result<Body, WireError> {
@@ -291,6 +344,7 @@ fn sync_event(r: &mut Reader<'_>) -> Result<SyncEvent, WireError> {
             }
         }
         4 => SyncEvent::Intent { key: r.bytes()? },
+        6 => SyncEvent::Gone { key: r.bytes()? },
         _ => return Err(r.malformed("unknown sync event")),
     })
 }

@@ -171,6 +171,54 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_bytes(out, key);
         }
         Body::Forget { id } => put_string(out, id),
+        Body::Set {
+            key,
+            expected,
+            value,
+        } => {
+            put_bytes(out, key);
+            put_opt_u64(out, *expected);
+            put_bytes(out, value);
+        }
+        Body::Delete { key, expected } => {
+            put_bytes(out, key);
+            put_opt_u64(out, *expected);
+        }
+        Body::Incr { key, delta } => {
+            put_bytes(out, key);
+            put_u64(out, *delta as u64);
+        }
+        Body::VRead { key } => put_bytes(out, key),
+        Body::Scan {
+            prefix,
+            cursor,
+            limit,
+        } => {
+            put_bytes(out, prefix);
+            put_u64(out, *cursor);
+            put_u32(out, *limit);
+        }
+        Body::Written { version } | Body::Conflict { version } => put_u64(out, *version),
+        Body::Versioned { version, value } => {
+            put_u64(out, *version);
+            put_bytes(out, value);
+        }
+        Body::Keys { next, keys } => {
+            put_u64(out, *next);
+            put_u32(out, u32::try_from(keys.len()).expect("over u32::MAX keys"));
+            for k in keys {
+                put_bytes(out, k);
+            }
+        }
+        Body::Purge {
+            epoch,
+            version,
+            key,
+        } => {
+            put_u64(out, *epoch);
+            put_u64(out, *version);
+            put_bytes(out, key);
+        }
         Body::Read { .. }
         | Body::Write { .. }
         | Body::Store { .. }
@@ -180,6 +228,16 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             unreachable!("encoded through BodyRef")
         }
         Body::StatusReply(s) => put_status(out, s),
+    }
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            put_u64(out, v);
+        }
+        None => out.push(0),
     }
 }
 
@@ -214,6 +272,10 @@ fn put_sync_event(out: &mut Vec<u8>, e: &SyncEvent) {
         }
         SyncEvent::Intent { key } => {
             out.push(4);
+            put_bytes(out, key);
+        }
+        SyncEvent::Gone { key } => {
+            out.push(6);
             put_bytes(out, key);
         }
     }

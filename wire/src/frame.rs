@@ -137,6 +137,10 @@ pub enum ErrorCode {
     Unavailable,
     /// A slave could not write the value to its disk (full, or an I/O error).
     Disk,
+    /// INCR of a key whose value is not a signed 64-bit decimal integer.
+    NotAnInteger,
+    /// INCR would take the counter past the signed 64-bit range.
+    Overflow,
     Other(u16),
 }
 
@@ -154,6 +158,8 @@ impl ErrorCode {
             ErrorCode::OutOfMemory => 9,
             ErrorCode::Unavailable => 10,
             ErrorCode::Disk => 11,
+            ErrorCode::NotAnInteger => 64,
+            ErrorCode::Overflow => 65,
             ErrorCode::Other(c) => c,
         }
     }
@@ -170,6 +176,8 @@ impl ErrorCode {
             9 => ErrorCode::OutOfMemory,
             10 => ErrorCode::Unavailable,
             11 => ErrorCode::Disk,
+            64 => ErrorCode::NotAnInteger,
+            65 => ErrorCode::Overflow,
             c => ErrorCode::Other(c),
         }
     }
@@ -187,6 +195,8 @@ impl ErrorCode {
             ErrorCode::OutOfMemory => "OUT_OF_MEMORY",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Disk => "DISK",
+            ErrorCode::NotAnInteger => "NOT_AN_INTEGER",
+            ErrorCode::Overflow => "OVERFLOW",
             ErrorCode::Other(_) => "ERROR",
         }
     }
@@ -244,6 +254,8 @@ pub enum SyncEvent {
     /// A write to `key` has started: until its `Key` event arrives, the backup cannot trust
     /// what it knows of the key.
     Intent { key: Vec<u8> },
+    /// The key's tombstone was collected: the key is forgotten (see DELETE).
+    Gone { key: Vec<u8> },
 }
 
 /// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].
@@ -377,6 +389,79 @@ pub enum Body {
         events: Vec<SyncEvent>,
     },
     SyncAck,
+    /// Client → master: a WRITE answered WRITTEN with the new version; with `expected`, only
+    /// if the key's committed version is still that one (0: only if the key does not exist),
+    /// else CONFLICT and nothing is written.
+    Set {
+        key: Vec<u8>,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    },
+    /// Client → master: delete `key` (a versioned tombstone), answered WRITTEN with the
+    /// tombstone's version, NOT_FOUND if there was no key, or CONFLICT as for SET.
+    Delete {
+        key: Vec<u8>,
+        expected: Option<u64>,
+    },
+    /// Client → master: add `delta` to the decimal integer held in `key` (missing: 0);
+    /// answered VERSIONED with the new value.
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    /// Client → master: a READ answered VERSIONED (or NOT_FOUND).
+    VRead {
+        key: Vec<u8>,
+    },
+    /// Client → master: the keys under `prefix`, from `cursor` (0 to begin), at most `limit`
+    /// of them; answered KEYS.
+    Scan {
+        prefix: Vec<u8>,
+        cursor: u64,
+        limit: u32,
+    },
+    /// Master → client: the change took effect as `version`.
+    Written {
+        version: u64,
+    },
+    /// Master → client: the value of a key and its version (VREAD, INCR).
+    Versioned {
+        version: u64,
+        value: Vec<u8>,
+    },
+    /// Master → client: the compare-and-set failed; the key's committed version is `version`
+    /// (0: it does not exist). Nothing was written.
+    Conflict {
+        version: u64,
+    },
+    /// Master → client: a page of SCAN; `next` is the cursor of the next page (0: done).
+    Keys {
+        next: u64,
+        keys: Vec<Vec<u8>>,
+    },
+    /// Master → slave: forget `key` if held at `version` or older (a collected tombstone);
+    /// answered ACK once done (and, with a log, on disk).
+    Purge {
+        epoch: u64,
+        version: u64,
+        key: Vec<u8>,
+    },
+}
+
+/// The top bit of a version in STORE, FETCHED, INVENTORY and SYNC KEY events marks a tombstone (a DELETE): the key does not exist as of that version. Versions
+/// compare without it ([`plain_version`]).
+pub const TOMBSTONE: u64 = 1 << 63;
+
+/// A version without its tombstone bit: what versions are compared by.
+#[inline]
+pub fn plain_version(v: u64) -> u64 {
+    v & !TOMBSTONE
+}
+
+/// Whether a version marks a tombstone.
+#[inline]
+pub fn is_tombstone(v: u64) -> bool {
+    v & TOMBSTONE != 0
 }
 
 /// Opcode bytes. Gaps leave room for related messages.
@@ -410,10 +495,20 @@ pub enum Opcode {
     Forget = 0x34,
     Sync = 0x40,
     SyncAck = 0x41,
+    Set = 0x42,
+    Delete = 0x43,
+    Incr = 0x44,
+    VRead = 0x45,
+    Scan = 0x46,
+    Written = 0x47,
+    Versioned = 0x48,
+    Conflict = 0x49,
+    Keys = 0x4a,
+    Purge = 0x4b,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 27] = [
+    pub const ALL: [Opcode; 37] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -441,6 +536,16 @@ impl Opcode {
         Opcode::Forget,
         Opcode::Sync,
         Opcode::SyncAck,
+        Opcode::Set,
+        Opcode::Delete,
+        Opcode::Incr,
+        Opcode::VRead,
+        Opcode::Scan,
+        Opcode::Written,
+        Opcode::Versioned,
+        Opcode::Conflict,
+        Opcode::Keys,
+        Opcode::Purge,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -478,6 +583,16 @@ impl Body {
             Body::Forget { .. } => Opcode::Forget,
             Body::Sync { .. } => Opcode::Sync,
             Body::SyncAck => Opcode::SyncAck,
+            Body::Set { .. } => Opcode::Set,
+            Body::Delete { .. } => Opcode::Delete,
+            Body::Incr { .. } => Opcode::Incr,
+            Body::VRead { .. } => Opcode::VRead,
+            Body::Scan { .. } => Opcode::Scan,
+            Body::Written { .. } => Opcode::Written,
+            Body::Versioned { .. } => Opcode::Versioned,
+            Body::Conflict { .. } => Opcode::Conflict,
+            Body::Keys { .. } => Opcode::Keys,
+            Body::Purge { .. } => Opcode::Purge,
         }
     }
 

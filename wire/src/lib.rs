@@ -30,6 +30,7 @@ pub use body_ref::BodyRef;
 pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
 pub use encode::{encode, encode_ref};
 pub use error::WireError;
+pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
     SyncEvent, AUTH_LEN,

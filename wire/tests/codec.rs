@@ -328,9 +328,55 @@ fn samples() -> Vec<Frame> {
                     holders: vec![],
                 },
                 SyncEvent::Intent { key: vec![0xff; 3] },
+                SyncEvent::Gone { key: b"g".to_vec() },
             ],
         },
         Body::SyncAck,
+        Body::Set {
+            key: b"k".to_vec(),
+            expected: Some(0),
+            value: b"v".to_vec(),
+        },
+        Body::Set {
+            key: b"k".to_vec(),
+            expected: None,
+            value: vec![],
+        },
+        Body::Delete {
+            key: b"k".to_vec(),
+            expected: Some(u64::MAX),
+        },
+        Body::Delete {
+            key: b"k".to_vec(),
+            expected: None,
+        },
+        Body::Incr {
+            key: b"n".to_vec(),
+            delta: -5,
+        },
+        Body::VRead { key: b"k".to_vec() },
+        Body::Scan {
+            prefix: b"user:".to_vec(),
+            cursor: 0,
+            limit: 100,
+        },
+        Body::Written {
+            version: 1 << 40 | 7,
+        },
+        Body::Versioned {
+            version: 3,
+            value: b"42".to_vec(),
+        },
+        Body::Conflict { version: 0 },
+        Body::Keys {
+            next: 0,
+            keys: vec![b"a".to_vec(), vec![]],
+        },
+        Body::Purge {
+            epoch: 1,
+            version: 9 | dsm_wire::TOMBSTONE,
+            key: b"k".to_vec(),
+        },
     ];
     let req_ids = [0, 1, 2, u64::MAX, 0x0102_0304_0506_0708];
     bodies
@@ -1061,7 +1107,7 @@ fn an_event_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() 
 
 #[test]
 fn bad_sync_bytes_are_malformed() {
-    for tag in [0u8, 6, 0xff] {
+    for tag in [0u8, 7, 0xff] {
         let mut body = sync_head(1, 1);
         body.extend_from_slice(&[tag, 0, 0]);
         assert_eq!(

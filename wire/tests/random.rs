@@ -195,7 +195,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
             epoch: rng.u64(),
             next_version: rng.u64(),
             complete: rng.one_in(2),
-            events: (0..rng.below(5))
+            events: (0..rng.below(6))
                 .map(|_| match rng.below(5) {
                     0 => SyncEvent::SlaveUp {
                         id: rng.string(),
@@ -208,11 +208,46 @@ fn random_frame(rng: &mut Rng) -> Frame {
                         version: rng.u64(),
                         holders: (0..rng.below(4)).map(|_| rng.string()).collect(),
                     },
+                    5 => SyncEvent::Gone { key: rng.bytes(16) },
                     _ => SyncEvent::Intent { key: rng.bytes(16) },
                 })
                 .collect(),
         },
         Opcode::SyncAck => Body::SyncAck,
+        Opcode::Set => Body::Set {
+            key: rng.bytes(16),
+            expected: rng.one_in(2).then(|| rng.u64()),
+            value: rng.bytes(64),
+        },
+        Opcode::Delete => Body::Delete {
+            key: rng.bytes(16),
+            expected: rng.one_in(2).then(|| rng.u64()),
+        },
+        Opcode::Incr => Body::Incr {
+            key: rng.bytes(16),
+            delta: rng.u64() as i64,
+        },
+        Opcode::VRead => Body::VRead { key: rng.bytes(16) },
+        Opcode::Scan => Body::Scan {
+            prefix: rng.bytes(16),
+            cursor: rng.u64(),
+            limit: rng.u64() as u32,
+        },
+        Opcode::Written => Body::Written { version: rng.u64() },
+        Opcode::Versioned => Body::Versioned {
+            version: rng.u64(),
+            value: rng.bytes(64),
+        },
+        Opcode::Conflict => Body::Conflict { version: rng.u64() },
+        Opcode::Keys => Body::Keys {
+            next: rng.u64(),
+            keys: (0..rng.below(4)).map(|_| rng.bytes(16)).collect(),
+        },
+        Opcode::Purge => Body::Purge {
+            epoch: rng.u64(),
+            version: rng.u64(),
+            key: rng.bytes(16),
+        },
     };
     Frame::new(rng.u64(), body)
 }

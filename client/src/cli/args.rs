@@ -63,7 +63,13 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
     let mut operands_only = false;
     while let Some(a) = rest.next() {
         let b = a.as_bytes();
-        if operands_only || b == b"-" || !b.starts_with(b"-") {
+        // `incr KEY -5`: a negative delta is a word, not an option.
+        let negative_delta = args
+            .words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"incr"))
+            && std::str::from_utf8(b).is_ok_and(|s| s.parse::<i64>().is_ok());
+        if operands_only || negative_delta || b == b"-" || !b.starts_with(b"-") {
             if args.words.is_empty() && !operands_only && b.eq_ignore_ascii_case(b"bench") {
                 args.bench = Some(rest.cloned().collect());
                 break;
@@ -91,6 +97,22 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
                 Some((n, v)) => (n, Some(OsString::from(v))),
                 None => (long, None),
             };
+            // After a command, its own options: `read --version`, `write --if-version N`,
+            // `delete --if-version N`, `scan --prefix P` go to the command with their values.
+            if let Some(takes_value) = command_option(&args.words, name) {
+                args.words.push(format!("--{name}").into_bytes());
+                if takes_value {
+                    let v = match inline {
+                        Some(v) => v,
+                        None => rest
+                            .next()
+                            .cloned()
+                            .ok_or_else(|| format!("option '--{name}' needs a value"))?,
+                    };
+                    args.words.push(v.as_bytes().to_vec());
+                }
+                continue;
+            }
             let o = OPTS
                 .iter()
                 .find(|o| o.long == name)
@@ -133,6 +155,17 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+/// Whether `--name` after the command words `words` is that command's own option, and if so
+/// whether it takes a value.
+fn command_option(words: &[Vec<u8>], name: &str) -> Option<bool> {
+    let command = words.first()?.to_ascii_lowercase();
+    match (&command[..], name) {
+        (b"read", "version") => Some(false),
+        (b"write" | b"delete", "if-version") | (b"scan", "prefix") => Some(true),
+        _ => None,
+    }
 }
 
 const DASH_HINT: &str = " (a key or value that starts with '-' goes after '--', as in \

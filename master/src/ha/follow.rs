@@ -195,6 +195,10 @@ fn apply(
                 doubts.settled(&key);
             }
             SyncEvent::Intent { key } => doubts.intent(&key),
+            SyncEvent::Gone { key } => {
+                keys.remove(&key);
+                doubts.settled(&key);
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ fn event_size(e: &SyncEvent) -> usize {
         SyncEvent::Key { key, holders, .. } => {
             18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
         }
-        SyncEvent::Intent { key } => 5 + key.len(),
+        SyncEvent::Intent { key } | SyncEvent::Gone { key } => 5 + key.len(),
     }
 }
 

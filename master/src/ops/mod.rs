@@ -7,10 +7,12 @@
 
 mod copy;
 mod op;
+mod purge;
 mod queue;
 mod read;
 mod step;
 mod subs;
+mod update;
 mod write;
 
 use dsm_wire::{Body, BodyRef, ErrorCode};
@@ -21,15 +23,55 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
-use crate::metrics::{RequestStats, READ, WRITE};
+use crate::metrics::{RequestStats, READ, UPDATE, WRITE};
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
+use purge::PurgeOp;
 use queue::{Pass, QueueKey, Queues};
 use read::{ReadOp, ReadSpread};
 use step::Step;
 use subs::{Late, SubTable};
-use write::WriteOp;
+use update::{Change, UpdateOp};
+use write::{Reply, WriteOp};
+
+/// A client's request on one key, as the master takes it.
+pub(crate) enum Request<'a> {
+    Read {
+        key: &'a [u8],
+    },
+    Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    VRead {
+        key: &'a [u8],
+    },
+    Set {
+        key: &'a [u8],
+        expected: Option<u64>,
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+        expected: Option<u64>,
+    },
+    Incr {
+        key: &'a [u8],
+        delta: i64,
+    },
+}
+
+impl<'a> Request<'a> {
+    /// A READ or WRITE straight from the read buffer.
+    pub fn of(body: BodyRef<'a>) -> Request<'a> {
+        match body {
+            BodyRef::Read { key } => Request::Read { key },
+            BodyRef::Write { key, value } => Request::Write { key, value },
+            other => unreachable!("a request of {:?}", other.opcode()),
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Ops {
@@ -51,6 +93,8 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
+    to_collect: Vec<(Key, u64)>,
     /// Counters and latencies for `/metrics`.
     pub stats: RequestStats,
 }
@@ -79,36 +123,45 @@ impl Ops {
         self.spread.end_turn();
     }
 
-    /// A client's READ or WRITE (`body` is one of the two): queued behind earlier operations
-    /// on its key, unless this master may not take it now (`refusal` says why) or it is over
-    /// the limits.
+    /// A client's request on a key: queued behind earlier operations on it, unless this
+    /// master may not take it now (`refusal` says why) or it is over the limits.
     pub fn on_request(
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
         req_id: u64,
-        body: BodyRef<'_>,
+        request: Request<'_>,
         refusal: Option<String>,
     ) {
         // Not the primary, or a primary that has lost its lease (its backup may be taking
         // over): refuse at once so the client moves on instead of waiting for a deadline.
-        let (key, value) = match body {
-            BodyRef::Read { key } => (key, None),
-            BodyRef::Write { key, value } => (key, Some(value)),
-            other => unreachable!("a request of {:?}", other.opcode()),
+        let (key, value, op) = match request {
+            Request::Read { key } | Request::VRead { key } => (key, None, READ),
+            Request::Write { key, value } => (key, Some(value), WRITE),
+            Request::Set { key, value, .. } => (key, Some(value), UPDATE),
+            Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None, UPDATE),
         };
         let refused = match refusal {
             Some(text) => Some(Body::error(ErrorCode::NotPrimary, text)),
             None => (ctx.cfg.check_request(key, value)).map(|(code, text)| Body::error(code, text)),
         };
         if let Some(reply) = refused {
-            let op = if value.is_some() { WRITE } else { READ };
             self.stats.answered(op, &reply, None, ctx.now);
             return ctx.out.send(conn, req_id, reply);
         }
-        let kind = match value {
-            Some(value) => OpKind::Write(WriteOp::new(value)),
-            None => OpKind::Read(ReadOp::default()),
+        let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
+        let kind = match request {
+            Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
+            Request::Read { .. } => OpKind::Read(ReadOp::default()),
+            Request::VRead { .. } => OpKind::Read(ReadOp::versioned()),
+            Request::Set {
+                value, expected, ..
+            } => update(Change::Set {
+                value: value.to_vec(),
+                expected,
+            }),
+            Request::Delete { expected, .. } => update(Change::Delete { expected }),
+            Request::Incr { delta, .. } => update(Change::Incr { delta }),
         };
         if let Some(n) = self.owed.get_mut(conn) {
             *n += 1;
@@ -171,7 +224,14 @@ impl Ops {
     fn apply(&mut self, timers: &mut Timers, id: OpId, step: Step) {
         match step {
             Step::Wait => {}
-            Step::Done(reply) => self.complete(timers, id, reply),
+            Step::Done(reply) => {
+                if let OpKind::Update(u) = &self.slab[id].kind {
+                    if let Some(version) = u.tombstone_recorded() {
+                        self.to_collect.push((self.slab[id].key.clone(), version));
+                    }
+                }
+                self.complete(timers, id, reply)
+            }
             Step::Defer => self.deferred.push(id),
             Step::AwaitBackup => self.sync_waiters.push(id),
         }
@@ -205,6 +265,11 @@ impl Ops {
     /// (`refusal`: this master cannot stand by its answers, and why) and start what may start.
     /// Starting can complete an operation at once; its queue is then looked at again, here.
     pub fn settle(&mut self, ctx: &mut Ctx, refusal: Option<&str>) {
+        // A collection queues behind the DELETE that asked for it, in the key's queue.
+        for (key, version) in std::mem::take(&mut self.to_collect) {
+            let kind = OpKind::Purge(Box::new(PurgeOp::new(version)));
+            self.add(ctx, None, 0, key, kind);
+        }
         while self.has_ready() {
             // Finishing answers and forgets; it completes nothing, so `done` does not grow.
             let mut done = std::mem::take(&mut self.done);
@@ -271,7 +336,8 @@ impl Ops {
         let kind = match op.kind {
             OpKind::Read(_) => Some(READ),
             OpKind::Write(_) => Some(WRITE),
-            OpKind::Copy(_) => None,
+            OpKind::Update(_) => Some(UPDATE),
+            OpKind::Copy(_) | OpKind::Purge(_) => None,
         };
         if let (Some(kind), Some(reply)) = (kind, &reply) {
             self.stats.answered(kind, reply, Some(op.arrived), ctx.now);
@@ -315,17 +381,20 @@ impl Ops {
                 continue;
             };
             let (r, kind) = op.split(id);
-            if let OpKind::Write(w) = kind {
-                if w.all_answered() {
-                    let step = w.commit(&r, ctx);
-                    if !matches!(step, Step::AwaitBackup) {
-                        if let Some(acked) = op.acked_at {
-                            let waited = ctx.now.saturating_duration_since(acked);
-                            self.stats.backup.record(waited);
-                        }
+            let w = match kind {
+                OpKind::Write(w) => Some(w),
+                OpKind::Update(u) => u.writing(),
+                _ => None,
+            };
+            if let Some(w) = w.filter(|w| w.all_answered()) {
+                let step = w.commit(&r, ctx);
+                if !matches!(step, Step::AwaitBackup) {
+                    if let Some(acked) = op.acked_at {
+                        let waited = ctx.now.saturating_duration_since(acked);
+                        self.stats.backup.record(waited);
                     }
-                    self.apply(ctx.timers, id, step);
                 }
+                self.apply(ctx.timers, id, step);
             }
         }
     }
@@ -337,7 +406,11 @@ impl Ops {
             let waiting = self.slab.get(id).is_some_and(|op| {
                 op.started
                     && op.is_open()
-                    && matches!(&op.kind, OpKind::Write(w) if w.is_deferred())
+                    && match &op.kind {
+                        OpKind::Write(w) => w.is_deferred(),
+                        OpKind::Update(u) => u.is_deferred(),
+                        _ => false,
+                    }
             });
             if waiting {
                 self.start(ctx, id);
@@ -362,19 +435,23 @@ impl Ops {
             return self.on_deadline(ctx, id);
         }
         let (r, kind) = op.split(id);
-        if let OpKind::Read(rd) = kind {
-            let step = rd.retry(&r, ctx, &mut self.subs, &mut self.spread);
-            self.apply(ctx.timers, id, step);
-        }
+        let step = match kind {
+            OpKind::Read(rd) => rd.retry(&r, ctx, &mut self.subs, &mut self.spread),
+            OpKind::Update(u) => u.retry(&r, ctx, &mut self.subs, &mut self.spread),
+            _ => return,
+        };
+        self.apply(ctx.timers, id, step);
     }
 
     /// A slave ACKed a STORE.
     fn on_ack(&mut self, ctx: &mut Ctx, sub: u64, from: SlaveIdx, version: u64) {
         // A late ACK for a finished op, or one from a slave the STORE was not sent to.
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
-            let took = ctx.now.saturating_duration_since(s.sent);
-            self.stats.service[0].record(took);
             let op = &mut self.slab[s.op];
+            if !matches!(op.kind, OpKind::Purge(_)) {
+                let took = ctx.now.saturating_duration_since(s.sent);
+                self.stats.service[0].record(took);
+            }
             let step = op.acked(s.op, ctx, &mut self.subs, sub, from, version);
             if matches!(&op.kind, OpKind::Write(w) if w.all_answered()) && op.acked_at.is_none() {
                 op.acked_at = Some(ctx.now);

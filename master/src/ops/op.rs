@@ -14,9 +14,11 @@ use crate::slaves::SlaveTable;
 use crate::timer::Timers;
 
 use super::copy::CopyOp;
+use super::purge::PurgeOp;
 use super::read::{ReadOp, ReadSpread};
 use super::step::{OpRef, Step};
 use super::subs::{Pending, SubTable};
+use super::update::UpdateOp;
 use super::write::WriteOp;
 
 pub(crate) struct Op {
@@ -48,6 +50,10 @@ pub(crate) enum OpKind {
     /// An internal copy made by re-replication (no client). Boxed, like a read's probe: it
     /// is rare, and the largest kind would set the size of every op.
     Copy(Box<CopyOp>),
+    /// SET, DELETE, INCR: a write that depends on the key's state. Boxed, as rarer.
+    Update(Box<UpdateOp>),
+    /// Collecting a tombstone (no client).
+    Purge(Box<PurgeOp>),
 }
 
 impl Op {
@@ -87,6 +93,8 @@ impl Op {
             OpKind::Write(w) => w.start(&r, ctx, subs),
             OpKind::Read(rd) => rd.start(&r, ctx, subs, spread),
             OpKind::Copy(c) => c.start(&r, ctx, subs),
+            OpKind::Update(u) => u.start(&r, ctx, subs, spread),
+            OpKind::Purge(p) => p.start(&r, ctx, subs),
         }
     }
 
@@ -99,6 +107,8 @@ impl Op {
             OpKind::Write(w) => w.timed_out(&r, ctx),
             OpKind::Read(rd) => rd.timed_out(&r),
             OpKind::Copy(c) => c.timed_out(&r, ctx),
+            OpKind::Update(u) => u.timed_out(&r, ctx),
+            OpKind::Purge(_) => Body::Ok,
         }
     }
 
@@ -117,6 +127,8 @@ impl Op {
         match kind {
             OpKind::Write(w) => w.acked(&r, ctx, sub, from, version),
             OpKind::Copy(c) => c.acked(&r, ctx, subs, sub, from, version),
+            OpKind::Update(u) => u.acked(&r, ctx, sub, from, version),
+            OpKind::Purge(p) => p.acked(&r, ctx, sub),
             OpKind::Read(_) => Step::Wait,
         }
     }
@@ -138,7 +150,8 @@ impl Op {
         match kind {
             OpKind::Read(rd) => rd.answered(&r, ctx, subs, spread, sub, from, answer),
             OpKind::Copy(c) => c.fetched(&r, ctx, subs, sub, answer),
-            OpKind::Write(_) => Step::Wait,
+            OpKind::Update(u) => u.fetched(&r, ctx, subs, spread, sub, from, answer),
+            OpKind::Write(_) | OpKind::Purge(_) => Step::Wait,
         }
     }
 
@@ -147,6 +160,7 @@ impl Op {
     pub fn moves_on_from_slow(&self, slaves: &SlaveTable) -> bool {
         match &self.kind {
             OpKind::Write(w) => w.can_replace(slaves),
+            OpKind::Update(u) => u.can_replace(slaves),
             _ => false,
         }
     }
@@ -168,6 +182,8 @@ impl Op {
             OpKind::Write(w) => w.sub_failed(&r, ctx, subs, sub, refusal),
             OpKind::Read(rd) => rd.sub_failed(&r, ctx, subs, spread, sub),
             OpKind::Copy(c) => c.sub_failed(&r, ctx, subs, sub),
+            OpKind::Update(u) => u.sub_failed(&r, ctx, subs, spread, sub, refusal),
+            OpKind::Purge(p) => p.sub_failed(&r, ctx, sub),
         }
     }
 
@@ -180,6 +196,8 @@ impl Op {
             OpKind::Write(w) => std::mem::take(&mut w.pending),
             OpKind::Copy(c) => std::mem::take(&mut c.pending),
             OpKind::Read(r) => r.take_pending(timers),
+            OpKind::Update(u) => u.take_pending(timers),
+            OpKind::Purge(p) => std::mem::take(&mut p.pending),
         }
     }
 }
@@ -191,7 +209,7 @@ impl Op {
 /// answered TIMEOUT, outcome unknown, and the client does not resend it.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
     match kind {
-        OpKind::Write(_) => Body::error(
+        OpKind::Write(_) | OpKind::Update(_) => Body::error(
             ErrorCode::Timeout,
             format!("{why}; the write may or may not have happened"),
         ),

@@ -7,7 +7,7 @@
 //! becomes the record.
 
 use dsm_net::TimerId;
-use dsm_wire::{Body, ErrorCode};
+use dsm_wire::{is_tombstone, plain_version, Body, ErrorCode};
 use log::{debug, info, warn};
 
 use crate::ctx::Ctx;
@@ -33,6 +33,19 @@ pub(crate) struct ReadOp {
     /// Set when the read asks every slave. Boxed: most reads never probe, and every op is
     /// moved into and out of the slab.
     probe: Option<Box<Probe>>,
+    /// VREAD (and the read of an INCR): answer VERSIONED, with the version, not VALUE.
+    versioned: bool,
+}
+
+/// The answer to a read of `version` (as held: a tombstone reads NOT_FOUND).
+fn found(versioned: bool, version: u64, value: Vec<u8>) -> Body {
+    if is_tombstone(version) {
+        return Body::NotFound;
+    }
+    match versioned {
+        true => Body::Versioned { version, value },
+        false => Body::Value { value },
+    }
 }
 
 #[derive(Default)]
@@ -60,6 +73,14 @@ impl ReadSpread {
 }
 
 impl ReadOp {
+    /// A read answered VERSIONED.
+    pub fn versioned() -> ReadOp {
+        ReadOp {
+            versioned: true,
+            ..ReadOp::default()
+        }
+    }
+
     /// Stop the retry timer and hand over the FETCHes still out (the read is over).
     pub fn take_pending(&mut self, timers: &mut Timers) -> Pending {
         if let Some(t) = self.retry.take() {
@@ -97,6 +118,10 @@ impl ReadOp {
         let Some(e) = ctx.keys.get_hashed(op.hash, op.key) else {
             return Step::Done(Body::NotFound);
         };
+        if e.deleted() {
+            // The master orders every change to the key: its tombstone is the last word.
+            return Step::Done(Body::NotFound);
+        }
         if start {
             self.version = e.version;
         }
@@ -223,14 +248,14 @@ impl ReadOp {
         }
         let want = self.version;
         match answer {
-            Some((version, value)) if version >= want => {
-                if version > want {
+            Some((version, value)) if plain_version(version) >= plain_version(want) => {
+                if plain_version(version) > plain_version(want) {
                     // A write whose outcome was reported unknown reached this slave after all:
                     // it takes effect now, and reads follow this copy from here on.
                     warn!("adopting version {version} (newer than {want}) from slave {from}");
                     ctx.record(op.hash, op.key, version, &[from]);
                 }
-                Step::Done(Body::Value { value })
+                Step::Done(found(self.versioned, version, value))
             }
             other => {
                 let got = other.map(|(v, _)| v);
@@ -321,7 +346,7 @@ impl ReadOp {
                     holders.len()
                 );
                 ctx.record(op.hash, op.key, version, &holders);
-                Step::Done(Body::Value { value })
+                Step::Done(found(self.versioned, version, value))
             }
             None => {
                 ctx.doubts.settled(op.key);
@@ -339,7 +364,7 @@ impl Probe {
         };
         match &mut self.best {
             Some((v, _, holders)) if *v == version => holders.push(from),
-            Some((v, _, _)) if *v > version => {}
+            Some((v, _, _)) if plain_version(*v) >= plain_version(version) => {}
             _ => self.best = Some((version, value, vec![from])),
         }
     }

@@ -73,6 +73,32 @@ impl SubTable {
         sub
     }
 
+    /// [`SubTable::send`] for a request that is not a STORE or FETCH (a PURGE), ACKed.
+    pub fn send_body(
+        &mut self,
+        ctx: &mut Ctx,
+        op: OpId,
+        slave: SlaveIdx,
+        body: impl FnOnce(u64) -> dsm_wire::Body,
+    ) -> u64 {
+        let sub = self.next;
+        self.next += 1;
+        let at = ctx.now + ctx.cfg.ack_timeout;
+        let timer = Some(ctx.timers.insert(at, Timer::Ack(sub)));
+        let sent = ctx.now;
+        self.map.insert(
+            sub,
+            Sub {
+                op,
+                slave,
+                timer,
+                sent,
+            },
+        );
+        ctx.out.send(ctx.slaves.get(slave).conn, sub, body(sub));
+        sub
+    }
+
     /// Forget the sub-request (it was answered, or will not be) and stop its timer.
     pub fn take(&mut self, sub: u64, timers: &mut Timers) -> Option<Sub> {
         let s = self.map.remove(&sub)?;

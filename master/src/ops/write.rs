@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use dsm_wire::{Body, ErrorCode};
+use dsm_wire::{plain_version, Body, ErrorCode, TOMBSTONE};
 use log::{debug, warn};
 
 use crate::ctx::Ctx;
@@ -17,8 +17,25 @@ use crate::slaves::SlaveTable;
 use super::step::{OpRef, Step};
 use super::subs::{Candidates, Pending, SubTable};
 
+/// How a write that took effect is answered.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// WRITE: OK, or DEGRADED with fewer copies than wanted.
+    #[default]
+    Plain,
+    /// SET and DELETE: WRITTEN with the version.
+    Version,
+    /// INCR: VERSIONED with the version and the value written.
+    Counter,
+}
+
 #[derive(Default)]
 pub(crate) struct WriteOp {
+    reply: Reply,
+    /// A DELETE: the STOREs carry a tombstone (the version's [`TOMBSTONE`] bit, no value).
+    tombstone: bool,
+    /// Committed on every copy wanted (a tombstone that may then be collected).
+    full: bool,
     /// Shared by the STOREs to every replica.
     value: Rc<[u8]>,
     /// 0 until the write starts (a write deferred after a takeover has none yet).
@@ -39,11 +56,18 @@ pub(crate) struct WriteOp {
 }
 
 impl WriteOp {
-    pub fn new(value: &[u8]) -> WriteOp {
+    pub fn new(value: &[u8], reply: Reply, tombstone: bool) -> WriteOp {
         WriteOp {
             value: value.into(),
+            reply,
+            tombstone,
             ..WriteOp::default()
         }
+    }
+
+    /// The tombstone's version, once it is recorded on every copy wanted.
+    pub fn recorded_tombstone(&self) -> Option<u64> {
+        (self.tombstone && self.full).then_some(self.version)
     }
 
     /// Deferred after a takeover: it has no version yet.
@@ -88,6 +112,9 @@ impl WriteOp {
             );
         }
         self.version = ctx.term.take_version();
+        if self.tombstone {
+            self.version |= TOMBSTONE;
+        }
         self.sync_seq = ctx.intent(op.key);
         self.cands = Candidates::new(ranked);
         for _ in 0..first {
@@ -120,7 +147,7 @@ impl WriteOp {
         from: SlaveIdx,
         version: u64,
     ) -> Step {
-        if version < self.version {
+        if plain_version(version) < plain_version(self.version) {
             warn!(
                 "slave ACKed version {version} for a STORE of {}",
                 self.version
@@ -147,6 +174,18 @@ impl WriteOp {
         }
         ctx.record(op.hash, op.key, version, &holders);
         let wanted = ctx.cfg.replicas;
+        self.full = holders.len() >= wanted;
+        match self.reply {
+            Reply::Plain => {}
+            Reply::Version => {
+                let version = plain_version(version);
+                return Step::Done(Body::Written { version });
+            }
+            Reply::Counter => {
+                let (version, value) = (plain_version(version), self.value.to_vec());
+                return Step::Done(Body::Versioned { version, value });
+            }
+        }
         if holders.len() < wanted {
             warn!(
                 "version {version} acknowledged with {} of {wanted} copies",

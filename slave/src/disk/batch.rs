@@ -13,8 +13,13 @@ use crate::table::Record;
 pub enum Staged {
     /// Answer request `req` once `record` is applied.
     Store { req: u64, record: Record },
-    /// Drop the key at `key` in the batch's bytes if held at `version` or older.
-    Drop { version: u64, key: Range<usize> },
+    /// Drop the key at `key` in the batch's bytes if held at `version` or older; a PURGE
+    /// (`req`) is answered once that is on disk.
+    Drop {
+        version: u64,
+        key: Range<usize>,
+        req: Option<u64>,
+    },
 }
 
 #[derive(Default)]
@@ -59,9 +64,9 @@ impl Batch {
         self.ops.push(Staged::Store { req, record });
     }
 
-    pub fn drop_key(&mut self, version: u64, key: &[u8]) {
+    pub fn drop_key(&mut self, version: u64, key: &[u8], req: Option<u64>) {
         let key = record::encode_drop(&mut self.bytes, version, key);
-        self.ops.push(Staged::Drop { version, key });
+        self.ops.push(Staged::Drop { version, key, req });
     }
 
     pub fn epoch(&mut self, epoch: u64) {

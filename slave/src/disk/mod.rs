@@ -250,7 +250,12 @@ impl Durable {
     }
 
     pub fn stage_drop(&mut self, version: u64, key: &[u8]) {
-        self.batch.drop_key(version, key);
+        self.batch.drop_key(version, key, None);
+    }
+
+    /// Stage a PURGE: a DROP whose request `req` is ACKed once it is on disk.
+    pub fn stage_purge(&mut self, req: u64, version: u64, key: &[u8]) {
+        self.batch.drop_key(version, key, Some(req));
     }
 
     /// A higher epoch was seen: it goes into the next commit.
@@ -467,7 +472,12 @@ impl Durable {
                 answers.push(Answer::Ack { req, version });
             }
             Staged::Store { req, .. } => answers.push(Answer::Refused { req }),
-            Staged::Drop { version, key } => {
+            Staged::Drop { version, key, req } => {
+                match req {
+                    Some(req) if written => answers.push(Answer::Ack { req, version }),
+                    Some(req) => answers.push(Answer::Refused { req }),
+                    None => {}
+                }
                 let Some(d) = table.drop_stale(&bytes[key], version) else {
                     return;
                 };

@@ -1,0 +1,288 @@
+//! The changes that depend on the key's current state: SET (a WRITE answered with its version,
+//! optionally compare-and-set), DELETE (a tombstone) and INCR. Each runs alone in its key's
+//! queue, like a WRITE, so what it reads of the key cannot change before it writes: the
+//! master decides a compare-and-set from its key map with no extra round trip, and reads the
+//! value first only for INCR, or when the map may be wrong about the key (a probe).
+
+use dsm_wire::{plain_version, Body, ErrorCode};
+
+use crate::ctx::Ctx;
+use crate::keymap::SlaveIdx;
+use crate::slaves::SlaveTable;
+
+use super::read::{ReadOp, ReadSpread};
+use super::step::{OpRef, Step};
+use super::subs::{Pending, SubTable};
+use super::write::{Reply, WriteOp};
+
+/// What the client asked for.
+pub(crate) enum Change {
+    Set {
+        value: Vec<u8>,
+        expected: Option<u64>,
+    },
+    Delete {
+        expected: Option<u64>,
+    },
+    Incr {
+        delta: i64,
+    },
+}
+
+pub(crate) struct UpdateOp {
+    change: Change,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Not started, or decided without writing.
+    Idle,
+    /// Reading the key's value (INCR) or its true version (a doubted key).
+    Reading(ReadOp),
+    Writing(WriteOp),
+}
+
+impl UpdateOp {
+    pub fn new(change: Change) -> UpdateOp {
+        UpdateOp {
+            change,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// A write that waits for slaves after a takeover (see [`WriteOp::is_deferred`]).
+    pub fn is_deferred(&self) -> bool {
+        matches!(&self.phase, Phase::Writing(w) if w.is_deferred())
+    }
+
+    pub fn writing(&mut self) -> Option<&mut WriteOp> {
+        match &mut self.phase {
+            Phase::Writing(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// A DELETE whose tombstone is recorded on every copy it wants: it may be collected.
+    pub fn tombstone_recorded(&self) -> Option<u64> {
+        match (&self.change, &self.phase) {
+            (Change::Delete { .. }, Phase::Writing(w)) => w.recorded_tombstone(),
+            _ => None,
+        }
+    }
+
+    pub fn start(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
+        let must_read =
+            matches!(self.change, Change::Incr { .. }) || ctx.doubts.needs_probe(op.key, ctx.keys);
+        if let Phase::Writing(w) = &mut self.phase {
+            // A deferred write starting again.
+            return w.start(op, ctx, subs);
+        }
+        if must_read {
+            let mut read = ReadOp::versioned();
+            let step = read.start(op, ctx, subs, spread);
+            self.phase = Phase::Reading(read);
+            return self.after_read(op, ctx, subs, step);
+        }
+        let current = ctx
+            .keys
+            .get_hashed(op.hash, op.key)
+            .filter(|e| !e.deleted())
+            .map(|e| e.plain());
+        self.decide(op, ctx, subs, current, None)
+    }
+
+    /// What the read phase decided: the key's state, or an error that ends the op.
+    fn after_read(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable, step: Step) -> Step {
+        match step {
+            Step::Done(Body::Versioned { version, value }) => {
+                self.decide(op, ctx, subs, Some(plain_version(version)), Some(value))
+            }
+            Step::Done(Body::NotFound) => self.decide(op, ctx, subs, None, None),
+            other => other,
+        }
+    }
+
+    /// The key's committed state is `current` (its version; `None`: it does not exist) and,
+    /// when read, `value`: answer at once, or start the write.
+    fn decide(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        current: Option<u64>,
+        value: Option<Vec<u8>>,
+    ) -> Step {
+        self.phase = Phase::Idle;
+        let now = current.unwrap_or(0);
+        let expected = match &self.change {
+            Change::Set { expected, .. } | Change::Delete { expected } => *expected,
+            Change::Incr { .. } => None,
+        };
+        if expected.is_some_and(|e| e != now) {
+            return Step::Done(Body::Conflict { version: now });
+        }
+        let write = match &mut self.change {
+            Change::Set { value, .. } => WriteOp::new(value, Reply::Version, false),
+            Change::Delete { .. } if current.is_none() => return Step::Done(Body::NotFound),
+            Change::Delete { .. } => WriteOp::new(&[], Reply::Version, true),
+            Change::Incr { delta } => match incremented(value.as_deref(), *delta) {
+                Ok(text) => WriteOp::new(text.as_bytes(), Reply::Counter, false),
+                Err(reply) => return Step::Done(reply),
+            },
+        };
+        if let Change::Set { value, .. } = &mut self.change {
+            *value = Vec::new();
+        }
+        let mut write = write;
+        let step = write.start(op, ctx, subs);
+        self.phase = Phase::Writing(write);
+        step
+    }
+
+    pub fn retry(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
+        match &mut self.phase {
+            Phase::Reading(r) => {
+                let step = r.retry(op, ctx, subs, spread);
+                self.after_read(op, ctx, subs, step)
+            }
+            _ => Step::Wait,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetched(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+        from: SlaveIdx,
+        answer: Option<(u64, Vec<u8>)>,
+    ) -> Step {
+        match &mut self.phase {
+            Phase::Reading(r) => {
+                let step = r.answered(op, ctx, subs, spread, sub, from, answer);
+                self.after_read(op, ctx, subs, step)
+            }
+            _ => Step::Wait,
+        }
+    }
+
+    pub fn acked(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        sub: u64,
+        from: SlaveIdx,
+        version: u64,
+    ) -> Step {
+        match &mut self.phase {
+            Phase::Writing(w) => w.acked(op, ctx, sub, from, version),
+            _ => Step::Wait,
+        }
+    }
+
+    pub fn sub_failed(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+        refusal: Option<ErrorCode>,
+    ) -> Step {
+        match &mut self.phase {
+            Phase::Reading(r) => {
+                let step = r.sub_failed(op, ctx, subs, spread, sub);
+                self.after_read(op, ctx, subs, step)
+            }
+            Phase::Writing(w) => w.sub_failed(op, ctx, subs, sub, refusal),
+            Phase::Idle => Step::Wait,
+        }
+    }
+
+    pub fn can_replace(&self, slaves: &SlaveTable) -> bool {
+        matches!(&self.phase, Phase::Writing(w) if w.can_replace(slaves))
+    }
+
+    pub fn timed_out(&mut self, op: &OpRef, ctx: &mut Ctx) -> Body {
+        match &mut self.phase {
+            Phase::Reading(r) => r.timed_out(op),
+            Phase::Writing(w) => w.timed_out(op, ctx),
+            Phase::Idle => Body::error(ErrorCode::Timeout, "deadline passed"),
+        }
+    }
+
+    pub fn take_pending(&mut self, timers: &mut crate::timer::Timers) -> Pending {
+        match &mut self.phase {
+            Phase::Reading(r) => r.take_pending(timers),
+            Phase::Writing(w) => std::mem::take(&mut w.pending),
+            Phase::Idle => Pending::default(),
+        }
+    }
+}
+
+/// INCR's new value: `held` (decimal text; `None`: the key is missing, 0) plus `delta`.
+pub(crate) fn incremented(held: Option<&[u8]>, delta: i64) -> Result<String, Body> {
+    let n = match held {
+        None => 0,
+        Some(bytes) => match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            Some(n) => n,
+            None => {
+                let text = "the value is not a signed 64-bit decimal integer";
+                return Err(Body::error(ErrorCode::NotAnInteger, text));
+            }
+        },
+    };
+    match n.checked_add(delta) {
+        Some(sum) => Ok(sum.to_string()),
+        None => Err(Body::error(
+            ErrorCode::Overflow,
+            format!("{n} + {delta} is outside the signed 64-bit range; nothing was written"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_parse_add_and_refuse() {
+        assert_eq!(incremented(None, 5), Ok("5".into()));
+        assert_eq!(incremented(Some(b"-3"), 1), Ok("-2".into()));
+        assert_eq!(incremented(Some(b"10"), -11), Ok("-1".into()));
+        let code = |r: Result<String, Body>| match r {
+            Err(Body::Error { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(incremented(Some(b"abc"), 1)), ErrorCode::NotAnInteger);
+        assert_eq!(code(incremented(Some(b" 1"), 1)), ErrorCode::NotAnInteger);
+        assert_eq!(code(incremented(Some(b""), 1)), ErrorCode::NotAnInteger);
+        let max = i64::MAX.to_string();
+        assert_eq!(
+            code(incremented(Some(max.as_bytes()), 1)),
+            ErrorCode::Overflow
+        );
+        assert_eq!(
+            code(incremented(None, i64::MIN).and_then(|s| incremented(Some(s.as_bytes()), -1))),
+            ErrorCode::Overflow
+        );
+    }
+}
