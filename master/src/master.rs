@@ -115,6 +115,21 @@ impl Master {
     }
 
     pub fn status(&self) -> Status {
+        crate::status::status(self.status_head(), &self.core.keys, &self.core.slaves)
+    }
+
+    /// STATUS from the counts of a census pass (`census.rs`) instead of a walk now.
+    pub(crate) fn status_from(&self, counts: &crate::status::Counts) -> Status {
+        let keys = self.core.keys.len();
+        crate::status::assemble(self.status_head(), keys, &self.core.slaves, counts)
+    }
+
+    /// Walk the next slice of the key map for `census`; true when its pass ended.
+    pub(crate) fn census_step(&self, census: &mut crate::census::Census) -> bool {
+        census.step(&self.core.keys, &self.core.slaves, self.core.cfg.replicas)
+    }
+
+    fn status_head(&self) -> crate::status::Head {
         let role = match self.ha.role() {
             ServerRole::Primary if self.core.recovery.is_some() => ServerRole::Recovering,
             role => role,
@@ -124,19 +139,15 @@ impl Master {
             ServerRole::Backup => self.primary_addr.clone(),
             ServerRole::Fenced => String::new(),
         };
-        crate::status::status(
-            crate::status::Head {
-                role,
-                epoch: self.core.term.epoch,
-                replicas: self.core.cfg.replicas,
-                copies_made: self.core.repairs.copies_made(),
-                addr: self.core.cfg.listen.to_string(),
-                primary,
-                backup: self.ha.backup_link(&self.core.doubts),
-            },
-            &self.core.keys,
-            &self.core.slaves,
-        )
+        crate::status::Head {
+            role,
+            epoch: self.core.term.epoch,
+            replicas: self.core.cfg.replicas,
+            copies_made: self.core.repairs.copies_made(),
+            addr: self.core.cfg.listen.to_string(),
+            primary,
+            backup: self.ha.backup_link(&self.core.doubts),
+        }
     }
 
     /// Count a slave about to be dropped (one already out of service is not dropped again).
@@ -151,8 +162,14 @@ impl Master {
 
     /// The `/metrics` text; the event loop adds what only it knows: bytes queued for peers
     /// and its HTTP connections.
-    pub fn metrics(&self, buffered: u64, http_conns: u64, now: Instant) -> String {
-        let status = self.status();
+    pub(crate) fn metrics(
+        &self,
+        counts: &crate::status::Counts,
+        buffered: u64,
+        http_conns: u64,
+        now: Instant,
+    ) -> String {
+        let status = self.status_from(counts);
         let conns = self.core.peers.count_by_kind();
         crate::metrics::render(&crate::metrics::Snapshot {
             status: &status,
@@ -173,7 +190,11 @@ impl Master {
     }
 
     /// What the status page shows besides the request counters.
-    pub(crate) fn page_view(&self, now: Instant) -> crate::page::PageView {
+    pub(crate) fn page_view(
+        &self,
+        counts: &crate::status::Counts,
+        now: Instant,
+    ) -> crate::page::PageView {
         let heard = (self.core.slaves.latest_per_id().into_iter())
             .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
             .collect();
@@ -185,7 +206,7 @@ impl Master {
             }
         }
         crate::page::PageView {
-            status: self.status(),
+            status: self.status_from(counts),
             other_masters: others.iter().map(|a| a.to_string()).collect(),
             heard,
             uptime: now.saturating_duration_since(self.started),

@@ -196,8 +196,20 @@ impl Server {
             self.apply_out();
             self.flush_dirty();
         }
+        self.census_step();
         self.core.end_turn();
         Ok(())
+    }
+
+    /// `--metrics`: walk a slice of the key map for the census (`census.rs`), and answer the
+    /// HTTP requests that waited for the pass it ended.
+    fn census_step(&mut self) {
+        let Some(web) = self.web.as_mut().filter(|w| w.census_busy()) else {
+            return;
+        };
+        for key in web.census_step(&self.core) {
+            self.serve_http(key);
+        }
     }
 
     /// Wait for events. With `--spin-us` and requests waiting on slaves, first poll without
@@ -208,8 +220,9 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
-        if !self.unread.is_empty() {
-            // Bytes wait in some sockets already: look for other events, do not sleep.
+        if !self.unread.is_empty() || self.web.as_ref().is_some_and(|w| w.census_busy()) {
+            // Bytes wait in some sockets already, or a census pass is under way: look for
+            // other events, do not sleep.
             self.release_held();
             return self.poll.poll(&mut self.events, Some(Duration::ZERO));
         }

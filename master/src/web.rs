@@ -2,6 +2,8 @@
 //! slab beside the others (`server.rs` hands their events here), and three routes:
 //! `/metrics` (Prometheus text), `/` (the status page, `page.rs`) and `/status.json` is not
 //! served: the page is the human view, `/metrics` the machine one. Anything else is a 404.
+//! Both pages need the key map counted (`census.rs`): a request for them waits, unanswered,
+//! until a census pass that started after it ends; the loop walks a slice a turn meanwhile.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use log::{debug, info};
 use mio::{Registry, Token};
 use slab::Slab;
 
+use crate::census::Census;
 use crate::master::Master;
 use crate::metrics::RequestStats;
 
@@ -27,6 +30,9 @@ pub(crate) struct Web {
     older: Option<(Instant, RequestStats)>,
     /// Bytes queued for all peers, and when they were counted (see [`Web::buffered`]).
     buffered: (u64, Option<Instant>),
+    census: Census,
+    /// Connections whose request waits for the census pass of this id.
+    waiting: Vec<(usize, u64)>,
 }
 
 impl Web {
@@ -42,6 +48,8 @@ impl Web {
             window: None,
             older: None,
             buffered: (0, None),
+            census: Census::default(),
+            waiting: Vec::new(),
         })
     }
 
@@ -67,6 +75,25 @@ impl Web {
 
     pub fn forget(&mut self, key: usize) {
         self.endpoint.forget(key);
+        self.waiting.retain(|&(k, _)| k != key);
+    }
+
+    /// Whether a census pass is wanted or under way: the loop must not sleep.
+    pub fn census_busy(&self) -> bool {
+        self.census.busy()
+    }
+
+    /// Walk one slice of the key map; when a pass ends, the connections whose requests it
+    /// answers (the loop serves them again).
+    pub fn census_step(&mut self, master: &Master) -> Vec<usize> {
+        if !master.census_step(&mut self.census) {
+            return Vec::new();
+        }
+        let census = &self.census;
+        (self.waiting.iter())
+            .filter(|&&(_, id)| census.result(id).is_some())
+            .map(|&(k, _)| k)
+            .collect()
     }
 
     /// The bytes queued for peers, counted by `count` (a walk over the connections) at most
@@ -96,24 +123,44 @@ impl Web {
             endpoint,
             window,
             older,
+            census,
+            waiting,
             ..
         } = self;
         endpoint.on_event(key, Token(key), conn, registry, |req: &Request| {
             debug!("http {} {}", req.method, req.path);
-            match req.path {
+            if !matches!(req.path, "/metrics" | "/") {
+                return Some(Page::not_found(req.path));
+            }
+            // The counts of a pass that started after this request came, else wait for one.
+            let at = waiting.iter().position(|&(k, _)| k == key);
+            let id = match at {
+                Some(i) => waiting[i].1,
+                None => census.ask(),
+            };
+            let Some(counts) = census.result(id) else {
+                if at.is_none() {
+                    waiting.push((key, id));
+                }
+                return None;
+            };
+            if let Some(i) = at {
+                waiting.swap_remove(i);
+            }
+            Some(match req.path {
                 "/metrics" => Page::ok(
                     "text/plain; version=0.0.4; charset=utf-8",
-                    master.metrics(buffered, http_conns, now),
+                    master.metrics(counts, buffered, http_conns, now),
                 ),
-                "/" => {
+                _ => {
                     let stats = master.request_stats().clone();
                     let since = pick_window(window, older, now);
-                    let html = crate::page::render(&master.page_view(now), &stats, since);
+                    let view = master.page_view(counts, now);
+                    let html = crate::page::render(&view, &stats, since);
                     slide(window, older, now, stats);
                     Page::ok("text/html; charset=utf-8", html)
                 }
-                path => Page::not_found(path),
-            }
+            })
         })
     }
 }

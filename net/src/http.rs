@@ -273,14 +273,16 @@ impl Endpoint {
 
     /// Readable or writable: write what is queued, then answer buffered requests one at a
     /// time, reading more while the socket has it. Never waits: a response not written
-    /// whole waits for WRITABLE, and no request is read meanwhile.
+    /// whole waits for WRITABLE, and no request is read meanwhile. A route that answers
+    /// `None` is not ready: the request stays buffered, and the owner calls again when it is
+    /// (an event on the connection also calls the route again).
     pub fn on_event(
         &mut self,
         key: usize,
         token: Token,
         conn: &mut Conn,
         registry: &Registry,
-        mut route: impl FnMut(&Request) -> Page,
+        mut route: impl FnMut(&Request) -> Option<Page>,
     ) -> Verdict {
         let Some(mut slot) = self.slots.get(key).copied().flatten() else {
             return Verdict::Close;
@@ -296,7 +298,12 @@ impl Endpoint {
                 Ok(Some((req, used))) => {
                     let head_only = req.method == "HEAD";
                     let (page, allow) = match req.method {
-                        "GET" | "HEAD" => (route(&req), false),
+                        "GET" | "HEAD" => match route(&req) {
+                            Some(page) => (page, false),
+                            // Not ready: the request stays buffered until the owner calls
+                            // again (and nothing after it is read meanwhile).
+                            None => break Verdict::Keep,
+                        },
                         _ => (
                             Page {
                                 status: 405,

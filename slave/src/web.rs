@@ -75,15 +75,15 @@ impl Web {
         let uptime = self.started.elapsed().as_secs_f64();
         let conn = &mut self.conns[key];
         let token = Token(FIRST_TOKEN + key);
-        let verdict = self
-            .endpoint
-            .on_event(key, token, conn, registry, |req| match req.path {
+        let verdict = self.endpoint.on_event(key, token, conn, registry, |req| {
+            Some(match req.path {
                 "/metrics" => Page::ok(
                     "text/plain; version=0.0.4; charset=utf-8",
                     crate::metrics::render(slave, uptime),
                 ),
                 path => Page::not_found(path),
-            });
+            })
+        });
         if verdict == Verdict::Close {
             self.close(key, registry);
         }
