@@ -5,7 +5,7 @@
 #     BENCH_PERSIST=0) with BENCH_METRICS=0, then =1, ...; every run's ratio row and the medians.
 #  2. One scrape of a master holding COST_KEYS keys (default 1000000): time to first byte of
 #     /metrics (the census walks the key map a slice per loop turn, so this is a pass's length,
-#     not a stall), and PING p50/p99.9/max at 1x1 with /metrics fetched back to back meanwhile
+#     not a stall), and PING p50/p99.9/max at 1x1 (100,000 requests) with /metrics fetched back to back meanwhile
 #     against no scraping: what a scrape blocks the loop for.
 # COST_PART=1 or 2 runs one part only.
 set -euo pipefail
@@ -85,7 +85,7 @@ part2() {
         nope+=("$(awk -v t="$t" 'BEGIN {printf "%.2f", t * 1000}')")
     done
     echo "- time to first byte of /metrics, 5 fetches, ms: ${ttfb[*]} (a 404, no census: ${nope[*]})"
-    local ping=("$BIN/dsm-client" --master "$MASTER" bench --op ping --clients 1 --pipeline 1 --requests 20000 --json)
+    local ping=("$BIN/dsm-client" --master "$MASTER" bench --op ping --clients 1 --pipeline 1 --requests 100000 --json)
     local quiet loud scraper n
     quiet=$("${ping[@]}")
     (while :; do curl -s -o /dev/null "http://$mx/metrics"; echo x; done >"$WORK/scrapes") &
@@ -95,7 +95,7 @@ part2() {
     kill "$scraper" 2>/dev/null || true
     wait "$scraper" 2>/dev/null || true
     n=$(wc -l <"$WORK/scrapes")
-    echo "- PING 1x1, 20000 requests: \`${ping[*]:1}\`"
+    echo "- PING 1x1, 100000 requests: \`${ping[*]:1}\`"
     echo
     echo "| | p50 µs | p99.9 µs | max µs |"
     echo "|---|---:|---:|---:|"
