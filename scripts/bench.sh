@@ -279,7 +279,8 @@ start_scraper() {
     (
         while :; do
             for a in "${addrs[@]}"; do
-                curl -s -o /dev/null -w '%{http_code}\n' --max-time 2 "http://$a/metrics" >>"$WORK/scrapes.txt" || echo fail >>"$WORK/scrapes.txt"
+                # One line per fetch: the status, 000 when none came within 2 s.
+                curl -s -o /dev/null -w '%{http_code}\n' --max-time 2 "http://$a/metrics" >>"$WORK/scrapes.txt" || true
             done
             sleep 1
         done
@@ -361,7 +362,7 @@ main() {
     if [ "$METRICS" = 1 ]; then
         kill "$SCRAPER_PID" 2>/dev/null || true
         wait "$SCRAPER_PID" 2>/dev/null || true
-        scrapes="$(grep -c '^200$' "$WORK/scrapes.txt" || true) answered 200, $(grep -vc '^200$' "$WORK/scrapes.txt" || true) not"
+        scrapes="$(grep -c '^200$' "$WORK/scrapes.txt" || true) answered 200, $(grep -vc '^200$' "$WORK/scrapes.txt" || true) not (000: no answer within curl's --max-time 2)"
     fi
     draw_svg
 
