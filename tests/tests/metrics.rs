@@ -247,11 +247,14 @@ fn top_prints_the_masters_numbers() {
     for i in 0..7 {
         c.write(format!("top{i}").as_bytes(), b"v").unwrap();
     }
-    // Writes go on while top watches, so its second line has a rate and percentiles.
+    // Writes go on until top is done (not for a fixed time: a loaded machine may start top
+    // late), so its second line has a rate and percentiles.
     let masters = [cluster.master_addr()];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = stop.clone();
     let writer = std::thread::spawn(move || {
         let mut c = dsm_client::Client::connect(&masters).unwrap();
-        for _ in 0..200 {
+        while !writing.load(std::sync::atomic::Ordering::Relaxed) {
             c.write(b"top0", b"again").unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -267,6 +270,7 @@ fn top_prints_the_masters_numbers() {
         "2",
     ]);
     let done = dsm_tests::run(&mut cmd, b"", Duration::from_secs(30));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert_eq!(done.code(), Some(0), "{}", done.stderr());
     let out = done.stdout();
