@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench mem torture blinks clean
+.PHONY: help build install test lint fmt run-cluster bench mem attacks torture blinks clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -23,6 +23,8 @@ help:
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
+	@echo "make attacks      issue 18's memory and connection attacks on release binaries, with RSS and latency;"
+	@echo "                  writes bench-results/attacks-bounds.md"
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
 
@@ -58,6 +60,9 @@ bench:
 
 mem:
 	scripts/mem.sh
+
+attacks:
+	scripts/attacks-rss.sh
 
 # The long torture run (the short one is part of make test): DURATION seconds of faults, a
 # SEED to replay a schedule (default: from the clock, printed), CLIENTS concurrent clients.

@@ -14,6 +14,9 @@
 #                                        removed when the cluster stops)
 #   DSM_SECRET_FILE=PATH                 every node gets --secret-file PATH, and the masters
 #                                        --require-client-auth: clients need the secret too
+#                                        (default: DSM_DATA/cluster.secret, 32 random bytes
+#                                        made at the first start, mode 600; slaves and the
+#                                        backup must prove it, clients need not)
 #   DSM_SLAVE_ARGS="..."                 more flags for every slave (e.g. "--fsync always")
 #   DSM_MASTER_ARGS="..."                more flags for both masters
 #   DSM_METRICS_PORT=9100                HTTP /metrics on 127.0.0.1 (loopback only): the
@@ -55,6 +58,16 @@ if [[ -n ${DSM_SECRET_FILE:-} ]]; then
     SECRET=(--secret-file "$DSM_SECRET_FILE")
     MASTER_SECRET=(--secret-file "$DSM_SECRET_FILE" --require-client-auth)
     CLIENT_SECRET=" --secret-file $DSM_SECRET_FILE"
+else
+    # Secure by default: the cluster's own secret, made once and kept with the data, so that
+    # no process on this machine can register as a slave or a backup without it.
+    CLUSTER_SECRET=$DATA/cluster.secret
+    if [[ ! -s $CLUSTER_SECRET ]]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 >"$CLUSTER_SECRET.tmp" && mv "$CLUSTER_SECRET.tmp" "$CLUSTER_SECRET")
+    fi
+    chmod 600 "$CLUSTER_SECRET"
+    SECRET=(--secret-file "$CLUSTER_SECRET")
+    MASTER_SECRET=(--secret-file "$CLUSTER_SECRET")
 fi
 # What the client needs besides its defaults (--master 127.0.0.1:7000,127.0.0.1:7002).
 CLIENT_OPTS=$CLIENT_SECRET
@@ -143,6 +156,7 @@ dsm cluster up: primary $LISTEN (heartbeat $HEARTBEAT), backup $BACKUP (heartbea
 $BACKUP_HEARTBEAT), $SLAVES slaves, R=$REPLICAS
 logs: $LOGDIR$([[ $TEMP_LOGS == 1 ]] && echo " (removed when the cluster stops)")
 data: $DATA (kept when the cluster stops: start the script again and every key is back)
+secret: ${DSM_SECRET_FILE:-$DATA/cluster.secret (made for this cluster; slaves and the backup prove it)}
 In another terminal:
   $BIN/dsm-client$CLIENT_OPTS write greeting hello world
   $BIN/dsm-client$CLIENT_OPTS read greeting

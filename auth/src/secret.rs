@@ -27,6 +27,22 @@ const SHORT_SECRET: usize = 16;
 /// be read forever).
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
+/// What a file that is not a regular file is, for the error.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// The cluster's shared secret. Its `Debug` output never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
@@ -36,9 +52,21 @@ pub struct Secret {
 /// Why a secret could not be loaded.
 #[derive(Debug)]
 pub enum SecretError {
-    Read { path: PathBuf, err: io::Error },
-    Empty { path: PathBuf },
-    TooLarge { path: PathBuf },
+    Read {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Empty {
+        path: PathBuf,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
+    /// A FIFO, a device, a directory: opening a FIFO would wait for a writer forever.
+    NotRegular {
+        path: PathBuf,
+        kind: &'static str,
+    },
 }
 
 impl fmt::Display for SecretError {
@@ -50,6 +78,11 @@ impl fmt::Display for SecretError {
             SecretError::Empty { path } => write!(
                 f,
                 "the secret file {} is empty (create one with: head -c 32 /dev/urandom | base64 > FILE)",
+                path.display()
+            ),
+            SecretError::NotRegular { path, kind } => write!(
+                f,
+                "the secret file {} is {kind}, not a regular file",
                 path.display()
             ),
             SecretError::TooLarge { path } => write!(
@@ -89,7 +122,22 @@ impl Secret {
             path: path.to_path_buf(),
             err,
         };
+        // Looked at before it is opened: opening a FIFO blocks until someone writes to it.
+        let kind = std::fs::metadata(path).map_err(read_err)?.file_type();
+        if !kind.is_file() {
+            return Err(SecretError::NotRegular {
+                path: path.to_path_buf(),
+                kind: file_kind(&kind),
+            });
+        }
         let mut file = File::open(path).map_err(read_err)?;
+        // Replaced between the look and the open: refuse what is there now too.
+        if !file.metadata().map_err(read_err)?.is_file() {
+            return Err(SecretError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "not a regular file any more",
+            });
+        }
         let mode = file.metadata().map_err(read_err)?.permissions().mode();
         let mut key = Vec::new();
         (&mut file)
@@ -400,8 +448,27 @@ mod tests {
             let err = Secret::load(&write("empty", empty)).unwrap_err();
             assert!(matches!(err, SecretError::Empty { .. }), "{err}");
         }
-        let err = Secret::load(Path::new("/dev/zero")).unwrap_err();
+        let big = write("big", &vec![b'x'; MAX_SECRET_FILE as usize + 1]);
+        let err = Secret::load(&big).unwrap_err();
         assert!(matches!(err, SecretError::TooLarge { .. }), "{err}");
+        // Devices, directories and FIFOs are refused at once, before any open (a FIFO's
+        // would wait for a writer forever).
+        let err = Secret::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            err.to_string().contains("is a device, not a regular file"),
+            "{err}"
+        );
+        let err = Secret::load(&dir).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = Secret::load(&fifo).unwrap_err();
+            assert!(
+                err.to_string().contains("is a FIFO, not a regular file"),
+                "{err}"
+            );
+        }
         let err = Secret::load(&dir.join("missing")).unwrap_err();
         assert!(
             err.to_string().contains("cannot read the secret file"),

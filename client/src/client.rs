@@ -1,14 +1,23 @@
 //! A small blocking client: connects to the first master that answers, pipelines requests, and
-//! on a broken connection or a "not primary" answer moves to the next address and resends what
-//! was unanswered, until the call's deadline. A WRITE is resent only when no master can have
-//! taken it (a NOT_PRIMARY refusal, or a connection found closed before it was sent): applied
-//! twice, it could land again after other clients' writes.
+//! on a broken connection, a "not primary" answer or a master that stops answering moves to the
+//! next address (or the primary a NOT_PRIMARY names) and resends what was unanswered, until the
+//! call's deadline.
+//!
+//! Writes are exactly-once (WRITE_ONCE, `wire/PROTOCOL.md` section 6): each client has a random
+//! id and numbers its writes, so a write can be sent again across a failover and the primary
+//! answers a copy it has already applied with the first answer. A master that does not answer
+//! within the probe interval is PINGed; silent for another, it is left (and avoided for a
+//! while) and its requests go to the other masters. With `exactly_once` off, writes are plain
+//! WRITEs, resent only when no master can have taken them (a NOT_PRIMARY refusal, or a
+//! connection found closed before it was sent).
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::Secret;
-use dsm_wire::{encode, Body, ErrorCode, Frame, Status};
+use dsm_wire::{encode, primary_named, says_taken, Body, ErrorCode, Frame, Status, WriteId};
 
 use crate::conn::{remaining, MasterConn};
 use crate::error::Error;
@@ -45,6 +54,12 @@ pub enum Written {
 /// How long one call may take, reconnects included, unless set with [`Client::set_timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a master may leave a request unanswered before it is PINGed, and then how long it
+/// has to answer anything, unless set in [`ConnectOptions::probe`].
+pub const DEFAULT_PROBE: Duration = Duration::from_millis(250);
+/// How long a master that went silent, or whose connection broke, is tried only when every
+/// other one is avoided too.
+const AVOID_FOR: Duration = Duration::from_secs(1);
 
 /// How [`Client::connect_with_options`] connects, and how every later call reconnects.
 #[derive(Debug, Clone)]
@@ -59,6 +74,17 @@ pub struct ConnectOptions {
     /// listens all along), but a restart of every master does: a program that should ride one
     /// out leaves this off.
     pub refused_is_final: bool,
+    /// A master that leaves a request unanswered this long is PINGed; if it says nothing for
+    /// as long again (frozen, or cut off without a FIN), the request goes to another master.
+    pub probe: Duration,
+    /// Send writes as WRITE_ONCE (on by default): resent across a failover, applied once.
+    /// Off, a write is a plain WRITE and one in flight when its master is lost is answered
+    /// [`Error::Unknown`] (for a cluster of version-1 masters).
+    pub exactly_once: bool,
+    /// The largest value this client expects, as the master's `--max-value`: a frame from
+    /// the master longer than such a value with the largest key and a header is refused
+    /// (a protocol error, the connection closed) before its bytes are buffered.
+    pub max_value: usize,
 }
 
 impl Default for ConnectOptions {
@@ -67,6 +93,9 @@ impl Default for ConnectOptions {
             timeout: DEFAULT_TIMEOUT,
             secret: None,
             refused_is_final: false,
+            probe: DEFAULT_PROBE,
+            exactly_once: true,
+            max_value: dsm_wire::DEFAULT_MAX_VALUE,
         }
     }
 }
@@ -83,6 +112,25 @@ pub struct Client {
     timeout: Duration,
     max_frame: usize,
     secret: Option<Secret>,
+    probe: Duration,
+    exactly_once: bool,
+    /// This client's id for exactly-once writes, and the number of its next write.
+    id: u64,
+    next_seq: u64,
+    /// Masters to try last, until when: they went silent or their connection broke.
+    avoid: Vec<(SocketAddr, Instant)>,
+}
+
+/// A random id for a new client (std's per-process random hash keys, the time and a counter).
+fn new_client_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(MADE.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map_or(0, |d| d.as_nanos()));
+    h.finish()
 }
 
 impl Client {
@@ -114,6 +162,7 @@ impl Client {
                 timeout,
                 secret,
                 refused_is_final: false,
+                ..ConnectOptions::default()
             },
         )
     }
@@ -134,8 +183,15 @@ impl Client {
             conn: None,
             next_req: 1,
             timeout: opts.timeout,
-            max_frame: dsm_wire::max_frame_for(64 * 1024, 256 * 1024 * 1024),
+            // Keys up to 64 KiB (the wire's own bound) and values up to `max_value`: a STATUS
+            // reply is far smaller.
+            max_frame: dsm_wire::max_frame_for(64 * 1024, opts.max_value),
             secret: opts.secret,
+            probe: opts.probe.max(Duration::from_millis(1)),
+            exactly_once: opts.exactly_once,
+            id: new_client_id(),
+            next_seq: 1,
+            avoid: Vec::new(),
         };
         c.ensure_connected(Instant::now() + c.timeout)?;
         Ok(c)
@@ -144,6 +200,11 @@ impl Client {
     /// The deadline for each later call (reconnects and resends included).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+    }
+
+    /// This client's id in its exactly-once writes.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The master this client talks to now.
@@ -334,11 +395,47 @@ impl Client {
         }
     }
 
+    /// With exactly-once writes on, each WRITE becomes a WRITE_ONCE with this client's id and
+    /// the next number; `acked` is the first number of this call (every earlier write has had
+    /// its final answer, or its call gave up on it).
+    fn number(&mut self, bodies: Vec<Body>) -> Vec<Body> {
+        if !self.exactly_once {
+            return bodies;
+        }
+        let acked = self.next_seq;
+        bodies
+            .into_iter()
+            .map(|b| match b {
+                Body::Write { key, value } => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let id = WriteId {
+                        client: self.id,
+                        seq,
+                        acked,
+                    };
+                    Body::WriteOnce {
+                        id,
+                        resent_ms: 0,
+                        key,
+                        value,
+                    }
+                }
+                other => other,
+            })
+            .collect()
+    }
+
     /// Send `bodies` pipelined and collect one answer for each, reconnecting and resending the
-    /// unanswered ones after a NOT_PRIMARY answer or a broken connection, except WRITEs that
-    /// may have been taken: those are answered [`Error::Unknown`].
+    /// unanswered ones after a NOT_PRIMARY answer, a broken connection or a silent master. A
+    /// WRITE_ONCE is always sent again (marked as such); a plain WRITE that may have been taken
+    /// is answered [`Error::Unknown`] instead.
     fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Result<Body, Error>>, Error> {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut bodies = self.number(bodies);
+        // Per request: a master may have taken it and said nothing of its outcome.
+        let mut maybe_taken = vec![false; bodies.len()];
         let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
         loop {
@@ -346,6 +443,16 @@ impl Client {
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
                 .collect();
+            // A write a master may have taken is sent again saying so, with the time since its
+            // first send: the next primary first asks the slaves whether it was applied.
+            let ms = started.elapsed().as_millis().clamp(1, u32::MAX as u128) as u32;
+            for &i in &todo {
+                if let Body::WriteOnce { resent_ms, .. } = &mut bodies[i] {
+                    if maybe_taken[i] {
+                        *resent_ms = ms;
+                    }
+                }
+            }
             let first_req = self.next_req;
             self.next_req += todo.len() as u64;
             let mut out = Vec::new();
@@ -355,27 +462,48 @@ impl Client {
                     &mut out,
                 );
             }
-            match self.exchange(&out, first_req, &todo, &mut answers, deadline) {
+            let round = self.exchange(&out, first_req, &todo, &mut answers, deadline);
+            if matches!(
+                round,
+                Ok(Round::Silent) | Err(Error::Io(_)) | Err(Error::Protocol(_))
+            ) {
+                for &i in &todo {
+                    maybe_taken[i] |= answers[i].is_none();
+                }
+            }
+            match round {
                 Ok(Round::Answered) => {}
-                // Some answers said NOT_PRIMARY and were left unset: try the next master.
-                Ok(Round::Refused(text)) => {
+                // Some answers said NOT_PRIMARY and were left unset: try the primary it named,
+                // or the next master.
+                Ok(Round::Refused { text, taken }) => {
+                    for i in taken {
+                        maybe_taken[i] = true;
+                    }
+                    let named = primary_named(&text);
                     refusal = Some(text);
-                    self.move_on();
+                    match named.filter(|&a| !self.avoided(a, Instant::now())) {
+                        Some(addr) if addr != self.master() => self.go_to(addr),
+                        _ => self.move_on(),
+                    }
                     // A failover is under way: give the backup a moment to take over.
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 // Nothing was sent: everything may go to the next master.
                 Ok(Round::ClosedBeforeSend) => self.move_on(),
+                // The master said nothing for two probe intervals: frozen, or cut off.
+                Ok(Round::Silent) => {
+                    let master = self.master();
+                    self.give_up_writes(&bodies, &todo, &mut answers, || {
+                        format!("{master} stopped answering")
+                    });
+                    self.avoid_current();
+                }
                 Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
                     let master = self.master();
-                    for &i in &todo {
-                        if answers[i].is_none() && changes(&bodies[i]) {
-                            answers[i] = Some(Err(Error::Unknown(format!(
-                                "the connection to {master} broke before the answer ({e})"
-                            ))));
-                        }
-                    }
-                    self.move_on();
+                    self.give_up_writes(&bodies, &todo, &mut answers, || {
+                        format!("the connection to {master} broke before the answer ({e})")
+                    });
+                    self.avoid_current();
                 }
                 Err(e) => return Err(e),
             }
@@ -397,8 +525,27 @@ impl Client {
         }
     }
 
+    /// A master was lost with requests out: a plain WRITE (or SET, DELETE, INCR) among them may
+    /// have been taken, and is answered [`Error::Unknown`] (a WRITE_ONCE and a READ are simply
+    /// sent again).
+    fn give_up_writes(
+        &self,
+        bodies: &[Body],
+        todo: &[usize],
+        answers: &mut [Option<Result<Body, Error>>],
+        why: impl Fn() -> String,
+    ) {
+        for &i in todo {
+            if answers[i].is_none() && changes(&bodies[i]) {
+                answers[i] = Some(Err(Error::Unknown(why())));
+            }
+        }
+    }
+
     /// Write `out`, then read until every request in `todo` has an answer. Answers that say
-    /// NOT_PRIMARY are left unset (`Round::Refused` with the last such text).
+    /// NOT_PRIMARY are left unset (`Round::Refused` with the last such text). A master that
+    /// leaves the requests unanswered for a probe interval is PINGed, and one that then says
+    /// nothing for another is `Round::Silent`.
     fn exchange(
         &mut self,
         out: &[u8],
@@ -407,7 +554,7 @@ impl Client {
         answers: &mut [Option<Result<Body, Error>>],
         deadline: Instant,
     ) -> Result<Round, Error> {
-        let timeout = self.timeout;
+        let (timeout, probe) = (self.timeout, self.probe);
         let conn = self.conn.as_mut().expect("connected");
         // A master that died since the last call has closed the connection already: seen now,
         // nothing has been sent and every request can go to the next master.
@@ -418,13 +565,35 @@ impl Client {
         conn.send(out, deadline)?;
         let mut missing = todo.len();
         let mut not_primary = None;
+        let mut taken = Vec::new();
+        let mut probe_at = Instant::now() + probe;
+        let mut pinged = false;
         while missing > 0 {
-            let frame = conn.next_frame(deadline, timeout)?;
+            let frame = match conn.next_frame(deadline.min(probe_at), timeout) {
+                Ok(frame) => frame,
+                Err(Error::Timeout { .. }) if Instant::now() < deadline => {
+                    if pinged {
+                        self.conn = None;
+                        return Ok(Round::Silent);
+                    }
+                    // PING is answered by the master itself, however long the requests take.
+                    let ping = self.next_req;
+                    self.next_req += 1;
+                    conn.send_frame(&Frame::new(ping, Body::Ping), deadline)?;
+                    pinged = true;
+                    probe_at = Instant::now() + probe;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Any frame says the master is alive.
+            pinged = false;
+            probe_at = Instant::now() + probe;
             let Some(n) = frame.req_id.checked_sub(first_req) else {
                 continue; // an answer to an earlier, abandoned call
             };
             let Some(&i) = todo.get(n as usize) else {
-                continue;
+                continue; // a PONG
             };
             if answers[i].is_some() {
                 continue;
@@ -435,6 +604,9 @@ impl Client {
                 text,
             } = frame.body
             {
+                if says_taken(&text) {
+                    taken.push(i);
+                }
                 not_primary = Some(text);
                 continue;
             }
@@ -443,10 +615,39 @@ impl Client {
         match not_primary {
             Some(text) => {
                 self.conn = None;
-                Ok(Round::Refused(text))
+                Ok(Round::Refused { text, taken })
             }
             None => Ok(Round::Answered),
         }
+    }
+
+    /// Whether `addr` is to be tried only when every other master is avoided too.
+    fn avoided(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.avoid
+            .iter()
+            .any(|&(a, until)| a == addr && now < until)
+    }
+
+    /// The master in use went silent or its connection broke: try the others first for a
+    /// while.
+    fn avoid_current(&mut self) {
+        let (addr, now) = (self.master(), Instant::now());
+        self.avoid.retain(|&(a, until)| a != addr && now < until);
+        self.avoid.push((addr, now + AVOID_FOR));
+        self.move_on();
+    }
+
+    /// Use the master at `addr` next (a NOT_PRIMARY named it), adding it to the list if it
+    /// was not given.
+    fn go_to(&mut self, addr: SocketAddr) {
+        self.conn = None;
+        self.current = match self.masters.iter().position(|&a| a == addr) {
+            Some(i) => i,
+            None => {
+                self.masters.push(addr);
+                self.masters.len() - 1
+            }
+        };
     }
 
     fn move_on(&mut self) {
@@ -464,8 +665,16 @@ impl Client {
         let mut auth_failures = 0;
         // Addresses that refused the connection, in a row.
         let mut refused = 0;
+        let mut skipped = 0;
         loop {
             let addr = self.master();
+            let now = Instant::now();
+            if skipped < self.masters.len() && self.avoided(addr, now) {
+                skipped += 1;
+                self.current = (self.current + 1) % self.masters.len();
+                continue;
+            }
+            skipped = 0;
             self.last = self.current;
             let result = self.hello(addr, deadline);
             refused = match &result {
@@ -485,7 +694,11 @@ impl Client {
                         return Err(Error::Unreachable(failures.join("; ")));
                     }
                 }
-                Err(Error::Timeout { .. }) => {}
+                Err(Error::Timeout { .. }) => {
+                    let until = Instant::now() + AVOID_FOR;
+                    self.avoid.retain(|&(a, _)| a != addr);
+                    self.avoid.push((addr, until));
+                }
                 // Asking again will not change a secret: give up once every address said no.
                 // The error names the master that said it.
                 Err(Error::Untrusted(why)) => {
@@ -529,7 +742,9 @@ impl Client {
 
     /// Connect to `addr` and complete the handshake; the connection is kept only if it does.
     fn hello(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), Error> {
-        let wait = remaining(deadline)?.min(Duration::from_secs(1));
+        // A frozen master's kernel still accepts the connection: its silence is the answer.
+        let most = (self.probe * 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let wait = remaining(deadline)?.min(most);
         let mut conn = MasterConn::connect(addr, wait, self.max_frame)?;
         let req = self.next_req;
         self.next_req += 1;
@@ -544,10 +759,13 @@ impl Client {
 enum Round {
     /// Every request has its answer.
     Answered,
-    /// Some were refused with NOT_PRIMARY (never taken): the text of the last refusal.
-    Refused(String),
+    /// Some were refused with NOT_PRIMARY: the text of the last refusal, and the requests
+    /// whose refusal said the master had taken them (`dsm_wire::says_taken`).
+    Refused { text: String, taken: Vec<usize> },
     /// The master had closed the connection before anything was written.
     ClosedBeforeSend,
+    /// The master answered neither the requests nor a PING for two probe intervals.
+    Silent,
 }
 
 /// What no master can take, refused before sending: an empty key, and a key or value longer

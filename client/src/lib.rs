@@ -33,7 +33,9 @@ pub mod json;
 pub mod output;
 pub mod repl;
 
-pub use crate::client::{Client, ConnectOptions, Op, Reply, Written, DEFAULT_TIMEOUT};
+pub use crate::client::{
+    Client, ConnectOptions, Op, Reply, Written, DEFAULT_PROBE, DEFAULT_TIMEOUT,
+};
 pub use crate::error::Error;
 /// The shared secret, for [`Client::connect_with_secret`] (`Secret::load` reads a file).
 pub use dsm_auth::Secret;

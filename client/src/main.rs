@@ -102,6 +102,13 @@ fn options() -> getopts::Options {
     );
     opts.optopt(
         "",
+        "max-value",
+        "the largest value expected, as the master's --max-value; a reply frame larger than it \
+         allows is refused before it is read (default 1048576)",
+        "BYTES",
+    );
+    opts.optopt(
+        "",
         "secret-file",
         "shared secret file, the same as the master's (default: none)",
         "PATH",
@@ -177,6 +184,13 @@ fn run() -> i32 {
             _ => usage_error(&format!("--timeout-ms takes a positive number, not '{s}'")),
         },
     };
+    let max_value = match args.max_value.as_deref() {
+        None => dsm_wire::DEFAULT_MAX_VALUE,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => usage_error(&format!("--max-value takes a positive number, not '{s}'")),
+        },
+    };
     let secret = args
         .secret_file
         .as_ref()
@@ -215,6 +229,8 @@ fn run() -> i32 {
         timeout,
         secret,
         refused_is_final: true,
+        max_value,
+        ..ConnectOptions::default()
     };
     let mut client = match Client::connect_with_options(&masters, opts) {
         Ok(c) => c,

@@ -1,13 +1,15 @@
-//! What the client library resends after a broken connection, against fake masters on
-//! loopback: READs always, a WRITE only if no master can have taken it.
+//! What the client library resends after a broken connection, a silent master or a
+//! NOT_PRIMARY, against fake masters on loopback: READs and exactly-once writes always (the
+//! latter marked as sent again, with the same numbers), a plain WRITE only if no master can
+//! have taken it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use dsm_client::{Client, Error};
-use dsm_wire::{decode, encode, Body, Frame};
+use dsm_client::{Client, ConnectOptions, Error};
+use dsm_wire::{decode, encode, naming_primary, Body, ErrorCode, Frame};
 
 /// How a fake master treats the connection after HELLO.
 #[derive(Clone, Copy)]
@@ -18,6 +20,10 @@ enum Fake {
     Serve,
     /// Close right after answering HELLO (a master that died while the client was idle).
     WelcomeAndDie,
+    /// Read requests (PINGs too) and never answer, keeping the connection (a frozen master).
+    Freeze,
+    /// Answer every request NOT_PRIMARY naming this address as the primary.
+    NotPrimary(SocketAddr),
 }
 
 /// A fake master on port 0 serving one connection; the thread returns the requests it read.
@@ -45,7 +51,14 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                     seen.push(frame.body);
                     return seen;
                 }
-                (Body::Write { .. }, Fake::Serve) => Body::Ok,
+                (_, Fake::Freeze) => {
+                    seen.push(frame.body);
+                    continue;
+                }
+                (_, Fake::NotPrimary(addr)) => {
+                    Body::error(ErrorCode::NotPrimary, naming_primary(addr, "a standby"))
+                }
+                (Body::Write { .. } | Body::WriteOnce { .. }, Fake::Serve) => Body::Ok,
                 (_, Fake::Serve) => Body::Value {
                     value: b"v".to_vec(),
                 },
@@ -77,11 +90,19 @@ fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Frame> {
     }
 }
 
+fn plain_writes(masters: &[SocketAddr]) -> Client {
+    let opts = ConnectOptions {
+        exactly_once: false,
+        ..ConnectOptions::default()
+    };
+    Client::connect_with_options(masters, opts).unwrap()
+}
+
 #[test]
-fn a_write_whose_connection_breaks_after_sending_is_not_sent_again() {
+fn a_plain_write_whose_connection_breaks_after_sending_is_not_sent_again() {
     let (first, first_seen) = fake_master(Fake::TakeAndDie);
     let (second, second_seen) = fake_master(Fake::Serve);
-    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    let mut c = plain_writes(&[first, second]);
     match c.write(b"k", b"once") {
         Err(Error::Unknown(why)) => assert!(why.contains(&first.to_string()), "{why}"),
         other => panic!("expected an unknown outcome, got {other:?}"),
@@ -108,10 +129,10 @@ fn a_read_whose_connection_breaks_is_sent_again() {
 }
 
 #[test]
-fn a_write_is_sent_to_the_next_master_when_the_connection_was_already_closed() {
+fn a_plain_write_is_sent_to_the_next_master_when_the_connection_was_already_closed() {
     let (first, first_seen) = fake_master(Fake::WelcomeAndDie);
     let (second, second_seen) = fake_master(Fake::Serve);
-    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    let mut c = plain_writes(&[first, second]);
     // The first master dies while the client is idle; its close arrives before the next call.
     assert!(first_seen.join().unwrap().is_empty());
     thread::sleep(Duration::from_millis(100));
@@ -124,5 +145,73 @@ fn a_write_is_sent_to_the_next_master_when_the_connection_was_already_closed() {
             key: b"k".to_vec(),
             value: b"once".to_vec()
         }]
+    );
+}
+
+/// The write's numbers, and whether it says it was sent before.
+fn once_of(body: &Body) -> (u64, u64, u64, bool) {
+    match body {
+        Body::WriteOnce { id, resent_ms, .. } => (id.client, id.seq, id.acked, *resent_ms > 0),
+        other => panic!("expected a WRITE_ONCE, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_exactly_once_write_whose_connection_breaks_is_sent_again_with_the_same_numbers() {
+    let (first, first_seen) = fake_master(Fake::TakeAndDie);
+    let (second, second_seen) = fake_master(Fake::Serve);
+    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    c.write(b"k", b"once").unwrap();
+    c.write(b"k", b"twice").unwrap();
+    drop(c);
+    let first_seen = first_seen.join().unwrap();
+    let second_seen = second_seen.join().unwrap();
+    assert_eq!(first_seen.len(), 1);
+    assert_eq!(second_seen.len(), 2);
+    let (client, seq, acked, resent) = once_of(&first_seen[0]);
+    assert!(!resent, "the first send is not marked as sent again");
+    assert_eq!((seq, acked), (1, 1));
+    assert_eq!(once_of(&second_seen[0]), (client, 1, 1, true));
+    // The next write has the next number, and says the first was answered.
+    assert_eq!(once_of(&second_seen[1]), (client, 2, 2, false));
+}
+
+#[test]
+fn a_silent_master_is_left_within_two_probe_intervals_not_the_deadline() {
+    let (first, first_seen) = fake_master(Fake::Freeze);
+    let (second, second_seen) = fake_master(Fake::Serve);
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(30),
+        probe: Duration::from_millis(100),
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with_options(&[first, second], opts).unwrap();
+    // Not a timing test: with a 30 s deadline, only leaving on the probe gets an answer at all
+    // before the frozen master's fake gives up (10 s) and the test fails.
+    c.write(b"k", b"v").unwrap();
+    assert_eq!(c.master(), second);
+    drop(c);
+    let frozen = first_seen.join().unwrap();
+    assert!(matches!(frozen[0], Body::WriteOnce { .. }), "{frozen:?}");
+    assert!(
+        frozen.contains(&Body::Ping),
+        "the silent master was PINGed: {frozen:?}"
+    );
+    let seen = second_seen.join().unwrap();
+    assert!(once_of(&seen[0]).3, "sent again, and marked so");
+}
+
+#[test]
+fn a_not_primary_that_names_the_primary_sends_the_client_there() {
+    let (primary, primary_seen) = fake_master(Fake::Serve);
+    let (standby, _) = fake_master(Fake::NotPrimary(primary));
+    // Only the standby is given: the primary's address comes from its answer.
+    let mut c = Client::connect_with_timeout(&[standby], Duration::from_secs(5)).unwrap();
+    assert_eq!(c.read(b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(c.master(), primary);
+    drop(c);
+    assert_eq!(
+        primary_seen.join().unwrap(),
+        vec![Body::Read { key: b"k".to_vec() }]
     );
 }

@@ -17,6 +17,15 @@ pub const SLAVE_LOST_AFTER_MS: u64 = 3_600_000;
 /// A master started without a roster takes what registering slaves hold this long before
 /// it serves (slaves redial at least once a second).
 pub const DISCOVER_MS: u64 = 3_000;
+/// Default of `--peer-slots`.
+pub const PEER_SLOTS: usize = 64;
+/// Default of `--max-client-memory`.
+pub const MAX_CLIENT_MEMORY: usize = 4 * 1024 * 1024;
+/// Default of `--max-buffer-memory`.
+pub const MAX_BUFFER_MEMORY: usize = 16 * 1024 * 1024;
+/// Largest frame taken from a connection that has not passed HELLO (and authentication): a
+/// HELLO with a peer id of 128 bytes is about 200.
+pub const UNAUTHENTICATED_MAX_FRAME: usize = 4096;
 /// Default of `--lease-ms`.
 pub const LEASE_MS: u64 = 400;
 
@@ -42,6 +51,19 @@ pub struct Config {
     pub max_conns: usize,
     /// A peer whose unsent replies exceed this is disconnected.
     pub max_write_buffer: usize,
+    /// Connections beyond `max_conns` kept for slaves and backups (and for connections that
+    /// have not said who they are yet): clients never take them.
+    pub peer_slots: usize,
+    /// A client's share: replies queued for it plus what its requests in flight may bring
+    /// back (a READ counts the last size seen of its value, a WRITE its value). Over it, the
+    /// master reads no more of its requests until it drains.
+    pub max_client_memory: usize,
+    /// The same for every connection together: queued bytes (to clients, slaves and backups)
+    /// plus the clients' requests in flight. Over it, only clients with nothing in flight
+    /// are read, one request at a time.
+    pub max_buffer_memory: usize,
+    /// Serve on a non-loopback address without a secret (otherwise refused at start).
+    pub insecure: bool,
     /// Run as the backup of the primary whose heartbeat socket is here.
     pub backup_of: Option<SocketAddr>,
     /// The other masters of the cluster, by heartbeat address (`--peers`, and `backup_of`).
@@ -102,6 +124,10 @@ impl Default for Config {
             hello_timeout: Duration::from_millis(5000),
             max_conns: 10_000,
             max_write_buffer: 64 * 1024 * 1024,
+            peer_slots: PEER_SLOTS,
+            max_client_memory: MAX_CLIENT_MEMORY,
+            max_buffer_memory: MAX_BUFFER_MEMORY,
+            insecure: false,
             backup_of: None,
             peers: Vec::new(),
             lease: Duration::from_millis(LEASE_MS),
@@ -170,7 +196,8 @@ impl Config {
         dsm_wire::max_frame_for(self.max_key, self.max_value)
     }
 
-    /// Warnings for the log at start: a socket others can reach with no secret to check.
+    /// What is wrong at start: a socket others can reach with no secret to check. Refused
+    /// unless `insecure` (then only warned about).
     pub fn exposure_warnings(&self) -> Vec<String> {
         if self.secret.is_some() {
             return Vec::new();
@@ -182,7 +209,8 @@ impl Config {
                 format!(
                     "{flag} {addr} is not a loopback address and there is no --secret-file: \
                      anyone who can reach it can register as a slave or a backup, read and \
-                     write every key, and fence this master"
+                     write every key, and fence this master (give every node --secret-file, \
+                     or --insecure to run so anyway)"
                 )
             })
             .collect()

@@ -77,6 +77,14 @@ impl<V> ConnMap<V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.slots.iter().flatten()
     }
+
+    /// Every id and its value (a pass over the slots: for rare events only).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &V)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, v)| v.as_ref().map(|v| (id, v)))
+    }
 }
 
 #[cfg(test)]

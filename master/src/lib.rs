@@ -24,6 +24,7 @@ mod listen;
 mod master;
 mod members;
 mod metrics;
+mod once;
 mod ops;
 mod outbox;
 mod page;

@@ -1,11 +1,11 @@
 //! The master's two listening sockets (clients and slaves on `--listen`, backups on
-//! `--heartbeat`) and the connection cap: accepting stops at `--max-conns` and resumes below
-//! 90% of it.
+//! `--heartbeat`). Accepting never pauses: the caps are applied to what is accepted (see
+//! `Server::accept`), so nobody is left waiting in the backlog.
 
 use std::io;
 use std::net::SocketAddr;
 
-use log::{info, warn};
+use log::warn;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
@@ -15,15 +15,12 @@ pub(crate) const HEARTBEAT: Token = Token(usize::MAX - 2);
 pub(crate) struct Listeners {
     listener: TcpListener,
     heartbeat: TcpListener,
-    max_conns: usize,
-    accepting: bool,
 }
 
 impl Listeners {
     pub fn bind(
         listen: SocketAddr,
         heartbeat: SocketAddr,
-        max_conns: usize,
         registry: &Registry,
     ) -> io::Result<Listeners> {
         let mut listener = bind(listen, "--listen")?;
@@ -33,8 +30,6 @@ impl Listeners {
         Ok(Listeners {
             listener,
             heartbeat,
-            max_conns,
-            accepting: true,
         })
     }
 
@@ -46,10 +41,9 @@ impl Listeners {
         self.heartbeat.local_addr()
     }
 
-    /// The next connection waiting on the socket of `token`, while fewer than `--max-conns`
-    /// are `open`; `None` when none waits or accepting has paused at the cap.
-    pub fn next(&mut self, token: Token, open: usize) -> Option<(TcpStream, SocketAddr)> {
-        while self.accepting {
+    /// The next connection waiting on the socket of `token`; `None` when none waits.
+    pub fn next(&mut self, token: Token) -> Option<(TcpStream, SocketAddr)> {
+        loop {
             let listener = if token == LISTENER {
                 &self.listener
             } else {
@@ -65,25 +59,9 @@ impl Listeners {
                     return None;
                 }
             };
-            if open >= self.max_conns {
-                warn!("{open} connections: at --max-conns, refusing {addr} and pausing accept");
-                self.accepting = false;
-                return None;
-            }
             let _ = stream.set_nodelay(true);
             return Some((stream, addr));
         }
-        None
-    }
-
-    /// A connection closed and `open` remain: whether accepting resumes (below 90% of the cap).
-    pub fn resume(&mut self, open: usize) -> bool {
-        if self.accepting || open >= self.max_conns * 9 / 10 {
-            return false;
-        }
-        info!("below 90% of --max-conns again; accepting");
-        self.accepting = true;
-        true
     }
 }
 

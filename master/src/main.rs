@@ -74,8 +74,15 @@ fn main() {
         persisted,
         ..cfg
     };
-    for w in cfg.exposure_warnings() {
-        log::warn!("{w}");
+    let exposed = cfg.exposure_warnings();
+    if !exposed.is_empty() && !cfg.insecure {
+        for w in &exposed {
+            let _ = writeln!(std::io::stderr(), "dsm-master: refusing to start: {w}");
+        }
+        exit(2);
+    }
+    for w in exposed {
+        log::warn!("{w} (--insecure)");
     }
     if let Err(e) = dsm_master::run(cfg) {
         let _ = writeln!(std::io::stderr(), "dsm-master: {e}");
@@ -94,6 +101,11 @@ fn options(cli: &Cli) -> getopts::Options {
         &mut opts,
         "shared secret file: slaves and backups must prove they hold it, and this master proves \
          it to them (also as a backup, to its primary); none by default",
+    );
+    opts.optflag(
+        "",
+        "insecure",
+        "serve on a non-loopback --listen or --heartbeat without --secret-file (refused otherwise)",
     );
     opts.optflag(
         "",
@@ -216,8 +228,39 @@ fn add_connection_opts(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "max-conns",
-        "stop accepting at this many connections (default 10000)",
+        "clients admitted at once; over it a new client gets ERROR BUSY and is closed \
+         (default 10000)",
         "N",
+    );
+    opts.optopt(
+        "",
+        "peer-slots",
+        &format!(
+            "connections kept beyond --max-conns for slaves, backups and connections still in \
+             their HELLO (default {})",
+            dsm_master::config::PEER_SLOTS
+        ),
+        "N",
+    );
+    opts.optopt(
+        "",
+        "max-client-memory",
+        &format!(
+            "a client's share of buffers: replies queued for it plus what its requests in flight \
+             may bring back; over it, its requests are not read until it drains (default {})",
+            dsm_master::config::MAX_CLIENT_MEMORY
+        ),
+        "BYTES",
+    );
+    opts.optopt(
+        "",
+        "max-buffer-memory",
+        &format!(
+            "the same for all connections together (queued bytes, requests in flight); over it \
+             only clients with nothing in flight are read (default {})",
+            dsm_master::config::MAX_BUFFER_MEMORY
+        ),
+        "BYTES",
     );
     opts.optopt(
         "",
@@ -313,6 +356,12 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         hello_timeout: cli.millis(m, "hello-timeout-ms", d.hello_timeout),
         max_conns: cli.positive(m, "max-conns", d.max_conns as u64) as usize,
         max_write_buffer: cli.positive(m, "max-write-buffer", d.max_write_buffer as u64) as usize,
+        peer_slots: cli.whole(m, "peer-slots", d.peer_slots as u64) as usize,
+        max_client_memory: cli.positive(m, "max-client-memory", d.max_client_memory as u64)
+            as usize,
+        max_buffer_memory: cli.positive(m, "max-buffer-memory", d.max_buffer_memory as u64)
+            as usize,
+        insecure: m.opt_present("insecure"),
         backup_of: cli.addr(m, "backup-of"),
         peers: match m.opt_present("peers") {
             true => cli.addr_list(m, "peers", ""),

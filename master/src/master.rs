@@ -213,18 +213,58 @@ impl Master {
         }
     }
 
+    /// Whether the connection has passed its HELLO (and any authentication): its frames may
+    /// be as large as the limits allow.
+    pub fn identified(&self, conn: ConnId) -> bool {
+        !matches!(
+            self.core.peers.kind(conn),
+            Some(Peer::New | Peer::Challenged) | None
+        )
+    }
+
+    /// Close the oldest connection still in its HELLO, to make room for a new one when every
+    /// slot is taken; whether there was one.
+    pub fn evict_unidentified(&mut self) -> bool {
+        let Some(conn) = self.core.peers.oldest_unidentified() else {
+            return false;
+        };
+        log::warn!(
+            "every connection slot taken: closing connection {conn} from {}, still without a \
+             HELLO, to make room",
+            self.core.peers.addr(conn)
+        );
+        self.core.peers.close(conn, &mut self.core.out);
+        true
+    }
+
+    /// The peer read bytes we had queued off a full socket: a slave doing so is alive and
+    /// taking what it is sent, however late its answers (see `SubTable::ack_timeout`).
+    pub fn on_progress(&mut self, conn: ConnId, now: Instant) {
+        if let Some(Peer::Slave(idx)) = self.core.peers.kind(conn) {
+            self.core.slaves.heard(idx, now);
+        }
+    }
+
+    /// Bytes of the client's requests in flight ([`crate::ops::Ops::reserved`]), and of
+    /// every client's.
+    pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
+        self.ops.reserved(conn)
+    }
+
     /// Whether the connection is an admitted client (past HELLO and any authentication).
     pub fn is_client(&self, conn: ConnId) -> bool {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
     }
 
-    /// A client's READ or WRITE (`op`) of `len` bytes, over the frame limit: answer
+    /// A client's READ, WRITE or WRITE_ONCE (`op`) of `len` bytes, over the frame limit: answer
     /// TOO_LARGE, as for a key or value over its limit within it (the event loop skips the
     /// frame's bytes, so the connection goes on).
     pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
         let cfg = &self.core.cfg;
         let what = if op == dsm_wire::Opcode::Write as u8 {
             "WRITE"
+        } else if op == dsm_wire::Opcode::WriteOnce as u8 {
+            "WRITE_ONCE"
         } else {
             "READ"
         };
@@ -243,6 +283,11 @@ impl Master {
 
     /// Client operations and slave sub-requests still open: both are 0 on a quiet master,
     /// whatever failed on the way (tests check nothing leaks).
+    /// Exactly-once answers kept (`once.rs`), and the clients they belong to.
+    pub fn exactly_once_records(&self) -> (usize, usize) {
+        self.ops.records()
+    }
+
     pub fn in_flight(&self) -> (usize, usize) {
         self.ops.in_flight()
     }
@@ -284,7 +329,12 @@ impl Master {
         match (kind, decoded) {
             (
                 Peer::Client,
-                Decoded::Ref(req, body @ (BodyRef::Read { .. } | BodyRef::Write { .. })),
+                Decoded::Ref(
+                    req,
+                    body @ (BodyRef::Read { .. }
+                    | BodyRef::Write { .. }
+                    | BodyRef::WriteOnce { .. }),
+                ),
             ) => self.on_client_op(conn, req, Request::of(body), now),
             (Peer::Slave(idx), Decoded::Ref(req, BodyRef::Fetched { version, value })) => {
                 self.core.slaves.heard(idx, now);
@@ -579,11 +629,30 @@ impl Master {
         }
     }
 
+    /// `None` while this master may answer clients, else the text of its NOT_PRIMARY.
+    fn client_refusal(&self, now: Instant) -> Option<String> {
+        let text = self.ha.refusal(&self.core.cfg, now)?;
+        Some(self.naming_primary(text))
+    }
+
+    /// `text` beginning `primary=ADDR; ` when this master is a standby that knows where its
+    /// primary serves clients (its STATUS said), so that a client goes straight there.
+    fn naming_primary(&self, text: String) -> String {
+        let addr = match self.ha.role() {
+            ServerRole::Backup => self.primary_addr.parse::<SocketAddr>().ok(),
+            _ => None,
+        };
+        match addr.filter(|&a| a != self.core.cfg.listen) {
+            Some(addr) => dsm_wire::naming_primary(addr, &text),
+            None => text,
+        }
+    }
+
     /// A client's request on one key.
     fn on_client_op(&mut self, conn: ConnId, req: u64, body: Request<'_>, now: Instant) {
         // A master that stepped down while recovering is no primary: NOT_PRIMARY (from
         // `refusal`) sends the client on, UNAVAILABLE would keep it here for good.
-        let refusal = self.ha.refusal(&self.core.cfg, now);
+        let refusal = self.client_refusal(now);
         if let Some(r) = self.core.recovery.as_ref().filter(|_| refusal.is_none()) {
             let reply = Body::error(ErrorCode::Unavailable, r.why(now));
             return self.core.out.send(conn, req, reply);
@@ -632,6 +701,20 @@ impl Master {
                 self.on_client_op(conn, req, body, now)
             }
             Body::Read { key } => self.on_client_op(conn, req, Request::Read { key: &key }, now),
+            Body::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => {
+                let body = Request::WriteOnce {
+                    id,
+                    resent_ms,
+                    key: &key,
+                    value: &value,
+                };
+                self.on_client_op(conn, req, body, now)
+            }
             Body::VRead { key } => self.on_client_op(conn, req, Request::VRead { key: &key }, now),
             Body::Set {
                 key,
@@ -669,7 +752,7 @@ impl Master {
                 let reply = match (self.ha.is_primary(), self.members(now).forget(&id)) {
                     (false, _) => {
                         let text = self.ha.not_primary_text(&self.core.cfg);
-                        Body::error(ErrorCode::NotPrimary, text)
+                        Body::error(ErrorCode::NotPrimary, self.naming_primary(text))
                     }
                     (true, Ok(())) => Body::Ok,
                     (true, Err(text)) => Body::error(ErrorCode::BadRequest, text),
@@ -693,6 +776,20 @@ impl Master {
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Instant) {
         match hello.role {
             Role::Client => {
+                let cap = self.core.cfg.max_conns;
+                if self.core.peers.clients() >= cap {
+                    let text = format!(
+                        "too many clients: this master serves at most {cap} at once \
+                         (--max-conns); try again later"
+                    );
+                    return self.core.peers.refuse(
+                        conn,
+                        hello.req,
+                        ErrorCode::Busy,
+                        text,
+                        &mut self.core.out,
+                    );
+                }
                 self.core.peers.set_kind(conn, Peer::Client);
                 let terms = Terms {
                     epoch: self.core.term.epoch,

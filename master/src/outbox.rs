@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use dsm_wire::{Body, BodyRef, Frame};
+use dsm_wire::{Body, BodyRef, Frame, WriteId};
 
 pub use crate::idmap::ConnId;
 use crate::key::Key;
@@ -35,7 +35,7 @@ impl Out {
     }
 }
 
-/// A STORE or FETCH that borrows its key and value from the operation that sends it, so a
+/// A STORE, FETCH or RECALL that borrows its key and value from the operation that sends it, so a
 /// write to R replicas keeps one copy of each instead of R, and the event loop encodes it
 /// straight into the connection's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,24 @@ pub enum Shared {
     Fetch {
         req_id: u64,
         epoch: u64,
+        key: Key,
+    },
+    /// A STORE of an exactly-once write: the slave remembers its writer (`id`), for RECALL.
+    StoreOnce {
+        req_id: u64,
+        epoch: u64,
+        version: u64,
+        id: WriteId,
+        key: Key,
+        value: Rc<[u8]>,
+    },
+    /// Was the write (`client`, `seq`) to `key` stored? Sent before applying a write sent again.
+    Recall {
+        req_id: u64,
+        epoch: u64,
+        client: u64,
+        seq: u64,
+        age_ms: u32,
         key: Key,
     },
 }
@@ -76,6 +94,40 @@ impl Shared {
             Shared::Fetch { req_id, epoch, key } => {
                 (*req_id, BodyRef::Fetch { epoch: *epoch, key })
             }
+            Shared::StoreOnce {
+                req_id,
+                epoch,
+                version,
+                id,
+                key,
+                value,
+            } => (
+                *req_id,
+                BodyRef::StoreOnce {
+                    epoch: *epoch,
+                    version: *version,
+                    id: *id,
+                    key,
+                    value,
+                },
+            ),
+            Shared::Recall {
+                req_id,
+                epoch,
+                client,
+                seq,
+                age_ms,
+                key,
+            } => (
+                *req_id,
+                BodyRef::Recall {
+                    epoch: *epoch,
+                    client: *client,
+                    seq: *seq,
+                    age_ms: *age_ms,
+                    key,
+                },
+            ),
         }
     }
 }

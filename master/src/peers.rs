@@ -35,6 +35,8 @@ pub(crate) struct PeerState {
 pub(crate) struct Peers {
     map: ConnMap<PeerState>,
     serial: u64,
+    /// How many peers are [`Peer::Client`] (`--max-conns` caps them).
+    clients: usize,
 }
 
 impl Peers {
@@ -42,8 +44,34 @@ impl Peers {
     pub fn add(&mut self, conn: ConnId, addr: String, kind: Peer) -> u64 {
         self.serial += 1;
         let serial = self.serial;
-        self.map.insert(conn, PeerState { kind, serial, addr });
+        let old = self.map.insert(conn, PeerState { kind, serial, addr });
+        self.count(old.map(|p| p.kind), Some(kind));
         serial
+    }
+
+    /// Keep [`Peers::clients`] as a peer's kind goes from `was` to `now`.
+    fn count(&mut self, was: Option<Peer>, now: Option<Peer>) {
+        if was == Some(Peer::Client) {
+            self.clients -= 1;
+        }
+        if now == Some(Peer::Client) {
+            self.clients += 1;
+        }
+    }
+
+    /// How many connections are admitted clients.
+    pub fn clients(&self) -> usize {
+        self.clients
+    }
+
+    /// The oldest connection that has not finished its HELLO (the first to give way when
+    /// every connection slot is taken).
+    pub fn oldest_unidentified(&self) -> Option<ConnId> {
+        self.map
+            .iter()
+            .filter(|(_, p)| matches!(p.kind, Peer::New | Peer::Challenged))
+            .min_by_key(|(_, p)| p.serial)
+            .map(|(conn, _)| conn)
     }
 
     pub fn kind(&self, conn: ConnId) -> Option<Peer> {
@@ -51,9 +79,11 @@ impl Peers {
     }
 
     pub fn set_kind(&mut self, conn: ConnId, kind: Peer) {
-        if let Some(p) = self.map.get_mut(&conn) {
-            p.kind = kind;
-        }
+        let Some(p) = self.map.get_mut(&conn) else {
+            return;
+        };
+        let was = std::mem::replace(&mut p.kind, kind);
+        self.count(Some(was), Some(kind));
     }
 
     pub fn addr(&self, conn: ConnId) -> &str {
@@ -84,7 +114,9 @@ impl Peers {
 
     /// The event loop closed the connection: forget it, and say who it was.
     pub fn closed(&mut self, conn: ConnId) -> Option<Peer> {
-        self.map.remove(&conn).map(|p| p.kind)
+        let kind = self.map.remove(&conn).map(|p| p.kind);
+        self.count(kind, None);
+        kind
     }
 
     /// Forget the peer and have the event loop close its connection. A connection already

@@ -16,23 +16,21 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io, Oversize};
-use dsm_wire::{Opcode, WireError};
+use dsm_wire::{Body, ErrorCode, Frame, Opcode, WireError};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{Config, UNAUTHENTICATED_MAX_FRAME};
 use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
 use crate::outbox::Out;
 use crate::web::{Web, METRICS};
 
-/// Above this many unsent bytes for a peer, stop reading its requests until it drains.
-const HIGH_WATERMARK: usize = 4 * 1024 * 1024;
-/// Reads of one connection per turn: a peer that sends faster than the master handles (a
-/// slave streaming large FETCHED answers) must not keep the loop from its timers and its
-/// other connections. The rest is read next turn (see `Server::unread`).
+/// Reads (of up to 64 KiB each) from one connection per turn: a peer that sends faster than
+/// the master handles its frames (a slave answering a burst of large FETCHes) must not keep
+/// the loop from every other connection, and from its timers, until it pauses.
 const READS_PER_TURN: usize = 16;
 
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
@@ -71,8 +69,11 @@ pub struct Server {
     dirty: Vec<usize>,
     /// This turn's events, copied out of `events` (kept to reuse its allocation).
     ready: Vec<(Token, bool, bool)>,
-    /// Connections we stopped reading because their replies pile up.
+    /// Clients we stopped reading because they are over their share of the buffer budget, or
+    /// the budget is spent (see [`Server::over_budget`]).
     paused: Vec<usize>,
+    /// Bytes queued on every connection and not yet written.
+    queued: usize,
     /// Connections left with bytes unread when their budget ran out: edge-triggered polling
     /// will not report them again, so the next turn reads them without waiting.
     unread: Vec<usize>,
@@ -84,8 +85,6 @@ pub struct Server {
     due: Vec<usize>,
     /// `--metrics`: the HTTP endpoint, whose connections are in `conns` too (`web.rs`).
     web: Option<Web>,
-    /// The listeners were resumed while a connection closed: accept at the end of the turn.
-    accept_again: bool,
     cfg: Config,
 }
 
@@ -93,7 +92,7 @@ impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
-        let listeners = Listeners::bind(listen, heartbeat, cfg.max_conns, poll.registry())?;
+        let listeners = Listeners::bind(listen, heartbeat, poll.registry())?;
         let web = match cfg.metrics {
             Some(addr) => Some(Web::bind(addr, poll.registry())?),
             None => None,
@@ -115,12 +114,12 @@ impl Server {
             dirty: Vec::new(),
             ready: Vec::new(),
             paused: Vec::new(),
+            queued: 0,
             unread: Vec::new(),
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
             web,
-            accept_again: false,
             cfg,
         })
     }
@@ -190,12 +189,6 @@ impl Server {
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
-        if std::mem::take(&mut self.accept_again) {
-            self.accept(LISTENER);
-            self.accept(HEARTBEAT);
-            self.apply_out();
-            self.flush_dirty();
-        }
         self.census_step();
         self.core.end_turn();
         Ok(())
@@ -250,8 +243,20 @@ impl Server {
         self.poll.poll(&mut self.events, timeout)
     }
 
+    /// Take every connection waiting. Clients are capped when they say HELLO (`--max-conns`);
+    /// here only the total is, at `--max-conns` + `--peer-slots`: at it, the oldest
+    /// connection still in its HELLO gives way, and with none such the newcomer is told ERROR
+    /// BUSY and closed (never left waiting in the backlog).
     fn accept(&mut self, token: Token) {
-        while let Some((mut stream, addr)) = self.listeners.next(token, self.conns.len()) {
+        while let Some((mut stream, addr)) = self.listeners.next(token) {
+            if self.conns.len() >= self.cfg.max_conns + self.cfg.peer_slots {
+                if self.core.evict_unidentified() {
+                    self.apply_out();
+                } else {
+                    refuse_full(&mut stream, addr, self.conns.len());
+                    continue;
+                }
+            }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             let registry = self.poll.registry();
@@ -259,7 +264,8 @@ impl Server {
                 warn!("cannot register connection from {addr}: {e}");
                 continue;
             }
-            entry.insert(Conn::new(stream, self.cfg.max_frame()));
+            // A few KiB until it has said HELLO (and proved the secret, if asked to).
+            entry.insert(Conn::new(stream, UNAUTHENTICATED_MAX_FRAME));
             debug!("connection {key} from {addr}");
             self.core.on_connect(key, addr.to_string(), Instant::now());
         }
@@ -308,43 +314,18 @@ impl Server {
     }
 
     fn read(&mut self, key: usize) {
+        // Frames left undecoded when the client went over its budget come first.
+        if !self.decode(key) {
+            return;
+        }
         for _ in 0..READS_PER_TURN {
-            let conn = &mut self.conns[key];
-            if conn.pending() > HIGH_WATERMARK {
-                if !self.paused.contains(&key) {
-                    debug!("connection {key}: replies pile up, pausing reads");
-                    self.paused.push(key);
-                }
-                return;
-            }
-            match conn.read_some() {
+            match self.conns[key].read_some() {
                 Io::Done(_) => {}
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
-            let now = Instant::now();
-            loop {
-                match self.conns[key].next_decoded() {
-                    Ok(Some(decoded)) => self.core.on_decoded(key, decoded, now),
-                    Ok(None) => break,
-                    // A client's READ or WRITE too large to take as a frame is answered
-                    // TOO_LARGE, as one within the frame limit is, and its bytes skipped.
-                    Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
-                        match self.conns[key].oversize() {
-                            Oversize::Partial => break,
-                            Oversize::Header { op, req_id, len }
-                                if op == Opcode::Write as u8 || op == Opcode::Read as u8 =>
-                            {
-                                self.conns[key].skip_frame(len);
-                                self.core.refuse_oversize(key, req_id, op, len);
-                            }
-                            Oversize::Header { .. } => {
-                                return self.close(key, &format!("bad frame: {e}"), true)
-                            }
-                        }
-                    }
-                    Err(e) => return self.close(key, &format!("bad frame: {e}"), true),
-                }
+            if !self.decode(key) {
+                return;
             }
             self.apply_out();
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
@@ -357,10 +338,80 @@ impl Server {
         }
     }
 
+    /// Hand the whole frames buffered to the core. `false`: the connection is gone, or it is
+    /// a client over its budget (paused: the rest stays buffered, and no more is read).
+    fn decode(&mut self, key: usize) -> bool {
+        let now = Instant::now();
+        loop {
+            if self.over_budget(key) {
+                if !self.paused.contains(&key) {
+                    debug!("connection {key}: over its share of the buffer budget, pausing reads");
+                    self.paused.push(key);
+                }
+                return false;
+            }
+            let conn = &mut self.conns[key];
+            let limited = conn.max_frame() < self.cfg.max_frame();
+            match conn.next_decoded() {
+                Ok(Some(decoded)) => {
+                    self.core.on_decoded(key, decoded, now);
+                    if limited && self.core.identified(key) {
+                        self.conns[key].set_max_frame(self.cfg.max_frame());
+                    }
+                }
+                Ok(None) => return true,
+                // A client's READ, WRITE or WRITE_ONCE too large to take as a frame is
+                // answered TOO_LARGE, as one within the frame limit is, and its bytes skipped.
+                Err(e @ WireError::TooLarge { .. }) if self.core.is_client(key) => {
+                    match self.conns[key].oversize() {
+                        Oversize::Partial => return true,
+                        Oversize::Header { op, req_id, len }
+                            if op == Opcode::Write as u8
+                                || op == Opcode::WriteOnce as u8
+                                || op == Opcode::Read as u8 =>
+                        {
+                            self.conns[key].skip_frame(len);
+                            self.core.refuse_oversize(key, req_id, op, len);
+                        }
+                        Oversize::Header { .. } => {
+                            self.close(key, &format!("bad frame: {e}"), true);
+                            return false;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = match limited {
+                        true => format!("bad frame before HELLO was done: {e}"),
+                        false => format!("bad frame: {e}"),
+                    };
+                    self.close(key, &why, true);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Whether a client may not have another request read now: what it has queued and in
+    /// flight is over `--max-client-memory`, or everyone's is over `--max-buffer-memory`. A
+    /// client with nothing queued or in flight may still send one, so clients that hold their
+    /// share by not reading cannot starve the others (each of those holds at most about one
+    /// reply beyond the budget: the rest waits in its socket).
+    fn over_budget(&self, key: usize) -> bool {
+        if !self.core.is_client(key) {
+            return false;
+        }
+        let (mine, all) = self.core.reserved(key);
+        let own = self.conns[key].pending() + mine;
+        own > 0
+            && (own >= self.cfg.max_client_memory
+                || self.queued + all >= self.cfg.max_buffer_memory)
+    }
+
     /// Go on reading the connections whose budget ran out last turn.
     fn read_unread(&mut self) {
         for key in std::mem::take(&mut self.unread) {
-            if self.conns.contains(key) && !self.paused.contains(&key) {
+            let connecting = self.link == Some((key, false));
+            if self.conns.contains(key) && !self.paused.contains(&key) && !connecting {
                 self.read(key);
             }
         }
@@ -377,7 +428,9 @@ impl Server {
                 Out::Close(key) => {
                     if let Some(conn) = self.conns.get_mut(*key) {
                         // Best effort: let the ERROR that explains the close go out first.
+                        let before = conn.pending();
                         let _ = conn.flush();
+                        self.queued -= before - conn.pending();
                     }
                     self.close(*key, "closed by the master", false);
                     continue;
@@ -388,7 +441,8 @@ impl Server {
                 }
             };
             if let Some(conn) = self.conns.get_mut(key) {
-                if conn.pending() == 0 && !conn.write_interest {
+                let before = conn.pending();
+                if before == 0 && !conn.write_interest {
                     self.dirty.push(key);
                 }
                 match &out {
@@ -399,6 +453,7 @@ impl Server {
                     }
                     Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
                 }
+                self.queued += conn.pending() - before;
                 self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
                 // replies is cut off here, not only when a flush is tried.
@@ -474,7 +529,13 @@ impl Server {
 
     fn flush(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        match conn.flush_and_rearm(self.poll.registry(), Token(key)) {
+        let before = conn.pending();
+        let result = conn.flush_and_rearm(self.poll.registry(), Token(key));
+        self.queued -= before - conn.pending();
+        if conn.take_progress() {
+            self.core.on_progress(key, Instant::now());
+        }
+        match result {
             Io::Closed => self.close(key, "write failed", true),
             Io::WouldBlock if conn.pending() > self.cfg.max_write_buffer => {
                 let why = format!(
@@ -495,7 +556,7 @@ impl Server {
             .paused
             .iter()
             .copied()
-            .filter(|&k| !self.conns.contains(k) || self.conns[k].pending() <= HIGH_WATERMARK / 2)
+            .filter(|&k| !self.conns.contains(k) || !self.over_budget(k))
             .collect();
         self.paused.retain(|k| !ready.contains(k));
         for key in ready {
@@ -554,6 +615,7 @@ impl Server {
             self.link = None;
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
+        self.queued -= conn.pending();
         self.paused.retain(|&k| k != key);
         self.unread.retain(|&k| k != key);
         // Frames the core queued for this peer earlier in the turn (a STORE for a slave whose
@@ -563,10 +625,18 @@ impl Server {
         if tell_core {
             self.core.on_close(key, Instant::now());
         }
-        if self.listeners.resume(self.conns.len()) {
-            // Accepted at the end of the turn, not here: `apply_out` may still hold entries
-            // for `key`, and a connection accepted now could be given that key.
-            self.accept_again = true;
-        }
     }
+}
+
+/// Every connection slot is taken by identified peers: tell the newcomer (one small frame
+/// into an empty socket buffer) and close it.
+fn refuse_full(stream: &mut mio::net::TcpStream, addr: SocketAddr, open: usize) {
+    warn!("{open} connections, every slot taken (--max-conns + --peer-slots): refusing {addr}");
+    let text = format!(
+        "this master has {open} connections, every slot taken (--max-conns and --peer-slots): \
+         try again later"
+    );
+    let mut buf = Vec::new();
+    dsm_wire::encode(&Frame::new(0, Body::error(ErrorCode::Busy, text)), &mut buf);
+    let _ = stream.write(&buf);
 }

@@ -218,7 +218,7 @@ pub(crate) fn accept_all(
         {
             continue;
         }
-        entry.insert(Conn::new(stream, 0));
+        entry.insert(Conn::new(stream, dsm_net::http::READ_SIZE));
         web.adopt(key);
     }
 }

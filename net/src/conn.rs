@@ -31,6 +31,13 @@ pub enum Oversize {
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The read size for a connection whose frames are at most `max_frame` bytes.
+fn chunk_for(max_frame: usize) -> usize {
+    READ_CHUNK
+        .min(max_frame.next_power_of_two())
+        .max(dsm_wire::HEADER_LEN)
+}
+
 pub struct Conn {
     stream: TcpStream,
     /// Read buffer. Its length is how much is allocated and zeroed (once, when it grows);
@@ -42,12 +49,21 @@ pub struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     max_frame: usize,
+    /// Bytes asked of the kernel per `read`: [`READ_CHUNK`], or less for a small `max_frame`
+    /// (a peer that has not authenticated gets a few KiB of buffer, not 64).
+    chunk: usize,
     /// The last read returned less than it asked for: the socket had nothing more then.
     drained: bool,
     /// Bytes of a refused oversize frame still to be discarded as they arrive.
     skip: usize,
     /// Whether WRITABLE interest is registered (only while bytes wait).
     pub write_interest: bool,
+    /// The last flush could not write everything (the socket was full).
+    blocked: bool,
+    /// Since [`Conn::take_progress`] last looked, a flush wrote bytes into a socket that had
+    /// been full: the peer has read some. (A write into a socket with room proves nothing: the
+    /// kernel takes it for a stopped process too.)
+    progress: bool,
 }
 
 impl Conn {
@@ -60,10 +76,35 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             max_frame,
+            chunk: chunk_for(max_frame),
             drained: false,
             skip: 0,
             write_interest: false,
+            blocked: false,
+            progress: false,
         }
+    }
+
+    /// Change the largest frame this connection accepts (a peer that has not authenticated
+    /// yet gets a small one; see the master).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+        self.chunk = chunk_for(max_frame);
+    }
+
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Whether the peer has read bytes off a full socket since the last call (see
+    /// [`Conn`]'s `progress`): it is alive and draining, however slowly.
+    pub fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
+    }
+
+    /// Bytes this connection holds in its buffers (allocated, not only in use).
+    pub fn buffered(&self) -> usize {
+        self.rbuf.capacity() + self.wbuf.capacity()
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -80,20 +121,18 @@ impl Conn {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
-        } else if self.rpos > READ_CHUNK {
+        } else if self.rpos > self.chunk {
             self.compact();
         }
+        let chunk = self.chunk;
         let filled = self.rend;
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
-        if self.rbuf.len() < filled + READ_CHUNK {
-            self.rbuf.resize(filled + READ_CHUNK, 0);
+        if self.rbuf.len() < filled + chunk {
+            self.rbuf.resize(filled + chunk, 0);
         }
         let result = loop {
-            match self
-                .stream
-                .read(&mut self.rbuf[filled..filled + READ_CHUNK])
-            {
+            match self.stream.read(&mut self.rbuf[filled..filled + chunk]) {
                 Ok(0) => break Io::Closed,
                 Ok(n) => break Io::Done(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -101,7 +140,7 @@ impl Conn {
                 Err(_) => break Io::Closed,
             }
         };
-        self.drained = !matches!(result, Io::Done(READ_CHUNK));
+        self.drained = !matches!(result, Io::Done(n) if n == chunk);
         if let Io::Done(n) = result {
             self.rend += n;
         }
@@ -198,11 +237,11 @@ impl Conn {
     }
 
     /// The bytes received and not yet taken, for a protocol other than frames (`http.rs`).
-    pub fn buffered(&self) -> &[u8] {
+    pub fn received(&self) -> &[u8] {
         &self.rbuf[self.rpos..self.rend]
     }
 
-    /// Take the first `n` of [`Conn::buffered`].
+    /// Take the first `n` of [`Conn::received`].
     pub fn consume(&mut self, n: usize) {
         self.rpos = (self.rpos + n).min(self.rend);
     }
@@ -246,12 +285,22 @@ impl Conn {
                 Ok(n) => {
                     self.wpos += n;
                     written += n;
+                    self.progress |= self.blocked;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    // Consumed bytes are dropped so a long-blocked buffer does not keep them.
+                    if self.wpos > READ_CHUNK && self.wpos * 2 > self.wbuf.len() {
+                        self.wbuf.drain(..self.wpos);
+                        self.wpos = 0;
+                    }
+                    return Io::WouldBlock;
+                }
                 Err(_) => return Io::Closed,
             }
         }
+        self.blocked = false;
         self.wbuf.clear();
         self.wpos = 0;
         if self.wbuf.capacity() > 4 * READ_CHUNK {

@@ -15,6 +15,12 @@ use crate::{Conn, Io};
 
 /// The longest request head taken (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
+/// The `max_frame` an HTTP connection's `Conn` is made with: it sets the read size (64 KiB,
+/// the frame limit itself does not apply), so a refused request (a head past `MAX_HEAD`, a
+/// small body) usually arrives in one read, and is not left unread in the socket when the
+/// connection is closed after the error response (the kernel would reset the connection,
+/// and the client could lose the response).
+pub const READ_SIZE: usize = 64 * 1024;
 /// HTTP connections kept open at once; a new one closes the oldest.
 pub const MAX_CONNS: usize = 16;
 
@@ -294,7 +300,7 @@ impl Endpoint {
                 _ if slot.closing => break Verdict::Close,
                 _ => {}
             }
-            match parse(conn.buffered()) {
+            match parse(conn.received()) {
                 Ok(Some((req, used))) => {
                     let head_only = req.method == "HEAD";
                     let (page, allow) = match req.method {

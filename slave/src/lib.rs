@@ -15,6 +15,7 @@ pub mod slave;
 pub mod store;
 mod table;
 mod web;
+pub mod writers;
 
 pub use crate::config::Config;
 pub use crate::dialer::{MAX_BACKOFF, MIN_BACKOFF};

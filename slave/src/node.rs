@@ -21,6 +21,11 @@ const WAKE: Token = Token(1);
 const INVENTORY_FRAMES_PER_TURN: usize = 4;
 /// No more INVENTORY frames are queued while this many bytes wait to be written.
 const REPORT_BUFFER: usize = 1024 * 1024;
+/// Over this many unsent reply bytes, no more of the master's frames are read or decoded
+/// until the master has read enough of them: a burst of FETCHes of large values costs the
+/// slave this much memory, not a copy of every value asked for. The master's frames wait in
+/// the socket (and then in the master's buffer), so it sees a slow slave, not a dead one.
+pub const MAX_UNSENT: usize = 4 * 1024 * 1024;
 
 pub struct Node {
     cfg: Config,
@@ -35,6 +40,9 @@ pub struct Node {
     out: Vec<Out>,
     /// `--metrics`: the HTTP endpoint (`web.rs`).
     web: Option<crate::web::Web>,
+    /// Reading stopped at [`MAX_UNSENT`]: serve again once the replies drain (the socket may
+    /// hold frames no new edge will announce).
+    held_back: bool,
 }
 
 /// Load the data directory (if any), then serve the master until the poller itself fails.
@@ -67,6 +75,7 @@ impl Node {
             conn: None,
             connecting: false,
             out: Vec::new(),
+            held_back: false,
         };
         node.slave.on_tick(now);
         node.apply_out(now);
@@ -104,6 +113,14 @@ impl Node {
             self.slave.pump_inventory(INVENTORY_FRAMES_PER_TURN);
         }
         self.apply_out(now);
+        if self.held_back
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.pending() <= MAX_UNSENT)
+        {
+            self.serve(now);
+        }
         Ok(())
     }
 
@@ -217,28 +234,45 @@ impl Node {
     }
 
     /// Read everything available, answer it, flush; on any transport failure, tell the slave.
+    /// Over [`MAX_UNSENT`] bytes of replies, stop reading until the master drains them (the
+    /// next WRITABLE event comes back here).
     fn serve(&mut self, now: Instant) {
+        self.held_back = false;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
+            if conn.pending() > MAX_UNSENT {
+                if conn.flush() == Io::Closed {
+                    return self.closed("write to the master failed", now);
+                }
+                self.note_progress(now);
+                let Some(conn) = self.conn.as_mut() else {
+                    return;
+                };
+                if conn.pending() > MAX_UNSENT {
+                    self.held_back = true;
+                    break;
+                }
+                // Frames left undecoded when the cap was reached come first.
+                if let Err(why) = self.handle_buffered(now) {
+                    return self.closed(&why, now);
+                }
+                continue;
+            }
             match conn.read_some() {
                 Io::Done(_) => {}
                 Io::WouldBlock => break,
                 Io::Closed => return self.closed("the master closed the connection", now),
             }
-            if let Err(why) = self.feed(now) {
+            if let Err(why) = self.handle_buffered(now) {
                 return self.closed(&why, now);
-            }
-            self.slave.after_read();
-            if self.slave.has_out() {
-                self.apply_out(now);
             }
             // The slave may have closed the connection over what it read.
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
-            if conn.drained() {
+            if conn.drained() && conn.pending() <= MAX_UNSENT {
                 break;
             }
             // Answer each chunk as it is handled, so a PONG or the first FETCHED does not wait
@@ -246,8 +280,27 @@ impl Node {
             if conn.flush() == Io::Closed {
                 return self.closed("write to the master failed", now);
             }
+            self.note_progress(now);
         }
         self.flush(now);
+    }
+
+    /// Decode and answer the whole frames buffered (up to [`MAX_UNSENT`]), write their STOREs.
+    fn handle_buffered(&mut self, now: Instant) -> Result<(), String> {
+        self.feed(now)?;
+        self.slave.after_read();
+        if self.slave.has_out() {
+            self.apply_out(now);
+        }
+        Ok(())
+    }
+
+    /// The master read replies off a full socket: it is alive, however long its own frames
+    /// wait unread behind our cap.
+    fn note_progress(&mut self, now: Instant) {
+        if self.conn.as_mut().is_some_and(|c| c.take_progress()) {
+            self.slave.on_progress(now);
+        }
     }
 
     /// Hand every whole frame buffered to the slave; its answers go straight into the write
@@ -257,6 +310,9 @@ impl Node {
             let Some(conn) = self.conn.as_mut() else {
                 return Ok(());
             };
+            if conn.pending() > MAX_UNSENT {
+                return Ok(());
+            }
             match conn.next_decoded() {
                 Ok(Some(decoded)) => match self.slave.on_decoded(decoded, now) {
                     Some(Reply::Frame(reply)) => conn.send(&reply),
@@ -281,8 +337,9 @@ impl Node {
             return;
         }
         if conn.flush_and_rearm(self.poll.registry(), MASTER) == Io::Closed {
-            self.closed("write to the master failed", now);
+            return self.closed("write to the master failed", now);
         }
+        self.note_progress(now);
     }
 
     fn closed(&mut self, why: &str, now: Instant) {

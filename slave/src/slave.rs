@@ -230,6 +230,12 @@ impl Slave {
         self.store.end_turn(now);
     }
 
+    /// The master read our replies off a full socket: it is alive even if its own frames wait
+    /// unread behind our cap on unsent replies, so its silence counts from now.
+    pub fn on_progress(&mut self, now: Instant) {
+        self.excused = self.excused.max(now);
+    }
+
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {

@@ -7,16 +7,18 @@
 //! then ACKed (or refused with ERROR DISK, and not applied, if the disk refused the write).
 //! Answers settled that way wait in the store until [`Store::take_answers`].
 
+use std::collections::VecDeque;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dsm_auth::RefusalLog;
-use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame};
+use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, WriteId};
 use log::{debug, info, warn};
 
 use crate::disk::{Answer, Disk, Durable, Replayed, Settings};
 use crate::memory;
 use crate::table::{NoRoom, Put, Record, Table};
+use crate::writers::Writers;
 
 /// The answer to one frame: most are owned frames; a FETCHED borrows the value from the store
 /// so it is copied once, into the socket buffer.
@@ -54,11 +56,16 @@ pub struct Store {
     answers: Vec<Answer>,
     /// STOREs refused for want of room, logged once and then every 10 s with a count.
     full: RefusalLog,
-    /// The time of the last frame or turn, for the refusal log.
+    /// The time of the last frame or turn, for the refusal log and the writers' records.
     now: Instant,
     /// STOREs and FETCHes taken (`/metrics`).
     pub stores: u64,
     pub fetches: u64,
+    /// Who wrote what was stored here (STORE_ONCE), for RECALL.
+    writers: Writers,
+    /// STORE_ONCEs staged for the log (request id, writer, version), recorded in `writers`
+    /// once the commit applies them.
+    staged_writers: VecDeque<(u64, WriteId, u64)>,
 }
 
 /// Where a report of what is held stands.
@@ -80,6 +87,7 @@ impl Default for Store {
 impl Store {
     /// A store that keeps nothing on disk, holding at most `max_memory` bytes of table.
     pub fn in_memory(max_memory: u64) -> Store {
+        let now = Instant::now();
         Store {
             map: Table::default(),
             epoch: 0,
@@ -89,7 +97,9 @@ impl Store {
             settled: Vec::new(),
             answers: Vec::new(),
             full: RefusalLog::default(),
-            now: Instant::now(),
+            now,
+            writers: Writers::new(now),
+            staged_writers: VecDeque::new(),
             stores: 0,
             fetches: 0,
         }
@@ -110,6 +120,7 @@ impl Store {
         store.epoch = replayed.epoch;
         store.durable = Some(durable);
         store.now = now;
+        store.writers = Writers::new(now);
         Ok((store, replayed))
     }
 
@@ -128,6 +139,18 @@ impl Store {
     /// The version held for `key`, if any.
     pub fn version_of(&self, key: &[u8]) -> Option<u64> {
         self.map.get(key).map(|(version, _)| version)
+    }
+
+    /// A new process over the same data (a test's restart): it remembers no writer, and
+    /// vouches for no write that may predate `now`.
+    pub fn forget_writers(&mut self, now: Instant) {
+        self.writers = Writers::new(now);
+        self.staged_writers.clear();
+    }
+
+    /// The writers' records kept (records, clients).
+    pub fn writer_records(&self) -> (usize, usize) {
+        self.writers.len()
     }
 
     /// The heap the table holds, which `--max-memory` caps.
@@ -225,8 +248,22 @@ impl Store {
                 version,
                 key,
                 value,
-            } => return self.store(req, epoch, version, &key, &value),
+            } => return self.store(req, epoch, version, None, &key, &value),
+            Body::StoreOnce {
+                epoch,
+                version,
+                id,
+                key,
+                value,
+            } => return self.store(req, epoch, version, Some(id), &key, &value),
             Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
+            Body::Recall {
+                epoch,
+                client,
+                seq,
+                age_ms,
+                key,
+            } => self.recall(epoch, client, seq, age_ms, &key),
             Body::Purge {
                 epoch,
                 version,
@@ -264,17 +301,29 @@ impl Store {
                     key,
                     value,
                 },
-            ) => self.store(req, epoch, version, key, value),
+            ) => self.store(req, epoch, version, None, key, value),
+            Decoded::Ref(
+                req,
+                BodyRef::StoreOnce {
+                    epoch,
+                    version,
+                    id,
+                    key,
+                    value,
+                },
+            ) => self.store(req, epoch, version, Some(id), key, value),
             Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
             other => self.respond(other.into_frame()),
         }
     }
 
+    /// A STORE (of the write `id`, for a STORE_ONCE).
     fn store(
         &mut self,
         req: u64,
         epoch: u64,
         version: u64,
+        id: Option<WriteId>,
         key: &[u8],
         value: &[u8],
     ) -> Option<Reply<'_>> {
@@ -288,8 +337,15 @@ impl Store {
             .saturating_sub(self.map.heap_bytes() + staged);
         let Some(pending_new) = self.durable.as_ref().map(Durable::staged_new_keys) else {
             let body = match self.map.put_within(key, version, value, room) {
-                Ok(Put::Older { held }) => Body::Ack { version: held },
-                Ok(_) => Body::Ack { version },
+                Ok(put) => {
+                    if let Some(id) = id {
+                        self.writers.stored(id, version, self.now);
+                    }
+                    match put {
+                        Put::Older { held } => Body::Ack { version: held },
+                        _ => Body::Ack { version },
+                    }
+                }
                 Err(no) => self.no_room(no, value.len()),
             };
             return Some(Reply::Frame(Frame::new(req, body)));
@@ -315,6 +371,9 @@ impl Store {
                 return Some(Reply::Frame(Frame::new(req, body)));
             }
         };
+        if let Some(id) = id {
+            self.staged_writers.push_back((req, id, version));
+        }
         let d = self.durable.as_mut().expect("checked above");
         d.set_now(self.now);
         if d.stage_store(req, record, growth, old.is_none()) {
@@ -384,6 +443,20 @@ impl Store {
         }
     }
 
+    /// RECALL: the version of `key` held, and whether the write `(client, seq)` was stored
+    /// here, after everything received before it is applied (a staged STORE is committed
+    /// first, so that a STORE on its way is never answered "not stored").
+    fn recall(&mut self, epoch: u64, client: u64, seq: u64, age_ms: u32, key: &[u8]) -> Body {
+        if let Some(stale) = self.fence(epoch) {
+            return stale;
+        }
+        self.commit();
+        let held = self.map.get(key).map_or(0, |(version, _)| version);
+        let age = Duration::from_millis(age_ms.into());
+        let stored = self.writers.recall(client, seq, age, self.now);
+        Body::Recalled { held, stored }
+    }
+
     fn see_epoch(&mut self, epoch: u64) {
         if epoch > self.epoch {
             self.epoch = epoch;
@@ -433,6 +506,17 @@ impl Store {
 
     fn settle(&mut self, refused: Option<String>) {
         for a in self.answers.drain(..) {
+            let req = match a {
+                Answer::Ack { req, .. } | Answer::Refused { req } => req,
+            };
+            if let Some(&(r, id, version)) = self.staged_writers.front() {
+                if r == req {
+                    self.staged_writers.pop_front();
+                    if matches!(a, Answer::Ack { .. }) {
+                        self.writers.stored(id, version, self.now);
+                    }
+                }
+            }
             let frame = match a {
                 Answer::Ack { req, version } => Frame::new(req, Body::Ack { version }),
                 Answer::Refused { req } => {

@@ -326,3 +326,106 @@ fn with_a_log_stores_are_answered_after_the_turn_and_the_cap_counts_staged_ones(
     assert_eq!(back.epoch(), 1, "the epoch of the STOREs was kept");
     assert!(answers(&mut back).is_empty());
 }
+
+fn store_once(req: u64, epoch: u64, version: u64, seq: u64, value: &str) -> Frame {
+    Frame::new(
+        req,
+        Body::StoreOnce {
+            epoch,
+            version,
+            id: WriteId {
+                client: 42,
+                seq,
+                acked: 1,
+            },
+            key: b"k".to_vec(),
+            value: value.into(),
+        },
+    )
+}
+
+fn recall(req: u64, epoch: u64, seq: u64, age_ms: u32) -> Frame {
+    Frame::new(
+        req,
+        Body::Recall {
+            epoch,
+            client: 42,
+            seq,
+            age_ms,
+            key: b"k".to_vec(),
+        },
+    )
+}
+
+fn recalled(req: u64, held: u64, stored: u64) -> Option<Frame> {
+    Some(Frame::new(req, Body::Recalled { held, stored }))
+}
+
+#[test]
+fn a_stored_write_is_recalled_after_later_writes_and_recall_fences_older_masters() {
+    let mut s = Store::default();
+    let t0 = std::time::Instant::now();
+    s.forget_writers(t0);
+    s.set_now(t0 + Duration::from_secs(10));
+    assert_eq!(
+        s.on_frame(store_once(1, 1, 10, 1, "a")),
+        Some(Frame::new(1, Body::Ack { version: 10 }))
+    );
+    // Another write supersedes it; the record of write 1 stays.
+    assert_eq!(
+        s.on_frame(store(2, 20, "k", "b")),
+        Some(Frame::new(2, Body::Ack { version: 20 }))
+    );
+    // An older version arriving late is ACKed with the newer one, and still recorded: the
+    // write reached this slave.
+    assert_eq!(
+        s.on_frame(store_once(3, 1, 15, 2, "c")),
+        Some(Frame::new(3, Body::Ack { version: 20 }))
+    );
+    assert_eq!(s.on_frame(recall(4, 2, 1, 500)), recalled(4, 20, 10));
+    assert_eq!(s.on_frame(recall(5, 2, 2, 500)), recalled(5, 20, 15));
+    assert_eq!(s.on_frame(recall(6, 2, 3, 500)), recalled(6, 20, 0));
+    // The RECALL was at epoch 2: a STORE of the old primary (epoch 1) is refused from now on,
+    // so a write recalled as "not stored" can never be stored by it.
+    assert!(is_error(
+        &s.on_frame(store_once(7, 1, 30, 3, "late")),
+        ErrorCode::StaleEpoch
+    ));
+    assert!(is_error(
+        &s.on_frame(recall(8, 1, 1, 0)),
+        ErrorCode::StaleEpoch
+    ));
+    assert_eq!(s.on_frame(recall(9, 2, 3, 500)), recalled(9, 20, 0));
+    // A restarted process cannot say what its predecessor stored.
+    s.forget_writers(t0 + Duration::from_secs(10));
+    assert_eq!(
+        s.on_frame(recall(10, 2, 1, 500)),
+        recalled(10, 20, u64::MAX)
+    );
+}
+
+#[test]
+fn with_a_log_a_recall_answers_after_the_stores_before_it() {
+    let disk = crate::disk::MemDisk::new();
+    let mut s = durable_store(&disk, u64::MAX);
+    s.forget_writers(std::time::Instant::now() - Duration::from_secs(10));
+    assert_eq!(s.on_frame(store_once(1, 1, 10, 1, "a")), None, "staged");
+    // The RECALL commits the staged STORE first: it is held, and recorded.
+    assert_eq!(s.on_frame(recall(2, 1, 1, 500)), recalled(2, 10, 10));
+    assert_eq!(answers(&mut s), [Frame::new(1, Body::Ack { version: 10 })]);
+    // A STORE the disk refuses is not recorded.
+    disk.set_capacity(Some(disk.file(crate::disk::LOG).unwrap().len() as u64 + 10));
+    assert_eq!(s.on_frame(store_once(3, 1, 20, 2, "b")), None);
+    assert!(matches!(
+        &answers(&mut s)[..],
+        [Frame {
+            req_id: 3,
+            body: Body::Error {
+                code: ErrorCode::Disk,
+                ..
+            }
+        }]
+    ));
+    assert_eq!(s.on_frame(recall(4, 1, 2, 500)), recalled(4, 10, 0));
+    assert_eq!(s.writer_records(), (1, 1));
+}

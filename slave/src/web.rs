@@ -66,7 +66,7 @@ impl Web {
             {
                 continue;
             }
-            entry.insert(Conn::new(stream, 0));
+            entry.insert(Conn::new(stream, dsm_net::http::READ_SIZE));
             self.endpoint.adopt(key);
         }
     }

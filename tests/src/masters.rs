@@ -241,6 +241,11 @@ impl Cluster {
         if let Some(dir) = self.data_dir_of(name) {
             cmd.arg("--data-dir").arg(dir);
         }
+        // In a network namespace of its own the master binds a private bridge address, not
+        // loopback: without a secret it starts only when told it may.
+        if host.is_some() && self.secret.is_none() {
+            cmd.arg("--insecure");
+        }
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, name, "dsm-master ready:");
         let log = self.log_dir.join(format!("{name}.log"));
         let what = format!("dsm-master {name} (log {})", log.display());

@@ -66,6 +66,15 @@ impl Cluster {
         self.wait_slave_live(i, true, STARTUP);
     }
 
+    /// [`Cluster::restart_slave`] that waits only for the slave's ready line (it prints it
+    /// once registered), not for the master's STATUS: for a master that refuses clients.
+    pub fn restart_slave_registered(&mut self, i: usize) {
+        if self.slaves[i].is_some() {
+            self.kill_slave(i);
+        }
+        self.spawn_slave(i);
+    }
+
     pub(crate) fn spawn_slave(&mut self, i: usize) {
         let id = self.slave_id(i);
         let masters: Vec<String> = self.masters().iter().map(|a| a.to_string()).collect();

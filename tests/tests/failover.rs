@@ -8,8 +8,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dsm_client::{Client, Op, Reply};
+use dsm_tests::raw::{self, Heard};
 use dsm_tests::{wait_until, Cluster, ClusterOpts, MasterId};
-use dsm_wire::ServerRole;
+use dsm_wire::{Body, Frame, ServerRole};
 
 /// The backup takes over within ~0.3 s of silence; this allows for a loaded machine.
 const TAKEOVER: Duration = Duration::from_secs(10);
@@ -331,11 +332,21 @@ fn a_frozen_primary_steps_down_and_follows_once_the_backup_has_taken_over() {
 
     cluster.cont_primary();
     let old = cluster.master_listen(MasterId::PRIMARY);
-    let mut direct = Client::connect(&[old]).expect("connect to the old primary alone");
-    direct.set_timeout(Duration::from_secs(1));
-    match direct.write(b"fence-probe", b"must not be stored") {
-        Ok(_) => panic!("the old primary acknowledged a WRITE after the takeover"),
-        Err(e) => eprintln!("WRITE to the old primary after SIGCONT: {e}"),
+    // Asked straight (the client library would follow a NOT_PRIMARY that names the new
+    // primary there), the old primary must not acknowledge a WRITE.
+    let (mut direct, mut rbuf) = raw::welcomed_client(old, Instant::now() + TAKEOVER);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let probe = Body::Write {
+        key: b"fence-probe".to_vec(),
+        value: b"must not be stored".to_vec(),
+    };
+    raw::send_frame(&mut direct, 7, probe);
+    match raw::next_frame(&mut direct, &mut rbuf, deadline) {
+        Heard::Frame(Frame {
+            body: Body::Ok | Body::Degraded { .. },
+            ..
+        }) => panic!("the old primary acknowledged a WRITE after the takeover"),
+        heard => eprintln!("WRITE to the old primary after SIGCONT: {heard:?}"),
     }
     // It rejoins by itself, as the standby of the new primary, at its epoch.
     let s = cluster.wait_role(

@@ -29,6 +29,7 @@ fn recorded_write(c: &mut Client, process: u32, value: &str, clock: Clock) -> Op
         complete_ns,
         outcome,
         error,
+        ..Op::default()
     }
 }
 

@@ -1,13 +1,14 @@
 //! The short torture run of `make test`: 20 s of seeded faults (every kind at least once, the
 //! kill -9 of every node at once and the restart of a slave on its data included) against a
 //! primary, a backup and 4 slaves at R=2, every node with a data dir (the slaves with the
-//! default `--fsync interval`), while 4 clients read and write 8 keys; the history must be
-//! linearizable key by key and lose no acknowledged write. The seed is printed;
+//! default `--fsync interval`), while 4 clients read, write, delete, compare-and-set and
+//! increment 8 keys; the history must be linearizable key by key and lose no acknowledged
+//! change. The seed is printed;
 //! `DSM_TORTURE_SEED=N` replays a schedule. `make torture` is the long version.
 
 use std::time::Duration;
 
-use dsm_tests::torture::history::Outcome;
+use dsm_tests::torture::history::{Kind, Outcome};
 use dsm_tests::torture::nemesis::Fault;
 use dsm_tests::torture::{report, rng, run};
 
@@ -61,5 +62,25 @@ fn twenty_seconds_of_faults_leave_a_linearizable_history_and_no_lost_write() {
     assert!(
         acked >= 1000,
         "seed {seed}: only {acked} operations succeeded: {summary}"
+    );
+    // The workload's DELETEs, CASes and INCRs took effect, and CASes were refused, or the
+    // model's rules for them were never put to the test.
+    for kind in [Kind::Delete, Kind::Cas, Kind::Incr] {
+        let ok = r
+            .ops
+            .iter()
+            .filter(|o| o.kind == kind && o.outcome == Outcome::Ok)
+            .count();
+        assert!(
+            ok > 0,
+            "seed {seed}: no {} succeeded: {summary}",
+            kind.name()
+        );
+    }
+    assert!(
+        r.ops
+            .iter()
+            .any(|o| o.kind == Kind::Cas && o.refusal().is_some()),
+        "seed {seed}: no CAS conflicted: {summary}"
     );
 }

@@ -1,7 +1,8 @@
-//! A borrowed view of the six bodies that carry keys and values (READ, WRITE, STORE, FETCH,
-//! FETCHED, VALUE), so the hot path decodes and encodes them without copying; no I/O.
+//! A borrowed view of the bodies that carry keys and values (READ, WRITE, WRITE_ONCE, STORE,
+//! STORE_ONCE, FETCH, FETCHED, VALUE, RECALL), so the hot path decodes and encodes them without
+//! copying; no I/O.
 
-use crate::frame::{Body, Opcode};
+use crate::frame::{Body, Opcode, WriteId};
 
 /// A borrowed view of the frames that carry keys and values on the hot path. Encoding one
 /// writes the same bytes as the owned [`Body`], without first copying the key and value into
@@ -15,11 +16,31 @@ pub enum BodyRef<'a> {
         key: &'a [u8],
         value: &'a [u8],
     },
+    WriteOnce {
+        id: WriteId,
+        resent_ms: u32,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
     Store {
         epoch: u64,
         version: u64,
         key: &'a [u8],
         value: &'a [u8],
+    },
+    StoreOnce {
+        epoch: u64,
+        version: u64,
+        id: WriteId,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Recall {
+        epoch: u64,
+        client: u64,
+        seq: u64,
+        age_ms: u32,
+        key: &'a [u8],
     },
     Fetch {
         epoch: u64,
@@ -40,6 +61,43 @@ impl<'a> BodyRef<'a> {
         Some(match body {
             Body::Read { key } => BodyRef::Read { key },
             Body::Write { key, value } => BodyRef::Write { key, value },
+            Body::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => BodyRef::WriteOnce {
+                id: *id,
+                resent_ms: *resent_ms,
+                key,
+                value,
+            },
+            Body::StoreOnce {
+                epoch,
+                version,
+                id,
+                key,
+                value,
+            } => BodyRef::StoreOnce {
+                epoch: *epoch,
+                version: *version,
+                id: *id,
+                key,
+                value,
+            },
+            Body::Recall {
+                epoch,
+                client,
+                seq,
+                age_ms,
+                key,
+            } => BodyRef::Recall {
+                epoch: *epoch,
+                client: *client,
+                seq: *seq,
+                age_ms: *age_ms,
+                key,
+            },
             Body::Store {
                 epoch,
                 version,
@@ -69,6 +127,17 @@ impl<'a> BodyRef<'a> {
                 key: key.to_vec(),
                 value: value.to_vec(),
             },
+            BodyRef::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => Body::WriteOnce {
+                id,
+                resent_ms,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
             BodyRef::Store {
                 epoch,
                 version,
@@ -79,6 +148,32 @@ impl<'a> BodyRef<'a> {
                 version,
                 key: key.to_vec(),
                 value: value.to_vec(),
+            },
+            BodyRef::StoreOnce {
+                epoch,
+                version,
+                id,
+                key,
+                value,
+            } => Body::StoreOnce {
+                epoch,
+                version,
+                id,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            BodyRef::Recall {
+                epoch,
+                client,
+                seq,
+                age_ms,
+                key,
+            } => Body::Recall {
+                epoch,
+                client,
+                seq,
+                age_ms,
+                key: key.to_vec(),
             },
             BodyRef::Fetch { epoch, key } => Body::Fetch {
                 epoch,
@@ -98,7 +193,10 @@ impl<'a> BodyRef<'a> {
         match self {
             BodyRef::Read { .. } => Opcode::Read,
             BodyRef::Write { .. } => Opcode::Write,
+            BodyRef::WriteOnce { .. } => Opcode::WriteOnce,
             BodyRef::Store { .. } => Opcode::Store,
+            BodyRef::StoreOnce { .. } => Opcode::StoreOnce,
+            BodyRef::Recall { .. } => Opcode::Recall,
             BodyRef::Fetch { .. } => Opcode::Fetch,
             BodyRef::Fetched { .. } => Opcode::Fetched,
             BodyRef::Value { .. } => Opcode::Value,
@@ -121,6 +219,34 @@ mod tests {
                 value: b"value",
             },
             BodyRef::Fetch { epoch: 2, key: b"" },
+            BodyRef::WriteOnce {
+                id: WriteId {
+                    client: 1 << 63 | 5,
+                    seq: 9,
+                    acked: 7,
+                },
+                resent_ms: 12,
+                key: b"k",
+                value: b"v",
+            },
+            BodyRef::StoreOnce {
+                epoch: 2,
+                version: 3 << 40,
+                id: WriteId {
+                    client: 4,
+                    seq: 5,
+                    acked: 6,
+                },
+                key: b"k",
+                value: b"",
+            },
+            BodyRef::Recall {
+                epoch: 2,
+                client: 4,
+                seq: 5,
+                age_ms: 300,
+                key: b"key",
+            },
             BodyRef::Fetched {
                 version: 9,
                 value: &[0, 255, 1],

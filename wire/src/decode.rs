@@ -7,6 +7,7 @@ use crate::body_ref::BodyRef;
 use crate::error::WireError;
 use crate::frame::{
     BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
+    WriteId,
 };
 use crate::reader::Reader;
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
@@ -131,6 +132,26 @@ fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, W
             key: r.slice()?,
             value: r.slice()?,
         },
+        Opcode::WriteOnce => BodyRef::WriteOnce {
+            id: write_id(r)?,
+            resent_ms: r.u32()?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::StoreOnce => BodyRef::StoreOnce {
+            epoch: r.u64()?,
+            version: r.u64()?,
+            id: write_id(r)?,
+            key: r.slice()?,
+            value: r.slice()?,
+        },
+        Opcode::Recall => BodyRef::Recall {
+            epoch: r.u64()?,
+            client: r.u64()?,
+            seq: r.u64()?,
+            age_ms: r.u32()?,
+            key: r.slice()?,
+        },
         Opcode::Store => BodyRef::Store {
             epoch: r.u64()?,
             version: r.u64()?,
@@ -148,6 +169,15 @@ fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, W
         Opcode::Value => BodyRef::Value { value: r.slice()? },
         _ => return Ok(None),
     }))
+}
+
+#[inline(always)]
+fn write_id(r: &mut Reader<'_>) -> Result<WriteId, WireError> {
+    Ok(WriteId {
+        client: r.u64()?,
+        seq: r.u64()?,
+        acked: r.u64()?,
+    })
 }
 
 /// The body of any other frame, owned.
@@ -181,6 +211,10 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             text: r.string()?,
         },
         Opcode::Ack => Body::Ack { version: r.u64()? },
+        Opcode::Recalled => Body::Recalled {
+            held: r.u64()?,
+            stored: r.u64()?,
+        },
         Opcode::Degraded => Body::Degraded {
             copies: r.u16()?,
             wanted: r.u16()?,
@@ -230,10 +264,13 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         },
         Opcode::Read
         | Opcode::Write
+        | Opcode::WriteOnce
         | Opcode::Store
+        | Opcode::StoreOnce
         | Opcode::Fetch
         | Opcode::Fetched
-        | Opcode::Value => unreachable!("parsed by body_ref"),
+        | Opcode::Value
+        | Opcode::Recall => unreachable!("parsed by body_ref"),
     })
 }
 

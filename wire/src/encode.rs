@@ -3,7 +3,7 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::body_ref::BodyRef;
-use crate::frame::{AuthBytes, Body, Frame, Opcode, Status, SyncEvent};
+use crate::frame::{AuthBytes, Body, Frame, Opcode, Status, SyncEvent, WriteId};
 use crate::HEADER_LEN;
 
 /// Append the encoding of `frame` to `out`. Strings longer than 65,535 bytes are cut at a
@@ -34,6 +34,18 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_bytes(out, key);
             put_bytes(out, value);
         }
+        BodyRef::WriteOnce {
+            id,
+            resent_ms,
+            key,
+            value,
+        } => {
+            out.reserve(24 + 4 + 8 + key.len() + value.len());
+            put_write_id(out, id);
+            put_u32(out, resent_ms);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
         BodyRef::Store {
             epoch,
             version,
@@ -45,6 +57,33 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_u64(out, version);
             put_bytes(out, key);
             put_bytes(out, value);
+        }
+        BodyRef::StoreOnce {
+            epoch,
+            version,
+            id,
+            key,
+            value,
+        } => {
+            out.reserve(16 + 24 + 8 + key.len() + value.len());
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_write_id(out, id);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        BodyRef::Recall {
+            epoch,
+            client,
+            seq,
+            age_ms,
+            key,
+        } => {
+            put_u64(out, epoch);
+            put_u64(out, client);
+            put_u64(out, seq);
+            put_u32(out, age_ms);
+            put_bytes(out, key);
         }
         BodyRef::Fetch { epoch, key } => {
             put_u64(out, epoch);
@@ -154,6 +193,10 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_string(out, text);
         }
         Body::Ack { version } => put_u64(out, *version),
+        Body::Recalled { held, stored } => {
+            put_u64(out, *held);
+            put_u64(out, *stored);
+        }
         Body::Degraded { copies, wanted } => {
             put_u16(out, *copies);
             put_u16(out, *wanted);
@@ -221,10 +264,13 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         }
         Body::Read { .. }
         | Body::Write { .. }
+        | Body::WriteOnce { .. }
         | Body::Store { .. }
+        | Body::StoreOnce { .. }
         | Body::Fetch { .. }
         | Body::Fetched { .. }
-        | Body::Value { .. } => {
+        | Body::Value { .. }
+        | Body::Recall { .. } => {
             unreachable!("encoded through BodyRef")
         }
         Body::StatusReply(s) => put_status(out, s),
@@ -320,6 +366,13 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     let mut b = [0; 8];
     BigEndian::write_u64(&mut b, v);
     out.extend_from_slice(&b);
+}
+
+#[inline]
+fn put_write_id(out: &mut Vec<u8>, id: WriteId) {
+    put_u64(out, id.client);
+    put_u64(out, id.seq);
+    put_u64(out, id.acked);
 }
 
 #[inline]

@@ -234,6 +234,23 @@ pub struct Status {
     pub slaves: Vec<SlaveStatus>,
 }
 
+/// Who sent a write, for exactly-once writes (RIFL): the client's id (random, one per client
+/// process or connection object), the write's sequence number among that client's writes, and
+/// `acked`, the lowest sequence number the client still waits for: every write below it has
+/// had its final answer and will never be sent again, so its record may be forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
+    pub acked: u64,
+}
+
+/// What a slave's RECALLED says about the write it was asked about.
+pub const RECALL_NONE: u64 = 0;
+/// RECALLED `stored`: this slave cannot say (it started after the write could have reached
+/// it, or it forgot the client's records without the client's word).
+pub const RECALL_UNSURE: u64 = u64::MAX;
+
 /// One change to the primary's state, streamed to the backup master in SYNC frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent {
@@ -298,6 +315,15 @@ pub enum Body {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// Client → master: a WRITE with its writer's id, applied at most once however often it is
+    /// sent. `resent_ms`: 0 on the first send; else the milliseconds since the first (at least
+    /// 1): the write may have reached another master, which the master must find out first.
+    WriteOnce {
+        id: WriteId,
+        resent_ms: u32,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     Read {
         key: Vec<u8>,
     },
@@ -322,6 +348,31 @@ pub enum Body {
         version: u64,
         key: Vec<u8>,
         value: Vec<u8>,
+    },
+    /// Master → slave: a STORE of the write `id`; the slave remembers that it stored it (for
+    /// RECALL) until the client's `acked` passes it.
+    StoreOnce {
+        epoch: u64,
+        version: u64,
+        id: WriteId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Master → slave: what version of `key` is held, and was the write `(client, seq)` stored
+    /// here? `age_ms`: how long ago the write may first have been sent. Answered RECALLED.
+    Recall {
+        epoch: u64,
+        client: u64,
+        seq: u64,
+        age_ms: u32,
+        key: Vec<u8>,
+    },
+    /// Slave → master, the answer to RECALL: `held`, the version of the key held (0: none);
+    /// `stored`, the version at which that write was stored ([`RECALL_NONE`]: it was not;
+    /// [`RECALL_UNSURE`]: this slave cannot say).
+    Recalled {
+        held: u64,
+        stored: u64,
     },
     /// Slave → master: the STORE with this request id is held (at `version` or newer).
     Ack {
@@ -479,6 +530,7 @@ pub enum Opcode {
     NotFound = 0x14,
     Error = 0x15,
     Degraded = 0x16,
+    WriteOnce = 0x17,
     Store = 0x20,
     Ack = 0x21,
     Fetch = 0x22,
@@ -488,6 +540,9 @@ pub enum Opcode {
     Takeover = 0x26,
     Vote = 0x27,
     Stale = 0x28,
+    StoreOnce = 0x29,
+    Recall = 0x2a,
+    Recalled = 0x2b,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
@@ -508,7 +563,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 37] = [
+    pub const ALL: [Opcode; 41] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -546,6 +601,11 @@ impl Opcode {
         Opcode::Conflict,
         Opcode::Keys,
         Opcode::Purge,
+        // Protocol version 2 (exactly-once writes).
+        Opcode::WriteOnce,
+        Opcode::StoreOnce,
+        Opcode::Recall,
+        Opcode::Recalled,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -561,6 +621,7 @@ impl Body {
             Body::Challenge { .. } => Opcode::Challenge,
             Body::Auth { .. } => Opcode::Auth,
             Body::Write { .. } => Opcode::Write,
+            Body::WriteOnce { .. } => Opcode::WriteOnce,
             Body::Read { .. } => Opcode::Read,
             Body::Ok => Opcode::Ok,
             Body::Value { .. } => Opcode::Value,
@@ -568,6 +629,9 @@ impl Body {
             Body::Error { .. } => Opcode::Error,
             Body::Degraded { .. } => Opcode::Degraded,
             Body::Store { .. } => Opcode::Store,
+            Body::StoreOnce { .. } => Opcode::StoreOnce,
+            Body::Recall { .. } => Opcode::Recall,
+            Body::Recalled { .. } => Opcode::Recalled,
             Body::Ack { .. } => Opcode::Ack,
             Body::Fetch { .. } => Opcode::Fetch,
             Body::Fetched { .. } => Opcode::Fetched,

@@ -24,6 +24,7 @@ mod decode;
 mod encode;
 mod error;
 mod frame;
+mod hint;
 mod reader;
 
 pub use body_ref::BodyRef;
@@ -33,8 +34,9 @@ pub use error::WireError;
 pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
-    SyncEvent, AUTH_LEN,
+    SyncEvent, WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
 };
+pub use hint::{naming_primary, primary_named, says_taken, TAKEN};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

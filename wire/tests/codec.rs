@@ -5,8 +5,8 @@ use std::cell::Cell;
 
 use dsm_wire::{
     decode, decode_with_max, encode, max_frame_for, BackupLink, Body, ErrorCode, Frame, Opcode,
-    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
-    DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE, HEADER_LEN,
+    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
+    DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE, HEADER_LEN, RECALL_NONE, RECALL_UNSURE,
 };
 
 // The largest single allocation each thread has asked for, so a test can prove that decoding a
@@ -173,6 +173,26 @@ fn samples() -> Vec<Frame> {
             key: unicode.as_bytes().to_vec(),
             value: vec![0, 0xff, 0, 0xff],
         },
+        Body::WriteOnce {
+            id: WriteId {
+                client: 0,
+                seq: 0,
+                acked: 0,
+            },
+            resent_ms: 0,
+            key: vec![],
+            value: vec![],
+        },
+        Body::WriteOnce {
+            id: WriteId {
+                client: u64::MAX,
+                seq: 1 << 40 | 7,
+                acked: 1 << 40,
+            },
+            resent_ms: u32::MAX,
+            key: pattern(DEFAULT_MAX_KEY),
+            value: pattern(MIB),
+        },
         Body::Read { key: vec![] },
         Body::Read {
             key: vec![0x00, 0xff, 0x80],
@@ -208,6 +228,54 @@ fn samples() -> Vec<Frame> {
             version: u64::MAX,
             key: pattern(DEFAULT_MAX_KEY),
             value: pattern(MIB),
+        },
+        Body::StoreOnce {
+            epoch: 0,
+            version: 0,
+            id: WriteId {
+                client: 0,
+                seq: 0,
+                acked: 0,
+            },
+            key: vec![],
+            value: vec![],
+        },
+        Body::StoreOnce {
+            epoch: 3,
+            version: u64::MAX,
+            id: WriteId {
+                client: 0x0102_0304_0506_0708,
+                seq: u64::MAX,
+                acked: 9,
+            },
+            key: pattern(DEFAULT_MAX_KEY),
+            value: pattern(MIB),
+        },
+        Body::Recall {
+            epoch: 2,
+            client: 7,
+            seq: 3,
+            age_ms: 0,
+            key: vec![],
+        },
+        Body::Recall {
+            epoch: u64::MAX,
+            client: u64::MAX,
+            seq: u64::MAX,
+            age_ms: u32::MAX,
+            key: pattern(DEFAULT_MAX_KEY),
+        },
+        Body::Recalled {
+            held: 0,
+            stored: RECALL_NONE,
+        },
+        Body::Recalled {
+            held: 2 << 40 | 5,
+            stored: RECALL_UNSURE,
+        },
+        Body::Recalled {
+            held: 2 << 40 | 5,
+            stored: 1 << 40 | 3,
         },
         Body::Ack { version: 0 },
         Body::Ack { version: u64::MAX },
@@ -547,6 +615,64 @@ fn write_and_ok_have_the_documented_bytes() {
     let hello_hex =
         "00000023 01 0000000000000000 01 0000000000000000 0002 6331 0000000000000000 00";
     assert_eq!(hex(&encoded(&hello)), hello_hex.replace(' ', ""));
+}
+
+#[test]
+fn exactly_once_frames_have_the_documented_bytes() {
+    // The worked example of PROTOCOL.md section 9: client 0x2a's write number 5 of "k" = "v",
+    // sent again 250 ms after its first send, with writes below 4 answered.
+    let id = WriteId {
+        client: 0x2a,
+        seq: 5,
+        acked: 4,
+    };
+    let write = Frame::new(
+        9,
+        Body::WriteOnce {
+            id,
+            resent_ms: 250,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    );
+    let write_hex = "00000033 17 0000000000000009 000000000000002a 0000000000000005 \
+                     0000000000000004 000000fa 00000001 6b 00000001 76";
+    assert_eq!(hex(&encoded(&write)), squeeze(write_hex));
+    let store = Frame::new(
+        3,
+        Body::StoreOnce {
+            epoch: 2,
+            version: 2 << 40 | 1,
+            id,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    );
+    let store_hex = "0000003f 29 0000000000000003 0000000000000002 0000020000000001 \
+                     000000000000002a 0000000000000005 0000000000000004 00000001 6b 00000001 76";
+    assert_eq!(hex(&encoded(&store)), squeeze(store_hex));
+    let recall = Frame::new(
+        4,
+        Body::Recall {
+            epoch: 2,
+            client: 0x2a,
+            seq: 5,
+            age_ms: 260,
+            key: b"k".to_vec(),
+        },
+    );
+    let recall_hex = "0000002e 2a 0000000000000004 0000000000000002 000000000000002a \
+                      0000000000000005 00000104 00000001 6b";
+    assert_eq!(hex(&encoded(&recall)), squeeze(recall_hex));
+    let recalled = Frame::new(
+        4,
+        Body::Recalled {
+            held: 1 << 40 | 9,
+            stored: 1 << 40 | 7,
+        },
+    );
+    let recalled_hex = "0000001d 2b 0000000000000004 0000010000000009 0000010000000007";
+    assert_eq!(hex(&encoded(&recalled)), squeeze(recalled_hex));
 }
 
 #[test]

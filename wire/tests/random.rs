@@ -7,8 +7,8 @@ use std::panic;
 
 use dsm_wire::{
     decode, decode_borrowed, decode_with_max, encode, BackupLink, Body, ErrorCode, Frame, Opcode,
-    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, AUTH_LEN, DEFAULT_MAX_FRAME,
-    HEADER_LEN,
+    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
+    DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 
 const DEFAULT_SEED: u64 = 0x00d5_3a11_c0de_c0de;
@@ -108,6 +108,30 @@ fn random_frame(rng: &mut Rng) -> Frame {
             key: rng.bytes(16),
             value: rng.bytes(64),
         },
+        Opcode::WriteOnce => Body::WriteOnce {
+            id: write_id(rng),
+            resent_ms: rng.u64() as u32,
+            key: rng.bytes(16),
+            value: rng.bytes(64),
+        },
+        Opcode::StoreOnce => Body::StoreOnce {
+            epoch: rng.u64(),
+            version: rng.u64(),
+            id: write_id(rng),
+            key: rng.bytes(16),
+            value: rng.bytes(64),
+        },
+        Opcode::Recall => Body::Recall {
+            epoch: rng.u64(),
+            client: rng.u64(),
+            seq: rng.u64(),
+            age_ms: rng.u64() as u32,
+            key: rng.bytes(16),
+        },
+        Opcode::Recalled => Body::Recalled {
+            held: rng.u64(),
+            stored: rng.u64(),
+        },
         Opcode::Read => Body::Read { key: rng.bytes(16) },
         Opcode::Ok => Body::Ok,
         Opcode::Value => Body::Value {
@@ -196,7 +220,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
             next_version: rng.u64(),
             complete: rng.one_in(2),
             events: (0..rng.below(6))
-                .map(|_| match rng.below(5) {
+                .map(|_| match rng.below(6) {
                     0 => SyncEvent::SlaveUp {
                         id: rng.string(),
                         boot: rng.u64(),
@@ -250,6 +274,14 @@ fn random_frame(rng: &mut Rng) -> Frame {
         },
     };
     Frame::new(rng.u64(), body)
+}
+
+fn write_id(rng: &mut Rng) -> WriteId {
+    WriteId {
+        client: rng.u64(),
+        seq: rng.u64(),
+        acked: rng.u64(),
+    }
 }
 
 fn encoded(frame: &Frame) -> Vec<u8> {

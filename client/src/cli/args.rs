@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     pub master: Option<String>,
     pub timeout_ms: Option<String>,
+    pub max_value: Option<String>,
     pub secret_file: Option<OsString>,
     pub value_file: Option<OsString>,
     pub raw: bool,
@@ -34,9 +35,10 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 11] = [
+const OPTS: [Opt; 12] = [
     opt(Some('m'), "master", true),
     opt(Some('t'), "timeout-ms", true),
+    opt(None, "max-value", true),
     opt(None, "secret-file", true),
     opt(None, "value-file", true),
     opt(None, "raw", false),
@@ -179,6 +181,7 @@ fn set(args: &mut Args, o: &Opt, value: Option<OsString>) -> Result<(), String> 
     match (o.long, value) {
         ("master", Some(v)) => args.master = Some(text(v)?),
         ("timeout-ms", Some(v)) => args.timeout_ms = Some(text(v)?),
+        ("max-value", Some(v)) => args.max_value = Some(text(v)?),
         ("log-level", Some(v)) => args.log_level = Some(text(v)?),
         ("secret-file", v) => args.secret_file = v,
         ("value-file", v) => args.value_file = v,

@@ -5,6 +5,7 @@
 //! logic (`write.rs`, `read.rs`, `copy.rs`) returns a [`Step`] and never answers or queues
 //! anything itself, so no code path depends on what is on the call stack.
 
+mod budget;
 mod copy;
 mod op;
 mod purge;
@@ -15,7 +16,7 @@ mod subs;
 mod update;
 mod write;
 
-use dsm_wire::{Body, BodyRef, ErrorCode};
+use dsm_wire::{Body, BodyRef, ErrorCode, WriteId};
 use log::warn;
 use slab::Slab;
 
@@ -24,6 +25,7 @@ use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
 use crate::metrics::{RequestStats, READ, UPDATE, WRITE};
+use crate::once::{Records, Seen};
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, Op, OpKind};
@@ -41,6 +43,12 @@ pub(crate) enum Request<'a> {
         key: &'a [u8],
     },
     Write {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    WriteOnce {
+        id: WriteId,
+        resent_ms: u32,
         key: &'a [u8],
         value: &'a [u8],
     },
@@ -63,11 +71,22 @@ pub(crate) enum Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// A READ or WRITE straight from the read buffer.
+    /// A READ, WRITE or WRITE_ONCE straight from the read buffer.
     pub fn of(body: BodyRef<'a>) -> Request<'a> {
         match body {
             BodyRef::Read { key } => Request::Read { key },
             BodyRef::Write { key, value } => Request::Write { key, value },
+            BodyRef::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            } => Request::WriteOnce {
+                id,
+                resent_ms,
+                key,
+                value,
+            },
             other => unreachable!("a request of {:?}", other.opcode()),
         }
     }
@@ -93,6 +112,10 @@ pub(crate) struct Ops {
     owed: Vec<u32>,
     /// Kept to save two allocations per pass.
     scratch: Pass,
+    /// The answers of exactly-once writes (`once.rs`).
+    records: Records,
+    /// Bytes the clients' open requests may bring back (see `budget.rs`).
+    budget: budget::Budget,
     /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
     to_collect: Vec<(Key, u64)>,
     /// Counters and latencies for `/metrics`.
@@ -100,6 +123,11 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
+    /// Exactly-once answers kept, and the clients they belong to.
+    pub fn records(&self) -> (usize, usize) {
+        self.records.len()
+    }
+
     /// Client operations (and copies) and slave sub-requests still open.
     pub fn in_flight(&self) -> (usize, usize) {
         (self.slab.len(), self.subs.len())
@@ -111,6 +139,12 @@ impl Ops {
             self.owed.resize(conn + 1, 0);
         }
         self.owed[conn] = 0;
+    }
+
+    /// Bytes reserved by the connection's open requests, and by every client's: a WRITE's
+    /// value, a READ's last known value size.
+    pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
+        self.budget.reserved(conn)
     }
 
     /// Whether the connection has requests in progress whose replies are still to come.
@@ -137,7 +171,9 @@ impl Ops {
         // over): refuse at once so the client moves on instead of waiting for a deadline.
         let (key, value, op) = match request {
             Request::Read { key } | Request::VRead { key } => (key, None, READ),
-            Request::Write { key, value } => (key, Some(value), WRITE),
+            Request::Write { key, value } | Request::WriteOnce { key, value, .. } => {
+                (key, Some(value), WRITE)
+            }
             Request::Set { key, value, .. } => (key, Some(value), UPDATE),
             Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None, UPDATE),
         };
@@ -151,6 +187,25 @@ impl Ops {
         }
         let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
         let kind = match request {
+            Request::WriteOnce {
+                id,
+                resent_ms,
+                value,
+                ..
+            } => match self.records.arrived(id, ctx.now) {
+                Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
+                Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
+                Seen::Stale => {
+                    let text = format!(
+                        "write {} of client {:x} is below the client's own acked mark {}; not \
+                         applied",
+                        id.seq, id.client, id.acked
+                    );
+                    return ctx
+                        .out
+                        .send(conn, req_id, Body::error(ErrorCode::BadRequest, text));
+                }
+            },
             Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
             Request::Read { .. } => OpKind::Read(ReadOp::default()),
             Request::VRead { .. } => OpKind::Read(ReadOp::versioned()),
@@ -179,8 +234,37 @@ impl Ops {
     /// Add an operation at the back of its key's queue; alone there, it starts at once.
     fn add(&mut self, ctx: &mut Ctx, client: Option<ConnId>, req_id: u64, key: Key, kind: OpKind) {
         let hash = ctx.keys.hash(&key);
+        let reserve = match (&kind, client) {
+            (_, None) | (OpKind::Copy(_), _) => 0,
+            (OpKind::Write(w), Some(conn)) => {
+                self.budget.learn(hash, w.value_len());
+                let n = w.value_len().min(u32::MAX as usize) as u32;
+                self.budget.reserve(conn, n);
+                n
+            }
+            (OpKind::Read(_), Some(conn)) => {
+                let n = self.budget.read_size(hash);
+                self.budget.reserve(conn, n);
+                n
+            }
+            // A SET holds its value; DELETE and INCR, small ones. Each answers briefly.
+            (OpKind::Update(u), Some(conn)) => {
+                let len = u.set_len();
+                if let Some(len) = len {
+                    self.budget.learn(hash, len);
+                }
+                let n = len
+                    .unwrap_or(0)
+                    .max(budget::SMALL as usize)
+                    .min(u32::MAX as usize) as u32;
+                self.budget.reserve(conn, n);
+                n
+            }
+            (OpKind::Purge(_), Some(_)) => 0,
+        };
         let id = self.slab.insert(Op {
             client,
+            reserve,
             req_id,
             key,
             hash,
@@ -216,6 +300,12 @@ impl Ops {
             self.stats.queued.record(waited);
         }
         op.started_at = ctx.now;
+        // A copy of an exactly-once write that waited behind the first: its answer, again.
+        let answered = self.slab[id].writer().and_then(|w| self.records.answer(w));
+        if let Some(reply) = answered {
+            self.slab[id].started = true;
+            return self.complete(ctx.timers, id, reply);
+        }
         let step = self.slab[id].start(id, ctx, &mut self.subs, &mut self.spread);
         self.apply(ctx.timers, id, step);
     }
@@ -323,6 +413,9 @@ impl Ops {
         if let OpKind::Copy(_) = op.kind {
             ctx.repairs.copy_ended();
         }
+        if let (Some(w), Some(reply)) = (op.writer(), op.reply.as_ref()) {
+            self.records.answered(w, reply, ctx.now);
+        }
         let reply = match (op.reply, refusal) {
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
@@ -342,6 +435,9 @@ impl Ops {
         if let (Some(kind), Some(reply)) = (kind, &reply) {
             self.stats.answered(kind, reply, Some(op.arrived), ctx.now);
         }
+        if let Some(conn) = op.client {
+            self.budget.release(conn, op.reserve);
+        }
         if let (Some(conn), Some(reply)) = (op.client, reply) {
             ctx.out.send(conn, op.req_id, reply);
         }
@@ -353,6 +449,7 @@ impl Ops {
         if let Some(n) = self.owed.get_mut(conn) {
             *n = 0;
         }
+        self.budget.forget(conn);
         for (_, op) in self.slab.iter_mut() {
             if op.client == Some(conn) {
                 op.client = None;
@@ -362,6 +459,8 @@ impl Ops {
 
     /// This master stepped down: every open operation is answered with what it can still say.
     pub fn fail_all(&mut self, timers: &mut Timers, why: &str) {
+        // A later term learns what became of a write from the slaves, not from this one.
+        self.records.clear();
         let open: Vec<OpId> = self
             .slab
             .iter()
@@ -473,6 +572,9 @@ impl Ops {
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
             let took = ctx.now.saturating_duration_since(s.sent);
             self.stats.service[1].record(took);
+            if let (Some((_, value)), Some(op)) = (&answer, self.slab.get(s.op)) {
+                self.budget.learn(op.hash, value.len());
+            }
             let (subs, spread) = (&mut self.subs, &mut self.spread);
             let step = self.slab[s.op].fetched(s.op, ctx, subs, spread, sub, from, answer);
             self.apply(ctx.timers, s.op, step);
@@ -535,6 +637,13 @@ impl Ops {
                 self.on_fetched(ctx, req, from, Some((version, value)))
             }
             Body::NotFound => self.on_fetched(ctx, req, from, None),
+            Body::Recalled { held, stored } => {
+                if let Some(s) = self.subs.take_answer(req, from, ctx.timers) {
+                    let subs = &mut self.subs;
+                    let step = self.slab[s.op].recalled(s.op, ctx, subs, req, from, held, stored);
+                    self.apply(ctx.timers, s.op, step);
+                }
+            }
             Body::Pong => {}
             Body::Error { code, text } => {
                 let id = &ctx.slaves.get(from).id;

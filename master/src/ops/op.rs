@@ -24,6 +24,8 @@ use super::write::WriteOp;
 pub(crate) struct Op {
     /// None once the client has gone (and for copies): the work finishes, the reply is dropped.
     pub client: Option<ConnId>,
+    /// Bytes this op holds of its client's budget (see `budget.rs`), released when answered.
+    pub reserve: u32,
     pub req_id: u64,
     /// Copied into the key's queue and every STORE/FETCH sent for this op (see [`Key`]).
     pub key: Key,
@@ -155,12 +157,44 @@ impl Op {
         }
     }
 
+    /// A slave answered the RECALL of an exactly-once write sent again.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn recalled(
+        &mut self,
+        id: OpId,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        from: SlaveIdx,
+        held: u64,
+        stored: u64,
+    ) -> Step {
+        let (r, kind) = self.split(id);
+        match kind {
+            OpKind::Write(w) => w.recalled(&r, ctx, subs, sub, from, held, stored),
+            _ => Step::Wait,
+        }
+    }
+
+    /// The writer of an exactly-once write.
+    pub fn writer(&self) -> Option<dsm_wire::WriteId> {
+        match &self.kind {
+            OpKind::Write(w) => w.writer(),
+            _ => None,
+        }
+    }
+
     /// Whether the op would rather move on than wait for a slow slave's ACK: a write with
-    /// a replacement left. Copies wait (they have time; a write has a client).
+    /// a replacement left; and a PURGE always, which is optional work that holds its key's
+    /// queue (a slave that answers PINGs but not the PURGE would block every client of the
+    /// key): it gives up, and the tombstone stays. Copies wait (they have time; a write has a
+    /// client).
     pub fn moves_on_from_slow(&self, slaves: &SlaveTable) -> bool {
         match &self.kind {
             OpKind::Write(w) => w.can_replace(slaves),
             OpKind::Update(u) => u.can_replace(slaves),
+            OpKind::Purge(_) => true,
             _ => false,
         }
     }
@@ -206,9 +240,26 @@ impl Op {
 /// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
 /// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
 /// again it would take effect a second time, after whatever was written in between; so it is
-/// answered TIMEOUT, outcome unknown, and the client does not resend it.
+/// answered TIMEOUT, outcome unknown, and the client does not resend it. An exactly-once
+/// write may be sent again (the next primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
     match kind {
+        OpKind::Write(w) if w.writer().is_some() => {
+            // `TAKEN` opens the reason, after the primary's address if `why` names it.
+            let (named, reason) = match dsm_wire::primary_named(why) {
+                Some(addr) => (Some(addr), why.split_once("; ").map_or("", |(_, r)| r)),
+                None => (None, why),
+            };
+            let reason = format!(
+                "{}{reason}; send the write again, as it is, to the primary",
+                dsm_wire::TAKEN
+            );
+            let text = match named {
+                Some(addr) => dsm_wire::naming_primary(addr, &reason),
+                None => reason,
+            };
+            Body::error(ErrorCode::NotPrimary, text)
+        }
         OpKind::Write(_) | OpKind::Update(_) => Body::error(
             ErrorCode::Timeout,
             format!("{why}; the write may or may not have happened"),

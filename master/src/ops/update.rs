@@ -32,6 +32,10 @@ pub(crate) enum Change {
 pub(crate) struct UpdateOp {
     change: Change,
     phase: Phase,
+    /// FETCHes the read phase left unanswered when it decided (a retry to another holder,
+    /// a probe's other slaves): still in the sub table until the op ends, so that a late
+    /// answer finds its op, and is cancelled with the op's other sub-requests.
+    read_leftovers: Pending,
 }
 
 enum Phase {
@@ -47,10 +51,19 @@ impl UpdateOp {
         UpdateOp {
             change,
             phase: Phase::Idle,
+            read_leftovers: Pending::default(),
         }
     }
 
     /// A write that waits for slaves after a takeover (see [`WriteOp::is_deferred`]).
+    /// The length of the value a SET writes (none for DELETE and INCR).
+    pub fn set_len(&self) -> Option<usize> {
+        match &self.change {
+            Change::Set { value, .. } => Some(value.len()),
+            Change::Delete { .. } | Change::Incr { .. } => None,
+        }
+    }
+
     pub fn is_deferred(&self) -> bool {
         matches!(&self.phase, Phase::Writing(w) if w.is_deferred())
     }
@@ -118,6 +131,11 @@ impl UpdateOp {
         current: Option<u64>,
         value: Option<Vec<u8>>,
     ) -> Step {
+        if let Phase::Reading(read) = &mut self.phase {
+            for &sub in read.take_pending(ctx.timers).iter() {
+                self.read_leftovers.push(sub);
+            }
+        }
         self.phase = Phase::Idle;
         let now = current.unwrap_or(0);
         let expected = match &self.change {
@@ -172,6 +190,7 @@ impl UpdateOp {
         from: SlaveIdx,
         answer: Option<(u64, Vec<u8>)>,
     ) -> Step {
+        self.read_leftovers.retain(|&p| p != sub);
         match &mut self.phase {
             Phase::Reading(r) => {
                 let step = r.answered(op, ctx, subs, spread, sub, from, answer);
@@ -204,6 +223,11 @@ impl UpdateOp {
         sub: u64,
         refusal: Option<ErrorCode>,
     ) -> Step {
+        if self.read_leftovers.contains(&sub) {
+            // A FETCH of the finished read phase: the write does not wait for it.
+            self.read_leftovers.retain(|&p| p != sub);
+            return Step::Wait;
+        }
         match &mut self.phase {
             Phase::Reading(r) => {
                 let step = r.sub_failed(op, ctx, subs, spread, sub);
@@ -227,11 +251,15 @@ impl UpdateOp {
     }
 
     pub fn take_pending(&mut self, timers: &mut crate::timer::Timers) -> Pending {
-        match &mut self.phase {
+        let mut pending = match &mut self.phase {
             Phase::Reading(r) => r.take_pending(timers),
             Phase::Writing(w) => std::mem::take(&mut w.pending),
             Phase::Idle => Pending::default(),
+        };
+        for &sub in std::mem::take(&mut self.read_leftovers).iter() {
+            pending.push(sub);
         }
+        pending
     }
 }
 

@@ -1,10 +1,13 @@
 //! The WRITE path: a new version, STOREs to the first R live slaves in the key's rendezvous
 //! order, a replacement from further down that order for each one that dies, and the commit
-//! once every STORE is ACKed and the backup has confirmed the write's intent.
+//! once every STORE is ACKed and the backup has confirmed the write's intent. An exactly-once
+//! write (WRITE_ONCE) sends STORE_ONCE, and one sent again first asks every live slave whether
+//! an earlier copy of it was stored (RECALL: [`Once`]).
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use dsm_wire::{plain_version, Body, ErrorCode, TOMBSTONE};
+use dsm_wire::{plain_version, Body, ErrorCode, WriteId, RECALL_NONE, RECALL_UNSURE, TOMBSTONE};
 use log::{debug, warn};
 
 use crate::ctx::Ctx;
@@ -53,9 +56,34 @@ pub(crate) struct WriteOp {
     out_of_memory: bool,
     /// A STORE went to a slave that was lost before it answered: it may have applied it.
     unanswered: bool,
+    /// The writer of an exactly-once write (boxed: most writes have none).
+    once: Option<Box<Once>>,
+}
+
+/// An exactly-once write's writer, and what the slaves said of an earlier copy of it.
+pub(crate) struct Once {
+    pub id: WriteId,
+    /// When the client first sent it, as this master reckons (arrival less `resent_ms`).
+    first_sent: Instant,
+    /// Sent before, and the slaves not asked yet: an earlier copy may have been applied.
+    must_ask: bool,
+    /// RECALLs are out (their sub-requests are the write's `pending`).
+    asking: bool,
+    /// A slave could not say, or could not be asked.
+    unsure: bool,
+    /// A slave stored it.
+    stored: bool,
+    /// The newest version of the key a slave holds, and the slaves holding it.
+    held: u64,
+    holders: Few<SlaveIdx, 2>,
 }
 
 impl WriteOp {
+    /// The value's length.
+    pub fn value_len(&self) -> usize {
+        self.value.len()
+    }
+
     pub fn new(value: &[u8], reply: Reply, tombstone: bool) -> WriteOp {
         WriteOp {
             value: value.into(),
@@ -63,6 +91,30 @@ impl WriteOp {
             tombstone,
             ..WriteOp::default()
         }
+    }
+
+    /// An exactly-once write from `id`; `resent_ms` as in WRITE_ONCE (0: its first send).
+    pub fn once(value: &[u8], id: WriteId, resent_ms: u32, now: Instant) -> WriteOp {
+        let ago = Duration::from_millis(resent_ms.into());
+        WriteOp {
+            value: value.into(),
+            once: Some(Box::new(Once {
+                id,
+                first_sent: now.checked_sub(ago).unwrap_or(now),
+                must_ask: resent_ms > 0,
+                asking: false,
+                unsure: false,
+                stored: false,
+                held: 0,
+                holders: Few::default(),
+            })),
+            ..WriteOp::default()
+        }
+    }
+
+    /// The writer, for an exactly-once write.
+    pub fn writer(&self) -> Option<WriteId> {
+        self.once.as_ref().map(|o| o.id)
     }
 
     /// The tombstone's version, once it is recorded on every copy wanted.
@@ -81,6 +133,9 @@ impl WriteOp {
     }
 
     pub fn start(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
+        if self.once.as_ref().is_some_and(|o| o.must_ask) {
+            return self.recall(op, ctx, subs);
+        }
         let mut ranked = ctx.slaves.ranked_live(stable_hash(op.key));
         // A slave that is slow right now goes to the back of the line (it would be replaced
         // after the ACK timeout anyway), as long as enough others are live.
@@ -128,14 +183,128 @@ impl WriteOp {
     fn send_store(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable, slave: SlaveIdx) {
         let (epoch, version) = (ctx.term.epoch, self.version);
         let (key, value) = (op.key.clone(), self.value.clone());
-        let sub = subs.send(ctx, op.id, slave, true, |req_id| Shared::Store {
-            req_id,
-            epoch,
-            version,
-            key,
-            value,
+        let writer = self.writer();
+        let sub = subs.send(ctx, op.id, slave, true, |req_id| match writer {
+            Some(id) => Shared::StoreOnce {
+                req_id,
+                epoch,
+                version,
+                id,
+                key,
+                value,
+            },
+            None => Shared::Store {
+                req_id,
+                epoch,
+                version,
+                key,
+                value,
+            },
         });
         self.pending.push(sub);
+    }
+
+    /// A write sent again: before applying it, ask every live slave whether an earlier copy
+    /// was stored (by this master or an earlier primary). A RECALL at this master's epoch also
+    /// fences the slave against an older primary's STOREs still on their way.
+    fn recall(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
+        if ctx.slaves.may_return(ctx.now) {
+            // Just after a takeover: a slave that held it may not have registered yet.
+            return Step::Defer;
+        }
+        let once = self.once.as_deref_mut().expect("an exactly-once write");
+        once.must_ask = false;
+        let live: Vec<SlaveIdx> = ctx.slaves.live().map(|(i, _)| i).collect();
+        if live.is_empty() {
+            let text = "no live slave to ask whether the write was applied; it may or may not \
+                        have happened";
+            return Step::Done(Body::error(ErrorCode::Timeout, text));
+        }
+        once.asking = true;
+        let (epoch, id) = (ctx.term.epoch, once.id);
+        let age = ctx.now.saturating_duration_since(once.first_sent);
+        let age_ms = u32::try_from(age.as_millis()).unwrap_or(u32::MAX).max(1);
+        for slave in live {
+            let key = op.key.clone();
+            let sub = subs.send(ctx, op.id, slave, false, |req_id| Shared::Recall {
+                req_id,
+                epoch,
+                client: id.client,
+                seq: id.seq,
+                age_ms,
+                key,
+            });
+            self.pending.push(sub);
+        }
+        Step::Wait
+    }
+
+    /// A slave answered RECALL: it holds `held` of the key, and stored the write at `stored`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn recalled(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        sub: u64,
+        from: SlaveIdx,
+        held: u64,
+        stored: u64,
+    ) -> Step {
+        self.pending.retain(|&p| p != sub);
+        let Some(once) = self.once.as_deref_mut().filter(|o| o.asking) else {
+            return Step::Wait;
+        };
+        match stored {
+            RECALL_NONE => {}
+            RECALL_UNSURE => {
+                let id = &ctx.slaves.get(from).id;
+                warn!(
+                    "slave '{id}' cannot say whether write {:?} was stored",
+                    once.id
+                );
+                once.unsure = true;
+            }
+            _ => once.stored = true,
+        }
+        if held > once.held {
+            once.held = held;
+            once.holders = Few::default();
+        }
+        if held == once.held && held != 0 {
+            once.holders.push(from);
+        }
+        self.recall_decide(op, ctx, subs)
+    }
+
+    /// Every slave asked has answered (or cannot): the write happened (its answer is OK, and the
+    /// newest copy becomes the record if the key map is behind), it cannot be told (TIMEOUT),
+    /// or it never happened and never can (it is applied now, once).
+    fn recall_decide(&mut self, op: &OpRef, ctx: &mut Ctx, subs: &mut SubTable) -> Step {
+        if !self.pending.is_empty() {
+            return Step::Wait;
+        }
+        let once = self.once.as_deref_mut().expect("an exactly-once write");
+        once.asking = false;
+        if once.stored {
+            debug!("write {:?} was applied before: answering it again", once.id);
+            let known = ctx.keys.get_hashed(op.hash, op.key).map(|e| e.version);
+            if known.is_some_and(|v| v >= once.held) || once.holders.is_empty() {
+                return Step::Done(Body::Ok);
+            }
+            // The key map is behind what the slaves hold (the write's primary died before it
+            // told its standby): make the newest copy the record, through the backup first.
+            self.version = once.held;
+            self.acked = std::mem::take(&mut once.holders);
+            self.sync_seq = ctx.intent(op.key);
+            return self.commit(op, ctx);
+        }
+        if once.unsure {
+            let text = "a slave could not say whether an earlier copy of the write was applied \
+                        (it restarted, or could not be asked); it may or may not have happened";
+            return Step::Done(Body::error(ErrorCode::Timeout, text));
+        }
+        self.start(op, ctx, subs)
     }
 
     /// A STORE was ACKed by the slave it was sent to.
@@ -234,6 +403,12 @@ impl WriteOp {
         refusal: Option<ErrorCode>,
     ) -> Step {
         self.pending.retain(|&p| p != sub);
+        if let Some(once) = self.once.as_deref_mut().filter(|o| o.asking) {
+            // A slave that cannot answer a RECALL may hold the earlier copy.
+            warn!("a RECALL of write {:?} failed ({refusal:?})", once.id);
+            once.unsure = true;
+            return self.recall_decide(op, ctx, subs);
+        }
         match refusal {
             Some(code) => {
                 self.refused = self.refused.saturating_add(1);

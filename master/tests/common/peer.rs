@@ -160,6 +160,8 @@ impl Peer {
             _ => {}
         }
         let store = self.store.as_mut().expect("checked above");
+        // The slave's clock is the network's, as dsm-slave sets it from each read.
+        store.set_now(now);
         let mut out = Vec::new();
         match store.respond_decoded(decoded) {
             Some(Reply::Frame(frame)) => encode(&frame, &mut out),

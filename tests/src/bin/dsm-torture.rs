@@ -7,14 +7,15 @@ use std::time::Duration;
 use dsm_cli::Cli;
 use dsm_tests::torture::history::{parse_history, Kind};
 use dsm_tests::torture::nemesis::FaultMix;
+use dsm_tests::torture::workload::ChangeMix;
 use dsm_tests::torture::{checker, netns, report, rng, run};
 use getopts::Matches;
 
 const ABOUT: &str = "\
 dsm-torture: start a cluster (primary, backup, slaves, R=2), run concurrent clients doing
-random READs and WRITEs of unique values on a few keys while a seeded nemesis kills and
-freezes slaves and masters, then check that the history is linearizable per key and that
-every acknowledged write survived. Exit status 0: PASS; 1: FAIL; 2: usage error.
+random READs, WRITEs of unique values, DELETEs, compare-and-sets and INCRs on a few keys while
+a seeded nemesis kills and freezes slaves and masters, then check that the history is
+linearizable per key and that every acknowledged change survived. Exit status 0: PASS; 1: FAIL; 2: usage error.
 
 Usage:
   dsm-torture [options]                  a run (the binaries are taken from this program's
@@ -57,6 +58,12 @@ fn options() -> getopts::Options {
         "read-percent",
         "share of READs, 0-100 (default 50)",
         "P",
+    );
+    opts.optopt(
+        "",
+        "changes",
+        "weights of the operations that are not READs (default write:4,delete:2,cas:3,incr:3; write:1 for WRITEs only)",
+        "KIND:W,...",
     );
     opts.optopt(
         "",
@@ -169,6 +176,9 @@ fn config(cli: &Cli, m: &Matches, max_steps: u64) -> run::Config {
             "--slave-disk takes always, interval, never or off, not '{other}'"
         )),
     };
+    if let Some(spec) = m.opt_str("changes") {
+        cfg.changes = ChangeMix::parse(&spec).unwrap_or_else(|e| cli.usage_error(&e));
+    }
     if let Some(spec) = m.opt_str("faults") {
         cfg.mix.weights = FaultMix::parse_weights(&spec).unwrap_or_else(|e| cli.usage_error(&e));
     }
@@ -204,7 +214,7 @@ fn check_file(path: &PathBuf, final_process: Option<u32>, max_steps: u64) -> i32
     let started = std::time::Instant::now();
     let v = checker::check(&ops, final_process, max_steps);
     println!(
-        "{}: {} operations, {} keys; {} linearizable, {} not, {} undecided; {} lost acknowledged writes{} ({:.2} s)",
+        "{}: {} operations, {} keys; {} linearizable, {} not, {} undecided; {} lost acknowledged changes{} ({:.2} s)",
         path.display(),
         ops.len(),
         v.keys.len(),

@@ -5,52 +5,105 @@
 //! One line per operation, in completion order:
 //! `{"process":2,"key":"k3","op":"write","value":"2-17","invoke_ns":81234,"complete_ns":93411,"outcome":"ok"}`
 //! - `process`: the client thread (the final reads use the process number after the last client);
-//! - `op`: `read` or `write`; `value`: the value written, or the value read (`null` for
-//!   NOT_FOUND, and for a read without an answer);
+//! - `op`: `read`, `write`, `delete`, `cas` or `incr`;
+//! - `value`: read: the value read (`null` for NOT_FOUND, and for a read without an answer);
+//!   write and cas: the value written (unique in the run); incr: the new value it answered
+//!   (`null` without an answer); delete: always `null`;
+//! - cas: `expected`, the version it expected (0: the key missing), and `expected_value`, the
+//!   value that version holds as the client read it (`null`: missing);
+//! - incr: `delta`, the signed amount added;
+//! - delete: `found` on an `ok` one, whether the key existed (`false`: answered NOT_FOUND);
+//! - `version`: the version an answer carried, where it carried one (a VREAD, a CAS's, a
+//!   DELETE's tombstone with bit 63 set, an INCR's);
 //! - `invoke_ns` / `complete_ns`: nanoseconds since the run started, taken just before the
 //!   request was sent and just after the answer came (or the client gave up);
 //! - `outcome`: `ok`; `fail` (certainly had no effect); `unknown` (may have taken effect at any
-//!   time after `invoke_ns`, even after `complete_ns`); an optional `error` says why.
+//!   time after `invoke_ns`, even after `complete_ns`); an optional `error` says why. A `fail`
+//!   whose error begins `CONFLICT` (a cas), `NOT_AN_INTEGER` or `OVERFLOW` (an incr) is also
+//!   an answer about the key's state, and is checked as one.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 // The same JSON string quoting as `dsm-client status --json`.
 use dsm_client::json::quote;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+use crate::torture::json::{parse_object, Json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Kind {
+    #[default]
     Read,
     Write,
+    Delete,
+    Cas,
+    Incr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Outcome {
+    #[default]
     Ok,
     Fail,
     Unknown,
 }
 
+/// What a CAS expected: a version, and the value the client saw at that version.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// 0: only if the key does not exist.
+    pub version: u64,
+    /// `None`: the key missing.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Op {
     pub process: u32,
     pub key: String,
     pub kind: Kind,
-    /// Write: the value written (unique in the run). Read: the value read; `None` for
-    /// NOT_FOUND or when there was no answer.
+    /// Write and cas: the value written (unique in the run). Read: the value read; `None` for
+    /// NOT_FOUND or when there was no answer. Incr: the value answered. Delete: `None`.
     pub value: Option<String>,
     pub invoke_ns: u64,
     pub complete_ns: u64,
     pub outcome: Outcome,
     pub error: Option<String>,
+    /// Cas only.
+    pub expected: Option<Expected>,
+    /// Incr only.
+    pub delta: Option<i64>,
+    /// An `ok` delete: whether the key existed.
+    pub found: Option<bool>,
+    /// The version the answer carried, if it carried one.
+    pub version: Option<u64>,
+}
+
+/// What a `fail`ed operation's answer says about the key, beyond "nothing happened".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A cas: the key is not at the expected version.
+    Conflict,
+    /// An incr: the value is not an integer.
+    NotAnInteger,
+    /// An incr: the value plus delta is outside the signed 64-bit range.
+    Overflow,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Read, Kind::Write, Kind::Delete, Kind::Cas, Kind::Incr];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Read => "read",
             Kind::Write => "write",
+            Kind::Delete => "delete",
+            Kind::Cas => "cas",
+            Kind::Incr => "incr",
         }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -65,16 +118,52 @@ impl Outcome {
 }
 
 impl Op {
+    /// For a `fail`ed cas or incr: what its answer says about the key (from the error's code).
+    pub fn refusal(&self) -> Option<Refusal> {
+        if self.outcome != Outcome::Fail {
+            return None;
+        }
+        let error = self.error.as_deref()?;
+        match self.kind {
+            Kind::Cas if error.starts_with("CONFLICT") => Some(Refusal::Conflict),
+            Kind::Incr if error.starts_with("NOT_AN_INTEGER") => Some(Refusal::NotAnInteger),
+            Kind::Incr if error.starts_with("OVERFLOW") => Some(Refusal::Overflow),
+            _ => None,
+        }
+    }
+
     /// The operation as one JSON line (no trailing newline).
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(128);
-        let value = self.value.as_deref().map_or("null".into(), quote);
+        let mut s = String::with_capacity(160);
+        let text = |v: Option<&str>| v.map_or("null".into(), quote);
         let _ = write!(
             s,
-            "{{\"process\":{},\"key\":{},\"op\":\"{}\",\"value\":{value},\"invoke_ns\":{},\"complete_ns\":{},\"outcome\":\"{}\"",
+            "{{\"process\":{},\"key\":{},\"op\":\"{}\",\"value\":{}",
             self.process,
             quote(&self.key),
             self.kind.name(),
+            text(self.value.as_deref())
+        );
+        if let Some(e) = &self.expected {
+            let _ = write!(
+                s,
+                ",\"expected\":{},\"expected_value\":{}",
+                e.version,
+                text(e.value.as_deref())
+            );
+        }
+        if let Some(d) = self.delta {
+            let _ = write!(s, ",\"delta\":{d}");
+        }
+        if let Some(f) = self.found {
+            let _ = write!(s, ",\"found\":{f}");
+        }
+        if let Some(v) = self.version {
+            let _ = write!(s, ",\"version\":{v}");
+        }
+        let _ = write!(
+            s,
+            ",\"invoke_ns\":{},\"complete_ns\":{},\"outcome\":\"{}\"",
             self.invoke_ns,
             self.complete_ns,
             self.outcome.name()
@@ -90,43 +179,65 @@ impl Op {
     pub fn from_json(line: &str) -> Result<Op, String> {
         let fields = parse_object(line)?;
         let get = |name: &str| fields.get(name).ok_or_else(|| format!("no \"{name}\""));
-        let num = |name: &str| match get(name)? {
-            Json::Num(n) => Ok(*n),
-            other => Err(format!("\"{name}\" is {other:?}, not a number")),
+        let int = |name: &str, min: i128, max: i128| match get(name)? {
+            Json::Num(n) if (min..=max).contains(n) => Ok(*n),
+            other => Err(format!("\"{name}\" is {other:?}, not a number in range")),
         };
+        let u64_field = |name: &str| int(name, 0, u64::MAX.into()).map(|n| n as u64);
         let text = |name: &str| match get(name)? {
             Json::Str(s) => Ok(s.clone()),
             other => Err(format!("\"{name}\" is {other:?}, not a string")),
         };
-        let kind = match text("op")?.as_str() {
-            "read" => Kind::Read,
-            "write" => Kind::Write,
-            other => return Err(format!("unknown op {other:?}")),
+        let text_or_null = |name: &str| match fields.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Str(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("\"{name}\" is {other:?}")),
         };
+        let op = text("op")?;
+        let kind = Kind::parse(&op).ok_or_else(|| format!("unknown op {op:?}"))?;
         let outcome = match text("outcome")?.as_str() {
             "ok" => Outcome::Ok,
             "fail" => Outcome::Fail,
             "unknown" | "info" => Outcome::Unknown,
             other => return Err(format!("unknown outcome {other:?}")),
         };
-        let value = match fields.get("value") {
-            None | Some(Json::Null) => None,
-            Some(Json::Str(s)) => Some(s.clone()),
-            Some(other) => return Err(format!("\"value\" is {other:?}")),
-        };
-        let error = match fields.get("error") {
-            Some(Json::Str(s)) => Some(s.clone()),
+        let expected = match kind {
+            Kind::Cas => Some(Expected {
+                version: u64_field("expected")?,
+                value: text_or_null("expected_value")?,
+            }),
             _ => None,
         };
+        let delta = match kind {
+            Kind::Incr => Some(int("delta", i64::MIN.into(), i64::MAX.into())? as i64),
+            _ => None,
+        };
+        let found = match (kind, outcome, fields.get("found")) {
+            (Kind::Delete, Outcome::Ok, Some(Json::Bool(b))) => Some(*b),
+            (Kind::Delete, Outcome::Ok, other) => {
+                return Err(format!(
+                    "an ok delete needs \"found\" true or false, not {other:?}"
+                ))
+            }
+            _ => None,
+        };
+        let version = match fields.get("version") {
+            None | Some(Json::Null) => None,
+            Some(_) => Some(u64_field("version")?),
+        };
         Ok(Op {
-            process: u32::try_from(num("process")?).map_err(|e| e.to_string())?,
+            process: u32::try_from(u64_field("process")?).map_err(|e| e.to_string())?,
             key: text("key")?,
             kind,
-            value,
-            invoke_ns: num("invoke_ns")?,
-            complete_ns: num("complete_ns")?,
+            value: text_or_null("value")?,
+            invoke_ns: u64_field("invoke_ns")?,
+            complete_ns: u64_field("complete_ns")?,
             outcome,
-            error,
+            error: text_or_null("error").ok().flatten(),
+            expected,
+            delta,
+            found,
+            version,
         })
     }
 }
@@ -138,154 +249,6 @@ pub fn parse_history(text: &str) -> Result<Vec<Op>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| Op::from_json(l).map_err(|e| format!("line {}: {e}", i + 1)))
         .collect()
-}
-
-/// The JSON values a history line uses.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Str(String),
-    Num(u64),
-    Null,
-    Bool(bool),
-}
-
-/// A flat JSON object of strings, non-negative integers, booleans and nulls: all a history
-/// line holds (a hand-written parser rather than serde for one small shape).
-fn parse_object(line: &str) -> Result<HashMap<String, Json>, String> {
-    let mut p = Parser {
-        s: line.as_bytes(),
-        at: 0,
-    };
-    let mut fields = HashMap::new();
-    p.expect(b'{')?;
-    if p.peek() == Some(b'}') {
-        p.at += 1;
-    } else {
-        loop {
-            let name = p.string()?;
-            p.expect(b':')?;
-            let value = p.value()?;
-            fields.insert(name, value);
-            match p.next() {
-                Some(b',') => continue,
-                Some(b'}') => break,
-                other => return Err(p.unexpected(other, "',' or '}'")),
-            }
-        }
-    }
-    p.skip_ws();
-    if p.at != p.s.len() {
-        return Err(format!("trailing text at byte {}", p.at));
-    }
-    Ok(fields)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    at: usize,
-}
-
-impl Parser<'_> {
-    fn skip_ws(&mut self) {
-        while self.s.get(self.at).is_some_and(u8::is_ascii_whitespace) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.s.get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek();
-        self.at += b.is_some() as usize;
-        b
-    }
-
-    fn unexpected(&self, got: Option<u8>, want: &str) -> String {
-        match got {
-            Some(b) => format!("expected {want} at byte {}, got {:?}", self.at, b as char),
-            None => format!("expected {want}, got the end of the line"),
-        }
-    }
-
-    fn expect(&mut self, want: u8) -> Result<(), String> {
-        match self.next() {
-            Some(b) if b == want => Ok(()),
-            other => Err(self.unexpected(other, &format!("'{}'", want as char))),
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        match self.peek() {
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b'0'..=b'9') => {
-                let start = self.at;
-                while self.s.get(self.at).is_some_and(u8::is_ascii_digit) {
-                    self.at += 1;
-                }
-                let digits = std::str::from_utf8(&self.s[start..self.at]).expect("ASCII digits");
-                digits.parse().map(Json::Num).map_err(|e| e.to_string())
-            }
-            _ => {
-                for (word, v) in [
-                    ("null", Json::Null),
-                    ("true", Json::Bool(true)),
-                    ("false", Json::Bool(false)),
-                ] {
-                    if self.s[self.at..].starts_with(word.as_bytes()) {
-                        self.at += word.len();
-                        return Ok(v);
-                    }
-                }
-                Err(self.unexpected(self.s.get(self.at).copied(), "a value"))
-            }
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            let Some(&b) = self.s.get(self.at) else {
-                return Err("unterminated string".into());
-            };
-            self.at += 1;
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.at) else {
-                        return Err("unterminated escape".into());
-                    };
-                    self.at += 1;
-                    let c = match e {
-                        b'"' | b'\\' | b'/' => e as char,
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'u' => {
-                            let hex = self
-                                .s
-                                .get(self.at..self.at + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .ok_or("bad \\u escape")?;
-                            self.at += 4;
-                            char::from_u32(hex).unwrap_or('\u{fffd}')
-                        }
-                        other => return Err(format!("bad escape \\{}", other as char)),
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                b => out.push(b),
-            }
-        }
-        String::from_utf8(out).map_err(|e| e.to_string())
-    }
 }
 
 #[cfg(test)]
@@ -302,11 +265,29 @@ mod tests {
             complete_ns: 9_000_000_000,
             outcome,
             error: error.map(String::from),
+            ..Op::default()
         }
     }
 
     #[test]
     fn every_kind_of_line_round_trips() {
+        let cas = |expected: Option<&str>, outcome, error| Op {
+            expected: Some(Expected {
+                version: 41,
+                value: expected.map(String::from),
+            }),
+            version: Some(44),
+            ..op(Kind::Cas, Some("3-19"), outcome, error)
+        };
+        let incr = |delta, value, outcome, error| Op {
+            delta: Some(delta),
+            ..op(Kind::Incr, value, outcome, error)
+        };
+        let delete = |found| Op {
+            found,
+            version: found.map(|_| u64::MAX),
+            ..op(Kind::Delete, None, Outcome::Ok, None)
+        };
         for o in [
             op(Kind::Write, Some("3-17"), Outcome::Ok, None),
             op(Kind::Read, None, Outcome::Ok, None),
@@ -318,6 +299,20 @@ mod tests {
                 Some("TIMEOUT: x"),
             ),
             op(Kind::Read, None, Outcome::Fail, Some("\u{1}")),
+            Op {
+                version: Some(7),
+                ..op(Kind::Read, Some("1-1"), Outcome::Ok, None)
+            },
+            cas(Some("1-1"), Outcome::Ok, None),
+            cas(None, Outcome::Fail, Some("CONFLICT: current version 9")),
+            incr(-5, Some("-2"), Outcome::Ok, None),
+            incr(i64::MIN, None, Outcome::Unknown, Some("TIMEOUT: y")),
+            delete(Some(true)),
+            delete(Some(false)),
+            Op {
+                outcome: Outcome::Unknown,
+                ..delete(None)
+            },
         ] {
             let line = o.to_json();
             assert!(!line.contains('\n'), "{line}");
@@ -326,7 +321,41 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_example_parses_and_bad_lines_are_refused() {
+    fn refusals_are_read_from_the_error_code() {
+        let conflict = Op {
+            expected: Some(Expected {
+                version: 0,
+                value: None,
+            }),
+            ..op(
+                Kind::Cas,
+                Some("1-2"),
+                Outcome::Fail,
+                Some("CONFLICT: current version 3"),
+            )
+        };
+        assert_eq!(conflict.refusal(), Some(Refusal::Conflict));
+        let not_int = op(Kind::Incr, None, Outcome::Fail, Some("NOT_AN_INTEGER: x"));
+        assert_eq!(not_int.refusal(), Some(Refusal::NotAnInteger));
+        let overflow = op(Kind::Incr, None, Outcome::Fail, Some("OVERFLOW: x"));
+        assert_eq!(overflow.refusal(), Some(Refusal::Overflow));
+        // The same words on another op, or a refusal of another kind, say nothing.
+        assert_eq!(
+            op(Kind::Write, None, Outcome::Fail, Some("CONFLICT")).refusal(),
+            None
+        );
+        assert_eq!(
+            op(Kind::Incr, None, Outcome::Fail, Some("UNAVAILABLE: x")).refusal(),
+            None
+        );
+        assert_eq!(
+            op(Kind::Cas, None, Outcome::Unknown, Some("CONFLICT")).refusal(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_documented_examples_parse_and_bad_lines_are_refused() {
         let line = r#"{"process":2,"key":"k3","op":"write","value":"2-17","invoke_ns":81234,"complete_ns":93411,"outcome":"ok","extra":true}"#;
         let o = Op::from_json(line).unwrap();
         assert_eq!(
@@ -334,13 +363,27 @@ mod tests {
             (2, Kind::Write, Outcome::Ok)
         );
         assert_eq!(o.value.as_deref(), Some("2-17"));
+        let cas = r#"{"process":0,"key":"k1","op":"cas","value":"0-9","expected":12,"expected_value":"3-4","version":15,"invoke_ns":5,"complete_ns":9,"outcome":"ok"}"#;
+        let o = Op::from_json(cas).unwrap();
+        assert_eq!(o.expected.unwrap().value.as_deref(), Some("3-4"));
+        let incr = r#"{"process":1,"key":"k2","op":"incr","value":"-1","delta":-3,"invoke_ns":5,"complete_ns":9,"outcome":"ok"}"#;
+        assert_eq!(Op::from_json(incr).unwrap().delta, Some(-3));
+        let delete = r#"{"process":1,"key":"k2","op":"delete","value":null,"found":false,"invoke_ns":5,"complete_ns":9,"outcome":"ok"}"#;
+        assert_eq!(Op::from_json(delete).unwrap().found, Some(false));
         for bad in [
             "",
             "{",
             r#"{"process":1}"#,
             r#"{"process":"1","key":"k","op":"read","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
-            r#"{"process":1,"key":"k","op":"cas","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
+            r#"{"process":1,"key":"k","op":"swap","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
             r#"{"process":1,"key":"k","op":"read","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"} x"#,
+            // A cas without its expected version, an incr without a delta, an ok delete
+            // that does not say whether the key was there.
+            r#"{"process":1,"key":"k","op":"cas","value":"v","invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
+            r#"{"process":1,"key":"k","op":"incr","value":"1","invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
+            r#"{"process":1,"key":"k","op":"delete","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
+            r#"{"process":-1,"key":"k","op":"read","value":null,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
+            r#"{"process":1,"key":"k","op":"incr","value":"1","delta":9223372036854775808,"invoke_ns":1,"complete_ns":2,"outcome":"ok"}"#,
         ] {
             assert!(Op::from_json(bad).is_err(), "{bad:?} parsed");
         }

@@ -7,6 +7,7 @@
 
 pub mod checker;
 pub mod history;
+pub mod json;
 pub mod nemesis;
 pub mod netns;
 pub mod report;

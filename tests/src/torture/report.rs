@@ -31,9 +31,9 @@ pub fn summary(r: &Report) -> String {
     s
 }
 
-/// Operations by kind and outcome (the final reads apart).
+/// Operations by kind and outcome (the final reads apart); kinds the run did not do are left out.
 fn ops_lines(r: &Report, s: &mut String) {
-    for kind in [Kind::Read, Kind::Write] {
+    for kind in Kind::ALL {
         let of = |o: Outcome| {
             r.ops
                 .iter()
@@ -41,11 +41,35 @@ fn ops_lines(r: &Report, s: &mut String) {
                 .count()
         };
         let (ok, fail, unknown) = (of(Outcome::Ok), of(Outcome::Fail), of(Outcome::Unknown));
+        if ok + fail + unknown == 0 && !matches!(kind, Kind::Read | Kind::Write) {
+            continue;
+        }
+        let refused = r
+            .ops
+            .iter()
+            .filter(|x| x.kind == kind && x.refusal().is_some())
+            .count();
         let _ = writeln!(
             s,
-            "ops: {:5} {}s: ok {ok}, failed {fail}, unknown {unknown}",
+            "ops: {:5} {:<6} ok {ok}, failed {fail}{}, unknown {unknown}{}",
             ok + fail + unknown,
-            kind.name()
+            kind.name(),
+            match kind {
+                Kind::Cas => format!(" ({refused} of them CONFLICT)"),
+                Kind::Incr => format!(" ({refused} of them NOT_AN_INTEGER or OVERFLOW)"),
+                _ => String::new(),
+            },
+            match kind {
+                Kind::Delete => {
+                    let missing = r
+                        .ops
+                        .iter()
+                        .filter(|x| x.kind == kind && x.found == Some(false))
+                        .count();
+                    format!("; {missing} of the ok ones found no key")
+                }
+                _ => String::new(),
+            }
         );
     }
     let finals = r
@@ -93,7 +117,7 @@ fn checker_lines(r: &Report, s: &mut String) {
     let v = &r.verdict;
     let _ = writeln!(
         s,
-        "checker: {} of {} keys linearizable, {} not, {} undecided; {} lost acknowledged writes ({:.2} s)",
+        "checker: {} of {} keys linearizable, {} not, {} undecided; {} lost acknowledged changes ({:.2} s)",
         v.linearizable_keys(),
         v.keys.len(),
         v.violations().len(),
@@ -118,16 +142,16 @@ pub fn witness_table(ops: &[Op]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  {:>7} {:>5} {:<12} {:>10} {:>10} {:<7} error",
+        "  {:>7} {:>6} {:<24} {:>10} {:>10} {:<7} error",
         "process", "op", "value", "invoke", "complete", "outcome"
     );
     for o in ops {
         let _ = writeln!(
             s,
-            "  {:>7} {:>5} {:<12} {:>10} {:>10} {:<7} {}",
+            "  {:>7} {:>6} {:<24} {:>10} {:>10} {:<7} {}",
             o.process,
             o.kind.name(),
-            o.value.as_deref().unwrap_or("NOT_FOUND"),
+            what(o),
             ms(o.invoke_ns),
             ms(o.complete_ns),
             o.outcome.name(),
@@ -135,4 +159,28 @@ pub fn witness_table(ops: &[Op]) -> String {
         );
     }
     s
+}
+
+/// The operation's arguments and answer in a few characters: `v`, `NOT_FOUND`,
+/// `1-2 -> 3-4` (a CAS from what it expected), `+3 = 7` (an INCR), `found` (a DELETE).
+fn what(o: &Op) -> String {
+    let text = |v: Option<&str>| v.unwrap_or("NOT_FOUND").to_string();
+    match o.kind {
+        Kind::Read | Kind::Write => text(o.value.as_deref()),
+        Kind::Cas => format!(
+            "{} -> {}",
+            text(o.expected.as_ref().and_then(|e| e.value.as_deref())),
+            text(o.value.as_deref())
+        ),
+        Kind::Incr => format!(
+            "{:+} = {}",
+            o.delta.unwrap_or(0),
+            o.value.as_deref().unwrap_or("?")
+        ),
+        Kind::Delete => match o.found {
+            Some(true) => "found".into(),
+            Some(false) => "NOT_FOUND".into(),
+            None => "?".into(),
+        },
+    }
 }

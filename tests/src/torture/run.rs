@@ -16,7 +16,7 @@ use crate::torture::history::{Op, Outcome};
 use crate::torture::nemesis::{FaultLog, FaultMix, Nemesis};
 use crate::torture::netns::Testbed;
 use crate::torture::rng::Rng;
-use crate::torture::workload::{key_name, recorded_read, Clock, Tally, Worker};
+use crate::torture::workload::{key_name, recorded_read, ChangeMix, Clock, Tally, Worker};
 use crate::{Cluster, ClusterOpts};
 
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Config {
     pub slaves: usize,
     pub replicas: usize,
     pub read_percent: u64,
+    /// What the operations that are not READs are (WRITE, DELETE, CAS, INCR).
+    pub changes: ChangeMix,
     /// Each client call's deadline.
     pub client_timeout: Duration,
     /// Each client pauses 0 to this many milliseconds between operations.
@@ -66,6 +68,7 @@ impl Default for Config {
             slaves: 4,
             replicas: 2,
             read_percent: 50,
+            changes: ChangeMix::default(),
             client_timeout: Duration::from_secs(3),
             think_ms: 0,
             mix: FaultMix::default(),
@@ -209,6 +212,7 @@ fn clients_under_faults(
                     masters: masters.to_vec(),
                     keys: cfg.keys,
                     read_percent: cfg.read_percent,
+                    changes: cfg.changes,
                     timeout: cfg.client_timeout,
                     think_ms: cfg.think_ms,
                 };

@@ -1,6 +1,7 @@
-//! The torture workload: client threads doing random READs and WRITEs of unique values on a
-//! small key set through the ordinary client library, each operation recorded with its times
-//! and an outcome classified by what the system guarantees (see [`classify`]).
+//! The torture workload: client threads doing random READs, WRITEs of unique values, DELETEs,
+//! compare-and-sets and INCRs on a small key set through the ordinary client library, each
+//! operation recorded with its times and an outcome classified by what the system guarantees
+//! (see [`classify_write`] and [`classify_change`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use dsm_client::{Client, Error, Written};
 use dsm_wire::ErrorCode;
 
-use crate::torture::history::{Kind, Op, Outcome};
+use crate::torture::history::{Expected, Kind, Op, Outcome};
 use crate::torture::rng::Rng;
 
 /// Nanoseconds since the run started: every history time and fault time uses one clock.
@@ -71,11 +72,81 @@ pub struct Worker {
     pub masters: Vec<SocketAddr>,
     pub keys: usize,
     pub read_percent: u64,
+    /// What the operations that are not READs are.
+    pub changes: ChangeMix,
     /// The client library's deadline per call (reconnects and resends included).
     pub timeout: Duration,
     /// A pause of 0 to this many milliseconds after each operation (0: none), so that long runs
     /// keep their histories to a size worth writing and checking.
     pub think_ms: u64,
+}
+
+/// The weights of the changes a client makes (each operation that is not a READ is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeMix {
+    pub write: u64,
+    pub delete: u64,
+    pub cas: u64,
+    pub incr: u64,
+}
+
+impl Default for ChangeMix {
+    /// Mostly WRITEs and CASes (unique values), enough DELETEs that INCRs often find a missing
+    /// key or a counter rather than a written value (NOT_AN_INTEGER).
+    fn default() -> ChangeMix {
+        ChangeMix {
+            write: 4,
+            delete: 2,
+            cas: 3,
+            incr: 3,
+        }
+    }
+}
+
+impl ChangeMix {
+    /// Only WRITEs: the workload before DELETE, CAS and INCR existed.
+    pub const WRITES: ChangeMix = ChangeMix {
+        write: 1,
+        delete: 0,
+        cas: 0,
+        incr: 0,
+    };
+
+    /// `write:4,delete:2,cas:3,incr:3` (kinds left out weigh 0; at least one above 0).
+    pub fn parse(spec: &str) -> Result<ChangeMix, String> {
+        let mut mix = ChangeMix {
+            write: 0,
+            delete: 0,
+            cas: 0,
+            incr: 0,
+        };
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once(':').unwrap_or((part, "1"));
+            let weight: u64 = weight
+                .parse()
+                .map_err(|_| format!("{part:?}: the weight must be a whole number"))?;
+            let slot = match name {
+                "write" => &mut mix.write,
+                "delete" => &mut mix.delete,
+                "cas" => &mut mix.cas,
+                "incr" => &mut mix.incr,
+                other => {
+                    return Err(format!(
+                        "unknown change {other:?} (write, delete, cas, incr)"
+                    ))
+                }
+            };
+            *slot = weight;
+        }
+        if mix.weights().iter().all(|&w| w == 0) {
+            return Err(format!("{spec:?}: no change has a weight above 0"));
+        }
+        Ok(mix)
+    }
+
+    fn weights(&self) -> [u64; 4] {
+        [self.write, self.delete, self.cas, self.incr]
+    }
 }
 
 impl Worker {
@@ -97,36 +168,51 @@ impl Worker {
                 },
             };
             let key = key_name(rng.below(self.keys as u64) as usize);
-            let write = !rng.percent(self.read_percent);
             let value = format!("{}-{seq}", self.process);
             seq += 1;
-            let invoke_ns = clock.now_ns();
-            let (outcome, value, error) = if write {
-                let r = c.write(key.as_bytes(), value.as_bytes());
-                let (outcome, error) = classify_write(&r);
-                (outcome, Some(value), error)
-            } else {
-                match c.read(key.as_bytes()) {
-                    Ok(v) => (
-                        Outcome::Ok,
-                        v.map(|v| String::from_utf8_lossy(&v).into_owned()),
-                        None,
-                    ),
-                    Err(e) => (classify_read_error(&e), None, Some(e.to_string())),
-                }
-            };
-            let complete_ns = clock.now_ns();
-            tally.count(outcome);
-            ops.push(Op {
+            let mut op = Op {
                 process: self.process,
                 key,
-                kind: if write { Kind::Write } else { Kind::Read },
-                value,
-                invoke_ns,
-                complete_ns,
-                outcome,
-                error,
-            });
+                ..Op::default()
+            };
+            let change = if rng.percent(self.read_percent) {
+                None
+            } else {
+                rng.weighted(&self.changes.weights())
+            };
+            match change {
+                None => read(c, &mut op, clock, false),
+                Some(0) => write(c, &mut op, value, clock),
+                Some(1) => delete(c, &mut op, clock),
+                Some(2) => {
+                    // A quarter of them create the key if missing, without reading; the others
+                    // expect what a VREAD just saw (itself recorded), so that other clients'
+                    // changes in between make conflicts.
+                    let expected = if rng.percent(25) {
+                        Some(Expected {
+                            version: 0,
+                            value: None,
+                        })
+                    } else {
+                        let mut vread = op.clone();
+                        read(c, &mut vread, clock, true);
+                        tally.count(vread.outcome);
+                        let seen = expected_from(&vread);
+                        ops.push(vread);
+                        seen
+                    };
+                    match expected {
+                        Some(e) => cas(c, &mut op, e, value, clock),
+                        None => continue,
+                    }
+                }
+                Some(_) => {
+                    let delta = rng.between(0, 8) as i64 - 3;
+                    incr(c, &mut op, delta, clock)
+                }
+            }
+            tally.count(op.outcome);
+            ops.push(op);
             if self.think_ms > 0 {
                 std::thread::sleep(Duration::from_millis(rng.below(self.think_ms + 1)));
             }
@@ -135,29 +221,124 @@ impl Worker {
     }
 }
 
+/// What a CAS after the VREAD `vread` expects, `None` if the VREAD got no answer. A counter
+/// (an INCR's value) is expected missing instead, which conflicts: the value of a version must
+/// name it for the checker, and counts repeat where written values do not.
+fn expected_from(vread: &Op) -> Option<Expected> {
+    if vread.outcome != Outcome::Ok {
+        return None;
+    }
+    Some(match (&vread.value, vread.version) {
+        (Some(v), Some(version)) if v.parse::<i64>().is_err() => Expected {
+            version,
+            value: Some(v.clone()),
+        },
+        _ => Expected {
+            version: 0,
+            value: None,
+        },
+    })
+}
+
+/// A READ (a VREAD with `versioned`, which records the version too) into `op`.
+fn read(c: &mut Client, op: &mut Op, clock: Clock, versioned: bool) {
+    op.kind = Kind::Read;
+    op.invoke_ns = clock.now_ns();
+    let r = if versioned {
+        c.read_versioned(op.key.as_bytes())
+            .map(|v| v.map(|(version, value)| (Some(version), value)))
+    } else {
+        c.read(op.key.as_bytes())
+            .map(|v| v.map(|value| (None, value)))
+    };
+    op.complete_ns = clock.now_ns();
+    match r {
+        Ok(v) => {
+            op.outcome = Outcome::Ok;
+            if let Some((version, value)) = v {
+                op.version = version;
+                op.value = Some(String::from_utf8_lossy(&value).into_owned());
+            }
+        }
+        Err(e) => {
+            op.outcome = classify_read_error(&e);
+            op.error = Some(e.to_string());
+        }
+    }
+}
+
+fn write(c: &mut Client, op: &mut Op, value: String, clock: Clock) {
+    op.kind = Kind::Write;
+    op.invoke_ns = clock.now_ns();
+    let r = c.write(op.key.as_bytes(), value.as_bytes());
+    op.complete_ns = clock.now_ns();
+    (op.outcome, op.error) = classify_write(&r);
+    op.value = Some(value);
+}
+
+fn delete(c: &mut Client, op: &mut Op, clock: Clock) {
+    op.kind = Kind::Delete;
+    op.invoke_ns = clock.now_ns();
+    let r = c.delete(op.key.as_bytes(), None);
+    op.complete_ns = clock.now_ns();
+    match r {
+        Ok(version) => {
+            op.found = Some(version.is_some());
+            op.version = version;
+        }
+        Err(e) => failed(op, e),
+    }
+}
+
+fn cas(c: &mut Client, op: &mut Op, expected: Expected, value: String, clock: Clock) {
+    op.kind = Kind::Cas;
+    let version = expected.version;
+    op.expected = Some(expected);
+    op.invoke_ns = clock.now_ns();
+    let r = c.set(op.key.as_bytes(), value.as_bytes(), Some(version));
+    op.complete_ns = clock.now_ns();
+    op.value = Some(value);
+    match r {
+        Ok(version) => op.version = Some(version),
+        Err(e) => {
+            if let Error::Conflict { current } = e {
+                op.version = Some(current);
+            }
+            failed(op, e)
+        }
+    }
+}
+
+fn incr(c: &mut Client, op: &mut Op, delta: i64, clock: Clock) {
+    op.kind = Kind::Incr;
+    op.delta = Some(delta);
+    op.invoke_ns = clock.now_ns();
+    let r = c.incr(op.key.as_bytes(), delta);
+    op.complete_ns = clock.now_ns();
+    match r {
+        Ok((n, version)) => {
+            op.value = Some(n.to_string());
+            op.version = Some(version);
+        }
+        Err(e) => failed(op, e),
+    }
+}
+
+/// A change that got an error instead of its answer.
+fn failed(op: &mut Op, e: Error) {
+    op.outcome = classify_change(&e);
+    op.error = Some(e.to_string());
+}
+
 /// One READ of `key` through `c`, recorded as `process`.
 pub fn recorded_read(c: &mut Client, process: u32, key: &str, clock: Clock) -> Op {
-    let invoke_ns = clock.now_ns();
-    let r = c.read(key.as_bytes());
-    let complete_ns = clock.now_ns();
-    let (outcome, value, error) = match r {
-        Ok(v) => (
-            Outcome::Ok,
-            v.map(|v| String::from_utf8_lossy(&v).into_owned()),
-            None,
-        ),
-        Err(e) => (classify_read_error(&e), None, Some(e.to_string())),
-    };
-    Op {
+    let mut op = Op {
         process,
         key: key.to_string(),
-        kind: Kind::Read,
-        value,
-        invoke_ns,
-        complete_ns,
-        outcome,
-        error,
-    }
+        ..Op::default()
+    };
+    read(c, &mut op, clock, false);
+    op
 }
 
 /// A WRITE's outcome from what the client library returned.
@@ -189,21 +370,40 @@ pub fn recorded_read(c: &mut Client, process: u32, key: &str, clock: Clock) -> O
 pub fn classify_write(r: &Result<Written, Error>) -> (Outcome, Option<String>) {
     match r {
         Ok(_) => (Outcome::Ok, None),
-        Err(e @ Error::Invalid(_)) => (Outcome::Fail, Some(e.to_string())),
+        Err(e) => (classify_error(e), Some(e.to_string())),
+    }
+}
+
+fn classify_error(e: &Error) -> Outcome {
+    match e {
+        Error::Invalid(_) => Outcome::Fail,
         // Refused before any STORE (BAD_REQUEST, TOO_LARGE, UNAVAILABLE while the master
         // recovers), or refused by every slave tried (OUT_OF_MEMORY, UNAVAILABLE): the write
         // did not happen.
-        Err(
-            e @ Error::Server {
-                code:
-                    ErrorCode::BadRequest
-                    | ErrorCode::TooLarge
-                    | ErrorCode::OutOfMemory
-                    | ErrorCode::Unavailable,
-                ..
-            },
-        ) => (Outcome::Fail, Some(e.to_string())),
-        Err(e) => (Outcome::Unknown, Some(e.to_string())),
+        Error::Server {
+            code:
+                ErrorCode::BadRequest
+                | ErrorCode::TooLarge
+                | ErrorCode::OutOfMemory
+                | ErrorCode::Unavailable,
+            ..
+        } => Outcome::Fail,
+        _ => Outcome::Unknown,
+    }
+}
+
+/// A DELETE's, CAS's or INCR's outcome from its error: as a WRITE's (see [`classify_write`];
+/// they share the write path), and `fail` for the answers the master gives after deciding
+/// from the key's state, before any STORE: CONFLICT (a CAS's expected version is not the
+/// key's), NOT_AN_INTEGER and OVERFLOW (`UpdateOp::decide` in `master/src/ops/update.rs`).
+pub fn classify_change(e: &Error) -> Outcome {
+    match e {
+        Error::Conflict { .. }
+        | Error::Server {
+            code: ErrorCode::NotAnInteger | ErrorCode::Overflow,
+            ..
+        } => Outcome::Fail,
+        _ => classify_error(e),
     }
 }
 

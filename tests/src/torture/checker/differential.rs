@@ -3,7 +3,7 @@
 //! in polynomial time (as restated by Golab, Li and Shah, PODC 2011). Both must agree on every
 //! history, linearizable or not.
 
-use super::wgl::{search, Call, CallKind, Search};
+use super::wgl::{search, Call, CallKind, Search, State};
 use crate::torture::rng::Rng;
 
 /// The zones verdict: a read may not finish before its write starts; then with, per value, the
@@ -29,17 +29,18 @@ fn zones_linearizable(calls: &[Call]) -> bool {
     };
     for (i, c) in calls.iter().enumerate() {
         match c.kind {
-            CallKind::Write => widen(i, time(c.invoke), time(c.complete)),
-            CallKind::Read(Some(w)) => {
+            CallKind::Write(_) => widen(i, time(c.invoke), time(c.complete)),
+            CallKind::Read(State::Text { id: w, .. }) => {
                 if time(c.complete) < time(calls[w as usize].invoke) {
                     return false;
                 }
                 widen(w as usize, time(c.invoke), time(c.complete));
             }
-            CallKind::Read(None) => {
+            CallKind::Read(_) => {
                 widen(absent, NEG, NEG);
                 widen(absent, time(c.invoke), time(c.complete));
             }
+            other => unreachable!("a register history has no {other:?}"),
         }
     }
     let (mut forward, mut backward) = (Vec::new(), Vec::new());
@@ -64,7 +65,9 @@ fn zones_linearizable(calls: &[Call]) -> bool {
 fn random_history(rng: &mut Rng) -> Vec<Call> {
     let n = rng.between(2, 12) as usize;
     let mut calls = Vec::with_capacity(n);
-    let mut state: Option<u32> = None;
+    let mut state = State::Absent;
+    // Write i writes the value named i.
+    let value = |i: u32| State::Text { id: i, int: None };
     let mut used = std::collections::HashSet::new();
     let mut distinct = |t: u64, rng: &mut Rng| {
         let mut t = t * 1000 + rng.below(1000);
@@ -77,14 +80,15 @@ fn random_history(rng: &mut Rng) -> Vec<Call> {
         let point = 100 + 50 * i as u64;
         let invoke = distinct(point - rng.below(100), rng);
         let complete = distinct(point + rng.below(100), rng);
-        let kind = if rng.percent(50) {
-            CallKind::Write
+        let write = rng.percent(50);
+        let kind = if write {
+            CallKind::Write(value(i as u32))
         } else {
             CallKind::Read(state)
         };
-        let unknown = kind == CallKind::Write && rng.percent(20);
-        if kind == CallKind::Write && (!unknown || rng.percent(50)) {
-            state = Some(i as u32);
+        let unknown = write && rng.percent(20);
+        if write && (!unknown || rng.percent(50)) {
+            state = value(i as u32);
         }
         let complete = if unknown { u64::MAX } else { complete };
         calls.push(Call {
@@ -98,12 +102,12 @@ fn random_history(rng: &mut Rng) -> Vec<Call> {
             .filter(|&i| matches!(calls[i].kind, CallKind::Read(_)))
             .collect();
         let writes: Vec<u32> = (0..n as u32)
-            .filter(|&i| calls[i as usize].kind == CallKind::Write)
+            .filter(|&i| matches!(calls[i as usize].kind, CallKind::Write(_)))
             .collect();
         if !reads.is_empty() {
             let r = reads[rng.below(reads.len() as u64) as usize];
             let pick = rng.below(writes.len() as u64 + 1) as usize;
-            calls[r].kind = CallKind::Read(writes.get(pick).copied());
+            calls[r].kind = CallKind::Read(writes.get(pick).map_or(State::Absent, |&w| value(w)));
         }
     }
     calls

@@ -1,14 +1,15 @@
-//! Lost acknowledged writes: after the run, with every client stopped and the cluster healed,
-//! one final read per key. Each write that was acknowledged must be what that read returns,
-//! or superseded by the write that the read does return: one that may have taken effect after
-//! it (it did not complete before the acknowledged write was sent).
+//! Lost acknowledged changes: after the run, with every client stopped and the cluster healed,
+//! one final read per key. Each change that was acknowledged (a WRITE, a CAS that wrote, a
+//! DELETE that found the key, an INCR) must be what that read shows, or superseded by a change
+//! that may have produced what it shows and may have taken effect after it (it did not
+//! complete before the acknowledged one was sent).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::torture::history::{Kind, Op, Outcome};
 
-/// Why each lost acknowledged write counts as lost, key by key (empty: none lost). A key whose
-/// final read never succeeded is reported too: its writes could not be checked.
+/// Why each lost acknowledged change counts as lost, key by key (empty: none lost). A key
+/// whose final read never succeeded is reported too: its changes could not be checked.
 pub fn lost_writes(ops: &[Op], final_process: u32) -> Vec<String> {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in ops {
@@ -19,7 +20,8 @@ pub fn lost_writes(ops: &[Op], final_process: u32) -> Vec<String> {
         let acked: Vec<&Op> = ops
             .iter()
             .copied()
-            .filter(|o| o.kind == Kind::Write && o.outcome == Outcome::Ok)
+            .filter(|o| o.outcome == Outcome::Ok && o.process != final_process)
+            .filter(|o| leaves(o).is_some())
             .collect();
         let last_read = ops
             .iter()
@@ -29,46 +31,80 @@ pub fn lost_writes(ops: &[Op], final_process: u32) -> Vec<String> {
         let Some(last_read) = last_read else {
             if !acked.is_empty() {
                 lost.push(format!(
-                    "{key}: no final read succeeded; {} acknowledged writes unchecked",
+                    "{key}: no final read succeeded; {} acknowledged changes unchecked",
                     acked.len()
                 ));
             }
             continue;
         };
-        let writes: HashMap<&str, &Op> = ops
+        let shown = last_read.value.as_deref();
+        // Every change (not failed) that may have left what the final read shows.
+        let producers: Vec<&Op> = ops
             .iter()
-            .filter(|o| o.kind == Kind::Write && o.outcome != Outcome::Fail)
-            .filter_map(|o| Some((o.value.as_deref()?, *o)))
+            .copied()
+            .filter(|o| o.outcome != Outcome::Fail && may_leave(o, shown))
             .collect();
-        let final_value = last_read.value.as_deref();
-        let final_write = final_value.and_then(|v| writes.get(v).copied());
-        for w in acked {
-            let v = w.value.as_deref().unwrap_or_default();
-            if final_value == Some(v) {
+        for a in acked {
+            if leaves(a) == Some(shown) {
                 continue;
             }
-            let why = match (final_value, final_write) {
-                (None, _) => "the final read says NOT_FOUND".to_string(),
-                (Some(f), None) => format!("the final read returns {f:?}, which nobody wrote"),
-                (Some(f), Some(fw))
-                    if fw.outcome == Outcome::Ok && fw.complete_ns < w.invoke_ns =>
-                {
-                    format!(
-                        "the final read returns {f:?}, acknowledged at {} before this write began",
-                        ms(fw.complete_ns)
-                    )
-                }
-                _ => continue,
+            if producers
+                .iter()
+                .any(|p| p.outcome == Outcome::Unknown || p.complete_ns >= a.invoke_ns)
+            {
+                continue;
+            }
+            let why = match (shown, producers.iter().max_by_key(|p| p.complete_ns)) {
+                (None, None) => "the final read says NOT_FOUND, and no DELETE can have said so".into(),
+                (None, Some(p)) => format!(
+                    "the final read says NOT_FOUND, from a DELETE acknowledged at {} before this began",
+                    ms(p.complete_ns)
+                ),
+                (Some(v), None) => format!("the final read returns {v:?}, which nobody wrote"),
+                (Some(v), Some(p)) => format!(
+                    "the final read returns {v:?}, acknowledged at {} before this began",
+                    ms(p.complete_ns)
+                ),
             };
             lost.push(format!(
-                "{key}: acknowledged write of {v:?} (process {}, {}..{}) lost: {why}",
-                w.process,
-                ms(w.invoke_ns),
-                ms(w.complete_ns)
+                "{key}: acknowledged {} of {} (process {}, {}..{}) lost: {why}",
+                a.kind.name(),
+                describe(a),
+                a.process,
+                ms(a.invoke_ns),
+                ms(a.complete_ns)
             ));
         }
     }
     lost
+}
+
+/// What an acknowledged change left the key holding (`Some(None)`: missing); `None` for an
+/// operation that changed nothing.
+fn leaves(o: &Op) -> Option<Option<&str>> {
+    match o.kind {
+        Kind::Write | Kind::Cas | Kind::Incr => Some(o.value.as_deref()),
+        Kind::Delete if o.found == Some(true) => Some(None),
+        _ => None,
+    }
+}
+
+/// Whether `o` (acknowledged or unknown) may have left the key holding `shown`.
+fn may_leave(o: &Op, shown: Option<&str>) -> bool {
+    match (o.kind, o.outcome) {
+        // An unanswered INCR's result is unknown: any number.
+        (Kind::Incr, Outcome::Unknown) => shown.is_some_and(|v| v.parse::<i64>().is_ok()),
+        (Kind::Delete, Outcome::Unknown) => shown.is_none(),
+        _ => leaves(o) == Some(shown),
+    }
+}
+
+/// A change for people: the value written, the new count, or "the key deleted".
+fn describe(o: &Op) -> String {
+    match o.kind {
+        Kind::Delete => "the key (deleted)".into(),
+        _ => format!("{:?}", o.value.as_deref().unwrap_or("")),
+    }
 }
 
 /// `12.345s`: a history time for people.

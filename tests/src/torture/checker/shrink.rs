@@ -1,17 +1,20 @@
 //! Shrinking a non-linearizable key history to a small witness: delete chunks of operations,
 //! halving the chunk size, while what is left is still not linearizable.
 //!
-//! Sound: if a history is linearizable, so is any part of it that drops reads, and writes that
-//! no remaining read returned (take the full linearization and leave those out). So whatever is
-//! left here and still fails shows that the whole history fails. A write that a remaining read
-//! returned is never dropped: the read would then fail trivially.
+//! Sound: only what cannot turn a linearizable history into one that is not is dropped, so
+//! whatever is left and still fails shows that the whole history fails. That is any operation
+//! that leaves the state as it found it (reads, refusals, a DELETE that found nothing), and a
+//! WRITE or CAS whose value no remaining read returned and no remaining CAS expected, as long
+//! as nothing left depends on the state without naming a value (a DELETE that found the key, a
+//! refusal, an unanswered CAS or INCR: see `checker::blind`). A change that a remaining call
+//! saw is never dropped.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::wgl::{self, Search};
-use super::{to_calls, Prepared};
-use crate::torture::history::Kind;
+use super::{blind, to_calls, Prepared};
+use crate::torture::history::{Kind, Op, Outcome};
 
 /// Shrinking stops here and keeps what it has.
 const TIME_LIMIT: Duration = Duration::from_secs(20);
@@ -44,25 +47,43 @@ pub fn shrink(p: &Prepared, max_steps: u64) -> Vec<usize> {
     kept
 }
 
-/// `kept` without the positions in `range`, except writes that a remaining read returned.
+/// `kept` without the positions in `range`, except what may not be dropped (see above).
 fn without(p: &Prepared, kept: &[usize], range: std::ops::Range<usize>) -> Vec<usize> {
     let outside = |pos: usize| !range.contains(&pos);
-    let read_values: HashSet<&str> = kept
-        .iter()
-        .enumerate()
-        .filter(|&(pos, &i)| outside(pos) && p.ops[i].kind == Kind::Read)
-        .filter_map(|(_, &i)| p.ops[i].value.as_deref())
+    let staying = || {
+        kept.iter()
+            .enumerate()
+            .filter(move |&(pos, _)| outside(pos))
+            .map(|(_, &i)| &p.ops[i])
+    };
+    let seen: HashSet<&str> = staying()
+        .filter_map(|o| match o.kind {
+            Kind::Read => o.value.as_deref(),
+            Kind::Cas => o.expected.as_ref()?.value.as_deref(),
+            _ => None,
+        })
         .collect();
+    let any_blind = staying().any(blind);
     kept.iter()
         .enumerate()
-        .filter(|&(pos, &i)| {
-            let op = &p.ops[i];
-            outside(pos)
-                || (op.kind == Kind::Write
-                    && op.value.as_deref().is_some_and(|v| read_values.contains(v)))
-        })
+        .filter(|&(pos, &i)| outside(pos) || !droppable(&p.ops[i], &seen, any_blind))
         .map(|(_, &i)| i)
         .collect()
+}
+
+fn droppable(op: &Op, seen: &HashSet<&str>, any_blind: bool) -> bool {
+    let keeps_state = match (op.kind, op.outcome) {
+        (Kind::Read, _) => true,
+        (Kind::Delete, Outcome::Ok) => op.found == Some(false),
+        _ => op.refusal().is_some(),
+    };
+    let unseen_value = matches!(op.kind, Kind::Write | Kind::Cas)
+        && !any_blind
+        && op
+            .value
+            .as_deref()
+            .is_some_and(|v| !seen.contains(v) && v.parse::<i64>().is_err());
+    keeps_state || unseen_value
 }
 
 fn fails(p: &Prepared, subset: &[usize], max_steps: u64) -> bool {

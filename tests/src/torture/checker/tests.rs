@@ -2,7 +2,7 @@
 //! can fail: stale reads, lost writes, reads of values never written, overlaps that are fine,
 //! unknown writes that appear later, and the double application of one resent write.
 
-use super::wgl::{search, Call, CallKind, Search};
+use super::wgl::{search, Call, CallKind, Search, State};
 use super::*;
 
 /// `w(p, "a", 0, 10)`: process `p` wrote "a" from t=0 to t=10, acknowledged.
@@ -33,6 +33,7 @@ fn op(p: u32, kind: Kind, v: Option<&str>, invoke: u64, complete: u64, outcome: 
         complete_ns: complete,
         outcome,
         error: None,
+        ..Op::default()
     }
 }
 
@@ -207,9 +208,15 @@ fn the_raw_search_handles_many_sequential_operations() {
     let calls: Vec<Call> = (0..200_000u64)
         .map(|i| Call {
             kind: if i % 2 == 0 {
-                CallKind::Write
+                CallKind::Write(State::Text {
+                    id: i as u32,
+                    int: None,
+                })
             } else {
-                CallKind::Read(Some(i as u32 - 1))
+                CallKind::Read(State::Text {
+                    id: i as u32 - 1,
+                    int: None,
+                })
             },
             invoke: i * 10,
             complete: i * 10 + 5,

@@ -1,6 +1,7 @@
-//! The Wing & Gong linearizability search with Lowe's / Porcupine's memoisation, for one
-//! read/write register: is there an order of the calls, each placed between its invocation and
-//! its completion, in which every read returns the latest write?
+//! The Wing & Gong linearizability search with Lowe's / Porcupine's memoisation, for one key
+//! (the register of [`model`](super::model)): is there an order of the calls, each placed
+//! between its invocation and its completion, in which every call's answer fits the state the
+//! calls before it left?
 //!
 //! Porcupine's cache holds (set of linearized calls as a bitset, register value); cloning an
 //! n-bit set at every step makes a key with 10^5 calls cost 10^10 word copies and gigabytes.
@@ -14,22 +15,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::torture::rng::Rng;
 
-/// A register operation ready for the search. Values are identified by the index of the write
-/// that wrote them (the workload writes every value once).
+pub use super::model::{CallKind, State};
+
+/// An operation ready for the search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Call {
     pub kind: CallKind,
     pub invoke: u64,
-    /// `u64::MAX` for a write whose outcome is unknown: it may take effect at any time after
-    /// its invocation, or never.
+    /// `u64::MAX` for a change whose outcome is unknown: it may take effect at any time after
+    /// its invocation, or never (placed after everything else, it changes nothing anyone saw).
     pub complete: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
-    Write,
-    /// The index (in the same slice) of the write whose value was read; `None`: NOT_FOUND.
-    Read(Option<u32>),
 }
 
 /// The result of one search.
@@ -41,8 +36,6 @@ pub enum Search {
     GaveUp,
 }
 
-/// The register's value: the index of the write that set it, or `ABSENT`.
-const ABSENT: u32 = u32::MAX;
 /// End of the event list.
 const NIL: usize = usize::MAX;
 
@@ -69,14 +62,14 @@ pub fn search(calls: &[Call], max_steps: u64) -> Search {
     if n == 0 {
         return Search::Linearizable;
     }
-    assert!(n < ABSENT as usize, "too many calls for one key");
+    assert!(n < u32::MAX as usize, "too many calls for one key");
     let mut events = build_events(calls);
     let head = events.len() - 1;
     let zobrist = Zobrist::new(n);
     let mut linearized: u128 = 0;
     let mut cache: HashSet<u128, BuildHasherDefault<PassThrough>> = HashSet::default();
-    let mut stack: Vec<(usize, u32)> = Vec::new();
-    let mut state = ABSENT;
+    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut state = State::Absent;
     let mut entry = events[head].next;
     let mut steps = 0u64;
     while events[head].next != NIL {
@@ -87,9 +80,9 @@ pub fn search(calls: &[Call], max_steps: u64) -> Search {
         let e = events[entry];
         if e.is_call {
             let op = e.op as usize;
-            if let Some(next_state) = apply(state, op, &calls[op]) {
+            if let Some(next_state) = calls[op].kind.apply(state) {
                 let with_op = linearized ^ zobrist.call(op);
-                if cache.insert(with_op ^ zobrist.state(next_state)) {
+                if cache.insert(with_op ^ next_state.hash128()) {
                     stack.push((entry, state));
                     state = next_state;
                     linearized = with_op;
@@ -113,10 +106,10 @@ pub fn search(calls: &[Call], max_steps: u64) -> Search {
     Search::Linearizable
 }
 
-/// Random 128-bit numbers per call (for the linearized set) and per register value.
+/// Random 128-bit numbers per call, for the linearized set (the state is hashed by
+/// [`State::hash128`]).
 struct Zobrist {
     calls: Vec<u128>,
-    states: Vec<u128>,
 }
 
 impl Zobrist {
@@ -124,20 +117,11 @@ impl Zobrist {
         let mut rng = Rng::new(0x5EED_2B15_7A4E_0001);
         let mut next = || (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
         let calls = (0..n).map(|_| next()).collect();
-        // One more for the absent value.
-        let states = (0..=n).map(|_| next()).collect();
-        Zobrist { calls, states }
+        Zobrist { calls }
     }
 
     fn call(&self, op: usize) -> u128 {
         self.calls[op]
-    }
-
-    fn state(&self, state: u32) -> u128 {
-        match state {
-            ABSENT => self.states[self.calls.len()],
-            s => self.states[s as usize],
-        }
     }
 }
 
@@ -158,14 +142,6 @@ impl Hasher for PassThrough {
 
     fn write_u128(&mut self, v: u128) {
         self.0 ^= v as u64;
-    }
-}
-
-/// The register after `call` when it fits `state`.
-fn apply(state: u32, op: usize, call: &Call) -> Option<u32> {
-    match call.kind {
-        CallKind::Write => Some(op as u32),
-        CallKind::Read(read) => (read.unwrap_or(ABSENT) == state).then_some(state),
     }
 }
 

@@ -1,0 +1,240 @@
+//! Exactly-once writes (WRITE_ONCE, `wire/PROTOCOL.md` section 6) on the simulated network
+//! (`common`): a primary, a standby and three slaves. A write sent again gets its first answer
+//! and is not applied again: from the primary's records while it lives, from the slaves'
+//! (RECALL) after a failover. A standby's NOT_PRIMARY names the primary's client address.
+
+use std::time::Duration;
+
+use dsm_wire::{primary_named, Body, ErrorCode, Frame, Opcode, ServerRole, WriteId};
+
+mod common;
+use common::{Msg, Net, NodeId};
+
+const PATIENCE: Duration = Duration::from_millis(500);
+
+struct Cluster {
+    net: Net,
+    p: NodeId,
+    b: NodeId,
+    slaves: [NodeId; 3],
+    cp: NodeId,
+    cb: NodeId,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let mut net = Net::new();
+        let p = net.add_master(common::new_cluster());
+        let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
+        let b = net.add_backup(common::new_cluster(), p);
+        let cp = net.add_client(p);
+        let cb = net.add_client(b);
+        let mut c = Cluster {
+            net,
+            p,
+            b,
+            slaves,
+            cp,
+            cb,
+        };
+        c.run(Duration::from_millis(200));
+        c
+    }
+
+    fn run(&mut self, d: Duration) {
+        let step = Duration::from_millis(10);
+        let mut left = d;
+        while !left.is_zero() {
+            let s = step.min(left);
+            self.net.advance(s);
+            left -= s;
+            let (slaves, masters) = (self.slaves, [self.p, self.b]);
+            self.net.redial(&slaves, &masters, PATIENCE);
+        }
+    }
+
+    /// Kill the primary and let the slaves elect the standby.
+    fn fail_over(&mut self) {
+        self.net.kill(self.p);
+        self.run(Duration::from_millis(600));
+        assert_eq!(self.net.master(self.b).status().role, ServerRole::Primary);
+        self.net.stop_dropping();
+    }
+
+    /// STORE_ONCE frames the slaves received, all together.
+    fn stores_once(&self) -> usize {
+        let net = &self.net;
+        self.slaves
+            .iter()
+            .map(|&s| net.peer(s).received(Opcode::StoreOnce))
+            .sum()
+    }
+}
+
+fn once(client: u64, seq: u64, acked: u64, resent_ms: u32, value: &str) -> Body {
+    Body::WriteOnce {
+        id: WriteId { client, seq, acked },
+        resent_ms,
+        key: b"k".to_vec(),
+        value: value.into(),
+    }
+}
+
+fn plain(value: &str) -> Body {
+    Body::Write {
+        key: b"k".to_vec(),
+        value: value.into(),
+    }
+}
+
+fn read(net: &mut Net, c: NodeId, req: u64) -> Vec<Frame> {
+    net.request(c, req, Body::Read { key: b"k".to_vec() })
+}
+
+fn value(req: u64, v: &str) -> Vec<Frame> {
+    vec![Frame::new(
+        req,
+        Body::Value {
+            value: v.as_bytes().to_vec(),
+        },
+    )]
+}
+
+fn ok(req: u64) -> Vec<Frame> {
+    vec![Frame::new(req, Body::Ok)]
+}
+
+fn error_code(frames: &[Frame]) -> Option<ErrorCode> {
+    match frames {
+        [Frame {
+            body: Body::Error { code, .. },
+            ..
+        }] => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_write_sent_again_to_the_primary_gets_its_first_answer_and_is_not_applied_again() {
+    let mut c = Cluster::new();
+    let (cp, net) = (c.cp, &mut c.net);
+    assert_eq!(net.request(cp, 1, once(7, 1, 1, 0, "a")), ok(1));
+    assert_eq!(net.request(cp, 2, plain("b")), ok(2));
+    let stores = c.stores_once();
+    assert_eq!(stores, 2, "R = 2 copies of the first send");
+    let net = &mut c.net;
+    // Sent again (its answer was lost, say): the first answer, and nothing stored.
+    assert_eq!(net.request(cp, 3, once(7, 1, 1, 150, "a")), ok(3));
+    assert_eq!(read(net, cp, 4), value(4, "b"));
+    assert_eq!(c.stores_once(), stores);
+    let net = &mut c.net;
+    assert_eq!(net.master(c.p).exactly_once_records(), (1, 1));
+    // The next write says the first was answered: its record goes, and a late copy of the
+    // first is refused rather than applied.
+    assert_eq!(net.request(cp, 5, once(7, 2, 2, 0, "c")), ok(5));
+    assert_eq!(net.master(c.p).exactly_once_records(), (1, 1));
+    assert_eq!(
+        error_code(&net.request(cp, 6, once(7, 1, 1, 300, "a"))),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(read(net, cp, 7), value(7, "c"));
+}
+
+#[test]
+fn a_copy_sent_while_the_first_still_runs_waits_for_it_and_gets_its_answer() {
+    let mut c = Cluster::new();
+    let cp = c.cp;
+    // Both in one turn: the copy queues behind the first on the key.
+    c.net.send(cp, Frame::new(1, once(9, 1, 1, 0, "a")));
+    c.net.send(cp, Frame::new(2, once(9, 1, 1, 5, "a")));
+    c.net.settle();
+    assert_eq!(
+        c.net.take(cp),
+        vec![Frame::new(1, Body::Ok), Frame::new(2, Body::Ok)]
+    );
+    assert_eq!(c.stores_once(), 2, "applied once, on R = 2 slaves");
+}
+
+/// The primary stores the write on its slaves and dies before its OK leaves. The new primary
+/// has no record of it; the client sends it again there after another client's write. The
+/// slaves remember storing it (RECALL), so the answer is OK and the other write stays.
+#[test]
+fn a_write_the_dead_primary_applied_is_answered_ok_by_the_new_one_and_not_applied_again() {
+    let mut c = Cluster::new();
+    let (p, cp, cb) = (c.p, c.cp, c.cb);
+    c.net.drop_if(move |m: &Msg| m.from == p && m.to == cp);
+    c.net.send(cp, Frame::new(1, once(5, 1, 1, 0, "a")));
+    c.net.settle();
+    assert!(c.net.take(cp).is_empty(), "the answer was lost");
+    assert_eq!(c.stores_once(), 2);
+    c.fail_over();
+    let net = &mut c.net;
+    assert_eq!(net.request(cb, 2, plain("b")), ok(2));
+    assert_eq!(net.request(cb, 3, once(5, 1, 1, 900, "a")), ok(3));
+    assert_eq!(
+        read(net, cb, 4),
+        value(4, "b"),
+        "the write was not applied twice"
+    );
+    assert_eq!(c.stores_once(), 2);
+}
+
+/// The primary takes a write and dies before any STORE leaves it. Sent again to the new
+/// primary, no slave stored it: it is applied there, once; a third copy gets that answer.
+#[test]
+fn a_write_no_slave_stored_is_applied_once_by_the_new_primary() {
+    let mut c = Cluster::new();
+    let (p, cp, cb) = (c.p, c.cp, c.cb);
+    c.net.drop_if(move |m: &Msg| {
+        m.from == p && (m.to == cp || matches!(m.frame.body, Body::StoreOnce { .. }))
+    });
+    c.net.send(cp, Frame::new(1, once(6, 1, 1, 0, "a")));
+    c.net.settle();
+    assert_eq!(c.stores_once(), 0);
+    c.fail_over();
+    let net = &mut c.net;
+    // (Its first send 300 ms ago: the slaves started longer ago than that, so they can say.)
+    assert_eq!(net.request(cb, 2, once(6, 1, 1, 300, "a")), ok(2));
+    assert_eq!(read(net, cb, 3), value(3, "a"));
+    assert_eq!(c.stores_once(), 2);
+    let net = &mut c.net;
+    assert_eq!(net.request(cb, 4, plain("b")), ok(4));
+    assert_eq!(net.request(cb, 5, once(6, 1, 1, 1000, "a")), ok(5));
+    assert_eq!(read(net, cb, 6), value(6, "b"));
+    assert_eq!(c.stores_once(), 2);
+}
+
+/// A slave that started after the write could have reached it cannot say it never stored it:
+/// the new primary answers TIMEOUT (unknown) rather than risk applying it twice.
+#[test]
+fn a_slave_too_young_to_know_makes_the_answer_unknown_not_a_second_application() {
+    let mut c = Cluster::new();
+    let cb = c.cb;
+    // No primary ever saw this write; it claims a first send an hour ago, before any slave
+    // process here started.
+    c.fail_over();
+    let reply = c.net.request(cb, 1, once(8, 1, 1, 3_600_000, "a"));
+    assert_eq!(error_code(&reply), Some(ErrorCode::Timeout), "{reply:?}");
+    assert_eq!(c.stores_once(), 0);
+}
+
+#[test]
+fn a_standby_names_the_primarys_client_address_in_not_primary() {
+    let mut c = Cluster::new();
+    let (p, cb) = (c.p, c.cb);
+    let reply = c.net.request(cb, 1, once(4, 1, 1, 0, "a"));
+    let [Frame {
+        body: Body::Error { code, text },
+        ..
+    }] = reply.as_slice()
+    else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(*code, ErrorCode::NotPrimary);
+    let primary = c.net.master(p).status().addr;
+    assert_eq!(
+        primary_named(text).map(|a| a.to_string()),
+        Some(primary),
+        "{text}"
+    );
+}

@@ -1,0 +1,263 @@
+//! Who wrote what this slave stored (exactly-once writes, `wire/PROTOCOL.md` section 6): per
+//! client, the version at which each of its recent writes (STORE_ONCE) was stored, kept past
+//! later writes to the key, so that a new primary can learn from RECALL whether a write it never
+//! saw was applied. A record goes when the client's `acked` passes it, beyond the
+//! [`PER_CLIENT`] highest numbers of one client, or with its client after [`IDLE`]. Memory only:
+//! a restarted slave says it cannot vouch for writes that may predate it.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use dsm_wire::{WriteId, RECALL_NONE, RECALL_UNSURE};
+
+/// The highest sequence numbers of one client that are kept at least (a client sends a write
+/// again only while fewer than this many of its later writes were sent).
+pub const PER_CLIENT: usize = 1024;
+/// A client that stored nothing here for this long is forgotten (a client sends a write again
+/// at most 30 s after its first send).
+pub const IDLE: Duration = Duration::from_secs(60);
+/// How often idle clients are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Slack on a RECALL's age: clocks that run at slightly different rates, frames on their way.
+const MARGIN: Duration = Duration::from_millis(100);
+
+pub struct Writers {
+    clients: HashMap<u64, Client, ClientIds>,
+    /// When this process started keeping records: it cannot say anything of writes before.
+    started: Instant,
+    next_sweep: Instant,
+    records: usize,
+}
+
+struct Client {
+    /// Every write below this has had its answer (the client's word): forgotten.
+    acked: u64,
+    /// Records below this were dropped for the bound, without the client's word.
+    floor: u64,
+    last: Instant,
+    /// (seq, version), by ascending seq.
+    stored: VecDeque<(u64, u64)>,
+}
+
+impl Writers {
+    pub fn new(started: Instant) -> Writers {
+        Writers {
+            clients: HashMap::with_hasher(ClientIds::default()),
+            started,
+            next_sweep: started + SWEEP_EVERY,
+            records: 0,
+        }
+    }
+
+    /// Records kept, and clients they belong to.
+    pub fn len(&self) -> (usize, usize) {
+        (self.records, self.clients.len())
+    }
+
+    /// The write `id` is held here at `version` (or a newer version was held already).
+    pub fn stored(&mut self, id: WriteId, version: u64, now: Instant) {
+        let c = self.clients.entry(id.client).or_insert_with(|| Client {
+            acked: 0,
+            floor: 0,
+            last: now,
+            stored: VecDeque::new(),
+        });
+        c.last = now;
+        if id.acked > c.acked {
+            c.acked = id.acked;
+            while c.stored.front().is_some_and(|&(s, _)| s < id.acked) {
+                c.stored.pop_front();
+                self.records -= 1;
+            }
+        }
+        if id.seq < c.acked {
+            return;
+        }
+        match c.stored.back() {
+            Some(&(last, _)) if last >= id.seq => {
+                match c.stored.binary_search_by_key(&id.seq, |&(s, _)| s) {
+                    Ok(i) => c.stored[i].1 = c.stored[i].1.max(version),
+                    Err(i) => {
+                        c.stored.insert(i, (id.seq, version));
+                        self.records += 1;
+                    }
+                }
+            }
+            _ => {
+                c.stored.push_back((id.seq, version));
+                self.records += 1;
+            }
+        }
+        if c.stored.len() > PER_CLIENT {
+            if let Some((s, _)) = c.stored.pop_front() {
+                c.floor = c.floor.max(s + 1);
+                self.records -= 1;
+            }
+        }
+        if now >= self.next_sweep {
+            self.sweep(now);
+        }
+    }
+
+    /// What RECALLED says of the write `(client, seq)`, first sent at most `age` ago: the
+    /// version it was stored at, [`RECALL_NONE`], or [`RECALL_UNSURE`] when this process may
+    /// not know (it started since, or dropped the client's records below `seq`).
+    pub fn recall(&self, client: u64, seq: u64, age: Duration, now: Instant) -> u64 {
+        let c = self.clients.get(&client);
+        if let Some(c) = c {
+            if let Ok(i) = c.stored.binary_search_by_key(&seq, |&(s, _)| s) {
+                return c.stored[i].1;
+            }
+        }
+        let young = now.saturating_duration_since(self.started) < age + MARGIN;
+        let forgot = c.is_some_and(|c| seq < c.floor || seq < c.acked);
+        if young || forgot {
+            return RECALL_UNSURE;
+        }
+        RECALL_NONE
+    }
+
+    /// Forget the clients that stored nothing here for [`IDLE`].
+    pub fn sweep(&mut self, now: Instant) {
+        self.next_sweep = now + SWEEP_EVERY;
+        let before = self.records;
+        let mut dropped = 0;
+        self.clients.retain(|_, c| {
+            let keep = now.saturating_duration_since(c.last) < IDLE;
+            if !keep {
+                dropped += c.stored.len();
+            }
+            keep
+        });
+        self.records = before - dropped;
+    }
+}
+
+/// Client ids are chosen by clients, so the map's hash is keyed with a random number of this
+/// process; one multiply mixes it (a SipHash per STORE would cost more than the record).
+#[derive(Clone)]
+struct ClientIds {
+    key: u64,
+}
+
+impl Default for ClientIds {
+    fn default() -> ClientIds {
+        ClientIds {
+            key: RandomState::new().build_hasher().finish(),
+        }
+    }
+}
+
+impl BuildHasher for ClientIds {
+    type Hasher = ClientHash;
+
+    fn build_hasher(&self) -> ClientHash {
+        ClientHash(self.key)
+    }
+}
+
+struct ClientHash(u64);
+
+impl Hasher for ClientHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(client: u64, seq: u64, acked: u64) -> WriteId {
+        WriteId { client, seq, acked }
+    }
+
+    const LONG_AGO: Duration = Duration::from_secs(1000);
+
+    #[test]
+    fn a_stored_write_is_recalled_past_later_writes_until_the_client_acks_it() {
+        let t0 = Instant::now();
+        let now = t0 + LONG_AGO;
+        let mut w = Writers::new(t0);
+        let age = Duration::from_millis(300);
+        w.stored(id(7, 1, 1), 10, now);
+        w.stored(id(7, 3, 1), 30, now);
+        // Out of order (another key's queue): kept in order all the same.
+        w.stored(id(7, 2, 1), 20, now);
+        w.stored(id(8, 1, 1), 11, now);
+        assert_eq!(w.len(), (4, 2));
+        assert_eq!(w.recall(7, 1, age, now), 10);
+        assert_eq!(w.recall(7, 2, age, now), 20);
+        assert_eq!(w.recall(7, 4, age, now), RECALL_NONE);
+        assert_eq!(w.recall(9, 1, age, now), RECALL_NONE, "a client never seen");
+        // The same write stored again (a replacement STORE, say) keeps the newest version.
+        w.stored(id(7, 2, 1), 25, now);
+        assert_eq!(w.recall(7, 2, age, now), 25);
+        // Client 7 has had the answers below 3: those go; a RECALL of one can only be a bug,
+        // and is not answered "none".
+        w.stored(id(7, 4, 3), 40, now);
+        assert_eq!(w.len(), (3, 2));
+        assert_eq!(w.recall(7, 1, age, now), RECALL_UNSURE);
+        assert_eq!(w.recall(7, 3, age, now), 30);
+        // A late STORE of an acked write is not recorded again.
+        w.stored(id(7, 2, 1), 20, now);
+        assert_eq!(w.len(), (3, 2));
+    }
+
+    #[test]
+    fn a_young_process_cannot_say_what_it_did_not_store() {
+        let t0 = Instant::now();
+        let mut w = Writers::new(t0);
+        let now = t0 + Duration::from_secs(2);
+        w.stored(id(1, 5, 1), 50, now);
+        // Stored since it started: known whatever the age.
+        assert_eq!(w.recall(1, 5, LONG_AGO, now), 50);
+        // Not stored, and the write is older than this process: it may have gone to the one
+        // before.
+        assert_eq!(w.recall(1, 6, Duration::from_secs(3), now), RECALL_UNSURE);
+        assert_eq!(
+            w.recall(1, 6, Duration::from_millis(1950), now),
+            RECALL_UNSURE
+        );
+        assert_eq!(w.recall(1, 6, Duration::from_millis(500), now), RECALL_NONE);
+    }
+
+    #[test]
+    fn records_are_bounded_per_client_and_idle_clients_are_forgotten() {
+        let t0 = Instant::now();
+        let now = t0 + LONG_AGO;
+        let mut w = Writers::new(t0);
+        let n = PER_CLIENT as u64 + 10;
+        for seq in 1..=n {
+            w.stored(id(3, seq, 0), seq, now);
+        }
+        assert_eq!(w.len(), (PER_CLIENT, 1));
+        let age = Duration::from_millis(1);
+        assert_eq!(
+            w.recall(3, 10, age, now),
+            RECALL_UNSURE,
+            "dropped for the bound"
+        );
+        assert_eq!(w.recall(3, 11, age, now), 11);
+        assert_eq!(w.recall(3, n + 1, age, now), RECALL_NONE);
+        w.stored(id(4, 1, 0), 1, now + IDLE / 2);
+        w.sweep(now + IDLE);
+        assert_eq!(w.len(), (1, 1), "client 3 idle for IDLE, client 4 not");
+        // A STORE long after the last sweep sweeps.
+        w.stored(id(5, 1, 0), 1, now + IDLE * 3);
+        assert_eq!(w.len(), (1, 1));
+    }
+}
