@@ -195,9 +195,13 @@ impl Master {
         counts: &crate::status::Counts,
         now: Instant,
     ) -> crate::page::PageView {
-        let heard = (self.core.slaves.latest_per_id().into_iter())
-            .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
-            .collect();
+        let heard = (self
+            .core
+            .slaves
+            .listed(crate::status::MAX_LISTED)
+            .into_iter())
+        .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
+        .collect();
         // Those configured, and on a primary the standbys it has heard from.
         let mut others = self.core.cfg.other_masters();
         for a in self.ha.standbys() {
@@ -813,6 +817,20 @@ impl Master {
                 now,
             );
         }
+        // Limits below ours: it would refuse a STORE we accept, and be dropped over it. A
+        // standby refuses it too (it would be its slave after a takeover).
+        if let Some(why) = self.core.cfg.slave_limits_refusal(hello.limits) {
+            let addr = self.core.peers.addr(conn);
+            log::warn!(
+                "refusing slave '{}' from {addr}: {why}",
+                hello.id.escape_debug()
+            );
+            let core = &mut self.core;
+            let text = format!("refused: {why}");
+            return core
+                .peers
+                .refuse(conn, hello.req, ErrorCode::BadRequest, text, &mut core.out);
+        }
         // A standby takes the slave as its supporter: it lost its primary.
         if !hello.id.is_empty() && self.ha.support(conn, &hello.id, hello.boot, hello.epoch) {
             self.core.peers.set_kind(conn, Peer::Supporter);
@@ -852,14 +870,16 @@ impl Master {
                 self.route_effects(now);
                 None
             }
-            State::Live | State::Joining => Some((
-                ErrorCode::BadRequest,
-                format!(
+            State::Live | State::Joining => {
+                let text = format!(
                     "a slave with id '{}' is already connected from {} (another process): \
                      give each slave its own --id",
-                    hello.id, s.addr
-                ),
-            )),
+                    hello.id.escape_debug(),
+                    s.addr
+                );
+                log::warn!("refusing a slave HELLO: {text}");
+                Some((ErrorCode::BadRequest, text))
+            }
             _ => None,
         }
     }
@@ -887,6 +907,15 @@ impl Master {
             let text = format!("this master is {}, not a primary", self.ha.role().name());
             let (peers, out) = (&mut self.core.peers, &mut self.core.out);
             return peers.refuse(conn, hello.req, ErrorCode::NotPrimary, text, out);
+        }
+        if let Some(text) = self.ha.attach_refusal(&hello.id) {
+            let addr = self.core.peers.addr(conn);
+            log::warn!(
+                "refusing backup {} from {addr}: {text}",
+                hello.id.escape_debug()
+            );
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::Busy, text, out);
         }
         let terms = Terms {
             epoch: self.core.term.epoch,

@@ -40,6 +40,8 @@ pub struct Node {
     out: Vec<Out>,
     /// `--metrics`: the HTTP endpoint (`web.rs`).
     web: Option<crate::web::Web>,
+    /// Set by `Out::GiveUp`: the loop ends with this error.
+    give_up: Option<String>,
     /// Reading stopped at [`MAX_UNSENT`]: serve again once the replies drain (the socket may
     /// hold frames no new edge will announce).
     held_back: bool,
@@ -75,10 +77,12 @@ impl Node {
             conn: None,
             connecting: false,
             out: Vec::new(),
+            give_up: None,
             held_back: false,
         };
         node.slave.on_tick(now);
         node.apply_out(now);
+        node.given_up()?;
         Ok(node)
     }
 
@@ -121,7 +125,15 @@ impl Node {
         {
             self.serve(now);
         }
-        Ok(())
+        self.given_up()
+    }
+
+    /// The slave gave up (`Out::GiveUp`): the error that ends the process.
+    fn given_up(&mut self) -> io::Result<()> {
+        match self.give_up.take() {
+            Some(why) => Err(io::Error::other(why)),
+            None => Ok(()),
+        }
     }
 
     /// Whether to send more of a report of what is held now: one is under way and the
@@ -192,6 +204,7 @@ impl Node {
                             self.cfg.id
                         );
                     }
+                    Out::GiveUp(why) => self.give_up = Some(why),
                 }
             }
             self.out = outs;
