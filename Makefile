@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench mem attacks torture blinks clean
+.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -22,6 +22,9 @@ help:
 	@echo "                  and chromium with apt-get if missing, for the --metrics tests)"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
+	@echo "make scale        throughput and p99 of dsm beside redis against connections, value size and key"
+	@echo "                  count, memory per key at 10M keys (long: ~30 min; SHORT=1 a quick pass); writes"
+	@echo "                  bench-results/scale.md and scale.svg (SHORT=1: scale-short.*)"
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
 	@echo "make attacks      issue 18's memory and connection attacks on release binaries, with RSS and latency;"
 	@echo "                  writes bench-results/attacks-bounds.md"
@@ -57,6 +60,10 @@ run-cluster: build
 
 bench:
 	scripts/bench.sh
+
+# Not part of make test: the full run takes about half an hour (SHORT=1: a few minutes).
+scale:
+	SHORT=$(SHORT) scripts/scale.sh
 
 mem:
 	scripts/mem.sh

@@ -30,6 +30,10 @@ the next P only when all P are answered, which is what redis-benchmark -P does.
 With --rate the load is open loop: request i is due at start + i/OPS and its
 latency runs from that instant, even while it waits for a free pipeline slot.
 
+With --redis ADDR the same run goes to a Redis server instead of a dsm master:
+PING, SET and GET over RESP, the same keys, values, read checks, schedule and
+latency accounting, so the two systems are measured by one load generator.
+
 Exit status: 0 success; 1 any error, mismatch or NOT_FOUND, or no reply for
 10 s; 2 usage error or no master reachable.";
 
@@ -81,6 +85,12 @@ fn options() -> getopts::Options {
         "hist",
         "write the latency distribution (HdrHistogram text, microseconds)",
         "FILE",
+    );
+    opts.optopt(
+        "",
+        "redis",
+        "measure the Redis server at ADDR (host:port) instead of a dsm master",
+        "ADDR",
     );
     opts.optflag("h", "help", "print this help");
     opts.optflag("V", "version", "print the version");
@@ -141,6 +151,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
              (got {keys} keys for {clients} clients)"
         ));
     }
+    let redis =
+        match m.opt_str("redis") {
+            None => None,
+            Some(s) => Some(s.parse::<std::net::SocketAddr>().map_err(|_| {
+                format!("--redis takes an address such as 127.0.0.1:6379, not '{s}'")
+            })?),
+        };
     Ok(Parsed::Run(BenchConfig {
         workload,
         clients: clients as usize,
@@ -153,6 +170,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         burst,
         json: m.opt_present("json"),
         hist: m.opt_str("hist").map(PathBuf::from),
+        redis,
     }))
 }
 
@@ -257,6 +275,12 @@ mod tests {
         assert!(err("--op ping --clients 20000").contains("at most 10000"));
         assert!(err("--op ping extra").contains("unexpected argument 'extra'"));
         assert!(err("--op ping --bogus 1").contains("bogus"));
+        assert!(err("--op ping --redis localhost").contains("--redis takes an address"));
+        assert_eq!(
+            run("--op read --redis 127.0.0.1:6379").redis,
+            Some("127.0.0.1:6379".parse().unwrap())
+        );
+        assert_eq!(run("--op read").redis, None);
         assert!(err("--op ping --clients").contains("clients"));
     }
 

@@ -11,6 +11,8 @@ mod driver;
 mod keys;
 mod latencies;
 pub mod report;
+pub mod resp;
+pub mod scale_plot;
 pub mod schedule;
 mod tally;
 mod ticker;
@@ -82,6 +84,9 @@ pub struct BenchConfig {
     pub burst: bool,
     pub json: bool,
     pub hist: Option<PathBuf>,
+    /// Measure the Redis server at this address instead of a dsm master (PING, SET, GET over
+    /// RESP), with the same loop, schedule, keys, values, checks and histogram.
+    pub redis: Option<SocketAddr>,
 }
 
 /// Why a run stopped before its last reply.
@@ -96,7 +101,7 @@ pub enum BenchError {
         waited: Duration,
         outstanding: usize,
     },
-    /// The master closed a connection that still had requests in flight.
+    /// The master (or Redis server) closed a connection that still had requests in flight.
     Closed {
         conn: usize,
         outstanding: usize,
@@ -133,7 +138,7 @@ impl fmt::Display for BenchError {
             ),
             BenchError::Closed { conn, outstanding } => write!(
                 f,
-                "the master closed connection {conn} with {outstanding} request(s) outstanding"
+                "the server closed connection {conn} with {outstanding} request(s) outstanding"
             ),
             BenchError::Protocol(why) => write!(f, "protocol error: {why}"),
             BenchError::Preload(why) => write!(f, "preloading the keys failed: {why}"),
@@ -151,13 +156,17 @@ impl From<io::Error> for BenchError {
 }
 
 /// Run one bench against the first of `masters` that accepts connections; every connection
-/// authenticates with `secret` when one is given.
+/// authenticates with `secret` when one is given. With `cfg.redis`, against that Redis server
+/// instead (`masters` and `secret` unused).
 pub fn run(
     cfg: &BenchConfig,
     masters: &[SocketAddr],
     secret: Option<&Secret>,
 ) -> Result<Summary, BenchError> {
-    driver::run(cfg, masters, secret)
+    match cfg.redis {
+        Some(addr) => driver::resp::run(cfg, addr),
+        None => driver::run(cfg, masters, secret),
+    }
 }
 
 /// The `bench` subcommand: `args` are the words after `bench`. Returns the exit status.
@@ -184,6 +193,13 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             return 2;
         }
     };
+    if cfg.redis.is_some() && secret.is_some() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "dsm-client bench: --secret-file is for dsm masters; a --redis run sends no AUTH"
+        );
+        return 2;
+    }
     let summary = match run(&cfg, masters, secret) {
         Ok(s) => s,
         Err(e) => {

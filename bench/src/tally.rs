@@ -309,6 +309,7 @@ mod tests {
             burst: false,
             json: false,
             hist: None,
+            redis: None,
         }
     }
 

@@ -471,6 +471,30 @@ impl Client {
                     maybe_taken[i] |= answers[i].is_none();
                 }
             }
+            // A resend that a master may have taken, refused UNAVAILABLE: a master still
+            // recovering refuses before it looks at what the slaves recorded, so the refusal
+            // does not say the first send failed. Asked again until it does say, or until the
+            // deadline (then TIMEOUT: unknown, never a false "it failed").
+            let mut undecided = false;
+            for &i in &todo {
+                let unavailable = matches!(
+                    &answers[i],
+                    Some(Ok(Body::Error {
+                        code: ErrorCode::Unavailable,
+                        ..
+                    }))
+                );
+                if unavailable && maybe_taken[i] && matches!(bodies[i], Body::WriteOnce { .. }) {
+                    answers[i] = None;
+                    undecided = true;
+                }
+            }
+            if undecided {
+                std::thread::sleep(
+                    Duration::from_millis(20)
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                );
+            }
             match round {
                 Ok(Round::Answered) => {}
                 // Some answers said NOT_PRIMARY and were left unset: try the primary it named,

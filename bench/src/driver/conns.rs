@@ -32,6 +32,8 @@ pub(super) struct Pending {
 pub(super) struct BenchConn {
     pub(super) conn: Conn,
     pub(super) welcomed: bool,
+    /// In the driver's list of connections to flush.
+    pub(super) queued: bool,
     pub(super) hello: Option<Handshake>,
     /// Sequence number of the next request; its id is `seq << 32 | slot in inflight`.
     pub(super) next_req: u64,
@@ -61,6 +63,7 @@ impl BenchConn {
         Ok(BenchConn {
             conn: Conn::new(stream, max_frame),
             welcomed: false,
+            queued: false,
             hello: None,
             next_req: 1,
             inflight: Slab::with_capacity(depth),

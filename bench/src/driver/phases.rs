@@ -24,6 +24,7 @@ impl Driver<'_> {
             c.conn.send(&hello);
             c.hello = Some(hs);
             c.next_req += 1;
+            c.queued = true;
             self.dirty.push(idx);
         }
         self.note_sent(self.conns.len());
