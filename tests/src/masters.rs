@@ -270,6 +270,7 @@ impl Cluster {
             proc: Some(Proc {
                 child,
                 stopped: false,
+                metrics: crate::ready_addr(&line, "metrics"),
             }),
         }
     }
