@@ -28,13 +28,30 @@ pub use chunked::{Chunked, CHUNK};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-/// An empty slot. A full one is `hash32 << 32 | position`, with positions below `u32::MAX`.
-const EMPTY: u64 = u64::MAX;
+/// An empty slot. A full one is `hash32 << 32 | position + 1`, with positions below
+/// `u32::MAX`. Empty is zero so that new slots come from the allocator already zeroed
+/// (`vec![0; n]` is `calloc`: fresh pages, faulted in as they are first written, so a growth
+/// does not write 128 MB of empties in one step).
+const EMPTY: u64 = 0;
+
+/// The position a full slot points at.
+#[inline]
+fn position(e: u64) -> usize {
+    (e as u32 - 1) as usize
+}
+
+/// The slot for the entry with `tag` at `pos` (below `u32::MAX`).
+#[inline]
+fn entry(tag: u32, pos: u32) -> u64 {
+    u64::from(tag) << 32 | u64::from(pos + 1)
+}
 
 /// Old slots moved to the new ones per insert or removal during a growth: the most work
-/// any single insert does for growing (beyond placing each moved entry with a short probe).
-/// The old slots are all moved after an eighth of their number of inserts.
-pub const MIGRATE_STEP: usize = 8;
+/// any single insert does for growing (beyond placing each moved entry with a short probe;
+/// a few microseconds in all). The old slots are all moved, and freed, after 1/32 of their
+/// number of inserts: a growth at 7/8 full ends by 29/32, so the two sets of slots are held
+/// together briefly (a table of 1M keys, as `make mem` loads, is past its growth).
+pub const MIGRATE_STEP: usize = 32;
 
 /// Where a key is, or where it would go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +82,8 @@ pub struct TagIndex {
     len: usize,
     /// Entries moved from old slots to new since the index was made: tests check the bound.
     moved_entries: u64,
+    /// Bytes of old slots freed since the index was made, for callers that count heap.
+    freed_bytes: u64,
     /// Old slots moved per insert or removal: [`MIGRATE_STEP`] (tests set less).
     step: usize,
     /// Keyed SipHash: keys come from clients, so where they land must not be predictable.
@@ -80,6 +99,7 @@ impl Default for TagIndex {
             moved: 0,
             len: 0,
             moved_entries: 0,
+            freed_bytes: 0,
             step: MIGRATE_STEP,
             hasher: RandomState::new(),
         }
@@ -140,7 +160,7 @@ impl TagIndex {
             if e == EMPTY {
                 break;
             }
-            let pos = e as u32 as usize;
+            let pos = position(e);
             if (e >> 32) as u32 == hash && key_at(pos) == key {
                 return Found::At(pos);
             }
@@ -180,7 +200,7 @@ impl TagIndex {
             if e == EMPTY {
                 return None;
             }
-            let pos = e as u32 as usize;
+            let pos = position(e);
             if (e >> 32) as u32 == tag && key_at(pos) == key {
                 return Some(pos);
             }
@@ -201,13 +221,13 @@ impl TagIndex {
         let tag = (hash >> 32) as u32;
         let e = self.slots[tag as usize & (self.slots.len() - 1)];
         if e != EMPTY && (e >> 32) as u32 == tag {
-            return Some(e as u32 as usize);
+            return Some(position(e));
         }
         if self.old.is_empty() {
             return None;
         }
         let e = self.old[self.old_home(tag)];
-        (e != EMPTY && (e >> 32) as u32 == tag).then_some(e as u32 as usize)
+        (e != EMPTY && (e >> 32) as u32 == tag).then(|| position(e))
     }
 
     /// Record that the key `find` reported vacant now lives at `pos`. Panics on a position of
@@ -217,7 +237,7 @@ impl TagIndex {
             .ok()
             .filter(|&p| p != u32::MAX)
             .expect("over 4 billion keys in one index");
-        let entry = u64::from(vacancy.hash) << 32 | u64::from(pos);
+        let entry = entry(vacancy.hash, pos);
         self.len += 1;
         if self.slots.is_empty() {
             self.slots = vec![EMPTY; 16];
@@ -275,6 +295,7 @@ impl TagIndex {
             }
         }
         if self.moved == self.old.len() {
+            self.freed_bytes += self.growing_bytes() as u64;
             self.old = Vec::new();
             self.moved = 0;
         }
@@ -351,12 +372,15 @@ impl TagIndex {
         let Some(at) = self.slot_of(hash, from) else {
             return false;
         };
-        let to = u32::try_from(to).expect("over 4 billion keys in one index");
+        let to = u32::try_from(to)
+            .ok()
+            .filter(|&p| p != u32::MAX)
+            .expect("over 4 billion keys in one index");
         let e = match at {
             At::New(slot) => &mut self.slots[slot],
             At::Old(slot) => &mut self.old[slot],
         };
-        *e = (*e >> 32) << 32 | u64::from(to);
+        *e = entry((*e >> 32) as u32, to);
         true
     }
 
@@ -366,7 +390,10 @@ impl TagIndex {
             return None;
         }
         let tag = (hash >> 32) as u32;
-        let want = u64::from(tag) << 32 | pos as u64;
+        let Ok(pos) = u32::try_from(pos) else {
+            return None;
+        };
+        let want = u64::from(tag) << 32 | (u64::from(pos) + 1);
         let probe = |slots: &[u64], mut slot: usize| {
             let mask = slots.len() - 1;
             loop {
@@ -389,6 +416,12 @@ impl TagIndex {
     /// Bytes the slots take on the heap (during a growth, the old and the new).
     pub fn heap_bytes(&self) -> usize {
         (self.slots.capacity() + self.old.capacity()) * std::mem::size_of::<u64>()
+    }
+
+    /// Bytes of old slots freed when growths ended, over the index's life: the heap that
+    /// [`TagIndex::heap_bytes`] gave back without a removal (an insert can end a growth).
+    pub fn freed_bytes(&self) -> u64 {
+        self.freed_bytes
     }
 
     /// Bytes of old slots that a growth under way will free when it ends.
@@ -428,9 +461,10 @@ impl TagIndex {
             return Ok(());
         }
         let size = self.size_for(self.len + additional);
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(size)?;
-        slots.resize(size, EMPTY);
+        // std has no fallible zeroed allocation: try one of the size, give it back, and take
+        // it zeroed (one thread: what was just free is free again).
+        Vec::<u64>::new().try_reserve_exact(size)?;
+        let slots = vec![EMPTY; size];
         if self.slots.is_empty() {
             self.slots = slots;
         } else {
@@ -635,8 +669,8 @@ mod tests {
                 assert_eq!(index.find(key, |p| &keys[p]), Found::At(pos), "seed {seed}");
             }
             assert!(growths >= 8, "seed {seed}: {growths} growths");
-            assert!(removed_growing > 100, "seed {seed}: {removed_growing}");
-            assert!(found_growing > 1000, "seed {seed}: {found_growing}");
+            assert!(removed_growing > 50, "seed {seed}: {removed_growing}");
+            assert!(found_growing > 200, "seed {seed}: {found_growing}");
             assert!(!index.remove(index.hash(b"absent"), 0));
         }
     }
