@@ -31,6 +31,7 @@ enum Phase {
     Hello,
     Preload,
     Timed,
+    ReadBack,
 }
 
 struct Driver<'a> {
@@ -61,9 +62,13 @@ pub fn run(
     let mut d = Driver::connect(cfg, masters)?;
     d.handshake(secret)?;
     if cfg.workload.preloads() {
-        d.preload()?;
+        d.untimed(Phase::Preload)?;
     }
-    d.timed()
+    let elapsed = d.timed()?;
+    if cfg.workload.reads_back() {
+        d.untimed(Phase::ReadBack)?;
+    }
+    Ok(d.tally.summary(cfg, elapsed))
 }
 
 /// Connect to the first address that accepts, so all N connections reach the same master.

@@ -10,6 +10,7 @@ pub mod check;
 mod driver;
 mod keys;
 mod latencies;
+mod model;
 pub mod report;
 pub mod resp;
 pub mod scale_plot;
@@ -34,6 +35,10 @@ pub enum Workload {
     Write,
     Read,
     Mixed,
+    Incr,
+    Delete,
+    Cas,
+    MixAll,
 }
 
 impl Workload {
@@ -43,6 +48,10 @@ impl Workload {
             "write" => Some(Workload::Write),
             "read" => Some(Workload::Read),
             "mixed" => Some(Workload::Mixed),
+            "incr" => Some(Workload::Incr),
+            "delete" => Some(Workload::Delete),
+            "cas" => Some(Workload::Cas),
+            "mix-all" => Some(Workload::MixAll),
             _ => None,
         }
     }
@@ -53,12 +62,42 @@ impl Workload {
             Workload::Write => "write",
             Workload::Read => "read",
             Workload::Mixed => "mixed",
+            Workload::Incr => "incr",
+            Workload::Delete => "delete",
+            Workload::Cas => "cas",
+            Workload::MixAll => "mix-all",
         }
     }
 
-    /// Reads must find every key written, so these write all keys before the timed run.
+    /// Every answer must be predictable, so these write all keys before the timed run.
     pub fn preloads(self) -> bool {
-        matches!(self, Workload::Read | Workload::Mixed)
+        !matches!(self, Workload::Ping | Workload::Write)
+    }
+
+    /// These read every key back after the timed run (untimed) and check what it holds.
+    pub fn reads_back(self) -> bool {
+        matches!(
+            self,
+            Workload::Incr | Workload::Delete | Workload::Cas | Workload::MixAll
+        )
+    }
+
+    /// Each connection changes only its own keys: k mod N = its index.
+    pub fn owns_keys(self) -> bool {
+        matches!(
+            self,
+            Workload::Mixed | Workload::Incr | Workload::Delete | Workload::Cas | Workload::MixAll
+        )
+    }
+
+    /// At most one request in flight per key, so each CAS knows the version it expects.
+    pub fn one_per_key(self) -> bool {
+        matches!(self, Workload::Cas | Workload::MixAll)
+    }
+
+    /// Values are decimal numbers, not `--value-size` bytes.
+    pub fn numbers(self) -> bool {
+        matches!(self, Workload::Incr | Workload::MixAll)
     }
 }
 
@@ -230,7 +269,7 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
     if summary.errors() > 0 {
         let _ = writeln!(
             std::io::stderr(),
-            "dsm-client bench: {} errors ({} error replies, {} mismatched reads, {} NOT_FOUND)",
+            "dsm-client bench: {} errors ({} error replies, {} mismatched answers, {} NOT_FOUND)",
             summary.errors(),
             summary.error_replies,
             summary.mismatches,

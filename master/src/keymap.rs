@@ -282,6 +282,25 @@ impl KeyIndex {
         self.len() == 0
     }
 
+    /// The holders of every key (tombstones included) at positions `from..from + budget`, to
+    /// `f`: a walk in bounded slices. Returns where the next slice starts (`None`: the walk is
+    /// over). Keys never move, so a key that stays from the first slice to the last is seen
+    /// once.
+    pub fn walk(
+        &self,
+        from: usize,
+        budget: usize,
+        mut f: impl FnMut(&[SlaveIdx]),
+    ) -> Option<usize> {
+        let end = from.saturating_add(budget).min(self.records.len());
+        for (_, s) in self.records.get(from..end).unwrap_or(&[]) {
+            if s.version != 0 {
+                f(self.entry(s).holders);
+            }
+        }
+        (end < self.records.len()).then_some(end)
+    }
+
     /// Every key (tombstones included), in the order of their positions.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry<'_>)> {
         self.records

@@ -58,6 +58,9 @@ pub struct Store {
     full: RefusalLog,
     /// The time of the last frame or turn, for the refusal log and the writers' records.
     now: Instant,
+    /// STOREs and FETCHes taken (`/metrics`).
+    pub stores: u64,
+    pub fetches: u64,
     /// Who wrote what was stored here (STORE_ONCE), for RECALL.
     writers: Writers,
     /// STORE_ONCEs staged for the log (request id, writer, version), recorded in `writers`
@@ -97,6 +100,8 @@ impl Store {
             now,
             writers: Writers::new(now),
             staged_writers: VecDeque::new(),
+            stores: 0,
+            fetches: 0,
         }
     }
 
@@ -322,6 +327,7 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Option<Reply<'_>> {
+        self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
             return Some(Reply::Frame(Frame::new(req, stale)));
         }
@@ -427,6 +433,7 @@ impl Store {
     }
 
     fn fetch(&mut self, req: u64, epoch: u64, key: &[u8]) -> Reply<'_> {
+        self.fetches += 1;
         if let Some(stale) = self.fence(epoch) {
             return Reply::Frame(Frame::new(req, stale));
         }

@@ -18,12 +18,14 @@
 
 pub mod bins;
 mod data;
+pub mod fuzzing;
 mod health;
 pub mod hosts;
 pub mod limits;
 pub mod load;
 mod logs;
 mod masters;
+pub mod metrics;
 pub mod process;
 pub mod raw;
 mod slaves;
@@ -128,6 +130,8 @@ struct Proc {
     child: Child,
     /// SIGSTOPped and not yet continued.
     stopped: bool,
+    /// Where it serves `/metrics` (its ready line's `metrics=`), when started with `--metrics`.
+    metrics: Option<SocketAddr>,
 }
 
 /// A master's addresses, which stay its own across restarts, and its process if one runs.
@@ -261,6 +265,11 @@ impl Cluster {
         Client::connect_with_secret(masters, dsm_client::DEFAULT_TIMEOUT, secret)
     }
 
+    /// The cluster's secret, if it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref().map(|(s, _)| s)
+    }
+
     /// The `dsm-client` binary with `--master` set to this cluster's master (and the cluster's
     /// `--secret-file`, if it has one).
     pub fn client_command(&self) -> Command {
@@ -358,6 +367,13 @@ fn spawn(
 }
 
 /// `dsm-master ready: listen=ADDR heartbeat=ADDR` → the ADDR after `field=`.
+/// The `field=ADDR` of a ready line, if it has one.
+fn ready_addr(line: &str, field: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))
+        .and_then(|a| a.parse().ok())
+}
+
 fn parse_ready_addr(line: &str, field: &str) -> SocketAddr {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dsm_client::{Client, Op, Reply};
 use dsm_tests::raw::{self, Heard};
 use dsm_tests::{wait_until, Cluster, ClusterOpts, MasterId};
-use dsm_wire::{Body, Frame, ServerRole};
+use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
 
 /// The backup takes over within ~0.3 s of silence; this allows for a loaded machine.
 const TAKEOVER: Duration = Duration::from_secs(10);
@@ -395,6 +395,22 @@ fn a_late_backup_receives_the_snapshot_and_serves_it_after_kill_9() {
 
     cluster.kill_primary();
     let mut b = Client::connect(&[cluster.backup_addr()]).expect("connect to the backup");
+    // Elected, the backup may first hear from the slaves that its primary had called it out
+    // of step (it attached moments before the kill): it then serves once they have reported
+    // what they hold, answering UNAVAILABLE (retryable) until then.
+    wait_until(
+        Duration::from_secs(10),
+        "the backup to serve after kill -9",
+        || {
+            !matches!(
+                b.read(&key("late", 0)),
+                Err(dsm_client::Error::Server {
+                    code: ErrorCode::Unavailable,
+                    ..
+                })
+            )
+        },
+    );
     batch_check(&mut b, "late", KEYS, "through the backup after kill -9");
     let s = cluster.status_of(cluster.backup_addr());
     assert_eq!(s.role, ServerRole::Primary, "the backup's STATUS: {s:?}");

@@ -328,7 +328,7 @@ impl<'a> RedisDriver<'a> {
                 {
                     let key = self.conns[idx].preload_next;
                     self.conns[idx].preload_next += self.conns.len();
-                    let request = self.tally.preload(key);
+                    let request = self.tally.preload(key, &mut self.conns[idx].rng);
                     self.send(idx, request, now, false);
                 }
             }
