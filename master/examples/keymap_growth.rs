@@ -35,7 +35,7 @@ fn main() {
         }
         if worst.len() < 5 || d > worst[worst.len() - 1].0 {
             worst.push((d, i));
-            worst.sort_by(|a, b| b.0.cmp(&a.0));
+            worst.sort_by_key(|w| std::cmp::Reverse(w.0));
             worst.truncate(5);
         }
     }

@@ -293,7 +293,8 @@ impl KeyIndex {
         mut f: impl FnMut(&[SlaveIdx]),
     ) -> Option<usize> {
         let end = from.saturating_add(budget).min(self.records.len());
-        for (_, s) in self.records.get(from..end).unwrap_or(&[]) {
+        for pos in from..end {
+            let s = &self.records[pos].1;
             if s.version != 0 {
                 f(self.entry(s).holders);
             }
