@@ -289,8 +289,10 @@ fn clients_that_each_leave_one_reply_unread_stay_within_the_slack() {
         hogs.push(hog);
     }
     let lat = real_reads(&cluster, 100);
-    // A real client's large READs: taken once stalled hogs are cut off, and never cut off
-    // itself (it reads its replies).
+    // A real client's large READs: each waits its turn among the hogs that still ask (a
+    // 1 MiB request is taken within one frame past the budget, in the order clients were
+    // paused), usually 0.05-0.6 s, so a deadline of 20 s; it is never cut off (it reads).
+    c.set_timeout(Duration::from_secs(20));
     let t = Instant::now();
     for _ in 0..5 {
         let got = c
