@@ -72,9 +72,9 @@ pub struct Server {
     /// This turn's events, copied out of `events` (kept to reuse its allocation).
     ready: Vec<(Token, bool, bool)>,
     /// Clients we stopped reading because they are over their share of the buffer budget, or
-    /// the budget is spent (see [`Server::over_budget`]).
-    /// In the order they were paused; an entry whose flag in `is_paused` is down is stale (its
-    /// connection closed), skipped when it comes up.
+    /// the budget is spent (see [`Server::over_budget`]), in the order they were paused. An
+    /// entry whose flag in `is_paused` is down is stale (its connection closed), skipped when
+    /// it comes up.
     paused: Vec<usize>,
     /// By slab key: whether the connection is in `paused` (membership without a scan, so ten
     /// thousand paused clients cost a turn no more than their number).
@@ -434,11 +434,11 @@ impl Server {
         let conn = &self.conns[key];
         let cost = || {
             let (op, len) = conn.peek_header()?;
-            let key = match op == Opcode::Read as u8 {
+            let read_key = match op == Opcode::Read as u8 {
                 true => conn.peek_read_key(),
                 false => None,
             };
-            Some(self.core.request_cost(op, len, key))
+            Some(self.core.request_cost(op, len, read_key))
         };
         !self.share.may_read(self.holds(key), total, cost)
     }
@@ -450,8 +450,8 @@ impl Server {
 
     /// While the buffer budget is spent, cut off every client whose replies have not moved for
     /// `--stalled-client-ms` (its socket full, nothing read off it). Only clients are ever
-    /// stalled (`Server::flush`): slaves and backups never are. A client cut off is closed as if it had hung up: its WRITEs in
-    /// flight go on without it.
+    /// stalled (`Server::flush`): slaves and backups never are. A client cut off is closed as
+    /// if it had hung up: its WRITEs in flight go on without it.
     fn cut_stalled(&mut self, now: Instant) {
         if !self.spent() {
             return;
