@@ -88,6 +88,13 @@ pub struct Server {
     link: Option<(usize, bool)>,
     /// Clients whose replies wait in a full socket, and since when (`--stalled-client-ms`).
     stalls: Stalls,
+    /// By slab key: the length of the frame a client has begun to send and the budgets let in
+    /// (`Server::admit_frame`), until it is decoded; 0 for none.
+    receiving: Vec<usize>,
+    /// Their sum, counted in the budget with what is queued and in flight.
+    receiving_total: usize,
+    /// Clients with such a frame half arrived, and since when no byte of it has.
+    half_sent: Stalls,
     /// Client connections whose queued replies are held back (see the module doc).
     held: Held,
     /// Scratch list of held connections due to be written.
@@ -130,6 +137,9 @@ impl Server {
             unread: Vec::new(),
             link: None,
             stalls: Stalls::new(cfg.stalled_client),
+            receiving: Vec::new(),
+            receiving_total: 0,
+            half_sent: Stalls::new(cfg.stalled_client),
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
             web,
@@ -273,10 +283,11 @@ impl Server {
         if !self.spent() {
             return core;
         }
-        match (core, self.stalls.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.stalls.next_deadline(), self.half_sent.next_deadline()]
+            .into_iter()
+            .flatten()
+            .chain(core)
+            .min()
     }
 
     /// Take every connection waiting. Clients are capped when they say HELLO (`--max-conns`);
@@ -355,13 +366,20 @@ impl Server {
             return;
         }
         for _ in 0..READS_PER_TURN {
+            if !self.admit_frame(key) {
+                return;
+            }
             match self.conns[key].read_some() {
-                Io::Done(_) => {}
+                Io::Done(_) => self.half_sent.moved(key),
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
             if !self.decode(key) {
                 return;
+            }
+            if self.receiving(key) > 0 {
+                // Part of an admitted frame is in, the rest still to come.
+                self.half_sent.blocked(key, Instant::now());
             }
             self.apply_out();
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
@@ -374,12 +392,53 @@ impl Server {
         }
     }
 
+    /// Before more of a client's bytes are read: a frame it has begun to send (its header is
+    /// in, the rest is not) is let in whole if the budgets allow its length as they would its
+    /// request (`share.rs`), and counted until it is decoded; otherwise the client is paused,
+    /// its bytes left in its socket. So a frame's bytes are in the budget from its header on,
+    /// and clients that each send most of a large frame and stop hold no more than the slack
+    /// (they are cut off after `--stalled-client-ms`). Without a header in, or for a frame let
+    /// in already, reading goes on (at most one chunk of 64 KiB). `false`: paused.
+    fn admit_frame(&mut self, key: usize) -> bool {
+        if self.receiving(key) > 0 || !self.core.is_client(key) {
+            return true;
+        }
+        let Some((_, len)) = self.conns[key].peek_header() else {
+            return true;
+        };
+        // Over the frame limit: skipped as it arrives, never buffered (`decode`).
+        if len > self.cfg.max_frame() {
+            return true;
+        }
+        if self.over_budget(key) {
+            if !self.paused(key) {
+                debug!(
+                    "connection {key}: a frame of {len} bytes begun over the budget, pausing reads"
+                );
+                self.pause(key);
+            }
+            return false;
+        }
+        if self.receiving.len() <= key {
+            self.receiving.resize(key + 1, 0);
+        }
+        self.receiving[key] = len;
+        self.receiving_total += len;
+        true
+    }
+
+    /// The length of the frame let in for `key` and not yet decoded (0: none).
+    fn receiving(&self, key: usize) -> usize {
+        self.receiving.get(key).copied().unwrap_or(0)
+    }
+
     /// Hand the whole frames buffered to the core. `false`: the connection is gone, or it is
     /// a client over its budget (paused: the rest stays buffered, and no more is read).
     fn decode(&mut self, key: usize) -> bool {
         let now = Instant::now();
         loop {
-            if self.over_budget(key) {
+            // A frame let in from its header on is taken without asking again.
+            if self.receiving(key) == 0 && self.over_budget(key) {
                 if !self.paused(key) {
                     debug!("connection {key}: over its share of the buffer budget, pausing reads");
                     self.pause(key);
@@ -390,6 +449,11 @@ impl Server {
             let limited = conn.max_frame() < self.cfg.max_frame();
             match conn.next_decoded() {
                 Ok(Some(decoded)) => {
+                    // The frame let in, if any, is this one: its bytes are now the request's.
+                    if let Some(len) = self.receiving.get_mut(key).filter(|n| **n > 0) {
+                        self.receiving_total -= std::mem::take(len);
+                        self.half_sent.moved(key);
+                    }
                     self.core.on_decoded(key, decoded, now);
                     if limited && self.core.identified(key) {
                         self.conns[key].set_max_frame(self.cfg.max_frame());
@@ -434,7 +498,7 @@ impl Server {
         if !self.core.is_client(key) {
             return false;
         }
-        let total = self.queued + self.core.reserved_total();
+        let total = self.total();
         let conn = &self.conns[key];
         let cost = || {
             let (op, len) = conn.peek_header()?;
@@ -449,7 +513,13 @@ impl Server {
 
     /// Whether everything queued and in flight is at or over `--max-buffer-memory`.
     fn spent(&self) -> bool {
-        self.queued + self.core.reserved_total() >= self.cfg.max_buffer_memory
+        self.total() >= self.cfg.max_buffer_memory
+    }
+
+    /// What the budget counts: bytes queued on every connection, what clients' requests in
+    /// flight may bring back, and the frames clients have begun to send and were let in.
+    fn total(&self) -> usize {
+        self.queued + self.core.reserved_total() + self.receiving_total
     }
 
     /// While the buffer budget is spent, cut off every client whose replies have not moved for
@@ -466,6 +536,22 @@ impl Server {
                  (--max-buffer-memory {}, --stalled-client-ms {})",
                 self.conns.get(key).map_or(0, |c| c.pending()),
                 self.stalls.stalled_for(key, now).as_millis(),
+                self.cfg.max_buffer_memory,
+                self.cfg.stalled_client.as_millis()
+            );
+            warn!(
+                "closing client connection {key} from {}: {why}",
+                self.core.peer_addr(key)
+            );
+            self.close(key, &why, true);
+        }
+        while let Some(key) = self.half_sent.due(now) {
+            let why = format!(
+                "{} bytes of a {}-byte frame received, none for {} ms while the master's buffers \
+                 are spent (--max-buffer-memory {}, --stalled-client-ms {})",
+                self.conns.get(key).map_or(0, |c| c.unread()),
+                self.receiving(key),
+                self.half_sent.stalled_for(key, now).as_millis(),
                 self.cfg.max_buffer_memory,
                 self.cfg.stalled_client.as_millis()
             );
@@ -673,9 +759,11 @@ impl Server {
         self.flush_dirty();
     }
 
-    /// What a client has queued and in flight.
+    /// What a client has queued, in flight, and on its way in.
     fn holds(&self, key: usize) -> usize {
-        self.conns.get(key).map_or(0, |c| c.pending()) + self.core.reserved(key).0
+        self.conns.get(key).map_or(0, |c| c.pending())
+            + self.core.reserved(key).0
+            + self.receiving(key)
     }
 
     /// Take waiting `--metrics` connections into the slab (closing the oldest at the cap).
@@ -727,6 +815,10 @@ impl Server {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.queued -= conn.pending();
         self.stalls.moved(key);
+        self.half_sent.moved(key);
+        if let Some(len) = self.receiving.get_mut(key) {
+            self.receiving_total -= std::mem::take(len);
+        }
         if let Some(flag) = self.is_paused.get_mut(key) {
             *flag = false;
         }
