@@ -61,12 +61,13 @@ pub struct Config {
     /// master reads no more of its requests until it drains.
     pub max_client_memory: usize,
     /// The same for every connection together: queued bytes (to clients, slaves and backups)
-    /// plus the clients' requests in flight. Over it, only clients with nothing in flight
-    /// are read, one request at a time, and only while the total stays within two largest
+    /// plus the clients' requests in flight and the frames they have begun to send. Over it,
+    /// only clients with nothing in flight are read, one request at a time, and only while the total stays within two largest
     /// frames more (`share.rs`).
     pub max_buffer_memory: usize,
     /// While `max_buffer_memory` is spent, a client whose queued replies have not moved for
-    /// this long (its socket full, nothing read off it) is disconnected (`stalls.rs`).
+    /// this long (its socket full, nothing read off it), or that has sent nothing more of a
+    /// frame it began for this long, is disconnected (`stalls.rs`).
     pub stalled_client: Duration,
     /// Serve on a non-loopback address without a secret (otherwise refused at start).
     pub insecure: bool,

@@ -256,9 +256,9 @@ fn add_connection_opts(opts: &mut getopts::Options) {
         "",
         "max-buffer-memory",
         &format!(
-            "the same for all connections together (queued bytes, requests in flight); over it \
-             only clients with nothing in flight are read, one request at a time, while the \
-             total stays within two of the largest frames more (default {})",
+            "the same for all connections together (queued bytes, requests in flight, frames \
+             begun); over it only clients with nothing in flight are read, one request at a \
+             time, while the total stays within two of the largest frames more (default {})",
             dsm_master::config::MAX_BUFFER_MEMORY
         ),
         "BYTES",
@@ -268,7 +268,8 @@ fn add_connection_opts(opts: &mut getopts::Options) {
         "stalled-client-ms",
         &format!(
             "while --max-buffer-memory is spent, disconnect a client whose unsent replies have \
-             not moved for this long (default {})",
+             not moved for this long, or that has sent nothing more of a frame it began \
+             (default {})",
             dsm_master::config::STALLED_CLIENT_MS
         ),
         "MS",
