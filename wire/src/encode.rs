@@ -207,10 +207,7 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             inner,
         } => {
             assert!(
-                matches!(
-                    inner.opcode(),
-                    Opcode::Set | Opcode::Delete | Opcode::Incr
-                ),
+                matches!(inner.opcode(), Opcode::Set | Opcode::Delete | Opcode::Incr),
                 "ONCE carries a SET, DELETE or INCR"
             );
             put_write_id(out, *id);
