@@ -58,15 +58,25 @@ pub(crate) enum Request<'a> {
         key: &'a [u8],
         expected: Option<u64>,
         value: &'a [u8],
+        once: Option<Sent>,
     },
     Delete {
         key: &'a [u8],
         expected: Option<u64>,
+        once: Option<Sent>,
     },
     Incr {
         key: &'a [u8],
         delta: i64,
+        once: Option<Sent>,
     },
+}
+
+/// The writer of an exactly-once SET, DELETE or INCR (ONCE), and `resent_ms` as in WRITE_ONCE.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sent {
+    pub id: WriteId,
+    pub resent_ms: u32,
 }
 
 impl<'a> Request<'a> {
@@ -180,7 +190,24 @@ impl Ops {
         if let Some((code, text)) = ctx.cfg.check_request(key, value) {
             return ctx.out.send(conn, req_id, Body::error(code, text));
         }
-        let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
+        let once = match &request {
+            Request::Set { once, .. }
+            | Request::Delete { once, .. }
+            | Request::Incr { once, .. } => *once,
+            _ => None,
+        };
+        if let Some(sent) = once {
+            match self.records.arrived(sent.id, ctx.now) {
+                Seen::New => {}
+                Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
+                Seen::Stale => return ctx.out.send(conn, req_id, below_acked(sent.id)),
+            }
+        }
+        let now = ctx.now;
+        let update = |change| {
+            let once = once.map(|s| (s.id, s.resent_ms));
+            OpKind::Update(Box::new(UpdateOp::new(change, once, now)))
+        };
         let kind = match request {
             Request::WriteOnce {
                 id,
@@ -190,16 +217,7 @@ impl Ops {
             } => match self.records.arrived(id, ctx.now) {
                 Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
                 Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
-                Seen::Stale => {
-                    let text = format!(
-                        "write {} of client {:x} is below the client's own acked mark {}; not \
-                         applied",
-                        id.seq, id.client, id.acked
-                    );
-                    return ctx
-                        .out
-                        .send(conn, req_id, Body::error(ErrorCode::BadRequest, text));
-                }
+                Seen::Stale => return ctx.out.send(conn, req_id, below_acked(id)),
             },
             Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
             Request::Read { .. } => OpKind::Read(ReadOp::default()),
@@ -596,10 +614,11 @@ impl Ops {
                 self.on_fetched(ctx, req, from, Some((version, value)))
             }
             Body::NotFound => self.on_fetched(ctx, req, from, None),
-            Body::Recalled { held, stored } => {
+            Body::Recalled { held, stored, kept } => {
                 if let Some(s) = self.subs.take_answer(req, from, ctx.timers) {
-                    let subs = &mut self.subs;
-                    let step = self.slab[s.op].recalled(s.op, ctx, subs, req, from, held, stored);
+                    let (subs, spread) = (&mut self.subs, &mut self.spread);
+                    let recall = (held, stored, kept);
+                    let step = self.slab[s.op].recalled(s.op, ctx, subs, spread, req, from, recall);
                     self.apply(ctx.timers, s.op, step);
                 }
             }
@@ -623,4 +642,13 @@ impl Ops {
             }
         }
     }
+}
+
+/// The answer to an exactly-once request numbered below its client's own `acked` mark.
+fn below_acked(id: WriteId) -> Body {
+    let text = format!(
+        "write {} of client {:x} is below the client's own acked mark {}; not applied",
+        id.seq, id.client, id.acked
+    );
+    Body::error(ErrorCode::BadRequest, text)
 }
