@@ -59,6 +59,10 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                     Body::error(ErrorCode::NotPrimary, naming_primary(addr, "a standby"))
                 }
                 (Body::Write { .. } | Body::WriteOnce { .. }, Fake::Serve) => Body::Ok,
+                (Body::Once { .. }, Fake::Serve) => Body::Versioned {
+                    version: 7,
+                    value: b"3".to_vec(),
+                },
                 (_, Fake::Serve) => Body::Value {
                     value: b"v".to_vec(),
                 },
@@ -151,7 +155,9 @@ fn a_plain_write_is_sent_to_the_next_master_when_the_connection_was_already_clos
 /// The write's numbers, and whether it says it was sent before.
 fn once_of(body: &Body) -> (u64, u64, u64, bool) {
     match body {
-        Body::WriteOnce { id, resent_ms, .. } => (id.client, id.seq, id.acked, *resent_ms > 0),
+        Body::WriteOnce { id, resent_ms, .. } | Body::Once { id, resent_ms, .. } => {
+            (id.client, id.seq, id.acked, *resent_ms > 0)
+        }
         other => panic!("expected a WRITE_ONCE, got {other:?}"),
     }
 }
@@ -174,6 +180,30 @@ fn an_exactly_once_write_whose_connection_breaks_is_sent_again_with_the_same_num
     assert_eq!(once_of(&second_seen[0]), (client, 1, 1, true));
     // The next write has the next number, and says the first was answered.
     assert_eq!(once_of(&second_seen[1]), (client, 2, 2, false));
+}
+
+#[test]
+fn an_exactly_once_incr_whose_connection_breaks_is_sent_again_in_once_with_the_same_numbers() {
+    let (first, first_seen) = fake_master(Fake::TakeAndDie);
+    let (second, second_seen) = fake_master(Fake::Serve);
+    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    assert_eq!(c.incr(b"k", 3).unwrap(), (3, 7));
+    drop(c);
+    let first_seen = first_seen.join().unwrap();
+    let second_seen = second_seen.join().unwrap();
+    let (client, seq, acked, resent) = once_of(&first_seen[0]);
+    assert!(!resent);
+    assert_eq!(once_of(&second_seen[0]), (client, seq, acked, true));
+    let incr = Body::Incr {
+        key: b"k".to_vec(),
+        delta: 3,
+    };
+    for body in [&first_seen[0], &second_seen[0]] {
+        assert!(
+            matches!(body, Body::Once { inner, .. } if **inner == incr),
+            "{body:?}"
+        );
+    }
 }
 
 #[test]
