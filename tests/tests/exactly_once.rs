@@ -1,9 +1,10 @@
-//! Exactly-once writes across a failover, against real processes: the primary is killed -9
-//! under a load of writes and reads on a few shared keys (twice: the killed master comes back
-//! as the standby and is elected again), and every write still gets a definite
-//! answer (the client library sends the ones in flight again, as WRITE_ONCE, and the new
-//! primary learns from the slaves whether each was applied) and none is applied twice (the
-//! history of every key is linearizable, and no acknowledged write is lost).
+//! Exactly-once changes across a failover, against real processes: the primary is killed -9
+//! under a load of WRITEs, DELETEs, CASes, INCRs and reads on a few shared keys (twice: the
+//! killed master comes back as the standby and is elected again), and every change still gets
+//! a definite answer (the client library sends the ones in flight again, as WRITE_ONCE or in
+//! ONCE, and the new primary learns from the slaves whether each was applied, and what it was
+//! answered) and none is applied twice (the history of every key is linearizable, and no
+//! acknowledged write is lost).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -14,6 +15,7 @@ use dsm_tests::torture::history::{Kind, Outcome};
 use dsm_tests::torture::rng::Rng;
 use dsm_tests::torture::workload::{key_name, recorded_read, ChangeMix, Clock, Tally, Worker};
 use dsm_tests::{Cluster, ClusterOpts, MasterId};
+use dsm_wire::ErrorCode;
 use dsm_wire::ServerRole;
 
 const WORKERS: u32 = 6;
@@ -26,6 +28,19 @@ const FINAL: u32 = 1000;
 
 #[test]
 fn a_primary_killed_under_load_leaves_no_write_without_a_definite_answer_nor_applied_twice() {
+    kill_the_primary_twice_under(ChangeMix::WRITES);
+}
+
+/// The same with DELETE, CAS and INCR sent in ONCE. Not yet reliable: about 2 runs in 13
+/// find a key's history not linearizable (0 unknown), while 24 of 24 passed with those ops
+/// sent plain; the cause is not found yet (see the branch's report).
+#[test]
+#[ignore = "not linearizable in about 1 run in 6: cause not found yet"]
+fn with_delete_cas_and_incr_too() {
+    kill_the_primary_twice_under(ChangeMix::default());
+}
+
+fn kill_the_primary_twice_under(changes: ChangeMix) {
     let mut cluster = Cluster::start(ClusterOpts {
         slaves: 3,
         replicas: 2,
@@ -44,9 +59,9 @@ fn a_primary_killed_under_load_leaves_no_write_without_a_definite_answer_nor_app
                     masters: masters.clone(),
                     keys: KEYS,
                     read_percent: 25,
-                    // WRITEs only: they are what is sent exactly once (a lost master leaves a
-                    // DELETE, CAS or INCR unknown).
-                    changes: ChangeMix::WRITES,
+                    // Every change is sent exactly once: WRITE as WRITE_ONCE; DELETE, CAS and
+                    // INCR in ONCE.
+                    changes,
                     timeout: CALL_TIMEOUT,
                     think_ms: 0,
                 };
@@ -87,26 +102,57 @@ fn a_primary_killed_under_load_leaves_no_write_without_a_definite_answer_nor_app
         ops.push(recorded_read(&mut c, FINAL, &key_name(k), clock));
     }
 
-    let writes = ops.iter().filter(|o| o.kind == Kind::Write).count();
+    let n_changes = ops.iter().filter(|o| o.kind != Kind::Read).count();
+    let count = |k: Kind| ops.iter().filter(|o| o.kind == k).count();
     let unknown: Vec<String> = ops
         .iter()
-        .filter(|o| o.kind == Kind::Write && o.outcome == Outcome::Unknown)
-        .map(|o| format!("{} {:?}: {:?}", o.key, o.value, o.error))
+        .filter(|o| o.outcome == Outcome::Unknown)
+        .map(|o| format!("{:?} {} {:?}: {:?}", o.kind, o.key, o.value, o.error))
         .collect();
     eprintln!(
-        "{} operations ({writes} writes): {} ok, {} failed, {} unknown",
+        "{} operations ({n_changes} changes: {} WRITE, {} DELETE, {} CAS, {} INCR): {} ok, {} \
+         failed, {} unknown",
         ops.len(),
+        count(Kind::Write),
+        count(Kind::Delete),
+        count(Kind::Cas),
+        count(Kind::Incr),
         tally.ok.load(Ordering::Relaxed),
         tally.fail.load(Ordering::Relaxed),
         tally.unknown.load(Ordering::Relaxed)
     );
     assert!(
         unknown.is_empty(),
-        "{} writes without a definite answer: {unknown:#?}",
+        "{} operations without a definite answer: {unknown:#?}",
         unknown.len()
     );
-    let failed: Vec<_> = ops.iter().filter(|o| o.outcome != Outcome::Ok).collect();
+    // The only failures are the answers about the key's state: a CAS that conflicted, an
+    // INCR of a value that is no counter. Nothing else may fail across the failovers.
+    let refusal = |e: &Option<String>| {
+        let e = e.as_deref().unwrap_or("");
+        e.starts_with("CONFLICT:") || e.starts_with(ErrorCode::NotAnInteger.name())
+    };
+    let failed: Vec<_> = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail && !(o.kind != Kind::Read && refusal(&o.error)))
+        .collect();
     assert!(failed.is_empty(), "operations that failed: {failed:#?}");
+    for kind in [Kind::Write, Kind::Delete, Kind::Cas, Kind::Incr] {
+        let weight = match kind {
+            Kind::Write => changes.write,
+            Kind::Delete => changes.delete,
+            Kind::Cas => changes.cas,
+            _ => changes.incr,
+        };
+        if weight == 0 {
+            continue;
+        }
+        let done = ops
+            .iter()
+            .filter(|o| o.kind == kind && o.outcome == Outcome::Ok)
+            .count();
+        assert!(done > 0, "no {kind:?} succeeded: the mix went untested");
+    }
     let verdict = checker::check(&ops, Some(FINAL), DEFAULT_MAX_STEPS);
     assert!(
         verdict.passed(),
