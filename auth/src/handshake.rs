@@ -71,6 +71,7 @@ impl Handshake {
                 id: id.clone(),
                 boot,
                 nonce: nonce.map(Box::new),
+                limits: None,
             },
         );
         let hs = Handshake {
@@ -266,6 +267,7 @@ mod tests {
             id,
             boot,
             nonce: Some(peer_nonce),
+            ..
         } = &hs_hello.body
         else {
             panic!("HELLO without a nonce: {hs_hello:?}");

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dsm_auth::Secret;
-use dsm_wire::ErrorCode;
+use dsm_wire::{ErrorCode, Limits};
 
 /// Default of `--spin-us`.
 pub const SPIN_US: u64 = 200;
@@ -187,6 +187,28 @@ impl Config {
             }
             _ => None,
         }
+    }
+
+    /// Why a slave that told `limits` in its HELLO cannot serve this master: it would refuse
+    /// (and be dropped over) a STORE of a key or value this master accepts from clients.
+    pub fn slave_limits_refusal(&self, limits: Option<Limits>) -> Option<String> {
+        let Some(l) = limits else {
+            return Some(
+                "a slave must state its --max-key and --max-value in HELLO (a dsm-slave older \
+                 than this master?)"
+                    .into(),
+            );
+        };
+        let (key, value) = (l.max_key as usize, l.max_value as usize);
+        if key >= self.max_key && value >= self.max_value {
+            return None;
+        }
+        Some(format!(
+            "this slave's limits (--max-key {key}, --max-value {value}) are below this \
+             master's (--max-key {}, --max-value {}): it would refuse writes the master \
+             accepts; give every slave limits at least the masters'",
+            self.max_key, self.max_value
+        ))
     }
 
     pub fn max_frame(&self) -> usize {

@@ -8,7 +8,7 @@
 //! logs the same reason. The whole exchange must finish within `--hello-timeout-ms`.
 
 use dsm_auth::{fresh_nonce, Terms, Transcript};
-use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Role};
+use dsm_wire::{AuthBytes, Body, ErrorCode, Frame, Limits, Role};
 use log::warn;
 
 use crate::config::Config;
@@ -22,6 +22,7 @@ pub(crate) struct Pending {
     epoch: u64,
     id: String,
     boot: u64,
+    limits: Option<Limits>,
     peer_nonce: AuthBytes,
     master_nonce: AuthBytes,
     /// The peer's proof checked out: the WELCOME must carry the master's.
@@ -62,6 +63,8 @@ pub(crate) struct Hello {
     pub id: String,
     /// The sender process's boot id.
     pub boot: u64,
+    /// A slave's key and value limits.
+    pub limits: Option<Limits>,
 }
 
 /// The handshake's view of the master: its settings, its connections and its outbox.
@@ -83,6 +86,7 @@ impl Gate<'_> {
             id,
             boot,
             nonce,
+            limits,
         } = frame.body
         else {
             let got = frame.body.opcode();
@@ -114,6 +118,7 @@ impl Gate<'_> {
             epoch,
             id,
             boot,
+            limits,
         };
         let must_prove = role != Role::Client || self.cfg.require_client_auth;
         match (self.cfg.secret.is_some(), nonce) {
@@ -175,6 +180,7 @@ impl Gate<'_> {
             epoch: hello.epoch,
             id: hello.id,
             boot: hello.boot,
+            limits: hello.limits,
             peer_nonce,
             master_nonce,
             proven: false,
@@ -206,6 +212,7 @@ impl Gate<'_> {
                     epoch: pending.epoch,
                     id: pending.id.clone(),
                     boot: pending.boot,
+                    limits: pending.limits,
                 })
             }
             Body::Auth { .. } => {

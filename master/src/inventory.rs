@@ -2,7 +2,8 @@
 //! at the committed version makes the slave a holder again (no copying), an older one is stale
 //! (the slave is told to DROP it), and one newer than the map knows came from a write whose
 //! outcome was reported unknown to its client: it is adopted, as if that write took effect now
-//! (it may, by the meaning of an unknown outcome), and the older copies are stale. Work is
+//! (it may, by the meaning of an unknown outcome), and the older copies are stale. One at a
+//! version no master handed out ([`Reconcile::ceiling`]) is refused and logged. Work is
 //! proportional to the report, one key-map lookup per key; each frame's lookups are warmed
 //! first ([`KeyIndex::warm`]), which took the master's CPU for a 1M-key report from about
 //! 340 to 160–240 ms (alternating runs, `bench-results/persist-bench-2026-12-03.md`).
@@ -21,6 +22,10 @@ pub(crate) struct Tally {
     pub held: usize,
     pub adopted: usize,
     pub stale: usize,
+    /// Entries at a version no master handed out (see [`Reconcile::ceiling`]): ignored.
+    pub refused: usize,
+    /// The highest of them, for the log.
+    pub refused_max: u64,
 }
 
 pub(crate) struct Reconcile<'a> {
@@ -28,6 +33,12 @@ pub(crate) struct Reconcile<'a> {
     pub slaves: &'a SlaveTable,
     pub out: &'a mut Outbox,
     pub stream: Option<&'a mut Stream>,
+    /// Versions from here up were never handed out, so no slave can hold them: serving at a
+    /// settled epoch, this master's next version (`Term::handed_out`); recovering (the epoch
+    /// is not settled, the map was not kept), the first version of the epoch after the
+    /// highest the reporting slave has seen (`term::ceiling_after`). A lying slave's entries
+    /// above it are refused, so it cannot plant a version that outranks every later write.
+    pub ceiling: u64,
 }
 
 impl Reconcile<'_> {
@@ -43,6 +54,11 @@ impl Reconcile<'_> {
         let mut likely = Vec::with_capacity(hashes.len());
         std::hint::black_box(self.keys.warm(&hashes, &mut likely));
         for ((key, version), hash) in entries.into_iter().zip(hashes) {
+            if dsm_wire::plain_version(version) >= self.ceiling {
+                tally.refused += 1;
+                tally.refused_max = tally.refused_max.max(version);
+                continue;
+            }
             match self.keys.reported_hashed(hash, &key, version, from) {
                 Reported::Held => tally.held += 1,
                 Reported::Stale => {

@@ -739,6 +739,20 @@ impl Master {
                 now,
             );
         }
+        // Limits below ours: it would refuse a STORE we accept, and be dropped over it. A
+        // standby refuses it too (it would be its slave after a takeover).
+        if let Some(why) = self.core.cfg.slave_limits_refusal(hello.limits) {
+            let addr = self.core.peers.addr(conn);
+            log::warn!(
+                "refusing slave '{}' from {addr}: {why}",
+                hello.id.escape_debug()
+            );
+            let core = &mut self.core;
+            let text = format!("refused: {why}");
+            return core
+                .peers
+                .refuse(conn, hello.req, ErrorCode::BadRequest, text, &mut core.out);
+        }
         // A standby takes the slave as its supporter: it lost its primary.
         if !hello.id.is_empty() && self.ha.support(conn, &hello.id, hello.boot, hello.epoch) {
             self.core.peers.set_kind(conn, Peer::Supporter);
@@ -778,14 +792,16 @@ impl Master {
                 self.route_effects(now);
                 None
             }
-            State::Live | State::Joining => Some((
-                ErrorCode::BadRequest,
-                format!(
+            State::Live | State::Joining => {
+                let text = format!(
                     "a slave with id '{}' is already connected from {} (another process): \
                      give each slave its own --id",
-                    hello.id, s.addr
-                ),
-            )),
+                    hello.id.escape_debug(),
+                    s.addr
+                );
+                log::warn!("refusing a slave HELLO: {text}");
+                Some((ErrorCode::BadRequest, text))
+            }
             _ => None,
         }
     }
@@ -813,6 +829,15 @@ impl Master {
             let text = format!("this master is {}, not a primary", self.ha.role().name());
             let (peers, out) = (&mut self.core.peers, &mut self.core.out);
             return peers.refuse(conn, hello.req, ErrorCode::NotPrimary, text, out);
+        }
+        if let Some(text) = self.ha.attach_refusal(&hello.id) {
+            let addr = self.core.peers.addr(conn);
+            log::warn!(
+                "refusing backup {} from {addr}: {text}",
+                hello.id.escape_debug()
+            );
+            let (peers, out) = (&mut self.core.peers, &mut self.core.out);
+            return peers.refuse(conn, hello.req, ErrorCode::Busy, text, out);
         }
         let terms = Terms {
             epoch: self.core.term.epoch,

@@ -120,14 +120,29 @@ impl Members<'_> {
             return;
         }
         let conn = s.conn;
+        let ceiling = match self.recovery {
+            Some(_) => crate::term::ceiling_after(s.epoch_seen),
+            None => self.term.next_version(),
+        };
         let mut tally = self.reports.remove(&idx).unwrap_or_default();
+        let refused_before = tally.refused;
         let mut r = Reconcile {
             keys: self.keys,
             slaves: self.slaves,
             out: self.gate.out,
             stream: self.stream.as_deref_mut(),
+            ceiling,
         };
         r.entries(idx, conn, entries, &mut tally);
+        // Said at the first such frame of a report, and counted in its last line.
+        if refused_before == 0 && tally.refused > 0 {
+            warn!(
+                "slave '{}' reports keys at versions no master handed out (up to {}, the \
+                 ceiling is {ceiling}): refused, and it is not counted as their holder",
+                self.slaves.get(idx).id,
+                tally.refused_max
+            );
+        }
         if !done {
             self.reports.insert(idx, tally);
             return;
@@ -141,10 +156,11 @@ impl Members<'_> {
             None => "",
         };
         info!(
-            "slave '{id}' reported {} keys held ({} adopted as newer, {} stale dropped) and is in service{was} ({live} live)",
+            "slave '{id}' reported {} keys held ({} adopted as newer, {} stale dropped, {} refused as never handed out) and is in service{was} ({live} live)",
             tally.held + tally.adopted,
             tally.adopted,
-            tally.stale
+            tally.stale,
+            tally.refused
         );
         self.in_service(&id, boot);
         self.recovered(&id);
@@ -167,7 +183,22 @@ impl Members<'_> {
         let Some((conn, id)) = self.slaves.mark_absent(idx, self.now) else {
             return;
         };
-        self.reports.remove(&idx);
+        let report = self.reports.remove(&idx);
+        // Gone before the end of its first report: nothing was counted on it but what its
+        // report showed, so unless that made it the holder of a newer version, it is
+        // forgotten at once (not while recovering: the recovery waits for it by id).
+        if !self.slaves.get(idx).served
+            && report.is_some_and(|t| t.adopted == 0)
+            && self.recovery.is_none()
+        {
+            self.slaves.lose(idx);
+            info!(
+                "slave '{id}' left before it finished reporting what it holds ({why}): forgotten"
+            );
+            self.gate.peers.close(conn, self.gate.out);
+            self.effects.push(Effect::Dropped(idx));
+            return;
+        }
         self.tell_backup(SyncEvent::SlaveDown { id: id.clone() });
         let live = self.slaves.live_count();
         warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");

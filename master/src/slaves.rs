@@ -8,6 +8,7 @@
 //! with its copies counted as unreachable, not gone; the same process coming back (same boot
 //! id) is in service again at once, a new process reports what it holds first.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::idmap::ConnId;
@@ -54,6 +55,12 @@ pub struct Replica {
     pub unanswered_pings: u32,
     /// Missed a deadline while still talking: reads prefer other holders until then.
     pub suspect_until: Option<Instant>,
+    /// It has been in service: it finished reporting what it holds (or is known from the
+    /// primary's stream or the roster, which name only such slaves). Only such a slave is on
+    /// the roster and votes; one that registered and left before the end of its report holds
+    /// nothing the cluster counted on it for, and a stranger's registrations cannot tilt a
+    /// majority that way.
+    pub served: bool,
 }
 
 impl Replica {
@@ -83,6 +90,7 @@ pub struct PingRound {
 
 impl SlaveTable {
     fn add(&mut self, id: &str, boot: u64, state: State, now: Instant) -> SlaveIdx {
+        let served = !matches!(state, State::Joining);
         self.list.push(Replica {
             id: id.to_string(),
             addr: String::new(),
@@ -94,6 +102,7 @@ impl SlaveTable {
             last_heard: now,
             unanswered_pings: 0,
             suspect_until: None,
+            served,
         });
         (self.list.len() - 1) as SlaveIdx
     }
@@ -147,7 +156,8 @@ impl SlaveTable {
     pub fn returning(&self, id: &str, boot: u64) -> Option<SlaveIdx> {
         let idx = self.by_id(id)?;
         let s = self.get(idx);
-        (boot != 0 && s.boot == boot && matches!(s.state, State::Absent { .. })).then_some(idx)
+        let back = boot != 0 && s.boot == boot && s.served;
+        (back && matches!(s.state, State::Absent { .. })).then_some(idx)
     }
 
     /// Take a returning slave back into service on `conn`.
@@ -182,6 +192,7 @@ impl SlaveTable {
     /// that earlier incarnation, if there was one.
     pub fn joined(&mut self, idx: SlaveIdx) -> Option<SlaveIdx> {
         self.get_mut(idx).state = State::Live;
+        self.get_mut(idx).served = true;
         let id = self.get(idx).id.clone();
         let older = self.list[..idx as usize]
             .iter()
@@ -333,13 +344,13 @@ impl SlaveTable {
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
-    /// Every slave not lost: the cluster's roster (what a backup must know, what a restarted
-    /// master waits for).
+    /// Every slave not lost that has been in service: the cluster's roster (what a backup
+    /// must know, what a restarted master waits for, who votes).
     pub fn known(&self) -> impl Iterator<Item = (SlaveIdx, &Replica)> {
         self.list
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.state != State::Lost)
+            .filter(|(_, s)| s.state != State::Lost && s.served)
             .map(|(i, s)| (i as SlaveIdx, s))
     }
 
@@ -351,16 +362,27 @@ impl SlaveTable {
         order
     }
 
-    /// The newest incarnation of each id, in order of first appearance: what STATUS lists.
-    pub fn latest_per_id(&self) -> Vec<(SlaveIdx, &Replica)> {
-        let mut out: Vec<(SlaveIdx, &Replica)> = Vec::new();
+    /// What STATUS lists: the newest incarnation of each id that is not lost (a lost slave is
+    /// forgotten), connected ones first, then the absent ones most recently seen first; at
+    /// most `cap` of them. One pass over the table and a sort: linear in its size (up to the
+    /// sort), whatever ids it holds.
+    pub fn listed(&self, cap: usize) -> Vec<(SlaveIdx, &Replica)> {
+        let mut newest: HashMap<&str, usize> = HashMap::new();
         for (i, s) in self.list.iter().enumerate() {
-            let entry = (i as SlaveIdx, s);
-            match out.iter_mut().find(|o| o.1.id == s.id) {
-                Some(slot) => *slot = entry,
-                None => out.push(entry),
+            if s.state != State::Lost {
+                newest.insert(s.id.as_str(), i);
             }
         }
+        let mut out: Vec<(SlaveIdx, &Replica)> = newest
+            .into_values()
+            .map(|i| (i as SlaveIdx, &self.list[i]))
+            .collect();
+        // Connected first (in order of registration), then absent, most recent first.
+        out.sort_by_key(|&(i, s)| match s.state {
+            State::Live | State::Joining => (0, i as i64),
+            _ => (1, -(i as i64)),
+        });
+        out.truncate(cap);
         out
     }
 }

@@ -9,6 +9,10 @@ use dsm_wire::{BackupLink, ServerRole, SlaveStatus, Status};
 use crate::keymap::{KeyIndex, SlaveIdx};
 use crate::slaves::SlaveTable;
 
+/// STATUS lists at most this many slaves (connected first): with ids of up to 128 bytes the
+/// reply stays under 300 KiB, far below every frame limit, however many slaves registered.
+pub(crate) const MAX_LISTED: usize = 1000;
+
 /// What STATUS says of the answering master itself.
 pub(crate) struct Head {
     pub role: ServerRole,
@@ -49,7 +53,7 @@ pub(crate) fn status(head: Head, keys: &KeyIndex, slaves: &SlaveTable) -> Status
         primary: head.primary,
         backup: head.backup,
         slaves: slaves
-            .latest_per_id()
+            .listed(MAX_LISTED)
             .into_iter()
             .map(|(idx, s)| SlaveStatus {
                 id: s.id.clone(),

@@ -9,6 +9,16 @@ pub(crate) fn first_version(epoch: u64) -> u64 {
     (epoch << EPOCH_SHIFT) | 1
 }
 
+/// The lowest version no master could have handed out by epoch `epoch` included: the ceiling
+/// of what a slave that has seen at most `epoch` can legitimately hold (every STORE it took
+/// carried the epoch of the master that sent it, and that master's versions carry it too).
+pub(crate) fn ceiling_after(epoch: u64) -> u64 {
+    match epoch.checked_add(1) {
+        Some(next) if next < 1 << (64 - EPOCH_SHIFT) => first_version(next),
+        _ => u64::MAX,
+    }
+}
+
 pub(crate) struct Term {
     pub epoch: u64,
     next_version: u64,
@@ -33,6 +43,14 @@ impl Term {
 
     pub fn next_version(&self) -> u64 {
         self.next_version
+    }
+
+    /// Whether a slave may report `version` to this master serving at its settled epoch: only
+    /// a version this master, or a primary before it whose counter it followed or whose epoch
+    /// it outranks, handed out. Everything above is a lie (or a bug) and is refused.
+    /// (A tombstone's bit is not part of the version: see `dsm_wire::plain_version`.)
+    pub fn handed_out(&self, version: u64) -> bool {
+        dsm_wire::plain_version(version) < self.next_version
     }
 
     /// A peer has seen `epoch`: never go below it.

@@ -146,7 +146,14 @@ fn a_recorded_hello_and_auth_do_not_pass_on_another_connection() {
     // A genuine slave's handshake, recorded off the wire.
     let c = net.add_raw(m);
     let k = key(SECRET);
-    let (mut hs, hello) = Handshake::start(Some(&k), 1, Role::Slave, 0, "s0".into(), 0).unwrap();
+    let (mut hs, mut hello) =
+        Handshake::start(Some(&k), 1, Role::Slave, 0, "s0".into(), 0).unwrap();
+    if let Body::Hello { limits, .. } = &mut hello.body {
+        *limits = Some(dsm_wire::Limits {
+            max_key: 1024,
+            max_value: 1 << 20,
+        });
+    }
     // (this peer is raw: the test plays its handshake, and the CHALLENGE lands in its inbox)
     let challenge = net.request(c, hello.req_id, hello.body.clone()).remove(0);
     let Step::Send(auth) = hs.on_frame(challenge.clone()) else {
@@ -187,6 +194,7 @@ fn a_stranger_cannot_fence_the_primary() {
         id: "x".into(),
         boot: 0,
         nonce,
+        limits: None,
     };
     for role in [Role::Backup, Role::Slave] {
         let c = net.add_raw(m);
@@ -292,6 +300,7 @@ fn the_hello_deadline_covers_the_whole_handshake() {
         id: "slow".into(),
         boot: 0,
         nonce: Some(Box::new([5; 32])),
+        limits: None,
     };
     let frames = net.request(conn, 1, hello);
     assert!(matches!(

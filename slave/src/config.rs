@@ -18,6 +18,9 @@ pub struct Config {
     /// same boot again knows what we hold without asking.
     pub boot: u64,
     pub max_frame: usize,
+    /// `--max-key` and `--max-value`, told to the master in HELLO: a master with larger
+    /// limits refuses this slave instead of sending it STOREs it must refuse.
+    pub limits: dsm_wire::Limits,
     /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
     pub master_timeout: Duration,
     /// Prove this secret to the master, and accept only a master that proves it back.

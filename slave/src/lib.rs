@@ -18,7 +18,7 @@ pub mod writers;
 pub use crate::config::Config;
 pub use crate::dialer::{MAX_BACKOFF, MIN_BACKOFF};
 pub use crate::node::run;
-pub use crate::slave::{Out, Slave, CONNECT_TIMEOUT};
+pub use crate::slave::{Out, Slave, CONNECT_TIMEOUT, GIVE_UP_AFTER};
 pub use crate::store::{Reply, Store};
 
 /// Default of `--spin-us` (see [`Config::spin`]).

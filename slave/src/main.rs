@@ -65,6 +65,10 @@ fn main() {
         id,
         boot: dsm_auth::boot_id(),
         max_frame,
+        limits: dsm_wire::Limits {
+            max_key: u32::try_from(max_key).unwrap_or(u32::MAX),
+            max_value: u32::try_from(max_value).unwrap_or(u32::MAX),
+        },
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(500)),
         secret: cli.secret(&m),
         spin: Duration::from_micros(cli.whole(&m, "spin-us", dsm_slave::SPIN_US)),
@@ -112,13 +116,13 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "max-key",
-        "largest key accepted, bytes (default 1024)",
+        "largest key accepted, bytes (default 1024); at least the master's, which refuses a slave below its own",
         "N",
     );
     opts.optopt(
         "",
         "max-value",
-        "largest value accepted, bytes (default 1048576)",
+        "largest value accepted, bytes (default 1048576); at least the master's",
         "N",
     );
     opts.optopt(

@@ -38,6 +38,8 @@ pub struct Node {
     connecting: bool,
     /// The slave's outbox, drained; kept for its capacity.
     out: Vec<Out>,
+    /// Set by `Out::GiveUp`: the loop ends with this error.
+    give_up: Option<String>,
     /// Reading stopped at [`MAX_UNSENT`]: serve again once the replies drain (the socket may
     /// hold frames no new edge will announce).
     held_back: bool,
@@ -68,10 +70,12 @@ impl Node {
             conn: None,
             connecting: false,
             out: Vec::new(),
+            give_up: None,
             held_back: false,
         };
         node.slave.on_tick(now);
         node.apply_out(now);
+        node.given_up()?;
         Ok(node)
     }
 
@@ -109,7 +113,15 @@ impl Node {
         {
             self.serve(now);
         }
-        Ok(())
+        self.given_up()
+    }
+
+    /// The slave gave up (`Out::GiveUp`): the error that ends the process.
+    fn given_up(&mut self) -> io::Result<()> {
+        match self.give_up.take() {
+            Some(why) => Err(io::Error::other(why)),
+            None => Ok(()),
+        }
     }
 
     /// Whether to send more of a report of what is held now: one is under way and the
@@ -172,6 +184,7 @@ impl Node {
                         // A closed stdout only loses the line: the slave serves on.
                         let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
                     }
+                    Out::GiveUp(why) => self.give_up = Some(why),
                 }
             }
             self.out = outs;

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, RefusalLog, Secret, Step, Terms};
-use dsm_wire::{Body, Decoded, Frame, Role};
-use log::{debug, info, warn};
+use dsm_wire::{Body, Decoded, ErrorCode, Frame, Role};
+use log::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::dialer::Dialer;
@@ -50,7 +50,16 @@ pub enum Out {
     Close,
     /// Registered for the first time: print the ready line (`dsm-slave ready: id=ID`).
     Ready,
+    /// Stop the process with this error (exit status 1): the masters refuse this slave's
+    /// HELLO for a reason only the operator can fix (see [`GIVE_UP_AFTER`]).
+    GiveUp(String),
 }
+
+/// A slave whose HELLO every master it tries answers BAD_REQUEST (its id is another live
+/// slave's, its limits are below the master's) for this long gives up: retrying cannot help.
+/// Not at the first refusal: a slave restarted at once may say HELLO before the master has
+/// read the close of its previous process's connection.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 
 /// Where the link to the master stands.
 enum Phase {
@@ -89,6 +98,10 @@ pub struct Slave {
     store: Store,
     /// Why registering keeps failing, said once rather than at every retry.
     refusals: RefusalLog,
+    /// Told in HELLO.
+    limits: dsm_wire::Limits,
+    /// Since when every HELLO has been refused BAD_REQUEST (reset by a WELCOME as a slave).
+    refused_since: Option<Instant>,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
     /// Draws of [`Slave::jitter`] so far.
@@ -124,6 +137,8 @@ impl Slave {
             stale: (0, Vec::new()),
             store,
             refusals: RefusalLog::default(),
+            limits: cfg.limits,
+            refused_since: None,
             announced: false,
             draws: 0,
             still_here: now,
@@ -283,7 +298,10 @@ impl Slave {
         }
         let (secret, epoch, id) = (self.secret.as_ref(), self.store.epoch(), self.id.clone());
         match Handshake::start(secret, 0, Role::Slave, epoch, id, self.boot) {
-            Ok((hs, hello)) => {
+            Ok((hs, mut hello)) => {
+                if let Body::Hello { limits, .. } = &mut hello.body {
+                    *limits = Some(self.limits);
+                }
                 self.out.push(Out::Send(hello));
                 self.phase = Phase::Handshaking { hs, addr };
                 self.last_heard = now;
@@ -472,6 +490,15 @@ impl Slave {
             Step::Refused { code, text } => {
                 self.out.push(Out::Close);
                 let why = format!("the master refused us: {}: {text}", code.name());
+                if code == ErrorCode::BadRequest {
+                    let since = *self.refused_since.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= GIVE_UP_AFTER {
+                        error!("not registered: {why}; giving up");
+                        self.out
+                            .push(Out::GiveUp(format!("master {addr} refused us: {text}")));
+                        return;
+                    }
+                }
                 self.refused(&why, now);
             }
             Step::Distrust { why, reply } => {
@@ -484,6 +511,7 @@ impl Slave {
 
     fn welcomed(&mut self, terms: Terms, now: Instant) {
         self.phase = Phase::Registered;
+        self.refused_since = None;
         self.dialer.registered();
         self.refusals = RefusalLog::default();
         self.lease = Duration::from_millis(terms.lease_ms.into());

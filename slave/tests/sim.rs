@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dsm_auth::Secret;
-use dsm_slave::{CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF};
+use dsm_slave::{CONNECT_TIMEOUT, GIVE_UP_AFTER, MAX_BACKOFF, MIN_BACKOFF};
 use dsm_wire::{Body, ErrorCode, Frame, Role};
 
 mod common;
@@ -70,11 +70,14 @@ fn registers_with_hello_then_serves_store_and_fetch() {
         ref id,
         boot: 42,
         nonce: None,
+        limits: Some(limits),
     } = net.sent[0].1.body
     else {
         panic!("not a HELLO: {:?}", net.sent[0]);
     };
     assert_eq!(id, "s1");
+    let want = (dsm_wire::DEFAULT_MAX_KEY, dsm_wire::DEFAULT_MAX_VALUE);
+    assert_eq!((limits.max_key as usize, limits.max_value as usize), want);
     assert!(net.slave.registered());
     assert_eq!(net.ready, 1);
     assert_eq!(
@@ -103,6 +106,49 @@ fn registers_with_hello_then_serves_store_and_fetch() {
     assert!(net.closes.is_empty());
     assert_eq!(net.ready, 1);
     assert_eq!(net.slave.store().version_of(b"k"), Some(5));
+}
+
+/// A HELLO refused BAD_REQUEST (another live slave has this id, or the slave's limits are
+/// below the master's) is retried for `GIVE_UP_AFTER`, then the slave gives up (the process
+/// exits non-zero); other refusals are retried for good (above), and a WELCOME in between
+/// starts the count again.
+#[test]
+fn a_hello_refused_as_a_bad_request_is_given_up_after_a_while() {
+    let a = addr(7000);
+    let mut net = Net::new(config(&[a], None));
+    let why = "a slave with id 's1' is already connected from 127.0.0.1:9 (another process)";
+    net.listen(a, refusing(ErrorCode::BadRequest, why));
+    let start = net.now;
+    assert!(net.run_until(Duration::from_secs(10), |n| n.gave_up.is_some()));
+    let (at, said) = net.gave_up.clone().unwrap();
+    assert!(at - start >= GIVE_UP_AFTER, "{:?}", at - start);
+    assert!(
+        at - start <= GIVE_UP_AFTER + MAX_BACKOFF + 10 * MS,
+        "{:?}",
+        at - start
+    );
+    assert!(said.contains(why), "{said}");
+    assert!(
+        net.connects.len() > 2,
+        "retried first: {}",
+        net.connects.len()
+    );
+    assert_eq!(logged("giving up").len(), 1);
+
+    // Refused for a while, then WELCOMEd: the count starts again at the next refusal.
+    let mut net = Net::new(config(&[a], None));
+    net.listen(a, refusing(ErrorCode::BadRequest, why));
+    net.run_for(GIVE_UP_AFTER - Duration::from_millis(500));
+    net.listen(a, welcoming(1, false));
+    assert!(net.run_until(Duration::from_secs(2), |n| n.slave.registered()));
+    net.listen(a, refusing(ErrorCode::BadRequest, why));
+    net.cut();
+    net.run_for(GIVE_UP_AFTER - Duration::from_millis(500));
+    assert!(
+        net.gave_up.is_none(),
+        "gave up on a count that a WELCOME reset"
+    );
+    assert!(net.run_until(Duration::from_secs(5), |n| n.gave_up.is_some()));
 }
 
 #[test]
@@ -134,6 +180,10 @@ fn a_refused_registration_is_retried_with_backoff_and_logged_once() {
     );
     assert!(!net.slave.registered());
     assert_eq!(net.ready, 0);
+    assert!(
+        net.gave_up.is_none(),
+        "an UNAUTHORIZED refusal is retried for good"
+    );
 
     // Once the master takes it, a later refusal is news again.
     net.listen(a, welcoming(1, false));

@@ -24,6 +24,7 @@ pub fn welcomed_client(addr: SocketAddr, deadline: Instant) -> (TcpStream, Vec<u
         id: String::new(),
         boot: 0,
         nonce: None,
+        limits: None,
     };
     send_frame(&mut stream, 1, hello);
     let mut rbuf = Vec::new();

@@ -7,10 +7,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::{bin, parse_ready_addr, process, spawn, wait_until, Cluster, Proc, STARTUP};
+use crate::{
+    bin, parse_ready_addr, poll_until, process, spawn, wait_until, Cluster, Proc, STARTUP,
+};
 
 /// Write `bytes` to `<dir>/<name>` with mode 600, as an operator should.
 pub(crate) fn write_secret_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -57,6 +59,32 @@ impl Cluster {
             child,
             stopped: false,
         });
+    }
+
+    /// Start a slave logging to `<name>.log` with exactly `args` (its `--master`, `--id` and
+    /// any limits among them), without waiting for it to register. Returns its number for
+    /// [`Cluster::wait_stranger_exit`].
+    pub fn spawn_stranger_slave_with(&mut self, name: &str, args: &[&str]) -> usize {
+        let mut cmd = Command::new(bin("dsm-slave"));
+        cmd.args(args);
+        let (child, _ready) = spawn(&mut cmd, &self.log_dir, name, "dsm-slave ready:");
+        self.strangers.push(Proc {
+            child,
+            stopped: false,
+        });
+        self.strangers.len() - 1
+    }
+
+    /// Wait until stranger `n` has exited by itself, and return its status; `None` if it
+    /// still runs after `timeout`.
+    pub fn wait_stranger_exit(&mut self, n: usize, timeout: Duration) -> Option<ExitStatus> {
+        let child = &mut self.strangers[n].child;
+        let mut status = None;
+        poll_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
     }
 
     /// Start a master `name` on loopback port 0 with `args` only (none of the cluster's own

@@ -360,6 +360,7 @@ fn hello() -> Vec<u8> {
             id: String::new(),
             boot: 0,
             nonce: None,
+            limits: None,
         },
     )
 }

@@ -157,6 +157,7 @@ fn fencing_hello(nonce: Option<[u8; 32]>) -> Body {
         id: String::new(),
         boot: 0,
         nonce: nonce.map(Box::new),
+        limits: None,
     }
 }
 

@@ -341,6 +341,7 @@ fn oversize_value_is_too_large_and_the_connection_keeps_working() {
         id: String::new(),
         boot: 0,
         nonce: None,
+        limits: None,
     };
     assert!(matches!(exchange(&mut raw, 1, hello), Body::Welcome { .. }));
     let big = Body::Write {

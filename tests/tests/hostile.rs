@@ -415,6 +415,7 @@ fn hello(req_id: u64) -> Vec<u8> {
         id: format!("hostile-{req_id}"),
         boot: 0,
         nonce: None,
+        limits: None,
     };
     frame_bytes(req_id, body)
 }

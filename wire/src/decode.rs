@@ -6,8 +6,8 @@ use byteorder::{BigEndian, ByteOrder};
 use crate::body_ref::BodyRef;
 use crate::error::WireError;
 use crate::frame::{
-    BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent,
-    WriteId,
+    BackupLink, Body, ErrorCode, Frame, Limits, Opcode, Role, ServerRole, SlaveStatus, Status,
+    SyncEvent, WriteId,
 };
 use crate::reader::Reader;
 use crate::{DEFAULT_MAX_FRAME, HEADER_LEN};
@@ -342,6 +342,13 @@ fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {
         id: r.string()?,
         boot: r.u64()?,
         nonce: r.opt_auth()?.map(Box::new),
+        limits: match r.flag()? {
+            true => Some(Limits {
+                max_key: r.u32()?,
+                max_value: r.u32()?,
+            }),
+            false => None,
+        },
     })
 }
 

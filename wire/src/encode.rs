@@ -129,12 +129,21 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             id,
             boot,
             nonce,
+            limits,
         } => {
             out.push(*role as u8);
             put_u64(out, *epoch);
             put_string(out, id);
             put_u64(out, *boot);
             put_opt_auth(out, nonce.as_deref());
+            match limits {
+                Some(l) => {
+                    out.push(1);
+                    put_u32(out, l.max_key);
+                    put_u32(out, l.max_value);
+                }
+                None => out.push(0),
+            }
         }
         Body::Welcome {
             epoch,

@@ -19,6 +19,15 @@ pub type AuthBytes = [u8; AUTH_LEN];
 /// Bytes in a handshake nonce and in a proof (the output of HMAC-SHA256).
 pub const AUTH_LEN: usize = 32;
 
+/// The largest key and value a slave accepts (its `--max-key` and `--max-value`), told in its
+/// HELLO so that a master with larger limits refuses it rather than send it STOREs it must
+/// refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_key: u32,
+    pub max_value: u32,
+}
+
 /// Who opened a connection, as told by its HELLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -282,12 +291,14 @@ pub enum Body {
     /// `nonce`: a sender that holds the shared secret offers a fresh nonce to authenticate
     /// with; `None` from a sender without one.
     /// `boot`: a random number the sender's process chose when it started (0 if it has none).
+    /// `limits`: a slave's key and value limits (`None` from clients and backups).
     Hello {
         role: Role,
         epoch: u64,
         id: String,
         boot: u64,
         nonce: Option<Box<AuthBytes>>,
+        limits: Option<Limits>,
     },
     /// Master's answer to HELLO. `inventory`: a slave must report every key it holds (INVENTORY)
     /// before it is used; without it the master still counts on what this very process held.

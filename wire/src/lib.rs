@@ -33,8 +33,8 @@ pub use encode::{encode, encode_ref};
 pub use error::WireError;
 pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 pub use frame::{
-    AuthBytes, BackupLink, Body, ErrorCode, Frame, Opcode, Role, ServerRole, SlaveStatus, Status,
-    SyncEvent, WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
+    AuthBytes, BackupLink, Body, ErrorCode, Frame, Limits, Opcode, Role, ServerRole, SlaveStatus,
+    Status, SyncEvent, WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
 };
 pub use hint::{naming_primary, primary_named, says_taken, TAKEN};
 

@@ -4,8 +4,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use dsm_wire::{
-    decode, decode_with_max, encode, max_frame_for, BackupLink, Body, ErrorCode, Frame, Opcode,
-    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
+    decode, decode_with_max, encode, max_frame_for, BackupLink, Body, ErrorCode, Frame, Limits,
+    Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
     DEFAULT_MAX_FRAME, DEFAULT_MAX_KEY, DEFAULT_MAX_VALUE, HEADER_LEN, RECALL_NONE, RECALL_UNSURE,
 };
 
@@ -84,6 +84,7 @@ fn samples() -> Vec<Frame> {
             id: String::new(),
             boot: 0,
             nonce: None,
+            limits: None,
         },
         Body::Hello {
             role: Role::Slave,
@@ -91,6 +92,10 @@ fn samples() -> Vec<Frame> {
             id: "slave-1".into(),
             boot: u64::MAX,
             nonce: Some(Box::new(auth_bytes(1))),
+            limits: Some(Limits {
+                max_key: u32::MAX,
+                max_value: 0,
+            }),
         },
         Body::Hello {
             role: Role::Backup,
@@ -98,6 +103,7 @@ fn samples() -> Vec<Frame> {
             id: unicode.into(),
             boot: 0,
             nonce: Some(Box::new([0xff; AUTH_LEN])),
+            limits: None,
         },
         Body::Welcome {
             epoch: 0,
@@ -657,10 +663,11 @@ fn write_and_ok_have_the_documented_bytes() {
             id: "c1".into(),
             boot: 0,
             nonce: None,
+            limits: None,
         },
     );
     let hello_hex =
-        "00000023 01 0000000000000000 01 0000000000000000 0002 6331 0000000000000000 00";
+        "00000024 01 0000000000000000 01 0000000000000000 0002 6331 0000000000000000 00 00";
     assert_eq!(hex(&encoded(&hello)), hello_hex.replace(' ', ""));
 }
 
@@ -791,11 +798,16 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
             id: "s1".into(),
             boot: 42,
             nonce: Some(Box::new(peer_nonce)),
+            limits: Some(Limits {
+                max_key: 1024,
+                max_value: 1 << 20,
+            }),
         },
     );
     let hello_hex =
-        "00000043 01 0000000000000000 02 0000000000000000 0002 7331 000000000000002a 01 \
-                     000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        "0000004c 01 0000000000000000 02 0000000000000000 0002 7331 000000000000002a 01 \
+                     000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f \
+                     01 00000400 00100000";
     assert_eq!(hex(&encoded(&hello)), squeeze(hello_hex));
     let challenge = Frame::new(
         0,
@@ -927,6 +939,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
             id,
             boot: 0,
             nonce: None,
+            limits: None,
         },
     );
     let (back, _) = decode(&encoded(&hello)).unwrap().unwrap();
@@ -936,6 +949,7 @@ fn long_strings_are_cut_at_a_char_boundary_and_counts_at_u16_max() {
         id: "é".repeat(32_767),
         boot: 0,
         nonce: None,
+        limits: None,
     };
     assert_eq!(back.body, expected);
 

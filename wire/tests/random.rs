@@ -6,8 +6,8 @@
 use std::panic;
 
 use dsm_wire::{
-    decode, decode_borrowed, decode_with_max, encode, BackupLink, Body, ErrorCode, Frame, Opcode,
-    Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
+    decode, decode_borrowed, decode_with_max, encode, BackupLink, Body, ErrorCode, Frame, Limits,
+    Opcode, Role, ServerRole, SlaveStatus, Status, SyncEvent, WireError, WriteId, AUTH_LEN,
     DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 
@@ -94,6 +94,10 @@ fn random_frame(rng: &mut Rng) -> Frame {
             id: rng.string(),
             boot: rng.u64(),
             nonce: rng.opt_auth().map(Box::new),
+            limits: rng.one_in(2).then(|| Limits {
+                max_key: rng.u64() as u32,
+                max_value: rng.u64() as u32,
+            }),
         },
         Opcode::Welcome => Body::Welcome {
             epoch: rng.u64(),

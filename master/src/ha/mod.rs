@@ -397,7 +397,24 @@ impl Ha {
         }
     }
 
-    /// The standbys (heartbeat addresses) that ever attached to this primary.
+    /// Why a backup `id` may not attach now: another standby is attached and in step (one
+    /// streams at a time, and a newcomer that has proved nothing does not push out one that
+    /// has; the same id, a restarted or reconnected standby, replaces its old link).
+    pub fn attach_refusal(&self, id: &str) -> Option<String> {
+        match self {
+            Ha::Primary(Primary {
+                stream: Some(s), ..
+            }) if s.in_step() && s.id != id => Some(format!(
+                "standby {} is attached and in step; one standby streams at a time: try again \
+                 once it is gone",
+                s.id.escape_debug()
+            )),
+            _ => None,
+        }
+    }
+
+    /// The standbys (heartbeat addresses) that ever confirmed a whole snapshot from this
+    /// primary.
     pub fn standbys(&self) -> &[SocketAddr] {
         match self {
             Ha::Primary(p) => &p.standbys,
@@ -482,6 +499,7 @@ impl Ha {
                     id: r.cfg.master_id(),
                     boot: dsm_auth::boot_id(),
                     nonce: None,
+                    limits: None,
                 },
             ),
             // A link still in (or refused at) its handshake: start a new one with our epoch.

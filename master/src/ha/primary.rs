@@ -30,6 +30,7 @@ pub(crate) struct Primary {
     pub seq: u64,
     /// Every standby that ever attached, by heartbeat address: voters from then on, attached
     /// or not (a standby that is gone may come back and vote).
+    /// (Only standbys that confirmed a whole snapshot: see `on_backup_frame`.)
     pub standbys: Vec<std::net::SocketAddr>,
 }
 
@@ -72,11 +73,6 @@ impl Primary {
             slaves.live_count(),
             keys.len()
         );
-        if let Some(hb) = super::heartbeat_of(&id) {
-            if !self.standbys.contains(&hb) {
-                self.standbys.push(hb);
-            }
-        }
         // Out of step until it has confirmed the whole snapshot: writes do not wait for it
         // meanwhile (once a majority knows).
         self.lease.set_stale(&id, true);
@@ -153,8 +149,18 @@ impl Primary {
                 if let Some(s) = self.stream.as_mut().filter(|s| s.conn == conn) {
                     let was = s.in_step();
                     s.acked(req);
-                    if !was && s.in_step() && self.lease.set_stale(&s.id.clone(), false) {
-                        info!("backup {} is in step again", s.id);
+                    if !was && s.in_step() {
+                        // A voter from now on: a standby counts only once it has proved it
+                        // follows us (a stranger that attaches and stays silent never does,
+                        // so it cannot tilt the majority).
+                        if let Some(hb) = super::heartbeat_of(&s.id) {
+                            if !self.standbys.contains(&hb) {
+                                self.standbys.push(hb);
+                            }
+                        }
+                        if self.lease.set_stale(&s.id.clone(), false) {
+                            info!("backup {} is in step again", s.id);
+                        }
                     }
                 }
                 return BackupSays::Synced;

@@ -243,11 +243,36 @@ impl ReadOp {
     ) -> Step {
         self.pending.retain(|&p| p != sub);
         if let Some(p) = self.probe.as_mut() {
-            p.note(from, answer);
+            match answer {
+                Some((version, _)) if !ctx.term.handed_out(version) => warn!(
+                    "slave '{}' answered a probe with version {version}, which no master \
+                     handed out (the next is {}): refused",
+                    ctx.slaves.get(from).id,
+                    ctx.term.next_version()
+                ),
+                answer => p.note(from, answer),
+            }
             return self.probe_decide(op, ctx, subs);
         }
         let want = self.version;
         match answer {
+            // A version no master handed out: the slave lies (or is broken). Serving it would
+            // let it outrank every later write; it stops counting as a holder instead.
+            Some((version, _))
+                if plain_version(version) > plain_version(want)
+                    && !ctx.term.handed_out(version) =>
+            {
+                warn!(
+                    "slave '{}' answered a FETCH with version {version}, which no master handed \
+                     out (the next is {}): refused; it is no longer a holder of the key",
+                    ctx.slaves.get(from).id,
+                    ctx.term.next_version()
+                );
+                ctx.keys
+                    .update_holders(op.key, |h| h.retain(|&h| h != from));
+                ctx.key_changed(op.key);
+                self.fetch(op, ctx, subs, spread, false)
+            }
             Some((version, value)) if plain_version(version) >= plain_version(want) => {
                 if plain_version(version) > plain_version(want) {
                     // A write whose outcome was reported unknown reached this slave after all:

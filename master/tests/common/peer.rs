@@ -104,9 +104,17 @@ impl Peer {
         self.last_heard = None;
         let epoch = self.store.as_ref().map_or(0, Store::epoch);
         let secret = self.secret.as_ref();
-        let (hs, hello) = Handshake::start(secret, 0, self.role, epoch, self.id.clone(), self.boot)
-            .expect("a nonce from the kernel");
+        let (hs, mut hello) =
+            Handshake::start(secret, 0, self.role, epoch, self.id.clone(), self.boot)
+                .expect("a nonce from the kernel");
         self.hs = Some(hs);
+        // A slave tells its limits, as dsm-slave does: the defaults, the master's too.
+        if let (Role::Slave, Body::Hello { limits, .. }) = (self.role, &mut hello.body) {
+            *limits = Some(dsm_wire::Limits {
+                max_key: dsm_wire::DEFAULT_MAX_KEY as u32,
+                max_value: dsm_wire::DEFAULT_MAX_VALUE as u32,
+            });
+        }
         hello
     }
 

@@ -62,6 +62,8 @@ pub struct Net {
     pub closes: Vec<Instant>,
     /// Times the slave asked for the ready line.
     pub ready: usize,
+    /// When and why the slave gave up (`Out::GiveUp`): the process would end there.
+    pub gave_up: Option<(Instant, String)>,
     /// The slave's disk, if it has one (see [`Net::with_store`]).
     pub disk: Option<MemDisk>,
     /// For each frame in `sent`, how many syncs the disk had done when it was sent.
@@ -80,6 +82,10 @@ pub fn config(masters: &[SocketAddr], secret: Option<Secret>) -> Config {
         id: "s1".into(),
         boot: 42,
         max_frame: dsm_wire::DEFAULT_MAX_FRAME,
+        limits: dsm_wire::Limits {
+            max_key: dsm_wire::DEFAULT_MAX_KEY as u32,
+            max_value: dsm_wire::DEFAULT_MAX_VALUE as u32,
+        },
         master_timeout: Duration::from_millis(1500),
         secret,
         spin: Duration::ZERO,
@@ -124,6 +130,7 @@ impl Net {
             sent: Vec::new(),
             closes: Vec::new(),
             ready: 0,
+            gave_up: None,
             disk,
             syncs_at_send: Vec::new(),
             synced_at_send: Vec::new(),
@@ -333,6 +340,7 @@ impl Net {
                 self.closes.push(self.now);
             }
             Out::Ready => self.ready += 1,
+            Out::GiveUp(why) => self.gave_up = Some((self.now, why)),
         }
     }
 }
@@ -374,6 +382,7 @@ pub fn proving(key: Secret, epoch: u64, inventory: bool) -> Listener {
                 id,
                 boot,
                 nonce: Some(peer_nonce),
+                ..
             }) = &hello
             else {
                 return vec![];
