@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench mem attacks torture blinks clean
+.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks elections failover-bench fuzz clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -19,11 +19,19 @@ help:
 	@echo "make test         every unit, integration and fault test in the workspace"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
+	@echo "make scale        throughput and p99 of dsm beside redis against connections, value size and key"
+	@echo "                  count, memory per key at 10M keys (long: ~30 min; SHORT=1 a quick pass); writes"
+	@echo "                  bench-results/scale.md and scale.svg (SHORT=1: scale-short.*)"
 	@echo "make mem          RSS per key of a master and 2 slaves at 1M keys (MEM_KEYS=N); writes bench-results/memory.md"
 	@echo "make attacks      issue 18's memory and connection attacks on release binaries, with RSS and latency;"
 	@echo "                  writes bench-results/attacks-bounds.md"
 	@echo "make torture      long fault-injection run with a linearizability check: DURATION=s SEED=n CLIENTS=n"
+	@echo "make fuzz         each cargo-fuzz target (fuzz/) for FUZZ_SECONDS=$(FUZZ_SECONDS) at nice 19, one after"
+	@echo "                  another (needs a nightly toolchain and cargo-fuzz; not part of make test or CI);"
+	@echo "                  FUZZ_TARGETS=\"decode ...\" to choose; crashes land in fuzz/artifacts/TARGET/"
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
+	@echo "make elections    the election tests (tests/tests/elections.rs) and their long variants (15-20 s faults)"
+	@echo "make failover-bench  each election test's fault 5 times on release builds; writes bench-results/failover-<date>.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -54,6 +62,10 @@ run-cluster: build
 bench:
 	scripts/bench.sh
 
+# Not part of make test: the full run takes about half an hour (SHORT=1: a few minutes).
+scale:
+	SHORT=$(SHORT) scripts/scale.sh
+
 mem:
 	scripts/mem.sh
 
@@ -77,6 +89,30 @@ blinks:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p dsm-tests --test blinks
 	$(CARGO) test -p dsm-tests --test blinks -- --ignored long_
+
+# The fuzzers (fuzz/README.md): the seeds from a real exchange go into fuzz/corpus first, the
+# checked-in corpus is read too; each target runs FUZZ_SECONDS, one after another, at nice 19.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= decode handshake standby_sync slave_replay
+FUZZ_TOOLCHAIN ?= +nightly
+fuzz:
+	$(CARGO) test -p dsm-tests --test fuzz_corpus -- --ignored write_seeds
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t corpus-min/$$t && \
+		nice -n 19 $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t corpus-min/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# The election tests of make test again, then their long variants (the tests named long_*:
+# the backup stopped for 20 s, the primary stopped for 15 s, partitions held for 10 s).
+elections:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p dsm-tests --test elections
+	$(CARGO) test -p dsm-tests --test elections -- --ignored long_
+
+# ROUNDS=n rounds (default 5), LONG=1 with the long variants, FILTER=name to pick tests.
+failover-bench:
+	scripts/failover-bench.sh
 
 clean:
 	$(CARGO) clean

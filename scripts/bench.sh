@@ -26,6 +26,13 @@
 #                            appendfsync everysec and --fsync always against appendfsync always,
 #                            at 1x1 and 4x32, a fresh cluster and redis-server for each, the two
 #                            alternating within each of BENCH_REPEATS rounds. 0: skip (saves ~1 min).
+#   BENCH_OPEN=1             1: also open-loop runs (issue 22, item 3): WRITE/SET and READ/GET at
+#                            25%, 50% and 75% of the measured maximum (the lower of dsm's and
+#                            redis's closed-loop 4x32 medians for that op), dsm and redis at the
+#                            same offered rate, both driven by dsm-client bench (--redis for
+#                            redis), 4 connections with up to 32 requests in flight each; latency
+#                            from each request's due time (no coordinated omission). 0: skip.
+#   BENCH_OPEN_SECONDS=3     length of each open-loop run (requests = rate x seconds)
 #   BENCH_PERSIST_SERIAL     requests per such run at 1x1 (default 2000: ~1 s at `always`)
 #   BENCH_PERSIST_PIPELINED  requests per such run at 4x32 (default 200000)
 set -euo pipefail
@@ -35,6 +42,9 @@ REPEATS=${BENCH_REPEATS:-3}
 SERIAL_N=${BENCH_SERIAL_REQUESTS:-20000}
 PIPELINED_N=${BENCH_PIPELINED_REQUESTS:-200000}
 PERSIST=${BENCH_PERSIST:-1}
+OPEN=${BENCH_OPEN:-1}
+OPEN_SECONDS=${BENCH_OPEN_SECONDS:-3}
+OPEN_FRACTIONS=(25 50 75)
 PERSIST_SERIAL_N=${BENCH_PERSIST_SERIAL:-2000}
 PERSIST_PIPELINED_N=${BENCH_PERSIST_PIPELINED:-200000}
 OUT=${BENCH_OUT:-bench-results/latest.md}
@@ -149,6 +159,55 @@ measure() {
     done
 }
 
+# Set CMD to an open-loop dsm-client bench command line: system (dsm or redis) op rate.
+open_cmd() {
+    local -a target=(--master "$MASTER" bench)
+    [ "$1" = redis ] && target=(bench --redis "127.0.0.1:$REDIS_PORT")
+    local n
+    n=$(awk -v r="$3" -v s="$OPEN_SECONDS" 'BEGIN {printf "%d", r * s}')
+    CMD=("$BIN/dsm-client" "${target[@]}" --op "$2" --clients 4 --pipeline 32 --rate "$3"
+        --requests "$n" --value-size "$VALUE" --keys "$KEYS" --json)
+}
+
+# Open loop, issue 22 item 3: for each op, the offered rates are fractions of the lower of the
+# two systems' closed-loop 4x32 medians just measured, so both can carry every rate; dsm and
+# redis alternate at each rate within each round. Errors are counted, not fatal.
+declare -A OSAMPLES ORES ORATE
+open_loop() {
+    local op frac round sys rate out
+    for op in write read; do
+        local max
+        max=$(awk -v a="${RES[dsm $op 4x32 ops]}" -v b="${RES[redis $op 4x32 ops]}" 'BEGIN {print (a < b) ? a : b}')
+        for frac in "${OPEN_FRACTIONS[@]}"; do
+            ORATE[$op $frac]=$(awk -v m="$max" -v f="$frac" 'BEGIN {printf "%d", m * f / 100}')
+        done
+    done
+    for round in $(seq "$REPEATS"); do
+        for op in write read; do
+            for frac in "${OPEN_FRACTIONS[@]}"; do
+                rate=${ORATE[$op $frac]}
+                echo "bench.sh: open loop, round $round of $REPEATS: $op at $rate/s ($frac% of max)" >&2
+                for sys in dsm redis; do
+                    open_cmd "$sys" "$op" "$rate"
+                    out=$("${REST_PIN[@]}" "${CMD[@]}" 2>/dev/null) || true
+                    [ -n "$(json_field "$out" ops_per_sec)" ] || die "open-loop bench failed: ${CMD[*]}"
+                    local m
+                    for m in p50 p99 p999; do
+                        OSAMPLES[$sys $op $frac $m]+="$(json_field "$out" "${m}_us") "
+                    done
+                    OSAMPLES[$sys $op $frac ops]+="$(json_field "$out" ops_per_sec) "
+                    OSAMPLES[$sys $op $frac errors]+="$(json_field "$out" errors) "
+                done
+            done
+        done
+    done
+    local key
+    for key in "${!OSAMPLES[@]}"; do
+        # shellcheck disable=SC2086 # a space-separated list of numbers
+        ORES[$key]=$(median ${OSAMPLES[$key]})
+    done
+}
+
 # WRITE with the slaves on disk against redis with an append-only file, fsync policy by policy:
 # interval against everysec, always against always. Each run gets a fresh cluster (its slaves
 # with new data dirs) or a fresh redis-server, so no run starts with another's log; the two
@@ -231,6 +290,7 @@ strace_writes() {
 show_cmd() {
     local line="${CMD[*]}"
     line=${line//"$MASTER"/MASTER}
+    line=${line//"127.0.0.1:$REDIS_PORT"/127.0.0.1:PORT}
     echo "${line//"-p $REDIS_PORT"/-p PORT}"
 }
 
@@ -252,6 +312,7 @@ main() {
 
     echo "bench.sh: $REPEATS runs each; dsm master $MASTER, redis 127.0.0.1:$REDIS_PORT" >&2
     measure
+    if [ "$OPEN" = 1 ]; then open_loop; fi
     if [ "$PERSIST" = 1 ]; then persist; fi
     if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
     local load_after
@@ -288,6 +349,34 @@ main() {
         echo "| WRITE ops/s / redis SET ops/s at 4x32 ≥ 0.35 | $w_ops | $(verdict "$w_ops" ">=" 0.35) |"
         echo "| READ ops/s / redis GET ops/s at 4x32 ≥ 0.5 | $r_ops | $(verdict "$r_ops" ">=" 0.5) |"
     )
+    local otable=""
+    if [ "$OPEN" = 1 ]; then
+        otable=$(
+            echo "| op | offered ops/s | of max | dsm p50 µs | dsm p99 µs | dsm p99.9 µs | dsm ops/s | redis p50 µs | redis p99 µs | redis p99.9 µs | redis ops/s | p99 dsm/redis | ≤ 2 | errors dsm / redis (all runs) |"
+            echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+            for op in write read; do
+                local rop=SET
+                [ "$op" = read ] && rop=GET
+                for frac in "${OPEN_FRACTIONS[@]}"; do
+                    local k="$op $frac" r de re
+                    r=$(ratio "${ORES[dsm $k p99]}" "${ORES[redis $k p99]}")
+                    # shellcheck disable=SC2086 # lists of numbers
+                    de=$(printf '%s\n' ${OSAMPLES[dsm $k errors]} | awk '{s += $1} END {print s + 0}')
+                    # shellcheck disable=SC2086
+                    re=$(printf '%s\n' ${OSAMPLES[redis $k errors]} | awk '{s += $1} END {print s + 0}')
+                    echo "| ${op^^} / $rop | ${ORATE[$k]} | $frac% | $(show "${ORES[dsm $k p50]}") | $(show "${ORES[dsm $k p99]}") | $(show "${ORES[dsm $k p999]}") | $(show "${ORES[dsm $k ops]}") | $(show "${ORES[redis $k p50]}") | $(show "${ORES[redis $k p99]}") | $(show "${ORES[redis $k p999]}") | $(show "${ORES[redis $k ops]}") | $r | $(verdict "$r" "<=" 2) | $de / $re |"
+                done
+            done
+        )
+        local frac op
+        for op in write read; do
+            for frac in "${OPEN_FRACTIONS[@]}"; do
+                local r
+                r=$(ratio "${ORES[dsm $op $frac p99]}" "${ORES[redis $op $frac p99]}")
+                targets+=$'\n'"| open loop ${op^^} at $frac% of max: dsm p99 / redis p99 ≤ 2 (issue 22) | $r | $(verdict "$r" "<=" 2) |"
+            done
+        done
+    fi
     local ptable="" always_ratio=""
     if [ "$PERSIST" = 1 ]; then
         always_ratio=$(ratio "${PRES[dsm always 4x32 ops]}" "${PRES[redis always 4x32 ops]}")
@@ -310,6 +399,10 @@ main() {
     fi
     echo "$table"
     echo
+    if [ -n "$otable" ]; then
+        echo "$otable"
+        echo
+    fi
     if [ -n "$ptable" ]; then
         echo "$ptable"
         echo
@@ -337,6 +430,19 @@ main() {
         echo "request's send (closed loop: a slot is refilled as soon as its reply arrives);"
         echo "redis-benchmark -P sends P commands, waits for all P replies, then sends the next P."
         echo
+        if [ -n "$otable" ]; then
+            echo "## Open loop: tails at a fixed offered rate (no coordinated omission)"
+            echo
+            echo "Request i is due at start + i/rate and its latency runs from that instant, also while"
+            echo "it waits for one of the 4 x 32 slots, so a stall shows in the tail instead of pausing the"
+            echo "load. The rates are 25/50/75% of the lower of dsm's and redis's closed-loop 4x32 medians"
+            echo "for that op in the table above (the \"maximum\"); dsm and redis get the same rate, both"
+            echo "driven by \`dsm-client bench\` (redis through \`--redis\`: the same loop, schedule, keys, value"
+            echo "checks and histogram). ${OPEN_SECONDS} s per run, each cell the median of $REPEATS runs."
+            echo
+            echo "$otable"
+            echo
+        fi
         if [ -n "$ptable" ]; then
             echo "## WRITE on disk: slaves with --fsync against redis with appendonly yes"
             echo
@@ -389,6 +495,15 @@ main() {
         show_cmd
         redis_cmd 4 32 "$PIPELINED_N"
         show_cmd
+        if [ "$OPEN" = 1 ]; then
+            echo "# open loop, RATE one of: $(for op in write read; do for f in "${OPEN_FRACTIONS[@]}"; do printf '%s ' "${ORATE[$op $f]}"; done; done)(requests = RATE x $OPEN_SECONDS)"
+            for op in write read; do
+                open_cmd dsm "$op" RATE
+                show_cmd | sed 's/--requests [0-9]*/--requests RATEx'"$OPEN_SECONDS"'/'
+                open_cmd redis "$op" RATE
+                show_cmd | sed 's/--requests [0-9]*/--requests RATEx'"$OPEN_SECONDS"'/'
+            done
+        fi
         if [ "$PERSIST" = 1 ]; then
             echo "# on disk: slaves with --data-dir TMPDIR/p-slave-N.data --fsync interval|always, and"
             echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly yes --appendfsync everysec|always --dir TMPDIR"

@@ -13,6 +13,7 @@
 #   MEM_ACK_TIMEOUT_MS=200   the master's --ack-timeout-ms (its default). Before the key tables
 #                      kept hash bits beside each entry, a slave whose map grew (a rehash of
 #                      ~0.9M keys took about 0.3 s) was dropped here and the run failed
+#   MEM_SLAVE_ARGS     more dsm-slave flags (e.g. "--master-timeout-ms 5000"), recorded in the file
 #   MEM_OUT            results file (default bench-results/memory.md)
 #   MEM_FSYNC          always, interval or never: the slaves keep a log (--data-dir in the work
 #                      folder) with this --fsync; unset: memory only. Recorded in the file.
@@ -48,6 +49,8 @@ start_cluster() {
         SLAVE_DATA=1
         SLAVE_ARGS=(--fsync "$MEM_FSYNC")
     fi
+    # shellcheck disable=SC2206 # MEM_SLAVE_ARGS is a list of flags
+    SLAVE_ARGS+=(${MEM_SLAVE_ARGS:-})
     start_dsm "$BIN" mem "$SLAVES" --ack-timeout-ms "$ACK_TIMEOUT_MS"
     names+=(master)
     procs+=("$MASTER_PID")
@@ -215,7 +218,7 @@ main() {
         echo '```'
         echo "cargo build --release --bins"
         echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 --ack-timeout-ms $ACK_TIMEOUT_MS --log-level warn"
-        echo "dsm-slave --master MASTER --id mem-slave-{1..$SLAVES} --log-level warn"
+        echo "dsm-slave --master MASTER --id mem-slave-{1..$SLAVES} --log-level warn${SLAVE_ARGS[*]:+ ${SLAVE_ARGS[*]}}"
         local line="${CMD[*]}"
         line=${line//"$MASTER"/MASTER}
         echo "${line#"$BIN/"}"

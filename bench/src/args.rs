@@ -7,7 +7,8 @@ use crate::{BenchConfig, Workload};
 
 /// The usage text printed by `dsm-client bench --help`.
 pub const USAGE: &str = "\
-Usage: dsm-client [--master ADDR] [--secret-file PATH] bench --op ping|write|read|mixed [options]
+Usage: dsm-client [--master ADDR] [--secret-file PATH] bench --op OP [options]
+  OP: ping|write|read|mixed|incr|delete|cas|mix-all
 
 Drives N connections from one event loop, P requests outstanding on each, M
 requests in all, and prints ops/s and latency percentiles in microseconds.
@@ -19,6 +20,27 @@ requests in all, and prints ops/s and latency percentiles in microseconds.
   mixed  50/50 READ and WRITE; each connection owns the keys k with
          k mod N = its index, so every READ answer can be checked
 
+The four below predict every answer exactly: each connection owns its keys
+(k mod N = its index), writes them all first (not timed), and reads every key
+back with VREAD after the timed run (not timed). The summary says how many
+answers and keys were as predicted; anything else is an error.
+
+  incr    INCR of a random owned key by a random delta in -100..=100, after a
+          SET of 0; every answer must be the sum of the deltas sent so far
+  delete  DELETE of the owned keys in turn, after a WRITE of each: the first
+          DELETE of a key must answer WRITTEN, any later one NOT_FOUND (so
+          with --keys >= --requests every DELETE removes a live key)
+  cas     SET with the expected version (compare-and-set) of a free owned key,
+          with the version its last SET was answered; one request in flight
+          per key, so every CAS must succeed and a CONFLICT is an error
+  mix-all VREAD, SET, CAS, DELETE and INCR, 1/5 each, of free owned keys
+          holding decimal numbers; one request in flight per key, so every
+          VREAD's version and value and every other answer is predicted
+
+incr, delete and mixed need --keys >= --clients; cas and mix-all need
+--keys >= --clients x --pipeline. incr and mix-all write decimal numbers, so
+they take no --value-size.
+
 Keys are named bench:0 .. bench:<K-1>; with --key-size B the number is
 zero-padded so every name is exactly B bytes (bench:0000000042 for B = 16),
 which must leave room for the digits of K-1.
@@ -29,6 +51,10 @@ the next P only when all P are answered, which is what redis-benchmark -P does.
 
 With --rate the load is open loop: request i is due at start + i/OPS and its
 latency runs from that instant, even while it waits for a free pipeline slot.
+
+With --redis ADDR the same run goes to a Redis server instead of a dsm master:
+PING, SET and GET over RESP, the same keys, values, read checks, schedule and
+latency accounting, so the two systems are measured by one load generator.
 
 Exit status: 0 success; 1 any error, mismatch or NOT_FOUND, or no reply for
 10 s; 2 usage error or no master reachable.";
@@ -43,7 +69,12 @@ pub enum Parsed {
 
 fn options() -> getopts::Options {
     let mut opts = getopts::Options::new();
-    opts.optopt("", "op", "ping, write, read or mixed (required)", "OP");
+    opts.optopt(
+        "",
+        "op",
+        "ping, write, read, mixed, incr, delete, cas or mix-all (required)",
+        "OP",
+    );
     opts.optopt("", "clients", "connections, N (default 1)", "N");
     opts.optopt(
         "",
@@ -82,6 +113,12 @@ fn options() -> getopts::Options {
         "write the latency distribution (HdrHistogram text, microseconds)",
         "FILE",
     );
+    opts.optopt(
+        "",
+        "redis",
+        "measure the Redis server at ADDR (host:port) instead of a dsm master",
+        "ADDR",
+    );
     opts.optflag("h", "help", "print this help");
     opts.optflag("V", "version", "print the version");
     opts
@@ -91,6 +128,9 @@ fn options() -> getopts::Options {
 pub fn help() -> String {
     options().usage(USAGE)
 }
+
+/// The workloads `--op` names, for messages.
+const OPS: &str = "ping, write, read, mixed, incr, delete, cas or mix-all";
 
 /// Largest value the bench sends: what the client library accepts in a frame.
 pub const MAX_VALUE_SIZE: u64 = 256 * 1024 * 1024;
@@ -114,9 +154,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         return Err(format!("unexpected argument '{extra}'"));
     }
     let workload = match m.opt_str("op") {
-        None => return Err("--op is required (ping, write, read or mixed)".into()),
+        None => return Err(format!("--op is required ({OPS})")),
         Some(s) => Workload::from_name(&s.to_ascii_lowercase())
-            .ok_or_else(|| format!("--op takes ping, write, read or mixed, not '{s}'"))?,
+            .ok_or_else(|| format!("--op takes {OPS}, not '{s}'"))?,
     };
     let clients = count(&m, "clients", 1, MAX_CLIENTS)?;
     let pipeline = count(&m, "pipeline", 1, MAX_PIPELINE)?;
@@ -135,10 +175,35 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if burst && rate.is_some() {
         return Err("--burst is a closed-loop mode; it cannot go with --rate".into());
     }
-    if workload == Workload::Mixed && keys < clients {
+    let op = workload.name();
+    if workload.one_per_key() && keys < clients.saturating_mul(pipeline) {
         return Err(format!(
-            "--op mixed needs --keys >= --clients: each connection owns its keys \
+            "--op {op} needs --keys >= --clients x --pipeline: each connection owns its \
+             keys and has one request in flight per key (got {keys} keys for {clients} \
+             clients x {pipeline})"
+        ));
+    }
+    if workload.owns_keys() && keys < clients {
+        return Err(format!(
+            "--op {op} needs --keys >= --clients: each connection owns its keys \
              (got {keys} keys for {clients} clients)"
+        ));
+    }
+    if workload.numbers() && m.opt_present("value-size") {
+        return Err(format!(
+            "--op {op} writes decimal numbers; it takes no --value-size"
+        ));
+    }
+    let redis =
+        match m.opt_str("redis") {
+            None => None,
+            Some(s) => Some(s.parse::<std::net::SocketAddr>().map_err(|_| {
+                format!("--redis takes an address such as 127.0.0.1:6379, not '{s}'")
+            })?),
+        };
+    if redis.is_some() && !matches!(op, "ping" | "write" | "read" | "mixed") {
+        return Err(format!(
+            "--redis runs ping, write, read and mixed (PING, SET, GET); not --op {op}"
         ));
     }
     Ok(Parsed::Run(BenchConfig {
@@ -153,6 +218,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         burst,
         json: m.opt_present("json"),
         hist: m.opt_str("hist").map(PathBuf::from),
+        redis,
     }))
 }
 
@@ -246,6 +312,7 @@ mod tests {
     fn bad_values_are_refused_with_the_option_named() {
         assert!(err("--clients 4").contains("--op is required"));
         assert!(err("--op scan").contains("not 'scan'"));
+        assert!(err("--op scan").contains("incr, delete, cas or mix-all"));
         assert!(err("--op ping --clients 0").contains("--clients takes a positive"));
         assert!(err("--op ping --pipeline -3").contains("--pipeline"));
         assert!(err("--op ping --requests 1e3").contains("--requests"));
@@ -257,6 +324,12 @@ mod tests {
         assert!(err("--op ping --clients 20000").contains("at most 10000"));
         assert!(err("--op ping extra").contains("unexpected argument 'extra'"));
         assert!(err("--op ping --bogus 1").contains("bogus"));
+        assert!(err("--op ping --redis localhost").contains("--redis takes an address"));
+        assert_eq!(
+            run("--op read --redis 127.0.0.1:6379").redis,
+            Some("127.0.0.1:6379".parse().unwrap())
+        );
+        assert_eq!(run("--op read").redis, None);
         assert!(err("--op ping --clients").contains("clients"));
     }
 
@@ -295,5 +368,35 @@ mod tests {
         assert_eq!(run("--op mixed --clients 8 --keys 8").keys, 8);
         // Other workloads may share keys between connections.
         assert_eq!(run("--op write --clients 8 --keys 1").keys, 1);
+    }
+
+    #[test]
+    fn new_ops_parse_and_check_their_keys() {
+        for (name, w) in [
+            ("incr", Workload::Incr),
+            ("delete", Workload::Delete),
+            ("cas", Workload::Cas),
+            ("MIX-ALL", Workload::MixAll),
+        ] {
+            assert_eq!(run(&format!("--op {name}")).workload, w);
+        }
+        assert!(err("--op incr --clients 8 --keys 4").contains("--keys >= --clients"));
+        assert!(err("--op delete --clients 8 --keys 4").contains("--keys >= --clients"));
+        assert_eq!(
+            run("--op delete --clients 8 --keys 8 --pipeline 32").keys,
+            8
+        );
+        // One CAS in flight per key: P keys per connection at least.
+        let e = err("--op cas --clients 4 --pipeline 32 --keys 100");
+        assert!(e.contains("--keys >= --clients x --pipeline"), "{e}");
+        assert!(err("--op mix-all --clients 2 --pipeline 8 --keys 15").contains("x --pipeline"));
+        assert_eq!(
+            run("--op mix-all --clients 2 --pipeline 8 --keys 16").keys,
+            16
+        );
+        assert!(err("--op incr --value-size 8").contains("no --value-size"));
+        assert!(err("--op mix-all --value-size 8").contains("no --value-size"));
+        assert_eq!(run("--op cas --value-size 8").value_size, 8);
+        assert!(help().contains("mix-all VREAD, SET, CAS, DELETE and INCR"));
     }
 }

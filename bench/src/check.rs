@@ -207,6 +207,11 @@ impl KeyBook {
         k.acked = k.acked.max(version);
     }
 
+    /// The newest version sent of `key` (0: never written).
+    pub fn newest(&self, key: usize) -> u64 {
+        self.keys[key].sent
+    }
+
     /// What a READ sent now must at least see: the latest acknowledged version.
     pub fn read_floor(&self, key: usize) -> u64 {
         self.keys[key].acked

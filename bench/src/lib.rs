@@ -10,7 +10,10 @@ pub mod check;
 mod driver;
 mod keys;
 mod latencies;
+mod model;
 pub mod report;
+pub mod resp;
+pub mod scale_plot;
 pub mod schedule;
 mod tally;
 mod ticker;
@@ -32,6 +35,10 @@ pub enum Workload {
     Write,
     Read,
     Mixed,
+    Incr,
+    Delete,
+    Cas,
+    MixAll,
 }
 
 impl Workload {
@@ -41,6 +48,10 @@ impl Workload {
             "write" => Some(Workload::Write),
             "read" => Some(Workload::Read),
             "mixed" => Some(Workload::Mixed),
+            "incr" => Some(Workload::Incr),
+            "delete" => Some(Workload::Delete),
+            "cas" => Some(Workload::Cas),
+            "mix-all" => Some(Workload::MixAll),
             _ => None,
         }
     }
@@ -51,12 +62,42 @@ impl Workload {
             Workload::Write => "write",
             Workload::Read => "read",
             Workload::Mixed => "mixed",
+            Workload::Incr => "incr",
+            Workload::Delete => "delete",
+            Workload::Cas => "cas",
+            Workload::MixAll => "mix-all",
         }
     }
 
-    /// Reads must find every key written, so these write all keys before the timed run.
+    /// Every answer must be predictable, so these write all keys before the timed run.
     pub fn preloads(self) -> bool {
-        matches!(self, Workload::Read | Workload::Mixed)
+        !matches!(self, Workload::Ping | Workload::Write)
+    }
+
+    /// These read every key back after the timed run (untimed) and check what it holds.
+    pub fn reads_back(self) -> bool {
+        matches!(
+            self,
+            Workload::Incr | Workload::Delete | Workload::Cas | Workload::MixAll
+        )
+    }
+
+    /// Each connection changes only its own keys: k mod N = its index.
+    pub fn owns_keys(self) -> bool {
+        matches!(
+            self,
+            Workload::Mixed | Workload::Incr | Workload::Delete | Workload::Cas | Workload::MixAll
+        )
+    }
+
+    /// At most one request in flight per key, so each CAS knows the version it expects.
+    pub fn one_per_key(self) -> bool {
+        matches!(self, Workload::Cas | Workload::MixAll)
+    }
+
+    /// Values are decimal numbers, not `--value-size` bytes.
+    pub fn numbers(self) -> bool {
+        matches!(self, Workload::Incr | Workload::MixAll)
     }
 }
 
@@ -82,6 +123,9 @@ pub struct BenchConfig {
     pub burst: bool,
     pub json: bool,
     pub hist: Option<PathBuf>,
+    /// Measure the Redis server at this address instead of a dsm master (PING, SET, GET over
+    /// RESP), with the same loop, schedule, keys, values, checks and histogram.
+    pub redis: Option<SocketAddr>,
 }
 
 /// Why a run stopped before its last reply.
@@ -96,7 +140,7 @@ pub enum BenchError {
         waited: Duration,
         outstanding: usize,
     },
-    /// The master closed a connection that still had requests in flight.
+    /// The master (or Redis server) closed a connection that still had requests in flight.
     Closed {
         conn: usize,
         outstanding: usize,
@@ -133,7 +177,7 @@ impl fmt::Display for BenchError {
             ),
             BenchError::Closed { conn, outstanding } => write!(
                 f,
-                "the master closed connection {conn} with {outstanding} request(s) outstanding"
+                "the server closed connection {conn} with {outstanding} request(s) outstanding"
             ),
             BenchError::Protocol(why) => write!(f, "protocol error: {why}"),
             BenchError::Preload(why) => write!(f, "preloading the keys failed: {why}"),
@@ -151,13 +195,17 @@ impl From<io::Error> for BenchError {
 }
 
 /// Run one bench against the first of `masters` that accepts connections; every connection
-/// authenticates with `secret` when one is given.
+/// authenticates with `secret` when one is given. With `cfg.redis`, against that Redis server
+/// instead (`masters` and `secret` unused).
 pub fn run(
     cfg: &BenchConfig,
     masters: &[SocketAddr],
     secret: Option<&Secret>,
 ) -> Result<Summary, BenchError> {
-    driver::run(cfg, masters, secret)
+    match cfg.redis {
+        Some(addr) => driver::resp::run(cfg, addr),
+        None => driver::run(cfg, masters, secret),
+    }
 }
 
 /// The `bench` subcommand: `args` are the words after `bench`. Returns the exit status.
@@ -184,6 +232,13 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             return 2;
         }
     };
+    if cfg.redis.is_some() && secret.is_some() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "dsm-client bench: --secret-file is for dsm masters; a --redis run sends no AUTH"
+        );
+        return 2;
+    }
     let summary = match run(&cfg, masters, secret) {
         Ok(s) => s,
         Err(e) => {
@@ -214,7 +269,7 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
     if summary.errors() > 0 {
         let _ = writeln!(
             std::io::stderr(),
-            "dsm-client bench: {} errors ({} error replies, {} mismatched reads, {} NOT_FOUND)",
+            "dsm-client bench: {} errors ({} error replies, {} mismatched answers, {} NOT_FOUND)",
             summary.errors(),
             summary.error_replies,
             summary.mismatches,

@@ -29,6 +29,12 @@ pub struct Summary {
     pub error_replies: u64,
     pub mismatches: u64,
     pub not_found: u64,
+    /// Timed answers that were exactly what was predicted.
+    pub checked: u64,
+    /// Keys read back after the timed run and found as predicted.
+    pub verified: u64,
+    /// Keys read back (incr, delete, cas, mix-all); `None`: no read-back.
+    pub read_back: Option<u64>,
     /// From the first timed send to the last reply.
     pub elapsed: Duration,
     /// Latency per request, nanoseconds.
@@ -64,7 +70,7 @@ impl Summary {
         format!(
             "{{\"op\":\"{}\",\"clients\":{},\"pipeline\":{},\"requests\":{},\"errors\":{},\
              \"ops_per_sec\":{:.1},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\
-             \"p999_us\":{:.1},\"max_us\":{:.1}}}",
+             \"p999_us\":{:.1},\"max_us\":{:.1},\"checked\":{},\"verified\":{}}}",
             self.op,
             self.clients,
             self.pipeline,
@@ -76,6 +82,8 @@ impl Summary {
             self.quantile_us(0.99),
             self.quantile_us(0.999),
             self.max_us(),
+            self.checked,
+            self.verified,
         )
     }
 
@@ -98,6 +106,14 @@ impl Summary {
                 s,
                 " ({} error replies, {} mismatches, {} NOT_FOUND)",
                 self.error_replies, self.mismatches, self.not_found
+            );
+        }
+        let _ = write!(s, "\nchecked: {} answers as predicted", self.checked);
+        if let Some(keys) = self.read_back {
+            let _ = write!(
+                s,
+                "; {} of {keys} keys read back as predicted",
+                self.verified
             );
         }
         let _ = write!(
@@ -259,6 +275,9 @@ mod tests {
             error_replies: 1,
             mismatches: 1,
             not_found: 1,
+            checked: 0,
+            verified: 0,
+            read_back: None,
             elapsed: Duration::from_millis(2),
             hist: hist_of(&[10, 20, 30]),
         };
@@ -266,7 +285,7 @@ mod tests {
             s.json(),
             "{\"op\":\"write\",\"clients\":4,\"pipeline\":32,\"requests\":3,\"errors\":3,\
              \"ops_per_sec\":1500.0,\"p50_us\":20.0,\"p90_us\":30.0,\"p99_us\":30.0,\
-             \"p999_us\":30.0,\"max_us\":30.0}"
+             \"p999_us\":30.0,\"max_us\":30.0,\"checked\":0,\"verified\":0}"
         );
         assert!(s
             .text()

@@ -9,37 +9,31 @@ use dsm_wire::{Body, BodyRef, Decoded, Frame};
 use crate::check::{splitmix, KeyBook, ValueCache, ValueGen, Verdict, VALUE_CACHE_BYTES};
 use crate::keys::{below, key_name, KeyCycle, KeyNames, KEY_NAME_CACHE_BYTES, KEY_PREFIX};
 use crate::latencies::Latencies;
+use crate::model::{delta, render_num, Model, Outcome};
 use crate::report::Summary;
 use crate::{BenchConfig, Workload};
 
-/// One request as the bench remembers it until its reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Ping,
-    Write {
-        key: usize,
-        version: u64,
-    },
-    /// `floor`: the version acknowledged for the key when the read was sent.
-    Read {
-        key: usize,
-        floor: u64,
-    },
-}
+pub use crate::model::Request;
 
 pub struct Tally {
     workload: Workload,
-    keys: usize,
     /// Key numbers are zero-padded to this many digits (0: not padded).
     key_digits: usize,
-    conns: usize,
     names: KeyNames,
     /// The newest value sent for each key, which every READ answer is compared against first.
     values: ValueCache,
     book: KeyBook,
     cycle: KeyCycle,
+    /// What the new operations must answer (incr, delete, cas, mix-all).
+    model: Model,
+    /// A number SET by incr and mix-all, rendered in decimal at its end.
+    num: [u8; 20],
     latencies: Latencies,
     pub completed: u64,
+    /// Timed answers that were exactly what was predicted.
+    pub checked: u64,
+    /// Keys read back after the timed run and found as predicted.
+    pub verified: u64,
     pub error_replies: u64,
     pub mismatches: u64,
     pub not_found: u64,
@@ -58,15 +52,17 @@ impl Tally {
             .map_or(0, |b| b.saturating_sub(KEY_PREFIX.len()));
         Tally {
             workload: cfg.workload,
-            keys: cfg.keys,
             key_digits,
-            conns: cfg.clients,
             names: KeyNames::new(cfg.keys, key_digits, names),
             values: ValueCache::new(ValueGen::new(run, cfg.value_size), cfg.keys, values),
             book: KeyBook::new(cfg.keys),
             cycle: KeyCycle::new(cfg.keys),
+            model: Model::new(cfg.workload, cfg.keys, cfg.clients),
+            num: [0; 20],
             latencies: Latencies::new(),
             completed: 0,
+            checked: 0,
+            verified: 0,
             error_replies: 0,
             mismatches: 0,
             not_found: 0,
@@ -82,10 +78,9 @@ impl Tally {
 
     /// `WRITE bench:3`, for messages.
     fn request_label(&self, request: Request) -> String {
-        match request {
-            Request::Ping => "PING".into(),
-            Request::Write { key, .. } => format!("WRITE {}", self.key_label(key)),
-            Request::Read { key, .. } => format!("READ {}", self.key_label(key)),
+        match request.key() {
+            None => request.verb().into(),
+            Some(key) => format!("{} {}", request.verb(), self.key_label(key)),
         }
     }
 
@@ -93,12 +88,36 @@ impl Tally {
         self.error_replies + self.mismatches + self.not_found
     }
 
-    /// The untimed write of `key` before a read or mixed run.
-    pub fn preload(&mut self, key: usize) -> Request {
-        Request::Write {
-            key,
-            version: self.book.next_write(key),
+    /// The untimed write of `key` before the timed run: a WRITE (read, mixed, delete), a SET
+    /// of 0 (incr), of a generated value (cas) or of a number (mix-all), so every answer after
+    /// it can be predicted.
+    pub fn preload(&mut self, key: usize, rng: &mut u64) -> Request {
+        match self.workload {
+            Workload::Incr => Request::SetNum {
+                key,
+                n: 0,
+                expected: None,
+            },
+            Workload::Cas => Request::Set {
+                key,
+                seq: self.book.next_write(key),
+                expected: None,
+            },
+            Workload::MixAll => Request::SetNum {
+                key,
+                n: below(splitmix(rng), crate::model::MIX_VALUE_RANGE) as i64,
+                expected: None,
+            },
+            _ => Request::Write {
+                key,
+                version: self.book.next_write(key),
+            },
         }
+    }
+
+    /// The untimed read of `key` after the timed run, checked against what it must hold.
+    pub fn verify(&self, key: usize) -> Request {
+        Request::VRead { key }
     }
 
     /// Timed request number `i`, to be sent on connection `conn` (whose generator is `rng`).
@@ -108,9 +127,23 @@ impl Tally {
             Workload::Ping => return Request::Ping,
             Workload::Write | Workload::Read => self.cycle.key(i),
             // A key this connection owns (k mod N = conn), so only it ever writes the key.
-            Workload::Mixed => {
-                let owned = (self.keys - conn).div_ceil(self.conns);
-                conn + self.conns * below(splitmix(rng), owned)
+            Workload::Mixed => self.model.any_owned(conn, splitmix(rng)),
+            Workload::Incr => {
+                let key = self.model.any_owned(conn, splitmix(rng));
+                return self.model.incr(key, delta(splitmix(rng)));
+            }
+            Workload::Delete => return self.model.delete(conn),
+            Workload::Cas => {
+                let key = self.model.take_free(conn);
+                return Request::Set {
+                    key,
+                    seq: self.book.next_write(key),
+                    expected: Some(self.model.state(key).version),
+                };
+            }
+            Workload::MixAll => {
+                let key = self.model.take_free(conn);
+                return self.model.mix(key, splitmix(rng), splitmix(rng));
             }
         };
         let write = match self.workload {
@@ -145,6 +178,30 @@ impl Tally {
             Request::Read { key, .. } => Some(BodyRef::Read {
                 key: self.names.name(key),
             }),
+            Request::Incr { key, delta, .. } => Some(BodyRef::Incr {
+                key: self.names.name(key),
+                delta,
+            }),
+            Request::Delete { key, .. } => Some(BodyRef::Delete {
+                key: self.names.name(key),
+                expected: None,
+            }),
+            Request::Set { key, seq, expected } => Some(BodyRef::Set {
+                key: self.names.name(key),
+                expected,
+                value: self.values.value(key, seq),
+            }),
+            Request::SetNum { key, n, expected } => {
+                let at = render_num(n, &mut self.num);
+                Some(BodyRef::Set {
+                    key: self.names.name(key),
+                    expected,
+                    value: &self.num[at..],
+                })
+            }
+            Request::VRead { key } => Some(BodyRef::VRead {
+                key: self.names.name(key),
+            }),
         }
     }
 
@@ -155,8 +212,9 @@ impl Tally {
         self.body_ref(request).map_or(Body::Ping, |b| b.to_body())
     }
 
-    /// A preload write's reply: anything but OK stops the run (`Err` says what came back).
-    pub fn on_preload_reply(
+    /// An untimed reply. A preload write's: anything but OK (WRITTEN for a SET) stops the run
+    /// (`Err` says what came back). A read-back's: counted verified, or as a failure.
+    pub fn on_untimed_reply(
         &mut self,
         request: Request,
         reply: &Decoded<'_>,
@@ -165,6 +223,25 @@ impl Tally {
             (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
                 self.book.acked(key, version);
                 Ok(())
+            }
+            (Request::VRead { .. }, _) => {
+                let outcome = self
+                    .model
+                    .settle(request, reply, &mut self.book, &mut self.values);
+                match self.count(request, reply, outcome) {
+                    None => self.verified += 1,
+                    Some(why) => log::warn!("bench: read back: {why}"),
+                }
+                Ok(())
+            }
+            (Request::Set { .. } | Request::SetNum { .. }, _) => {
+                match self
+                    .model
+                    .settle(request, reply, &mut self.book, &mut self.values)
+                {
+                    Outcome::Ok => Ok(()),
+                    _ => Err(describe(reply)),
+                }
             }
             (_, reply) => Err(describe(reply)),
         }
@@ -189,6 +266,7 @@ impl Tally {
             }
             (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
                 self.book.acked(key, version);
+                self.checked += 1;
                 None
             }
             _ => self.on_other_reply(request, reply),
@@ -205,9 +283,13 @@ impl Tally {
                 Decoded::Owned(Frame {
                     body: Body::Pong, ..
                 }),
-            ) => None,
+            ) => {
+                self.checked += 1;
+                None
+            }
             (Request::Write { key, version }, Decoded::Owned(Frame { body: Body::Ok, .. })) => {
                 self.book.acked(key, version);
+                self.checked += 1;
                 None
             }
             // The decoder borrows every VALUE; an owned one is checked all the same.
@@ -234,7 +316,7 @@ impl Tally {
                     self.key_label(key)
                 ))
             }
-            (request, reply) => {
+            (Request::Ping | Request::Write { .. } | Request::Read { .. }, reply) => {
                 self.error_replies += 1;
                 Some(format!(
                     "{}: {}",
@@ -242,7 +324,43 @@ impl Tally {
                     describe(reply)
                 ))
             }
+            (request, reply) => {
+                let outcome = self
+                    .model
+                    .settle(request, reply, &mut self.book, &mut self.values);
+                if self.model.exact() {
+                    if let Some(key) = request.key() {
+                        self.model.release(key);
+                    }
+                }
+                let failure = self.count(request, reply, outcome);
+                if failure.is_none() {
+                    self.checked += 1;
+                }
+                failure
+            }
         }
+    }
+
+    /// Count a failed `outcome` of the new operations; `Some` describes it.
+    fn count(&mut self, request: Request, reply: &Decoded<'_>, outcome: Outcome) -> Option<String> {
+        let label = || self.request_label(request);
+        let why = match outcome {
+            Outcome::Ok => return None,
+            Outcome::Mismatch(what) => format!("{} returned {what}", label()),
+            Outcome::NotFound => format!("{} returned NOT_FOUND for a key that exists", label()),
+            Outcome::Conflict(v) => format!(
+                "{}: CONFLICT: the key is at version {v}, not the one this connection last wrote",
+                label()
+            ),
+            Outcome::Error => format!("{}: {}", label(), describe(reply)),
+        };
+        match outcome {
+            Outcome::Mismatch(_) => self.mismatches += 1,
+            Outcome::NotFound => self.not_found += 1,
+            _ => self.error_replies += 1,
+        }
+        Some(why)
     }
 
     /// Check the VALUE answering a READ of `key` sent at `floor`; a mismatch is counted and
@@ -250,7 +368,10 @@ impl Tally {
     #[inline]
     fn check_read(&mut self, key: usize, floor: u64, value: &[u8]) -> Option<String> {
         match self.book.check(&mut self.values, key, floor, Some(value)) {
-            Verdict::Ok => None,
+            Verdict::Ok => {
+                self.checked += 1;
+                None
+            }
             _ => self.mismatch(key),
         }
     }
@@ -274,6 +395,9 @@ impl Tally {
             error_replies: self.error_replies,
             mismatches: self.mismatches,
             not_found: self.not_found,
+            checked: self.checked,
+            verified: self.verified,
+            read_back: cfg.workload.reads_back().then_some(cfg.keys as u64),
             elapsed,
             hist: self.latencies.take(),
         }
@@ -309,6 +433,7 @@ mod tests {
             burst: false,
             json: false,
             hist: None,
+            redis: None,
         }
     }
 
@@ -381,7 +506,7 @@ mod tests {
                     reads += 1;
                     assert_eq!(key % 3, 1);
                 }
-                Request::Ping => panic!("no pings in mixed"),
+                other => panic!("only READ and WRITE in mixed: {other:?}"),
             }
         }
         assert!(
@@ -393,12 +518,12 @@ mod tests {
     #[test]
     fn every_read_reply_is_checked_and_counted() {
         let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
-        let w = t.preload(0);
+        let w = t.preload(0, &mut 0);
         let good = value_of(&mut t, w);
-        assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
-        let w1 = t.preload(1);
+        assert_eq!(t.on_untimed_reply(w, &owned(Body::Ok)), Ok(()));
+        let w1 = t.preload(1, &mut 0);
         assert!(t
-            .on_preload_reply(w1, &owned(Body::error(ErrorCode::NoSlaves, "none")))
+            .on_untimed_reply(w1, &owned(Body::error(ErrorCode::NoSlaves, "none")))
             .unwrap_err()
             .contains("NO_SLAVES"));
         let mut rng = 0;
@@ -443,9 +568,9 @@ mod tests {
     #[test]
     fn a_value_borrowed_from_the_read_buffer_is_checked() {
         let mut t = Tally::new(&cfg(Workload::Read, 1, 2), 5);
-        let w = t.preload(0);
+        let w = t.preload(0, &mut 0);
         let good = value_of(&mut t, w);
-        assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
+        assert_eq!(t.on_untimed_reply(w, &owned(Body::Ok)), Ok(()));
         let r = t.plan(0, 0, &mut 0);
         let mut buf = Vec::new();
         let reply = received(
@@ -531,9 +656,9 @@ mod tests {
         let mut t = Tally::with_budgets(&cfg(Workload::Mixed, 1, 3), 4, 0, 0);
         let mut good = Vec::new();
         for key in 0..3 {
-            let w = t.preload(key);
+            let w = t.preload(key, &mut 0);
             good.push(value_of(&mut t, w));
-            assert_eq!(t.on_preload_reply(w, &owned(Body::Ok)), Ok(()));
+            assert_eq!(t.on_untimed_reply(w, &owned(Body::Ok)), Ok(()));
         }
         let mut buf = Vec::new();
         for key in [0, 1, 2, 2, 0] {

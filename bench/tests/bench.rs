@@ -109,6 +109,7 @@ fn read_bench(mode: Fake) -> Summary {
         burst: false,
         json: false,
         hist: None,
+        redis: None,
     };
     dsm_bench::run(&cfg, &[fake_master(mode)], None).expect("the run completes")
 }

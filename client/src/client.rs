@@ -454,7 +454,9 @@ impl Client {
         let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
         loop {
-            self.ensure_connected(deadline)?;
+            if let Err(e) = self.ensure_connected(deadline) {
+                return Err(refused_by_then(e, refusal, deadline));
+            }
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
                 .collect();
@@ -487,6 +489,33 @@ impl Client {
                 for &i in &todo {
                     maybe_taken[i] |= answers[i].is_none();
                 }
+            }
+            // A resend that a master may have taken, refused UNAVAILABLE: a master still
+            // recovering refuses before it looks at what the slaves recorded, so the refusal
+            // does not say the first send failed. Asked again until it does say, or until the
+            // deadline (then TIMEOUT: unknown, never a false "it failed").
+            let mut undecided = false;
+            for &i in &todo {
+                let unavailable = matches!(
+                    &answers[i],
+                    Some(Ok(Body::Error {
+                        code: ErrorCode::Unavailable,
+                        ..
+                    }))
+                );
+                if unavailable
+                    && maybe_taken[i]
+                    && matches!(bodies[i], Body::WriteOnce { .. } | Body::Once { .. })
+                {
+                    answers[i] = None;
+                    undecided = true;
+                }
+            }
+            if undecided {
+                std::thread::sleep(
+                    Duration::from_millis(20)
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                );
             }
             match round {
                 Ok(Round::Answered) => {}
@@ -522,7 +551,7 @@ impl Client {
                     });
                     self.avoid_current();
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(refused_by_then(e, refusal, deadline)),
             }
             if answers.iter().all(Option::is_some) {
                 return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
@@ -835,4 +864,19 @@ const MAX_LEN: usize = u32::MAX as usize;
 
 fn unexpected(body: &Body) -> Error {
     Error::Protocol(format!("unexpected answer {:?}", body.opcode()))
+}
+
+/// The error of a call that ends with `e`: if masters refused it with NOT_PRIMARY before and
+/// the deadline has come (`e` is the timeout of a reconnect or of a resend after a refusal),
+/// that refusal, which says more than a bare timeout.
+fn refused_by_then(e: Error, refusal: Option<String>, deadline: Instant) -> Error {
+    match refusal {
+        Some(text) if matches!(e, Error::Timeout { .. }) || Instant::now() >= deadline => {
+            Error::Server {
+                code: ErrorCode::NotPrimary,
+                text,
+            }
+        }
+        _ => e,
+    }
 }

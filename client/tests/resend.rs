@@ -24,6 +24,8 @@ enum Fake {
     Freeze,
     /// Answer every request NOT_PRIMARY naming this address as the primary.
     NotPrimary(SocketAddr),
+    /// Answer the first N writes UNAVAILABLE (a master still recovering), then OK.
+    Recovering(usize),
 }
 
 /// A fake master on port 0 serving one connection; the thread returns the requests it read.
@@ -58,12 +60,20 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                 (_, Fake::NotPrimary(addr)) => {
                     Body::error(ErrorCode::NotPrimary, naming_primary(addr, "a standby"))
                 }
-                (Body::Write { .. } | Body::WriteOnce { .. }, Fake::Serve) => Body::Ok,
-                (Body::Once { .. }, Fake::Serve) => Body::Versioned {
+                (Body::Write { .. } | Body::WriteOnce { .. }, Fake::Recovering(n))
+                    if seen.len() < n =>
+                {
+                    Body::error(ErrorCode::Unavailable, "recovering: 1 of 3 slaves reported")
+                }
+                (
+                    Body::Write { .. } | Body::WriteOnce { .. },
+                    Fake::Serve | Fake::Recovering(_),
+                ) => Body::Ok,
+                (Body::Once { .. }, Fake::Serve | Fake::Recovering(_)) => Body::Versioned {
                     version: 7,
                     value: b"3".to_vec(),
                 },
-                (_, Fake::Serve) => Body::Value {
+                (_, Fake::Serve | Fake::Recovering(_)) => Body::Value {
                     value: b"v".to_vec(),
                 },
             };
@@ -180,6 +190,46 @@ fn an_exactly_once_write_whose_connection_breaks_is_sent_again_with_the_same_num
     assert_eq!(once_of(&second_seen[0]), (client, 1, 1, true));
     // The next write has the next number, and says the first was answered.
     assert_eq!(once_of(&second_seen[1]), (client, 2, 2, false));
+}
+
+/// A resend refused UNAVAILABLE by a recovering master says nothing of the first send (the
+/// master did not look at what the slaves recorded): the client asks again until it is
+/// answered, rather than report a failure of a write that may have happened.
+#[test]
+fn a_resend_refused_by_a_recovering_master_is_asked_again_not_failed() {
+    let (first, first_seen) = fake_master(Fake::TakeAndDie);
+    let (second, second_seen) = fake_master(Fake::Recovering(3));
+    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    c.write(b"k", b"once")
+        .expect("answered OK once the master has recovered");
+    drop(c);
+    assert_eq!(first_seen.join().unwrap().len(), 1);
+    let second_seen = second_seen.join().unwrap();
+    assert_eq!(second_seen.len(), 4, "three refusals, then the answer");
+    let (client, seq, _, _) = once_of(&second_seen[0]);
+    for body in &second_seen {
+        assert_eq!(
+            once_of(body),
+            (client, seq, 1, true),
+            "the same write, marked resent"
+        );
+    }
+}
+
+/// A first send refused UNAVAILABLE did not happen: that refusal is the answer.
+#[test]
+fn a_first_send_refused_unavailable_is_a_definite_failure() {
+    let (addr, seen) = fake_master(Fake::Recovering(1));
+    let mut c = Client::connect_with_timeout(&[addr], Duration::from_secs(5)).unwrap();
+    match c.write(b"k", b"v") {
+        Err(Error::Server {
+            code: ErrorCode::Unavailable,
+            ..
+        }) => {}
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    drop(c);
+    assert_eq!(seen.join().unwrap().len(), 1, "not sent again");
 }
 
 #[test]

@@ -771,6 +771,10 @@ impl Master {
         }
         self.members(now)
             .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
+        // A new connection, maybe a new process: it is told the voter count again.
+        if let Some(idx) = self.core.slaves.by_id(&hello.id) {
+            self.ha.untold(idx);
+        }
     }
 
     /// Why this slave's HELLO is refused, if it is: this master is not the primary, or
@@ -847,5 +851,10 @@ impl Master {
         self.core.gate().welcome(conn, hello.req, terms);
         let (ha, roles) = self.roles(now);
         ha.attach(conn, hello.id, roles);
+        // The standby is a voter from now on: the slaves hear the new count at once, not at the
+        // next renewal (a slave that still thinks its primary alone refuses every vote).
+        let voters = self.core.voters(self.ha.standbys());
+        let (ha, roles) = self.roles(now);
+        ha.announce_voters(voters, roles);
     }
 }

@@ -359,3 +359,77 @@ fn a_write_outlived_by_its_primarys_lease_is_not_acknowledged() {
         "{got:?}"
     );
 }
+
+/// Row 7 with a slave that loses the primary: the primary drops it (here its connection
+/// closes) and it redials the next master, the standby of a typo. That standby never had the
+/// primary's roster: it counts only the masters it knows and its supporters (2 + 1 = 3), and
+/// one slave's vote would be a majority of that, while the primary serves on with the two
+/// others. The slave knows better (its primary's STALE said 5 voters): it refuses, and says
+/// 5, and the standby is not elected. `tests/tests/elections.rs` has the same with real
+/// processes.
+#[test]
+fn a_standby_of_a_typo_is_not_elected_by_one_slave_that_lost_the_primary() {
+    let mut ha = Ha::new();
+    let cfg = Config {
+        peers: vec!["127.0.0.1:1".parse().unwrap()],
+        ..common::new_cluster()
+    };
+    let typo = ha.net.add_master(cfg);
+    ha.run(Duration::from_secs(1));
+    let s0 = ha.slaves[0];
+    let conn = ha.net.conn_of(s0);
+    ha.net.close(conn);
+    let step = Duration::from_millis(10);
+    for _ in 0..200 {
+        ha.net.advance(step);
+        ha.net.redial(&[s0], &[ha.p, typo], PATIENCE);
+        let others = [ha.slaves[1], ha.slaves[2]];
+        ha.net.redial(&others, &[ha.p], PATIENCE);
+    }
+    assert_eq!(ha.net.peer(s0).voters, 5, "told by the primary's STALE");
+    let votes = &ha.net.peer(s0).votes;
+    assert!(
+        !votes.is_empty(),
+        "the standby never asked: nothing was tested"
+    );
+    assert!(votes.iter().all(|&(_, granted)| !granted), "{votes:?}");
+    assert_eq!(ha.role_epoch(ha.p), (ServerRole::Primary, 1));
+    assert_eq!(
+        ha.role_epoch(typo).0,
+        ServerRole::Backup,
+        "votes: {votes:?}"
+    );
+}
+
+/// A slave back from a partition may dial the standby first and support it for a few
+/// seconds. One slave and the standby are no majority of five, so the standby keeps promising
+/// the primary: when one more slave goes quiet the primary still has three voters (itself,
+/// the standby, the last slave) and serves on. (The standby used to withdraw its promise as
+/// soon as any slave came to it: two voters lost, and a failover on the next hiccup.)
+#[test]
+fn a_slave_that_dials_the_standby_first_does_not_cost_the_primary_its_lease() {
+    let mut ha = Ha::new();
+    let (p, b, cp) = (ha.p, ha.b, ha.cp);
+    let [s0, s1, s2] = ha.slaves;
+    assert_eq!(
+        ha.net.request(cp, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    let conn = ha.net.conn_of(s0);
+    ha.net.close(conn);
+    ha.net.cut(p, s1);
+    let step = Duration::from_millis(10);
+    for _ in 0..150 {
+        ha.net.advance(step);
+        ha.net.redial(&[s0], &[b], PATIENCE);
+        ha.net.redial(&[s1, s2], &[p], PATIENCE);
+    }
+    assert!(ha.net.peer(s0).supporting, "s0 supports the standby");
+    assert_eq!(ha.role_epoch(p), (ServerRole::Primary, 1));
+    assert_eq!(ha.role_epoch(b), (ServerRole::Backup, 1));
+    assert_eq!(
+        ha.net.request(cp, 2, read("k")),
+        vec![Frame::new(2, value("v"))],
+        "the primary keeps its lease"
+    );
+}

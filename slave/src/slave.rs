@@ -11,7 +11,9 @@
 //! it as a *supporter*, and asks for its vote with TAKEOVER when it has a majority of them. The
 //! vote is granted only for an epoch above every one the slave has seen and once its promise
 //! has run out; granted, the slave serves that master from then on, and refuses the old one
-//! (its epoch is lower).
+//! (its epoch is lower). Its primary's STALE says how many voters the cluster has; the vote
+//! is refused to a standby that counts fewer (it could call a minority a majority), and every
+//! VOTE says the count, so that the standby counts them all.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -95,6 +97,8 @@ pub struct Slave {
     /// The standby masters (their ids) the primary said are out of step with it, and the
     /// generation of that word.
     stale: (u64, Vec<String>),
+    /// The cluster's voters as the last primary served counted them (its STALE); 0: not told.
+    voters: u16,
     store: Store,
     /// Why registering keeps failing, said once rather than at every retry.
     refusals: RefusalLog,
@@ -135,6 +139,7 @@ impl Slave {
             lease: Duration::ZERO,
             promised_until: now,
             stale: (0, Vec::new()),
+            voters: 0,
             store,
             refusals: RefusalLog::default(),
             limits: cfg.limits,
@@ -340,9 +345,10 @@ impl Slave {
                     }) => self.promised_until = now + self.lease,
                     Decoded::Owned(Frame {
                         req_id,
-                        body: Body::Stale { gen, ids },
+                        body: Body::Stale { gen, voters, ids },
                     }) => {
                         self.promised_until = now + self.lease;
+                        self.voters = *voters;
                         if *gen > self.stale.0 {
                             self.stale = (*gen, ids.clone());
                         }
@@ -361,7 +367,8 @@ impl Slave {
                         inventory,
                         lease_ms,
                         id,
-                    } => self.vote(addr, &id, epoch, inventory, lease_ms, now),
+                        voters,
+                    } => self.vote(addr, &id, epoch, inventory, lease_ms, voters, now),
                     Body::Ping => Body::Pong,
                     other => {
                         let op = other.opcode();
@@ -381,9 +388,9 @@ impl Slave {
         }
     }
 
-    /// The standby `id` at `addr` asks our vote to take over at `epoch`. Granted only for an
-    /// epoch above every one seen and once the promise to the old primary has run out; then
-    /// this slave serves the new primary (and reports what it holds if asked).
+    /// The standby `id` at `addr`, counting `voters` voters, asks our vote to take over at
+    /// `epoch`. Granted only for an epoch above every one seen, by a standby that counts at
+    /// least the voters our primary counted, and once the promise to the old primary has run out; then this slave serves the new primary (and reports what it holds if asked).
     #[allow(clippy::too_many_arguments)]
     fn vote(
         &mut self,
@@ -392,24 +399,31 @@ impl Slave {
         epoch: u64,
         inventory: bool,
         lease_ms: u32,
+        voters: u16,
         now: Instant,
     ) -> Body {
         let stale = self.stale.1.iter().any(|s| s == id);
+        let refused = Body::Vote {
+            granted: false,
+            stale,
+            voters: self.voters,
+        };
         if epoch <= self.store.epoch() {
             let seen = self.store.epoch();
             info!("vote refused to {addr}: epoch {epoch} is not above {seen}, already seen");
-            return Body::Vote {
-                granted: false,
-                stale,
-            };
+            return refused;
+        }
+        if voters < self.voters {
+            info!(
+                "vote refused to {addr}: it counts {voters} voters, our primary counted {}",
+                self.voters
+            );
+            return refused;
         }
         if now < self.promised_until {
             let left = self.promised_until.duration_since(now).as_millis();
             info!("vote refused to {addr}: still promised to the primary for {left} ms");
-            return Body::Vote {
-                granted: false,
-                stale,
-            };
+            return refused;
         }
         info!(
             "voted for {addr} to take over at epoch {epoch}{}; serving it, {} keys held",
@@ -434,6 +448,7 @@ impl Slave {
         Body::Vote {
             granted: true,
             stale,
+            voters: self.voters,
         }
     }
 

@@ -401,3 +401,70 @@ fn with_a_secret_a_master_that_fails_its_proof_is_distrusted() {
     assert_eq!(net.ready, 1);
     assert_eq!(net.slave.store().epoch(), 3);
 }
+
+/// A standby master: WELCOMEs every HELLO as a standby (the slave becomes its supporter).
+fn standby(epoch: u64) -> Listener {
+    Listener::Accept(Box::new(move |f| match f.body {
+        Body::Hello { .. } => {
+            let mut w = common::welcome(f.req_id, epoch, false, None);
+            if let Body::Welcome { standby, .. } = &mut w.body {
+                *standby = true;
+            }
+            vec![w]
+        }
+        _ => vec![],
+    }))
+}
+
+fn takeover(req: u64, epoch: u64, voters: u16) -> Frame {
+    let body = Body::Takeover {
+        epoch,
+        inventory: false,
+        lease_ms: 400,
+        id: "127.0.0.1:7003 127.0.0.1:7002".into(),
+        voters,
+    };
+    Frame::new(req, body)
+}
+
+/// Its primary's STALE told the slave the cluster has 5 voters; a standby that counts 3 (it
+/// never had the roster) asks for its vote and is refused, told 5; one that counts 5 gets it.
+#[test]
+fn a_vote_is_refused_to_a_standby_that_counts_fewer_voters_than_the_primary_did() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    net.listen(a, welcoming(1, false));
+    net.listen(b, standby(1));
+    net.run_for(10 * MS);
+    assert!(net.slave.registered());
+    let stale = Body::Stale {
+        gen: 1,
+        voters: 5,
+        ids: vec![],
+    };
+    assert_eq!(
+        net.ask(Frame::new(1 << 62, stale)),
+        Some(Frame::new(1 << 62, Body::Pong))
+    );
+    net.cut();
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.slave.supporting()
+            && n.peer() == Some(b)),
+        "the slave did not come to the standby"
+    );
+    let refused = Body::Vote {
+        granted: false,
+        stale: false,
+        voters: 5,
+    };
+    assert_eq!(net.ask(takeover(1, 2, 3)), Some(Frame::new(1, refused)));
+    assert!(net.slave.supporting(), "still only a supporter");
+    assert_eq!(logged("it counts 3 voters, our primary counted 5").len(), 1);
+    let granted = Body::Vote {
+        granted: true,
+        stale: false,
+        voters: 5,
+    };
+    assert_eq!(net.ask(takeover(2, 2, 5)), Some(Frame::new(2, granted)));
+    assert!(net.slave.registered(), "serving the standby it voted for");
+}

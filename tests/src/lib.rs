@@ -18,6 +18,7 @@
 
 pub mod bins;
 mod data;
+pub mod fuzzing;
 mod health;
 pub mod hosts;
 pub mod limits;
@@ -259,6 +260,11 @@ impl Cluster {
     pub fn connect(&self, masters: &[SocketAddr]) -> Result<Client, Error> {
         let secret = self.secret.as_ref().map(|(s, _)| s.clone());
         Client::connect_with_secret(masters, dsm_client::DEFAULT_TIMEOUT, secret)
+    }
+
+    /// The cluster's secret, if it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref().map(|(s, _)| s)
     }
 
     /// The `dsm-client` binary with `--master` set to this cluster's master (and the cluster's

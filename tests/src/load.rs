@@ -350,11 +350,58 @@ impl Drop for Watcher {
 pub const SLOTS: usize = 20;
 
 /// What a writer of the load did, per slot: the last sequence number acknowledged and the
-/// last one sent (a write that failed may still have happened).
+/// last one sent (a write that failed may still have happened); and when each of its writes
+/// was acknowledged, and when each failed write was sent and answered, with why.
 #[derive(Debug, Clone)]
 struct Slots {
     acked: Vec<Option<u64>>,
     sent: Vec<Option<u64>>,
+    /// Each acknowledged write: when it was sent and when it was answered.
+    acked_at: Vec<(Instant, Instant)>,
+    failed: Vec<Failed>,
+    /// When a call ended on another master than the one before: when, and which.
+    moves: Vec<(Instant, std::net::SocketAddr)>,
+}
+
+/// A write of the load that was not acknowledged.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub writer: usize,
+    pub sent: Instant,
+    pub answered: Instant,
+    /// What the call returned, by kind (as in [`LoadReport::errors`]).
+    pub kind: String,
+    /// The outcome is unknown: the write may have taken effect (anything but a refusal the
+    /// torture workload counts as certain, `torture::workload::classify_write`).
+    pub unknown: bool,
+}
+
+/// How the writers of a [`Load`] behave.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOpts {
+    pub writers: usize,
+    /// Each call's deadline (the client library's, reconnects and resends included).
+    pub call_timeout: Duration,
+    /// After a call that ran out its deadline, drop the client and connect a new one (which
+    /// tries the masters in order) instead of sending the next write on the same connection:
+    /// what an application that gives up on a silent master does. Without it a writer stays
+    /// on its connection as the client library does (a frozen master holds it until it
+    /// resumes).
+    pub fresh_client_after_timeout: bool,
+    /// Write through this master alone (a probe of one master), not through every master of
+    /// the cluster.
+    pub only: Option<std::net::SocketAddr>,
+}
+
+impl Default for LoadOpts {
+    fn default() -> LoadOpts {
+        LoadOpts {
+            writers: 2,
+            call_timeout: CALL_TIMEOUT,
+            fresh_client_after_timeout: false,
+            only: None,
+        }
+    }
 }
 
 struct Shared {
@@ -370,11 +417,15 @@ struct Shared {
 pub struct Load {
     shared: Arc<Shared>,
     writers: Vec<JoinHandle<Slots>>,
+    /// The number of the first writer.
+    first: usize,
 }
 
 /// What the load did, once stopped.
 pub struct LoadReport {
     writers: Vec<Slots>,
+    /// The number of the first writer.
+    first: usize,
     pub acked: usize,
     pub short: usize,
     pub errors: BTreeMap<String, usize>,
@@ -383,21 +434,58 @@ pub struct LoadReport {
 impl Load {
     /// Start `n` writers, each with a client of every master of `cluster`.
     pub fn start(cluster: &Cluster, n: usize) -> Load {
+        Load::start_with(
+            cluster,
+            LoadOpts {
+                writers: n,
+                ..LoadOpts::default()
+            },
+        )
+    }
+
+    /// Start the writers `opts` says, each with a client of every master of `cluster`.
+    pub fn start_with(cluster: &Cluster, opts: LoadOpts) -> Load {
+        Load::start_numbered(cluster, opts, 0)
+    }
+
+    /// [`Load::start_with`], the writers numbered from `first` (so that two loads on one
+    /// cluster write keys of their own).
+    pub fn start_numbered(cluster: &Cluster, opts: LoadOpts, first: usize) -> Load {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             acked: AtomicUsize::new(0),
             short: AtomicUsize::new(0),
             errors: Mutex::new(BTreeMap::new()),
         });
-        let writers = (0..n)
+        let writers = (first..first + opts.writers)
             .map(|t| {
-                let mut c = cluster.ha_client();
-                c.set_timeout(CALL_TIMEOUT);
+                let masters = match opts.only {
+                    Some(m) => vec![m],
+                    None => cluster.masters(),
+                };
+                let mut c = cluster
+                    .connect(&masters)
+                    .unwrap_or_else(|e| panic!("cannot connect a client to {masters:?}: {e}"));
+                c.set_timeout(opts.call_timeout);
                 let shared = shared.clone();
-                thread::spawn(move || write_until_stopped(t, &mut c, &shared))
+                let secret = cluster.secret().cloned();
+                let connect = move || {
+                    let timeout = opts.call_timeout;
+                    let mut c = Client::connect_with_secret(&masters, timeout, secret.clone());
+                    if let Ok(c) = c.as_mut() {
+                        c.set_timeout(timeout);
+                    }
+                    c.ok()
+                };
+                let fresh = opts.fresh_client_after_timeout.then_some(connect);
+                thread::spawn(move || write_until_stopped(t, c, fresh, &shared))
             })
             .collect();
-        Load { shared, writers }
+        Load {
+            shared,
+            writers,
+            first,
+        }
     }
 
     /// Writes acknowledged so far.
@@ -428,6 +516,7 @@ impl Load {
             .collect();
         LoadReport {
             writers,
+            first: self.first,
             acked: self.acked(),
             short: self.shared.short.load(Ordering::SeqCst),
             errors: self.shared.errors.lock().unwrap().clone(),
@@ -444,36 +533,96 @@ impl Drop for Load {
     }
 }
 
+/// The longest time between `from` and `to` without an acknowledged write of any writer of
+/// any of `loads`.
+pub fn longest_gap(loads: &[&LoadReport], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = loads
+        .iter()
+        .flat_map(|l| l.acks().map(|(_, a)| a))
+        .filter(|&t| t > from && t < to)
+        .collect();
+    times.sort_unstable();
+    longest_between(from, &times, to)
+}
+
+/// The longest of the times between `from`, each of `times` (sorted, all between the two)
+/// and `to`.
+fn longest_between(from: Instant, times: &[Instant], to: Instant) -> Duration {
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for &t in times.iter().chain(std::iter::once(&to)) {
+        longest = longest.max(t.saturating_duration_since(last));
+        last = t;
+    }
+    longest
+}
+
 fn load_key(t: usize, slot: usize) -> Vec<u8> {
     format!("blink-load-{t}-{slot}").into_bytes()
 }
 
-fn write_until_stopped(t: usize, c: &mut Client, shared: &Shared) -> Slots {
+fn write_until_stopped(
+    t: usize,
+    c: Client,
+    fresh: Option<impl Fn() -> Option<Client>>,
+    shared: &Shared,
+) -> Slots {
     let mut slots = Slots {
         acked: vec![None; SLOTS],
         sent: vec![None; SLOTS],
+        acked_at: Vec::new(),
+        failed: Vec::new(),
+        moves: Vec::new(),
     };
+    let mut client = Some(c);
     let mut seq = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
+        let Some(c) = client.as_mut() else {
+            // A fresh client after a timeout: connecting is part of the writer's gap.
+            client = fresh.as_ref().and_then(|f| f());
+            if client.is_none() {
+                thread::sleep(BACKOFF);
+            }
+            continue;
+        };
         let slot = seq as usize % SLOTS;
+        let sent = Instant::now();
         let result = c.write(&load_key(t, slot), format!("{t}:{seq}").as_bytes());
+        let answered = Instant::now();
+        if slots.moves.last().map(|&(_, m)| m) != Some(c.master()) {
+            slots.moves.push((answered, c.master()));
+        }
+        let unknown = crate::torture::workload::classify_write(&result).0
+            == crate::torture::history::Outcome::Unknown;
         slots.sent[slot] = Some(seq);
         thread::sleep(PACE);
         match result {
             Ok(w) => {
                 slots.acked[slot] = Some(seq);
+                slots.acked_at.push((sent, answered));
                 shared.acked.fetch_add(1, Ordering::SeqCst);
                 if w != dsm_client::Written::Full {
                     shared.short.fetch_add(1, Ordering::SeqCst);
                 }
             }
             Err(e) => {
+                let kind = kind_of(&e);
                 *shared
                     .errors
                     .lock()
                     .unwrap()
-                    .entry(kind_of(&e))
+                    .entry(kind.clone())
                     .or_default() += 1;
+                slots.failed.push(Failed {
+                    writer: t,
+                    sent,
+                    answered,
+                    kind,
+                    unknown,
+                });
+                if fresh.is_some() && matches!(e, Error::Timeout { .. }) {
+                    client = None;
+                }
                 thread::sleep(BACKOFF);
             }
         }
@@ -488,7 +637,8 @@ impl LoadReport {
     pub fn check(&self, cluster: &Cluster, deadline: Instant) -> ReadBack {
         let mut keys = Vec::new();
         let mut want = Vec::new();
-        for (t, w) in self.writers.iter().enumerate() {
+        for (n, w) in self.writers.iter().enumerate() {
+            let t = self.first + n;
             for slot in 0..SLOTS {
                 keys.push(load_key(t, slot));
                 want.push((t, w.acked[slot], w.sent[slot]));
@@ -523,6 +673,59 @@ impl LoadReport {
             }
             None
         })
+    }
+
+    /// The longest time between `from` and `to` without an acknowledged write of any writer
+    /// (the time from `from` to the first, and from the last to `to`, count too).
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        longest_gap(&[self], from, to)
+    }
+
+    /// The longest time between `from` and `to` that one writer went without an acknowledged
+    /// write, the longest of any writer.
+    pub fn longest_writer_gap(&self, from: Instant, to: Instant) -> Duration {
+        self.writers
+            .iter()
+            .map(|w| {
+                let times: Vec<Instant> = w
+                    .acked_at
+                    .iter()
+                    .map(|&(_, a)| a)
+                    .filter(|&t| t > from && t < to)
+                    .collect();
+                longest_between(from, &times, to)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// How long after `t` the first write sent after `t` was acknowledged.
+    pub fn first_ack_after(&self, t: Instant) -> Option<Duration> {
+        self.acks()
+            .filter(|&(sent, _)| sent >= t)
+            .map(|(_, a)| a)
+            .min()
+            .map(|a| a - t)
+    }
+
+    /// Every acknowledged write: when it was sent and when it was answered.
+    fn acks(&self) -> impl Iterator<Item = (Instant, Instant)> + '_ {
+        self.writers.iter().flat_map(|w| w.acked_at.iter().copied())
+    }
+
+    /// Every write that was not acknowledged, by writer, in the order sent.
+    pub fn failed(&self) -> impl Iterator<Item = &Failed> {
+        self.writers.iter().flat_map(|w| w.failed.iter())
+    }
+
+    /// For each writer, when its calls began to end on another master, and which.
+    pub fn moves(&self) -> Vec<Vec<(Instant, std::net::SocketAddr)>> {
+        self.writers.iter().map(|w| w.moves.clone()).collect()
+    }
+
+    /// Writes whose outcome the client could not know (the write may have happened).
+    pub fn unknown(&self) -> usize {
+        self.failed().filter(|f| f.unknown).count()
     }
 
     /// Keys of the load with an acknowledged write.

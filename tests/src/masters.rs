@@ -119,6 +119,18 @@ impl Cluster {
         self.wait_backup_synced(MasterId::BACKUP, STARTUP);
     }
 
+    /// Start the backup on the ports held by `ClusterOpts::reserve_backup` with `--backup-of
+    /// target`, which may be no master at all (a typo), and wait for its ready line only.
+    pub fn start_backup_following(&mut self, target: SocketAddr) {
+        let Some((listen, heartbeat)) = self.reserved.take() else {
+            panic!("no backup reserved (ClusterOpts::reserve_backup) or it already started");
+        };
+        let seat = self.seat(MasterId::BACKUP);
+        let (addr, hb) = (seat.listen, seat.heartbeat);
+        drop((listen, heartbeat));
+        self.masters[MasterId::BACKUP.0] = self.spawn_master("backup", addr, hb, Some(target));
+    }
+
     /// Kill master `id` if it runs, start it again on its own addresses as the backup of the
     /// master whose heartbeat socket is `primary_heartbeat`, and wait until it has that
     /// master's state.

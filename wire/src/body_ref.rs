@@ -1,6 +1,8 @@
 //! A borrowed view of the bodies that carry keys and values (READ, WRITE, WRITE_ONCE, STORE,
-//! STORE_ONCE, STORE_KEEP, FETCH, FETCHED, VALUE, RECALL), so the hot path decodes and encodes them without
-//! copying; no I/O.
+//! STORE_ONCE, STORE_KEEP, FETCH, FETCHED, VALUE, RECALL, VERSIONED), so the hot path decodes
+//! and encodes them without copying; no I/O. SET, DELETE, INCR and VREAD have a borrowed form
+//! for encoding only (a load generator sends them from its caches); they are always decoded
+//! owned.
 
 use crate::frame::{Body, Opcode, WriteId};
 
@@ -54,6 +56,30 @@ pub enum BodyRef<'a> {
     },
     Value {
         value: &'a [u8],
+    },
+    Versioned {
+        version: u64,
+        value: &'a [u8],
+    },
+    /// Encoded only: decoding gives the owned [`Body::Set`].
+    Set {
+        key: &'a [u8],
+        expected: Option<u64>,
+        value: &'a [u8],
+    },
+    /// Encoded only: decoding gives the owned [`Body::Delete`].
+    Delete {
+        key: &'a [u8],
+        expected: Option<u64>,
+    },
+    /// Encoded only: decoding gives the owned [`Body::Incr`].
+    Incr {
+        key: &'a [u8],
+        delta: i64,
+    },
+    /// Encoded only: decoding gives the owned [`Body::VRead`].
+    VRead {
+        key: &'a [u8],
     },
 }
 
@@ -119,6 +145,25 @@ impl<'a> BodyRef<'a> {
                 value,
             },
             Body::Value { value } => BodyRef::Value { value },
+            Body::Versioned { version, value } => BodyRef::Versioned {
+                version: *version,
+                value,
+            },
+            Body::Set {
+                key,
+                expected,
+                value,
+            } => BodyRef::Set {
+                key,
+                expected: *expected,
+                value,
+            },
+            Body::Delete { key, expected } => BodyRef::Delete {
+                key,
+                expected: *expected,
+            },
+            Body::Incr { key, delta } => BodyRef::Incr { key, delta: *delta },
+            Body::VRead { key } => BodyRef::VRead { key },
             _ => return None,
         })
     }
@@ -192,6 +237,28 @@ impl<'a> BodyRef<'a> {
             BodyRef::Value { value } => Body::Value {
                 value: value.to_vec(),
             },
+            BodyRef::Versioned { version, value } => Body::Versioned {
+                version,
+                value: value.to_vec(),
+            },
+            BodyRef::Set {
+                key,
+                expected,
+                value,
+            } => Body::Set {
+                key: key.to_vec(),
+                expected,
+                value: value.to_vec(),
+            },
+            BodyRef::Delete { key, expected } => Body::Delete {
+                key: key.to_vec(),
+                expected,
+            },
+            BodyRef::Incr { key, delta } => Body::Incr {
+                key: key.to_vec(),
+                delta,
+            },
+            BodyRef::VRead { key } => Body::VRead { key: key.to_vec() },
         }
     }
 
@@ -207,6 +274,11 @@ impl<'a> BodyRef<'a> {
             BodyRef::Fetch { .. } => Opcode::Fetch,
             BodyRef::Fetched { .. } => Opcode::Fetched,
             BodyRef::Value { .. } => Opcode::Value,
+            BodyRef::Versioned { .. } => Opcode::Versioned,
+            BodyRef::Set { .. } => Opcode::Set,
+            BodyRef::Delete { .. } => Opcode::Delete,
+            BodyRef::Incr { .. } => Opcode::Incr,
+            BodyRef::VRead { .. } => Opcode::VRead,
         }
     }
 }
@@ -272,6 +344,33 @@ mod tests {
                 value: &[0, 255, 1],
             },
             BodyRef::Value { value: b"v" },
+            BodyRef::Versioned {
+                version: 1 << 63 | 4,
+                value: b"42",
+            },
+            BodyRef::Set {
+                key: b"k",
+                expected: Some(0),
+                value: b"v",
+            },
+            BodyRef::Set {
+                key: b"k",
+                expected: None,
+                value: b"",
+            },
+            BodyRef::Delete {
+                key: b"k",
+                expected: Some(7),
+            },
+            BodyRef::Delete {
+                key: b"k",
+                expected: None,
+            },
+            BodyRef::Incr {
+                key: b"n",
+                delta: -3,
+            },
+            BodyRef::VRead { key: b"k" },
         ];
         for b in bodies {
             let owned = b.to_body();

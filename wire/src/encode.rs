@@ -95,6 +95,29 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             put_bytes(out, value);
         }
         BodyRef::Value { value } => put_bytes(out, value),
+        BodyRef::Versioned { version, value } => {
+            put_u64(out, version);
+            put_bytes(out, value);
+        }
+        BodyRef::Set {
+            key,
+            expected,
+            value,
+        } => {
+            out.reserve(8 + 9 + key.len() + value.len());
+            put_bytes(out, key);
+            put_opt_u64(out, expected);
+            put_bytes(out, value);
+        }
+        BodyRef::Delete { key, expected } => {
+            put_bytes(out, key);
+            put_opt_u64(out, expected);
+        }
+        BodyRef::Incr { key, delta } => {
+            put_bytes(out, key);
+            put_u64(out, delta as u64);
+        }
+        BodyRef::VRead { key } => put_bytes(out, key),
     }
     finish(start, out);
 }
@@ -163,18 +186,26 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             inventory,
             lease_ms,
             id,
+            voters,
         } => {
             put_u64(out, *epoch);
             out.push(*inventory as u8);
             put_u32(out, *lease_ms);
             put_string(out, id);
+            put_u16(out, *voters);
         }
-        Body::Vote { granted, stale } => {
+        Body::Vote {
+            granted,
+            stale,
+            voters,
+        } => {
             out.push(*granted as u8);
             out.push(*stale as u8);
+            put_u16(out, *voters);
         }
-        Body::Stale { gen, ids } => {
+        Body::Stale { gen, voters, ids } => {
             put_u64(out, *gen);
+            put_u16(out, *voters);
             let n = ids.len().min(u16::MAX as usize);
             put_u16(out, n as u16);
             for id in &ids[..n] {

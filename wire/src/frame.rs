@@ -432,18 +432,26 @@ pub enum Body {
         lease_ms: u32,
         /// The master's id: the one it gives the primary it follows, as STALE names it.
         id: String,
+        /// The cluster's voters as this master counts them (the masters and the slaves of the
+        /// roster): a slave told of more by its primary (STALE) refuses its vote.
+        voters: u16,
     },
     /// Slave → master, the answer to TAKEOVER. `granted`: the slave now serves this master at
     /// its epoch (and refuses every older one). `stale`: the slave was told (STALE) that this
     /// master is out of step with the primary it follows, so its map cannot be trusted.
+    /// `voters`: the cluster's voters as the slave's last primary counted them (STALE); 0
+    /// if it was never told.
     Vote {
         granted: bool,
         stale: bool,
+        voters: u16,
     },
     /// Primary → slave: the standby masters (ids) that are out of step as of generation `gen`
-    /// (an empty list: none). Answered PONG, like a PING.
+    /// (an empty list: none), and the cluster's voters as the primary counts them. Answered
+    /// PONG, like a PING.
     Stale {
         gen: u64,
+        voters: u16,
         ids: Vec<String>,
     },
     Ping,

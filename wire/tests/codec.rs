@@ -131,27 +131,33 @@ fn samples() -> Vec<Frame> {
             inventory: true,
             lease_ms: 400,
             id: "127.0.0.1:7003 127.0.0.1:7002".into(),
+            voters: 5,
         },
         Body::Takeover {
             epoch: u64::MAX,
             inventory: false,
             lease_ms: 0,
             id: unicode.into(),
+            voters: u16::MAX,
         },
         Body::Vote {
             granted: true,
             stale: false,
+            voters: 0,
         },
         Body::Vote {
             granted: false,
             stale: true,
+            voters: 7,
         },
         Body::Stale {
             gen: 0,
+            voters: 0,
             ids: vec![],
         },
         Body::Stale {
             gen: 7,
+            voters: 5,
             ids: vec!["127.0.0.1:7003 127.0.0.1:7002".into(), unicode.into()],
         },
         Body::Challenge {

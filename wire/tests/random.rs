@@ -203,13 +203,16 @@ fn random_frame(rng: &mut Rng) -> Frame {
             inventory: rng.one_in(2),
             lease_ms: rng.u64() as u32,
             id: rng.string(),
+            voters: rng.u64() as u16,
         },
         Opcode::Vote => Body::Vote {
             granted: rng.one_in(2),
             stale: rng.one_in(2),
+            voters: rng.u64() as u16,
         },
         Opcode::Stale => Body::Stale {
             gen: rng.u64(),
+            voters: rng.u64() as u16,
             ids: (0..rng.below(4)).map(|_| rng.string()).collect(),
         },
         Opcode::Fetch => Body::Fetch {

@@ -32,13 +32,16 @@ pub(super) struct Pending {
 pub(super) struct BenchConn {
     pub(super) conn: Conn,
     pub(super) welcomed: bool,
+    /// In the driver's list of connections to flush.
+    pub(super) queued: bool,
     pub(super) hello: Option<Handshake>,
     /// Sequence number of the next request; its id is `seq << 32 | slot in inflight`.
     pub(super) next_req: u64,
     pub(super) inflight: Slab<Pending>,
     /// Open loop: requests that are due but wait for a free slot, with their due times.
     pub(super) backlog: VecDeque<(u64, Instant)>,
-    /// Next key this connection preloads (it owns the keys equal to its index modulo N).
+    /// Next key this connection preloads, or reads back after the timed run (it owns the
+    /// keys equal to its index modulo N).
     pub(super) preload_next: usize,
     pub(super) rng: u64,
 }
@@ -61,6 +64,7 @@ impl BenchConn {
         Ok(BenchConn {
             conn: Conn::new(stream, max_frame),
             welcomed: false,
+            queued: false,
             hello: None,
             next_req: 1,
             inflight: Slab::with_capacity(depth),
@@ -73,8 +77,9 @@ impl BenchConn {
 
 impl Pending {
     /// Count `reply`, the answer to this request, in `tally`: a preload write must get OK, a
-    /// timed request has its latency (to `now`, on the driver's clock) recorded and its reply
-    /// checked. Failures of timed requests are counted, and the first few logged.
+    /// read-back is checked, a timed request has its latency (to `now`, on the driver's clock)
+    /// recorded and its reply checked. Failures of timed requests and read-backs are counted,
+    /// and the first few timed ones logged.
     #[inline]
     pub(super) fn settle(
         self,
@@ -84,7 +89,7 @@ impl Pending {
     ) -> Result<(), BenchError> {
         if !self.timed {
             return tally
-                .on_preload_reply(self.request, reply)
+                .on_untimed_reply(self.request, reply)
                 .map_err(BenchError::Preload);
         }
         let latency = now.saturating_sub(self.since);

@@ -9,7 +9,6 @@ use dsm_wire::Role;
 use mio::Waker;
 
 use super::{Driver, Phase, PRELOAD_DEPTH, WAKER};
-use crate::report::Summary;
 use crate::schedule::Schedule;
 use crate::ticker::Ticker;
 use crate::BenchError;
@@ -24,6 +23,7 @@ impl Driver<'_> {
             c.conn.send(&hello);
             c.hello = Some(hs);
             c.next_req += 1;
+            c.queued = true;
             self.dirty.push(idx);
         }
         self.note_sent(self.conns.len());
@@ -35,10 +35,14 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Write every key once, untimed, each from the connection that owns it.
-    pub(super) fn preload(&mut self) -> Result<(), BenchError> {
-        self.phase = Phase::Preload;
+    /// Untimed, each key from the connection that owns it: write every key once before the
+    /// timed run (`Phase::Preload`), or read every key back after it (`Phase::ReadBack`).
+    pub(super) fn untimed(&mut self, phase: Phase) -> Result<(), BenchError> {
+        self.phase = phase;
         let depth = self.cfg.pipeline.max(PRELOAD_DEPTH);
+        for (idx, c) in self.conns.iter_mut().enumerate() {
+            c.preload_next = idx;
+        }
         loop {
             let now = self.nanos(Instant::now());
             for idx in 0..self.conns.len() {
@@ -47,7 +51,10 @@ impl Driver<'_> {
                 {
                     let key = self.conns[idx].preload_next;
                     self.conns[idx].preload_next += self.conns.len();
-                    let request = self.tally.preload(key);
+                    let request = match phase {
+                        Phase::ReadBack => self.tally.verify(key),
+                        _ => self.tally.preload(key, &mut self.conns[idx].rng),
+                    };
                     self.send(idx, request, now, false);
                 }
             }
@@ -59,7 +66,8 @@ impl Driver<'_> {
         }
     }
 
-    pub(super) fn timed(&mut self) -> Result<Summary, BenchError> {
+    /// The timed run; returns the time from its first send to its last reply.
+    pub(super) fn timed(&mut self) -> Result<Duration, BenchError> {
         self.phase = Phase::Timed;
         let start = Instant::now();
         let schedule = self
@@ -104,8 +112,7 @@ impl Driver<'_> {
         if progress.is_some() {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
-        let elapsed = last_reply.saturating_duration_since(start);
-        Ok(self.tally.summary(self.cfg, elapsed))
+        Ok(last_reply.saturating_duration_since(start))
     }
 
     fn print_progress(&self, start: Instant, now: Instant) {

@@ -1,11 +1,17 @@
 //! A standby's side of an election (the design is in `mod.rs`). Slaves that lost their
 //! primary come to a standby, which WELCOMEs them as *supporters*. The standby *withdraws* its
 //! own promise to the primary (it stops answering the primary's PINGs) once the primary is
-//! silent or a supporter has come; once its last promise has run out, it counts itself. With
+//! silent or it and its supporters are a majority; once its last promise has run out, it counts itself. With
 //! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
 //! above any it or a supporter has seen, to every supporter. A slave grants its VOTE only for
 //! such an epoch and once its own promise to the old primary has run out; a majority of
 //! granted votes (with the standby's own) elects it.
+//!
+//! The voters are counted as the standby knows them (`Ha::standby_voters`), and never fewer
+//! than any slave's VOTE says its primary counted: a standby that never had the roster (its
+//! primary unreachable since it started) learns the cluster's size from the first refusal
+//! (each slave refuses a TAKEOVER that counts fewer voters than its primary told it), and
+//! needs a majority of that.
 //!
 //! No state here outlives the standby's role: an elected standby hands its supporters over
 //! (those that voted become its slaves), and one that steps down has none.
@@ -35,6 +41,8 @@ pub(crate) struct Election {
     /// Its last promise to the primary holds until then.
     promised_until: Option<Instant>,
     campaign: Option<Campaign>,
+    /// The most voters any supporter's VOTE said its primary counted.
+    learned: usize,
 }
 
 /// What the standby must do after a tick or a VOTE.
@@ -108,12 +116,19 @@ impl Election {
         self.withdrawn && self.promised_until.is_none_or(|u| now >= u)
     }
 
-    /// The tick: with a majority of `voters` on our side, campaign (or ask again those that
-    /// have not voted yet); `epoch` is the highest this standby has seen.
-    pub fn tick(&mut self, now: Instant, voters: usize, epoch: u64, retry: Duration) -> Next {
+    /// The voters: `counted` by this standby, or more if a supporter said so.
+    pub fn voters(&self, counted: usize) -> usize {
+        counted.max(self.learned)
+    }
+
+    /// The tick: with a majority of the voters (`counted`, or more: [`Election::voters`]) on
+    /// our side, campaign (or ask again those that have not voted yet); `epoch` is the
+    /// highest this standby has seen.
+    pub fn tick(&mut self, now: Instant, counted: usize, epoch: u64, retry: Duration) -> Next {
         if !self.counts_itself(now) || self.supporters.is_empty() {
             return Next::Nothing;
         }
+        let voters = self.voters(counted);
         let needed = voters / 2 + 1;
         if 1 + self.supporters.len() < needed {
             return Next::Nothing;
@@ -156,8 +171,27 @@ impl Election {
         }
     }
 
-    /// Supporter `conn` answered our TAKEOVER.
-    pub fn vote(&mut self, conn: ConnId, granted: bool, stale: bool, voters: usize) -> Next {
+    /// Supporter `conn` answered our TAKEOVER; its primary counted `told` voters (0: it was
+    /// not told). `counted`: the voters as this standby counts them.
+    pub fn vote(
+        &mut self,
+        conn: ConnId,
+        granted: bool,
+        stale: bool,
+        told: u16,
+        counted: usize,
+    ) -> Next {
+        if self.campaign.is_some() && self.supporters.contains_key(&conn) {
+            let told = usize::from(told);
+            if told > self.voters(counted) {
+                warn!(
+                    "a supporter's primary counted {told} voters, this standby {}: counting {told}",
+                    self.voters(counted)
+                );
+            }
+            self.learned = self.learned.max(told);
+        }
+        let voters = self.voters(counted);
         let Some(c) = &self.campaign else {
             return Next::Nothing;
         };
@@ -244,18 +278,18 @@ mod tests {
             Next::Ask(5, vec![1, 2]),
             "above every epoch seen"
         );
-        assert_eq!(e.vote(1, false, false, 5), Next::Nothing);
+        assert_eq!(e.vote(1, false, false, 5, 5), Next::Nothing);
         // Asked again, at the same epoch, after the retry interval.
         assert_eq!(
             e.tick(t0 + LEASE + RETRY, 5, 3, RETRY),
             Next::Ask(5, vec![1])
         );
         assert_eq!(
-            e.vote(2, true, false, 5),
+            e.vote(2, true, false, 0, 5),
             Next::Nothing,
             "two votes of five"
         );
-        assert_eq!(e.vote(1, true, true, 5), Next::Elected(5));
+        assert_eq!(e.vote(1, true, true, 5, 5), Next::Elected(5));
         assert!(e.stale());
         assert!(e.hold(1, Body::Pong));
     }
@@ -272,5 +306,36 @@ mod tests {
         e.rejoin();
         assert!(!e.withdrawn);
         assert!(e.promise(t0, LEASE));
+    }
+
+    /// A standby that never had the roster counts 2 masters and its 1 supporter: 3 voters, of
+    /// which it and the supporter are a majority. The supporter's primary counted 5: its
+    /// refusal says so, and the standby needs 3 of 5 from then on.
+    #[test]
+    fn a_standby_counts_the_voters_a_supporters_primary_counted() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        e.withdraw("no primary");
+        e.support(1, "s0".into(), 10, 1);
+        assert_eq!(e.tick(t0, 3, 1, RETRY), Next::Ask(2, vec![1]));
+        assert_eq!(e.vote(1, false, false, 5, 3), Next::Nothing);
+        assert_eq!(e.voters(3), 5);
+        assert_eq!(
+            e.tick(t0 + RETRY, 3, 1, RETRY),
+            Next::Nothing,
+            "two of five"
+        );
+        // A grant from a slave that was never told a count cannot elect it either.
+        e.support(2, "s9".into(), 11, 1);
+        assert_eq!(
+            e.tick(t0 + RETRY * 2, 3, 1, RETRY),
+            Next::Ask(2, vec![1, 2])
+        );
+        assert_eq!(e.vote(2, true, false, 0, 3), Next::Nothing, "two of five");
+        assert_eq!(
+            e.vote(1, true, false, 5, 3),
+            Next::Elected(2),
+            "three of five"
+        );
     }
 }

@@ -55,11 +55,15 @@ impl Follow {
     }
 
     /// The heartbeat timer: poll the primary; withdraw our promise once it has been silent
-    /// for `--heartbeat-misses` intervals (at least 3), or a slave has come to us because it
-    /// lost it; support it again when it is heard and nobody needs us.
+    /// for `--heartbeat-misses` intervals (at least 3), or once the slaves that came to us
+    /// because they lost it are, with us, a majority of the `voters` (fewer cannot elect us,
+    /// and our promise may be what keeps a primary that still serves the others in office: a
+    /// slave back from a partition that dials us first must not cost it two voters); support
+    /// it again when it is heard and nobody needs us.
     pub fn on_heartbeat(
         &mut self,
         cfg: &Config,
+        voters: usize,
         timers: &mut Timers,
         out: &mut Outbox,
         now: Instant,
@@ -73,9 +77,12 @@ impl Follow {
                 let why = format!("no heartbeat answer for {} ms", s.as_millis());
                 self.election.withdraw(&why);
             }
-            _ if !self.election.supporters.is_empty() => {
-                self.election
-                    .withdraw("a slave came to this standby: it lost the primary");
+            _ if 1 + self.election.supporters.len() > voters / 2 => {
+                self.election.withdraw(&format!(
+                    "{} slaves lost the primary and came to this standby: with it, a majority \
+                     of the {voters} voters",
+                    self.election.supporters.len()
+                ));
             }
             Some(_) if self.ever_linked => self.election.rejoin(),
             _ => {}

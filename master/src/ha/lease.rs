@@ -9,6 +9,11 @@
 //! know every write, so before any write is acknowledged without it, a majority of voters must
 //! know it is stale (they then tell it so if it asks for their votes, and it recovers from the
 //! slaves instead of trusting its map).
+//!
+//! STALE also carries the cluster's voter count, and a slave that has not confirmed the count
+//! the primary has now gets a STALE instead of a PING: so every slave knows how many voters
+//! its primary counts, and refuses its vote to a standby that counts fewer (one that never had
+//! the roster, say, and would otherwise call two votes a majority of three).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -34,12 +39,14 @@ struct Promise {
     until: Instant,
     /// The STALE generation this voter has confirmed.
     gen: u64,
+    /// The voter count the last STALE it answered carried (0: none yet).
+    told: usize,
 }
 
 pub(crate) struct Lease {
-    /// Request id of each PING or STALE sent, with when it was sent and the generation it
-    /// carried.
-    sent: BTreeMap<u64, (Instant, u64)>,
+    /// Request id of each PING or STALE sent, with when it was sent, the generation it
+    /// carried, and the voter count (a STALE's; 0 for a PING).
+    sent: BTreeMap<u64, (Instant, u64, usize)>,
     next_req: u64,
     promises: HashMap<Voter, Promise>,
     /// The cluster's voters, this primary included.
@@ -76,10 +83,19 @@ impl Default for Lease {
 }
 
 impl Lease {
-    /// A request id for a PING (or STALE) to a voter, sent now.
+    /// A request id for a PING to a voter, sent now.
     pub fn ping(&mut self, now: Instant) -> u64 {
+        self.request(now, 0)
+    }
+
+    /// A request id for a STALE to a voter, sent now (it carries the voter count).
+    pub fn stale_word(&mut self, now: Instant) -> u64 {
+        self.request(now, self.voters)
+    }
+
+    fn request(&mut self, now: Instant, voters: usize) -> u64 {
         self.next_req += 1;
-        self.sent.insert(self.next_req, (now, self.gen));
+        self.sent.insert(self.next_req, (now, self.gen, voters));
         if self.sent.len() > MAX_SENT {
             self.sent.pop_first();
         }
@@ -105,24 +121,29 @@ impl Lease {
 
     /// `voter` answered request `req` (PONG).
     pub fn pong(&mut self, voter: Voter, req: u64, lease: Duration) {
-        let Some(&(sent, gen)) = self.sent.get(&req) else {
+        let Some(&(sent, gen, told)) = self.sent.get(&req) else {
             return;
         };
-        let p = self
-            .promises
-            .entry(voter)
-            .or_insert(Promise { until: sent, gen });
+        let p = self.promises.entry(voter).or_insert(Promise {
+            until: sent,
+            gen,
+            told: 0,
+        });
         p.until = p.until.max(sent + lease);
         p.gen = p.gen.max(gen);
+        if told != 0 {
+            p.told = told;
+        }
         self.recompute();
     }
 
     /// `voter` promised support until `until` (its vote in our election).
     pub fn seed(&mut self, voter: Voter, until: Instant) {
-        let p = self
-            .promises
-            .entry(voter)
-            .or_insert(Promise { until, gen: 0 });
+        let p = self.promises.entry(voter).or_insert(Promise {
+            until,
+            gen: 0,
+            told: 0,
+        });
         p.until = p.until.max(until);
         self.recompute();
     }
@@ -180,9 +201,19 @@ impl Lease {
         true
     }
 
-    /// Whether a voter has confirmed the current STALE generation.
+    /// `voter` may not know the voter count any more (a new connection).
+    pub fn untold(&mut self, voter: Voter) {
+        if let Some(p) = self.promises.get_mut(&voter) {
+            p.told = 0;
+        }
+    }
+
+    /// Whether a voter has confirmed the current STALE generation and voter count (if not,
+    /// it gets a STALE rather than a PING).
     pub fn confirmed(&self, voter: Voter) -> bool {
-        self.gen == 0 || self.promises.get(&voter).is_some_and(|p| p.gen >= self.gen)
+        let p = self.promises.get(&voter);
+        let gen = self.gen == 0 || p.is_some_and(|p| p.gen >= self.gen);
+        gen && p.is_some_and(|p| p.told == self.voters)
     }
 
     /// Whether a majority has confirmed the current STALE generation (so a write may be
@@ -237,8 +268,8 @@ mod tests {
         assert!(l.set_stale("b", true));
         assert!(!l.set_stale("b", true), "already said");
         assert!(!l.stale_settled());
-        let r1 = l.ping(t0);
-        let r2 = l.ping(t0);
+        let r1 = l.stale_word(t0);
+        let r2 = l.stale_word(t0);
         l.pong(Voter::Slave(0), r1, LEASE);
         assert!(!l.stale_settled());
         assert!(l.confirmed(Voter::Slave(0)));
@@ -247,5 +278,35 @@ mod tests {
         assert!(l.stale_settled());
         assert!(l.set_stale("b", false));
         assert_eq!(l.stale, Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_slave_is_told_the_voter_count_again_when_it_changes_or_reconnects() {
+        let t0 = Instant::now();
+        let mut l = Lease::default();
+        l.set_voters(5);
+        let s = Voter::Slave(0);
+        assert!(!l.confirmed(s), "never told");
+        let r = l.ping(t0);
+        l.pong(s, r, LEASE);
+        assert!(!l.confirmed(s), "a PING says no count");
+        let r = l.stale_word(t0);
+        l.pong(s, r, LEASE);
+        assert!(l.confirmed(s));
+        let r = l.ping(t0);
+        l.pong(s, r, LEASE);
+        assert!(l.confirmed(s), "a PING does not unsay it");
+        l.set_voters(6);
+        assert!(!l.confirmed(s), "a new slave in the roster");
+        let r = l.stale_word(t0);
+        l.pong(s, r, LEASE);
+        assert!(l.confirmed(s));
+        l.untold(s);
+        assert!(!l.confirmed(s), "a new connection");
+        // An answer to a STALE sent before the count changed tells the old count.
+        let r = l.stale_word(t0);
+        l.set_voters(5);
+        l.pong(s, r, LEASE);
+        assert!(!l.confirmed(s));
     }
 }

@@ -273,7 +273,9 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        f.on_heartbeat(r.cfg, r.timers, r.out, r.now);
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let voters = f.election.voters(counted);
+        f.on_heartbeat(r.cfg, voters, r.timers, r.out, r.now);
         self.campaign(r);
     }
 
@@ -306,12 +308,13 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
         let retry = r.cfg.heartbeat_interval;
-        match f.election.tick(r.now, voters, r.term.epoch, retry) {
+        match f.election.tick(r.now, counted, r.term.epoch, retry) {
             Next::Nothing => {}
             Next::Ask(epoch, conns) => {
                 let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
+                let voters = f.election.voters(counted).min(u16::MAX as usize) as u16;
                 for conn in conns {
                     let Some(s) = f.election.supporters.get_mut(&conn) else {
                         continue;
@@ -325,6 +328,7 @@ impl Ha {
                         inventory: s.inventory,
                         lease_ms,
                         id: id.clone(),
+                        voters,
                     };
                     r.out.send(conn, 0, body);
                 }
@@ -351,9 +355,13 @@ impl Ha {
             return;
         };
         match body {
-            Body::Vote { granted, stale } => {
-                let voters = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
-                if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, voters) {
+            Body::Vote {
+                granted,
+                stale,
+                voters: told,
+            } => {
+                let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+                if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, told, counted) {
                     self.take_over("elected by a majority", epoch, r);
                 }
             }
@@ -383,10 +391,26 @@ impl Ha {
         }
     }
 
+    /// The cluster has `voters` voters now (a standby attached): the lease counts them, and
+    /// every slave that has not confirmed the count gets it in a STALE at once.
+    pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
+        if let Ha::Primary(p) = self {
+            p.lease.set_voters(voters);
+            p.ping_voters(r.slaves, r.out, r.now);
+        }
+    }
+
     /// The cluster has `voters` voters (a primary's lease counts them).
     pub fn set_voters(&mut self, voters: usize) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
+        }
+    }
+
+    /// Slave `idx` registered on a new connection: tell it the voter count again (STALE).
+    pub fn untold(&mut self, idx: crate::keymap::SlaveIdx) {
+        if let Ha::Primary(p) = self {
+            p.lease.untold(lease::Voter::Slave(idx));
         }
     }
 

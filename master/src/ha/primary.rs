@@ -85,14 +85,18 @@ impl Primary {
     /// standby. A slave that hears nothing leaves (and its promise lapses).
     pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, now: Instant) {
         let (gen, stale) = (self.lease.gen, self.lease.stale.clone());
+        let voters = self.lease.voters().min(u16::MAX as usize) as u16;
         for (idx, s) in slaves.connected() {
-            let req = self.lease.ping(now);
-            let body = match self.lease.confirmed(Voter::Slave(idx)) {
-                true => Body::Ping,
-                false => Body::Stale {
-                    gen,
-                    ids: stale.clone(),
-                },
+            let (req, body) = match self.lease.confirmed(Voter::Slave(idx)) {
+                true => (self.lease.ping(now), Body::Ping),
+                false => (
+                    self.lease.stale_word(now),
+                    Body::Stale {
+                        gen,
+                        voters,
+                        ids: stale.clone(),
+                    },
+                ),
             };
             out.send(s.conn, req, body);
         }

@@ -42,6 +42,8 @@ pub struct Peer {
     promised_until: Option<Instant>,
     /// The standbys (ids) its primary said are out of step.
     pub stale: Vec<String>,
+    /// The cluster's voters as its primary counted them (STALE).
+    pub voters: u16,
     /// The VOTEs this slave gave: (epoch asked, granted).
     pub votes: Vec<(u64, bool)>,
     /// When its master last sent it anything.
@@ -69,6 +71,7 @@ impl Peer {
             lease: Duration::ZERO,
             promised_until: None,
             stale: Vec::new(),
+            voters: 0,
             votes: Vec::new(),
             last_heard: None,
             closed: false,
@@ -159,9 +162,10 @@ impl Peer {
             }) => self.promised_until = Some(now + self.lease),
             Decoded::Owned(Frame {
                 req_id,
-                body: Body::Stale { ids, .. },
+                body: Body::Stale { ids, voters, .. },
             }) => {
                 self.promised_until = Some(now + self.lease);
+                self.voters = *voters;
                 self.stale = ids.clone();
                 return vec![encoded(&Frame::new(*req_id, Body::Pong))];
             }
@@ -180,7 +184,8 @@ impl Peer {
     }
 
     /// A supporter's frame from its standby: a TAKEOVER asks for its vote (dsm-slave's rule:
-    /// an epoch above every one seen, and the promise to the old primary run out).
+    /// an epoch above every one seen, a standby that counts at least the voters the primary
+    /// counted, and the promise to the old primary run out).
     fn support(&mut self, frame: Frame, now: Instant) -> Vec<Vec<u8>> {
         let encoded = |frame: &Frame| {
             let mut out = Vec::new();
@@ -194,13 +199,20 @@ impl Peer {
                 inventory,
                 lease_ms,
                 id,
+                voters,
             } => {
                 let stale = self.stale.contains(&id);
-                let granted = epoch > store.epoch() && self.promised_until.is_none_or(|u| now >= u);
+                let granted = epoch > store.epoch()
+                    && voters >= self.voters
+                    && self.promised_until.is_none_or(|u| now >= u);
                 self.votes.push((epoch, granted));
                 let mut packets = vec![encoded(&Frame::new(
                     frame.req_id,
-                    Body::Vote { granted, stale },
+                    Body::Vote {
+                        granted,
+                        stale,
+                        voters: self.voters,
+                    },
                 ))];
                 if granted {
                     self.supporting = false;

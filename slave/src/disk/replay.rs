@@ -110,9 +110,26 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
     let (mut hashes, mut likely) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
     loop {
         let need = match log.next_record_len()? {
+            Next::End => return Ok(out),
             // Zeros where a header should be: the end of what was written in a file grown
-            // ahead of its appends (`FsDisk::preallocate`); the start cuts them off.
-            Next::End | Next::Zeros => return Ok(out),
+            // ahead of its appends (`FsDisk::preallocate`), which the start cuts off quietly,
+            // if nothing but zeros follows. Data after them is a hole in the log (a lost
+            // write, a zeroed block): what follows it is cut like any corrupt tail, and said.
+            Next::Zeros => {
+                let (at, bytes) = (log.offset, log.left());
+                if let Some(data_at) = log.first_nonzero()? {
+                    out.cut = Some(Cut {
+                        at,
+                        bytes,
+                        why: format!(
+                            "zeros where a record should start, then data again at offset \
+                             {data_at}"
+                        ),
+                        records_after: 0,
+                    });
+                }
+                return Ok(out);
+            }
             Next::Torn(why) => {
                 out.cut = Some(log.cut_here(why, 0));
                 return Ok(out);
@@ -270,6 +287,23 @@ impl Reader {
     fn consume(&mut self, n: usize) {
         self.pos += n;
         self.offset += n as u64;
+    }
+
+    /// The file offset of the first byte from here on that is not zero, if any (reads to
+    /// the end, a chunk at a time).
+    fn first_nonzero(&mut self) -> io::Result<Option<u64>> {
+        while self.left() > 0 {
+            let buf = self.fill(CHUNK.min(self.left() as usize))?;
+            if buf.is_empty() {
+                break; // shorter than its length said: nothing more to read
+            }
+            if let Some(i) = buf.iter().position(|&b| b != 0) {
+                return Ok(Some(self.offset + i as u64));
+            }
+            let n = buf.len();
+            self.consume(n);
+        }
+        Ok(None)
     }
 
     /// Whether another record follows, and its length.

@@ -638,6 +638,42 @@ fn zeros_after_the_last_record_end_the_log_quietly_and_are_cut_off() {
     assert!(r.cut.is_some());
 }
 
+/// Found by fuzzing (fuzz/regressions/slave_replay): nine zero bytes where a record header
+/// should be, then records again, ended replay as the zeros of a grown-ahead file do, and
+/// the records after them were dropped without a word. A hole in the log is a cut, reported.
+#[test]
+fn zeros_between_records_are_a_cut_not_the_end_of_the_log() {
+    let (full, _) = log_of(5);
+    let (two, _) = log_of(2);
+    for zeros in [9, 10, 4096] {
+        let disk = MemDisk::new();
+        let mut bytes = two.clone();
+        bytes.resize(two.len() + zeros, 0);
+        bytes.extend_from_slice(&full[two.len()..]);
+        disk.put_file(LOG, &bytes);
+        let (t, _, r, _) = open(&disk, settings(Fsync::Always));
+        assert_eq!((t.len(), r.records), (2, 2), "{zeros} zeros");
+        let cut = r
+            .cut
+            .unwrap_or_else(|| panic!("{zeros} zeros: the records after go unsaid"));
+        assert_eq!(
+            (cut.at, cut.bytes),
+            (two.len() as u64, (bytes.len() - two.len()) as u64)
+        );
+        let data_at = two.len() + zeros;
+        assert!(
+            cut.why.contains(&format!("data again at offset {data_at}")),
+            "{}",
+            cut.why
+        );
+        assert_eq!(
+            disk.file(LOG).unwrap(),
+            two,
+            "{zeros} zeros: cut off with what follows"
+        );
+    }
+}
+
 #[test]
 fn a_preallocating_disk_grows_the_log_ahead_and_replays_it_whole() {
     let dir = std::env::temp_dir().join(format!("dsm-prealloc-{}", std::process::id()));

@@ -80,7 +80,7 @@ fn options() -> getopts::Options {
     opts.optopt(
         "",
         "faults",
-        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2,stop-slave-repeatedly:2,restart-slave:3,kill-all:1; partition only with network namespaces, restart-slave and kill-all only with --slave-disk other than off; kill-slave removes the slave's data dir)",
+        "fault kinds and weights (default kill-slave:3,stop-slave:3,stop-primary:2,kill-primary:2,partition:2,stop-slave-repeatedly:2,restart-slave:3,kill-all:1,stop-backup:2,isolate-backup:2,cut-primary:2,isolate-slave:2; partition, isolate-backup, cut-primary and isolate-slave only with network namespaces, restart-slave and kill-all only with --slave-disk other than off; kill-slave removes the slave's data dir)",
         "KIND[:W],...",
     );
     opts.optopt(
@@ -110,7 +110,7 @@ fn options() -> getopts::Options {
     opts.optopt(
         "",
         "netns",
-        "auto|on|off: every node in a network namespace of its own, and partitions of the primary from the backup (default auto: when root and `ip netns` allow)",
+        "auto|on|off: every node in a network namespace of its own, and the faults that cut links: the primary from the backup or from the slaves, the backup or a slave from every other node (default auto: when root and `ip netns` allow)",
         "WHEN",
     );
     opts.optopt(
@@ -163,7 +163,7 @@ fn config(cli: &Cli, m: &Matches, max_steps: u64) -> run::Config {
         "auto" => match netns::available() {
             Ok(()) => true,
             Err(e) => {
-                println!("network namespaces unavailable ({e}): skipping the separate hosts and the primary|backup partitions");
+                println!("network namespaces unavailable ({e}): skipping the separate hosts and the faults that cut links");
                 false
             }
         },

@@ -1,10 +1,11 @@
 //! The nemesis: a seeded schedule of faults against a running cluster (kill -9 a slave and
-//! restart it, with its data or without, SIGSTOP and SIGCONT a slave or the primary, SIGSTOP a
-//! slave past the ACK timeout over and over, kill -9 the primary and bring it back as the backup
-//! of the new one, cut the primary from its backup, kill -9 every node at once and restart them
-//! all on their data dirs), each followed by healing. A kind of fault says what it needs of the
-//! cluster beyond processes to signal ([`Needs`]); kinds the cluster cannot do are left out of
-//! the schedule.
+//! restart it, with its data or without, SIGSTOP and SIGCONT a slave, the primary or the
+//! backup, SIGSTOP a slave past the ACK timeout over and over, kill -9 the primary and bring it
+//! back as the backup of the new one, kill -9 every node at once and restart them all on their
+//! data dirs; with network namespaces, cut the primary from its backup, cut the primary from
+//! every slave, isolate the backup or one slave from every other node), each followed by
+//! healing. A kind of fault says what it needs of the cluster beyond processes to signal
+//! ([`Needs`]); kinds the cluster cannot do are left out of the schedule.
 //!
 //! Faults come one at a time, and the next starts only once the primary again lists every slave
 //! live with no key under R copies, and the other master is its backup and in step. So every
@@ -12,7 +13,9 @@
 //! key at once: that one is only in the schedule when every slave keeps its copies on disk
 //! ([`Needs::SlaveDisks`]), where the design says nothing acknowledged is lost. Nothing the
 //! checker sees can be blamed on a fault the design does not survive (every holder of a key
-//! dead at once with its copies gone).
+//! dead at once with its copies gone). Healing restarts only killed processes: a master that
+//! stepped down (frozen, or cut from the slaves, while the backup was elected) must follow the
+//! new primary by itself, or the cluster does not heal and the run fails.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use dsm_wire::ServerRole;
 
+use crate::torture::netns::{Node, Testbed};
 use crate::torture::rng::Rng;
 use crate::torture::workload::Clock;
 use crate::{Cluster, Health, MasterId};
@@ -43,6 +47,15 @@ pub enum Fault {
     /// again on their data dirs: the last primary as the primary, the other master as its
     /// backup, then the slaves.
     KillAll,
+    /// The backup SIGSTOPped for long (many leases): the primary must serve on without it.
+    StopBackup,
+    /// The backup cut from every other node for long (network namespaces only).
+    IsolateBackup,
+    /// The primary cut from every slave, while the clients and the backup still reach it
+    /// (network namespaces only): past a lease and the slaves' patience, the backup is elected.
+    CutPrimaryFromSlaves,
+    /// One slave cut from both masters (network namespaces only).
+    IsolateSlave,
 }
 
 /// What a kind of fault needs of the cluster beyond processes to kill and signal.
@@ -50,7 +63,7 @@ pub enum Fault {
 pub enum Needs {
     Processes,
     /// Every node in a network namespace of its own, and a way to cut links
-    /// ([`Nemesis::with_partition`]).
+    /// ([`Nemesis::with_testbed`]).
     Partitions,
     /// Every slave (and master) keeps its state in a data dir of its own
     /// ([`Cluster::slaves_keep_data`]), kept across its restarts.
@@ -75,7 +88,7 @@ impl Abilities {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillSlave,
         Fault::StopSlave,
         Fault::StopPrimary,
@@ -84,18 +97,26 @@ impl Fault {
         Fault::StopSlaveRepeatedly,
         Fault::RestartSlave,
         Fault::KillAll,
+        Fault::StopBackup,
+        Fault::IsolateBackup,
+        Fault::CutPrimaryFromSlaves,
+        Fault::IsolateSlave,
     ];
     pub const COUNT: usize = Fault::ALL.len();
 
     pub fn needs(self) -> Needs {
         match self {
-            Fault::Partition => Needs::Partitions,
+            Fault::Partition
+            | Fault::IsolateBackup
+            | Fault::CutPrimaryFromSlaves
+            | Fault::IsolateSlave => Needs::Partitions,
             Fault::RestartSlave | Fault::KillAll => Needs::SlaveDisks,
             Fault::KillSlave
             | Fault::StopSlave
             | Fault::StopPrimary
             | Fault::KillPrimary
-            | Fault::StopSlaveRepeatedly => Needs::Processes,
+            | Fault::StopSlaveRepeatedly
+            | Fault::StopBackup => Needs::Processes,
         }
     }
 
@@ -110,6 +131,10 @@ impl Fault {
             Fault::StopSlaveRepeatedly => "stop-slave-repeatedly",
             Fault::RestartSlave => "restart-slave",
             Fault::KillAll => "kill-all",
+            Fault::StopBackup => "stop-backup",
+            Fault::IsolateBackup => "isolate-backup",
+            Fault::CutPrimaryFromSlaves => "cut-primary",
+            Fault::IsolateSlave => "isolate-slave",
         }
     }
 
@@ -123,6 +148,10 @@ impl Fault {
             Fault::StopSlaveRepeatedly => "SIGSTOP slave repeatedly",
             Fault::RestartSlave => "kill -9 slave, restart on its data",
             Fault::KillAll => "kill -9 every node, restart all",
+            Fault::StopBackup => "SIGSTOP backup",
+            Fault::IsolateBackup => "isolate backup",
+            Fault::CutPrimaryFromSlaves => "partition primary|slaves",
+            Fault::IsolateSlave => "isolate slave",
         }
     }
 }
@@ -151,6 +180,13 @@ pub struct FaultMix {
     /// A partition of the primary from the backup: shorter and longer than the takeover (300
     /// ms), the slaves' master timeout (1.5 s) and the new primary's grace for them (3 s).
     pub partition_ms: (u64, u64),
+    /// [`Fault::StopBackup`] and [`Fault::IsolateBackup`]: for long, many leases (400 ms).
+    pub backup_out_ms: (u64, u64),
+    /// [`Fault::CutPrimaryFromSlaves`]: shorter and longer than a lease (400 ms) and the
+    /// time an election takes (about 1 s).
+    pub primary_cut_ms: (u64, u64),
+    /// [`Fault::IsolateSlave`]: shorter and longer than the ACK timeout and the PING limit.
+    pub slave_isolate_ms: (u64, u64),
     /// The cluster must be whole again within this after each fault.
     pub heal_timeout: Duration,
 }
@@ -177,7 +213,7 @@ impl FaultMix {
 impl Default for FaultMix {
     fn default() -> FaultMix {
         FaultMix {
-            weights: [3, 3, 2, 2, 2, 2, 3, 1],
+            weights: [3, 3, 2, 2, 2, 2, 3, 1, 2, 2, 2, 2],
             quiet_ms: (200, 1500),
             slave_down_ms: (200, 1500),
             all_down_ms: (0, 1500),
@@ -187,6 +223,9 @@ impl Default for FaultMix {
             slave_blink_stop_ms: (250, 600),
             slave_blink_run_ms: (30, 150),
             partition_ms: (100, 5000),
+            backup_out_ms: (1000, 6000),
+            primary_cut_ms: (200, 3000),
+            slave_isolate_ms: (200, 3000),
             heal_timeout: Duration::from_secs(30),
         }
     }
@@ -198,11 +237,24 @@ pub struct FaultLog {
     pub entries: Vec<(u64, String)>,
     pub counts: BTreeMap<Fault, usize>,
     pub takeovers: usize,
+    /// Each fault with when it began and when the cluster was whole again after it
+    /// (nanoseconds since the start; the end is the last fault's start plus its injection
+    /// if it never healed).
+    pub windows: Vec<(Fault, u64, u64)>,
 }
 
 impl FaultLog {
     pub fn total(&self) -> usize {
         self.counts.values().sum()
+    }
+
+    /// The fault under way (injected, not yet healed) at some time between `from` and `to`
+    /// (an operation's invocation and completion), if any: the first such.
+    pub fn fault_during(&self, from: u64, to: u64) -> Option<Fault> {
+        self.windows
+            .iter()
+            .find(|&&(_, start, end)| start <= to && from <= end)
+            .map(|&(f, _, _)| f)
     }
 }
 
@@ -217,16 +269,22 @@ pub struct Nemesis<'a> {
     /// Print each action as it happens.
     pub(crate) echo: bool,
     /// Partition faults, when the cluster runs in network namespaces.
-    pub(crate) partition: Option<&'a mut dyn FnMut(bool) -> Result<(), String>>,
+    pub(crate) testbed: Option<&'a mut Testbed>,
 }
 
 impl Nemesis<'_> {
     /// What this cluster can do, for [`Fault::needs`].
     pub fn abilities(&self) -> Abilities {
         Abilities {
-            partitions: self.partition.is_some(),
+            partitions: self.testbed.is_some(),
             slave_disks: self.cluster.slaves_keep_data(),
         }
+    }
+
+    fn testbed(&mut self) -> &mut Testbed {
+        self.testbed
+            .as_deref_mut()
+            .expect("faults that need namespaces have weight 0 without them")
     }
 }
 
@@ -246,13 +304,13 @@ impl<'a> Nemesis<'a> {
             primary: MasterId::PRIMARY,
             log: FaultLog::default(),
             echo,
-            partition: None,
+            testbed: None,
         }
     }
 
-    /// Cut (`true`) or restore the primary–backup link: enables [`Fault::Partition`].
-    pub fn with_partition(mut self, cut: &'a mut dyn FnMut(bool) -> Result<(), String>) -> Self {
-        self.partition = Some(cut);
+    /// The network namespaces the cluster runs in: enables the faults that cut links.
+    pub fn with_testbed(mut self, testbed: &'a mut Testbed) -> Self {
+        self.testbed = Some(testbed);
         self
     }
 
@@ -292,8 +350,15 @@ impl<'a> Nemesis<'a> {
                 let i = self.rng.below(first_round.len() as u64) as usize;
                 first_round.swap_remove(i)
             };
-            self.inject(fault)?;
-            self.heal()?;
+            let began = self.clock.now_ns();
+            let injected = self.inject(fault);
+            self.log.windows.push((fault, began, self.clock.now_ns()));
+            injected?;
+            let healed = self.heal();
+            if let Some(w) = self.log.windows.last_mut() {
+                w.2 = self.clock.now_ns();
+            }
+            healed?;
         }
         Ok(())
     }
@@ -389,14 +454,45 @@ impl<'a> Nemesis<'a> {
                     .rng
                     .between(self.mix.partition_ms.0, self.mix.partition_ms.1);
                 self.note("cut the link between the primary and the backup".into());
-                let cut = self
-                    .partition
-                    .as_mut()
-                    .expect("weight 0 without namespaces");
-                cut(true)?;
+                self.testbed().partition(true)?;
                 std::thread::sleep(Duration::from_millis(ms));
-                cut(false)?;
+                self.testbed().partition(false)?;
                 self.note(format!("link restored after {ms} ms"));
+            }
+            Fault::StopBackup => {
+                let b = self.primary.other();
+                self.note(format!("SIGSTOP backup {b:?}"));
+                self.cluster.stop_master(b);
+                let ms = self.pause(self.mix.backup_out_ms);
+                self.cluster.cont_master(b);
+                self.note(format!("SIGCONT backup {b:?} after {ms} ms"));
+            }
+            Fault::IsolateBackup => {
+                let b = self.primary.other();
+                let node = Node::Master(b.index());
+                self.note(format!("isolate backup {b:?} from every other node"));
+                self.testbed().isolate(node, true)?;
+                let ms = self.pause(self.mix.backup_out_ms);
+                self.testbed().isolate(node, false)?;
+                self.note(format!("backup {b:?} reachable again after {ms} ms"));
+            }
+            Fault::CutPrimaryFromSlaves => {
+                let p = self.primary;
+                self.note(format!("cut primary {p:?} from every slave"));
+                self.testbed().isolate_from_slaves(p.index(), true)?;
+                let ms = self.pause(self.mix.primary_cut_ms);
+                self.testbed().isolate_from_slaves(p.index(), false)?;
+                self.note(format!(
+                    "primary {p:?} reaches the slaves again after {ms} ms"
+                ));
+            }
+            Fault::IsolateSlave => {
+                let i = self.rng.below(self.cluster.slave_count() as u64) as usize;
+                self.note(format!("isolate slave s{i} from the masters"));
+                self.testbed().isolate(Node::Slave(i), true)?;
+                let ms = self.pause(self.mix.slave_isolate_ms);
+                self.testbed().isolate(Node::Slave(i), false)?;
+                self.note(format!("slave s{i} reachable again after {ms} ms"));
             }
         }
         Ok(())
@@ -442,17 +538,9 @@ impl<'a> Nemesis<'a> {
             }
             let other = self.primary.other();
             let primary = self.cluster.quick_status(self.primary);
-            let other_status = self.cluster.quick_status(other);
-            // Killed, stepped down, or an old primary that has not heard of the new epoch yet
-            // (it refuses clients without its lease; a restart makes it a backup).
-            let replace = !self.cluster.master_running(other)
-                || other_status.as_ref().is_ok_and(|o| {
-                    o.role == ServerRole::Fenced
-                        || (o.role == ServerRole::Primary
-                            && primary
-                                .as_ref()
-                                .is_ok_and(|p| p.role == ServerRole::Primary && p.epoch > o.epoch))
-                });
+            // Only a killed master is restarted (as the backup of the primary): one that
+            // stepped down, or has not heard of the new epoch yet, must follow by itself.
+            let replace = !self.cluster.master_running(other);
             if replace && primary.is_ok_and(|p| p.role == ServerRole::Primary) {
                 self.note(format!(
                     "restart {other:?} as the backup of {:?}",
@@ -491,8 +579,8 @@ impl<'a> Nemesis<'a> {
                 self.cluster.cont_master(id);
             }
         }
-        if let Some(cut) = self.partition.as_mut() {
-            cut(false)?;
+        if let Some(t) = self.testbed.as_deref_mut() {
+            t.heal()?;
         }
         self.heal()
     }

@@ -1,10 +1,14 @@
-//! A testbed of network namespaces for the long torture run and the blink tests: every master
-//! and slave a host of its own on one private bridge (10.213.N.0/24, in a hub namespace), this
-//! process joined to it by one veth pair, and partitions made of blackhole routes in the
-//! hosts' namespaces (packets vanish, connections stay open, as in a real partition): the link
-//! between the two masters only, or every link between one master and the slaves. Several
-//! testbeds may exist at once (one per test). Everything is removed on drop, also after a
-//! panic; namespaces left by a run that was killed are removed by the next one.
+//! A testbed of network namespaces for the long torture run, the blink and the election tests:
+//! every master and slave a host of its own on one private bridge (10.213.N.0/24, in a hub
+//! namespace), this process joined to it by one veth pair, and partitions made of blackhole
+//! routes in the hosts' namespaces (packets vanish, connections stay open, as in a real
+//! partition): the link between the two masters only, every link between one master and the
+//! slaves, or every link between one node and the other nodes ([`Testbed::isolate`]). A node
+//! can also *vanish* ([`Testbed::vanish`]): its port on the bridge goes down, so nothing
+//! reaches it or leaves it, this process's clients included, and no FIN or RST is ever sent,
+//! as when a machine loses power or its cable. Several testbeds may exist at once (one per
+//! test). Everything is removed on drop, also after a panic; namespaces left by a run that was
+//! killed are removed by the next one.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
@@ -23,8 +27,31 @@ pub struct Testbed {
     root_if: String,
     pub hosts: Hosts,
     cut: bool,
-    /// Blackhole routes in place for [`Testbed::isolate_from_slaves`]: (namespace, address).
+    /// Blackhole routes in place for [`Testbed::isolate_from_slaves`] and
+    /// [`Testbed::isolate`]: (namespace, address).
     cut_off: Vec<(String, String)>,
+    /// The hub namespace, where each host's port on the bridge is `v<name>`.
+    hub: String,
+    /// Hosts whose port is down ([`Testbed::vanish`]).
+    vanished: Vec<Node>,
+}
+
+/// A node of the testbed, by where it runs: `Master(0)` is the host the cluster's first
+/// primary was started on (`Hosts::masters[0]`), whatever its role now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Master(usize),
+    Slave(usize),
+}
+
+impl Node {
+    /// The host's name in its namespace's and its port's names (`m0`, `s3`).
+    fn name(self) -> String {
+        match self {
+            Node::Master(i) => format!("m{i}"),
+            Node::Slave(i) => format!("s{i}"),
+        }
+    }
 }
 
 /// Whether the testbed can be built here; `Err` says why not (not root, no `ip`, no netns).
@@ -53,8 +80,11 @@ impl Testbed {
             hosts: Hosts::default(),
             cut: false,
             cut_off: Vec::new(),
+            hub: String::new(),
+            vanished: Vec::new(),
         };
         let hub = bed.add_ns("hub")?;
+        bed.hub = hub.clone();
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &hub, "link", "set", "br0", "up"])?;
         let root_if = bed.root_if.clone();
@@ -141,6 +171,71 @@ impl Testbed {
                 ip(&["-n", &from.netns, "route", "add", "blackhole", &dest])?;
                 self.cut_off.push((from.netns.clone(), dest));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Testbed {
+    /// The host `node` runs on.
+    pub fn host(&self, node: Node) -> &Host {
+        match node {
+            Node::Master(i) => &self.hosts.masters[i],
+            Node::Slave(i) => &self.hosts.slaves[i],
+        }
+    }
+
+    /// Every node of the testbed.
+    pub fn nodes(&self) -> Vec<Node> {
+        let masters = (0..self.hosts.masters.len()).map(Node::Master);
+        masters
+            .chain((0..self.hosts.slaves.len()).map(Node::Slave))
+            .collect()
+    }
+
+    /// Cut every link between `node` and every other node (masters and slaves), in both
+    /// directions, with blackhole routes: packets vanish, connections stay open. This
+    /// process (the clients) still reaches it. With `cut` false, restore every link cut by
+    /// this or [`Testbed::isolate_from_slaves`].
+    pub fn isolate(&mut self, node: Node, cut: bool) -> Result<(), String> {
+        if !cut {
+            return self.isolate_from_slaves(0, false);
+        }
+        let me = self.host(node).clone();
+        for other in self.nodes().into_iter().filter(|&n| n != node) {
+            let other = self.host(other).clone();
+            for (from, to) in [(&me, &other), (&other, &me)] {
+                let dest = format!("{}/32", to.ip);
+                ip(&["-n", &from.netns, "route", "add", "blackhole", &dest])?;
+                self.cut_off.push((from.netns.clone(), dest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `node` vanish (`true`: its port on the bridge goes down, so every packet to or
+    /// from it is dropped, this process's included, and it can send no FIN or RST to anyone)
+    /// or come back (`false`). Its processes run on, their connections open.
+    pub fn vanish(&mut self, node: Node, gone: bool) -> Result<(), String> {
+        if self.vanished.contains(&node) == gone {
+            return Ok(());
+        }
+        let port = format!("v{}", node.name());
+        let state = if gone { "down" } else { "up" };
+        ip(&["-n", &self.hub, "link", "set", &port, state])?;
+        match gone {
+            true => self.vanished.push(node),
+            false => self.vanished.retain(|&n| n != node),
+        }
+        Ok(())
+    }
+
+    /// Undo every cut and bring back every vanished node.
+    pub fn heal(&mut self) -> Result<(), String> {
+        self.partition(false)?;
+        self.isolate_from_slaves(0, false)?;
+        for node in self.vanished.clone() {
+            self.vanish(node, false)?;
         }
         Ok(())
     }

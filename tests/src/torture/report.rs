@@ -99,6 +99,7 @@ fn fault_lines(r: &Report, s: &mut String) {
         },
         r.faults.takeovers
     );
+    unknown_by_fault(r, s);
     if let Some(e) = &r.nemesis_error {
         let _ = writeln!(s, "NEMESIS ERROR: {e}");
     }
@@ -108,6 +109,51 @@ fn fault_lines(r: &Report, s: &mut String) {
             "note: the masters answered NOT_FOUND {} times because every copy of a key was lost \
              (which the nemesis never causes); those reads are checked as they are",
             r.holders_dead
+        );
+    }
+}
+
+/// Writes whose outcome the client could not know, by the fault under way while they were
+/// in flight (from its injection until the cluster was whole again), and outside any fault.
+fn unknown_by_fault(r: &Report, s: &mut String) {
+    let mut by: std::collections::BTreeMap<Option<crate::torture::nemesis::Fault>, usize> =
+        Default::default();
+    let mut outside = Vec::new();
+    for o in r.ops.iter().filter(|o| {
+        o.kind == Kind::Write && o.outcome == Outcome::Unknown && o.process != r.final_process
+    }) {
+        let fault = r.faults.fault_during(o.invoke_ns, o.complete_ns);
+        *by.entry(fault).or_default() += 1;
+        if fault.is_none() {
+            outside.push(o);
+        }
+    }
+    let total: usize = by.values().sum();
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(f, n)| format!("{} {n}", f.map_or("outside any fault", |f| f.name())))
+        .collect();
+    let _ = writeln!(
+        s,
+        "unknown writes: {total}{}",
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (by the fault under way while in flight: {})",
+                parts.join(", ")
+            )
+        }
+    );
+    for o in outside.iter().take(5) {
+        let _ = writeln!(
+            s,
+            "  unknown outside any fault: {} {} from {} to {}: {}",
+            o.key,
+            o.value.as_deref().unwrap_or(""),
+            ms(o.invoke_ns),
+            ms(o.complete_ns),
+            o.error.as_deref().unwrap_or("")
         );
     }
 }

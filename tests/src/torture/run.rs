@@ -44,8 +44,9 @@ pub struct Config {
     pub max_steps: u64,
     /// Print faults and progress as they happen.
     pub echo: bool,
-    /// Run every node in a network namespace of its own and add partitions of the primary from
-    /// the backup to the faults (needs root and `ip netns`: see `netns::available`).
+    /// Run every node in a network namespace of its own and add the faults that cut links (the
+    /// primary from the backup or from the slaves, the backup or a slave from every other
+    /// node; needs root and `ip netns`: see `netns::available`).
     pub netns: bool,
     /// Every node keeps its state in a data dir, the slaves with this `--fsync` (`always`,
     /// `interval`, `never`); this adds [`Fault::RestartSlave`] and [`Fault::KillAll`] to the
@@ -227,13 +228,8 @@ fn clients_under_faults(
         }
         let rng = Rng::stream(cfg.seed, 0);
         let mut nemesis = Nemesis::new(cluster, cfg.mix.clone(), rng, clock, cfg.echo);
-        let partitions = testbed.is_some();
-        let mut cut = |on: bool| match testbed.as_mut() {
-            Some(t) => t.partition(on),
-            None => Ok(()),
-        };
-        if partitions {
-            nemesis = nemesis.with_partition(&mut cut);
+        if let Some(t) = testbed.as_mut() {
+            nemesis = nemesis.with_testbed(t);
         }
         let never = AtomicBool::new(false);
         let outcome = catch_unwind(AssertUnwindSafe(|| {

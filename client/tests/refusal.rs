@@ -1,0 +1,76 @@
+//! What a call answers when every master it reaches refuses with NOT_PRIMARY until its
+//! deadline: the refusal, whichever step the deadline falls in (the request, or the HELLO
+//! of the reconnect after a refusal), never a bare TIMEOUT that hides what the masters said.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use dsm_client::{Client, Error};
+use dsm_wire::{decode, encode, Body, ErrorCode, Frame};
+
+/// A standby that WELCOMEs each connection after `hello_delay` and refuses every request
+/// with NOT_PRIMARY; it serves connections until the test ends.
+fn refusing_master(hello_delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            thread::spawn(move || serve(s, hello_delay));
+        }
+    });
+    addr
+}
+
+fn serve(mut s: TcpStream, hello_delay: Duration) {
+    let mut buf = Vec::new();
+    loop {
+        let frame = loop {
+            if let Ok(Some((frame, used))) = decode(&buf) {
+                buf.drain(..used);
+                break frame;
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let reply = match frame.body {
+            Body::Hello { .. } => {
+                thread::sleep(hello_delay);
+                Body::Welcome {
+                    epoch: 1,
+                    inventory: false,
+                    standby: false,
+                    lease_ms: 0,
+                    proof: None,
+                }
+            }
+            _ => Body::error(ErrorCode::NotPrimary, "this is a standby master"),
+        };
+        let mut out = Vec::new();
+        encode(&Frame::new(frame.req_id, reply), &mut out);
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Each HELLO takes 300 ms and the call 500: the first refusal comes at once, the reconnect
+/// after it is WELCOMEd at about 320 ms and refused again, and the deadline falls in the
+/// next reconnect's HELLO.
+#[test]
+fn a_deadline_that_falls_in_a_reconnect_after_a_refusal_answers_the_refusal() {
+    let master = refusing_master(Duration::from_millis(300));
+    let mut c = Client::connect_with_timeout(&[master], Duration::from_millis(500)).unwrap();
+    match c.write(b"k", b"v") {
+        Err(Error::Server {
+            code: ErrorCode::NotPrimary,
+            text,
+        }) => assert!(text.contains("standby"), "{text}"),
+        other => panic!("expected the masters' NOT_PRIMARY, got {other:?}"),
+    }
+}
