@@ -16,7 +16,10 @@ help:
 	@echo "                    DSM_SLAVES=3 DSM_REPLICAS=2  DSM_DATA=./dsm-data (kept)  DSM_LOGDIR (default:"
 	@echo "                    a temporary folder, removed at the end)  DSM_SECRET_FILE=PATH (every node and"
 	@echo "                    client must hold the secret)  DSM_SLAVE_ARGS / DSM_MASTER_ARGS (more flags)"
-	@echo "make test         every unit, integration and fault test in the workspace"
+	@echo "                    DSM_METRICS_PORT=9100 (--metrics on loopback: the primary's status page at"
+	@echo "                    http://127.0.0.1:9100/, the backup on +1, slave N on +1+N; 0: off)"
+	@echo "make test         every unit, integration and fault test in the workspace (installs promtool"
+	@echo "                  and chromium with apt-get if missing, for the --metrics tests)"
 	@echo "make lint         clippy with -D warnings, and rustfmt --check"
 	@echo "make bench        dsm vs redis on loopback (installs redis if missing); writes bench-results/latest.md"
 	@echo "make scale        throughput and p99 of dsm beside redis against connections, value size and key"
@@ -43,6 +46,7 @@ install: build
 
 # The process-level tests start the debug binaries, so build them first.
 test:
+	scripts/test-tools.sh
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 

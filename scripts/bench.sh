@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # dsm against redis on loopback, in one run: PING, WRITE/SET and READ/GET at 1 connection x
 # pipeline 1 and at 4 connections x pipeline 32, 64-byte values, each measured 3 times; the
-# medians go to a table on stdout and in bench-results/latest.md.
+# medians go to a table on stdout and in bench-results/latest.md, and the latency percentile
+# distributions (every run's dsm-client --hist file and redis-benchmark percentile table, the
+# runs of each pooled) to an SVG beside it, bench-results/latest.svg (dsm-latency-svg).
 #
 # Starts its own cluster (a master with R=2 and 3 slaves) and its own redis-server on free
 # loopback ports, and stops everything it started on exit. Installs Debian's redis-server and
@@ -13,6 +15,10 @@
 #   BENCH_PIPELINED_REQUESTS requests per run at 4x32 (default 200000)
 #   BENCH_STRACE=1           also count the master's write syscalls per op (4x32 WRITE, strace)
 #   BENCH_OUT                results file (default bench-results/latest.md)
+#   BENCH_SVG                the latency distributions (default: BENCH_OUT with .svg for .md)
+#   BENCH_METRICS=1          every dsm node with --metrics 127.0.0.1:0, each /metrics fetched
+#                            (curl) once a second while the bench runs (issue 21, item 5: what
+#                            serving metrics costs); recorded in the results file
 #   BENCH_MASTER_ARGS        extra dsm-master flags (e.g. "--spin-us 50"), recorded in the file
 #   BENCH_PIN=1              1: the master alone on the last CPU, slaves and dsm-client on the
 #                            others; likewise redis-server alone there, redis-benchmark on the
@@ -48,6 +54,8 @@ OPEN_FRACTIONS=(25 50 75)
 PERSIST_SERIAL_N=${BENCH_PERSIST_SERIAL:-2000}
 PERSIST_PIPELINED_N=${BENCH_PERSIST_PIPELINED:-200000}
 OUT=${BENCH_OUT:-bench-results/latest.md}
+SVG=${BENCH_SVG:-${OUT%.md}.svg}
+METRICS=${BENCH_METRICS:-0}
 VALUE=64
 KEYS=1000
 BIN=target/release
@@ -107,9 +115,16 @@ dsm_cmd() {
         --requests "$4" --value-size "$VALUE" --keys "$KEYS" --json)
 }
 
+# Every run's latency distribution, for the SVG: $HIST/SYSTEM-OP-SETTING-rROUND.hist (dsm) and
+# $HIST/redis-SETTING-rROUND.txt (redis-benchmark's text output, all three tests).
+HIST=$WORK/hist
+mkdir -p "$HIST"
+ROUND=0
+
 sample_dsm() { # op clients pipeline requests
     local op=$1 setting="${2}x${3}" out
     dsm_cmd "$@"
+    CMD+=(--hist "$HIST/dsm-$op-$setting-r$ROUND.hist")
     out=$("${REST_PIN[@]}" "${CMD[@]}") || die "dsm bench failed: ${CMD[*]}"
     [ "$(json_field "$out" errors)" = 0 ] || die "dsm bench reported errors: $out"
     SAMPLES[dsm $op $setting p50]+="$(json_field "$out" p50_us) "
@@ -120,25 +135,37 @@ sample_dsm() { # op clients pipeline requests
 # Set CMD to the redis-benchmark command line for: clients pipeline requests.
 redis_cmd() {
     CMD=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d "$VALUE"
-        -r "$KEYS" -t "ping_mbulk,set,get" --csv)
+        -r "$KEYS" -t "ping_mbulk,set,get")
 }
 
-# One redis-benchmark invocation measures all three commands; CSV columns (redis 7):
-# test, rps, avg, min, p50, p95, p99, max latency (ms).
+# "RPS P50_US P99_US" of test $1 (PING_MBULK, SET, GET) in redis-benchmark's text output in
+# file $2 (redis 7: the "throughput summary" line, and the "latency summary" columns avg, min,
+# p50, p95, p99, max in ms). The same output holds the percentile table the SVG draws.
+redis_summary() {
+    awk -v t="====== $1 ======" '
+        index($0, t) { sec = 1; next }
+        sec && /====== / { sec = 0 }
+        sec && /throughput summary:/ { rps = $3 }
+        sec && cols { p50 = $3 * 1000; p99 = $5 * 1000; cols = 0 }
+        sec && /avg +min +p50 +p95 +p99 +max/ { cols = 1 }
+        END { if (rps != "" && p50 != "") print rps, p50, p99 }' "$2"
+}
+
+# One redis-benchmark invocation measures all three commands.
 sample_redis() { # clients pipeline requests
-    local setting="${1}x${2}" csv test rps q50 q99 op seen=0
+    local setting="${1}x${2}" file test op line rps q50 q99
     redis_cmd "$@"
-    csv=$("${REST_PIN[@]}" "${CMD[@]}") || die "redis-benchmark failed: ${CMD[*]}"
-    head -1 <<<"$csv" | grep -q '"p50_latency_ms"' ||
-        die "redis-benchmark CSV has no p50 column (redis-benchmark 7 or later needed): $(head -1 <<<"$csv")"
-    while IFS=, read -r test rps _avg _min q50 _q95 q99 _max; do
-        case ${test//\"/} in PING_MBULK) op="ping" ;; SET) op="write" ;; GET) op="read" ;; *) continue ;; esac
-        SAMPLES[redis $op $setting p50]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
-        SAMPLES[redis $op $setting p99]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
-        SAMPLES[redis $op $setting ops]+="${rps//\"/} "
-        seen=$((seen + 1))
-    done <<<"$csv"
-    [ "$seen" -eq 3 ] || die "redis-benchmark printed $seen of the 3 expected lines: $csv"
+    file=$HIST/redis-$setting-r$ROUND.txt
+    "${REST_PIN[@]}" "${CMD[@]}" >"$file" || die "redis-benchmark failed: ${CMD[*]}"
+    for test in PING_MBULK SET GET; do
+        case $test in PING_MBULK) op="ping" ;; SET) op="write" ;; GET) op="read" ;; esac
+        line=$(redis_summary "$test" "$file")
+        [ -n "$line" ] || die "redis-benchmark printed no $test summary (redis-benchmark 7 or later needed); see $file"
+        read -r rps q50 q99 <<<"$line"
+        SAMPLES[redis $op $setting p50]+="$q50 "
+        SAMPLES[redis $op $setting p99]+="$q99 "
+        SAMPLES[redis $op $setting ops]+="$rps "
+    done
 }
 
 # dsm and redis alternate within each round, so load from other work on the machine falls on
@@ -146,6 +173,7 @@ sample_redis() { # clients pipeline requests
 measure() {
     local round op
     for round in $(seq "$REPEATS"); do
+        ROUND=$round
         echo "bench.sh: round $round of $REPEATS" >&2
         for op in ping write read; do sample_dsm "$op" 1 1 "$SERIAL_N"; done
         sample_redis 1 1 "$SERIAL_N"
@@ -231,6 +259,7 @@ persist() {
             SLAVE_DATA=$saved_data
             for setting in 1x1 4x32; do
                 if [ "$setting" = 1x1 ]; then dsm_cmd write 1 1 "$PERSIST_SERIAL_N"; else dsm_cmd write 4 32 "$PERSIST_PIPELINED_N"; fi
+                CMD+=(--hist "$HIST/disk-dsm-$fsync-$setting-r$round.hist")
                 # dsm-client exits non-zero when some requests failed; the JSON still says how many.
                 out=$("${REST_PIN[@]}" "${CMD[@]}" 2>/dev/null) || true
                 [ -n "$(json_field "$out" ops_per_sec)" ] || die "dsm bench failed: ${CMD[*]}"
@@ -244,12 +273,14 @@ persist() {
             start_redis "p$round-redis-$aof" --appendonly yes --appendfsync "$aof"
             for setting in 1x1 4x32; do
                 if [ "$setting" = 1x1 ]; then redis_set_cmd 1 1 "$PERSIST_SERIAL_N"; else redis_set_cmd 4 32 "$PERSIST_PIPELINED_N"; fi
-                out=$("${REST_PIN[@]}" "${CMD[@]}" | grep '^"SET"') || die "redis-benchmark failed: ${CMD[*]}"
-                local _t rps _avg _min q50 _q95 q99 _max
-                IFS=, read -r _t rps _avg _min q50 _q95 q99 _max <<<"$out"
-                PSAMPLES[redis $fsync $setting p50]+="$(awk -v v="${q50//\"/}" 'BEGIN {print v * 1000}') "
-                PSAMPLES[redis $fsync $setting p99]+="$(awk -v v="${q99//\"/}" 'BEGIN {print v * 1000}') "
-                PSAMPLES[redis $fsync $setting ops]+="${rps//\"/} "
+                local file=$HIST/disk-redis-$fsync-$setting-r$round.txt rps q50 q99
+                "${REST_PIN[@]}" "${CMD[@]}" >"$file" || die "redis-benchmark failed: ${CMD[*]}"
+                out=$(redis_summary SET "$file")
+                [ -n "$out" ] || die "redis-benchmark printed no SET summary; see $file"
+                read -r rps q50 q99 <<<"$out"
+                PSAMPLES[redis $fsync $setting p50]+="$q50 "
+                PSAMPLES[redis $fsync $setting p99]+="$q99 "
+                PSAMPLES[redis $fsync $setting ops]+="$rps "
             done
             kill "$REDIS_PID" 2>/dev/null || true
             wait "$REDIS_PID" 2>/dev/null || true
@@ -265,7 +296,7 @@ persist() {
 # Set CMD to the redis-benchmark command line for SET alone: clients pipeline requests.
 redis_set_cmd() {
     CMD=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d "$VALUE"
-        -r "$KEYS" -t set --csv)
+        -r "$KEYS" -t set)
 }
 
 # Count the master's write syscalls during one 4x32 WRITE run (strace -c on a fresh master).
@@ -294,6 +325,68 @@ show_cmd() {
     echo "${line//"-p $REDIS_PORT"/-p PORT}"
 }
 
+# BENCH_METRICS=1: fetch every dsm node's /metrics once a second, in the background, until the
+# script ends; each fetch's HTTP status goes to $WORK/scrapes.txt.
+start_scraper() {
+    local -a addrs=()
+    local f a
+    for f in "$WORK"/main-master.out "$WORK"/main-slave-*.out; do
+        a=$(sed -n 's/.* metrics=\([^ ]*\).*/\1/p' "$f")
+        [ -n "$a" ] || die "no metrics= address in $f"
+        addrs+=("$a")
+    done
+    SCRAPED=("${addrs[@]}")
+    (
+        while :; do
+            for a in "${addrs[@]}"; do
+                # One line per fetch: the status, 000 when none came within 2 s.
+                curl -s -o /dev/null -w '%{http_code}\n' --max-time 2 "http://$a/metrics" >>"$WORK/scrapes.txt" || true
+            done
+            sleep 1
+        done
+    ) &
+    SCRAPER_PID=$!
+    pids+=("$SCRAPER_PID")
+}
+
+# The latency distributions as an SVG: a panel per op and setting, dsm against redis, each
+# curve the runs of its cell pooled (dsm-latency-svg, latplot/). Writes $SVG.
+draw_svg() {
+    local m=$WORK/latency.manifest setting op test files rfiles
+    {
+        echo "title dsm vs redis on loopback: latency by percentile ($(date -u '+%Y-%m-%d'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+        echo "note Each curve pools the $REPEATS runs of its cell in $(basename "$OUT") (dsm-client bench --hist files; redis-benchmark's percentile tables)."
+        echo "note x: percentile on a log scale of 1/(1-p), a series' last request at 1/(1-p) = n; y: latency, log scale."
+        echo "note Setting CxP: C connections, P requests outstanding on each (dsm: closed loop per slot; redis-benchmark -P: P sent, all P awaited)."
+        if [ "$METRICS" = 1 ]; then echo "note $PLACEMENT; dsm with --metrics, scraped every second."; else echo "note $PLACEMENT."; fi
+        echo "columns 2"
+        for op in ping write read; do
+            case $op in ping) test=PING_MBULK ;; write) test=SET ;; read) test=GET ;; esac
+            for setting in 1x1 4x32; do
+                echo "panel ${op^^} / ${test%_MBULK}, $setting"
+                files=$(printf '%s ' "$HIST"/dsm-$op-$setting-r*.hist)
+                rfiles=$(printf '%s ' "$HIST"/redis-$setting-r*.txt)
+                echo "series dsm hdr $files"
+                echo "series redis redis:$test $rfiles"
+            done
+        done
+        if [ "$PERSIST" = 1 ]; then
+            local fsync aof
+            for fsync in interval always; do
+                aof=everysec
+                [ "$fsync" = always ] && aof=always
+                for setting in 1x1 4x32; do
+                    echo "panel WRITE / SET on disk ($fsync / $aof), $setting"
+                    echo "series dsm hdr $(printf '%s ' "$HIST"/disk-dsm-$fsync-$setting-r*.hist)"
+                    echo "series redis redis:SET $(printf '%s ' "$HIST"/disk-redis-$fsync-$setting-r*.txt)"
+                done
+            done
+        fi
+    } >"$m"
+    mkdir -p "$(dirname "$SVG")"
+    "$BIN/dsm-latency-svg" "$m" "$SVG" || die "dsm-latency-svg failed on $m"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 show() { awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.0f", v; else printf "%.1f", v }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print (ok ? "met" : "NOT met") }'; }
@@ -305,7 +398,16 @@ main() {
     set_placement "${BENCH_PIN:-1}"
     slave_setup
     echo "bench.sh: $PLACEMENT; slaves: $SLAVE_DESC" >&2
-    start_cluster main
+    if [ "$METRICS" = 1 ]; then
+        local -a saved=("${SLAVE_ARGS[@]}")
+        SLAVE_ARGS+=(--metrics 127.0.0.1:0)
+        # shellcheck disable=SC2086 # BENCH_MASTER_ARGS is a list of flags
+        start_dsm "$BIN" main 3 ${BENCH_MASTER_ARGS:-} --metrics 127.0.0.1:0
+        SLAVE_ARGS=("${saved[@]}")
+        start_scraper
+    else
+        start_cluster main
+    fi
     start_redis redis
     local load_before
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -317,6 +419,13 @@ main() {
     if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
     local load_after
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+    local scrapes=""
+    if [ "$METRICS" = 1 ]; then
+        kill "$SCRAPER_PID" 2>/dev/null || true
+        wait "$SCRAPER_PID" 2>/dev/null || true
+        scrapes="$(grep -c '^200$' "$WORK/scrapes.txt" || true) answered 200, $(grep -vc '^200$' "$WORK/scrapes.txt" || true) not (000: no answer within curl's --max-time 2)"
+    fi
+    draw_svg
 
     local table
     table=$(
@@ -420,6 +529,9 @@ main() {
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
         echo "- cluster: 1 master (R=2${BENCH_MASTER_ARGS:+, $BENCH_MASTER_ARGS}) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
         echo "- slaves: $SLAVE_DESC"
+        if [ "$METRICS" = 1 ]; then
+            echo "- BENCH_METRICS=1: the master and the 3 slaves of the main cluster with --metrics 127.0.0.1:0, each /metrics fetched once a second by curl (where dsm-client runs) during the main table; fetches: $scrapes"
+        fi
         echo "- placement (BENCH_PIN=${BENCH_PIN:-1}): $PLACEMENT; redis-server where the master is, redis-benchmark where dsm-client is"
         echo "- each cell is the median of $REPEATS runs; values $VALUE bytes, $KEYS keys;" \
             "$SERIAL_N requests per run at 1x1, $PIPELINED_N at 4x32"
@@ -429,6 +541,9 @@ main() {
         echo "Setting CxP: C connections, P requests outstanding on each. dsm latency runs from each"
         echo "request's send (closed loop: a slot is refilled as soon as its reply arrives);"
         echo "redis-benchmark -P sends P commands, waits for all P replies, then sends the next P."
+        echo
+        echo "The whole distributions, dsm against redis for each op and setting, HdrHistogram style"
+        echo "(the runs of each cell pooled): [$(basename "$SVG")]($(basename "$SVG"))."
         echo
         if [ -n "$otable" ]; then
             echo "## Open loop: tails at a fixed offered rate (no coordinated omission)"
@@ -485,16 +600,24 @@ main() {
         echo "dsm-master --listen 127.0.0.1:0 --heartbeat 127.0.0.1:0 --replicas 2 --discover-ms 0 --log-level warn"
         echo "dsm-slave --master MASTER --id main-slave-{1,2,3} --log-level warn${SLAVE_DATA:+ --data-dir TMPDIR/main-slave-N.data}${SLAVE_ARGS[*]:+ ${SLAVE_ARGS[*]}}"
         echo "redis-server --bind 127.0.0.1 --port PORT --save '' --appendonly no --dir TMPDIR"
+        if [ "$METRICS" = 1 ]; then
+            echo "# BENCH_METRICS=1: the master and each slave also with --metrics 127.0.0.1:0, and once a second for each"
+            echo "curl -s -o /dev/null --max-time 2 http://METRICS_ADDR/metrics"
+        fi
         for op in ping write read; do
             dsm_cmd "$op" 1 1 "$SERIAL_N"
+            CMD+=(--hist "TMPDIR/dsm-$op-1x1-rN.hist")
             show_cmd
             dsm_cmd "$op" 4 32 "$PIPELINED_N"
+            CMD+=(--hist "TMPDIR/dsm-$op-4x32-rN.hist")
             show_cmd
         done
         redis_cmd 1 1 "$SERIAL_N"
         show_cmd
         redis_cmd 4 32 "$PIPELINED_N"
         show_cmd
+        echo "# the SVG: a manifest naming every run's file (scripts/bench.sh, draw_svg), then"
+        echo "target/release/dsm-latency-svg TMPDIR/latency.manifest $SVG"
         if [ "$OPEN" = 1 ]; then
             echo "# open loop, RATE one of: $(for op in write read; do for f in "${OPEN_FRACTIONS[@]}"; do printf '%s ' "${ORATE[$op $f]}"; done; done)(requests = RATE x $OPEN_SECONDS)"
             for op in write read; do

@@ -19,6 +19,9 @@
 #                                        backup must prove it, clients need not)
 #   DSM_SLAVE_ARGS="..."                 more flags for every slave (e.g. "--fsync always")
 #   DSM_MASTER_ARGS="..."                more flags for both masters
+#   DSM_METRICS_PORT=9100                HTTP /metrics on 127.0.0.1 (loopback only): the
+#                                        primary on this port (its status page at /), the
+#                                        backup on +1, slave N on +1+N; 0 turns it off
 #
 # Ctrl-C (or TERM) stops every process this script started, by PID, waits for them, removes
 # the temporary log folder and exits 0; a second Ctrl-C meanwhile changes nothing. A child
@@ -32,6 +35,11 @@ BACKUP_HEARTBEAT=${DSM_BACKUP_HEARTBEAT:-127.0.0.1:7003}
 SLAVES=${DSM_SLAVES:-3}
 REPLICAS=${DSM_REPLICAS:-2}
 DATA=${DSM_DATA:-./dsm-data}
+METRICS_PORT=${DSM_METRICS_PORT:-9100}
+# `--metrics 127.0.0.1:PORT` for the node at offset $1 from DSM_METRICS_PORT (none when 0).
+metrics() {
+    [[ $METRICS_PORT == 0 ]] || echo "--metrics 127.0.0.1:$((METRICS_PORT + $1))"
+}
 read -r -a SLAVE_ARGS <<<"${DSM_SLAVE_ARGS:-}"
 read -r -a MASTER_ARGS <<<"${DSM_MASTER_ARGS:-}"
 if [[ -n ${DSM_LOGDIR:-} ]]; then
@@ -117,17 +125,17 @@ wait_ready() {
 }
 
 "$BIN/dsm-master" --listen "$LISTEN" --heartbeat "$HEARTBEAT" --replicas "$REPLICAS" "${MASTER_SECRET[@]}" \
-    --data-dir "$DATA/master" "${MASTER_ARGS[@]}" >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
+    --data-dir "$DATA/master" $(metrics 0) "${MASTER_ARGS[@]}" >"$LOGDIR/master.out" 2>"$LOGDIR/master.log" &
 pids+=($!)
 wait_ready "$LOGDIR/master.out" "$!" "dsm-master"
 "$BIN/dsm-master" --listen "$BACKUP" --heartbeat "$BACKUP_HEARTBEAT" --replicas "$REPLICAS" "${MASTER_SECRET[@]}" \
-    --backup-of "$HEARTBEAT" --data-dir "$DATA/backup" "${MASTER_ARGS[@]}" \
+    --backup-of "$HEARTBEAT" --data-dir "$DATA/backup" $(metrics 1) "${MASTER_ARGS[@]}" \
     >"$LOGDIR/backup.out" 2>"$LOGDIR/backup.log" &
 pids+=($!)
 wait_ready "$LOGDIR/backup.out" "$!" "dsm-master (backup)"
 for i in $(seq 1 "$SLAVES"); do
     "$BIN/dsm-slave" --master "$LISTEN,$BACKUP" --id "slave-$i" "${SECRET[@]}" \
-        --data-dir "$DATA/slave-$i" "${SLAVE_ARGS[@]}" >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
+        --data-dir "$DATA/slave-$i" $(metrics $((1 + i))) "${SLAVE_ARGS[@]}" >"$LOGDIR/slave-$i.out" 2>"$LOGDIR/slave-$i.log" &
     pids+=($!)
     wait_ready "$LOGDIR/slave-$i.out" "$!" "dsm-slave slave-$i"
 done
@@ -155,6 +163,8 @@ In another terminal:
   $BIN/dsm-client$CLIENT_OPTS status
   $BIN/dsm-client$CLIENT_OPTS                  (REPL: WRITE key value / READ key / HELP)
 The client tries the primary, then the backup: it follows a failover.
+$([[ $METRICS_PORT == 0 ]] || echo "Status page: http://127.0.0.1:$METRICS_PORT/ (metrics: /metrics; the backup on port
+$((METRICS_PORT + 1)), slave N on $((METRICS_PORT + 1))+N); live numbers: $BIN/dsm-client top --metrics 127.0.0.1:$METRICS_PORT")
 Ctrl-C stops the cluster.
 MSG
 # Keep running while any process lives: killing the primary to watch the failover is fine.

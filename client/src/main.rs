@@ -46,6 +46,8 @@ Usage:
                                               copies no longer count
   dsm-client [options] help                   this help
   dsm-client [options] bench --op OP ...      load test; 'dsm-client bench --help'
+  dsm-client top [--metrics ADDR] ...         the master's numbers every second, from its
+                                              --metrics endpoint; 'dsm-client top --help'
   dsm-client [options]                        the REPL: one command a line, the same commands
                                               (WRITE key value..., READ key, VREAD key,
                                               CAS key version value..., DELETE key,
@@ -196,6 +198,13 @@ fn run() -> i32 {
             Ok(s) => s,
             Err(e) => fail_early(&e.to_string()),
         });
+    if let Some(rest) = &args.top {
+        let rest: Vec<String> = rest
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return cli::top::main(&rest);
+    }
     if let Some(rest) = &args.bench {
         let rest: Vec<String> = rest
             .iter()

@@ -105,6 +105,8 @@ pub struct Config {
     pub secret: Option<Secret>,
     /// Clients must prove they hold the secret too (needs `secret`).
     pub require_client_auth: bool,
+    /// `--metrics`: where to serve `/metrics` and the status page over HTTP (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -141,6 +143,7 @@ impl Default for Config {
             coalesce: Duration::from_micros(COALESCE_US),
             secret: None,
             require_client_auth: false,
+            metrics: None,
         }
     }
 }

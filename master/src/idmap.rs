@@ -74,6 +74,10 @@ impl<V> ConnMap<V> {
         self.slots.get_mut(*id).and_then(Option::take)
     }
 
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().flatten()
+    }
+
     /// Every id and its value (a pass over the slots: for rare events only).
     pub fn iter(&self) -> impl Iterator<Item = (usize, &V)> {
         self.slots

@@ -5,6 +5,7 @@
 //! mio loop. `ARCHITECTURE.md` at the top of the repository follows a WRITE, a READ and a
 //! takeover through them.
 
+mod census;
 pub mod config;
 mod core;
 mod ctx;
@@ -22,9 +23,11 @@ pub mod keymap;
 mod listen;
 mod master;
 mod members;
+mod metrics;
 mod once;
 mod ops;
 mod outbox;
+mod page;
 mod peers;
 pub mod placement;
 mod recovery;
@@ -35,6 +38,7 @@ mod status;
 mod supporter;
 mod term;
 mod timer;
+mod web;
 
 pub use crate::config::Config;
 pub use crate::master::Master;

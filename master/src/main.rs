@@ -203,6 +203,13 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "metrics",
+        "serve Prometheus /metrics and a status page (/) over HTTP on ADDR (default: off; \
+         give a loopback address unless the network is trusted: it has no authentication)",
+        "ADDR",
+    );
+    opts.optopt(
+        "",
         "data-dir",
         "keep the epoch and the roster of slaves here, so that after a restart this master \
          waits for its slaves to report what they hold before it answers (default: memory only)",
@@ -377,5 +384,6 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         coalesce: Duration::from_micros(cli.whole(m, "coalesce-us", d.coalesce.as_micros() as u64)),
         secret: None,
         require_client_auth: m.opt_present("require-client-auth"),
+        metrics: cli.addr(m, "metrics"),
     }
 }

@@ -18,6 +18,7 @@ use crate::ha::{Ha, Roles};
 use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
+use crate::metrics::EventStats;
 use crate::ops::{Ops, Request, Sent};
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
@@ -39,6 +40,9 @@ pub struct Master {
     /// sends once its link is WELCOMEd (for STATUS), and the link it was asked on.
     primary_addr: String,
     asked_on: Option<ConnId>,
+    /// Takeovers and dropped slaves, for `/metrics`.
+    events: EventStats,
+    started: Instant,
 }
 
 impl Master {
@@ -52,6 +56,8 @@ impl Master {
             ops: Ops::default(),
             primary_addr: String::new(),
             asked_on: None,
+            events: EventStats::default(),
+            started: now,
         }
     }
 
@@ -109,6 +115,21 @@ impl Master {
     }
 
     pub fn status(&self) -> Status {
+        crate::status::status(self.status_head(), &self.core.keys, &self.core.slaves)
+    }
+
+    /// STATUS from the counts of a census pass (`census.rs`) instead of a walk now.
+    pub(crate) fn status_from(&self, counts: &crate::status::Counts) -> Status {
+        let keys = self.core.keys.len();
+        crate::status::assemble(self.status_head(), keys, &self.core.slaves, counts)
+    }
+
+    /// Walk the next slice of the key map for `census`; true when its pass ended.
+    pub(crate) fn census_step(&self, census: &mut crate::census::Census) -> bool {
+        census.step(&self.core.keys, &self.core.slaves, self.core.cfg.replicas)
+    }
+
+    fn status_head(&self) -> crate::status::Head {
         let role = match self.ha.role() {
             ServerRole::Primary if self.core.recovery.is_some() => ServerRole::Recovering,
             role => role,
@@ -118,19 +139,82 @@ impl Master {
             ServerRole::Backup => self.primary_addr.clone(),
             ServerRole::Fenced => String::new(),
         };
-        crate::status::status(
-            crate::status::Head {
-                role,
-                epoch: self.core.term.epoch,
-                replicas: self.core.cfg.replicas,
-                copies_made: self.core.repairs.copies_made(),
-                addr: self.core.cfg.listen.to_string(),
-                primary,
-                backup: self.ha.backup_link(&self.core.doubts),
-            },
-            &self.core.keys,
-            &self.core.slaves,
-        )
+        crate::status::Head {
+            role,
+            epoch: self.core.term.epoch,
+            replicas: self.core.cfg.replicas,
+            copies_made: self.core.repairs.copies_made(),
+            addr: self.core.cfg.listen.to_string(),
+            primary,
+            backup: self.ha.backup_link(&self.core.doubts),
+        }
+    }
+
+    /// Count a slave about to be dropped (one already out of service is not dropped again).
+    fn count_drop(&mut self, idx: SlaveIdx, why: &str) {
+        if matches!(
+            self.core.slaves.state(idx),
+            Some(State::Live | State::Joining)
+        ) {
+            self.events.dropped(why);
+        }
+    }
+
+    /// The `/metrics` text; the event loop adds what only it knows: bytes queued for peers
+    /// and its HTTP connections.
+    pub(crate) fn metrics(
+        &self,
+        counts: &crate::status::Counts,
+        buffered: u64,
+        http_conns: u64,
+        now: Instant,
+    ) -> String {
+        let status = self.status_from(counts);
+        let conns = self.core.peers.count_by_kind();
+        crate::metrics::render(&crate::metrics::Snapshot {
+            status: &status,
+            requests: &self.ops.stats,
+            events: &self.events,
+            copy_bytes: self.core.repairs.bytes_read(),
+            conns: &conns,
+            in_flight: self.in_flight(),
+            other_masters: self.core.cfg.other_masters().len(),
+            buffered,
+            http_conns,
+            uptime: now.saturating_duration_since(self.started),
+        })
+    }
+
+    pub(crate) fn request_stats(&self) -> &crate::metrics::RequestStats {
+        &self.ops.stats
+    }
+
+    /// What the status page shows besides the request counters.
+    pub(crate) fn page_view(
+        &self,
+        counts: &crate::status::Counts,
+        now: Instant,
+    ) -> crate::page::PageView {
+        let heard = (self
+            .core
+            .slaves
+            .listed(crate::status::MAX_LISTED)
+            .into_iter())
+        .map(|(_, s)| (s.id.clone(), now.saturating_duration_since(s.last_heard)))
+        .collect();
+        // Those configured, and on a primary the standbys it has heard from.
+        let mut others = self.core.cfg.other_masters();
+        for a in self.ha.standbys() {
+            if !others.contains(a) {
+                others.push(*a);
+            }
+        }
+        crate::page::PageView {
+            status: self.status_from(counts),
+            other_masters: others.iter().map(|a| a.to_string()).collect(),
+            heard,
+            uptime: now.saturating_duration_since(self.started),
+        }
     }
 
     /// Whether the connection has passed its HELLO (and any authentication): its frames may
@@ -227,7 +311,10 @@ impl Master {
     pub fn on_close(&mut self, conn: ConnId, now: Instant) {
         match self.core.peers.closed(conn) {
             Some(Peer::Client) => self.ops.orphan(conn),
-            Some(Peer::Slave(idx)) => self.members(now).drop(idx, "its connection closed"),
+            Some(Peer::Slave(idx)) => {
+                self.count_drop(idx, "its connection closed");
+                self.members(now).drop(idx, "its connection closed")
+            }
             Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
             Some(Peer::Supporter) => self.ha.supporter_closed(conn),
             Some(Peer::Primary) => self.ha.link_closed(now),
@@ -400,7 +487,10 @@ impl Master {
 
     fn route(&mut self, effect: Effect, now: Instant) {
         match effect {
-            Effect::DropSlave { slave, why } => self.members(now).drop(slave, &why),
+            Effect::DropSlave { slave, why } => {
+                self.count_drop(slave, &why);
+                self.members(now).drop(slave, &why)
+            }
             Effect::Suspect { slave, why } => self.members(now).suspect(slave, why),
             Effect::Dropped(slave) => {
                 let (ops, mut ctx) = self.parts(now);
@@ -415,6 +505,7 @@ impl Master {
                 ops.restart_deferred(&mut ctx);
             }
             Effect::TookOver { supporters, stale } => {
+                self.events.takeovers += 1;
                 for idx in self.core.slaves.absent_from(now) {
                     self.members(now).wait_for(idx);
                 }

@@ -90,6 +90,28 @@ impl Peers {
         self.map.get(&conn).map_or("", |p| p.addr.as_str())
     }
 
+    /// Open connections by kind of peer, for `/metrics`.
+    pub fn count_by_kind(&self) -> [(&'static str, u64); 5] {
+        let mut n = [
+            ("new", 0),
+            ("client", 0),
+            ("slave", 0),
+            ("supporter", 0),
+            ("master", 0),
+        ];
+        for p in self.map.values() {
+            let i = match p.kind {
+                Peer::New | Peer::Challenged => 0,
+                Peer::Client => 1,
+                Peer::Slave(_) => 2,
+                Peer::Supporter => 3,
+                Peer::Backup | Peer::Primary => 4,
+            };
+            n[i].1 += 1;
+        }
+        n
+    }
+
     /// The event loop closed the connection: forget it, and say who it was.
     pub fn closed(&mut self, conn: ConnId) -> Option<Peer> {
         let kind = self.map.remove(&conn).map(|p| p.kind);

@@ -27,6 +27,8 @@ pub(crate) struct Repairs {
     done: usize,
     /// Copies made since this master started (STATUS `copies_made`).
     total: u64,
+    /// Value bytes copies have read from holders since this master started (`/metrics`).
+    bytes_read: u64,
 }
 
 impl Repairs {
@@ -87,6 +89,7 @@ impl Repairs {
     /// A running copy holds `n` more value bytes.
     pub fn hold_bytes(&mut self, n: usize) {
         self.bytes += n;
+        self.bytes_read += n as u64;
     }
 
     /// A running copy let go of `n` value bytes.
@@ -98,6 +101,11 @@ impl Repairs {
     pub fn made(&mut self, n: usize) {
         self.done += n;
         self.total += n as u64;
+    }
+
+    /// Value bytes copies have read from holders since this master started.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Copies made since this master started.

@@ -26,6 +26,7 @@ use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
 use crate::outbox::Out;
+use crate::web::{Web, METRICS};
 
 /// Reads (of up to 64 KiB each) from one connection per turn: a peer that sends faster than
 /// the master handles its frames (a slave answering a burst of large FETCHes) must not keep
@@ -36,9 +37,13 @@ const READS_PER_TURN: usize = 16;
 pub fn run(cfg: Config) -> io::Result<()> {
     let mut server = Server::bind(cfg)?;
     // A closed stdout only loses the line: the master serves on.
+    let metrics = match server.metrics_addr() {
+        Some(addr) => format!(" metrics={addr}"),
+        None => String::new(),
+    };
     let _ = writeln!(
         io::stdout(),
-        "dsm-master ready: listen={} heartbeat={}",
+        "dsm-master ready: listen={} heartbeat={}{metrics}",
         server.local_addr()?,
         server.heartbeat_addr()?
     );
@@ -78,6 +83,8 @@ pub struct Server {
     held: Held,
     /// Scratch list of held connections due to be written.
     due: Vec<usize>,
+    /// `--metrics`: the HTTP endpoint, whose connections are in `conns` too (`web.rs`).
+    web: Option<Web>,
     cfg: Config,
 }
 
@@ -86,6 +93,10 @@ impl Server {
         let poll = Poll::new()?;
         let (listen, heartbeat) = (cfg.listen, cfg.heartbeat);
         let listeners = Listeners::bind(listen, heartbeat, poll.registry())?;
+        let web = match cfg.metrics {
+            Some(addr) => Some(Web::bind(addr, poll.registry())?),
+            None => None,
+        };
         // The addresses bound (port 0 picks one): this master's id among masters and STATUS
         // name them.
         let cfg = Config {
@@ -108,6 +119,7 @@ impl Server {
             link: None,
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
+            web,
             cfg,
         })
     }
@@ -118,6 +130,11 @@ impl Server {
 
     pub fn heartbeat_addr(&self) -> io::Result<SocketAddr> {
         self.listeners.heartbeat_addr()
+    }
+
+    /// Where `/metrics` is served, with `--metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(|w| w.local_addr().ok())
     }
 
     /// One loop iteration: wait for events or the next timer, handle them, flush.
@@ -147,10 +164,14 @@ impl Server {
         for &(token, readable, writable) in &ready {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
+                METRICS => self.accept_http(),
                 Token(key) if self.link == Some((key, false)) => {
                     if readable || writable {
                         self.link_progress(key)
                     }
+                }
+                Token(key) if self.web.as_ref().is_some_and(|w| w.owns(key)) => {
+                    self.serve_http(key)
                 }
                 Token(key) => {
                     if writable && self.conns.contains(key) {
@@ -168,8 +189,20 @@ impl Server {
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
+        self.census_step();
         self.core.end_turn();
         Ok(())
+    }
+
+    /// `--metrics`: walk a slice of the key map for the census (`census.rs`), and answer the
+    /// HTTP requests that waited for the pass it ended.
+    fn census_step(&mut self) {
+        let Some(web) = self.web.as_mut().filter(|w| w.census_busy()) else {
+            return;
+        };
+        for key in web.census_step(&self.core) {
+            self.serve_http(key);
+        }
     }
 
     /// Wait for events. With `--spin-us` and requests waiting on slaves, first poll without
@@ -180,8 +213,9 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
-        if !self.unread.is_empty() {
-            // Bytes wait in some sockets already: look for other events, do not sleep.
+        if !self.unread.is_empty() || self.web.as_ref().is_some_and(|w| w.census_busy()) {
+            // Bytes wait in some sockets already, or a census pass is under way: look for
+            // other events, do not sleep.
             self.release_held();
             return self.poll.poll(&mut self.events, Some(Duration::ZERO));
         }
@@ -532,6 +566,43 @@ impl Server {
         }
         self.apply_out();
         self.flush_dirty();
+    }
+
+    /// Take waiting `--metrics` connections into the slab (closing the oldest at the cap).
+    fn accept_http(&mut self) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        let mut evicted = Vec::new();
+        crate::web::accept_all(web, &mut self.conns, self.poll.registry(), &mut evicted);
+        for key in evicted {
+            self.drop_http(key);
+        }
+    }
+
+    /// An event on a `--metrics` connection: answer what it asked, close it when done.
+    fn serve_http(&mut self, key: usize) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        // A walk over every connection, at most every 100 ms however many HTTP events come
+        // (a scraper sending a byte at a time must not make the loop walk them per byte).
+        let conns = &self.conns;
+        let buffered = web.buffered(|| conns.iter().map(|(_, c)| c.pending() as u64).sum());
+        let conn = &mut self.conns[key];
+        let registry = self.poll.registry();
+        let verdict = web.on_event(key, conn, registry, &self.core, buffered);
+        if verdict == dsm_net::http::Verdict::Close {
+            web.forget(key);
+            self.drop_http(key);
+        }
+    }
+
+    /// Remove a `--metrics` connection (the core never knew of it).
+    fn drop_http(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+        }
     }
 
     /// Forget a connection. `tell_core`: the loop decided (the core did not ask for it).

@@ -25,29 +25,50 @@ pub(crate) struct Head {
     pub backup: BackupLink,
 }
 
-/// One pass over the key map: per-slave counts and under-replication are derived here rather
-/// than kept up to date on every write. A key is short of R live copies also when fewer than R
-/// slaves are live to hold them.
-pub(crate) fn status(head: Head, keys: &KeyIndex, slaves: &SlaveTable) -> Status {
-    let replicas = head.replicas;
-    let mut per_slave: HashMap<SlaveIdx, u64> = HashMap::new();
-    let mut under = 0;
-    for (_, e) in keys.iter() {
+/// What a walk over the key map counts: keys placed on each live slave, and keys short of R
+/// live copies (also when fewer than R slaves are live to hold them).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub per_slave: HashMap<SlaveIdx, u64>,
+    pub under: u64,
+}
+
+impl Counts {
+    /// Count one key held by `holders`.
+    #[inline]
+    pub fn add(&mut self, holders: &[SlaveIdx], slaves: &SlaveTable, replicas: usize) {
         let mut live = 0;
-        for &h in e.holders.iter().filter(|&&h| slaves.is_live(h)) {
+        for &h in holders.iter().filter(|&&h| slaves.is_live(h)) {
             live += 1;
-            *per_slave.entry(h).or_default() += 1;
+            *self.per_slave.entry(h).or_default() += 1;
         }
         if live < replicas {
-            under += 1;
+            self.under += 1;
         }
     }
+}
+
+/// One pass over the key map: per-slave counts and under-replication are derived here rather
+/// than kept up to date on every write (STATUS; `/metrics` and the status page walk the map
+/// in slices instead, see `census.rs`).
+pub(crate) fn status(head: Head, keys: &KeyIndex, slaves: &SlaveTable) -> Status {
+    let mut counts = Counts::default();
+    for (_, e) in keys.iter() {
+        counts.add(e.holders, slaves, head.replicas);
+    }
+    assemble(head, keys.len(), slaves, &counts)
+}
+
+/// STATUS from `counts` made by a walk over a key map of `keys` keys.
+pub(crate) fn assemble(head: Head, keys: usize, slaves: &SlaveTable, counts: &Counts) -> Status {
+    let replicas = head.replicas;
+    let (per_slave, under) = (&counts.per_slave, counts.under);
     Status {
         role: head.role,
         epoch: head.epoch,
         replicas: replicas as u16,
-        keys: keys.len() as u64,
-        under_replicated: under as u64,
+        keys: keys as u64,
+        under_replicated: under,
         copies_made: head.copies_made,
         addr: head.addr,
         primary: head.primary,

@@ -236,6 +236,26 @@ impl Conn {
         }
     }
 
+    /// The bytes received and not yet taken, for a protocol other than frames (`http.rs`).
+    pub fn received(&self) -> &[u8] {
+        &self.rbuf[self.rpos..self.rend]
+    }
+
+    /// Take the first `n` of [`Conn::received`].
+    pub fn consume(&mut self, n: usize) {
+        self.rpos = (self.rpos + n).min(self.rend);
+    }
+
+    /// Drop everything received and not yet taken.
+    pub fn discard_buffered(&mut self) {
+        self.rpos = self.rend;
+    }
+
+    /// Queue raw bytes (not a frame); nothing is written until [`Conn::flush`].
+    pub fn queue_bytes(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
     /// Bytes received but not yet decoded (a half-sent frame).
     pub fn unread(&self) -> usize {
         self.rend - self.rpos

@@ -34,4 +34,6 @@ pub struct Config {
     pub disk: disk::Settings,
     /// The most heap the key table may hold (`--max-memory`); a STORE past it is refused.
     pub max_memory: u64,
+    /// `--metrics`: where to serve `/metrics` over HTTP (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }

@@ -8,11 +8,13 @@ mod config;
 mod dialer;
 pub mod disk;
 pub mod memory;
+mod metrics;
 pub mod node;
 mod open;
 pub mod slave;
 pub mod store;
 mod table;
+mod web;
 pub mod writers;
 
 pub use crate::config::Config;

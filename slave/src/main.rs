@@ -84,6 +84,7 @@ fn main() {
             }
             None => default_memory(max_frame, m.opt_present("data-dir")),
         },
+        metrics: cli.addr(&m, "metrics"),
     };
     if let Err(e) = dsm_slave::run(cfg) {
         let _ = writeln!(std::io::stderr(), "dsm-slave: {e}");
@@ -135,6 +136,13 @@ fn options(cli: &Cli) -> getopts::Options {
             dsm_slave::SPIN_US
         ),
         "US",
+    );
+    opts.optopt(
+        "",
+        "metrics",
+        "serve Prometheus /metrics over HTTP on ADDR (default: off; give a loopback address \
+         unless the network is trusted: it has no authentication)",
+        "ADDR",
     );
     opts.optopt(
         "",

@@ -38,6 +38,8 @@ pub struct Node {
     connecting: bool,
     /// The slave's outbox, drained; kept for its capacity.
     out: Vec<Out>,
+    /// `--metrics`: the HTTP endpoint (`web.rs`).
+    web: Option<crate::web::Web>,
     /// Set by `Out::GiveUp`: the loop ends with this error.
     give_up: Option<String>,
     /// Reading stopped at [`MAX_UNSENT`]: serve again once the replies drain (the socket may
@@ -62,7 +64,12 @@ impl Node {
     /// master.
     pub fn new(cfg: Config, store: Store, poll: Poll) -> io::Result<Node> {
         let now = Instant::now();
+        let web = match cfg.metrics {
+            Some(addr) => Some(crate::web::Web::bind(addr, poll.registry())?),
+            None => None,
+        };
         let mut node = Node {
+            web,
             slave: Slave::with_store(&cfg, store, now),
             cfg,
             poll,
@@ -94,6 +101,11 @@ impl Node {
                 self.connect_progress(now);
             } else {
                 self.serve(now);
+            }
+        }
+        if let Some(web) = self.web.as_mut() {
+            for event in self.events.iter() {
+                web.on_event(event, self.poll.registry(), &self.slave);
             }
         }
         self.slave.on_tick(now);
@@ -181,8 +193,16 @@ impl Node {
                         self.drop_conn();
                     }
                     Out::Ready => {
+                        let metrics = match self.web.as_ref().and_then(|w| w.local_addr().ok()) {
+                            Some(addr) => format!(" metrics={addr}"),
+                            None => String::new(),
+                        };
                         // A closed stdout only loses the line: the slave serves on.
-                        let _ = writeln!(std::io::stdout(), "dsm-slave ready: id={}", self.cfg.id);
+                        let _ = writeln!(
+                            std::io::stdout(),
+                            "dsm-slave ready: id={}{metrics}",
+                            self.cfg.id
+                        );
                     }
                     Out::GiveUp(why) => self.give_up = Some(why),
                 }

@@ -58,6 +58,9 @@ pub struct Store {
     full: RefusalLog,
     /// The time of the last frame or turn, for the refusal log and the writers' records.
     now: Instant,
+    /// STOREs and FETCHes taken (`/metrics`).
+    pub stores: u64,
+    pub fetches: u64,
     /// Who wrote what was stored here (STORE_ONCE), for RECALL.
     writers: Writers,
     /// STORE_ONCEs (and STORE_KEEPs) staged for the log (request id, writer, version, value
@@ -97,6 +100,8 @@ impl Store {
             now,
             writers: Writers::new(now),
             staged_writers: VecDeque::new(),
+            stores: 0,
+            fetches: 0,
         }
     }
 
@@ -326,6 +331,7 @@ impl Store {
         value: &[u8],
     ) -> Option<Reply<'_>> {
         let kept = |keep: bool| keep.then(|| Kept::from(value));
+        self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
             return Some(Reply::Frame(Frame::new(req, stale)));
         }
@@ -432,6 +438,7 @@ impl Store {
     }
 
     fn fetch(&mut self, req: u64, epoch: u64, key: &[u8]) -> Reply<'_> {
+        self.fetches += 1;
         if let Some(stale) = self.fence(epoch) {
             return Reply::Frame(Frame::new(req, stale));
         }

@@ -1,21 +1,22 @@
 //! The slave's key table, laid out for memory: a slave holds its share of every key, so bytes
 //! per key decide how much data a machine can hold.
 //!
-//! Each key is one heap block, `[key length: u32][key][value]`, in a dense `Vec` beside its
-//! version, found through a [`TagIndex`] (which grows without re-hashing keys, so the slave
-//! never stalls for long). A `HashMap<Box<[u8]>, (u64, Box<[u8]>)>` costs 40 bytes a bucket
+//! Each key is one heap block, `[key length: u32][key][value]`, in a dense [`Chunked`] array
+//! beside its version, found through a [`TagIndex`]. Neither grows in one step (the index
+//! moves a few slots per insert, the records go in fixed blocks that never move), so the
+//! slave never stalls for long. A `HashMap<Box<[u8]>, (u64, Box<[u8]>)>` costs 40 bytes a bucket
 //! (up to twice that per key just after the table grows) plus a second allocation for the
 //! value; this layout costs 24 bytes per record, 9–18 per key for the index and one
 //! allocation. `bench-results/memory.md` has the measured figures.
 //!
 //! The table also counts the heap it holds ([`Table::heap_bytes`]): the blocks (as malloc
-//! rounds them), the record `Vec`'s capacity and the index's slots, so that `--max-memory` can
+//! rounds them), the records' capacity and the index's slots (old and new during a growth), so that `--max-memory` can
 //! refuse a STORE before it allocates rather than abort after. Every allocation a put makes is
 //! fallible (`try_reserve`): a failed one is a refusal too, never an abort.
 
 use std::mem::size_of;
 
-use dsm_index::{Found, TagIndex};
+use dsm_index::{Chunked, Found, TagIndex};
 use dsm_wire::plain_version;
 
 const HEADER: usize = 4;
@@ -114,7 +115,7 @@ pub struct Dropped {
 
 #[derive(Default)]
 pub struct Table {
-    records: Vec<Record>,
+    records: Chunked<Record>,
     index: TagIndex,
     /// The heap of every record's block.
     blocks: usize,
@@ -129,7 +130,7 @@ impl Table {
         self.records.is_empty()
     }
 
-    /// The heap the table holds: every block, the record `Vec`'s capacity, the index.
+    /// The heap the table holds: every block, the records' capacity, the index.
     pub fn heap_bytes(&self) -> usize {
         self.blocks + self.records.capacity() * size_of::<Record>() + self.index.heap_bytes()
     }
@@ -205,17 +206,10 @@ impl Table {
         }
     }
 
-    /// What the record `Vec` and the index would grow by for `additional` more keys.
+    /// What the records and the index would grow by for `additional` more keys (the old
+    /// slots of an index growth count until it ends, a few puts later).
     fn slots_growth(&self, additional: usize) -> usize {
-        let (len, cap) = (self.records.len(), self.records.capacity());
-        let vec = if len + additional > cap {
-            // `Vec`'s amortized growth: double, at least what is needed, at least 4.
-            let new_cap = (cap * 2).max(len + additional).max(4);
-            (new_cap - cap) * size_of::<Record>()
-        } else {
-            0
-        };
-        vec + self.index.growth_bytes(additional)
+        self.records.growth(additional) * size_of::<Record>() + self.index.growth_bytes(additional)
     }
 
     /// Allocate now what `additional` new keys will need, so that putting them cannot fail.
@@ -473,9 +467,10 @@ mod tests {
             } else {
                 let old = t.get(&key).map(|(_, v)| v.len());
                 let predicted = t.growth(key.len(), value.len(), old, 0);
-                let before = t.heap_bytes();
+                let (before, freed) = (t.heap_bytes(), t.index.freed_bytes());
                 t.put(&key, step + 1, &value);
-                let after = t.heap_bytes();
+                // An index growth that ends in this put frees its old slots.
+                let after = t.heap_bytes() + (t.index.freed_bytes() - freed) as usize;
                 assert_eq!(after.saturating_sub(before), predicted, "step {step}");
             }
             assert_eq!(t.heap_bytes(), counted(&t), "step {step}");

@@ -20,6 +20,29 @@ pub enum Health {
 }
 
 impl Cluster {
+    /// Keys the current primary counts on each slave (by id).
+    pub fn keys_per_slave(&self) -> Vec<(String, u64)> {
+        let s = self
+            .try_status()
+            .unwrap_or_else(|e| panic!("STATUS of the primary: {e}"));
+        s.slaves.iter().map(|s| (s.id.clone(), s.keys)).collect()
+    }
+
+    /// No slave was wiped: each holds at least the keys it held `before` (taken with
+    /// [`Cluster::keys_per_slave`] before a load that never rewrites its sentinels, so they
+    /// stay where they were).
+    pub fn assert_no_slave_wiped(&self, before: &[(String, u64)]) {
+        let after = self.keys_per_slave();
+        for (id, n) in before {
+            let now = after.iter().find(|(a, _)| a == id).map_or(0, |(_, k)| *k);
+            assert!(
+                now >= *n,
+                "slave {id} held {n} keys before and {now} after: wiped? (before {before:?}, \
+                 after {after:?})"
+            );
+        }
+    }
+
     /// Masters of this cluster (started or reserved seats).
     pub fn master_ids(&self) -> Vec<MasterId> {
         (0..self.masters.len()).map(MasterId::from_index).collect()

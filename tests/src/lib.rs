@@ -25,6 +25,7 @@ pub mod limits;
 pub mod load;
 mod logs;
 mod masters;
+pub mod metrics;
 pub mod process;
 pub mod raw;
 mod slaves;
@@ -129,6 +130,8 @@ struct Proc {
     child: Child,
     /// SIGSTOPped and not yet continued.
     stopped: bool,
+    /// Where it serves `/metrics` (its ready line's `metrics=`), when started with `--metrics`.
+    metrics: Option<SocketAddr>,
 }
 
 /// A master's addresses, which stay its own across restarts, and its process if one runs.
@@ -364,6 +367,13 @@ fn spawn(
 }
 
 /// `dsm-master ready: listen=ADDR heartbeat=ADDR` → the ADDR after `field=`.
+/// The `field=ADDR` of a ready line, if it has one.
+fn ready_addr(line: &str, field: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))
+        .and_then(|a| a.parse().ok())
+}
+
 fn parse_ready_addr(line: &str, field: &str) -> SocketAddr {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))

@@ -106,6 +106,12 @@ impl Cluster {
     /// Start the backup on the ports held by `ClusterOpts::reserve_backup`, following the
     /// primary, and wait until it has the primary's state.
     pub fn start_backup(&mut self) {
+        self.start_backup_within(STARTUP);
+    }
+
+    /// [`Cluster::start_backup`], waiting up to `timeout` for the backup to hold the state (a
+    /// snapshot of many keys on a loaded machine takes longer than a start).
+    pub fn start_backup_within(&mut self, timeout: Duration) {
         let Some((listen, heartbeat)) = self.reserved.take() else {
             panic!("no backup reserved (ClusterOpts::reserve_backup) or it already started");
         };
@@ -116,7 +122,7 @@ impl Cluster {
         drop((listen, heartbeat));
         let primary = self.primary_heartbeat();
         self.masters[MasterId::BACKUP.0] = self.spawn_master("backup", addr, hb, Some(primary));
-        self.wait_backup_synced(MasterId::BACKUP, STARTUP);
+        self.wait_backup_synced(MasterId::BACKUP, timeout);
     }
 
     /// Start the backup on the ports held by `ClusterOpts::reserve_backup` with `--backup-of
@@ -270,6 +276,7 @@ impl Cluster {
             proc: Some(Proc {
                 child,
                 stopped: false,
+                metrics: crate::ready_addr(&line, "metrics"),
             }),
         }
     }

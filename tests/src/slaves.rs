@@ -94,14 +94,15 @@ impl Cluster {
         let (mut child, ready) = spawn(&mut cmd, &self.log_dir, &id, "dsm-slave ready:");
         let log = self.log_dir.join(format!("{id}.log"));
         let what = format!("dsm-slave {id} (log {})", log.display());
-        process::wait_ready(&mut child, &ready, &what, STARTUP);
+        let line = process::wait_ready(&mut child, &ready, &what, STARTUP);
         self.slaves[i] = Some(Proc {
             child,
             stopped: false,
+            metrics: crate::ready_addr(&line, "metrics"),
         });
     }
 
-    fn slave(&self, i: usize) -> &Proc {
+    pub(crate) fn slave(&self, i: usize) -> &Proc {
         self.slaves[i]
             .as_ref()
             .unwrap_or_else(|| panic!("slave s{i} is not running"))

@@ -58,6 +58,7 @@ impl Cluster {
         self.strangers.push(Proc {
             child,
             stopped: false,
+            metrics: None,
         });
     }
 
@@ -71,6 +72,7 @@ impl Cluster {
         self.strangers.push(Proc {
             child,
             stopped: false,
+            metrics: None,
         });
         self.strangers.len() - 1
     }
@@ -100,6 +102,7 @@ impl Cluster {
         self.strangers.push(Proc {
             child,
             stopped: false,
+            metrics: None,
         });
         parse_ready_addr(&line, "listen")
     }

@@ -40,7 +40,7 @@ impl Blink {
     /// Sentinels written, a load running with some of it acknowledged, the watcher started.
     fn start(cluster: &Cluster) -> Blink {
         let sentinels = Sentinels::write(cluster, SENTINELS);
-        let before = keys_per_slave(cluster);
+        let before = cluster.keys_per_slave();
         let load = Load::start(cluster, WRITERS);
         load.wait_progress(50, EVENTUALLY)
             .unwrap_or_else(|e| panic!("before the event: {e}"));
@@ -92,28 +92,7 @@ impl Blink {
             ));
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
-        no_slave_wiped(cluster, &self.before);
-    }
-}
-
-/// Keys the current primary counts on each slave (by id).
-fn keys_per_slave(cluster: &Cluster) -> Vec<(String, u64)> {
-    let s = cluster
-        .try_status()
-        .unwrap_or_else(|e| panic!("STATUS of the primary: {e}"));
-    s.slaves.iter().map(|s| (s.id.clone(), s.keys)).collect()
-}
-
-/// No slave was wiped: each holds at least the keys it held before the load started (the
-/// sentinels, which are never rewritten, so they stay where they were).
-fn no_slave_wiped(cluster: &Cluster, before: &[(String, u64)]) {
-    let after = keys_per_slave(cluster);
-    for (id, n) in before {
-        let now = after.iter().find(|(a, _)| a == id).map_or(0, |(_, k)| *k);
-        assert!(
-            now >= *n,
-            "slave {id} held {n} keys before and {now} after: wiped? (before {before:?}, after {after:?})"
-        );
+        cluster.assert_no_slave_wiped(&self.before);
     }
 }
 

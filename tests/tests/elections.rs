@@ -106,7 +106,7 @@ impl Scene {
     /// Sentinels written, the loads running with some of it acknowledged, the watcher started.
     fn start(cluster: &Cluster, name: &'static str) -> Scene {
         let sentinels = Sentinels::write(cluster, SENTINELS);
-        let before = keys_per_slave(cluster);
+        let before = cluster.keys_per_slave();
         let epoch = cluster
             .try_status()
             .unwrap_or_else(|e| panic!("STATUS before the fault: {e}"))
@@ -238,7 +238,7 @@ impl Scene {
             ));
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
-        no_slave_wiped(cluster, &self.before);
+        cluster.assert_no_slave_wiped(&self.before);
         assert!(
             m.cluster_gap < self.bound,
             "{}: no master acknowledged a write for {:?} (bound {:?})",
@@ -281,28 +281,6 @@ fn print_failures(name: &str, fault: Instant, loads: &[&LoadReport]) {
             rel(f.answered),
             f.kind,
             if f.unknown { " (outcome unknown)" } else { "" }
-        );
-    }
-}
-
-/// Keys the current primary counts on each slave (by id).
-fn keys_per_slave(cluster: &Cluster) -> Vec<(String, u64)> {
-    let s = cluster
-        .try_status()
-        .unwrap_or_else(|e| panic!("STATUS of the primary: {e}"));
-    s.slaves.iter().map(|s| (s.id.clone(), s.keys)).collect()
-}
-
-/// No slave was reset: each holds at least the keys it held before the load started (the
-/// sentinels, never rewritten, stay where they were).
-fn no_slave_wiped(cluster: &Cluster, before: &[(String, u64)]) {
-    let after = keys_per_slave(cluster);
-    for (id, n) in before {
-        let now = after.iter().find(|(a, _)| a == id).map_or(0, |(_, k)| *k);
-        assert!(
-            now >= *n,
-            "slave {id} held {n} keys before and {now} after: reset? (before {before:?}, after \
-             {after:?})"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dsm_client::{Client, Op, Reply};
 use dsm_tests::raw::{self, Heard};
 use dsm_tests::{wait_until, Cluster, ClusterOpts, MasterId};
-use dsm_wire::{Body, Frame, ServerRole};
+use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
 
 /// The backup takes over within ~0.3 s of silence; this allows for a loaded machine.
 const TAKEOVER: Duration = Duration::from_secs(10);
@@ -379,6 +379,9 @@ fn a_late_backup_receives_the_snapshot_and_serves_it_after_kill_9() {
         slaves: 3,
         replicas: 2,
         reserve_backup: true,
+        // About the snapshot, not ACK deadlines: on a starved 2-core machine a pipelined bulk
+        // load can miss the default 200 ms and leave a write DEGRADED.
+        master_args: vec!["--ack-timeout-ms".into(), "2000".into()],
         ..Default::default()
     });
     let mut c = cluster.client();
@@ -395,6 +398,22 @@ fn a_late_backup_receives_the_snapshot_and_serves_it_after_kill_9() {
 
     cluster.kill_primary();
     let mut b = Client::connect(&[cluster.backup_addr()]).expect("connect to the backup");
+    // Elected, the backup may first hear from the slaves that its primary had called it out
+    // of step (it attached moments before the kill): it then serves once they have reported
+    // what they hold, answering UNAVAILABLE (retryable) until then.
+    wait_until(
+        Duration::from_secs(10),
+        "the backup to serve after kill -9",
+        || {
+            !matches!(
+                b.read(&key("late", 0)),
+                Err(dsm_client::Error::Server {
+                    code: ErrorCode::Unavailable,
+                    ..
+                })
+            )
+        },
+    );
     batch_check(&mut b, "late", KEYS, "through the backup after kill -9");
     let s = cluster.status_of(cluster.backup_addr());
     assert_eq!(s.role, ServerRole::Primary, "the backup's STATUS: {s:?}");
@@ -424,7 +443,7 @@ fn a_late_backup_catches_up_on_100k_keys() {
         written.elapsed().as_millis()
     );
     let started = Instant::now();
-    cluster.start_backup();
+    cluster.start_backup_within(Duration::from_secs(60));
     eprintln!(
         "snapshot: backup started and holds {KEYS} keys after {} ms",
         started.elapsed().as_millis()

@@ -24,6 +24,8 @@ pub struct Args {
     pub words: Vec<Vec<u8>>,
     /// `bench` was the command: the arguments after it.
     pub bench: Option<Vec<OsString>>,
+    /// `top` was the command: the arguments after it.
+    pub top: Option<Vec<OsString>>,
 }
 
 /// One option: its short letter, long name, and whether it takes a value.
@@ -72,6 +74,10 @@ pub fn parse(argv: &[OsString]) -> Result<Args, String> {
         if operands_only || negative_delta || b == b"-" || !b.starts_with(b"-") {
             if args.words.is_empty() && !operands_only && b.eq_ignore_ascii_case(b"bench") {
                 args.bench = Some(rest.cloned().collect());
+                break;
+            }
+            if args.words.is_empty() && !operands_only && b.eq_ignore_ascii_case(b"top") {
+                args.top = Some(rest.cloned().collect());
                 break;
             }
             args.words.push(b.to_vec());

@@ -1,5 +1,6 @@
 //! The `dsm-client` binary's own parts: its command line ([`args`]) and the interactive REPL
-//! ([`editor`]); the commands themselves run in the library's [`dsm_client::repl::Shell`].
+//! ([`editor`]), and `top` ([`top`]); the commands themselves run in the library's [`dsm_client::repl::Shell`].
 
 pub mod args;
 pub mod editor;
+pub mod top;

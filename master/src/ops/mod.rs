@@ -24,6 +24,7 @@ use crate::ctx::Ctx;
 use crate::idmap::{ConnId, OpId};
 use crate::key::Key;
 use crate::keymap::SlaveIdx;
+use crate::metrics::{RequestStats, READ, UPDATE, WRITE};
 use crate::once::{Records, Seen};
 use crate::timer::{Timer, Timers};
 
@@ -127,6 +128,8 @@ pub(crate) struct Ops {
     budget: budget::Budget,
     /// Tombstones recorded on every copy since the last settle: keys and versions to collect.
     to_collect: Vec<(Key, u64)>,
+    /// Counters and latencies for `/metrics`.
+    pub stats: RequestStats,
 }
 
 impl Ops {
@@ -176,19 +179,21 @@ impl Ops {
     ) {
         // Not the primary, or a primary that has lost its lease (its backup may be taking
         // over): refuse at once so the client moves on instead of waiting for a deadline.
-        if let Some(text) = refusal {
-            let reply = Body::error(ErrorCode::NotPrimary, text);
-            return ctx.out.send(conn, req_id, reply);
-        }
-        let (key, value) = match request {
-            Request::Read { key } | Request::VRead { key } => (key, None),
-            Request::Write { key, value }
-            | Request::WriteOnce { key, value, .. }
-            | Request::Set { key, value, .. } => (key, Some(value)),
-            Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None),
+        let (key, value, op) = match request {
+            Request::Read { key } | Request::VRead { key } => (key, None, READ),
+            Request::Write { key, value } | Request::WriteOnce { key, value, .. } => {
+                (key, Some(value), WRITE)
+            }
+            Request::Set { key, value, .. } => (key, Some(value), UPDATE),
+            Request::Delete { key, .. } | Request::Incr { key, .. } => (key, None, UPDATE),
         };
-        if let Some((code, text)) = ctx.cfg.check_request(key, value) {
-            return ctx.out.send(conn, req_id, Body::error(code, text));
+        let refused = match refusal {
+            Some(text) => Some(Body::error(ErrorCode::NotPrimary, text)),
+            None => (ctx.cfg.check_request(key, value)).map(|(code, text)| Body::error(code, text)),
+        };
+        if let Some(reply) = refused {
+            self.stats.answered(op, &reply, None, ctx.now);
+            return ctx.out.send(conn, req_id, reply);
         }
         let once = match &request {
             Request::Set { once, .. }
@@ -286,6 +291,9 @@ impl Ops {
             deadline_at: ctx.now + ctx.cfg.request_timeout,
             deadline: None,
             kind,
+            arrived: ctx.now,
+            started_at: ctx.now,
+            acked_at: None,
         });
         // A READ's deadline is armed only if it has to wait (see `Op::deadline`).
         if !self.slab[id].is_read() {
@@ -304,6 +312,12 @@ impl Ops {
     }
 
     fn start(&mut self, ctx: &mut Ctx, id: OpId) {
+        let op = &mut self.slab[id];
+        if !op.started && op.client.is_some() {
+            let waited = ctx.now.saturating_duration_since(op.arrived);
+            self.stats.queued.record(waited);
+        }
+        op.started_at = ctx.now;
         // A copy of an exactly-once write that waited behind the first: its answer, again.
         let answered = self.slab[id].writer().and_then(|w| self.records.answer(w));
         if let Some(reply) = answered {
@@ -430,6 +444,15 @@ impl Ops {
         if let Some(n) = op.client.and_then(|c| self.owed.get_mut(c)) {
             *n = n.saturating_sub(1);
         }
+        let kind = match op.kind {
+            OpKind::Read(_) => Some(READ),
+            OpKind::Write(_) => Some(WRITE),
+            OpKind::Update(_) => Some(UPDATE),
+            OpKind::Copy(_) | OpKind::Purge(_) => None,
+        };
+        if let (Some(kind), Some(reply)) = (kind, &reply) {
+            self.stats.answered(kind, reply, Some(op.arrived), ctx.now);
+        }
         if let Some(conn) = op.client {
             self.budget.release(conn, op.reserve);
         }
@@ -482,6 +505,12 @@ impl Ops {
             };
             if let Some(w) = w.filter(|w| w.all_answered()) {
                 let step = w.commit(&r, ctx);
+                if !matches!(step, Step::AwaitBackup) {
+                    if let Some(acked) = op.acked_at {
+                        let waited = ctx.now.saturating_duration_since(acked);
+                        self.stats.backup.record(waited);
+                    }
+                }
                 self.apply(ctx.timers, id, step);
             }
         }
@@ -535,7 +564,17 @@ impl Ops {
     fn on_ack(&mut self, ctx: &mut Ctx, sub: u64, from: SlaveIdx, version: u64) {
         // A late ACK for a finished op, or one from a slave the STORE was not sent to.
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
-            let step = self.slab[s.op].acked(s.op, ctx, &mut self.subs, sub, from, version);
+            let op = &mut self.slab[s.op];
+            if !matches!(op.kind, OpKind::Purge(_)) {
+                let took = ctx.now.saturating_duration_since(s.sent);
+                self.stats.service[0].record(took);
+            }
+            let step = op.acked(s.op, ctx, &mut self.subs, sub, from, version);
+            if matches!(&op.kind, OpKind::Write(w) if w.all_answered()) && op.acked_at.is_none() {
+                op.acked_at = Some(ctx.now);
+                let took = ctx.now.saturating_duration_since(op.started_at);
+                self.stats.replication.record(took);
+            }
             self.apply(ctx.timers, s.op, step);
         }
     }
@@ -549,6 +588,8 @@ impl Ops {
         answer: Option<(u64, Vec<u8>)>,
     ) {
         if let Some(s) = self.subs.take_answer(sub, from, ctx.timers) {
+            let took = ctx.now.saturating_duration_since(s.sent);
+            self.stats.service[1].record(took);
             if let (Some((_, value)), Some(op)) = (&answer, self.slab.get(s.op)) {
                 self.budget.learn(op.hash, value.len());
             }

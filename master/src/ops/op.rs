@@ -40,6 +40,10 @@ pub(crate) struct Op {
     /// than `deadline_at`, keeps the deadline (one timer per read instead of two).
     pub deadline: Option<TimerId>,
     pub kind: OpKind,
+    /// For the metrics (`metrics.rs`): when it came, started, and (a write) got its last ACK.
+    pub arrived: Instant,
+    pub started_at: Instant,
+    pub acked_at: Option<Instant>,
 }
 
 pub(crate) enum OpKind {

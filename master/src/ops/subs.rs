@@ -25,6 +25,8 @@ pub(crate) struct Sub {
     pub slave: SlaveIdx,
     /// The ACK deadline of a STORE.
     pub timer: Option<TimerId>,
+    /// When it was sent, for the metrics.
+    pub sent: Instant,
 }
 
 pub(crate) struct SubTable {
@@ -58,7 +60,15 @@ impl SubTable {
             ctx.timers
                 .insert(ctx.now + ctx.cfg.ack_timeout, Timer::Ack(sub))
         });
-        self.map.insert(sub, Sub { op, slave, timer });
+        self.map.insert(
+            sub,
+            Sub {
+                op,
+                slave,
+                timer,
+                sent: ctx.now,
+            },
+        );
         ctx.out.shared(ctx.slaves.get(slave).conn, frame(sub));
         sub
     }
@@ -75,7 +85,16 @@ impl SubTable {
         self.next += 1;
         let at = ctx.now + ctx.cfg.ack_timeout;
         let timer = Some(ctx.timers.insert(at, Timer::Ack(sub)));
-        self.map.insert(sub, Sub { op, slave, timer });
+        let sent = ctx.now;
+        self.map.insert(
+            sub,
+            Sub {
+                op,
+                slave,
+                timer,
+                sent,
+            },
+        );
         ctx.out.send(ctx.slaves.get(slave).conn, sub, body(sub));
         sub
     }

@@ -58,6 +58,9 @@ pub struct Journal {
     /// An interval sync is due but the syncer is busy (with a compaction's): it is started
     /// when the loop is woken for the other one's end.
     waiting: bool,
+    /// How long each sync took (`/metrics`): in place, the call; on the syncer thread, from
+    /// its start to the loop taking its outcome.
+    pub syncs: dsm_net::prom::Histogram,
 }
 
 impl Journal {
@@ -73,6 +76,7 @@ impl Journal {
             durable: len,
             background: None,
             waiting: false,
+            syncs: Default::default(),
         }
     }
 
@@ -128,7 +132,10 @@ impl Journal {
         // Under `always` the bytes are synced later, by `start_sync`, with whatever else is
         // written meanwhile.
         if self.syncs_in_place() {
-            if let Err(e) = self.file.sync() {
+            let t0 = Instant::now();
+            let synced = self.file.sync();
+            self.syncs.record(t0.elapsed());
+            if let Err(e) = synced {
                 // What the failed sync covered may never reach the disk: take it out, so a
                 // refused STORE cannot come back at the next start.
                 self.cut_back();
@@ -175,6 +182,7 @@ impl Journal {
             };
             let (len, started) = (bg.len, bg.started);
             self.background = None;
+            self.syncs.record(now.saturating_duration_since(started));
             if let Err(e) = outcome {
                 self.sync_failing = true;
                 return Err(format!("fdatasync: {e}"));
@@ -234,6 +242,7 @@ impl Journal {
         let bg = self.background?;
         let outcome = self.file.sync_outcome()?;
         self.background = None;
+        self.syncs.record(bg.started.elapsed());
         match outcome {
             Ok(()) => {
                 self.durable = self.durable.max(bg.len);
@@ -250,7 +259,10 @@ impl Journal {
         if len == self.durable {
             return Ok(len);
         }
-        match self.file.sync() {
+        let t0 = Instant::now();
+        let synced = self.file.sync();
+        self.syncs.record(t0.elapsed());
+        match synced {
             Ok(()) => {
                 self.durable = len;
                 Ok(len)

@@ -131,6 +131,8 @@ pub struct Durable {
     now: Instant,
     /// Failed writes and syncs, logged once and then every 10 s with a count.
     failures: RefusalLog,
+    /// Compactions that replaced the log (`/metrics`).
+    compactions: u64,
 }
 
 /// The bytes of the header and one EPOCH record: a compacted log of no keys.
@@ -176,6 +178,7 @@ impl Durable {
             dir_unsynced: false,
             now,
             failures: RefusalLog::default(),
+            compactions: 0,
         };
         Ok((replayed, durable))
     }
@@ -183,6 +186,16 @@ impl Durable {
     /// Where the log is, for log lines.
     pub fn path(&self) -> String {
         self.disk.path_of(LOG)
+    }
+
+    /// How long syncs took, for `/metrics`.
+    pub fn sync_latency(&self) -> &dsm_net::prom::Histogram {
+        &self.journal.syncs
+    }
+
+    /// Compactions that replaced the log since start.
+    pub fn compactions(&self) -> u64 {
+        self.compactions
     }
 
     pub fn log_len(&self) -> u64 {
@@ -635,6 +648,7 @@ impl Durable {
         self.failpoint(Failpoint::CompactAfterRename);
         // From here the new file is the log, whatever happens next.
         self.journal.switch(file, len);
+        self.compactions += 1;
         if let Err(e) = self.disk.sync_dir() {
             error!("{}: directory fsync after the compaction: {e}", self.path());
             self.dir_unsynced = true;

@@ -97,6 +97,7 @@ pub fn config(masters: &[SocketAddr], secret: Option<Secret>) -> Config {
             failpoint: None,
         },
         max_memory: u64::MAX,
+        metrics: None,
     }
 }
 
