@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use dsm_tests::torture::checker::{self, DEFAULT_MAX_STEPS};
-use dsm_tests::torture::history::{Kind, Outcome};
+use dsm_tests::torture::checker::{self, localize, DEFAULT_MAX_STEPS};
+use dsm_tests::torture::history::{Kind, Op, Outcome};
 use dsm_tests::torture::rng::Rng;
 use dsm_tests::torture::workload::{key_name, recorded_read, ChangeMix, Clock, Tally, Worker};
 use dsm_tests::{Cluster, ClusterOpts, MasterId};
@@ -154,10 +154,44 @@ fn kill_the_primary_twice_under(changes: ChangeMix) {
         assert!(done > 0, "no {kind:?} succeeded: the mix went untested");
     }
     let verdict = checker::check(&ops, Some(FINAL), DEFAULT_MAX_STEPS);
+    if !verdict.passed() {
+        explain(&ops, &verdict);
+    }
     assert!(
         verdict.passed(),
         "lost: {:?}; not linearizable: {:?}",
         verdict.lost,
         verdict.violations()
     );
+}
+
+/// On a failure: the whole history (JSON lines, for `dsm-torture --check`), and for each key
+/// that is not linearizable the first cut of its history that fails (see
+/// `checker::localize`), with the operations around it.
+fn explain(ops: &[Op], verdict: &checker::Verdict) {
+    let path = std::env::temp_dir().join(format!("exactly_once-{}.jsonl", std::process::id()));
+    let lines: String = ops.iter().map(|o| o.to_json() + "\n").collect();
+    match std::fs::write(&path, lines) {
+        Ok(()) => eprintln!("history written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+    for (key, _, _) in verdict.violations() {
+        let mut key_ops: Vec<Op> = ops.iter().filter(|o| o.key == key).cloned().collect();
+        key_ops.sort_by_key(|o| (o.invoke_ns, o.complete_ns));
+        let Some((t, witness)) = localize::first_failing_cut(&key_ops, DEFAULT_MAX_STEPS) else {
+            eprintln!("{key}: no failing cut found");
+            continue;
+        };
+        eprintln!("{key}: the history cut at {t} ns is the first that fails; its witness:");
+        for o in &witness {
+            eprintln!("  {}", o.to_json());
+        }
+        eprintln!("{key}: the operations running within 3 ms before the cut:");
+        for o in key_ops
+            .iter()
+            .filter(|o| o.invoke_ns <= t && o.complete_ns + 3_000_000 >= t)
+        {
+            eprintln!("  {}", o.to_json());
+        }
+    }
 }
