@@ -940,8 +940,9 @@ impl Master {
             ..Terms::default()
         };
         self.core.gate().welcome(conn, hello.req, terms);
+        let changing: Vec<Box<[u8]>> = self.ops.changing_keys().map(Box::from).collect();
         let (ha, roles) = self.roles(now);
-        ha.attach(conn, hello.id, roles);
+        ha.attach(conn, hello.id, &changing, roles);
         // The standby is a voter from now on: the slaves hear the new count at once, not at the
         // next renewal (a slave that still thinks its primary alone refuses every vote).
         let voters = self.core.voters(self.ha.standbys());

@@ -433,3 +433,55 @@ fn a_slave_that_dials_the_standby_first_does_not_cost_the_primary_its_lease() {
         "the primary keeps its lease"
     );
 }
+
+/// A write whose STOREs are out when a standby attaches: the snapshot cannot have it (the
+/// write has not committed) and its intent went to no standby (there was none). It commits
+/// once the standby is in step, and the primary dies before that commit reaches the standby.
+/// The standby must still doubt the key and find the write on the slaves, not answer from a
+/// map that never heard of it (found by `tests/tests/exactly_once.rs`: an acknowledged WRITE
+/// read back NOT_FOUND after the second failover, the backup restarted a moment before).
+#[test]
+fn a_write_in_flight_when_the_standby_attaches_survives_its_election() {
+    let mut net = Net::new();
+    let p = net.add_master(common::new_cluster());
+    let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
+    let cp = net.add_client(p);
+    net.advance(Duration::from_millis(200));
+    assert_eq!(
+        net.request(cp, 1, write("j", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // The slaves' answers take 30 ms from here: the write of a new key has its STOREs out,
+    // unanswered, when the standby attaches.
+    for s in slaves {
+        net.delay(s, p, Duration::from_millis(30));
+    }
+    net.send(cp, Frame::new(2, write("k", "v2")));
+    net.settle();
+    assert!(net.take(cp).is_empty(), "answered before the ACKs came");
+    let b = net.add_backup(common::new_cluster(), p);
+    let cb = net.add_client(b);
+    let mut ha = Ha {
+        net,
+        p,
+        b,
+        slaves,
+        cp,
+        cb,
+    };
+    // The snapshot is confirmed at once (nothing delays that link): the standby is in step,
+    // a voter, before the write commits; the commit's Key event never leaves the primary.
+    ha.drop_key_events();
+    ha.run(Duration::from_millis(40));
+    assert_eq!(ha.net.take(cp), vec![Frame::new(2, Body::Ok)]);
+    for s in slaves {
+        ha.net.delay(s, p, Duration::ZERO);
+    }
+    ha.net.kill(p);
+    ha.run(Duration::from_millis(600));
+    assert_eq!(ha.role_epoch(b).0, ServerRole::Primary);
+    assert_eq!(
+        ha.net.request(cb, 3, read("k")),
+        vec![Frame::new(3, value("v2"))]
+    );
+}

@@ -162,6 +162,22 @@ impl Ops {
         self.owed.get(conn).is_some_and(|&n| n > 0)
     }
 
+    /// The keys of the changes under way (a WRITE, SET, DELETE or INCR started and not yet
+    /// decided), whose STOREs may be out: a standby attaching now is told them as intents in
+    /// its snapshot. Their own intents went to no standby, or to the one before it, and one
+    /// may commit once the new standby is in step: if its Key event were then lost with the
+    /// primary, that standby would take over trusting a map without the change.
+    pub fn changing_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.slab
+            .iter()
+            .filter(|(_, op)| {
+                op.started
+                    && op.is_open()
+                    && matches!(op.kind, OpKind::Write(_) | OpKind::Update(_))
+            })
+            .map(|(_, op)| &op.key[..])
+    }
+
     /// The event loop has written out everything: see [`ReadSpread`].
     pub fn end_turn(&mut self) {
         self.spread.end_turn();
