@@ -1,6 +1,7 @@
-//! Where a key's history stops being linearizable: the first invocation time `t` such that the
-//! history cut at `t` has no order that fits, found by bisection. A failing run's witness can
-//! be hundreds of operations; the cut points at the operation whose arrival breaks it.
+//! Where a key's history stops being linearizable: the first time `t` (an invocation or a
+//! completion) such that the history cut at `t` has no order that fits, found by bisection. A
+//! failing run's witness can be hundreds of operations; the cut points at the answer (or the
+//! call) that breaks it.
 //!
 //! The cut at `t` keeps the operations invoked by `t`; one still running at `t` says nothing of
 //! its answer: a read (or a refusal, which is checked like one) is dropped, a change becomes
@@ -15,7 +16,10 @@ use crate::torture::history::{Op, Outcome};
 /// The first failing cut of a key's `ops`: its time, and a shrunk witness of that cut (sorted
 /// by invocation); `None` if the whole history is linearizable (or the search gave up).
 pub fn first_failing_cut(ops: &[Op], max_steps: u64) -> Option<(u64, Vec<Op>)> {
-    let mut times: Vec<u64> = ops.iter().map(|o| o.invoke_ns).collect();
+    let mut times: Vec<u64> = ops
+        .iter()
+        .flat_map(|o| [o.invoke_ns, o.complete_ns])
+        .collect();
     times.sort_unstable();
     times.dedup();
     let fails = |t: u64| verdict(&cut(ops, t), max_steps) == Some(false);
