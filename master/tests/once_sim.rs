@@ -23,10 +23,15 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_backup(common::new_cluster())
+    }
+
+    /// With the standby configured so.
+    fn with_backup(cfg: dsm_master::Config) -> Cluster {
         let mut net = Net::new();
         let p = net.add_master(common::new_cluster());
         let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
-        let b = net.add_backup(common::new_cluster(), p);
+        let b = net.add_backup(cfg, p);
         let cp = net.add_client(p);
         let cb = net.add_client(b);
         let mut c = Cluster {
@@ -432,4 +437,62 @@ fn an_incr_no_slave_stored_is_applied_once_by_the_new_primary() {
     );
     assert_eq!(read(net, cb, 4), value(4, "3"));
     assert_eq!(c.received(Opcode::StoreKeep), 2);
+}
+
+/// A deferred request that times out leaves its id in the deferred list; a resent INCR that
+/// takes its slot (the slab reuses the slot freed last) and is deferred too is in that list
+/// twice. When the grace ends, the first start asks the slaves (RECALL); the second must not
+/// start it again as if it were still waiting (it has no version while it asks): that sent a
+/// STORE of the probe's empty value, and the INCR waited for an ACK its phase ignored, until
+/// TIMEOUT. (A WRITE_ONCE sent again shares the RECALL, and the fix.)
+#[test]
+fn a_resent_change_deferred_twice_after_a_takeover_is_started_once() {
+    // Three copies wanted: with one slave gone, writes wait for it while the takeover's grace
+    // lasts (1.8 s from the election, a few hundred ms into `fail_over`). The first request
+    // times out within it; the grace ends within the second's deadline. No redial: the dead
+    // slave stays out.
+    let mut c = Cluster::with_backup(dsm_master::Config {
+        replicas: 3,
+        request_timeout: Duration::from_millis(1000),
+        takeover_grace: Duration::from_millis(1800),
+        repair_after: Duration::from_secs(3600),
+        ..common::new_cluster()
+    });
+    c.fail_over();
+    let (b, cb) = (c.b, c.cb);
+    c.net.kill(c.slaves[2]);
+    c.net.advance(Duration::from_millis(50));
+    assert_eq!(c.net.live_slaves(b), 2);
+    let first = Body::Write {
+        key: b"j".to_vec(),
+        value: "v".into(),
+    };
+    c.net.send(cb, Frame::new(1, first));
+    c.net.advance(Duration::from_millis(1100));
+    let answered = c.net.take(cb);
+    assert_eq!(
+        error_code(&answered),
+        Some(ErrorCode::Timeout),
+        "{answered:?}"
+    );
+    c.net.send(cb, Frame::new(2, change_once(1, 900, incr(5))));
+    c.net.advance(Duration::from_millis(100));
+    let early = c.net.take(cb);
+    assert!(
+        early.is_empty(),
+        "deferred while the grace lasts: {early:?}"
+    );
+    c.net.advance(Duration::from_millis(1500));
+    let answered = c.net.take(cb);
+    assert!(
+        matches!(&answered[..], [Frame { req_id: 2, body: Body::Versioned { value, .. } }] if value == b"5"),
+        "{answered:?}"
+    );
+    let s0 = c.slaves[0];
+    assert_eq!(
+        c.net.store(s0).version_of(b"k").map(|_| ()),
+        Some(()),
+        "the INCR is stored"
+    );
+    assert_eq!(read(&mut c.net, cb, 3), value(3, "5"));
 }

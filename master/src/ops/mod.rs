@@ -535,7 +535,8 @@ impl Ops {
     /// Start again the writes that waited for slaves (one registered, or the grace ended).
     pub fn restart_deferred(&mut self, ctx: &mut Ctx) {
         for id in std::mem::take(&mut self.deferred) {
-            // The slot may have been reused: only a started write without a version is ours.
+            // The slot may have been reused (the id may even be here twice: a deferred op that
+            // timed out, and the one in its slot): only a started write still waiting is ours.
             let waiting = self.slab.get(id).is_some_and(|op| {
                 op.started
                     && op.is_open()

@@ -170,9 +170,10 @@ impl WriteOp {
         (self.tombstone && self.full).then_some(self.version)
     }
 
-    /// Deferred after a takeover: it has no version yet.
+    /// Deferred after a takeover: it has no version yet, and nothing out. A write sent again
+    /// that is asking the slaves (RECALL) has no version either, but must not start again.
     pub fn is_deferred(&self) -> bool {
-        self.version == 0
+        self.version == 0 && self.pending.is_empty()
     }
 
     /// Every STORE has been answered (a write waiting for the backup).
