@@ -485,3 +485,58 @@ fn a_write_in_flight_when_the_standby_attaches_survives_its_election() {
         vec![Frame::new(3, value("v2"))]
     );
 }
+
+/// A DELETE whose tombstone was collected (PURGE) just before the primary died, neither its
+/// Key event nor the Gone event reaching the standby: the standby's map still has the value,
+/// with the DELETE's intent. Its probe finds no slave holding anything and answers NOT_FOUND;
+/// it must also forget the key, or the next change is decided from the stale entry (a second
+/// DELETE answered as if it found the key: found by `make test`'s torture, seed 90991115).
+#[test]
+fn a_key_the_probe_finds_nowhere_is_forgotten_not_left_in_the_map() {
+    let mut ha = Ha::new();
+    let (p, b, cp, cb) = (ha.p, ha.b, ha.cp, ha.cb);
+    assert_eq!(
+        ha.net.request(cp, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    ha.net.drop_if(move |m: &Msg| {
+        m.from == p
+            && matches!(&m.frame.body, Body::Sync { events, .. }
+                if events.iter().any(|e| matches!(e, SyncEvent::Key { .. } | SyncEvent::Gone { .. })))
+    });
+    let delete = || Body::Delete {
+        key: b"k".to_vec(),
+        expected: None,
+    };
+    let deleted = ha.net.request(cp, 2, delete());
+    assert!(
+        matches!(
+            &deleted[..],
+            [Frame {
+                body: Body::Written { .. },
+                ..
+            }]
+        ),
+        "{deleted:?}"
+    );
+    ha.net.advance(Duration::from_millis(50));
+    assert!(
+        ha.net.holders_of("k").is_empty(),
+        "the tombstone is collected"
+    );
+    ha.net.kill(p);
+    ha.run(Duration::from_millis(600));
+    assert_eq!(ha.role_epoch(b).0, ServerRole::Primary);
+    assert_eq!(
+        ha.net.request(cb, 3, delete()),
+        vec![Frame::new(3, Body::NotFound)]
+    );
+    assert_eq!(
+        ha.net.request(cb, 4, delete()),
+        vec![Frame::new(4, Body::NotFound)]
+    );
+    assert_eq!(
+        ha.net.request(cb, 5, read("k")),
+        vec![Frame::new(5, Body::NotFound)]
+    );
+}
