@@ -303,6 +303,34 @@ impl Master {
         self.ops.reserved(conn)
     }
 
+    /// Bytes reserved by every client's requests in flight.
+    pub fn reserved_total(&self) -> usize {
+        self.ops.reserved_total()
+    }
+
+    /// What reading a client's next request, `frame` (`len` bytes, opcode `op`), would
+    /// reserve at most: a READ the last size seen of its key's value (`key`, if the frame is
+    /// whole), any other request no more than its frame (a WRITE's or SET's value), and at
+    /// least a small value's [`crate::ops::SMALL_RESERVE`]. A frame over the limit is refused
+    /// without reserving anything.
+    pub fn request_cost(&self, op: u8, len: usize, key: Option<&[u8]>) -> usize {
+        let small = crate::ops::SMALL_RESERVE as usize;
+        if len > self.core.cfg.max_frame() {
+            return small;
+        }
+        match key {
+            Some(key) if op == dsm_wire::Opcode::Read as u8 => {
+                self.ops.read_reserve(self.core.keys.hash(key))
+            }
+            _ => len.max(small),
+        }
+    }
+
+    /// The address a connection came from (empty if unknown).
+    pub fn peer_addr(&self, conn: ConnId) -> &str {
+        self.core.peers.addr(conn)
+    }
+
     /// Whether the connection is an admitted client (past HELLO and any authentication).
     pub fn is_client(&self, conn: ConnId) -> bool {
         matches!(self.core.peers.kind(conn), Some(Peer::Client))
