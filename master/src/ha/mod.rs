@@ -35,7 +35,7 @@ use follow::Follow;
 use link::Link;
 use primary::{BackupSays, Primary};
 pub(crate) use roles::Roles;
-use stream::Stream;
+use stream::Streams;
 
 pub(crate) enum Ha {
     Primary(Primary),
@@ -78,12 +78,8 @@ impl Ha {
     /// The primary–backup link for STATUS: on a primary its backup, on a backup its own link.
     pub fn backup_link(&self, doubts: &Doubts) -> BackupLink {
         match self {
-            Ha::Primary(Primary {
-                stream: Some(s), ..
-            }) if s.in_step() => BackupLink::InStep,
-            Ha::Primary(Primary {
-                stream: Some(_), ..
-            }) => BackupLink::CatchingUp,
+            Ha::Primary(p) if p.streams.iter().any(|s| !s.in_step()) => BackupLink::CatchingUp,
+            Ha::Primary(p) if !p.streams.is_empty() => BackupLink::InStep,
             Ha::Backup(f) if f.link.ready && doubts.incomplete => BackupLink::CatchingUp,
             Ha::Backup(f) if f.link.ready => BackupLink::InStep,
             _ => BackupLink::None,
@@ -102,9 +98,11 @@ impl Ha {
         matches!(self, Ha::Primary(_))
     }
 
-    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
+    /// The streams to the standbys, on a primary (with none attached, still the place that
+    /// numbers writes' intents).
+    pub fn stream_mut(&mut self) -> Option<&mut Streams> {
         match self {
-            Ha::Primary(p) => p.stream.as_mut(),
+            Ha::Primary(p) => Some(&mut p.streams),
             _ => None,
         }
     }
@@ -171,14 +169,7 @@ impl Ha {
         p.lease.set_voters(voters);
         // A standby in step that stops confirming the stream holds every write up; one still
         // taking its snapshot is out of step already and holds nothing up.
-        let lag = p
-            .stream
-            .as_mut()
-            .filter(|s| s.in_step())
-            .map(|s| s.lag(now));
-        if lag.is_some_and(|l| l > r.cfg.lease) {
-            p.detach_lagging(r.peers, r.out, lag.unwrap_or_default());
-        }
+        p.detach_lagging(r.peers, r.out, now, r.cfg.lease);
         p.ping_voters(r.slaves, r.out, now);
         let lost = p.lease.check(now);
         if lost.is_some_and(|l| l >= r.cfg.lease * 2) {
@@ -421,18 +412,19 @@ impl Ha {
         }
     }
 
-    /// Why a backup `id` may not attach now: another standby is attached and in step (one
-    /// streams at a time, and a newcomer that has proved nothing does not push out one that
-    /// has; the same id, a restarted or reconnected standby, replaces its old link).
+    /// Why a standby `id` may not attach now: [`primary::MAX_STANDBYS`] others are attached
+    /// (the same id, a restarted or reconnected standby, replaces its old link).
     pub fn attach_refusal(&self, id: &str) -> Option<String> {
         match self {
-            Ha::Primary(Primary {
-                stream: Some(s), ..
-            }) if s.in_step() && s.id != id => Some(format!(
-                "standby {} is attached and in step; one standby streams at a time: try again \
-                 once it is gone",
-                s.id.escape_debug()
-            )),
+            Ha::Primary(p)
+                if p.streams.len() >= primary::MAX_STANDBYS && p.streams.by_id(id).is_none() =>
+            {
+                Some(format!(
+                    "{} standbys are attached, the most one primary streams to: try again once \
+                     one is gone",
+                    p.streams.len()
+                ))
+            }
             _ => None,
         }
     }
@@ -547,23 +539,22 @@ impl Ha {
     /// the link, and leaves the slaves and the open operations to `Master` (an effect).
     /// Nothing if this master is not primary.
     pub fn step_down(&mut self, why: &str, to: Option<SocketAddr>, r: Roles<'_>) {
-        let (stream, link, standbys) = match std::mem::replace(self, Ha::Fenced) {
-            Ha::Primary(p) => (p.stream, p.fencing, p.standbys),
+        let (streams, link, standbys) = match std::mem::replace(self, Ha::Fenced) {
+            Ha::Primary(mut p) => (p.streams.take_all(), p.fencing, p.standbys),
             other => {
                 *self = other;
                 return;
             }
         };
-        // Whom to follow: the master that took over, if known; the standby we had (likely
-        // elected); the masters we were told of.
-        let standby = stream.as_ref().and_then(|s| heartbeat_of(&s.id));
+        // Whom to follow: the master that took over, if known; the standbys we had (one is
+        // likely elected); the masters we were told of.
+        let attached = streams.iter().filter_map(|s| heartbeat_of(&s.id));
         let mut targets: Vec<SocketAddr> = to.into_iter().collect();
-        let others = standby
-            .into_iter()
+        let others = attached
             .chain(standbys)
             .chain(r.cfg.other_masters());
         for m in others {
-            if !targets.contains(&m) {
+            if !targets.contains(&m) && m != r.cfg.heartbeat {
                 targets.push(m);
             }
         }
@@ -574,8 +565,8 @@ impl Ha {
                 targets[0]
             ),
         }
-        // A backup still attached must learn that it follows nobody (see `follow.rs`).
-        if let Some(s) = stream {
+        // Standbys still attached must learn that they follow nobody (see `follow.rs`).
+        for s in streams {
             r.peers.close(s.conn, r.out);
         }
         if let Some(conn) = link.and_then(|l| l.conn) {
