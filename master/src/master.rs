@@ -512,7 +512,7 @@ impl Master {
                 // Recovering, every slave reports what it holds (counted by the recovery).
                 if self.core.doubts.incomplete || stale {
                     let ids: Vec<String> = (supporters.iter())
-                        .filter(|(_, s)| s.voted == Some(true))
+                        .filter(|(_, s)| s.voted == Some(true) && !s.master)
                         .map(|(_, s)| s.id.clone())
                         .collect();
                     self.core.recover_after_takeover(now, &ids);
@@ -550,7 +550,8 @@ impl Master {
         now: Instant,
     ) {
         for (conn, s) in supporters {
-            if s.voted != Some(true) {
+            // A standby that voted attaches to us as a standby again: it redials.
+            if s.voted != Some(true) || s.master {
                 self.core.peers.close(conn, &mut self.core.out);
                 continue;
             }
@@ -906,6 +907,18 @@ impl Master {
             let why = format!("master {} has epoch {}", hello.id, hello.epoch);
             let to = crate::ha::heartbeat_of(&hello.id);
             self.step_down(&why, to, now);
+        }
+        // Another standby that lost the primary, as this one did: its supporter (it votes).
+        let (id, boot) = (&hello.id, hello.boot);
+        if hello.epoch <= self.core.term.epoch && self.ha.support_standby(conn, id, boot, hello.epoch)
+        {
+            self.core.peers.set_kind(conn, Peer::Supporter);
+            let terms = Terms {
+                epoch: self.core.term.epoch,
+                standby: true,
+                ..Terms::default()
+            };
+            return self.core.gate().welcome(conn, hello.req, terms);
         }
         if !self.ha.is_primary() {
             let text = format!("this master is {}, not a primary", self.ha.role().name());

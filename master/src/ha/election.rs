@@ -1,5 +1,7 @@
 //! A standby's side of an election (the design is in `mod.rs`). Slaves that lost their
-//! primary come to a standby, which WELCOMEs them as *supporters*. The standby *withdraws* its
+//! primary come to a standby, which WELCOMEs them as *supporters*; so do other standbys that
+//! lost it (over their link, on our heartbeat socket), and they vote under the slaves' rules
+//! ([`Election::grant`]). The standby *withdraws* its
 //! own promise to the primary (it stops answering the primary's PINGs) once the primary is
 //! silent or it and its supporters are a majority; once its last promise has run out, it counts itself. With
 //! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
@@ -31,6 +33,8 @@ struct Campaign {
     epoch: u64,
     /// When TAKEOVER was last sent to the supporters that have not granted their vote.
     asked_at: Instant,
+    /// Not elected by then (a split vote, say), it gives up and tries a higher epoch.
+    give_up_at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +47,16 @@ pub(crate) struct Election {
     campaign: Option<Campaign>,
     /// The most voters any supporter's VOTE said its primary counted.
     learned: usize,
+    /// The highest epoch this standby campaigned at or granted its vote for: it grants no
+    /// other at or below it (one vote per epoch).
+    pub voted: u64,
+    /// The voters its primary counted, and the standbys it said are out of step (its STALE).
+    pub told: usize,
+    stale_gen: u64,
+    stale_ids: Vec<String>,
+    /// Draws of [`Election::jitter`] so far, and what makes them differ between masters.
+    draws: u64,
+    seed: u64,
 }
 
 /// What the standby must do after a tick or a VOTE.
@@ -53,9 +67,20 @@ pub(crate) enum Next {
     Ask(u64, Vec<ConnId>),
     /// Elected at this epoch.
     Elected(u64),
+    /// The campaign failed in time: these supporters voted and serve us at its epoch; let
+    /// them go (they look for a master again, and may vote at a higher epoch).
+    Release(Vec<ConnId>),
 }
 
 impl Election {
+    /// With `seed` for its random draws (see [`Election::jitter`]).
+    pub fn with_seed(seed: u64) -> Election {
+        Election {
+            seed,
+            ..Election::default()
+        }
+    }
+
     /// The primary PINGed us: promise it our support for `lease` (answer the PING), unless
     /// withdrawn.
     pub fn promise(&mut self, now: Instant, lease: Duration) -> bool {
@@ -82,16 +107,18 @@ impl Election {
         }
     }
 
-    /// A slave came to us.
-    pub fn support(&mut self, conn: ConnId, id: String, boot: u64, seen: u64) {
+    /// A slave (or with `master`, a standby) came to us.
+    pub fn support(&mut self, conn: ConnId, id: String, boot: u64, seen: u64, master: bool) {
         info!(
-            "slave '{id}' supports this standby ({} supporters)",
+            "{} '{id}' supports this standby ({} supporters)",
+            if master { "standby" } else { "slave" },
             self.supporters.len() + 1
         );
         self.supporters.insert(
             conn,
             Supporter {
                 id,
+                master,
                 boot,
                 seen,
                 asked: None,
@@ -110,9 +137,9 @@ impl Election {
         }
     }
 
-    /// Whether this standby may count itself: it has withdrawn, and its last promise to the
-    /// primary has run out.
-    fn counts_itself(&self, now: Instant) -> bool {
+    /// Whether this standby may count itself (or vote for another): it has withdrawn, and its
+    /// last promise to the primary has run out.
+    pub fn counts_itself(&self, now: Instant) -> bool {
         self.withdrawn && self.promised_until.is_none_or(|u| now >= u)
     }
 
@@ -133,10 +160,12 @@ impl Election {
         if 1 + self.supporters.len() < needed {
             return Next::Nothing;
         }
+        let give_up = retry * 8 + retry.mul_f64(8.0 * self.jitter());
         match &mut self.campaign {
             None => {
                 let seen = self.supporters.values().map(|s| s.seen).max().unwrap_or(0);
-                let epoch = epoch.max(seen) + 1;
+                let epoch = epoch.max(seen).max(self.voted) + 1;
+                self.voted = epoch;
                 info!(
                     "campaigning at epoch {epoch}: {} supporters of {voters} voters",
                     self.supporters.len()
@@ -144,11 +173,29 @@ impl Election {
                 self.campaign = Some(Campaign {
                     epoch,
                     asked_at: now,
+                    give_up_at: now + give_up,
                 });
                 for s in self.supporters.values_mut() {
                     s.asked = Some(now);
                 }
                 Next::Ask(epoch, self.supporters.keys().copied().collect())
+            }
+            Some(c) if now >= c.give_up_at => {
+                // Not elected in time (the votes split between candidates, or too few came):
+                // a fresh campaign at a higher epoch, after a delay drawn per standby so that
+                // rivals do not stay in step. Standbys that voted are asked again; slaves that
+                // voted serve us at the old epoch and cannot be: they go.
+                let (epoch, granted) = (c.epoch, self.granted().count());
+                info!(
+                    "not elected at epoch {epoch} ({granted} votes of {voters} voters): trying \
+                     again at a higher epoch"
+                );
+                self.campaign = None;
+                let gone = self.release_voters();
+                for s in self.supporters.values_mut() {
+                    (s.asked, s.voted) = (None, None);
+                }
+                Next::Release(gone)
             }
             Some(c) if now >= c.asked_at + retry => {
                 c.asked_at = now;
@@ -233,6 +280,76 @@ impl Election {
         self.granted().any(|(_, s)| s.stale)
     }
 
+    /// The primary's word (STALE): it counts `voters` voters and says standbys `ids` are out
+    /// of step (generation `gen`).
+    pub fn told(&mut self, gen: u64, voters: u16, ids: &[String]) {
+        self.told = usize::from(voters);
+        if gen > self.stale_gen || self.stale_gen == 0 {
+            (self.stale_gen, self.stale_ids) = (gen, ids.to_vec());
+        }
+    }
+
+    /// Another standby, counting `voters` voters, asks our vote to take over at `epoch`
+    /// (`seen`: the highest epoch this standby has seen). The slaves' rules: only for an epoch
+    /// above every one seen, voted or campaigned at; only for a candidate that counts at least
+    /// the voters our primary told us; only once our own promise to the primary has run out.
+    /// Granted, a campaign of ours is over. Returns whether it is granted (or why not), and
+    /// whether our primary said the candidate is out of step.
+    pub fn grant(
+        &mut self,
+        epoch: u64,
+        seen: u64,
+        voters: usize,
+        id: &str,
+        now: Instant,
+    ) -> (Result<(), String>, bool) {
+        let stale = self.stale_ids.iter().any(|s| s == id);
+        let above = seen.max(self.voted);
+        let refusal = if epoch <= above {
+            Some(format!("epoch {epoch} is not above {above}"))
+        } else if voters < self.told {
+            Some(format!(
+                "it counts {voters} voters, our primary counted {}",
+                self.told
+            ))
+        } else if !self.counts_itself(now) {
+            Some("our promise to the primary still holds".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return (Err(why), stale);
+        }
+        self.voted = epoch;
+        if let Some(c) = self.campaign.take() {
+            info!("giving up our campaign at epoch {}: voted for epoch {epoch}", c.epoch);
+        }
+        (Ok(()), stale)
+    }
+
+    /// The slaves that voted for us (in a campaign now over): they serve us at its epoch, and
+    /// must go look for a master again.
+    pub fn release_voters(&mut self) -> Vec<ConnId> {
+        let gone: Vec<ConnId> = (self.supporters.iter())
+            .filter(|(_, s)| !s.master && s.voted == Some(true))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in &gone {
+            self.supporters.remove(c);
+        }
+        gone
+    }
+
+    /// A fraction in [0, 1) that differs between masters (`seed`) and between calls.
+    pub fn jitter(&mut self) -> f64 {
+        self.draws = self.draws.wrapping_add(1);
+        let mut x = self.seed ^ self.draws.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A frame from supporter `conn` after its vote: keep it for when we take it as a slave.
     pub fn hold(&mut self, conn: ConnId, body: Body) -> bool {
         match self.supporters.get_mut(&conn) {
@@ -258,7 +375,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::default();
         assert!(e.promise(t0, LEASE));
-        e.support(1, "s1".into(), 11, 3);
+        e.support(1, "s1".into(), 11, 3, false);
         assert_eq!(e.tick(t0, 5, 3, RETRY), Next::Nothing, "still promised");
         e.withdraw("a supporter came");
         assert!(!e.promise(t0, LEASE), "withdrawn: no more promises");
@@ -267,7 +384,7 @@ mod tests {
             Next::Nothing,
             "two of five"
         );
-        e.support(2, "s2".into(), 12, 4);
+        e.support(2, "s2".into(), 12, 4, false);
         assert_eq!(
             e.tick(t0 + LEASE - Duration::from_millis(1), 5, 3, RETRY),
             Next::Nothing,
@@ -299,7 +416,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::default();
         e.withdraw("silence");
-        e.support(1, "s1".into(), 1, 1);
+        e.support(1, "s1".into(), 1, 1, false);
         e.rejoin();
         assert!(e.withdrawn, "a supporter still counts on it");
         e.gone(1);
@@ -316,7 +433,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::default();
         e.withdraw("no primary");
-        e.support(1, "s0".into(), 10, 1);
+        e.support(1, "s0".into(), 10, 1, false);
         assert_eq!(e.tick(t0, 3, 1, RETRY), Next::Ask(2, vec![1]));
         assert_eq!(e.vote(1, false, false, 5, 3), Next::Nothing);
         assert_eq!(e.voters(3), 5);
@@ -326,7 +443,7 @@ mod tests {
             "two of five"
         );
         // A grant from a slave that was never told a count cannot elect it either.
-        e.support(2, "s9".into(), 11, 1);
+        e.support(2, "s9".into(), 11, 1, false);
         assert_eq!(
             e.tick(t0 + RETRY * 2, 3, 1, RETRY),
             Next::Ask(2, vec![1, 2])

@@ -52,19 +52,20 @@ impl Ha {
         if others.is_empty() {
             return Ha::Primary(Primary::default());
         }
-        Ha::follow(others, timers, doubts, now)
+        Ha::follow(others, seed_of(cfg), timers, doubts, now)
     }
 
     /// A standby that looks for the primary among `targets` (not empty).
     fn follow(
         targets: Vec<SocketAddr>,
+        seed: u64,
         timers: &mut Timers,
         doubts: &mut Doubts,
         now: Instant,
     ) -> Ha {
         doubts.incomplete = true;
         timers.insert(now, Timer::Heartbeat);
-        Ha::Backup(Follow::new(targets, now))
+        Ha::Backup(Follow::new(targets, seed, now))
     }
 
     pub fn role(&self) -> ServerRole {
@@ -252,9 +253,16 @@ impl Ha {
 
     /// The link's connection closed.
     pub fn link_closed(&mut self, now: Instant) {
-        let following = matches!(self, Ha::Backup(_));
-        if let Some(link) = self.link_mut() {
-            link.closed(following, now);
+        match self {
+            Ha::Backup(f) => {
+                let ready = f.link.ready;
+                f.link_closed(ready, now);
+            }
+            Ha::Primary(Primary {
+                fencing: Some(link),
+                ..
+            }) => link.closed(false, now),
+            _ => {}
         }
     }
 
@@ -264,29 +272,31 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves);
         let voters = f.election.voters(counted);
         f.on_heartbeat(r.cfg, voters, r.timers, r.out, r.now);
+        if f.stuck(r.cfg, r.now) {
+            f.move_on(r.peers, r.out, r.now);
+        }
         self.campaign(r);
     }
 
-    /// The cluster's voters as a standby counts them: the masters it knows of (itself and the
-    /// others it was told of), and the slaves of the roster the primary streamed, or, with
-    /// none yet (a new cluster), the slaves supporting it.
-    fn standby_voters(
-        cfg: &Config,
-        follow: &Follow,
-        slaves: &crate::slaves::SlaveTable,
-        supporters: usize,
-    ) -> usize {
+    /// The cluster's voters as a standby counts them: the masters it knows of (itself, the
+    /// others it was told of, and standbys supporting it), and the slaves of the roster the
+    /// primary streamed, or, with none yet (a new cluster), the slaves supporting it.
+    fn standby_voters(cfg: &Config, follow: &Follow, slaves: &crate::slaves::SlaveTable) -> usize {
         // Every master this one knows of: those it was told of, and those it follows or looks
         // for (a stepped-down primary follows masters it was never told of).
         let mut masters = cfg.other_masters();
-        for t in follow.targets() {
-            if !masters.contains(t) && *t != cfg.heartbeat {
-                masters.push(*t);
+        let supporting = follow.election.supporters.values();
+        let (standbys, supporters): (Vec<_>, Vec<_>) = supporting.partition(|s| s.master);
+        let standbys = standbys.iter().filter_map(|s| heartbeat_of(&s.id));
+        for t in follow.targets().iter().copied().chain(standbys) {
+            if !masters.contains(&t) && t != cfg.heartbeat {
+                masters.push(t);
             }
         }
+        let supporters = supporters.len();
         let masters = 1 + masters.len();
         let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
         ids.sort_unstable();
@@ -299,10 +309,15 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves);
         let retry = r.cfg.heartbeat_interval;
         match f.election.tick(r.now, counted, r.term.epoch, retry) {
             Next::Nothing => {}
+            Next::Release(conns) => {
+                for conn in conns {
+                    r.peers.close(conn, r.out);
+                }
+            }
             Next::Ask(epoch, conns) => {
                 let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
                 let voters = f.election.voters(counted).min(u16::MAX as usize) as u16;
@@ -334,8 +349,22 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return false;
         };
-        f.election.support(conn, id.to_string(), boot, seen);
+        f.election.support(conn, id.to_string(), boot, seen, false);
         true
+    }
+
+    /// Another standby's HELLO (as a backup, at `seen`, an epoch no higher than ours) on our
+    /// heartbeat socket: taken as a supporter only if this standby has withdrawn its own
+    /// promise (it lost the primary too); one that still follows a primary sends it on (it
+    /// would wait here for a vote that never comes). Returns whether it was taken.
+    pub fn support_standby(&mut self, conn: ConnId, id: &str, boot: u64, seen: u64) -> bool {
+        match self {
+            Ha::Backup(f) if f.election.withdrawn && !f.supporting() => {
+                f.election.support(conn, id.to_string(), boot, seen, true);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A frame from a supporter: its VOTE, or what it sent after voting (kept).
@@ -351,12 +380,12 @@ impl Ha {
                 stale,
                 voters: told,
             } => {
-                let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+                let counted = Ha::standby_voters(r.cfg, f, r.slaves);
                 if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, told, counted) {
                     self.take_over("elected by a majority", epoch, r);
                 }
             }
-            Body::Pong => {}
+            Body::Pong | Body::Ping | Body::Status => {}
             other => {
                 if !f.election.hold(conn, other) {
                     warn!("a supporter sent a frame before its vote; closing it");
@@ -503,6 +532,11 @@ impl Ha {
             .collect();
         let supporters = follow.election.supporters.into_iter().collect();
         let mut link = follow.link;
+        // The link fences the primary we followed; it may be with another standby now.
+        if follow.primary.is_some_and(|p| p != link.target) {
+            link.close(r.peers, r.out, r.now);
+            link = Link::new(follow.primary.unwrap_or(link.target), r.now);
+        }
         match link.conn {
             // If the old primary is only frozen, this HELLO is the first thing it reads. The
             // link was authenticated when it opened, so the HELLO needs no proof of its own.
@@ -575,7 +609,7 @@ impl Ha {
         if !targets.is_empty() {
             // The new primary streams us its whole map: ours may be behind it.
             *r.keys = crate::keymap::KeyIndex::default();
-            *self = Ha::follow(targets, r.timers, r.doubts, r.now);
+            *self = Ha::follow(targets, seed_of(r.cfg), r.timers, r.doubts, r.now);
         }
         r.effects.push(Effect::SteppedDown(why.to_string()));
     }
@@ -585,4 +619,16 @@ impl Ha {
 /// address).
 pub(crate) fn heartbeat_of(id: &str) -> Option<SocketAddr> {
     id.split(' ').next()?.parse().ok()
+}
+
+/// What makes this master's random draws differ from other masters' (its heartbeat address,
+/// and the process).
+fn seed_of(cfg: &Config) -> u64 {
+    let addr = cfg.heartbeat;
+    let port = u64::from(addr.port());
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+    };
+    dsm_auth::boot_id() ^ (ip << 16) ^ port.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }

@@ -257,6 +257,11 @@ impl Primary {
                 info!("the old primary has heard of epoch {epoch}; closing the link");
                 None
             }
+            // A standby that took us for one that lost the primary: nobody to fence there.
+            Body::Welcome { standby: true, .. } => {
+                info!("the master the link reached is a standby; nothing to fence");
+                None
+            }
             Body::Welcome { epoch: theirs, .. } => Some(format!(
                 "the other master is primary at epoch {theirs} and took our epoch {epoch} for \
                  a backup's"
