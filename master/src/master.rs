@@ -114,6 +114,11 @@ impl Master {
         self.ha.role()
     }
 
+    /// Whether this master answers clients at `now`: a primary whose lease holds.
+    pub fn serving(&self, now: Instant) -> bool {
+        self.ha.lease_ok(now)
+    }
+
     pub fn status(&self) -> Status {
         crate::status::status(self.status_head(), &self.core.keys, &self.core.slaves)
     }
@@ -910,7 +915,8 @@ impl Master {
         }
         // Another standby that lost the primary, as this one did: its supporter (it votes).
         let (id, boot) = (&hello.id, hello.boot);
-        if hello.epoch <= self.core.term.epoch && self.ha.support_standby(conn, id, boot, hello.epoch)
+        if hello.epoch <= self.core.term.epoch
+            && self.ha.support_standby(conn, id, boot, hello.epoch)
         {
             self.core.peers.set_kind(conn, Peer::Supporter);
             let terms = Terms {

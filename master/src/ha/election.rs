@@ -54,6 +54,9 @@ pub(crate) struct Election {
     pub told: usize,
     stale_gen: u64,
     stale_ids: Vec<String>,
+    /// Having voted for another standby, this one starts no campaign of its own before then
+    /// (or the two would outbid each other for ever).
+    quiet_until: Option<Instant>,
     /// Draws of [`Election::jitter`] so far, and what makes them differ between masters.
     draws: u64,
     seed: u64,
@@ -99,9 +102,10 @@ impl Election {
         }
     }
 
-    /// The primary is back and nobody needs us: promise it again.
+    /// The primary is heard on a link open to it and we are not campaigning (the supporters
+    /// we have, if any, are no majority: see `Follow::on_heartbeat`): promise it again.
     pub fn rejoin(&mut self) {
-        if self.withdrawn && self.supporters.is_empty() && self.campaign.is_none() {
+        if self.withdrawn && self.campaign.is_none() {
             info!("the primary is heard again: supporting it again");
             self.withdrawn = false;
         }
@@ -133,7 +137,7 @@ impl Election {
     /// A supporter's connection closed.
     pub fn gone(&mut self, conn: ConnId) {
         if let Some(s) = self.supporters.remove(&conn) {
-            info!("slave '{}' no longer supports this standby", s.id);
+            info!("supporter '{}' no longer supports this standby", s.id);
         }
     }
 
@@ -153,6 +157,9 @@ impl Election {
     /// highest this standby has seen.
     pub fn tick(&mut self, now: Instant, counted: usize, epoch: u64, retry: Duration) -> Next {
         if !self.counts_itself(now) || self.supporters.is_empty() {
+            return Next::Nothing;
+        }
+        if self.campaign.is_none() && self.quiet_until.is_some_and(|q| now < q) {
             return Next::Nothing;
         }
         let voters = self.voters(counted);
@@ -248,12 +255,15 @@ impl Election {
         s.voted = Some(granted);
         s.stale |= stale;
         if !granted {
-            info!("slave '{}' refused its vote for epoch {}", s.id, c.epoch);
+            info!(
+                "supporter '{}' refused its vote for epoch {}",
+                s.id, c.epoch
+            );
             return Next::Nothing;
         }
         if stale {
             warn!(
-                "slave '{}' says this standby is out of step with the primary it followed",
+                "supporter '{}' says this standby is out of step with the primary it followed",
                 s.id
             );
         }
@@ -321,8 +331,13 @@ impl Election {
             return (Err(why), stale);
         }
         self.voted = epoch;
+        let quiet = Duration::from_millis(800).mul_f64(1.0 + self.jitter());
+        self.quiet_until = Some(now + quiet);
         if let Some(c) = self.campaign.take() {
-            info!("giving up our campaign at epoch {}: voted for epoch {epoch}", c.epoch);
+            info!(
+                "giving up our campaign at epoch {}: voted for epoch {epoch}",
+                c.epoch
+            );
         }
         (Ok(()), stale)
     }
@@ -337,6 +352,23 @@ impl Election {
         for c in &gone {
             self.supporters.remove(c);
         }
+        gone
+    }
+
+    /// A primary took us as its standby: every supporter goes to look for it (or another
+    /// master) too, and a campaign of ours is over. Returns the supporters' connections.
+    pub fn release_all(&mut self) -> Vec<ConnId> {
+        if let Some(c) = self.campaign.take() {
+            info!(
+                "a primary serves: giving up our campaign at epoch {}",
+                c.epoch
+            );
+        }
+        let gone: Vec<ConnId> = self.supporters.keys().copied().collect();
+        if !gone.is_empty() {
+            info!("a primary serves: letting our {} supporters go", gone.len());
+        }
+        self.supporters.clear();
         gone
     }
 
@@ -412,17 +444,38 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_that_withdrew_supports_the_primary_again_when_nobody_needs_it() {
+    fn a_standby_that_withdrew_supports_the_primary_again_unless_it_campaigns() {
         let t0 = Instant::now();
         let mut e = Election::default();
         e.withdraw("silence");
         e.support(1, "s1".into(), 1, 1, false);
+        // Itself and one slave of three voters: a campaign.
+        assert_eq!(e.tick(t0, 3, 1, RETRY), Next::Ask(2, vec![1]));
         e.rejoin();
-        assert!(e.withdrawn, "a supporter still counts on it");
-        e.gone(1);
+        assert!(e.withdrawn, "a campaign counts on it");
+        assert_eq!(e.release_all(), vec![1]);
         e.rejoin();
         assert!(!e.withdrawn);
         assert!(e.promise(t0, LEASE));
+        // One vote per epoch: it campaigned at 2, so it grants only above.
+        e.withdraw("silence");
+        let later = t0 + LEASE;
+        assert!(e.grant(2, 1, 3, "b", later).0.is_err());
+        e.told(1, 5, &["b".to_string()]);
+        let (verdict, stale) = e.grant(3, 1, 3, "b", later);
+        assert!(verdict.is_err(), "counts 3 voters, the primary said 5");
+        assert!(stale, "the primary said b is out of step");
+        assert!(e.grant(3, 1, 5, "b", later).0.is_ok());
+        assert_eq!(e.voted, 3);
+        assert!(
+            e.grant(3, 1, 5, "c", later).0.is_err(),
+            "one vote per epoch"
+        );
+        assert_eq!(
+            e.tick(later, 3, 1, RETRY),
+            Next::Nothing,
+            "having voted, it waits before its own campaign"
+        );
     }
 
     /// A standby that never had the roster counts 2 masters and its 1 supporter: 3 voters, of

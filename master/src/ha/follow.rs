@@ -58,6 +58,11 @@ impl Follow {
         self.supporting.is_some()
     }
 
+    /// Whether the link is open and WELCOMEd by a primary.
+    fn following_primary(&self) -> bool {
+        self.ever_linked && self.link.ready && self.link.conn.is_some() && self.supporting.is_none()
+    }
+
     /// Point the link at the next master in turn (the primary may be another one now).
     pub fn next_target(&mut self) {
         if self.targets.len() > 1 {
@@ -146,7 +151,8 @@ impl Follow {
                     self.election.supporters.len()
                 ));
             }
-            Some(_) if self.ever_linked && self.supporting.is_none() => self.election.rejoin(),
+            // Heard on a link still open to a primary (not only before it closed).
+            Some(_) if self.following_primary() => self.election.rejoin(),
             _ => {}
         }
         if let Some(conn) = self.link.conn {
@@ -202,7 +208,13 @@ impl Follow {
                 self.ever_linked = true;
                 self.primary = Some(self.link.target);
                 r.term.see_epoch(epoch);
-                info!("following the primary at {} (epoch {epoch})", self.link.target);
+                for c in self.election.release_all() {
+                    r.peers.close(c, r.out);
+                }
+                info!(
+                    "following the primary at {} (epoch {epoch})",
+                    self.link.target
+                );
             }
             // A standby we support asks our vote.
             Body::Takeover {

@@ -584,9 +584,7 @@ impl Ha {
         // likely elected); the masters we were told of.
         let attached = streams.iter().filter_map(|s| heartbeat_of(&s.id));
         let mut targets: Vec<SocketAddr> = to.into_iter().collect();
-        let others = attached
-            .chain(standbys)
-            .chain(r.cfg.other_masters());
+        let others = attached.chain(standbys).chain(r.cfg.other_masters());
         for m in others {
             if !targets.contains(&m) && m != r.cfg.heartbeat {
                 targets.push(m);

@@ -66,7 +66,10 @@ impl Primary {
     ) {
         let old = self.streams.by_id(&id).map(|s| s.conn);
         if let Some(old) = old.and_then(|c| self.streams.remove(c)) {
-            warn!("standby {id} attached again: its link on connection {} is given up", old.conn);
+            warn!(
+                "standby {id} attached again: its link on connection {} is given up",
+                old.conn
+            );
             peers.close(old.conn, out);
         }
         info!(
@@ -89,7 +92,11 @@ impl Primary {
         let voters = slaves
             .connected()
             .map(|(idx, s)| (Voter::Slave(idx), s.conn))
-            .chain(self.streams.iter().map(|s| (Voter::Standby(s.conn), s.conn)))
+            .chain(
+                self.streams
+                    .iter()
+                    .map(|s| (Voter::Standby(s.conn), s.conn)),
+            )
             .collect::<Vec<_>>();
         for (voter, conn) in voters {
             let (req, body) = self.lease_request(voter, now);
@@ -113,7 +120,13 @@ impl Primary {
     /// A standby in step stopped confirming the stream for longer than `limit` (frozen, or cut
     /// off): it is out of step from now on. Say so to the voters (writes wait until a majority
     /// knows) and let it go; it comes back through a new snapshot.
-    pub fn detach_lagging(&mut self, peers: &mut Peers, out: &mut Outbox, now: Instant, limit: Duration) {
+    pub fn detach_lagging(
+        &mut self,
+        peers: &mut Peers,
+        out: &mut Outbox,
+        now: Instant,
+        limit: Duration,
+    ) {
         let lagging: Vec<(ConnId, Duration)> = (self.streams.iter_mut())
             .filter(|s| s.in_step())
             .map(|s| (s.conn, s.lag(now)))
