@@ -22,7 +22,8 @@ fn heartbeat(n: usize) -> SocketAddr {
 }
 
 /// Three masters (nodes 0, 1, 2: the primary, then two standbys of it, each told of the other
-/// with `--peers`), `slaves` slaves, and a client on each master.
+/// with `--peers`, or with `peers` false, only of the primary: they learn of each other from
+/// its stream), `slaves` slaves, and a client on each master.
 struct Three {
     net: Net,
     m: [NodeId; 3],
@@ -32,10 +33,14 @@ struct Three {
 
 impl Three {
     fn new(slaves: usize) -> Three {
+        Three::with(slaves, true)
+    }
+
+    fn with(slaves: usize, peers: bool) -> Three {
         let mut net = Net::new();
         let p = net.add_master(common::new_cluster());
         let standby = |other: usize| Config {
-            peers: vec![heartbeat(other)],
+            peers: peers.then(|| heartbeat(other)).into_iter().collect(),
             ..common::new_cluster()
         };
         let b1 = net.add_backup(standby(2), p);
@@ -135,10 +140,17 @@ fn a_primary_streams_to_two_standbys_and_a_write_waits_for_both() {
 }
 
 /// kill -9 of the primary: the slaves and the standbys elect exactly one standby; the other
-/// follows it by itself and takes its stream; every acknowledged write reads back.
+/// follows it by itself and takes its stream; every acknowledged write reads back. With
+/// `--peers`, and with only `--backup-of` (the standbys learn of each other from the stream).
 #[test]
 fn the_primary_dies_one_standby_takes_over_and_the_other_follows_it() {
-    let mut t = Three::new(3);
+    for peers in [true, false] {
+        the_primary_dies(peers);
+    }
+}
+
+fn the_primary_dies(peers: bool) {
+    let mut t = Three::with(3, peers);
     let [p, b1, b2] = t.m;
     let cp = t.client_of(p);
     for i in 0..5 {

@@ -282,6 +282,9 @@ pub enum SyncEvent {
     Intent { key: Vec<u8> },
     /// The key's tombstone was collected: the key is forgotten (see DELETE).
     Gone { key: Vec<u8> },
+    /// A standby of this primary (by its id: heartbeat address, then client address): the
+    /// standbys learn of each other, to vote for each other when the primary is gone.
+    Standby { id: String },
 }
 
 /// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].

@@ -303,7 +303,8 @@ impl Election {
     /// (`seen`: the highest epoch this standby has seen). The slaves' rules: only for an epoch
     /// above every one seen, voted or campaigned at; only for a candidate that counts at least
     /// the voters our primary told us; only once our own promise to the primary has run out.
-    /// Granted, a campaign of ours is over. Returns whether it is granted (or why not), and
+    /// Granted, a campaign of ours is over, and none starts for `pause` and up to as much
+    /// again (drawn). Returns whether it is granted (or why not), and
     /// whether our primary said the candidate is out of step.
     pub fn grant(
         &mut self,
@@ -311,6 +312,7 @@ impl Election {
         seen: u64,
         voters: usize,
         id: &str,
+        pause: Duration,
         now: Instant,
     ) -> (Result<(), String>, bool) {
         let stale = self.stale_ids.iter().any(|s| s == id);
@@ -331,7 +333,7 @@ impl Election {
             return (Err(why), stale);
         }
         self.voted = epoch;
-        let quiet = Duration::from_millis(800).mul_f64(1.0 + self.jitter());
+        let quiet = pause.mul_f64(1.0 + self.jitter());
         self.quiet_until = Some(now + quiet);
         if let Some(c) = self.campaign.take() {
             info!(
@@ -460,15 +462,15 @@ mod tests {
         // One vote per epoch: it campaigned at 2, so it grants only above.
         e.withdraw("silence");
         let later = t0 + LEASE;
-        assert!(e.grant(2, 1, 3, "b", later).0.is_err());
+        assert!(e.grant(2, 1, 3, "b", LEASE, later).0.is_err());
         e.told(1, 5, &["b".to_string()]);
-        let (verdict, stale) = e.grant(3, 1, 3, "b", later);
+        let (verdict, stale) = e.grant(3, 1, 3, "b", LEASE, later);
         assert!(verdict.is_err(), "counts 3 voters, the primary said 5");
         assert!(stale, "the primary said b is out of step");
-        assert!(e.grant(3, 1, 5, "b", later).0.is_ok());
+        assert!(e.grant(3, 1, 5, "b", LEASE, later).0.is_ok());
         assert_eq!(e.voted, 3);
         assert!(
-            e.grant(3, 1, 5, "c", later).0.is_err(),
+            e.grant(3, 1, 5, "c", LEASE, later).0.is_err(),
             "one vote per epoch"
         );
         assert_eq!(

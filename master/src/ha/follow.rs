@@ -58,6 +58,18 @@ impl Follow {
         self.supporting.is_some()
     }
 
+    /// The primary named a standby of its own (`id`, SyncEvent::Standby): one of the masters
+    /// to look for the next primary among, and a voter.
+    fn learn(&mut self, id: &str, cfg: &Config) {
+        let Some(hb) = super::heartbeat_of(id) else {
+            return;
+        };
+        if hb != cfg.heartbeat && !self.targets.contains(&hb) {
+            info!("the primary has another standby: {hb}");
+            self.targets.push(hb);
+        }
+    }
+
     /// Whether the link is open and WELCOMEd by a primary.
     fn following_primary(&self) -> bool {
         self.ever_linked && self.link.ready && self.link.conn.is_some() && self.supporting.is_none()
@@ -221,9 +233,14 @@ impl Follow {
                 epoch, id, voters, ..
             } if self.supporting.is_some() => {
                 let seen = r.term.epoch;
-                let (verdict, stale) =
-                    self.election
-                        .grant(epoch, seen, usize::from(voters), &id, now);
+                let (verdict, stale) = self.election.grant(
+                    epoch,
+                    seen,
+                    usize::from(voters),
+                    &id,
+                    r.cfg.lease * 2,
+                    now,
+                );
                 let granted = match verdict {
                     Ok(()) => {
                         info!("voted for standby {id} to take over at epoch {epoch}");
@@ -263,6 +280,11 @@ impl Follow {
                 events,
             } => {
                 r.term.follow(epoch, next_version);
+                for e in &events {
+                    if let SyncEvent::Standby { id } = e {
+                        self.learn(id, r.cfg);
+                    }
+                }
                 apply(events, r.slaves, r.keys, r.doubts, now);
                 if complete && r.doubts.incomplete {
                     r.doubts.incomplete = false;
@@ -329,6 +351,7 @@ fn apply(
                 keys.remove(&key);
                 doubts.settled(&key);
             }
+            SyncEvent::Standby { .. } => {}
         }
     }
 }

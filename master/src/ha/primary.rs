@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dsm_wire::{Body, ErrorCode};
+use dsm_wire::{Body, ErrorCode, SyncEvent};
 use log::{info, warn};
 
 use crate::doubts::Doubts;
@@ -80,8 +80,15 @@ impl Primary {
         // Out of step until it has confirmed the whole snapshot: writes do not wait for it
         // meanwhile (once a majority knows).
         self.lease.set_stale(&id, true);
+        // The other standbys, for it to vote for them (and they for it) once we are gone.
+        let others: Vec<String> = (self.streams.iter().map(|s| s.id.clone()))
+            .chain(self.standbys.iter().map(|hb| hb.to_string()))
+            .collect();
         let stream = self.streams.add(conn, id, now);
         stream.snapshot(term, slaves, keys, doubts, out);
+        for id in others {
+            stream.tell(SyncEvent::Standby { id });
+        }
     }
 
     /// PING every voter it reaches: its slaves, also those still reporting what they hold,
@@ -189,6 +196,7 @@ impl Primary {
                         if self.lease.set_stale(&id, false) {
                             info!("standby {id} is in step");
                         }
+                        self.streams.push(SyncEvent::Standby { id });
                     }
                 }
                 return BackupSays::Synced;

@@ -28,6 +28,7 @@ const SYNC_FRAME_BYTES: usize = 256 * 1024;
 fn event_size(e: &SyncEvent) -> usize {
     match e {
         SyncEvent::SlaveUp { id, .. } => 11 + id.len(),
+        SyncEvent::Standby { id } => 3 + id.len(),
         SyncEvent::SlaveDown { id } | SyncEvent::SlaveLost { id } => 3 + id.len(),
         SyncEvent::Key { key, holders, .. } => {
             18 + key.len() + holders.iter().map(|h| 2 + h.len()).sum::<usize>()
@@ -136,6 +137,11 @@ impl Stream {
     /// for a ticket from before it attached (see [`Streams::missed`]).
     fn synced(&self, ticket: u64) -> bool {
         !self.in_step() || (self.joined < ticket && self.ticket_acked >= ticket)
+    }
+
+    /// Queue `e` for this standby alone.
+    pub fn tell(&mut self, e: SyncEvent) {
+        self.events.push(e);
     }
 
     /// Everything the backup needs to take over from here: every slave that is not lost (and
