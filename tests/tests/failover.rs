@@ -578,11 +578,14 @@ fn three_masters_survive_two_primaries_killed_one_after_the_other() {
     let (first, other) = wait_new_primary(&cluster, &standbys);
     write_keys(&mut c, "epoch2", 20);
     wait_following(&cluster, other, first);
+    // A slave may have supported the standby that lost for a while: the reads wait for it.
+    wait_whole(&cluster, first);
     check_keys(&mut c, "sentinel", KEYS, "after the first failover");
 
     cluster.kill_master(first);
     let (second, _) = wait_new_primary(&cluster, &[other]);
     assert_eq!(second, other);
+    wait_whole(&cluster, second);
     batch_check(&mut c, "sentinel", KEYS, "after the second failover");
     check_keys(&mut c, "epoch2", 20, "after the second failover");
     write_keys(&mut c, "epoch3", 10);
@@ -606,6 +609,16 @@ fn wait_new_primary(cluster: &Cluster, among: &[MasterId]) -> (MasterId, MasterI
     let new = elected.expect("set when the wait ends");
     let other = among.iter().copied().find(|&m| m != new).unwrap_or(new);
     (new, other)
+}
+
+/// Wait until primary `id` has the 3 slaves live and no key under-replicated.
+fn wait_whole(cluster: &Cluster, id: MasterId) {
+    let addr = cluster.master_listen(id);
+    let what = "the new primary to have 3 live slaves and no under-replicated key";
+    wait_until(TAKEOVER, what, || {
+        (cluster.try_status_of(addr))
+            .is_ok_and(|s| dsm_tests::live_count(&s) == 3 && s.under_replicated == 0)
+    });
 }
 
 /// Wait until master `id` is a standby of `primary`, in step with every key it has.
