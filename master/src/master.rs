@@ -524,8 +524,11 @@ impl Master {
                 }
                 self.take_supporters(supporters, now);
                 // Count the voters now: the votes just taken are its lease until renewals.
+                // The voters hear the count and the word on stale masters at once: the first
+                // write waits for a majority to have it.
                 let voters = self.core.voters(self.ha.standbys());
-                self.ha.set_voters(voters);
+                let (ha, roles) = self.roles(now);
+                ha.announce_voters(voters, roles);
                 self.core.changed = true;
             }
             // Stopped being primary: answer no client, keep no slave.

@@ -266,3 +266,41 @@ fn a_standby_frozen_through_the_failover_follows_the_new_primary_when_thawed() {
         vec![Frame::new(3, value("v2"))]
     );
 }
+
+/// A standby let go as out of step by one primary keeps the whole map that primary streamed
+/// it. The next primary (the other standby) names every master out of step until it has
+/// attached, so when it dies too and the stale standby is elected, the slaves tell it, and it
+/// recovers what they hold instead of trusting its map: the key written in the middle term
+/// reads back.
+#[test]
+fn a_standby_stale_since_an_older_primary_recovers_when_elected_later() {
+    let mut t = Three::new(3);
+    let [p, b1, b2] = t.m;
+    let cp = t.client_of(p);
+    assert_eq!(
+        t.net.request(cp, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // b2 stops confirming: the primary lets it go. Its map says k=v1, complete.
+    t.net.freeze(b2);
+    t.run(Duration::from_secs(1), None);
+    t.net.kill(p);
+    t.run(Duration::from_secs(2), None);
+    assert_eq!(t.role_epoch(b1).0, ServerRole::Primary);
+    let c1 = t.client_of(b1);
+    assert_eq!(
+        t.net.request(c1, 2, write("k2", "v2")),
+        vec![Frame::new(2, Body::Ok)]
+    );
+    // b1 dies before b2 has attached to it; b2 resumes and is elected by the slaves.
+    t.net.kill(b1);
+    t.net.thaw(b2);
+    t.run(Duration::from_secs(3), None);
+    assert_eq!(t.role_epoch(b2).0, ServerRole::Primary);
+    let c2 = t.client_of(b2);
+    assert_eq!(
+        t.net.request(c2, 3, read("k2")),
+        vec![Frame::new(3, value("v2"))],
+        "its own map does not have the key"
+    );
+}

@@ -171,7 +171,7 @@ impl Ha {
         // A standby in step that stops confirming the stream holds every write up; one still
         // taking its snapshot is out of step already and holds nothing up.
         p.detach_lagging(r.peers, r.out, now, r.cfg.lease);
-        p.ping_voters(r.slaves, r.out, now);
+        p.ping_voters(r.slaves, r.out, r.term.epoch, now);
         let lost = p.lease.check(now);
         if lost.is_some_and(|l| l >= r.cfg.lease * 2) {
             let why = format!(
@@ -319,7 +319,8 @@ impl Ha {
                 }
             }
             Next::Ask(epoch, conns) => {
-                let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
+                // Named as STALE names masters: by heartbeat address.
+                let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.heartbeat.to_string());
                 let voters = f.election.voters(counted).min(u16::MAX as usize) as u16;
                 for conn in conns {
                     let Some(s) = f.election.supporters.get_mut(&conn) else {
@@ -416,14 +417,7 @@ impl Ha {
     pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
-            p.ping_voters(r.slaves, r.out, r.now);
-        }
-    }
-
-    /// The cluster has `voters` voters (a primary's lease counts them).
-    pub fn set_voters(&mut self, voters: usize) {
-        if let Ha::Primary(p) = self {
-            p.lease.set_voters(voters);
+            p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
     }
 
@@ -476,7 +470,7 @@ impl Ha {
         let says = p.on_backup_frame(conn, req, body, r.term.epoch, r.cfg.lease, r.out, r.now);
         // A standby in step again: the voters hear it at once, not at the next renewal.
         if p.lease.gen != gen {
-            p.ping_voters(r.slaves, r.out, r.now);
+            p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
         match says {
             BackupSays::Nothing => {}
@@ -559,9 +553,18 @@ impl Ha {
             }
             None => link.retry_at(r.now),
         }
+        // Every other master is out of step with this new primary until it has attached and
+        // confirmed a snapshot: one may hold a whole map from an older primary and miss what
+        // we acknowledge. A majority hears so before our first write is acknowledged, and
+        // tells such a master if it ever campaigns (it then recovers from the slaves).
+        let mut lease = lease::Lease::default();
+        for m in standbys.iter().chain(r.cfg.other_masters().iter()) {
+            lease.set_stale(&m.to_string(), true);
+        }
         *self = Ha::Primary(Primary {
             fencing: Some(link),
             standbys,
+            lease,
             ..Primary::default()
         });
         r.effects.push(Effect::TookOver { supporters, stale });

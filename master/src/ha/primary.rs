@@ -79,7 +79,7 @@ impl Primary {
         );
         // Out of step until it has confirmed the whole snapshot: writes do not wait for it
         // meanwhile (once a majority knows).
-        self.lease.set_stale(&id, true);
+        self.lease.set_stale(&stale_key(&id), true);
         // The other standbys, for it to vote for them (and they for it) once we are gone.
         let others: Vec<String> = (self.streams.iter().map(|s| s.id.clone()))
             .chain(self.standbys.iter().map(|hb| hb.to_string()))
@@ -95,7 +95,9 @@ impl Primary {
     /// and its standbys (a STALE instead, to one that has not confirmed the latest word on
     /// stale standbys and the voter count: a standby votes too, and tells a stale candidate
     /// so). A slave that hears nothing leaves (and its promise lapses).
-    pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, now: Instant) {
+    /// `epoch`: this primary's; the word's generation on the wire is scoped by it, so that a
+    /// new primary's word replaces an older primary's at every voter.
+    pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, epoch: u64, now: Instant) {
         let voters = slaves
             .connected()
             .map(|(idx, s)| (Voter::Slave(idx), s.conn))
@@ -106,18 +108,18 @@ impl Primary {
             )
             .collect::<Vec<_>>();
         for (voter, conn) in voters {
-            let (req, body) = self.lease_request(voter, now);
+            let (req, body) = self.lease_request(voter, epoch, now);
             out.send(conn, req, body);
         }
     }
 
     /// What `voter` gets from the lease: a PING, or a STALE if it has not confirmed the word.
-    fn lease_request(&mut self, voter: Voter, now: Instant) -> (u64, Body) {
+    fn lease_request(&mut self, voter: Voter, epoch: u64, now: Instant) -> (u64, Body) {
         if self.lease.confirmed(voter) {
             return (self.lease.ping(now), Body::Ping);
         }
         let body = Body::Stale {
-            gen: self.lease.gen,
+            gen: (epoch << 32) | (self.lease.gen & 0xffff_ffff),
             voters: self.lease.voters().min(u16::MAX as usize) as u16,
             ids: self.lease.stale.clone(),
         };
@@ -149,7 +151,7 @@ impl Primary {
                 s.id,
                 lag.as_millis()
             );
-            self.lease.set_stale(&s.id, true);
+            self.lease.set_stale(&stale_key(&s.id), true);
             peers.close(s.conn, out);
         }
     }
@@ -193,7 +195,7 @@ impl Primary {
                             }
                         }
                         let id = s.id.clone();
-                        if self.lease.set_stale(&id, false) {
+                        if self.lease.set_stale(&stale_key(&id), false) {
                             info!("standby {id} is in step");
                         }
                         self.streams.push(SyncEvent::Standby { id });
@@ -231,7 +233,7 @@ impl Primary {
                 s.id,
                 self.streams.len()
             );
-            self.lease.set_stale(&s.id, true);
+            self.lease.set_stale(&stale_key(&s.id), true);
             return true;
         }
         false
@@ -299,4 +301,10 @@ impl Primary {
         peers.close(conn, out);
         outranked
     }
+}
+
+/// How the word on stale standbys (STALE, and a TAKEOVER's id) names a master: its heartbeat
+/// address, which every master knows of every other (the full id only for a parseable one).
+pub(crate) fn stale_key(id: &str) -> String {
+    super::heartbeat_of(id).map_or_else(|| id.to_string(), |hb| hb.to_string())
 }
