@@ -1,13 +1,33 @@
-//! High availability: what this master is (primary, backup, or fenced), as an enum that carries
-//! the state of that role. The primary streams its state to one backup over the heartbeat link
-//! (`stream.rs`, `primary.rs`) and holds a lease that the backup's polls renew; the backup
-//! applies the stream, polls the primary (`follow.rs`, over the link of `link.rs`), and takes
-//! over with a higher epoch when the primary falls silent. Why it is safe:
-//! - versions carry the epoch in their top bits, so a new primary's writes outrank the old's;
-//! - the primary answers nothing while it has not heard the backup for 2 intervals, and the
-//!   backup waits for at least 3, so a frozen or cut-off primary stops before the backup starts;
-//! - a write's key reaches the backup (an *intent*) before the client hears OK, so after a
-//!   takeover the backup knows which keys may be newer than its map says, and asks the slaves.
+//! High availability: what this master is (primary, standby, or fenced), as an enum that
+//! carries the state of that role. The primary streams its state to every standby attached
+//! over the heartbeat socket (`stream.rs`, `primary.rs`) and holds a lease that a majority of
+//! the voters renews (`lease.rs`); a standby applies the stream, polls the primary (`follow.rs`,
+//! over the link of `link.rs`), and takes over at a higher epoch once a majority votes for it
+//! (`election.rs`). The voters are the masters and the slaves of the roster; a standby counts
+//! once it has confirmed a snapshot. Why it is safe, with any number of standbys:
+//! - **One primary at a time.** A voter that answers the primary's PING (or STALE) promises to
+//!   vote for no other master for the lease, counted from when it got the PING (the primary
+//!   counts from when it sent it, so its count ends first). A standby withdraws its promise (it
+//!   stops answering) before it campaigns or votes, and votes only once its last promise has
+//!   run out. The primary serves only while a majority's promises hold; a candidate takes over
+//!   only with a majority's votes; the two majorities share a voter, who cannot have done both
+//!   at once. Slaves and standbys vote under the same rules: an epoch above every one they
+//!   have seen (a standby: also campaigned at or voted for, so one vote per epoch), a
+//!   candidate that counts at least the voters their primary counted, their promise run out.
+//! - **New writes outrank old ones**: versions carry the epoch in their top bits, and every
+//!   STORE and FETCH carries it; a slave that voted refuses older epochs.
+//! - **No acknowledged write is lost, whichever standby wins.** A write's key goes to every
+//!   standby first (an *intent*), and the client hears OK only once every standby *in step*
+//!   has confirmed it (one that attached after the intent went out gets it again), and a
+//!   majority has confirmed the current word on the masters *out of step* (STALE: standbys
+//!   let go, still catching up, and on a new primary every other master until it has attached).
+//!   So a candidate either knows of every acknowledged write (it can distrust its map for those
+//!   keys and ask the slaves), or it is out of step and one of its voters (the majorities meet)
+//!   tells it so, or its map is incomplete: then it recovers from what the slaves hold before
+//!   it serves.
+//! - **Split votes end**: a campaign not won in time gives up and tries a higher epoch after a
+//!   delay drawn per master; a standby that voted for another waits as long before a campaign
+//!   of its own; a standby that finds a primary lets its supporters go to it.
 
 mod election;
 mod follow;
