@@ -304,3 +304,53 @@ fn a_standby_stale_since_an_older_primary_recovers_when_elected_later() {
         "its own map does not have the key"
     );
 }
+
+/// A primary started without `--peers` and no standby attached (a lone primary: it needs no
+/// lease) and a standby of a typo: one slave that lost the primary dials the standby, which
+/// counts two masters and its one supporter. The lone primary told its slaves it counts itself
+/// and its three slaves (STALE): the slave refuses its vote, and the standby is never a second
+/// primary. `tests/tests/elections.rs` has the same with real processes.
+#[test]
+fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
+    let mut net = Net::new();
+    let p = net.add_master(common::new_cluster());
+    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|id| net.add_slave(p, id))
+        .collect();
+    let typo = net.add_master(Config {
+        peers: vec!["127.0.0.1:1".parse().unwrap()],
+        ..common::new_cluster()
+    });
+    let cp = net.add_client(p);
+    let step = Duration::from_millis(10);
+    for _ in 0..100 {
+        net.advance(step);
+    }
+    assert_eq!(net.peer(slaves[0]).voters, 4, "told by the lone primary");
+    let conn = net.conn_of(slaves[0]);
+    net.close(conn);
+    for _ in 0..300 {
+        net.advance(step);
+        net.redial(&slaves[..1], &[typo], PATIENCE);
+        net.redial(&slaves[1..], &[p], PATIENCE);
+        let now = net.now();
+        let serving = [p, typo]
+            .iter()
+            .filter(|&&m| net.master(m).serving(now))
+            .count();
+        assert!(serving <= 1, "two primaries");
+    }
+    let votes = &net.peer(slaves[0]).votes;
+    assert!(
+        !votes.is_empty(),
+        "the standby never asked: nothing was tested"
+    );
+    assert!(votes.iter().all(|&(_, granted)| !granted), "{votes:?}");
+    assert_eq!(net.master(typo).role(), ServerRole::Backup);
+    assert_eq!(net.master(p).role(), ServerRole::Primary);
+    assert_eq!(
+        net.request(cp, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+}

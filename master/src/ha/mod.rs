@@ -188,6 +188,7 @@ impl Ha {
         };
         let now = r.now;
         p.lease.set_voters(voters);
+        p.lease.set_told(told_voters(voters, r.slaves));
         // A standby in step that stops confirming the stream holds every write up; one still
         // taking its snapshot is out of step already and holds nothing up.
         p.detach_lagging(r.peers, r.out, now, r.cfg.lease);
@@ -437,6 +438,7 @@ impl Ha {
     pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
+            p.lease.set_told(told_voters(voters, r.slaves));
             p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
     }
@@ -456,15 +458,18 @@ impl Ha {
     }
 
     /// Why a standby `id` may not attach now: [`primary::MAX_STANDBYS`] others are attached
-    /// (the same id, a restarted or reconnected standby, replaces its old link).
+    /// and in step (the same id, a restarted or reconnected standby, replaces its old link; at
+    /// the cap a newcomer replaces one still catching up, never one that has proved it follows).
     pub fn attach_refusal(&self, id: &str) -> Option<String> {
         match self {
             Ha::Primary(p)
-                if p.streams.len() >= primary::MAX_STANDBYS && p.streams.by_id(id).is_none() =>
+                if p.streams.len() >= primary::MAX_STANDBYS
+                    && p.streams.by_id(id).is_none()
+                    && p.streams.iter().all(|s| s.in_step()) =>
             {
                 Some(format!(
-                    "{} standbys are attached, the most one primary streams to: try again once \
-                     one is gone",
+                    "{} standbys are attached and in step, the most one primary streams to: try \
+                     again once one is gone",
                     p.streams.len()
                 ))
             }
@@ -652,4 +657,16 @@ fn seed_of(cfg: &Config) -> u64 {
         std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
     };
     dsm_auth::boot_id() ^ (ip << 16) ^ port.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The voter count a primary with `voters` voters tells its voters (STALE): the same, or for a
+/// lone primary (1: no other master known) itself and the slaves of its roster (`lease.rs`).
+fn told_voters(voters: usize, slaves: &crate::slaves::SlaveTable) -> usize {
+    if voters > 1 {
+        return voters;
+    }
+    let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    1 + ids.len()
 }

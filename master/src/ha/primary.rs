@@ -72,6 +72,17 @@ impl Primary {
             );
             peers.close(old.conn, out);
         }
+        // At the cap: one still catching up makes room (`Ha::attach_refusal`).
+        if self.streams.len() >= MAX_STANDBYS {
+            let catching_up = self.streams.iter().find(|s| !s.in_step()).map(|s| s.conn);
+            if let Some(old) = catching_up.and_then(|c| self.streams.remove(c)) {
+                warn!(
+                    "standby {id} replaces standby {}, still catching up",
+                    old.id
+                );
+                peers.close(old.conn, out);
+            }
+        }
         info!(
             "backup {id} attached on connection {conn}: streaming {} slaves and {} keys",
             slaves.live_count(),
@@ -120,7 +131,7 @@ impl Primary {
         }
         let body = Body::Stale {
             gen: (epoch << 32) | (self.lease.gen & 0xffff_ffff),
-            voters: self.lease.voters().min(u16::MAX as usize) as u16,
+            voters: self.lease.told().min(u16::MAX as usize) as u16,
             ids: self.lease.stale.clone(),
         };
         (self.lease.stale_word(now), body)
