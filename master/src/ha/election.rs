@@ -84,6 +84,15 @@ impl Election {
         }
     }
 
+    /// Start no campaign for `pause` and up to as much again (drawn): a primary that just
+    /// stepped down leaves the election its departure starts to the standbys that followed it
+    /// (a campaign of its own at a higher epoch would depose the winner once its voters reach
+    /// it).
+    pub fn hold_back(&mut self, now: Instant, pause: Duration) {
+        let quiet = pause.mul_f64(1.0 + self.jitter());
+        self.quiet_until = Some(now + quiet);
+    }
+
     /// The primary PINGed us: promise it our support for `lease` (answer the PING), unless
     /// withdrawn.
     pub fn promise(&mut self, now: Instant, lease: Duration) -> bool {

@@ -636,6 +636,9 @@ impl Ha {
             // The new primary streams us its whole map: ours may be behind it.
             *r.keys = crate::keymap::KeyIndex::default();
             *self = Ha::follow(targets, seed_of(r.cfg), r.timers, r.doubts, r.now);
+            if let Ha::Backup(f) = self {
+                f.election.hold_back(r.now, r.cfg.lease * 2);
+            }
         }
         r.effects.push(Effect::SteppedDown(why.to_string()));
     }
