@@ -522,7 +522,9 @@ impl Master {
                         .collect();
                     self.core.recover_after_takeover(now, &ids);
                 }
-                self.take_supporters(supporters, now);
+                // Recovering, the recovery waits for every slave's report (see take_supporters).
+                let recovering = self.core.recovery.is_some();
+                self.take_supporters(supporters, recovering, now);
                 // Count the voters now: the votes just taken are its lease until renewals.
                 // The voters hear the count and the word on stale masters at once: the first
                 // write waits for a majority to have it.
@@ -555,6 +557,7 @@ impl Master {
     fn take_supporters(
         &mut self,
         supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        recovering: bool,
         now: Instant,
     ) {
         for (conn, s) in supporters {
@@ -565,6 +568,12 @@ impl Master {
             }
             // One that says we are out of step reports what it holds whatever we asked.
             let reports = s.inventory || s.stale;
+            if recovering && !reports {
+                // Recovering (another voter said we are out of step), we need its report too,
+                // but its TAKEOVER did not ask for one: it registers again, and is asked.
+                self.core.peers.close(conn, &mut self.core.out);
+                continue;
+            }
             let idx = self
                 .members(now)
                 .adopt(conn, &s.id, s.boot, s.seen, reports);

@@ -293,6 +293,11 @@ impl Streams {
 
     /// The key's version or holders changed.
     pub fn key_changed(&mut self, key: &[u8], keys: &KeyIndex, slaves: &SlaveTable) {
+        // With no standby, nothing to build (the hot path of a lone primary); only intents
+        // count for the tickets.
+        if self.list.is_empty() {
+            return;
+        }
         if let Some(e) = key_event(key, keys, slaves) {
             self.push(e);
         }
