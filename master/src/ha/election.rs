@@ -84,10 +84,10 @@ impl Election {
         }
     }
 
-    /// Start no campaign for `pause` and up to as much again (drawn): a primary that just
-    /// stepped down leaves the election its departure starts to the standbys that followed it
-    /// (a campaign of its own at a higher epoch would depose the winner once its voters reach
-    /// it).
+    /// For `pause` and up to as much again (drawn), start no campaign that counts on other
+    /// standbys' votes: a primary that just stepped down leaves the election its departure
+    /// starts to the standbys that followed it (a campaign of its own at a higher epoch would
+    /// depose the winner once its voters reach it), unless slaves alone elect it.
     pub fn hold_back(&mut self, now: Instant, pause: Duration) {
         let quiet = pause.mul_f64(1.0 + self.jitter());
         self.quiet_until = Some(now + quiet);
@@ -168,12 +168,17 @@ impl Election {
         if !self.counts_itself(now) || self.supporters.is_empty() {
             return Next::Nothing;
         }
-        if self.campaign.is_none() && self.quiet_until.is_some_and(|q| now < q) {
-            return Next::Nothing;
-        }
         let voters = self.voters(counted);
         let needed = voters / 2 + 1;
         if 1 + self.supporters.len() < needed {
+            return Next::Nothing;
+        }
+        // Held back (it voted for another standby, or stepped down as primary): no campaign
+        // that counts on other standbys, which are most likely campaigning themselves; slaves
+        // alone that make a majority with it may elect it at once.
+        let slaves = self.supporters.values().filter(|s| !s.master).count();
+        let quiet = self.quiet_until.is_some_and(|q| now < q);
+        if self.campaign.is_none() && quiet && 1 + slaves < needed {
             return Next::Nothing;
         }
         let give_up = retry * 8 + retry.mul_f64(8.0 * self.jitter());
@@ -312,8 +317,8 @@ impl Election {
     /// (`seen`: the highest epoch this standby has seen). The slaves' rules: only for an epoch
     /// above every one seen, voted or campaigned at; only for a candidate that counts at least
     /// the voters our primary told us; only once our own promise to the primary has run out.
-    /// Granted, a campaign of ours is over, and none starts for `pause` and up to as much
-    /// again (drawn). Returns whether it is granted (or why not), and
+    /// Granted, a campaign of ours is over, and none that counts on other standbys starts for
+    /// `pause` and up to as much again (drawn). Returns whether it is granted (or why not), and
     /// whether our primary said the candidate is out of step.
     pub fn grant(
         &mut self,
@@ -482,10 +487,19 @@ mod tests {
             e.grant(3, 1, 5, "c", LEASE, later).0.is_err(),
             "one vote per epoch"
         );
+        // Three voters: it and one supporter are a majority.
+        e.support(7, "127.0.0.1:9 x".into(), 1, 1, true);
         assert_eq!(
             e.tick(later, 3, 1, RETRY),
             Next::Nothing,
-            "having voted, it waits before its own campaign"
+            "having voted, it counts on no other standby for a while"
+        );
+        e.gone(7);
+        e.support(8, "s8".into(), 1, 1, false);
+        assert_eq!(
+            e.tick(later, 3, 1, RETRY),
+            Next::Ask(4, vec![8]),
+            "slaves alone may elect it, above the epoch it voted for"
         );
     }
 
