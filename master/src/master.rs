@@ -612,12 +612,20 @@ impl Master {
                 continue;
             }
             // One that says we are out of step reports what it holds whatever we asked.
-            let reports = s.inventory || s.stale;
+            let mut reports = s.inventory || s.stale;
             if recovering && !reports {
-                // Recovering (another voter said we are out of step), we need its report too,
-                // but its TAKEOVER did not ask for one: it registers again, and is asked.
-                self.core.peers.close(conn, &mut self.core.out);
-                continue;
+                // Recovering (another voter said we are out of step), the recovery waits for
+                // its report too, which its TAKEOVER did not ask for: a WELCOME asks for it
+                // (a registered slave's store takes one as a request to report).
+                reports = true;
+                let welcome = Body::Welcome {
+                    epoch: self.core.term.epoch,
+                    inventory: true,
+                    standby: false,
+                    lease_ms: self.core.cfg.lease.as_millis() as u32,
+                    proof: None,
+                };
+                self.core.out.send(conn, 0, welcome);
             }
             let idx = self
                 .members(now)

@@ -20,7 +20,8 @@
 //!   standby first (an *intent*), and the client hears OK only once every standby *in step*
 //!   has confirmed it (one that attached after the intent went out gets it again), and a
 //!   majority has confirmed the current word on the masters *out of step* (STALE: standbys
-//!   let go, still catching up, and on a new primary every other master until it has attached).
+//!   let go, still catching up, and on a new primary every other standby until it has attached;
+//!   not the primary it replaced, which empties its map when it steps down).
 //!   So a candidate either knows of every acknowledged write (it can distrust its map for those
 //!   keys and ask the slaves), or it is out of step and one of its voters (the majorities meet)
 //!   tells it so, or its map is incomplete: then it recovers from what the slaves hold before
@@ -578,13 +579,18 @@ impl Ha {
             }
             None => link.retry_at(r.now),
         }
-        // Every other master is out of step with this new primary until it has attached and
+        // Every other standby is out of step with this new primary until it has attached and
         // confirmed a snapshot: one may hold a whole map from an older primary and miss what
         // we acknowledge. A majority hears so before our first write is acknowledged, and
-        // tells such a master if it ever campaigns (it then recovers from the slaves).
+        // tells such a master if it ever campaigns (it then recovers from the slaves). Not the
+        // primary we followed: it can only campaign once it has stepped down, which empties
+        // its map (or restarted, with none), and then it takes our snapshot first.
         let mut lease = lease::Lease::default();
+        let old = follow.primary;
         for m in standbys.iter().chain(r.cfg.other_masters().iter()) {
-            lease.set_stale(&m.to_string(), true);
+            if Some(*m) != old {
+                lease.set_stale(&m.to_string(), true);
+            }
         }
         *self = Ha::Primary(Primary {
             fencing: Some(link),
