@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::Secret;
-use dsm_wire::{encode, primary_named, says_taken, Body, ErrorCode, Frame, Status, WriteId};
+use dsm_wire::{
+    encode, primary_named, says_recovering, says_taken, Body, ErrorCode, Frame, Status, WriteId,
+};
 
 use crate::conn::{remaining, MasterConn};
 use crate::error::Error;
@@ -453,6 +455,10 @@ impl Client {
         let mut maybe_taken = vec![false; bodies.len()];
         let mut answers: Vec<Option<Result<Body, Error>>> = bodies.iter().map(|_| None).collect();
         let mut refusal: Option<String> = None;
+        // The last refusal of a recovering master per request: its answer if the deadline
+        // comes first.
+        let mut recovering_refusals: Vec<Option<Result<Body, Error>>> =
+            bodies.iter().map(|_| None).collect();
         loop {
             if let Err(e) = self.ensure_connected(deadline) {
                 return Err(refused_by_then(e, refusal, deadline));
@@ -494,20 +500,27 @@ impl Client {
             // recovering refuses before it looks at what the slaves recorded, so the refusal
             // does not say the first send failed. Asked again until it does say, or until the
             // deadline (then TIMEOUT: unknown, never a false "it failed").
+            // A request a master refused because it is recovering (`dsm_wire::RECOVERING`)
+            // was not taken: asked again until the deadline, when that refusal is the answer
+            // (a failover that ends with a short recovery then costs a delay, not an error).
             let mut undecided = false;
             for &i in &todo {
-                let unavailable = matches!(
-                    &answers[i],
+                let unavailable = match &answers[i] {
                     Some(Ok(Body::Error {
                         code: ErrorCode::Unavailable,
-                        ..
-                    }))
-                );
-                if unavailable
-                    && maybe_taken[i]
-                    && matches!(bodies[i], Body::WriteOnce { .. } | Body::Once { .. })
+                        text,
+                    })) => Some(says_recovering(text)),
+                    _ => None,
+                };
+                let Some(recovering) = unavailable else {
+                    continue;
+                };
+                if maybe_taken[i] && matches!(bodies[i], Body::WriteOnce { .. } | Body::Once { .. })
                 {
                     answers[i] = None;
+                    undecided = true;
+                } else if recovering && !(maybe_taken[i] && changes(&bodies[i])) {
+                    recovering_refusals[i] = answers[i].take();
                     undecided = true;
                 }
             }
@@ -557,6 +570,14 @@ impl Client {
                 return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
             }
             if Instant::now() >= deadline {
+                for (answer, held) in answers.iter_mut().zip(&mut recovering_refusals) {
+                    if answer.is_none() {
+                        *answer = held.take();
+                    }
+                }
+                if answers.iter().all(Option::is_some) {
+                    return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
+                }
                 // Say what the masters said, if they said anything.
                 return Err(match refusal {
                     Some(text) => Error::Server {

@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use dsm_client::{Client, ConnectOptions, Error};
-use dsm_wire::{decode, encode, naming_primary, Body, ErrorCode, Frame};
+use dsm_wire::{decode, encode, naming_primary, Body, ErrorCode, Frame, RECOVERING};
 
 /// How a fake master treats the connection after HELLO.
 #[derive(Clone, Copy)]
@@ -24,8 +24,11 @@ enum Fake {
     Freeze,
     /// Answer every request NOT_PRIMARY naming this address as the primary.
     NotPrimary(SocketAddr),
-    /// Answer the first N writes UNAVAILABLE (a master still recovering), then OK.
+    /// Answer the first N writes UNAVAILABLE (a master still recovering, its text without
+    /// the `dsm_wire::RECOVERING` mark), then OK.
     Recovering(usize),
+    /// Answer the first N requests UNAVAILABLE saying `dsm_wire::RECOVERING`, then serve.
+    Recovers(usize),
 }
 
 /// A fake master on port 0 serving one connection; the thread returns the requests it read.
@@ -65,15 +68,21 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                 {
                     Body::error(ErrorCode::Unavailable, "recovering: 1 of 3 slaves reported")
                 }
+                (_, Fake::Recovers(n)) if seen.len() < n => Body::error(
+                    ErrorCode::Unavailable,
+                    format!("{RECOVERING}waiting for 1 slaves to report what they hold"),
+                ),
                 (
                     Body::Write { .. } | Body::WriteOnce { .. },
-                    Fake::Serve | Fake::Recovering(_),
+                    Fake::Serve | Fake::Recovering(_) | Fake::Recovers(_),
                 ) => Body::Ok,
-                (Body::Once { .. }, Fake::Serve | Fake::Recovering(_)) => Body::Versioned {
-                    version: 7,
-                    value: b"3".to_vec(),
-                },
-                (_, Fake::Serve | Fake::Recovering(_)) => Body::Value {
+                (Body::Once { .. }, Fake::Serve | Fake::Recovering(_) | Fake::Recovers(_)) => {
+                    Body::Versioned {
+                        version: 7,
+                        value: b"3".to_vec(),
+                    }
+                }
+                (_, Fake::Serve | Fake::Recovering(_) | Fake::Recovers(_)) => Body::Value {
                     value: b"v".to_vec(),
                 },
             };
@@ -216,7 +225,8 @@ fn a_resend_refused_by_a_recovering_master_is_asked_again_not_failed() {
     }
 }
 
-/// A first send refused UNAVAILABLE did not happen: that refusal is the answer.
+/// A first send refused UNAVAILABLE (not saying the master recovers) did not happen: that
+/// refusal is the answer.
 #[test]
 fn a_first_send_refused_unavailable_is_a_definite_failure() {
     let (addr, seen) = fake_master(Fake::Recovering(1));
@@ -294,4 +304,43 @@ fn a_not_primary_that_names_the_primary_sends_the_client_there() {
         primary_seen.join().unwrap(),
         vec![Body::Read { key: b"k".to_vec() }]
     );
+}
+
+/// A master that says it is recovering took nothing: the client asks again (a READ and a
+/// plain WRITE alike) and the caller sees the answer that comes once it serves.
+#[test]
+fn requests_refused_by_a_master_saying_it_recovers_are_asked_again() {
+    let (addr, seen) = fake_master(Fake::Recovers(3));
+    let mut c = plain_writes(&[addr]);
+    c.write(b"k", b"v").expect("OK once the master serves");
+    assert_eq!(c.read(b"k").unwrap(), Some(b"v".to_vec()));
+    drop(c);
+    let seen = seen.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        5,
+        "three refusals, the write, the read: {seen:?}"
+    );
+    assert!(seen[..4].iter().all(|b| matches!(b, Body::Write { .. })));
+}
+
+/// Until the deadline: then the refusal is the answer (UNAVAILABLE, definite), not TIMEOUT.
+#[test]
+fn a_master_that_recovers_past_the_deadline_is_answered_unavailable_not_timeout() {
+    let (addr, seen) = fake_master(Fake::Recovers(usize::MAX));
+    let opts = ConnectOptions {
+        exactly_once: false,
+        timeout: Duration::from_millis(300),
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with_options(&[addr], opts).unwrap();
+    match c.write(b"k", b"v") {
+        Err(Error::Server {
+            code: ErrorCode::Unavailable,
+            text,
+        }) => assert!(text.starts_with(RECOVERING), "{text}"),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    drop(c);
+    assert!(seen.join().unwrap().len() > 1, "asked again meanwhile");
 }

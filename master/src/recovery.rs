@@ -74,8 +74,13 @@ impl Recovery {
         self.waiting.is_empty() && self.until.is_none_or(|u| now >= u)
     }
 
-    /// Why requests are refused, for the ERROR UNAVAILABLE.
+    /// Why requests are refused, for the ERROR UNAVAILABLE (beginning
+    /// [`dsm_wire::RECOVERING`], so clients ask again).
     pub fn why(&self, now: Instant) -> String {
+        format!("{}{}", dsm_wire::RECOVERING, self.reason(now))
+    }
+
+    fn reason(&self, now: Instant) -> String {
         let names: Vec<&str> = self.waiting.iter().take(8).map(String::as_str).collect();
         let more = self.waiting.len().saturating_sub(names.len());
         let listed = format!(

@@ -9,6 +9,17 @@ const PREFIX: &str = "primary=";
 /// applied, so it must be sent again marked as such (`resent_ms` > 0).
 pub const TAKEN: &str = "taken; ";
 
+/// How the text of an UNAVAILABLE begins when the master is recovering (it answers nothing
+/// until it has heard what the slaves hold: after a restart, or elected without the whole
+/// map, usually for well under a second). The request was not taken, so a client may send it
+/// again, and the client library does until its deadline.
+pub const RECOVERING: &str = "recovering; ";
+
+/// Whether an UNAVAILABLE answer's text says the master is recovering (see [`RECOVERING`]).
+pub fn says_recovering(text: &str) -> bool {
+    text.starts_with(RECOVERING)
+}
+
 /// Whether a NOT_PRIMARY answer's text says the master took the write (see [`TAKEN`]).
 pub fn says_taken(text: &str) -> bool {
     let reason = match text.strip_prefix(PREFIX) {
