@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Issue 16 item 8: WRITE with every slave at --fsync always against redis-server with
+# appendonly yes + appendfsync always, alternating within each round (fresh cluster / fresh
+# redis each run), and what the slaves' syncs did: from each slave's /metrics after the run,
+# the syncs, the STOREs per sync (the group commit's batch) and the time in syncs.
+#
+# FB_BINS="DIR1 DIR2" (default target/release) alternates binaries for before/after runs;
+# FB_VARIANTS="label:FLAGS;label2:FLAGS2" (default one variant, no flags) alternates more
+# dsm-slave flags too (e.g. "spin:;nospin:--spin-us 0").
+# FB_ROUNDS=3, FB_SERIAL=2000, FB_PIPELINED=200000, FB_PIN=1 (placement as make bench),
+# FB_STRACE=1: also count one slave's syscalls (strace -c -f) in one extra 4x32 run.
+# Results on stdout (one line per run, then medians).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${FB_ROUNDS:-3}
+SERIAL_N=${FB_SERIAL:-2000}
+PIPELINED_N=${FB_PIPELINED:-200000}
+# shellcheck disable=SC2206 # a list of directories
+BINS=(${FB_BINS:-target/release})
+READY_TIMEOUT_S=30
+PROG=fsync-bench
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+set_placement "${FB_PIN:-1}"
+
+json_field() { sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p" <<<"$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); if (NR%2) print v[m]; else print (v[m]+v[m+1])/2}'; }
+
+# The sum of METRIC over the slaves' /metrics (the address each printed when ready).
+slave_metric() { # tag metric
+    local tag=$1 m=$2 s=0 addr v
+    for f in "$WORK/$tag"-slave-*.out; do
+        addr=$(sed -n 's/.*metrics=\([^ ]*\).*/\1/p' "$f")
+        v=$(curl -s "http://$addr/metrics" | awk -v m="$m" '$1 == m {print $2}')
+        s=$(awk -v a="$s" -v b="${v:-0}" 'BEGIN {print a + b}')
+    done
+    echo "$s"
+}
+
+IFS=';' read -r -a VARIANTS <<<"${FB_VARIANTS:-:}"
+LABELS=()
+for bin in "${BINS[@]}"; do
+    for v in "${VARIANTS[@]}"; do
+        l=$(basename "$bin")
+        [ -n "${v%%:*}" ] && l="$l+${v%%:*}"
+        LABELS+=("$l")
+    done
+done
+
+declare -A S
+run_dsm() { # bin round variant
+    local bin=$1 round=$2 v=$3 tag l out syncs0 stores0 secs0 syncs stores secs
+    l=$(basename "$bin")
+    [ -n "${v%%:*}" ] && l="$l+${v%%:*}"
+    tag="r$round-$l"
+    SLAVE_DATA=1
+    # shellcheck disable=SC2206 # a list of flags
+    SLAVE_ARGS=(--fsync always --metrics 127.0.0.1:0 ${v#*:})
+    start_dsm "$bin" "$tag" 3
+    for setting in 1x1 4x32; do
+        syncs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
+        secs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
+        stores0=$(slave_metric "$tag" 'dsm_slave_requests_total{request="store"}')
+        if [ "$setting" = 1x1 ]; then c=1 p=1 n=$SERIAL_N; else c=4 p=32 n=$PIPELINED_N; fi
+        out=$("${REST_PIN[@]}" "$bin/dsm-client" --master "$MASTER" bench --op write --clients $c --pipeline $p \
+            --requests "$n" --keys 1000 --value-size 64 --json 2>/dev/null) || true
+        syncs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
+        secs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
+        stores=$(slave_metric "$tag" 'dsm_slave_requests_total{request="store"}')
+        local ops p50 err ds dt dn
+        ops=$(json_field "$out" ops_per_sec) p50=$(json_field "$out" p50_us) err=$(json_field "$out" errors)
+        ds=$(awk -v a="$syncs" -v b="$syncs0" 'BEGIN {print a - b}')
+        dt=$(awk -v a="$secs" -v b="$secs0" 'BEGIN {print a - b}')
+        dn=$(awk -v a="$stores" -v b="$stores0" 'BEGIN {print a - b}')
+        local per us
+        per=$(awk -v n="$dn" -v s="$ds" 'BEGIN {printf "%.1f", s ? n / s : 0}')
+        us=$(awk -v t="$dt" -v s="$ds" 'BEGIN {printf "%.0f", s ? t / s * 1e6 : 0}')
+        echo "round $round dsm@$l $setting: ops/s $ops p50 $p50 µs errors $err | 3 slaves: syncs $ds, STOREs $dn, STOREs/sync $per, µs/sync (start to outcome taken) $us"
+        S[dsm@$l $setting ops]+="$ops " S[dsm@$l $setting p50]+="$p50 " S[dsm@$l $setting per]+="$per " S[dsm@$l $setting us]+="$us "
+    done
+    kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+    wait "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+}
+
+run_redis() { # round
+    local round=$1 csv _t rps _avg _min q50 _rest
+    start_redis "redis-$round" --appendonly yes --appendfsync always
+    for setting in 1x1 4x32; do
+        if [ "$setting" = 1x1 ]; then c=1 p=1 n=$SERIAL_N; else c=4 p=32 n=$PIPELINED_N; fi
+        csv=$("${REST_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c $c -P $p -n "$n" -d 64 \
+            -r 1000 -t set --csv | grep '^"SET"')
+        IFS=, read -r _t rps _avg _min q50 _rest <<<"${csv//\"/}"
+        q50=$(awk -v q="$q50" 'BEGIN {print q * 1000}')
+        echo "round $round redis always $setting: ops/s $rps p50 $q50 µs"
+        S[redis $setting ops]+="$rps " S[redis $setting p50]+="$q50 "
+    done
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+}
+
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $PLACEMENT"
+for round in $(seq "$ROUNDS"); do
+    for bin in "${BINS[@]}"; do
+        for v in "${VARIANTS[@]}"; do run_dsm "$bin" "$round" "$v"; done
+    done
+    run_redis "$round"
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "medians of $ROUNDS:"
+for setting in 1x1 4x32; do
+    # shellcheck disable=SC2086 # lists of numbers
+    r=$(median ${S[redis $setting ops]})
+    echo "  redis always $setting: ops/s $r p50 $(median ${S[redis $setting p50]}) µs"
+    for l in "${LABELS[@]}"; do
+        # shellcheck disable=SC2086 # lists of numbers
+        d=$(median ${S[dsm@$l $setting ops]})
+        # shellcheck disable=SC2086 # lists of numbers
+        echo "  dsm@$l $setting: ops/s $d p50 $(median ${S[dsm@$l $setting p50]}) µs, STOREs/sync $(median ${S[dsm@$l $setting per]}), µs/sync $(median ${S[dsm@$l $setting us]}); dsm/redis $(awk -v a="$d" -v b="$r" 'BEGIN {printf "%.2f", a / b}')"
+    done
+done
