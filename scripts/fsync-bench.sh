@@ -47,6 +47,15 @@ for bin in "${BINS[@]}"; do
     done
 done
 
+# CPU seconds (user + system, every thread) of the processes PIDS, summed.
+cpu_s() {
+    local t=0 p
+    for p in "$@"; do
+        t=$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{print t + ($14 + $15) / hz}' "/proc/$p/stat")
+    done
+    echo "$t"
+}
+
 declare -A S
 run_dsm() { # bin round variant
     local bin=$1 round=$2 v=$3 tag l out syncs0 stores0 secs0 syncs stores secs
@@ -61,12 +70,17 @@ run_dsm() { # bin round variant
         syncs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
         secs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
         stores0=$(slave_metric "$tag" 'dsm_slave_requests_total{request="store"}')
+        local scpu0 mcpu0
+        scpu0=$(cpu_s "${SLAVE_PIDS[@]}") mcpu0=$(cpu_s "$MASTER_PID")
         if [ "$setting" = 1x1 ]; then c=1 p=1 n=$SERIAL_N; else c=4 p=32 n=$PIPELINED_N; fi
         out=$("${REST_PIN[@]}" "$bin/dsm-client" --master "$MASTER" bench --op write --clients $c --pipeline $p \
             --requests "$n" --keys 1000 --value-size 64 --json 2>/dev/null) || true
         syncs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
         secs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
         stores=$(slave_metric "$tag" 'dsm_slave_requests_total{request="store"}')
+        local scpu mcpu
+        scpu=$(awk -v a="$(cpu_s "${SLAVE_PIDS[@]}")" -v b="$scpu0" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n * 1e6}')
+        mcpu=$(awk -v a="$(cpu_s "$MASTER_PID")" -v b="$mcpu0" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n * 1e6}')
         local ops p50 err ds dt dn
         ops=$(json_field "$out" ops_per_sec) p50=$(json_field "$out" p50_us) err=$(json_field "$out" errors)
         ds=$(awk -v a="$syncs" -v b="$syncs0" 'BEGIN {print a - b}')
@@ -75,8 +89,8 @@ run_dsm() { # bin round variant
         local per us
         per=$(awk -v n="$dn" -v s="$ds" 'BEGIN {printf "%.1f", s ? n / s : 0}')
         us=$(awk -v t="$dt" -v s="$ds" 'BEGIN {printf "%.0f", s ? t / s * 1e6 : 0}')
-        echo "round $round dsm@$l $setting: ops/s $ops p50 $p50 µs errors $err | 3 slaves: syncs $ds, STOREs $dn, STOREs/sync $per, µs/sync (start to outcome taken) $us"
-        S[dsm@$l $setting ops]+="$ops " S[dsm@$l $setting p50]+="$p50 " S[dsm@$l $setting per]+="$per " S[dsm@$l $setting us]+="$us "
+        echo "round $round dsm@$l $setting: ops/s $ops p50 $p50 µs errors $err | 3 slaves: syncs $ds, STOREs $dn, STOREs/sync $per, µs/sync (start to outcome taken) $us | CPU µs per write: slaves $scpu, master $mcpu"
+        S[dsm@$l $setting ops]+="$ops " S[dsm@$l $setting p50]+="$p50 " S[dsm@$l $setting per]+="$per " S[dsm@$l $setting us]+="$us " S[dsm@$l $setting scpu]+="$scpu "
     done
     kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
     wait "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
@@ -115,6 +129,6 @@ for setting in 1x1 4x32; do
         # shellcheck disable=SC2086 # lists of numbers
         d=$(median ${S[dsm@$l $setting ops]})
         # shellcheck disable=SC2086 # lists of numbers
-        echo "  dsm@$l $setting: ops/s $d p50 $(median ${S[dsm@$l $setting p50]}) µs, STOREs/sync $(median ${S[dsm@$l $setting per]}), µs/sync $(median ${S[dsm@$l $setting us]}); dsm/redis $(awk -v a="$d" -v b="$r" 'BEGIN {printf "%.2f", a / b}')"
+        echo "  dsm@$l $setting: ops/s $d p50 $(median ${S[dsm@$l $setting p50]}) µs, STOREs/sync $(median ${S[dsm@$l $setting per]}), µs/sync $(median ${S[dsm@$l $setting us]}), slaves' CPU µs/write $(median ${S[dsm@$l $setting scpu]}); dsm/redis $(awk -v a="$d" -v b="$r" 'BEGIN {printf "%.2f", a / b}')"
     done
 done
