@@ -7,7 +7,8 @@
 # FB_BINS="DIR1 DIR2" (default target/release) alternates binaries for before/after runs;
 # FB_VARIANTS="label:FLAGS;label2:FLAGS2" (default one variant, no flags) alternates more
 # dsm-slave flags too (e.g. "spin:;nospin:--spin-us 0").
-# FB_ROUNDS=3, FB_SERIAL=2000, FB_PIPELINED=200000, FB_PIN=1 (placement as make bench),
+# FB_SLAVES=3 and FB_REPLICAS=2 shape the cluster (FB_SLAVES=1 FB_REPLICAS=1: one fsync per
+# write, as redis does). FB_ROUNDS=3, FB_SERIAL=2000, FB_PIPELINED=200000, FB_PIN=1 (placement as make bench),
 # FB_STRACE=1: also count one slave's syscalls (strace -c -f) in one extra 4x32 run.
 # Results on stdout (one line per run, then medians).
 set -euo pipefail
@@ -65,7 +66,7 @@ run_dsm() { # bin round variant
     SLAVE_DATA=1
     # shellcheck disable=SC2206 # a list of flags
     SLAVE_ARGS=(--fsync always --metrics 127.0.0.1:0 ${v#*:})
-    start_dsm "$bin" "$tag" 3
+    MASTER_REPLICAS=${FB_REPLICAS:-2} start_dsm "$bin" "$tag" "${FB_SLAVES:-3}"
     for setting in 1x1 4x32; do
         syncs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
         secs0=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
@@ -89,7 +90,7 @@ run_dsm() { # bin round variant
         local per us
         per=$(awk -v n="$dn" -v s="$ds" 'BEGIN {printf "%.1f", s ? n / s : 0}')
         us=$(awk -v t="$dt" -v s="$ds" 'BEGIN {printf "%.0f", s ? t / s * 1e6 : 0}')
-        echo "round $round dsm@$l $setting: ops/s $ops p50 $p50 µs errors $err | 3 slaves: syncs $ds, STOREs $dn, STOREs/sync $per, µs/sync (start to outcome taken) $us | CPU µs per write: slaves $scpu, master $mcpu"
+        echo "round $round dsm@$l $setting: ops/s $ops p50 $p50 µs errors $err | ${FB_SLAVES:-3} slaves (R=${FB_REPLICAS:-2}): syncs $ds, STOREs $dn, STOREs/sync $per, µs/sync (start to outcome taken) $us | CPU µs per write: slaves $scpu, master $mcpu"
         S[dsm@$l $setting ops]+="$ops " S[dsm@$l $setting p50]+="$p50 " S[dsm@$l $setting per]+="$per " S[dsm@$l $setting us]+="$us " S[dsm@$l $setting scpu]+="$scpu "
     done
     kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
