@@ -23,6 +23,14 @@ PROG=fsync-bench
 # shellcheck source=scripts/common.sh
 . scripts/common.sh
 set_placement "${FB_PIN:-1}"
+for tool in redis-server redis-benchmark curl; do
+    command -v "$tool" >/dev/null || die "needs $tool (Debian packages redis-server, redis-tools, curl)"
+done
+for b in "${BINS[@]}"; do
+    for x in dsm-master dsm-slave dsm-client; do
+        [ -x "$b/$x" ] || die "no $b/$x (make build)"
+    done
+done
 
 json_field() { sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p" <<<"$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); if (NR%2) print v[m]; else print (v[m]+v[m+1])/2}'; }
@@ -121,15 +129,19 @@ for round in $(seq "$ROUNDS"); do
     run_redis "$round"
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The ratio of each round's dsm run to the same round's redis run, then their median: load from
+# other work moves both of one round alike more than it moves rounds apart.
+ratios() { # dsm-samples redis-samples
+    paste <(tr ' ' '\n' <<<"$1" | sed '/^$/d') <(tr ' ' '\n' <<<"$2" | sed '/^$/d') |
+        awk '{printf "%.2f ", $1 / $2}'
+}
 echo "medians of $ROUNDS:"
 for setting in 1x1 4x32; do
     # shellcheck disable=SC2086 # lists of numbers
-    r=$(median ${S[redis $setting ops]})
-    echo "  redis always $setting: ops/s $r p50 $(median ${S[redis $setting p50]}) µs"
+    echo "  redis always $setting: ops/s $(median ${S[redis $setting ops]}) p50 $(median ${S[redis $setting p50]}) µs"
     for l in "${LABELS[@]}"; do
+        rs=$(ratios "${S[dsm@$l $setting ops]}" "${S[redis $setting ops]}")
         # shellcheck disable=SC2086 # lists of numbers
-        d=$(median ${S[dsm@$l $setting ops]})
-        # shellcheck disable=SC2086 # lists of numbers
-        echo "  dsm@$l $setting: ops/s $d p50 $(median ${S[dsm@$l $setting p50]}) µs, STOREs/sync $(median ${S[dsm@$l $setting per]}), µs/sync $(median ${S[dsm@$l $setting us]}), slaves' CPU µs/write $(median ${S[dsm@$l $setting scpu]}); dsm/redis $(awk -v a="$d" -v b="$r" 'BEGIN {printf "%.2f", a / b}')"
+        echo "  dsm@$l $setting: ops/s $(median ${S[dsm@$l $setting ops]}) p50 $(median ${S[dsm@$l $setting p50]}) µs, STOREs/sync $(median ${S[dsm@$l $setting per]}), µs/sync $(median ${S[dsm@$l $setting us]}), slaves' CPU µs/write $(median ${S[dsm@$l $setting scpu]}); dsm/redis by round: $rs(median $(median $rs))"
     done
 done
