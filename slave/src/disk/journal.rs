@@ -274,10 +274,7 @@ impl Journal {
         let now = Instant::now();
         self.syncs.record(now.saturating_duration_since(bg.started));
         // The queued sync began when this one ended: about now, as the loop sees it.
-        self.background = self
-            .queued
-            .take()
-            .map(|q| Background { started: now, ..q });
+        self.background = self.queued.take().map(|q| Background { started: now, ..q });
         match outcome {
             Ok(()) => {
                 self.durable = self.durable.max(bg.len);
@@ -369,7 +366,16 @@ mod tests {
         j.append(b"f", t0).unwrap();
         assert!(j.start_sync(t0).unwrap(), "widened: it has not begun");
         assert_eq!(j.syncing_to(), Some(6));
-        assert_eq!(disk.ops()[1..], [Op::Append(3), Op::StartSync, Op::Append(2), Op::StartSync, Op::Append(1)]);
+        assert_eq!(
+            disk.ops()[1..],
+            [
+                Op::Append(3),
+                Op::StartSync,
+                Op::Append(2),
+                Op::StartSync,
+                Op::Append(1)
+            ]
+        );
         assert_eq!(j.sync_outcome().map(|r| r.is_ok()), None, "held");
         disk.hold_syncs(false);
         assert_eq!(
@@ -378,9 +384,17 @@ mod tests {
             "what was written when it began"
         );
         assert_eq!((j.durable_len(), j.len()), (3, 6));
-        assert_eq!(j.begun_to(), Some(6), "the queued one began as the first ended");
+        assert_eq!(
+            j.begun_to(),
+            Some(6),
+            "the queued one began as the first ended"
+        );
         j.append(b"g", t0).unwrap();
-        assert_eq!(j.sync_outcome(), Some(Ok(6)), "not what came after it began");
+        assert_eq!(
+            j.sync_outcome(),
+            Some(Ok(6)),
+            "not what came after it began"
+        );
         assert!(j.start_sync(t0).unwrap());
         assert_eq!(j.sync_outcome(), Some(Ok(7)));
         assert!(!j.start_sync(t0).unwrap(), "nothing left to sync");
