@@ -9,7 +9,9 @@
 # dsm-slave flags too (e.g. "spin:;nospin:--spin-us 0").
 # FB_SLAVES=3 and FB_REPLICAS=2 shape the cluster (FB_SLAVES=1 FB_REPLICAS=1: one fsync per
 # write, as redis does). FB_ROUNDS=3, FB_SERIAL=2000, FB_PIPELINED=200000, FB_PIN=1 (placement as make bench),
-# FB_STRACE=1: also count one slave's syscalls (strace -c -f) in one extra 4x32 run.
+# FB_TRACE=1: during each 4x32 run, `perf trace` the first slave's fdatasync calls and print
+# their durations, the share of the run spent in them, and the gaps between one's end and the
+# next one's start (p10/p50/p90); needs perf (Debian package linux-perf).
 # Results on stdout (one line per run, then medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +67,20 @@ cpu_s() {
     echo "$t"
 }
 
+# From `perf trace -T` lines "START_MS ( DUR ms): ... fdatasync(...)": durations, busy share and
+# gaps (gaps over 50 ms are taken as before or after the load, and left out).
+trace_summary() {
+    local f=$1 durs gaps busy
+    durs=$(awk '/fdatasync/ { gsub(/[()]/, " "); print $2 * 1000 }' "$f" | sort -g)
+    gaps=$(awk '/fdatasync/ { gsub(/[()]/, " "); s = $1; if (n++ && s - e < 50) print (s - e) * 1000; e = s + $2 }' "$f" | sort -g)
+    [ -n "$durs" ] || { echo "  trace: no fdatasync seen"; return 0; }
+    busy=$(awk -v d="$(tr '\n' ' ' <<<"$durs")" -v g="$(tr '\n' ' ' <<<"$gaps")" \
+        'BEGIN { n = split(d, a, " "); for (i = 1; i <= n; i++) b += a[i]; m = split(g, c, " "); for (i = 1; i <= m; i++) h += c[i]; printf "%.2f", b / (b + h) }')
+    echo "  trace of slave 1: $(wc -l <<<"$durs") syncs; fdatasync p10/p50/p90 $(pcts "$durs") µs; syncing $busy of the time; gap between syncs p10/p50/p90 $(pcts "$gaps") µs"
+}
+# p10/p50/p90 of sorted numbers, one a line.
+pcts() { awk '{ v[NR] = $1 } END { printf "%d/%d/%d", v[int((NR - 1) * 0.1) + 1], v[int((NR - 1) * 0.5) + 1], v[int((NR - 1) * 0.9) + 1] }' <<<"$1"; }
+
 declare -A S
 run_dsm() { # bin round variant
     local bin=$1 round=$2 v=$3 tag l out syncs0 stores0 secs0 syncs stores secs
@@ -82,8 +98,19 @@ run_dsm() { # bin round variant
         local scpu0 mcpu0
         scpu0=$(cpu_s "${SLAVE_PIDS[@]}") mcpu0=$(cpu_s "$MASTER_PID")
         if [ "$setting" = 1x1 ]; then c=1 p=1 n=$SERIAL_N; else c=4 p=32 n=$PIPELINED_N; fi
+        local tracer=
+        if [ "${FB_TRACE:-0}" = 1 ] && [ "$setting" = 4x32 ]; then
+            perf trace -T -e fdatasync -p "${SLAVE_PIDS[0]}" -o "$WORK/trace-$tag.txt" 2>/dev/null &
+            tracer=$!
+            sleep 0.5
+        fi
         out=$("${REST_PIN[@]}" "$bin/dsm-client" --master "$MASTER" bench --op write --clients $c --pipeline $p \
             --requests "$n" --keys 1000 --value-size 64 --json 2>/dev/null) || true
+        if [ -n "$tracer" ]; then
+            kill -INT "$tracer"
+            wait "$tracer" || true
+            trace_summary "$WORK/trace-$tag.txt"
+        fi
         syncs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_count)
         secs=$(slave_metric "$tag" dsm_slave_fsync_duration_seconds_sum)
         stores=$(slave_metric "$tag" 'dsm_slave_requests_total{request="store"}')
