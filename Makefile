@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 BINARIES := dsm-master dsm-slave dsm-client dsm-torture
 
-.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks elections failover-bench fuzz clean
+.PHONY: help build install test lint fmt run-cluster bench scale mem attacks torture blinks elections failover-bench fsync-bench fuzz clean
 
 help:
 	@echo "make build        release binaries in $(RELEASE)/ (dsm-master, dsm-slave, dsm-client, dsm-torture)"
@@ -35,6 +35,8 @@ help:
 	@echo "make blinks       the blink tests (tests/tests/blinks.rs) and their long variants (a slave stopped for 20 s)"
 	@echo "make elections    the election tests (tests/tests/elections.rs) and their long variants (15-20 s faults)"
 	@echo "make failover-bench  each election test's fault 5 times on release builds; writes bench-results/failover-<date>.md"
+	@echo "make fsync-bench  WRITE with every slave at --fsync always against redis appendfsync always, alternating,"
+	@echo "                  with the slaves' STOREs per sync and time in syncs (FB_ROUNDS=3; see the script)"
 
 build:
 	$(CARGO) build --release --bins
@@ -117,6 +119,10 @@ elections:
 # ROUNDS=n rounds (default 5), LONG=1 with the long variants, FILTER=name to pick tests.
 failover-bench:
 	scripts/failover-bench.sh
+
+# Issue 16 item 8 (bench-results/fsync-2026-12-03.md). Prints its table; writes no file.
+fsync-bench: build
+	scripts/fsync-bench.sh
 
 clean:
 	$(CARGO) clean

@@ -23,12 +23,17 @@ pub trait LogFile {
     /// Cut the file to `len` bytes; later appends go after them.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Start making what was appended so far durable without waiting for it; the outcome
-    /// comes from [`LogFile::sync_outcome`]. `Ok(false)`: another file's such sync is under
-    /// way (the disk does one at a time), try again later.
+    /// comes from [`LogFile::sync_outcome`]. With one such sync of this file under way, the
+    /// new one is queued to start the moment it ends. `Ok(false)`: another file's such sync
+    /// is under way (the disk does one at a time), or two of this file's are: try again later.
     fn start_sync(&mut self) -> io::Result<bool>;
-    /// The outcome of the sync [`LogFile::start_sync`] started, once it is known.
+    /// Whether the sync [`LogFile::start_sync`] started last is queued and not yet begun: it
+    /// then covers whatever is appended before it begins.
+    fn sync_not_started(&mut self) -> bool;
+    /// The outcome of the oldest sync [`LogFile::start_sync`] started, once it is known. A
+    /// failed one takes the sync queued behind it with it (that one has no outcome).
     fn sync_outcome(&mut self) -> Option<io::Result<()>>;
-    /// Give up waiting for that sync (the file is being replaced).
+    /// Give up waiting for those syncs (the file is being replaced).
     fn abandon_sync(&mut self);
 }
 
@@ -100,7 +105,7 @@ impl FsDisk {
             grow_failed: None,
             syncer: self.syncer.clone(),
             jobs: Rc::clone(&self.jobs),
-            job: None,
+            job: [None; 2],
             done: None,
         })
     }
@@ -121,8 +126,8 @@ struct FsFile {
     grow_failed: Option<u64>,
     syncer: Option<Rc<Syncer>>,
     jobs: Rc<Cell<u64>>,
-    /// The syncer job under way for this file.
-    job: Option<u64>,
+    /// The syncer jobs under way for this file, oldest first (one queued behind the other).
+    job: [Option<u64>; 2],
     /// The outcome of a sync done in place (no syncer).
     done: Option<io::Result<()>>,
 }
@@ -161,32 +166,54 @@ impl LogFile for FsFile {
 
     fn start_sync(&mut self) -> io::Result<bool> {
         let Some(syncer) = &self.syncer else {
+            if self.done.is_some() {
+                return Ok(false);
+            }
             self.done = Some(self.file.sync_data());
             return Ok(true);
+        };
+        let Some(free) = self.job.iter().position(Option::is_none) else {
+            return Ok(false);
         };
         let id = self.jobs.get() + 1;
         if !syncer.submit(id, Arc::clone(&self.file)) {
             return Ok(false);
         }
         self.jobs.set(id);
-        self.job = Some(id);
+        self.job[free] = Some(id);
         Ok(true)
+    }
+
+    fn sync_not_started(&mut self) -> bool {
+        let (Some(syncer), Some(id)) = (&self.syncer, self.job.iter().rev().flatten().next())
+        else {
+            return false;
+        };
+        syncer.not_started(*id)
     }
 
     fn sync_outcome(&mut self) -> Option<io::Result<()>> {
         if let Some(done) = self.done.take() {
             return Some(done);
         }
-        let (syncer, id) = (self.syncer.as_ref()?, self.job?);
+        let (syncer, id) = (self.syncer.as_ref()?, self.job[0]?);
         let outcome = syncer.outcome(id)?;
-        self.job = None;
+        self.job = [self.job[1], None];
+        if outcome.is_err() {
+            // The syncer dropped the one queued behind it.
+            if let Some(queued) = self.job[0].take() {
+                syncer.abandon(queued);
+            }
+        }
         Some(outcome)
     }
 
     fn abandon_sync(&mut self) {
         self.done = None;
-        if let (Some(syncer), Some(id)) = (&self.syncer, self.job.take()) {
-            syncer.abandon(id);
+        if let Some(syncer) = &self.syncer {
+            for id in self.job.iter_mut().filter_map(Option::take) {
+                syncer.abandon(id);
+            }
         }
     }
 }

@@ -54,8 +54,9 @@ impl Flights {
     }
 
     /// Queue `f` behind the others; merged into the last one if both are written and that
-    /// one is not covered by a sync under way (ending at `syncing_to`), so that a slow sync
-    /// leaves one batch behind it, not one per turn.
+    /// one is not covered by a sync that has begun (ending at `syncing_to`), so that a slow
+    /// sync leaves one batch behind it, not one per turn. (A sync queued and not yet begun
+    /// is widened to cover `f` as well.)
     pub fn push(&mut self, mut f: Flight, syncing_to: Option<u64>) {
         self.growth += f.growth;
         self.new_keys += f.new_keys;

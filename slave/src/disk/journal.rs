@@ -53,8 +53,12 @@ pub struct Journal {
     sync_failing: bool,
     /// Under `always`: where the bytes known to be on disk end.
     durable: u64,
-    /// The interval sync under way on the syncer thread.
+    /// The sync under way on the syncer thread (the interval sync, or under `always` the
+    /// oldest of the two that ACKs wait for).
     background: Option<Background>,
+    /// Under `always`: a sync queued behind `background`, begun by the syncer thread the
+    /// moment that one ends; until it begins it covers everything appended.
+    queued: Option<Background>,
     /// An interval sync is due but the syncer is busy (with a compaction's): it is started
     /// when the loop is woken for the other one's end.
     waiting: bool,
@@ -75,6 +79,7 @@ impl Journal {
             sync_failing: false,
             durable: len,
             background: None,
+            queued: None,
             waiting: false,
             syncs: Default::default(),
         }
@@ -108,9 +113,19 @@ impl Journal {
         }
     }
 
-    /// Under `always`: where the sync under way ends (`None`: none is).
+    /// Under `always`: where the syncs under way or queued end (`None`: none is).
     pub fn syncing_to(&self) -> Option<u64> {
-        self.background.map(|bg| bg.len)
+        self.queued.or(self.background).map(|bg| bg.len)
+    }
+
+    /// Under `always`: where the syncs that have begun end, as far as the loop can tell (a
+    /// queued one counts once the thread may have begun it); `None`: none is under way.
+    /// Records appended past it are still to be covered by a later sync.
+    pub fn begun_to(&mut self) -> Option<u64> {
+        match self.queued {
+            Some(q) if !self.file.sync_not_started() => Some(q.len),
+            _ => self.background.map(|bg| bg.len),
+        }
     }
 
     /// Append `bytes` (whole records), synced in place if the policy says so. On an error (`Err` says
@@ -218,20 +233,35 @@ impl Journal {
         }
     }
 
-    /// Under `always`: start syncing everything written so far on the syncer thread.
-    /// `Ok(false)`: nothing to sync, a sync is under way already, or the syncer is busy with
-    /// another file's (a compaction's: its end wakes the loop).
+    /// Under `always`: have everything written so far synced on the syncer thread: by a new
+    /// sync if none is under way, else by one queued behind it (which the thread begins the
+    /// moment the first ends, without waiting for the loop), or by widening the queued one
+    /// if it has not begun yet. `Ok(false)`: nothing more to sync, or the syncer can take no
+    /// more now (two syncs outstanding, or another file's: their ends wake the loop).
     pub fn start_sync(&mut self, now: Instant) -> io::Result<bool> {
-        if self.background.is_some() || self.len == self.durable {
+        if self.len <= self.syncing_to().unwrap_or(self.durable) {
             return Ok(false);
+        }
+        if let Some(q) = self.queued.as_mut() {
+            // Everything up to `len` was written before this check: a sync that had not
+            // begun then covers it when it does.
+            if !self.file.sync_not_started() {
+                return Ok(false);
+            }
+            q.len = self.len;
+            return Ok(true);
         }
         if !self.file.start_sync()? {
             return Ok(false);
         }
-        self.background = Some(Background {
+        let bg = Background {
             len: self.len,
             started: now,
-        });
+        };
+        match self.background {
+            None => self.background = Some(bg),
+            Some(_) => self.queued = Some(bg),
+        }
         Ok(true)
     }
 
@@ -241,14 +271,20 @@ impl Journal {
     pub fn sync_outcome(&mut self) -> Option<Result<u64, (u64, String)>> {
         let bg = self.background?;
         let outcome = self.file.sync_outcome()?;
-        self.background = None;
-        self.syncs.record(bg.started.elapsed());
+        let now = Instant::now();
+        self.syncs.record(now.saturating_duration_since(bg.started));
+        // The queued sync began when this one ended: about now, as the loop sees it.
+        self.background = self.queued.take().map(|q| Background { started: now, ..q });
         match outcome {
             Ok(()) => {
                 self.durable = self.durable.max(bg.len);
                 Some(Ok(bg.len))
             }
-            Err(e) => Some(Err((bg.len, format!("fdatasync: {e}")))),
+            Err(e) => {
+                // The file dropped the sync queued behind the failed one.
+                self.background = None;
+                Some(Err((bg.len, format!("fdatasync: {e}"))))
+            }
         }
     }
 
@@ -292,6 +328,7 @@ impl Journal {
     pub fn switch(&mut self, file: Box<dyn LogFile>, len: u64) {
         self.file.abandon_sync();
         self.background = None;
+        self.queued = None;
         self.waiting = false;
         self.file = file;
         self.len = len;
@@ -323,7 +360,22 @@ mod tests {
         assert!(j.start_sync(t0).unwrap());
         assert_eq!(j.syncing_to(), Some(3));
         j.append(b"de", t0).unwrap();
-        assert!(!j.start_sync(t0).unwrap(), "one at a time");
+        assert!(j.start_sync(t0).unwrap(), "queued behind the first");
+        assert_eq!(j.syncing_to(), Some(5));
+        assert_eq!(j.begun_to(), Some(3), "the queued one has not begun");
+        j.append(b"f", t0).unwrap();
+        assert!(j.start_sync(t0).unwrap(), "widened: it has not begun");
+        assert_eq!(j.syncing_to(), Some(6));
+        assert_eq!(
+            disk.ops()[1..],
+            [
+                Op::Append(3),
+                Op::StartSync,
+                Op::Append(2),
+                Op::StartSync,
+                Op::Append(1)
+            ]
+        );
         assert_eq!(j.sync_outcome().map(|r| r.is_ok()), None, "held");
         disk.hold_syncs(false);
         assert_eq!(
@@ -331,11 +383,22 @@ mod tests {
             Some(Ok(3)),
             "what was written when it began"
         );
-        assert_eq!((j.durable_len(), j.len()), (3, 5));
+        assert_eq!((j.durable_len(), j.len()), (3, 6));
+        assert_eq!(
+            j.begun_to(),
+            Some(6),
+            "the queued one began as the first ended"
+        );
+        j.append(b"g", t0).unwrap();
+        assert_eq!(
+            j.sync_outcome(),
+            Some(Ok(6)),
+            "not what came after it began"
+        );
         assert!(j.start_sync(t0).unwrap());
-        assert_eq!(j.sync_outcome(), Some(Ok(5)));
+        assert_eq!(j.sync_outcome(), Some(Ok(7)));
         assert!(!j.start_sync(t0).unwrap(), "nothing left to sync");
-        assert_eq!(disk.synced_len("log"), 5);
+        assert_eq!(disk.synced_len("log"), 7);
 
         let mut disk = MemDisk::new();
         let sec = Duration::from_secs(1);

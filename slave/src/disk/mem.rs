@@ -76,6 +76,8 @@ struct MemFile {
     inode: usize,
     /// The contents when a background sync started: what it makes durable.
     syncing: Option<Vec<u8>>,
+    /// A second background sync is queued behind that one (it begins when that one ends).
+    queued: bool,
 }
 
 fn enospc() -> io::Error {
@@ -128,13 +130,21 @@ impl LogFile for MemFile {
 
     fn start_sync(&mut self) -> io::Result<bool> {
         let mut s = self.disk.0.borrow_mut();
-        if s.lane.is_some() {
-            return Ok(false);
+        match (s.lane, &self.syncing, &self.queued) {
+            (None, _, _) => {
+                s.lane = Some(self.inode);
+                self.syncing = Some(s.inodes[self.inode].data.clone());
+            }
+            // Queued behind this file's sync, as the syncer thread does.
+            (Some(lane), Some(_), false) if lane == self.inode => self.queued = true,
+            _ => return Ok(false),
         }
         s.ops.push(Op::StartSync);
-        s.lane = Some(self.inode);
-        self.syncing = Some(s.inodes[self.inode].data.clone());
         Ok(true)
+    }
+
+    fn sync_not_started(&mut self) -> bool {
+        self.queued
     }
 
     fn sync_outcome(&mut self) -> Option<io::Result<()>> {
@@ -143,15 +153,24 @@ impl LogFile for MemFile {
             return None;
         }
         let snapshot = self.syncing.take()?;
-        s.lane = None;
         if s.fail_sync || std::mem::take(&mut s.fail_once) {
+            // The syncer drops what was queued behind a failed sync.
+            self.queued = false;
+            s.lane = None;
             return Some(Err(eio("background fsync")));
         }
         s.inodes[self.inode].synced = snapshot;
+        if std::mem::take(&mut self.queued) {
+            // The queued sync begins the moment this one ends: it covers what is written now.
+            self.syncing = Some(s.inodes[self.inode].data.clone());
+        } else {
+            s.lane = None;
+        }
         Some(Ok(()))
     }
 
     fn abandon_sync(&mut self) {
+        self.queued = false;
         if self.syncing.take().is_some() {
             self.disk.0.borrow_mut().lane = None;
         }
@@ -304,6 +323,7 @@ impl Disk for MemDisk {
             disk: self.clone(),
             inode,
             syncing: None,
+            queued: false,
         };
         Ok((Box::new(file), len))
     }
@@ -318,6 +338,7 @@ impl Disk for MemDisk {
             disk: self.clone(),
             inode,
             syncing: None,
+            queued: false,
         }))
     }
 

@@ -322,7 +322,8 @@ impl Durable {
                 growth,
                 new_keys,
             };
-            self.flights.push(flight, self.journal.syncing_to());
+            let begun = self.journal.begun_to();
+            self.flights.push(flight, begun);
         }
         self.pump(table, answers).or(refused)
     }
@@ -334,18 +335,20 @@ impl Durable {
         let mut refused = None;
         // Twice at most: a sync done at once (in place, or in tests) is settled at once.
         for _ in 0..2 {
-            match self.journal.sync_outcome() {
-                None => {}
-                Some(Ok(_)) => self.recovered(),
-                Some(Err((to, why))) => refused = Some(self.sync_failed(to, why)),
+            // Two may be done: the one under way and the one queued behind it.
+            while let Some(outcome) = self.journal.sync_outcome() {
+                match outcome {
+                    Ok(_) => self.recovered(),
+                    Err((to, why)) => refused = Some(self.sync_failed(to, why)),
+                }
             }
             self.settle_flights(table, answers);
-            if self.journal.syncing_to().is_some() || self.compaction_wants_syncer() {
+            if self.compaction_wants_syncer() {
                 break;
             }
             match self.journal.start_sync(self.now) {
                 Ok(true) => {}
-                // Nothing to sync, or the syncer is busy: its end wakes the loop.
+                // Nothing more to sync, or the syncer can take no more: its end wakes the loop.
                 Ok(false) => break,
                 Err(e) => {
                     let to = self.journal.len();
