@@ -73,6 +73,16 @@ pub enum Shared {
 }
 
 impl Shared {
+    /// Bytes of key and value it carries (what makes a slave take long over it).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Shared::Store { key, value, .. } | Shared::StoreOnce { key, value, .. } => {
+                key.len() + value.len()
+            }
+            Shared::Fetch { key, .. } | Shared::Recall { key, .. } => key.len(),
+        }
+    }
+
     /// The request id and the borrowed body to encode.
     pub fn as_ref(&self) -> (u64, BodyRef<'_>) {
         match self {

@@ -28,10 +28,12 @@ use crate::master::Master;
 use crate::outbox::Out;
 use crate::web::{Web, METRICS};
 
-/// Reads (of up to 64 KiB each) from one connection per turn: a peer that sends faster than
-/// the master handles its frames (a slave answering a burst of large FETCHes) must not keep
-/// the loop from every other connection, and from its timers, until it pauses.
+/// Reads (of up to 64 KiB each, or the rest of a large frame) from one connection per turn,
+/// and bytes: a peer that sends faster than the master handles its frames (a slave answering
+/// a burst of large FETCHes) must not keep the loop from every other connection, and from its
+/// timers, until it pauses.
 const READS_PER_TURN: usize = 16;
+const READ_BYTES_PER_TURN: usize = 1 << 20;
 
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
@@ -318,9 +320,10 @@ impl Server {
         if !self.decode(key) {
             return;
         }
+        let mut got = 0;
         for _ in 0..READS_PER_TURN {
             match self.conns[key].read_some() {
-                Io::Done(_) => {}
+                Io::Done(n) => got += n,
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
@@ -331,6 +334,9 @@ impl Server {
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
             if self.conns.get(key).is_none_or(|c| c.drained()) {
                 return;
+            }
+            if got >= READ_BYTES_PER_TURN {
+                break;
             }
         }
         if !self.unread.contains(&key) {

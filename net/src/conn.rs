@@ -124,7 +124,7 @@ impl Conn {
         } else if self.rpos > self.chunk {
             self.compact();
         }
-        let chunk = self.chunk;
+        let chunk = self.chunk.max(self.rest_of_frame());
         let filled = self.rend;
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
@@ -146,11 +146,29 @@ impl Conn {
         }
         // A 1 MiB frame grows the buffer; give the memory back once it is consumed.
         if self.rbuf.len() > 4 * READ_CHUNK && self.rend - self.rpos < READ_CHUNK {
-            self.compact();
-            self.rbuf.truncate(2 * READ_CHUNK);
-            self.rbuf.shrink_to(2 * READ_CHUNK);
+            let mut fresh = vec![0; 2 * READ_CHUNK];
+            fresh[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+            // Freed, not shrunk in place (see [`Conn::flush`]).
+            self.rbuf = fresh;
         }
         result
+    }
+
+    /// Bytes still to come of the frame at the front, when its header is in and announces
+    /// more than one read chunk: the next `read` asks for all of it, so a 1 MiB frame takes
+    /// one call (or as many as the socket holds parts of), not sixteen. 0 otherwise.
+    fn rest_of_frame(&self) -> usize {
+        let buf = &self.rbuf[self.rpos..self.rend];
+        if self.skip > 0 || buf.len() < 4 {
+            return 0;
+        }
+        let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if len > self.max_frame || len <= buf.len() {
+            return 0;
+        }
+        len - buf.len()
     }
 
     /// Whether the last [`Conn::read_some`] emptied the socket (it got less than it asked
@@ -304,7 +322,13 @@ impl Conn {
         self.wbuf.clear();
         self.wpos = 0;
         if self.wbuf.capacity() > 4 * READ_CHUNK {
-            self.wbuf.shrink_to(READ_CHUNK);
+            // Freed and replaced, not shrunk in place: glibc serves a buffer this large with
+            // mmap, and `realloc` to shrink and regrow it is an `mremap` that returns the pages
+            // and faults fresh zeroed ones in for the next large frame (with 1 MB values, 500
+            // page faults per WRITE on the master, a third of its CPU). A `free` of such a block
+            // instead raises glibc's mmap threshold past it, so the next one comes from the
+            // heap, where freed memory is reused.
+            self.wbuf = Vec::with_capacity(READ_CHUNK);
         }
         Io::Done(written)
     }
