@@ -455,7 +455,10 @@ impl Server {
                     Out::Send(_, frame) => conn.send(frame),
                     Out::SendShared(_, shared) => {
                         let (req_id, body) = shared.as_ref();
-                        conn.send_ref(req_id, &body);
+                        match shared.value() {
+                            Some(value) => conn.send_shared(req_id, &body, value),
+                            None => conn.send_ref(req_id, &body),
+                        }
                     }
                     Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
                 }

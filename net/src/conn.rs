@@ -1,10 +1,13 @@
 //! A framed, buffered non-blocking TCP connection: reads into a bounded buffer, decodes frames,
 //! queues encoded replies and flushes them in as few `write` calls as it can.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::rc::Rc;
 
 use dsm_wire::{
-    decode_borrowed, decode_with_max, encode, encode_ref, BodyRef, Decoded, Frame, WireError,
+    decode_borrowed, decode_with_max, encode, encode_ref, encode_ref_head, BodyRef, Decoded, Frame,
+    WireError,
 };
 use mio::net::TcpStream;
 
@@ -31,6 +34,14 @@ pub enum Oversize {
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A STORE value at least this large is queued as a reference to its shared buffer
+/// ([`Conn::send_shared`]) and written with `writev`, not copied into the queue: below it
+/// the copy costs less than the extra slice.
+pub const SHARED_MIN: usize = 16 * 1024;
+
+/// Slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
+
 /// The read size for a connection whose frames are at most `max_frame` bytes.
 fn chunk_for(max_frame: usize) -> usize {
     READ_CHUNK
@@ -48,6 +59,12 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// Shared values queued between the bytes of `wbuf`: each goes out right after
+    /// `wbuf[..at]`, in order (`at` never decreases). `seg_done` bytes of the first are written.
+    segs: VecDeque<(usize, Rc<[u8]>)>,
+    seg_done: usize,
+    /// Bytes of `segs` not yet written.
+    seg_bytes: usize,
     max_frame: usize,
     /// Bytes asked of the kernel per `read`: [`READ_CHUNK`], or less for a small `max_frame`
     /// (a peer that has not authenticated gets a few KiB of buffer, not 64).
@@ -75,6 +92,9 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            segs: VecDeque::new(),
+            seg_done: 0,
+            seg_bytes: 0,
             max_frame,
             chunk: chunk_for(max_frame),
             drained: false,
@@ -104,7 +124,7 @@ impl Conn {
 
     /// Bytes this connection holds in its buffers (allocated, not only in use).
     pub fn buffered(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+        self.rbuf.capacity() + self.wbuf.capacity() + self.seg_bytes
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -289,19 +309,87 @@ impl Conn {
         encode_ref(req_id, body, &mut self.wbuf);
     }
 
+    /// Queue a STORE whose value is `value`, the buffer `body` borrows it from: the frame's
+    /// head is copied into the queue, the value itself only referenced (so a write to R slaves
+    /// keeps one copy of it, written to each socket from there). A small value, or another
+    /// body, is copied as by [`Conn::send_ref`].
+    pub fn send_shared(&mut self, req_id: u64, body: &BodyRef<'_>, value: &Rc<[u8]>) {
+        if value.len() < SHARED_MIN {
+            return self.send_ref(req_id, body);
+        }
+        match encode_ref_head(req_id, body, &mut self.wbuf) {
+            Some(tail) => {
+                debug_assert!(std::ptr::eq(tail, &value[..]), "the body borrows `value`");
+                self.seg_bytes += value.len();
+                self.segs.push_back((self.wbuf.len(), Rc::clone(value)));
+            }
+            None => self.send_ref(req_id, body),
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.seg_bytes
+    }
+
+    /// One `write` (or `writev`, with shared values queued) of what is queued.
+    fn write_some(&mut self) -> io::Result<usize> {
+        if self.segs.is_empty() {
+            return self.stream.write(&self.wbuf[self.wpos..]);
+        }
+        let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        let mut from = self.wpos;
+        for (i, (at, value)) in self.segs.iter().enumerate() {
+            if n + 2 > MAX_SLICES {
+                break;
+            }
+            if *at > from {
+                slices[n] = IoSlice::new(&self.wbuf[from..*at]);
+                n += 1;
+            }
+            let skip = if i == 0 { self.seg_done } else { 0 };
+            slices[n] = IoSlice::new(&value[skip..]);
+            n += 1;
+            from = *at;
+        }
+        if n < MAX_SLICES && from < self.wbuf.len() {
+            slices[n] = IoSlice::new(&self.wbuf[from..]);
+            n += 1;
+        }
+        self.stream.write_vectored(&slices[..n])
+    }
+
+    /// Count `n` bytes written, through the queue's bytes and shared values in order.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some((at, value)) = self.segs.front() else {
+                self.wpos += n;
+                return;
+            };
+            let before = (at - self.wpos).min(n);
+            self.wpos += before;
+            n -= before;
+            let left = value.len() - self.seg_done;
+            let took = left.min(n);
+            self.seg_done += took;
+            self.seg_bytes -= took;
+            n -= took;
+            if self.seg_done == value.len() {
+                self.segs.pop_front();
+                self.seg_done = 0;
+            }
+        }
     }
 
     /// Write queued bytes until done or the socket would block.
     pub fn flush(&mut self) -> Io {
         let mut written = 0;
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+        while self.pending() > 0 {
+            match self.write_some() {
                 Ok(0) => return Io::Closed,
                 Ok(n) => {
-                    self.wpos += n;
+                    self.advance(n);
                     written += n;
                     self.progress |= self.blocked;
                 }
@@ -311,6 +399,9 @@ impl Conn {
                     // Consumed bytes are dropped so a long-blocked buffer does not keep them.
                     if self.wpos > READ_CHUNK && self.wpos * 2 > self.wbuf.len() {
                         self.wbuf.drain(..self.wpos);
+                        for (at, _) in self.segs.iter_mut() {
+                            *at -= self.wpos;
+                        }
                         self.wpos = 0;
                     }
                     return Io::WouldBlock;
@@ -358,5 +449,76 @@ impl Conn {
             self.write_interest = want;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    /// Frames queued with shared values between copied ones reach the peer byte for byte as
+    /// if every frame had been copied, also when the socket takes them a part at a time.
+    #[test]
+    fn shared_values_go_out_in_order_through_partial_writes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(stream), 4 << 20);
+        let values: Vec<Rc<[u8]>> = (0..3u8)
+            .map(|i| {
+                (0..1_000_000 + i as usize)
+                    .map(|b| (b % 251) as u8 ^ i)
+                    .collect()
+            })
+            .collect();
+        let mut expected = Vec::new();
+        // 24 MB in all: more than loopback's socket buffers take at once.
+        for (i, value) in values.iter().cycle().take(24).enumerate() {
+            let small = BodyRef::Fetch {
+                epoch: 1,
+                key: b"small",
+            };
+            conn.send_ref(i as u64, &small);
+            encode_ref(i as u64, &small, &mut expected);
+            let store = BodyRef::Store {
+                epoch: 1,
+                version: i as u64 + 1,
+                key: b"key",
+                value,
+            };
+            conn.send_shared(100 + i as u64, &store, value);
+            encode_ref(100 + i as u64, &store, &mut expected);
+        }
+        let tiny: Rc<[u8]> = Rc::from(&b"tiny"[..]);
+        let store = BodyRef::Store {
+            epoch: 1,
+            version: 9,
+            key: b"k",
+            value: &tiny,
+        };
+        conn.send_shared(7, &store, &tiny);
+        encode_ref(7, &store, &mut expected);
+        assert_eq!(conn.pending(), expected.len());
+        let mut got = Vec::new();
+        let mut buf = vec![0; 100_000];
+        let mut blocked = false;
+        while got.len() < expected.len() {
+            match conn.flush() {
+                Io::Closed => panic!("closed"),
+                Io::WouldBlock => blocked = true,
+                Io::Done(_) => assert_eq!(conn.pending(), 0),
+            }
+            match peer.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(blocked, "the socket should have taken the 24 MB in parts");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes differ from the copied frames");
     }
 }
