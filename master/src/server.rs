@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io, Oversize};
-use dsm_wire::{Body, ErrorCode, Frame, Opcode, WireError};
+use dsm_wire::{Body, BodyRef, ErrorCode, Frame, Opcode, WireError};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -451,19 +451,33 @@ impl Server {
                 if before == 0 && !conn.write_interest {
                     self.dirty.push(key);
                 }
-                match &out {
-                    Out::Send(_, frame) => conn.send(frame),
-                    Out::SendShared(_, shared) => {
-                        let (req_id, body) = shared.as_ref();
-                        match shared.value() {
-                            Some(value) => conn.send_shared(req_id, &body, value),
-                            None => conn.send_ref(req_id, &body),
-                        }
+                match out {
+                    // A READ's large value is written from the buffer it came in, not copied.
+                    Out::Send(
+                        _,
+                        Frame {
+                            req_id,
+                            body: Body::Value { value },
+                        },
+                    ) if value.len() >= dsm_net::conn::SHARED_MIN => {
+                        conn.send_owned(req_id, &BodyRef::Value { value: &[] }, value);
                     }
-                    Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
+                    out => {
+                        match &out {
+                            Out::Send(_, frame) => conn.send(frame),
+                            Out::SendShared(_, shared) => {
+                                let (req_id, body) = shared.as_ref();
+                                match shared.value() {
+                                    Some(value) => conn.send_shared(req_id, &body, value),
+                                    None => conn.send_ref(req_id, &body),
+                                }
+                            }
+                            Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
+                        }
+                        self.core.recycle(out);
+                    }
                 }
                 self.queued += conn.pending() - before;
-                self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
                 // replies is cut off here, not only when a flush is tried.
                 if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {

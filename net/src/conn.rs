@@ -49,6 +49,21 @@ fn chunk_for(max_frame: usize) -> usize {
         .max(dsm_wire::HEADER_LEN)
 }
 
+/// A value queued by reference ([`Conn::send_shared`], [`Conn::send_owned`]).
+enum Seg {
+    Shared(Rc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl Seg {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Seg::Shared(v) => v,
+            Seg::Owned(v) => v,
+        }
+    }
+}
+
 pub struct Conn {
     stream: TcpStream,
     /// Read buffer. Its length is how much is allocated and zeroed (once, when it grows);
@@ -61,7 +76,7 @@ pub struct Conn {
     wpos: usize,
     /// Shared values queued between the bytes of `wbuf`: each goes out right after
     /// `wbuf[..at]`, in order (`at` never decreases). `seg_done` bytes of the first are written.
-    segs: VecDeque<(usize, Rc<[u8]>)>,
+    segs: VecDeque<(usize, Seg)>,
     seg_done: usize,
     /// Bytes of `segs` not yet written.
     seg_bytes: usize,
@@ -321,9 +336,33 @@ impl Conn {
             Some(tail) => {
                 debug_assert!(std::ptr::eq(tail, &value[..]), "the body borrows `value`");
                 self.seg_bytes += value.len();
-                self.segs.push_back((self.wbuf.len(), Rc::clone(value)));
+                self.segs
+                    .push_back((self.wbuf.len(), Seg::Shared(Rc::clone(value))));
             }
             None => self.send_ref(req_id, body),
+        }
+    }
+
+    /// Queue a frame whose last field is `value` (a VALUE reply, say), given `body` with that
+    /// field empty: the head is copied, `value` kept as it is and written from there. A small
+    /// value is copied, as by [`Conn::send_ref`].
+    pub fn send_owned(&mut self, req_id: u64, body: &BodyRef<'_>, value: Vec<u8>) {
+        let with = |v| match *body {
+            BodyRef::Value { .. } => BodyRef::Value { value: v },
+            BodyRef::Versioned { version, .. } => BodyRef::Versioned { version, value: v },
+            BodyRef::Fetched { version, .. } => BodyRef::Fetched { version, value: v },
+            other => other,
+        };
+        if value.len() < SHARED_MIN {
+            return self.send_ref(req_id, &with(&value));
+        }
+        let full = with(&value);
+        match encode_ref_head(req_id, &full, &mut self.wbuf) {
+            Some(_) => {
+                self.seg_bytes += value.len();
+                self.segs.push_back((self.wbuf.len(), Seg::Owned(value)));
+            }
+            None => self.send_ref(req_id, &full),
         }
     }
 
@@ -349,7 +388,7 @@ impl Conn {
                 n += 1;
             }
             let skip = if i == 0 { self.seg_done } else { 0 };
-            slices[n] = IoSlice::new(&value[skip..]);
+            slices[n] = IoSlice::new(&value.bytes()[skip..]);
             n += 1;
             from = *at;
         }
@@ -370,12 +409,12 @@ impl Conn {
             let before = (at - self.wpos).min(n);
             self.wpos += before;
             n -= before;
-            let left = value.len() - self.seg_done;
-            let took = left.min(n);
+            let len = value.bytes().len();
+            let took = (len - self.seg_done).min(n);
             self.seg_done += took;
             self.seg_bytes -= took;
             n -= took;
-            if self.seg_done == value.len() {
+            if self.seg_done == len {
                 self.segs.pop_front();
                 self.seg_done = 0;
             }
@@ -457,7 +496,7 @@ mod tests {
     use super::*;
     use std::io::Read as _;
 
-    /// Frames queued with shared values between copied ones reach the peer byte for byte as
+    /// Frames queued with shared and owned values between copied ones reach the peer byte for byte as
     /// if every frame had been copied, also when the socket takes them a part at a time.
     #[test]
     fn shared_values_go_out_in_order_through_partial_writes() {
@@ -492,6 +531,25 @@ mod tests {
             conn.send_shared(100 + i as u64, &store, value);
             encode_ref(100 + i as u64, &store, &mut expected);
         }
+        let owned: Vec<u8> = values[1].to_vec();
+        conn.send_owned(
+            5,
+            &BodyRef::Versioned {
+                version: 3,
+                value: &[],
+            },
+            owned.clone(),
+        );
+        encode_ref(
+            5,
+            &BodyRef::Versioned {
+                version: 3,
+                value: &owned,
+            },
+            &mut expected,
+        );
+        conn.send_owned(6, &BodyRef::Value { value: &[] }, b"small".to_vec());
+        encode_ref(6, &BodyRef::Value { value: b"small" }, &mut expected);
         let tiny: Rc<[u8]> = Rc::from(&b"tiny"[..]);
         let store = BodyRef::Store {
             epoch: 1,

@@ -121,11 +121,12 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
     finish(start, out);
 }
 
-/// [`encode_ref`] of a STORE or STORE_ONCE without its value's bytes: everything up to and
-/// including the value's length, with the frame's length counting the value, so that the value
-/// can follow from a buffer of its own (the master writes one buffer, shared by every slave a
-/// write goes to, with `writev`, instead of copying it into each slave's queue). Returns the
-/// value, or `None` with nothing written for any other body.
+/// [`encode_ref`] of a body whose last field is a value (STORE, STORE_ONCE, FETCHED, VALUE,
+/// VERSIONED) without the value's bytes: everything up to and including the value's length,
+/// with the frame's length counting the value, so that the value can follow from a buffer of
+/// its own (the master writes one buffer, shared by every slave a write goes to, with
+/// `writev`, instead of copying it into each slave's queue; and a READ's value as it came from
+/// the slave). Returns the value, or `None` with nothing written for any other body.
 pub fn encode_ref_head<'a>(req_id: u64, body: &BodyRef<'a>, out: &mut Vec<u8>) -> Option<&'a [u8]> {
     let value = match *body {
         BodyRef::Store {
@@ -154,6 +155,12 @@ pub fn encode_ref_head<'a>(req_id: u64, body: &BodyRef<'a>, out: &mut Vec<u8>) -
             put_bytes(out, key);
             (start, value)
         }
+        BodyRef::Fetched { version, value } | BodyRef::Versioned { version, value } => {
+            let start = begin(body.opcode(), req_id, out);
+            put_u64(out, version);
+            (start, value)
+        }
+        BodyRef::Value { value } => (begin(body.opcode(), req_id, out), value),
         _ => return None,
     };
     let (start, value) = value;

@@ -1304,7 +1304,7 @@ fn a_key_event_sends_at_most_255_holders() {
     assert_eq!(back.body, sync(vec![event(holders[..255].to_vec())]));
 }
 
-/// A STORE or STORE_ONCE written as its head (`encode_ref_head`) and then its value is byte
+/// A body ending in a value written as its head (`encode_ref_head`) and then its value is byte
 /// for byte the frame `encode_ref` writes whole; any other body writes nothing.
 #[test]
 fn store_head_then_value_is_the_whole_frame() {
@@ -1328,12 +1328,21 @@ fn store_head_then_value_is_the_whole_frame() {
             key: b"key",
             value: &value,
         },
+        dsm_wire::BodyRef::Value { value: &value },
+        dsm_wire::BodyRef::Versioned {
+            version: 4,
+            value: &value,
+        },
+        dsm_wire::BodyRef::Fetched {
+            version: 4,
+            value: &value,
+        },
     ];
     for body in bodies {
         let mut whole = Vec::new();
         dsm_wire::encode_ref(42, &body, &mut whole);
         let mut split = vec![1, 2, 3];
-        let tail = dsm_wire::encode_ref_head(42, &body, &mut split).expect("a STORE");
+        let tail = dsm_wire::encode_ref_head(42, &body, &mut split).expect("a value body");
         split.extend_from_slice(tail);
         assert_eq!(&split[3..], &whole[..]);
         let (frame, used) = decode(&split[3..]).unwrap().unwrap();
