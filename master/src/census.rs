@@ -1,8 +1,9 @@
-//! The key map counted a slice at a time for `/metrics` and the status page: keys per live
-//! slave and keys short of R live copies, which STATUS counts in one pass. At a million keys
-//! one pass takes the loop 100 ms and more, so a scrape would stall every client that long;
-//! here each loop turn walks at most [`SLICE`] positions, and a scrape is answered when a
-//! pass that started after it asked is over (the HTTP connection waits meanwhile).
+//! The key map counted a slice at a time for STATUS, `/metrics` and the status page: keys per
+//! live slave and keys short of R live copies. At a million keys one pass takes the loop
+//! 100 ms and more, so a STATUS or a scrape counted at once would stall every client that
+//! long; here each loop turn walks at most [`SLICE`] positions, and a request is answered when
+//! a pass that started after it asked is over (its connection waits meanwhile; requests that
+//! come during one pass share the next).
 //! Keys written or moved while a pass runs may be counted as before or after the change.
 
 use crate::keymap::KeyIndex;

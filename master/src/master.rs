@@ -10,6 +10,7 @@ use std::time::Instant;
 use dsm_auth::Terms;
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role, ServerRole, Status};
 
+use crate::census::Census;
 use crate::config::Config;
 use crate::core::Core;
 use crate::ctx::Ctx;
@@ -43,6 +44,11 @@ pub struct Master {
     /// Takeovers and dropped slaves, for `/metrics`.
     events: EventStats,
     started: Instant,
+    /// The key map counted a slice per turn (`census.rs`): STATUS, `/metrics` and the status
+    /// page wait for a pass instead of walking a million keys in one turn.
+    census: Census,
+    /// STATUS requests (connection, request id) waiting for the census pass of this id.
+    status_waiting: Vec<(ConnId, u64, u64)>,
 }
 
 impl Master {
@@ -58,6 +64,8 @@ impl Master {
             asked_on: None,
             events: EventStats::default(),
             started: now,
+            census: Census::default(),
+            status_waiting: Vec::new(),
         }
     }
 
@@ -81,6 +89,7 @@ impl Master {
     /// key can be given to the next connection accepted.
     pub fn forget_out(&mut self, conn: ConnId) {
         self.core.out.forget(conn);
+        self.status_waiting.retain(|&(c, _, _)| c != conn);
     }
 
     /// Take back an entry the event loop has written: a VALUE reply's buffer becomes the
@@ -114,6 +123,8 @@ impl Master {
         self.ha.role()
     }
 
+    /// STATUS counted in one walk over the key map now (tests and sims; the event loop answers
+    /// STATUS from a census pass instead, a slice per turn).
     pub fn status(&self) -> Status {
         crate::status::status(self.status_head(), &self.core.keys, &self.core.slaves)
     }
@@ -124,9 +135,46 @@ impl Master {
         crate::status::assemble(self.status_head(), keys, &self.core.slaves, counts)
     }
 
-    /// Walk the next slice of the key map for `census`; true when its pass ended.
-    pub(crate) fn census_step(&self, census: &mut crate::census::Census) -> bool {
-        census.step(&self.core.keys, &self.core.slaves, self.core.cfg.replicas)
+    /// Whether a census pass is wanted or under way: the event loop must not sleep, and
+    /// calls [`Master::census_step`] each turn.
+    pub fn census_busy(&self) -> bool {
+        self.census.busy()
+    }
+
+    /// Walk the next slice of the key map; when a pass ends, answer the STATUS requests it
+    /// counted for (into the outbox). True when a pass ended.
+    pub fn census_step(&mut self) -> bool {
+        let census = &mut self.census;
+        if !census.step(&self.core.keys, &self.core.slaves, self.core.cfg.replicas) {
+            return false;
+        }
+        let waiting = std::mem::take(&mut self.status_waiting);
+        for (conn, req, id) in waiting {
+            match self.census.result(id).cloned() {
+                Some(counts) => {
+                    let status = self.status_from(&counts);
+                    self.core.out.send(conn, req, Body::StatusReply(status));
+                }
+                None => self.status_waiting.push((conn, req, id)),
+            }
+        }
+        true
+    }
+
+    /// The id of a census pass that starts from now on (see [`Census::ask`]).
+    pub(crate) fn census_ask(&mut self) -> u64 {
+        self.census.ask()
+    }
+
+    /// The counts of census pass `id` or a later one, once it is over.
+    pub(crate) fn census_result(&self, id: u64) -> Option<&crate::status::Counts> {
+        self.census.result(id)
+    }
+
+    /// STATUS asked on `conn`: answered once a census pass that starts now is over.
+    fn ask_status(&mut self, conn: ConnId, req: u64) {
+        let id = self.census.ask();
+        self.status_waiting.push((conn, req, id));
     }
 
     fn status_head(&self) -> crate::status::Head {
@@ -545,10 +593,7 @@ impl Master {
                 let (ops, mut ctx) = self.parts(now);
                 ops.release_sync_waiters(&mut ctx);
             }
-            Effect::Status { conn, req } => {
-                let status = self.status();
-                self.core.out.send(conn, req, Body::StatusReply(status));
-            }
+            Effect::Status { conn, req } => self.ask_status(conn, req),
         }
     }
 
@@ -773,10 +818,7 @@ impl Master {
                 };
                 self.core.out.send(conn, req, reply);
             }
-            Body::Status => {
-                let status = self.status();
-                self.core.out.send(conn, req, Body::StatusReply(status));
-            }
+            Body::Status => self.ask_status(conn, req),
             other => {
                 let text = format!("a client may not send {:?}", other.opcode());
                 self.core

@@ -188,21 +188,25 @@ impl Server {
         self.ready = ready;
         self.read_unread();
         self.core.on_tick(polled_at);
+        self.census_step();
         self.apply_out();
         self.flush_dirty();
         self.resume_paused();
-        self.census_step();
         self.core.end_turn();
         Ok(())
     }
 
-    /// `--metrics`: walk a slice of the key map for the census (`census.rs`), and answer the
-    /// HTTP requests that waited for the pass it ended.
+    /// Walk a slice of the key map for the census (`census.rs`) when a pass is wanted; when
+    /// it ends, the core answers the STATUS requests that waited (through the outbox) and
+    /// the HTTP requests that waited are served.
     fn census_step(&mut self) {
-        let Some(web) = self.web.as_mut().filter(|w| w.census_busy()) else {
+        if !self.core.census_busy() || !self.core.census_step() {
+            return;
+        }
+        let Some(web) = self.web.as_ref() else {
             return;
         };
-        for key in web.census_step(&self.core) {
+        for key in web.census_done(&self.core) {
             self.serve_http(key);
         }
     }
@@ -215,7 +219,7 @@ impl Server {
     /// loop blocks. The spin ends at the next timer at the latest, and the blocking poll
     /// waits until that timer.
     fn wait(&mut self) -> io::Result<()> {
-        if !self.unread.is_empty() || self.web.as_ref().is_some_and(|w| w.census_busy()) {
+        if !self.unread.is_empty() || self.core.census_busy() {
             // Bytes wait in some sockets already, or a census pass is under way: look for
             // other events, do not sleep.
             self.release_held();
@@ -614,7 +618,7 @@ impl Server {
         let buffered = web.buffered(|| conns.iter().map(|(_, c)| c.pending() as u64).sum());
         let conn = &mut self.conns[key];
         let registry = self.poll.registry();
-        let verdict = web.on_event(key, conn, registry, &self.core, buffered);
+        let verdict = web.on_event(key, conn, registry, &mut self.core, buffered);
         if verdict == dsm_net::http::Verdict::Close {
             web.forget(key);
             self.drop_http(key);

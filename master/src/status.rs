@@ -48,9 +48,9 @@ impl Counts {
     }
 }
 
-/// One pass over the key map: per-slave counts and under-replication are derived here rather
-/// than kept up to date on every write (STATUS; `/metrics` and the status page walk the map
-/// in slices instead, see `census.rs`).
+/// One pass over the key map at once: per-slave counts and under-replication are derived
+/// rather than kept up to date on every write. For tests; the event loop walks the map in
+/// slices instead (`census.rs`) and answers with [`assemble`].
 pub(crate) fn status(head: Head, keys: &KeyIndex, slaves: &SlaveTable) -> Status {
     let mut counts = Counts::default();
     for (_, e) in keys.iter() {

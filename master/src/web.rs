@@ -15,7 +15,6 @@ use log::{debug, info};
 use mio::{Registry, Token};
 use slab::Slab;
 
-use crate::census::Census;
 use crate::master::Master;
 use crate::metrics::RequestStats;
 
@@ -30,8 +29,7 @@ pub(crate) struct Web {
     older: Option<(Instant, RequestStats)>,
     /// Bytes queued for all peers, and when they were counted (see [`Web::buffered`]).
     buffered: (u64, Option<Instant>),
-    census: Census,
-    /// Connections whose request waits for the census pass of this id.
+    /// Connections whose request waits for the master's census pass of this id.
     waiting: Vec<(usize, u64)>,
 }
 
@@ -48,7 +46,6 @@ impl Web {
             window: None,
             older: None,
             buffered: (0, None),
-            census: Census::default(),
             waiting: Vec::new(),
         })
     }
@@ -78,20 +75,11 @@ impl Web {
         self.waiting.retain(|&(k, _)| k != key);
     }
 
-    /// Whether a census pass is wanted or under way: the loop must not sleep.
-    pub fn census_busy(&self) -> bool {
-        self.census.busy()
-    }
-
-    /// Walk one slice of the key map; when a pass ends, the connections whose requests it
-    /// answers (the loop serves them again).
-    pub fn census_step(&mut self, master: &Master) -> Vec<usize> {
-        if !master.census_step(&mut self.census) {
-            return Vec::new();
-        }
-        let census = &self.census;
+    /// A census pass of the master's ended: the connections whose requests it answers (the
+    /// loop serves them again).
+    pub fn census_done(&self, master: &Master) -> Vec<usize> {
         (self.waiting.iter())
-            .filter(|&&(_, id)| census.result(id).is_some())
+            .filter(|&&(_, id)| master.census_result(id).is_some())
             .map(|&(k, _)| k)
             .collect()
     }
@@ -114,7 +102,7 @@ impl Web {
         key: usize,
         conn: &mut Conn,
         registry: &Registry,
-        master: &Master,
+        master: &mut Master,
         buffered: u64,
     ) -> Verdict {
         let now = Instant::now();
@@ -123,7 +111,6 @@ impl Web {
             endpoint,
             window,
             older,
-            census,
             waiting,
             ..
         } = self;
@@ -136,9 +123,9 @@ impl Web {
             let at = waiting.iter().position(|&(k, _)| k == key);
             let id = match at {
                 Some(i) => waiting[i].1,
-                None => census.ask(),
+                None => master.census_ask(),
             };
-            let Some(counts) = census.result(id) else {
+            let Some(counts) = master.census_result(id).cloned() else {
                 if at.is_none() {
                     waiting.push((key, id));
                 }
@@ -150,12 +137,12 @@ impl Web {
             Some(match req.path {
                 "/metrics" => Page::ok(
                     "text/plain; version=0.0.4; charset=utf-8",
-                    master.metrics(counts, buffered, http_conns, now),
+                    master.metrics(&counts, buffered, http_conns, now),
                 ),
                 _ => {
                     let stats = master.request_stats().clone();
                     let since = pick_window(window, older, now);
-                    let view = master.page_view(counts, now);
+                    let view = master.page_view(&counts, now);
                     let html = crate::page::render(&view, &stats, since);
                     slide(window, older, now, stats);
                     Page::ok("text/html; charset=utf-8", html)

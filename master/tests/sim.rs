@@ -801,3 +801,40 @@ fn a_slave_that_pings_its_master_gets_a_pong() {
     assert_eq!(net.peer(s).received(Opcode::Pong), pongs + 1);
     assert_eq!(net.peer(s).received(Opcode::Error), errors);
 }
+
+#[test]
+fn status_counts_a_big_key_map_a_slice_per_turn_and_the_loop_answers_others_meanwhile() {
+    let (mut net, m) = sim(cfg(), 3);
+    let c = net.add_client(m);
+    // Three census slices' worth of keys (4,096 positions a turn), written pipelined.
+    let n = 9_000u64;
+    for i in 0..n {
+        let body = Body::Write {
+            key: format!("k{i}").into_bytes(),
+            value: b"v".to_vec(),
+        };
+        net.send(c, Frame::new(i, body));
+    }
+    net.settle();
+    assert_eq!(net.take(c).len(), n as usize);
+    // STATUS first, then a PING on the same connection: the PING is answered while the
+    // STATUS waits for its pass over the key map, which then counts every key.
+    net.send(c, Frame::new(1, Body::Status));
+    net.send(c, Frame::new(2, Body::Ping));
+    net.settle();
+    let answers = net.take(c);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0], Frame::new(2, Body::Pong), "{answers:?}");
+    let Body::StatusReply(status) = &answers[1].body else {
+        panic!("not a STATUS reply: {:?}", answers[1]);
+    };
+    assert_eq!(status.keys, n);
+    assert_eq!(status.under_replicated, 0);
+    let placed: u64 = status.slaves.iter().map(|s| s.keys).sum();
+    assert_eq!(placed, 2 * n, "every key on R = 2 slaves");
+    assert_eq!(
+        status,
+        &net.master(m).status(),
+        "the same as one walk at once"
+    );
+}

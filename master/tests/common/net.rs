@@ -112,10 +112,13 @@ impl Net {
         panic!("frames still moving after {MAX_TURNS} turns at one instant");
     }
 
+    /// Frames due now, or a master walking its key map (a census pass goes on turn by turn,
+    /// as the event loop does not sleep during one).
     fn has_due(&self) -> bool {
         self.queue
             .first_key_value()
             .is_some_and(|(k, _)| k.0 <= self.now)
+            || (self.running_masters().into_iter()).any(|n| self.master_node(n).m.census_busy())
     }
 
     /// Deliver everything due now, in send order (what a delivery sends is due in the next
@@ -132,6 +135,11 @@ impl Net {
         for n in self.running_masters() {
             if tick {
                 self.master_node_mut(n).m.on_tick(now);
+                self.drain(n);
+            }
+            // A slice of the key map per turn, as the event loop walks it: STATUS waits for
+            // a pass.
+            if self.master_node_mut(n).m.census_step() {
                 self.drain(n);
             }
             self.master_node_mut(n).m.end_turn();
