@@ -494,10 +494,10 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
-    /// Frames queued with shared and owned values between copied ones reach the peer byte for byte as
-    /// if every frame had been copied, also when the socket takes them a part at a time.
+    /// Frames queued with shared and owned values between copied ones reach the peer byte for
+    /// byte as if every frame had been copied, also when the socket takes them a part at a
+    /// time.
     #[test]
     fn shared_values_go_out_in_order_through_partial_writes() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
