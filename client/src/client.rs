@@ -396,8 +396,9 @@ impl Client {
     }
 
     /// With exactly-once writes on, each WRITE becomes a WRITE_ONCE with this client's id and
-    /// the next number; `acked` is the first number of this call (every earlier write has had
-    /// its final answer, or its call gave up on it).
+    /// the next number, and each SET, DELETE or INCR goes in a ONCE with them; `acked` is the
+    /// first number of this call (every earlier write has had its final answer, or its call
+    /// gave up on it).
     fn number(&mut self, bodies: Vec<Body>) -> Vec<Body> {
         if !self.exactly_once {
             return bodies;
@@ -421,6 +422,20 @@ impl Client {
                         value,
                     }
                 }
+                change @ (Body::Set { .. } | Body::Delete { .. } | Body::Incr { .. }) => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let id = WriteId {
+                        client: self.id,
+                        seq,
+                        acked,
+                    };
+                    Body::Once {
+                        id,
+                        resent_ms: 0,
+                        inner: Box::new(change),
+                    }
+                }
                 other => other,
             })
             .collect()
@@ -428,8 +443,8 @@ impl Client {
 
     /// Send `bodies` pipelined and collect one answer for each, reconnecting and resending the
     /// unanswered ones after a NOT_PRIMARY answer, a broken connection or a silent master. A
-    /// WRITE_ONCE is always sent again (marked as such); a plain WRITE that may have been taken
-    /// is answered [`Error::Unknown`] instead.
+    /// WRITE_ONCE or ONCE is always sent again (marked as such); a plain WRITE, SET, DELETE or
+    /// INCR that may have been taken is answered [`Error::Unknown`] instead.
     fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Result<Body, Error>>, Error> {
         let started = Instant::now();
         let deadline = started + self.timeout;
@@ -449,7 +464,9 @@ impl Client {
             // first send: the next primary first asks the slaves whether it was applied.
             let ms = started.elapsed().as_millis().clamp(1, u32::MAX as u128) as u32;
             for &i in &todo {
-                if let Body::WriteOnce { resent_ms, .. } = &mut bodies[i] {
+                if let Body::WriteOnce { resent_ms, .. } | Body::Once { resent_ms, .. } =
+                    &mut bodies[i]
+                {
                     if maybe_taken[i] {
                         *resent_ms = ms;
                     }
@@ -486,7 +503,10 @@ impl Client {
                         ..
                     }))
                 );
-                if unavailable && maybe_taken[i] && matches!(bodies[i], Body::WriteOnce { .. }) {
+                if unavailable
+                    && maybe_taken[i]
+                    && matches!(bodies[i], Body::WriteOnce { .. } | Body::Once { .. })
+                {
                     answers[i] = None;
                     undecided = true;
                 }

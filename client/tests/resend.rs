@@ -69,6 +69,10 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
                     Body::Write { .. } | Body::WriteOnce { .. },
                     Fake::Serve | Fake::Recovering(_),
                 ) => Body::Ok,
+                (Body::Once { .. }, Fake::Serve | Fake::Recovering(_)) => Body::Versioned {
+                    version: 7,
+                    value: b"3".to_vec(),
+                },
                 (_, Fake::Serve | Fake::Recovering(_)) => Body::Value {
                     value: b"v".to_vec(),
                 },
@@ -161,7 +165,9 @@ fn a_plain_write_is_sent_to_the_next_master_when_the_connection_was_already_clos
 /// The write's numbers, and whether it says it was sent before.
 fn once_of(body: &Body) -> (u64, u64, u64, bool) {
     match body {
-        Body::WriteOnce { id, resent_ms, .. } => (id.client, id.seq, id.acked, *resent_ms > 0),
+        Body::WriteOnce { id, resent_ms, .. } | Body::Once { id, resent_ms, .. } => {
+            (id.client, id.seq, id.acked, *resent_ms > 0)
+        }
         other => panic!("expected a WRITE_ONCE, got {other:?}"),
     }
 }
@@ -224,6 +230,30 @@ fn a_first_send_refused_unavailable_is_a_definite_failure() {
     }
     drop(c);
     assert_eq!(seen.join().unwrap().len(), 1, "not sent again");
+}
+
+#[test]
+fn an_exactly_once_incr_whose_connection_breaks_is_sent_again_in_once_with_the_same_numbers() {
+    let (first, first_seen) = fake_master(Fake::TakeAndDie);
+    let (second, second_seen) = fake_master(Fake::Serve);
+    let mut c = Client::connect_with_timeout(&[first, second], Duration::from_secs(5)).unwrap();
+    assert_eq!(c.incr(b"k", 3).unwrap(), (3, 7));
+    drop(c);
+    let first_seen = first_seen.join().unwrap();
+    let second_seen = second_seen.join().unwrap();
+    let (client, seq, acked, resent) = once_of(&first_seen[0]);
+    assert!(!resent);
+    assert_eq!(once_of(&second_seen[0]), (client, seq, acked, true));
+    let incr = Body::Incr {
+        key: b"k".to_vec(),
+        delta: 3,
+    };
+    for body in [&first_seen[0], &second_seen[0]] {
+        assert!(
+            matches!(body, Body::Once { inner, .. } if **inner == incr),
+            "{body:?}"
+        );
+    }
 }
 
 #[test]

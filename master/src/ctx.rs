@@ -43,6 +43,16 @@ impl Ctx<'_> {
         self.key_changed(key);
     }
 
+    /// No slave holds `key` any more (its tombstone was collected, or a probe found it
+    /// nowhere): forget it, and tell the backup.
+    pub fn forget(&mut self, key: &[u8]) {
+        self.keys.remove(key);
+        self.doubts.settled(key);
+        if let Some(stream) = self.stream.as_deref_mut() {
+            stream.push(dsm_wire::SyncEvent::Gone { key: key.to_vec() });
+        }
+    }
+
     /// The key's holders changed: tell the backup.
     pub fn key_changed(&mut self, key: &[u8]) {
         if let Some(stream) = self.stream.as_deref_mut() {

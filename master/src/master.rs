@@ -20,7 +20,7 @@ use crate::handshake::Hello;
 use crate::keymap::SlaveIdx;
 use crate::members::Members;
 use crate::metrics::EventStats;
-use crate::ops::{Ops, Request};
+use crate::ops::{Ops, Request, Sent};
 use crate::outbox::{ConnId, Out};
 use crate::peers::Peer;
 use crate::slaves::State;
@@ -749,6 +749,34 @@ impl Master {
         }
     }
 
+    /// A SET, DELETE or INCR; `once`: sent exactly-once (ONCE), by this writer.
+    fn on_change(&mut self, conn: ConnId, req: u64, body: Body, once: Option<Sent>, now: Instant) {
+        let request = match &body {
+            Body::Set {
+                key,
+                expected,
+                value,
+            } => Request::Set {
+                key,
+                expected: *expected,
+                value,
+                once,
+            },
+            Body::Delete { key, expected } => Request::Delete {
+                key,
+                expected: *expected,
+                once,
+            },
+            Body::Incr { key, delta } => Request::Incr {
+                key,
+                delta: *delta,
+                once,
+            },
+            other => unreachable!("a change of {:?}", other.opcode()),
+        };
+        self.on_client_op(conn, req, request, now)
+    }
+
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let req = frame.req_id;
         match frame.body {
@@ -775,29 +803,14 @@ impl Master {
                 self.on_client_op(conn, req, body, now)
             }
             Body::VRead { key } => self.on_client_op(conn, req, Request::VRead { key: &key }, now),
-            Body::Set {
-                key,
-                expected,
-                value,
-            } => {
-                let body = Request::Set {
-                    key: &key,
-                    expected,
-                    value: &value,
-                };
-                self.on_client_op(conn, req, body, now)
+            body @ (Body::Set { .. } | Body::Delete { .. } | Body::Incr { .. }) => {
+                self.on_change(conn, req, body, None, now)
             }
-            Body::Delete { key, expected } => {
-                let body = Request::Delete {
-                    key: &key,
-                    expected,
-                };
-                self.on_client_op(conn, req, body, now)
-            }
-            Body::Incr { key, delta } => {
-                let body = Request::Incr { key: &key, delta };
-                self.on_client_op(conn, req, body, now)
-            }
+            Body::Once {
+                id,
+                resent_ms,
+                inner,
+            } => self.on_change(conn, req, *inner, Some(Sent { id, resent_ms }), now),
             Body::Scan {
                 prefix,
                 cursor,
@@ -979,8 +992,9 @@ impl Master {
             ..Terms::default()
         };
         self.core.gate().welcome(conn, hello.req, terms);
+        let changing: Vec<Box<[u8]>> = self.ops.changing_keys().map(Box::from).collect();
         let (ha, roles) = self.roles(now);
-        ha.attach(conn, hello.id, roles);
+        ha.attach(conn, hello.id, &changing, roles);
         // The standby is a voter from now on: the slaves hear the new count at once, not at the
         // next renewal (a slave that still thinks its primary alone refuses every vote).
         let voters = self.core.voters(self.ha.standbys());

@@ -1,4 +1,5 @@
-//! The primary's records of exactly-once writes (WRITE_ONCE, `wire/PROTOCOL.md` section 6):
+//! The primary's records of exactly-once writes (WRITE_ONCE, and SET, DELETE and INCR sent in
+//! ONCE; `wire/PROTOCOL.md` section 6):
 //! per client, the final answer of each of its recent writes, so that a write sent again gets
 //! its first answer instead of taking effect twice. Only definite answers are kept (OK,
 //! DEGRADED, and the refusals that mean the write did not happen); a write whose outcome this
@@ -111,18 +112,26 @@ impl Records {
     }
 }
 
-/// Whether `reply` says for sure what became of a write: it happened (OK, DEGRADED) or it did
-/// not (refused before any STORE, or by every slave tried). TIMEOUT, NOT_PRIMARY and NO_SLAVES
-/// (which may follow a STORE to a slave that died) are not.
+/// Whether `reply` says for sure what became of a write: it happened (OK, DEGRADED; WRITTEN
+/// and VERSIONED for a SET, DELETE or INCR) or it did not (refused before any STORE, or by
+/// every slave tried; CONFLICT, NOT_FOUND, NOT_AN_INTEGER, OVERFLOW: decided without writing).
+/// TIMEOUT, NOT_PRIMARY and NO_SLAVES (which may follow a STORE to a slave that died) are not.
 fn definite(reply: &Body) -> bool {
     match reply {
-        Body::Ok | Body::Degraded { .. } => true,
+        Body::Ok
+        | Body::Degraded { .. }
+        | Body::Written { .. }
+        | Body::Versioned { .. }
+        | Body::Conflict { .. }
+        | Body::NotFound => true,
         Body::Error { code, .. } => matches!(
             code,
             ErrorCode::TooLarge
                 | ErrorCode::BadRequest
                 | ErrorCode::OutOfMemory
                 | ErrorCode::Unavailable
+                | ErrorCode::NotAnInteger
+                | ErrorCode::Overflow
         ),
         _ => false,
     }

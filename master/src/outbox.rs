@@ -60,6 +60,8 @@ pub enum Shared {
         id: WriteId,
         key: Key,
         value: Rc<[u8]>,
+        /// STORE_KEEP: the slave keeps the value with its record (an INCR's answer).
+        keep: bool,
     },
     /// Was the write (`client`, `seq`) to `key` stored? Sent before applying a write sent again.
     Recall {
@@ -119,6 +121,7 @@ impl Shared {
                 id,
                 key,
                 value,
+                keep,
             } => (
                 *req_id,
                 BodyRef::StoreOnce {
@@ -127,6 +130,7 @@ impl Shared {
                     id: *id,
                     key,
                     value,
+                    keep: *keep,
                 },
             ),
             Shared::Recall {

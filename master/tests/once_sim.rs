@@ -23,10 +23,15 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_backup(common::new_cluster())
+    }
+
+    /// With the standby configured so.
+    fn with_backup(cfg: dsm_master::Config) -> Cluster {
         let mut net = Net::new();
         let p = net.add_master(common::new_cluster());
         let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
-        let b = net.add_backup(common::new_cluster(), p);
+        let b = net.add_backup(cfg, p);
         let cp = net.add_client(p);
         let cb = net.add_client(b);
         let mut c = Cluster {
@@ -237,4 +242,257 @@ fn a_standby_names_the_primarys_client_address_in_not_primary() {
         Some(primary),
         "{text}"
     );
+}
+
+// SET, DELETE and INCR sent exactly-once (ONCE): the slaves keep who wrote them (STORE_ONCE,
+// STORE_KEEP for an INCR's value), and a new primary answers a copy sent again with the first
+// answer, which deciding the change again would not give.
+
+fn change_once(seq: u64, resent_ms: u32, inner: Body) -> Body {
+    Body::Once {
+        id: WriteId {
+            client: 11,
+            seq,
+            acked: 1,
+        },
+        resent_ms,
+        inner: Box::new(inner),
+    }
+}
+
+fn incr(delta: i64) -> Body {
+    Body::Incr {
+        key: b"k".to_vec(),
+        delta,
+    }
+}
+
+fn vread(net: &mut Net, c: NodeId, req: u64) -> Vec<Frame> {
+    net.request(c, req, Body::VRead { key: b"k".to_vec() })
+}
+
+impl Cluster {
+    /// Frames of `op` the slaves received, all together.
+    fn received(&self, op: Opcode) -> usize {
+        let net = &self.net;
+        self.slaves.iter().map(|&s| net.peer(s).received(op)).sum()
+    }
+
+    /// Send `body` from the primary's client and lose the answer; then the failover.
+    fn answer_lost_then_fail_over(&mut self, body: Body) {
+        let (p, cp) = (self.p, self.cp);
+        self.net.drop_if(move |m: &Msg| m.from == p && m.to == cp);
+        self.net.send(cp, Frame::new(100, body));
+        self.net.settle();
+        assert!(self.net.take(cp).is_empty(), "the answer was lost");
+        self.fail_over();
+    }
+}
+
+/// An INCR the dead primary applied, sent again after another client's INCR on the new
+/// primary: the first answer (the value it made, at its version), and it is not added twice.
+#[test]
+fn an_incr_sent_again_after_a_takeover_gets_its_first_value_and_is_applied_once() {
+    let mut c = Cluster::new();
+    let (cp, cb) = (c.cp, c.cb);
+    assert_eq!(c.net.request(cp, 1, plain("10")), ok(1));
+    c.answer_lost_then_fail_over(change_once(1, 0, incr(5)));
+    assert_eq!(
+        c.received(Opcode::StoreKeep),
+        2,
+        "R = 2 copies keep the value"
+    );
+    let net = &mut c.net;
+    let first = vread(net, cb, 2);
+    let [Frame {
+        body: Body::Versioned { version, value: v },
+        ..
+    }] = first.as_slice()
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(v, b"15", "the dead primary's INCR took effect");
+    let version = *version;
+    let later = net.request(cb, 3, incr(100));
+    assert!(
+        matches!(&later[..], [Frame { body: Body::Versioned { value, .. }, .. }] if value == b"115"),
+        "{later:?}"
+    );
+    let again = net.request(cb, 4, change_once(1, 900, incr(5)));
+    let first_answer = Body::Versioned {
+        version,
+        value: b"15".to_vec(),
+    };
+    assert_eq!(again, vec![Frame::new(4, first_answer.clone())]);
+    assert_eq!(read(net, cb, 5), value(5, "115"), "not added twice");
+    assert_eq!(c.received(Opcode::StoreKeep), 2);
+    // The new primary keeps the answer: a third copy gets it from its records, no RECALL.
+    let recalls = c.received(Opcode::Recall);
+    let third = c.net.request(cb, 6, change_once(1, 1500, incr(5)));
+    assert_eq!(third, vec![Frame::new(6, first_answer)]);
+    assert_eq!(c.received(Opcode::Recall), recalls);
+}
+
+/// A compare-and-set that created the key on the dead primary, sent again after another
+/// client wrote the key: decided again it would conflict; it gets its first WRITTEN.
+#[test]
+fn a_cas_sent_again_after_a_takeover_gets_its_first_written_not_a_conflict() {
+    let mut c = Cluster::new();
+    let cb = c.cb;
+    let cas = Body::Set {
+        key: b"k".to_vec(),
+        expected: Some(0),
+        value: b"a".to_vec(),
+    };
+    c.answer_lost_then_fail_over(change_once(1, 0, cas.clone()));
+    assert_eq!(c.received(Opcode::StoreOnce), 2);
+    let net = &mut c.net;
+    let Body::Versioned { version, .. } = vread(net, cb, 1).remove(0).body else {
+        panic!("the CAS took effect")
+    };
+    assert_eq!(net.request(cb, 2, plain("b")), ok(2));
+    let again = net.request(cb, 3, change_once(1, 900, cas.clone()));
+    assert_eq!(again, vec![Frame::new(3, Body::Written { version })]);
+    assert_eq!(read(net, cb, 4), value(4, "b"));
+    // A CAS that conflicts is answered CONFLICT again from the records, even once the key
+    // has the version it expected: the first answer stands.
+    let stale = Body::Set {
+        key: b"k".to_vec(),
+        expected: Some(version),
+        value: b"c".to_vec(),
+    };
+    let conflict = net.request(cb, 5, change_once(2, 0, stale.clone()));
+    let [Frame {
+        body: Body::Conflict { version: now },
+        ..
+    }] = conflict.as_slice()
+    else {
+        panic!("{conflict:?}")
+    };
+    assert!(*now > version);
+    let again = net.request(cb, 6, change_once(2, 100, stale));
+    assert_eq!(
+        again,
+        conflict
+            .iter()
+            .map(|f| Frame::new(6, f.body.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(read(net, cb, 7), value(7, "b"));
+}
+
+/// A DELETE the dead primary applied, sent again after another client wrote the key anew:
+/// its first WRITTEN (the tombstone's version), and the new value is not deleted.
+#[test]
+fn a_delete_sent_again_after_a_takeover_gets_its_first_answer_and_deletes_nothing_new() {
+    let mut c = Cluster::new();
+    let (cp, cb) = (c.cp, c.cb);
+    assert_eq!(c.net.request(cp, 1, plain("a")), ok(1));
+    let delete = Body::Delete {
+        key: b"k".to_vec(),
+        expected: None,
+    };
+    c.answer_lost_then_fail_over(change_once(1, 0, delete.clone()));
+    let net = &mut c.net;
+    assert_eq!(read(net, cb, 2), vec![Frame::new(2, Body::NotFound)]);
+    assert_eq!(net.request(cb, 3, plain("b")), ok(3));
+    let again = net.request(cb, 4, change_once(1, 900, delete));
+    let [Frame {
+        body: Body::Written { version },
+        ..
+    }] = again.as_slice()
+    else {
+        panic!("{again:?}")
+    };
+    assert!(
+        !dsm_wire::is_tombstone(*version),
+        "WRITTEN carries the plain version"
+    );
+    assert_eq!(
+        read(net, cb, 5),
+        value(5, "b"),
+        "the new value was not deleted"
+    );
+}
+
+/// An INCR the dead primary took but never stored: sent again, no slave has it, so the new
+/// primary applies it, once, and STOREs it with its writer.
+#[test]
+fn an_incr_no_slave_stored_is_applied_once_by_the_new_primary() {
+    let mut c = Cluster::new();
+    let (p, cp, cb) = (c.p, c.cp, c.cb);
+    assert_eq!(c.net.request(cp, 1, plain("1")), ok(1));
+    c.net.drop_if(move |m: &Msg| {
+        m.from == p && (m.to == cp || matches!(m.frame.body, Body::StoreOnce { .. }))
+    });
+    c.net.send(cp, Frame::new(2, change_once(1, 0, incr(2))));
+    c.net.settle();
+    assert_eq!(c.received(Opcode::StoreKeep), 0);
+    c.fail_over();
+    let net = &mut c.net;
+    let again = net.request(cb, 3, change_once(1, 300, incr(2)));
+    assert!(
+        matches!(&again[..], [Frame { body: Body::Versioned { value, .. }, .. }] if value == b"3"),
+        "{again:?}"
+    );
+    assert_eq!(read(net, cb, 4), value(4, "3"));
+    assert_eq!(c.received(Opcode::StoreKeep), 2);
+}
+
+/// A deferred request that times out leaves its id in the deferred list; a resent INCR that
+/// takes its slot (the slab reuses the slot freed last) and is deferred too is in that list
+/// twice. When the grace ends, the first start asks the slaves (RECALL); the second must not
+/// start it again as if it were still waiting (it has no version while it asks): that sent a
+/// STORE of the probe's empty value, and the INCR waited for an ACK its phase ignored, until
+/// TIMEOUT. (A WRITE_ONCE sent again shares the RECALL, and the fix.)
+#[test]
+fn a_resent_change_deferred_twice_after_a_takeover_is_started_once() {
+    // Three copies wanted: with one slave gone, writes wait for it while the takeover's grace
+    // lasts (1.8 s from the election, a few hundred ms into `fail_over`). The first request
+    // times out within it; the grace ends within the second's deadline. No redial: the dead
+    // slave stays out.
+    let mut c = Cluster::with_backup(dsm_master::Config {
+        replicas: 3,
+        request_timeout: Duration::from_millis(1000),
+        takeover_grace: Duration::from_millis(1800),
+        repair_after: Duration::from_secs(3600),
+        ..common::new_cluster()
+    });
+    c.fail_over();
+    let (b, cb) = (c.b, c.cb);
+    c.net.kill(c.slaves[2]);
+    c.net.advance(Duration::from_millis(50));
+    assert_eq!(c.net.live_slaves(b), 2);
+    let first = Body::Write {
+        key: b"j".to_vec(),
+        value: "v".into(),
+    };
+    c.net.send(cb, Frame::new(1, first));
+    c.net.advance(Duration::from_millis(1100));
+    let answered = c.net.take(cb);
+    assert_eq!(
+        error_code(&answered),
+        Some(ErrorCode::Timeout),
+        "{answered:?}"
+    );
+    c.net.send(cb, Frame::new(2, change_once(1, 900, incr(5))));
+    c.net.advance(Duration::from_millis(100));
+    let early = c.net.take(cb);
+    assert!(
+        early.is_empty(),
+        "deferred while the grace lasts: {early:?}"
+    );
+    c.net.advance(Duration::from_millis(1500));
+    let answered = c.net.take(cb);
+    assert!(
+        matches!(&answered[..], [Frame { req_id: 2, body: Body::Versioned { value, .. } }] if value == b"5"),
+        "{answered:?}"
+    );
+    let s0 = c.slaves[0];
+    assert_eq!(
+        c.net.store(s0).version_of(b"k").map(|_| ()),
+        Some(()),
+        "the INCR is stored"
+    );
+    assert_eq!(read(&mut c.net, cb, 3), value(3, "5"));
 }

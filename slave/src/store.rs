@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 use crate::disk::{Answer, Disk, Durable, Replayed, Settings};
 use crate::memory;
 use crate::table::{NoRoom, Put, Record, Table};
-use crate::writers::Writers;
+use crate::writers::{Kept, Writers};
 
 /// The answer to one frame: most are owned frames; a FETCHED borrows the value from the store
 /// so it is copied once, into the socket buffer.
@@ -63,9 +63,9 @@ pub struct Store {
     pub fetches: u64,
     /// Who wrote what was stored here (STORE_ONCE), for RECALL.
     writers: Writers,
-    /// STORE_ONCEs staged for the log (request id, writer, version), recorded in `writers`
-    /// once the commit applies them.
-    staged_writers: VecDeque<(u64, WriteId, u64)>,
+    /// STORE_ONCEs (and STORE_KEEPs) staged for the log (request id, writer, version, value
+    /// kept), recorded in `writers` once the commit applies them.
+    staged_writers: VecDeque<(u64, WriteId, u64, Option<Kept>)>,
 }
 
 /// Where a report of what is held stands.
@@ -255,7 +255,8 @@ impl Store {
                 id,
                 key,
                 value,
-            } => return self.store(req, epoch, version, Some(id), &key, &value),
+                keep,
+            } => return self.store(req, epoch, version, Some((id, keep)), &key, &value),
             Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
             Body::Recall {
                 epoch,
@@ -310,23 +311,26 @@ impl Store {
                     id,
                     key,
                     value,
+                    keep,
                 },
-            ) => self.store(req, epoch, version, Some(id), key, value),
+            ) => self.store(req, epoch, version, Some((id, keep)), key, value),
             Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
             other => self.respond(other.into_frame()),
         }
     }
 
-    /// A STORE (of the write `id`, for a STORE_ONCE).
+    /// A STORE (of the write `id`, for a STORE_ONCE; `keep`: a STORE_KEEP, whose value the
+    /// record keeps).
     fn store(
         &mut self,
         req: u64,
         epoch: u64,
         version: u64,
-        id: Option<WriteId>,
+        id: Option<(WriteId, bool)>,
         key: &[u8],
         value: &[u8],
     ) -> Option<Reply<'_>> {
+        let kept = |keep: bool| keep.then(|| Kept::from(value));
         self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
             return Some(Reply::Frame(Frame::new(req, stale)));
@@ -338,8 +342,8 @@ impl Store {
         let Some(pending_new) = self.durable.as_ref().map(Durable::staged_new_keys) else {
             let body = match self.map.put_within(key, version, value, room) {
                 Ok(put) => {
-                    if let Some(id) = id {
-                        self.writers.stored(id, version, self.now);
+                    if let Some((id, keep)) = id {
+                        self.writers.stored(id, version, kept(keep), self.now);
                     }
                     match put {
                         Put::Older { held } => Body::Ack { version: held },
@@ -371,8 +375,9 @@ impl Store {
                 return Some(Reply::Frame(Frame::new(req, body)));
             }
         };
-        if let Some(id) = id {
-            self.staged_writers.push_back((req, id, version));
+        if let Some((id, keep)) = id {
+            self.staged_writers
+                .push_back((req, id, version, kept(keep)));
         }
         let d = self.durable.as_mut().expect("checked above");
         d.set_now(self.now);
@@ -453,8 +458,9 @@ impl Store {
         self.commit();
         let held = self.map.get(key).map_or(0, |(version, _)| version);
         let age = Duration::from_millis(age_ms.into());
-        let stored = self.writers.recall(client, seq, age, self.now);
-        Body::Recalled { held, stored }
+        let (stored, kept) = self.writers.recall(client, seq, age, self.now);
+        let kept = kept.map(<[u8]>::to_vec);
+        Body::Recalled { held, stored, kept }
     }
 
     fn see_epoch(&mut self, epoch: u64) {
@@ -509,11 +515,10 @@ impl Store {
             let req = match a {
                 Answer::Ack { req, .. } | Answer::Refused { req } => req,
             };
-            if let Some(&(r, id, version)) = self.staged_writers.front() {
-                if r == req {
-                    self.staged_writers.pop_front();
+            if self.staged_writers.front().is_some_and(|w| w.0 == req) {
+                if let Some((_, id, version, kept)) = self.staged_writers.pop_front() {
                     if matches!(a, Answer::Ack { .. }) {
-                        self.writers.stored(id, version, self.now);
+                        self.writers.stored(id, version, kept, self.now);
                     }
                 }
             }

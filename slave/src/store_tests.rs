@@ -328,6 +328,10 @@ fn with_a_log_stores_are_answered_after_the_turn_and_the_cap_counts_staged_ones(
 }
 
 fn store_once(req: u64, epoch: u64, version: u64, seq: u64, value: &str) -> Frame {
+    store_writer(req, epoch, version, seq, value, false)
+}
+
+fn store_writer(req: u64, epoch: u64, version: u64, seq: u64, value: &str, keep: bool) -> Frame {
     Frame::new(
         req,
         Body::StoreOnce {
@@ -340,6 +344,7 @@ fn store_once(req: u64, epoch: u64, version: u64, seq: u64, value: &str) -> Fram
             },
             key: b"k".to_vec(),
             value: value.into(),
+            keep,
         },
     )
 }
@@ -358,7 +363,32 @@ fn recall(req: u64, epoch: u64, seq: u64, age_ms: u32) -> Frame {
 }
 
 fn recalled(req: u64, held: u64, stored: u64) -> Option<Frame> {
-    Some(Frame::new(req, Body::Recalled { held, stored }))
+    let kept = None;
+    Some(Frame::new(req, Body::Recalled { held, stored, kept }))
+}
+
+fn recalled_kept(req: u64, held: u64, stored: u64, kept: &str) -> Option<Frame> {
+    let kept = Some(kept.into());
+    Some(Frame::new(req, Body::Recalled { held, stored, kept }))
+}
+
+#[test]
+fn a_store_keep_value_is_given_back_by_recall_after_later_writes() {
+    for disk in [None, Some(crate::disk::MemDisk::new())] {
+        let mut s = match &disk {
+            Some(d) => durable_store(d, u64::MAX),
+            None => Store::default(),
+        };
+        s.forget_writers(std::time::Instant::now() - Duration::from_secs(10));
+        s.on_frame(store_writer(1, 1, 10, 1, "41", true));
+        s.on_frame(store_writer(2, 1, 11, 2, "42", false));
+        s.on_frame(store(3, 20, "k", "99"));
+        assert_eq!(
+            s.on_frame(recall(4, 1, 1, 500)),
+            recalled_kept(4, 20, 10, "41")
+        );
+        assert_eq!(s.on_frame(recall(5, 1, 2, 500)), recalled(5, 20, 11));
+    }
 }
 
 #[test]

@@ -37,9 +37,15 @@ struct Client {
     /// Records below this were dropped for the bound, without the client's word.
     floor: u64,
     last: Instant,
-    /// (seq, version), by ascending seq.
-    stored: VecDeque<(u64, u64)>,
+    /// (seq, version, kept value), by ascending seq.
+    stored: VecDeque<(u64, u64, Option<Kept>)>,
 }
+
+/// A value kept with a record (STORE_KEEP: an INCR's new value, the answer it was given).
+pub type Kept = Box<[u8]>;
+
+/// The longest value a record keeps: an INCR's value is at most 20 bytes (`i64::MIN`).
+pub const MAX_KEPT: usize = 32;
 
 impl Writers {
     pub fn new(started: Instant) -> Writers {
@@ -56,8 +62,10 @@ impl Writers {
         (self.records, self.clients.len())
     }
 
-    /// The write `id` is held here at `version` (or a newer version was held already).
-    pub fn stored(&mut self, id: WriteId, version: u64, now: Instant) {
+    /// The write `id` is held here at `version` (or a newer version was held already);
+    /// `kept`: the value to give back with a RECALL of it (at most [`MAX_KEPT`] bytes).
+    pub fn stored(&mut self, id: WriteId, version: u64, kept: Option<Kept>, now: Instant) {
+        let kept = kept.filter(|k| k.len() <= MAX_KEPT);
         let c = self.clients.entry(id.client).or_insert_with(|| Client {
             acked: 0,
             floor: 0,
@@ -67,7 +75,7 @@ impl Writers {
         c.last = now;
         if id.acked > c.acked {
             c.acked = id.acked;
-            while c.stored.front().is_some_and(|&(s, _)| s < id.acked) {
+            while c.stored.front().is_some_and(|&(s, _, _)| s < id.acked) {
                 c.stored.pop_front();
                 self.records -= 1;
             }
@@ -76,22 +84,30 @@ impl Writers {
             return;
         }
         match c.stored.back() {
-            Some(&(last, _)) if last >= id.seq => {
-                match c.stored.binary_search_by_key(&id.seq, |&(s, _)| s) {
-                    Ok(i) => c.stored[i].1 = c.stored[i].1.max(version),
+            Some(&(last, _, _)) if last >= id.seq => {
+                match c.stored.binary_search_by_key(&id.seq, |&(s, _, _)| s) {
+                    Ok(i) => {
+                        let rec = &mut c.stored[i];
+                        if version >= rec.1 {
+                            rec.1 = version;
+                            if kept.is_some() {
+                                rec.2 = kept;
+                            }
+                        }
+                    }
                     Err(i) => {
-                        c.stored.insert(i, (id.seq, version));
+                        c.stored.insert(i, (id.seq, version, kept));
                         self.records += 1;
                     }
                 }
             }
             _ => {
-                c.stored.push_back((id.seq, version));
+                c.stored.push_back((id.seq, version, kept));
                 self.records += 1;
             }
         }
         if c.stored.len() > PER_CLIENT {
-            if let Some((s, _)) = c.stored.pop_front() {
+            if let Some((s, _, _)) = c.stored.pop_front() {
                 c.floor = c.floor.max(s + 1);
                 self.records -= 1;
             }
@@ -103,20 +119,27 @@ impl Writers {
 
     /// What RECALLED says of the write `(client, seq)`, first sent at most `age` ago: the
     /// version it was stored at, [`RECALL_NONE`], or [`RECALL_UNSURE`] when this process may
-    /// not know (it started since, or dropped the client's records below `seq`).
-    pub fn recall(&self, client: u64, seq: u64, age: Duration, now: Instant) -> u64 {
+    /// not know (it started since, or dropped the client's records below `seq`); and the value
+    /// kept with the record, if any.
+    pub fn recall(
+        &self,
+        client: u64,
+        seq: u64,
+        age: Duration,
+        now: Instant,
+    ) -> (u64, Option<&[u8]>) {
         let c = self.clients.get(&client);
         if let Some(c) = c {
-            if let Ok(i) = c.stored.binary_search_by_key(&seq, |&(s, _)| s) {
-                return c.stored[i].1;
+            if let Ok(i) = c.stored.binary_search_by_key(&seq, |&(s, _, _)| s) {
+                return (c.stored[i].1, c.stored[i].2.as_deref());
             }
         }
         let young = now.saturating_duration_since(self.started) < age + MARGIN;
         let forgot = c.is_some_and(|c| seq < c.floor || seq < c.acked);
         if young || forgot {
-            return RECALL_UNSURE;
+            return (RECALL_UNSURE, None);
         }
-        RECALL_NONE
+        (RECALL_NONE, None)
     }
 
     /// Forget the clients that stored nothing here for [`IDLE`].
@@ -193,27 +216,31 @@ mod tests {
         let now = t0 + LONG_AGO;
         let mut w = Writers::new(t0);
         let age = Duration::from_millis(300);
-        w.stored(id(7, 1, 1), 10, now);
-        w.stored(id(7, 3, 1), 30, now);
+        w.stored(id(7, 1, 1), 10, None, now);
+        w.stored(id(7, 3, 1), 30, None, now);
         // Out of order (another key's queue): kept in order all the same.
-        w.stored(id(7, 2, 1), 20, now);
-        w.stored(id(8, 1, 1), 11, now);
+        w.stored(id(7, 2, 1), 20, None, now);
+        w.stored(id(8, 1, 1), 11, None, now);
         assert_eq!(w.len(), (4, 2));
-        assert_eq!(w.recall(7, 1, age, now), 10);
-        assert_eq!(w.recall(7, 2, age, now), 20);
-        assert_eq!(w.recall(7, 4, age, now), RECALL_NONE);
-        assert_eq!(w.recall(9, 1, age, now), RECALL_NONE, "a client never seen");
+        assert_eq!(w.recall(7, 1, age, now).0, 10);
+        assert_eq!(w.recall(7, 2, age, now).0, 20);
+        assert_eq!(w.recall(7, 4, age, now).0, RECALL_NONE);
+        assert_eq!(
+            w.recall(9, 1, age, now).0,
+            RECALL_NONE,
+            "a client never seen"
+        );
         // The same write stored again (a replacement STORE, say) keeps the newest version.
-        w.stored(id(7, 2, 1), 25, now);
-        assert_eq!(w.recall(7, 2, age, now), 25);
+        w.stored(id(7, 2, 1), 25, None, now);
+        assert_eq!(w.recall(7, 2, age, now).0, 25);
         // Client 7 has had the answers below 3: those go; a RECALL of one can only be a bug,
         // and is not answered "none".
-        w.stored(id(7, 4, 3), 40, now);
+        w.stored(id(7, 4, 3), 40, None, now);
         assert_eq!(w.len(), (3, 2));
-        assert_eq!(w.recall(7, 1, age, now), RECALL_UNSURE);
-        assert_eq!(w.recall(7, 3, age, now), 30);
+        assert_eq!(w.recall(7, 1, age, now).0, RECALL_UNSURE);
+        assert_eq!(w.recall(7, 3, age, now).0, 30);
         // A late STORE of an acked write is not recorded again.
-        w.stored(id(7, 2, 1), 20, now);
+        w.stored(id(7, 2, 1), 20, None, now);
         assert_eq!(w.len(), (3, 2));
     }
 
@@ -222,17 +249,20 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Writers::new(t0);
         let now = t0 + Duration::from_secs(2);
-        w.stored(id(1, 5, 1), 50, now);
+        w.stored(id(1, 5, 1), 50, None, now);
         // Stored since it started: known whatever the age.
-        assert_eq!(w.recall(1, 5, LONG_AGO, now), 50);
+        assert_eq!(w.recall(1, 5, LONG_AGO, now).0, 50);
         // Not stored, and the write is older than this process: it may have gone to the one
         // before.
-        assert_eq!(w.recall(1, 6, Duration::from_secs(3), now), RECALL_UNSURE);
+        assert_eq!(w.recall(1, 6, Duration::from_secs(3), now).0, RECALL_UNSURE);
         assert_eq!(
-            w.recall(1, 6, Duration::from_millis(1950), now),
+            w.recall(1, 6, Duration::from_millis(1950), now).0,
             RECALL_UNSURE
         );
-        assert_eq!(w.recall(1, 6, Duration::from_millis(500), now), RECALL_NONE);
+        assert_eq!(
+            w.recall(1, 6, Duration::from_millis(500), now).0,
+            RECALL_NONE
+        );
     }
 
     #[test]
@@ -242,22 +272,39 @@ mod tests {
         let mut w = Writers::new(t0);
         let n = PER_CLIENT as u64 + 10;
         for seq in 1..=n {
-            w.stored(id(3, seq, 0), seq, now);
+            w.stored(id(3, seq, 0), seq, None, now);
         }
         assert_eq!(w.len(), (PER_CLIENT, 1));
         let age = Duration::from_millis(1);
         assert_eq!(
-            w.recall(3, 10, age, now),
+            w.recall(3, 10, age, now).0,
             RECALL_UNSURE,
             "dropped for the bound"
         );
-        assert_eq!(w.recall(3, 11, age, now), 11);
-        assert_eq!(w.recall(3, n + 1, age, now), RECALL_NONE);
-        w.stored(id(4, 1, 0), 1, now + IDLE / 2);
+        assert_eq!(w.recall(3, 11, age, now).0, 11);
+        assert_eq!(w.recall(3, n + 1, age, now).0, RECALL_NONE);
+        w.stored(id(4, 1, 0), 1, None, now + IDLE / 2);
         w.sweep(now + IDLE);
         assert_eq!(w.len(), (1, 1), "client 3 idle for IDLE, client 4 not");
         // A STORE long after the last sweep sweeps.
-        w.stored(id(5, 1, 0), 1, now + IDLE * 3);
+        w.stored(id(5, 1, 0), 1, None, now + IDLE * 3);
         assert_eq!(w.len(), (1, 1));
+    }
+
+    #[test]
+    fn a_kept_value_comes_back_with_its_record_and_a_long_one_is_not_kept() {
+        let t0 = Instant::now();
+        let now = t0 + LONG_AGO;
+        let mut w = Writers::new(t0);
+        let age = Duration::from_millis(1);
+        w.stored(id(1, 1, 1), 10, Some(b"41".as_slice().into()), now);
+        w.stored(id(1, 2, 1), 20, None, now);
+        w.stored(id(1, 3, 1), 30, Some(vec![b'7'; MAX_KEPT + 1].into()), now);
+        assert_eq!(w.recall(1, 1, age, now), (10, Some(b"41".as_slice())));
+        assert_eq!(w.recall(1, 2, age, now), (20, None));
+        assert_eq!(w.recall(1, 3, age, now), (30, None));
+        // A replacement STORE_KEEP at a newer version keeps its own value.
+        w.stored(id(1, 1, 1), 11, Some(b"42".as_slice().into()), now);
+        assert_eq!(w.recall(1, 1, age, now), (11, Some(b"42".as_slice())));
     }
 }

@@ -1,7 +1,8 @@
 //! A borrowed view of the bodies that carry keys and values (READ, WRITE, WRITE_ONCE, STORE,
-//! STORE_ONCE, FETCH, FETCHED, VALUE, RECALL, VERSIONED), so the hot path decodes and encodes
-//! them without copying; no I/O. SET, DELETE, INCR and VREAD have a borrowed form for encoding
-//! only (a load generator sends them from its caches); they are always decoded owned.
+//! STORE_ONCE, STORE_KEEP, FETCH, FETCHED, VALUE, RECALL, VERSIONED), so the hot path decodes
+//! and encodes them without copying; no I/O. SET, DELETE, INCR and VREAD have a borrowed form
+//! for encoding only (a load generator sends them from its caches); they are always decoded
+//! owned.
 
 use crate::frame::{Body, Opcode, WriteId};
 
@@ -35,6 +36,8 @@ pub enum BodyRef<'a> {
         id: WriteId,
         key: &'a [u8],
         value: &'a [u8],
+        /// STORE_KEEP: the slave keeps the value with its record.
+        keep: bool,
     },
     Recall {
         epoch: u64,
@@ -103,12 +106,14 @@ impl<'a> BodyRef<'a> {
                 id,
                 key,
                 value,
+                keep,
             } => BodyRef::StoreOnce {
                 epoch: *epoch,
                 version: *version,
                 id: *id,
                 key,
                 value,
+                keep: *keep,
             },
             Body::Recall {
                 epoch,
@@ -199,12 +204,14 @@ impl<'a> BodyRef<'a> {
                 id,
                 key,
                 value,
+                keep,
             } => Body::StoreOnce {
                 epoch,
                 version,
                 id,
                 key: key.to_vec(),
                 value: value.to_vec(),
+                keep,
             },
             BodyRef::Recall {
                 epoch,
@@ -261,7 +268,8 @@ impl<'a> BodyRef<'a> {
             BodyRef::Write { .. } => Opcode::Write,
             BodyRef::WriteOnce { .. } => Opcode::WriteOnce,
             BodyRef::Store { .. } => Opcode::Store,
-            BodyRef::StoreOnce { .. } => Opcode::StoreOnce,
+            BodyRef::StoreOnce { keep: false, .. } => Opcode::StoreOnce,
+            BodyRef::StoreOnce { keep: true, .. } => Opcode::StoreKeep,
             BodyRef::Recall { .. } => Opcode::Recall,
             BodyRef::Fetch { .. } => Opcode::Fetch,
             BodyRef::Fetched { .. } => Opcode::Fetched,
@@ -310,6 +318,19 @@ mod tests {
                 },
                 key: b"k",
                 value: b"",
+                keep: false,
+            },
+            BodyRef::StoreOnce {
+                epoch: 2,
+                version: 3 << 40 | 1,
+                id: WriteId {
+                    client: 4,
+                    seq: 6,
+                    acked: 6,
+                },
+                key: b"counter",
+                value: b"-12",
+                keep: true,
             },
             BodyRef::Recall {
                 epoch: 2,

@@ -139,12 +139,13 @@ fn body_ref<'a>(op: Opcode, r: &mut Reader<'a>) -> Result<Option<BodyRef<'a>>, W
             key: r.slice()?,
             value: r.slice()?,
         },
-        Opcode::StoreOnce => BodyRef::StoreOnce {
+        Opcode::StoreOnce | Opcode::StoreKeep => BodyRef::StoreOnce {
             epoch: r.u64()?,
             version: r.u64()?,
             id: write_id(r)?,
             key: r.slice()?,
             value: r.slice()?,
+            keep: op == Opcode::StoreKeep,
         },
         Opcode::Recall => BodyRef::Recall {
             epoch: r.u64()?,
@@ -221,7 +222,14 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         Opcode::Recalled => Body::Recalled {
             held: r.u64()?,
             stored: r.u64()?,
+            kept: None,
         },
+        Opcode::RecalledKept => Body::Recalled {
+            held: r.u64()?,
+            stored: r.u64()?,
+            kept: Some(r.bytes()?),
+        },
+        Opcode::Once => once(r)?,
         Opcode::Degraded => Body::Degraded {
             copies: r.u16()?,
             wanted: r.u16()?,
@@ -274,10 +282,26 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
         | Opcode::WriteOnce
         | Opcode::Store
         | Opcode::StoreOnce
+        | Opcode::StoreKeep
         | Opcode::Fetch
         | Opcode::Fetched
         | Opcode::Value
         | Opcode::Recall => unreachable!("parsed by body_ref"),
+    })
+}
+
+/// ONCE: the writer's id, `resent_ms`, then a SET, DELETE or INCR (its opcode byte and body).
+fn once(r: &mut Reader<'_>) -> Result<Body, WireError> {
+    let id = write_id(r)?;
+    let resent_ms = r.u32()?;
+    let inner = match Opcode::from_u8(r.u8()?) {
+        Some(op @ (Opcode::Set | Opcode::Delete | Opcode::Incr)) => owned_body(op, r)?,
+        _ => return Err(r.malformed("ONCE carries a SET, DELETE or INCR")),
+    };
+    Ok(Body::Once {
+        id,
+        resent_ms,
+        inner: Box::new(inner),
     })
 }
 

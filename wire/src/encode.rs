@@ -64,6 +64,7 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
             id,
             key,
             value,
+            keep: _,
         } => {
             out.reserve(16 + 24 + 8 + key.len() + value.len());
             put_u64(out, epoch);
@@ -147,6 +148,7 @@ pub fn encode_ref_head<'a>(req_id: u64, body: &BodyRef<'a>, out: &mut Vec<u8>) -
             id,
             key,
             value,
+            keep: _,
         } => {
             let start = begin(body.opcode(), req_id, out);
             put_u64(out, epoch);
@@ -285,9 +287,26 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             put_string(out, text);
         }
         Body::Ack { version } => put_u64(out, *version),
-        Body::Recalled { held, stored } => {
+        Body::Recalled { held, stored, kept } => {
             put_u64(out, *held);
             put_u64(out, *stored);
+            if let Some(kept) = kept {
+                put_bytes(out, kept);
+            }
+        }
+        Body::Once {
+            id,
+            resent_ms,
+            inner,
+        } => {
+            assert!(
+                matches!(inner.opcode(), Opcode::Set | Opcode::Delete | Opcode::Incr),
+                "ONCE carries a SET, DELETE or INCR"
+            );
+            put_write_id(out, *id);
+            put_u32(out, *resent_ms);
+            out.push(inner.opcode() as u8);
+            encode_body(inner, out);
         }
         Body::Degraded { copies, wanted } => {
             put_u16(out, *copies);

@@ -335,6 +335,13 @@ pub enum Body {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// Client → master (ONCE `0x18`): a SET, DELETE or INCR (`inner`) with its writer's id,
+    /// applied at most once however often it is sent, as WRITE_ONCE is; `resent_ms` as there.
+    Once {
+        id: WriteId,
+        resent_ms: u32,
+        inner: Box<Body>,
+    },
     Read {
         key: Vec<u8>,
     },
@@ -368,6 +375,9 @@ pub enum Body {
         id: WriteId,
         key: Vec<u8>,
         value: Vec<u8>,
+        /// STORE_KEEP (`0x2c`) rather than STORE_ONCE: the slave also keeps `value` with its
+        /// record, as the answer a RECALL gives back (an INCR's new value).
+        keep: bool,
     },
     /// Master → slave: what version of `key` is held, and was the write `(client, seq)` stored
     /// here? `age_ms`: how long ago the write may first have been sent. Answered RECALLED.
@@ -384,6 +394,9 @@ pub enum Body {
     Recalled {
         held: u64,
         stored: u64,
+        /// RECALLED_KEPT (`0x2d`) rather than RECALLED: the value the write was stored with by
+        /// a STORE_KEEP, which the slave kept.
+        kept: Option<Vec<u8>>,
     },
     /// Slave → master: the STORE with this request id is held (at `version` or newer).
     Ack {
@@ -550,6 +563,7 @@ pub enum Opcode {
     Error = 0x15,
     Degraded = 0x16,
     WriteOnce = 0x17,
+    Once = 0x18,
     Store = 0x20,
     Ack = 0x21,
     Fetch = 0x22,
@@ -562,6 +576,8 @@ pub enum Opcode {
     StoreOnce = 0x29,
     Recall = 0x2a,
     Recalled = 0x2b,
+    StoreKeep = 0x2c,
+    RecalledKept = 0x2d,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
@@ -582,7 +598,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 41] = [
+    pub const ALL: [Opcode; 44] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -625,6 +641,10 @@ impl Opcode {
         Opcode::StoreOnce,
         Opcode::Recall,
         Opcode::Recalled,
+        // Exactly-once SET, DELETE and INCR.
+        Opcode::Once,
+        Opcode::StoreKeep,
+        Opcode::RecalledKept,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -648,9 +668,12 @@ impl Body {
             Body::Error { .. } => Opcode::Error,
             Body::Degraded { .. } => Opcode::Degraded,
             Body::Store { .. } => Opcode::Store,
-            Body::StoreOnce { .. } => Opcode::StoreOnce,
+            Body::StoreOnce { keep: false, .. } => Opcode::StoreOnce,
+            Body::StoreOnce { keep: true, .. } => Opcode::StoreKeep,
             Body::Recall { .. } => Opcode::Recall,
-            Body::Recalled { .. } => Opcode::Recalled,
+            Body::Recalled { kept: None, .. } => Opcode::Recalled,
+            Body::Recalled { kept: Some(_), .. } => Opcode::RecalledKept,
+            Body::Once { .. } => Opcode::Once,
             Body::Ack { .. } => Opcode::Ack,
             Body::Fetch { .. } => Opcode::Fetch,
             Body::Fetched { .. } => Opcode::Fetched,

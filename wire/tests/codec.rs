@@ -251,6 +251,7 @@ fn samples() -> Vec<Frame> {
             },
             key: vec![],
             value: vec![],
+            keep: false,
         },
         Body::StoreOnce {
             epoch: 3,
@@ -262,6 +263,19 @@ fn samples() -> Vec<Frame> {
             },
             key: pattern(DEFAULT_MAX_KEY),
             value: pattern(MIB),
+            keep: false,
+        },
+        Body::StoreOnce {
+            epoch: 3,
+            version: 3 << 40 | 2,
+            id: WriteId {
+                client: 1,
+                seq: 2,
+                acked: 2,
+            },
+            key: b"n".to_vec(),
+            value: b"-9223372036854775808".to_vec(),
+            keep: true,
         },
         Body::Recall {
             epoch: 2,
@@ -280,14 +294,47 @@ fn samples() -> Vec<Frame> {
         Body::Recalled {
             held: 0,
             stored: RECALL_NONE,
+            kept: None,
         },
         Body::Recalled {
             held: 2 << 40 | 5,
             stored: RECALL_UNSURE,
+            kept: None,
         },
         Body::Recalled {
             held: 2 << 40 | 5,
             stored: 1 << 40 | 3,
+            kept: None,
+        },
+        Body::Recalled {
+            held: 2 << 40 | 5,
+            stored: 1 << 40 | 3,
+            kept: Some(b"42".to_vec()),
+        },
+        Body::Once {
+            id: WriteId {
+                client: 3,
+                seq: 4,
+                acked: 1,
+            },
+            resent_ms: 0,
+            inner: Box::new(Body::Set {
+                key: b"k".to_vec(),
+                expected: Some(0),
+                value: pattern(100),
+            }),
+        },
+        Body::Once {
+            id: WriteId {
+                client: u64::MAX,
+                seq: u64::MAX,
+                acked: u64::MAX,
+            },
+            resent_ms: u32::MAX,
+            inner: Box::new(Body::Delete {
+                key: vec![],
+                expected: None,
+            }),
         },
         Body::Ack { version: 0 },
         Body::Ack { version: u64::MAX },
@@ -659,6 +706,7 @@ fn exactly_once_frames_have_the_documented_bytes() {
             id,
             key: b"k".to_vec(),
             value: b"v".to_vec(),
+            keep: false,
         },
     );
     let store_hex = "0000003f 29 0000000000000003 0000000000000002 0000020000000001 \
@@ -682,10 +730,63 @@ fn exactly_once_frames_have_the_documented_bytes() {
         Body::Recalled {
             held: 1 << 40 | 9,
             stored: 1 << 40 | 7,
+            kept: None,
         },
     );
     let recalled_hex = "0000001d 2b 0000000000000004 0000010000000009 0000010000000007";
     assert_eq!(hex(&encoded(&recalled)), squeeze(recalled_hex));
+    // ONCE: an INCR of "k" by -1 from the same client, its write number 6, first send.
+    let incr = Frame::new(
+        10,
+        Body::Once {
+            id: WriteId {
+                client: 0x2a,
+                seq: 6,
+                acked: 4,
+            },
+            resent_ms: 0,
+            inner: Box::new(Body::Incr {
+                key: b"k".to_vec(),
+                delta: -1,
+            }),
+        },
+    );
+    let incr_hex = "00000037 18 000000000000000a 000000000000002a 0000000000000006 \
+                    0000000000000004 00000000 44 00000001 6b ffffffffffffffff";
+    assert_eq!(hex(&encoded(&incr)), squeeze(incr_hex));
+    // Its STORE_KEEP of the new value "7", and a RECALLED_KEPT giving it back.
+    let keep = Frame::new(
+        11,
+        Body::StoreOnce {
+            epoch: 2,
+            version: 2 << 40 | 2,
+            id: WriteId {
+                client: 0x2a,
+                seq: 6,
+                acked: 4,
+            },
+            key: b"k".to_vec(),
+            value: b"7".to_vec(),
+            keep: true,
+        },
+    );
+    let keep_hex = "0000003f 2c 000000000000000b 0000000000000002 0000020000000002 \
+                    000000000000002a 0000000000000006 0000000000000004 00000001 6b 00000001 37";
+    assert_eq!(hex(&encoded(&keep)), squeeze(keep_hex));
+    let kept = Frame::new(
+        12,
+        Body::Recalled {
+            held: 2 << 40 | 2,
+            stored: 2 << 40 | 2,
+            kept: Some(b"7".to_vec()),
+        },
+    );
+    let kept_hex = "00000022 2d 000000000000000c 0000020000000002 0000020000000002 00000001 37";
+    assert_eq!(hex(&encoded(&kept)), squeeze(kept_hex));
+    for f in [incr, keep, kept] {
+        let bytes = encoded(&f);
+        assert_eq!(decode(&bytes).unwrap(), Some((f, bytes.len())));
+    }
 }
 
 #[test]
@@ -1327,6 +1428,15 @@ fn store_head_then_value_is_the_whole_frame() {
             id,
             key: b"key",
             value: &value,
+            keep: false,
+        },
+        dsm_wire::BodyRef::StoreOnce {
+            epoch: 2,
+            version: 5,
+            id,
+            key: b"key",
+            value: &value,
+            keep: true,
         },
         dsm_wire::BodyRef::Value { value: &value },
         dsm_wire::BodyRef::Versioned {

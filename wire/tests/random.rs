@@ -118,12 +118,13 @@ fn random_frame(rng: &mut Rng) -> Frame {
             key: rng.bytes(16),
             value: rng.bytes(64),
         },
-        Opcode::StoreOnce => Body::StoreOnce {
+        Opcode::StoreOnce | Opcode::StoreKeep => Body::StoreOnce {
             epoch: rng.u64(),
             version: rng.u64(),
             id: write_id(rng),
             key: rng.bytes(16),
             value: rng.bytes(64),
+            keep: op == Opcode::StoreKeep,
         },
         Opcode::Recall => Body::Recall {
             epoch: rng.u64(),
@@ -135,6 +136,31 @@ fn random_frame(rng: &mut Rng) -> Frame {
         Opcode::Recalled => Body::Recalled {
             held: rng.u64(),
             stored: rng.u64(),
+            kept: None,
+        },
+        Opcode::RecalledKept => Body::Recalled {
+            held: rng.u64(),
+            stored: rng.u64(),
+            kept: Some(rng.bytes(20)),
+        },
+        Opcode::Once => Body::Once {
+            id: write_id(rng),
+            resent_ms: rng.u64() as u32,
+            inner: Box::new(match rng.below(3) {
+                0 => Body::Set {
+                    key: rng.bytes(16),
+                    expected: rng.one_in(2).then(|| rng.u64()),
+                    value: rng.bytes(64),
+                },
+                1 => Body::Delete {
+                    key: rng.bytes(16),
+                    expected: rng.one_in(2).then(|| rng.u64()),
+                },
+                _ => Body::Incr {
+                    key: rng.bytes(16),
+                    delta: rng.u64() as i64,
+                },
+            }),
         },
         Opcode::Read => Body::Read { key: rng.bytes(16) },
         Opcode::Ok => Body::Ok,

@@ -382,11 +382,13 @@ impl Ha {
         }
     }
 
-    /// A backup `id` said HELLO and was WELCOMEd: stream it everything.
-    pub fn attach(&mut self, conn: ConnId, id: String, r: Roles<'_>) {
+    /// A backup `id` said HELLO and was WELCOMEd: stream it everything (`changing`: the keys
+    /// of the changes under way, see [`crate::ops::Ops::changing_keys`]).
+    pub fn attach(&mut self, conn: ConnId, id: String, changing: &[Box<[u8]>], r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             r.peers.set_kind(conn, Peer::Backup);
-            let (term, slaves, keys, doubts) = (&*r.term, &*r.slaves, &*r.keys, &*r.doubts);
+            let (term, slaves, keys) = (&*r.term, &*r.slaves, &*r.keys);
+            let doubts = (&*r.doubts, changing);
             p.attach(conn, id, r.now, term, slaves, keys, doubts, r.peers, r.out);
         }
     }

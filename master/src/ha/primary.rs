@@ -48,7 +48,8 @@ pub(crate) enum BackupSays {
 
 impl Primary {
     /// A backup `id` said HELLO (its WELCOME is sent): stream it everything, replacing any
-    /// backup attached before (which is out of step from then on).
+    /// backup attached before (which is out of step from then on). `doubts`: this master's
+    /// own, and the keys of the changes under way (see [`Stream::snapshot`]).
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         &mut self,
@@ -58,7 +59,7 @@ impl Primary {
         term: &Term,
         slaves: &SlaveTable,
         keys: &KeyIndex,
-        doubts: &Doubts,
+        doubts: (&Doubts, &[Box<[u8]>]),
         peers: &mut Peers,
         out: &mut Outbox,
     ) {

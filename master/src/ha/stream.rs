@@ -140,13 +140,15 @@ impl Stream {
     /// which are out of service), every key, and the keys this master has not verified since
     /// its own takeover (left unverified on the backup, or a second failover would trust a
     /// stale version). A map that is itself incomplete must not look complete to the backup
-    /// either.
+    /// either. `changing`: the keys of the changes under way, as intents: theirs went to no
+    /// standby or to an earlier one, and a change may commit (and be acknowledged) once this
+    /// backup is in step, with its Key event still to come.
     pub fn snapshot(
         &mut self,
         term: &Term,
         slaves: &SlaveTable,
         keys: &KeyIndex,
-        doubts: &Doubts,
+        (doubts, changing): (&Doubts, &[Box<[u8]>]),
         out: &mut Outbox,
     ) {
         self.events.clear();
@@ -165,6 +167,7 @@ impl Stream {
         events.extend(
             doubts
                 .suspects()
+                .chain(changing.iter().map(|k| &k[..]))
                 .map(|k| SyncEvent::Intent { key: k.to_vec() }),
         );
         self.send_chunked(events, !doubts.incomplete, term, out);

@@ -59,15 +59,25 @@ pub(crate) enum Request<'a> {
         key: &'a [u8],
         expected: Option<u64>,
         value: &'a [u8],
+        once: Option<Sent>,
     },
     Delete {
         key: &'a [u8],
         expected: Option<u64>,
+        once: Option<Sent>,
     },
     Incr {
         key: &'a [u8],
         delta: i64,
+        once: Option<Sent>,
     },
+}
+
+/// The writer of an exactly-once SET, DELETE or INCR (ONCE), and `resent_ms` as in WRITE_ONCE.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sent {
+    pub id: WriteId,
+    pub resent_ms: u32,
 }
 
 impl<'a> Request<'a> {
@@ -152,6 +162,22 @@ impl Ops {
         self.owed.get(conn).is_some_and(|&n| n > 0)
     }
 
+    /// The keys of the changes under way (a WRITE, SET, DELETE or INCR started and not yet
+    /// decided), whose STOREs may be out: a standby attaching now is told them as intents in
+    /// its snapshot. Their own intents went to no standby, or to the one before it, and one
+    /// may commit once the new standby is in step: if its Key event were then lost with the
+    /// primary, that standby would take over trusting a map without the change.
+    pub fn changing_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.slab
+            .iter()
+            .filter(|(_, op)| {
+                op.started
+                    && op.is_open()
+                    && matches!(op.kind, OpKind::Write(_) | OpKind::Update(_))
+            })
+            .map(|(_, op)| &op.key[..])
+    }
+
     /// The event loop has written out everything: see [`ReadSpread`].
     pub fn end_turn(&mut self) {
         self.spread.end_turn();
@@ -185,7 +211,24 @@ impl Ops {
             self.stats.answered(op, &reply, None, ctx.now);
             return ctx.out.send(conn, req_id, reply);
         }
-        let update = |change| OpKind::Update(Box::new(UpdateOp::new(change)));
+        let once = match &request {
+            Request::Set { once, .. }
+            | Request::Delete { once, .. }
+            | Request::Incr { once, .. } => *once,
+            _ => None,
+        };
+        if let Some(sent) = once {
+            match self.records.arrived(sent.id, ctx.now) {
+                Seen::New => {}
+                Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
+                Seen::Stale => return ctx.out.send(conn, req_id, below_acked(sent.id)),
+            }
+        }
+        let now = ctx.now;
+        let update = |change| {
+            let once = once.map(|s| (s.id, s.resent_ms));
+            OpKind::Update(Box::new(UpdateOp::new(change, once, now)))
+        };
         let kind = match request {
             Request::WriteOnce {
                 id,
@@ -195,16 +238,7 @@ impl Ops {
             } => match self.records.arrived(id, ctx.now) {
                 Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
                 Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
-                Seen::Stale => {
-                    let text = format!(
-                        "write {} of client {:x} is below the client's own acked mark {}; not \
-                         applied",
-                        id.seq, id.client, id.acked
-                    );
-                    return ctx
-                        .out
-                        .send(conn, req_id, Body::error(ErrorCode::BadRequest, text));
-                }
+                Seen::Stale => return ctx.out.send(conn, req_id, below_acked(id)),
             },
             Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
             Request::Read { .. } => OpKind::Read(ReadOp::default()),
@@ -501,7 +535,8 @@ impl Ops {
     /// Start again the writes that waited for slaves (one registered, or the grace ended).
     pub fn restart_deferred(&mut self, ctx: &mut Ctx) {
         for id in std::mem::take(&mut self.deferred) {
-            // The slot may have been reused: only a started write without a version is ours.
+            // The slot may have been reused (the id may even be here twice: a deferred op that
+            // timed out, and the one in its slot): only a started write still waiting is ours.
             let waiting = self.slab.get(id).is_some_and(|op| {
                 op.started
                     && op.is_open()
@@ -637,10 +672,11 @@ impl Ops {
                 self.on_fetched(ctx, req, from, Some((version, value)))
             }
             Body::NotFound => self.on_fetched(ctx, req, from, None),
-            Body::Recalled { held, stored } => {
+            Body::Recalled { held, stored, kept } => {
                 if let Some(s) = self.subs.take_answer(req, from, ctx.timers) {
-                    let subs = &mut self.subs;
-                    let step = self.slab[s.op].recalled(s.op, ctx, subs, req, from, held, stored);
+                    let (subs, spread) = (&mut self.subs, &mut self.spread);
+                    let recall = (held, stored, kept);
+                    let step = self.slab[s.op].recalled(s.op, ctx, subs, spread, req, from, recall);
                     self.apply(ctx.timers, s.op, step);
                 }
             }
@@ -664,4 +700,13 @@ impl Ops {
             }
         }
     }
+}
+
+/// The answer to an exactly-once request numbered below its client's own `acked` mark.
+fn below_acked(id: WriteId) -> Body {
+    let text = format!(
+        "write {} of client {:x} is below the client's own acked mark {}; not applied",
+        id.seq, id.client, id.acked
+    );
+    Body::error(ErrorCode::BadRequest, text)
 }

@@ -166,22 +166,27 @@ impl Op {
         id: OpId,
         ctx: &mut Ctx,
         subs: &mut SubTable,
+        spread: &mut ReadSpread,
         sub: u64,
         from: SlaveIdx,
-        held: u64,
-        stored: u64,
+        recall: (u64, u64, Option<Vec<u8>>),
     ) -> Step {
         let (r, kind) = self.split(id);
         match kind {
-            OpKind::Write(w) => w.recalled(&r, ctx, subs, sub, from, held, stored),
+            OpKind::Write(w) => {
+                let (held, stored, kept) = recall;
+                w.recalled(&r, ctx, subs, sub, from, held, stored, kept)
+            }
+            OpKind::Update(u) => u.recalled(&r, ctx, subs, spread, sub, from, recall),
             _ => Step::Wait,
         }
     }
 
-    /// The writer of an exactly-once write.
+    /// The writer of an exactly-once write (WRITE_ONCE, or a SET, DELETE or INCR in ONCE).
     pub fn writer(&self) -> Option<dsm_wire::WriteId> {
         match &self.kind {
             OpKind::Write(w) => w.writer(),
+            OpKind::Update(u) => u.writer(),
             _ => None,
         }
     }
@@ -242,10 +247,16 @@ impl Op {
 /// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
 /// again it would take effect a second time, after whatever was written in between; so it is
 /// answered TIMEOUT, outcome unknown, and the client does not resend it. An exactly-once
-/// write may be sent again (the next primary finds out whether it was applied): NOT_PRIMARY.
+/// write (WRITE_ONCE, or a SET, DELETE or INCR sent in ONCE) may be sent again (the next
+/// primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
+    let once = match kind {
+        OpKind::Write(w) => w.writer().is_some(),
+        OpKind::Update(u) => u.writer().is_some(),
+        _ => false,
+    };
     match kind {
-        OpKind::Write(w) if w.writer().is_some() => {
+        OpKind::Write(_) | OpKind::Update(_) if once => {
             // `TAKEN` opens the reason, after the primary's address if `why` names it.
             let (named, reason) = match dsm_wire::primary_named(why) {
                 Some(addr) => (Some(addr), why.split_once("; ").map_or("", |(_, r)| r)),

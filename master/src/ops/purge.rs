@@ -84,13 +84,7 @@ impl PurgeOp {
             debug!("a tombstone stays: a slave did not confirm its PURGE");
             return Step::Done(Body::Ok);
         }
-        ctx.keys.remove(op.key);
-        ctx.doubts.settled(op.key);
-        if let Some(stream) = ctx.stream.as_deref_mut() {
-            stream.push(dsm_wire::SyncEvent::Gone {
-                key: op.key.to_vec(),
-            });
-        }
+        ctx.forget(op.key);
         Step::Done(Body::Ok)
     }
 }

@@ -378,7 +378,15 @@ impl ReadOp {
                 Step::Done(found(self.versioned, version, value))
             }
             None => {
-                ctx.doubts.settled(op.key);
+                // Every slave that may hold it answered, and none does (not even a tombstone):
+                // an entry left in the map (a collected DELETE whose end this master never
+                // heard) would decide the next change as if the key existed.
+                if ctx.keys.get_hashed(op.hash, op.key).is_some() {
+                    info!("probe found a key the map has on no slave: forgetting it");
+                    ctx.forget(op.key);
+                } else {
+                    ctx.doubts.settled(op.key);
+                }
                 Step::Done(Body::NotFound)
             }
         }

@@ -2,9 +2,13 @@
 //! optionally compare-and-set), DELETE (a tombstone) and INCR. Each runs alone in its key's
 //! queue, like a WRITE, so what it reads of the key cannot change before it writes: the
 //! master decides a compare-and-set from its key map with no extra round trip, and reads the
-//! value first only for INCR, or when the map may be wrong about the key (a probe).
+//! value first only for INCR, or when the map may be wrong about the key (a probe). Sent
+//! exactly-once (ONCE), its STOREs name the writer, and one sent again first asks the slaves
+//! whether an earlier copy took effect (RECALL, as for WRITE_ONCE) before anything is decided.
 
-use dsm_wire::{plain_version, Body, ErrorCode};
+use std::time::Instant;
+
+use dsm_wire::{plain_version, Body, ErrorCode, WriteId};
 
 use crate::ctx::Ctx;
 use crate::keymap::SlaveIdx;
@@ -31,6 +35,8 @@ pub(crate) enum Change {
 
 pub(crate) struct UpdateOp {
     change: Change,
+    /// The writer of an exactly-once change (ONCE).
+    writer: Option<WriteId>,
     phase: Phase,
     /// FETCHes the read phase left unanswered when it decided (a retry to another holder,
     /// a probe's other slaves): still in the sub table until the op ends, so that a late
@@ -41,18 +47,34 @@ pub(crate) struct UpdateOp {
 enum Phase {
     /// Not started, or decided without writing.
     Idle,
+    /// An exactly-once change sent again: asking the slaves whether an earlier copy took
+    /// effect, before deciding anything (a probe-only [`WriteOp`]).
+    Recalling(WriteOp),
     /// Reading the key's value (INCR) or its true version (a doubted key).
     Reading(ReadOp),
     Writing(WriteOp),
 }
 
 impl UpdateOp {
-    pub fn new(change: Change) -> UpdateOp {
+    /// `once`: the writer and `resent_ms` of an exactly-once change (ONCE), arrived `now`.
+    pub fn new(change: Change, once: Option<(WriteId, u32)>, now: Instant) -> UpdateOp {
+        let phase = match once {
+            Some((id, resent_ms)) if resent_ms > 0 => {
+                Phase::Recalling(WriteOp::probe(reply_of(&change), id, resent_ms, now))
+            }
+            _ => Phase::Idle,
+        };
         UpdateOp {
             change,
-            phase: Phase::Idle,
+            writer: once.map(|(id, _)| id),
+            phase,
             read_leftovers: Pending::default(),
         }
+    }
+
+    /// The writer of an exactly-once change.
+    pub fn writer(&self) -> Option<WriteId> {
+        self.writer
     }
 
     /// A write that waits for slaves after a takeover (see [`WriteOp::is_deferred`]).
@@ -65,12 +87,12 @@ impl UpdateOp {
     }
 
     pub fn is_deferred(&self) -> bool {
-        matches!(&self.phase, Phase::Writing(w) if w.is_deferred())
+        matches!(&self.phase, Phase::Writing(w) | Phase::Recalling(w) if w.is_deferred())
     }
 
     pub fn writing(&mut self) -> Option<&mut WriteOp> {
         match &mut self.phase {
-            Phase::Writing(w) => Some(w),
+            Phase::Writing(w) | Phase::Recalling(w) => Some(w),
             _ => None,
         }
     }
@@ -90,12 +112,28 @@ impl UpdateOp {
         subs: &mut SubTable,
         spread: &mut ReadSpread,
     ) -> Step {
+        match &mut self.phase {
+            // A deferred write starting again.
+            Phase::Writing(w) => return w.start(op, ctx, subs),
+            Phase::Recalling(w) => {
+                let step = w.start(op, ctx, subs);
+                return self.after_recall(op, ctx, subs, spread, step);
+            }
+            Phase::Idle | Phase::Reading(_) => {}
+        }
+        self.begin(op, ctx, subs, spread)
+    }
+
+    /// Decide the change: read the key first if it must, else at once from the key map.
+    fn begin(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+    ) -> Step {
         let must_read =
             matches!(self.change, Change::Incr { .. }) || ctx.doubts.needs_probe(op.key, ctx.keys);
-        if let Phase::Writing(w) = &mut self.phase {
-            // A deferred write starting again.
-            return w.start(op, ctx, subs);
-        }
         if must_read {
             let mut read = ReadOp::versioned();
             let step = read.start(op, ctx, subs, spread);
@@ -108,6 +146,45 @@ impl UpdateOp {
             .filter(|e| !e.deleted())
             .map(|e| e.plain());
         self.decide(op, ctx, subs, current, None)
+    }
+
+    /// What the RECALL phase came to: the first answer again, TIMEOUT, or (no earlier copy took
+    /// effect, and none can) on to deciding the change now.
+    fn after_recall(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        step: Step,
+    ) -> Step {
+        match &self.phase {
+            Phase::Recalling(w) if w.recall_clear() => {
+                self.phase = Phase::Idle;
+                self.begin(op, ctx, subs, spread)
+            }
+            _ => step,
+        }
+    }
+
+    /// A slave answered the RECALL of a change sent again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn recalled(
+        &mut self,
+        op: &OpRef,
+        ctx: &mut Ctx,
+        subs: &mut SubTable,
+        spread: &mut ReadSpread,
+        sub: u64,
+        from: SlaveIdx,
+        recall: (u64, u64, Option<Vec<u8>>),
+    ) -> Step {
+        let Phase::Recalling(w) = &mut self.phase else {
+            return Step::Wait;
+        };
+        let (held, stored, kept) = recall;
+        let step = w.recalled(op, ctx, subs, sub, from, held, stored, kept);
+        self.after_recall(op, ctx, subs, spread, step)
     }
 
     /// What the read phase decided: the key's state, or an error that ends the op.
@@ -157,7 +234,10 @@ impl UpdateOp {
         if let Change::Set { value, .. } = &mut self.change {
             *value = Vec::new();
         }
-        let mut write = write;
+        let mut write = match self.writer {
+            Some(id) => write.for_writer(id, ctx.now),
+            None => write,
+        };
         let step = write.start(op, ctx, subs);
         self.phase = Phase::Writing(write);
         step
@@ -234,6 +314,10 @@ impl UpdateOp {
                 self.after_read(op, ctx, subs, step)
             }
             Phase::Writing(w) => w.sub_failed(op, ctx, subs, sub, refusal),
+            Phase::Recalling(w) => {
+                let step = w.sub_failed(op, ctx, subs, sub, refusal);
+                self.after_recall(op, ctx, subs, spread, step)
+            }
             Phase::Idle => Step::Wait,
         }
     }
@@ -245,7 +329,7 @@ impl UpdateOp {
     pub fn timed_out(&mut self, op: &OpRef, ctx: &mut Ctx) -> Body {
         match &mut self.phase {
             Phase::Reading(r) => r.timed_out(op),
-            Phase::Writing(w) => w.timed_out(op, ctx),
+            Phase::Writing(w) | Phase::Recalling(w) => w.timed_out(op, ctx),
             Phase::Idle => Body::error(ErrorCode::Timeout, "deadline passed"),
         }
     }
@@ -253,13 +337,21 @@ impl UpdateOp {
     pub fn take_pending(&mut self, timers: &mut crate::timer::Timers) -> Pending {
         let mut pending = match &mut self.phase {
             Phase::Reading(r) => r.take_pending(timers),
-            Phase::Writing(w) => std::mem::take(&mut w.pending),
+            Phase::Writing(w) | Phase::Recalling(w) => std::mem::take(&mut w.pending),
             Phase::Idle => Pending::default(),
         };
         for &sub in std::mem::take(&mut self.read_leftovers).iter() {
             pending.push(sub);
         }
         pending
+    }
+}
+
+/// How the change is answered once it took effect.
+fn reply_of(change: &Change) -> Reply {
+    match change {
+        Change::Set { .. } | Change::Delete { .. } => Reply::Version,
+        Change::Incr { .. } => Reply::Counter,
     }
 }
 

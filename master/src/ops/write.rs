@@ -58,6 +58,9 @@ pub(crate) struct WriteOp {
     unanswered: bool,
     /// The writer of an exactly-once write (boxed: most writes have none).
     once: Option<Box<Once>>,
+    /// Only asks the slaves whether an earlier copy of an exactly-once SET, DELETE or INCR was
+    /// stored (its own write comes later, from `update.rs`): see [`WriteOp::recall_clear`].
+    probe_only: bool,
 }
 
 /// An exactly-once write's writer, and what the slaves said of an earlier copy of it.
@@ -71,8 +74,14 @@ pub(crate) struct Once {
     asking: bool,
     /// A slave could not say, or could not be asked.
     unsure: bool,
-    /// A slave stored it.
-    stored: bool,
+    /// A slave stored it: the newest version one stored it at (0: none did).
+    stored: u64,
+    /// The value a slave kept with its record (STORE_KEEP: an INCR's new value).
+    kept: Option<Vec<u8>>,
+    /// The answer the write got when it was first applied, rebuilt from what the slaves said.
+    again: Option<Body>,
+    /// Probe only: no slave stored it and none is unsure; the change may be applied now.
+    clear: bool,
     /// The newest version of the key a slave holds, and the slaves holding it.
     held: u64,
     holders: Few<SlaveIdx, 2>,
@@ -104,7 +113,10 @@ impl WriteOp {
                 must_ask: resent_ms > 0,
                 asking: false,
                 unsure: false,
-                stored: false,
+                stored: 0,
+                kept: None,
+                again: None,
+                clear: false,
                 held: 0,
                 holders: Few::default(),
             })),
@@ -117,14 +129,51 @@ impl WriteOp {
         self.once.as_ref().map(|o| o.id)
     }
 
+    /// An exactly-once SET, DELETE or INCR sent again (`reply` says which answer it gets):
+    /// only the RECALL part of a write, before the change is decided. It ends with the
+    /// change's first answer, given again (the slaves stored it), TIMEOUT (they cannot say),
+    /// or [`WriteOp::recall_clear`] (it never took effect).
+    pub fn probe(reply: Reply, id: WriteId, resent_ms: u32, now: Instant) -> WriteOp {
+        let mut w = WriteOp::once(&[], id, resent_ms.max(1), now);
+        w.reply = reply;
+        w.probe_only = true;
+        w
+    }
+
+    /// The STOREs of this write carry the writer `id` (STORE_ONCE; STORE_KEEP for an INCR,
+    /// whose new value is its answer): the write of an exactly-once SET, DELETE or INCR,
+    /// decided after any RECALL.
+    pub fn for_writer(mut self, id: WriteId, now: Instant) -> WriteOp {
+        self.once = Some(Box::new(Once {
+            id,
+            first_sent: now,
+            must_ask: false,
+            asking: false,
+            unsure: false,
+            stored: 0,
+            kept: None,
+            again: None,
+            clear: false,
+            held: 0,
+            holders: Few::default(),
+        }));
+        self
+    }
+
+    /// A probe found that no earlier copy took effect (see [`WriteOp::probe`]).
+    pub fn recall_clear(&self) -> bool {
+        self.probe_only && self.once.as_ref().is_some_and(|o| o.clear)
+    }
+
     /// The tombstone's version, once it is recorded on every copy wanted.
     pub fn recorded_tombstone(&self) -> Option<u64> {
         (self.tombstone && self.full).then_some(self.version)
     }
 
-    /// Deferred after a takeover: it has no version yet.
+    /// Deferred after a takeover: it has no version yet, and nothing out. A write sent again
+    /// that is asking the slaves (RECALL) has no version either, but must not start again.
     pub fn is_deferred(&self) -> bool {
-        self.version == 0
+        self.version == 0 && self.pending.is_empty()
     }
 
     /// Every STORE has been answered (a write waiting for the backup).
@@ -184,6 +233,7 @@ impl WriteOp {
         let (epoch, version) = (ctx.term.epoch, self.version);
         let (key, value) = (op.key.clone(), self.value.clone());
         let writer = self.writer();
+        let keep = self.reply == Reply::Counter;
         let sub = subs.send(ctx, op.id, slave, true, 0, |req_id| match writer {
             Some(id) => Shared::StoreOnce {
                 req_id,
@@ -192,6 +242,7 @@ impl WriteOp {
                 id,
                 key,
                 value,
+                keep,
             },
             None => Shared::Store {
                 req_id,
@@ -239,7 +290,8 @@ impl WriteOp {
         Step::Wait
     }
 
-    /// A slave answered RECALL: it holds `held` of the key, and stored the write at `stored`.
+    /// A slave answered RECALL: it holds `held` of the key, and stored the write at `stored`
+    /// (with `kept`, the value a STORE_KEEP asked it to keep).
     #[allow(clippy::too_many_arguments)]
     pub fn recalled(
         &mut self,
@@ -250,6 +302,7 @@ impl WriteOp {
         from: SlaveIdx,
         held: u64,
         stored: u64,
+        kept: Option<Vec<u8>>,
     ) -> Step {
         self.pending.retain(|&p| p != sub);
         let Some(once) = self.once.as_deref_mut().filter(|o| o.asking) else {
@@ -265,9 +318,17 @@ impl WriteOp {
                 );
                 once.unsure = true;
             }
-            _ => once.stored = true,
+            _ => {
+                if stored >= once.stored {
+                    once.stored = stored;
+                    if kept.is_some() {
+                        once.kept = kept;
+                    }
+                }
+            }
         }
-        if held > once.held {
+        // Compared without the tombstone bit: a tombstone is newer than older values only.
+        if plain_version(held) > plain_version(once.held) {
             once.held = held;
             once.holders = Few::default();
         }
@@ -286,11 +347,30 @@ impl WriteOp {
         }
         let once = self.once.as_deref_mut().expect("an exactly-once write");
         once.asking = false;
-        if once.stored {
+        if once.stored != 0 {
             debug!("write {:?} was applied before: answering it again", once.id);
+            let again = match self.reply {
+                Reply::Plain => Body::Ok,
+                Reply::Version => Body::Written {
+                    version: plain_version(once.stored),
+                },
+                Reply::Counter => match once.kept.take() {
+                    Some(value) => Body::Versioned {
+                        version: plain_version(once.stored),
+                        value,
+                    },
+                    None => {
+                        let text = "a slave stored the INCR but none kept the value it was \
+                                    answered; it happened once, with an unknown result";
+                        Body::error(ErrorCode::Timeout, text)
+                    }
+                },
+            };
+            once.again = Some(again.clone());
             let known = ctx.keys.get_hashed(op.hash, op.key).map(|e| e.version);
-            if known.is_some_and(|v| v >= once.held) || once.holders.is_empty() {
-                return Step::Done(Body::Ok);
+            let known = known.map(plain_version);
+            if known.is_some_and(|v| v >= plain_version(once.held)) || once.holders.is_empty() {
+                return Step::Done(again);
             }
             // The key map is behind what the slaves hold (the write's primary died before it
             // told its standby): make the newest copy the record, through the backup first.
@@ -303,6 +383,10 @@ impl WriteOp {
             let text = "a slave could not say whether an earlier copy of the write was applied \
                         (it restarted, or could not be asked); it may or may not have happened";
             return Step::Done(Body::error(ErrorCode::Timeout, text));
+        }
+        if self.probe_only {
+            once.clear = true;
+            return Step::Wait;
         }
         self.start(op, ctx, subs)
     }
@@ -342,6 +426,10 @@ impl WriteOp {
             return Step::Done(self.failed(version));
         }
         ctx.record(op.hash, op.key, version, &holders);
+        if let Some(again) = self.once.as_ref().and_then(|o| o.again.clone()) {
+            // The newest copy of a write applied before became the record: its first answer.
+            return Step::Done(again);
+        }
         let wanted = ctx.cfg.replicas;
         self.full = holders.len() >= wanted;
         match self.reply {

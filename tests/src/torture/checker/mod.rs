@@ -17,6 +17,7 @@
 //! - a read that did not succeed says nothing and is dropped; a NOT_FOUND read returns the
 //!   initial (missing) state.
 
+pub mod localize;
 pub mod lost;
 pub mod model;
 pub mod shrink;

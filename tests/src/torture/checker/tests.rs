@@ -303,3 +303,30 @@ fn refusals_while_the_cluster_recovers_are_neither_lost_writes_nor_not_found() {
         KeyVerdict::Violation { .. }
     ));
 }
+
+/// The first failing cut is the read that could not be: a write acknowledged, then read back
+/// missing (the lost write exactly_once found), in a history with ops before and after; a
+/// read still running at an earlier cut says nothing there. A history that fits has none.
+#[test]
+fn the_first_failing_cut_is_at_the_read_that_breaks_the_history() {
+    let mut ops = vec![
+        w(1, "a", 0, 10),
+        r(2, Some("a"), 5, 15),
+        w(3, "b", 20, 30),
+        // Running across the cut at 50: its answer is not known there.
+        r(2, Some("c"), 35, 70),
+        w(1, "c", 38, 60),
+        r(3, None, 40, 50),
+        w(1, "d", 80, 90),
+        r(2, Some("d"), 95, 99),
+    ];
+    let (t, witness) = localize::first_failing_cut(&ops, DEFAULT_MAX_STEPS).expect("a cut");
+    assert_eq!(t, 50, "the missing read's completion");
+    assert!(witness
+        .iter()
+        .any(|o| o.kind == Kind::Read && o.value.is_none()));
+    assert!(witness.iter().all(|o| o.invoke_ns <= 50));
+    ops.retain(|o| !(o.kind == Kind::Read && o.value.is_none()));
+    assert_linearizable(&ops);
+    assert_eq!(localize::first_failing_cut(&ops, DEFAULT_MAX_STEPS), None);
+}
