@@ -23,6 +23,8 @@ pub const PEER_SLOTS: usize = 64;
 pub const MAX_CLIENT_MEMORY: usize = 4 * 1024 * 1024;
 /// Default of `--max-buffer-memory`.
 pub const MAX_BUFFER_MEMORY: usize = 16 * 1024 * 1024;
+/// Default of `--stalled-client-ms`.
+pub const STALLED_CLIENT_MS: u64 = 10_000;
 /// Largest frame taken from a connection that has not passed HELLO (and authentication): a
 /// HELLO with a peer id of 128 bytes is about 200.
 pub const UNAUTHENTICATED_MAX_FRAME: usize = 4096;
@@ -59,9 +61,14 @@ pub struct Config {
     /// master reads no more of its requests until it drains.
     pub max_client_memory: usize,
     /// The same for every connection together: queued bytes (to clients, slaves and backups)
-    /// plus the clients' requests in flight. Over it, only clients with nothing in flight
-    /// are read, one request at a time.
+    /// plus the clients' requests in flight and the frames they have begun to send. Over it,
+    /// only clients with nothing in flight are read, one request at a time, and only while the total stays within two largest
+    /// frames more (`share.rs`).
     pub max_buffer_memory: usize,
+    /// While `max_buffer_memory` is spent, a client whose queued replies have not moved for
+    /// this long (its socket full, nothing read off it), or that has sent nothing more of a
+    /// frame it began for this long, is disconnected (`stalls.rs`).
+    pub stalled_client: Duration,
     /// Serve on a non-loopback address without a secret (otherwise refused at start).
     pub insecure: bool,
     /// Run as the backup of the primary whose heartbeat socket is here.
@@ -127,6 +134,7 @@ impl Default for Config {
             peer_slots: PEER_SLOTS,
             max_client_memory: MAX_CLIENT_MEMORY,
             max_buffer_memory: MAX_BUFFER_MEMORY,
+            stalled_client: Duration::from_millis(STALLED_CLIENT_MS),
             insecure: false,
             backup_of: None,
             peers: Vec::new(),

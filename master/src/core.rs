@@ -13,7 +13,7 @@ use crate::ctx::Ctx;
 use crate::disk::MasterState;
 use crate::doubts::Doubts;
 use crate::effect::Effect;
-use crate::ha::stream::Stream;
+use crate::ha::stream::Streams;
 use crate::ha::Roles;
 use crate::handshake::{Gate, Handshakes};
 use crate::idmap::IdMap;
@@ -192,7 +192,7 @@ impl Core {
     /// The request path's view (`stream`: the backup's, if one is attached).
     pub fn ctx<'a>(
         &'a mut self,
-        stream: Option<&'a mut Stream>,
+        stream: Option<&'a mut Streams>,
         settled: bool,
         now: Instant,
     ) -> Ctx<'a> {
@@ -239,7 +239,7 @@ impl Core {
     }
 
     /// Membership's view (`stream`: the backup's, if one is attached).
-    pub fn members<'a>(&'a mut self, stream: Option<&'a mut Stream>, now: Instant) -> Members<'a> {
+    pub fn members<'a>(&'a mut self, stream: Option<&'a mut Streams>, now: Instant) -> Members<'a> {
         Members {
             now,
             cfg: &self.cfg,

@@ -1,6 +1,6 @@
 //! The borrowed context through which the request-path components (operations, sub-requests,
 //! re-replication) act: the clock, the settings, the outbox and timers, the slave table, the
-//! key map and what it may be wrong about, the stream to the backup, and the effects they
+//! key map and what it may be wrong about, the streams to the standbys, and the effects they
 //! leave for `Master` to route. Components take it; none of them holds `Master`.
 
 use std::time::Instant;
@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::doubts::Doubts;
 use crate::effect::Effect;
-use crate::ha::stream::Stream;
+use crate::ha::stream::Streams;
 use crate::keymap::{KeyIndex, SlaveIdx};
 use crate::outbox::Outbox;
 use crate::repair::Repairs;
@@ -25,8 +25,8 @@ pub(crate) struct Ctx<'a> {
     pub slaves: &'a SlaveTable,
     pub keys: &'a mut KeyIndex,
     pub doubts: &'a mut Doubts,
-    /// The backup's stream, on a primary with a backup attached.
-    pub stream: Option<&'a mut Stream>,
+    /// The standbys' streams, on a primary.
+    pub stream: Option<&'a mut Streams>,
     /// A majority knows of every standby the primary last said was out of step, so a write
     /// may be acknowledged without them (`ha/lease.rs`).
     pub settled: bool,
@@ -66,10 +66,16 @@ impl Ctx<'_> {
         self.stream.as_deref_mut().map_or(0, |s| s.intent(key))
     }
 
-    /// Whether the write whose intent went out in the SYNC numbered `seq` may be acknowledged:
-    /// the backup has confirmed it (or there was none to wait for), or the backup has been let
-    /// go and a majority knows it is out of step.
+    /// Whether the write whose intent went out with the flush ticket `seq` may be
+    /// acknowledged: every standby in step has confirmed it (or there was none to wait for),
+    /// and a majority knows of every standby let go as out of step.
     pub fn synced(&self, seq: u64) -> bool {
         self.settled && (seq == 0 || self.stream.as_deref().is_none_or(|s| s.synced(seq)))
+    }
+
+    /// Whether a standby in step attached after the intent with ticket `seq` went out: the
+    /// write must send its intent again (see `ha/stream.rs`).
+    pub fn missed(&self, seq: u64) -> bool {
+        seq != 0 && self.stream.as_deref().is_some_and(|s| s.missed(seq))
     }
 }

@@ -10,7 +10,7 @@
 
 use dsm_wire::Body;
 
-use crate::ha::stream::Stream;
+use crate::ha::stream::Streams;
 use crate::idmap::ConnId;
 use crate::keymap::{KeyIndex, Reported, SlaveIdx};
 use crate::outbox::Outbox;
@@ -32,7 +32,7 @@ pub(crate) struct Reconcile<'a> {
     pub keys: &'a mut KeyIndex,
     pub slaves: &'a SlaveTable,
     pub out: &'a mut Outbox,
-    pub stream: Option<&'a mut Stream>,
+    pub stream: Option<&'a mut Streams>,
     /// Versions from here up were never handed out, so no slave can hold them: serving at a
     /// settled epoch, this master's next version (`Term::handed_out`); recovering (the epoch
     /// is not settled, the map was not kept), the first version of the epoch after the

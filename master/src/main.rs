@@ -256,11 +256,23 @@ fn add_connection_opts(opts: &mut getopts::Options) {
         "",
         "max-buffer-memory",
         &format!(
-            "the same for all connections together (queued bytes, requests in flight); over it \
-             only clients with nothing in flight are read (default {})",
+            "the same for all connections together (queued bytes, requests in flight, frames \
+             begun); over it only clients with nothing in flight are read, one request at a \
+             time, while the total stays within two of the largest frames more (default {})",
             dsm_master::config::MAX_BUFFER_MEMORY
         ),
         "BYTES",
+    );
+    opts.optopt(
+        "",
+        "stalled-client-ms",
+        &format!(
+            "while --max-buffer-memory is spent, disconnect a client whose unsent replies have \
+             not moved for this long, or that has sent nothing more of a frame it began \
+             (default {})",
+            dsm_master::config::STALLED_CLIENT_MS
+        ),
+        "MS",
     );
     opts.optopt(
         "",
@@ -361,6 +373,7 @@ fn config(cli: &Cli, m: &Matches) -> Config {
             as usize,
         max_buffer_memory: cli.positive(m, "max-buffer-memory", d.max_buffer_memory as u64)
             as usize,
+        stalled_client: cli.millis(m, "stalled-client-ms", d.stalled_client),
         insecure: m.opt_present("insecure"),
         backup_of: cli.addr(m, "backup-of"),
         peers: match m.opt_present("peers") {

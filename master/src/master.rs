@@ -123,6 +123,11 @@ impl Master {
         self.ha.role()
     }
 
+    /// Whether this master answers clients at `now`: a primary whose lease holds.
+    pub fn serving(&self, now: Instant) -> bool {
+        self.ha.lease_ok(now)
+    }
+
     /// STATUS counted in one walk over the key map now (tests and sims; the event loop answers
     /// STATUS from a census pass instead, a slice per turn).
     pub fn status(&self) -> Status {
@@ -306,6 +311,34 @@ impl Master {
     /// every client's.
     pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
         self.ops.reserved(conn)
+    }
+
+    /// Bytes reserved by every client's requests in flight.
+    pub fn reserved_total(&self) -> usize {
+        self.ops.reserved_total()
+    }
+
+    /// What reading a client's next request, `frame` (`len` bytes, opcode `op`), would
+    /// reserve at most: a READ the last size seen of its key's value (`key`, if the frame is
+    /// whole), any other request no more than its frame (a WRITE's or SET's value), and at
+    /// least a small value's [`crate::ops::SMALL_RESERVE`]. A frame over the limit is refused
+    /// without reserving anything.
+    pub fn request_cost(&self, op: u8, len: usize, key: Option<&[u8]>) -> usize {
+        let small = crate::ops::SMALL_RESERVE as usize;
+        if len > self.core.cfg.max_frame() {
+            return small;
+        }
+        match key {
+            Some(key) if op == dsm_wire::Opcode::Read as u8 => {
+                self.ops.read_reserve(self.core.keys.hash(key))
+            }
+            _ => len.max(small),
+        }
+    }
+
+    /// The address a connection came from (empty if unknown).
+    pub fn peer_addr(&self, conn: ConnId) -> &str {
+        self.core.peers.addr(conn)
     }
 
     /// Whether the connection is an admitted client (past HELLO and any authentication).
@@ -570,15 +603,20 @@ impl Master {
                 // Recovering, every slave reports what it holds (counted by the recovery).
                 if self.core.doubts.incomplete || stale {
                     let ids: Vec<String> = (supporters.iter())
-                        .filter(|(_, s)| s.voted == Some(true))
+                        .filter(|(_, s)| s.voted == Some(true) && !s.master)
                         .map(|(_, s)| s.id.clone())
                         .collect();
                     self.core.recover_after_takeover(now, &ids);
                 }
-                self.take_supporters(supporters, now);
+                // Recovering, the recovery waits for every slave's report (see take_supporters).
+                let recovering = self.core.recovery.is_some();
+                self.take_supporters(supporters, recovering, now);
                 // Count the voters now: the votes just taken are its lease until renewals.
+                // The voters hear the count and the word on stale masters at once: the first
+                // write waits for a majority to have it.
                 let voters = self.core.voters(self.ha.standbys());
-                self.ha.set_voters(voters);
+                let (ha, roles) = self.roles(now);
+                ha.announce_voters(voters, roles);
                 self.core.changed = true;
             }
             // Stopped being primary: answer no client, keep no slave.
@@ -602,15 +640,31 @@ impl Master {
     fn take_supporters(
         &mut self,
         supporters: Vec<(ConnId, crate::supporter::Supporter)>,
+        recovering: bool,
         now: Instant,
     ) {
         for (conn, s) in supporters {
-            if s.voted != Some(true) {
+            // A standby that voted attaches to us as a standby again: it redials.
+            if s.voted != Some(true) || s.master {
                 self.core.peers.close(conn, &mut self.core.out);
                 continue;
             }
             // One that says we are out of step reports what it holds whatever we asked.
-            let reports = s.inventory || s.stale;
+            let mut reports = s.inventory || s.stale;
+            if recovering && !reports {
+                // Recovering (another voter said we are out of step), the recovery waits for
+                // its report too, which its TAKEOVER did not ask for: a WELCOME asks for it
+                // (a registered slave's store takes one as a request to report).
+                reports = true;
+                let welcome = Body::Welcome {
+                    epoch: self.core.term.epoch,
+                    inventory: true,
+                    standby: false,
+                    lease_ms: self.core.cfg.lease.as_millis() as u32,
+                    proof: None,
+                };
+                self.core.out.send(conn, 0, welcome);
+            }
             let idx = self
                 .members(now)
                 .adopt(conn, &s.id, s.boot, s.seen, reports);
@@ -971,6 +1025,19 @@ impl Master {
             let why = format!("master {} has epoch {}", hello.id, hello.epoch);
             let to = crate::ha::heartbeat_of(&hello.id);
             self.step_down(&why, to, now);
+        }
+        // Another standby that lost the primary, as this one did: its supporter (it votes).
+        let (id, boot) = (&hello.id, hello.boot);
+        if hello.epoch <= self.core.term.epoch
+            && self.ha.support_standby(conn, id, boot, hello.epoch)
+        {
+            self.core.peers.set_kind(conn, Peer::Supporter);
+            let terms = Terms {
+                epoch: self.core.term.epoch,
+                standby: true,
+                ..Terms::default()
+            };
+            return self.core.gate().welcome(conn, hello.req, terms);
         }
         if !self.ha.is_primary() {
             let text = format!("this master is {}, not a primary", self.ha.role().name());

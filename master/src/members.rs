@@ -14,7 +14,7 @@ use log::{info, warn};
 
 use crate::config::Config;
 use crate::effect::Effect;
-use crate::ha::stream::Stream;
+use crate::ha::stream::Streams;
 use crate::handshake::Gate;
 use crate::idmap::{ConnId, IdMap};
 use crate::inventory::{Reconcile, Tally};
@@ -33,7 +33,7 @@ pub(crate) struct Members<'a> {
     pub slaves: &'a mut SlaveTable,
     /// The peer table and outbox, with the handshake's WELCOME.
     pub gate: Gate<'a>,
-    pub stream: Option<&'a mut Stream>,
+    pub stream: Option<&'a mut Streams>,
     pub repairs: &'a mut Repairs,
     pub keys: &'a mut KeyIndex,
     pub timers: &'a mut Timers,

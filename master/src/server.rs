@@ -26,6 +26,8 @@ use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
 use crate::outbox::Out;
+use crate::share::Share;
+use crate::stalls::Stalls;
 use crate::web::{Web, METRICS};
 
 /// Reads (of up to 64 KiB each, or the rest of a large frame) from one connection per turn,
@@ -72,8 +74,13 @@ pub struct Server {
     /// This turn's events, copied out of `events` (kept to reuse its allocation).
     ready: Vec<(Token, bool, bool)>,
     /// Clients we stopped reading because they are over their share of the buffer budget, or
-    /// the budget is spent (see [`Server::over_budget`]).
+    /// the budget is spent (see [`Server::over_budget`]), in the order they were paused. An
+    /// entry whose flag in `is_paused` is down is stale (its connection closed), skipped when
+    /// it comes up.
     paused: Vec<usize>,
+    /// By slab key: whether the connection is in `paused` (membership without a scan, so ten
+    /// thousand paused clients cost a turn no more than their number).
+    is_paused: Vec<bool>,
     /// Bytes queued on every connection and not yet written.
     queued: usize,
     /// Connections left with bytes unread when their budget ran out: edge-triggered polling
@@ -81,12 +88,23 @@ pub struct Server {
     unread: Vec<usize>,
     /// The outbound link to a primary's heartbeat socket (slab key), and whether it connected.
     link: Option<(usize, bool)>,
+    /// Clients whose replies wait in a full socket, and since when (`--stalled-client-ms`).
+    stalls: Stalls,
+    /// By slab key: the length of the frame a client has begun to send and the budgets let in
+    /// (`Server::admit_frame`), until it is decoded; 0 for none.
+    receiving: Vec<usize>,
+    /// Their sum, counted in the budget with what is queued and in flight.
+    receiving_total: usize,
+    /// Clients with such a frame half arrived, and since when no byte of it has.
+    half_sent: Stalls,
     /// Client connections whose queued replies are held back (see the module doc).
     held: Held,
     /// Scratch list of held connections due to be written.
     due: Vec<usize>,
     /// `--metrics`: the HTTP endpoint, whose connections are in `conns` too (`web.rs`).
     web: Option<Web>,
+    /// The buffer budgets (`share.rs`).
+    share: Share,
     cfg: Config,
 }
 
@@ -116,12 +134,23 @@ impl Server {
             dirty: Vec::new(),
             ready: Vec::new(),
             paused: Vec::new(),
+            is_paused: Vec::new(),
             queued: 0,
             unread: Vec::new(),
             link: None,
+            stalls: Stalls::new(cfg.stalled_client),
+            receiving: Vec::new(),
+            receiving_total: 0,
+            half_sent: Stalls::new(cfg.stalled_client),
             held: Held::new(cfg.coalesce),
             due: Vec::new(),
             web,
+            share: Share {
+                client: cfg.max_client_memory,
+                total: cfg.max_buffer_memory,
+                frame: cfg.max_frame(),
+                small: crate::ops::SMALL_RESERVE as usize,
+            },
             cfg,
         })
     }
@@ -191,6 +220,7 @@ impl Server {
         self.census_step();
         self.apply_out();
         self.flush_dirty();
+        self.cut_stalled(Instant::now());
         self.resume_paused();
         self.core.end_turn();
         Ok(())
@@ -227,7 +257,7 @@ impl Server {
         }
         let spin = !self.cfg.spin.is_zero() && self.core.in_flight().1 > 0;
         let mut until = Instant::now() + self.cfg.spin;
-        if let Some(timer) = self.core.next_deadline() {
+        if let Some(timer) = self.next_deadline() {
             until = until.min(timer);
         }
         if !self.held.is_empty() {
@@ -243,10 +273,23 @@ impl Server {
             return Ok(());
         }
         let timeout = self
-            .core
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
         self.poll.poll(&mut self.events, timeout)
+    }
+
+    /// The core's next timer, or, while the buffer budget is spent, when the client stalled
+    /// longest is to be cut off.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let core = self.core.next_deadline();
+        if !self.spent() {
+            return core;
+        }
+        [self.stalls.next_deadline(), self.half_sent.next_deadline()]
+            .into_iter()
+            .flatten()
+            .chain(core)
+            .min()
     }
 
     /// Take every connection waiting. Clients are capped when they say HELLO (`--max-conns`);
@@ -326,13 +369,23 @@ impl Server {
         }
         let mut got = 0;
         for _ in 0..READS_PER_TURN {
+            if !self.admit_frame(key) {
+                return;
+            }
             match self.conns[key].read_some() {
-                Io::Done(n) => got += n,
+                Io::Done(n) => {
+                    got += n;
+                    self.half_sent.moved(key);
+                }
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
             if !self.decode(key) {
                 return;
+            }
+            if self.receiving(key) > 0 {
+                // Part of an admitted frame is in, the rest still to come.
+                self.half_sent.blocked(key, Instant::now());
             }
             self.apply_out();
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
@@ -348,15 +401,56 @@ impl Server {
         }
     }
 
+    /// Before more of a client's bytes are read: a frame it has begun to send (its header is
+    /// in, the rest is not) is let in whole if the budgets allow its length as they would its
+    /// request (`share.rs`), and counted until it is decoded; otherwise the client is paused,
+    /// its bytes left in its socket. So a frame's bytes are in the budget from its header on,
+    /// and clients that each send most of a large frame and stop hold no more than the slack
+    /// (they are cut off after `--stalled-client-ms`). Without a header in, or for a frame let
+    /// in already, reading goes on (at most one chunk of 64 KiB). `false`: paused.
+    fn admit_frame(&mut self, key: usize) -> bool {
+        if self.receiving(key) > 0 || !self.core.is_client(key) {
+            return true;
+        }
+        let Some((_, len)) = self.conns[key].peek_header() else {
+            return true;
+        };
+        // Over the frame limit: skipped as it arrives, never buffered (`decode`).
+        if len > self.cfg.max_frame() {
+            return true;
+        }
+        if self.over_budget(key) {
+            if !self.paused(key) {
+                debug!(
+                    "connection {key}: a frame of {len} bytes begun over the budget, pausing reads"
+                );
+                self.pause(key);
+            }
+            return false;
+        }
+        if self.receiving.len() <= key {
+            self.receiving.resize(key + 1, 0);
+        }
+        self.receiving[key] = len;
+        self.receiving_total += len;
+        true
+    }
+
+    /// The length of the frame let in for `key` and not yet decoded (0: none).
+    fn receiving(&self, key: usize) -> usize {
+        self.receiving.get(key).copied().unwrap_or(0)
+    }
+
     /// Hand the whole frames buffered to the core. `false`: the connection is gone, or it is
     /// a client over its budget (paused: the rest stays buffered, and no more is read).
     fn decode(&mut self, key: usize) -> bool {
         let now = Instant::now();
         loop {
-            if self.over_budget(key) {
-                if !self.paused.contains(&key) {
+            // A frame let in from its header on is taken without asking again.
+            if self.receiving(key) == 0 && self.over_budget(key) {
+                if !self.paused(key) {
                     debug!("connection {key}: over its share of the buffer budget, pausing reads");
-                    self.paused.push(key);
+                    self.pause(key);
                 }
                 return false;
             }
@@ -364,6 +458,11 @@ impl Server {
             let limited = conn.max_frame() < self.cfg.max_frame();
             match conn.next_decoded() {
                 Ok(Some(decoded)) => {
+                    // The frame let in, if any, is this one: its bytes are now the request's.
+                    if let Some(len) = self.receiving.get_mut(key).filter(|n| **n > 0) {
+                        self.receiving_total -= std::mem::take(len);
+                        self.half_sent.moved(key);
+                    }
                     self.core.on_decoded(key, decoded, now);
                     if limited && self.core.identified(key) {
                         self.conns[key].set_max_frame(self.cfg.max_frame());
@@ -401,27 +500,83 @@ impl Server {
         }
     }
 
-    /// Whether a client may not have another request read now: what it has queued and in
-    /// flight is over `--max-client-memory`, or everyone's is over `--max-buffer-memory`. A
-    /// client with nothing queued or in flight may still send one, so clients that hold their
-    /// share by not reading cannot starve the others (each of those holds at most about one
-    /// reply beyond the budget: the rest waits in its socket).
+    /// Whether a client may not have another request read now, by the budgets (`share.rs`):
+    /// what it holds (replies queued for it, what its requests in flight may bring back) and
+    /// what everyone's do, and, over the global budget, what its next request would reserve.
     fn over_budget(&self, key: usize) -> bool {
         if !self.core.is_client(key) {
             return false;
         }
-        let (mine, all) = self.core.reserved(key);
-        let own = self.conns[key].pending() + mine;
-        own > 0
-            && (own >= self.cfg.max_client_memory
-                || self.queued + all >= self.cfg.max_buffer_memory)
+        let total = self.total();
+        let conn = &self.conns[key];
+        let cost = || {
+            let (op, len) = conn.peek_header()?;
+            let read_key = match op == Opcode::Read as u8 {
+                true => conn.peek_read_key(),
+                false => None,
+            };
+            Some(self.core.request_cost(op, len, read_key))
+        };
+        !self.share.may_read(self.holds(key), total, cost)
+    }
+
+    /// Whether everything queued and in flight is at or over `--max-buffer-memory`.
+    fn spent(&self) -> bool {
+        self.total() >= self.cfg.max_buffer_memory
+    }
+
+    /// What the budget counts: bytes queued on every connection, what clients' requests in
+    /// flight may bring back, and the frames clients have begun to send and were let in.
+    fn total(&self) -> usize {
+        self.queued + self.core.reserved_total() + self.receiving_total
+    }
+
+    /// While the buffer budget is spent, cut off every client whose replies have not moved for
+    /// `--stalled-client-ms` (its socket full, nothing read off it). Only clients are ever
+    /// stalled (`Server::flush`): slaves and backups never are. A client cut off is closed as
+    /// if it had hung up: its WRITEs in flight go on without it.
+    fn cut_stalled(&mut self, now: Instant) {
+        if !self.spent() {
+            return;
+        }
+        while let Some(key) = self.stalls.due(now) {
+            let why = format!(
+                "{} bytes of replies unread for {} ms while the master's buffers are spent \
+                 (--max-buffer-memory {}, --stalled-client-ms {})",
+                self.conns.get(key).map_or(0, |c| c.pending()),
+                self.stalls.stalled_for(key, now).as_millis(),
+                self.cfg.max_buffer_memory,
+                self.cfg.stalled_client.as_millis()
+            );
+            warn!(
+                "closing client connection {key} from {}: {why}",
+                self.core.peer_addr(key)
+            );
+            self.close(key, &why, true);
+        }
+        while let Some(key) = self.half_sent.due(now) {
+            let why = format!(
+                "{} bytes of a {}-byte frame received, none for {} ms while the master's buffers \
+                 are spent (--max-buffer-memory {}, --stalled-client-ms {})",
+                self.conns.get(key).map_or(0, |c| c.unread()),
+                self.receiving(key),
+                self.half_sent.stalled_for(key, now).as_millis(),
+                self.cfg.max_buffer_memory,
+                self.cfg.stalled_client.as_millis()
+            );
+            warn!(
+                "closing client connection {key} from {}: {why}",
+                self.core.peer_addr(key)
+            );
+            self.close(key, &why, true);
+        }
     }
 
     /// Go on reading the connections whose budget ran out last turn.
     fn read_unread(&mut self) {
         for key in std::mem::take(&mut self.unread) {
             let connecting = self.link == Some((key, false));
-            if self.conns.contains(key) && !self.paused.contains(&key) && !connecting {
+            if self.conns.contains(key) && !self.paused(key) && !connecting {
                 self.read(key);
             }
         }
@@ -559,8 +714,15 @@ impl Server {
         let before = conn.pending();
         let result = conn.flush_and_rearm(self.poll.registry(), Token(key));
         self.queued -= before - conn.pending();
-        if conn.take_progress() {
+        let moved = conn.take_progress();
+        if moved {
             self.core.on_progress(key, Instant::now());
+        }
+        if moved || conn.pending() == 0 {
+            self.stalls.moved(key);
+        }
+        if result == Io::WouldBlock && conn.pending() > 0 && self.core.is_client(key) {
+            self.stalls.blocked(key, Instant::now());
         }
         match result {
             Io::Closed => self.close(key, "write failed", true),
@@ -575,24 +737,59 @@ impl Server {
         }
     }
 
+    fn paused(&self, key: usize) -> bool {
+        self.is_paused.get(key).copied().unwrap_or(false)
+    }
+
+    fn pause(&mut self, key: usize) {
+        if self.is_paused.len() <= key {
+            self.is_paused.resize(key + 1, false);
+        }
+        self.is_paused[key] = true;
+        self.paused.push(key);
+    }
+
+    /// Read the paused clients that may go on, in the order they were paused, except that
+    /// those with nothing queued or in flight come first: room freed by cutting off a client
+    /// that does not read goes to clients that read their replies before it goes back to
+    /// clients that hold some unread.
     fn resume_paused(&mut self) {
         if self.paused.is_empty() {
             return;
         }
-        let ready: Vec<usize> = self
-            .paused
-            .iter()
-            .copied()
-            .filter(|&k| !self.conns.contains(k) || !self.over_budget(k))
-            .collect();
-        self.paused.retain(|k| !ready.contains(k));
+        let (mut ready, mut again) = (Vec::new(), Vec::new());
+        for key in std::mem::take(&mut self.paused) {
+            // Stale (closed), or a second entry for one key (a slab key reused).
+            if !self.paused(key) {
+                continue;
+            }
+            self.is_paused[key] = false;
+            if !self.conns.contains(key) {
+                continue;
+            }
+            match self.over_budget(key) {
+                true => again.push(key),
+                false => ready.push(key),
+            }
+        }
+        for key in again {
+            self.pause(key);
+        }
+        ready.sort_by_key(|&k| self.holds(k) > 0);
         for key in ready {
-            if self.conns.contains(key) {
+            if self.conns.contains(key) && !self.paused(key) {
                 self.read(key);
             }
         }
         self.apply_out();
         self.flush_dirty();
+    }
+
+    /// What a client has queued, in flight, and on its way in.
+    fn holds(&self, key: usize) -> usize {
+        self.conns.get(key).map_or(0, |c| c.pending())
+            + self.core.reserved(key).0
+            + self.receiving(key)
     }
 
     /// Take waiting `--metrics` connections into the slab (closing the oldest at the cap).
@@ -643,7 +840,14 @@ impl Server {
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.queued -= conn.pending();
-        self.paused.retain(|&k| k != key);
+        self.stalls.moved(key);
+        self.half_sent.moved(key);
+        if let Some(len) = self.receiving.get_mut(key) {
+            self.receiving_total -= std::mem::take(len);
+        }
+        if let Some(flag) = self.is_paused.get_mut(key) {
+            *flag = false;
+        }
         self.unread.retain(|&k| k != key);
         // Frames the core queued for this peer earlier in the turn (a STORE for a slave whose
         // EOF came later in the same batch of events) must not reach whoever gets this slab

@@ -1,15 +1,19 @@
-//! A slave that lost its primary and came to this standby: what the standby knows of it
-//! until an election decides (see `ha/election.rs`). Its own file because the election hands
+//! A voter that lost its primary and came to this standby (a slave, or another standby on
+//! our heartbeat socket): what the standby knows of it until an election decides (see
+//! `ha/election.rs`). Its own file because the election hands
 //! supporters to `Master` in an [`crate::effect::Effect`].
 
 use std::time::Instant;
 
 use dsm_wire::Body;
 
-/// A slave supporting this standby.
+/// A slave or a standby supporting this standby.
 #[derive(Debug, Clone)]
 pub(crate) struct Supporter {
     pub id: String,
+    /// Another standby master (by its HELLO's id), not a slave: once we are elected it
+    /// attaches to us as a standby instead of serving as a slave.
+    pub master: bool,
     pub boot: u64,
     /// The highest epoch it said (in its HELLO) it had seen.
     pub seen: u64,

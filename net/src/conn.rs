@@ -289,6 +289,26 @@ impl Conn {
         }
     }
 
+    /// The opcode and length of the next frame, without taking it, once its header is in
+    /// (not while a refused frame is being skipped).
+    pub fn peek_header(&self) -> Option<(u8, usize)> {
+        match self.oversize() {
+            Oversize::Header { op, len, .. } if self.skip == 0 => Some((op, len)),
+            _ => None,
+        }
+    }
+
+    /// The key of the next frame, without taking it, if it is a whole READ.
+    pub fn peek_read_key(&self) -> Option<&[u8]> {
+        if self.skip > 0 {
+            return None;
+        }
+        match decode_borrowed(&self.rbuf[self.rpos..self.rend], self.max_frame) {
+            Ok(Some((Decoded::Ref(_, BodyRef::Read { key }), _))) => Some(key),
+            _ => None,
+        }
+    }
+
     /// The bytes received and not yet taken, for a protocol other than frames (`http.rs`).
     pub fn received(&self) -> &[u8] {
         &self.rbuf[self.rpos..self.rend]
@@ -451,14 +471,17 @@ impl Conn {
         self.blocked = false;
         self.wbuf.clear();
         self.wpos = 0;
+        // A buffer a large reply grew is given back whole: shrunk in place, it would leave a
+        // hole the next large reply does not fit in, and a master serving many connections
+        // large values would keep a hole per connection (300 clients that each asked one 1 MiB
+        // value, the kernel taking all of each reply, grew a debug master by 72-90 MB that way;
+        // given back whole, by 22-26 MB, mostly their 64 KiB read buffers).
         if self.wbuf.capacity() > 4 * READ_CHUNK {
-            // Freed and replaced, not shrunk in place: glibc serves a buffer this large with
-            // mmap, and `realloc` to shrink and regrow it is an `mremap` that returns the pages
-            // and faults fresh zeroed ones in for the next large frame (with 1 MB values, 500
-            // page faults per WRITE on the master, a third of its CPU). A `free` of such a block
-            // instead raises glibc's mmap threshold past it, so the next one comes from the
-            // heap, where freed memory is reused.
-            self.wbuf = Vec::with_capacity(READ_CHUNK);
+            // (And freed, not shrunk with `realloc`: glibc serves a block this large with mmap,
+            // and a shrink and regrow is an `mremap` that faults fresh zeroed pages in for each
+            // large frame: with 1 MB values, 500 page faults per WRITE on the master. A `free`
+            // raises glibc's mmap threshold past it, so the next one comes from the heap.)
+            self.wbuf = Vec::new();
         }
         Io::Done(written)
     }

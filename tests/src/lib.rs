@@ -85,6 +85,10 @@ pub struct ClusterOpts {
     /// Start a backup master (`--backup-of` the primary's heartbeat socket) and give the
     /// slaves both listen addresses, primary first.
     pub backup: bool,
+    /// With `backup`: this many more standbys (`--backup-of` the primary, named `standby2`,
+    /// `standby3`, as [`MasterId::standby`] numbers them), each in the slaves' list after the
+    /// backup.
+    pub more_standbys: usize,
     /// Hold two ports for a backup that the test starts later with [`Cluster::start_backup`],
     /// and give the slaves its listen address already. Ignored with `backup`.
     pub reserve_backup: bool,
@@ -114,6 +118,7 @@ impl Default for ClusterOpts {
             replicas: 2,
             master_args: Vec::new(),
             backup: false,
+            more_standbys: 0,
             reserve_backup: false,
             secret: None,
             hosts: None,
@@ -215,6 +220,12 @@ impl Cluster {
             let following = Some(cluster.primary_heartbeat());
             let backup = cluster.spawn_master("backup", listen, heartbeat, following);
             cluster.masters.push(backup);
+            const NAMES: [&str; 2] = ["standby2", "standby3"];
+            assert!(opts.more_standbys <= NAMES.len(), "at most 2 more standbys");
+            for name in &NAMES[..opts.more_standbys] {
+                let standby = cluster.spawn_master(name, any, any, following);
+                cluster.masters.push(standby);
+            }
         } else if opts.reserve_backup {
             cluster.reserve_backup();
         }
@@ -233,7 +244,9 @@ impl Cluster {
             },
         );
         if opts.backup {
-            cluster.wait_backup_synced(MasterId::BACKUP, STARTUP);
+            for i in 1..cluster.masters.len() {
+                cluster.wait_backup_synced(MasterId::from_index(i), STARTUP);
+            }
         }
         cluster
     }

@@ -21,6 +21,11 @@ impl MasterId {
     /// Exists with `ClusterOpts::backup`, or `reserve_backup` (started by `start_backup`).
     pub const BACKUP: MasterId = MasterId(1);
 
+    /// The `n`th standby started with `ClusterOpts::more_standbys` (`n` from 2).
+    pub fn standby(n: usize) -> MasterId {
+        MasterId(n)
+    }
+
     pub(crate) fn from_index(i: usize) -> MasterId {
         MasterId(i)
     }

@@ -554,3 +554,87 @@ fn second_failover(cluster: &mut Cluster, c: &mut Client) {
         "STATUS in epoch 3: {s:?}"
     );
 }
+
+/// Three masters (a primary and two standbys, each only `--backup-of` the primary) and 3
+/// slaves: six voters. kill -9 of the primary: one standby is elected, and the other follows it
+/// by itself (it learnt of it from the primary's stream). kill -9 of the new primary: the
+/// third master is elected by the three slaves (four of six), and every acknowledged write
+/// reads back through it.
+#[test]
+fn three_masters_survive_two_primaries_killed_one_after_the_other() {
+    const KEYS: usize = 200;
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        more_standbys: 1,
+        ..Default::default()
+    });
+    let standbys = [MasterId::BACKUP, MasterId::standby(2)];
+    let mut c = cluster.ha_client();
+    batch_write(&mut c, "sentinel", KEYS);
+
+    cluster.kill_primary();
+    let (first, other) = wait_new_primary(&cluster, &standbys);
+    write_keys(&mut c, "epoch2", 20);
+    wait_following(&cluster, other, first);
+    // A slave may have supported the standby that lost for a while: the reads wait for it.
+    wait_whole(&cluster, first);
+    check_keys(&mut c, "sentinel", KEYS, "after the first failover");
+
+    cluster.kill_master(first);
+    let (second, _) = wait_new_primary(&cluster, &[other]);
+    assert_eq!(second, other);
+    wait_whole(&cluster, second);
+    batch_check(&mut c, "sentinel", KEYS, "after the second failover");
+    check_keys(&mut c, "epoch2", 20, "after the second failover");
+    write_keys(&mut c, "epoch3", 10);
+    check_keys(&mut c, "epoch3", 10, "written through the third master");
+    assert_eq!(c.master(), cluster.master_listen(second));
+    let s = cluster.status_of(cluster.master_listen(second));
+    assert!(s.epoch >= 3, "the third master's STATUS: {s:?}");
+    assert_eq!(s.keys, (KEYS + 20 + 10) as u64, "STATUS: {s:?}");
+}
+
+/// Wait until one of `among` says it is primary; returns it and (if any) another of them.
+fn wait_new_primary(cluster: &Cluster, among: &[MasterId]) -> (MasterId, MasterId) {
+    let mut elected = None;
+    wait_until(TAKEOVER, "a standby to take over", || {
+        elected = among.iter().copied().find(|&m| {
+            (cluster.try_status_of(cluster.master_listen(m)))
+                .is_ok_and(|s| s.role == ServerRole::Primary)
+        });
+        elected.is_some()
+    });
+    let new = elected.expect("set when the wait ends");
+    let other = among.iter().copied().find(|&m| m != new).unwrap_or(new);
+    (new, other)
+}
+
+/// Wait until primary `id` has the 3 slaves live and no key under-replicated.
+fn wait_whole(cluster: &Cluster, id: MasterId) {
+    let addr = cluster.master_listen(id);
+    let what = "the new primary to have 3 live slaves and no under-replicated key";
+    wait_until(TAKEOVER, what, || {
+        (cluster.try_status_of(addr))
+            .is_ok_and(|s| dsm_tests::live_count(&s) == 3 && s.under_replicated == 0)
+    });
+}
+
+/// Wait until master `id` is a standby of `primary`, in step with every key it has.
+fn wait_following(cluster: &Cluster, id: MasterId, primary: MasterId) {
+    let (addr, p) = (cluster.master_listen(id), cluster.master_listen(primary));
+    wait_until(
+        TAKEOVER,
+        "the other standby to follow the new primary",
+        || {
+            let (Ok(b), Ok(s)) = (cluster.try_status_of(addr), cluster.try_status_of(p)) else {
+                return false;
+            };
+            b.role == ServerRole::Backup
+                && b.epoch == s.epoch
+                && b.keys == s.keys
+                && b.backup == dsm_wire::BackupLink::InStep
+        },
+    );
+}

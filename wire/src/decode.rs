@@ -405,6 +405,7 @@ fn sync_event(r: &mut Reader<'_>) -> Result<SyncEvent, WireError> {
         },
         2 => SyncEvent::SlaveDown { id: r.string()? },
         5 => SyncEvent::SlaveLost { id: r.string()? },
+        7 => SyncEvent::Standby { id: r.string()? },
         3 => {
             let key = r.bytes()?;
             let version = r.u64()?;

@@ -413,6 +413,10 @@ fn put_sync_event(out: &mut Vec<u8>, e: &SyncEvent) {
             out.push(5);
             put_string(out, id);
         }
+        SyncEvent::Standby { id } => {
+            out.push(7);
+            put_string(out, id);
+        }
         SyncEvent::Key {
             key,
             version,

@@ -282,6 +282,9 @@ pub enum SyncEvent {
     Intent { key: Vec<u8> },
     /// The key's tombstone was collected: the key is forgotten (see DELETE).
     Gone { key: Vec<u8> },
+    /// A standby of this primary (by its id: heartbeat address, then client address): the
+    /// standbys learn of each other, to vote for each other when the primary is gone.
+    Standby { id: String },
 }
 
 /// Every message the system exchanges. The opcode byte of each is [`Body::opcode`].
@@ -424,13 +427,14 @@ pub enum Body {
         version: u64,
         key: Vec<u8>,
     },
-    /// Master → a slave supporting it: this master takes over as primary at `epoch` (the
-    /// slave's vote is asked); `inventory` and `lease_ms` as in WELCOME. Answered VOTE.
+    /// Master → a slave or standby supporting it: this master takes over as primary at
+    /// `epoch` (the supporter's vote is asked); `inventory` and `lease_ms` as in WELCOME.
+    /// Answered VOTE.
     Takeover {
         epoch: u64,
         inventory: bool,
         lease_ms: u32,
-        /// The master's id: the one it gives the primary it follows, as STALE names it.
+        /// The master's heartbeat address, as STALE names masters.
         id: String,
         /// The cluster's voters as this master counts them (the masters and the slaves of the
         /// roster): a slave told of more by its primary (STALE) refuses its vote.

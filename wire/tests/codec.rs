@@ -456,6 +456,9 @@ fn samples() -> Vec<Frame> {
                 },
                 SyncEvent::Intent { key: vec![0xff; 3] },
                 SyncEvent::Gone { key: b"g".to_vec() },
+                SyncEvent::Standby {
+                    id: "127.0.0.1:7003 127.0.0.1:7002".into(),
+                },
             ],
         },
         Body::SyncAck,
@@ -1354,7 +1357,7 @@ fn an_event_count_the_body_cannot_hold_is_malformed_without_allocating_for_it() 
 
 #[test]
 fn bad_sync_bytes_are_malformed() {
-    for tag in [0u8, 7, 0xff] {
+    for tag in [0u8, 8, 0xff] {
         let mut body = sync_head(1, 1);
         body.extend_from_slice(&[tag, 0, 0]);
         assert_eq!(

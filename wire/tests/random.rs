@@ -253,7 +253,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
             next_version: rng.u64(),
             complete: rng.one_in(2),
             events: (0..rng.below(6))
-                .map(|_| match rng.below(6) {
+                .map(|_| match rng.below(7) {
                     0 => SyncEvent::SlaveUp {
                         id: rng.string(),
                         boot: rng.u64(),
@@ -266,6 +266,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
                         holders: (0..rng.below(4)).map(|_| rng.string()).collect(),
                     },
                     5 => SyncEvent::Gone { key: rng.bytes(16) },
+                    6 => SyncEvent::Standby { id: rng.string() },
                     _ => SyncEvent::Intent { key: rng.bytes(16) },
                 })
                 .collect(),

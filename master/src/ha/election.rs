@@ -1,5 +1,7 @@
 //! A standby's side of an election (the design is in `mod.rs`). Slaves that lost their
-//! primary come to a standby, which WELCOMEs them as *supporters*. The standby *withdraws* its
+//! primary come to a standby, which WELCOMEs them as *supporters*; so do other standbys that
+//! lost it (over their link, on our heartbeat socket), and they vote under the slaves' rules
+//! ([`Election::grant`]). The standby *withdraws* its
 //! own promise to the primary (it stops answering the primary's PINGs) once the primary is
 //! silent or it and its supporters are a majority; once its last promise has run out, it counts itself. With
 //! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
@@ -31,6 +33,8 @@ struct Campaign {
     epoch: u64,
     /// When TAKEOVER was last sent to the supporters that have not granted their vote.
     asked_at: Instant,
+    /// Not elected by then (a split vote, say), it gives up and tries a higher epoch.
+    give_up_at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +47,19 @@ pub(crate) struct Election {
     campaign: Option<Campaign>,
     /// The most voters any supporter's VOTE said its primary counted.
     learned: usize,
+    /// The highest epoch this standby campaigned at or granted its vote for: it grants no
+    /// other at or below it (one vote per epoch).
+    pub voted: u64,
+    /// The voters its primary counted, and the standbys it said are out of step (its STALE).
+    pub told: usize,
+    stale_gen: u64,
+    stale_ids: Vec<String>,
+    /// Having voted for another standby, this one starts no campaign of its own before then
+    /// (or the two would outbid each other for ever).
+    quiet_until: Option<Instant>,
+    /// Draws of [`Election::jitter`] so far, and what makes them differ between masters.
+    draws: u64,
+    seed: u64,
 }
 
 /// What the standby must do after a tick or a VOTE.
@@ -53,9 +70,29 @@ pub(crate) enum Next {
     Ask(u64, Vec<ConnId>),
     /// Elected at this epoch.
     Elected(u64),
+    /// The campaign failed in time: these supporters voted and serve us at its epoch; let
+    /// them go (they look for a master again, and may vote at a higher epoch).
+    Release(Vec<ConnId>),
 }
 
 impl Election {
+    /// With `seed` for its random draws (see [`Election::jitter`]).
+    pub fn with_seed(seed: u64) -> Election {
+        Election {
+            seed,
+            ..Election::default()
+        }
+    }
+
+    /// For `pause` and up to as much again (drawn), start no campaign that counts on other
+    /// standbys' votes: a primary that just stepped down leaves the election its departure
+    /// starts to the standbys that followed it (a campaign of its own at a higher epoch would
+    /// depose the winner once its voters reach it), unless slaves alone elect it.
+    pub fn hold_back(&mut self, now: Instant, pause: Duration) {
+        let quiet = pause.mul_f64(1.0 + self.jitter());
+        self.quiet_until = Some(now + quiet);
+    }
+
     /// The primary PINGed us: promise it our support for `lease` (answer the PING), unless
     /// withdrawn.
     pub fn promise(&mut self, now: Instant, lease: Duration) -> bool {
@@ -74,24 +111,27 @@ impl Election {
         }
     }
 
-    /// The primary is back and nobody needs us: promise it again.
+    /// The primary is heard on a link open to it and we are not campaigning (the supporters
+    /// we have, if any, are no majority: see `Follow::on_heartbeat`): promise it again.
     pub fn rejoin(&mut self) {
-        if self.withdrawn && self.supporters.is_empty() && self.campaign.is_none() {
+        if self.withdrawn && self.campaign.is_none() {
             info!("the primary is heard again: supporting it again");
             self.withdrawn = false;
         }
     }
 
-    /// A slave came to us.
-    pub fn support(&mut self, conn: ConnId, id: String, boot: u64, seen: u64) {
+    /// A slave (or with `master`, a standby) came to us.
+    pub fn support(&mut self, conn: ConnId, id: String, boot: u64, seen: u64, master: bool) {
         info!(
-            "slave '{id}' supports this standby ({} supporters)",
+            "{} '{id}' supports this standby ({} supporters)",
+            if master { "standby" } else { "slave" },
             self.supporters.len() + 1
         );
         self.supporters.insert(
             conn,
             Supporter {
                 id,
+                master,
                 boot,
                 seen,
                 asked: None,
@@ -106,13 +146,13 @@ impl Election {
     /// A supporter's connection closed.
     pub fn gone(&mut self, conn: ConnId) {
         if let Some(s) = self.supporters.remove(&conn) {
-            info!("slave '{}' no longer supports this standby", s.id);
+            info!("supporter '{}' no longer supports this standby", s.id);
         }
     }
 
-    /// Whether this standby may count itself: it has withdrawn, and its last promise to the
-    /// primary has run out.
-    fn counts_itself(&self, now: Instant) -> bool {
+    /// Whether this standby may count itself (or vote for another): it has withdrawn, and its
+    /// last promise to the primary has run out.
+    pub fn counts_itself(&self, now: Instant) -> bool {
         self.withdrawn && self.promised_until.is_none_or(|u| now >= u)
     }
 
@@ -133,10 +173,20 @@ impl Election {
         if 1 + self.supporters.len() < needed {
             return Next::Nothing;
         }
+        // Held back (it voted for another standby, or stepped down as primary): no campaign
+        // that counts on other standbys, which are most likely campaigning themselves; slaves
+        // alone that make a majority with it may elect it at once.
+        let slaves = self.supporters.values().filter(|s| !s.master).count();
+        let quiet = self.quiet_until.is_some_and(|q| now < q);
+        if self.campaign.is_none() && quiet && 1 + slaves < needed {
+            return Next::Nothing;
+        }
+        let give_up = retry * 8 + retry.mul_f64(8.0 * self.jitter());
         match &mut self.campaign {
             None => {
                 let seen = self.supporters.values().map(|s| s.seen).max().unwrap_or(0);
-                let epoch = epoch.max(seen) + 1;
+                let epoch = epoch.max(seen).max(self.voted) + 1;
+                self.voted = epoch;
                 info!(
                     "campaigning at epoch {epoch}: {} supporters of {voters} voters",
                     self.supporters.len()
@@ -144,11 +194,29 @@ impl Election {
                 self.campaign = Some(Campaign {
                     epoch,
                     asked_at: now,
+                    give_up_at: now + give_up,
                 });
                 for s in self.supporters.values_mut() {
                     s.asked = Some(now);
                 }
                 Next::Ask(epoch, self.supporters.keys().copied().collect())
+            }
+            Some(c) if now >= c.give_up_at => {
+                // Not elected in time (the votes split between candidates, or too few came):
+                // a fresh campaign at a higher epoch, after a delay drawn per standby so that
+                // rivals do not stay in step. Standbys that voted are asked again; slaves that
+                // voted serve us at the old epoch and cannot be: they go.
+                let (epoch, granted) = (c.epoch, self.granted().count());
+                info!(
+                    "not elected at epoch {epoch} ({granted} votes of {voters} voters): trying \
+                     again at a higher epoch"
+                );
+                self.campaign = None;
+                let gone = self.release_voters();
+                for s in self.supporters.values_mut() {
+                    (s.asked, s.voted) = (None, None);
+                }
+                Next::Release(gone)
             }
             Some(c) if now >= c.asked_at + retry => {
                 c.asked_at = now;
@@ -201,12 +269,15 @@ impl Election {
         s.voted = Some(granted);
         s.stale |= stale;
         if !granted {
-            info!("slave '{}' refused its vote for epoch {}", s.id, c.epoch);
+            info!(
+                "supporter '{}' refused its vote for epoch {}",
+                s.id, c.epoch
+            );
             return Next::Nothing;
         }
         if stale {
             warn!(
-                "slave '{}' says this standby is out of step with the primary it followed",
+                "supporter '{}' says this standby is out of step with the primary it followed",
                 s.id
             );
         }
@@ -231,6 +302,100 @@ impl Election {
     /// Whether any supporter that voted for us said we are out of step.
     pub fn stale(&self) -> bool {
         self.granted().any(|(_, s)| s.stale)
+    }
+
+    /// The primary's word (STALE): it counts `voters` voters and says standbys `ids` are out
+    /// of step (generation `gen`).
+    pub fn told(&mut self, gen: u64, voters: u16, ids: &[String]) {
+        self.told = usize::from(voters);
+        if gen > self.stale_gen || self.stale_gen == 0 {
+            (self.stale_gen, self.stale_ids) = (gen, ids.to_vec());
+        }
+    }
+
+    /// Another standby, counting `voters` voters, asks our vote to take over at `epoch`
+    /// (`seen`: the highest epoch this standby has seen). The slaves' rules: only for an epoch
+    /// above every one seen, voted or campaigned at; only for a candidate that counts at least
+    /// the voters our primary told us; only once our own promise to the primary has run out.
+    /// Granted, a campaign of ours is over, and none that counts on other standbys starts for
+    /// `pause` and up to as much again (drawn). Returns whether it is granted (or why not), and
+    /// whether our primary said the candidate is out of step.
+    pub fn grant(
+        &mut self,
+        epoch: u64,
+        seen: u64,
+        voters: usize,
+        id: &str,
+        pause: Duration,
+        now: Instant,
+    ) -> (Result<(), String>, bool) {
+        let stale = self.stale_ids.iter().any(|s| s == id);
+        let above = seen.max(self.voted);
+        let refusal = if epoch <= above {
+            Some(format!("epoch {epoch} is not above {above}"))
+        } else if voters < self.told {
+            Some(format!(
+                "it counts {voters} voters, our primary counted {}",
+                self.told
+            ))
+        } else if !self.counts_itself(now) {
+            Some("our promise to the primary still holds".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return (Err(why), stale);
+        }
+        self.voted = epoch;
+        let quiet = pause.mul_f64(1.0 + self.jitter());
+        self.quiet_until = Some(now + quiet);
+        if let Some(c) = self.campaign.take() {
+            info!(
+                "giving up our campaign at epoch {}: voted for epoch {epoch}",
+                c.epoch
+            );
+        }
+        (Ok(()), stale)
+    }
+
+    /// The slaves that voted for us (in a campaign now over): they serve us at its epoch, and
+    /// must go look for a master again.
+    pub fn release_voters(&mut self) -> Vec<ConnId> {
+        let gone: Vec<ConnId> = (self.supporters.iter())
+            .filter(|(_, s)| !s.master && s.voted == Some(true))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in &gone {
+            self.supporters.remove(c);
+        }
+        gone
+    }
+
+    /// A primary took us as its standby: every supporter goes to look for it (or another
+    /// master) too, and a campaign of ours is over. Returns the supporters' connections.
+    pub fn release_all(&mut self) -> Vec<ConnId> {
+        if let Some(c) = self.campaign.take() {
+            info!(
+                "a primary serves: giving up our campaign at epoch {}",
+                c.epoch
+            );
+        }
+        let gone: Vec<ConnId> = self.supporters.keys().copied().collect();
+        if !gone.is_empty() {
+            info!("a primary serves: letting our {} supporters go", gone.len());
+        }
+        self.supporters.clear();
+        gone
+    }
+
+    /// A fraction in [0, 1) that differs between masters (`seed`) and between calls.
+    pub fn jitter(&mut self) -> f64 {
+        self.draws = self.draws.wrapping_add(1);
+        let mut x = self.seed ^ self.draws.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A frame from supporter `conn` after its vote: keep it for when we take it as a slave.
@@ -258,7 +423,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::default();
         assert!(e.promise(t0, LEASE));
-        e.support(1, "s1".into(), 11, 3);
+        e.support(1, "s1".into(), 11, 3, false);
         assert_eq!(e.tick(t0, 5, 3, RETRY), Next::Nothing, "still promised");
         e.withdraw("a supporter came");
         assert!(!e.promise(t0, LEASE), "withdrawn: no more promises");
@@ -267,7 +432,7 @@ mod tests {
             Next::Nothing,
             "two of five"
         );
-        e.support(2, "s2".into(), 12, 4);
+        e.support(2, "s2".into(), 12, 4, false);
         assert_eq!(
             e.tick(t0 + LEASE - Duration::from_millis(1), 5, 3, RETRY),
             Next::Nothing,
@@ -295,17 +460,47 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_that_withdrew_supports_the_primary_again_when_nobody_needs_it() {
+    fn a_standby_that_withdrew_supports_the_primary_again_unless_it_campaigns() {
         let t0 = Instant::now();
         let mut e = Election::default();
         e.withdraw("silence");
-        e.support(1, "s1".into(), 1, 1);
+        e.support(1, "s1".into(), 1, 1, false);
+        // Itself and one slave of three voters: a campaign.
+        assert_eq!(e.tick(t0, 3, 1, RETRY), Next::Ask(2, vec![1]));
         e.rejoin();
-        assert!(e.withdrawn, "a supporter still counts on it");
-        e.gone(1);
+        assert!(e.withdrawn, "a campaign counts on it");
+        assert_eq!(e.release_all(), vec![1]);
         e.rejoin();
         assert!(!e.withdrawn);
         assert!(e.promise(t0, LEASE));
+        // One vote per epoch: it campaigned at 2, so it grants only above.
+        e.withdraw("silence");
+        let later = t0 + LEASE;
+        assert!(e.grant(2, 1, 3, "b", LEASE, later).0.is_err());
+        e.told(1, 5, &["b".to_string()]);
+        let (verdict, stale) = e.grant(3, 1, 3, "b", LEASE, later);
+        assert!(verdict.is_err(), "counts 3 voters, the primary said 5");
+        assert!(stale, "the primary said b is out of step");
+        assert!(e.grant(3, 1, 5, "b", LEASE, later).0.is_ok());
+        assert_eq!(e.voted, 3);
+        assert!(
+            e.grant(3, 1, 5, "c", LEASE, later).0.is_err(),
+            "one vote per epoch"
+        );
+        // Three voters: it and one supporter are a majority.
+        e.support(7, "127.0.0.1:9 x".into(), 1, 1, true);
+        assert_eq!(
+            e.tick(later, 3, 1, RETRY),
+            Next::Nothing,
+            "having voted, it counts on no other standby for a while"
+        );
+        e.gone(7);
+        e.support(8, "s8".into(), 1, 1, false);
+        assert_eq!(
+            e.tick(later, 3, 1, RETRY),
+            Next::Ask(4, vec![8]),
+            "slaves alone may elect it, above the epoch it voted for"
+        );
     }
 
     /// A standby that never had the roster counts 2 masters and its 1 supporter: 3 voters, of
@@ -316,7 +511,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::default();
         e.withdraw("no primary");
-        e.support(1, "s0".into(), 10, 1);
+        e.support(1, "s0".into(), 10, 1, false);
         assert_eq!(e.tick(t0, 3, 1, RETRY), Next::Ask(2, vec![1]));
         assert_eq!(e.vote(1, false, false, 5, 3), Next::Nothing);
         assert_eq!(e.voters(3), 5);
@@ -326,7 +521,7 @@ mod tests {
             "two of five"
         );
         // A grant from a slave that was never told a count cannot elect it either.
-        e.support(2, "s9".into(), 11, 1);
+        e.support(2, "s9".into(), 11, 1, false);
         assert_eq!(
             e.tick(t0 + RETRY * 2, 3, 1, RETRY),
             Next::Ask(2, vec![1, 2])

@@ -1,6 +1,8 @@
 //! The backup's side: poll the primary over the link, apply its SYNC stream to this master's
 //! own slave table and key map, answer the primary's PINGs (its promise, `lease.rs`), and
-//! decide when to withdraw that promise and campaign (`election.rs`).
+//! decide when to withdraw that promise and campaign (`election.rs`). With the primary gone,
+//! the link goes to each other master in turn: a new primary takes us as its standby, another
+//! standby that lost the primary too takes us as its supporter and may ask our vote.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,17 +32,93 @@ pub(crate) struct Follow {
     ever_linked: bool,
     /// The supporters, and this standby's promise to the primary.
     pub election: Election,
+    /// The master that last WELCOMEd our link as its standby (the primary we followed).
+    pub primary: Option<SocketAddr>,
+    /// Since when our link is WELCOMEd by another standby, which we support (its PINGs are no
+    /// promise; its TAKEOVER asks our vote).
+    supporting: Option<Instant>,
 }
 
 impl Follow {
     /// A standby that looks for the primary among `targets` (not empty), the first first.
-    pub fn new(targets: Vec<SocketAddr>, now: Instant) -> Follow {
+    pub fn new(targets: Vec<SocketAddr>, seed: u64, now: Instant) -> Follow {
         Follow {
             link: Link::new(targets[0], now),
             targets,
             last_heard: None,
             ever_linked: false,
-            election: Election::default(),
+            election: Election::with_seed(seed),
+            primary: None,
+            supporting: None,
+        }
+    }
+
+    /// Whether our link is WELCOMEd by another standby (we support it).
+    pub fn supporting(&self) -> bool {
+        self.supporting.is_some()
+    }
+
+    /// The primary named a standby of its own (`id`, SyncEvent::Standby): one of the masters
+    /// to look for the next primary among, and a voter.
+    fn learn(&mut self, id: &str, cfg: &Config) {
+        let Some(hb) = super::heartbeat_of(id) else {
+            return;
+        };
+        if hb != cfg.heartbeat && !self.targets.contains(&hb) {
+            info!("the primary has another standby: {hb}");
+            self.targets.push(hb);
+        }
+    }
+
+    /// Whether the link is open and WELCOMEd by a primary.
+    fn following_primary(&self) -> bool {
+        self.ever_linked && self.link.ready && self.link.conn.is_some() && self.supporting.is_none()
+    }
+
+    /// Point the link at the next master in turn (the primary may be another one now).
+    pub fn next_target(&mut self) {
+        if self.targets.len() > 1 {
+            let at = self.targets.iter().position(|t| *t == self.link.target);
+            let next = at.map_or(0, |i| (i + 1) % self.targets.len());
+            self.link.target = self.targets[next];
+        }
+    }
+
+    /// Whether the link should go to the next master: it supports a standby that has not
+    /// been elected in a few seconds, or the master it links to has been silent for twice
+    /// what withdraws our promise (frozen, or cut off without a FIN).
+    pub fn stuck(&mut self, cfg: &Config, now: Instant) -> bool {
+        if self.link.conn.is_none() || self.targets.len() < 2 {
+            return false;
+        }
+        if let Some(since) = self.supporting {
+            let patience = cfg.lease * 8 + cfg.lease.mul_f64(8.0 * self.election.jitter());
+            return now.saturating_duration_since(since) > patience;
+        }
+        let limit = cfg.heartbeat_interval * cfg.heartbeat_misses.max(3) * 2;
+        (self.last_heard).is_some_and(|h| now.saturating_duration_since(h) > limit)
+    }
+
+    /// Leave the master the link is open to (see [`Follow::stuck`]) for the next one.
+    pub fn move_on(&mut self, peers: &mut crate::peers::Peers, out: &mut Outbox, now: Instant) {
+        let from = self.link.target;
+        self.link.close(peers, out, now);
+        self.supporting = None;
+        self.next_target();
+        self.link.retry_at(now);
+        info!(
+            "nothing useful on the link to {from} for a while: trying {}",
+            self.link.target
+        );
+    }
+
+    /// The link's connection closed (`ready`: it had been WELCOMEd).
+    pub fn link_closed(&mut self, ready: bool, now: Instant) {
+        self.supporting = None;
+        self.link.closed(true, now);
+        if !ready {
+            // Refused (a master that is no primary, or one that stepped down): the next one.
+            self.next_target();
         }
     }
 
@@ -51,6 +129,7 @@ impl Follow {
 
     /// The link is up; the primary's silence is counted from now if it never spoke.
     pub fn link_up(&mut self, now: Instant) {
+        self.supporting = None;
         self.last_heard.get_or_insert(now);
     }
 
@@ -84,7 +163,8 @@ impl Follow {
                     self.election.supporters.len()
                 ));
             }
-            Some(_) if self.ever_linked => self.election.rejoin(),
+            // Heard on a link still open to a primary (not only before it closed).
+            Some(_) if self.following_primary() => self.election.rejoin(),
             _ => {}
         }
         if let Some(conn) = self.link.conn {
@@ -102,11 +182,7 @@ impl Follow {
     pub fn link_failed(&mut self, why: &str, cfg: &Config, now: Instant) {
         let failures = self.link.failed();
         // The next master in turn: the primary may be another one now.
-        if !self.ever_linked && self.targets.len() > 1 {
-            let at = self.targets.iter().position(|t| *t == self.link.target);
-            let next = at.map_or(0, |i| (i + 1) % self.targets.len());
-            self.link.target = self.targets[next];
-        }
+        self.next_target();
         if self.ever_linked {
             let why = format!("heartbeat link closed and cannot be reopened ({why})");
             self.election.withdraw(&why);
@@ -128,10 +204,74 @@ impl Follow {
             self.last_heard = Some(now);
         }
         match body {
+            Body::Welcome {
+                epoch,
+                standby: true,
+                ..
+            } => {
+                r.term.see_epoch(epoch);
+                self.supporting = Some(now);
+                info!(
+                    "master {} is a standby that lost the primary too: supporting it",
+                    self.link.target
+                );
+            }
             Body::Welcome { epoch, .. } => {
                 self.ever_linked = true;
+                self.primary = Some(self.link.target);
                 r.term.see_epoch(epoch);
-                info!("following the primary (epoch {epoch})");
+                for c in self.election.release_all() {
+                    r.peers.close(c, r.out);
+                }
+                info!(
+                    "following the primary at {} (epoch {epoch})",
+                    self.link.target
+                );
+            }
+            // A standby we support asks our vote.
+            Body::Takeover {
+                epoch, id, voters, ..
+            } if self.supporting.is_some() => {
+                let seen = r.term.epoch;
+                let (verdict, stale) = self.election.grant(
+                    epoch,
+                    seen,
+                    usize::from(voters),
+                    &id,
+                    r.cfg.lease * 2,
+                    now,
+                );
+                let granted = match verdict {
+                    Ok(()) => {
+                        info!("voted for standby {id} to take over at epoch {epoch}");
+                        r.term.see_epoch(epoch);
+                        // Slaves that voted for a campaign of ours serve us: let them go.
+                        for c in self.election.release_voters() {
+                            r.peers.close(c, r.out);
+                        }
+                        true
+                    }
+                    Err(why) => {
+                        info!("vote refused to standby {id} for epoch {epoch}: {why}");
+                        false
+                    }
+                };
+                let voters = self.election.told.min(u16::MAX as usize) as u16;
+                let vote = Body::Vote {
+                    granted,
+                    stale,
+                    voters,
+                };
+                r.out.send(conn, req, vote);
+            }
+            // The standby we support keeps us from taking its silence for death: no promise.
+            Body::Ping if self.supporting.is_some() => r.out.send(conn, req, Body::Pong),
+            // The primary's word on stale standbys and the voter count; answered, a promise.
+            Body::Stale { gen, voters, ids } => {
+                self.election.told(gen, voters, &ids);
+                if self.election.promise(now, r.cfg.lease) {
+                    r.out.send(conn, req, Body::Pong);
+                }
             }
             Body::Sync {
                 epoch,
@@ -140,6 +280,11 @@ impl Follow {
                 events,
             } => {
                 r.term.follow(epoch, next_version);
+                for e in &events {
+                    if let SyncEvent::Standby { id } = e {
+                        self.learn(id, r.cfg);
+                    }
+                }
                 apply(events, r.slaves, r.keys, r.doubts, now);
                 if complete && r.doubts.incomplete {
                     r.doubts.incomplete = false;
@@ -206,6 +351,7 @@ fn apply(
                 keys.remove(&key);
                 doubts.settled(&key);
             }
+            SyncEvent::Standby { .. } => {}
         }
     }
 }

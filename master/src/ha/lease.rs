@@ -51,6 +51,8 @@ pub(crate) struct Lease {
     promises: HashMap<Voter, Promise>,
     /// The cluster's voters, this primary included.
     voters: usize,
+    /// The count STALE tells the voters (0: `voters`); see [`Lease::set_told`].
+    told: usize,
     /// Until when a majority's promises hold (None: they do not now).
     valid_until: Option<Instant>,
     /// No other voter counts (a lone master): the lease always holds.
@@ -72,6 +74,7 @@ impl Default for Lease {
             next_req: FIRST_REQ,
             promises: HashMap::new(),
             voters: 1,
+            told: 0,
             valid_until: None,
             alone: true,
             settled: true,
@@ -88,9 +91,26 @@ impl Lease {
         self.request(now, 0)
     }
 
-    /// A request id for a STALE to a voter, sent now (it carries the voter count).
+    /// A request id for a STALE to a voter, sent now (it carries the voter count told).
     pub fn stale_word(&mut self, now: Instant) -> u64 {
-        self.request(now, self.voters)
+        self.request(now, self.told())
+    }
+
+    /// The voter count STALE tells: the voters, or for a lone primary (which needs no lease)
+    /// itself and the slaves of its roster. A slave refuses its vote to a standby that counts
+    /// fewer: a standby of no master (a `--backup-of` typo) counting itself, the primary and
+    /// the one slave that came to it cannot call that a majority while the primary serves the
+    /// others; a standby that did attach counts two masters and the roster, more than that.
+    pub fn told(&self) -> usize {
+        match self.told {
+            0 => self.voters,
+            n => n,
+        }
+    }
+
+    /// Tell `told` voters instead of the count of [`Lease::set_voters`] (0: that count).
+    pub fn set_told(&mut self, told: usize) {
+        self.told = if told == self.voters { 0 } else { told };
     }
 
     fn request(&mut self, now: Instant, voters: usize) -> u64 {
@@ -213,7 +233,7 @@ impl Lease {
     pub fn confirmed(&self, voter: Voter) -> bool {
         let p = self.promises.get(&voter);
         let gen = self.gen == 0 || p.is_some_and(|p| p.gen >= self.gen);
-        gen && p.is_some_and(|p| p.told == self.voters)
+        gen && p.is_some_and(|p| p.told == self.told())
     }
 
     /// Whether a majority has confirmed the current STALE generation (so a write may be

@@ -1,13 +1,34 @@
-//! High availability: what this master is (primary, backup, or fenced), as an enum that carries
-//! the state of that role. The primary streams its state to one backup over the heartbeat link
-//! (`stream.rs`, `primary.rs`) and holds a lease that the backup's polls renew; the backup
-//! applies the stream, polls the primary (`follow.rs`, over the link of `link.rs`), and takes
-//! over with a higher epoch when the primary falls silent. Why it is safe:
-//! - versions carry the epoch in their top bits, so a new primary's writes outrank the old's;
-//! - the primary answers nothing while it has not heard the backup for 2 intervals, and the
-//!   backup waits for at least 3, so a frozen or cut-off primary stops before the backup starts;
-//! - a write's key reaches the backup (an *intent*) before the client hears OK, so after a
-//!   takeover the backup knows which keys may be newer than its map says, and asks the slaves.
+//! High availability: what this master is (primary, standby, or fenced), as an enum that
+//! carries the state of that role. The primary streams its state to every standby attached
+//! over the heartbeat socket (`stream.rs`, `primary.rs`) and holds a lease that a majority of
+//! the voters renews (`lease.rs`); a standby applies the stream, polls the primary (`follow.rs`,
+//! over the link of `link.rs`), and takes over at a higher epoch once a majority votes for it
+//! (`election.rs`). The voters are the masters and the slaves of the roster; a standby counts
+//! once it has confirmed a snapshot. Why it is safe, with any number of standbys:
+//! - **One primary at a time.** A voter that answers the primary's PING (or STALE) promises to
+//!   vote for no other master for the lease, counted from when it got the PING (the primary
+//!   counts from when it sent it, so its count ends first). A standby withdraws its promise (it
+//!   stops answering) before it campaigns or votes, and votes only once its last promise has
+//!   run out. The primary serves only while a majority's promises hold; a candidate takes over
+//!   only with a majority's votes; the two majorities share a voter, who cannot have done both
+//!   at once. Slaves and standbys vote under the same rules: an epoch above every one they
+//!   have seen (a standby: also campaigned at or voted for, so one vote per epoch), a
+//!   candidate that counts at least the voters their primary counted, their promise run out.
+//! - **New writes outrank old ones**: versions carry the epoch in their top bits, and every
+//!   STORE and FETCH carries it; a slave that voted refuses older epochs.
+//! - **No acknowledged write is lost, whichever standby wins.** A write's key goes to every
+//!   standby first (an *intent*), and the client hears OK only once every standby *in step*
+//!   has confirmed it (one that attached after the intent went out gets it again), and a
+//!   majority has confirmed the current word on the masters *out of step* (STALE: standbys
+//!   let go, still catching up, and on a new primary every other standby until it has attached;
+//!   not the primary it replaced, which empties its map when it steps down).
+//!   So a candidate either knows of every acknowledged write (it can distrust its map for those
+//!   keys and ask the slaves), or it is out of step and one of its voters (the majorities meet)
+//!   tells it so, or its map is incomplete: then it recovers from what the slaves hold before
+//!   it serves.
+//! - **Split votes end**: a campaign not won in time gives up and tries a higher epoch after a
+//!   delay drawn per master; a standby that voted for another waits as long before a campaign
+//!   of its own; a standby that finds a primary lets its supporters go to it.
 
 mod election;
 mod follow;
@@ -35,7 +56,7 @@ use follow::Follow;
 use link::Link;
 use primary::{BackupSays, Primary};
 pub(crate) use roles::Roles;
-use stream::Stream;
+use stream::Streams;
 
 pub(crate) enum Ha {
     Primary(Primary),
@@ -52,19 +73,20 @@ impl Ha {
         if others.is_empty() {
             return Ha::Primary(Primary::default());
         }
-        Ha::follow(others, timers, doubts, now)
+        Ha::follow(others, seed_of(cfg), timers, doubts, now)
     }
 
     /// A standby that looks for the primary among `targets` (not empty).
     fn follow(
         targets: Vec<SocketAddr>,
+        seed: u64,
         timers: &mut Timers,
         doubts: &mut Doubts,
         now: Instant,
     ) -> Ha {
         doubts.incomplete = true;
         timers.insert(now, Timer::Heartbeat);
-        Ha::Backup(Follow::new(targets, now))
+        Ha::Backup(Follow::new(targets, seed, now))
     }
 
     pub fn role(&self) -> ServerRole {
@@ -78,12 +100,8 @@ impl Ha {
     /// The primary–backup link for STATUS: on a primary its backup, on a backup its own link.
     pub fn backup_link(&self, doubts: &Doubts) -> BackupLink {
         match self {
-            Ha::Primary(Primary {
-                stream: Some(s), ..
-            }) if s.in_step() => BackupLink::InStep,
-            Ha::Primary(Primary {
-                stream: Some(_), ..
-            }) => BackupLink::CatchingUp,
+            Ha::Primary(p) if p.streams.iter().any(|s| !s.in_step()) => BackupLink::CatchingUp,
+            Ha::Primary(p) if !p.streams.is_empty() => BackupLink::InStep,
             Ha::Backup(f) if f.link.ready && doubts.incomplete => BackupLink::CatchingUp,
             Ha::Backup(f) if f.link.ready => BackupLink::InStep,
             _ => BackupLink::None,
@@ -102,9 +120,11 @@ impl Ha {
         matches!(self, Ha::Primary(_))
     }
 
-    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
+    /// The streams to the standbys, on a primary (with none attached, still the place that
+    /// numbers writes' intents).
+    pub fn stream_mut(&mut self) -> Option<&mut Streams> {
         match self {
-            Ha::Primary(p) => p.stream.as_mut(),
+            Ha::Primary(p) => Some(&mut p.streams),
             _ => None,
         }
     }
@@ -169,17 +189,11 @@ impl Ha {
         };
         let now = r.now;
         p.lease.set_voters(voters);
+        p.lease.set_told(told_voters(voters, r.slaves));
         // A standby in step that stops confirming the stream holds every write up; one still
         // taking its snapshot is out of step already and holds nothing up.
-        let lag = p
-            .stream
-            .as_mut()
-            .filter(|s| s.in_step())
-            .map(|s| s.lag(now));
-        if lag.is_some_and(|l| l > r.cfg.lease) {
-            p.detach_lagging(r.peers, r.out, lag.unwrap_or_default());
-        }
-        p.ping_voters(r.slaves, r.out, now);
+        p.detach_lagging(r.peers, r.out, now, r.cfg.lease);
+        p.ping_voters(r.slaves, r.out, r.term.epoch, now);
         let lost = p.lease.check(now);
         if lost.is_some_and(|l| l >= r.cfg.lease * 2) {
             let why = format!(
@@ -261,9 +275,16 @@ impl Ha {
 
     /// The link's connection closed.
     pub fn link_closed(&mut self, now: Instant) {
-        let following = matches!(self, Ha::Backup(_));
-        if let Some(link) = self.link_mut() {
-            link.closed(following, now);
+        match self {
+            Ha::Backup(f) => {
+                let ready = f.link.ready;
+                f.link_closed(ready, now);
+            }
+            Ha::Primary(Primary {
+                fencing: Some(link),
+                ..
+            }) => link.closed(false, now),
+            _ => {}
         }
     }
 
@@ -273,29 +294,31 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves);
         let voters = f.election.voters(counted);
         f.on_heartbeat(r.cfg, voters, r.timers, r.out, r.now);
+        if f.stuck(r.cfg, r.now) {
+            f.move_on(r.peers, r.out, r.now);
+        }
         self.campaign(r);
     }
 
-    /// The cluster's voters as a standby counts them: the masters it knows of (itself and the
-    /// others it was told of), and the slaves of the roster the primary streamed, or, with
-    /// none yet (a new cluster), the slaves supporting it.
-    fn standby_voters(
-        cfg: &Config,
-        follow: &Follow,
-        slaves: &crate::slaves::SlaveTable,
-        supporters: usize,
-    ) -> usize {
+    /// The cluster's voters as a standby counts them: the masters it knows of (itself, the
+    /// others it was told of, and standbys supporting it), and the slaves of the roster the
+    /// primary streamed, or, with none yet (a new cluster), the slaves supporting it.
+    fn standby_voters(cfg: &Config, follow: &Follow, slaves: &crate::slaves::SlaveTable) -> usize {
         // Every master this one knows of: those it was told of, and those it follows or looks
         // for (a stepped-down primary follows masters it was never told of).
         let mut masters = cfg.other_masters();
-        for t in follow.targets() {
-            if !masters.contains(t) && *t != cfg.heartbeat {
-                masters.push(*t);
+        let supporting = follow.election.supporters.values();
+        let (standbys, supporters): (Vec<_>, Vec<_>) = supporting.partition(|s| s.master);
+        let standbys = standbys.iter().filter_map(|s| heartbeat_of(&s.id));
+        for t in follow.targets().iter().copied().chain(standbys) {
+            if !masters.contains(&t) && t != cfg.heartbeat {
+                masters.push(t);
             }
         }
+        let supporters = supporters.len();
         let masters = 1 + masters.len();
         let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
         ids.sort_unstable();
@@ -308,12 +331,18 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return;
         };
-        let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+        let counted = Ha::standby_voters(r.cfg, f, r.slaves);
         let retry = r.cfg.heartbeat_interval;
         match f.election.tick(r.now, counted, r.term.epoch, retry) {
             Next::Nothing => {}
+            Next::Release(conns) => {
+                for conn in conns {
+                    r.peers.close(conn, r.out);
+                }
+            }
             Next::Ask(epoch, conns) => {
-                let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.master_id());
+                // Named as STALE names masters: by heartbeat address.
+                let (lease_ms, id) = (r.cfg.lease.as_millis() as u32, r.cfg.heartbeat.to_string());
                 let voters = f.election.voters(counted).min(u16::MAX as usize) as u16;
                 for conn in conns {
                     let Some(s) = f.election.supporters.get_mut(&conn) else {
@@ -343,8 +372,22 @@ impl Ha {
         let Ha::Backup(f) = self else {
             return false;
         };
-        f.election.support(conn, id.to_string(), boot, seen);
+        f.election.support(conn, id.to_string(), boot, seen, false);
         true
+    }
+
+    /// Another standby's HELLO (as a backup, at `seen`, an epoch no higher than ours) on our
+    /// heartbeat socket: taken as a supporter only if this standby has withdrawn its own
+    /// promise (it lost the primary too); one that still follows a primary sends it on (it
+    /// would wait here for a vote that never comes). Returns whether it was taken.
+    pub fn support_standby(&mut self, conn: ConnId, id: &str, boot: u64, seen: u64) -> bool {
+        match self {
+            Ha::Backup(f) if f.election.withdrawn && !f.supporting() => {
+                f.election.support(conn, id.to_string(), boot, seen, true);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A frame from a supporter: its VOTE, or what it sent after voting (kept).
@@ -360,12 +403,12 @@ impl Ha {
                 stale,
                 voters: told,
             } => {
-                let counted = Ha::standby_voters(r.cfg, f, r.slaves, f.election.supporters.len());
+                let counted = Ha::standby_voters(r.cfg, f, r.slaves);
                 if let Next::Elected(epoch) = f.election.vote(conn, granted, stale, told, counted) {
                     self.take_over("elected by a majority", epoch, r);
                 }
             }
-            Body::Pong => {}
+            Body::Pong | Body::Ping | Body::Status => {}
             other => {
                 if !f.election.hold(conn, other) {
                     warn!("a supporter sent a frame before its vote; closing it");
@@ -398,14 +441,8 @@ impl Ha {
     pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
-            p.ping_voters(r.slaves, r.out, r.now);
-        }
-    }
-
-    /// The cluster has `voters` voters (a primary's lease counts them).
-    pub fn set_voters(&mut self, voters: usize) {
-        if let Ha::Primary(p) = self {
-            p.lease.set_voters(voters);
+            p.lease.set_told(told_voters(voters, r.slaves));
+            p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
     }
 
@@ -423,18 +460,22 @@ impl Ha {
         }
     }
 
-    /// Why a backup `id` may not attach now: another standby is attached and in step (one
-    /// streams at a time, and a newcomer that has proved nothing does not push out one that
-    /// has; the same id, a restarted or reconnected standby, replaces its old link).
+    /// Why a standby `id` may not attach now: [`primary::MAX_STANDBYS`] others are attached
+    /// and in step (the same id, a restarted or reconnected standby, replaces its old link; at
+    /// the cap a newcomer replaces one still catching up, never one that has proved it follows).
     pub fn attach_refusal(&self, id: &str) -> Option<String> {
         match self {
-            Ha::Primary(Primary {
-                stream: Some(s), ..
-            }) if s.in_step() && s.id != id => Some(format!(
-                "standby {} is attached and in step; one standby streams at a time: try again \
-                 once it is gone",
-                s.id.escape_debug()
-            )),
+            Ha::Primary(p)
+                if p.streams.len() >= primary::MAX_STANDBYS
+                    && p.streams.by_id(id).is_none()
+                    && p.streams.iter().all(|s| s.in_step()) =>
+            {
+                Some(format!(
+                    "{} standbys are attached and in step, the most one primary streams to: try \
+                     again once one is gone",
+                    p.streams.len()
+                ))
+            }
             _ => None,
         }
     }
@@ -457,7 +498,7 @@ impl Ha {
         let says = p.on_backup_frame(conn, req, body, r.term.epoch, r.cfg.lease, r.out, r.now);
         // A standby in step again: the voters hear it at once, not at the next renewal.
         if p.lease.gen != gen {
-            p.ping_voters(r.slaves, r.out, r.now);
+            p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
         match says {
             BackupSays::Nothing => {}
@@ -513,6 +554,11 @@ impl Ha {
             .collect();
         let supporters = follow.election.supporters.into_iter().collect();
         let mut link = follow.link;
+        // The link fences the primary we followed; it may be with another standby now.
+        if follow.primary.is_some_and(|p| p != link.target) {
+            link.close(r.peers, r.out, r.now);
+            link = Link::new(follow.primary.unwrap_or(link.target), r.now);
+        }
         match link.conn {
             // If the old primary is only frozen, this HELLO is the first thing it reads. The
             // link was authenticated when it opened, so the HELLO needs no proof of its own.
@@ -535,9 +581,23 @@ impl Ha {
             }
             None => link.retry_at(r.now),
         }
+        // Every other standby is out of step with this new primary until it has attached and
+        // confirmed a snapshot: one may hold a whole map from an older primary and miss what
+        // we acknowledge. A majority hears so before our first write is acknowledged, and
+        // tells such a master if it ever campaigns (it then recovers from the slaves). Not the
+        // primary we followed: it can only campaign once it has stepped down, which empties
+        // its map (or restarted, with none), and then it takes our snapshot first.
+        let mut lease = lease::Lease::default();
+        let old = follow.primary;
+        for m in standbys.iter().chain(r.cfg.other_masters().iter()) {
+            if Some(*m) != old {
+                lease.set_stale(&m.to_string(), true);
+            }
+        }
         *self = Ha::Primary(Primary {
             fencing: Some(link),
             standbys,
+            lease,
             ..Primary::default()
         });
         r.effects.push(Effect::TookOver { supporters, stale });
@@ -549,23 +609,20 @@ impl Ha {
     /// the link, and leaves the slaves and the open operations to `Master` (an effect).
     /// Nothing if this master is not primary.
     pub fn step_down(&mut self, why: &str, to: Option<SocketAddr>, r: Roles<'_>) {
-        let (stream, link, standbys) = match std::mem::replace(self, Ha::Fenced) {
-            Ha::Primary(p) => (p.stream, p.fencing, p.standbys),
+        let (streams, link, standbys) = match std::mem::replace(self, Ha::Fenced) {
+            Ha::Primary(mut p) => (p.streams.take_all(), p.fencing, p.standbys),
             other => {
                 *self = other;
                 return;
             }
         };
-        // Whom to follow: the master that took over, if known; the standby we had (likely
-        // elected); the masters we were told of.
-        let standby = stream.as_ref().and_then(|s| heartbeat_of(&s.id));
+        // Whom to follow: the master that took over, if known; the standbys we had (one is
+        // likely elected); the masters we were told of.
+        let attached = streams.iter().filter_map(|s| heartbeat_of(&s.id));
         let mut targets: Vec<SocketAddr> = to.into_iter().collect();
-        let others = standby
-            .into_iter()
-            .chain(standbys)
-            .chain(r.cfg.other_masters());
+        let others = attached.chain(standbys).chain(r.cfg.other_masters());
         for m in others {
-            if !targets.contains(&m) {
+            if !targets.contains(&m) && m != r.cfg.heartbeat {
                 targets.push(m);
             }
         }
@@ -576,8 +633,8 @@ impl Ha {
                 targets[0]
             ),
         }
-        // A backup still attached must learn that it follows nobody (see `follow.rs`).
-        if let Some(s) = stream {
+        // Standbys still attached must learn that they follow nobody (see `follow.rs`).
+        for s in streams {
             r.peers.close(s.conn, r.out);
         }
         if let Some(conn) = link.and_then(|l| l.conn) {
@@ -586,7 +643,10 @@ impl Ha {
         if !targets.is_empty() {
             // The new primary streams us its whole map: ours may be behind it.
             *r.keys = crate::keymap::KeyIndex::default();
-            *self = Ha::follow(targets, r.timers, r.doubts, r.now);
+            *self = Ha::follow(targets, seed_of(r.cfg), r.timers, r.doubts, r.now);
+            if let Ha::Backup(f) = self {
+                f.election.hold_back(r.now, r.cfg.lease * 2);
+            }
         }
         r.effects.push(Effect::SteppedDown(why.to_string()));
     }
@@ -596,4 +656,28 @@ impl Ha {
 /// address).
 pub(crate) fn heartbeat_of(id: &str) -> Option<SocketAddr> {
     id.split(' ').next()?.parse().ok()
+}
+
+/// What makes this master's random draws differ from other masters' (its heartbeat address,
+/// and the process).
+fn seed_of(cfg: &Config) -> u64 {
+    let addr = cfg.heartbeat;
+    let port = u64::from(addr.port());
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+    };
+    dsm_auth::boot_id() ^ (ip << 16) ^ port.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The voter count a primary with `voters` voters tells its voters (STALE): the same, or for a
+/// lone primary (1: no other master known) itself and the slaves of its roster (`lease.rs`).
+fn told_voters(voters: usize, slaves: &crate::slaves::SlaveTable) -> usize {
+    if voters > 1 {
+        return voters;
+    }
+    let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    1 + ids.len()
 }

@@ -1,10 +1,10 @@
-//! The primary's side of high availability: attaching a backup (and replacing one), its
-//! frames on the heartbeat socket, and, after a takeover, the link that tells the old primary
-//! the new epoch.
+//! The primary's side of high availability: attaching standbys (any number up to
+//! [`MAX_STANDBYS`]; one that attaches again replaces its old link), their frames on the
+//! heartbeat socket, and, after a takeover, the link that tells the old primary the new epoch.
 
 use std::time::{Duration, Instant};
 
-use dsm_wire::{Body, ErrorCode};
+use dsm_wire::{Body, ErrorCode, SyncEvent};
 use log::{info, warn};
 
 use crate::doubts::Doubts;
@@ -16,18 +16,20 @@ use crate::term::Term;
 
 use super::lease::{Lease, Voter};
 use super::link::Link;
-use super::stream::Stream;
+use super::stream::Streams;
+
+/// Standbys streamed to at once: each costs a copy of every SYNC, and a stranger with the
+/// secret could otherwise attach without end.
+pub(crate) const MAX_STANDBYS: usize = 8;
 
 #[derive(Default)]
 pub(crate) struct Primary {
-    /// The backup attached to this primary, if any.
-    pub stream: Option<Stream>,
+    /// The standbys attached to this primary.
+    pub streams: Streams,
     /// After a takeover: the link that tells the old primary our epoch, until it has heard.
     pub fencing: Option<Link>,
     /// The majority's promises this primary serves under, and the word on stale standbys.
     pub lease: Lease,
-    /// The last SYNC number any stream used.
-    pub seq: u64,
     /// Every standby that ever attached, by heartbeat address: voters from then on, attached
     /// or not (a standby that is gone may come back and vote).
     /// (Only standbys that confirmed a whole snapshot: see `on_backup_frame`.)
@@ -47,8 +49,8 @@ pub(crate) enum BackupSays {
 }
 
 impl Primary {
-    /// A backup `id` said HELLO (its WELCOME is sent): stream it everything, replacing any
-    /// backup attached before (which is out of step from then on). `doubts`: this master's
+    /// A standby `id` said HELLO (its WELCOME is sent): stream it everything, replacing its
+    /// own link of before if it had one (out of step from then on). `doubts`: this master's
     /// own, and the keys of the changes under way (see [`Stream::snapshot`]).
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
@@ -63,11 +65,24 @@ impl Primary {
         peers: &mut Peers,
         out: &mut Outbox,
     ) {
-        if let Some(old) = self.stream.take() {
-            warn!("a new backup replaces the one on connection {}", old.conn);
-            self.seq = old.seq();
-            self.lease.set_stale(&old.id, true);
+        let old = self.streams.by_id(&id).map(|s| s.conn);
+        if let Some(old) = old.and_then(|c| self.streams.remove(c)) {
+            warn!(
+                "standby {id} attached again: its link on connection {} is given up",
+                old.conn
+            );
             peers.close(old.conn, out);
+        }
+        // At the cap: one still catching up makes room (`Ha::attach_refusal`).
+        if self.streams.len() >= MAX_STANDBYS {
+            let catching_up = self.streams.iter().find(|s| !s.in_step()).map(|s| s.conn);
+            if let Some(old) = catching_up.and_then(|c| self.streams.remove(c)) {
+                warn!(
+                    "standby {id} replaces standby {}, still catching up",
+                    old.id
+                );
+                peers.close(old.conn, out);
+            }
         }
         info!(
             "backup {id} attached on connection {conn}: streaming {} slaves and {} keys",
@@ -76,52 +91,81 @@ impl Primary {
         );
         // Out of step until it has confirmed the whole snapshot: writes do not wait for it
         // meanwhile (once a majority knows).
-        self.lease.set_stale(&id, true);
-        let stream = self.stream.insert(Stream::new(conn, id, self.seq, now));
+        self.lease.set_stale(&stale_key(&id), true);
+        // The other standbys, for it to vote for them (and they for it) once we are gone.
+        let others: Vec<String> = (self.streams.iter().map(|s| s.id.clone()))
+            .chain(self.standbys.iter().map(|hb| hb.to_string()))
+            .collect();
+        let stream = self.streams.add(conn, id, now);
         stream.snapshot(term, slaves, keys, doubts, out);
-    }
-
-    /// PING every voter it reaches: its slaves, also those still reporting what they hold (a
-    /// STALE instead, to one that has not confirmed the latest word on stale standbys), and its
-    /// standby. A slave that hears nothing leaves (and its promise lapses).
-    pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, now: Instant) {
-        let (gen, stale) = (self.lease.gen, self.lease.stale.clone());
-        let voters = self.lease.voters().min(u16::MAX as usize) as u16;
-        for (idx, s) in slaves.connected() {
-            let (req, body) = match self.lease.confirmed(Voter::Slave(idx)) {
-                true => (self.lease.ping(now), Body::Ping),
-                false => (
-                    self.lease.stale_word(now),
-                    Body::Stale {
-                        gen,
-                        voters,
-                        ids: stale.clone(),
-                    },
-                ),
-            };
-            out.send(s.conn, req, body);
-        }
-        if let Some(s) = &self.stream {
-            let req = self.lease.ping(now);
-            out.send(s.conn, req, Body::Ping);
+        for id in others {
+            stream.tell(SyncEvent::Standby { id });
         }
     }
 
-    /// The backup stopped confirming the stream (frozen, or cut off): it is out of step from
-    /// now on. Say so to the voters (writes wait until a majority knows) and let it go; it
-    /// comes back through a new snapshot.
-    pub fn detach_lagging(&mut self, peers: &mut Peers, out: &mut Outbox, lag: Duration) {
-        let Some(s) = self.stream.take() else {
-            return;
+    /// PING every voter it reaches: its slaves, also those still reporting what they hold,
+    /// and its standbys (a STALE instead, to one that has not confirmed the latest word on
+    /// stale standbys and the voter count: a standby votes too, and tells a stale candidate
+    /// so). A slave that hears nothing leaves (and its promise lapses).
+    /// `epoch`: this primary's; the word's generation on the wire is scoped by it, so that a
+    /// new primary's word replaces an older primary's at every voter.
+    pub fn ping_voters(&mut self, slaves: &SlaveTable, out: &mut Outbox, epoch: u64, now: Instant) {
+        let voters = slaves
+            .connected()
+            .map(|(idx, s)| (Voter::Slave(idx), s.conn))
+            .chain(
+                self.streams
+                    .iter()
+                    .map(|s| (Voter::Standby(s.conn), s.conn)),
+            )
+            .collect::<Vec<_>>();
+        for (voter, conn) in voters {
+            let (req, body) = self.lease_request(voter, epoch, now);
+            out.send(conn, req, body);
+        }
+    }
+
+    /// What `voter` gets from the lease: a PING, or a STALE if it has not confirmed the word.
+    fn lease_request(&mut self, voter: Voter, epoch: u64, now: Instant) -> (u64, Body) {
+        if self.lease.confirmed(voter) {
+            return (self.lease.ping(now), Body::Ping);
+        }
+        let body = Body::Stale {
+            gen: (epoch << 32) | (self.lease.gen & 0xffff_ffff),
+            voters: self.lease.told().min(u16::MAX as usize) as u16,
+            ids: self.lease.stale.clone(),
         };
-        warn!(
-            "backup {} has not confirmed the stream for {} ms: it is out of step; letting it go",
-            s.id,
-            lag.as_millis()
-        );
-        self.seq = s.seq();
-        self.lease.set_stale(&s.id, true);
-        peers.close(s.conn, out);
+        (self.lease.stale_word(now), body)
+    }
+
+    /// A standby in step stopped confirming the stream for longer than `limit` (frozen, or cut
+    /// off): it is out of step from now on. Say so to the voters (writes wait until a majority
+    /// knows) and let it go; it comes back through a new snapshot.
+    pub fn detach_lagging(
+        &mut self,
+        peers: &mut Peers,
+        out: &mut Outbox,
+        now: Instant,
+        limit: Duration,
+    ) {
+        let lagging: Vec<(ConnId, Duration)> = (self.streams.iter_mut())
+            .filter(|s| s.in_step())
+            .map(|s| (s.conn, s.lag(now)))
+            .filter(|(_, lag)| *lag > limit)
+            .collect();
+        for (conn, lag) in lagging {
+            let Some(s) = self.streams.remove(conn) else {
+                continue;
+            };
+            warn!(
+                "standby {} has not confirmed the stream for {} ms: it is out of step; letting \
+                 it go",
+                s.id,
+                lag.as_millis()
+            );
+            self.lease.set_stale(&stale_key(&s.id), true);
+            peers.close(s.conn, out);
+        }
     }
 
     /// A frame from a backup on our heartbeat socket.
@@ -136,22 +180,21 @@ impl Primary {
         out: &mut Outbox,
         now: Instant,
     ) -> BackupSays {
-        let ours = self.stream.as_mut().filter(|s| s.conn == conn);
-        if let Some(s) = ours {
+        if let Some(s) = self.streams.get_mut(conn) {
             s.heard(now);
         }
         match body {
             Body::Ping => out.send(conn, req, Body::Pong),
             // Its promise, in answer to our PING (`lease.rs`).
             Body::Pong if Lease::owns(req) => {
-                if self.stream.as_ref().is_some_and(|s| s.conn == conn) {
+                if self.streams.get_mut(conn).is_some() {
                     self.lease.pong(Voter::Standby(conn), req, lease);
                     return BackupSays::Synced;
                 }
             }
             Body::Pong => {}
             Body::SyncAck => {
-                if let Some(s) = self.stream.as_mut().filter(|s| s.conn == conn) {
+                if let Some(s) = self.streams.get_mut(conn) {
                     let was = s.in_step();
                     s.acked(req);
                     if !was && s.in_step() {
@@ -163,9 +206,11 @@ impl Primary {
                                 self.standbys.push(hb);
                             }
                         }
-                        if self.lease.set_stale(&s.id.clone(), false) {
-                            info!("backup {} is in step again", s.id);
+                        let id = s.id.clone();
+                        if self.lease.set_stale(&stale_key(&id), false) {
+                            info!("standby {id} is in step");
                         }
+                        self.streams.push(SyncEvent::Standby { id });
                     }
                 }
                 return BackupSays::Synced;
@@ -191,13 +236,16 @@ impl Primary {
         BackupSays::Nothing
     }
 
-    /// A backup's connection closed; returns whether it was the attached one (which is out
-    /// of step from now on).
+    /// A standby's connection closed; returns whether it was attached (it is out of step
+    /// from now on).
     pub fn backup_closed(&mut self, conn: ConnId) -> bool {
-        if let Some(s) = self.stream.take_if(|s| s.conn == conn) {
-            warn!("backup {} went away; going on without one", s.id);
-            self.seq = s.seq();
-            self.lease.set_stale(&s.id, true);
+        if let Some(s) = self.streams.remove(conn) {
+            warn!(
+                "standby {} went away; {} standbys attached",
+                s.id,
+                self.streams.len()
+            );
+            self.lease.set_stale(&stale_key(&s.id), true);
             return true;
         }
         false
@@ -244,6 +292,11 @@ impl Primary {
                 info!("the old primary has heard of epoch {epoch}; closing the link");
                 None
             }
+            // A standby that took us for one that lost the primary: nobody to fence there.
+            Body::Welcome { standby: true, .. } => {
+                info!("the master the link reached is a standby; nothing to fence");
+                None
+            }
             Body::Welcome { epoch: theirs, .. } => Some(format!(
                 "the other master is primary at epoch {theirs} and took our epoch {epoch} for \
                  a backup's"
@@ -260,4 +313,10 @@ impl Primary {
         peers.close(conn, out);
         outranked
     }
+}
+
+/// How the word on stale standbys (STALE, and a TAKEOVER's id) names a master: its heartbeat
+/// address, which every master knows of every other (the full id only for a parseable one).
+pub(crate) fn stale_key(id: &str) -> String {
+    super::heartbeat_of(id).map_or_else(|| id.to_string(), |hb| hb.to_string())
 }

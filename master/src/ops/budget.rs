@@ -71,6 +71,11 @@ impl Budget {
         }
     }
 
+    /// Bytes reserved by every client's requests.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     /// Bytes reserved by `conn`'s requests, and by every client's.
     pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
         (self.reserved.get(conn).copied().unwrap_or(0), self.total)

@@ -6,6 +6,7 @@
 //! anything itself, so no code path depends on what is on the call stack.
 
 mod budget;
+pub(crate) use budget::SMALL as SMALL_RESERVE;
 mod copy;
 mod op;
 mod purge;
@@ -155,6 +156,16 @@ impl Ops {
     /// value, a READ's last known value size.
     pub fn reserved(&self, conn: ConnId) -> (usize, usize) {
         self.budget.reserved(conn)
+    }
+
+    /// What a READ of the key of `hash` would reserve now.
+    pub fn read_reserve(&self, hash: u64) -> usize {
+        self.budget.read_size(hash) as usize
+    }
+
+    /// Bytes reserved by every client's open requests.
+    pub fn reserved_total(&self) -> usize {
+        self.budget.total()
     }
 
     /// Whether the connection has requests in progress whose replies are still to come.

@@ -417,8 +417,12 @@ impl WriteOp {
     /// Every chosen slave has answered: record the new version and its holders, then say OK.
     pub fn commit(&mut self, op: &OpRef, ctx: &mut Ctx) -> Step {
         if !self.acked.is_empty() && !ctx.synced(self.sync_seq) {
-            // The backup has not confirmed the intent: it would not know to distrust its
-            // map for this key after a takeover. Wait for its SYNC_ACK (or its loss).
+            // A standby has not confirmed the intent: it would not know to distrust its map
+            // for this key after a takeover. Wait for its SYNC_ACK (or its loss); one that
+            // attached after the intent went out never got it: send it again.
+            if ctx.missed(self.sync_seq) {
+                self.sync_seq = ctx.intent(op.key);
+            }
             return Step::AwaitBackup;
         }
         let (version, holders) = (self.version, std::mem::take(&mut self.acked));

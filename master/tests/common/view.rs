@@ -10,6 +10,11 @@ use super::net::{Kind, Net, NodeId};
 use super::peer::Peer;
 
 impl Net {
+    /// Whether node `n` runs (not killed).
+    pub fn is_up(&self, n: NodeId) -> bool {
+        self.nodes[n.0].up
+    }
+
     pub fn master(&self, n: NodeId) -> &Master {
         &self.master_node(n).m
     }
