@@ -2,7 +2,7 @@
 # What serving --metrics costs (issue 21, item 5), in two parts; results on stdout (markdown).
 #  1. `make bench` ratios with --metrics off and on (scraped every second), alternating:
 #     COST_RUNS runs of each (default 3), each a whole scripts/bench.sh (BENCH_REPEATS=1,
-#     BENCH_PERSIST=0) with BENCH_METRICS=0, then =1, ...; every run's ratio row and the medians.
+#     BENCH_PERSIST=0 BENCH_OPEN=0 BENCH_LARGE=0) with BENCH_METRICS=0, then =1, ...; every run's ratio row and the medians.
 #  2. One scrape of a master holding COST_KEYS keys (default 1000000): time to first byte of
 #     /metrics (the census walks the key map a slice per loop turn, so this is a pass's length,
 #     not a stall), and PING p50/p99.9/max at 1x1 (100,000 requests) with /metrics fetched back to back meanwhile
@@ -35,7 +35,7 @@ part1() {
         for mode in 0 1; do
             f=$WORK/bench-$i-$mode.md
             echo "metrics-cost.sh: bench run $i, BENCH_METRICS=$mode" >&2
-            BENCH_REPEATS=1 BENCH_PERSIST=0 BENCH_METRICS=$mode BENCH_OUT=$f scripts/bench.sh >/dev/null
+            BENCH_REPEATS=1 BENCH_PERSIST=0 BENCH_OPEN=0 BENCH_LARGE=0 BENCH_METRICS=$mode BENCH_OUT=$f scripts/bench.sh >/dev/null
             while read -r op setting p50r opsr; do
                 R[$mode $op $setting p50]+="$p50r "
                 R[$mode $op $setting ops]+="$opsr "
