@@ -39,6 +39,12 @@
 #                            redis), 4 connections with up to 32 requests in flight each; latency
 #                            from each request's due time (no coordinated omission). 0: skip.
 #   BENCH_OPEN_SECONDS=3     length of each open-loop run (requests = rate x seconds)
+#   BENCH_LARGE=1            1: also 1 MiB values (issue 22, item 1): WRITE/SET and READ/GET at
+#                            1x1 and 4x8, dsm (a fresh cluster each round, the master logging
+#                            at info so slaves suspected show) beside redis-benchmark -d 1048576,
+#                            with errors, slaves dropped and slaves suspected counted. 0: skip.
+#   BENCH_LARGE_SERIAL=100   requests per such run at 1x1
+#   BENCH_LARGE_PIPELINED=400 requests per such run at 4x8
 #   BENCH_PERSIST_SERIAL     requests per such run at 1x1 (default 2000: ~1 s at `always`)
 #   BENCH_PERSIST_PIPELINED  requests per such run at 4x32 (default 200000)
 set -euo pipefail
@@ -51,6 +57,11 @@ PERSIST=${BENCH_PERSIST:-1}
 OPEN=${BENCH_OPEN:-1}
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-3}
 OPEN_FRACTIONS=(25 50 75)
+LARGE=${BENCH_LARGE:-1}
+LARGE_SERIAL_N=${BENCH_LARGE_SERIAL:-100}
+LARGE_PIPELINED_N=${BENCH_LARGE_PIPELINED:-400}
+LARGE_VALUE=1048576
+LARGE_KEYS=50
 PERSIST_SERIAL_N=${BENCH_PERSIST_SERIAL:-2000}
 PERSIST_PIPELINED_N=${BENCH_PERSIST_PIPELINED:-200000}
 OUT=${BENCH_OUT:-bench-results/latest.md}
@@ -236,6 +247,79 @@ open_loop() {
     done
 }
 
+# 1 MiB values, issue 22 item 1: WRITE and READ at 1x1 and 4x8 on a fresh cluster each round
+# (its master logging at info, so that slaves suspected show beside those dropped), then SET and
+# GET from one redis-benchmark run at the same setting on a fresh redis-server. Errors, slaves
+# dropped ("' dropped:" in the master's log) and suspected ("is slow") are counted, not fatal.
+declare -A LSAMPLES LRES
+large_cmd() { # op clients pipeline requests
+    CMD=("$BIN/dsm-client" --master "$MASTER" bench --op "$1" --clients "$2" --pipeline "$3"
+        --requests "$4" --value-size "$LARGE_VALUE" --keys "$LARGE_KEYS" --json)
+}
+large_redis_cmd() { # clients pipeline requests
+    CMD=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" -P "$2" -n "$3" -d "$LARGE_VALUE"
+        -r "$LARGE_KEYS" -t set,get)
+}
+large() {
+    local round setting c p n op out log before_d before_s file line rps q50 q99
+    for round in $(seq "$REPEATS"); do
+        echo "bench.sh: 1 MiB values, round $round of $REPEATS" >&2
+        MASTER_LOG_LEVEL=info start_dsm "$BIN" "l$round" 3 ${BENCH_MASTER_ARGS:-}
+        log=$WORK/l$round-master.log
+        for setting in 1x1 4x8; do
+            c=${setting%x*}
+            p=${setting#*x}
+            n=$LARGE_SERIAL_N
+            [ "$setting" = 4x8 ] && n=$LARGE_PIPELINED_N
+            for op in write read; do
+                before_d=$(grep -c "' dropped:" "$log" || true)
+                before_s=$(grep -c "is slow" "$log" || true)
+                large_cmd "$op" "$c" "$p" "$n"
+                CMD+=(--hist "$HIST/large-dsm-$op-$setting-r$round.hist")
+                out=$("${REST_PIN[@]}" "${CMD[@]}" 2>/dev/null) || true
+                [ -n "$(json_field "$out" ops_per_sec)" ] || die "dsm bench failed: ${CMD[*]}"
+                LSAMPLES[dsm $op $setting p50]+="$(json_field "$out" p50_us) "
+                LSAMPLES[dsm $op $setting p99]+="$(json_field "$out" p99_us) "
+                LSAMPLES[dsm $op $setting ops]+="$(json_field "$out" ops_per_sec) "
+                LSAMPLES[dsm $op $setting errors]+="$(json_field "$out" errors) "
+                LSAMPLES[dsm $op $setting dropped]+="$(($(grep -c "' dropped:" "$log" || true) - before_d)) "
+                LSAMPLES[dsm $op $setting suspected]+="$(($(grep -c "is slow" "$log" || true) - before_s)) "
+            done
+        done
+        kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+        wait "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+        start_redis "l$round-redis"
+        for setting in 1x1 4x8; do
+            c=${setting%x*}
+            p=${setting#*x}
+            n=$LARGE_SERIAL_N
+            [ "$setting" = 4x8 ] && n=$LARGE_PIPELINED_N
+            large_redis_cmd "$c" "$p" "$n"
+            file=$HIST/large-redis-$setting-r$round.txt
+            "${REST_PIN[@]}" "${CMD[@]}" >"$file" || die "redis-benchmark failed: ${CMD[*]}"
+            for op in write read; do
+                local test=SET
+                [ "$op" = read ] && test=GET
+                line=$(redis_summary "$test" "$file")
+                [ -n "$line" ] || die "redis-benchmark printed no $test summary; see $file"
+                read -r rps q50 q99 <<<"$line"
+                LSAMPLES[redis $op $setting p50]+="$q50 "
+                LSAMPLES[redis $op $setting p99]+="$q99 "
+                LSAMPLES[redis $op $setting ops]+="$rps "
+            done
+        done
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    done
+    local key
+    for key in "${!LSAMPLES[@]}"; do
+        # shellcheck disable=SC2086 # a space-separated list of numbers
+        LRES[$key]=$(median ${LSAMPLES[$key]})
+    done
+}
+# Sum of the numbers given as arguments.
+total() { printf '%s\n' "$@" | awk '{s += $1} END {print s + 0}'; }
+
 # WRITE with the slaves on disk against redis with an append-only file, fsync policy by policy:
 # interval against everysec, always against always. Each run gets a fresh cluster (its slaves
 # with new data dirs) or a fresh redis-server, so no run starts with another's log; the two
@@ -415,6 +499,7 @@ main() {
     echo "bench.sh: $REPEATS runs each; dsm master $MASTER, redis 127.0.0.1:$REDIS_PORT" >&2
     measure
     if [ "$OPEN" = 1 ]; then open_loop; fi
+    if [ "$LARGE" = 1 ]; then large; fi
     if [ "$PERSIST" = 1 ]; then persist; fi
     if [ "${BENCH_STRACE:-0}" = 1 ]; then strace_writes; fi
     local load_after
@@ -486,6 +571,34 @@ main() {
             done
         done
     fi
+    local ltable=""
+    if [ "$LARGE" = 1 ]; then
+        ltable=$(
+            echo "| op | setting | dsm p50 µs | dsm p99 µs | dsm ops/s | redis p50 µs | redis p99 µs | redis ops/s | ops/s dsm/redis | ≥ 0.8 | dsm errors | slaves dropped | slaves suspected |"
+            echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+            for setting in 1x1 4x8; do
+                for op in write read; do
+                    local k="$op $setting" rop=SET r
+                    [ "$op" = read ] && rop=GET
+                    r=$(ratio "${LRES[dsm $k ops]}" "${LRES[redis $k ops]}")
+                    # shellcheck disable=SC2086 # lists of numbers
+                    echo "| ${op^^} / $rop | $setting | $(show "${LRES[dsm $k p50]}") | $(show "${LRES[dsm $k p99]}") | $(show "${LRES[dsm $k ops]}") | $(show "${LRES[redis $k p50]}") | $(show "${LRES[redis $k p99]}") | $(show "${LRES[redis $k ops]}") | $r | $(verdict "$r" ">=" 0.8) | $(total ${LSAMPLES[dsm $k errors]}) | $(total ${LSAMPLES[dsm $k dropped]}) | $(total ${LSAMPLES[dsm $k suspected]}) |"
+                done
+            done
+        )
+        local setting op
+        for setting in 1x1 4x8; do
+            for op in write read; do
+                local k="$op $setting" rop=SET r bad
+                [ "$op" = read ] && rop=GET
+                r=$(ratio "${LRES[dsm $k ops]}" "${LRES[redis $k ops]}")
+                # shellcheck disable=SC2086 # lists of numbers
+                bad=$(($(total ${LSAMPLES[dsm $k errors]}) + $(total ${LSAMPLES[dsm $k dropped]})))
+                targets+=$'\n'"| 1 MiB ${op^^} ops/s / redis $rop at $setting ≥ 0.8 (issue 22) | $r | $(verdict "$r" ">=" 0.8) |"
+                targets+=$'\n'"| 1 MiB ${op^^} at $setting: errors + slaves dropped (all runs) = 0 (issue 22) | $bad | $(verdict "$bad" "<=" 0) |"
+            done
+        done
+    fi
     local ptable="" always_ratio=""
     if [ "$PERSIST" = 1 ]; then
         always_ratio=$(ratio "${PRES[dsm always 4x32 ops]}" "${PRES[redis always 4x32 ops]}")
@@ -510,6 +623,10 @@ main() {
     echo
     if [ -n "$otable" ]; then
         echo "$otable"
+        echo
+    fi
+    if [ -n "$ltable" ]; then
+        echo "$ltable"
         echo
     fi
     if [ -n "$ptable" ]; then
@@ -556,6 +673,19 @@ main() {
             echo "checks and histogram). ${OPEN_SECONDS} s per run, each cell the median of $REPEATS runs."
             echo
             echo "$otable"
+            echo
+        fi
+        if [ -n "$ltable" ]; then
+            echo "## 1 MiB values (issue 22, item 1)"
+            echo
+            echo "Values of $LARGE_VALUE bytes, $LARGE_KEYS keys; $LARGE_SERIAL_N requests per 1x1 run, $LARGE_PIPELINED_N per 4x8"
+            echo "run. Each round a fresh dsm cluster (its master at --log-level info) runs WRITE then READ at"
+            echo "1x1, then at 4x8 (READ writes its keys first, untimed), then a fresh redis-server runs"
+            echo "redis-benchmark -t set,get at each setting; each cell the median of $REPEATS rounds. Errors,"
+            echo "slaves dropped (the master's \"slave '...' dropped:\" lines) and slaves suspected (late but"
+            echo "still talking: \"is slow\") are totals over all rounds."
+            echo
+            echo "$ltable"
             echo
         fi
         if [ -n "$ptable" ]; then
@@ -626,6 +756,19 @@ main() {
                 open_cmd redis "$op" RATE
                 show_cmd | sed 's/--requests [0-9]*/--requests RATEx'"$OPEN_SECONDS"'/'
             done
+        fi
+        if [ "$LARGE" = 1 ]; then
+            echo "# 1 MiB values: a fresh cluster per round (master --log-level info), then"
+            for op in write read; do
+                large_cmd "$op" 1 1 "$LARGE_SERIAL_N"
+                show_cmd
+                large_cmd "$op" 4 8 "$LARGE_PIPELINED_N"
+                show_cmd
+            done
+            large_redis_cmd 1 1 "$LARGE_SERIAL_N"
+            show_cmd
+            large_redis_cmd 4 8 "$LARGE_PIPELINED_N"
+            show_cmd
         fi
         if [ "$PERSIST" = 1 ]; then
             echo "# on disk: slaves with --data-dir TMPDIR/p-slave-N.data --fsync interval|always, and"

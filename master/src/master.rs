@@ -203,6 +203,11 @@ impl Master {
         }
     }
 
+    /// Slaves taken out of service, and slaves suspected (late but talking), since start.
+    pub fn slave_troubles(&self) -> (u64, u64) {
+        (self.events.dropped.iter().sum(), self.events.suspected)
+    }
+
     /// Count a slave about to be dropped (one already out of service is not dropped again).
     fn count_drop(&mut self, idx: SlaveIdx, why: &str) {
         if matches!(
@@ -572,7 +577,12 @@ impl Master {
                 self.count_drop(slave, &why);
                 self.members(now).drop(slave, &why)
             }
-            Effect::Suspect { slave, why } => self.members(now).suspect(slave, why),
+            Effect::Suspect { slave, why } => {
+                if !self.core.slaves.is_suspected(slave, now) {
+                    self.events.suspected += 1;
+                }
+                self.members(now).suspect(slave, why)
+            }
             Effect::Dropped(slave) => {
                 let (ops, mut ctx) = self.parts(now);
                 ops.on_slave_dropped(&mut ctx, slave);

@@ -73,6 +73,8 @@ pub(crate) struct EventStats {
     pub takeovers: u64,
     /// Slaves taken out of service, by [`DROP_REASONS`].
     pub dropped: [u64; DROP_REASONS.len()],
+    /// Slaves suspected: a deadline missed while still talking (each spell counted once).
+    pub suspected: u64,
 }
 
 pub const DROP_REASONS: [&str; 5] = [
@@ -270,6 +272,12 @@ pub(crate) fn render(s: &Snapshot) -> String {
             s.events.dropped[i] as f64,
         );
     }
+    e.single(
+        "dsm_master_slaves_suspected_total",
+        "counter",
+        "Slaves suspected: late but still talking, kept in service and avoided for a while.",
+        s.events.suspected as f64,
+    );
     e.family(
         "dsm_master_connections",
         "gauge",

@@ -75,6 +75,24 @@ pub enum Shared {
 }
 
 impl Shared {
+    /// The value a STORE carries, to be written from this one buffer to each slave.
+    pub fn value(&self) -> Option<&Rc<[u8]>> {
+        match self {
+            Shared::Store { value, .. } | Shared::StoreOnce { value, .. } => Some(value),
+            Shared::Fetch { .. } | Shared::Recall { .. } => None,
+        }
+    }
+
+    /// Bytes of key and value it carries (what makes a slave take long over it).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Shared::Store { key, value, .. } | Shared::StoreOnce { key, value, .. } => {
+                key.len() + value.len()
+            }
+            Shared::Fetch { key, .. } | Shared::Recall { key, .. } => key.len(),
+        }
+    }
+
     /// The request id and the borrowed body to encode.
     pub fn as_ref(&self) -> (u64, BodyRef<'_>) {
         match self {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io, Oversize};
-use dsm_wire::{Body, ErrorCode, Frame, Opcode, WireError};
+use dsm_wire::{Body, BodyRef, ErrorCode, Frame, Opcode, WireError};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -30,10 +30,12 @@ use crate::share::Share;
 use crate::stalls::Stalls;
 use crate::web::{Web, METRICS};
 
-/// Reads (of up to 64 KiB each) from one connection per turn: a peer that sends faster than
-/// the master handles its frames (a slave answering a burst of large FETCHes) must not keep
-/// the loop from every other connection, and from its timers, until it pauses.
+/// Reads (of up to 64 KiB each, or the rest of a large frame) from one connection per turn,
+/// and bytes: a peer that sends faster than the master handles its frames (a slave answering
+/// a burst of large FETCHes) must not keep the loop from every other connection, and from its
+/// timers, until it pauses.
 const READS_PER_TURN: usize = 16;
+const READ_BYTES_PER_TURN: usize = 1 << 20;
 
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
@@ -365,12 +367,16 @@ impl Server {
         if !self.decode(key) {
             return;
         }
+        let mut got = 0;
         for _ in 0..READS_PER_TURN {
             if !self.admit_frame(key) {
                 return;
             }
             match self.conns[key].read_some() {
-                Io::Done(_) => self.half_sent.moved(key),
+                Io::Done(n) => {
+                    got += n;
+                    self.half_sent.moved(key);
+                }
                 Io::WouldBlock => return,
                 Io::Closed => return self.close(key, "peer closed the connection", true),
             }
@@ -385,6 +391,9 @@ impl Server {
             // Gone, or the socket is empty (see `Conn::drained`): this event is handled.
             if self.conns.get(key).is_none_or(|c| c.drained()) {
                 return;
+            }
+            if got >= READ_BYTES_PER_TURN {
+                break;
             }
         }
         if !self.unread.contains(&key) {
@@ -601,16 +610,33 @@ impl Server {
                 if before == 0 && !conn.write_interest {
                     self.dirty.push(key);
                 }
-                match &out {
-                    Out::Send(_, frame) => conn.send(frame),
-                    Out::SendShared(_, shared) => {
-                        let (req_id, body) = shared.as_ref();
-                        conn.send_ref(req_id, &body);
+                match out {
+                    // A READ's large value is written from the buffer it came in, not copied.
+                    Out::Send(
+                        _,
+                        Frame {
+                            req_id,
+                            body: Body::Value { value },
+                        },
+                    ) if value.len() >= dsm_net::conn::SHARED_MIN => {
+                        conn.send_owned(req_id, &BodyRef::Value { value: &[] }, value);
                     }
-                    Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
+                    out => {
+                        match &out {
+                            Out::Send(_, frame) => conn.send(frame),
+                            Out::SendShared(_, shared) => {
+                                let (req_id, body) = shared.as_ref();
+                                match shared.value() {
+                                    Some(value) => conn.send_shared(req_id, &body, value),
+                                    None => conn.send_ref(req_id, &body),
+                                }
+                            }
+                            Out::Close(_) | Out::Persist(_) => unreachable!("handled above"),
+                        }
+                        self.core.recycle(out);
+                    }
                 }
                 self.queued += conn.pending() - before;
-                self.core.recycle(out);
                 // The socket is already full (a flush blocked): a peer that does not read its
                 // replies is cut off here, not only when a flush is tried.
                 if conn.write_interest && conn.pending() > self.cfg.max_write_buffer {

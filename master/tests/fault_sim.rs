@@ -216,3 +216,50 @@ fn an_isolated_slave_hears_of_its_drop_when_the_partition_heals_and_comes_back_w
         assert_eq!(got, vec![Frame::new(100 + i, value("v"))]);
     }
 }
+
+/// Issue 22: a slave answering 240 ms late (past the 200 ms ACK timeout) is behind, not
+/// dead, when what is queued to it is large: each 1 MB STORE or FETCH
+/// adds the time a slave draining 16 MiB/s would take over everything open there. Four 1 MB
+/// writes in flight at once are all acknowledged on their first two slaves, none dropped,
+/// none moved to the third; and reads of them answered 150 ms late (past the 100 ms read
+/// retry) ask one holder each. (The same with
+/// small values drops the slave: `a_slave_whose_answers_come_late_is_dropped_though_it_stores`.)
+#[test]
+fn a_slave_behind_on_large_values_is_waited_for_not_dropped() {
+    let (mut net, m, _, slaves, c) = cluster(false);
+    let big = "x".repeat(1_000_000);
+    for s in slaves {
+        net.delay(s, m, Duration::from_millis(240));
+    }
+    for i in 0..4 {
+        net.write(c, i, &format!("big{i}"), &big);
+    }
+    net.advance(Duration::from_millis(300));
+    let got = net.take(c);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.iter().all(|f| f.body == Body::Ok), "{got:?}");
+    assert_eq!(net.live_slaves(m), 3);
+    for s in slaves {
+        assert_eq!(net.closed_by(net.conn_of(s)), None);
+    }
+    let stored: usize = slaves.iter().map(|&s| net.store(s).len()).sum();
+    assert_eq!(stored, 8, "each write on its two slaves, no third copy");
+    // Reads: answers 150 ms late, past the 100 ms read retry, within it and the time a 1 MB
+    // answer may take: each holder asked is waited for, none suspected.
+    for s in slaves {
+        net.delay(s, m, Duration::from_millis(150));
+    }
+    for i in 0..4 {
+        let key = format!("big{i}").into();
+        assert!(net.request(c, 10 + i, Body::Read { key }).is_empty());
+    }
+    net.advance(Duration::from_millis(300));
+    let got = net.take(c);
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|f| f.body == value(&big)));
+    assert_eq!(
+        net.master(m).slave_troubles(),
+        (0, 0),
+        "none dropped or suspected"
+    );
+}

@@ -1,10 +1,13 @@
 //! A framed, buffered non-blocking TCP connection: reads into a bounded buffer, decodes frames,
 //! queues encoded replies and flushes them in as few `write` calls as it can.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::rc::Rc;
 
 use dsm_wire::{
-    decode_borrowed, decode_with_max, encode, encode_ref, BodyRef, Decoded, Frame, WireError,
+    decode_borrowed, decode_with_max, encode, encode_ref, encode_ref_head, BodyRef, Decoded, Frame,
+    WireError,
 };
 use mio::net::TcpStream;
 
@@ -31,11 +34,34 @@ pub enum Oversize {
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A STORE value at least this large is queued as a reference to its shared buffer
+/// ([`Conn::send_shared`]) and written with `writev`, not copied into the queue: below it
+/// the copy costs less than the extra slice.
+pub const SHARED_MIN: usize = 16 * 1024;
+
+/// Slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
+
 /// The read size for a connection whose frames are at most `max_frame` bytes.
 fn chunk_for(max_frame: usize) -> usize {
     READ_CHUNK
         .min(max_frame.next_power_of_two())
         .max(dsm_wire::HEADER_LEN)
+}
+
+/// A value queued by reference ([`Conn::send_shared`], [`Conn::send_owned`]).
+enum Seg {
+    Shared(Rc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl Seg {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Seg::Shared(v) => v,
+            Seg::Owned(v) => v,
+        }
+    }
 }
 
 pub struct Conn {
@@ -48,6 +74,12 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// Shared values queued between the bytes of `wbuf`: each goes out right after
+    /// `wbuf[..at]`, in order (`at` never decreases). `seg_done` bytes of the first are written.
+    segs: VecDeque<(usize, Seg)>,
+    seg_done: usize,
+    /// Bytes of `segs` not yet written.
+    seg_bytes: usize,
     max_frame: usize,
     /// Bytes asked of the kernel per `read`: [`READ_CHUNK`], or less for a small `max_frame`
     /// (a peer that has not authenticated gets a few KiB of buffer, not 64).
@@ -75,6 +107,9 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            segs: VecDeque::new(),
+            seg_done: 0,
+            seg_bytes: 0,
             max_frame,
             chunk: chunk_for(max_frame),
             drained: false,
@@ -104,7 +139,7 @@ impl Conn {
 
     /// Bytes this connection holds in its buffers (allocated, not only in use).
     pub fn buffered(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+        self.rbuf.capacity() + self.wbuf.capacity() + self.seg_bytes
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -124,7 +159,7 @@ impl Conn {
         } else if self.rpos > self.chunk {
             self.compact();
         }
-        let chunk = self.chunk;
+        let chunk = self.chunk.max(self.rest_of_frame());
         let filled = self.rend;
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
@@ -146,11 +181,29 @@ impl Conn {
         }
         // A 1 MiB frame grows the buffer; give the memory back once it is consumed.
         if self.rbuf.len() > 4 * READ_CHUNK && self.rend - self.rpos < READ_CHUNK {
-            self.compact();
-            self.rbuf.truncate(2 * READ_CHUNK);
-            self.rbuf.shrink_to(2 * READ_CHUNK);
+            let mut fresh = vec![0; 2 * READ_CHUNK];
+            fresh[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+            // Freed, not shrunk in place (see [`Conn::flush`]).
+            self.rbuf = fresh;
         }
         result
+    }
+
+    /// Bytes still to come of the frame at the front, when its header is in and announces
+    /// more than one read chunk: the next `read` asks for all of it, so a 1 MiB frame takes
+    /// one call (or as many as the socket holds parts of), not sixteen. 0 otherwise.
+    fn rest_of_frame(&self) -> usize {
+        let buf = &self.rbuf[self.rpos..self.rend];
+        if self.skip > 0 || buf.len() < 4 {
+            return 0;
+        }
+        let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if len > self.max_frame || len <= buf.len() {
+            return 0;
+        }
+        len - buf.len()
     }
 
     /// Whether the last [`Conn::read_some`] emptied the socket (it got less than it asked
@@ -291,19 +344,111 @@ impl Conn {
         encode_ref(req_id, body, &mut self.wbuf);
     }
 
+    /// Queue a STORE whose value is `value`, the buffer `body` borrows it from: the frame's
+    /// head is copied into the queue, the value itself only referenced (so a write to R slaves
+    /// keeps one copy of it, written to each socket from there). A small value, or another
+    /// body, is copied as by [`Conn::send_ref`].
+    pub fn send_shared(&mut self, req_id: u64, body: &BodyRef<'_>, value: &Rc<[u8]>) {
+        if value.len() < SHARED_MIN {
+            return self.send_ref(req_id, body);
+        }
+        match encode_ref_head(req_id, body, &mut self.wbuf) {
+            Some(tail) => {
+                debug_assert!(std::ptr::eq(tail, &value[..]), "the body borrows `value`");
+                self.seg_bytes += value.len();
+                self.segs
+                    .push_back((self.wbuf.len(), Seg::Shared(Rc::clone(value))));
+            }
+            None => self.send_ref(req_id, body),
+        }
+    }
+
+    /// Queue a frame whose last field is `value` (a VALUE reply, say), given `body` with that
+    /// field empty: the head is copied, `value` kept as it is and written from there. A small
+    /// value is copied, as by [`Conn::send_ref`].
+    pub fn send_owned(&mut self, req_id: u64, body: &BodyRef<'_>, value: Vec<u8>) {
+        let with = |v| match *body {
+            BodyRef::Value { .. } => BodyRef::Value { value: v },
+            BodyRef::Versioned { version, .. } => BodyRef::Versioned { version, value: v },
+            BodyRef::Fetched { version, .. } => BodyRef::Fetched { version, value: v },
+            other => other,
+        };
+        if value.len() < SHARED_MIN {
+            return self.send_ref(req_id, &with(&value));
+        }
+        let full = with(&value);
+        match encode_ref_head(req_id, &full, &mut self.wbuf) {
+            Some(_) => {
+                self.seg_bytes += value.len();
+                self.segs.push_back((self.wbuf.len(), Seg::Owned(value)));
+            }
+            None => self.send_ref(req_id, &full),
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.seg_bytes
+    }
+
+    /// One `write` (or `writev`, with shared values queued) of what is queued.
+    fn write_some(&mut self) -> io::Result<usize> {
+        if self.segs.is_empty() {
+            return self.stream.write(&self.wbuf[self.wpos..]);
+        }
+        let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        let mut from = self.wpos;
+        for (i, (at, value)) in self.segs.iter().enumerate() {
+            if n + 2 > MAX_SLICES {
+                break;
+            }
+            if *at > from {
+                slices[n] = IoSlice::new(&self.wbuf[from..*at]);
+                n += 1;
+            }
+            let skip = if i == 0 { self.seg_done } else { 0 };
+            slices[n] = IoSlice::new(&value.bytes()[skip..]);
+            n += 1;
+            from = *at;
+        }
+        if n < MAX_SLICES && from < self.wbuf.len() {
+            slices[n] = IoSlice::new(&self.wbuf[from..]);
+            n += 1;
+        }
+        self.stream.write_vectored(&slices[..n])
+    }
+
+    /// Count `n` bytes written, through the queue's bytes and shared values in order.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some((at, value)) = self.segs.front() else {
+                self.wpos += n;
+                return;
+            };
+            let before = (at - self.wpos).min(n);
+            self.wpos += before;
+            n -= before;
+            let len = value.bytes().len();
+            let took = (len - self.seg_done).min(n);
+            self.seg_done += took;
+            self.seg_bytes -= took;
+            n -= took;
+            if self.seg_done == len {
+                self.segs.pop_front();
+                self.seg_done = 0;
+            }
+        }
     }
 
     /// Write queued bytes until done or the socket would block.
     pub fn flush(&mut self) -> Io {
         let mut written = 0;
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+        while self.pending() > 0 {
+            match self.write_some() {
                 Ok(0) => return Io::Closed,
                 Ok(n) => {
-                    self.wpos += n;
+                    self.advance(n);
                     written += n;
                     self.progress |= self.blocked;
                 }
@@ -313,6 +458,9 @@ impl Conn {
                     // Consumed bytes are dropped so a long-blocked buffer does not keep them.
                     if self.wpos > READ_CHUNK && self.wpos * 2 > self.wbuf.len() {
                         self.wbuf.drain(..self.wpos);
+                        for (at, _) in self.segs.iter_mut() {
+                            *at -= self.wpos;
+                        }
                         self.wpos = 0;
                     }
                     return Io::WouldBlock;
@@ -329,6 +477,10 @@ impl Conn {
         // value, the kernel taking all of each reply, grew a debug master by 72-90 MB that way;
         // given back whole, by 22-26 MB, mostly their 64 KiB read buffers).
         if self.wbuf.capacity() > 4 * READ_CHUNK {
+            // (And freed, not shrunk with `realloc`: glibc serves a block this large with mmap,
+            // and a shrink and regrow is an `mremap` that faults fresh zeroed pages in for each
+            // large frame: with 1 MB values, 500 page faults per WRITE on the master. A `free`
+            // raises glibc's mmap threshold past it, so the next one comes from the heap.)
             self.wbuf = Vec::new();
         }
         Io::Done(written)
@@ -359,5 +511,95 @@ impl Conn {
             self.write_interest = want;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames queued with shared and owned values between copied ones reach the peer byte for
+    /// byte as if every frame had been copied, also when the socket takes them a part at a
+    /// time.
+    #[test]
+    fn shared_values_go_out_in_order_through_partial_writes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(stream), 4 << 20);
+        let values: Vec<Rc<[u8]>> = (0..3u8)
+            .map(|i| {
+                (0..1_000_000 + i as usize)
+                    .map(|b| (b % 251) as u8 ^ i)
+                    .collect()
+            })
+            .collect();
+        let mut expected = Vec::new();
+        // 24 MB in all: more than loopback's socket buffers take at once.
+        for (i, value) in values.iter().cycle().take(24).enumerate() {
+            let small = BodyRef::Fetch {
+                epoch: 1,
+                key: b"small",
+            };
+            conn.send_ref(i as u64, &small);
+            encode_ref(i as u64, &small, &mut expected);
+            let store = BodyRef::Store {
+                epoch: 1,
+                version: i as u64 + 1,
+                key: b"key",
+                value,
+            };
+            conn.send_shared(100 + i as u64, &store, value);
+            encode_ref(100 + i as u64, &store, &mut expected);
+        }
+        let owned: Vec<u8> = values[1].to_vec();
+        conn.send_owned(
+            5,
+            &BodyRef::Versioned {
+                version: 3,
+                value: &[],
+            },
+            owned.clone(),
+        );
+        encode_ref(
+            5,
+            &BodyRef::Versioned {
+                version: 3,
+                value: &owned,
+            },
+            &mut expected,
+        );
+        conn.send_owned(6, &BodyRef::Value { value: &[] }, b"small".to_vec());
+        encode_ref(6, &BodyRef::Value { value: b"small" }, &mut expected);
+        let tiny: Rc<[u8]> = Rc::from(&b"tiny"[..]);
+        let store = BodyRef::Store {
+            epoch: 1,
+            version: 9,
+            key: b"k",
+            value: &tiny,
+        };
+        conn.send_shared(7, &store, &tiny);
+        encode_ref(7, &store, &mut expected);
+        assert_eq!(conn.pending(), expected.len());
+        let mut got = Vec::new();
+        let mut buf = vec![0; 100_000];
+        let mut blocked = false;
+        while got.len() < expected.len() {
+            match conn.flush() {
+                Io::Closed => panic!("closed"),
+                Io::WouldBlock => blocked = true,
+                Io::Done(_) => assert_eq!(conn.pending(), 0),
+            }
+            match peer.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(blocked, "the socket should have taken the 24 MB in parts");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes differ from the copied frames");
     }
 }

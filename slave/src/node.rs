@@ -274,7 +274,7 @@ impl Node {
                 continue;
             }
             match conn.read_some() {
-                Io::Done(_) => {}
+                Io::Done(_) => self.slave.on_receiving(Instant::now()),
                 Io::WouldBlock => break,
                 Io::Closed => return self.closed("the master closed the connection", now),
             }

@@ -256,6 +256,15 @@ impl Slave {
         self.excused = self.excused.max(now);
     }
 
+    /// Bytes of the master's frames arrived (part of a large STORE, say): it is alive and
+    /// sending, so its silence counts from now even before a whole frame is in. Only once
+    /// registered: a peer still proving who it is gets no time for a trickle.
+    pub fn on_receiving(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Registered | Phase::Supporting { .. }) {
+            self.excused = self.excused.max(now);
+        }
+    }
+
     /// Time has passed: connect when the wait is over, give up a connect that takes too long,
     /// and leave a master that has been silent for `master_timeout`.
     pub fn on_tick(&mut self, now: Instant) {

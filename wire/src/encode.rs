@@ -122,6 +122,59 @@ pub fn encode_ref(req_id: u64, body: &BodyRef<'_>, out: &mut Vec<u8>) {
     finish(start, out);
 }
 
+/// [`encode_ref`] of a body whose last field is a value (STORE, STORE_ONCE, FETCHED, VALUE,
+/// VERSIONED) without the value's bytes: everything up to and including the value's length,
+/// with the frame's length counting the value, so that the value can follow from a buffer of
+/// its own (the master writes one buffer, shared by every slave a write goes to, with
+/// `writev`, instead of copying it into each slave's queue; and a READ's value as it came from
+/// the slave). Returns the value, or `None` with nothing written for any other body.
+pub fn encode_ref_head<'a>(req_id: u64, body: &BodyRef<'a>, out: &mut Vec<u8>) -> Option<&'a [u8]> {
+    let value = match *body {
+        BodyRef::Store {
+            epoch,
+            version,
+            key,
+            value,
+        } => {
+            let start = begin(body.opcode(), req_id, out);
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_bytes(out, key);
+            (start, value)
+        }
+        BodyRef::StoreOnce {
+            epoch,
+            version,
+            id,
+            key,
+            value,
+            keep: _,
+        } => {
+            let start = begin(body.opcode(), req_id, out);
+            put_u64(out, epoch);
+            put_u64(out, version);
+            put_write_id(out, id);
+            put_bytes(out, key);
+            (start, value)
+        }
+        BodyRef::Fetched { version, value } | BodyRef::Versioned { version, value } => {
+            let start = begin(body.opcode(), req_id, out);
+            put_u64(out, version);
+            (start, value)
+        }
+        BodyRef::Value { value } => (begin(body.opcode(), req_id, out), value),
+        _ => return None,
+    };
+    let (start, value) = value;
+    put_u32(
+        out,
+        u32::try_from(value.len()).expect("value over u32::MAX bytes"),
+    );
+    let len = u32::try_from(out.len() - start + value.len()).expect("frame over u32::MAX bytes");
+    BigEndian::write_u32(&mut out[start..start + 4], len);
+    Some(value)
+}
+
 // `#[inline]` on the helpers below: encode_ref runs for every frame on the hot path, and
 // without the hint a release build called put_bytes out of line (23% more instructions per
 // WRITE frame under callgrind).

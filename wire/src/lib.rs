@@ -29,7 +29,7 @@ mod reader;
 
 pub use body_ref::BodyRef;
 pub use decode::{decode, decode_borrowed, decode_with_max, Decoded};
-pub use encode::{encode, encode_ref};
+pub use encode::{encode, encode_ref, encode_ref_head};
 pub use error::WireError;
 pub use frame::{is_tombstone, plain_version, TOMBSTONE};
 pub use frame::{

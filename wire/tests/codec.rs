@@ -1407,3 +1407,66 @@ fn a_key_event_sends_at_most_255_holders() {
     let (back, _) = decode(&buf).unwrap().unwrap();
     assert_eq!(back.body, sync(vec![event(holders[..255].to_vec())]));
 }
+
+/// A body ending in a value written as its head (`encode_ref_head`) and then its value is byte
+/// for byte the frame `encode_ref` writes whole; any other body writes nothing.
+#[test]
+fn store_head_then_value_is_the_whole_frame() {
+    let value = vec![7u8; 70_000];
+    let id = WriteId {
+        client: 3,
+        seq: 9,
+        acked: 8,
+    };
+    let bodies = [
+        dsm_wire::BodyRef::Store {
+            epoch: 2,
+            version: 5,
+            key: b"k",
+            value: &value,
+        },
+        dsm_wire::BodyRef::StoreOnce {
+            epoch: 2,
+            version: 5,
+            id,
+            key: b"key",
+            value: &value,
+            keep: false,
+        },
+        dsm_wire::BodyRef::StoreOnce {
+            epoch: 2,
+            version: 5,
+            id,
+            key: b"key",
+            value: &value,
+            keep: true,
+        },
+        dsm_wire::BodyRef::Value { value: &value },
+        dsm_wire::BodyRef::Versioned {
+            version: 4,
+            value: &value,
+        },
+        dsm_wire::BodyRef::Fetched {
+            version: 4,
+            value: &value,
+        },
+    ];
+    for body in bodies {
+        let mut whole = Vec::new();
+        dsm_wire::encode_ref(42, &body, &mut whole);
+        let mut split = vec![1, 2, 3];
+        let tail = dsm_wire::encode_ref_head(42, &body, &mut split).expect("a value body");
+        split.extend_from_slice(tail);
+        assert_eq!(&split[3..], &whole[..]);
+        let (frame, used) = decode(&split[3..]).unwrap().unwrap();
+        assert_eq!(used, whole.len());
+        assert_eq!(frame.req_id, 42);
+    }
+    let mut out = Vec::new();
+    let fetch = dsm_wire::BodyRef::Fetch {
+        epoch: 1,
+        key: b"k",
+    };
+    assert!(dsm_wire::encode_ref_head(1, &fetch, &mut out).is_none());
+    assert!(out.is_empty());
+}

@@ -63,10 +63,8 @@ impl CopyOp {
         self.wanted = want - counted;
         self.fetching = true;
         let (epoch, key) = (ctx.term.epoch, op.key.clone());
-        let sub = subs.send(ctx, op.id, live[0], false, |req_id| Shared::Fetch {
-            req_id,
-            epoch,
-            key,
+        let sub = subs.send(ctx, op.id, live[0], false, op.answer, |req_id| {
+            Shared::Fetch { req_id, epoch, key }
         });
         self.pending.push(sub);
         Step::Wait
@@ -80,7 +78,7 @@ impl CopyOp {
             };
             let (epoch, version) = (ctx.term.epoch, self.version);
             let (key, value) = (op.key.clone(), self.value.clone());
-            let sub = subs.send(ctx, op.id, slave, true, |req_id| Shared::Store {
+            let sub = subs.send(ctx, op.id, slave, true, 0, |req_id| Shared::Store {
                 req_id,
                 epoch,
                 version,

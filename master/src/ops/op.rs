@@ -76,6 +76,7 @@ impl Op {
             hash: self.hash,
             req_id: self.req_id,
             deadline_at: self.deadline_at,
+            answer: self.reserve as usize,
         };
         (op, &mut self.kind)
     }

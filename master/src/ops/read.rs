@@ -6,6 +6,8 @@
 //! asked, the highest version wins (its holders are all slaves that answered with it), and
 //! becomes the record.
 
+use std::time::Duration;
+
 use dsm_net::TimerId;
 use dsm_wire::{is_tombstone, plain_version, Body, ErrorCode};
 use log::{debug, info, warn};
@@ -131,7 +133,7 @@ impl ReadOp {
                 // Out of reach, not gone (dropped, restarting, or not yet back after a
                 // takeover): wait for one to come back, until the deadline.
                 self.unreachable = true;
-                self.arm_retry(op, ctx);
+                self.arm_retry(op, ctx, Duration::ZERO);
                 return Step::Wait;
             }
             warn!("every copy of a key is lost; answering NOT_FOUND");
@@ -166,7 +168,12 @@ impl ReadOp {
         };
         let fresh = |h: SlaveIdx| unasked(h) && !(calm_only && slow(h));
         if count == 0 {
-            self.arm_retry(op, ctx);
+            let drain = (self.pending.iter())
+                .filter_map(|&p| subs.slave_of(p))
+                .map(|s| subs.allowance(s))
+                .max()
+                .unwrap_or_default();
+            self.arm_retry(op, ctx, drain);
             return Step::Wait;
         }
         let rr = spread.rr.wrapping_add(1);
@@ -184,21 +191,20 @@ impl ReadOp {
             spread.turn_targets.push(holder);
         }
         let (epoch, key) = (ctx.term.epoch, op.key.clone());
-        let sub = subs.send(ctx, op.id, holder, false, |req_id| Shared::Fetch {
-            req_id,
-            epoch,
-            key,
+        let sub = subs.send(ctx, op.id, holder, false, op.answer, |req_id| {
+            Shared::Fetch { req_id, epoch, key }
         });
-        self.arm_retry(op, ctx);
+        self.arm_retry(op, ctx, subs.allowance(holder));
         self.pending.push(sub);
         self.attempts += 1;
         Step::Wait
     }
 
-    /// (Re)start the retry timer: the read asks again after `read_retry` unless an answer
-    /// comes first, and at its deadline at the latest.
-    fn arm_retry(&mut self, op: &OpRef, ctx: &mut Ctx) {
-        let at = (ctx.now + ctx.cfg.read_retry).min(op.deadline_at);
+    /// (Re)start the retry timer: the read asks again after `read_retry` (and `drain`, the
+    /// time the holder asked may take over what is queued to it ahead of this read: see
+    /// `subs.rs`) unless an answer comes first, and at its deadline at the latest.
+    fn arm_retry(&mut self, op: &OpRef, ctx: &mut Ctx, drain: Duration) {
+        let at = (ctx.now + ctx.cfg.read_retry + drain).min(op.deadline_at);
         let retry = ctx.timers.insert(at, Timer::ReadRetry(op.id));
         if let Some(old) = self.retry.replace(retry) {
             ctx.timers.cancel(old);
@@ -335,14 +341,12 @@ impl ReadOp {
             }
             probe.asked.push(slave);
             let key = op.key.clone();
-            let sub = subs.send(ctx, op.id, slave, false, |req_id| Shared::Fetch {
-                req_id,
-                epoch,
-                key,
+            let sub = subs.send(ctx, op.id, slave, false, op.answer, |req_id| {
+                Shared::Fetch { req_id, epoch, key }
             });
             self.pending.push(sub);
         }
-        self.arm_retry(op, ctx);
+        self.arm_retry(op, ctx, Duration::ZERO);
     }
 
     /// Probe: decide once every live slave has been asked and has answered or died, and no

@@ -18,6 +18,8 @@ pub(crate) struct OpRef<'a> {
     pub req_id: u64,
     /// When the operation is answered TIMEOUT at the latest.
     pub deadline_at: Instant,
+    /// Bytes its answer is expected to bring back (a READ: the last value size seen).
+    pub answer: usize,
 }
 
 /// What a step of an operation's logic decided.

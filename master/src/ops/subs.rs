@@ -2,7 +2,7 @@
 //! id, and the one way to send them ([`SubTable::send`]); and the cursor over the slaves a
 //! write or a copy may try next ([`Candidates`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dsm_net::TimerId;
 
@@ -27,11 +27,29 @@ pub(crate) struct Sub {
     pub timer: Option<TimerId>,
     /// When it was sent, for the metrics.
     pub sent: Instant,
+    /// Bytes it moves: the frame sent, and the answer expected (a FETCH's value).
+    bytes: usize,
+}
+
+/// The slowest a slave that is alive and working may take in (or send back) the bytes of its
+/// sub-requests. A deadline allows this rate for every byte queued to the slave ahead of the
+/// sub-request and its own, on top of `--ack-timeout-ms` (or `--read-retry-ms`): a slave
+/// receiving 1 MB STOREs queued eight deep is behind by design, not late. 16 MiB/s is a fifth
+/// of what one slave drained on the loaded 2-core VM (`bench-results/large-values-2026-12-03.md`);
+/// with 64-byte values the allowance is microseconds, so small requests time out as before.
+pub(crate) const SLOWEST_DRAIN_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// What [`SLOWEST_DRAIN_BYTES_PER_SEC`] allows for `bytes`, in whole milliseconds (nothing
+/// under 16 KiB: small requests keep their deadlines to the tick).
+pub(crate) fn drain_allowance(bytes: usize) -> Duration {
+    Duration::from_millis((bytes as u64).saturating_mul(1000) / SLOWEST_DRAIN_BYTES_PER_SEC)
 }
 
 pub(crate) struct SubTable {
     map: IdMap<u64, Sub>,
     next: u64,
+    /// Per slave: bytes of its open sub-requests (sent and expected back).
+    ahead: Vec<usize>,
 }
 
 impl Default for SubTable {
@@ -39,26 +57,33 @@ impl Default for SubTable {
         SubTable {
             map: IdMap::default(),
             next: 1,
+            ahead: Vec::new(),
         }
     }
 }
 
 impl SubTable {
-    /// Send the sub-request `frame` makes from its request id to `slave`, for op `op`; with
-    /// `acked`, the slave is suspected if no ACK comes within the ACK timeout. Returns the id.
+    /// Send the sub-request `frame` makes from its request id to `slave`, for op `op`, that
+    /// should bring back about `answer` bytes; with `acked`, the slave is suspected if no ACK
+    /// comes within the ACK timeout, plus the time to drain what is queued to it ahead (see
+    /// [`SLOWEST_DRAIN_BYTES_PER_SEC`]). Returns the id.
     pub fn send(
         &mut self,
         ctx: &mut Ctx,
         op: OpId,
         slave: SlaveIdx,
         acked: bool,
+        answer: usize,
         frame: impl FnOnce(u64) -> Shared,
     ) -> u64 {
         let sub = self.next;
         self.next += 1;
+        let shared = frame(sub);
+        let bytes = shared.payload_len() + answer;
+        let ahead = self.add_ahead(slave, bytes);
         let timer = acked.then(|| {
-            ctx.timers
-                .insert(ctx.now + ctx.cfg.ack_timeout, Timer::Ack(sub))
+            let at = ctx.now + ctx.cfg.ack_timeout + drain_allowance(ahead);
+            ctx.timers.insert(at, Timer::Ack(sub))
         });
         self.map.insert(
             sub,
@@ -67,10 +92,33 @@ impl SubTable {
                 slave,
                 timer,
                 sent: ctx.now,
+                bytes,
             },
         );
-        ctx.out.shared(ctx.slaves.get(slave).conn, frame(sub));
+        ctx.out.shared(ctx.slaves.get(slave).conn, shared);
         sub
+    }
+
+    /// Count `bytes` more open at `slave`; returns the total now open there.
+    fn add_ahead(&mut self, slave: SlaveIdx, bytes: usize) -> usize {
+        let i = slave as usize;
+        if self.ahead.len() <= i {
+            self.ahead.resize(i + 1, 0);
+        }
+        self.ahead[i] += bytes;
+        self.ahead[i]
+    }
+
+    fn forget_ahead(&mut self, s: &Sub) {
+        if let Some(a) = self.ahead.get_mut(s.slave as usize) {
+            *a = a.saturating_sub(s.bytes);
+        }
+    }
+
+    /// The time [`SLOWEST_DRAIN_BYTES_PER_SEC`] allows `slave` for everything open there: a
+    /// read waits this much longer before it asks another holder.
+    pub fn allowance(&self, slave: SlaveIdx) -> Duration {
+        drain_allowance(self.ahead.get(slave as usize).copied().unwrap_or(0))
     }
 
     /// [`SubTable::send`] for a request that is not a STORE or FETCH (a PURGE), ACKed.
@@ -83,7 +131,7 @@ impl SubTable {
     ) -> u64 {
         let sub = self.next;
         self.next += 1;
-        let at = ctx.now + ctx.cfg.ack_timeout;
+        let at = ctx.now + ctx.cfg.ack_timeout + self.allowance(slave);
         let timer = Some(ctx.timers.insert(at, Timer::Ack(sub)));
         let sent = ctx.now;
         self.map.insert(
@@ -93,6 +141,7 @@ impl SubTable {
                 slave,
                 timer,
                 sent,
+                bytes: 0,
             },
         );
         ctx.out.send(ctx.slaves.get(slave).conn, sub, body(sub));
@@ -105,6 +154,7 @@ impl SubTable {
         if let Some(t) = s.timer {
             timers.cancel(t);
         }
+        self.forget_ahead(&s);
         Some(s)
     }
 
@@ -121,6 +171,7 @@ impl SubTable {
         if let Some(t) = s.timer {
             timers.cancel(t);
         }
+        self.forget_ahead(&s);
         Some(s)
     }
 
@@ -167,7 +218,9 @@ impl SubTable {
         };
         s.timer = None;
         let slave = s.slave;
-        let quiet_until = ctx.slaves.get(slave).last_heard + ctx.cfg.ack_timeout;
+        // A slave taking in a large frame says nothing until it is all in.
+        let quiet_until =
+            ctx.slaves.get(slave).last_heard + ctx.cfg.ack_timeout + drain_allowance(s.bytes);
         if ctx.now < quiet_until {
             let why = "an ACK later than --ack-timeout-ms";
             ctx.effects.push(Effect::Suspect { slave, why });

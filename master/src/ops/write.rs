@@ -234,7 +234,7 @@ impl WriteOp {
         let (key, value) = (op.key.clone(), self.value.clone());
         let writer = self.writer();
         let keep = self.reply == Reply::Counter;
-        let sub = subs.send(ctx, op.id, slave, true, |req_id| match writer {
+        let sub = subs.send(ctx, op.id, slave, true, 0, |req_id| match writer {
             Some(id) => Shared::StoreOnce {
                 req_id,
                 epoch,
@@ -289,7 +289,7 @@ impl WriteOp {
         let age_ms = u32::try_from(age.as_millis()).unwrap_or(u32::MAX).max(1);
         for slave in live {
             let key = op.key.clone();
-            let sub = subs.send(ctx, op.id, slave, false, |req_id| Shared::Recall {
+            let sub = subs.send(ctx, op.id, slave, false, 0, |req_id| Shared::Recall {
                 req_id,
                 epoch,
                 client: id.client,
