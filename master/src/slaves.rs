@@ -259,6 +259,17 @@ impl SlaveTable {
             .any(|s| matches!(s.state, State::Absent { .. } | State::Joining))
     }
 
+    /// Whether a slave out of reach now may have been sent something at or after `t`: one
+    /// absent since then (dropped, or known only from an old primary), or one reporting what
+    /// it holds. It may hold a STORE sent after `t` that nobody can ask it about now.
+    pub fn any_out_of_reach_since(&self, t: Instant) -> bool {
+        self.list.iter().any(|s| match s.state {
+            State::Absent { since } => since >= t,
+            State::Joining => true,
+            _ => false,
+        })
+    }
+
     /// Whether one of `holders` may still come back with its copy.
     pub fn holder_may_return(&self, holders: &[SlaveIdx]) -> bool {
         holders.iter().any(|&h| self.may_come_back(h))

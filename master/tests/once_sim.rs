@@ -496,3 +496,54 @@ fn a_resent_change_deferred_twice_after_a_takeover_is_started_once() {
     );
     assert_eq!(read(&mut c.net, cb, 3), value(3, "5"));
 }
+
+/// A write sent again while a slave that stored its first send is out of reach: the slaves
+/// asked say "not stored", and applied again every one of them refuses it for want of room.
+/// OUT_OF_MEMORY would say it did not happen, yet the first copy comes back with its slave
+/// (its INVENTORY after a restart) and reads. The answer must be TIMEOUT (unknown) instead.
+/// (Seen in `tests/tests/memory.rs` under load: "big-0-7 was refused OUT_OF_MEMORY, yet reads
+/// 1048576 bytes".)
+#[test]
+fn a_write_sent_again_while_a_slave_that_may_hold_it_is_away_is_not_answered_did_not_happen() {
+    let mut net = Net::new();
+    let p = net.add_master(common::new_cluster());
+    let s0 = net.add_slave(p, "s0");
+    // s1 and s2 have no room for the value: they refuse it with OUT_OF_MEMORY.
+    let _s1 = net.add_slave_with(p, "s1", dsm_slave::Store::in_memory(64));
+    let _s2 = net.add_slave_with(p, "s2", dsm_slave::Store::in_memory(64));
+    let cp = net.add_client(p);
+    net.advance(Duration::from_millis(300));
+    let big = "a".repeat(1000);
+
+    // The first send: s1 and s2 refuse it, s0 stores it but its ACK is lost with its
+    // connection. The outcome is unknown (NO_SLAVES).
+    net.drop_if(move |m: &Msg| m.from == s0 && matches!(m.frame.body, Body::Ack { .. }));
+    net.send(cp, Frame::new(1, once(3, 1, 1, 0, &big)));
+    net.settle();
+    assert!(net.take(cp).is_empty(), "waits for s0's ACK");
+    assert_eq!(net.store(s0).version_of(b"k").map(|_| ()), Some(()));
+    let conn = net.conn_of(s0);
+    net.close(conn);
+    net.stop_dropping();
+    let first = net.take(cp);
+    assert_eq!(error_code(&first), Some(ErrorCode::NoSlaves), "{first:?}");
+
+    // Sent again while s0 is away.
+    let again = net.request(cp, 2, once(3, 1, 1, 50, &big));
+    let refused = error_code(&again) == Some(ErrorCode::OutOfMemory);
+
+    // s0 restarts on its data and reports what it holds.
+    net.kill(s0);
+    net.restart(s0, true);
+    net.connect(s0, p);
+    net.settle();
+    net.advance(Duration::from_millis(100));
+    let read = read(&mut net, cp, 3);
+    assert!(
+        !refused || read == vec![Frame::new(3, Body::NotFound)],
+        "answered OUT_OF_MEMORY (did not happen), yet it reads: {:?}",
+        read.iter().map(|f| f.body.opcode()).collect::<Vec<_>>()
+    );
+    assert_eq!(error_code(&again), Some(ErrorCode::Timeout), "{again:?}");
+    assert_eq!(read, value(3, &big));
+}

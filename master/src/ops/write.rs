@@ -271,6 +271,18 @@ impl WriteOp {
                         have happened";
             return Step::Done(Body::error(ErrorCode::Timeout, text));
         }
+        // A slave out of reach since the first send may have stored it (its STORE applied,
+        // its ACK lost with its connection): nobody can say it did not, so the live slaves'
+        // "not stored" cannot make the write happen now. Applied again it could be refused
+        // (OUT_OF_MEMORY, "did not happen") while that copy comes back at the slave's next
+        // INVENTORY. Unless a live slave says it stored it, the answer is TIMEOUT (unknown).
+        if ctx.slaves.any_out_of_reach_since(once.first_sent) {
+            warn!(
+                "write {:?} sent again: a slave out of reach since its first send may hold it",
+                once.id
+            );
+            once.unsure = true;
+        }
         once.asking = true;
         let (epoch, id) = (ctx.term.epoch, once.id);
         let age = ctx.now.saturating_duration_since(once.first_sent);

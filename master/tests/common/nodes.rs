@@ -97,6 +97,16 @@ impl Net {
         self.join(m, Role::Slave, id, None)
     }
 
+    /// [`Net::add_slave`] with this store (one with a memory cap, say).
+    pub fn add_slave_with(&mut self, m: NodeId, id: &str, store: dsm_slave::Store) -> NodeId {
+        let mut peer = Peer::new(Role::Slave, id, None, false);
+        peer.store = Some(store);
+        let n = self.push_node(id.to_string(), Kind::Peer(Box::new(peer)));
+        self.connect(n, m);
+        self.settle();
+        n
+    }
+
     /// A client, WELCOMEd by `m`.
     pub fn add_client(&mut self, m: NodeId) -> NodeId {
         let c = self.join(m, Role::Client, "", None);
