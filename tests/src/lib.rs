@@ -46,7 +46,7 @@ pub use crate::data::SlaveLaunch;
 pub use crate::health::Health;
 pub use crate::hosts::{Host, Hosts};
 pub use crate::masters::MasterId;
-pub use crate::process::{run, Finished};
+pub use crate::process::{bench_count, run, Finished};
 
 /// Start-up of one process, or of the whole cluster's registration, may take this long on a
 /// loaded 2-core machine before a test gives up.

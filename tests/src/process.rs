@@ -143,3 +143,16 @@ pub fn signal(pid: u32, signal: &str) {
         .unwrap_or_else(|e| panic!("cannot run `kill -{signal} {pid}`: {e}"));
     assert!(status.success(), "`kill -{signal} {pid}` failed: {status}");
 }
+
+/// A whole number field of `dsm-client bench --json`'s one-line object (panics, naming it,
+/// when the field is missing or not a count).
+pub fn bench_count(json: &str, name: &str) -> u64 {
+    let at = json
+        .find(&format!("\"{name}\":"))
+        .unwrap_or_else(|| panic!("no {name} in {json}"));
+    let rest = &json[at + name.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a count in {json}"))
+}

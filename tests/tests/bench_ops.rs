@@ -3,21 +3,9 @@
 
 use std::time::Duration;
 
-use dsm_tests::{run, Cluster, ClusterOpts};
+use dsm_tests::{bench_count as field, run, Cluster, ClusterOpts};
 
 const BENCH_DEADLINE: Duration = Duration::from_secs(60);
-
-/// A whole number field of the bench's one-line `--json` object.
-fn field(json: &str, name: &str) -> u64 {
-    let at = json
-        .find(&format!("\"{name}\":"))
-        .unwrap_or_else(|| panic!("no {name} in {json}"));
-    let rest = &json[at + name.len() + 3..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a count in {json}"))
-}
 
 #[test]
 fn new_ops_bench_with_every_answer_and_key_checked() {

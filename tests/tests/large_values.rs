@@ -8,21 +8,9 @@
 use std::time::Duration;
 
 use dsm_tests::metrics::{get, Samples};
-use dsm_tests::{run, Cluster, ClusterOpts, MasterId};
+use dsm_tests::{bench_count as field, run, Cluster, ClusterOpts, MasterId};
 
 const BENCH_DEADLINE: Duration = Duration::from_secs(120);
-
-/// A whole number field of the bench's one-line `--json` object.
-fn field(json: &str, name: &str) -> u64 {
-    let at = json
-        .find(&format!("\"{name}\":"))
-        .unwrap_or_else(|| panic!("no {name} in {json}"));
-    let rest = &json[at + name.len() + 3..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a count in {json}"))
-}
 
 #[test]
 fn one_megabyte_writes_and_reads_at_4x8_drop_no_slave() {
