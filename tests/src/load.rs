@@ -273,6 +273,21 @@ pub struct Watched {
     pub wrong: Vec<String>,
 }
 
+impl Watched {
+    /// Err naming the first 10 wrong answers, if there was any, seen `during` (the fault).
+    pub fn ok(&self, during: &str) -> Result<(), String> {
+        if self.wrong.is_empty() {
+            return Ok(());
+        }
+        let first: Vec<&String> = self.wrong.iter().take(10).collect();
+        Err(format!(
+            "{} READs of sentinels during {during} answered wrong (first {}): {first:#?}",
+            self.wrong.len(),
+            first.len()
+        ))
+    }
+}
+
 impl Watcher {
     pub fn start(cluster: &Cluster, sentinels: &Sentinels) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
