@@ -489,6 +489,19 @@ impl Slave {
         let addr = *addr;
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
+            Step::Welcomed(terms) if terms.standby && self.dialer.untried_remain() => {
+                // A primary may be at another address (the dialer's module docs): try them
+                // all before supporting a standby.
+                info!(
+                    "master {addr} is a standby (epoch {}); trying the other masters for a \
+                     primary first",
+                    terms.epoch
+                );
+                self.refusals = RefusalLog::default();
+                self.out.push(Out::Close);
+                self.dialer.pass_over();
+                self.phase = Phase::Waiting { at: now };
+            }
             Step::Welcomed(terms) if terms.standby => {
                 // How long to wait for its TAKEOVER: SUPPORT_FOR and up to as much again, drawn
                 // per slave, so that slaves moving between standbys do not move in step.
@@ -613,8 +626,7 @@ impl Slave {
     /// Leave a standby that did not take over: try the next master at once (in turn, so a
     /// standby first in the list does not keep us from the primary).
     fn next_master(&mut self, now: Instant) {
-        self.dialer.failed();
-        self.dialer.registered();
+        self.dialer.new_round();
         self.phase = Phase::Waiting { at: now };
     }
 
