@@ -106,6 +106,9 @@ pub struct Slave {
     limits: dsm_wire::Limits,
     /// Since when every HELLO has been refused BAD_REQUEST (reset by a WELCOME as a slave).
     refused_since: Option<Instant>,
+    /// The primary said it drops us (`dsm_wire::DROPPED`): when the connection closes, we
+    /// register with it again rather than look for another master.
+    dropped: bool,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
     /// Draws of [`Slave::jitter`] so far.
@@ -144,6 +147,7 @@ impl Slave {
             refusals: RefusalLog::default(),
             limits: cfg.limits,
             refused_since: None,
+            dropped: false,
             announced: false,
             draws: 0,
             still_here: now,
@@ -363,6 +367,19 @@ impl Slave {
                         }
                         return Some(Reply::Frame(Frame::new(*req_id, Body::Pong)));
                     }
+                    // The primary drops us and closes: it is alive, so we come straight back.
+                    Decoded::Owned(Frame {
+                        body:
+                            Body::Error {
+                                code: ErrorCode::Unavailable,
+                                text,
+                            },
+                        ..
+                    }) if dsm_wire::says_dropped(text) => {
+                        warn!("the master dropped us: {text}");
+                        self.dropped = true;
+                        return None;
+                    }
                     _ => {}
                 }
                 self.store.respond_decoded(decoded)
@@ -548,6 +565,7 @@ impl Slave {
 
     fn welcomed(&mut self, terms: Terms, now: Instant) {
         self.phase = Phase::Registered;
+        self.dropped = false;
         self.refused_since = None;
         self.dialer.registered();
         self.refusals = RefusalLog::default();
@@ -605,6 +623,15 @@ impl Slave {
         if let Phase::Supporting { addr, .. } = self.phase {
             info!("no longer supporting standby {addr}: {why}; looking for a primary");
             self.next_master(now);
+            return;
+        }
+        if std::mem::take(&mut self.dropped) {
+            // The master said it dropped us and is alive: the same address again, at once.
+            info!("registering with the master that dropped us again");
+            self.dialer.registered();
+            self.phase = Phase::Waiting {
+                at: now + crate::dialer::MIN_BACKOFF,
+            };
             return;
         }
         warn!("lost the master: {why}; trying the next address");
