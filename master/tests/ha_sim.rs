@@ -540,3 +540,84 @@ fn a_key_the_probe_finds_nowhere_is_forgotten_not_left_in_the_map() {
         vec![Frame::new(5, Body::NotFound)]
     );
 }
+
+/// The votes that come after the one that decided the election (three slaves: the standby
+/// and two of them are a majority of five, so the third vote is always late) make slaves of
+/// the master they voted for, on the connection they voted on. Letting such a slave go sent
+/// it round the masters to support whichever standby it found next, for seconds (seen with
+/// real processes after a restart of the whole cluster).
+#[test]
+fn a_vote_that_comes_after_the_election_is_decided_still_makes_a_slave() {
+    let mut ha = Ha::new();
+    let (p, b) = (ha.p, ha.b);
+    ha.net.kill(p);
+    // The connections the slaves have just before the step in which the standby is elected:
+    // the ones they support it on, and vote on.
+    let mut conns = ha.slaves.map(|s| ha.net.conn_of(s));
+    for _ in 0..100 {
+        conns = ha.slaves.map(|s| ha.net.conn_of(s));
+        ha.run(Duration::from_millis(10));
+        if ha.role_epoch(b).0 == ServerRole::Primary {
+            break;
+        }
+    }
+    assert_eq!(ha.role_epoch(b), (ServerRole::Primary, 2));
+    ha.run(Duration::from_millis(300));
+    for (s, conn) in ha.slaves.into_iter().zip(conns) {
+        assert!(
+            ha.net.peer(s).votes.contains(&(2, true)),
+            "{:?}",
+            ha.net.peer(s).votes
+        );
+        assert_eq!(
+            ha.net.conn_of(s),
+            conn,
+            "a slave that voted keeps the connection it voted on"
+        );
+    }
+    let live = ha
+        .net
+        .master(b)
+        .status()
+        .slaves
+        .iter()
+        .filter(|s| s.live)
+        .count();
+    assert_eq!(live, 3, "{:?}", ha.net.master(b).status().slaves);
+}
+
+/// A standby names its primary's client address in NOT_PRIMARY while it follows it, and not
+/// once it has lost it: a client sent to the dead primary would be sent back by the other
+/// masters that name it and go round them, instead of finding the one elected meanwhile.
+#[test]
+fn a_standby_that_lost_its_primary_does_not_name_it_to_clients() {
+    let mut ha = Ha::new();
+    let (p, b, cb) = (ha.p, ha.b, ha.cb);
+    let refusal = |ha: &mut Ha, req: u64| -> String {
+        match &ha.net.request(cb, req, read("k"))[..] {
+            [Frame {
+                body:
+                    Body::Error {
+                        code: ErrorCode::NotPrimary,
+                        text,
+                    },
+                ..
+            }] => text.clone(),
+            other => panic!("not a NOT_PRIMARY: {other:?}"),
+        }
+    };
+    let named = refusal(&mut ha, 1);
+    assert!(
+        dsm_wire::primary_named(&named).is_some(),
+        "a standby following its primary names it: {named}"
+    );
+    ha.net.kill(p);
+    ha.run(Duration::from_millis(50));
+    assert_eq!(ha.role_epoch(b), (ServerRole::Backup, 1), "not elected yet");
+    let lost = refusal(&mut ha, 2);
+    assert_eq!(
+        dsm_wire::primary_named(&lost),
+        None,
+        "a standby that lost its primary names none: {lost}"
+    );
+}

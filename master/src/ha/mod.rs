@@ -97,6 +97,12 @@ impl Ha {
         }
     }
 
+    /// A standby that still supports the primary it follows (it has not lost it): only such
+    /// a one names that primary to clients.
+    pub fn follows_a_live_primary(&self) -> bool {
+        matches!(self, Ha::Backup(f) if !f.election.withdrawn)
+    }
+
     /// The primary–backup link for STATUS: on a primary its backup, on a backup its own link.
     pub fn backup_link(&self, doubts: &Doubts) -> BackupLink {
         match self {
