@@ -287,6 +287,42 @@ fn a_primary_cut_from_every_slave_loses_its_lease_and_rejoins_as_a_standby() {
     assert_eq!(ha.net.master(p).status().keys, 10);
 }
 
+/// The lease the masters run with (`--lease-ms`, 400 by default).
+const LEASE: Duration = Duration::from_millis(400);
+
+/// The primary cut from every slave, still heard by the standby (and the standby by it): the
+/// slaves leave it after their patience and come to the standby, which withdraws its promise
+/// to the primary. The primary, its lease long lost with the slaves' promises, releases the
+/// standby from its own promise when asked (RELEASE), so the standby is elected about when
+/// the slaves come, not a lease later (it used to wait out its last promise: elected at
+/// about the patience plus a lease after the cut).
+#[test]
+fn a_primary_cut_from_every_slave_releases_the_standby_which_is_elected_without_waiting_a_lease()
+{
+    let mut ha = Ha::new();
+    let (p, b) = (ha.p, ha.b);
+    for s in ha.slaves {
+        ha.net.cut(p, s);
+    }
+    let cut = ha.net.now();
+    while ha.role_epoch(b).0 != ServerRole::Primary {
+        ha.run(Duration::from_millis(10));
+        assert!(ha.net.now() < cut + PATIENCE + LEASE * 2, "never elected");
+    }
+    let elected = ha.net.now() - cut;
+    // The slaves come after PATIENCE; the standby takes a heartbeat (100 ms) to see that it
+    // has a majority, a round trip to be released, one more to be elected.
+    assert!(
+        elected < PATIENCE + LEASE / 2,
+        "elected {elected:?} after the cut: the standby waited out its promise"
+    );
+    assert!(
+        ha.net.saw(p, b, |m| matches!(m, Body::Released { below } if *below > 0)),
+        "the primary never released the standby"
+    );
+    assert_eq!(ha.role_epoch(b), (ServerRole::Primary, 2));
+}
+
 /// Row 2: an isolated standby can never win (no slave comes to it) nor make anyone reset;
 /// healed, it follows the primary again.
 #[test]

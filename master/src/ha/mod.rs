@@ -260,7 +260,13 @@ impl Ha {
     pub fn link_frame(&mut self, conn: ConnId, req: u64, body: Body, mut r: Roles<'_>) {
         let epoch = r.term.epoch;
         match self {
-            Ha::Backup(f) => f.on_frame(conn, req, body, &mut r),
+            Ha::Backup(f) => {
+                // Released by a primary that lost its lease: campaign now, not at the next
+                // heartbeat.
+                if f.on_frame(conn, req, body, &mut r) {
+                    self.campaign(r);
+                }
+            }
             Ha::Primary(p) => {
                 let outranked = p.on_fencing_frame(conn, req, body, epoch, r.peers, r.out, r.now);
                 if let Some(why) = outranked {
