@@ -132,7 +132,10 @@ impl Election {
     /// Whether to ask the primary on our `link`th link to release us (RELEASE): withdrawn, and
     /// a promise given on that link still holds.
     pub fn wants_release(&self, now: Instant, link: u64) -> bool {
-        self.withdrawn && self.promised.is_some_and(|p| p.link == link && now < p.until)
+        self.withdrawn
+            && self
+                .promised
+                .is_some_and(|p| p.link == link && now < p.until)
     }
 
     /// The primary on our `link`th link no longer counts our answers to its requests below
@@ -597,12 +600,18 @@ mod tests {
         assert!(!e.counts_itself(t0));
         assert!(e.wants_release(t0, 1));
         assert!(!e.wants_release(t0, 2), "no promise on that link");
-        assert!(!e.release(1, 0), "a primary that holds its lease releases nothing");
+        assert!(
+            !e.release(1, 0),
+            "a primary that holds its lease releases nothing"
+        );
         assert!(!e.release(1, 10), "request 10 is not below 10");
         assert!(!e.release(2, 100), "another link");
         assert!(!e.counts_itself(t0));
         assert!(e.release(1, 11));
-        assert!(e.counts_itself(t0), "released: no need to wait for the lease");
+        assert!(
+            e.counts_itself(t0),
+            "released: no need to wait for the lease"
+        );
         assert!(!e.wants_release(t0, 1));
     }
 
@@ -632,10 +641,16 @@ mod tests {
         let mut e = Election::default();
         assert!(e.promise(t0, LEASE, 1, 10));
         let t1 = t0 + RETRY;
-        assert!(e.promise(t1, LEASE, 2, 3), "a new link, its requests numbered anew");
+        assert!(
+            e.promise(t1, LEASE, 2, 3),
+            "a new link, its requests numbered anew"
+        );
         e.withdraw("a majority of supporters");
         assert!(e.release(2, 4));
-        assert!(!e.counts_itself(t1), "link 1's promise holds until t0 + LEASE");
+        assert!(
+            !e.counts_itself(t1),
+            "link 1's promise holds until t0 + LEASE"
+        );
         assert!(e.counts_itself(t0 + LEASE));
     }
 }

@@ -173,8 +173,7 @@ impl Follow {
             // for our promise to run out; one that holds it says no.
             let majority = 1 + self.election.supporters.len() > voters / 2;
             let session = self.link.session;
-            if majority && self.following_primary() && self.election.wants_release(now, session)
-            {
+            if majority && self.following_primary() && self.election.wants_release(now, session) {
                 out.send(conn, 0, Body::Release);
             }
             out.send(conn, 0, Body::Ping);
@@ -279,7 +278,10 @@ impl Follow {
             // The primary's word on stale standbys and the voter count; answered, a promise.
             Body::Stale { gen, voters, ids } => {
                 self.election.told(gen, voters, &ids);
-                if self.election.promise(now, r.cfg.lease, self.link.session, req) {
+                if self
+                    .election
+                    .promise(now, r.cfg.lease, self.link.session, req)
+                {
                     r.out.send(conn, req, Body::Pong);
                 }
             }
@@ -304,7 +306,10 @@ impl Follow {
             }
             // The primary's PING: answered, it is our promise (unless we withdrew it).
             Body::Ping => {
-                if self.election.promise(now, r.cfg.lease, self.link.session, req) {
+                if self
+                    .election
+                    .promise(now, r.cfg.lease, self.link.session, req)
+                {
                     r.out.send(conn, req, Body::Pong);
                 }
             }
