@@ -281,13 +281,11 @@ fn a_write_while_every_slave_is_dropped_waits_for_them_and_succeeds() {
         net.freeze(s);
     }
     // Writes until every slave has missed an ACK timeout (R=2: the holders, then the third).
-    let mut req = 2;
-    for _ in 0..20 {
+    for req in 2..22 {
         if net.live_slaves(m) == 0 {
             break;
         }
         net.write(c, req, &format!("k{req}"), "v");
-        req += 1;
         net.advance(Duration::from_millis(100));
     }
     assert_eq!(net.live_slaves(m), 0, "every slave dropped");
