@@ -892,6 +892,9 @@ impl Server {
         self.core.forget_out(key);
         if tell_core {
             self.core.on_close(key, Instant::now());
+            // Nor what the core says to it on hearing it closed (a dropped slave's DROPPED
+            // ERROR): the next connection accepted may get this key.
+            self.core.forget_out(key);
         }
     }
 }
