@@ -62,6 +62,9 @@ pub const DEFAULT_PROBE: Duration = Duration::from_millis(250);
 /// How long a master that went silent, or whose connection broke, is tried only when every
 /// other one is avoided too.
 const AVOID_FOR: Duration = Duration::from_secs(1);
+/// How long a master that refused the connection (nothing listens there) is avoided the
+/// same way: short, since a restarted master listens again within moments.
+const AVOID_REFUSED_FOR: Duration = Duration::from_millis(250);
 
 /// How [`Client::connect_with_options`] connects, and how every later call reconnects.
 #[derive(Debug, Clone)]
@@ -753,6 +756,11 @@ impl Client {
             match result {
                 Ok(()) => return Ok(()),
                 Err(Error::Io(e)) if refused > 0 => {
+                    // Not named again by a standby that has not heard it died (a NOT_PRIMARY
+                    // naming it is passed over while it is avoided): the client would go round
+                    // the two and never reach a third master elected meanwhile.
+                    self.avoid.retain(|&(a, _)| a != addr);
+                    self.avoid.push((addr, Instant::now() + AVOID_REFUSED_FOR));
                     let line = format!("{addr}: {e} (nothing listens there)");
                     if !failures.contains(&line) {
                         failures.push(line);

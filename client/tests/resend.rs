@@ -344,3 +344,50 @@ fn a_master_that_recovers_past_the_deadline_is_answered_unavailable_not_timeout(
     drop(c);
     assert!(seen.join().unwrap().len() > 1, "asked again meanwhile");
 }
+
+/// A standby that has not yet heard its primary died names it in every NOT_PRIMARY. The
+/// client, sent to the dead master (nothing listens), must not be sent back and forth between
+/// the two until its deadline: it passes over a name it has just found dead and tries the
+/// next master, where the new primary serves.
+#[test]
+fn a_not_primary_naming_a_dead_master_does_not_keep_the_client_from_the_next_one() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // A standby that answers NOT_PRIMARY naming the dead master, on every connection.
+    let standby = TcpListener::bind("127.0.0.1:0").unwrap();
+    let standby_addr = standby.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in standby.incoming() {
+            let Ok(mut s) = s else { return };
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                while let Some(frame) = next_frame(&mut s, &mut buf) {
+                    let reply = match frame.body {
+                        Body::Hello { .. } => Body::Welcome {
+                            epoch: 1,
+                            inventory: false,
+                            standby: false,
+                            lease_ms: 0,
+                            proof: None,
+                        },
+                        _ => Body::error(ErrorCode::NotPrimary, naming_primary(dead, "a standby")),
+                    };
+                    let mut out = Vec::new();
+                    encode(&Frame::new(frame.req_id, reply), &mut out);
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (primary, _) = fake_master(Fake::Serve);
+    let mut c =
+        Client::connect_with_timeout(&[dead, standby_addr, primary], Duration::from_secs(3))
+            .unwrap();
+    c.write(b"k", b"v")
+        .unwrap_or_else(|e| panic!("the WRITE never reached the primary: {e}"));
+    assert_eq!(c.master(), primary);
+}

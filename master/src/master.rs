@@ -4,6 +4,7 @@
 //! component that owns what it is about, effects come back and are routed, and once per event
 //! the operations settle (answer what is ready, start what may start).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -49,6 +50,11 @@ pub struct Master {
     census: Census,
     /// STATUS requests (connection, request id) waiting for the census pass of this id.
     status_waiting: Vec<(ConnId, u64, u64)>,
+    /// Supporters asked for their vote whose VOTE had not come when this master was elected
+    /// (it is often in the same read as the vote that decided): kept until it comes, and then
+    /// taken as slaves like the others, instead of being let go to support a standby for
+    /// seconds.
+    late_voters: HashMap<ConnId, crate::supporter::Supporter>,
 }
 
 impl Master {
@@ -66,6 +72,7 @@ impl Master {
             started: now,
             census: Census::default(),
             status_waiting: Vec::new(),
+            late_voters: HashMap::new(),
         }
     }
 
@@ -402,7 +409,10 @@ impl Master {
                 self.members(now).drop(idx, "its connection closed")
             }
             Some(Peer::Backup) => self.ha.backup_closed(conn, &mut self.core.effects),
-            Some(Peer::Supporter) => self.ha.supporter_closed(conn),
+            Some(Peer::Supporter) => {
+                self.late_voters.remove(&conn);
+                self.ha.supporter_closed(conn)
+            }
             Some(Peer::Primary) => self.ha.link_closed(now),
             Some(Peer::New | Peer::Challenged) | None => {}
         }
@@ -624,6 +634,9 @@ impl Master {
                 for conn in self.core.slaves.mark_all_absent(now) {
                     self.core.peers.close(conn, &mut self.core.out);
                 }
+                for (conn, _) in self.late_voters.drain() {
+                    self.core.peers.close(conn, &mut self.core.out);
+                }
                 let why = format!("stepped down ({why})");
                 self.ops.fail_all(&mut self.core.timers, &why);
             }
@@ -644,37 +657,84 @@ impl Master {
         now: Instant,
     ) {
         for (conn, s) in supporters {
-            // A standby that voted attaches to us as a standby again: it redials.
-            if s.voted != Some(true) || s.master {
-                self.core.peers.close(conn, &mut self.core.out);
+            if s.voted.is_none() && s.asked.is_some() && !s.master {
+                self.late_voters.insert(conn, s);
                 continue;
             }
-            // One that says we are out of step reports what it holds whatever we asked.
-            let mut reports = s.inventory || s.stale;
-            if recovering && !reports {
-                // Recovering (another voter said we are out of step), the recovery waits for
-                // its report too, which its TAKEOVER did not ask for: a WELCOME asks for it
-                // (a registered slave's store takes one as a request to report).
-                reports = true;
-                let welcome = Body::Welcome {
-                    epoch: self.core.term.epoch,
-                    inventory: true,
-                    standby: false,
-                    lease_ms: self.core.cfg.lease.as_millis() as u32,
-                    proof: None,
-                };
-                self.core.out.send(conn, 0, welcome);
+            self.take_supporter(conn, s, recovering, now);
+        }
+    }
+
+    /// One supporter of [`Master::take_supporters`], or a late voter's.
+    fn take_supporter(
+        &mut self,
+        conn: ConnId,
+        s: crate::supporter::Supporter,
+        recovering: bool,
+        now: Instant,
+    ) {
+        // A standby that voted attaches to us as a standby again: it redials.
+        if s.voted != Some(true) || s.master {
+            self.core.peers.close(conn, &mut self.core.out);
+            return;
+        }
+        // One that says we are out of step reports what it holds whatever we asked.
+        let mut reports = s.inventory || s.stale;
+        if recovering && !reports {
+            // Recovering (another voter said we are out of step), the recovery waits for
+            // its report too, which its TAKEOVER did not ask for: a WELCOME asks for it
+            // (a registered slave's store takes one as a request to report).
+            reports = true;
+            let welcome = Body::Welcome {
+                epoch: self.core.term.epoch,
+                inventory: true,
+                standby: false,
+                lease_ms: self.core.cfg.lease.as_millis() as u32,
+                proof: None,
+            };
+            self.core.out.send(conn, 0, welcome);
+        }
+        let idx = self
+            .members(now)
+            .adopt(conn, &s.id, s.boot, s.seen, reports);
+        if let Some(asked) = s.asked {
+            self.ha.voted(idx, asked, self.core.cfg.lease);
+        }
+        for body in s.held {
+            if let Body::Inventory { done, entries } = body {
+                self.members(now).report(idx, done, entries);
             }
-            let idx = self
-                .members(now)
-                .adopt(conn, &s.id, s.boot, s.seen, reports);
-            if let Some(asked) = s.asked {
-                self.ha.voted(idx, asked, self.core.cfg.lease);
+        }
+    }
+
+    /// A frame from a supporter whose vote came after this master was elected (see
+    /// `late_voters`): a granted VOTE makes it a slave as if it had come in time; a refusal,
+    /// or anything but a PING or PONG before the vote, lets it go.
+    fn late_vote(&mut self, conn: ConnId, body: Body, now: Instant) {
+        let Some(mut s) = self.late_voters.remove(&conn) else {
+            return;
+        };
+        match body {
+            Body::Vote {
+                granted: true,
+                stale,
+                ..
+            } if self.ha.role() == ServerRole::Primary => {
+                log::info!(
+                    "supporter '{}' voted after the election: taking it as a slave",
+                    s.id
+                );
+                s.voted = Some(true);
+                s.stale |= stale;
+                let recovering = self.core.recovery.is_some();
+                self.take_supporter(conn, s, recovering, now);
+                self.settle(now);
             }
-            for body in s.held {
-                if let Body::Inventory { done, entries } = body {
-                    self.members(now).report(idx, done, entries);
-                }
+            Body::Ping | Body::Pong => {
+                self.late_voters.insert(conn, s);
+            }
+            _ => {
+                self.core.peers.close(conn, &mut self.core.out);
             }
         }
     }
@@ -701,6 +761,9 @@ impl Master {
             }
             Peer::Client => self.on_client_frame(conn, frame, now),
             Peer::Slave(idx) => self.on_slave_frame(idx, frame.req_id, frame.body, now),
+            Peer::Supporter if self.late_voters.contains_key(&conn) => {
+                self.late_vote(conn, frame.body, now)
+            }
             Peer::Supporter => {
                 let (ha, roles) = self.roles(now);
                 ha.supporter_frame(conn, frame.body, roles);
@@ -738,6 +801,8 @@ impl Master {
         }
         if self.asked_on != Some(link) {
             self.asked_on = Some(link);
+            // A new link may lead to another primary: name none until it says where it serves.
+            self.primary_addr.clear();
             self.core.out.send(link, ASK_PRIMARY_REQ, Body::Status);
         }
     }
@@ -749,11 +814,13 @@ impl Master {
     }
 
     /// `text` beginning `primary=ADDR; ` when this master is a standby that knows where its
-    /// primary serves clients (its STATUS said), so that a client goes straight there.
+    /// primary serves clients (its STATUS said), so that a client goes straight there. Not
+    /// once it has lost that primary: a client sent to a dead master, whose standby sends it
+    /// back, would go round the two and never find the master elected meanwhile.
     fn naming_primary(&self, text: String) -> String {
-        let addr = match self.ha.role() {
-            ServerRole::Backup => self.primary_addr.parse::<SocketAddr>().ok(),
-            _ => None,
+        let addr = match self.ha.follows_a_live_primary() {
+            true => self.primary_addr.parse::<SocketAddr>().ok(),
+            false => None,
         };
         match addr.filter(|&a| a != self.core.cfg.listen) {
             Some(addr) => dsm_wire::naming_primary(addr, &text),

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use dsm_auth::Terms;
-use dsm_wire::{Body, SyncEvent};
+use dsm_wire::{Body, ErrorCode, SyncEvent};
 use log::{info, warn};
 
 use crate::config::Config;
@@ -202,6 +202,11 @@ impl Members<'_> {
         self.tell_backup(SyncEvent::SlaveDown { id: id.clone() });
         let live = self.slaves.live_count();
         warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");
+        // Alive and dropped by a master that is alive too: it may register again at once.
+        let text = format!("{}{why}; register again", dsm_wire::DROPPED);
+        self.gate
+            .out
+            .send(conn, 0, Body::error(ErrorCode::Unavailable, text));
         self.gate.peers.close(conn, self.gate.out);
         self.wait_for(idx);
         self.effects.push(Effect::Dropped(idx));

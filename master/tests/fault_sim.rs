@@ -149,6 +149,11 @@ fn a_slave_whose_answers_come_late_is_dropped_though_it_stores() {
     net.advance(Duration::from_millis(1));
     assert_eq!(net.take(c), vec![Frame::new(2, Body::Ok)]);
     assert_eq!(net.closed_by(net.conn_of(late)), Some(m)); // LATER
+                                                           // It is told first, so that it registers here again at once (`dsm_wire::DROPPED`).
+    assert!(net.saw(m, late, |b| matches!(b, Body::Error {
+        code: ErrorCode::Unavailable,
+        text,
+    } if dsm_wire::says_dropped(text))));
     let holders = net.holders_of("k");
     assert_eq!(holders.len(), 2);
     assert!(!holders.contains(&late));

@@ -547,3 +547,42 @@ fn a_write_sent_again_while_a_slave_that_may_hold_it_is_away_is_not_answered_did
     assert_eq!(error_code(&again), Some(ErrorCode::Timeout), "{again:?}");
     assert_eq!(read, value(3, &big));
 }
+
+/// An exactly-once write in flight when the primary is cut from every slave: its STOREs get no
+/// ACK, every slave is dropped, and by then the primary has lost its lease. It must not answer
+/// NO_SLAVES ("every slave chosen for the write died": the client cannot tell whether it
+/// happened), but say it cannot vouch for it (NOT_PRIMARY, `taken; `), so the client sends it
+/// again to the primary the slaves elect, which finds out and applies it once.
+#[test]
+fn a_write_in_flight_when_the_primary_is_cut_from_every_slave_is_sent_on_not_failed() {
+    let mut c = Cluster::new();
+    let (p, b, cp, cb) = (c.p, c.b, c.cp, c.cb);
+    for s in c.slaves {
+        c.net.cut(p, s);
+    }
+    c.net.send(cp, Frame::new(1, once(6, 1, 1, 0, "a")));
+    let mut answer = Vec::new();
+    for _ in 0..150 {
+        c.run(Duration::from_millis(10));
+        answer = c.net.take(cp);
+        if !answer.is_empty() {
+            break;
+        }
+    }
+    match &answer[..] {
+        [Frame {
+            req_id: 1,
+            body:
+                Body::Error {
+                    code: ErrorCode::NotPrimary,
+                    text,
+                },
+        }] => assert!(dsm_wire::says_taken(text), "{text}"),
+        other => panic!("not a NOT_PRIMARY saying taken: {other:?}"),
+    }
+    c.run(Duration::from_millis(1000));
+    assert_eq!(c.net.master(b).status().role, ServerRole::Primary);
+    let net = &mut c.net;
+    assert_eq!(net.request(cb, 2, once(6, 1, 1, 1500, "a")), ok(2));
+    assert_eq!(read(net, cb, 3), value(3, "a"));
+}

@@ -106,6 +106,9 @@ pub struct Slave {
     limits: dsm_wire::Limits,
     /// Since when every HELLO has been refused BAD_REQUEST (reset by a WELCOME as a slave).
     refused_since: Option<Instant>,
+    /// The primary said it drops us (`dsm_wire::DROPPED`): when the connection closes, we
+    /// register with it again rather than look for another master.
+    dropped: bool,
     /// The ready line has been asked for (it is printed once, at the first registration).
     announced: bool,
     /// Draws of [`Slave::jitter`] so far.
@@ -144,6 +147,7 @@ impl Slave {
             refusals: RefusalLog::default(),
             limits: cfg.limits,
             refused_since: None,
+            dropped: false,
             announced: false,
             draws: 0,
             still_here: now,
@@ -363,6 +367,19 @@ impl Slave {
                         }
                         return Some(Reply::Frame(Frame::new(*req_id, Body::Pong)));
                     }
+                    // The primary drops us and closes: it is alive, so we come straight back.
+                    Decoded::Owned(Frame {
+                        body:
+                            Body::Error {
+                                code: ErrorCode::Unavailable,
+                                text,
+                            },
+                        ..
+                    }) if dsm_wire::says_dropped(text) => {
+                        warn!("the master dropped us: {text}");
+                        self.dropped = true;
+                        return None;
+                    }
                     _ => {}
                 }
                 self.store.respond_decoded(decoded)
@@ -489,6 +506,19 @@ impl Slave {
         let addr = *addr;
         match hs.on_frame(frame) {
             Step::Send(auth) => self.out.push(Out::Send(auth)),
+            Step::Welcomed(terms) if terms.standby && self.dialer.untried_remain() => {
+                // A primary may be at another address (the dialer's module docs): try them
+                // all before supporting a standby.
+                info!(
+                    "master {addr} is a standby (epoch {}); trying the other masters for a \
+                     primary first",
+                    terms.epoch
+                );
+                self.refusals = RefusalLog::default();
+                self.out.push(Out::Close);
+                self.dialer.pass_over();
+                self.phase = Phase::Waiting { at: now };
+            }
             Step::Welcomed(terms) if terms.standby => {
                 // How long to wait for its TAKEOVER: SUPPORT_FOR and up to as much again, drawn
                 // per slave, so that slaves moving between standbys do not move in step.
@@ -535,6 +565,7 @@ impl Slave {
 
     fn welcomed(&mut self, terms: Terms, now: Instant) {
         self.phase = Phase::Registered;
+        self.dropped = false;
         self.refused_since = None;
         self.dialer.registered();
         self.refusals = RefusalLog::default();
@@ -594,6 +625,15 @@ impl Slave {
             self.next_master(now);
             return;
         }
+        if std::mem::take(&mut self.dropped) {
+            // The master said it dropped us and is alive: the same address again, at once.
+            info!("registering with the master that dropped us again");
+            self.dialer.registered();
+            self.phase = Phase::Waiting {
+                at: now + crate::dialer::MIN_BACKOFF,
+            };
+            return;
+        }
         warn!("lost the master: {why}; trying the next address");
         debug!("{} keys held", self.store.len());
         self.retry(now);
@@ -613,8 +653,7 @@ impl Slave {
     /// Leave a standby that did not take over: try the next master at once (in turn, so a
     /// standby first in the list does not keep us from the primary).
     fn next_master(&mut self, now: Instant) {
-        self.dialer.failed();
-        self.dialer.registered();
+        self.dialer.new_round();
         self.phase = Phase::Waiting { at: now };
     }
 

@@ -468,3 +468,71 @@ fn a_vote_is_refused_to_a_standby_that_counts_fewer_voters_than_the_primary_did(
     assert_eq!(net.ask(takeover(2, 2, 5)), Some(Frame::new(2, granted)));
     assert!(net.slave.registered(), "serving the standby it voted for");
 }
+
+/// A slave that has not yet served a primary (just started) tries every master address before
+/// it supports a standby (`dialer.rs`, the round): the standby first in its list is passed
+/// over, and the primary after it registers it. When every address has been tried (the
+/// primary it served is gone), a standby is supported at once.
+#[test]
+fn a_standby_met_before_every_master_was_tried_is_passed_over() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    net.listen(a, standby(1));
+    net.listen(b, welcoming(1, false));
+    assert!(
+        net.run_until(Duration::from_secs(1), |n| n.slave.registered()),
+        "not registered with the primary"
+    );
+    assert_eq!(net.peer(), Some(b));
+    assert_eq!(
+        logged("is a standby (epoch 1); trying the other masters for a primary first").len(),
+        1
+    );
+    assert!(
+        logged("supporting it").is_empty(),
+        "{:?}",
+        logged("supporting")
+    );
+    // The primary at b is lost: a is then the only master not tried, and a standby there is
+    // supported at once.
+    net.cut();
+    assert!(
+        net.run_until(Duration::from_secs(2), |n| n.slave.supporting()),
+        "the standby was not supported once the primary was lost"
+    );
+    assert_eq!(net.peer(), Some(a));
+}
+
+/// A primary that drops the slave (an ACK or PING it did not answer in time) says so before it
+/// closes (`dsm_wire::DROPPED`): the slave registers with it again at once instead of looking
+/// for another master, where a standby would hold it as its supporter for seconds. A close
+/// without that word (a master that died) still sends it to the next address.
+#[test]
+fn a_slave_dropped_by_its_primary_registers_with_it_again() {
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    net.listen(a, welcoming(1, false));
+    net.listen(b, standby(1));
+    net.run_for(10 * MS);
+    assert!(net.slave.registered());
+    let text = format!("{}no ACK within 200 ms; register again", dsm_wire::DROPPED);
+    net.send(Frame::new(0, Body::error(ErrorCode::Unavailable, text)));
+    net.run_for(MS);
+    net.cut();
+    let cut = net.now;
+    assert!(
+        net.run_until(Duration::from_secs(1), |n| n.slave.registered()),
+        "not registered again"
+    );
+    assert_eq!(net.peer(), Some(a), "back with the master that dropped it");
+    assert_eq!(net.connects.last().map(|c| c.1), Some(a));
+    assert!(net.connects.last().unwrap().0 <= cut + Duration::from_millis(50));
+    assert_eq!(logged("the master dropped us").len(), 1);
+    // Lost without a word: the next address (the standby, supported: a was tried).
+    net.cut();
+    assert!(
+        net.run_until(Duration::from_secs(2), |n| n.slave.supporting()),
+        "a master lost without a word sends the slave on"
+    );
+    assert_eq!(net.peer(), Some(b));
+}

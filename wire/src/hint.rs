@@ -15,6 +15,17 @@ pub const TAKEN: &str = "taken; ";
 /// again, and the client library does until its deadline.
 pub const RECOVERING: &str = "recovering; ";
 
+/// How the text of the UNAVAILABLE a primary sends a slave it drops (an ACK or a PING not
+/// answered in time) begins, just before it closes the connection: the master is alive and
+/// takes the slave back as the same process, so the slave registers with it again at once
+/// instead of looking for another master (where a standby would hold it for seconds).
+pub const DROPPED: &str = "dropped; ";
+
+/// Whether an UNAVAILABLE to a slave says its primary dropped it (see [`DROPPED`]).
+pub fn says_dropped(text: &str) -> bool {
+    text.starts_with(DROPPED)
+}
+
 /// Whether an UNAVAILABLE answer's text says the master is recovering (see [`RECOVERING`]).
 pub fn says_recovering(text: &str) -> bool {
     text.starts_with(RECOVERING)

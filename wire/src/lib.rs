@@ -36,7 +36,10 @@ pub use frame::{
     AuthBytes, BackupLink, Body, ErrorCode, Frame, Limits, Opcode, Role, ServerRole, SlaveStatus,
     Status, SyncEvent, WriteId, AUTH_LEN, RECALL_NONE, RECALL_UNSURE,
 };
-pub use hint::{naming_primary, primary_named, says_recovering, says_taken, RECOVERING, TAKEN};
+pub use hint::{
+    naming_primary, primary_named, says_dropped, says_recovering, says_taken, DROPPED, RECOVERING,
+    TAKEN,
+};
 
 /// Bytes in the fixed header: length (4), opcode (1), request id (8).
 pub const HEADER_LEN: usize = 13;

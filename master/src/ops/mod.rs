@@ -29,7 +29,7 @@ use crate::metrics::{RequestStats, READ, UPDATE, WRITE};
 use crate::once::{Records, Seen};
 use crate::timer::{Timer, Timers};
 
-use op::{cannot_vouch, Op, OpKind};
+use op::{cannot_vouch, exactly_once, Op, OpKind};
 use purge::PurgeOp;
 use queue::{Pass, QueueKey, Queues};
 use read::{ReadOp, ReadSpread};
@@ -458,10 +458,25 @@ impl Ops {
         if let OpKind::Copy(_) = op.kind {
             ctx.repairs.copy_ended();
         }
-        if let (Some(w), Some(reply)) = (op.writer(), op.reply.as_ref()) {
+        // An exactly-once change that failed for want of slaves (every one chosen died, or none
+        // was live: a primary cut from its slaves) or whose outcome this master could not
+        // learn: without a lease, the primary the slaves elect can learn it, so the client is
+        // told to send it there rather than left not knowing. Not recorded as its answer: a
+        // resend here asks the slaves again.
+        let sent_on = refusal.is_some()
+            && exactly_once(&op.kind)
+            && matches!(
+                op.reply,
+                Some(Body::Error {
+                    code: ErrorCode::NoSlaves | ErrorCode::Timeout,
+                    ..
+                })
+            );
+        if let (Some(w), Some(reply), false) = (op.writer(), op.reply.as_ref(), sent_on) {
             self.records.answered(w, reply, ctx.now);
         }
         let reply = match (op.reply, refusal) {
+            (Some(_), Some(why)) if sent_on => Some(cannot_vouch(&op.kind, why)),
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
                 Some(cannot_vouch(&op.kind, why))

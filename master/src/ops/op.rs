@@ -242,6 +242,16 @@ impl Op {
     }
 }
 
+/// A WRITE_ONCE, or a change sent in ONCE: a master that took it may say it cannot vouch for
+/// it, and the client sends it again (the next primary finds out whether it was applied).
+pub(crate) fn exactly_once(kind: &OpKind) -> bool {
+    match kind {
+        OpKind::Write(w) => w.writer().is_some(),
+        OpKind::Update(u) => u.writer().is_some(),
+        _ => false,
+    }
+}
+
 /// The answer to an operation this master took but cannot stand by (it lost its lease, or
 /// stepped down). NOT_PRIMARY tells a client to send the request to another master, which is
 /// safe only for a request that had no effect: a READ. A WRITE may already be stored, and sent
@@ -250,11 +260,7 @@ impl Op {
 /// write (WRITE_ONCE, or a SET, DELETE or INCR sent in ONCE) may be sent again (the next
 /// primary finds out whether it was applied): NOT_PRIMARY.
 pub(crate) fn cannot_vouch(kind: &OpKind, why: &str) -> Body {
-    let once = match kind {
-        OpKind::Write(w) => w.writer().is_some(),
-        OpKind::Update(u) => u.writer().is_some(),
-        _ => false,
-    };
+    let once = exactly_once(kind);
     match kind {
         OpKind::Write(_) | OpKind::Update(_) if once => {
             // `TAKEN` opens the reason, after the primary's address if `why` names it.
