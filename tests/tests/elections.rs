@@ -21,13 +21,14 @@
 //! probe per master that writes through that master alone with a 300 ms deadline
 //! ([`CLUSTER_GAP_BOUND`]).
 //!
-//! Writes whose outcome the client could not know (`unknown`: TIMEOUT, or a connection that
-//! broke after sending) are counted and printed (`unknown=` in the `failover-measure` line),
-//! not asserted to be 0: issue 17's item 4 (exactly-once resends across a failover, RIFL)
-//! was built on branch `rifl` and reached main only as this branch was finished; one run
-//! since showed 0 for every election but 123 for the standby of a typo (not looked into). Once
-//! that is understood, `unknown` must be 0 for every failover that finishes inside the call
-//! deadline, and the assertion belongs in [`Scene::finish`].
+//! Writes whose outcome the client could not know (`unknown`: TIMEOUT, NO_SLAVES after the
+//! write went out, or a connection that broke after sending) are counted, printed (`unknown=`
+//! in the `failover-measure` line) and asserted to be 0 (issue 17 item 6): every failover here
+//! ends well inside the call deadline, and the writers send exactly-once writes, which the
+//! client library sends again across it. The primary cut from its slaves was the last to
+//! leave some (NO_SLAVES once every slave was dropped): a master that lost every slave now
+//! lets writes wait a lease for them and sends an exactly-once write it cannot finish on to
+//! the next primary (`master/src/members.rs`, `ops::finish`).
 //!
 //! Faults that need a partition run every node in a network namespace of its own
 //! (`netns.rs`: blackhole routes, or a node's port on the bridge taken down for a silent
@@ -239,6 +240,11 @@ impl Scene {
             "{}: no write acknowledged for {:?} (bound {GAP_BOUND:?})",
             self.name,
             m.gap
+        );
+        assert_eq!(
+            m.unknown, 0,
+            "{}: writes with an unknown outcome across a failover inside the deadline (above)",
+            self.name
         );
         m
     }
