@@ -14,10 +14,16 @@
 //! [`dsm_wire::TOMBSTONE`]. A collected tombstone leaves a hole in `records` that a later new
 //! key fills, so a key never moves: SCAN walks `records` by position, and every key that
 //! exists for the whole of a scan is at one position for all of it.
+//!
+//! The primary's read cache (`cache.rs`) lives here, keyed by those positions, so that every
+//! change of a key's version goes through the one place that drops a value it did not come
+//! with.
 
 use dsm_index::{Chunked, Found, TagIndex};
 use dsm_wire::{is_tombstone, plain_version};
 use slab::Slab;
+
+use crate::cache::{CacheStats, ValueCache};
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
 /// gets a new one, so a dead index can never be mistaken for a live holder.
@@ -73,6 +79,8 @@ pub struct KeyIndex {
     spill: Slab<Vec<SlaveIdx>>,
     /// Positions in `records` left by collected tombstones, filled by new keys first.
     holes: Vec<u32>,
+    /// Committed values of small keys, by position (see `cache.rs`).
+    values: ValueCache,
 }
 
 /// One page of [`KeyIndex::scan`].
@@ -83,7 +91,41 @@ pub struct ScanPage {
     pub next: u64,
 }
 
+/// A record's position as the read cache keys it.
+fn cache_pos(pos: usize) -> u32 {
+    u32::try_from(pos).expect("positions fit the tag index")
+}
+
 impl KeyIndex {
+    /// An empty index with a read cache of at most `limit` bytes (0: none; `cache.rs`).
+    pub fn with_read_cache(limit: usize) -> KeyIndex {
+        KeyIndex {
+            values: ValueCache::new(limit),
+            ..KeyIndex::default()
+        }
+    }
+
+    /// Forget every key (a primary stepping down, whose map the new primary's snapshot
+    /// replaces); the read cache keeps its bound and its counters, and no value.
+    pub fn reset(&mut self) {
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
+        *self = KeyIndex {
+            values,
+            ..KeyIndex::default()
+        };
+    }
+
+    /// Drop every cached value (a takeover: this map may be behind the slaves).
+    pub fn clear_values(&mut self) {
+        self.values.clear();
+    }
+
+    /// The read cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.values.stats()
+    }
+
     fn find(&self, key: &[u8]) -> Found {
         self.index.find(key, |pos| &self.records[pos].0)
     }
@@ -109,13 +151,63 @@ impl KeyIndex {
         }
     }
 
+    /// [`KeyIndex::get_hashed`], and the cached value if the read cache holds the entry's
+    /// version's (never for a tombstone). Counts a hit or a miss.
+    #[inline]
+    pub fn get_with_value(&self, hash: u64, key: &[u8]) -> Option<(Entry<'_>, Option<&[u8]>)> {
+        match self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            Found::At(pos) => {
+                let slot = &self.records[pos].1;
+                let value = match self.values.enabled() && !is_tombstone(slot.version) {
+                    true => self.values.get(cache_pos(pos), slot.version),
+                    false => None,
+                };
+                Some((self.entry(slot), value))
+            }
+            Found::Vacant(_) => None,
+        }
+    }
+
+    /// Cache `value` as the key's, if `version` is still its committed version (a FETCH's
+    /// answer: another read may have recorded a newer one meanwhile).
+    pub fn keep_value(&mut self, hash: u64, key: &[u8], version: u64, value: &[u8]) {
+        if !self.values.fits(value.len()) || is_tombstone(version) {
+            return;
+        }
+        if let Found::At(pos) = self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            if self.records[pos].1.version == version {
+                self.values.put(cache_pos(pos), version, value);
+            }
+        }
+    }
+
     /// Record `version` on `holders`, replacing what the key had.
     pub fn commit(&mut self, key: &[u8], version: u64, holders: &[SlaveIdx]) {
         self.commit_hashed(self.hash(key), key, version, holders)
     }
 
     /// [`KeyIndex::commit`] with `hash` = [`KeyIndex::hash`] of `key`.
+    #[inline]
     pub fn commit_hashed(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        self.commit_valued(hash, key, version, holders, None)
+    }
+
+    /// [`KeyIndex::commit_hashed`], with `value`, when known, the value `version` wrote: the
+    /// read cache keeps it (if small). A new version without a value drops the cached one.
+    pub fn commit_valued(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        holders: &[SlaveIdx],
+        value: Option<&[u8]>,
+    ) {
         assert!(
             holders.iter().all(|&h| h < SPILLED),
             "slave index out of range"
@@ -125,21 +217,34 @@ impl KeyIndex {
             .find_hashed(hash, key, |pos| &self.records[pos].0);
         let ids = self.store(holders);
         let slot = Slot { version, ids };
-        match found {
+        let (pos, old) = match found {
             Found::At(pos) => {
                 let old = std::mem::replace(&mut self.records[pos].1, slot);
                 self.release(old.ids);
+                (pos, Some(old.version))
             }
             Found::Vacant(vacancy) => match self.holes.pop() {
                 Some(pos) => {
                     self.index.insert(vacancy, pos as usize);
                     self.records[pos as usize] = (key.into(), slot);
+                    (pos as usize, None)
                 }
                 None => {
-                    self.index.insert(vacancy, self.records.len());
+                    let pos = self.records.len();
+                    self.index.insert(vacancy, pos);
                     self.records.push((key.into(), slot));
+                    (pos, None)
                 }
             },
+        };
+        if !self.values.enabled() {
+            return;
+        }
+        match value.filter(|_| !is_tombstone(version)) {
+            Some(value) => self.values.put(cache_pos(pos), version, value),
+            // Holders changing at the same version keep the value; anything else drops it.
+            None if old != Some(version) => self.values.remove(cache_pos(pos)),
+            None => {}
         }
     }
 
@@ -154,6 +259,7 @@ impl KeyIndex {
             return false;
         };
         self.index.remove(hash, pos);
+        self.values.remove(cache_pos(pos));
         let hole = Slot {
             version: 0,
             ids: [NONE, NONE],
