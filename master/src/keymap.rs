@@ -532,6 +532,54 @@ mod tests {
     }
 
     #[test]
+    fn the_read_cache_holds_only_the_committed_versions_value() {
+        let mut k = KeyIndex::with_read_cache(1 << 20);
+        let h = k.hash(b"a");
+        let cached = |k: &KeyIndex| {
+            k.get_with_value(k.hash(b"a"), b"a")
+                .and_then(|(_, v)| v.map(<[u8]>::to_vec))
+        };
+        k.commit_valued(h, b"a", 5, &[1], Some(b"five"));
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // New holders at the same version keep it.
+        k.update_holders(b"a", |h| h.push(2));
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // A FETCH's answer of an older version is not kept over it.
+        k.keep_value(h, b"a", 4, b"four");
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // A new version without a value (a probe, an INVENTORY) drops it.
+        k.commit_hashed(h, b"a", 6, &[1]);
+        assert_eq!(cached(&k), None);
+        assert_eq!(k.cache_stats().entries, 0);
+        k.keep_value(h, b"a", 6, b"six");
+        assert_eq!(cached(&k), Some(b"six".to_vec()));
+        // A tombstone is never cached, and drops the value.
+        k.commit_valued(h, b"a", 7 | dsm_wire::TOMBSTONE, &[1], Some(b""));
+        assert_eq!(cached(&k), None);
+        k.commit_valued(h, b"a", 8, &[1], Some(b"eight"));
+        assert!(k.remove(b"a"));
+        assert_eq!(
+            k.cache_stats().entries,
+            0,
+            "a forgotten key drops its value"
+        );
+        k.commit_valued(h, b"a", 9, &[1], Some(b"nine"));
+        k.reset();
+        assert_eq!(k.cache_stats().entries, 0);
+        // A new index: a new keyed hash.
+        let h = k.hash(b"a");
+        k.commit_valued(h, b"a", 10, &[1], Some(b"ten"));
+        assert_eq!(cached(&k), Some(b"ten".to_vec()), "reset keeps the bound");
+        k.clear_values();
+        assert_eq!(cached(&k), None);
+        // Without a cache nothing is kept.
+        let mut off = KeyIndex::default();
+        let h = off.hash(b"a");
+        off.commit_valued(h, b"a", 1, &[1], Some(b"one"));
+        assert_eq!(off.get_with_value(h, b"a").and_then(|(_, v)| v), None);
+    }
+
+    #[test]
     fn a_tombstone_reported_at_the_committed_version_is_held() {
         let mut k = KeyIndex::default();
         let v = 7 | dsm_wire::TOMBSTONE;
