@@ -51,6 +51,9 @@ the next P only when all P are answered, which is what redis-benchmark -P does.
 
 With --rate the load is open loop: request i is due at start + i/OPS and its
 latency runs from that instant, even while it waits for a free pipeline slot.
+The requests due by now leave in one batch, at most one batch every 250 us
+(so one may leave up to about 0.3 ms late, counted in its latency), about a
+batch's worth to one connection at a time.
 
 With --redis ADDR the same run goes to a Redis server instead of a dsm master:
 PING, SET and GET over RESP, the same keys, values, read checks, schedule and

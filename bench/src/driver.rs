@@ -23,8 +23,12 @@ use conns::{take_pending, BenchConn, Pending};
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The untimed preload keeps at least this many writes in flight per connection.
 const PRELOAD_DEPTH: usize = 32;
-/// The open-loop ticker's wake-ups; connection tokens are their index, far below.
-const WAKER: Token = Token(usize::MAX);
+/// Open loop: requests due closer together than this leave in one batch (see
+/// [`crate::schedule::Pacer`]): a request is sent up to this much (plus the kernel's timer
+/// slack) after its due time while a slot is free, and that delay is in its latency. 100 µs
+/// cost the generator a third of a core at any rate on this 2-core VM, 250 µs a fifth, and
+/// 1 ms a tenth but put 0.7 ms in every p50 (bench-results/open-loop-2026-12-04.md).
+const OPEN_QUANTUM: Duration = Duration::from_micros(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -41,7 +45,8 @@ struct Driver<'a> {
     conns: Vec<BenchConn>,
     phase: Phase,
     tally: Tally,
-    /// Timed requests handed to a connection (closed loop) or scheduled (open loop).
+    /// Closed loop: timed requests handed to a connection (the open loop's [`Pacer`] counts
+    /// its own).
     issued: u64,
     /// Sent and unanswered, over all connections.
     outstanding: usize,
@@ -216,9 +221,6 @@ impl<'a> Driver<'a> {
         }));
         for i in 0..self.ready.len() {
             let (idx, readable, writable) = self.ready[i];
-            if Token(idx) == WAKER {
-                continue;
-            }
             if writable {
                 let c = &mut self.conns[idx];
                 if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {

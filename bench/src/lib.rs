@@ -2,7 +2,7 @@
 //! event loop and reports throughput and latency percentiles (HdrHistogram, 3 digits).
 //!
 //! The pure parts live apart from the loop so they can be tested without sockets: option
-//! checking ([`args`]), the open-loop schedule ([`schedule`]), read checking ([`check`]), the
+//! checking ([`args`]), the open-loop schedule and pacing ([`schedule`]), read checking ([`check`]), the
 //! per-request plan and tally (`tally`) and the output formats ([`report`]).
 
 pub mod args;
@@ -16,7 +16,6 @@ pub mod resp;
 pub mod scale_plot;
 pub mod schedule;
 mod tally;
-mod ticker;
 
 use std::fmt;
 use std::io::{self, Write as _};

@@ -26,6 +26,9 @@ use crate::slaves::{SlaveTable, State};
 use crate::term::Term;
 use crate::timer::{Timer, Timers};
 
+/// Past the lease, how long writes wait for slaves when every one was dropped.
+const ALL_GONE_MARGIN: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) struct Members<'a> {
     pub now: Instant,
     pub cfg: &'a Config,
@@ -203,12 +206,25 @@ impl Members<'_> {
         let live = self.slaves.live_count();
         warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");
         // Alive and dropped by a master that is alive too: it may register again at once.
-        let text = format!("{}{why}; register again", dsm_wire::DROPPED);
-        self.gate
-            .out
-            .send(conn, 0, Body::error(ErrorCode::Unavailable, text));
+        // Only on its own connection still open: once closed, the id may be a new one's.
+        if self.gate.peers.kind(conn) == Some(Peer::Slave(idx)) {
+            let text = format!("{}{why}; register again", dsm_wire::DROPPED);
+            self.gate
+                .out
+                .send(conn, 0, Body::error(ErrorCode::Unavailable, text));
+        }
         self.gate.peers.close(conn, self.gate.out);
         self.wait_for(idx);
+        if live == 0 {
+            // Every slave gone: a blink (each stopped past the ACK timeout, say), or this
+            // master cut off from them. Writes wait for them a lease and a little (as after a
+            // takeover) instead of failing NO_SLAVES at once: back, they go on; cut off, this
+            // master has lost its lease by then, and an exactly-once write is sent on to the
+            // primary the slaves elect (`ops::finish`) rather than left with no outcome.
+            let until = self.now + self.cfg.lease + ALL_GONE_MARGIN;
+            self.slaves.start_grace(until);
+            self.timers.insert(until, Timer::GraceEnd);
+        }
         self.effects.push(Effect::Dropped(idx));
     }
 
@@ -331,7 +347,9 @@ impl Members<'_> {
 
     /// After a takeover: writes short of slaves no longer wait for the old primary's.
     pub fn end_grace(&mut self) {
-        self.slaves.end_grace();
+        if !self.slaves.end_grace(self.now) {
+            return;
+        }
         self.schedule_repairs();
         self.effects.push(Effect::Membership);
     }

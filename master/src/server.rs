@@ -37,6 +37,15 @@ use crate::web::{Web, METRICS};
 const READS_PER_TURN: usize = 16;
 const READ_BYTES_PER_TURN: usize = 1 << 20;
 
+/// Bytes asked per `read` of a client while the buffer budget is spent, before its next
+/// frame's header is judged: a client then paused keeps at most this much of it (or of
+/// requests it pipelined), not a 64 KiB chunk.
+const SPENT_READ: usize = UNAUTHENTICATED_MAX_FRAME;
+
+/// The write buffer an idle client keeps (see [`Server::flush`]): a few small replies'
+/// worth, so a client asking one thing at a time does not allocate per reply.
+const IDLE_WRITE_BUFFER: usize = 4096;
+
 /// Bind, say where on stdout, and serve until an I/O error on the poller itself.
 pub fn run(cfg: Config) -> io::Result<()> {
     let mut server = Server::bind(cfg)?;
@@ -105,6 +114,9 @@ pub struct Server {
     web: Option<Web>,
     /// The buffer budgets (`share.rs`).
     share: Share,
+    /// The one buffer every connection reads into (`Conn::lend`): a connection keeps only
+    /// the bytes of a frame not yet whole when its event is handled, none once idle.
+    scratch: Vec<u8>,
     cfg: Config,
 }
 
@@ -151,6 +163,7 @@ impl Server {
                 frame: cfg.max_frame(),
                 small: crate::ops::SMALL_RESERVE as usize,
             },
+            scratch: Vec::new(),
             cfg,
         })
     }
@@ -362,7 +375,18 @@ impl Server {
         }
     }
 
+    /// Read and handle what a connection sent, in the loop's scratch buffer: what is left of
+    /// it afterwards (a partial frame, frames a paused client may not have handled yet) is
+    /// all the connection keeps.
     fn read(&mut self, key: usize) {
+        self.conns[key].lend(&mut self.scratch);
+        self.read_lent(key);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.give_back(&mut self.scratch);
+        }
+    }
+
+    fn read_lent(&mut self, key: usize) {
         // Frames left undecoded when the client went over its budget come first.
         if !self.decode(key) {
             return;
@@ -372,7 +396,13 @@ impl Server {
             if !self.admit_frame(key) {
                 return;
             }
-            match self.conns[key].read_some() {
+            // Over the budget a client is read a few KiB at a time, until a frame's header
+            // has been judged (`admit_frame`): what it is left holding when paused is small.
+            let limit = match self.core.is_client(key) && self.spent() {
+                true => SPENT_READ,
+                false => usize::MAX,
+            };
+            match self.conns[key].read_upto(limit) {
                 Io::Done(n) => {
                     got += n;
                     self.half_sent.moved(key);
@@ -724,6 +754,11 @@ impl Server {
         if result == Io::WouldBlock && conn.pending() > 0 && self.core.is_client(key) {
             self.stalls.blocked(key, Instant::now());
         }
+        // A client with every reply written and none owed is idle: the write buffer its
+        // replies went through (pipelined, it may have grown to many KiB) is not kept.
+        if conn.pending() == 0 && self.core.is_client(key) && !self.core.owes(key) {
+            conn.release_write_buffer(IDLE_WRITE_BUFFER);
+        }
         match result {
             Io::Closed => self.close(key, "write failed", true),
             Io::WouldBlock if conn.pending() > self.cfg.max_write_buffer => {
@@ -839,6 +874,8 @@ impl Server {
             self.link = None;
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
+        // Closed in the middle of its read: the scratch buffer comes back to the loop.
+        conn.give_back(&mut self.scratch);
         self.queued -= conn.pending();
         self.stalls.moved(key);
         self.half_sent.moved(key);
@@ -855,6 +892,9 @@ impl Server {
         self.core.forget_out(key);
         if tell_core {
             self.core.on_close(key, Instant::now());
+            // Nor what the core says to it on hearing it closed (a dropped slave's DROPPED
+            // ERROR): the next connection accepted may get this key.
+            self.core.forget_out(key);
         }
     }
 }

@@ -237,13 +237,19 @@ impl SlaveTable {
         }
     }
 
-    /// A takeover: writes short of slaves wait for the old primary's slaves until `until`.
+    /// A takeover, or every slave dropped at once: writes short of slaves wait for them until
+    /// `until` (a grace under way that ends later is kept).
     pub fn start_grace(&mut self, until: Instant) {
-        self.grace_until = Some(until);
+        self.grace_until = Some(self.grace_until.map_or(until, |t| t.max(until)));
     }
 
-    pub fn end_grace(&mut self) {
+    /// End the grace, unless one that ends after `now` was started since.
+    pub fn end_grace(&mut self, now: Instant) -> bool {
+        if self.grace_until.is_some_and(|t| t > now) {
+            return false;
+        }
         self.grace_until = None;
+        true
     }
 
     /// Whether a write short of live slaves should wait for slaves to come back: during the

@@ -268,3 +268,36 @@ fn a_slave_behind_on_large_values_is_waited_for_not_dropped() {
         "none dropped or suspected"
     );
 }
+
+/// Every slave dropped at once (each stopped past the ACK timeout, a blink): a write that
+/// comes meanwhile waits for them a lease and a little, as after a takeover, and is stored
+/// once they are back, instead of failing NO_SLAVES at once.
+#[test]
+fn a_write_while_every_slave_is_dropped_waits_for_them_and_succeeds() {
+    let (mut net, m, _, slaves, c) = cluster(false);
+    net.write(c, 1, "k", "v1");
+    assert_eq!(net.take(c), vec![Frame::new(1, Body::Ok)]);
+    for s in slaves {
+        net.freeze(s);
+    }
+    // Writes until every slave has missed an ACK timeout (R=2: the holders, then the third).
+    for req in 2..22 {
+        if net.live_slaves(m) == 0 {
+            break;
+        }
+        net.write(c, req, &format!("k{req}"), "v");
+        net.advance(Duration::from_millis(100));
+    }
+    assert_eq!(net.live_slaves(m), 0, "every slave dropped");
+    net.take(c);
+    net.write(c, 100, "k2", "v3");
+    net.advance(Duration::from_millis(100));
+    assert!(net.take(c).is_empty(), "the write waits for the slaves");
+    for s in slaves {
+        net.thaw(s);
+        net.connect(s, m);
+    }
+    net.settle();
+    net.advance(Duration::from_millis(50));
+    assert_eq!(net.take(c), vec![Frame::new(100, Body::Ok)]);
+}

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dsm_master::Config;
-use dsm_wire::{Body, ErrorCode, Frame, ServerRole, SyncEvent};
+use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
 
 mod common;
 use common::{Msg, Net, NodeId};
@@ -285,6 +285,196 @@ fn a_primary_cut_from_every_slave_loses_its_lease_and_rejoins_as_a_standby() {
     ha.run(Duration::from_millis(1000));
     assert_eq!(ha.role_epoch(p), (ServerRole::Backup, 2));
     assert_eq!(ha.net.master(p).status().keys, 10);
+}
+
+/// The lease the masters run with (`--lease-ms`, 400 by default).
+const LEASE: Duration = Duration::from_millis(400);
+
+/// The primary cut from every slave, still heard by the standby (and the standby by it): the
+/// slaves leave it after their patience and come to the standby, which withdraws its promise
+/// to the primary. The primary, its lease long lost with the slaves' promises, releases the
+/// standby from its own promise when asked (RELEASE), so the standby is elected about when
+/// the slaves come, not a lease later (it used to wait out its last promise: elected at
+/// about the patience plus a lease after the cut).
+#[test]
+fn a_primary_cut_from_every_slave_releases_the_standby_which_is_elected_without_waiting_a_lease() {
+    let mut ha = Ha::new();
+    let (p, b) = (ha.p, ha.b);
+    for s in ha.slaves {
+        ha.net.cut(p, s);
+    }
+    let cut = ha.net.now();
+    while ha.role_epoch(b).0 != ServerRole::Primary {
+        ha.run(Duration::from_millis(10));
+        assert!(ha.net.now() < cut + PATIENCE + LEASE * 2, "never elected");
+    }
+    let elected = ha.net.now() - cut;
+    // The slaves come after PATIENCE; the standby takes a heartbeat (100 ms) to see that it
+    // has a majority, a round trip to be released, one more to be elected.
+    assert!(
+        elected < PATIENCE + LEASE / 2,
+        "elected {elected:?} after the cut: the standby waited out its promise"
+    );
+    assert!(
+        ha.net.saw(
+            p,
+            b,
+            |m| matches!(m, Body::Released { below } if *below > 0)
+        ),
+        "the primary never released the standby"
+    );
+    assert_eq!(ha.role_epoch(b), (ServerRole::Primary, 2));
+}
+
+/// Two slaves leave the primary for the standby (their connections broke) while their
+/// promises to it still hold: the standby, a majority with them, withdraws and asks to be
+/// released, and the primary, whose lease holds, releases nothing (RELEASED 0) for as long as
+/// it holds. (Its frames reach the standby 120 ms late here, so the standby's promises run out
+/// 120 ms after the primary's count of them: it still asks once the lease is gone, and that
+/// answer releases it.)
+#[test]
+fn a_primary_that_holds_its_lease_releases_nothing() {
+    let mut ha = Ha::new();
+    let (p, b) = (ha.p, ha.b);
+    let [s0, s1, _] = ha.slaves;
+    ha.net.delay(p, b, Duration::from_millis(120));
+    ha.run(Duration::from_millis(300));
+    for s in [s0, s1] {
+        let conn = ha.net.conn_of(s);
+        ha.net.close(conn);
+        ha.net.connect(s, b);
+    }
+    ha.net.settle();
+    let (mut refused, mut released, mut seen) = (0, 0, ha.net.sent().len());
+    for _ in 0..1500 {
+        ha.net.advance(Duration::from_millis(1));
+        let now = ha.net.now();
+        for m in &ha.net.sent()[seen..] {
+            let Body::Released { below } = m.frame().body else {
+                continue;
+            };
+            assert_eq!((m.from, m.to), (p, b));
+            if below == 0 {
+                assert!(ha.net.master(p).serving(now), "refused without its lease");
+                refused += 1;
+            } else {
+                assert!(!ha.net.master(p).serving(now), "released with its lease");
+                released += 1;
+            }
+        }
+        seen = ha.net.sent().len();
+        if ha.role_epoch(b).0 == ServerRole::Primary {
+            break;
+        }
+    }
+    assert!(
+        refused > 0,
+        "never asked while the lease held: nothing was tested"
+    );
+    assert!(released > 0, "never asked once the lease was gone");
+    assert_eq!(ha.role_epoch(b), (ServerRole::Primary, 2));
+}
+
+/// A standby played by the test, attached to `p`: its id names heartbeat and client addresses
+/// no master of the sim has.
+fn played_standby(net: &mut Net, p: NodeId) -> NodeId {
+    let sb = net.join(p, Role::Backup, "127.0.0.1:7999 127.0.0.1:7998", None);
+    assert!(
+        net.peer(sb).welcome.is_some(),
+        "the played standby was not taken"
+    );
+    sb
+}
+
+/// The played standby's turn: confirm every SYNC, keep the ids of the PINGs and STALEs (the
+/// primary's requests for its promise) in `asked`, and answer those `answer` picks. Returns
+/// what RELEASED said.
+fn play(net: &mut Net, sb: NodeId, asked: &mut Vec<u64>, answer: impl Fn(u64) -> bool) -> Vec<u64> {
+    let mut released = Vec::new();
+    for f in net.take(sb) {
+        match f.body {
+            Body::Sync { .. } => net.send(sb, Frame::new(f.req_id, Body::SyncAck)),
+            Body::Ping | Body::Stale { .. } => {
+                asked.push(f.req_id);
+                if answer(f.req_id) {
+                    net.send(sb, Frame::new(f.req_id, Body::Pong));
+                }
+            }
+            Body::Released { below } => released.push(below),
+            _ => {}
+        }
+    }
+    net.settle();
+    released
+}
+
+/// What a release means to the primary: it gives one only without its lease, and from then on
+/// counts none of the standby's answers to the requests it sent before (however late they
+/// come), but counts those to its later requests, so a standby that supports it again gives
+/// it its lease back. One slave with the primary, two cut off: the played standby's promise
+/// decides whether it holds.
+#[test]
+fn a_released_standbys_old_answers_count_for_nothing_and_its_new_ones_give_the_lease_back() {
+    let mut net = Net::new();
+    let p = net.add_master(common::new_cluster());
+    let [_, s1, s2] = ["s0", "s1", "s2"].map(|id| net.add_slave(p, id));
+    let sb = played_standby(&mut net, p);
+    let mut asked = Vec::new();
+    let step = Duration::from_millis(10);
+    let run = |net: &mut Net, d: Duration, asked: &mut Vec<u64>, answer: &dyn Fn(u64) -> bool| {
+        let mut released = Vec::new();
+        for _ in 0..d.as_millis() / step.as_millis() {
+            net.advance(step);
+            released.extend(play(net, sb, asked, answer));
+        }
+        released
+    };
+    run(&mut net, Duration::from_millis(300), &mut asked, &|_| true);
+    net.cut(p, s1);
+    net.cut(p, s2);
+    run(&mut net, Duration::from_millis(500), &mut asked, &|_| true);
+    assert!(
+        net.master(p).serving(net.now()),
+        "itself, s0 and the standby"
+    );
+    net.send(sb, Frame::new(0, Body::Release));
+    net.settle();
+    assert_eq!(
+        play(&mut net, sb, &mut asked, |_| true),
+        vec![0],
+        "it holds: no release"
+    );
+    // The standby withdraws: it answers nothing more, and the lease runs out.
+    let answered = *asked.last().expect("PINGed");
+    run(&mut net, LEASE + step, &mut asked, &|_| false);
+    assert!(!net.master(p).serving(net.now()));
+    net.send(sb, Frame::new(0, Body::Release));
+    net.settle();
+    let below = play(&mut net, sb, &mut asked, |_| false);
+    assert_eq!(below.len(), 1, "{below:?}");
+    let below = below[0];
+    let unanswered: Vec<u64> = asked.iter().copied().filter(|&r| r > answered).collect();
+    assert!(!unanswered.is_empty());
+    assert!(
+        unanswered.iter().all(|&r| r < below),
+        "{unanswered:?} {below}"
+    );
+    // The answers to those requests come now, late: they were released, they promise nothing.
+    for &r in &unanswered {
+        net.send(sb, Frame::new(r, Body::Pong));
+    }
+    net.settle();
+    assert!(
+        !net.master(p).serving(net.now()),
+        "an answer to a request from before the release counted"
+    );
+    // The standby supports the primary again: its answers to later requests count.
+    run(&mut net, step * 12, &mut asked, &|r| r >= below);
+    assert!(
+        net.master(p).serving(net.now()),
+        "the standby's new promise did not give the lease back"
+    );
+    assert_eq!(net.master(p).role(), ServerRole::Primary);
 }
 
 /// Row 2: an isolated standby can never win (no slave comes to it) nor make anyone reset;

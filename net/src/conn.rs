@@ -86,6 +86,9 @@ pub struct Conn {
     chunk: usize,
     /// The last read returned less than it asked for: the socket had nothing more then.
     drained: bool,
+    /// `rbuf` is the event loop's scratch buffer, lent by [`Conn::lend`] until
+    /// [`Conn::give_back`].
+    lent: bool,
     /// Bytes of a refused oversize frame still to be discarded as they arrive.
     skip: usize,
     /// Whether WRITABLE interest is registered (only while bytes wait).
@@ -113,6 +116,7 @@ impl Conn {
             max_frame,
             chunk: chunk_for(max_frame),
             drained: false,
+            lent: false,
             skip: 0,
             write_interest: false,
             blocked: false,
@@ -153,13 +157,21 @@ impl Conn {
     /// One `read` call into the buffer. Call [`Conn::next_frame`] until `Ok(None)` after each
     /// `Done`, so the buffer holds at most one partial frame plus one chunk.
     pub fn read_some(&mut self) -> Io {
+        self.read_upto(self.chunk)
+    }
+
+    /// [`Conn::read_some`], asking the kernel for at most `limit` bytes (and never more than
+    /// a chunk), except for the rest of a frame whose header is in: a loop that cannot judge
+    /// a frame before its header is read keeps what it reads of one it then refuses small.
+    pub fn read_upto(&mut self, limit: usize) -> Io {
+        let chunk = limit.clamp(dsm_wire::HEADER_LEN, self.chunk);
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
         } else if self.rpos > self.chunk {
             self.compact();
         }
-        let chunk = self.chunk.max(self.rest_of_frame());
+        let chunk = chunk.max(self.rest_of_frame());
         let filled = self.rend;
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
@@ -179,8 +191,9 @@ impl Conn {
         if let Io::Done(n) = result {
             self.rend += n;
         }
-        // A 1 MiB frame grows the buffer; give the memory back once it is consumed.
-        if self.rbuf.len() > 4 * READ_CHUNK && self.rend - self.rpos < READ_CHUNK {
+        // A 1 MiB frame grows the buffer; give the memory back once it is consumed. (A lent
+        // buffer is the loop's one scratch buffer: it keeps its size, see [`Conn::give_back`].)
+        if !self.lent && self.rbuf.len() > 4 * READ_CHUNK && self.rend - self.rpos < READ_CHUNK {
             let mut fresh = vec![0; 2 * READ_CHUNK];
             fresh[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
             self.rend -= self.rpos;
@@ -189,6 +202,55 @@ impl Conn {
             self.rbuf = fresh;
         }
         result
+    }
+
+    /// Before the reads of one readable event: read into `scratch`, a buffer the event loop
+    /// keeps for all its connections, instead of a buffer of this connection's own. The bytes
+    /// this connection holds (a partial frame from an earlier read, at most a chunk) are
+    /// copied to its front. Not lent while this connection holds more, the start of a large
+    /// frame: that goes on in its own buffer (already of the frame's size), not copied again.
+    /// Every `lend` is to be followed by [`Conn::give_back`] with the same `scratch`.
+    pub fn lend(&mut self, scratch: &mut Vec<u8>) {
+        let held = self.rend - self.rpos;
+        if self.lent || held > self.chunk {
+            return;
+        }
+        if scratch.len() < held + self.chunk {
+            scratch.resize(held + self.chunk, 0);
+        }
+        scratch[..held].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+        // This connection's own buffer, a partial frame's bytes at most, is freed.
+        self.rbuf = std::mem::take(scratch);
+        self.rpos = 0;
+        self.rend = held;
+        self.lent = true;
+    }
+
+    /// After the reads of one event, whether or not [`Conn::lend`] lent anything: the
+    /// connection keeps a buffer of exactly the bytes it holds (none for one whose frames
+    /// were all handled, so an idle connection costs no read buffer), and `scratch` is the
+    /// loop's again. Bytes held past a chunk (a large frame part-way in) keep the buffer
+    /// they are in, sized for the frame by [`Conn::read_upto`], and the loop's scratch buffer
+    /// is made anew at its next lend.
+    pub fn give_back(&mut self, scratch: &mut Vec<u8>) {
+        let held = self.rend - self.rpos;
+        if held > self.chunk {
+            self.lent = false;
+            return;
+        }
+        if !self.lent && self.rbuf.len() <= held {
+            return;
+        }
+        let own = self.rbuf[self.rpos..self.rend].to_vec();
+        let big = std::mem::replace(&mut self.rbuf, own);
+        self.rpos = 0;
+        self.rend = held;
+        // The loop's buffer back (or, not lent, this connection's large one: kept as the
+        // loop's if it has none, so the next large frame does not allocate again).
+        if self.lent || scratch.capacity() == 0 {
+            *scratch = big;
+        }
+        self.lent = false;
     }
 
     /// Bytes still to come of the frame at the front, when its header is in and announces
@@ -386,6 +448,15 @@ impl Conn {
         }
     }
 
+    /// With nothing queued, free a write buffer larger than `keep` bytes (for a peer with
+    /// nothing more coming its way: it then costs no write buffer while idle).
+    pub fn release_write_buffer(&mut self, keep: usize) {
+        if self.pending() == 0 && self.wbuf.capacity() > keep {
+            self.wbuf = Vec::new();
+            self.wpos = 0;
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
         self.wbuf.len() - self.wpos + self.seg_bytes
@@ -517,6 +588,113 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connected pair: our non-blocking `Conn` and the peer's blocking end.
+    fn pair(max_frame: usize) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (Conn::new(TcpStream::from_std(stream), max_frame), peer)
+    }
+
+    /// Read with `scratch` lent until the socket has nothing more, taking every whole frame;
+    /// returns how many were taken.
+    fn read_lent(conn: &mut Conn, scratch: &mut Vec<u8>) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut frames = 0;
+        conn.lend(scratch);
+        loop {
+            match conn.read_some() {
+                Io::Done(_) => {}
+                Io::WouldBlock if frames > 0 || std::time::Instant::now() > deadline => break,
+                Io::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Io::Closed => panic!("closed"),
+            }
+            while conn.next_frame().unwrap().is_some() {
+                frames += 1;
+            }
+        }
+        conn.give_back(scratch);
+        frames
+    }
+
+    /// With the loop's scratch buffer lent for its reads, a connection keeps exactly the bytes
+    /// of the frame not yet whole, and nothing once every frame is handled.
+    #[test]
+    fn a_lent_buffer_leaves_a_connection_only_what_it_holds() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        let mut scratch = Vec::new();
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            encode(&Frame::new(i, dsm_wire::Body::Ping), &mut bytes);
+        }
+        let mut last = Vec::new();
+        encode(
+            &Frame::new(
+                9,
+                dsm_wire::Body::Read {
+                    key: b"a key".to_vec(),
+                },
+            ),
+            &mut last,
+        );
+        bytes.extend_from_slice(&last[..7]);
+        peer.write_all(&bytes).unwrap();
+        assert_eq!(read_lent(&mut conn, &mut scratch), 3);
+        assert_eq!(conn.buffered(), 7, "a partial frame's bytes, and no more");
+        assert!(
+            scratch.len() >= READ_CHUNK,
+            "the scratch buffer is the loop's again"
+        );
+        peer.write_all(&last[7..]).unwrap();
+        assert_eq!(read_lent(&mut conn, &mut scratch), 1);
+        assert_eq!(
+            conn.buffered(),
+            0,
+            "an idle connection holds no read buffer"
+        );
+    }
+
+    /// A large frame that has not all come by the end of an event keeps the buffer it is in
+    /// (not copied again), and gives it back to the loop once it is taken.
+    #[test]
+    fn a_large_frame_part_way_in_keeps_its_buffer_until_taken() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        let mut scratch = Vec::new();
+        let mut bytes = Vec::new();
+        let value = vec![7u8; 300_000];
+        encode(
+            &Frame::new(
+                1,
+                dsm_wire::Body::Write {
+                    key: b"k".to_vec(),
+                    value,
+                },
+            ),
+            &mut bytes,
+        );
+        peer.write_all(&bytes[..200_000]).unwrap();
+        // Until the 200 KB are in (loopback may hand them over in parts).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while conn.unread() < 200_000 {
+            assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+            conn.lend(&mut scratch);
+            let _ = conn.read_some();
+            assert!(conn.next_frame().unwrap().is_none());
+            conn.give_back(&mut scratch);
+        }
+        assert_eq!(
+            scratch.capacity(),
+            0,
+            "the loop's buffer stays with the frame"
+        );
+        assert!(conn.buffered() >= bytes.len(), "sized for the whole frame");
+        peer.write_all(&bytes[200_000..]).unwrap();
+        assert_eq!(read_lent(&mut conn, &mut scratch), 1);
+        assert_eq!(conn.buffered(), 0);
+        assert!(scratch.len() >= READ_CHUNK, "the loop has a buffer again");
+    }
 
     /// Frames queued with shared and owned values between copied ones reach the peer byte for
     /// byte as if every frame had been copied, also when the socket takes them a part at a

@@ -210,6 +210,8 @@ fn owned_body(op: Opcode, r: &mut Reader<'_>) -> Result<Body, WireError> {
             voters: r.u16()?,
         },
         Opcode::Stale => stale(r)?,
+        Opcode::Release => Body::Release,
+        Opcode::Released => Body::Released { below: r.u64()? },
         Opcode::Challenge => Body::Challenge { nonce: r.auth()? },
         Opcode::Auth => Body::Auth { proof: r.auth()? },
         Opcode::Ok => Body::Ok,

@@ -267,7 +267,14 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         }
         Body::Challenge { nonce } => out.extend_from_slice(nonce),
         Body::Auth { proof } => out.extend_from_slice(proof),
-        Body::Ok | Body::NotFound | Body::Ping | Body::Pong | Body::Status | Body::SyncAck => {}
+        Body::Ok
+        | Body::NotFound
+        | Body::Ping
+        | Body::Pong
+        | Body::Status
+        | Body::SyncAck
+        | Body::Release => {}
+        Body::Released { below } => put_u64(out, *below),
         Body::Sync {
             epoch,
             next_version,

@@ -458,6 +458,17 @@ pub enum Body {
         voters: u16,
         ids: Vec<String>,
     },
+    /// Standby → primary: this standby has withdrawn its support (it stopped answering the
+    /// primary's PINGs) and asks to be released from the promises it gave, so that it may
+    /// campaign or vote without waiting for them to run out. Answered RELEASED.
+    Release,
+    /// Primary → standby, the answer to RELEASE: the primary no longer counts the standby's
+    /// answers to any of its requests (PING, STALE) on this connection with an id below
+    /// `below`; the standby may drop those promises. A primary that holds its lease releases
+    /// nothing: `below` is 0.
+    Released {
+        below: u64,
+    },
     Ping,
     Pong,
     Status,
@@ -582,6 +593,8 @@ pub enum Opcode {
     Recalled = 0x2b,
     StoreKeep = 0x2c,
     RecalledKept = 0x2d,
+    Release = 0x2e,
+    Released = 0x2f,
     Ping = 0x30,
     Pong = 0x31,
     Status = 0x32,
@@ -602,7 +615,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 44] = [
+    pub const ALL: [Opcode; 46] = [
         Opcode::Hello,
         Opcode::Welcome,
         Opcode::Challenge,
@@ -649,6 +662,9 @@ impl Opcode {
         Opcode::Once,
         Opcode::StoreKeep,
         Opcode::RecalledKept,
+        // A standby released from its promises by a primary without its lease.
+        Opcode::Release,
+        Opcode::Released,
     ];
 
     pub fn from_u8(b: u8) -> Option<Opcode> {
@@ -686,6 +702,8 @@ impl Body {
             Body::Takeover { .. } => Opcode::Takeover,
             Body::Vote { .. } => Opcode::Vote,
             Body::Stale { .. } => Opcode::Stale,
+            Body::Release => Opcode::Release,
+            Body::Released { .. } => Opcode::Released,
             Body::Ping => Opcode::Ping,
             Body::Pong => Opcode::Pong,
             Body::Status => Opcode::Status,

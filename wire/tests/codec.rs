@@ -160,6 +160,11 @@ fn samples() -> Vec<Frame> {
             voters: 5,
             ids: vec!["127.0.0.1:7003 127.0.0.1:7002".into(), unicode.into()],
         },
+        Body::Release,
+        Body::Released { below: 0 },
+        Body::Released {
+            below: (1 << 62) + 9,
+        },
         Body::Challenge {
             nonce: [0; AUTH_LEN],
         },

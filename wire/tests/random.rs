@@ -223,6 +223,8 @@ fn random_frame(rng: &mut Rng) -> Frame {
             version: rng.u64(),
             value: rng.bytes(64),
         },
+        Opcode::Release => Body::Release,
+        Opcode::Released => Body::Released { below: rng.u64() },
         Opcode::Ping => Body::Ping,
         Opcode::Pong => Body::Pong,
         Opcode::Status => Body::Status,

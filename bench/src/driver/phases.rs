@@ -6,11 +6,9 @@ use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, Secret};
 use dsm_wire::Role;
-use mio::Waker;
 
-use super::{Driver, Phase, PRELOAD_DEPTH, WAKER};
-use crate::schedule::Schedule;
-use crate::ticker::Ticker;
+use super::{Driver, Phase, OPEN_QUANTUM, PRELOAD_DEPTH};
+use crate::schedule::{Pacer, Schedule, Wait};
 use crate::BenchError;
 
 impl Driver<'_> {
@@ -70,31 +68,38 @@ impl Driver<'_> {
     pub(super) fn timed(&mut self) -> Result<Duration, BenchError> {
         self.phase = Phase::Timed;
         let start = Instant::now();
-        let schedule = self
-            .cfg
-            .rate
-            .map(|rate| Schedule::new(start, rate, self.cfg.requests));
-        let _ticker = match schedule {
-            Some(s) => Some(Ticker::start(s, Waker::new(self.poll.registry(), WAKER)?)?),
-            None => None,
-        };
+        let mut pacer = self.cfg.rate.map(|rate| {
+            Pacer::new(
+                Schedule::new(start, rate, self.cfg.requests),
+                OPEN_QUANTUM,
+                self.cfg.pipeline,
+            )
+        });
         let mut progress = std::io::stderr()
             .is_terminal()
             .then(|| start + Duration::from_secs(1));
         let mut last_reply = start;
         while self.tally.completed < self.cfg.requests {
             let now = Instant::now();
-            match &schedule {
-                None => self.fill_closed(now),
-                Some(s) => self.fill_open(s, now),
-            }
+            let wait = match &mut pacer {
+                None => {
+                    self.fill_closed(now);
+                    Wait::Poll(None)
+                }
+                Some(p) => {
+                    self.fill_open(p, now);
+                    p.wait(now, self.outstanding)
+                }
+            };
             self.flush_dirty()?;
-            // The ticker wakes the loop on time; this timeout (rounded up to whole
-            // milliseconds by mio) is only a backstop.
-            let mut wait = schedule
-                .as_ref()
-                .and_then(|s| s.next_due(now))
-                .map(|due| due.saturating_duration_since(now));
+            let mut wait = match wait {
+                Wait::Sleep(d) => {
+                    // Nothing in flight, so nothing to read: sleep to the next batch.
+                    std::thread::sleep(d);
+                    continue;
+                }
+                Wait::Poll(d) => d,
+            };
             if let Some(at) = progress {
                 if now >= at {
                     self.print_progress(start, now);
@@ -104,6 +109,8 @@ impl Driver<'_> {
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
             let before = self.tally.completed;
+            // Rounded up to whole milliseconds by mio: with requests in flight the loop is
+            // woken by their replies, and a request sent late has the delay in its latency.
             self.turn(wait)?;
             if self.tally.completed > before {
                 last_reply = Instant::now();
@@ -146,17 +153,15 @@ impl Driver<'_> {
         }
     }
 
-    /// Open loop: hand each due request to connection i mod N; it waits there, its clock
-    /// running, until a slot is free.
-    fn fill_open(&mut self, schedule: &Schedule, now: Instant) {
-        let due = schedule.due_by(now);
-        let n = self.conns.len() as u64;
-        while self.issued < due {
-            let i = self.issued;
-            self.conns[(i % n) as usize]
+    /// Open loop: hand each request due by now (one batch per quantum, see [`Pacer`]) to
+    /// connection i mod N; it waits there, its clock running from its due time, until a slot
+    /// is free. Freed slots are refilled from that backlog at every turn.
+    fn fill_open(&mut self, pacer: &mut Pacer, now: Instant) {
+        let n = self.conns.len();
+        for i in pacer.take_due(now) {
+            self.conns[pacer.connection(i, n)]
                 .backlog
-                .push_back((i, schedule.due_at(i)));
-            self.issued += 1;
+                .push_back((i, pacer.due_at(i)));
         }
         for idx in 0..self.conns.len() {
             while self.conns[idx].inflight.len() < self.cfg.pipeline {

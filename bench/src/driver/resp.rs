@@ -1,6 +1,6 @@
 //! `bench --redis ADDR`: the same runs against a Redis server over RESP (PING, SET, GET), so
 //! dsm and Redis are measured by one load generator: the same closed-loop refill and open-loop
-//! [`Schedule`] and ticker, the same keys and values, the same read checks and the same
+//! [`Pacer`], the same keys and values, the same read checks and the same
 //! latency histogram (the [`Tally`]), from the same instants (send, or the due time in open
 //! loop). Only the bytes on the wire differ.
 //!
@@ -13,15 +13,14 @@ use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use super::conns::Pending;
-use super::{PRELOAD_DEPTH, STALL_TIMEOUT, WAKER};
+use super::{OPEN_QUANTUM, PRELOAD_DEPTH, STALL_TIMEOUT};
 use crate::report::Summary;
 use crate::resp;
-use crate::schedule::Schedule;
+use crate::schedule::{Pacer, Schedule, Wait};
 use crate::tally::{Request, Tally};
-use crate::ticker::Ticker;
 use crate::{BenchConfig, BenchError};
 
 /// Bytes asked of the kernel per `read`.
@@ -235,7 +234,6 @@ impl<'a> RedisDriver<'a> {
         let ready: Vec<(usize, bool, bool)> = self
             .events
             .iter()
-            .filter(|e| e.token() != WAKER)
             .map(|e| {
                 (
                     e.token().0,
@@ -342,26 +340,34 @@ impl<'a> RedisDriver<'a> {
 
     fn timed(&mut self) -> Result<Summary, BenchError> {
         let start = Instant::now();
-        let schedule = self
-            .cfg
-            .rate
-            .map(|rate| Schedule::new(start, rate, self.cfg.requests));
-        let _ticker = match schedule {
-            Some(s) => Some(Ticker::start(s, Waker::new(self.poll.registry(), WAKER)?)?),
-            None => None,
-        };
+        let mut pacer = self.cfg.rate.map(|rate| {
+            Pacer::new(
+                Schedule::new(start, rate, self.cfg.requests),
+                OPEN_QUANTUM,
+                self.cfg.pipeline,
+            )
+        });
         let mut last_reply = start;
         while self.tally.completed < self.cfg.requests {
             let now = Instant::now();
-            match &schedule {
-                None => self.fill_closed(now),
-                Some(s) => self.fill_open(s, now),
-            }
+            let wait = match &mut pacer {
+                None => {
+                    self.fill_closed(now);
+                    Wait::Poll(None)
+                }
+                Some(p) => {
+                    self.fill_open(p, now);
+                    p.wait(now, self.outstanding)
+                }
+            };
             self.flush_dirty()?;
-            let wait = schedule
-                .as_ref()
-                .and_then(|s| s.next_due(now))
-                .map(|due| due.saturating_duration_since(now));
+            let wait = match wait {
+                Wait::Sleep(d) => {
+                    std::thread::sleep(d);
+                    continue;
+                }
+                Wait::Poll(d) => d,
+            };
             let before = self.tally.completed;
             self.turn(wait)?;
             if self.tally.completed > before {
@@ -391,15 +397,12 @@ impl<'a> RedisDriver<'a> {
 
     /// As the dsm loop's: request i goes to connection i mod N when due and waits there for a
     /// free slot, its latency counted from the due time.
-    fn fill_open(&mut self, schedule: &Schedule, now: Instant) {
-        let due = schedule.due_by(now);
-        let n = self.conns.len() as u64;
-        while self.issued < due {
-            let i = self.issued;
-            self.conns[(i % n) as usize]
+    fn fill_open(&mut self, pacer: &mut Pacer, now: Instant) {
+        let n = self.conns.len();
+        for i in pacer.take_due(now) {
+            self.conns[pacer.connection(i, n)]
                 .backlog
-                .push_back((i, schedule.due_at(i)));
-            self.issued += 1;
+                .push_back((i, pacer.due_at(i)));
         }
         for idx in 0..self.conns.len() {
             while self.conns[idx].inflight.len() < self.cfg.pipeline {

@@ -3,8 +3,9 @@
 //! lost it (over their link, on our heartbeat socket), and they vote under the slaves' rules
 //! ([`Election::grant`]). The standby *withdraws* its
 //! own promise to the primary (it stops answering the primary's PINGs) once the primary is
-//! silent or it and its supporters are a majority; once its last promise has run out, it counts itself. With
-//! a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
+//! silent or it and its supporters are a majority; once its last promise has run out, or the
+//! primary, having lost its lease, released it from its promises (RELEASE, RELEASED: see
+//! `lease.rs`), it counts itself. With a majority of the voters (itself and its supporters), it *campaigns*: TAKEOVER at an epoch
 //! above any it or a supporter has seen, to every supporter. A slave grants its VOTE only for
 //! such an epoch and once its own promise to the old primary has run out; a majority of
 //! granted votes (with the standby's own) elects it.
@@ -27,6 +28,15 @@ use log::{info, warn};
 use crate::outbox::ConnId;
 use crate::supporter::Supporter;
 
+/// A promise to the primary: given on the standby's `link`th link, in answer to request `req`
+/// (the highest answered on that link), until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Promised {
+    link: u64,
+    req: u64,
+    until: Instant,
+}
+
 /// A campaign under way.
 #[derive(Debug)]
 struct Campaign {
@@ -42,8 +52,11 @@ pub(crate) struct Election {
     pub supporters: BTreeMap<ConnId, Supporter>,
     /// This standby no longer answers the primary's PINGs.
     pub withdrawn: bool,
-    /// Its last promise to the primary holds until then.
-    promised_until: Option<Instant>,
+    /// Its promises to the primary on the link it has now (or had last): the primary may
+    /// release it from them (`Election::release`).
+    promised: Option<Promised>,
+    /// Until when the promises it gave on earlier links hold: no release reaches those.
+    earlier: Option<Instant>,
     campaign: Option<Campaign>,
     /// The most voters any supporter's VOTE said its primary counted.
     learned: usize,
@@ -93,14 +106,51 @@ impl Election {
         self.quiet_until = Some(now + quiet);
     }
 
-    /// The primary PINGed us: promise it our support for `lease` (answer the PING), unless
-    /// withdrawn.
-    pub fn promise(&mut self, now: Instant, lease: Duration) -> bool {
+    /// The primary PINGed us (request `req` on our `link`th link): promise it our support for
+    /// `lease` (answer the PING), unless withdrawn.
+    pub fn promise(&mut self, now: Instant, lease: Duration, link: u64, req: u64) -> bool {
         if self.withdrawn {
             return false;
         }
-        self.promised_until = Some(now + lease);
+        let until = now + lease;
+        self.promised = Some(match self.promised {
+            Some(p) if p.link == link => Promised {
+                link,
+                req: p.req.max(req),
+                until: p.until.max(until),
+            },
+            other => {
+                if let Some(p) = other {
+                    self.earlier = Some(self.earlier.map_or(p.until, |e| e.max(p.until)));
+                }
+                Promised { link, req, until }
+            }
+        });
         true
+    }
+
+    /// Whether to ask the primary on our `link`th link to release us (RELEASE): withdrawn, and
+    /// a promise given on that link still holds.
+    pub fn wants_release(&self, now: Instant, link: u64) -> bool {
+        self.withdrawn
+            && self
+                .promised
+                .is_some_and(|p| p.link == link && now < p.until)
+    }
+
+    /// The primary on our `link`th link no longer counts our answers to its requests below
+    /// `below` (RELEASED): the promises we gave there are void if every one answered a request
+    /// below it. A release from another link (an earlier one, another primary), or one that
+    /// predates a promise we gave since, releases nothing. Returns whether it did.
+    pub fn release(&mut self, link: u64, below: u64) -> bool {
+        match self.promised {
+            Some(p) if p.link == link && p.req < below => {
+                info!("the primary, without a majority, released this standby from its promise");
+                self.promised = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stop promising the primary (`why`, for the log).
@@ -153,7 +203,10 @@ impl Election {
     /// Whether this standby may count itself (or vote for another): it has withdrawn, and its
     /// last promise to the primary has run out.
     pub fn counts_itself(&self, now: Instant) -> bool {
-        self.withdrawn && self.promised_until.is_none_or(|u| now >= u)
+        let ran_out = |u: Instant| now >= u;
+        self.withdrawn
+            && self.earlier.is_none_or(ran_out)
+            && self.promised.is_none_or(|p| ran_out(p.until))
     }
 
     /// The voters: `counted` by this standby, or more if a supporter said so.
@@ -422,11 +475,11 @@ mod tests {
     fn a_standby_campaigns_only_with_a_majority_and_once_its_promise_has_run_out() {
         let t0 = Instant::now();
         let mut e = Election::default();
-        assert!(e.promise(t0, LEASE));
+        assert!(e.promise(t0, LEASE, 1, 7));
         e.support(1, "s1".into(), 11, 3, false);
         assert_eq!(e.tick(t0, 5, 3, RETRY), Next::Nothing, "still promised");
         e.withdraw("a supporter came");
-        assert!(!e.promise(t0, LEASE), "withdrawn: no more promises");
+        assert!(!e.promise(t0, LEASE, 1, 7), "withdrawn: no more promises");
         assert_eq!(
             e.tick(t0 + LEASE, 5, 3, RETRY),
             Next::Nothing,
@@ -472,7 +525,7 @@ mod tests {
         assert_eq!(e.release_all(), vec![1]);
         e.rejoin();
         assert!(!e.withdrawn);
-        assert!(e.promise(t0, LEASE));
+        assert!(e.promise(t0, LEASE, 1, 7));
         // One vote per epoch: it campaigned at 2, so it grants only above.
         e.withdraw("silence");
         let later = t0 + LEASE;
@@ -532,5 +585,72 @@ mod tests {
             Next::Elected(2),
             "three of five"
         );
+    }
+
+    /// RELEASED voids the promises given on its own link to requests below its number, and
+    /// nothing else: not from a primary that holds its lease (0), not one that predates the
+    /// last promise, not one from another link.
+    #[test]
+    fn a_release_voids_only_the_promises_on_its_link_to_earlier_requests() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        assert!(e.promise(t0, LEASE, 1, 10));
+        assert!(!e.wants_release(t0, 1), "not withdrawn: nothing to ask");
+        e.withdraw("a majority of supporters");
+        assert!(!e.counts_itself(t0));
+        assert!(e.wants_release(t0, 1));
+        assert!(!e.wants_release(t0, 2), "no promise on that link");
+        assert!(
+            !e.release(1, 0),
+            "a primary that holds its lease releases nothing"
+        );
+        assert!(!e.release(1, 10), "request 10 is not below 10");
+        assert!(!e.release(2, 100), "another link");
+        assert!(!e.counts_itself(t0));
+        assert!(e.release(1, 11));
+        assert!(
+            e.counts_itself(t0),
+            "released: no need to wait for the lease"
+        );
+        assert!(!e.wants_release(t0, 1));
+    }
+
+    /// A standby released, that supports the primary again (it is heard, the supporters
+    /// left), promises again; the old release, delivered twice or late, cannot void that.
+    #[test]
+    fn an_old_release_cannot_void_a_promise_given_since() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        assert!(e.promise(t0, LEASE, 1, 10));
+        e.withdraw("a majority of supporters");
+        assert!(e.release(1, 11));
+        e.rejoin();
+        let t1 = t0 + RETRY;
+        assert!(e.promise(t1, LEASE, 1, 12));
+        e.withdraw("a majority of supporters again");
+        assert!(!e.release(1, 11), "the old release again");
+        assert!(!e.counts_itself(t1 + LEASE - RETRY));
+        assert!(e.counts_itself(t1 + LEASE));
+    }
+
+    /// Promises given on an earlier link (the primary counts them on a connection of its
+    /// own) run out only with time, whatever a release on a later link says.
+    #[test]
+    fn a_release_on_a_new_link_leaves_the_promises_of_the_old_one() {
+        let t0 = Instant::now();
+        let mut e = Election::default();
+        assert!(e.promise(t0, LEASE, 1, 10));
+        let t1 = t0 + RETRY;
+        assert!(
+            e.promise(t1, LEASE, 2, 3),
+            "a new link, its requests numbered anew"
+        );
+        e.withdraw("a majority of supporters");
+        assert!(e.release(2, 4));
+        assert!(
+            !e.counts_itself(t1),
+            "link 1's promise holds until t0 + LEASE"
+        );
+        assert!(e.counts_itself(t0 + LEASE));
     }
 }

@@ -168,6 +168,14 @@ impl Follow {
             _ => {}
         }
         if let Some(conn) = self.link.conn {
+            // Withdrawn for a majority of supporters, and still promised: a primary that has
+            // lost its lease (the slaves left it for us) releases us, so that we need not wait
+            // for our promise to run out; one that holds it says no.
+            let majority = 1 + self.election.supporters.len() > voters / 2;
+            let session = self.link.session;
+            if majority && self.following_primary() && self.election.wants_release(now, session) {
+                out.send(conn, 0, Body::Release);
+            }
             out.send(conn, 0, Body::Ping);
         }
         // Supporters wait for our TAKEOVER: keep them from taking our silence for death.
@@ -194,10 +202,11 @@ impl Follow {
     }
 
     /// A frame from the primary on the link: the handshake, then its stream and its PINGs.
-    pub fn on_frame(&mut self, conn: ConnId, req: u64, body: Body, r: &mut Roles<'_>) {
+    /// Returns whether the primary released us from our promises (we may campaign now).
+    pub fn on_frame(&mut self, conn: ConnId, req: u64, body: Body, r: &mut Roles<'_>) -> bool {
         let now = r.now;
         let Some(body) = self.link.handshake(req, body, r.peers, r.out, now) else {
-            return;
+            return false;
         };
         // Only a primary that took us is heard: a refusal (a master that is no primary) is not.
         if self.link.ready {
@@ -269,7 +278,10 @@ impl Follow {
             // The primary's word on stale standbys and the voter count; answered, a promise.
             Body::Stale { gen, voters, ids } => {
                 self.election.told(gen, voters, &ids);
-                if self.election.promise(now, r.cfg.lease) {
+                if self
+                    .election
+                    .promise(now, r.cfg.lease, self.link.session, req)
+                {
                     r.out.send(conn, req, Body::Pong);
                 }
             }
@@ -294,10 +306,15 @@ impl Follow {
             }
             // The primary's PING: answered, it is our promise (unless we withdrew it).
             Body::Ping => {
-                if self.election.promise(now, r.cfg.lease) {
+                if self
+                    .election
+                    .promise(now, r.cfg.lease, self.link.session, req)
+                {
                     r.out.send(conn, req, Body::Pong);
                 }
             }
+            // The answer to our RELEASE: void the promises given on this link below `below`.
+            Body::Released { below } => return self.election.release(self.link.session, below),
             Body::Pong => {}
             // A primary that stepped down serves nobody: following it would leave no primary.
             Body::Error {
@@ -313,6 +330,7 @@ impl Follow {
             }
             other => warn!("unexpected {:?} from the primary", other.opcode()),
         }
+        false
     }
 }
 

@@ -10,6 +10,13 @@
 //! know it is stale (they then tell it so if it asks for their votes, and it recovers from the
 //! slaves instead of trusting its map).
 //!
+//! A primary that has lost its lease may *release* a standby that asks (RELEASE: it withdrew,
+//! and the slaves that left us are with it): from then on it counts none of that standby's
+//! answers to the requests it sent before (their ids are below the number RELEASED gives), and
+//! the standby may drop those promises at once instead of waiting for them to run out. The
+//! primary's count of them ends when it releases, before the standby hears of it, as a promise
+//! that runs out ends for the primary first. A primary that holds its lease releases nothing.
+//!
 //! STALE also carries the cluster's voter count, and a slave that has not confirmed the count
 //! the primary has now gets a STALE instead of a PING: so every slave knows how many voters
 //! its primary counts, and refuses its vote to a standby that counts fewer (one that never had
@@ -41,6 +48,9 @@ struct Promise {
     gen: u64,
     /// The voter count the last STALE it answered carried (0: none yet).
     told: usize,
+    /// Its answers to requests below this id promise nothing (it was released: see
+    /// [`Lease::release`]); 0: none released.
+    floor: u64,
 }
 
 pub(crate) struct Lease {
@@ -148,8 +158,13 @@ impl Lease {
             until: sent,
             gen,
             told: 0,
+            floor: 0,
         });
-        p.until = p.until.max(sent + lease);
+        // An answer to a request sent before the voter was released still says what it
+        // knows (the word, the count), but it is no promise.
+        if req >= p.floor {
+            p.until = p.until.max(sent + lease);
+        }
         p.gen = p.gen.max(gen);
         if told != 0 {
             p.told = told;
@@ -163,6 +178,7 @@ impl Lease {
             until,
             gen: 0,
             told: 0,
+            floor: 0,
         });
         p.until = p.until.max(until);
         self.recompute();
@@ -193,6 +209,27 @@ impl Lease {
     #[inline]
     pub fn holds(&self, now: Instant) -> bool {
         self.alone || self.valid_until.is_some_and(|u| now < u)
+    }
+
+    /// A standby asks to be released from its promises (RELEASE): unless the lease holds at
+    /// `now`, stop counting `voter`'s promises, its answers to every request sent so far
+    /// included. Returns the id below which its answers no longer count (RELEASED), 0 if
+    /// nothing was released (the lease holds: its promises are part of it, or may be again).
+    pub fn release(&mut self, voter: Voter, now: Instant) -> u64 {
+        if self.holds(now) {
+            return 0;
+        }
+        let below = self.next_req + 1;
+        let p = self.promises.entry(voter).or_insert(Promise {
+            until: now,
+            gen: 0,
+            told: 0,
+            floor: 0,
+        });
+        p.until = p.until.min(now);
+        p.floor = below;
+        self.recompute();
+        below
     }
 
     /// Record whether the lease holds now; returns for how long it has not.
@@ -328,5 +365,39 @@ mod tests {
         l.set_voters(5);
         l.pong(s, r, LEASE);
         assert!(!l.confirmed(s));
+    }
+
+    #[test]
+    fn a_standby_is_released_only_without_the_lease_and_only_from_older_promises() {
+        let t0 = Instant::now();
+        let mut l = Lease::default();
+        // Five voters: this primary, a standby, three slaves.
+        l.set_voters(5);
+        let b = Voter::Standby(9);
+        let (a, r) = (l.ping(t0), l.ping(t0));
+        l.pong(Voter::Slave(0), a, LEASE);
+        l.pong(b, r, LEASE);
+        assert!(l.holds(t0), "itself, a slave and the standby");
+        assert_eq!(l.release(b, t0), 0, "the lease holds: nothing released");
+        assert!(l.holds(t0), "and it still holds");
+        // The slave's promise runs out; the standby's alone is no majority.
+        let t1 = t0 + LEASE;
+        let late = l.ping(t1);
+        let answered = l.ping(t1);
+        l.pong(b, answered, LEASE);
+        assert!(!l.holds(t1));
+        let below = l.release(b, t1);
+        assert!(below > late, "every request sent so far is below it");
+        // Answers to requests sent before the release promise nothing, however late.
+        l.pong(b, late, LEASE);
+        let s = l.ping(t1);
+        assert!(s >= below);
+        l.pong(Voter::Slave(1), s, LEASE);
+        assert!(!l.holds(t1), "the standby's old promises do not count");
+        // A promise given after the release does: the primary can get its lease back.
+        let fresh = l.ping(t1);
+        l.pong(b, fresh, LEASE);
+        assert!(l.holds(t1));
+        assert!(!l.holds(t1 + LEASE));
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct Link {
     handshake: Option<Handshake>,
     /// The link in use was WELCOMEd (authenticated, with a secret).
     pub ready: bool,
+    /// Connections opened so far: the number of the one in use (a promise given on one is
+    /// released only by an answer on the same).
+    pub session: u64,
     /// Why the primary keeps refusing our link, logged without a line per attempt.
     refusals: RefusalLog,
 }
@@ -42,6 +45,7 @@ impl Link {
             failures: 0,
             handshake: None,
             ready: false,
+            session: 0,
             refusals: RefusalLog::default(),
         }
     }
@@ -72,6 +76,7 @@ impl Link {
         now: Instant,
     ) {
         self.conn = Some(conn);
+        self.session += 1;
         self.attempt_at = None;
         self.failures = 0;
         if self.refusals.failing() {

@@ -14,6 +14,22 @@
 //!   at once. Slaves and standbys vote under the same rules: an epoch above every one they
 //!   have seen (a standby: also campaigned at or voted for, so one vote per epoch), a
 //!   candidate that counts at least the voters their primary counted, their promise run out.
+//! - **A release ends a promise early, for both sides, the primary's side first.** A standby
+//!   that withdrew while its promise still holds may ask the primary (RELEASE) to release it;
+//!   a primary that has lost its lease answers with the number of its next request and from
+//!   then on counts none of that standby's answers to earlier requests, however late they
+//!   come (`lease.rs`). The standby reads the answer after every request sent before it (one
+//!   connection, in order) and drops exactly the promises it gave on that connection to
+//!   those requests (`election.rs`). So each promise still ends for the primary no later than
+//!   for the voter, and the argument above holds as it stands: a voter whose promise the
+//!   primary counts at some instant still holds that promise then by its own count, so it
+//!   has not voted or campaigned. A release cannot be abused: a primary whose
+//!   lease holds releases nothing (it answers 0), and a release concerns only its own
+//!   connection and requests below its number, so an old one (duplicated, late, from an
+//!   earlier link or another primary) cannot void a promise given since, which the primary
+//!   that regained its lease may count. Releasing changes nothing the standby knows or
+//!   confirmed (the stream, the word on stale standbys), so the argument about acknowledged
+//!   writes below is untouched.
 //! - **New writes outrank old ones**: versions carry the epoch in their top bits, and every
 //!   STORE and FETCH carries it; a slave that voted refuses older epochs.
 //! - **No acknowledged write is lost, whichever standby wins.** A write's key goes to every
@@ -266,7 +282,13 @@ impl Ha {
     pub fn link_frame(&mut self, conn: ConnId, req: u64, body: Body, mut r: Roles<'_>) {
         let epoch = r.term.epoch;
         match self {
-            Ha::Backup(f) => f.on_frame(conn, req, body, &mut r),
+            Ha::Backup(f) => {
+                // Released by a primary that lost its lease: campaign now, not at the next
+                // heartbeat.
+                if f.on_frame(conn, req, body, &mut r) {
+                    self.campaign(r);
+                }
+            }
             Ha::Primary(p) => {
                 let outranked = p.on_fencing_frame(conn, req, body, epoch, r.peers, r.out, r.now);
                 if let Some(why) = outranked {

@@ -193,6 +193,19 @@ impl Primary {
                 }
             }
             Body::Pong => {}
+            // A standby that withdrew asks to be released from its promises: only if this
+            // primary has lost its lease (`Lease::release`).
+            Body::Release => {
+                let below = self.lease.release(Voter::Standby(conn), now);
+                if below > 0 {
+                    let id = self.streams.get_mut(conn).map(|s| s.id.clone());
+                    info!(
+                        "released standby {} from its promises: this primary has no majority",
+                        id.as_deref().unwrap_or("(detached)")
+                    );
+                }
+                out.send(conn, req, Body::Released { below });
+            }
             Body::SyncAck => {
                 if let Some(s) = self.streams.get_mut(conn) {
                     let was = s.in_step();

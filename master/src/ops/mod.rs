@@ -463,7 +463,13 @@ impl Ops {
         // learn: without a lease, the primary the slaves elect can learn it, so the client is
         // told to send it there rather than left not knowing. Not recorded as its answer: a
         // resend here asks the slaves again.
-        let sent_on = refusal.is_some()
+        // The same while every slave is gone and may come back (`Members::drop`): this master
+        // may be cut off from them, and a resend here waits for them (RECALL defers).
+        let all_gone =
+            refusal.is_none() && ctx.slaves.live_count() == 0 && ctx.slaves.may_return(ctx.now);
+        let why_gone = "every slave was dropped; this master may be cut off from them";
+        let sent_on_why = refusal.or(all_gone.then_some(why_gone));
+        let sent_on = sent_on_why.is_some()
             && exactly_once(&op.kind)
             && matches!(
                 op.reply,
@@ -476,7 +482,10 @@ impl Ops {
             self.records.answered(w, reply, ctx.now);
         }
         let reply = match (op.reply, refusal) {
-            (Some(_), Some(why)) if sent_on => Some(cannot_vouch(&op.kind, why)),
+            (Some(_), _) if sent_on => Some(cannot_vouch(
+                &op.kind,
+                sent_on_why.expect("set with sent_on"),
+            )),
             // Without a live lease a newer primary may exist: say nothing we cannot stand by.
             (Some(r), Some(why)) if !matches!(r, Body::Error { .. }) => {
                 Some(cannot_vouch(&op.kind, why))
