@@ -180,7 +180,10 @@ fn counters_rise_by_what_was_done_and_promtool_accepts_them() {
         promtool_check(&slave_text, &format!("slave-s{i}.prom"));
     }
     assert!(stores >= 2.0 * WRITES as f64, "{stores} STOREs");
-    assert_eq!(fetches, 0.0, "{fetches} FETCHes: every read was a cache hit");
+    assert_eq!(
+        fetches, 0.0,
+        "{fetches} FETCHes: every read was a cache hit"
+    );
     promtool_check(&text, "master.prom");
 }
 
