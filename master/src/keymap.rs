@@ -152,20 +152,29 @@ impl KeyIndex {
     }
 
     /// [`KeyIndex::get_hashed`], and the cached value if the read cache holds the entry's
-    /// version's (never for a tombstone). Counts a hit or a miss.
+    /// version's (never for a tombstone) and `servable` says the entry's holders allow an
+    /// answer. Counts a hit or a miss when it looks.
     #[inline]
-    pub fn get_with_value(&self, hash: u64, key: &[u8]) -> Option<(Entry<'_>, Option<&[u8]>)> {
+    pub fn get_with_value(
+        &self,
+        hash: u64,
+        key: &[u8],
+        servable: impl FnOnce(&[SlaveIdx]) -> bool,
+    ) -> Option<(Entry<'_>, Option<&[u8]>)> {
         match self
             .index
             .find_hashed(hash, key, |pos| &self.records[pos].0)
         {
             Found::At(pos) => {
                 let slot = &self.records[pos].1;
-                let value = match self.values.enabled() && !is_tombstone(slot.version) {
+                let entry = self.entry(slot);
+                let look =
+                    self.values.enabled() && !is_tombstone(slot.version) && servable(entry.holders);
+                let value = match look {
                     true => self.values.get(cache_pos(pos), slot.version),
                     false => None,
                 };
-                Some((self.entry(slot), value))
+                Some((entry, value))
             }
             Found::Vacant(_) => None,
         }
@@ -536,7 +545,7 @@ mod tests {
         let mut k = KeyIndex::with_read_cache(1 << 20);
         let h = k.hash(b"a");
         let cached = |k: &KeyIndex| {
-            k.get_with_value(k.hash(b"a"), b"a")
+            k.get_with_value(k.hash(b"a"), b"a", |_| true)
                 .and_then(|(_, v)| v.map(<[u8]>::to_vec))
         };
         k.commit_valued(h, b"a", 5, &[1], Some(b"five"));
@@ -576,7 +585,18 @@ mod tests {
         let mut off = KeyIndex::default();
         let h = off.hash(b"a");
         off.commit_valued(h, b"a", 1, &[1], Some(b"one"));
-        assert_eq!(off.get_with_value(h, b"a").and_then(|(_, v)| v), None);
+        assert_eq!(
+            off.get_with_value(h, b"a", |_| true).and_then(|(_, v)| v),
+            None
+        );
+        // Holders that cannot serve (none live): no value, and no hit counted.
+        let hits = k.cache_stats().hits;
+        let h = k.hash(b"a");
+        assert_eq!(
+            k.get_with_value(h, b"a", |_| false).and_then(|(_, v)| v),
+            None
+        );
+        assert_eq!(k.cache_stats().hits, hits);
     }
 
     #[test]

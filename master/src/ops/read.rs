@@ -117,9 +117,13 @@ impl ReadOp {
         spread: &mut ReadSpread,
         start: bool,
     ) -> Step {
-        // On the READ's start, the read cache is looked at in the same lookup (`cache.rs`).
+        let slaves = ctx.slaves;
+        // On the READ's start, the read cache is looked at in the same lookup (`cache.rs`):
+        // the committed version's value, answered as a live holder of it would, so only while
+        // one is live (a key whose copies are all lost reads as without a cache).
+        let live = |holders: &[SlaveIdx]| holders.iter().any(|&h| slaves.is_live(h));
         let looked = match start {
-            true => ctx.keys.get_with_value(op.hash, op.key),
+            true => ctx.keys.get_with_value(op.hash, op.key, live),
             false => ctx.keys.get_hashed(op.hash, op.key).map(|e| (e, None)),
         };
         let Some((e, cached)) = looked else {
@@ -129,13 +133,8 @@ impl ReadOp {
             // The master orders every change to the key: its tombstone is the last word.
             return Step::Done(Body::NotFound);
         }
-        let slaves = ctx.slaves;
         if let Some(value) = cached {
-            // The committed version's value, answered as a live holder of it would: only
-            // while one is live, so a key whose copies are all lost reads as without a cache.
-            if e.holders.iter().any(|&h| slaves.is_live(h)) {
-                return Step::Done(found(self.versioned, e.version, value.to_vec()));
-            }
+            return Step::Done(found(self.versioned, e.version, value.to_vec()));
         }
         if start {
             self.version = e.version;
