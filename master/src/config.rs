@@ -114,6 +114,9 @@ pub struct Config {
     pub require_client_auth: bool,
     /// `--metrics`: where to serve `/metrics` and the status page over HTTP (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
+    /// `--read-cache-mb`, in bytes: the primary answers READs of small values it holds the
+    /// committed value of without asking a slave (`cache.rs`). 0: every READ goes to a slave.
+    pub read_cache: usize,
 }
 
 impl Default for Config {
@@ -152,6 +155,7 @@ impl Default for Config {
             secret: None,
             require_client_auth: false,
             metrics: None,
+            read_cache: crate::cache::READ_CACHE_MB << 20,
         }
     }
 }

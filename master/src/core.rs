@@ -57,13 +57,14 @@ impl Core {
         let mut timers = Timers::new(now, Duration::from_millis(1), 4096);
         timers.insert(now + cfg.ping_interval, Timer::PingSweep);
         timers.insert(now, Timer::Renew);
+        let keys = KeyIndex::with_read_cache(cfg.read_cache);
         Core {
             cfg,
             term: Term::default(),
             peers: Peers::default(),
             handshakes: Handshakes::default(),
             slaves: SlaveTable::default(),
-            keys: KeyIndex::default(),
+            keys,
             doubts: Doubts::default(),
             repairs: Repairs::default(),
             timers,

@@ -38,7 +38,20 @@ impl Ctx<'_> {
     /// Make `version` on `holders` the latest acknowledged state of `key` (`hash` is
     /// `keys.hash(key)`), and tell the backup.
     pub fn record(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {
-        self.keys.commit_hashed(hash, key, version, holders);
+        self.record_value(hash, key, version, holders, None);
+    }
+
+    /// [`Ctx::record`], with `value` the value `version` wrote, when known: the read cache
+    /// keeps it (`cache.rs`); without one, a value cached for the key is dropped.
+    pub fn record_value(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        holders: &[SlaveIdx],
+        value: Option<&[u8]>,
+    ) {
+        self.keys.commit_valued(hash, key, version, holders, value);
         self.doubts.settled(key);
         self.key_changed(key);
     }

@@ -14,10 +14,16 @@
 //! [`dsm_wire::TOMBSTONE`]. A collected tombstone leaves a hole in `records` that a later new
 //! key fills, so a key never moves: SCAN walks `records` by position, and every key that
 //! exists for the whole of a scan is at one position for all of it.
+//!
+//! The primary's read cache (`cache.rs`) lives here, keyed by those positions, so that every
+//! change of a key's version goes through the one place that drops a value it did not come
+//! with.
 
 use dsm_index::{Chunked, Found, TagIndex};
 use dsm_wire::{is_tombstone, plain_version};
 use slab::Slab;
+
+use crate::cache::{CacheStats, ValueCache};
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
 /// gets a new one, so a dead index can never be mistaken for a live holder.
@@ -73,6 +79,8 @@ pub struct KeyIndex {
     spill: Slab<Vec<SlaveIdx>>,
     /// Positions in `records` left by collected tombstones, filled by new keys first.
     holes: Vec<u32>,
+    /// Committed values of small keys, by position (see `cache.rs`).
+    values: ValueCache,
 }
 
 /// One page of [`KeyIndex::scan`].
@@ -83,7 +91,41 @@ pub struct ScanPage {
     pub next: u64,
 }
 
+/// A record's position as the read cache keys it.
+fn cache_pos(pos: usize) -> u32 {
+    u32::try_from(pos).expect("positions fit the tag index")
+}
+
 impl KeyIndex {
+    /// An empty index with a read cache of at most `limit` bytes (0: none; `cache.rs`).
+    pub fn with_read_cache(limit: usize) -> KeyIndex {
+        KeyIndex {
+            values: ValueCache::new(limit),
+            ..KeyIndex::default()
+        }
+    }
+
+    /// Forget every key (a primary stepping down, whose map the new primary's snapshot
+    /// replaces); the read cache keeps its bound and its counters, and no value.
+    pub fn reset(&mut self) {
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
+        *self = KeyIndex {
+            values,
+            ..KeyIndex::default()
+        };
+    }
+
+    /// Drop every cached value (a takeover: this map may be behind the slaves).
+    pub fn clear_values(&mut self) {
+        self.values.clear();
+    }
+
+    /// The read cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.values.stats()
+    }
+
     fn find(&self, key: &[u8]) -> Found {
         self.index.find(key, |pos| &self.records[pos].0)
     }
@@ -109,13 +151,72 @@ impl KeyIndex {
         }
     }
 
+    /// [`KeyIndex::get_hashed`], and the cached value if the read cache holds the entry's
+    /// version's (never for a tombstone) and `servable` says the entry's holders allow an
+    /// answer. Counts a hit or a miss when it looks.
+    #[inline]
+    pub fn get_with_value(
+        &self,
+        hash: u64,
+        key: &[u8],
+        servable: impl FnOnce(&[SlaveIdx]) -> bool,
+    ) -> Option<(Entry<'_>, Option<&[u8]>)> {
+        match self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            Found::At(pos) => {
+                let slot = &self.records[pos].1;
+                let entry = self.entry(slot);
+                let look =
+                    self.values.enabled() && !is_tombstone(slot.version) && servable(entry.holders);
+                let value = match look {
+                    true => self.values.get(cache_pos(pos), slot.version),
+                    false => None,
+                };
+                Some((entry, value))
+            }
+            Found::Vacant(_) => None,
+        }
+    }
+
+    /// Cache `value` as the key's, if `version` is still its committed version (a FETCH's
+    /// answer: another read may have recorded a newer one meanwhile).
+    pub fn keep_value(&mut self, hash: u64, key: &[u8], version: u64, value: &[u8]) {
+        if !self.values.fits(value.len()) || is_tombstone(version) {
+            return;
+        }
+        if let Found::At(pos) = self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            if self.records[pos].1.version == version {
+                self.values.put(cache_pos(pos), version, value);
+            }
+        }
+    }
+
     /// Record `version` on `holders`, replacing what the key had.
     pub fn commit(&mut self, key: &[u8], version: u64, holders: &[SlaveIdx]) {
         self.commit_hashed(self.hash(key), key, version, holders)
     }
 
     /// [`KeyIndex::commit`] with `hash` = [`KeyIndex::hash`] of `key`.
+    #[inline]
     pub fn commit_hashed(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {
+        self.commit_valued(hash, key, version, holders, None)
+    }
+
+    /// [`KeyIndex::commit_hashed`], with `value`, when known, the value `version` wrote: the
+    /// read cache keeps it (if small). A new version without a value drops the cached one.
+    pub fn commit_valued(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        holders: &[SlaveIdx],
+        value: Option<&[u8]>,
+    ) {
         assert!(
             holders.iter().all(|&h| h < SPILLED),
             "slave index out of range"
@@ -125,21 +226,34 @@ impl KeyIndex {
             .find_hashed(hash, key, |pos| &self.records[pos].0);
         let ids = self.store(holders);
         let slot = Slot { version, ids };
-        match found {
+        let (pos, old) = match found {
             Found::At(pos) => {
                 let old = std::mem::replace(&mut self.records[pos].1, slot);
                 self.release(old.ids);
+                (pos, Some(old.version))
             }
             Found::Vacant(vacancy) => match self.holes.pop() {
                 Some(pos) => {
                     self.index.insert(vacancy, pos as usize);
                     self.records[pos as usize] = (key.into(), slot);
+                    (pos as usize, None)
                 }
                 None => {
-                    self.index.insert(vacancy, self.records.len());
+                    let pos = self.records.len();
+                    self.index.insert(vacancy, pos);
                     self.records.push((key.into(), slot));
+                    (pos, None)
                 }
             },
+        };
+        if !self.values.enabled() {
+            return;
+        }
+        match value.filter(|_| !is_tombstone(version)) {
+            Some(value) => self.values.put(cache_pos(pos), version, value),
+            // Holders changing at the same version keep the value; anything else drops it.
+            None if old != Some(version) => self.values.remove(cache_pos(pos)),
+            None => {}
         }
     }
 
@@ -154,6 +268,7 @@ impl KeyIndex {
             return false;
         };
         self.index.remove(hash, pos);
+        self.values.remove(cache_pos(pos));
         let hole = Slot {
             version: 0,
             ids: [NONE, NONE],
@@ -423,6 +538,65 @@ mod tests {
         let limited = k.scan(b"", 0, 1, 100);
         assert_eq!((limited.keys.len(), limited.next), (1, 1));
         assert_eq!(k.iter().count(), 4);
+    }
+
+    #[test]
+    fn the_read_cache_holds_only_the_committed_versions_value() {
+        let mut k = KeyIndex::with_read_cache(1 << 20);
+        let h = k.hash(b"a");
+        let cached = |k: &KeyIndex| {
+            k.get_with_value(k.hash(b"a"), b"a", |_| true)
+                .and_then(|(_, v)| v.map(<[u8]>::to_vec))
+        };
+        k.commit_valued(h, b"a", 5, &[1], Some(b"five"));
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // New holders at the same version keep it.
+        k.update_holders(b"a", |h| h.push(2));
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // A FETCH's answer of an older version is not kept over it.
+        k.keep_value(h, b"a", 4, b"four");
+        assert_eq!(cached(&k), Some(b"five".to_vec()));
+        // A new version without a value (a probe, an INVENTORY) drops it.
+        k.commit_hashed(h, b"a", 6, &[1]);
+        assert_eq!(cached(&k), None);
+        assert_eq!(k.cache_stats().entries, 0);
+        k.keep_value(h, b"a", 6, b"six");
+        assert_eq!(cached(&k), Some(b"six".to_vec()));
+        // A tombstone is never cached, and drops the value.
+        k.commit_valued(h, b"a", 7 | dsm_wire::TOMBSTONE, &[1], Some(b""));
+        assert_eq!(cached(&k), None);
+        k.commit_valued(h, b"a", 8, &[1], Some(b"eight"));
+        assert!(k.remove(b"a"));
+        assert_eq!(
+            k.cache_stats().entries,
+            0,
+            "a forgotten key drops its value"
+        );
+        k.commit_valued(h, b"a", 9, &[1], Some(b"nine"));
+        k.reset();
+        assert_eq!(k.cache_stats().entries, 0);
+        // A new index: a new keyed hash.
+        let h = k.hash(b"a");
+        k.commit_valued(h, b"a", 10, &[1], Some(b"ten"));
+        assert_eq!(cached(&k), Some(b"ten".to_vec()), "reset keeps the bound");
+        k.clear_values();
+        assert_eq!(cached(&k), None);
+        // Without a cache nothing is kept.
+        let mut off = KeyIndex::default();
+        let h = off.hash(b"a");
+        off.commit_valued(h, b"a", 1, &[1], Some(b"one"));
+        assert_eq!(
+            off.get_with_value(h, b"a", |_| true).and_then(|(_, v)| v),
+            None
+        );
+        // Holders that cannot serve (none live): no value, and no hit counted.
+        let hits = k.cache_stats().hits;
+        let h = k.hash(b"a");
+        assert_eq!(
+            k.get_with_value(h, b"a", |_| false).and_then(|(_, v)| v),
+            None
+        );
+        assert_eq!(k.cache_stats().hits, hits);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! mio loop. `ARCHITECTURE.md` at the top of the repository follows a WRITE, a READ and a
 //! takeover through them.
 
+pub mod cache;
 mod census;
 pub mod config;
 mod core;

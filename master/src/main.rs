@@ -164,6 +164,18 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "read-cache-mb",
+        &format!(
+            "the primary keeps the committed value of keys whose values are at most {} bytes, \
+             up to this many MiB, and answers their READs without asking a slave; 0: every \
+             READ goes to a slave (default {})",
+            dsm_master::cache::MAX_VALUE,
+            dsm_master::cache::READ_CACHE_MB
+        ),
+        "MB",
+    );
+    opts.optopt(
+        "",
         "ping-interval-ms",
         "PING idle slaves this often; 3 unanswered drop it (default 500)",
         "MS",
@@ -398,5 +410,7 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         secret: None,
         require_client_auth: m.opt_present("require-client-auth"),
         metrics: cli.addr(m, "metrics"),
+        read_cache: (cli.whole(m, "read-cache-mb", (d.read_cache >> 20) as u64) as usize)
+            .saturating_mul(1 << 20),
     }
 }

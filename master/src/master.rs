@@ -241,6 +241,7 @@ impl Master {
             requests: &self.ops.stats,
             events: &self.events,
             copy_bytes: self.core.repairs.bytes_read(),
+            read_cache: self.core.keys.cache_stats(),
             conns: &conns,
             in_flight: self.in_flight(),
             other_masters: self.core.cfg.other_masters().len(),
@@ -383,6 +384,11 @@ impl Master {
     /// Exactly-once answers kept (`once.rs`), and the clients they belong to.
     pub fn exactly_once_records(&self) -> (usize, usize) {
         self.ops.records()
+    }
+
+    /// The read cache's counters (`cache.rs`).
+    pub fn read_cache(&self) -> crate::cache::CacheStats {
+        self.core.keys.cache_stats()
     }
 
     pub fn in_flight(&self) -> (usize, usize) {
@@ -607,6 +613,8 @@ impl Master {
             }
             Effect::TookOver { supporters, stale } => {
                 self.events.takeovers += 1;
+                // The map may be behind the slaves until probes settle it: no cached answer.
+                self.core.keys.clear_values();
                 for idx in self.core.slaves.absent_from(now) {
                     self.members(now).wait_for(idx);
                 }
@@ -631,6 +639,8 @@ impl Master {
             }
             // Stopped being primary: answer no client, keep no slave.
             Effect::SteppedDown(why) => {
+                // Whatever it held, a newer primary may have changed since.
+                self.core.keys.clear_values();
                 for conn in self.core.slaves.mark_all_absent(now) {
                     self.core.peers.close(conn, &mut self.core.out);
                 }

@@ -109,6 +109,8 @@ pub(crate) struct Snapshot<'a> {
     pub requests: &'a RequestStats,
     pub events: &'a EventStats,
     pub copy_bytes: u64,
+    /// The read cache's counters (`cache.rs`).
+    pub read_cache: crate::cache::CacheStats,
     /// Connections by peer kind name.
     pub conns: &'a [(&'static str, u64)],
     pub in_flight: (usize, usize),
@@ -259,6 +261,37 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "counter",
         "Value bytes read from holders for re-replication copies.",
         s.copy_bytes as f64,
+    );
+    let rc = &s.read_cache;
+    e.single(
+        "dsm_master_read_cache_entries",
+        "gauge",
+        "Keys whose committed value the read cache holds (--read-cache-mb).",
+        rc.entries as f64,
+    );
+    e.single(
+        "dsm_master_read_cache_bytes",
+        "gauge",
+        "Bytes the read cache counts against --read-cache-mb (values and per-entry overhead).",
+        rc.bytes as f64,
+    );
+    e.single(
+        "dsm_master_read_cache_hits_total",
+        "counter",
+        "READs answered from the read cache, without a FETCH.",
+        rc.hits as f64,
+    );
+    e.single(
+        "dsm_master_read_cache_misses_total",
+        "counter",
+        "READs of an existing key that found no cached value of its committed version.",
+        rc.misses as f64,
+    );
+    e.single(
+        "dsm_master_read_cache_evictions_total",
+        "counter",
+        "Values the read cache evicted to stay within --read-cache-mb.",
+        rc.evictions as f64,
     );
     e.family(
         "dsm_master_slaves_dropped_total",

@@ -216,6 +216,8 @@ fn a_read_no_holder_answers_times_out_at_its_deadline_not_at_a_retry() {
     cfg.ack_timeout = Duration::from_secs(60);
     cfg.read_retry = Duration::from_millis(100);
     cfg.request_timeout = Duration::from_millis(550);
+    // The READ must go to the (frozen) slaves, not be answered from the read cache.
+    cfg.read_cache = 0;
     let (mut net, m) = sim(cfg, 2);
     let c = net.add_client(m);
     net.write(c, 1, "k", "v");
@@ -709,7 +711,12 @@ fn keys_short_of_r_copies_are_copied_to_a_slave_that_registers() {
 
 #[test]
 fn reads_in_one_turn_go_to_slaves_already_sent_to_and_turns_spread_them() {
-    let (mut net, m) = sim(cfg(), 3); // R=2 over 3 slaves: any 2 slaves cover every key
+    // Without the read cache, so that every READ goes to a slave.
+    let no_cache = Config {
+        read_cache: 0,
+        ..cfg()
+    };
+    let (mut net, m) = sim(no_cache, 3); // R=2 over 3 slaves: any 2 slaves cover every key
     let c = net.add_client(m);
     for i in 0..60 {
         net.write(c, i, &format!("k{i}"), "v");

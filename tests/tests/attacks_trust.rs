@@ -157,9 +157,11 @@ fn live_ids(cluster: &Cluster) -> Vec<String> {
 /// EVIL, and every later READ still returned it (the version outranked every later write).
 #[test]
 fn a_slave_cannot_make_the_master_serve_a_version_no_master_handed_out() {
+    // Every READ goes to a slave (no read cache), so the liar is asked.
     let cluster = start(ClusterOpts {
         slaves: 1,
         replicas: 2,
+        master_args: ["--read-cache-mb", "0"].map(String::from).to_vec(),
         ..Default::default()
     });
     let mut c = cluster.client();

@@ -670,7 +670,7 @@ impl Ha {
         }
         if !targets.is_empty() {
             // The new primary streams us its whole map: ours may be behind it.
-            *r.keys = crate::keymap::KeyIndex::default();
+            r.keys.reset();
             *self = Ha::follow(targets, seed_of(r.cfg), r.timers, r.doubts, r.now);
             if let Ha::Backup(f) = self {
                 f.election.hold_back(r.now, r.cfg.lease * 2);

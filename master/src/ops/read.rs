@@ -117,17 +117,28 @@ impl ReadOp {
         spread: &mut ReadSpread,
         start: bool,
     ) -> Step {
-        let Some(e) = ctx.keys.get_hashed(op.hash, op.key) else {
+        let slaves = ctx.slaves;
+        // On the READ's start, the read cache is looked at in the same lookup (`cache.rs`):
+        // the committed version's value, answered as a live holder of it would, so only while
+        // one is live (a key whose copies are all lost reads as without a cache).
+        let live = |holders: &[SlaveIdx]| holders.iter().any(|&h| slaves.is_live(h));
+        let looked = match start {
+            true => ctx.keys.get_with_value(op.hash, op.key, live),
+            false => ctx.keys.get_hashed(op.hash, op.key).map(|e| (e, None)),
+        };
+        let Some((e, cached)) = looked else {
             return Step::Done(Body::NotFound);
         };
         if e.deleted() {
             // The master orders every change to the key: its tombstone is the last word.
             return Step::Done(Body::NotFound);
         }
+        if let Some(value) = cached {
+            return Step::Done(found(self.versioned, e.version, value.to_vec()));
+        }
         if start {
             self.version = e.version;
         }
-        let slaves = ctx.slaves;
         if !e.holders.iter().any(|&h| slaves.is_live(h)) {
             if slaves.holder_may_return(e.holders) {
                 // Out of reach, not gone (dropped, restarting, or not yet back after a
@@ -284,7 +295,10 @@ impl ReadOp {
                     // A write whose outcome was reported unknown reached this slave after all:
                     // it takes effect now, and reads follow this copy from here on.
                     warn!("adopting version {version} (newer than {want}) from slave {from}");
-                    ctx.record(op.hash, op.key, version, &[from]);
+                    ctx.record_value(op.hash, op.key, version, &[from], Some(&value));
+                } else {
+                    // Kept only if it is still the committed version (`keep_value`).
+                    ctx.keys.keep_value(op.hash, op.key, version, &value);
                 }
                 Step::Done(found(self.versioned, version, value))
             }
@@ -374,7 +388,7 @@ impl ReadOp {
                     "probe settled a key at version {version} on {} slave(s)",
                     holders.len()
                 );
-                ctx.record(op.hash, op.key, version, &holders);
+                ctx.record_value(op.hash, op.key, version, &holders, Some(&value));
                 Step::Done(found(self.versioned, version, value))
             }
             None => {

@@ -441,7 +441,11 @@ impl WriteOp {
         if holders.is_empty() {
             return Step::Done(self.failed(version));
         }
-        ctx.record(op.hash, op.key, version, &holders);
+        // The value this write's STOREs carried, at this version, for the read cache; not when
+        // the record is another write's newest copy (a RECALL's `again`), nor a tombstone.
+        let own = self.once.as_ref().is_none_or(|o| o.again.is_none()) && !self.tombstone;
+        let value = own.then_some(&self.value[..]);
+        ctx.record_value(op.hash, op.key, version, &holders, value);
         if let Some(again) = self.once.as_ref().and_then(|o| o.again.clone()) {
             // The newest copy of a write applied before became the record: its first answer.
             return Step::Done(again);

@@ -1,0 +1,280 @@
+//! The primary's read cache: for keys with small values, the committed version's value, so
+//! that a READ is answered by the master alone (client → master → client: two messages, two
+//! processes) instead of through a slave (four messages, three processes).
+//!
+//! Owned by the key index (`keymap.rs`), which keys it by a record's position (a key never
+//! moves, see there): no key is stored twice. An entry is `(version, value)`.
+//!
+//! **Why a cached answer is linearizable.** The primary is the single serialization point of
+//! every change to a key: each one runs alone in the key's queue (`ops/queue.rs`) and takes
+//! effect, as far as any reader can tell, when the key map records its version (`Ctx::record`).
+//! A READ today answers with a slave's copy at least as new as the map's version when it
+//! starts. A cache hit answers with exactly that version instead, which is what a holder that
+//! has it would have sent. Three rules make that true:
+//!
+//! 1. An entry is only ever filled with a version's own value: when a WRITE, SET or INCR
+//!    commits (the value its STOREs carried, at the version they carried), or when a FETCH
+//!    answered with the version the map records. Versions are handed out once
+//!    (`term.rs`: epoch in the top bits, a counter below), so a version names one value.
+//! 2. A hit needs the entry's version to equal the map's version for the key at that moment,
+//!    so an entry left behind by a change is never served. Beyond that, the key index drops
+//!    the entry whenever it records another version without a value (a probe, an adopted
+//!    INVENTORY, a DELETE's tombstone, a write timed out with some copies, a collected
+//!    tombstone or a forgotten key): memory goes with it at once.
+//! 3. A hit is taken only where the READ would have gone to a slave: on a primary holding its
+//!    lease (checked when the request is read and again when it is answered, as for every
+//!    answer), not recovering, the key not in doubt (`doubts.rs`: after a takeover the map
+//!    may be behind the slaves), nothing ahead of the READ in the key's queue (a READ behind
+//!    a write starts only once the write is decided), and a live slave holding the version.
+//!    The cache is emptied on a takeover and when stepping down; a restarted master starts
+//!    with none.
+//!
+//! So a hit says what the map-only answers already say on the same grounds (a deleted key's
+//! NOT_FOUND, a compare-and-set's CONFLICT): the latest committed state, vouched for by the
+//! lease. What it gives up is the slave's epoch fence on the FETCH as a second line behind
+//! the lease.
+//!
+//! Bounded by `--read-cache-mb` (values, plus [`ENTRY_OVERHEAD`] per entry) and by
+//! [`MAX_VALUE`] per value; evicted by CLOCK (an entry read since the hand last passed gets
+//! another round).
+
+use std::cell::Cell;
+
+use crate::idmap::IdMap;
+
+/// Default of `--read-cache-mb`.
+pub const READ_CACHE_MB: usize = 64;
+/// Values longer than this are never cached: a large value's READ costs its bytes, not the
+/// hop, and a few of them would push out thousands of small ones.
+pub const MAX_VALUE: usize = 4096;
+/// What an entry costs besides its value, as counted against the bound: the entry, its map
+/// slot and the value's allocation.
+pub const ENTRY_OVERHEAD: usize = 64;
+
+struct Cached {
+    /// The record's position in the key index.
+    pos: u32,
+    version: u64,
+    value: Box<[u8]>,
+    /// Read since the clock hand last passed.
+    used: Cell<bool>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+#[derive(Default)]
+pub struct ValueCache {
+    /// Bytes the entries may take (0: no cache).
+    limit: usize,
+    /// Position in the key index → index in `entries`.
+    map: IdMap<u32, u32>,
+    entries: Vec<Cached>,
+    hand: usize,
+    bytes: usize,
+    hits: Cell<u64>,
+    misses: Cell<u64>,
+    evictions: u64,
+}
+
+impl ValueCache {
+    /// A cache of at most `limit` bytes (0: none).
+    pub fn new(limit: usize) -> ValueCache {
+        ValueCache {
+            limit,
+            ..ValueCache::default()
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// The value cached for the record at `pos` if it is `version`'s (a hit), else `None` (a
+    /// miss, counted).
+    #[inline]
+    pub fn get(&self, pos: u32, version: u64) -> Option<&[u8]> {
+        let hit = (self.map.get(&pos))
+            .map(|&i| &self.entries[i as usize])
+            .filter(|e| e.version == version);
+        match hit {
+            Some(e) => {
+                e.used.set(true);
+                self.hits.set(self.hits.get() + 1);
+                Some(&e.value)
+            }
+            None => {
+                self.misses.set(self.misses.get() + 1);
+                None
+            }
+        }
+    }
+
+    /// Whether `len` bytes of value may be cached.
+    #[inline]
+    pub fn fits(&self, len: usize) -> bool {
+        len <= MAX_VALUE && len + ENTRY_OVERHEAD <= self.limit
+    }
+
+    /// Cache `value` as the record at `pos`'s value at `version`, replacing what it had; a
+    /// value too large only removes the old entry.
+    pub fn put(&mut self, pos: u32, version: u64, value: &[u8]) {
+        if !self.fits(value.len()) {
+            return self.remove(pos);
+        }
+        if let Some(&i) = self.map.get(&pos) {
+            let e = &mut self.entries[i as usize];
+            self.bytes = self.bytes - e.value.len() + value.len();
+            e.version = version;
+            if e.value.len() == value.len() {
+                e.value.copy_from_slice(value);
+            } else {
+                e.value = value.into();
+            }
+        } else {
+            let i = u32::try_from(self.entries.len()).expect("cache entries fit u32");
+            self.map.insert(pos, i);
+            self.bytes += value.len() + ENTRY_OVERHEAD;
+            self.entries.push(Cached {
+                pos,
+                version,
+                value: value.into(),
+                // A new entry survives the hand's first pass.
+                used: Cell::new(true),
+            });
+        }
+        self.evict();
+    }
+
+    /// Forget the record at `pos`'s value.
+    #[inline]
+    pub fn remove(&mut self, pos: u32) {
+        if self.map.is_empty() {
+            return;
+        }
+        if let Some(i) = self.map.remove(&pos) {
+            self.remove_at(i as usize);
+        }
+    }
+
+    /// Forget everything (takeover, stepping down).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.entries.clear();
+        self.hand = 0;
+        self.bytes = 0;
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len() as u64,
+            bytes: self.bytes as u64,
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            evictions: self.evictions,
+        }
+    }
+
+    /// CLOCK: past the bound, the hand clears the `used` mark of entries read since it last
+    /// came by and evicts the first one not read.
+    fn evict(&mut self) {
+        while self.bytes > self.limit && !self.entries.is_empty() {
+            if self.hand >= self.entries.len() {
+                self.hand = 0;
+            }
+            if self.entries[self.hand].used.replace(false) {
+                self.hand += 1;
+                continue;
+            }
+            let pos = self.entries[self.hand].pos;
+            self.map.remove(&pos);
+            // The entry moved into the hand's place is looked at next.
+            self.remove_at(self.hand);
+            self.evictions += 1;
+        }
+    }
+
+    /// Remove `entries[i]` (already gone from the map), moving the last entry into its place.
+    fn remove_at(&mut self, i: usize) {
+        let gone = self.entries.swap_remove(i);
+        self.bytes -= gone.value.len() + ENTRY_OVERHEAD;
+        if let Some(moved) = self.entries.get(i) {
+            self.map.insert(moved.pos, i as u32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hit_needs_the_version_asked_for() {
+        let mut c = ValueCache::new(1 << 20);
+        c.put(3, 10, b"ten");
+        assert_eq!(c.get(3, 10), Some(&b"ten"[..]));
+        assert_eq!(c.get(3, 11), None);
+        assert_eq!(c.get(4, 10), None);
+        c.put(3, 11, b"eleven");
+        assert_eq!(c.get(3, 10), None);
+        assert_eq!(c.get(3, 11), Some(&b"eleven"[..]));
+        c.remove(3);
+        assert_eq!(c.get(3, 11), None);
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes, s.hits, s.misses), (0, 0, 2, 4));
+    }
+
+    #[test]
+    fn large_values_are_not_kept_and_replace_nothing_stale() {
+        let mut c = ValueCache::new(1 << 20);
+        c.put(1, 5, b"small");
+        c.put(1, 6, &vec![0; MAX_VALUE + 1]);
+        assert_eq!(
+            c.get(1, 5),
+            None,
+            "the older value went with the new version"
+        );
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.stats().bytes, 0);
+        let off = ValueCache::new(0);
+        assert!(!off.enabled() && !off.fits(1));
+    }
+
+    #[test]
+    fn the_bound_evicts_what_was_not_read_since_the_hand_passed() {
+        let each = 100 + ENTRY_OVERHEAD;
+        let mut c = ValueCache::new(each * 4);
+        for pos in 0..4 {
+            c.put(pos, u64::from(pos) + 1, &[pos as u8; 100]);
+        }
+        assert_eq!(c.stats().bytes as usize, each * 4);
+        // The fifth entry goes over: the hand clears every mark, then evicts entry 0.
+        c.put(4, 5, &[4; 100]);
+        assert_eq!(c.stats().entries, 4);
+        assert_eq!(c.get(0, 1), None);
+        // Entry 1 is read: the next eviction passes it over and takes entry 2... or the one
+        // swapped into the hand's place; whichever goes, a read one stays.
+        assert!(c.get(1, 2).is_some());
+        c.put(5, 6, &[5; 100]);
+        assert_eq!(c.stats().entries, 4);
+        assert!(c.get(1, 2).is_some(), "an entry read since the pass stays");
+        assert_eq!(c.stats().evictions, 2);
+        assert!(c.stats().bytes as usize <= each * 4);
+        // Every surviving entry still maps to itself.
+        for pos in 0..6u32 {
+            if let Some(v) = c.get(pos, u64::from(pos) + 1) {
+                assert_eq!(v, &[pos as u8; 100][..]);
+            }
+        }
+        c.clear();
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.get(1, 2), None);
+    }
+}
