@@ -34,6 +34,31 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Print process `pid`'s RSS before (`before`, bytes), at its peak and now, as `who`, with
+/// `then` after it; returns the peak's growth over `before`.
+fn rss_growth(who: &str, pid: u32, before: u64, then: &str) -> u64 {
+    let (now, peak) = rss(pid);
+    let grew = peak.saturating_sub(before);
+    println!(
+        "{who}: RSS {} MB before, peak {} MB (+{} MB), now {} MB{then}",
+        before / MIB,
+        peak / MIB,
+        grew / MIB,
+        now / MIB
+    );
+    grew
+}
+
+/// The real client's latencies (sorted) as `p50 .., p99 .., max ..`.
+fn spread(lat: &[Duration]) -> String {
+    format!(
+        "p50 {:?}, p99 {:?}, max {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1]
+    )
+}
+
 fn read_frames(count: usize, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..count {
@@ -139,15 +164,7 @@ fn slaves_cap_unsent_replies_and_keep_their_master() {
     println!("the burst took {:?} to clear", t.elapsed());
     let lat = real_reads_budgets_off(&cluster, 20);
     for (i, &before) in before.iter().enumerate() {
-        let (now, peak) = rss(cluster.slave_pid(i));
-        let grew = peak.saturating_sub(before);
-        println!(
-            "slave {i}: RSS {} MB before, peak {} MB (+{} MB), now {} MB",
-            before / MIB,
-            peak / MIB,
-            grew / MIB,
-            now / MIB
-        );
+        let grew = rss_growth(&format!("slave {i}"), cluster.slave_pid(i), before, "");
         assert!(
             grew < 64 * MIB,
             "slave {i} grew by {} MB under 150 unread 1 MiB READs",
@@ -199,19 +216,8 @@ fn the_master_caps_what_clients_that_do_not_read_may_cost() {
         hogs.push(hog);
     }
     let lat = real_reads(&cluster, 200);
-    let (now, peak) = rss(pid);
-    let grew = peak.saturating_sub(before);
-    println!(
-        "master: RSS {} MB before, peak {} MB (+{} MB), now {} MB; real client during the \
-         attack: p50 {:?}, p99 {:?}, max {:?}",
-        before / MIB,
-        peak / MIB,
-        grew / MIB,
-        now / MIB,
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
-    );
+    let then = format!("; real client during the attack: {}", spread(&lat));
+    let grew = rss_growth("master", pid, before, &then);
     assert!(
         grew < 96 * MIB,
         "the master grew by {} MB for 20 clients that do not read",
@@ -301,8 +307,6 @@ fn clients_that_each_leave_one_reply_unread_stay_within_the_slack() {
         assert!(got.as_deref() == Some(&big[..]), "a wrong 1 MiB value");
     }
     let large = t.elapsed() / 5;
-    let (now, peak) = rss(pid);
-    let grew = peak.saturating_sub(before);
     let log = std::fs::read_to_string(cluster.log_dir().join("master.log")).unwrap_or_default();
     // Only hogs are cut off: never the real client (which reconnects on its own, so its reads
     // succeeding would not show it), never a slave.
@@ -326,17 +330,11 @@ fn clients_that_each_leave_one_reply_unread_stay_within_the_slack() {
         );
         cut += 1;
     }
-    println!(
-        "master: RSS {} MB before, peak {} MB (+{} MB), now {} MB; {cut} stalled clients cut \
-         off; real client: small READs p50 {:?}, p99 {:?}, max {:?}; large READs {large:?} each",
-        before / MIB,
-        peak / MIB,
-        grew / MIB,
-        now / MIB,
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
+    let then = format!(
+        "; {cut} stalled clients cut off; real client: small READs {}; large READs {large:?} each",
+        spread(&lat)
     );
+    let grew = rss_growth("master", pid, before, &then);
     // What the master counts (replies queued, READs in flight) stays within the budget + 2
     // largest frames: about 6.2 MiB here. Besides, each connection has a read buffer of
     // 64 KiB, values are copied on their way from a slave's socket to a client's, and the
@@ -415,21 +413,13 @@ fn clients_that_each_send_half_a_large_frame_stay_within_the_slack() {
     c.write(b"whole", &value(1 << 20))
         .expect("a real client's 1 MiB WRITE during the attack");
     let took = t.elapsed();
-    let (now, peak) = rss(pid);
-    let grew = peak.saturating_sub(before);
     let log = std::fs::read_to_string(cluster.log_dir().join("master.log")).unwrap_or_default();
     let cut = log.matches("-byte frame received, none for").count();
-    println!(
-        "master: RSS {} MB before, peak {} MB (+{} MB), now {} MB; {cut} half-sent frames cut \
-         off; real client: READs p50 {:?}, p99 {:?}, max {:?}; its 1 MiB WRITE {took:?}",
-        before / MIB,
-        peak / MIB,
-        grew / MIB,
-        now / MIB,
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
+    let then = format!(
+        "; {cut} half-sent frames cut off; real client: READs {}; its 1 MiB WRITE {took:?}",
+        spread(&lat)
     );
+    let grew = rss_growth("master", pid, before, &then);
     assert!(
         grew < 64 * MIB,
         "the master grew by {} MB for {HOGS} clients that each send most of a 1 MiB frame",
@@ -477,15 +467,8 @@ fn unauthenticated_connections_get_a_few_kib() {
         conns.push(s);
     }
     std::thread::sleep(Duration::from_secs(1));
-    let (now, peak) = rss(pid);
-    let grew = peak.saturating_sub(before);
-    println!(
-        "master: RSS {} MB before, peak {} MB (+{} MB), now {} MB; {closed} of 200 writes cut off",
-        before / MIB,
-        peak / MIB,
-        grew / MIB,
-        now / MIB
-    );
+    let then = format!("; {closed} of 200 writes cut off");
+    let grew = rss_growth("master", pid, before, &then);
     assert!(
         grew < 24 * MIB,
         "200 unauthenticated near-maximum frames cost the master {} MB",
