@@ -9,7 +9,7 @@ use std::time::Duration;
 use dsm_wire::{is_tombstone, Body, Frame, ServerRole, TOMBSTONE};
 
 mod common;
-use common::{Net, NodeId};
+use common::{delete, Net, NodeId};
 
 const PATIENCE: Duration = Duration::from_millis(500);
 
@@ -78,13 +78,6 @@ fn set(key: &str, value: &str, expected: Option<u64>) -> Body {
         key: key.into(),
         expected,
         value: value.into(),
-    }
-}
-
-fn delete(key: &str) -> Body {
-    Body::Delete {
-        key: key.into(),
-        expected: None,
     }
 }
 

@@ -10,7 +10,7 @@ use dsm_master::Config;
 use dsm_wire::{Body, ErrorCode, Frame, Opcode, ServerRole};
 
 mod common;
-use common::{Net, NodeId};
+use common::{delete, read, value, write, Net, NodeId};
 
 /// How long a slave waits for a silent master before it looks for another.
 const PATIENCE: Duration = Duration::from_millis(500);
@@ -55,30 +55,6 @@ impl Sim {
         let before = self.fetches();
         let got = self.one(req, read(key));
         (got, self.fetches() > before)
-    }
-}
-
-fn write(key: &str, value: &str) -> Body {
-    Body::Write {
-        key: key.into(),
-        value: value.into(),
-    }
-}
-
-fn read(key: &str) -> Body {
-    Body::Read { key: key.into() }
-}
-
-fn value(v: &str) -> Body {
-    Body::Value {
-        value: v.as_bytes().to_vec(),
-    }
-}
-
-fn delete(key: &str) -> Body {
-    Body::Delete {
-        key: key.into(),
-        expected: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
 
 mod common;
-use common::{Net, NodeId};
+use common::{value, Net, NodeId};
 
 /// A primary with slaves s0, s1, s2 and a client; a backup too if asked.
 fn cluster(backup: bool) -> (Net, NodeId, Option<NodeId>, [NodeId; 3], NodeId) {
@@ -24,12 +24,6 @@ fn error_code(frame: &Frame) -> ErrorCode {
     match &frame.body {
         Body::Error { code, .. } => *code,
         other => panic!("expected ERROR, got {other:?}"),
-    }
-}
-
-fn value(v: &str) -> Body {
-    Body::Value {
-        value: v.as_bytes().to_vec(),
     }
 }
 

@@ -10,7 +10,7 @@ use dsm_master::Config;
 use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
 
 mod common;
-use common::{Msg, Net, NodeId};
+use common::{read, value, write, Msg, Net, NodeId};
 
 /// How long a slave waits for a silent master before it looks for another (dsm-slave's
 /// `--master-timeout-ms` is 500 by default, and at least the lease plus a quarter).
@@ -80,23 +80,6 @@ impl Ha {
     fn role_epoch(&self, m: NodeId) -> (ServerRole, u64) {
         let s = self.net.master(m).status();
         (s.role, s.epoch)
-    }
-}
-
-fn write(key: &str, value: &str) -> Body {
-    Body::Write {
-        key: key.into(),
-        value: value.into(),
-    }
-}
-
-fn read(key: &str) -> Body {
-    Body::Read { key: key.into() }
-}
-
-fn value(v: &str) -> Body {
-    Body::Value {
-        value: v.as_bytes().to_vec(),
     }
 }
 

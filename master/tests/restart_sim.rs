@@ -10,7 +10,7 @@ use dsm_master::Config;
 use dsm_wire::{Body, ErrorCode, Frame, ServerRole};
 
 mod common;
-use common::{Msg, Net, NodeId};
+use common::{write, Msg, Net, NodeId};
 
 /// What a master's `--data-dir` holds, as its configuration at start.
 fn kept(epoch: u64, roster: &[&str]) -> Config {
@@ -20,13 +20,6 @@ fn kept(epoch: u64, roster: &[&str]) -> Config {
             roster: roster.iter().map(|s| s.to_string()).collect(),
         }),
         ..Config::default()
-    }
-}
-
-fn write(key: &str, value: &str) -> Body {
-    Body::Write {
-        key: key.into(),
-        value: value.into(),
     }
 }
 

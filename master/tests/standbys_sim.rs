@@ -11,7 +11,7 @@ use dsm_master::Config;
 use dsm_wire::{BackupLink, Body, Frame, ServerRole};
 
 mod common;
-use common::{Net, NodeId};
+use common::{read, value, write, Net, NodeId};
 
 /// A slave's patience with a silent master (dsm-slave's `--master-timeout-ms`).
 const PATIENCE: Duration = Duration::from_millis(500);
@@ -93,23 +93,6 @@ impl Three {
 
     fn client_of(&self, m: NodeId) -> NodeId {
         self.clients[self.m.iter().position(|&x| x == m).expect("a master")]
-    }
-}
-
-fn write(key: &str, value: &str) -> Body {
-    Body::Write {
-        key: key.into(),
-        value: value.into(),
-    }
-}
-
-fn read(key: &str) -> Body {
-    Body::Read { key: key.into() }
-}
-
-fn value(v: &str) -> Body {
-    Body::Value {
-        value: v.as_bytes().to_vec(),
     }
 }
 

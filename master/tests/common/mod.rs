@@ -20,6 +20,7 @@
 //! Each test crate uses a part of this module, hence the allows.
 #![allow(dead_code, unused_imports)]
 
+mod bodies;
 mod conns;
 mod deliver;
 mod faults;
@@ -29,6 +30,7 @@ mod nodes;
 mod peer;
 mod view;
 
+pub use bodies::{delete, read, value, write};
 pub use conns::Conn;
 pub use faults::Msg;
 pub use log::Sent;
