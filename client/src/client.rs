@@ -701,10 +701,16 @@ impl Client {
     /// The master in use went silent or its connection broke: try the others first for a
     /// while.
     fn avoid_current(&mut self) {
-        let (addr, now) = (self.master(), Instant::now());
-        self.avoid.retain(|&(a, until)| a != addr && now < until);
-        self.avoid.push((addr, now + AVOID_FOR));
+        self.avoid(self.master(), AVOID_FOR);
         self.move_on();
+    }
+
+    /// Try `addr` only when every other master is avoided too, for `how_long` from now (and
+    /// forget avoidances that have run out).
+    fn avoid(&mut self, addr: SocketAddr, how_long: Duration) {
+        let now = Instant::now();
+        self.avoid.retain(|&(a, until)| a != addr && now < until);
+        self.avoid.push((addr, now + how_long));
     }
 
     /// Use the master at `addr` next (a NOT_PRIMARY named it), adding it to the list if it
@@ -759,8 +765,7 @@ impl Client {
                     // Not named again by a standby that has not heard it died (a NOT_PRIMARY
                     // naming it is passed over while it is avoided): the client would go round
                     // the two and never reach a third master elected meanwhile.
-                    self.avoid.retain(|&(a, _)| a != addr);
-                    self.avoid.push((addr, Instant::now() + AVOID_REFUSED_FOR));
+                    self.avoid(addr, AVOID_REFUSED_FOR);
                     let line = format!("{addr}: {e} (nothing listens there)");
                     if !failures.contains(&line) {
                         failures.push(line);
@@ -770,9 +775,7 @@ impl Client {
                     }
                 }
                 Err(Error::Timeout { .. }) => {
-                    let until = Instant::now() + AVOID_FOR;
-                    self.avoid.retain(|&(a, _)| a != addr);
-                    self.avoid.push((addr, until));
+                    self.avoid(addr, AVOID_FOR);
                 }
                 // Asking again will not change a secret: give up once every address said no.
                 // The error names the master that said it.
