@@ -206,13 +206,12 @@ impl Members<'_> {
         let live = self.slaves.live_count();
         warn!("slave '{id}' dropped: {why}; its copies count as out of reach until it is back ({live} live left)");
         // Alive and dropped by a master that is alive too: it may register again at once.
-        // Only on its own connection still open: once closed, the id may be a new one's.
-        if self.gate.peers.kind(conn) == Some(Peer::Slave(idx)) {
-            let text = format!("{}{why}; register again", dsm_wire::DROPPED);
-            self.gate
-                .out
-                .send(conn, 0, Body::error(ErrorCode::Unavailable, text));
-        }
+        // (Dropped because its connection closed, the event loop forgets what is queued for
+        // it: `Server`'s close, as for every peer.)
+        let text = format!("{}{why}; register again", dsm_wire::DROPPED);
+        self.gate
+            .out
+            .send(conn, 0, Body::error(ErrorCode::Unavailable, text));
         self.gate.peers.close(conn, self.gate.out);
         self.wait_for(idx);
         if live == 0 {
