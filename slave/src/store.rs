@@ -15,10 +15,10 @@ use dsm_auth::RefusalLog;
 use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, WriteId};
 use log::{debug, info, warn};
 
-use crate::disk::{Answer, Disk, Durable, Replayed, Settings};
+use crate::disk::{record, Answer, Disk, Durable, Replayed, Settings};
 use crate::memory;
 use crate::table::{NoRoom, Put, Record, Table};
-use crate::writers::{Kept, Writers};
+use crate::writers::{Kept, Writers, MAX_KEPT};
 
 /// The answer to one frame: most are owned frames; a FETCHED borrows the value from the store
 /// so it is copied once, into the socket buffer.
@@ -120,7 +120,7 @@ impl Store {
         store.epoch = replayed.epoch;
         store.durable = Some(durable);
         store.now = now;
-        store.writers = Writers::new(now);
+        store.writers = std::mem::replace(&mut replayed.writers, Writers::new(now));
         Ok((store, replayed))
     }
 
@@ -375,13 +375,20 @@ impl Store {
                 return Some(Reply::Frame(Frame::new(req, body)));
             }
         };
+        let writer = id.map(|(id, keep)| record::Writer {
+            client: id.client,
+            seq: id.seq,
+            acked: id.acked,
+            kept: (keep && value.len() <= MAX_KEPT).then_some(value),
+        });
+        let d = self.durable.as_mut().expect("checked above");
+        d.set_now(self.now);
+        let full = d.stage_store(req, record, writer.as_ref(), growth, old.is_none());
         if let Some((id, keep)) = id {
             self.staged_writers
                 .push_back((req, id, version, kept(keep)));
         }
-        let d = self.durable.as_mut().expect("checked above");
-        d.set_now(self.now);
-        if d.stage_store(req, record, growth, old.is_none()) {
+        if full {
             self.commit();
         }
         None
@@ -506,7 +513,7 @@ impl Store {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let refused = d.end_turn(&mut self.map, &mut self.answers, now);
+        let refused = d.end_turn(&mut self.map, &mut self.answers, &self.writers, now);
         self.settle(refused);
     }
 

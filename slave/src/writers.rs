@@ -2,8 +2,13 @@
 //! client, the version at which each of its recent writes (STORE_ONCE) was stored, kept past
 //! later writes to the key, so that a new primary can learn from RECALL whether a write it never
 //! saw was applied. A record goes when the client's `acked` passes it, beyond the
-//! [`PER_CLIENT`] highest numbers of one client, or with its client after [`IDLE`]. Memory only:
-//! a restarted slave says it cannot vouch for writes that may predate it.
+//! [`PER_CLIENT`] highest numbers of one client, or with its client after [`IDLE`].
+//!
+//! With `--data-dir` the records are in the log too (`disk/record.rs`: a STORE_ONCE carries
+//! its writer; a compaction copies the records): a slave restarted over a log that has
+//! carried them since it was created knows every write it stored, and is *complete*. Any
+//! other (memory only, a log cut at a corrupt record, a log of an older version) says it
+//! cannot vouch for writes that may predate its start.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -11,6 +16,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use dsm_wire::{WriteId, RECALL_NONE, RECALL_UNSURE};
+
+use crate::disk::record::{self, Writer};
 
 /// The highest sequence numbers of one client that are kept at least (a client sends a write
 /// again only while fewer than this many of its later writes were sent).
@@ -25,8 +32,12 @@ const MARGIN: Duration = Duration::from_millis(100);
 
 pub struct Writers {
     clients: HashMap<u64, Client, ClientIds>,
-    /// When this process started keeping records: it cannot say anything of writes before.
+    /// When this process started keeping records: unless `complete`, it cannot say anything
+    /// of writes before.
     started: Instant,
+    /// The records of every write this slave ever stored (but those the bound and the
+    /// clients' word let go) are here: replayed from a log that always carried them.
+    complete: bool,
     next_sweep: Instant,
     records: usize,
 }
@@ -52,8 +63,57 @@ impl Writers {
         Writers {
             clients: HashMap::with_hasher(ClientIds::default()),
             started,
+            complete: false,
             next_sweep: started + SWEEP_EVERY,
             records: 0,
+        }
+    }
+
+    /// Say whether these records are complete (see the module's doc).
+    pub fn set_complete(&mut self, complete: bool) {
+        self.complete = complete;
+    }
+
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    /// A record read back from the log: `writer`'s write stored at `version`.
+    pub fn replayed(&mut self, writer: &Writer<'_>, version: u64, now: Instant) {
+        let id = WriteId {
+            client: writer.client,
+            seq: writer.seq,
+            acked: writer.acked,
+        };
+        self.stored(id, version, writer.kept.map(Kept::from), now);
+    }
+
+    /// A client's `acked` and `floor` read back from a compacted log (its records follow).
+    pub fn restore_client(&mut self, client: u64, acked: u64, floor: u64, now: Instant) {
+        let c = self.clients.entry(client).or_insert_with(|| Client {
+            acked: 0,
+            floor: 0,
+            last: now,
+            stored: VecDeque::new(),
+        });
+        c.acked = c.acked.max(acked);
+        c.floor = c.floor.max(floor);
+    }
+
+    /// Append every record as log records (a CLIENT per client, then a WRITER per record),
+    /// for a compaction to copy.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for (&client, c) in &self.clients {
+            record::encode_client(out, client, c.acked, c.floor);
+            for (seq, version, kept) in &c.stored {
+                let w = Writer {
+                    client,
+                    seq: *seq,
+                    acked: c.acked,
+                    kept: kept.as_deref(),
+                };
+                record::encode_writer_record(out, &w, *version);
+            }
         }
     }
 
@@ -134,7 +194,7 @@ impl Writers {
                 return (c.stored[i].1, c.stored[i].2.as_deref());
             }
         }
-        let young = now.saturating_duration_since(self.started) < age + MARGIN;
+        let young = !self.complete && now.saturating_duration_since(self.started) < age + MARGIN;
         let forgot = c.is_some_and(|c| seq < c.floor || seq < c.acked);
         if young || forgot {
             return (RECALL_UNSURE, None);

@@ -81,8 +81,9 @@ fn with_fsync_always_acks_follow_the_one_sync_of_their_turn() {
     let len = disk.file(LOG).unwrap().len();
     assert_eq!(
         disk.ops(),
-        [Op::Append(len - 8 - 17), Op::StartSync],
-        "one write and one sync for the turn (the epoch record was written at the WELCOME)"
+        [Op::Append(len - 8 - 9 - 17), Op::StartSync],
+        "one write and one sync for the turn (the header and VOUCHES were written at the \
+         start, the epoch record at the WELCOME)"
     );
     let acks = &net.sent[before..];
     assert_eq!(acks.len(), 10);

@@ -51,10 +51,19 @@ impl Batch {
     }
 
     /// Stage a STORE whose table record is `record`; `growth` is what it may add to the
-    /// table, `new_key` whether the key was absent.
-    pub fn store(&mut self, req: u64, record: Record, growth: usize, new_key: bool) {
-        record::encode_store(
+    /// table, `new_key` whether the key was absent; `writer`: a STORE_ONCE's, logged in the
+    /// same record.
+    pub fn store(
+        &mut self,
+        req: u64,
+        record: Record,
+        writer: Option<&record::Writer<'_>>,
+        growth: usize,
+        new_key: bool,
+    ) {
+        record::encode_store_of(
             &mut self.bytes,
+            writer,
             record.version(),
             record.key(),
             record.value(),

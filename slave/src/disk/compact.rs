@@ -1,4 +1,5 @@
-//! Compaction: a new log holding one STORE per key held, written beside the old one a bounded
+//! Compaction: a new log holding one STORE per key held (and the writers' records, written
+//! first), written beside the old one a bounded
 //! slice per loop turn (Bitcask's merge, Redis's AOF rewrite), then synced and renamed over
 //! it. Until the rename the old log is whole and is what a restart replays; the temporary
 //! file left by a crash is removed at the next start.
@@ -19,6 +20,7 @@ use std::time::Instant;
 use super::file::{Disk, LogFile};
 use super::record;
 use crate::table::Table;
+use crate::writers::Writers;
 
 /// The temporary file a compaction writes.
 pub const COMPACTING: &str = "slave.log.compact";
@@ -45,16 +47,23 @@ pub struct Compaction {
 }
 
 impl Compaction {
-    /// Create the new file with the header and the epoch.
+    /// Create the new file with the header, VOUCHES if `writers` is complete, the epoch and
+    /// the writers' records (the changes applied from now on are mirrored after them, each
+    /// STORE_ONCE with its writer, so replay rebuilds the records as they will be).
     pub fn start(
         disk: &mut dyn Disk,
         epoch: u64,
+        writers: &Writers,
         old_len: u64,
         now: Instant,
     ) -> io::Result<Compaction> {
         let mut file = disk.create(COMPACTING)?;
         let mut buf = record::MAGIC.to_vec();
+        if writers.complete() {
+            record::encode_vouches(&mut buf);
+        }
         record::encode_epoch(&mut buf, epoch);
+        writers.encode(&mut buf);
         file.append(&buf)?;
         Ok(Compaction {
             file,

@@ -45,6 +45,7 @@ use self::compact::Compaction;
 use self::flight::{Flight, Flights};
 use self::journal::Journal;
 use crate::table::{Put, Record, Table};
+use crate::writers::Writers;
 
 /// A batch this large is written at once rather than at the end of the turn, so a turn that
 /// reads a flood of STOREs holds a bounded buffer.
@@ -135,8 +136,9 @@ pub struct Durable {
     compactions: u64,
 }
 
-/// The bytes of the header and one EPOCH record: a compacted log of no keys.
-const BASE_BYTES: u64 = (record::MAGIC.len() + record::HEADER + 8) as u64;
+/// The bytes of the header, one EPOCH record and VOUCHES: a compacted log of no keys (and
+/// no writers' records).
+const BASE_BYTES: u64 = (record::MAGIC.len() + record::HEADER + 8 + record::VOUCHES_LEN) as u64;
 
 impl Durable {
     /// Replay the log in `disk` and take it over for appending: the log is cut to its last
@@ -146,15 +148,21 @@ impl Durable {
         settings: Settings,
         now: Instant,
     ) -> io::Result<(Replayed, Durable)> {
-        let replayed = replay::replay(&mut *disk)?;
+        let mut replayed = replay::replay(&mut *disk, now)?;
         let (mut file, mut len) = disk.open_append(LOG)?;
         let header = record::MAGIC.len() as u64;
+        // A log that always carried the writers' records vouches for the writes it stored;
+        // a new one does from its first record, since nothing is stored here before it.
+        let mut complete = replayed.vouches && replayed.cut.is_none();
         if replayed.len < header {
+            let mut fresh = record::MAGIC.to_vec();
+            record::encode_vouches(&mut fresh);
             file.truncate(0)?;
-            file.append(record::MAGIC)?;
+            file.append(&fresh)?;
             file.sync()?;
             disk.sync_dir()?;
-            len = header;
+            len = fresh.len() as u64;
+            complete = true;
         } else if len > replayed.len {
             file.truncate(replayed.len)?;
             file.sync()?;
@@ -164,6 +172,7 @@ impl Durable {
             .filter_map(|i| replayed.table.at(i))
             .map(|r| record::store_len(r.key().len(), r.value().len()))
             .sum();
+        replayed.writers.set_complete(complete);
         let durable = Durable {
             disk,
             journal: Journal::new(file, len, settings.fsync),
@@ -242,10 +251,18 @@ impl Durable {
         self.journal.syncs_every_append()
     }
 
-    /// Stage a STORE (its table `record` built already); its answer comes from a commit.
-    /// Returns whether the batch is full and should be committed now.
-    pub fn stage_store(&mut self, req: u64, record: Record, growth: usize, new_key: bool) -> bool {
-        self.batch.store(req, record, growth, new_key);
+    /// Stage a STORE (its table `record` built already; `writer`: a STORE_ONCE's); its
+    /// answer comes from a commit. Returns whether the batch is full and should be committed
+    /// now.
+    pub fn stage_store(
+        &mut self,
+        req: u64,
+        record: Record,
+        writer: Option<&record::Writer<'_>>,
+        growth: usize,
+        new_key: bool,
+    ) -> bool {
+        self.batch.store(req, record, writer, growth, new_key);
         self.batch.bytes().len() >= BATCH_MAX
     }
 
@@ -494,25 +511,28 @@ impl Durable {
         }
     }
 
-    /// The end of a loop turn: commit what is staged, sync if the interval is up, and move
-    /// a compaction along (or start one).
+    /// The end of a loop turn: start a compaction if one is due, commit what is staged, sync
+    /// if the interval is up, and move a compaction along. `writers`: the writers' records,
+    /// which a new compaction copies; they must match `table` (every change applied to it
+    /// answered and recorded, so `answers` is empty): that is why a compaction starts before
+    /// the commit, whose answers the caller records only once this returns.
     pub fn end_turn(
         &mut self,
         table: &mut Table,
         answers: &mut Vec<Answer>,
+        writers: &Writers,
         now: Instant,
     ) -> Option<String> {
         self.now = now;
+        if self.compaction.is_none() && self.compaction_due(now) {
+            self.start_compaction(writers, now);
+        }
         let mut refused = self.commit(table, answers);
         self.tick_journal(now);
-        match self.compaction {
-            Some(_) => {
-                if let Some(why) = self.compact_step(table, answers, now) {
-                    refused = Some(why);
-                }
+        if self.compaction.is_some() {
+            if let Some(why) = self.compact_step(table, answers, now) {
+                refused = Some(why);
             }
-            None if self.compaction_due(now) => self.start_compaction(now),
-            None => {}
         }
         // The compaction may have freed the syncer for a sync that waited.
         if self.pipelined() {
@@ -553,10 +573,10 @@ impl Durable {
             && self.compact_after.is_none_or(|t| now >= t)
     }
 
-    fn start_compaction(&mut self, now: Instant) {
+    fn start_compaction(&mut self, writers: &Writers, now: Instant) {
         let epoch = self.epoch_logged.max(self.epoch_wanted);
         let old_len = self.journal.len();
-        match Compaction::start(&mut *self.disk, epoch, old_len, now) {
+        match Compaction::start(&mut *self.disk, epoch, writers, old_len, now) {
             Ok(c) => {
                 info!(
                     "compacting {}: {old_len} bytes, {} of them live",

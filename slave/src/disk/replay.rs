@@ -6,11 +6,13 @@
 //! then finds what this slave no longer holds, and another replica still does.
 
 use std::io::{self, Read};
+use std::time::Instant;
 
 use super::compact::COMPACTING;
 use super::file::Disk;
 use super::record::{self, Entry};
 use crate::table::{NoRoom, Table};
+use crate::writers::Writers;
 
 /// The log file in the data directory.
 pub const LOG: &str = "slave.log";
@@ -27,6 +29,13 @@ const BATCH: usize = 1024;
 pub struct Replayed {
     pub table: Table,
     pub epoch: u64,
+    /// The writers' records the log holds (complete once [`Durable::open`] says so).
+    ///
+    /// [`Durable::open`]: super::Durable::open
+    pub writers: Writers,
+    /// The log's first record is VOUCHES: it carried every writer's record since it was
+    /// created.
+    pub vouches: bool,
     /// Records applied.
     pub records: u64,
     /// Where the last good record ends (the log's length now).
@@ -69,7 +78,7 @@ impl std::fmt::Display for Cut {
 
 /// Read the log in `disk`, cut any bad tail off the file, remove a crashed compaction's
 /// file, and return what the log holds. Only I/O errors and running out of memory fail.
-pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
+pub fn replay(disk: &mut dyn Disk, now: Instant) -> io::Result<Replayed> {
     let removed_temp = disk.exists(COMPACTING);
     if removed_temp {
         disk.remove(COMPACTING)?;
@@ -78,6 +87,8 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
     let mut out = Replayed {
         table: Table::default(),
         epoch: 0,
+        writers: Writers::new(now),
+        vouches: false,
         records: 0,
         len: 0,
         cut: None,
@@ -166,7 +177,7 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
         }));
         std::hint::black_box(out.table.warm(&hashes, &mut likely));
         for (entry, &hash) in entries.into_iter().zip(&hashes) {
-            apply(&mut out, entry, hash)?;
+            apply(&mut out, entry, hash, now)?;
             out.records += 1;
         }
         log.consume(used);
@@ -181,14 +192,19 @@ pub fn replay(disk: &mut dyn Disk) -> io::Result<Replayed> {
 }
 
 /// Apply one record; `hash` is the table's hash of a STORE's key.
-fn apply(out: &mut Replayed, entry: Entry<'_>, hash: u64) -> io::Result<()> {
+fn apply(out: &mut Replayed, entry: Entry<'_>, hash: u64, now: Instant) -> io::Result<()> {
     match entry {
         Entry::Store {
             version,
             key,
             value,
+            writer,
         } => match out.table.put_hashed(hash, key, version, value) {
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(w) = writer {
+                    out.writers.replayed(&w, version, now);
+                }
+            }
             Err(NoRoom::Alloc | NoRoom::Cap { .. }) => {
                 return Err(io::Error::new(
                     io::ErrorKind::OutOfMemory,
@@ -203,6 +219,13 @@ fn apply(out: &mut Replayed, entry: Entry<'_>, hash: u64) -> io::Result<()> {
             out.table.drop_stale(key, version);
         }
         Entry::Epoch(e) => out.epoch = out.epoch.max(e),
+        Entry::Client {
+            client,
+            acked,
+            floor,
+        } => out.writers.restore_client(client, acked, floor, now),
+        Entry::Writer { writer, version } => out.writers.replayed(&writer, version, now),
+        Entry::Vouches => out.vouches |= out.records == 0,
     }
     Ok(())
 }

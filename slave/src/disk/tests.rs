@@ -26,6 +26,18 @@ fn open(disk: &MemDisk, s: Settings) -> (Table, u64, Replayed, Durable) {
     (table, r.epoch, r, d)
 }
 
+/// What a new log holds: the header, and VOUCHES.
+fn fresh_log() -> Vec<u8> {
+    let mut log = record::MAGIC.to_vec();
+    record::encode_vouches(&mut log);
+    log
+}
+
+/// A store's writers' records, when a test has none.
+fn no_writers() -> Writers {
+    Writers::new(Instant::now())
+}
+
 fn dump(t: &Table) -> Dump {
     let mut out: Dump = (0..t.len())
         .map(|i| t.at(i).unwrap())
@@ -42,7 +54,7 @@ fn stage(d: &mut Durable, t: &mut Table, version: u64, key: &[u8], value: &[u8])
         t.try_reserve(d.staged_new_keys() + 1).unwrap();
     }
     let record = Record::try_new(version, key, value).unwrap();
-    d.stage_store(version, record, 0, new);
+    d.stage_store(version, record, None, 0, new);
 }
 
 fn commit(d: &mut Durable, t: &mut Table) -> Vec<Answer> {
@@ -58,9 +70,10 @@ fn a_log_replays_to_what_was_committed() {
     assert_eq!((t.len(), epoch, r.records, r.cut.clone()), (0, 0, 0, None));
     assert_eq!(
         disk.file(LOG).unwrap(),
-        record::MAGIC,
+        fresh_log(),
         "a new log has its header"
     );
+    assert!(r.writers.complete(), "and vouches for what it will hold");
     stage(&mut d, &mut t, 1, b"a", b"one");
     stage(&mut d, &mut t, 2, b"b", b"two");
     d.note_epoch(3);
@@ -86,8 +99,9 @@ fn a_log_replays_to_what_was_committed() {
         let (t2, epoch, r, _) = open(&crashed, settings(Fsync::Always));
         assert_eq!(dump(&t2), want);
         assert_eq!(epoch, 3);
-        assert_eq!(r.records, 8);
+        assert_eq!(r.records, 9, "VOUCHES, then 8 changes");
         assert_eq!(r.cut, None);
+        assert!(r.writers.complete());
     }
 }
 
@@ -168,7 +182,7 @@ fn a_half_made_header_starts_empty_and_a_foreign_file_is_set_aside() {
     let (t, _, r, _) = open(&disk, settings(Fsync::Always));
     assert!(t.is_empty());
     assert_eq!(r.cut.map(|c| c.bytes), Some(4));
-    assert_eq!(disk.file(LOG).unwrap(), record::MAGIC);
+    assert_eq!(disk.file(LOG).unwrap(), fresh_log());
 
     let disk = MemDisk::new();
     disk.put_file(LOG, b"not a log at all, but someone's notes");
@@ -179,7 +193,7 @@ fn a_half_made_header_starts_empty_and_a_foreign_file_is_set_aside() {
         disk.file(SET_ASIDE).unwrap(),
         b"not a log at all, but someone's notes"
     );
-    assert_eq!(disk.file(LOG).unwrap(), record::MAGIC);
+    assert_eq!(disk.file(LOG).unwrap(), fresh_log());
 }
 
 #[test]
@@ -201,12 +215,12 @@ fn the_epoch_survives_a_restart_without_any_store() {
     let (_, _, _, mut d) = open(&disk, settings(Fsync::Never));
     d.note_epoch(7);
     let mut answers = Vec::new();
-    d.end_turn(&mut t, &mut answers, Instant::now());
+    d.end_turn(&mut t, &mut answers, &no_writers(), Instant::now());
     let (_, epoch, ..) = open(&disk.after_process_crash(), settings(Fsync::Never));
     assert_eq!(epoch, 7);
     d.note_epoch(3); // lower: nothing to write
     disk.clear_ops();
-    d.end_turn(&mut t, &mut answers, Instant::now());
+    d.end_turn(&mut t, &mut answers, &no_writers(), Instant::now());
     assert!(disk.ops().is_empty(), "{:?}", disk.ops());
 }
 
@@ -220,7 +234,7 @@ fn always_writes_and_syncs_a_turn_once_then_answers() {
     }
     assert!(t.is_empty(), "nothing applied before the write");
     let mut answers = Vec::new();
-    d.end_turn(&mut t, &mut answers, Instant::now());
+    d.end_turn(&mut t, &mut answers, &no_writers(), Instant::now());
     assert!(
         matches!(disk.ops()[..], [Op::Append(_), Op::StartSync]),
         "{:?}",
@@ -241,13 +255,18 @@ fn always_pipelines_the_next_turns_behind_a_sync_and_acks_only_what_it_covered()
     let mut answers = Vec::new();
     stage(&mut d, &mut t, 1, b"a", b"first turn");
     stage(&mut d, &mut t, 2, b"b", b"first turn");
-    d.end_turn(&mut t, &mut answers, t0);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0);
     assert!(matches!(disk.ops()[..], [Op::Append(_), Op::StartSync]));
     let first = disk.file(LOG).unwrap().len();
     // The sync is slow: two more turns are read and written behind it, not ACKed.
     for (turn, version) in [(1u64, 3u64), (2, 4)] {
         stage(&mut d, &mut t, version, b"c", b"a later turn");
-        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        d.end_turn(
+            &mut t,
+            &mut answers,
+            &no_writers(),
+            t0 + Duration::from_millis(turn),
+        );
     }
     assert_eq!(
         disk.ops()[2..],
@@ -265,7 +284,12 @@ fn always_pipelines_the_next_turns_behind_a_sync_and_acks_only_what_it_covered()
     );
     assert_eq!(disk.synced_len(LOG), header);
     disk.hold_syncs(false);
-    d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(3));
+    d.end_turn(
+        &mut t,
+        &mut answers,
+        &no_writers(),
+        t0 + Duration::from_millis(3),
+    );
     // The first sync covered the first turn only; the queued one, begun as it ended, the
     // others: no sync was started after the release.
     assert_eq!(disk.ops().len(), 5, "{:?}", disk.ops());
@@ -290,19 +314,21 @@ fn a_failed_pipelined_sync_fails_exactly_the_stores_it_covered() {
     let (mut t, _, _, mut d) = open(&disk, settings(Fsync::Always));
     let mut answers = Vec::new();
     stage(&mut d, &mut t, 1, b"kept", b"acked before");
-    d.end_turn(&mut t, &mut answers, t0);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0);
     assert_eq!(answers, [Answer::Ack { req: 1, version: 1 }]);
     answers.clear();
     disk.hold_syncs(true);
     stage(&mut d, &mut t, 2, b"a", b"covered by the failing sync");
     stage(&mut d, &mut t, 3, b"kept", b"covered by the failing sync");
-    d.end_turn(&mut t, &mut answers, t0);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0);
     stage(&mut d, &mut t, 4, b"b", b"written after it began");
-    d.end_turn(&mut t, &mut answers, t0);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0);
     assert!(answers.is_empty());
     disk.fail_next_sync();
     disk.hold_syncs(false);
-    let why = d.end_turn(&mut t, &mut answers, t0).expect("refused");
+    let why = d
+        .end_turn(&mut t, &mut answers, &no_writers(), t0)
+        .expect("refused");
     assert!(why.contains("fdatasync"), "{why}");
     assert_eq!(
         answers,
@@ -357,7 +383,12 @@ fn always_applies_only_what_is_synced_through_slow_and_failed_syncs_and_compacti
             disk.fail_next_sync();
         }
         random_stores(&mut rng, &mut d, &mut t, &mut version);
-        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        d.end_turn(
+            &mut t,
+            &mut answers,
+            &no_writers(),
+            t0 + Duration::from_millis(turn),
+        );
         for a in answers.drain(..) {
             match a {
                 Answer::Ack { .. } => acked += 1,
@@ -389,14 +420,14 @@ fn interval_syncs_the_oldest_write_within_the_interval() {
     let (mut t, _, _, mut d) = open(&disk, settings(Fsync::Interval(sec)));
     let mut answers = Vec::new();
     stage(&mut d, &mut t, 1, b"k", b"v");
-    d.end_turn(&mut t, &mut answers, t0);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0);
     assert_eq!(answers.len(), 1, "answered once written");
     assert_eq!(d.next_deadline(), Some(t0 + sec));
     let (lost, ..) = open(&disk.after_power_cut(), settings(Fsync::Never));
     assert!(lost.is_empty(), "not synced yet: a power cut loses it");
     let (kept, ..) = open(&disk.after_process_crash(), settings(Fsync::Never));
     assert_eq!(kept.len(), 1, "a kill -9 loses nothing written");
-    d.end_turn(&mut t, &mut answers, t0 + sec);
+    d.end_turn(&mut t, &mut answers, &no_writers(), t0 + sec);
     assert_eq!(d.next_deadline(), None);
     let (synced, ..) = open(&disk.after_power_cut(), settings(Fsync::Never));
     assert_eq!(synced.len(), 1);
@@ -498,7 +529,12 @@ fn compaction_under_load_survives_a_crash_after_any_turn() {
         if turn % 50 == 0 {
             d.note_epoch(turn);
         }
-        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        d.end_turn(
+            &mut t,
+            &mut answers,
+            &no_writers(),
+            t0 + Duration::from_millis(turn),
+        );
         compacting_turns += usize::from(d.compacting());
         let want = dump(&t);
         for (how, crashed) in [
@@ -548,7 +584,12 @@ fn compaction_and_interval_syncs_share_the_syncer_and_a_kill_9_loses_nothing() {
         held_turns += usize::from(hold);
         disk.hold_syncs(hold);
         random_turn(&mut rng, &mut d, &mut t, &mut version);
-        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(5 * turn));
+        d.end_turn(
+            &mut t,
+            &mut answers,
+            &no_writers(),
+            t0 + Duration::from_millis(5 * turn),
+        );
         let (t2, _, r, _) = open(&disk.after_process_crash(), s);
         assert_eq!(dump(&t2), dump(&t), "kill -9 after turn {turn}");
         assert_eq!(r.cut, None);
@@ -587,7 +628,7 @@ fn a_crash_at_each_failpoint_leaves_a_replayable_log() {
         let crashed = (0..10_000).any(|_| {
             random_turn(&mut rng, &mut d, &mut t, &mut version);
             panic::catch_unwind(AssertUnwindSafe(|| {
-                d.end_turn(&mut t, &mut answers, now);
+                d.end_turn(&mut t, &mut answers, &no_writers(), now);
             }))
             .is_err()
         });
@@ -696,7 +737,12 @@ fn a_preallocating_disk_grows_the_log_ahead_and_replays_it_whole() {
     let mut saw_zeros = false;
     for turn in 0..400u64 {
         random_turn(&mut rng, &mut d, &mut t, &mut version);
-        d.end_turn(&mut t, &mut answers, t0 + Duration::from_millis(turn));
+        d.end_turn(
+            &mut t,
+            &mut answers,
+            &no_writers(),
+            t0 + Duration::from_millis(turn),
+        );
         let file_len = std::fs::metadata(dir.join(LOG)).unwrap().len();
         assert!(file_len >= d.log_len(), "turn {turn}");
         saw_zeros |= file_len > d.log_len();
