@@ -790,11 +790,12 @@ fn long_a_slave_isolated_for_10_s() {
 /// and the lease, so that the primary drops it, and resumed. The slave looks for a master at
 /// the next address, the standby's. The standby must not be elected by it: it never had the
 /// primary's roster (it would count 2 masters and its 1 supporter, 3 voters). This primary has
-/// no `--peers` and no standby ever attached to it: it counts itself alone and holds no lease,
-/// but it tells its slaves (STALE) it counts itself and its 3 slaves, 4; the slave refuses its
-/// vote to a standby that counts 3 and says 4; one slave is no majority of them, and the
-/// primary serves on with the two others. (It was ignored while the lone primary told 1:
-/// the standby was elected, a second primary. `master/tests/standbys_sim.rs` has the same.)
+/// no `--peers` and no standby ever attached to it; it tells its slaves (STALE) it counts
+/// itself, a master it may not know of and its 3 slaves, 5, and since its slaves dial two
+/// masters it holds a lease from 2 of them; the slave refuses its vote to a standby that counts
+/// 3 and says 5; one slave is no majority of them, and the primary serves on with the two
+/// others. (It was ignored while the lone primary told 1: the standby was elected, a second
+/// primary. `master/tests/standbys_sim.rs` has the same, and the majority's case.)
 #[test]
 fn a_backup_of_a_typo_is_not_elected_by_one_slave_that_blinked() {
     let mut cluster = Cluster::start(ClusterOpts {
