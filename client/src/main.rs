@@ -214,6 +214,8 @@ fn run() -> i32 {
                 })
             })
             .collect();
+        // The load generator's large values reuse freed memory too (`dsm_net::malloc`).
+        dsm_net::malloc::keep_freed_heap();
         return dsm_bench::main(&masters, secret.as_ref(), &rest);
     }
     let style = match (args.raw, args.quoted) {

@@ -38,6 +38,8 @@ stdout (port 0 picks a free port).
 Usage: dsm-master [options]";
 
 fn main() {
+    // Large values' buffers reused, not faulted in afresh (`dsm_net::malloc`).
+    dsm_net::malloc::keep_freed_heap();
     let cli = Cli::new("dsm-master");
     let m = cli.parse(&options(&cli), ABOUT, false);
     let level = cli.log_level(&m, log::LevelFilter::Info);

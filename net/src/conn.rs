@@ -99,6 +99,8 @@ pub struct Conn {
     /// been full: the peer has read some. (A write into a socket with room proves nothing: the
     /// kernel takes it for a stopped process too.)
     progress: bool,
+    /// Keep buffers a large frame grew ([`Conn::keep_buffers`]) instead of freeing them.
+    keep: bool,
 }
 
 impl Conn {
@@ -121,7 +123,20 @@ impl Conn {
             write_interest: false,
             blocked: false,
             progress: false,
+            keep: false,
         }
+    }
+
+    /// Keep the read and write buffers a large frame grew, for the next one, instead of
+    /// freeing them once drained. For a connection that is one of a few and carries large
+    /// frames one after another (a slave's link to its master, a load generator's
+    /// connections): freed, every 1 MiB frame was read into, or written from, memory the
+    /// kernel had to fault in and zero afresh (with 1 MiB STOREs, 35% of a slave's CPU in
+    /// `clear_page_erms`). The cost is a buffer of up to a frame and a read chunk per
+    /// direction, held while the connection lasts. Not for a server's many client
+    /// connections (the master's reads use one scratch buffer for all, [`Conn::lend`]).
+    pub fn keep_buffers(&mut self, keep: bool) {
+        self.keep = keep;
     }
 
     /// Change the largest frame this connection accepts (a peer that has not authenticated
@@ -193,7 +208,11 @@ impl Conn {
         }
         // A 1 MiB frame grows the buffer; give the memory back once it is consumed. (A lent
         // buffer is the loop's one scratch buffer: it keeps its size, see [`Conn::give_back`].)
-        if !self.lent && self.rbuf.len() > 4 * READ_CHUNK && self.rend - self.rpos < READ_CHUNK {
+        if !self.lent
+            && !self.keep
+            && self.rbuf.len() > 4 * READ_CHUNK
+            && self.rend - self.rpos < READ_CHUNK
+        {
             let mut fresh = vec![0; 2 * READ_CHUNK];
             fresh[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
             self.rend -= self.rpos;
@@ -547,7 +566,7 @@ impl Conn {
         // large values would keep a hole per connection (300 clients that each asked one 1 MiB
         // value, the kernel taking all of each reply, grew a debug master by 72-90 MB that way;
         // given back whole, by 22-26 MB, mostly their 64 KiB read buffers).
-        if self.wbuf.capacity() > 4 * READ_CHUNK {
+        if !self.keep && self.wbuf.capacity() > 4 * READ_CHUNK {
             // (And freed, not shrunk with `realloc`: glibc serves a block this large with mmap,
             // and a shrink and regrow is an `mremap` that faults fresh zeroed pages in for each
             // large frame: with 1 MB values, 500 page faults per WRITE on the master. A `free`

@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod dial;
 pub mod http;
+pub mod malloc;
 pub mod prom;
 pub mod spin;
 pub mod timer;

@@ -45,6 +45,8 @@ retrying and logs why.
 Usage: dsm-slave [options]";
 
 fn main() {
+    // Large values' buffers reused, not faulted in afresh (`dsm_net::malloc`).
+    dsm_net::malloc::keep_freed_heap();
     let cli = Cli::new("dsm-slave");
     let m = cli.parse(&options(&cli), ABOUT, false);
     let level = cli.log_level(&m, log::LevelFilter::Info);

@@ -220,6 +220,8 @@ impl Node {
             Err(e) => return self.slave.on_connect_failed(&e.to_string(), now),
         };
         let mut conn = Conn::new(stream, self.cfg.max_frame);
+        // The slave's one link: large STOREs and FETCHED answers reuse its buffers.
+        conn.keep_buffers(true);
         conn.write_interest = true;
         self.conn = Some(conn);
         self.connecting = true;

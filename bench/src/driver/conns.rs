@@ -61,8 +61,11 @@ impl BenchConn {
         std.set_nonblocking(true)?;
         let mut stream = mio::net::TcpStream::from_std(std);
         registry.register(&mut stream, Token(idx), Interest::READABLE)?;
+        let mut conn = Conn::new(stream, max_frame);
+        // Large values reuse the buffers (no page faults per request in the load generator).
+        conn.keep_buffers(true);
         Ok(BenchConn {
-            conn: Conn::new(stream, max_frame),
+            conn,
             welcomed: false,
             queued: false,
             hello: None,
