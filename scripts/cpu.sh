@@ -13,6 +13,10 @@
 #   CPU_OPS="write read"        ops to run (ping, write, read, mixed)
 #   CPU_REQUESTS=300000         requests per run
 #   MASTER_ARGS                 extra dsm-master options (e.g. "--spin-us 0")
+#   CPU_CLIENTS=4 CPU_PIPELINE=32 CPU_VALUE=64 CPU_KEYS=1000
+#                               the load (e.g. CPU_PIPELINE=8 CPU_VALUE=1048576 CPU_KEYS=50
+#                               CPU_REQUESTS=1000 for 1 MiB values; a READ run's CPU then
+#                               includes the untimed writes of its keys)
 #   CPU_PIN=1                   1: the master alone on the last CPU, slaves and client on the
 #                               others, as make bench does (taskset); 0: unpinned
 #
@@ -24,6 +28,10 @@ BINS=${CPU_BINS:-target/release}
 ROUNDS=${CPU_ROUNDS:-3}
 OPS=${CPU_OPS:-write read}
 N=${CPU_REQUESTS:-300000}
+CLIENTS=${CPU_CLIENTS:-4}
+PIPELINE=${CPU_PIPELINE:-32}
+VALUE=${CPU_VALUE:-64}
+KEYS=${CPU_KEYS:-1000}
 READY_TIMEOUT_S=10
 
 case $ROUNDS in '' | *[!0-9]* | 0*) echo "cpu.sh: CPU_ROUNDS must be a positive whole number" >&2; exit 2 ;; esac
@@ -59,7 +67,7 @@ run() {
     m0=$(ticks "$mpid")
     s0=$(ticks "${slaves[@]}")
     out=$(/usr/bin/time -f "%U %S" -o "$WORK/time" "${REST_PIN[@]}" "$bin/dsm-client" --master "$master" bench \
-        --op "$op" --clients 4 --pipeline 32 --requests "$N" --value-size 64 --keys 1000 --json) ||
+        --op "$op" --clients "$CLIENTS" --pipeline "$PIPELINE" --requests "$N" --value-size "$VALUE" --keys "$KEYS" --json) ||
         die "the $op run with $bin failed: $out"
     m1=$(ticks "$mpid")
     s1=$(ticks "${slaves[@]}")
@@ -74,7 +82,7 @@ run() {
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (a[int((NR + 1) / 2)] + a[int(NR / 2) + 1]) / 2 }'; }
 
 set_placement "${CPU_PIN:-1}"
-echo "# CPU µs per request (user + system), 4 x 32, $N requests per run; $PLACEMENT"
+echo "# CPU µs per request (user + system), $CLIENTS x $PIPELINE, $VALUE-byte values, $KEYS keys, $N requests per run; $PLACEMENT"
 printf '%-24s %-6s %10s %8s %8s %8s %8s\n' build op ops/s master slaves client total
 : >"$WORK/runs"
 for _ in $(seq "$ROUNDS"); do

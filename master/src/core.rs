@@ -53,6 +53,8 @@ pub(crate) struct Core {
     /// A slave that registered dials more than one master (its HELLO said so): a standby this
     /// master does not know of may exist, and that slave could elect it (see [`Core::voters`]).
     pub unknown_masters: bool,
+    /// The buffer of the frame being handled, while `Master::on_decoded_in` handles it.
+    pub frame: Option<std::rc::Rc<Vec<u8>>>,
 }
 
 impl Core {
@@ -79,6 +81,7 @@ impl Core {
             changed: false,
             saved: None,
             unknown_masters: false,
+            frame: None,
         }
     }
 
@@ -225,6 +228,7 @@ impl Core {
             stream,
             repairs: &mut self.repairs,
             effects: &mut self.effects,
+            frame: self.frame.as_ref(),
         }
     }
 

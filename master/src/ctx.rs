@@ -3,7 +3,10 @@
 //! key map and what it may be wrong about, the streams to the standbys, and the effects they
 //! leave for `Master` to route. Components take it; none of them holds `Master`.
 
+use std::rc::Rc;
 use std::time::Instant;
+
+use dsm_net::SharedBytes;
 
 use crate::config::Config;
 use crate::doubts::Doubts;
@@ -32,9 +35,20 @@ pub(crate) struct Ctx<'a> {
     pub settled: bool,
     pub repairs: &'a mut Repairs,
     pub effects: &'a mut Vec<Effect>,
+    /// The buffer the frame being handled was read into, when the event loop took it out of
+    /// its connection whole (a large WRITE: `Master::on_decoded_in`).
+    pub frame: Option<&'a Rc<Vec<u8>>>,
 }
 
 impl Ctx<'_> {
+    /// A request's value to keep: shared with the frame it arrived in when that frame's
+    /// buffer is the operation's to keep (no copy of a large WRITE's value), else copied.
+    pub fn shared(&self, value: &[u8]) -> SharedBytes {
+        self.frame
+            .and_then(|frame| SharedBytes::within(frame, value))
+            .unwrap_or_else(|| value.into())
+    }
+
     /// Make `version` on `holders` the latest acknowledged state of `key` (`hash` is
     /// `keys.hash(key)`), and tell the backup.
     pub fn record(&mut self, hash: u64, key: &[u8], version: u64, holders: &[SlaveIdx]) {

@@ -425,6 +425,21 @@ impl Master {
         self.settle(now);
     }
 
+    /// [`Master::on_decoded`] of a frame the event loop took out of its connection with the
+    /// buffer it was read into (`Conn::take_frame`): `decoded` borrows from `frame`, and a
+    /// WRITE keeps its value there, shared with every STORE of it, instead of a copy.
+    pub fn on_decoded_in(
+        &mut self,
+        conn: ConnId,
+        decoded: Decoded<'_>,
+        frame: &std::rc::Rc<Vec<u8>>,
+        now: Instant,
+    ) {
+        self.core.frame = Some(std::rc::Rc::clone(frame));
+        self.on_decoded(conn, decoded, now);
+        self.core.frame = None;
+    }
+
     /// A frame from the connection, decoded by [`dsm_wire::decode_borrowed`]: a client's READ
     /// or WRITE is taken straight from the read buffer (its key and value are copied once, into
     /// the operation), a slave's FETCHED value into a pooled buffer.

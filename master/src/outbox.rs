@@ -1,7 +1,7 @@
 //! What the master hands the event loop: frames to send and connections to close ([`Out`]),
 //! collected in an [`Outbox`]; and the pool of reply buffers the event loop gives back.
 
-use std::rc::Rc;
+use dsm_net::SharedBytes;
 
 use dsm_wire::{Body, BodyRef, Frame, WriteId};
 
@@ -45,7 +45,7 @@ pub enum Shared {
         epoch: u64,
         version: u64,
         key: Key,
-        value: Rc<[u8]>,
+        value: SharedBytes,
     },
     Fetch {
         req_id: u64,
@@ -59,7 +59,7 @@ pub enum Shared {
         version: u64,
         id: WriteId,
         key: Key,
-        value: Rc<[u8]>,
+        value: SharedBytes,
         /// STORE_KEEP: the slave keeps the value with its record (an INCR's answer).
         keep: bool,
     },
@@ -76,7 +76,7 @@ pub enum Shared {
 
 impl Shared {
     /// The value a STORE carries, to be written from this one buffer to each slave.
-    pub fn value(&self) -> Option<&Rc<[u8]>> {
+    pub fn value(&self) -> Option<&SharedBytes> {
         match self {
             Shared::Store { value, .. } | Shared::StoreOnce { value, .. } => Some(value),
             Shared::Fetch { .. } | Shared::Recall { .. } => None,

@@ -486,9 +486,19 @@ impl Server {
             }
             let conn = &mut self.conns[key];
             let limited = conn.max_frame() < self.cfg.max_frame();
+            if !limited && self.core.is_client(key) {
+                if let Some((frame, range)) = take_large_write(conn) {
+                    if !self.decode_taken(key, &frame, range, now) {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            let conn = &mut self.conns[key];
             match conn.next_decoded() {
                 Ok(Some(decoded)) => {
-                    // The frame let in, if any, is this one: its bytes are now the request's.
+                    // The frame let in, if any, is this one: its bytes are now the request's
+                    // (as in `frame_taken`, written out: `decoded` borrows the connection).
                     if let Some(len) = self.receiving.get_mut(key).filter(|n| **n > 0) {
                         self.receiving_total -= std::mem::take(len);
                         self.half_sent.moved(key);
@@ -526,6 +536,43 @@ impl Server {
                     self.close(key, &why, true);
                     return false;
                 }
+            }
+        }
+    }
+
+    /// The frame let in for `key` from its header on, if any, is the one just decoded: its
+    /// bytes are now the request's (`admit_frame`).
+    fn frame_taken(&mut self, key: usize) {
+        if let Some(len) = self.receiving.get_mut(key).filter(|n| **n > 0) {
+            self.receiving_total -= std::mem::take(len);
+            self.half_sent.moved(key);
+        }
+    }
+
+    /// Hand the core a large WRITE taken out of the connection with its buffer
+    /// ([`take_large_write`]), so its value is written to the slaves from there. `false`: a
+    /// bad frame, and the connection is closed.
+    fn decode_taken(
+        &mut self,
+        key: usize,
+        frame: &std::rc::Rc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+        now: Instant,
+    ) -> bool {
+        let len = range.len();
+        match dsm_wire::decode_borrowed(&frame[range], self.cfg.max_frame()) {
+            Ok(Some((decoded, used))) if used == len => {
+                self.frame_taken(key);
+                self.core.on_decoded_in(key, decoded, frame, now);
+                true
+            }
+            Ok(_) => {
+                self.close(key, "bad frame: its contents are not its length", true);
+                false
+            }
+            Err(e) => {
+                self.close(key, &format!("bad frame: {e}"), true);
+                false
             }
         }
     }
@@ -901,6 +948,20 @@ impl Server {
 
 /// Every connection slot is taken by identified peers: tell the newcomer (one small frame
 /// into an empty socket buffer) and close it.
+/// A WRITE or WRITE_ONCE frame at least this long is taken out of its connection with the
+/// buffer it was read into, and its value written to the slaves from there: a copy of it
+/// cost more than the buffer the connection then needs anew (`Conn::take_frame`).
+const TAKE_WRITE_MIN: usize = 64 * 1024;
+
+/// The large WRITE at the front of `conn`, all of it buffered, with its buffer.
+fn take_large_write(conn: &mut Conn) -> Option<(std::rc::Rc<Vec<u8>>, std::ops::Range<usize>)> {
+    let (op, _) = conn.peek_header()?;
+    if op != Opcode::Write as u8 && op != Opcode::WriteOnce as u8 {
+        return None;
+    }
+    conn.take_frame(TAKE_WRITE_MIN)
+}
+
 fn refuse_full(stream: &mut mio::net::TcpStream, addr: SocketAddr, open: usize) {
     warn!("{open} connections, every slot taken (--max-conns + --peer-slots): refusing {addr}");
     let text = format!(

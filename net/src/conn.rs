@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::rc::Rc;
 
+use crate::bytes::SharedBytes;
+
 use dsm_wire::{
     decode_borrowed, decode_with_max, encode, encode_ref, encode_ref_head, BodyRef, Decoded, Frame,
     WireError,
@@ -51,7 +53,7 @@ fn chunk_for(max_frame: usize) -> usize {
 
 /// A value queued by reference ([`Conn::send_shared`], [`Conn::send_owned`]).
 enum Seg {
-    Shared(Rc<[u8]>),
+    Shared(SharedBytes),
     Owned(Vec<u8>),
 }
 
@@ -370,6 +372,27 @@ impl Conn {
         }
     }
 
+    /// The frame at the front, if it is all buffered, within the limit and at least `min`
+    /// bytes long, taken out with the buffer it was read into (no copy): the caller decodes
+    /// `buf[range]` and may keep parts of it ([`SharedBytes::within`]), the value of a large
+    /// WRITE say. The connection keeps the bytes after the frame in a buffer of their own
+    /// (a lent buffer goes with the frame: [`Conn::give_back`] then hands the loop the small
+    /// one, and the next [`Conn::lend`] grows it).
+    pub fn take_frame(&mut self, min: usize) -> Option<(Rc<Vec<u8>>, std::ops::Range<usize>)> {
+        let (_, len) = self.peek_header()?;
+        if len < min || len > self.max_frame || self.rend - self.rpos < len {
+            return None;
+        }
+        let end = self.rpos + len;
+        let rest = self.rbuf[end..self.rend].to_vec();
+        let mut buf = std::mem::replace(&mut self.rbuf, rest);
+        buf.truncate(end);
+        let range = self.rpos..end;
+        self.rend -= end;
+        self.rpos = 0;
+        Some((Rc::new(buf), range))
+    }
+
     /// The opcode and length of the next frame, without taking it, once its header is in
     /// (not while a refused frame is being skipped).
     pub fn peek_header(&self) -> Option<(u8, usize)> {
@@ -429,7 +452,7 @@ impl Conn {
     /// head is copied into the queue, the value itself only referenced (so a write to R slaves
     /// keeps one copy of it, written to each socket from there). A small value, or another
     /// body, is copied as by [`Conn::send_ref`].
-    pub fn send_shared(&mut self, req_id: u64, body: &BodyRef<'_>, value: &Rc<[u8]>) {
+    pub fn send_shared(&mut self, req_id: u64, body: &BodyRef<'_>, value: &SharedBytes) {
         if value.len() < SHARED_MIN {
             return self.send_ref(req_id, body);
         }
@@ -438,7 +461,7 @@ impl Conn {
                 debug_assert!(std::ptr::eq(tail, &value[..]), "the body borrows `value`");
                 self.seg_bytes += value.len();
                 self.segs
-                    .push_back((self.wbuf.len(), Seg::Shared(Rc::clone(value))));
+                    .push_back((self.wbuf.len(), Seg::Shared(value.clone())));
             }
             None => self.send_ref(req_id, body),
         }
@@ -715,6 +738,65 @@ mod tests {
         assert!(scratch.len() >= READ_CHUNK, "the loop has a buffer again");
     }
 
+    /// A large frame taken out with its buffer is exactly the frame's bytes (decodable, its
+    /// value a slice of that buffer), only once it is whole, and the frames after it stay
+    /// with the connection.
+    #[test]
+    fn a_whole_large_frame_is_taken_with_its_buffer() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        let mut scratch = Vec::new();
+        let value: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut bytes = Vec::new();
+        let write = Frame::new(
+            1,
+            dsm_wire::Body::Write {
+                key: b"k".to_vec(),
+                value: value.clone(),
+            },
+        );
+        encode(&write, &mut bytes);
+        let big = bytes.len();
+        encode(&Frame::new(2, dsm_wire::Body::Ping), &mut bytes);
+        peer.write_all(&bytes[..big - 10]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while conn.unread() < big - 10 {
+            assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+            conn.lend(&mut scratch);
+            let _ = conn.read_some();
+            assert!(conn.take_frame(1000).is_none(), "not whole yet");
+            conn.give_back(&mut scratch);
+        }
+        peer.write_all(&bytes[big - 10..]).unwrap();
+        while conn.unread() < bytes.len() {
+            assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+            conn.lend(&mut scratch);
+            let _ = conn.read_some();
+            conn.give_back(&mut scratch);
+        }
+        conn.lend(&mut scratch);
+        assert!(
+            conn.take_frame(big + 1).is_none(),
+            "under the minimum: left alone"
+        );
+        let (buf, range) = conn.take_frame(1000).expect("whole");
+        assert_eq!(range.len(), big);
+        assert_eq!(&buf[range.clone()], &bytes[..big]);
+        match decode_borrowed(&buf[range], 4 << 20).unwrap() {
+            Some((Decoded::Ref(1, BodyRef::Write { value: v, .. }), used)) => {
+                assert_eq!(used, big);
+                let shared = SharedBytes::within(&buf, v).expect("a slice of the buffer");
+                assert_eq!(&shared[..], &value[..]);
+            }
+            other => panic!("{:?}", other.map(|(d, _)| d.into_frame())),
+        }
+        assert_eq!(
+            conn.next_frame().unwrap(),
+            Some(Frame::new(2, dsm_wire::Body::Ping))
+        );
+        conn.give_back(&mut scratch);
+        assert_eq!(conn.buffered(), 0);
+    }
+
     /// Frames queued with shared and owned values between copied ones reach the peer byte for
     /// byte as if every frame had been copied, also when the socket takes them a part at a
     /// time.
@@ -726,11 +808,12 @@ mod tests {
         let (mut peer, _) = listener.accept().unwrap();
         peer.set_nonblocking(true).unwrap();
         let mut conn = Conn::new(TcpStream::from_std(stream), 4 << 20);
-        let values: Vec<Rc<[u8]>> = (0..3u8)
+        let values: Vec<SharedBytes> = (0..3u8)
             .map(|i| {
                 (0..1_000_000 + i as usize)
                     .map(|b| (b % 251) as u8 ^ i)
-                    .collect()
+                    .collect::<Vec<u8>>()
+                    .into()
             })
             .collect();
         let mut expected = Vec::new();
@@ -770,7 +853,7 @@ mod tests {
         );
         conn.send_owned(6, &BodyRef::Value { value: &[] }, b"small".to_vec());
         encode_ref(6, &BodyRef::Value { value: b"small" }, &mut expected);
-        let tiny: Rc<[u8]> = Rc::from(&b"tiny"[..]);
+        let tiny = SharedBytes::from(&b"tiny"[..]);
         let store = BodyRef::Store {
             epoch: 1,
             version: 9,

@@ -2,6 +2,7 @@
 //! framed non-blocking connection, the bounded busy poll, and the `--metrics` HTTP endpoint
 //! with its metric primitives. No options, logging or crypto.
 
+pub mod bytes;
 pub mod conn;
 pub mod dial;
 pub mod http;
@@ -9,5 +10,6 @@ pub mod malloc;
 pub mod prom;
 pub mod spin;
 pub mod timer;
+pub use bytes::SharedBytes;
 pub use conn::{Conn, Io, Oversize};
 pub use timer::{TimerId, TimerWheel};

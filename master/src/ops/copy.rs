@@ -2,7 +2,7 @@
 //! live holder, STORE it on the next slaves in the key's rendezvous order that lack it, and
 //! record the new holders if the version is still the latest.
 
-use std::rc::Rc;
+use dsm_net::SharedBytes;
 
 use dsm_wire::Body;
 use log::{debug, warn};
@@ -20,7 +20,7 @@ pub(crate) struct CopyOp {
     /// The version being copied (the latest acknowledged one when the copy started).
     version: u64,
     /// Shared by the STOREs to every target.
-    value: Rc<[u8]>,
+    value: SharedBytes,
     /// Live slaves in rendezvous order that do not hold the key: where copies go.
     cands: Candidates,
     /// Copies still wanted beyond those in flight.
@@ -172,7 +172,7 @@ impl CopyOp {
     /// End the copy (done, pointless or given up) and let the key's queue move on.
     fn finish(&mut self, ctx: &mut Ctx) -> Step {
         ctx.repairs.release_bytes(self.value.len());
-        self.value = Rc::default();
+        self.value = SharedBytes::default();
         Step::Done(Body::Ok)
     }
 

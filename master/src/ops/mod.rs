@@ -247,11 +247,15 @@ impl Ops {
                 value,
                 ..
             } => match self.records.arrived(id, ctx.now) {
-                Seen::New => OpKind::Write(WriteOp::once(value, id, resent_ms, ctx.now)),
+                Seen::New => {
+                    OpKind::Write(WriteOp::once(ctx.shared(value), id, resent_ms, ctx.now))
+                }
                 Seen::Answered(reply) => return ctx.out.send(conn, req_id, reply),
                 Seen::Stale => return ctx.out.send(conn, req_id, below_acked(id)),
             },
-            Request::Write { value, .. } => OpKind::Write(WriteOp::new(value, Reply::Plain, false)),
+            Request::Write { value, .. } => {
+                OpKind::Write(WriteOp::new(ctx.shared(value), Reply::Plain, false))
+            }
             Request::Read { .. } => OpKind::Read(ReadOp::default()),
             Request::VRead { .. } => OpKind::Read(ReadOp::versioned()),
             Request::Set {

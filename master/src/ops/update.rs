@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use dsm_net::SharedBytes;
 use dsm_wire::{plain_version, Body, ErrorCode, WriteId};
 
 use crate::ctx::Ctx;
@@ -223,11 +224,11 @@ impl UpdateOp {
             return Step::Done(Body::Conflict { version: now });
         }
         let write = match &mut self.change {
-            Change::Set { value, .. } => WriteOp::new(value, Reply::Version, false),
+            Change::Set { value, .. } => WriteOp::new(value[..].into(), Reply::Version, false),
             Change::Delete { .. } if current.is_none() => return Step::Done(Body::NotFound),
-            Change::Delete { .. } => WriteOp::new(&[], Reply::Version, true),
+            Change::Delete { .. } => WriteOp::new(SharedBytes::default(), Reply::Version, true),
             Change::Incr { delta } => match incremented(value.as_deref(), *delta) {
-                Ok(text) => WriteOp::new(text.as_bytes(), Reply::Counter, false),
+                Ok(text) => WriteOp::new(text.as_bytes().into(), Reply::Counter, false),
                 Err(reply) => return Step::Done(reply),
             },
         };

@@ -4,7 +4,7 @@
 //! write (WRITE_ONCE) sends STORE_ONCE, and one sent again first asks every live slave whether
 //! an earlier copy of it was stored (RECALL: [`Once`]).
 
-use std::rc::Rc;
+use dsm_net::SharedBytes;
 use std::time::{Duration, Instant};
 
 use dsm_wire::{plain_version, Body, ErrorCode, WriteId, RECALL_NONE, RECALL_UNSURE, TOMBSTONE};
@@ -40,7 +40,7 @@ pub(crate) struct WriteOp {
     /// Committed on every copy wanted (a tombstone that may then be collected).
     full: bool,
     /// Shared by the STOREs to every replica.
-    value: Rc<[u8]>,
+    value: SharedBytes,
     /// 0 until the write starts (a write deferred after a takeover has none yet).
     version: u64,
     /// Live slaves in rendezvous order when the write started; replacements come from here.
@@ -93,9 +93,9 @@ impl WriteOp {
         self.value.len()
     }
 
-    pub fn new(value: &[u8], reply: Reply, tombstone: bool) -> WriteOp {
+    pub fn new(value: SharedBytes, reply: Reply, tombstone: bool) -> WriteOp {
         WriteOp {
-            value: value.into(),
+            value,
             reply,
             tombstone,
             ..WriteOp::default()
@@ -103,10 +103,10 @@ impl WriteOp {
     }
 
     /// An exactly-once write from `id`; `resent_ms` as in WRITE_ONCE (0: its first send).
-    pub fn once(value: &[u8], id: WriteId, resent_ms: u32, now: Instant) -> WriteOp {
+    pub fn once(value: SharedBytes, id: WriteId, resent_ms: u32, now: Instant) -> WriteOp {
         let ago = Duration::from_millis(resent_ms.into());
         WriteOp {
-            value: value.into(),
+            value,
             once: Some(Box::new(Once {
                 id,
                 first_sent: now.checked_sub(ago).unwrap_or(now),
@@ -134,7 +134,7 @@ impl WriteOp {
     /// change's first answer, given again (the slaves stored it), TIMEOUT (they cannot say),
     /// or [`WriteOp::recall_clear`] (it never took effect).
     pub fn probe(reply: Reply, id: WriteId, resent_ms: u32, now: Instant) -> WriteOp {
-        let mut w = WriteOp::once(&[], id, resent_ms.max(1), now);
+        let mut w = WriteOp::once(SharedBytes::default(), id, resent_ms.max(1), now);
         w.reply = reply;
         w.probe_only = true;
         w
