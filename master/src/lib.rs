@@ -14,6 +14,7 @@ pub mod disk;
 mod doubts;
 mod effect;
 mod few;
+mod frames;
 mod ha;
 mod handshake;
 mod hold;

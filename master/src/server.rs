@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::{Config, UNAUTHENTICATED_MAX_FRAME};
+use crate::frames::Frames;
 use crate::hold::Held;
 use crate::listen::{Listeners, HEARTBEAT, LISTENER};
 use crate::master::Master;
@@ -117,6 +118,9 @@ pub struct Server {
     /// The one buffer every connection reads into (`Conn::lend`): a connection keeps only
     /// the bytes of a frame not yet whole when its event is handled, none once idle.
     scratch: Vec<u8>,
+    /// Buffers of large WRITEs taken with their frames (`take_large_write`), to read into
+    /// again once free.
+    frames: Frames,
     cfg: Config,
 }
 
@@ -164,6 +168,7 @@ impl Server {
                 small: crate::ops::SMALL_RESERVE as usize,
             },
             scratch: Vec::new(),
+            frames: Frames::default(),
             cfg,
         })
     }
@@ -379,6 +384,14 @@ impl Server {
     /// it afterwards (a partial frame, frames a paused client may not have handled yet) is
     /// all the connection keeps.
     fn read(&mut self, key: usize) {
+        // The scratch buffer went with a large frame (still arriving on another connection,
+        // or taken with its WRITE): a free frame buffer, already the size of a large frame,
+        // takes its place, so the next large frame is not read into memory zeroed anew.
+        if self.scratch.len() < TAKE_WRITE_MIN {
+            if let Some(spare) = self.frames.spare() {
+                self.scratch = spare;
+            }
+        }
         self.conns[key].lend(&mut self.scratch);
         self.read_lent(key);
         if let Some(conn) = self.conns.get_mut(key) {
@@ -487,7 +500,7 @@ impl Server {
             let conn = &mut self.conns[key];
             let limited = conn.max_frame() < self.cfg.max_frame();
             if !limited && self.core.is_client(key) {
-                if let Some((frame, range)) = take_large_write(conn) {
+                if let Some((frame, range)) = take_large_write(conn, &mut self.frames) {
                     if !self.decode_taken(key, &frame, range, now) {
                         return false;
                     }
@@ -953,13 +966,22 @@ impl Server {
 /// cost more than the buffer the connection then needs anew (`Conn::take_frame`).
 const TAKE_WRITE_MIN: usize = 64 * 1024;
 
-/// The large WRITE at the front of `conn`, all of it buffered, with its buffer.
-fn take_large_write(conn: &mut Conn) -> Option<(std::rc::Rc<Vec<u8>>, std::ops::Range<usize>)> {
-    let (op, _) = conn.peek_header()?;
-    if op != Opcode::Write as u8 && op != Opcode::WriteOnce as u8 {
+/// The large WRITE at the front of `conn`, all of it buffered, with its buffer; the
+/// connection reads on into a buffer of an earlier one that is free again, if any.
+fn take_large_write(
+    conn: &mut Conn,
+    frames: &mut Frames,
+) -> Option<(std::rc::Rc<Vec<u8>>, std::ops::Range<usize>)> {
+    let (op, len) = conn.peek_header()?;
+    if (op != Opcode::Write as u8 && op != Opcode::WriteOnce as u8)
+        || len < TAKE_WRITE_MIN
+        || conn.unread() < len
+    {
         return None;
     }
-    conn.take_frame(TAKE_WRITE_MIN)
+    let taken = conn.take_frame(TAKE_WRITE_MIN, frames.spare())?;
+    frames.track(&taken.0);
+    Some(taken)
 }
 
 fn refuse_full(stream: &mut mio::net::TcpStream, addr: SocketAddr, open: usize) {

@@ -376,15 +376,26 @@ impl Conn {
     /// bytes long, taken out with the buffer it was read into (no copy): the caller decodes
     /// `buf[range]` and may keep parts of it ([`SharedBytes::within`]), the value of a large
     /// WRITE say. The connection keeps the bytes after the frame in a buffer of their own
-    /// (a lent buffer goes with the frame: [`Conn::give_back`] then hands the loop the small
-    /// one, and the next [`Conn::lend`] grows it).
-    pub fn take_frame(&mut self, min: usize) -> Option<(Rc<Vec<u8>>, std::ops::Range<usize>)> {
+    /// (a lent buffer goes with the frame, and [`Conn::give_back`] hands the loop this one).
+    /// That buffer is `spare` when given: one taken before and no longer used, whose bytes are
+    /// already allocated and initialized, so the next large frame is read into it without
+    /// the kernel faulting pages in or [`Conn::read_upto`] zeroing them.
+    pub fn take_frame(
+        &mut self,
+        min: usize,
+        spare: Option<Vec<u8>>,
+    ) -> Option<(Rc<Vec<u8>>, std::ops::Range<usize>)> {
         let (_, len) = self.peek_header()?;
         if len < min || len > self.max_frame || self.rend - self.rpos < len {
             return None;
         }
         let end = self.rpos + len;
-        let rest = self.rbuf[end..self.rend].to_vec();
+        let left = self.rend - end;
+        let mut rest = spare.unwrap_or_default();
+        if rest.len() < left {
+            rest.resize(left, 0);
+        }
+        rest[..left].copy_from_slice(&self.rbuf[end..self.rend]);
         let mut buf = std::mem::replace(&mut self.rbuf, rest);
         buf.truncate(end);
         let range = self.rpos..end;
@@ -763,7 +774,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
             conn.lend(&mut scratch);
             let _ = conn.read_some();
-            assert!(conn.take_frame(1000).is_none(), "not whole yet");
+            assert!(conn.take_frame(1000, None).is_none(), "not whole yet");
             conn.give_back(&mut scratch);
         }
         peer.write_all(&bytes[big - 10..]).unwrap();
@@ -775,10 +786,10 @@ mod tests {
         }
         conn.lend(&mut scratch);
         assert!(
-            conn.take_frame(big + 1).is_none(),
+            conn.take_frame(big + 1, None).is_none(),
             "under the minimum: left alone"
         );
-        let (buf, range) = conn.take_frame(1000).expect("whole");
+        let (buf, range) = conn.take_frame(1000, Some(vec![9; 5])).expect("whole");
         assert_eq!(range.len(), big);
         assert_eq!(&buf[range.clone()], &bytes[..big]);
         match decode_borrowed(&buf[range], 4 << 20).unwrap() {
