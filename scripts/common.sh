@@ -90,7 +90,9 @@ start_dsm() {
         "${opts[@]}" --log-level "${MASTER_LOG_LEVEL:-warn}" >"$WORK/$tag-master.out" 2>"$WORK/$tag-master.log" &
     MASTER_PID=$!
     pids+=("$MASTER_PID")
-    wait_for_line "$WORK/$tag-master.out" "dsm-master ready" "$MASTER_PID" "dsm-master ($tag)"
+    # The whole line (its address and the space after it), not a part written so far: a
+    # match on "dsm-master ready" alone read the address from half a line now and then.
+    wait_for_line "$WORK/$tag-master.out" "dsm-master ready: listen=[^ ]* " "$MASTER_PID" "dsm-master ($tag)"
     MASTER=$(sed -n 's/^dsm-master ready: listen=\([^ ]*\) .*/\1/p' "$WORK/$tag-master.out")
     [ -n "$MASTER" ] || die "cannot read the master's address from $WORK/$tag-master.out"
     SLAVE_PIDS=()
