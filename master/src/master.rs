@@ -119,7 +119,11 @@ impl Master {
 
     /// When `on_tick` next has work; feeds the poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.core.timers.next_deadline()
+        let acks = self.ops.next_ack_deadline();
+        match self.core.timers.next_deadline() {
+            Some(t) => Some(acks.map_or(t, |a| a.min(t))),
+            None => acks,
+        }
     }
 
     pub fn key_count(&self) -> usize {
@@ -454,7 +458,11 @@ impl Master {
     }
 
     pub fn on_tick(&mut self, now: Instant) {
-        let mut fired = Vec::new();
+        // The STOREs' ACK deadlines (kept apart from the wheel, `ops/subs.rs`) first, then the
+        // wheel's timers, each in deadline order.
+        let mut late = Vec::new();
+        self.ops.acks_due(now, &mut late);
+        let mut fired: Vec<Timer> = late.into_iter().map(Timer::Ack).collect();
         self.core.timers.expired(now, &mut fired);
         for t in fired {
             match t {

@@ -17,6 +17,8 @@ mod subs;
 mod update;
 mod write;
 
+use std::time::Instant;
+
 use dsm_wire::{Body, BodyRef, ErrorCode, WriteId};
 use log::warn;
 use slab::Slab;
@@ -669,6 +671,18 @@ impl Ops {
         for sub in self.subs.sent_to(slave) {
             self.on_sub_failed(ctx, sub, None);
         }
+        self.subs.forget_deadlines(slave);
+    }
+
+    /// The STOREs whose ACK deadline passed by `now` (see `subs.rs`), into `out`: each is
+    /// then handed back as `Timer::Ack` to [`Ops::on_timer`].
+    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<u64>) {
+        self.subs.acks_due(now, out);
+    }
+
+    /// The earliest ACK deadline of a STORE.
+    pub fn next_ack_deadline(&self) -> Option<Instant> {
+        self.subs.next_ack_deadline()
     }
 
     /// A STORE's ACK is late. A write moves to a replacement slave when one is left (the slow
