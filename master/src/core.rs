@@ -210,6 +210,7 @@ impl Core {
             stream,
             repairs: &mut self.repairs,
             effects: &mut self.effects,
+            pool: &mut self.pool,
         }
     }
 
