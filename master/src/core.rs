@@ -50,6 +50,9 @@ pub(crate) struct Core {
     pub changed: bool,
     /// What was last kept in `--data-dir`.
     pub saved: Option<MasterState>,
+    /// A slave that registered dials more than one master (its HELLO said so): a standby this
+    /// master does not know of may exist, and that slave could elect it (see [`Core::voters`]).
+    pub unknown_masters: bool,
 }
 
 impl Core {
@@ -75,6 +78,7 @@ impl Core {
             reports: IdMap::default(),
             changed: false,
             saved: None,
+            unknown_masters: false,
         }
     }
 
@@ -153,22 +157,33 @@ impl Core {
     }
 
     /// The cluster's voters: the masters (this one, the others it was told of, and the
-    /// standbys that attached to it, `standbys`), and the slaves of the roster, by id. A lone
-    /// master counts only itself: nobody could take over from it.
-    pub fn voters(&self, standbys: &[std::net::SocketAddr]) -> usize {
+    /// standbys that attached to it, `standbys`), and the slaves of the roster, by id.
+    ///
+    /// A lone master (no other master known) counts itself and its slaves, and tells its
+    /// slaves one more (STALE): a standby it does not know of may be out there, one a slave
+    /// that dials more than one master could support. Its slaves refuse their votes to a
+    /// candidate that counts fewer than that, so a candidate needs `(S + 2) / 2` of the `S`
+    /// slaves, the lone primary `(S + 1) / 2` of them for its lease: more than `S` together,
+    /// the two cannot both have a majority. While no slave dials another master, nobody can
+    /// elect another, and a lone master counts only itself (it needs no lease). Returns the
+    /// voters and the count told.
+    pub fn voters(&self, standbys: &[std::net::SocketAddr]) -> (usize, usize) {
         let mut masters = self.cfg.other_masters();
         for hb in standbys {
             if !masters.contains(hb) && *hb != self.cfg.heartbeat {
                 masters.push(*hb);
             }
         }
-        if masters.is_empty() {
-            return 1;
-        }
         let mut ids: Vec<&str> = self.slaves.known().map(|(_, s)| s.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        1 + masters.len() + ids.len()
+        let slaves = ids.len();
+        if masters.is_empty() {
+            let voters = if self.unknown_masters { 1 + slaves } else { 1 };
+            return (voters, 2 + slaves);
+        }
+        let voters = 1 + masters.len() + slaves;
+        (voters, voters)
     }
 
     /// What `--data-dir` should hold now, if it changed since it was last written.

@@ -487,9 +487,9 @@ impl Master {
 
     /// Renew the lease (on a primary) and come back in a quarter of it.
     fn renew(&mut self, now: Instant) {
-        let voters = self.core.voters(self.ha.standbys());
+        let (voters, told) = self.core.voters(self.ha.standbys());
         let (ha, roles) = self.roles(now);
-        ha.renew(voters, roles);
+        ha.renew(voters, told, roles);
         let next = now + self.core.cfg.lease / 4;
         self.core.timers.insert(next, Timer::Renew);
     }
@@ -632,9 +632,9 @@ impl Master {
                 // Count the voters now: the votes just taken are its lease until renewals.
                 // The voters hear the count and the word on stale masters at once: the first
                 // write waits for a majority to have it.
-                let voters = self.core.voters(self.ha.standbys());
+                let (voters, told) = self.core.voters(self.ha.standbys());
                 let (ha, roles) = self.roles(now);
-                ha.announce_voters(voters, roles);
+                ha.announce_voters(voters, told, roles);
                 self.core.changed = true;
             }
             // Stopped being primary: answer no client, keep no slave.
@@ -1043,6 +1043,14 @@ impl Master {
                 .peers
                 .refuse(conn, hello.req, code, text, &mut core.out);
         }
+        if hello.limits.is_some_and(|l| l.masters > 1) && !self.core.unknown_masters {
+            log::info!(
+                "slave '{}' dials more than one master: counting the slaves as voters from now \
+                 on (a standby this master does not know of could be elected by them)",
+                hello.id.escape_debug()
+            );
+            self.core.unknown_masters = true;
+        }
         self.members(now)
             .join(conn, hello.req, &hello.id, hello.boot, hello.epoch);
         // A new connection, maybe a new process: it is told the voter count again.
@@ -1141,8 +1149,8 @@ impl Master {
         ha.attach(conn, hello.id, &changing, roles);
         // The standby is a voter from now on: the slaves hear the new count at once, not at the
         // next renewal (a slave that still thinks its primary alone refuses every vote).
-        let voters = self.core.voters(self.ha.standbys());
+        let (voters, told) = self.core.voters(self.ha.standbys());
         let (ha, roles) = self.roles(now);
-        ha.announce_voters(voters, roles);
+        ha.announce_voters(voters, told, roles);
     }
 }

@@ -152,6 +152,7 @@ fn a_recorded_hello_and_auth_do_not_pass_on_another_connection() {
         *limits = Some(dsm_wire::Limits {
             max_key: 1024,
             max_value: 1 << 20,
+            masters: 1,
         });
     }
     // (this peer is raw: the test plays its handshake, and the CHALLENGE lands in its inbox)

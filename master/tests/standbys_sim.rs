@@ -289,10 +289,10 @@ fn a_standby_stale_since_an_older_primary_recovers_when_elected_later() {
 }
 
 /// A primary started without `--peers` and no standby attached (a lone primary: it needs no
-/// lease) and a standby of a typo: one slave that lost the primary dials the standby, which
-/// counts two masters and its one supporter. The lone primary told its slaves it counts itself
-/// and its three slaves (STALE): the slave refuses its vote, and the standby is never a second
-/// primary. `tests/tests/elections.rs` has the same with real processes.
+/// lease while no slave dials another master) and a standby of a typo: one slave that lost the
+/// primary dials the standby, which counts two masters and its one supporter. The lone primary
+/// told its slaves it counts itself, a master it may not know of and its three slaves (STALE):
+/// the slave refuses its vote, and the standby is never a second primary. `tests/tests/elections.rs` has the same with real processes.
 #[test]
 fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
     let mut net = Net::new();
@@ -310,7 +310,7 @@ fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
     for _ in 0..100 {
         net.advance(step);
     }
-    assert_eq!(net.peer(slaves[0]).voters, 4, "told by the lone primary");
+    assert_eq!(net.peer(slaves[0]).voters, 5, "told by the lone primary");
     let conn = net.conn_of(slaves[0]);
     net.close(conn);
     for _ in 0..300 {
@@ -335,5 +335,106 @@ fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
     assert_eq!(
         net.request(cp, 1, write("k", "v")),
         vec![Frame::new(1, Body::Ok)]
+    );
+}
+
+/// A lone primary (no `--peers`, no standby attached) whose slaves dial two masters (HELLO
+/// says so), and a standby of a typo that two of the three slaves reach when they lose the
+/// primary; the third stays with it. The standby may be elected by those two (the primary told
+/// them it counts five voters: itself, a master it does not know of, three slaves), so the
+/// primary must hold a lease from a majority of itself and its slaves, and stop answering once
+/// two of three are gone. Never two primaries at once; the side with the majority serves.
+#[test]
+fn a_lone_primary_whose_slaves_dial_another_master_serves_only_under_their_lease() {
+    let mut net = Net::new();
+    net.slave_masters = 2;
+    let p = net.add_master(common::new_cluster());
+    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|id| net.add_slave(p, id))
+        .collect();
+    let typo = net.add_master(Config {
+        peers: vec!["127.0.0.1:1".parse().unwrap()],
+        ..common::new_cluster()
+    });
+    let cp = net.add_client(p);
+    let step = Duration::from_millis(10);
+    for _ in 0..100 {
+        net.advance(step);
+    }
+    assert_eq!(net.peer(slaves[0]).voters, 5, "told by the lone primary");
+    assert_eq!(
+        net.request(cp, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)],
+        "the primary serves under its slaves' lease"
+    );
+    for &s in &slaves[..2] {
+        let conn = net.conn_of(s);
+        net.close(conn);
+    }
+    let (mut p_stopped, mut typo_served) = (false, false);
+    for _ in 0..400 {
+        net.advance(step);
+        net.redial(&slaves[..2], &[typo], PATIENCE);
+        net.redial(&slaves[2..], &[p], PATIENCE);
+        let now = net.now();
+        let (p_serves, typo_serves) = (net.master(p).serving(now), net.master(typo).serving(now));
+        assert!(!(p_serves && typo_serves), "two primaries");
+        p_stopped |= !p_serves;
+        typo_served |= typo_serves;
+    }
+    assert!(
+        p_stopped,
+        "the primary kept serving with one slave of three"
+    );
+    assert!(typo_served, "the side with the majority never served");
+    assert_eq!(net.master(typo).role(), ServerRole::Primary);
+}
+
+/// The same lone primary, every slave gone for five leases (a restart of them all): it stops
+/// answering, but it has no master to follow, so it does not step down (that would leave it
+/// fenced for good); once they are back it serves again, with its data.
+#[test]
+fn a_lone_primary_that_lost_every_slave_serves_again_when_they_return() {
+    let mut net = Net::new();
+    net.slave_masters = 2;
+    let p = net.add_master(common::new_cluster());
+    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|id| net.add_slave(p, id))
+        .collect();
+    let cp = net.add_client(p);
+    let step = Duration::from_millis(10);
+    for _ in 0..100 {
+        net.advance(step);
+    }
+    assert_eq!(
+        net.request(cp, 1, write("k", "v")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    for &s in &slaves {
+        let conn = net.conn_of(s);
+        net.close(conn);
+    }
+    let lease = common::new_cluster().lease;
+    let (mut stopped, until) = (false, net.now() + lease * 5);
+    while net.now() < until && !stopped {
+        net.advance(step);
+        stopped = !net.master(p).serving(net.now());
+    }
+    assert!(stopped, "a lone primary with no slave kept its lease");
+    for _ in 0..(lease * 5).as_millis() / 10 {
+        net.advance(step);
+    }
+    assert_eq!(net.master(p).role(), ServerRole::Primary, "it stepped down");
+    assert!(!net.master(p).serving(net.now()));
+    for _ in 0..100 {
+        net.advance(step);
+        net.redial(&slaves, &[p], PATIENCE);
+    }
+    assert!(net.master(p).serving(net.now()), "its slaves came back");
+    assert_eq!(
+        net.request(cp, 2, read("k")),
+        vec![Frame::new(2, value("v"))]
     );
 }

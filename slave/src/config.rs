@@ -20,6 +20,7 @@ pub struct Config {
     pub max_frame: usize,
     /// `--max-key` and `--max-value`, told to the master in HELLO: a master with larger
     /// limits refuses this slave instead of sending it STOREs it must refuse.
+    /// (Its `masters` is not read: the slave counts [`Config::masters`].)
     pub limits: dsm_wire::Limits,
     /// A master that sends nothing for this long (it PINGs idle slaves) is taken for dead.
     pub master_timeout: Duration,

@@ -68,6 +68,7 @@ fn main() {
         limits: dsm_wire::Limits {
             max_key: u32::try_from(max_key).unwrap_or(u32::MAX),
             max_value: u32::try_from(max_value).unwrap_or(u32::MAX),
+            masters: 0, // the slave counts `masters`
         },
         master_timeout: cli.millis(&m, "master-timeout-ms", Duration::from_millis(500)),
         secret: cli.secret(&m),

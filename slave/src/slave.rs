@@ -145,7 +145,10 @@ impl Slave {
             voters: 0,
             store,
             refusals: RefusalLog::default(),
-            limits: cfg.limits,
+            limits: dsm_wire::Limits {
+                masters: distinct(&cfg.masters),
+                ..cfg.limits
+            },
             refused_since: None,
             dropped: false,
             announced: false,
@@ -661,4 +664,13 @@ impl Slave {
         let wait = self.dialer.failed();
         self.phase = Phase::Waiting { at: now + wait };
     }
+}
+
+/// How many different master addresses `masters` holds (told in HELLO: see
+/// [`dsm_wire::Limits`]).
+fn distinct(masters: &[std::net::SocketAddr]) -> u16 {
+    let mut m = masters.to_vec();
+    m.sort_unstable();
+    m.dedup();
+    u16::try_from(m.len()).unwrap_or(u16::MAX)
 }

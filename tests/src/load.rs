@@ -724,7 +724,7 @@ impl LoadReport {
     }
 
     /// Every acknowledged write: when it was sent and when it was answered.
-    fn acks(&self) -> impl Iterator<Item = (Instant, Instant)> + '_ {
+    pub fn acks(&self) -> impl Iterator<Item = (Instant, Instant)> + '_ {
         self.writers.iter().flat_map(|w| w.acked_at.iter().copied())
     }
 

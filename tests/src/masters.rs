@@ -286,7 +286,9 @@ impl Cluster {
         }
     }
 
-    /// Hold two free ports for a backup started later, so the slaves can be told its address.
+    /// Hold two free ports for a backup started later, so the slaves can be told its address
+    /// (in network namespaces, `ClusterOpts::hosts`: the second master host's addresses, which
+    /// nothing else uses; the ports held then are only placeholders).
     pub(crate) fn reserve_backup(&mut self) {
         let bind = || {
             TcpListener::bind("127.0.0.1:0")
@@ -294,10 +296,14 @@ impl Cluster {
         };
         let (listen, heartbeat) = (bind(), bind());
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+        let (seat_listen, seat_heartbeat) = match &self.hosts {
+            Some(h) => (h.masters[1].listen(), h.masters[1].heartbeat()),
+            None => (addr(&listen), addr(&heartbeat)),
+        };
         self.masters.push(Seat {
             name: "backup",
-            listen: addr(&listen),
-            heartbeat: addr(&heartbeat),
+            listen: seat_listen,
+            heartbeat: seat_heartbeat,
             backup_of: Some(self.primary_heartbeat()),
             proc: None,
         });

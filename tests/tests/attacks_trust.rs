@@ -41,6 +41,7 @@ fn default_limits() -> Option<Limits> {
     Some(Limits {
         max_key: DEFAULT_MAX_KEY as u32,
         max_value: DEFAULT_MAX_VALUE as u32,
+        masters: 1,
     })
 }
 

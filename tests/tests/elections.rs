@@ -539,6 +539,92 @@ fn a_backup_whose_primary_is_unreachable_never_becomes_a_second_primary() {
     no_slave_voted(&cluster);
 }
 
+/// The same standby of a typo, and the primary cut from two of the three slaves (the third
+/// still reaches it). The two leave the silent primary for the next address, the standby, and
+/// elect it: they are a majority of the five voters the primary told them of (itself, a master
+/// it does not know, three slaves). The primary, whose slaves dial two masters, holds a lease
+/// from two of its three slaves; with one left it must stop acknowledging writes before the
+/// standby acknowledges any: never two primaries. Before the lease of a lone primary, it
+/// went on acknowledging writes through the third slave beside the new primary.
+#[test]
+fn a_backup_of_a_typo_elected_by_most_slaves_never_serves_beside_the_primary() {
+    let Some(mut testbed) = testbed("a_backup_of_a_typo_elected_by_most_slaves") else {
+        return;
+    };
+    let cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        reserve_backup: true,
+        hosts: Some(testbed.hosts.clone()),
+        ..Default::default()
+    });
+    let mut cluster = cluster;
+    let sentinels = Sentinels::write(&cluster, SENTINELS);
+    let epoch = cluster
+        .status_of(cluster.master_listen(MasterId::PRIMARY))
+        .epoch;
+    // A port nothing listens on (in the standby's namespace nothing listens at all).
+    let typo = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    cluster.start_backup_following(typo);
+    let probe = |master| {
+        let opts = LoadOpts {
+            writers: 1,
+            call_timeout: PROBE_TIMEOUT,
+            fresh_client_after_timeout: true,
+            only: Some(master),
+        };
+        Load::start_with(&cluster, opts)
+    };
+    let (on_primary, on_standby) = (
+        probe(cluster.master_listen(MasterId::PRIMARY)),
+        probe(cluster.backup_addr()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let fault = Instant::now();
+    for s in [0, 1] {
+        testbed
+            .cut(Node::Master(0), Node::Slave(s))
+            .unwrap_or_else(|e| panic!("cannot cut the primary from slave {s}: {e}"));
+    }
+    let elected = wait_elected(&cluster, MasterId::BACKUP, epoch, fault);
+    wait_until(
+        EVENTUALLY,
+        "a write acknowledged by the new primary",
+        || on_standby.acked() > 0,
+    );
+    refuses_writes(&cluster, MasterId::PRIMARY).unwrap_or_else(|e| panic!("{e}"));
+    let (p, b) = (on_primary.stop(), on_standby.stop());
+    let first_b = b.acks().map(|(_, answered)| answered).min().expect("acked");
+    let late: Vec<Duration> = p
+        .acks()
+        .filter(|&(sent, _)| sent >= first_b)
+        .map(|(sent, _)| sent - first_b)
+        .collect();
+    eprintln!(
+        "typo standby elected by 2 of 3 slaves after {} ms; its first acknowledged write {} ms \
+         after the cut; the primary's writes acknowledged after that: {}",
+        elected.as_millis(),
+        (first_b - fault).as_millis(),
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "two primaries: the old primary acknowledged {} writes sent after the standby's first \
+         (the first {:?} after it)",
+        late.len(),
+        late.first()
+    );
+    sentinels
+        .check(&cluster, Instant::now() + EVENTUALLY)
+        .ok("through the new primary")
+        .unwrap_or_else(|e| panic!("{e}"));
+    testbed
+        .heal()
+        .unwrap_or_else(|e| panic!("cannot heal the partition: {e}"));
+}
+
 // ---------------------------------------------------------------------------------------
 // The primary fails: the standby is elected, and the old primary rejoins by itself.
 
@@ -790,11 +876,12 @@ fn long_a_slave_isolated_for_10_s() {
 /// and the lease, so that the primary drops it, and resumed. The slave looks for a master at
 /// the next address, the standby's. The standby must not be elected by it: it never had the
 /// primary's roster (it would count 2 masters and its 1 supporter, 3 voters). This primary has
-/// no `--peers` and no standby ever attached to it: it counts itself alone and holds no lease,
-/// but it tells its slaves (STALE) it counts itself and its 3 slaves, 4; the slave refuses its
-/// vote to a standby that counts 3 and says 4; one slave is no majority of them, and the
-/// primary serves on with the two others. (It was ignored while the lone primary told 1:
-/// the standby was elected, a second primary. `master/tests/standbys_sim.rs` has the same.)
+/// no `--peers` and no standby ever attached to it; it tells its slaves (STALE) it counts
+/// itself, a master it may not know of and its 3 slaves, 5, and since its slaves dial two
+/// masters it holds a lease from 2 of them; the slave refuses its vote to a standby that counts
+/// 3 and says 5; one slave is no majority of them, and the primary serves on with the two
+/// others. (It was ignored while the lone primary told 1: the standby was elected, a second
+/// primary. `master/tests/standbys_sim.rs` has the same, and the majority's case.)
 #[test]
 fn a_backup_of_a_typo_is_not_elected_by_one_slave_that_blinked() {
     let mut cluster = Cluster::start(ClusterOpts {

@@ -356,6 +356,7 @@ fn hello(r: &mut Reader<'_>) -> Result<Body, WireError> {
             true => Some(Limits {
                 max_key: r.u32()?,
                 max_value: r.u32()?,
+                masters: r.u16()?,
             }),
             false => None,
         },

@@ -217,6 +217,7 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
                     out.push(1);
                     put_u32(out, l.max_key);
                     put_u32(out, l.max_value);
+                    put_u16(out, l.masters);
                 }
                 None => out.push(0),
             }

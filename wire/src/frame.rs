@@ -19,13 +19,16 @@ pub type AuthBytes = [u8; AUTH_LEN];
 /// Bytes in a handshake nonce and in a proof (the output of HMAC-SHA256).
 pub const AUTH_LEN: usize = 32;
 
-/// The largest key and value a slave accepts (its `--max-key` and `--max-value`), told in its
-/// HELLO so that a master with larger limits refuses it rather than send it STOREs it must
-/// refuse.
+/// What a slave tells of itself in its HELLO: the largest key and value it accepts (its
+/// `--max-key` and `--max-value`), so that a master with larger limits refuses it rather than
+/// send it STOREs it must refuse; and how many master addresses it dials (`--master`), so that
+/// a master that knows of no other master learns that a standby may exist, one this slave
+/// could support and elect, and holds its lease from a majority (`master/src/ha/lease.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_key: u32,
     pub max_value: u32,
+    pub masters: u16,
 }
 
 /// Who opened a connection, as told by its HELLO.

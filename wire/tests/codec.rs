@@ -95,6 +95,7 @@ fn samples() -> Vec<Frame> {
             limits: Some(Limits {
                 max_key: u32::MAX,
                 max_value: 0,
+                masters: 7,
             }),
         },
         Body::Hello {
@@ -815,13 +816,14 @@ fn the_authenticated_handshake_has_the_documented_bytes() {
             limits: Some(Limits {
                 max_key: 1024,
                 max_value: 1 << 20,
+                masters: 2,
             }),
         },
     );
     let hello_hex =
-        "0000004c 01 0000000000000000 02 0000000000000000 0002 7331 000000000000002a 01 \
+        "0000004e 01 0000000000000000 02 0000000000000000 0002 7331 000000000000002a 01 \
                      000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f \
-                     01 00000400 00100000";
+                     01 00000400 00100000 0002";
     assert_eq!(hex(&encoded(&hello)), squeeze(hello_hex));
     let challenge = Frame::new(
         0,

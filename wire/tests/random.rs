@@ -97,6 +97,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
             limits: rng.one_in(2).then(|| Limits {
                 max_key: rng.u64() as u32,
                 max_value: rng.u64() as u32,
+                masters: rng.u64() as u16,
             }),
         },
         Opcode::Welcome => Body::Welcome {

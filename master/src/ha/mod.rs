@@ -58,7 +58,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_wire::{BackupLink, Body, Role, ServerRole};
-use log::warn;
+use log::{info, warn};
 
 use crate::config::Config;
 use crate::doubts::Doubts;
@@ -204,26 +204,40 @@ impl Ha {
     /// Every `lease / 4`, on a primary: count the voters (`voters`: the masters and the slaves
     /// of the roster), let go of a standby that stopped confirming the stream, PING every voter
     /// it reaches (a STALE instead, to a slave that has not confirmed the latest word on
-    /// stale standbys), and step down once it has been without a majority for two leases.
-    pub fn renew(&mut self, voters: usize, r: Roles<'_>) {
+    /// stale standbys), and step down once it has been without a majority for two leases;
+    /// unless it is a lone primary (no other master known): it has no one to follow, and
+    /// waits, answering no request, until its slaves promise it their support again (or a
+    /// slave that saw a higher epoch registers: then it steps down, see `Master`).
+    pub fn renew(&mut self, voters: usize, told: usize, r: Roles<'_>) {
         let Ha::Primary(p) = self else {
             return;
         };
         let now = r.now;
         p.lease.set_voters(voters);
-        p.lease.set_told(told_voters(voters, r.slaves));
+        p.lease.set_told(told);
         // A standby in step that stops confirming the stream holds every write up; one still
         // taking its snapshot is out of step already and holds nothing up.
         p.detach_lagging(r.peers, r.out, now, r.cfg.lease);
         p.ping_voters(r.slaves, r.out, r.term.epoch, now);
         let lost = p.lease.check(now);
+        let lone = r.cfg.other_masters().is_empty() && p.standbys.is_empty();
         if lost.is_some_and(|l| l >= r.cfg.lease * 2) {
             let why = format!(
                 "no majority of the {} voters has promised support for {} ms",
                 p.lease.voters(),
                 lost.unwrap_or_default().as_millis()
             );
-            self.step_down(&why, None, r);
+            if !lone {
+                return self.step_down(&why, None, r);
+            }
+            if !std::mem::replace(&mut p.said_lost, true) {
+                warn!(
+                    "{why}: answering no request until a majority of the slaves supports this \
+                     master again (it knows no other master to follow)"
+                );
+            }
+        } else if lost.is_none() && std::mem::take(&mut p.said_lost) {
+            info!("a majority of the slaves supports this master again: serving");
         }
     }
 
@@ -466,10 +480,10 @@ impl Ha {
 
     /// The cluster has `voters` voters now (a standby attached): the lease counts them, and
     /// every slave that has not confirmed the count gets it in a STALE at once.
-    pub fn announce_voters(&mut self, voters: usize, r: Roles<'_>) {
+    pub fn announce_voters(&mut self, voters: usize, told: usize, r: Roles<'_>) {
         if let Ha::Primary(p) = self {
             p.lease.set_voters(voters);
-            p.lease.set_told(told_voters(voters, r.slaves));
+            p.lease.set_told(told);
             p.ping_voters(r.slaves, r.out, r.term.epoch, r.now);
         }
     }
@@ -696,16 +710,4 @@ fn seed_of(cfg: &Config) -> u64 {
         std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
     };
     dsm_auth::boot_id() ^ (ip << 16) ^ port.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// The voter count a primary with `voters` voters tells its voters (STALE): the same, or for a
-/// lone primary (1: no other master known) itself and the slaves of its roster (`lease.rs`).
-fn told_voters(voters: usize, slaves: &crate::slaves::SlaveTable) -> usize {
-    if voters > 1 {
-        return voters;
-    }
-    let mut ids: Vec<&str> = slaves.known().map(|(_, s)| s.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    1 + ids.len()
 }

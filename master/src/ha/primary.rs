@@ -34,6 +34,8 @@ pub(crate) struct Primary {
     /// or not (a standby that is gone may come back and vote).
     /// (Only standbys that confirmed a whole snapshot: see `on_backup_frame`.)
     pub standbys: Vec<std::net::SocketAddr>,
+    /// A lone primary said that it lost its lease (it waits for its slaves, see `renew`).
+    pub said_lost: bool,
 }
 
 /// What a backup's frame asks of the rest of the master.

@@ -60,6 +60,9 @@ pub struct Net {
     pub(super) log: Vec<Sent>,
     /// The masters' outboxes are drained into this (kept for its allocation, as the reactor).
     pub(super) outs: Vec<Out>,
+    /// The master addresses the slaves added from now on say they dial (HELLO), 1 unless a
+    /// test says otherwise.
+    pub slave_masters: u16,
 }
 
 impl Default for Net {
@@ -80,6 +83,7 @@ impl Net {
             faults: Faults::default(),
             log: Vec::new(),
             outs: Vec::new(),
+            slave_masters: 1,
         }
     }
 

@@ -84,10 +84,9 @@ impl Net {
             Role::Slave => id.to_string(),
             _ => format!("{}{}", role.name(), self.nodes.len()),
         };
-        let n = self.push_node(
-            name,
-            Kind::Peer(Box::new(Peer::new(role, id, secret, false))),
-        );
+        let mut peer = Peer::new(role, id, secret, false);
+        peer.masters = self.slave_masters;
+        let n = self.push_node(name, Kind::Peer(Box::new(peer)));
         self.connect(n, m);
         self.settle();
         n
@@ -100,6 +99,7 @@ impl Net {
     /// [`Net::add_slave`] with this store (one with a memory cap, say).
     pub fn add_slave_with(&mut self, m: NodeId, id: &str, store: dsm_slave::Store) -> NodeId {
         let mut peer = Peer::new(Role::Slave, id, None, false);
+        peer.masters = self.slave_masters;
         peer.store = Some(store);
         let n = self.push_node(id.to_string(), Kind::Peer(Box::new(peer)));
         self.connect(n, m);

@@ -50,6 +50,8 @@ pub struct Peer {
     pub last_heard: Option<Instant>,
     /// It has seen its connection close.
     pub closed: bool,
+    /// The master addresses a slave says it dials (HELLO's `limits`).
+    pub masters: u16,
     received: Vec<usize>,
     pub(super) conn: Option<Conn>,
 }
@@ -75,6 +77,7 @@ impl Peer {
             votes: Vec::new(),
             last_heard: None,
             closed: false,
+            masters: 1,
             received: vec![0; 256],
             conn: None,
         }
@@ -116,6 +119,7 @@ impl Peer {
             *limits = Some(dsm_wire::Limits {
                 max_key: dsm_wire::DEFAULT_MAX_KEY as u32,
                 max_value: dsm_wire::DEFAULT_MAX_VALUE as u32,
+                masters: self.masters,
             });
         }
         hello

@@ -85,6 +85,7 @@ pub fn config(masters: &[SocketAddr], secret: Option<Secret>) -> Config {
         limits: dsm_wire::Limits {
             max_key: dsm_wire::DEFAULT_MAX_KEY as u32,
             max_value: dsm_wire::DEFAULT_MAX_VALUE as u32,
+            masters: 0,
         },
         master_timeout: Duration::from_millis(1500),
         secret,

@@ -30,7 +30,7 @@ pub fn run(data: &[u8]) {
             while !input.is_empty() {
                 let chunk = input.long_chunk();
                 let (kind, body) = chunk.split_first().unwrap_or((&0, &[]));
-                push_record(&mut file, kind % 5, body);
+                push_record(&mut file, kind % 9, body);
             }
             damage_at(&mut file, damage);
         }
@@ -98,15 +98,18 @@ pub fn run(data: &[u8]) {
         "the second open differs"
     );
     if !r.set_aside {
+        // A file too short for the header is started afresh: the header and VOUCHES.
+        let fresh = r.len < record::MAGIC.len() as u64;
         assert_eq!(
-            r2.records, r.records,
+            r2.records,
+            r.records + u64::from(fresh),
             "the second open replayed other records"
         );
     }
 }
 
-/// One record with a good checksum: `kind` 1 to 3 are STORE, DROP, EPOCH (0 and 4 are not
-/// kinds a slave writes).
+/// One record with a good checksum: `kind` 1 to 7 are STORE, DROP, EPOCH, STORE_ONCE, CLIENT,
+/// WRITER, VOUCHES (0 and 8 are not kinds a slave writes).
 fn push_record(file: &mut Vec<u8>, kind: u8, body: &[u8]) {
     let mut covered = Vec::with_capacity(5 + body.len());
     covered.extend_from_slice(&(body.len() as u32).to_be_bytes());

@@ -213,6 +213,18 @@ impl Testbed {
         Ok(())
     }
 
+    /// Cut every link between `a` and `b`, in both directions, with blackhole routes
+    /// (restored by [`Testbed::heal`]).
+    pub fn cut(&mut self, a: Node, b: Node) -> Result<(), String> {
+        let (a, b) = (self.host(a).clone(), self.host(b).clone());
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            let dest = format!("{}/32", to.ip);
+            ip(&["-n", &from.netns, "route", "add", "blackhole", &dest])?;
+            self.cut_off.push((from.netns.clone(), dest));
+        }
+        Ok(())
+    }
+
     /// Make `node` vanish (`true`: its port on the bridge goes down, so every packet to or
     /// from it is dropped, this process's included, and it can send no FIN or RST to anyone)
     /// or come back (`false`). Its processes run on, their connections open.
