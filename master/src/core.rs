@@ -225,6 +225,7 @@ impl Core {
             stream,
             repairs: &mut self.repairs,
             effects: &mut self.effects,
+            pool: &mut self.pool,
         }
     }
 

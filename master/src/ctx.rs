@@ -32,6 +32,8 @@ pub(crate) struct Ctx<'a> {
     pub settled: bool,
     pub repairs: &'a mut Repairs,
     pub effects: &'a mut Vec<Effect>,
+    /// Buffers of VALUE replies written, for the next ones (a cache hit's copy of its value).
+    pub pool: &'a mut crate::outbox::ValuePool,
 }
 
 impl Ctx<'_> {

@@ -117,6 +117,9 @@ pub struct Server {
     /// The one buffer every connection reads into (`Conn::lend`): a connection keeps only
     /// the bytes of a frame not yet whole when its event is handled, none once idle.
     scratch: Vec<u8>,
+    /// When a client's request was last decoded, until the spin after it (`--client-spin-us`)
+    /// is over.
+    client_seen: Option<Instant>,
     cfg: Config,
 }
 
@@ -164,6 +167,7 @@ impl Server {
                 small: crate::ops::SMALL_RESERVE as usize,
             },
             scratch: Vec::new(),
+            client_seen: None,
             cfg,
         })
     }
@@ -284,6 +288,23 @@ impl Server {
         }
         if spin && spin::poll_until(&mut self.poll, &mut self.events, until)? {
             return Ok(());
+        }
+        // A client that sent a request lately likely sends its next soon (one in flight at a
+        // time: as soon as it has read the reply): awake, the master takes it without the
+        // wake-up a send to a process asleep in epoll_wait costs the client, as the slaves
+        // spin after the master's frames. Up to `--client-spin-us` after the last request,
+        // never past the next timer; idle, the master sleeps.
+        if let Some(seen) = self.client_seen.filter(|_| !self.cfg.client_spin.is_zero()) {
+            let mut client_until = seen + self.cfg.client_spin;
+            if let Some(timer) = self.next_deadline() {
+                client_until = client_until.min(timer);
+            }
+            if Instant::now() < client_until
+                && spin::poll_until(&mut self.poll, &mut self.events, client_until)?
+            {
+                return Ok(());
+            }
+            self.client_seen = None;
         }
         let timeout = self
             .next_deadline()
@@ -492,6 +513,9 @@ impl Server {
                     if let Some(len) = self.receiving.get_mut(key).filter(|n| **n > 0) {
                         self.receiving_total -= std::mem::take(len);
                         self.half_sent.moved(key);
+                    }
+                    if self.core.is_client(key) {
+                        self.client_seen = Some(now);
                     }
                     self.core.on_decoded(key, decoded, now);
                     if limited && self.core.identified(key) {
