@@ -458,13 +458,17 @@ impl Master {
     }
 
     pub fn on_tick(&mut self, now: Instant) {
-        // The STOREs' ACK deadlines (kept apart from the wheel, `ops/subs.rs`) first, then the
-        // wheel's timers, each in deadline order.
-        let mut late = Vec::new();
-        self.ops.acks_due(now, &mut late);
-        let mut fired: Vec<Timer> = late.into_iter().map(Timer::Ack).collect();
-        self.core.timers.expired(now, &mut fired);
-        for t in fired {
+        // The wheel's timers and the STOREs' ACK deadlines (kept apart from the wheel,
+        // `ops/subs.rs`), together in deadline order as if they were one wheel.
+        let mut fired = Vec::new();
+        self.core.timers.expired_at(now, &mut fired);
+        let wheel = fired.len();
+        self.ops.acks_due(now, &mut fired);
+        if fired.len() > wheel && fired.len() > 1 {
+            // Stable: ties keep the wheel's first, and each slave's in the order sent.
+            fired.sort_by_key(|&(at, _)| at);
+        }
+        for (_, t) in fired {
             match t {
                 Timer::Ack(_) | Timer::ReadRetry(_) | Timer::Deadline(_) => {
                     let (ops, mut ctx) = self.parts(now);

@@ -712,9 +712,9 @@ impl Ops {
         self.subs.forget_deadlines(slave);
     }
 
-    /// The STOREs whose ACK deadline passed by `now` (see `subs.rs`), into `out`: each is
-    /// then handed back as `Timer::Ack` to [`Ops::on_timer`].
-    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<u64>) {
+    /// The STOREs whose ACK deadline passed by `now` (see `subs.rs`), into `out` as
+    /// `Timer::Ack` with the deadline, to be handed back to [`Ops::on_timer`].
+    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<(Instant, Timer)>) {
         self.subs.acks_due(now, out);
     }
 

@@ -228,9 +228,10 @@ impl SubTable {
         Some(s)
     }
 
-    /// The STOREs whose ACK deadline has passed by `now`, into `out`, each slave's in the order
-    /// sent; they leave the queues ([`SubTable::ack_timeout`] says what each means).
-    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<u64>) {
+    /// The STOREs whose ACK deadline has passed by `now`, into `out` as `Timer::Ack` with the
+    /// deadline, each slave's in the order sent; they leave the queues
+    /// ([`SubTable::ack_timeout`] says what each means).
+    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<(Instant, Timer)>) {
         for (i, q) in self.acks.per_slave.iter_mut().enumerate() {
             while let Some(&(at, sub)) = q.front() {
                 let open = self.map.get(&sub).is_some_and(|s| s.slave as usize == i);
@@ -239,7 +240,7 @@ impl SubTable {
                 }
                 q.pop_front();
                 if open {
-                    out.push(sub);
+                    out.push((at, Timer::Ack(sub)));
                 }
             }
         }
