@@ -101,6 +101,17 @@ impl ValueCache {
     /// miss, counted).
     #[inline]
     pub fn get(&self, pos: u32, version: u64) -> Option<&[u8]> {
+        let got = self.hit(pos, version);
+        if got.is_none() {
+            self.misses.set(self.misses.get() + 1);
+        }
+        got
+    }
+
+    /// [`ValueCache::get`] counting a hit only: a miss is left for the look that follows it
+    /// (a READ's fast path that falls back to its ordinary start, which looks again).
+    #[inline]
+    pub fn hit(&self, pos: u32, version: u64) -> Option<&[u8]> {
         let hit = (self.map.get(&pos))
             .map(|&i| &self.entries[i as usize])
             .filter(|e| e.version == version);
@@ -110,10 +121,7 @@ impl ValueCache {
                 self.hits.set(self.hits.get() + 1);
                 Some(&e.value)
             }
-            None => {
-                self.misses.set(self.misses.get() + 1);
-                None
-            }
+            None => None,
         }
     }
 

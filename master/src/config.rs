@@ -8,6 +8,8 @@ use dsm_wire::{ErrorCode, Limits};
 
 /// Default of `--spin-us`.
 pub const SPIN_US: u64 = 200;
+/// Default of `--client-spin-us`.
+pub const CLIENT_SPIN_US: u64 = 200;
 /// Default of `--coalesce-us`.
 pub const COALESCE_US: u64 = 300;
 /// Default of `--repair-after-ms`.
@@ -104,6 +106,9 @@ pub struct Config {
     /// With requests waiting on slaves and nothing to read, poll without sleeping this long
     /// before blocking (zero: always block). See `server.rs`.
     pub spin: Duration,
+    /// After a client's request, poll without sleeping this long before blocking, for its
+    /// next one (zero: block at once). See `server.rs`.
+    pub client_spin: Duration,
     /// Hold replies to a client that is owed more for at most this long while the master is
     /// busy or spinning (zero: write every turn). See `server.rs`.
     pub coalesce: Duration,
@@ -151,6 +156,7 @@ impl Default for Config {
             data_dir: None,
             persisted: None,
             spin: Duration::from_micros(SPIN_US),
+            client_spin: Duration::from_micros(CLIENT_SPIN_US),
             coalesce: Duration::from_micros(COALESCE_US),
             secret: None,
             require_client_auth: false,

@@ -229,6 +229,7 @@ impl Core {
             repairs: &mut self.repairs,
             effects: &mut self.effects,
             frame: self.frame.as_ref(),
+            pool: &mut self.pool,
         }
     }
 

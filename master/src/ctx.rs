@@ -38,6 +38,8 @@ pub(crate) struct Ctx<'a> {
     /// The buffer the frame being handled was read into, when the event loop took it out of
     /// its connection whole (a large WRITE: `Master::on_decoded_in`).
     pub frame: Option<&'a Rc<Vec<u8>>>,
+    /// Buffers of VALUE replies written, for the next ones (a cache hit's copy of its value).
+    pub pool: &'a mut crate::outbox::ValuePool,
 }
 
 impl Ctx<'_> {

@@ -33,7 +33,9 @@ impl Doubts {
     /// Whether a read of `key` must ask every slave.
     #[inline]
     pub fn needs_probe(&self, key: &[u8], keys: &KeyIndex) -> bool {
-        self.suspect.contains(key) || (self.incomplete && keys.get(key).is_none())
+        // An empty set is not asked: asking hashes the key (SipHash) on every READ.
+        (!self.suspect.is_empty() && self.suspect.contains(key))
+            || (self.incomplete && keys.get(key).is_none())
     }
 
     pub fn suspects(&self) -> impl Iterator<Item = &[u8]> {

@@ -161,6 +161,28 @@ impl KeyIndex {
         key: &[u8],
         servable: impl FnOnce(&[SlaveIdx]) -> bool,
     ) -> Option<(Entry<'_>, Option<&[u8]>)> {
+        self.look(hash, key, servable, true)
+    }
+
+    /// [`KeyIndex::get_with_value`] counting a hit but not a miss (see [`ValueCache::hit`]).
+    #[inline]
+    pub fn get_if_cached(
+        &self,
+        hash: u64,
+        key: &[u8],
+        servable: impl FnOnce(&[SlaveIdx]) -> bool,
+    ) -> Option<(Entry<'_>, Option<&[u8]>)> {
+        self.look(hash, key, servable, false)
+    }
+
+    #[inline]
+    fn look(
+        &self,
+        hash: u64,
+        key: &[u8],
+        servable: impl FnOnce(&[SlaveIdx]) -> bool,
+        count_miss: bool,
+    ) -> Option<(Entry<'_>, Option<&[u8]>)> {
         match self
             .index
             .find_hashed(hash, key, |pos| &self.records[pos].0)
@@ -171,7 +193,8 @@ impl KeyIndex {
                 let look =
                     self.values.enabled() && !is_tombstone(slot.version) && servable(entry.holders);
                 let value = match look {
-                    true => self.values.get(cache_pos(pos), slot.version),
+                    true if count_miss => self.values.get(cache_pos(pos), slot.version),
+                    true => self.values.hit(cache_pos(pos), slot.version),
                     false => None,
                 };
                 Some((entry, value))

@@ -355,6 +355,16 @@ fn add_latency_opts(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "client-spin-us",
+        &format!(
+            "after a client's request, poll this long without sleeping before blocking, so \
+             its next request finds the master awake; 0 blocks at once (default {})",
+            dsm_master::config::CLIENT_SPIN_US
+        ),
+        "US",
+    );
+    opts.optopt(
+        "",
         "coalesce-us",
         &format!(
             "while the master is busy (or spinning for slave answers, --spin-us), hold \
@@ -408,6 +418,11 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         data_dir: m.opt_str("data-dir").map(std::path::PathBuf::from),
         persisted: None,
         spin: Duration::from_micros(cli.whole(m, "spin-us", d.spin.as_micros() as u64)),
+        client_spin: Duration::from_micros(cli.whole(
+            m,
+            "client-spin-us",
+            d.client_spin.as_micros() as u64,
+        )),
         coalesce: Duration::from_micros(cli.whole(m, "coalesce-us", d.coalesce.as_micros() as u64)),
         secret: None,
         require_client_auth: m.opt_present("require-client-auth"),

@@ -119,7 +119,11 @@ impl Master {
 
     /// When `on_tick` next has work; feeds the poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.core.timers.next_deadline()
+        let acks = self.ops.next_ack_deadline();
+        match self.core.timers.next_deadline() {
+            Some(t) => Some(acks.map_or(t, |a| a.min(t))),
+            None => acks,
+        }
     }
 
     pub fn key_count(&self) -> usize {
@@ -469,9 +473,17 @@ impl Master {
     }
 
     pub fn on_tick(&mut self, now: Instant) {
+        // The wheel's timers and the STOREs' ACK deadlines (kept apart from the wheel,
+        // `ops/subs.rs`), together in deadline order as if they were one wheel.
         let mut fired = Vec::new();
-        self.core.timers.expired(now, &mut fired);
-        for t in fired {
+        self.core.timers.expired_at(now, &mut fired);
+        let wheel = fired.len();
+        self.ops.acks_due(now, &mut fired);
+        if fired.len() > wheel && fired.len() > 1 {
+            // Stable: ties keep the wheel's first, and each slave's in the order sent.
+            fired.sort_by_key(|&(at, _)| at);
+        }
+        for (_, t) in fired {
             match t {
                 Timer::Ack(_) | Timer::ReadRetry(_) | Timer::Deadline(_) => {
                     let (ops, mut ctx) = self.parts(now);

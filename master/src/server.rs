@@ -121,6 +121,9 @@ pub struct Server {
     /// Buffers of large WRITEs taken with their frames (`take_large_write`), to read into
     /// again once free.
     frames: Frames,
+    /// When a client's request was last decoded, until the spin after it (`--client-spin-us`)
+    /// is over.
+    client_seen: Option<Instant>,
     cfg: Config,
 }
 
@@ -169,6 +172,7 @@ impl Server {
             },
             scratch: Vec::new(),
             frames: Frames::default(),
+            client_seen: None,
             cfg,
         })
     }
@@ -289,6 +293,23 @@ impl Server {
         }
         if spin && spin::poll_until(&mut self.poll, &mut self.events, until)? {
             return Ok(());
+        }
+        // A client that sent a request lately likely sends its next soon (one in flight at a
+        // time: as soon as it has read the reply): awake, the master takes it without the
+        // wake-up a send to a process asleep in epoll_wait costs the client, as the slaves
+        // spin after the master's frames. Up to `--client-spin-us` after the last request,
+        // never past the next timer; idle, the master sleeps.
+        if let Some(seen) = self.client_seen.filter(|_| !self.cfg.client_spin.is_zero()) {
+            let mut client_until = seen + self.cfg.client_spin;
+            if let Some(timer) = self.next_deadline() {
+                client_until = client_until.min(timer);
+            }
+            if Instant::now() < client_until
+                && spin::poll_until(&mut self.poll, &mut self.events, client_until)?
+            {
+                return Ok(());
+            }
+            self.client_seen = None;
         }
         let timeout = self
             .next_deadline()
@@ -516,6 +537,9 @@ impl Server {
                         self.receiving_total -= std::mem::take(len);
                         self.half_sent.moved(key);
                     }
+                    if self.core.is_client(key) {
+                        self.client_seen = Some(now);
+                    }
                     self.core.on_decoded(key, decoded, now);
                     if limited && self.core.identified(key) {
                         self.conns[key].set_max_frame(self.cfg.max_frame());
@@ -576,6 +600,8 @@ impl Server {
         match dsm_wire::decode_borrowed(&frame[range], self.cfg.max_frame()) {
             Ok(Some((decoded, used))) if used == len => {
                 self.frame_taken(key);
+                // Only clients' frames are taken: the spin after a client's request applies.
+                self.client_seen = Some(now);
                 self.core.on_decoded_in(key, decoded, frame, now);
                 true
             }

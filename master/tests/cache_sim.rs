@@ -111,6 +111,10 @@ fn a_fetched_value_fills_the_cache() {
     assert_eq!(s2.read(5, "b"), (value("bbbbbbbb"), true));
     let st = s2.net.master(s2.m).read_cache();
     assert_eq!((st.entries, st.evictions), (1, 3));
+    // A READ answered without an operation (a hit) and one that falls back to a FETCH (a
+    // miss) each count once: the miss is not counted by the look that found it missing and
+    // again by the FETCH path's own look.
+    assert_eq!((st.hits, st.misses), (1, 2));
     assert_eq!(s.read(3, "a"), (value("aaaaaaaa"), false));
 }
 

@@ -113,6 +113,19 @@ impl<T> TimerWheel<T> {
     /// Move every timer whose deadline is <= `now` into `out`, in deadline order (ties in insertion
     /// order). Timers more than one rotation ahead stay in their slot until their own round.
     pub fn expired(&mut self, now: Instant, out: &mut Vec<T>) {
+        self.collect_expired(now);
+        out.extend(self.fired.drain(..).map(|(_, _, value)| value));
+    }
+
+    /// [`TimerWheel::expired`], each timer with its deadline: for a caller that merges them
+    /// with deadlines it keeps elsewhere.
+    pub fn expired_at(&mut self, now: Instant, out: &mut Vec<(Instant, T)>) {
+        self.collect_expired(now);
+        out.extend(self.fired.drain(..).map(|(at, _, value)| (at, value)));
+    }
+
+    /// Move the timers due by `now` into `fired`, sorted by deadline, ties in insertion order.
+    fn collect_expired(&mut self, now: Instant) {
         // The cached bound makes the common "nothing due yet" call O(1), however far `now` jumped.
         let due = matches!(self.earliest, Some(earliest) if earliest <= now);
         if due {
@@ -133,7 +146,6 @@ impl<T> TimerWheel<T> {
             self.earliest = self.scan_earliest();
             self.fired
                 .sort_by_key(|&(deadline, generation, _)| (deadline, generation));
-            out.extend(self.fired.drain(..).map(|(_, _, value)| value));
         }
     }
 
@@ -238,6 +250,17 @@ mod tests {
         let (start, w) = wheel(100);
         assert_eq!(w.heads.len(), 128);
         assert_eq!(TimerWheel::<u8>::new(start, MS, 0).heads.len(), 1);
+    }
+
+    #[test]
+    fn expired_at_gives_each_timer_its_deadline_in_order() {
+        let (start, mut w) = wheel(16);
+        w.insert(start + 3 * MS, 3);
+        w.insert(start + MS, 1);
+        w.insert(start + 40 * MS, 40);
+        let mut out = Vec::new();
+        w.expired_at(start + 5 * MS, &mut out);
+        assert_eq!(out, vec![(start + MS, 1), (start + 3 * MS, 3)]);
     }
 
     #[test]

@@ -135,7 +135,8 @@ fn options(cli: &Cli) -> getopts::Options {
         &format!(
             "after handling the master's frames, poll this long without sleeping before \
              blocking, so its next frames find the slave awake; trades CPU for fewer \
-             wake-ups, 0 turns it off (default {})",
+             wake-ups, 0 turns it off (default {}; on a host whose CPUs are shared \
+             with other work, 50 did better: README, Benchmarks)",
             dsm_slave::SPIN_US
         ),
         "US",

@@ -1,6 +1,6 @@
-//! The spins stay bounded. The master (`--spin-us`, while requests wait on slaves) and the
-//! slaves (`--spin-us`, after each frame from the master) poll without sleeping for a while
-//! before they block. A spin that never ends would burn a CPU per process and still pass every
+//! The spins stay bounded. The master (`--spin-us`, while requests wait on slaves, and
+//! `--client-spin-us`, after a client's request) and the slaves (`--spin-us`, after each frame
+//! from the master) poll without sleeping for a while before they block. A spin that never ends would burn a CPU per process and still pass every
 //! functional test: the first test measures the CPU time the processes use while nothing
 //! happens. A spin that runs past a timer would delay it: the second gives the master a spin
 //! far longer than a request's deadline.

@@ -17,6 +17,8 @@ mod subs;
 mod update;
 mod write;
 
+use std::time::{Duration, Instant};
+
 use dsm_wire::{Body, BodyRef, ErrorCode, WriteId};
 use log::warn;
 use slab::Slab;
@@ -235,6 +237,29 @@ impl Ops {
                 Seen::Stale => return ctx.out.send(conn, req_id, below_acked(sent.id)),
             }
         }
+        // A READ with nothing queued on its key, whose start would answer at once (a read
+        // cache hit, or the map's NOT_FOUND), is answered here as `start` and `finish` would
+        // answer it, without an operation: the same checks (the lease's refusal above, doubts,
+        // a live holder, nothing ahead in the key's queue), the same reply and counters.
+        let mut hashed = None;
+        if let &Request::Read { key } | &Request::VRead { key } = &request {
+            let hash = ctx.keys.hash(key);
+            hashed = Some(hash);
+            let versioned = matches!(request, Request::VRead { .. });
+            let queued = self.queues.busy(&QueueKey {
+                hash,
+                key: Key::from(key),
+            });
+            let reply = match queued {
+                true => None,
+                false => ReadOp::at_once(ctx, hash, key, versioned),
+            };
+            if let Some(reply) = reply {
+                self.stats.queued.record(Duration::ZERO);
+                self.stats.answered(READ, &reply, Some(ctx.now), ctx.now);
+                return ctx.out.send(conn, req_id, reply);
+            }
+        }
         let now = ctx.now;
         let update = |change| {
             let once = once.map(|s| (s.id, s.resent_ms));
@@ -270,7 +295,9 @@ impl Ops {
         if let Some(n) = self.owed.get_mut(conn) {
             *n += 1;
         }
-        self.add(ctx, Some(conn), req_id, Key::from(key), kind);
+        let key = Key::from(key);
+        let hash = hashed.unwrap_or_else(|| ctx.keys.hash(&key));
+        self.add_hashed(ctx, Some(conn), req_id, key, hash, kind);
     }
 
     /// Start queued re-replication copies while their bounds allow.
@@ -283,6 +310,19 @@ impl Ops {
     /// Add an operation at the back of its key's queue; alone there, it starts at once.
     fn add(&mut self, ctx: &mut Ctx, client: Option<ConnId>, req_id: u64, key: Key, kind: OpKind) {
         let hash = ctx.keys.hash(&key);
+        self.add_hashed(ctx, client, req_id, key, hash, kind)
+    }
+
+    /// [`Ops::add`] with `hash` = `ctx.keys.hash(&key)`, computed by the caller.
+    fn add_hashed(
+        &mut self,
+        ctx: &mut Ctx,
+        client: Option<ConnId>,
+        req_id: u64,
+        key: Key,
+        hash: u64,
+        kind: OpKind,
+    ) {
         let reserve = match (&kind, client) {
             (_, None) | (OpKind::Copy(_), _) => 0,
             (OpKind::Write(w), Some(conn)) => {
@@ -673,6 +713,18 @@ impl Ops {
         for sub in self.subs.sent_to(slave) {
             self.on_sub_failed(ctx, sub, None);
         }
+        self.subs.forget_deadlines(slave);
+    }
+
+    /// The STOREs whose ACK deadline passed by `now` (see `subs.rs`), into `out` as
+    /// `Timer::Ack` with the deadline, to be handed back to [`Ops::on_timer`].
+    pub fn acks_due(&mut self, now: Instant, out: &mut Vec<(Instant, Timer)>) {
+        self.subs.acks_due(now, out);
+    }
+
+    /// The earliest ACK deadline of a STORE.
+    pub fn next_ack_deadline(&self) -> Option<Instant> {
+        self.subs.next_ack_deadline()
     }
 
     /// A STORE's ACK is late. A write moves to a replacement slave when one is left (the slow

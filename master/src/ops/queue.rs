@@ -72,6 +72,12 @@ impl Queues {
         }
     }
 
+    /// Whether any operation on `key` is queued (started or waiting).
+    #[inline]
+    pub fn busy(&self, key: &QueueKey) -> bool {
+        !self.map.is_empty() && self.map.contains_key(key)
+    }
+
     /// Drop the queue of `key` if `id` is the one op in it; returns whether it was.
     #[inline]
     pub fn take_if_alone(&mut self, key: QueueKey, id: OpId) -> bool {

@@ -91,6 +91,28 @@ impl ReadOp {
         std::mem::take(&mut self.pending)
     }
 
+    /// The answer a READ of `key` (`hash`: its keyed hash) that starts now with nothing ahead
+    /// of it in the key's queue would get at once from [`ReadOp::start`], if it would: a read
+    /// cache hit under a live holder (`cache.rs`, rule 3), or the map's NOT_FOUND for a key it
+    /// does not have or holds a tombstone for. `None`: the READ goes the ordinary way (a
+    /// probe, a FETCH, a wait). Looks at nothing `start` would not, and changes nothing but
+    /// the cache's hit counter, as `start` would (a miss is counted by the `start` that
+    /// follows).
+    pub fn at_once(ctx: &mut Ctx, hash: u64, key: &[u8], versioned: bool) -> Option<Body> {
+        if ctx.doubts.needs_probe(key, ctx.keys) {
+            return None;
+        }
+        let slaves = ctx.slaves;
+        let live = |holders: &[SlaveIdx]| holders.iter().any(|&h| slaves.is_live(h));
+        let Some((e, cached)) = ctx.keys.get_if_cached(hash, key, live) else {
+            return Some(Body::NotFound);
+        };
+        if e.deleted() {
+            return Some(Body::NotFound);
+        }
+        cached.map(|value| found(versioned, e.version, ctx.pool.copy_of(value)))
+    }
+
     pub fn start(
         &mut self,
         op: &OpRef,
@@ -134,7 +156,7 @@ impl ReadOp {
             return Step::Done(Body::NotFound);
         }
         if let Some(value) = cached {
-            return Step::Done(found(self.versioned, e.version, value.to_vec()));
+            return Step::Done(found(self.versioned, e.version, ctx.pool.copy_of(value)));
         }
         if start {
             self.version = e.version;
