@@ -288,28 +288,60 @@ fn a_standby_stale_since_an_older_primary_recovers_when_elected_later() {
     );
 }
 
+/// A primary started without `--peers` (a lone primary), slaves s0, s1 and s2 that say in
+/// HELLO they dial `masters` masters, a standby of a typo (`--peers` names no master; the
+/// primary never hears of it), and a client of the primary, a second into their life.
+struct Lone {
+    net: Net,
+    p: NodeId,
+    slaves: Vec<NodeId>,
+    typo: NodeId,
+    cp: NodeId,
+}
+
+impl Lone {
+    fn start(masters: u16) -> Lone {
+        let mut net = Net::new();
+        net.slave_masters = masters;
+        let p = net.add_master(common::new_cluster());
+        let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
+            .iter()
+            .map(|id| net.add_slave(p, id))
+            .collect();
+        let typo = net.add_master(Config {
+            peers: vec!["127.0.0.1:1".parse().unwrap()],
+            ..common::new_cluster()
+        });
+        let cp = net.add_client(p);
+        for _ in 0..100 {
+            net.advance(Duration::from_millis(10));
+        }
+        Lone {
+            net,
+            p,
+            slaves,
+            typo,
+            cp,
+        }
+    }
+}
+
 /// A primary started without `--peers` and no standby attached (a lone primary: it needs no
 /// lease while no slave dials another master) and a standby of a typo: one slave that lost the
 /// primary dials the standby, which counts two masters and its one supporter. The lone primary
 /// told its slaves it counts itself, a master it may not know of and its three slaves (STALE):
-/// the slave refuses its vote, and the standby is never a second primary. `tests/tests/elections.rs` has the same with real processes.
+/// the slave refuses its vote, and the standby is never a second primary.
+/// `tests/tests/elections.rs` has the same with real processes.
 #[test]
 fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
-    let mut net = Net::new();
-    let p = net.add_master(common::new_cluster());
-    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
-        .iter()
-        .map(|id| net.add_slave(p, id))
-        .collect();
-    let typo = net.add_master(Config {
-        peers: vec!["127.0.0.1:1".parse().unwrap()],
-        ..common::new_cluster()
-    });
-    let cp = net.add_client(p);
+    let Lone {
+        mut net,
+        p,
+        slaves,
+        typo,
+        cp,
+    } = Lone::start(1);
     let step = Duration::from_millis(10);
-    for _ in 0..100 {
-        net.advance(step);
-    }
     assert_eq!(net.peer(slaves[0]).voters, 5, "told by the lone primary");
     let conn = net.conn_of(slaves[0]);
     net.close(conn);
@@ -346,22 +378,14 @@ fn a_standby_of_a_typo_is_not_elected_beside_a_lone_primary() {
 /// two of three are gone. Never two primaries at once; the side with the majority serves.
 #[test]
 fn a_lone_primary_whose_slaves_dial_another_master_serves_only_under_their_lease() {
-    let mut net = Net::new();
-    net.slave_masters = 2;
-    let p = net.add_master(common::new_cluster());
-    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
-        .iter()
-        .map(|id| net.add_slave(p, id))
-        .collect();
-    let typo = net.add_master(Config {
-        peers: vec!["127.0.0.1:1".parse().unwrap()],
-        ..common::new_cluster()
-    });
-    let cp = net.add_client(p);
+    let Lone {
+        mut net,
+        p,
+        slaves,
+        typo,
+        cp,
+    } = Lone::start(2);
     let step = Duration::from_millis(10);
-    for _ in 0..100 {
-        net.advance(step);
-    }
     assert_eq!(net.peer(slaves[0]).voters, 5, "told by the lone primary");
     assert_eq!(
         net.request(cp, 1, write("k", "v")),
@@ -396,18 +420,14 @@ fn a_lone_primary_whose_slaves_dial_another_master_serves_only_under_their_lease
 /// fenced for good); once they are back it serves again, with its data.
 #[test]
 fn a_lone_primary_that_lost_every_slave_serves_again_when_they_return() {
-    let mut net = Net::new();
-    net.slave_masters = 2;
-    let p = net.add_master(common::new_cluster());
-    let slaves: Vec<NodeId> = ["s0", "s1", "s2"]
-        .iter()
-        .map(|id| net.add_slave(p, id))
-        .collect();
-    let cp = net.add_client(p);
+    let Lone {
+        mut net,
+        p,
+        slaves,
+        cp,
+        ..
+    } = Lone::start(2);
     let step = Duration::from_millis(10);
-    for _ in 0..100 {
-        net.advance(step);
-    }
     assert_eq!(
         net.request(cp, 1, write("k", "v")),
         vec![Frame::new(1, Body::Ok)]
