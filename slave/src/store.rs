@@ -330,7 +330,10 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Option<Reply<'_>> {
-        let kept = |keep: bool| keep.then(|| Kept::from(value));
+        // What a STORE_KEEP's record keeps: its value, if short enough (the log's record and
+        // the one in memory alike).
+        let keepable = |keep: bool| (keep && value.len() <= MAX_KEPT).then_some(value);
+        let kept = |keep: bool| keepable(keep).map(Kept::from);
         self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
             return Some(Reply::Frame(Frame::new(req, stale)));
@@ -379,7 +382,7 @@ impl Store {
             client: id.client,
             seq: id.seq,
             acked: id.acked,
-            kept: (keep && value.len() <= MAX_KEPT).then_some(value),
+            kept: keepable(keep),
         });
         let d = self.durable.as_mut().expect("checked above");
         d.set_now(self.now);

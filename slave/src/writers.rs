@@ -52,6 +52,18 @@ struct Client {
     stored: VecDeque<(u64, u64, Option<Kept>)>,
 }
 
+impl Client {
+    /// A client first seen at `now`, with no record yet.
+    fn new(now: Instant) -> Client {
+        Client {
+            acked: 0,
+            floor: 0,
+            last: now,
+            stored: VecDeque::new(),
+        }
+    }
+}
+
 /// A value kept with a record (STORE_KEEP: an INCR's new value, the answer it was given).
 pub type Kept = Box<[u8]>;
 
@@ -90,12 +102,10 @@ impl Writers {
 
     /// A client's `acked` and `floor` read back from a compacted log (its records follow).
     pub fn restore_client(&mut self, client: u64, acked: u64, floor: u64, now: Instant) {
-        let c = self.clients.entry(client).or_insert_with(|| Client {
-            acked: 0,
-            floor: 0,
-            last: now,
-            stored: VecDeque::new(),
-        });
+        let c = self
+            .clients
+            .entry(client)
+            .or_insert_with(|| Client::new(now));
         c.acked = c.acked.max(acked);
         c.floor = c.floor.max(floor);
     }
@@ -126,12 +136,10 @@ impl Writers {
     /// `kept`: the value to give back with a RECALL of it (at most [`MAX_KEPT`] bytes).
     pub fn stored(&mut self, id: WriteId, version: u64, kept: Option<Kept>, now: Instant) {
         let kept = kept.filter(|k| k.len() <= MAX_KEPT);
-        let c = self.clients.entry(id.client).or_insert_with(|| Client {
-            acked: 0,
-            floor: 0,
-            last: now,
-            stored: VecDeque::new(),
-        });
+        let c = self
+            .clients
+            .entry(id.client)
+            .or_insert_with(|| Client::new(now));
         c.last = now;
         if id.acked > c.acked {
             c.acked = id.acked;
