@@ -34,16 +34,30 @@
 //! lease. What it gives up is the slave's epoch fence on the FETCH as a second line behind
 //! the lease.
 //!
-//! Bounded by `--read-cache-mb` (values, plus [`ENTRY_OVERHEAD`] per entry) and by
-//! [`MAX_VALUE`] per value; evicted by CLOCK (an entry read since the hand last passed gets
-//! another round).
+//! Bounded by `--read-cache-mb` (values, plus [`ENTRY_OVERHEAD`] per entry); evicted by CLOCK
+//! (an entry read since the hand last passed gets another round). Two kinds of value:
+//!
+//! - **Small** (at most [`MAX_VALUE`] bytes), from any source: copied into the entry.
+//! - **Large** (above [`MAX_VALUE`]), only a WRITE's own value as the [`SharedBytes`] its
+//!   STOREs were written from (the buffer the client's frame was read into): kept by
+//!   reference, never copied on the write's path, counted by the whole buffer it keeps alive,
+//!   and answered from there. Large entries have a bound of their own
+//!   (`--read-cache-large-mb`), so a stream of large writes never pushes out the small ones,
+//!   and one value takes at most an eighth of it. A large value's READ through a slave costs
+//!   two transfers of its bytes (slave → master → client), a hop and a copy; a hit costs one
+//!   transfer (`bench-results/large-read-cache-2026-12-04.md`).
 
 use std::cell::Cell;
+use std::ops::Deref;
+
+use dsm_net::SharedBytes;
 
 use crate::idmap::IdMap;
 
 /// Default of `--read-cache-mb`.
 pub const READ_CACHE_MB: usize = 64;
+/// Default of `--read-cache-large-mb`.
+pub const READ_CACHE_LARGE_MB: usize = 64;
 /// Values longer than this are never cached: a large value's READ costs its bytes, not the
 /// hop, and a few of them would push out thousands of small ones.
 pub const MAX_VALUE: usize = 4096;
@@ -51,11 +65,62 @@ pub const MAX_VALUE: usize = 4096;
 /// slot and the value's allocation.
 pub const ENTRY_OVERHEAD: usize = 64;
 
+/// A value to cache: bytes to copy (small values only), or a WRITE's shared value (kept by
+/// reference when large, copied when small).
+#[derive(Clone, Copy)]
+pub enum NewValue<'a> {
+    Copy(&'a [u8]),
+    Share(&'a SharedBytes),
+}
+
+impl NewValue<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            NewValue::Copy(v) => v.len(),
+            NewValue::Share(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+enum Stored {
+    Small(Box<[u8]>),
+    Large(SharedBytes),
+}
+
+impl Stored {
+    /// Bytes counted against the bound besides [`ENTRY_OVERHEAD`]: a large value's whole
+    /// buffer, which it keeps alive.
+    fn cost(&self) -> usize {
+        match self {
+            Stored::Small(v) => v.len(),
+            Stored::Large(v) => v.buffer_len().max(v.len()),
+        }
+    }
+
+    fn is_large(&self) -> bool {
+        matches!(self, Stored::Large(_))
+    }
+}
+
+impl Deref for Stored {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Stored::Small(v) => v,
+            Stored::Large(v) => v,
+        }
+    }
+}
+
 struct Cached {
     /// The record's position in the key index.
     pos: u32,
     version: u64,
-    value: Box<[u8]>,
+    value: Stored,
     /// Read since the clock hand last passed.
     used: Cell<bool>,
 }
@@ -72,23 +137,29 @@ pub struct CacheStats {
 
 #[derive(Default)]
 pub struct ValueCache {
-    /// Bytes the entries may take (0: no cache).
+    /// Bytes the small entries may take (0: no cache at all).
     limit: usize,
+    /// Bytes the large entries may take (0: none kept).
+    large_limit: usize,
     /// Position in the key index → index in `entries`.
     map: IdMap<u32, u32>,
     entries: Vec<Cached>,
     hand: usize,
     bytes: usize,
+    /// Of `bytes`, what large entries cost (with their [`ENTRY_OVERHEAD`]).
+    large_bytes: usize,
     hits: Cell<u64>,
     misses: Cell<u64>,
     evictions: u64,
 }
 
 impl ValueCache {
-    /// A cache of at most `limit` bytes (0: none).
-    pub fn new(limit: usize) -> ValueCache {
+    /// A cache of at most `limit` bytes of small entries (0: no cache) and `large_limit` of
+    /// large ones.
+    pub fn new(limit: usize, large_limit: usize) -> ValueCache {
         ValueCache {
             limit,
+            large_limit: if limit == 0 { 0 } else { large_limit },
             ..ValueCache::default()
         }
     }
@@ -125,35 +196,77 @@ impl ValueCache {
         }
     }
 
-    /// Whether `len` bytes of value may be cached.
+    /// The large value cached for the record at `pos` at `version`, by reference (a READ's
+    /// answer written from the cache's buffer); `None` for a small value or none. Counts
+    /// nothing: the look that found the hit counted it.
+    pub fn large(&self, pos: u32, version: u64) -> Option<SharedBytes> {
+        let i = *self.map.get(&pos)?;
+        match &self.entries[i as usize] {
+            Cached {
+                version: v,
+                value: Stored::Large(value),
+                ..
+            } if *v == version => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether `len` bytes of value may be cached (copied: small values only).
     #[inline]
     pub fn fits(&self, len: usize) -> bool {
         len <= MAX_VALUE && len + ENTRY_OVERHEAD <= self.limit
     }
 
+    /// Whether `value` may be cached: small, or large and shared within the large bound.
+    #[inline]
+    pub fn takes(&self, value: NewValue<'_>) -> bool {
+        match value {
+            NewValue::Share(v) if v.len() > MAX_VALUE => {
+                v.buffer_len().max(v.len()) + ENTRY_OVERHEAD <= self.large_limit / 8
+            }
+            _ => self.fits(value.len()),
+        }
+    }
+
     /// Cache `value` as the record at `pos`'s value at `version`, replacing what it had; a
-    /// value too large only removes the old entry.
-    pub fn put(&mut self, pos: u32, version: u64, value: &[u8]) {
-        if !self.fits(value.len()) {
+    /// value it does not take only removes the old entry.
+    pub fn put(&mut self, pos: u32, version: u64, value: NewValue<'_>) {
+        if !self.takes(value) {
             return self.remove(pos);
         }
+        let stored = match value {
+            NewValue::Share(v) if v.len() > MAX_VALUE => Stored::Large(v.clone()),
+            NewValue::Share(v) => Stored::Small(v[..].into()),
+            NewValue::Copy(v) => Stored::Small(v.into()),
+        };
         if let Some(&i) = self.map.get(&pos) {
             let e = &mut self.entries[i as usize];
-            self.bytes = self.bytes - e.value.len() + value.len();
+            self.bytes -= e.value.cost();
+            if e.value.is_large() {
+                self.large_bytes -= e.value.cost() + ENTRY_OVERHEAD;
+            }
             e.version = version;
-            if e.value.len() == value.len() {
-                e.value.copy_from_slice(value);
-            } else {
-                e.value = value.into();
+            match (&mut e.value, stored) {
+                (Stored::Small(old), Stored::Small(new)) if old.len() == new.len() => {
+                    old.copy_from_slice(&new)
+                }
+                (old, new) => *old = new,
+            }
+            self.bytes += e.value.cost();
+            if e.value.is_large() {
+                self.large_bytes += e.value.cost() + ENTRY_OVERHEAD;
             }
         } else {
             let i = u32::try_from(self.entries.len()).expect("cache entries fit u32");
             self.map.insert(pos, i);
-            self.bytes += value.len() + ENTRY_OVERHEAD;
+            self.bytes += stored.cost() + ENTRY_OVERHEAD;
+            if stored.is_large() {
+                self.large_bytes += stored.cost() + ENTRY_OVERHEAD;
+            }
             self.entries.push(Cached {
                 pos,
                 version,
-                value: value.into(),
+                value: stored,
                 // A new entry survives the hand's first pass.
                 used: Cell::new(true),
             });
@@ -178,6 +291,7 @@ impl ValueCache {
         self.entries.clear();
         self.hand = 0;
         self.bytes = 0;
+        self.large_bytes = 0;
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -190,18 +304,30 @@ impl ValueCache {
         }
     }
 
-    /// CLOCK: past the bound, the hand clears the `used` mark of entries read since it last
-    /// came by and evicts the first one not read.
+    /// CLOCK: past a bound, the hand clears the `used` mark of entries of that kind read since
+    /// it last came by and evicts the first one not read; it passes over entries of a kind
+    /// within its bound without touching their marks.
     fn evict(&mut self) {
-        while self.bytes > self.limit && !self.entries.is_empty() {
+        loop {
+            let over = self.bytes - self.large_bytes > self.limit;
+            let large_over = self.large_bytes > self.large_limit;
+            if !(over || large_over) || self.entries.is_empty() {
+                return;
+            }
             if self.hand >= self.entries.len() {
                 self.hand = 0;
             }
-            if self.entries[self.hand].used.replace(false) {
+            let e = &self.entries[self.hand];
+            let large = e.value.is_large();
+            if (large && !large_over) || (!large && !over) {
                 self.hand += 1;
                 continue;
             }
-            let pos = self.entries[self.hand].pos;
+            if e.used.replace(false) {
+                self.hand += 1;
+                continue;
+            }
+            let pos = e.pos;
             self.map.remove(&pos);
             // The entry moved into the hand's place is looked at next.
             self.remove_at(self.hand);
@@ -212,7 +338,10 @@ impl ValueCache {
     /// Remove `entries[i]` (already gone from the map), moving the last entry into its place.
     fn remove_at(&mut self, i: usize) {
         let gone = self.entries.swap_remove(i);
-        self.bytes -= gone.value.len() + ENTRY_OVERHEAD;
+        self.bytes -= gone.value.cost() + ENTRY_OVERHEAD;
+        if gone.value.is_large() {
+            self.large_bytes -= gone.value.cost() + ENTRY_OVERHEAD;
+        }
         if let Some(moved) = self.entries.get(i) {
             self.map.insert(moved.pos, i as u32);
         }
@@ -225,12 +354,12 @@ mod tests {
 
     #[test]
     fn a_hit_needs_the_version_asked_for() {
-        let mut c = ValueCache::new(1 << 20);
-        c.put(3, 10, b"ten");
+        let mut c = ValueCache::new(1 << 20, 1 << 20);
+        c.put(3, 10, NewValue::Copy(b"ten"));
         assert_eq!(c.get(3, 10), Some(&b"ten"[..]));
         assert_eq!(c.get(3, 11), None);
         assert_eq!(c.get(4, 10), None);
-        c.put(3, 11, b"eleven");
+        c.put(3, 11, NewValue::Copy(b"eleven"));
         assert_eq!(c.get(3, 10), None);
         assert_eq!(c.get(3, 11), Some(&b"eleven"[..]));
         c.remove(3);
@@ -241,9 +370,9 @@ mod tests {
 
     #[test]
     fn large_values_are_not_kept_and_replace_nothing_stale() {
-        let mut c = ValueCache::new(1 << 20);
-        c.put(1, 5, b"small");
-        c.put(1, 6, &vec![0; MAX_VALUE + 1]);
+        let mut c = ValueCache::new(1 << 20, 1 << 20);
+        c.put(1, 5, NewValue::Copy(b"small"));
+        c.put(1, 6, NewValue::Copy(&vec![0; MAX_VALUE + 1]));
         assert_eq!(
             c.get(1, 5),
             None,
@@ -251,26 +380,79 @@ mod tests {
         );
         assert_eq!(c.stats().entries, 0);
         assert_eq!(c.stats().bytes, 0);
-        let off = ValueCache::new(0);
+        let off = ValueCache::new(0, 1 << 20);
         assert!(!off.enabled() && !off.fits(1));
+    }
+
+    #[test]
+    fn large_values_are_shared_counted_by_their_buffer_and_held_to_their_own_bound() {
+        let large = 1 << 20;
+        let mut c = ValueCache::new(ENTRY_OVERHEAD + 8, large);
+        let small = [9u8; 8];
+        c.put(0, 1, NewValue::Copy(&small));
+        let big = SharedBytes::from(vec![7u8; 100_000]);
+        c.put(1, 2, NewValue::Share(&big));
+        assert_eq!(c.get(1, 2), Some(&big[..]));
+        assert_eq!(c.large(1, 2).as_deref(), Some(&big[..]));
+        assert_eq!(c.large(1, 3), None, "another version");
+        assert_eq!(c.large(0, 1), None, "a small value is not shared");
+        assert_eq!(
+            c.stats().bytes as usize,
+            small.len() + big.buffer_len() + 2 * ENTRY_OVERHEAD
+        );
+        // Copied large values are refused; a shared one over an eighth of its bound too.
+        c.put(2, 3, NewValue::Copy(&big));
+        let huge = SharedBytes::from(vec![1u8; large / 8]);
+        c.put(3, 4, NewValue::Share(&huge));
+        assert_eq!((c.get(2, 3), c.get(3, 4)), (None, None));
+        // Past the large bound, large ones go and the small one stays, although it was never
+        // read since the hand passed and the small bound is full.
+        for pos in 4..20 {
+            c.put(pos, u64::from(pos), NewValue::Share(&big));
+        }
+        let s = c.stats();
+        assert!(c.large_bytes <= large, "{s:?}");
+        assert!(s.evictions > 0, "{s:?}");
+        assert_eq!(c.get(0, 1), Some(&small[..]));
+        // A small shared value is copied, not kept by reference; the small bound then pushes
+        // out one of the two small ones (CLOCK picks which), and no large one.
+        let (entries, large_bytes) = (c.stats().entries, c.large_bytes);
+        let other = SharedBytes::from(vec![3u8; 8]);
+        c.put(20, 5, NewValue::Share(&other));
+        assert_eq!(c.large(20, 5), None);
+        let kept = [c.hit(0, 1).is_some(), c.hit(20, 5).is_some()];
+        assert_eq!(kept.iter().filter(|&&k| k).count(), 1, "{kept:?}");
+        assert_eq!((c.stats().entries, c.large_bytes), (entries, large_bytes));
+        let mut fresh = ValueCache::new(1 << 10, 0);
+        fresh.put(1, 1, NewValue::Share(&other));
+        assert_eq!(fresh.get(1, 1), Some(&[3u8; 8][..]));
+        // The bookkeeping returns to nothing.
+        for pos in 0..21 {
+            c.remove(pos);
+        }
+        assert_eq!((c.stats().bytes, c.large_bytes), (0, 0));
+        // Without a cache, no large values either.
+        let mut off = ValueCache::new(0, large);
+        off.put(1, 2, NewValue::Share(&big));
+        assert_eq!(off.get(1, 2), None);
     }
 
     #[test]
     fn the_bound_evicts_what_was_not_read_since_the_hand_passed() {
         let each = 100 + ENTRY_OVERHEAD;
-        let mut c = ValueCache::new(each * 4);
+        let mut c = ValueCache::new(each * 4, 0);
         for pos in 0..4 {
-            c.put(pos, u64::from(pos) + 1, &[pos as u8; 100]);
+            c.put(pos, u64::from(pos) + 1, NewValue::Copy(&[pos as u8; 100]));
         }
         assert_eq!(c.stats().bytes as usize, each * 4);
         // The fifth entry goes over: the hand clears every mark, then evicts entry 0.
-        c.put(4, 5, &[4; 100]);
+        c.put(4, 5, NewValue::Copy(&[4; 100]));
         assert_eq!(c.stats().entries, 4);
         assert_eq!(c.get(0, 1), None);
         // Entry 1 is read: the next eviction passes it over and takes entry 2... or the one
         // swapped into the hand's place; whichever goes, a read one stays.
         assert!(c.get(1, 2).is_some());
-        c.put(5, 6, &[5; 100]);
+        c.put(5, 6, NewValue::Copy(&[5; 100]));
         assert_eq!(c.stats().entries, 4);
         assert!(c.get(1, 2).is_some(), "an entry read since the pass stays");
         assert_eq!(c.stats().evictions, 2);

@@ -122,6 +122,9 @@ pub struct Config {
     /// `--read-cache-mb`, in bytes: the primary answers READs of small values it holds the
     /// committed value of without asking a slave (`cache.rs`). 0: every READ goes to a slave.
     pub read_cache: usize,
+    /// `--read-cache-large-mb`, in bytes: of the values over `cache::MAX_VALUE`, what WRITEs
+    /// carried is kept by reference (no copy) up to this many bytes, beside `read_cache`.
+    pub read_cache_large: usize,
 }
 
 impl Default for Config {
@@ -162,6 +165,7 @@ impl Default for Config {
             require_client_auth: false,
             metrics: None,
             read_cache: crate::cache::READ_CACHE_MB << 20,
+            read_cache_large: crate::cache::READ_CACHE_LARGE_MB << 20,
         }
     }
 }

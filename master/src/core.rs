@@ -62,7 +62,7 @@ impl Core {
         let mut timers = Timers::new(now, Duration::from_millis(1), 4096);
         timers.insert(now + cfg.ping_interval, Timer::PingSweep);
         timers.insert(now, Timer::Renew);
-        let keys = KeyIndex::with_read_cache(cfg.read_cache);
+        let keys = KeyIndex::with_read_cache(cfg.read_cache, cfg.read_cache_large);
         Core {
             cfg,
             term: Term::default(),

@@ -65,7 +65,7 @@ impl Ctx<'_> {
         key: &[u8],
         version: u64,
         holders: &[SlaveIdx],
-        value: Option<&[u8]>,
+        value: Option<crate::cache::NewValue<'_>>,
     ) {
         self.keys.commit_valued(hash, key, version, holders, value);
         self.doubts.settled(key);

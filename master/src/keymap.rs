@@ -23,7 +23,8 @@ use dsm_index::{Chunked, Found, TagIndex};
 use dsm_wire::{is_tombstone, plain_version};
 use slab::Slab;
 
-use crate::cache::{CacheStats, ValueCache};
+use crate::cache::{CacheStats, NewValue, ValueCache};
+use dsm_net::SharedBytes;
 
 /// Index of a slave in the master's slave table. An index is never reused: a slave that rejoins
 /// gets a new one, so a dead index can never be mistaken for a live holder.
@@ -97,10 +98,11 @@ fn cache_pos(pos: usize) -> u32 {
 }
 
 impl KeyIndex {
-    /// An empty index with a read cache of at most `limit` bytes (0: none; `cache.rs`).
-    pub fn with_read_cache(limit: usize) -> KeyIndex {
+    /// An empty index with a read cache of at most `limit` bytes of small values (0: none) and
+    /// `large_limit` of large ones (`cache.rs`).
+    pub fn with_read_cache(limit: usize, large_limit: usize) -> KeyIndex {
         KeyIndex {
-            values: ValueCache::new(limit),
+            values: ValueCache::new(limit, large_limit),
             ..KeyIndex::default()
         }
     }
@@ -203,6 +205,17 @@ impl KeyIndex {
         }
     }
 
+    /// The key's large cached value at `version`, by reference (see [`ValueCache::large`]).
+    pub fn large_value(&self, hash: u64, key: &[u8], version: u64) -> Option<SharedBytes> {
+        match self
+            .index
+            .find_hashed(hash, key, |pos| &self.records[pos].0)
+        {
+            Found::At(pos) => self.values.large(cache_pos(pos), version),
+            Found::Vacant(_) => None,
+        }
+    }
+
     /// Cache `value` as the key's, if `version` is still its committed version (a FETCH's
     /// answer: another read may have recorded a newer one meanwhile).
     pub fn keep_value(&mut self, hash: u64, key: &[u8], version: u64, value: &[u8]) {
@@ -214,7 +227,8 @@ impl KeyIndex {
             .find_hashed(hash, key, |pos| &self.records[pos].0)
         {
             if self.records[pos].1.version == version {
-                self.values.put(cache_pos(pos), version, value);
+                self.values
+                    .put(cache_pos(pos), version, NewValue::Copy(value));
             }
         }
     }
@@ -231,14 +245,15 @@ impl KeyIndex {
     }
 
     /// [`KeyIndex::commit_hashed`], with `value`, when known, the value `version` wrote: the
-    /// read cache keeps it (if small). A new version without a value drops the cached one.
+    /// read cache keeps it (`cache.rs` says which). A new version without a value drops the
+    /// cached one.
     pub fn commit_valued(
         &mut self,
         hash: u64,
         key: &[u8],
         version: u64,
         holders: &[SlaveIdx],
-        value: Option<&[u8]>,
+        value: Option<NewValue<'_>>,
     ) {
         assert!(
             holders.iter().all(|&h| h < SPILLED),
@@ -565,13 +580,13 @@ mod tests {
 
     #[test]
     fn the_read_cache_holds_only_the_committed_versions_value() {
-        let mut k = KeyIndex::with_read_cache(1 << 20);
+        let mut k = KeyIndex::with_read_cache(1 << 20, 1 << 20);
         let h = k.hash(b"a");
         let cached = |k: &KeyIndex| {
             k.get_with_value(k.hash(b"a"), b"a", |_| true)
                 .and_then(|(_, v)| v.map(<[u8]>::to_vec))
         };
-        k.commit_valued(h, b"a", 5, &[1], Some(b"five"));
+        k.commit_valued(h, b"a", 5, &[1], Some(NewValue::Copy(b"five")));
         assert_eq!(cached(&k), Some(b"five".to_vec()));
         // New holders at the same version keep it.
         k.update_holders(b"a", |h| h.push(2));
@@ -586,28 +601,34 @@ mod tests {
         k.keep_value(h, b"a", 6, b"six");
         assert_eq!(cached(&k), Some(b"six".to_vec()));
         // A tombstone is never cached, and drops the value.
-        k.commit_valued(h, b"a", 7 | dsm_wire::TOMBSTONE, &[1], Some(b""));
+        k.commit_valued(
+            h,
+            b"a",
+            7 | dsm_wire::TOMBSTONE,
+            &[1],
+            Some(NewValue::Copy(b"")),
+        );
         assert_eq!(cached(&k), None);
-        k.commit_valued(h, b"a", 8, &[1], Some(b"eight"));
+        k.commit_valued(h, b"a", 8, &[1], Some(NewValue::Copy(b"eight")));
         assert!(k.remove(b"a"));
         assert_eq!(
             k.cache_stats().entries,
             0,
             "a forgotten key drops its value"
         );
-        k.commit_valued(h, b"a", 9, &[1], Some(b"nine"));
+        k.commit_valued(h, b"a", 9, &[1], Some(NewValue::Copy(b"nine")));
         k.reset();
         assert_eq!(k.cache_stats().entries, 0);
         // A new index: a new keyed hash.
         let h = k.hash(b"a");
-        k.commit_valued(h, b"a", 10, &[1], Some(b"ten"));
+        k.commit_valued(h, b"a", 10, &[1], Some(NewValue::Copy(b"ten")));
         assert_eq!(cached(&k), Some(b"ten".to_vec()), "reset keeps the bound");
         k.clear_values();
         assert_eq!(cached(&k), None);
         // Without a cache nothing is kept.
         let mut off = KeyIndex::default();
         let h = off.hash(b"a");
-        off.commit_valued(h, b"a", 1, &[1], Some(b"one"));
+        off.commit_valued(h, b"a", 1, &[1], Some(NewValue::Copy(b"one")));
         assert_eq!(
             off.get_with_value(h, b"a", |_| true).and_then(|(_, v)| v),
             None

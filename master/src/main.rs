@@ -169,10 +169,22 @@ fn add_cluster_opts(opts: &mut getopts::Options) {
         "read-cache-mb",
         &format!(
             "the primary keeps the committed value of keys whose values are at most {} bytes, \
-             up to this many MiB, and answers their READs without asking a slave; 0: every \
-             READ goes to a slave (default {})",
+             up to this many MiB, and answers their READs without asking a slave; 0: no read \
+             cache at all, every READ goes to a slave (default {})",
             dsm_master::cache::MAX_VALUE,
             dsm_master::cache::READ_CACHE_MB
+        ),
+        "MB",
+    );
+    opts.optopt(
+        "",
+        "read-cache-large-mb",
+        &format!(
+            "beside that, the values over {} bytes that WRITEs carried, kept without a copy, \
+             up to this many MiB (one value at most an eighth of it), answered from there; 0: \
+             none (default {})",
+            dsm_master::cache::MAX_VALUE,
+            dsm_master::cache::READ_CACHE_LARGE_MB
         ),
         "MB",
     );
@@ -428,6 +440,9 @@ fn config(cli: &Cli, m: &Matches) -> Config {
         require_client_auth: m.opt_present("require-client-auth"),
         metrics: cli.addr(m, "metrics"),
         read_cache: (cli.whole(m, "read-cache-mb", (d.read_cache >> 20) as u64) as usize)
+            .saturating_mul(1 << 20),
+        read_cache_large: (cli.whole(m, "read-cache-large-mb", (d.read_cache_large >> 20) as u64)
+            as usize)
             .saturating_mul(1 << 20),
     }
 }

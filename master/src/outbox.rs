@@ -72,13 +72,22 @@ pub enum Shared {
         age_ms: u32,
         key: Key,
     },
+    /// A READ's answer from the read cache: a large value written from the buffer the cache
+    /// keeps it in (`cache.rs`), not copied. `version`: VERSIONED (a VREAD) rather than VALUE.
+    Value {
+        req_id: u64,
+        version: Option<u64>,
+        value: SharedBytes,
+    },
 }
 
 impl Shared {
     /// The value a STORE carries, to be written from this one buffer to each slave.
     pub fn value(&self) -> Option<&SharedBytes> {
         match self {
-            Shared::Store { value, .. } | Shared::StoreOnce { value, .. } => Some(value),
+            Shared::Store { value, .. }
+            | Shared::StoreOnce { value, .. }
+            | Shared::Value { value, .. } => Some(value),
             Shared::Fetch { .. } | Shared::Recall { .. } => None,
         }
     }
@@ -90,6 +99,7 @@ impl Shared {
                 key.len() + value.len()
             }
             Shared::Fetch { key, .. } | Shared::Recall { key, .. } => key.len(),
+            Shared::Value { value, .. } => value.len(),
         }
     }
 
@@ -150,6 +160,22 @@ impl Shared {
                     key,
                 },
             ),
+            Shared::Value {
+                req_id,
+                version: Some(version),
+                value,
+            } => (
+                *req_id,
+                BodyRef::Versioned {
+                    version: *version,
+                    value,
+                },
+            ),
+            Shared::Value {
+                req_id,
+                version: None,
+                value,
+            } => (*req_id, BodyRef::Value { value }),
         }
     }
 }

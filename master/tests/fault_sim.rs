@@ -223,9 +223,16 @@ fn an_isolated_slave_hears_of_its_drop_when_the_partition_heals_and_comes_back_w
 /// none moved to the third; and reads of them answered 150 ms late (past the 100 ms read
 /// retry) ask one holder each. (The same with
 /// small values drops the slave: `a_slave_whose_answers_come_late_is_dropped_though_it_stores`.)
+/// The primary keeps no large values here (`read_cache_large: 0`), so the reads reach slaves.
 #[test]
 fn a_slave_behind_on_large_values_is_waited_for_not_dropped() {
-    let (mut net, m, _, slaves, c) = cluster(false);
+    let mut net = Net::new();
+    let m = net.add_master(dsm_master::Config {
+        read_cache_large: 0,
+        ..common::new_cluster()
+    });
+    let slaves = ["s0", "s1", "s2"].map(|id| net.add_slave(m, id));
+    let c = net.add_client(m);
     let big = "x".repeat(1_000_000);
     for s in slaves {
         net.delay(s, m, Duration::from_millis(240));

@@ -29,12 +29,13 @@ use crate::key::Key;
 use crate::keymap::SlaveIdx;
 use crate::metrics::{RequestStats, READ, UPDATE, WRITE};
 use crate::once::{Records, Seen};
+use crate::outbox::Shared;
 use crate::timer::{Timer, Timers};
 
 use op::{cannot_vouch, exactly_once, Op, OpKind};
 use purge::PurgeOp;
 use queue::{Pass, QueueKey, Queues};
-use read::{ReadOp, ReadSpread};
+use read::{AtOnce, ReadOp, ReadSpread};
 use step::Step;
 use subs::{Late, SubTable};
 use update::{Change, UpdateOp};
@@ -254,10 +255,25 @@ impl Ops {
                 true => None,
                 false => ReadOp::at_once(ctx, hash, key, versioned),
             };
-            if let Some(reply) = reply {
-                self.stats.queued.record(Duration::ZERO);
-                self.stats.answered(READ, &reply, Some(ctx.now), ctx.now);
-                return ctx.out.send(conn, req_id, reply);
+            match reply {
+                Some(AtOnce::Reply(reply)) => {
+                    self.stats.queued.record(Duration::ZERO);
+                    self.stats.answered(READ, &reply, Some(ctx.now), ctx.now);
+                    return ctx.out.send(conn, req_id, reply);
+                }
+                Some(AtOnce::Large { version, value }) => {
+                    self.stats.queued.record(Duration::ZERO);
+                    // Counted as the VALUE it is (the body's value is not looked at).
+                    let counted = Body::Value { value: Vec::new() };
+                    self.stats.answered(READ, &counted, Some(ctx.now), ctx.now);
+                    let reply = Shared::Value {
+                        req_id,
+                        version,
+                        value,
+                    };
+                    return ctx.out.shared(conn, reply);
+                }
+                None => {}
             }
         }
         let now = ctx.now;

@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use dsm_net::TimerId;
+use dsm_net::{SharedBytes, TimerId};
 use dsm_wire::{is_tombstone, plain_version, Body, ErrorCode};
 use log::{debug, info, warn};
 
+use crate::cache::NewValue;
 use crate::ctx::Ctx;
 use crate::effect::Effect;
 use crate::keymap::SlaveIdx;
@@ -48,6 +49,16 @@ fn found(versioned: bool, version: u64, value: Vec<u8>) -> Body {
         true => Body::Versioned { version, value },
         false => Body::Value { value },
     }
+}
+
+/// A READ answered on arrival ([`ReadOp::at_once`]).
+pub enum AtOnce {
+    Reply(Body),
+    /// A large cached value, written from the cache's buffer; `version` for a VREAD.
+    Large {
+        version: Option<u64>,
+        value: SharedBytes,
+    },
 }
 
 #[derive(Default)]
@@ -98,19 +109,32 @@ impl ReadOp {
     /// probe, a FETCH, a wait). Looks at nothing `start` would not, and changes nothing but
     /// the cache's hit counter, as `start` would (a miss is counted by the `start` that
     /// follows).
-    pub fn at_once(ctx: &mut Ctx, hash: u64, key: &[u8], versioned: bool) -> Option<Body> {
+    pub fn at_once(ctx: &mut Ctx, hash: u64, key: &[u8], versioned: bool) -> Option<AtOnce> {
         if ctx.doubts.needs_probe(key, ctx.keys) {
             return None;
         }
         let slaves = ctx.slaves;
         let live = |holders: &[SlaveIdx]| holders.iter().any(|&h| slaves.is_live(h));
         let Some((e, cached)) = ctx.keys.get_if_cached(hash, key, live) else {
-            return Some(Body::NotFound);
+            return Some(AtOnce::Reply(Body::NotFound));
         };
         if e.deleted() {
-            return Some(Body::NotFound);
+            return Some(AtOnce::Reply(Body::NotFound));
         }
-        cached.map(|value| found(versioned, e.version, ctx.pool.copy_of(value)))
+        let version = e.version;
+        let value = cached?;
+        if value.len() > crate::cache::MAX_VALUE && !is_tombstone(version) {
+            // A large value goes out from the cache's buffer: no copy of it per READ.
+            if let Some(value) = ctx.keys.large_value(hash, key, version) {
+                let version = versioned.then_some(version);
+                return Some(AtOnce::Large { version, value });
+            }
+        }
+        Some(AtOnce::Reply(found(
+            versioned,
+            version,
+            ctx.pool.copy_of(value),
+        )))
     }
 
     pub fn start(
@@ -317,7 +341,13 @@ impl ReadOp {
                     // A write whose outcome was reported unknown reached this slave after all:
                     // it takes effect now, and reads follow this copy from here on.
                     warn!("adopting version {version} (newer than {want}) from slave {from}");
-                    ctx.record_value(op.hash, op.key, version, &[from], Some(&value));
+                    ctx.record_value(
+                        op.hash,
+                        op.key,
+                        version,
+                        &[from],
+                        Some(NewValue::Copy(&value)),
+                    );
                 } else {
                     // Kept only if it is still the committed version (`keep_value`).
                     ctx.keys.keep_value(op.hash, op.key, version, &value);
@@ -410,7 +440,13 @@ impl ReadOp {
                     "probe settled a key at version {version} on {} slave(s)",
                     holders.len()
                 );
-                ctx.record_value(op.hash, op.key, version, &holders, Some(&value));
+                ctx.record_value(
+                    op.hash,
+                    op.key,
+                    version,
+                    &holders,
+                    Some(NewValue::Copy(&value)),
+                );
                 Step::Done(found(self.versioned, version, value))
             }
             None => {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use dsm_wire::{plain_version, Body, ErrorCode, WriteId, RECALL_NONE, RECALL_UNSURE, TOMBSTONE};
 use log::{debug, warn};
 
+use crate::cache::NewValue;
 use crate::ctx::Ctx;
 use crate::few::Few;
 use crate::keymap::SlaveIdx;
@@ -444,7 +445,7 @@ impl WriteOp {
         // The value this write's STOREs carried, at this version, for the read cache; not when
         // the record is another write's newest copy (a RECALL's `again`), nor a tombstone.
         let own = self.once.as_ref().is_none_or(|o| o.again.is_none()) && !self.tombstone;
-        let value = own.then_some(&self.value[..]);
+        let value = own.then_some(NewValue::Share(&self.value));
         ctx.record_value(op.hash, op.key, version, &holders, value);
         if let Some(again) = self.once.as_ref().and_then(|o| o.again.clone()) {
             // The newest copy of a write applied before became the record: its first answer.
