@@ -92,6 +92,12 @@ impl Master {
         self.core.out.drain_into(into);
     }
 
+    /// Bytes of large values answered from the read cache waiting in the outbox (see
+    /// `Outbox::cached_replies`): the event loop drains them before reading on.
+    pub fn cached_replies(&self) -> usize {
+        self.core.out.cached_replies
+    }
+
     /// The event loop is closing `conn`: nothing queued for it may go out, since its slab
     /// key can be given to the next connection accepted.
     pub fn forget_out(&mut self, conn: ConnId) {

@@ -184,6 +184,10 @@ impl Shared {
 #[derive(Default)]
 pub(crate) struct Outbox {
     items: Vec<Out>,
+    /// Bytes of large values answered from the read cache ([`Shared::Value`]) queued since the
+    /// last drain: the event loop moves them to their connections before it reads the next
+    /// request, so the buffer budget sees them (a FETCH reserves its answer when it starts).
+    pub cached_replies: usize,
 }
 
 impl Outbox {
@@ -196,6 +200,9 @@ impl Outbox {
     }
 
     pub fn shared(&mut self, conn: ConnId, shared: Shared) {
+        if let Shared::Value { value, .. } = &shared {
+            self.cached_replies += value.len();
+        }
         self.items.push(Out::SendShared(conn, shared));
     }
 
@@ -218,6 +225,7 @@ impl Outbox {
     }
 
     pub fn drain_into(&mut self, into: &mut Vec<Out>) {
+        self.cached_replies = 0;
         into.append(&mut self.items);
     }
 }

@@ -544,6 +544,17 @@ impl Server {
                     if limited && self.core.identified(key) {
                         self.conns[key].set_max_frame(self.cfg.max_frame());
                     }
+                    // A large value answered from the read cache waits in the outbox, where
+                    // the budget does not see it: queue it on its connection before the next
+                    // request is read, as a FETCH's reservation is seen from its start.
+                    // Without this a client pipelining 30 such READs had 30 MiB queued in one
+                    // turn (`attacks_bounds.rs`).
+                    if self.core.cached_replies() > 0 {
+                        self.apply_out();
+                        if !self.conns.contains(key) {
+                            return false;
+                        }
+                    }
                 }
                 Ok(None) => return true,
                 // A client's READ, WRITE or WRITE_ONCE too large to take as a frame is
