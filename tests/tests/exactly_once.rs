@@ -64,6 +64,7 @@ fn kill_the_primary_twice_under(changes: ChangeMix) {
                     changes,
                     timeout: CALL_TIMEOUT,
                     think_ms: 0,
+                    large_percent: 10,
                 };
                 let (stop, tally) = (&stop, &tally);
                 s.spawn(move || w.run(Rng::stream(17, p.into()), clock, stop, tally))

@@ -61,6 +61,13 @@ fn options() -> getopts::Options {
     );
     opts.optopt(
         "",
+        "large-percent",
+        "share of WRITEs and CASes whose value is 80 KiB (kept and answered by the primary's \
+         read cache from the buffer it came in), 0-100 (default 10)",
+        "P",
+    );
+    opts.optopt(
+        "",
         "changes",
         "weights of the operations that are not READs (default write:4,delete:2,cas:3,incr:3; write:1 for WRITEs only)",
         "KIND:W,...",
@@ -138,8 +145,14 @@ fn config(cli: &Cli, m: &Matches, max_steps: u64) -> run::Config {
         Some(Ok(p)) if p <= 100 => p,
         Some(_) => cli.usage_error("--read-percent takes 0 to 100"),
     };
+    let large_percent = match m.opt_str("large-percent").map(|s| s.parse::<u64>()) {
+        None => 10,
+        Some(Ok(p)) if p <= 100 => p,
+        Some(_) => cli.usage_error("--large-percent takes 0 to 100"),
+    };
     let mut cfg = run::Config {
         seed,
+        large_percent,
         duration: Duration::from_secs(cli.positive(m, "duration-s", 60)),
         clients: cli.positive(m, "clients", 5) as usize,
         keys: cli.positive(m, "keys", 8) as usize,

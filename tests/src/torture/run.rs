@@ -36,6 +36,8 @@ pub struct Config {
     pub client_timeout: Duration,
     /// Each client pauses 0 to this many milliseconds between operations.
     pub think_ms: u64,
+    /// Percent of WRITEs and CASes with a large value (`workload::LARGE_VALUE` bytes).
+    pub large_percent: u64,
     pub mix: FaultMix,
     /// Further flags for both masters.
     pub master_args: Vec<String>,
@@ -72,6 +74,7 @@ impl Default for Config {
             changes: ChangeMix::default(),
             client_timeout: Duration::from_secs(3),
             think_ms: 0,
+            large_percent: 10,
             mix: FaultMix::default(),
             master_args: Vec::new(),
             history: None,
@@ -216,6 +219,7 @@ fn clients_under_faults(
                     changes: cfg.changes,
                     timeout: cfg.client_timeout,
                     think_ms: cfg.think_ms,
+                    large_percent: cfg.large_percent,
                 };
                 let rng = Rng::stream(cfg.seed, p as u64 + 1);
                 let (stop, tally) = (&stop, &tally);

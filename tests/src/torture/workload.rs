@@ -76,6 +76,10 @@ pub struct Worker {
     pub changes: ChangeMix,
     /// The client library's deadline per call (reconnects and resends included).
     pub timeout: Duration,
+    /// Percent of WRITEs and CASes whose value is large ([`LARGE_VALUE`] bytes: the primary's
+    /// read cache keeps such a value by reference in the buffer its frame came in, and answers
+    /// from there), recorded in the history by the short part that names it.
+    pub large_percent: u64,
     /// A pause of 0 to this many milliseconds after each operation (0: none), so that long runs
     /// keep their histories to a size worth writing and checking.
     pub think_ms: u64,
@@ -169,6 +173,7 @@ impl Worker {
             };
             let key = key_name(rng.below(self.keys as u64) as usize);
             let value = format!("{}-{seq}", self.process);
+            let large = rng.percent(self.large_percent);
             seq += 1;
             let mut op = Op {
                 process: self.process,
@@ -182,7 +187,7 @@ impl Worker {
             };
             match change {
                 None => read(c, &mut op, clock, false),
-                Some(0) => write(c, &mut op, value, clock),
+                Some(0) => write(c, &mut op, value, large, clock),
                 Some(1) => delete(c, &mut op, clock),
                 Some(2) => {
                     // A quarter of them create the key if missing, without reading; the others
@@ -202,7 +207,7 @@ impl Worker {
                         seen
                     };
                     match expected {
-                        Some(e) => cas(c, &mut op, e, value, clock),
+                        Some(e) => cas(c, &mut op, e, value, large, clock),
                         None => continue,
                     }
                 }
@@ -257,7 +262,7 @@ fn read(c: &mut Client, op: &mut Op, clock: Clock, versioned: bool) {
             op.outcome = Outcome::Ok;
             if let Some((version, value)) = v {
                 op.version = version;
-                op.value = Some(String::from_utf8_lossy(&value).into_owned());
+                op.value = Some(recorded(&value));
             }
         }
         Err(e) => {
@@ -267,10 +272,39 @@ fn read(c: &mut Client, op: &mut Op, clock: Clock, versioned: bool) {
     }
 }
 
-fn write(c: &mut Client, op: &mut Op, value: String, clock: Clock) {
+/// Bytes of a large value: over the read cache's copied values (4 KiB) and over the size from
+/// which the master keeps a WRITE's frame buffer as its value (64 KiB).
+pub const LARGE_VALUE: usize = 80 * 1024;
+
+/// What is sent for the value named `short`: itself, or, `large`, itself, `#` and a padding
+/// made of its own bytes to [`LARGE_VALUE`], so that a value pieced together from two writes
+/// does not read as either.
+pub fn on_the_wire(short: &str, large: bool) -> Vec<u8> {
+    let mut v = short.as_bytes().to_vec();
+    if large {
+        v.push(b'#');
+        let pad = LARGE_VALUE.saturating_sub(v.len());
+        v.extend(short.bytes().cycle().take(pad));
+    }
+    v
+}
+
+/// The history's name for a value read: the short part of a large value whose padding is
+/// whole and its own, `SHORT#torn` for one whose padding is not (the checker then finds no
+/// write of it), the bytes as text otherwise.
+pub fn recorded(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    match text.split_once('#') {
+        Some((short, _)) if value == on_the_wire(short, true) => short.to_string(),
+        Some((short, _)) => format!("{short}#torn"),
+        None => text.into_owned(),
+    }
+}
+
+fn write(c: &mut Client, op: &mut Op, value: String, large: bool, clock: Clock) {
     op.kind = Kind::Write;
     op.invoke_ns = clock.now_ns();
-    let r = c.write(op.key.as_bytes(), value.as_bytes());
+    let r = c.write(op.key.as_bytes(), &on_the_wire(&value, large));
     op.complete_ns = clock.now_ns();
     (op.outcome, op.error) = classify_write(&r);
     op.value = Some(value);
@@ -290,12 +324,16 @@ fn delete(c: &mut Client, op: &mut Op, clock: Clock) {
     }
 }
 
-fn cas(c: &mut Client, op: &mut Op, expected: Expected, value: String, clock: Clock) {
+fn cas(c: &mut Client, op: &mut Op, expected: Expected, value: String, large: bool, clock: Clock) {
     op.kind = Kind::Cas;
     let version = expected.version;
     op.expected = Some(expected);
     op.invoke_ns = clock.now_ns();
-    let r = c.set(op.key.as_bytes(), value.as_bytes(), Some(version));
+    let r = c.set(
+        op.key.as_bytes(),
+        &on_the_wire(&value, large),
+        Some(version),
+    );
     op.complete_ns = clock.now_ns();
     op.value = Some(value);
     match r {
@@ -419,6 +457,24 @@ pub fn classify_read_error(e: &Error) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_value_is_recorded_by_its_name_and_a_torn_one_is_not() {
+        let wire = on_the_wire("3-17", true);
+        assert_eq!(wire.len(), LARGE_VALUE);
+        assert!(wire.starts_with(b"3-17#3-173-17"));
+        assert_eq!(recorded(&wire), "3-17");
+        assert_eq!(on_the_wire("3-17", false), b"3-17");
+        assert_eq!(recorded(b"3-17"), "3-17");
+        // Another write's padding, a short one, or a flipped byte: never a written value.
+        let mut other = on_the_wire("3-18", true);
+        other[..4].copy_from_slice(b"3-17");
+        assert_eq!(recorded(&other), "3-17#torn");
+        assert_eq!(recorded(&wire[..wire.len() - 1]), "3-17#torn");
+        let mut flipped = wire.clone();
+        flipped[LARGE_VALUE / 2] ^= 1;
+        assert_eq!(recorded(&flipped), "3-17#torn");
+    }
 
     #[test]
     fn only_refusals_before_any_store_count_as_failed_writes() {
