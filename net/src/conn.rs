@@ -193,6 +193,11 @@ impl Conn {
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
         if self.rbuf.len() < filled + chunk {
+            // Exactly what is needed, not the doubling `resize` alone would give: a large
+            // frame's buffer may be kept whole as its value (the master's read cache, which
+            // counts it by its capacity), and a 1 MiB frame read into a reused 1 MiB buffer
+            // grew it to 2 MiB, half of it never used.
+            self.rbuf.reserve_exact(filled + chunk - self.rbuf.len());
             self.rbuf.resize(filled + chunk, 0);
         }
         let result = loop {
@@ -806,6 +811,54 @@ mod tests {
         );
         conn.give_back(&mut scratch);
         assert_eq!(conn.buffered(), 0);
+    }
+
+    /// A large frame read into a reused buffer a little smaller than itself grows that buffer
+    /// to what the frame needs, not to twice its old size: the master's read cache keeps such
+    /// a buffer whole as a value and counts it by its capacity.
+    #[test]
+    fn a_reused_buffer_grows_to_the_frame_not_to_double() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        let mut scratch = Vec::new();
+        let frame_of = |n: usize| {
+            let mut b = Vec::new();
+            let body = dsm_wire::Body::Write {
+                key: b"k".to_vec(),
+                value: vec![5u8; n],
+            };
+            encode(&Frame::new(1, body), &mut b);
+            b
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut read_in = |conn: &mut Conn, scratch: &mut Vec<u8>, n: usize| {
+            while conn.unread() < n {
+                assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+                conn.lend(scratch);
+                let _ = conn.read_some();
+                conn.give_back(scratch);
+            }
+        };
+        let first = frame_of(300_000);
+        peer.write_all(&first).unwrap();
+        read_in(&mut conn, &mut scratch, first.len());
+        conn.lend(&mut scratch);
+        // The next frame is read into a spare of the first one's size.
+        let spare = vec![0u8; first.len()];
+        assert!(conn.take_frame(1000, Some(spare)).is_some());
+        conn.give_back(&mut scratch);
+        let second = frame_of(310_000);
+        peer.write_all(&second).unwrap();
+        read_in(&mut conn, &mut scratch, second.len());
+        conn.lend(&mut scratch);
+        let (buf, range) = conn.take_frame(1000, None).expect("whole");
+        conn.give_back(&mut scratch);
+        assert_eq!(&buf[range], &second[..]);
+        assert!(
+            buf.capacity() < second.len() + (128 << 10),
+            "a {}-byte buffer for a {}-byte frame",
+            buf.capacity(),
+            second.len()
+        );
     }
 
     /// Frames queued with shared and owned values between copied ones reach the peer byte for
