@@ -830,7 +830,7 @@ mod tests {
             b
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut read_in = |conn: &mut Conn, scratch: &mut Vec<u8>, n: usize| {
+        let read_in = |conn: &mut Conn, scratch: &mut Vec<u8>, n: usize| {
             while conn.unread() < n {
                 assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
                 conn.lend(scratch);
