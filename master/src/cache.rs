@@ -92,6 +92,15 @@ enum Stored {
 }
 
 impl Stored {
+    /// A large shared value by reference; anything else copied.
+    fn of(value: NewValue<'_>) -> Stored {
+        match value {
+            NewValue::Share(v) if v.len() > MAX_VALUE => Stored::Large(v.clone()),
+            NewValue::Share(v) => Stored::Small(v[..].into()),
+            NewValue::Copy(v) => Stored::Small(v.into()),
+        }
+    }
+
     /// Bytes counted against the bound besides [`ENTRY_OVERHEAD`]: a large value's whole
     /// buffer, which it keeps alive.
     fn cost(&self) -> usize {
@@ -234,11 +243,6 @@ impl ValueCache {
         if !self.takes(value) {
             return self.remove(pos);
         }
-        let stored = match value {
-            NewValue::Share(v) if v.len() > MAX_VALUE => Stored::Large(v.clone()),
-            NewValue::Share(v) => Stored::Small(v[..].into()),
-            NewValue::Copy(v) => Stored::Small(v.into()),
-        };
         if let Some(&i) = self.map.get(&pos) {
             let e = &mut self.entries[i as usize];
             self.bytes -= e.value.cost();
@@ -246,17 +250,24 @@ impl ValueCache {
                 self.large_bytes -= e.value.cost() + ENTRY_OVERHEAD;
             }
             e.version = version;
-            match (&mut e.value, stored) {
-                (Stored::Small(old), Stored::Small(new)) if old.len() == new.len() => {
-                    old.copy_from_slice(&new)
+            match (&mut e.value, value) {
+                // A small value of the same length: into the entry's own allocation.
+                (Stored::Small(old), NewValue::Copy(new)) if old.len() == new.len() => {
+                    old.copy_from_slice(new)
                 }
-                (old, new) => *old = new,
+                (Stored::Small(old), NewValue::Share(new))
+                    if old.len() == new.len() && new.len() <= MAX_VALUE =>
+                {
+                    old.copy_from_slice(new)
+                }
+                (old, new) => *old = Stored::of(new),
             }
             self.bytes += e.value.cost();
             if e.value.is_large() {
                 self.large_bytes += e.value.cost() + ENTRY_OVERHEAD;
             }
         } else {
+            let stored = Stored::of(value);
             let i = u32::try_from(self.entries.len()).expect("cache entries fit u32");
             self.map.insert(pos, i);
             self.bytes += stored.cost() + ENTRY_OVERHEAD;
