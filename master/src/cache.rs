@@ -138,7 +138,11 @@ struct Cached {
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheStats {
     pub entries: u64,
+    /// Counted against the bounds: values, the buffers large values keep alive, and
+    /// [`ENTRY_OVERHEAD`] per entry.
     pub bytes: u64,
+    /// Of `bytes`, what large values count against their own bound.
+    pub large_bytes: u64,
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
@@ -309,6 +313,7 @@ impl ValueCache {
         CacheStats {
             entries: self.entries.len() as u64,
             bytes: self.bytes as u64,
+            large_bytes: self.large_bytes as u64,
             hits: self.hits.get(),
             misses: self.misses.get(),
             evictions: self.evictions,

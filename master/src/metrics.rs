@@ -266,14 +266,20 @@ pub(crate) fn render(s: &Snapshot) -> String {
     e.single(
         "dsm_master_read_cache_entries",
         "gauge",
-        "Keys whose committed value the read cache holds (--read-cache-mb).",
+        "Keys whose committed value the read cache holds (--read-cache-mb, --read-cache-large-mb).",
         rc.entries as f64,
     );
     e.single(
         "dsm_master_read_cache_bytes",
         "gauge",
-        "Bytes the read cache counts against --read-cache-mb (values and per-entry overhead).",
+        "Bytes the read cache counts against its bounds (values, the buffers large values keep alive, per-entry overhead).",
         rc.bytes as f64,
+    );
+    e.single(
+        "dsm_master_read_cache_large_bytes",
+        "gauge",
+        "Of dsm_master_read_cache_bytes, what large values count against --read-cache-large-mb.",
+        rc.large_bytes as f64,
     );
     e.single(
         "dsm_master_read_cache_hits_total",
@@ -290,7 +296,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
     e.single(
         "dsm_master_read_cache_evictions_total",
         "counter",
-        "Values the read cache evicted to stay within --read-cache-mb.",
+        "Values the read cache evicted to stay within its bounds.",
         rc.evictions as f64,
     );
     e.family(

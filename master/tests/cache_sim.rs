@@ -100,6 +100,7 @@ fn a_large_written_value_is_kept_by_reference_a_fetched_one_is_not() {
         st.bytes as usize >= bigger.len(),
         "counted by its bytes: {st:?}"
     );
+    assert_eq!(st.large_bytes, st.bytes, "all of it large: {st:?}");
     // A VREAD of it answers VERSIONED from the same buffer, at the version the map holds.
     let before = s.fetches();
     let Body::Versioned {
@@ -150,6 +151,7 @@ fn large_values_keep_to_their_own_bound_and_push_out_no_small_one() {
     );
     assert!(st.evictions >= 4, "{st:?}");
     assert!(st.bytes <= (1 << 20) + 65, "{st:?}");
+    assert!(st.large_bytes <= 1 << 20, "{st:?}");
     assert_eq!(
         s.read(2, "small"),
         (value("s"), false),
