@@ -43,7 +43,7 @@
 #                            1x1 and 4x8, dsm (a fresh cluster each round, the master logging
 #                            at info so slaves suspected show) beside redis-benchmark -d 1048576,
 #                            with errors, slaves dropped and slaves suspected counted. 0: skip.
-#   BENCH_LARGE_SERIAL=300   requests per such run at 1x1
+#   BENCH_LARGE_SERIAL=1000  requests per such run at 1x1
 #   BENCH_LARGE_PIPELINED=400 requests per such run at 4x8
 #   BENCH_PERSIST_SERIAL     requests per such run at 1x1 (default 2000: ~1 s at `always`)
 #   BENCH_PERSIST_PIPELINED  requests per such run at 4x32 (default 200000)
@@ -58,7 +58,7 @@ OPEN=${BENCH_OPEN:-1}
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-3}
 OPEN_FRACTIONS=(25 50 75)
 LARGE=${BENCH_LARGE:-1}
-LARGE_SERIAL_N=${BENCH_LARGE_SERIAL:-300}
+LARGE_SERIAL_N=${BENCH_LARGE_SERIAL:-1000}
 LARGE_PIPELINED_N=${BENCH_LARGE_PIPELINED:-400}
 LARGE_VALUE=1048576
 LARGE_KEYS=50
