@@ -86,6 +86,12 @@ impl NewValue<'_> {
     }
 }
 
+/// What an entry keeping the large value `v` counts: the buffer it keeps alive, and
+/// [`ENTRY_OVERHEAD`].
+fn large_weight(v: &SharedBytes) -> usize {
+    v.buffer_len().max(v.len()) + ENTRY_OVERHEAD
+}
+
 enum Stored {
     Small(Box<[u8]>),
     Large(SharedBytes),
@@ -101,12 +107,12 @@ impl Stored {
         }
     }
 
-    /// Bytes counted against the bound besides [`ENTRY_OVERHEAD`]: a large value's whole
-    /// buffer, which it keeps alive.
-    fn cost(&self) -> usize {
+    /// What the entry holding it counts against its bound, [`ENTRY_OVERHEAD`] included: a large
+    /// value's whole buffer, which it keeps alive.
+    fn weight(&self) -> usize {
         match self {
-            Stored::Small(v) => v.len(),
-            Stored::Large(v) => v.buffer_len().max(v.len()),
+            Stored::Small(v) => v.len() + ENTRY_OVERHEAD,
+            Stored::Large(v) => large_weight(v),
         }
     }
 
@@ -234,9 +240,7 @@ impl ValueCache {
     #[inline]
     pub fn takes(&self, value: NewValue<'_>) -> bool {
         match value {
-            NewValue::Share(v) if v.len() > MAX_VALUE => {
-                v.buffer_len().max(v.len()) + ENTRY_OVERHEAD <= self.large_limit / 8
-            }
+            NewValue::Share(v) if v.len() > MAX_VALUE => large_weight(v) <= self.large_limit / 8,
             _ => self.fits(value.len()),
         }
     }
@@ -249,10 +253,7 @@ impl ValueCache {
         }
         if let Some(&i) = self.map.get(&pos) {
             let e = &mut self.entries[i as usize];
-            self.bytes -= e.value.cost();
-            if e.value.is_large() {
-                self.large_bytes -= e.value.cost() + ENTRY_OVERHEAD;
-            }
+            let old = (e.value.weight(), e.value.is_large());
             e.version = version;
             match (&mut e.value, value) {
                 // A small value of the same length: into the entry's own allocation.
@@ -266,18 +267,14 @@ impl ValueCache {
                 }
                 (old, new) => *old = Stored::of(new),
             }
-            self.bytes += e.value.cost();
-            if e.value.is_large() {
-                self.large_bytes += e.value.cost() + ENTRY_OVERHEAD;
-            }
+            let new = (e.value.weight(), e.value.is_large());
+            self.uncount(old);
+            self.count(new);
         } else {
             let stored = Stored::of(value);
             let i = u32::try_from(self.entries.len()).expect("cache entries fit u32");
             self.map.insert(pos, i);
-            self.bytes += stored.cost() + ENTRY_OVERHEAD;
-            if stored.is_large() {
-                self.large_bytes += stored.cost() + ENTRY_OVERHEAD;
-            }
+            self.count((stored.weight(), stored.is_large()));
             self.entries.push(Cached {
                 pos,
                 version,
@@ -351,13 +348,26 @@ impl ValueCache {
         }
     }
 
+    /// Count an entry of `weight` bytes (`large`: against the large bound too).
+    fn count(&mut self, (weight, large): (usize, bool)) {
+        self.bytes += weight;
+        if large {
+            self.large_bytes += weight;
+        }
+    }
+
+    /// Stop counting what [`ValueCache::count`] counted.
+    fn uncount(&mut self, (weight, large): (usize, bool)) {
+        self.bytes -= weight;
+        if large {
+            self.large_bytes -= weight;
+        }
+    }
+
     /// Remove `entries[i]` (already gone from the map), moving the last entry into its place.
     fn remove_at(&mut self, i: usize) {
         let gone = self.entries.swap_remove(i);
-        self.bytes -= gone.value.cost() + ENTRY_OVERHEAD;
-        if gone.value.is_large() {
-            self.large_bytes -= gone.value.cost() + ENTRY_OVERHEAD;
-        }
+        self.uncount((gone.value.weight(), gone.value.is_large()));
         if let Some(moved) = self.entries.get(i) {
             self.map.insert(moved.pos, i as u32);
         }
