@@ -188,8 +188,15 @@ impl Conn {
         } else if self.rpos > self.chunk {
             self.compact();
         }
-        let chunk = chunk.max(self.rest_of_frame());
+        let rest = self.rest_of_frame();
+        let mut chunk = chunk.max(rest);
         let filled = self.rend;
+        if self.rbuf.len() < filled + chunk && rest > 0 && self.rbuf.len() >= filled + rest {
+            // The frame under way fits the buffer: read up to its end rather than grow the
+            // buffer by a chunk past it. A large frame read into a spare buffer of its size
+            // (`Conn::take_frame`) otherwise grew it, which moved the whole frame read so far.
+            chunk = self.rbuf.len() - filled;
+        }
         // Grows (and zeroes) only the part never used before: a per-call zero-fill of the
         // whole chunk cost the master 5-7% of its CPU under load.
         if self.rbuf.len() < filled + chunk {
@@ -859,6 +866,52 @@ mod tests {
             buf.capacity(),
             second.len()
         );
+    }
+
+    /// A frame read into a spare buffer of its own size stays in that buffer: the last read
+    /// stops at the frame's end instead of growing the buffer by a chunk past it, which
+    /// moved (copied) the whole frame read so far. The slave reads each large STORE into the
+    /// block of the record it replaced so.
+    #[test]
+    fn a_frame_read_into_a_spare_of_its_size_stays_there() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        conn.keep_buffers(true);
+        let frame_of = |n: usize| {
+            let mut b = Vec::new();
+            let body = dsm_wire::Body::Write {
+                key: b"k".to_vec(),
+                value: vec![5u8; n],
+            };
+            encode(&Frame::new(1, body), &mut b);
+            b
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let read_in = |conn: &mut Conn, n: usize| {
+            while conn.unread() < n {
+                assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+                let _ = conn.read_some();
+            }
+        };
+        let first = frame_of(300_000);
+        peer.write_all(&first).unwrap();
+        read_in(&mut conn, first.len());
+        let spare = vec![0u8; first.len()];
+        let at = spare.as_ptr();
+        assert!(conn.take_frame(1000, Some(spare)).is_some());
+        let second = frame_of(300_000);
+        // In pieces, so that the last read is of less than a chunk.
+        for part in second.chunks(100_003) {
+            peer.write_all(part).unwrap();
+            peer.flush().unwrap();
+            read_in(
+                &mut conn,
+                part.as_ptr() as usize - second.as_ptr() as usize + part.len(),
+            );
+        }
+        let (buf, range) = conn.take_frame(1000, None).expect("whole");
+        assert_eq!(&buf[range], &second[..]);
+        assert_eq!(buf.as_ptr(), at, "read into the spare, not moved");
+        assert_eq!(buf.capacity(), first.len(), "not grown");
     }
 
     /// Frames queued with shared and owned values between copied ones reach the peer byte for
