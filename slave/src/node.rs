@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use dsm_net::dial::{self, Progress};
 use dsm_net::{spin, Conn, Io};
+use dsm_wire::Opcode;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
@@ -328,6 +329,18 @@ impl Node {
             if conn.pending() > MAX_UNSENT {
                 return Ok(());
             }
+            if let Some((buf, range)) = take_large_store(conn, &mut self.slave) {
+                match self.slave.on_taken(buf, range, now) {
+                    Ok(Some(Reply::Frame(reply))) => conn.send(&reply),
+                    Ok(Some(Reply::Borrowed(req, body))) => conn.send_ref(req, &body),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("bad frame from the master: {e}")),
+                }
+                if self.slave.has_out() {
+                    self.apply_out(now);
+                }
+                continue;
+            }
             match conn.next_decoded() {
                 Ok(Some(decoded)) => match self.slave.on_decoded(decoded, now) {
                     Some(Reply::Frame(reply)) => conn.send(&reply),
@@ -369,4 +382,33 @@ impl Node {
         }
         self.connecting = false;
     }
+}
+
+/// A STORE frame at least this long is taken out of the connection with the buffer it was
+/// read into, and that buffer kept as the key's record: a copy of the value would cost more
+/// than the buffer the connection then needs anew (`Conn::take_frame`; the master takes
+/// large WRITEs so, `master/src/server.rs`).
+pub const TAKE_STORE_MIN: usize = 64 * 1024;
+
+/// Whether the event loop takes a frame of opcode `op` and `len` bytes out of its connection
+/// whole and hands it to [`Slave::on_taken`] (rather than decoding it in the read buffer).
+pub fn takes_frame(op: u8, len: usize) -> bool {
+    let store = [Opcode::Store, Opcode::StoreOnce, Opcode::StoreKeep].map(|o| o as u8);
+    store.contains(&op) && len >= TAKE_STORE_MIN
+}
+
+/// The large STORE at the front of `conn`, all of it buffered, with its buffer; the
+/// connection reads on into the block of a record it replaced, if the slave has one.
+fn take_large_store(
+    conn: &mut Conn,
+    slave: &mut Slave,
+) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+    let (op, len) = conn.peek_header()?;
+    if !takes_frame(op, len) || conn.unread() < len {
+        return None;
+    }
+    let (buf, range) = conn.take_frame(TAKE_STORE_MIN, slave.spare_buffer())?;
+    // Fresh from `take_frame`, so never shared; a copy rather than a lost frame if it were.
+    let buf = std::rc::Rc::try_unwrap(buf).unwrap_or_else(|shared| (*shared).clone());
+    Some((buf, range))
 }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, RefusalLog, Secret, Step, Terms};
-use dsm_wire::{Body, Decoded, ErrorCode, Frame, Role};
+use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role};
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -343,6 +343,68 @@ impl Slave {
         };
         warn!("cannot reach master {addr}: {why}");
         self.retry(now);
+    }
+
+    /// A buffer for the connection to read the next large frame into, if the store has one
+    /// free ([`Store::spare_buffer`]).
+    pub fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.store.spare_buffer()
+    }
+
+    /// A whole frame taken out of the connection with the buffer it was read into
+    /// (`buf[range]`; the event loop takes large STOREs so: `node.rs`): a STORE from the
+    /// primary becomes its record without a copy ([`Store::store_taken`]); any other frame,
+    /// or a STORE in any other phase, is handled as [`Slave::on_decoded`] handles it.
+    pub fn on_taken(
+        &mut self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        now: Instant,
+    ) -> Result<Option<Reply<'_>>, dsm_wire::WireError> {
+        let Some((decoded, _)) = dsm_wire::decode_borrowed(&buf[range], usize::MAX)? else {
+            return Ok(None);
+        };
+        let at = |part: &[u8]| {
+            let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+            start..start + part.len()
+        };
+        let store = match (&self.phase, &decoded) {
+            (
+                Phase::Registered,
+                &Decoded::Ref(
+                    req,
+                    BodyRef::Store {
+                        epoch,
+                        version,
+                        key,
+                        value,
+                    },
+                ),
+            ) => Some((req, epoch, version, None, at(key), at(value))),
+            (
+                Phase::Registered,
+                &Decoded::Ref(
+                    req,
+                    BodyRef::StoreOnce {
+                        epoch,
+                        version,
+                        id,
+                        key,
+                        value,
+                        keep,
+                    },
+                ),
+            ) => Some((req, epoch, version, Some((id, keep)), at(key), at(value))),
+            _ => None,
+        };
+        let Some((req, epoch, version, id, key, value)) = store else {
+            return Ok(self.on_decoded(decoded, now));
+        };
+        self.last_heard = now;
+        self.store.set_now(now);
+        Ok(self
+            .store
+            .store_taken(req, epoch, version, id, buf, key, value))
     }
 
     /// One frame from the master; the answer to queue on the connection at once, if one is

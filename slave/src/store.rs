@@ -37,6 +37,30 @@ impl Reply<'_> {
     }
 }
 
+/// A STORE's key and value as they reached the store.
+enum Incoming<'a> {
+    /// In the connection's read buffer: copied into a record of their own.
+    Borrowed { key: &'a [u8], value: &'a [u8] },
+    /// A large STORE's frame, taken from the connection: already the record.
+    Taken(Record),
+}
+
+impl Incoming<'_> {
+    fn key(&self) -> &[u8] {
+        match self {
+            Incoming::Borrowed { key, .. } => key,
+            Incoming::Taken(record) => record.key(),
+        }
+    }
+
+    fn value(&self) -> &[u8] {
+        match self {
+            Incoming::Borrowed { value, .. } => value,
+            Incoming::Taken(record) => record.value(),
+        }
+    }
+}
+
 /// Bytes of keys per INVENTORY frame: far below any frame limit.
 const INVENTORY_FRAME_BYTES: usize = 64 * 1024;
 
@@ -248,7 +272,13 @@ impl Store {
                 version,
                 key,
                 value,
-            } => return self.store(req, epoch, version, None, &key, &value),
+            } => {
+                let incoming = Incoming::Borrowed {
+                    key: &key,
+                    value: &value,
+                };
+                return self.store(req, epoch, version, None, incoming);
+            }
             Body::StoreOnce {
                 epoch,
                 version,
@@ -256,7 +286,13 @@ impl Store {
                 key,
                 value,
                 keep,
-            } => return self.store(req, epoch, version, Some((id, keep)), &key, &value),
+            } => {
+                let incoming = Incoming::Borrowed {
+                    key: &key,
+                    value: &value,
+                };
+                return self.store(req, epoch, version, Some((id, keep)), incoming);
+            }
             Body::Fetch { epoch, key } => return Some(self.fetch(req, epoch, &key)),
             Body::Recall {
                 epoch,
@@ -302,7 +338,7 @@ impl Store {
                     key,
                     value,
                 },
-            ) => self.store(req, epoch, version, None, key, value),
+            ) => self.store(req, epoch, version, None, Incoming::Borrowed { key, value }),
             Decoded::Ref(
                 req,
                 BodyRef::StoreOnce {
@@ -313,9 +349,41 @@ impl Store {
                     value,
                     keep,
                 },
-            ) => self.store(req, epoch, version, Some((id, keep)), key, value),
+            ) => {
+                let incoming = Incoming::Borrowed { key, value };
+                self.store(req, epoch, version, Some((id, keep)), incoming)
+            }
             Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
             other => self.respond(other.into_frame()),
+        }
+    }
+
+    /// A buffer to read the next large frame into ([`Table::take_recycled`]).
+    pub fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.map.take_recycled()
+    }
+
+    /// A large STORE whose whole frame, `buf`, was taken from the connection (its key at
+    /// `buf[key]`, its value at `buf[value]`): the frame becomes the record, with no copy of
+    /// the value ([`Record::from_frame`]), or, where its layout does not allow that, the
+    /// value is copied as any STORE's is. Answered as [`Store::respond_decoded`] answers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_taken(
+        &mut self,
+        req: u64,
+        epoch: u64,
+        version: u64,
+        id: Option<(WriteId, bool)>,
+        buf: Vec<u8>,
+        key: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Option<Reply<'_>> {
+        match Record::from_frame(version, buf, key.clone(), value.clone()) {
+            Ok(record) => self.store(req, epoch, version, id, Incoming::Taken(record)),
+            Err(buf) => {
+                let (key, value) = (&buf[key], &buf[value]);
+                self.store(req, epoch, version, id, Incoming::Borrowed { key, value })
+            }
         }
     }
 
@@ -327,12 +395,16 @@ impl Store {
         epoch: u64,
         version: u64,
         id: Option<(WriteId, bool)>,
-        key: &[u8],
-        value: &[u8],
+        incoming: Incoming<'_>,
     ) -> Option<Reply<'_>> {
+        let value_len = incoming.value().len();
         // What a STORE_KEEP's record keeps: its value, if short enough (the log's record and
-        // the one in memory alike).
-        let keepable = |keep: bool| (keep && value.len() <= MAX_KEPT).then_some(value);
+        // the one in memory alike). A taken frame's value is never that short.
+        let short = match incoming {
+            Incoming::Borrowed { value, .. } if value.len() <= MAX_KEPT => Some(value),
+            _ => None,
+        };
+        let keepable = |keep: bool| short.filter(|_| keep);
         let kept = |keep: bool| keepable(keep).map(Kept::from);
         self.stores += 1;
         if let Some(stale) = self.fence(epoch) {
@@ -343,40 +415,24 @@ impl Store {
             .max_memory
             .saturating_sub(self.map.heap_bytes() + staged);
         let Some(pending_new) = self.durable.as_ref().map(Durable::staged_new_keys) else {
-            let body = match self.map.put_within(key, version, value, room) {
+            let kept = id.map(|(_, keep)| kept(keep));
+            let put = match incoming {
+                Incoming::Borrowed { key, value } => self.map.put_within(key, version, value, room),
+                Incoming::Taken(record) => self.map.put_within_record(record, room),
+            };
+            let body = match put {
                 Ok(put) => {
-                    if let Some((id, keep)) = id {
-                        self.writers.stored(id, version, kept(keep), self.now);
+                    if let (Some((id, _)), Some(kept)) = (id, kept) {
+                        self.writers.stored(id, version, kept, self.now);
                     }
                     match put {
                         Put::Older { held } => Body::Ack { version: held },
                         _ => Body::Ack { version },
                     }
                 }
-                Err(no) => self.no_room(no, value.len()),
+                Err(no) => self.no_room(no, value_len),
             };
             return Some(Reply::Frame(Frame::new(req, body)));
-        };
-        let old = self.map.get(key).map(|(_, v)| v.len());
-        let growth = self.map.growth(key.len(), value.len(), old, pending_new);
-        if growth > room {
-            let body = self.no_room(NoRoom::Cap { needed: growth }, value.len());
-            return Some(Reply::Frame(Frame::new(req, body)));
-        }
-        // Everything applying the STORE will allocate, allocated now: once the log has it,
-        // it must be applied.
-        let reserved = match old {
-            None => self.map.try_reserve(pending_new + 1),
-            Some(_) => Ok(()),
-        };
-        let record =
-            reserved.and_then(|()| Record::try_new(version, key, value).ok_or(NoRoom::Alloc));
-        let record = match record {
-            Ok(r) => r,
-            Err(no) => {
-                let body = self.no_room(no, value.len());
-                return Some(Reply::Frame(Frame::new(req, body)));
-            }
         };
         let writer = id.map(|(id, keep)| record::Writer {
             client: id.client,
@@ -384,9 +440,40 @@ impl Store {
             acked: id.acked,
             kept: keepable(keep),
         });
+        let new_key = self.map.get(incoming.key()).is_none();
+        let growth = match &incoming {
+            Incoming::Borrowed { key, value } => {
+                let old = self.map.get(key).map(|(_, v)| v.len());
+                self.map.growth(key.len(), value.len(), old, pending_new)
+            }
+            Incoming::Taken(record) => self.map.growth_of(record, pending_new),
+        };
+        if growth > room {
+            let body = self.no_room(NoRoom::Cap { needed: growth }, value_len);
+            return Some(Reply::Frame(Frame::new(req, body)));
+        }
+        // Everything applying the STORE will allocate, allocated now: once the log has it,
+        // it must be applied.
+        let reserved = match new_key {
+            true => self.map.try_reserve(pending_new + 1),
+            false => Ok(()),
+        };
+        let record = reserved.and_then(|()| match incoming {
+            Incoming::Borrowed { key, value } => {
+                Record::try_new(version, key, value).ok_or(NoRoom::Alloc)
+            }
+            Incoming::Taken(record) => Ok(record),
+        });
+        let record = match record {
+            Ok(r) => r,
+            Err(no) => {
+                let body = self.no_room(no, value_len);
+                return Some(Reply::Frame(Frame::new(req, body)));
+            }
+        };
         let d = self.durable.as_mut().expect("checked above");
         d.set_now(self.now);
-        let full = d.stage_store(req, record, writer.as_ref(), growth, old.is_none());
+        let full = d.stage_store(req, record, writer.as_ref(), growth, new_key);
         if let Some((id, keep)) = id {
             self.staged_writers
                 .push_back((req, id, version, kept(keep)));

@@ -21,17 +21,29 @@ use dsm_wire::plain_version;
 
 const HEADER: usize = 4;
 
+/// Set in the first word of a record that is a taken frame ([`Record::from_frame`]); the rest
+/// of that word is the key's length, the next two words where the key and the value start.
+const TAKEN: u32 = 1 << 31;
+/// A taken frame's record header: the flagged key length, the key's and the value's offsets.
+const TAKEN_HEADER: usize = 12;
+
 /// One key's newest version and its bytes.
 pub struct Record {
     version: u64,
-    /// `[key length: u32 BE][key][value]`.
+    /// `[key length: u32 BE][key][value]`, or a large STORE's whole frame (with the bytes read
+    /// before it), taken from its connection without a copy: `[TAKEN | key length: u32 BE]
+    /// [key offset: u32 BE][value offset: u32 BE][the rest of the frame's head][key][...]
+    /// [value]`, the value running to the end (whatever followed it in the frame cut off).
     bytes: Box<[u8]>,
 }
 
 impl Record {
     /// `None` if the allocation fails.
     pub fn try_new(version: u64, key: &[u8], value: &[u8]) -> Option<Record> {
-        let klen = u32::try_from(key.len()).expect("key over u32::MAX bytes");
+        let klen = u32::try_from(key.len())
+            .ok()
+            .filter(|&l| l < TAKEN)
+            .expect("key over 2^31 bytes");
         let mut bytes = Vec::new();
         bytes
             .try_reserve_exact(HEADER + key.len() + value.len())
@@ -45,22 +57,85 @@ impl Record {
         })
     }
 
+    /// The record of a STORE whose frame was read into `buf` and taken out of the connection
+    /// whole, its key at `buf[key]` and its value at `buf[value]`: `buf` itself becomes the
+    /// record (its first bytes, before the key, overwritten with the header), so a large
+    /// value is not copied again after the kernel put it there. `Err(buf)` back when the
+    /// layout does not allow it (the key in the first bytes, the value before the key, or
+    /// more bytes before the frame than an eighth of the value: those would be kept too),
+    /// for the caller to copy from.
+    pub fn from_frame(
+        version: u64,
+        mut buf: Vec<u8>,
+        key: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Result<Record, Vec<u8>> {
+        let fits = |n: usize| u32::try_from(n).ok().filter(|&n| n < TAKEN);
+        let (Some(klen), Some(koff), Some(voff)) =
+            (fits(key.len()), fits(key.start), fits(value.start))
+        else {
+            return Err(buf);
+        };
+        if key.start < TAKEN_HEADER
+            || key.end > value.start
+            || value.end > buf.len()
+            || key.start > value.len() / 8
+        {
+            return Err(buf);
+        }
+        buf.truncate(value.end);
+        buf[..4].copy_from_slice(&(TAKEN | klen).to_be_bytes());
+        buf[4..8].copy_from_slice(&koff.to_be_bytes());
+        buf[8..12].copy_from_slice(&voff.to_be_bytes());
+        Ok(Record {
+            version,
+            bytes: buf.into_boxed_slice(),
+        })
+    }
+
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    fn key_len(&self) -> usize {
-        let mut b = [0; HEADER];
-        b.copy_from_slice(&self.bytes[..HEADER]);
+    fn word(&self, at: usize) -> usize {
+        let mut b = [0; 4];
+        b.copy_from_slice(&self.bytes[at..at + 4]);
         u32::from_be_bytes(b) as usize
     }
 
+    /// Where the key starts, its length and where the value starts.
+    fn layout(&self) -> (usize, usize, usize) {
+        let first = self.word(0);
+        if first & TAKEN as usize == 0 {
+            (HEADER, first, HEADER + first)
+        } else {
+            (self.word(4), first & !(TAKEN as usize), self.word(8))
+        }
+    }
+
     pub fn key(&self) -> &[u8] {
-        &self.bytes[HEADER..HEADER + self.key_len()]
+        let (at, len, _) = self.layout();
+        &self.bytes[at..at + len]
     }
 
     pub fn value(&self) -> &[u8] {
-        &self.bytes[HEADER + self.key_len()..]
+        let (_, _, at) = self.layout();
+        &self.bytes[at..]
+    }
+
+    fn value_mut(&mut self) -> &mut [u8] {
+        let (_, _, at) = self.layout();
+        &mut self.bytes[at..]
+    }
+
+    /// A byte of the key, to bring the record into the cache ([`Table::warm`]).
+    fn first_key_byte(&self) -> u8 {
+        let (at, len, _) = self.layout();
+        if len == 0 {
+            0
+        } else {
+            self.bytes[at]
+        }
     }
 
     /// The heap this record's block takes.
@@ -119,7 +194,13 @@ pub struct Table {
     index: TagIndex,
     /// The heap of every record's block.
     blocks: usize,
+    /// The block of the last large record replaced, for the connection to read the next
+    /// large frame into ([`Table::take_recycled`]); not counted in `blocks`.
+    recycled: Option<Box<[u8]>>,
 }
+
+/// A replaced record's block at least this large is kept for [`Table::take_recycled`].
+const RECYCLE_MIN: usize = 64 * 1024;
 
 impl Table {
     pub fn len(&self) -> usize {
@@ -153,7 +234,7 @@ impl Table {
         likely.extend(hashes.iter().filter_map(|&h| self.index.likely(h)));
         likely.iter().fold(0, |sink, &pos| {
             let r = &self.records[pos];
-            sink ^ r.version ^ u64::from(r.bytes.get(HEADER).copied().unwrap_or(0))
+            sink ^ r.version ^ u64::from(r.first_key_byte())
         })
     }
 
@@ -233,7 +314,10 @@ impl Table {
                 }
                 let old_value = r.value().len();
                 self.blocks = self.blocks - r.heap_bytes() + record.heap_bytes();
-                *r = record;
+                let old = std::mem::replace(r, record);
+                if old.bytes.len() >= RECYCLE_MIN {
+                    self.recycled = Some(old.bytes);
+                }
                 Put::Replaced { old_value }
             }
             Found::Vacant(vacancy) => {
@@ -276,8 +360,7 @@ impl Table {
                 let old_value = r.value().len();
                 if old_value == value.len() {
                     let r = &mut self.records[pos];
-                    let start = HEADER + key.len();
-                    r.bytes[start..].copy_from_slice(value);
+                    r.value_mut().copy_from_slice(value);
                     r.version = version;
                     return Ok(Put::Replaced { old_value });
                 }
@@ -302,6 +385,44 @@ impl Table {
 
     /// [`Table::put_within`] with no limit; returns the version held afterwards. Panics if
     /// an allocation fails (tests and replay only).
+    /// The block of the last large record replaced, if not taken yet: its bytes are in
+    /// memory already, so a frame read into it costs no page faults and no zeroing
+    /// (`Conn::take_frame`'s spare). At most one is kept, until the next large frame.
+    pub fn take_recycled(&mut self) -> Option<Vec<u8>> {
+        self.recycled.take().map(Vec::from)
+    }
+
+    /// The heap a put of `record` would add: its block less the block it replaces, or, for
+    /// a new key, its block and the slots for it and `pending_new` keys staged before it.
+    pub fn growth_of(&self, record: &Record, pending_new: usize) -> usize {
+        match self.find(record.key()) {
+            Found::At(pos) => record
+                .heap_bytes()
+                .saturating_sub(self.records[pos].heap_bytes()),
+            Found::Vacant(_) => record.heap_bytes() + self.slots_growth(pending_new + 1),
+        }
+    }
+
+    /// Put a record made by the caller (a taken frame: [`Record::from_frame`]) if its
+    /// version is newer than the one held and what it adds to the heap is within `room`.
+    pub fn put_within_record(&mut self, record: Record, room: usize) -> Result<Put, NoRoom> {
+        let held = match self.find(record.key()) {
+            Found::At(pos) => Some(self.records[pos].version),
+            Found::Vacant(_) => None,
+        };
+        if let Some(held) = held.filter(|&h| plain_version(h) >= plain_version(record.version)) {
+            return Ok(Put::Older { held });
+        }
+        let needed = self.growth_of(&record, 0);
+        if needed > room {
+            return Err(NoRoom::Cap { needed });
+        }
+        if held.is_none() {
+            self.try_reserve(1)?;
+        }
+        Ok(self.put_record(record))
+    }
+
     pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
         match self.put_within(key, version, value, usize::MAX) {
             Ok(Put::Older { held }) => held,
@@ -368,6 +489,7 @@ impl Table {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::ops::Range;
 
     #[test]
     fn behaves_like_a_map_that_keeps_the_newest_version() {
@@ -506,6 +628,117 @@ mod tests {
             t.put_within(b"k", 1, &[0; 5000], 0),
             Ok(Put::Older { held: 4 })
         );
+    }
+
+    /// A frame-like buffer: `before` bytes read ahead of it, a 30-byte head, the key, a
+    /// 4-byte length, the value and one trailing byte; with the key's and value's ranges.
+    fn framed(before: usize, key: &[u8], value: &[u8]) -> (Vec<u8>, Range<usize>, Range<usize>) {
+        let mut buf = vec![0xEE; before + 30];
+        let k = buf.len()..buf.len() + key.len();
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        let v = buf.len()..buf.len() + value.len();
+        buf.extend_from_slice(value);
+        buf.push(1);
+        (buf, k, v)
+    }
+
+    #[test]
+    fn a_taken_frame_is_a_record_without_a_copy() {
+        let value: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let (buf, k, v) = framed(100, b"big", &value);
+        let at = buf[v.clone()].as_ptr();
+        let r = Record::from_frame(7, buf, k, v.clone()).expect("a taken record");
+        assert_eq!(
+            (r.version(), r.key(), r.value()),
+            (7, &b"big"[..], &value[..])
+        );
+        assert_eq!(r.value().as_ptr(), at, "the value stays where it was read");
+        assert_eq!(
+            r.heap_bytes(),
+            block_bytes(v.end),
+            "the trailing byte is cut off"
+        );
+
+        // Layouts that would keep too much, or that leave no room for the header, are
+        // given back.
+        let (buf, k, v) = framed(20_000, b"big", &value);
+        let back = Record::from_frame(7, buf, k, v)
+            .err()
+            .expect("12.5% would be waste");
+        assert_eq!(back.len(), 20_030 + 3 + 4 + 100_000 + 1, "given back whole");
+        let (buf, _, v) = framed(0, b"big", &value);
+        assert!(
+            Record::from_frame(7, buf, 2..5, v).is_err(),
+            "key in the header"
+        );
+        let (buf, k, v) = framed(0, b"big", &value);
+        assert!(
+            Record::from_frame(7, buf, v, k).is_err(),
+            "value before the key"
+        );
+        let (buf, k, v) = framed(0, b"big", &value);
+        assert!(
+            Record::from_frame(7, buf, k, v.start..v.end + 10).is_err(),
+            "past the end"
+        );
+    }
+
+    #[test]
+    fn taken_records_are_put_counted_recycled_and_overwritten_in_place() {
+        let mut t = Table::default();
+        t.put(b"small", 1, b"v");
+        let value = vec![5u8; 80_000];
+        let taken = |version: u64, fill: u8| {
+            let (buf, k, v) = framed(0, b"big", &vec![fill; 80_000]);
+            Record::from_frame(version, buf, k, v).expect("a taken record")
+        };
+        // Too little room: refused, nothing changes.
+        let r = t.put_within_record(taken(3, 5), 1000);
+        assert!(matches!(r, Err(NoRoom::Cap { .. })), "{r:?}");
+        assert_eq!((t.get(b"big"), t.heap_bytes()), (None, counted(&t)));
+
+        let predicted = t.growth_of(&taken(3, 5), 0);
+        let before = t.heap_bytes();
+        assert_eq!(
+            t.put_within_record(taken(3, 5), usize::MAX),
+            Ok(Put::Inserted)
+        );
+        assert_eq!(t.heap_bytes() - before, predicted);
+        assert_eq!(t.get(b"big"), Some((3, &value[..])));
+        assert_eq!(t.heap_bytes(), counted(&t));
+        assert_eq!(t.take_recycled(), None, "nothing replaced yet");
+
+        assert_eq!(
+            t.put_within_record(taken(2, 9), usize::MAX),
+            Ok(Put::Older { held: 3 })
+        );
+        let old_block = t.at(1).expect("big").value().as_ptr() as usize;
+        assert_eq!(
+            t.put_within_record(taken(4, 6), usize::MAX),
+            Ok(Put::Replaced { old_value: 80_000 })
+        );
+        assert_eq!(t.get(b"big"), Some((4, &[6u8; 80_000][..])));
+        assert_eq!(t.heap_bytes(), counted(&t));
+        let spare = t.take_recycled().expect("the replaced block");
+        let range = spare.as_ptr() as usize..spare.as_ptr() as usize + spare.len();
+        assert!(
+            range.contains(&old_block),
+            "the replaced record's own block"
+        );
+        assert_eq!(t.take_recycled(), None, "handed out once");
+
+        // A value of the same length copied in over a taken record lands in its value, not
+        // over its key.
+        assert_eq!(
+            t.put_within(b"big", 5, &[8; 80_000], usize::MAX),
+            Ok(Put::Replaced { old_value: 80_000 })
+        );
+        assert_eq!(t.get(b"big"), Some((5, &[8u8; 80_000][..])));
+        assert_eq!(t.get(b"small"), Some((1, &b"v"[..])));
+        let dropped = t.drop_stale(b"big", 5).expect("dropped");
+        assert_eq!((dropped.key_len, dropped.value_len), (3, 80_000));
+        assert_eq!(t.heap_bytes(), counted(&t));
     }
 
     #[test]

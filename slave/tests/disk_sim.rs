@@ -386,3 +386,35 @@ fn with_fsync_always_a_sync_longer_than_the_master_timeout_does_not_make_the_sla
         "a silent master is still left"
     );
 }
+
+/// Large STOREs (their frames kept as the records, `Record::from_frame`) go to the log like
+/// any other: replaced, refused when the disk is full (and not applied), and back whole after
+/// a power cut.
+#[test]
+fn large_values_kept_as_their_frames_are_logged_and_come_back_after_a_power_cut() {
+    let disk = MemDisk::new();
+    let mut net = slave_on(&disk, Fsync::Always, u64::MAX);
+    let big = |seed: u8| -> Vec<u8> { (0..200_000u32).map(|i| (i as u8) ^ seed).collect() };
+    for (req, (key, seed)) in [("a", 1u8), ("b", 2), ("a", 3)].into_iter().enumerate() {
+        let req = req as u64 + 1;
+        let ack = net.ask(store(req, req, key, &big(seed)));
+        assert_eq!(ack, Some(Frame::new(req, Body::Ack { version: req })));
+    }
+    let len = disk.file(LOG).unwrap().len() as u64;
+    disk.set_capacity(Some(len + 1000));
+    let refused = net.ask(store(9, 9, "b", &big(9))).unwrap();
+    assert_eq!(error_code(&refused), Some(ErrorCode::Disk), "{refused:?}");
+    let fetched = |net: &mut Net, key: &str| match net.ask(fetch(20, key)).map(|f| f.body) {
+        Some(Body::Fetched { version, value }) => (version, value),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        fetched(&mut net, "b"),
+        (2, big(2)),
+        "the refused STORE not applied"
+    );
+
+    let mut back = slave_on(&disk.after_power_cut(), Fsync::Always, u64::MAX);
+    assert_eq!(fetched(&mut back, "a"), (3, big(3)));
+    assert_eq!(fetched(&mut back, "b"), (2, big(2)));
+}

@@ -333,6 +333,51 @@ fn nothing_reaches_the_store_before_a_welcome() {
     );
 }
 
+/// A large STORE is taken out of the connection with its buffer, which becomes the record
+/// (`Slave::on_taken`, as the event loop hands it over): it is ACKed and fetched whole, a newer
+/// one replaces it and an older one does not, and before a WELCOME it reaches no store.
+#[test]
+fn large_stores_kept_as_their_frames_are_served_like_any_other() {
+    let big = |seed: u8| -> String {
+        (0..100_000u32)
+            .map(|i| char::from(b'a' + ((i as u8) ^ seed) % 26))
+            .collect()
+    };
+    let (a, b) = (addr(7000), addr(7002));
+    let mut net = Net::new(config(&[a, b], None));
+    let forged = big(0);
+    net.listen(
+        a,
+        Listener::Accept(Box::new(move |f| match f.body {
+            Body::Hello { .. } => vec![store(1, 9, 9, "k", &forged)],
+            _ => vec![],
+        })),
+    );
+    net.listen(b, welcoming(1, false));
+    net.run_for(50 * MS);
+    assert!(net.slave.store().is_empty(), "the STORE before WELCOME");
+    assert_eq!(net.slave.store().epoch(), 1);
+    assert_eq!(net.peer(), Some(b));
+
+    let fetched = |net: &mut Net, req: u64| match net.ask(fetch(req, 1, "k")).map(|f| f.body) {
+        Some(Body::Fetched { version, value }) => (version, String::from_utf8(value).unwrap()),
+        other => panic!("{other:?}"),
+    };
+    for (req, version, seed, held) in [(2, 5, 1, 5), (4, 7, 2, 7), (6, 6, 3, 7)] {
+        let ack = net.ask(store(req, 1, version, "k", &big(seed)));
+        let want = Frame::new(req, Body::Ack { version: held });
+        assert_eq!(ack, Some(want));
+        assert_eq!(
+            fetched(&mut net, req + 1),
+            (held, big(if held == 7 { 2 } else { seed }))
+        );
+    }
+    // An older epoch is fenced off, large or not.
+    let stale = net.ask(store(8, 0, 9, "k", &big(4))).unwrap();
+    assert!(matches!(stale.body, Body::Error { .. }), "{stale:?}");
+    assert_eq!(fetched(&mut net, 9), (7, big(2)));
+}
+
 #[test]
 fn with_a_secret_a_strangers_welcome_cannot_wipe_the_store() {
     let (a, b) = (addr(7000), addr(7002));
