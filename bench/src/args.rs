@@ -118,6 +118,19 @@ fn options() -> getopts::Options {
     );
     opts.optopt(
         "",
+        "slow-log",
+        "write each timed request slower than --slow-us to FILE: when it was answered \
+         (µs since the generator started) and its latency (µs), one per line",
+        "FILE",
+    );
+    opts.optopt(
+        "",
+        "slow-us",
+        "the latency over which --slow-log writes a request (default 1000)",
+        "US",
+    );
+    opts.optopt(
+        "",
         "redis",
         "measure the Redis server at ADDR (host:port) instead of a dsm master",
         "ADDR",
@@ -197,6 +210,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--op {op} writes decimal numbers; it takes no --value-size"
         ));
     }
+    let slow_us = count(&m, "slow-us", 1000, u64::MAX / 1000)?;
+    if m.opt_present("slow-us") && !m.opt_present("slow-log") {
+        return Err("--slow-us says which requests --slow-log writes; give --slow-log FILE".into());
+    }
+    let slow_log = m.opt_str("slow-log").map(|p| (PathBuf::from(p), slow_us));
     let redis =
         match m.opt_str("redis") {
             None => None,
@@ -221,6 +239,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         burst,
         json: m.opt_present("json"),
         hist: m.opt_str("hist").map(PathBuf::from),
+        slow_log,
         redis,
     }))
 }
@@ -297,6 +316,17 @@ mod tests {
         assert_eq!(c.rate, Some(2500.5));
         assert!(c.json);
         assert_eq!(c.hist, Some(PathBuf::from("/tmp/h.txt")));
+    }
+
+    #[test]
+    fn the_slow_log_takes_a_file_and_a_threshold() {
+        assert_eq!(run("--op write").slow_log, None);
+        let c = run("--op write --slow-log /tmp/s.txt");
+        assert_eq!(c.slow_log, Some((PathBuf::from("/tmp/s.txt"), 1000)));
+        let c = run("--op write --slow-log /tmp/s.txt --slow-us 250");
+        assert_eq!(c.slow_log, Some((PathBuf::from("/tmp/s.txt"), 250)));
+        assert!(err("--op write --slow-us 250").contains("give --slow-log FILE"));
+        assert!(err("--op write --slow-log f --slow-us 0").contains("--slow-us takes a positive"));
     }
 
     #[test]

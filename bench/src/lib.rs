@@ -122,6 +122,9 @@ pub struct BenchConfig {
     pub burst: bool,
     pub json: bool,
     pub hist: Option<PathBuf>,
+    /// Write every timed request slower than `.1` (µs) to the file `.0`: when it was
+    /// answered and how long it took (`--slow-log`, `--slow-us`).
+    pub slow_log: Option<(PathBuf, u64)>,
     /// Measure the Redis server at this address instead of a dsm master (PING, SET, GET over
     /// RESP), with the same loop, schedule, keys, values, checks and histogram.
     pub redis: Option<SocketAddr>,
@@ -245,6 +248,17 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             return e.exit_code();
         }
     };
+    if let Some((path, over_us)) = &cfg.slow_log {
+        let text = report::slow_log(&summary.slow, *over_us);
+        if let Err(e) = std::fs::write(path, text) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "dsm-client bench: cannot write {}: {e}",
+                path.display()
+            );
+            return 1;
+        }
+    }
     if let Some(path) = &cfg.hist {
         let text = report::percentile_distribution(
             &summary.hist,

@@ -39,6 +39,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Latency per request, nanoseconds.
     pub hist: Histogram<u64>,
+    /// `--slow-log`: the slow requests, (answered at, latency) in ns on the driver's clock.
+    pub slow: Vec<(u64, u64)>,
 }
 
 impl Summary {
@@ -183,6 +185,25 @@ pub fn percentile_distribution(hist: &Histogram<u64>, scale: f64, ticks: u32) ->
     out
 }
 
+/// The `--slow-log` file: a comment line, then one line per request slower than `over_us`, in
+/// the order answered: when (µs since the generator's clock started) and the latency (µs).
+pub fn slow_log(slow: &[(u64, u64)], over_us: u64) -> String {
+    let mut out = format!(
+        "# requests slower than {over_us} us: answered at (us since the generator started), \
+         latency (us); {} of them{}\n",
+        slow.len(),
+        if slow.len() >= crate::tally::SLOW_MAX {
+            " (the most kept)"
+        } else {
+            ""
+        }
+    );
+    for &(at, latency) in slow {
+        out.push_str(&format!("{} {}\n", at / 1000, latency / 1000));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +301,7 @@ mod tests {
             read_back: None,
             elapsed: Duration::from_millis(2),
             hist: hist_of(&[10, 20, 30]),
+            slow: Vec::new(),
         };
         assert_eq!(
             s.json(),

@@ -15,6 +15,9 @@ use crate::{BenchConfig, Workload};
 
 pub use crate::model::Request;
 
+/// `--slow-log` keeps at most this many requests (16 MiB of notes).
+pub const SLOW_MAX: usize = 1 << 20;
+
 pub struct Tally {
     workload: Workload,
     /// Key numbers are zero-padded to this many digits (0: not padded).
@@ -29,6 +32,9 @@ pub struct Tally {
     /// A number SET by incr and mix-all, rendered in decimal at its end.
     num: [u8; 20],
     latencies: Latencies,
+    /// `--slow-log`: the latency (ns) over which a request is noted, and the notes so far
+    /// (when answered, latency; both ns on the driver's clock), at most [`SLOW_MAX`].
+    slow: Option<(u64, Vec<(u64, u64)>)>,
     pub completed: u64,
     /// Timed answers that were exactly what was predicted.
     pub checked: u64,
@@ -60,6 +66,10 @@ impl Tally {
             model: Model::new(cfg.workload, cfg.keys, cfg.clients),
             num: [0; 20],
             latencies: Latencies::new(),
+            slow: cfg
+                .slow_log
+                .as_ref()
+                .map(|(_, us)| (us.saturating_mul(1000), Vec::new())),
             completed: 0,
             checked: 0,
             verified: 0,
@@ -247,6 +257,17 @@ impl Tally {
         }
     }
 
+    /// Note a timed reply answered at `done_nanos` (the driver's clock) that took
+    /// `latency_nanos`, if `--slow-log` wants it.
+    #[inline]
+    pub fn note_slow(&mut self, done_nanos: u64, latency_nanos: u64) {
+        if let Some((over, notes)) = &mut self.slow {
+            if latency_nanos > *over && notes.len() < SLOW_MAX {
+                notes.push((done_nanos, latency_nanos));
+            }
+        }
+    }
+
     /// Count a timed reply that took `latency_nanos`; `Some` describes a failure (it is counted
     /// either way). The reply is only borrowed: a VALUE is checked where the decoder left it,
     /// in the connection's read buffer, so a READ costs no allocation and no copy.
@@ -400,6 +421,11 @@ impl Tally {
             read_back: cfg.workload.reads_back().then_some(cfg.keys as u64),
             elapsed,
             hist: self.latencies.take(),
+            slow: self
+                .slow
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.1))
+                .unwrap_or_default(),
         }
     }
 }
@@ -433,6 +459,7 @@ mod tests {
             burst: false,
             json: false,
             hist: None,
+            slow_log: None,
             redis: None,
         }
     }

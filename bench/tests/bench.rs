@@ -97,6 +97,10 @@ fn answer(request: Body, mode: Fake, store: &Store) -> Body {
 }
 
 fn read_bench(mode: Fake) -> Summary {
+    read_bench_with(mode, None)
+}
+
+fn read_bench_with(mode: Fake, slow_log: Option<(std::path::PathBuf, u64)>) -> Summary {
     let cfg = BenchConfig {
         workload: Workload::Read,
         clients: CLIENTS,
@@ -109,6 +113,7 @@ fn read_bench(mode: Fake) -> Summary {
         burst: false,
         json: false,
         hist: None,
+        slow_log,
         redis: None,
     };
     dsm_bench::run(&cfg, &[fake_master(mode)], None).expect("the run completes")
@@ -138,4 +143,26 @@ fn every_not_found_is_counted() {
         counts(&read_bench(Fake::Forgetful)),
         (0, REQUESTS, 0, REQUESTS)
     );
+}
+
+/// `--slow-log` notes the timed requests over its threshold, in the order answered: over 1 µs
+/// (every request on a real socket), all of them; over an hour, none.
+#[test]
+fn the_slow_log_notes_the_requests_over_its_threshold() {
+    let all = read_bench_with(Fake::Honest, Some(("unused".into(), 1)));
+    assert_eq!(all.slow.len() as u64, REQUESTS);
+    assert!(all.slow.iter().all(|&(_, latency)| latency > 1000));
+    assert!(
+        all.slow.windows(2).all(|w| w[0].0 <= w[1].0),
+        "in the order answered"
+    );
+    let text = dsm_bench::report::slow_log(&all.slow, 1);
+    assert_eq!(
+        text.lines().count() as u64,
+        REQUESTS + 1,
+        "a comment line, then one each"
+    );
+    assert!(text.starts_with("# requests slower than 1 us"), "{text}");
+    let none = read_bench_with(Fake::Honest, Some(("unused".into(), 3_600_000_000)));
+    assert!(none.slow.is_empty());
 }

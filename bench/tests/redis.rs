@@ -131,6 +131,7 @@ fn bench(workload: Workload, mode: Fake, value_size: usize, rate: Option<f64>) -
         burst: false,
         json: false,
         hist: None,
+        slow_log: None,
         redis: Some(fake_redis(mode)),
     };
     dsm_bench::run(&cfg, &[], None).expect("the run completes")
@@ -223,6 +224,7 @@ fn nobody_listening_is_a_connect_error() {
         burst: false,
         json: false,
         hist: None,
+        slow_log: None,
         redis: Some(addr),
     };
     let e = dsm_bench::run(&cfg, &[], None).unwrap_err();

@@ -96,6 +96,7 @@ impl Pending {
                 .map_err(BenchError::Preload);
         }
         let latency = now.saturating_sub(self.since);
+        tally.note_slow(now, latency);
         if let Some(why) = tally.on_reply(self.request, reply, latency) {
             if tally.failures() <= LOGGED_FAILURES {
                 warn!("bench: {why}");
