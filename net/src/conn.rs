@@ -416,6 +416,22 @@ impl Conn {
         Some((Rc::new(buf), range))
     }
 
+    /// Read into `buf` from now on, if it is longer than this connection's own buffer (the
+    /// bytes received and not taken yet move to its front); else drop it. For a buffer freed
+    /// elsewhere whose bytes are already in memory (the slave's replaced record): the next
+    /// large frame is read into it without the kernel faulting pages in or
+    /// [`Conn::read_upto`] zeroing them. Not while the loop's scratch buffer is lent.
+    pub fn offer_buffer(&mut self, mut buf: Vec<u8>) {
+        let held = self.rend - self.rpos;
+        if self.lent || buf.len() <= self.rbuf.len() || buf.len() < held {
+            return;
+        }
+        buf[..held].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+        self.rbuf = buf;
+        self.rpos = 0;
+        self.rend = held;
+    }
+
     /// The opcode and length of the next frame, without taking it, once its header is in
     /// (not while a refused frame is being skipped).
     pub fn peek_header(&self) -> Option<(u8, usize)> {
@@ -912,6 +928,44 @@ mod tests {
         assert_eq!(&buf[range], &second[..]);
         assert_eq!(buf.as_ptr(), at, "read into the spare, not moved");
         assert_eq!(buf.capacity(), first.len(), "not grown");
+    }
+
+    /// A buffer offered to a connection is read into from then on if it is longer than the
+    /// connection's own (the bytes received so far move to its front), and dropped if not.
+    #[test]
+    fn an_offered_buffer_is_read_into_if_it_is_longer() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        conn.keep_buffers(true);
+        let frame_of = |n: usize| {
+            let mut b = Vec::new();
+            let body = dsm_wire::Body::Write {
+                key: b"k".to_vec(),
+                value: vec![7u8; n],
+            };
+            encode(&Frame::new(1, body), &mut b);
+            b
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let read_in = |conn: &mut Conn, n: usize| {
+            while conn.unread() < n {
+                assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+                let _ = conn.read_some();
+            }
+        };
+        let frame = frame_of(200_000);
+        // The first 100 bytes arrive before the offer, the rest after.
+        peer.write_all(&frame[..100]).unwrap();
+        read_in(&mut conn, 100);
+        conn.offer_buffer(vec![0u8; 10]);
+        let offered = vec![0u8; frame.len()];
+        let at = offered.as_ptr();
+        conn.offer_buffer(offered);
+        assert_eq!(conn.unread(), 100, "the bytes received are kept");
+        peer.write_all(&frame[100..]).unwrap();
+        read_in(&mut conn, frame.len());
+        let (buf, range) = conn.take_frame(1000, None).expect("whole");
+        assert_eq!(&buf[range], &frame[..]);
+        assert_eq!(buf.as_ptr(), at, "read into the buffer offered");
     }
 
     /// Frames queued with shared and owned values between copied ones reach the peer byte for

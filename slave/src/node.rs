@@ -329,12 +329,21 @@ impl Node {
             if conn.pending() > MAX_UNSENT {
                 return Ok(());
             }
-            if let Some((buf, range)) = take_large_store(conn, &mut self.slave) {
+            // The block of a record replaced since (a large STORE's, applied at once or from
+            // the log) is the buffer the next large frame is read into: handed over now, so
+            // it is never held beside the connection's own.
+            if let Some(spare) = self.slave.spare_buffer() {
+                conn.offer_buffer(spare);
+            }
+            if let Some((buf, range)) = take_large_store(conn) {
                 match self.slave.on_taken(buf, range, now) {
                     Ok(Some(Reply::Frame(reply))) => conn.send(&reply),
                     Ok(Some(Reply::Borrowed(req, body))) => conn.send_ref(req, &body),
                     Ok(None) => {}
                     Err(e) => return Err(format!("bad frame from the master: {e}")),
+                }
+                if let Some(spare) = self.slave.spare_buffer() {
+                    conn.offer_buffer(spare);
                 }
                 if self.slave.has_out() {
                     self.apply_out(now);
@@ -397,17 +406,15 @@ pub fn takes_frame(op: u8, len: usize) -> bool {
     store.contains(&op) && len >= TAKE_STORE_MIN
 }
 
-/// The large STORE at the front of `conn`, all of it buffered, with its buffer; the
-/// connection reads on into the block of a record it replaced, if the slave has one.
-fn take_large_store(
-    conn: &mut Conn,
-    slave: &mut Slave,
-) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+/// The large STORE at the front of `conn`, all of it buffered, with its buffer (the
+/// connection keeps the bytes after it in a buffer of their own, until it is offered the block
+/// of the record the STORE replaces: `Conn::offer_buffer`).
+fn take_large_store(conn: &mut Conn) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
     let (op, len) = conn.peek_header()?;
     if !takes_frame(op, len) || conn.unread() < len {
         return None;
     }
-    let (buf, range) = conn.take_frame(TAKE_STORE_MIN, slave.spare_buffer())?;
+    let (buf, range) = conn.take_frame(TAKE_STORE_MIN, None)?;
     // Fresh from `take_frame`, so never shared; a copy rather than a lost frame if it were.
     let buf = std::rc::Rc::try_unwrap(buf).unwrap_or_else(|shared| (*shared).clone());
     Some((buf, range))

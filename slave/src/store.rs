@@ -397,6 +397,21 @@ impl Store {
         id: Option<(WriteId, bool)>,
         incoming: Incoming<'_>,
     ) -> Option<Reply<'_>> {
+        // A taken frame's record also keeps the frame's head and the bytes read before it.
+        // Where that is what would not fit, the value is copied as any STORE's is (one as long
+        // as the value held, in place), so whether a STORE fits never depends on where its
+        // frame landed in the read buffer.
+        if let Incoming::Taken(record) = &incoming {
+            let staged = self.durable.as_ref().map_or(0, Durable::staged_growth);
+            let room = self
+                .max_memory
+                .saturating_sub(self.map.heap_bytes() + staged);
+            let pending_new = self.durable.as_ref().map_or(0, Durable::staged_new_keys);
+            if self.map.growth_of(record, pending_new) > room {
+                let (key, value) = (record.key(), record.value());
+                return self.store(req, epoch, version, id, Incoming::Borrowed { key, value });
+            }
+        }
         let value_len = incoming.value().len();
         // What a STORE_KEEP's record keeps: its value, if short enough (the log's record and
         // the one in memory alike). A taken frame's value is never that short.

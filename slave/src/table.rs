@@ -383,11 +383,10 @@ impl Table {
         }
     }
 
-    /// [`Table::put_within`] with no limit; returns the version held afterwards. Panics if
-    /// an allocation fails (tests and replay only).
     /// The block of the last large record replaced, if not taken yet: its bytes are in
     /// memory already, so a frame read into it costs no page faults and no zeroing
-    /// (`Conn::take_frame`'s spare). At most one is kept, until the next large frame.
+    /// (`Conn::offer_buffer`). At most one is kept; the event loop takes it after every
+    /// frame it hands over, so it is not held beside the connection's read buffer.
     pub fn take_recycled(&mut self) -> Option<Vec<u8>> {
         self.recycled.take().map(Vec::from)
     }
@@ -423,6 +422,8 @@ impl Table {
         Ok(self.put_record(record))
     }
 
+    /// [`Table::put_within`] with no limit; returns the version held afterwards. Panics if
+    /// an allocation fails (tests and replay only).
     pub fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> u64 {
         match self.put_within(key, version, value, usize::MAX) {
             Ok(Put::Older { held }) => held,

@@ -378,6 +378,63 @@ fn large_stores_kept_as_their_frames_are_served_like_any_other() {
     assert_eq!(fetched(&mut net, 9), (7, big(2)));
 }
 
+/// A large STORE's record keeps the bytes read before its frame; at `--max-memory` that must
+/// not turn away a STORE that fits as a copy: one as long as the value held always fits.
+#[test]
+fn at_the_memory_cap_a_large_store_as_long_as_the_value_held_still_fits() {
+    let value = |fill: char| fill.to_string().repeat(200_000);
+    let a = addr(7000);
+    let registered = |max_memory: u64| {
+        let mut cfg = config(&[a], None);
+        cfg.max_memory = max_memory;
+        let mut net = Net::new(cfg);
+        net.listen(a, welcoming(1, false));
+        net.run_for(10 * MS);
+        assert!(net.slave.registered());
+        net
+    };
+    // How much one such key takes, read 16 bytes after the buffer's start.
+    let mut probe = registered(u64::MAX);
+    probe.read_before = 16;
+    probe.ask(store(1, 1, 1, "k", &value('a')));
+    let used = probe.slave.store().memory_used() as u64;
+
+    let mut net = registered(used);
+    net.read_before = 16;
+    let ack = net.ask(store(1, 1, 1, "k", &value('a')));
+    assert_eq!(ack, Some(Frame::new(1, Body::Ack { version: 1 })));
+    assert_eq!(
+        net.slave.store().memory_used() as u64,
+        used,
+        "at the cap exactly"
+    );
+    // The same length, its frame 20,000 bytes into the buffer: kept as its frame it would
+    // need those bytes more; copied in place it needs none.
+    net.read_before = 20_000;
+    let ack = net.ask(store(2, 1, 2, "k", &value('b')));
+    assert_eq!(ack, Some(Frame::new(2, Body::Ack { version: 2 })));
+    assert!(net.slave.store().memory_used() as u64 <= used);
+    match net.ask(fetch(3, 1, "k")).map(|f| f.body) {
+        Some(Body::Fetched {
+            version: 2,
+            value: v,
+        }) => assert_eq!(v, value('b').into_bytes()),
+        other => panic!("{other:?}"),
+    }
+    // A new key does not fit.
+    let refused = net.ask(store(4, 1, 3, "other", &value('c'))).unwrap();
+    assert!(
+        matches!(
+            &refused.body,
+            Body::Error {
+                code: ErrorCode::OutOfMemory,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn with_a_secret_a_strangers_welcome_cannot_wipe_the_store() {
     let (a, b) = (addr(7000), addr(7002));

@@ -70,6 +70,9 @@ pub struct Net {
     pub syncs_at_send: Vec<usize>,
     /// For each frame in `sent`, how many bytes of the log were synced when it was sent.
     pub synced_at_send: Vec<usize>,
+    /// Bytes read before each frame delivered, in the same buffer (earlier frames): a large
+    /// STORE's record keeps them (48 unless a test says).
+    pub read_before: usize,
 }
 
 pub fn addr(port: u16) -> SocketAddr {
@@ -136,6 +139,7 @@ impl Net {
             disk,
             syncs_at_send: Vec::new(),
             synced_at_send: Vec::new(),
+            read_before: 48,
         }
     }
 
@@ -283,10 +287,10 @@ impl Net {
         if self.isolated.contains(&at) {
             return;
         }
-        // As the event loop reads: after other frames (the 48 bytes before this one).
-        let mut bytes = vec![0xEE; 48];
+        // As the event loop reads: after other frames (`read_before` bytes of them).
+        let mut bytes = vec![0xEE; self.read_before];
         dsm_wire::encode(&frame, &mut bytes);
-        let whole = 48..bytes.len();
+        let whole = self.read_before..bytes.len();
         let op = frame.body.opcode() as u8;
         let reply = if dsm_slave::node::takes_frame(op, whole.len()) {
             // A large STORE: taken out of the connection with its buffer, as `node.rs` does.
