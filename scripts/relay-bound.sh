@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# What a 1 MiB WRITE at 1 x 1 can cost at best with a relay (the master) between the client and
+# two sinks (the slaves), against one hop straight to a server (as to Redis), with nothing of
+# dsm's in the path: `dsm-relay-bound` (bench/src/bin/dsm-relay-bound.rs). Placement as make
+# bench: the relay, or the one-hop server, alone on the last CPU; sinks and client on the rest.
+# Per round, in turn: one hop (client -> sink), store-and-forward (the relay reads the whole
+# frame, then writes it to each sink: dsm's master today) and cut-through (the relay writes each
+# piece to both sinks as it arrives), then store-and-forward to one sink (R=1). Prints every
+# run, then the medians and their ratios; with redis-server and redis-benchmark installed, also
+# redis-benchmark SET of the same size at 1 x 1 (redis-server where the relay is) each round.
+# Usage: scripts/relay-bound.sh [ROUNDS (5)]; environment FRAMES (1000), BYTES (1048576),
+#   BIN (target/release), PIN (1).
+set -euo pipefail
+PROG=relay-bound
+READY_TIMEOUT_S=10
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+ROUNDS=${1:-5}; FRAMES=${FRAMES:-1000}; BYTES=${BYTES:-1048576}; BIN=${BIN:-target/release}
+case $ROUNDS in '' | *[!0-9]* | 0*) die "ROUNDS must be a positive whole number" ;; esac
+[ -x "$BIN/dsm-relay-bound" ] || die "no $BIN/dsm-relay-bound: run 'cargo build --release' first"
+set_placement "${PIN:-1}"
+R=$BIN/dsm-relay-bound
+WITH_REDIS=0
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && WITH_REDIS=1
+
+# Start ROLE ARGS... with the given pin prefix (an array name); sets PORT and adds the pid.
+start() {
+    local -n pin=$1
+    local tag=$2
+    shift 2
+    "${pin[@]}" "$R" "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" &
+    pids+=("$!")
+    wait_for_line "$WORK/$tag.out" "^listening " "$!" "$tag"
+    PORT=$(sed -n 's/^listening //p' "$WORK/$tag.out")
+}
+rate() { sed -n 's/.*: \([0-9.]*\)\/s$/\1/p' <<<"$1"; }
+declare -A S
+echo "load before: $(cat /proc/loadavg); $PLACEMENT; $FRAMES frames of $BYTES bytes per run"
+for r in $(seq "$ROUNDS"); do
+    start MASTER_PIN "r$r-one" sink
+    out=$("${REST_PIN[@]}" "$R" client "$PORT" "$FRAMES" "$BYTES"); S[one]+="$(rate "$out") "
+    echo "round $r one hop:           $out"
+    for mode in store cut; do
+        start REST_PIN "r$r-$mode-a" sink; a=$PORT
+        start REST_PIN "r$r-$mode-b" sink; b=$PORT
+        start MASTER_PIN "r$r-$mode-relay" relay "$mode" "$a" "$b"
+        out=$("${REST_PIN[@]}" "$R" client "$PORT" "$FRAMES" "$BYTES"); S[$mode]+="$(rate "$out") "
+        printf 'round %s relay, %-6s %s\n' "$r" "$mode:" "$out"
+    done
+    if [ "$WITH_REDIS" = 1 ]; then
+        start_redis "r$r-redis"
+        "${REST_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c 1 -P 1 -n "$FRAMES" -d "$BYTES" -t set >"$WORK/r$r-redis.txt" 2>&1 || true
+        rps=$(awk '/throughput summary:/ {print $3}' "$WORK/r$r-redis.txt")
+        S[redis]+="$rps "
+        echo "round $r redis-benchmark SET: $rps/s"
+        kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    start REST_PIN "r$r-r1-a" sink; a=$PORT
+    start MASTER_PIN "r$r-r1-relay" relay store "$a"
+    out=$("${REST_PIN[@]}" "$R" client "$PORT" "$FRAMES" "$BYTES"); S[r1]+="$(rate "$out") "
+    echo "round $r relay to one sink, store: $out"
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+one=$(median <<<"${S[one]}"); store=$(median <<<"${S[store]}"); cut=$(median <<<"${S[cut]}"); r1=$(median <<<"${S[r1]}")
+echo "load after: $(cat /proc/loadavg)"
+if [ "$WITH_REDIS" = 1 ]; then
+    redis=$(median <<<"${S[redis]}")
+    echo "medians of $ROUNDS against redis-benchmark SET ($redis/s): one hop $(awk -v a="$one" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, relay store-and-forward $(awk -v a="$store" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, cut-through $(awk -v a="$cut" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, one sink $(awk -v a="$r1" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x"
+fi
+echo "medians of $ROUNDS: one hop $one/s; relay store-and-forward $store/s ($(awk -v a="$store" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop); relay cut-through $cut/s ($(awk -v a="$cut" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop); relay to one sink (R=1) $r1/s ($(awk -v a="$r1" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop)"
