@@ -8,14 +8,18 @@
 # piece to both sinks as it arrives), then store-and-forward to one sink (R=1). Prints every
 # run, then the medians and their ratios; with redis-server and redis-benchmark installed, also
 # redis-benchmark SET of the same size at 1 x 1 (redis-server where the relay is) each round.
+# With SMALL=1 (the default) the same again with 64-byte frames, 4 connections x 32 in flight
+# (make bench's WRITE 4 x 32): a mio relay (one loop, as dsm's master) to two sinks and to one,
+# beside a dsm cluster's WRITE and redis-benchmark SET in the same rounds.
 # Usage: scripts/relay-bound.sh [ROUNDS (5)]; environment FRAMES (1000), BYTES (1048576),
-#   BIN (target/release), PIN (1).
+#   SMALL (1), SMALL_FRAMES (2000000), BIN (target/release), PIN (1).
 set -euo pipefail
 PROG=relay-bound
 READY_TIMEOUT_S=10
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 ROUNDS=${1:-5}; FRAMES=${FRAMES:-1000}; BYTES=${BYTES:-1048576}; BIN=${BIN:-target/release}
+SMALL=${SMALL:-1}; SMALL_FRAMES=${SMALL_FRAMES:-2000000}
 case $ROUNDS in '' | *[!0-9]* | 0*) die "ROUNDS must be a positive whole number" ;; esac
 [ -x "$BIN/dsm-relay-bound" ] || die "no $BIN/dsm-relay-bound: run 'cargo build --release' first"
 set_placement "${PIN:-1}"
@@ -62,7 +66,42 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 one=$(median <<<"${S[one]}"); store=$(median <<<"${S[store]}"); cut=$(median <<<"${S[cut]}"); r1=$(median <<<"${S[r1]}")
+# The same shapes with small pipelined frames, as make bench's WRITE 4 x 32: a mio relay to two
+# sinks and to one, beside dsm (a fresh cluster, R=2, 3 slaves) and redis-benchmark SET.
+if [ "$SMALL" = 1 ]; then
+    for r in $(seq "$ROUNDS"); do
+        for n in 2 1; do
+            ports=()
+            for i in $(seq "$n"); do start REST_PIN "r$r-p$n-$i" psink; ports+=("$PORT"); done
+            start MASTER_PIN "r$r-p$n-relay" prelay 4 "${ports[@]}"
+            out=$("${REST_PIN[@]}" "$R" pclient "$PORT" 4 32 "$SMALL_FRAMES" 64); S[p$n]+="$(rate "$out") "
+            echo "round $r 4x32 relay to $n sink(s): $out"
+        done
+        start_dsm "$BIN" "r$r-dsm" 3
+        out=$("${REST_PIN[@]}" "$BIN/dsm-client" --master "$MASTER" bench --op write --clients 4 --pipeline 32 --requests "$SMALL_FRAMES" --value-size 64 --keys 1000 --json)
+        ops=$(sed -n 's/.*"ops_per_sec":\([0-9.]*\).*/\1/p' <<<"$out"); S[pdsm]+="$ops "
+        echo "round $r 4x32 dsm WRITE: $ops/s"
+        kill "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+        wait "$MASTER_PID" "${SLAVE_PIDS[@]}" 2>/dev/null || true
+        if [ "$WITH_REDIS" = 1 ]; then
+            start_redis "r$r-predis"
+            "${REST_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c 4 -P 32 -n "$SMALL_FRAMES" -d 64 -r 1000 -t set >"$WORK/r$r-predis.txt" 2>&1 || true
+            rps=$(awk '/throughput summary:/ {print $3}' "$WORK/r$r-predis.txt")
+            S[predis]+="$rps "
+            echo "round $r 4x32 redis-benchmark SET: $rps/s"
+            kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+        fi
+    done
+fi
 echo "load after: $(cat /proc/loadavg)"
+if [ "$SMALL" = 1 ]; then
+    p2=$(median <<<"${S[p2]}"); p1=$(median <<<"${S[p1]}"); pdsm=$(median <<<"${S[pdsm]}")
+    echo "4x32, 64-byte frames, medians of $ROUNDS: relay to two sinks $p2/s, to one sink $p1/s, dsm WRITE $pdsm/s ($(awk -v a="$pdsm" -v b="$p2" 'BEGIN {printf "%.2f", a / b}')x the relay to two sinks)"
+    if [ "$WITH_REDIS" = 1 ]; then
+        predis=$(median <<<"${S[predis]}")
+        echo "4x32 against redis-benchmark SET ($predis/s): relay to two sinks $(awk -v a="$p2" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, to one sink $(awk -v a="$p1" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, dsm $(awk -v a="$pdsm" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x"
+    fi
+fi
 if [ "$WITH_REDIS" = 1 ]; then
     redis=$(median <<<"${S[redis]}")
     echo "medians of $ROUNDS against redis-benchmark SET ($redis/s): one hop $(awk -v a="$one" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, relay store-and-forward $(awk -v a="$store" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, cut-through $(awk -v a="$cut" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, one sink $(awk -v a="$r1" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x"

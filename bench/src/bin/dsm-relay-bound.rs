@@ -10,14 +10,25 @@
 //! I/O, no parsing beyond the 4-byte length: a lower bound on each shape's cost, not dsm's.
 //! `scripts/relay-bound.sh` runs the three shapes side by side.
 //!
+//! The same at 4 × 32 with small frames (`psink`, `prelay`, `pclient`): the relay a single mio
+//! loop, as dsm's master is, forwarding every frame to each sink and answering a client's
+//! frame once every sink has answered it (sinks answer in order, one byte a frame); each
+//! client connection keeps DEPTH frames in flight.
+//!
 //! Usage:
 //!   dsm-relay-bound sink                          prints "listening PORT", serves one client
 //!   dsm-relay-bound relay store|cut PORT1 [PORT2] prints "listening PORT", one client
 //!   dsm-relay-bound client PORT FRAMES BYTES      prints "FRAMES frames of BYTES in S s: R/s"
+//!   dsm-relay-bound psink                         as sink, answering frames in batches
+//!   dsm-relay-bound prelay CONNS PORT1 [PORT2]    a mio relay for CONNS clients
+//!   dsm-relay-bound pclient PORT CONNS DEPTH FRAMES BYTES
 
-use std::io::{Read, Write};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
+
+use mio::{Events, Interest, Poll, Token};
 
 /// Pieces the relay forwards in `cut` mode, and the read size everywhere.
 const CHUNK: usize = 64 * 1024;
@@ -111,6 +122,212 @@ fn client(port: &str, frames: u64, bytes: usize) {
     );
 }
 
+/// Whole frames at the front of `buf[at..]`: how many, and where the first partial one starts.
+fn whole_frames(buf: &[u8], mut at: usize) -> (usize, usize) {
+    let mut n = 0;
+    while buf.len() - at >= 4 {
+        let len = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if buf.len() - at < 4 + len {
+            break;
+        }
+        at += 4 + len;
+        n += 1;
+    }
+    (n, at)
+}
+
+/// A sink for pipelined frames: reads what has come, answers one byte for each whole frame in
+/// it, in one write.
+fn psink() {
+    let (mut s, _) = listen().accept().expect("accept");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; 4 * CHUNK];
+    let (mut filled, mut acks) = (0, Vec::new());
+    loop {
+        if filled == buf.len() {
+            buf.resize(2 * buf.len(), 0);
+        }
+        let n = match s.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        filled += n;
+        let (frames, used) = whole_frames(&buf[..filled], 0);
+        buf.copy_within(used..filled, 0);
+        filled -= used;
+        acks.clear();
+        acks.resize(frames, 1u8);
+        if s.write_all(&acks).is_err() {
+            return;
+        }
+    }
+}
+
+/// One connection of the relay: its socket and the bytes read and to write.
+struct PConn {
+    stream: mio::net::TcpStream,
+    rbuf: Vec<u8>,
+    rend: usize,
+    wbuf: Vec<u8>,
+}
+
+impl PConn {
+    fn new(stream: mio::net::TcpStream) -> PConn {
+        stream.set_nodelay(true).expect("nodelay");
+        PConn {
+            stream,
+            rbuf: vec![0; 4 * CHUNK],
+            rend: 0,
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Read until the socket is empty; false once the peer has closed.
+    fn fill(&mut self) -> bool {
+        loop {
+            if self.rend == self.rbuf.len() {
+                self.rbuf.resize(2 * self.rbuf.len(), 0);
+            }
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return false,
+                Ok(n) => self.rend += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.wbuf.is_empty() {
+            match self.stream.write(&self.wbuf) {
+                Ok(n) => {
+                    self.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The relay for pipelined clients: one mio loop, every client frame to every sink, the
+/// client answered (one byte) once every sink has answered that frame.
+fn prelay(conns: usize, ports: &[&str]) {
+    let l = listen();
+    let mut poll = Poll::new().expect("poll");
+    let mut sinks: Vec<PConn> = ports
+        .iter()
+        .map(|p| {
+            let s = connect(p);
+            s.set_nonblocking(true).expect("nonblocking");
+            PConn::new(mio::net::TcpStream::from_std(s))
+        })
+        .collect();
+    for (i, s) in sinks.iter_mut().enumerate() {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(&mut s.stream, Token(1000 + i), both)
+            .expect("register");
+    }
+    let mut clients = Vec::new();
+    for i in 0..conns {
+        let (c, _) = l.accept().expect("accept");
+        c.set_nonblocking(true).expect("nonblocking");
+        let mut c = PConn::new(mio::net::TcpStream::from_std(c));
+        let both = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(&mut c.stream, Token(i), both)
+            .expect("register");
+        clients.push(c);
+    }
+    // The client of each frame forwarded and not yet answered, oldest first; how many
+    // each sink has answered.
+    let mut owners: VecDeque<usize> = VecDeque::new();
+    let mut acked = vec![0u64; sinks.len()];
+    let mut answered = 0u64;
+    let mut open = conns;
+    let mut events = Events::with_capacity(256);
+    while open > 0 {
+        poll.poll(&mut events, None).expect("poll");
+        for ev in events.iter() {
+            let Token(t) = ev.token();
+            if t >= 1000 {
+                let s = &mut sinks[t - 1000];
+                if ev.is_readable() {
+                    s.fill();
+                    acked[t - 1000] += s.rend as u64;
+                    s.rend = 0;
+                }
+            } else if ev.is_readable() {
+                let c = &mut clients[t];
+                if !c.fill() {
+                    open -= 1;
+                }
+                let (frames, used) = whole_frames(&c.rbuf[..c.rend], 0);
+                for s in &mut sinks {
+                    s.wbuf.extend_from_slice(&c.rbuf[..used]);
+                }
+                owners.extend(std::iter::repeat_n(t, frames));
+                c.rbuf.copy_within(used..c.rend, 0);
+                c.rend -= used;
+            }
+        }
+        let done = acked.iter().copied().min().unwrap_or(0);
+        while answered < done {
+            let owner = owners.pop_front().expect("an owner per frame");
+            clients[owner].wbuf.push(1);
+            answered += 1;
+        }
+        for s in &mut sinks {
+            s.flush();
+        }
+        for c in &mut clients {
+            c.flush();
+        }
+    }
+}
+
+/// CONNS connections (a thread each), DEPTH frames of BYTES in flight on each, FRAMES in all.
+fn pclient(port: &str, conns: usize, depth: usize, frames: u64, bytes: usize) {
+    let mut frame = vec![7u8; 4 + bytes];
+    frame[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
+    let batch: Vec<u8> = frame.repeat(depth);
+    let streams: Vec<TcpStream> = (0..conns).map(|_| connect(port)).collect();
+    let per = frames / conns as u64;
+    let start = Instant::now();
+    let threads: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let batch = batch.clone();
+            let size = frame.len();
+            std::thread::spawn(move || {
+                let first = (depth as u64).min(per);
+                s.write_all(&batch[..first as usize * size]).expect("send");
+                let (mut sent, mut done) = (first, 0u64);
+                let mut acks = vec![0u8; depth];
+                while done < per {
+                    let n = s.read(&mut acks).expect("acks");
+                    assert!(n > 0, "the relay closed");
+                    done += n as u64;
+                    let more = (n as u64).min(per - sent);
+                    s.write_all(&batch[..more as usize * size]).expect("send");
+                    sent += more;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = per * conns as u64;
+    println!(
+        "{total} frames of {bytes} in {secs:.3} s: {:.1}/s",
+        total as f64 / secs
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -123,13 +340,25 @@ fn main() {
             (Ok(f), Ok(b)) => client(port, f, b),
             _ => usage(),
         },
+        ["psink"] => psink(),
+        ["prelay", conns, ports @ ..] if (1..=2).contains(&ports.len()) => match conns.parse() {
+            Ok(n) => prelay(n, ports),
+            _ => usage(),
+        },
+        ["pclient", port, conns, depth, frames, bytes] => {
+            match (conns.parse(), depth.parse(), frames.parse(), bytes.parse()) {
+                (Ok(c), Ok(d), Ok(f), Ok(b)) if c > 0 && d > 0 => pclient(port, c, d, f, b),
+                _ => usage(),
+            }
+        }
         _ => usage(),
     }
 }
 
 fn usage() {
     eprintln!(
-        "usage: dsm-relay-bound sink | relay store|cut PORT1 [PORT2] | client PORT FRAMES BYTES"
+        "usage: dsm-relay-bound sink | relay store|cut PORT1 [PORT2] | client PORT FRAMES BYTES\n\
+         \x20      | psink | prelay CONNS PORT1 [PORT2] | pclient PORT CONNS DEPTH FRAMES BYTES"
     );
     std::process::exit(2);
 }
