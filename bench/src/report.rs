@@ -185,6 +185,9 @@ pub fn percentile_distribution(hist: &Histogram<u64>, scale: f64, ticks: u32) ->
     out
 }
 
+/// `--slow-log` keeps at most this many requests (16 MiB of notes).
+pub const SLOW_MAX: usize = 1 << 20;
+
 /// The `--slow-log` file: a comment line, then one line per request slower than `over_us`, in
 /// the order answered: when (µs since the generator's clock started) and the latency (µs).
 pub fn slow_log(slow: &[(u64, u64)], over_us: u64) -> String {
@@ -192,7 +195,7 @@ pub fn slow_log(slow: &[(u64, u64)], over_us: u64) -> String {
         "# requests slower than {over_us} us: answered at (us since the generator started), \
          latency (us); {} of them{}\n",
         slow.len(),
-        if slow.len() >= crate::tally::SLOW_MAX {
+        if slow.len() >= SLOW_MAX {
             " (the most kept)"
         } else {
             ""

@@ -15,9 +15,6 @@ use crate::{BenchConfig, Workload};
 
 pub use crate::model::Request;
 
-/// `--slow-log` keeps at most this many requests (16 MiB of notes).
-pub const SLOW_MAX: usize = 1 << 20;
-
 pub struct Tally {
     workload: Workload,
     /// Key numbers are zero-padded to this many digits (0: not padded).
@@ -33,7 +30,7 @@ pub struct Tally {
     num: [u8; 20],
     latencies: Latencies,
     /// `--slow-log`: the latency (ns) over which a request is noted, and the notes so far
-    /// (when answered, latency; both ns on the driver's clock), at most [`SLOW_MAX`].
+    /// (when answered, latency; both ns on the driver's clock), at most [`crate::report::SLOW_MAX`].
     slow: Option<(u64, Vec<(u64, u64)>)>,
     pub completed: u64,
     /// Timed answers that were exactly what was predicted.
@@ -262,7 +259,7 @@ impl Tally {
     #[inline]
     pub fn note_slow(&mut self, done_nanos: u64, latency_nanos: u64) {
         if let Some((over, notes)) = &mut self.slow {
-            if latency_nanos > *over && notes.len() < SLOW_MAX {
+            if latency_nanos > *over && notes.len() < crate::report::SLOW_MAX {
                 notes.push((done_nanos, latency_nanos));
             }
         }
