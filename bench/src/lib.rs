@@ -249,13 +249,7 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
         }
     };
     if let Some((path, over_us)) = &cfg.slow_log {
-        let text = report::slow_log(&summary.slow, *over_us);
-        if let Err(e) = std::fs::write(path, text) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "dsm-client bench: cannot write {}: {e}",
-                path.display()
-            );
+        if !write_file(path, report::slow_log(&summary.slow, *over_us)) {
             return 1;
         }
     }
@@ -265,12 +259,7 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
             report::NANOS_PER_US,
             report::TICKS_PER_HALF_DISTANCE,
         );
-        if let Err(e) = std::fs::write(path, text) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "dsm-client bench: cannot write {}: {e}",
-                path.display()
-            );
+        if !write_file(path, text) {
             return 1;
         }
     }
@@ -291,4 +280,20 @@ pub fn main(masters: &[SocketAddr], secret: Option<&Secret>, args: &[String]) ->
         return 1;
     }
     0
+}
+
+/// Write one of the files a run was asked for (`--hist`, `--slow-log`); false, having said
+/// why on stderr, if it cannot be written.
+fn write_file(path: &std::path::Path, text: String) -> bool {
+    match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "dsm-client bench: cannot write {}: {e}",
+                path.display()
+            );
+            false
+        }
+    }
 }

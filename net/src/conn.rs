@@ -679,6 +679,26 @@ mod tests {
         (Conn::new(TcpStream::from_std(stream), max_frame), peer)
     }
 
+    /// A WRITE frame of `n` value bytes, encoded.
+    fn write_frame(n: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        let body = dsm_wire::Body::Write {
+            key: b"k".to_vec(),
+            value: vec![5u8; n],
+        };
+        encode(&Frame::new(1, body), &mut b);
+        b
+    }
+
+    /// Read (into the connection's own buffer) until `n` bytes are in; fails after 5 s.
+    fn read_in(conn: &mut Conn, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while conn.unread() < n {
+            assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
+            let _ = conn.read_some();
+        }
+    }
+
     /// Read with `scratch` lent until the socket has nothing more, taking every whole frame;
     /// returns how many were taken.
     fn read_lent(conn: &mut Conn, scratch: &mut Vec<u8>) -> usize {
@@ -843,17 +863,8 @@ mod tests {
     fn a_reused_buffer_grows_to_the_frame_not_to_double() {
         let (mut conn, mut peer) = pair(4 << 20);
         let mut scratch = Vec::new();
-        let frame_of = |n: usize| {
-            let mut b = Vec::new();
-            let body = dsm_wire::Body::Write {
-                key: b"k".to_vec(),
-                value: vec![5u8; n],
-            };
-            encode(&Frame::new(1, body), &mut b);
-            b
-        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let read_in = |conn: &mut Conn, scratch: &mut Vec<u8>, n: usize| {
+        let read_lending = |conn: &mut Conn, scratch: &mut Vec<u8>, n: usize| {
             while conn.unread() < n {
                 assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
                 conn.lend(scratch);
@@ -861,17 +872,17 @@ mod tests {
                 conn.give_back(scratch);
             }
         };
-        let first = frame_of(300_000);
+        let first = write_frame(300_000);
         peer.write_all(&first).unwrap();
-        read_in(&mut conn, &mut scratch, first.len());
+        read_lending(&mut conn, &mut scratch, first.len());
         conn.lend(&mut scratch);
         // The next frame is read into a spare of the first one's size.
         let spare = vec![0u8; first.len()];
         assert!(conn.take_frame(1000, Some(spare)).is_some());
         conn.give_back(&mut scratch);
-        let second = frame_of(310_000);
+        let second = write_frame(310_000);
         peer.write_all(&second).unwrap();
-        read_in(&mut conn, &mut scratch, second.len());
+        read_lending(&mut conn, &mut scratch, second.len());
         conn.lend(&mut scratch);
         let (buf, range) = conn.take_frame(1000, None).expect("whole");
         conn.give_back(&mut scratch);
@@ -892,29 +903,13 @@ mod tests {
     fn a_frame_read_into_a_spare_of_its_size_stays_there() {
         let (mut conn, mut peer) = pair(4 << 20);
         conn.keep_buffers(true);
-        let frame_of = |n: usize| {
-            let mut b = Vec::new();
-            let body = dsm_wire::Body::Write {
-                key: b"k".to_vec(),
-                value: vec![5u8; n],
-            };
-            encode(&Frame::new(1, body), &mut b);
-            b
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let read_in = |conn: &mut Conn, n: usize| {
-            while conn.unread() < n {
-                assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
-                let _ = conn.read_some();
-            }
-        };
-        let first = frame_of(300_000);
+        let first = write_frame(300_000);
         peer.write_all(&first).unwrap();
         read_in(&mut conn, first.len());
         let spare = vec![0u8; first.len()];
         let at = spare.as_ptr();
         assert!(conn.take_frame(1000, Some(spare)).is_some());
-        let second = frame_of(300_000);
+        let second = write_frame(300_000);
         // In pieces, so that the last read is of less than a chunk.
         for part in second.chunks(100_003) {
             peer.write_all(part).unwrap();
@@ -936,23 +931,7 @@ mod tests {
     fn an_offered_buffer_is_read_into_if_it_is_longer() {
         let (mut conn, mut peer) = pair(4 << 20);
         conn.keep_buffers(true);
-        let frame_of = |n: usize| {
-            let mut b = Vec::new();
-            let body = dsm_wire::Body::Write {
-                key: b"k".to_vec(),
-                value: vec![7u8; n],
-            };
-            encode(&Frame::new(1, body), &mut b);
-            b
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let read_in = |conn: &mut Conn, n: usize| {
-            while conn.unread() < n {
-                assert!(std::time::Instant::now() < deadline, "{} in", conn.unread());
-                let _ = conn.read_some();
-            }
-        };
-        let frame = frame_of(200_000);
+        let frame = write_frame(200_000);
         // The first 100 bytes arrive before the offer, the rest after.
         peer.write_all(&frame[..100]).unwrap();
         read_in(&mut conn, 100);

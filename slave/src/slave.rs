@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, RefusalLog, Secret, Step, Terms};
-use dsm_wire::{Body, BodyRef, Decoded, ErrorCode, Frame, Role};
+use dsm_wire::{Body, Decoded, ErrorCode, Frame, Role};
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::dialer::Dialer;
-use crate::store::{Reply, Store};
+use crate::store::{Reply, Store, StoreParts};
 
 /// A connect that has not completed in this long is given up, and the next address tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -368,38 +368,15 @@ impl Slave {
             let start = part.as_ptr() as usize - buf.as_ptr() as usize;
             start..start + part.len()
         };
-        let store = match (&self.phase, &decoded) {
-            (
-                Phase::Registered,
-                &Decoded::Ref(
-                    req,
-                    BodyRef::Store {
-                        epoch,
-                        version,
-                        key,
-                        value,
-                    },
-                ),
-            ) => Some((req, epoch, version, None, at(key), at(value))),
-            (
-                Phase::Registered,
-                &Decoded::Ref(
-                    req,
-                    BodyRef::StoreOnce {
-                        epoch,
-                        version,
-                        id,
-                        key,
-                        value,
-                        keep,
-                    },
-                ),
-            ) => Some((req, epoch, version, Some((id, keep)), at(key), at(value))),
+        let parts = match self.phase {
+            Phase::Registered => StoreParts::of(&decoded),
             _ => None,
         };
-        let Some((req, epoch, version, id, key, value)) = store else {
+        let Some(s) = parts else {
             return Ok(self.on_decoded(decoded, now));
         };
+        let (key, value) = (at(s.key), at(s.value));
+        let (req, epoch, version, id) = (s.req, s.epoch, s.version, s.id);
         self.last_heard = now;
         self.store.set_now(now);
         Ok(self

@@ -37,6 +37,54 @@ impl Reply<'_> {
     }
 }
 
+/// A STORE or STORE_ONCE (STORE_KEEP) decoded in place: what the store needs of it.
+pub struct StoreParts<'a> {
+    pub req: u64,
+    pub epoch: u64,
+    pub version: u64,
+    /// A STORE_ONCE's write, and whether it is a STORE_KEEP.
+    pub id: Option<(WriteId, bool)>,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl<'a> StoreParts<'a> {
+    /// `decoded`'s parts if it is a STORE of either kind.
+    pub fn of(decoded: &Decoded<'a>) -> Option<StoreParts<'a>> {
+        let (req, epoch, version, id, key, value) = match *decoded {
+            Decoded::Ref(
+                req,
+                BodyRef::Store {
+                    epoch,
+                    version,
+                    key,
+                    value,
+                },
+            ) => (req, epoch, version, None, key, value),
+            Decoded::Ref(
+                req,
+                BodyRef::StoreOnce {
+                    epoch,
+                    version,
+                    id,
+                    key,
+                    value,
+                    keep,
+                },
+            ) => (req, epoch, version, Some((id, keep)), key, value),
+            _ => return None,
+        };
+        Some(StoreParts {
+            req,
+            epoch,
+            version,
+            id,
+            key,
+            value,
+        })
+    }
+}
+
 /// A STORE's key and value as they reached the store.
 enum Incoming<'a> {
     /// In the connection's read buffer: copied into a record of their own.
@@ -329,30 +377,14 @@ impl Store {
     /// FETCH is answered from the bytes in the read buffer, with no copy of its key or value
     /// but the ones a STORE makes into the table (and the log).
     pub fn respond_decoded(&mut self, decoded: Decoded<'_>) -> Option<Reply<'_>> {
+        if let Some(s) = StoreParts::of(&decoded) {
+            let incoming = Incoming::Borrowed {
+                key: s.key,
+                value: s.value,
+            };
+            return self.store(s.req, s.epoch, s.version, s.id, incoming);
+        }
         match decoded {
-            Decoded::Ref(
-                req,
-                BodyRef::Store {
-                    epoch,
-                    version,
-                    key,
-                    value,
-                },
-            ) => self.store(req, epoch, version, None, Incoming::Borrowed { key, value }),
-            Decoded::Ref(
-                req,
-                BodyRef::StoreOnce {
-                    epoch,
-                    version,
-                    id,
-                    key,
-                    value,
-                    keep,
-                },
-            ) => {
-                let incoming = Incoming::Borrowed { key, value };
-                self.store(req, epoch, version, Some((id, keep)), incoming)
-            }
             Decoded::Ref(req, BodyRef::Fetch { epoch, key }) => Some(self.fetch(req, epoch, key)),
             other => self.respond(other.into_frame()),
         }
