@@ -47,6 +47,9 @@
 #   BENCH_LARGE_PIPELINED=400 requests per such run at 4x8
 #   BENCH_PERSIST_SERIAL     requests per such run at 1x1 (default 2000: ~1 s at `always`)
 #   BENCH_PERSIST_PIPELINED  requests per such run at 4x32 (default 200000)
+#   BENCH_PROBE_SECONDS=2    before the runs, dsm-stall-probe on every usable CPU at once for
+#                            this long: the machine's own stalls (gaps over 150 µs), written in
+#                            the results' header; 0: skip
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +61,7 @@ OPEN=${BENCH_OPEN:-1}
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-3}
 OPEN_FRACTIONS=(25 50 75)
 LARGE=${BENCH_LARGE:-1}
+PROBE_SECONDS=${BENCH_PROBE_SECONDS:-2}
 LARGE_SERIAL_N=${BENCH_LARGE_SERIAL:-1000}
 LARGE_PIPELINED_N=${BENCH_LARGE_PIPELINED:-400}
 LARGE_VALUE=1048576
@@ -492,6 +496,27 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 show() { awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.0f", v; else printf "%.1f", v }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print (ok ? "met" : "NOT met") }'; }
 
+# The machine's own stalls: dsm-stall-probe on every usable CPU at once for PROBE_SECONDS, one
+# summary per CPU ("CPU c: N gaps, T ms in all, longest L ms"), joined with "; ". A tail can be
+# no better than these, and a server near its capacity turns each into a backlog
+# (bench-results/open-loop-stalls-2026-12-04.md).
+machine_stalls() {
+    local cpus c p
+    command -v taskset >/dev/null || { echo "not probed (no taskset: Debian package util-linux)"; return 0; }
+    cpus=$(taskset -pc $$ | sed 's/.*: *//' | tr ',' '\n' | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
+    local -a probes=()
+    for c in $cpus; do
+        taskset -c "$c" "$BIN/dsm-stall-probe" "$PROBE_SECONDS" 150 >"$WORK/probe-$c.txt" &
+        probes+=("$!")
+        pids+=("$!")
+    done
+    for p in "${probes[@]}"; do wait "$p"; done
+    for c in $cpus; do
+        awk -v c="$c" 'NR == 1 { n = $2; total = $(NF - 3) } NR > 1 && $3 > max { max = $3 }
+            END { printf "CPU %s: %d gaps, %.1f ms in all, longest %.1f ms\n", c, n, total / 1000, max / 1000 }' "$WORK/probe-$c.txt"
+    done | paste -sd';' | sed 's/;/; /g'
+}
+
 main() {
     echo "bench.sh: building release binaries" >&2
     cargo build --release --bins -q
@@ -499,6 +524,11 @@ main() {
     set_placement "${BENCH_PIN:-1}"
     slave_setup
     echo "bench.sh: $PLACEMENT; slaves: $SLAVE_DESC" >&2
+    local stalls="not probed (BENCH_PROBE_SECONDS=0)"
+    if [ "$PROBE_SECONDS" != 0 ]; then
+        echo "bench.sh: probing the machine's own stalls for $PROBE_SECONDS s" >&2
+        stalls=$(machine_stalls)
+    fi
     if [ "$METRICS" = 1 ]; then
         local -a saved=("${SLAVE_ARGS[@]}")
         SLAVE_ARGS+=(--metrics 127.0.0.1:0)
@@ -664,6 +694,7 @@ main() {
         echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
         echo "- kernel: $(uname -sr); $(redis-server --version | cut -d' ' -f1-3); $(rustc --version)"
         echo "- load average before / after: $load_before / $load_after (other work on the machine makes numbers noisy)"
+        echo "- the machine's own stalls before the runs (dsm-stall-probe on each CPU at once, $PROBE_SECONDS s, gaps over 150 µs: time the CPU ran something else): $stalls"
         echo "- cluster: 1 master (R=2${BENCH_MASTER_ARGS:+, $BENCH_MASTER_ARGS}) + 3 slaves, all on 127.0.0.1; redis-server --save '' --appendonly no"
         echo "- slaves: $SLAVE_DESC"
         if [ "$METRICS" = 1 ]; then
@@ -752,6 +783,9 @@ main() {
         echo
         echo '```'
         echo "cargo build --release --bins"
+        if [ "$PROBE_SECONDS" != 0 ]; then
+            echo "taskset -c CPU target/release/dsm-stall-probe $PROBE_SECONDS 150   # on every CPU at once, before the runs"
+        fi
         if [ "${#MASTER_PIN[@]}" -gt 0 ]; then
             echo "# pinned: dsm-master and redis-server run under \`${MASTER_PIN[*]}\`, everything else under \`${REST_PIN[*]}\`"
         fi
