@@ -501,17 +501,10 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <=
 # no better than these, and a server near its capacity turns each into a backlog
 # (bench-results/open-loop-stalls-2026-12-04.md).
 machine_stalls() {
-    local cpus c p
+    local c
     command -v taskset >/dev/null || { echo "not probed (no taskset: Debian package util-linux)"; return 0; }
-    cpus=$(taskset -pc $$ | sed 's/.*: *//' | tr ',' '\n' | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
-    local -a probes=()
-    for c in $cpus; do
-        taskset -c "$c" "$BIN/dsm-stall-probe" "$PROBE_SECONDS" 150 >"$WORK/probe-$c.txt" &
-        probes+=("$!")
-        pids+=("$!")
-    done
-    for p in "${probes[@]}"; do wait "$p"; done
-    for c in $cpus; do
+    probe_stalls "$PROBE_SECONDS"
+    for c in $PROBED_CPUS; do
         awk -v c="$c" 'NR == 1 { n = $2; total = $(NF - 3) } NR > 1 && $3 > max { max = $3 }
             END { printf "CPU %s: %d gaps, %.1f ms in all, longest %.1f ms\n", c, n, total / 1000, max / 1000 }' "$WORK/probe-$c.txt"
     done | paste -sd';' | sed 's/;/; /g'

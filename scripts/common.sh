@@ -47,6 +47,26 @@ REST_PIN=()
 SLAVE_ARGS=()
 # shellcheck disable=SC2034 # read by the scripts that source this one
 PLACEMENT="unpinned: the kernel places every process"
+# The CPUs this script may run on, one per line (taskset's list expanded: "0-2,5" gives 0 1 2 5).
+usable_cpus() {
+    taskset -pc $$ | sed 's/.*: *//' | tr ',' '\n' | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }'
+}
+
+# dsm-stall-probe (from $BIN) on every usable CPU at once for SECONDS, printing gaps over 150 µs:
+# the machine's own stalls. Each CPU's output goes to $WORK/probe-CPU.txt; sets PROBED_CPUS.
+# Needs taskset.
+probe_stalls() {
+    local seconds=$1 c p
+    local -a probes=()
+    PROBED_CPUS=$(usable_cpus)
+    for c in $PROBED_CPUS; do
+        taskset -c "$c" "$BIN/dsm-stall-probe" "$seconds" 150 >"$WORK/probe-$c.txt" &
+        probes+=("$!")
+        pids+=("$!")
+    done
+    for p in "${probes[@]}"; do wait "$p"; done
+}
+
 # shellcheck disable=SC2034 # PLACEMENT, as above
 set_placement() {
     MASTER_PIN=()
@@ -54,12 +74,8 @@ set_placement() {
     PLACEMENT="unpinned: the kernel places every process"
     [ "$1" = 1 ] || return 0
     command -v taskset >/dev/null || die "pinning needs taskset (Debian package util-linux); set the PIN variable to 0 to run unpinned"
-    local list cpus
-    list=$(taskset -pc $$ | sed 's/.*: *//')
-    # Expand "0-2,5" into "0 1 2 5".
-    cpus=$(tr ',' '\n' <<<"$list" | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
     local -a all
-    mapfile -t all <<<"$cpus"
+    mapfile -t all < <(usable_cpus)
     if [ "${#all[@]}" -lt 2 ]; then
         PLACEMENT="unpinned: one CPU usable"
         return 0

@@ -37,15 +37,8 @@ episodes() {
 
 echo "load before: $(cat /proc/loadavg); $PLACEMENT; open loop at $RATE/s for $OPEN_S s"
 echo "== the machine alone: dsm-stall-probe on every usable CPU at once, $PROBE_S s"
-cpus=$(taskset -pc $$ | sed 's/.*: *//' | tr ',' '\n' | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
-probes=()
-for c in $cpus; do
-    taskset -c "$c" "$BIN/dsm-stall-probe" "$PROBE_S" 150 >"$WORK/probe-$c.txt" &
-    probes+=("$!")
-    pids+=("$!")
-done
-for p in "${probes[@]}"; do wait "$p"; done
-for c in $cpus; do
+probe_stalls "$PROBE_S"
+for c in $PROBED_CPUS; do
     echo "CPU $c: $(head -1 "$WORK/probe-$c.txt" | sed 's/^# //')"
     tail -n +2 "$WORK/probe-$c.txt" | sed 's/^/  /'
 done
