@@ -8,9 +8,12 @@
 # piece to both sinks as it arrives), then store-and-forward to one sink (R=1). Prints every
 # run, then the medians and their ratios; with redis-server and redis-benchmark installed, also
 # redis-benchmark SET of the same size at 1 x 1 (redis-server where the relay is) each round.
+# Last in each round, no relay at all: the client writes each frame to both sinks itself (the
+# sinks where the relay would be), the least any design that keeps a write on two nodes moves.
 # With SMALL=1 (the default) the same again with 64-byte frames, 4 connections x 32 in flight
 # (make bench's WRITE 4 x 32): a mio relay (one loop, as dsm's master) to two sinks and to one,
-# beside a dsm cluster's WRITE and redis-benchmark SET in the same rounds.
+# beside a dsm cluster's WRITE and redis-benchmark SET in the same rounds, and the clients
+# writing to two mio sinks themselves with no relay.
 # Usage: scripts/relay-bound.sh [ROUNDS (5)]; environment FRAMES (1000), BYTES (1048576),
 #   SMALL (1), SMALL_FRAMES (2000000), BIN (target/release), PIN (1).
 set -euo pipefail
@@ -63,9 +66,13 @@ for r in $(seq "$ROUNDS"); do
     start MASTER_PIN "r$r-r1-relay" relay store "$a"
     out=$("${REST_PIN[@]}" "$R" client "$PORT" "$FRAMES" "$BYTES"); S[r1]+="$(rate "$out") "
     echo "round $r relay to one sink, store: $out"
+    start MASTER_PIN "r$r-fan-a" sink; a=$PORT
+    start MASTER_PIN "r$r-fan-b" sink; b=$PORT
+    out=$("${REST_PIN[@]}" "$R" fanout "$FRAMES" "$BYTES" "$a" "$b"); S[fan]+="$(rate "$out") "
+    echo "round $r no relay, client to two sinks: $out"
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
-one=$(median <<<"${S[one]}"); store=$(median <<<"${S[store]}"); cut=$(median <<<"${S[cut]}"); r1=$(median <<<"${S[r1]}")
+one=$(median <<<"${S[one]}"); store=$(median <<<"${S[store]}"); cut=$(median <<<"${S[cut]}"); r1=$(median <<<"${S[r1]}"); fan=$(median <<<"${S[fan]}")
 # The same shapes with small pipelined frames, as make bench's WRITE 4 x 32: a mio relay to two
 # sinks and to one, beside dsm (a fresh cluster, R=2, 3 slaves) and redis-benchmark SET.
 if [ "$SMALL" = 1 ]; then
@@ -77,6 +84,10 @@ if [ "$SMALL" = 1 ]; then
             out=$("${REST_PIN[@]}" "$R" pclient "$PORT" 4 32 "$SMALL_FRAMES" 64); S[p$n]+="$(rate "$out") "
             echo "round $r 4x32 relay to $n sink(s): $out"
         done
+        start MASTER_PIN "r$r-pf-a" msink 4; a=$PORT
+        start MASTER_PIN "r$r-pf-b" msink 4; b=$PORT
+        out=$("${REST_PIN[@]}" "$R" pfanout 4 32 "$SMALL_FRAMES" 64 "$a" "$b"); S[pfan]+="$(rate "$out") "
+        echo "round $r 4x32 no relay, clients to two sinks: $out"
         start_dsm "$BIN" "r$r-dsm" 3
         out=$("${REST_PIN[@]}" "$BIN/dsm-client" --master "$MASTER" bench --op write --clients 4 --pipeline 32 --requests "$SMALL_FRAMES" --value-size 64 --keys 1000 --json)
         ops=$(sed -n 's/.*"ops_per_sec":\([0-9.]*\).*/\1/p' <<<"$out"); S[pdsm]+="$ops "
@@ -95,15 +106,15 @@ if [ "$SMALL" = 1 ]; then
 fi
 echo "load after: $(cat /proc/loadavg)"
 if [ "$SMALL" = 1 ]; then
-    p2=$(median <<<"${S[p2]}"); p1=$(median <<<"${S[p1]}"); pdsm=$(median <<<"${S[pdsm]}")
+    p2=$(median <<<"${S[p2]}"); p1=$(median <<<"${S[p1]}"); pdsm=$(median <<<"${S[pdsm]}"); pfan=$(median <<<"${S[pfan]}")
     echo "4x32, 64-byte frames, medians of $ROUNDS: relay to two sinks $p2/s, to one sink $p1/s, dsm WRITE $pdsm/s ($(awk -v a="$pdsm" -v b="$p2" 'BEGIN {printf "%.2f", a / b}')x the relay to two sinks)"
     if [ "$WITH_REDIS" = 1 ]; then
         predis=$(median <<<"${S[predis]}")
-        echo "4x32 against redis-benchmark SET ($predis/s): relay to two sinks $(awk -v a="$p2" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, to one sink $(awk -v a="$p1" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, dsm $(awk -v a="$pdsm" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x"
+        echo "4x32 against redis-benchmark SET ($predis/s): relay to two sinks $(awk -v a="$p2" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, to one sink $(awk -v a="$p1" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, no relay (clients to two sinks) $(awk -v a="$pfan" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x, dsm $(awk -v a="$pdsm" -v b="$predis" 'BEGIN {printf "%.2f", a / b}')x"
     fi
 fi
 if [ "$WITH_REDIS" = 1 ]; then
     redis=$(median <<<"${S[redis]}")
-    echo "medians of $ROUNDS against redis-benchmark SET ($redis/s): one hop $(awk -v a="$one" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, relay store-and-forward $(awk -v a="$store" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, cut-through $(awk -v a="$cut" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, one sink $(awk -v a="$r1" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x"
+    echo "medians of $ROUNDS against redis-benchmark SET ($redis/s): one hop $(awk -v a="$one" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, relay store-and-forward $(awk -v a="$store" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, cut-through $(awk -v a="$cut" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, no relay (client to two sinks) $(awk -v a="$fan" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x, one sink $(awk -v a="$r1" -v b="$redis" 'BEGIN {printf "%.2f", a / b}')x"
 fi
 echo "medians of $ROUNDS: one hop $one/s; relay store-and-forward $store/s ($(awk -v a="$store" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop); relay cut-through $cut/s ($(awk -v a="$cut" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop); relay to one sink (R=1) $r1/s ($(awk -v a="$r1" -v b="$one" 'BEGIN {printf "%.2f", a / b}')x one hop)"

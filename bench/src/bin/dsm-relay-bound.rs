@@ -15,6 +15,12 @@
 //! frame once every sink has answered it (sinks answer in order, one byte a frame); each
 //! client connection keeps DEPTH frames in flight.
 //!
+//! With no relay at all (`fanout`, `msink`, `pfanout`): the client writes each frame straight
+//! to every sink and waits for all of them, the least any design can move for a write kept on
+//! two nodes (a client-driven data path, GFS-style, with the master ordering versions only;
+//! its control messages not counted). This bounds every design at R=2, not only a master in
+//! the path.
+//!
 //! Usage:
 //!   dsm-relay-bound sink                          prints "listening PORT", serves one client
 //!   dsm-relay-bound relay store|cut PORT1 [PORT2] prints "listening PORT", one client
@@ -22,6 +28,10 @@
 //!   dsm-relay-bound psink                         as sink, answering frames in batches
 //!   dsm-relay-bound prelay CONNS PORT1 [PORT2]    a mio relay for CONNS clients
 //!   dsm-relay-bound pclient PORT CONNS DEPTH FRAMES BYTES
+//!   dsm-relay-bound fanout FRAMES BYTES PORT...   a client writing each frame to every sink
+//!   dsm-relay-bound msink CONNS                   a mio sink serving CONNS pipelined clients
+//!   dsm-relay-bound pfanout CONNS DEPTH FRAMES BYTES PORT...
+//!                                                 pipelined clients writing to every msink
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -114,6 +124,33 @@ fn client(port: &str, frames: u64, bytes: usize) {
         s.write_all(&frame).expect("send");
         let mut ack = [0u8; 1];
         s.read_exact(&mut ack).expect("ack");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{frames} frames of {bytes} in {secs:.3} s: {:.1}/s",
+        frames as f64 / secs
+    );
+}
+
+/// The client writing each frame straight to every sink (no relay: the least a replicated
+/// write can move), a piece to each in turn so the sinks read in parallel, then waiting for
+/// every sink's answer.
+fn fanout(ports: &[&str], frames: u64, bytes: usize) {
+    let mut sinks: Vec<TcpStream> = ports.iter().map(|p| connect(p)).collect();
+    let mut frame = vec![7u8; 4 + bytes];
+    frame[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
+    let start = Instant::now();
+    for i in 0..frames {
+        frame[4] = i as u8;
+        for piece in frame.chunks(CHUNK) {
+            for s in &mut sinks {
+                s.write_all(piece).expect("send");
+            }
+        }
+        for s in &mut sinks {
+            let mut ack = [0u8; 1];
+            s.read_exact(&mut ack).expect("ack");
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -246,9 +283,9 @@ fn prelay(conns: usize, ports: &[&str]) {
     let mut owners: VecDeque<usize> = VecDeque::new();
     let mut acked = vec![0u64; sinks.len()];
     let mut answered = 0u64;
-    let mut open = conns;
+    let mut closed = vec![false; conns];
     let mut events = Events::with_capacity(256);
-    while open > 0 {
+    while closed.contains(&false) {
         poll.poll(&mut events, None).expect("poll");
         for ev in events.iter() {
             let Token(t) = ev.token();
@@ -259,10 +296,14 @@ fn prelay(conns: usize, ports: &[&str]) {
                     acked[t - 1000] += s.rend as u64;
                     s.rend = 0;
                 }
-            } else if ev.is_readable() {
+            } else if ev.is_readable() && !closed[t] {
                 let c = &mut clients[t];
                 if !c.fill() {
-                    open -= 1;
+                    // Counted once: a closed connection can still report events.
+                    closed[t] = true;
+                    poll.registry()
+                        .deregister(&mut c.stream)
+                        .expect("deregister");
                 }
                 let (frames, used) = whole_frames(&c.rbuf[..c.rend], 0);
                 for s in &mut sinks {
@@ -286,6 +327,102 @@ fn prelay(conns: usize, ports: &[&str]) {
             c.flush();
         }
     }
+}
+
+/// A sink for CONNS pipelined clients at once, in one mio loop (a slave serving several
+/// writers): each connection's whole frames answered one byte each, one write per turn.
+fn msink(conns: usize) {
+    let l = listen();
+    let mut poll = Poll::new().expect("poll");
+    let mut clients = Vec::new();
+    for i in 0..conns {
+        let (c, _) = l.accept().expect("accept");
+        c.set_nonblocking(true).expect("nonblocking");
+        let mut c = PConn::new(mio::net::TcpStream::from_std(c));
+        poll.registry()
+            .register(&mut c.stream, Token(i), Interest::READABLE)
+            .expect("register");
+        clients.push(c);
+    }
+    let mut closed = vec![false; conns];
+    let mut events = Events::with_capacity(256);
+    while closed.contains(&false) {
+        poll.poll(&mut events, None).expect("poll");
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if closed[t] {
+                continue;
+            }
+            let c = &mut clients[t];
+            if !c.fill() {
+                // Counted once: a closed connection can still report events.
+                closed[t] = true;
+                poll.registry()
+                    .deregister(&mut c.stream)
+                    .expect("deregister");
+            }
+            let (frames, used) = whole_frames(&c.rbuf[..c.rend], 0);
+            c.rbuf.copy_within(used..c.rend, 0);
+            c.rend -= used;
+            c.wbuf.resize(c.wbuf.len() + frames, 1);
+            c.flush();
+        }
+    }
+}
+
+/// CONNS client threads, each with a connection to every sink (no relay), DEPTH frames of
+/// BYTES in flight: every frame goes to every sink, and counts as done once every sink has
+/// answered it.
+fn pfanout(ports: &[String], conns: usize, depth: usize, frames: u64, bytes: usize) {
+    let mut frame = vec![7u8; 4 + bytes];
+    frame[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
+    let batch: Vec<u8> = frame.repeat(depth);
+    let per = frames / conns as u64;
+    let links: Vec<Vec<TcpStream>> = (0..conns)
+        .map(|_| ports.iter().map(|p| connect(p)).collect())
+        .collect();
+    let start = Instant::now();
+    let threads: Vec<_> = links
+        .into_iter()
+        .map(|mut sinks| {
+            let batch = batch.clone();
+            let size = frame.len();
+            std::thread::spawn(move || {
+                let first = (depth as u64).min(per);
+                for s in &mut sinks {
+                    s.write_all(&batch[..first as usize * size]).expect("send");
+                }
+                let (mut sent, mut done) = (first, 0u64);
+                let mut acked = vec![0u64; sinks.len()];
+                let mut acks = vec![0u8; depth];
+                while done < per {
+                    for (s, a) in sinks.iter_mut().zip(&mut acked) {
+                        if *a == done {
+                            let n = s.read(&mut acks).expect("acks");
+                            assert!(n > 0, "a sink closed");
+                            *a += n as u64;
+                        }
+                    }
+                    let now = acked.iter().copied().min().expect("a sink");
+                    let more = (now - done).min(per - sent);
+                    done = now;
+                    for s in &mut sinks {
+                        s.write_all(&batch[..more as usize * size]).expect("send");
+                    }
+                    sent += more;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = per * conns as u64;
+    println!(
+        "{total} frames of {bytes} in {secs:.3} s: {:.1}/s",
+        total as f64 / secs
+    );
 }
 
 /// CONNS connections (a thread each), DEPTH frames of BYTES in flight on each, FRAMES in all.
@@ -341,6 +478,25 @@ fn main() {
             _ => usage(),
         },
         ["psink"] => psink(),
+        ["fanout", frames, bytes, ports @ ..] if !ports.is_empty() => {
+            match (frames.parse(), bytes.parse()) {
+                (Ok(f), Ok(b)) => fanout(ports, f, b),
+                _ => usage(),
+            }
+        }
+        ["msink", conns] => match conns.parse() {
+            Ok(n) if n > 0 => msink(n),
+            _ => usage(),
+        },
+        ["pfanout", conns, depth, frames, bytes, ports @ ..] if !ports.is_empty() => {
+            match (conns.parse(), depth.parse(), frames.parse(), bytes.parse()) {
+                (Ok(c), Ok(d), Ok(f), Ok(b)) if c > 0 && d > 0 => {
+                    let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+                    pfanout(&ports, c, d, f, b)
+                }
+                _ => usage(),
+            }
+        }
         ["prelay", conns, ports @ ..] if (1..=2).contains(&ports.len()) => match conns.parse() {
             Ok(n) => prelay(n, ports),
             _ => usage(),
@@ -358,7 +514,9 @@ fn main() {
 fn usage() {
     eprintln!(
         "usage: dsm-relay-bound sink | relay store|cut PORT1 [PORT2] | client PORT FRAMES BYTES\n\
-         \x20      | psink | prelay CONNS PORT1 [PORT2] | pclient PORT CONNS DEPTH FRAMES BYTES"
+         \x20      | psink | prelay CONNS PORT1 [PORT2] | pclient PORT CONNS DEPTH FRAMES BYTES\n\
+         \x20      | fanout FRAMES BYTES PORT... | msink CONNS\n\
+         \x20      | pfanout CONNS DEPTH FRAMES BYTES PORT..."
     );
     std::process::exit(2);
 }
