@@ -278,6 +278,7 @@ impl Core {
             effects: &mut self.effects,
             term: &mut self.term,
             recovery: &mut self.recovery,
+            incomplete: &mut self.doubts.incomplete,
             reports: &mut self.reports,
             changed: &mut self.changed,
         }

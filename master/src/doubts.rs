@@ -12,7 +12,8 @@ pub(crate) struct Doubts {
     /// Keys with an intent and no later state.
     suspect: HashSet<Box<[u8]>>,
     /// The map may lack keys: a backup before its snapshot is complete, and a primary that
-    /// took over without one.
+    /// took over without one, until its recovery ends (every slave that may hold a key has
+    /// reported it: `Members::end_recovery`).
     pub incomplete: bool,
 }
 

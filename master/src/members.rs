@@ -42,6 +42,9 @@ pub(crate) struct Members<'a> {
     pub timers: &'a mut Timers,
     pub effects: &'a mut Vec<Effect>,
     pub recovery: &'a mut Option<Recovery>,
+    /// The map may lack keys (`Doubts::incomplete`): a primary that took over without its
+    /// whole snapshot, until its recovery ends.
+    pub incomplete: &'a mut bool,
     /// Reports under way, by slave.
     pub reports: &'a mut IdMap<SlaveIdx, Tally>,
     /// Set when the roster or the epoch changed (`disk.rs` keeps them).
@@ -322,10 +325,25 @@ impl Members<'_> {
         self.term.restart_at(epoch);
         *self.changed = true;
         self.schedule_repairs();
+        // Every slave that may hold a key has reported it, as after a restart: the map is
+        // whole (a slave that registers later reports what it holds first), so SCAN, a READ
+        // of a key it lacks (NOT_FOUND without asking every slave) and a standby's snapshot
+        // may trust it again.
+        let whole = std::mem::take(self.incomplete);
+        if whole {
+            if let Some(stream) = self.stream.as_deref_mut() {
+                stream.completed();
+            }
+        }
         info!(
-            "recovered: {} keys from {} slaves; serving at epoch {epoch}",
+            "recovered: {} keys from {} slaves; serving at epoch {epoch}{}",
             self.keys.len(),
-            self.slaves.live_count()
+            self.slaves.live_count(),
+            if whole {
+                " (the map this master took over without is whole again)"
+            } else {
+                ""
+            }
         );
     }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dsm_master::Config;
-use dsm_wire::{Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
+use dsm_wire::{BackupLink, Body, ErrorCode, Frame, Role, ServerRole, SyncEvent};
 
 mod common;
 use common::{read, value, write, Msg, Net, NodeId};
@@ -138,6 +138,57 @@ fn a_killed_primary_is_replaced_by_the_standby_its_slaves_elect() {
         ha.net.request(cb, 3, write("k", "v2")),
         vec![Frame::new(3, Body::Ok)]
     );
+}
+
+/// A standby elected before its snapshot was whole recovers from the slaves; once every slave
+/// has reported, its map is whole again: SCAN answers (it said UNAVAILABLE for good), and the
+/// old primary, back as its standby, gets a whole snapshot and is in step (it stayed
+/// "catching up" for good, so every later failover was a slow one without a whole map).
+#[test]
+fn a_primary_elected_without_its_whole_snapshot_trusts_its_map_once_recovered() {
+    let mut ha = Ha::new();
+    let (p, b, cp) = (ha.p, ha.b, ha.cp);
+    assert_eq!(
+        ha.net.request(cp, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    // The standby restarts, and never hears that its new snapshot is whole.
+    ha.net.kill(b);
+    ha.net.drop_if(move |m: &Msg| {
+        m.from == p && matches!(&m.frame.body, Body::Sync { complete: true, .. })
+    });
+    ha.net.restart_master(b, common::new_cluster(), Some(p));
+    ha.run(Duration::from_millis(300));
+    assert_eq!(ha.net.master(b).status().backup, BackupLink::CatchingUp);
+    ha.net.kill(p);
+    ha.net.stop_dropping();
+    ha.run(Duration::from_millis(1500));
+    assert_eq!(ha.role_epoch(b).0, ServerRole::Primary);
+    let c = ha.net.add_client(b);
+    let scan = Body::Scan {
+        prefix: Vec::new(),
+        cursor: 0,
+        limit: 100,
+    };
+    assert_eq!(
+        ha.net.request(c, 2, scan),
+        vec![Frame::new(
+            2,
+            Body::Keys {
+                next: 0,
+                keys: vec![b"k".to_vec()]
+            }
+        )]
+    );
+    assert_eq!(
+        ha.net.request(c, 3, read("k")),
+        vec![Frame::new(3, value("v1"))]
+    );
+    ha.net.restart_master(p, common::new_cluster(), Some(b));
+    ha.run(Duration::from_millis(500));
+    assert_eq!(ha.role_epoch(p).0, ServerRole::Backup);
+    assert_eq!(ha.net.master(p).status().backup, BackupLink::InStep);
+    assert_eq!(ha.net.master(b).status().backup, BackupLink::InStep);
 }
 
 #[test]
