@@ -74,6 +74,28 @@ fn a_backup_with_the_secret_follows_then_fences_the_old_primary_over_an_authenti
     )));
 }
 
+/// The backup's heartbeat comes due while its link's handshake is under way (the primary's
+/// CHALLENGE is slow to arrive): it waits for the WELCOME instead of sending a PING the
+/// primary would take as an answer to its CHALLENGE and refuse the link for (every attach
+/// began with a refusal and a second's pause).
+#[test]
+fn a_heartbeat_due_during_the_links_handshake_does_not_get_the_link_refused() {
+    let (mut net, p, b) = pair(Some(SECRET), Some(SECRET));
+    net.advance(Duration::from_millis(50));
+    net.delay(p, b, Duration::from_millis(250));
+    net.clear_log();
+    net.close(net.link_of(b).expect("the backup's link"));
+    net.settle();
+    net.advance(Duration::from_millis(1000));
+    assert!(net.saw(b, p, |b| matches!(b, Body::Auth { .. })));
+    assert!(
+        !net.saw(p, b, |b| matches!(b, Body::Error { .. })),
+        "the primary refused the link"
+    );
+    assert!(net.saw(p, b, |b| matches!(b, Body::Welcome { proof: Some(_), .. })));
+    assert_eq!(net.links_opened(b), 2, "the link was opened again");
+}
+
 #[test]
 fn a_backup_without_the_secret_is_refused_retries_slowly_and_never_takes_over() {
     for backup_secret in [None, Some(OTHER)] {

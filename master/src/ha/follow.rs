@@ -167,7 +167,9 @@ impl Follow {
             Some(_) if self.following_primary() => self.election.rejoin(),
             _ => {}
         }
-        if let Some(conn) = self.link.conn {
+        // Only on a WELCOMEd link: before it, a PING would land between the primary's
+        // CHALLENGE and our AUTH, and a primary with a secret refuses the link for it.
+        if let Some(conn) = self.link.conn.filter(|_| self.link.ready) {
             // Withdrawn for a majority of supporters, and still promised: a primary that has
             // lost its lease (the slaves left it for us) releases us, so that we need not wait
             // for our promise to run out; one that holds it says no.
