@@ -464,7 +464,7 @@ impl Client {
             bodies.iter().map(|_| None).collect();
         loop {
             if let Err(e) = self.ensure_connected(deadline) {
-                return Err(refused_by_then(e, refusal, deadline));
+                return Err(refused_by_then(waited(e, started), refusal, deadline));
             }
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
@@ -567,7 +567,7 @@ impl Client {
                     });
                     self.avoid_current();
                 }
-                Err(e) => return Err(refused_by_then(e, refusal, deadline)),
+                Err(e) => return Err(refused_by_then(waited(e, started), refusal, deadline)),
             }
             if answers.iter().all(Option::is_some) {
                 return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
@@ -653,6 +653,11 @@ impl Client {
                     pinged = true;
                     probe_at = Instant::now() + probe;
                     continue;
+                }
+                // The rest of the stream lies behind a frame that is not read: close it.
+                Err(e @ Error::ReplyTooLarge { .. }) => {
+                    self.conn = None;
+                    return Err(e);
                 }
                 Err(e) => return Err(e),
             };
@@ -896,6 +901,17 @@ const MAX_LEN: usize = u32::MAX as usize;
 
 fn unexpected(body: &Body) -> Error {
     Error::Protocol(format!("unexpected answer {:?}", body.opcode()))
+}
+
+/// A timeout says how long the call waited in all (a deadline found passed inside a step
+/// knows only that nothing is left).
+fn waited(e: Error, started: Instant) -> Error {
+    match e {
+        Error::Timeout { .. } => Error::Timeout {
+            waited_ms: started.elapsed().as_millis() as u64,
+        },
+        e => e,
+    }
 }
 
 /// The error of a call that ends with `e`: if masters refused it with NOT_PRIMARY before and

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use dsm_auth::{Handshake, Secret, Step};
-use dsm_wire::{decode_with_max, encode, Frame, Role};
+use dsm_wire::{decode_with_max, encode, Frame, Role, WireError};
 
 use crate::error::Error;
 
@@ -83,6 +83,9 @@ impl MasterConn {
                     return Ok(frame);
                 }
                 Ok(None) => {}
+                Err(WireError::TooLarge { len, max }) => {
+                    return Err(Error::ReplyTooLarge { len, max })
+                }
                 Err(e) => return Err(Error::Protocol(e.to_string())),
             }
             let wait = remaining(deadline)?;

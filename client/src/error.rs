@@ -31,6 +31,12 @@ pub enum Error {
     },
     /// The master sent something that is not a valid answer.
     Protocol(String),
+    /// An answer's frame is longer than this client takes (`--max-value`); it was not read,
+    /// and the connection it came on was closed.
+    ReplyTooLarge {
+        len: usize,
+        max: usize,
+    },
     /// The request cannot be sent as asked (empty or oversize key, for example).
     Invalid(String),
     Io(io::Error),
@@ -44,7 +50,7 @@ impl fmt::Display for Error {
             Error::Timeout { waited_ms } => {
                 write!(
                     f,
-                    "TIMEOUT: no answer after {waited_ms} ms (outcome unknown)"
+                    "TIMEOUT: no answer after {waited_ms} ms (a write's outcome is unknown)"
                 )
             }
             Error::Untrusted(why) => write!(f, "UNAUTHORIZED: not trusting the master: {why}"),
@@ -53,6 +59,12 @@ impl fmt::Display for Error {
             }
             Error::Conflict { current } => write!(f, "CONFLICT: current version {current}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
+            Error::ReplyTooLarge { len, max } => write!(
+                f,
+                "TOO_LARGE: the answer is a frame of {len} bytes, over this client's limit of \
+                 {max} bytes (from --max-value); it was not read: raise --max-value to the \
+                 master's"
+            ),
             Error::Invalid(why) => write!(f, "invalid request: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }

@@ -37,6 +37,7 @@ fn kind_of(e: &Error) -> String {
         Error::Unknown(_) => "unknown".into(),
         Error::Io(_) => "I/O error".into(),
         Error::Protocol(_) => "protocol error".into(),
+        Error::ReplyTooLarge { .. } => "reply too large".into(),
         Error::Untrusted(_) => "untrusted".into(),
         Error::Invalid(_) => "invalid".into(),
         Error::Conflict { .. } => "conflict".into(),
@@ -56,9 +57,11 @@ pub fn retryable(e: &Error) -> bool {
                 | ErrorCode::NoSlaves
         ),
         Error::Timeout { .. } | Error::Unreachable(_) | Error::Io(_) | Error::Unknown(_) => true,
-        Error::Protocol(_) | Error::Untrusted(_) | Error::Invalid(_) | Error::Conflict { .. } => {
-            false
-        }
+        Error::Protocol(_)
+        | Error::ReplyTooLarge { .. }
+        | Error::Untrusted(_)
+        | Error::Invalid(_)
+        | Error::Conflict { .. } => false,
     }
 }
 

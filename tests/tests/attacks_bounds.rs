@@ -720,7 +720,7 @@ fn insecure_start_ups_are_refused_at_once() {
 
 /// A fake master answers a READ with a 40 MB frame. Before: dsm-client read all of it (and
 /// grew to 808 MB); now the frame's length is over what a client expects and it hangs up
-/// after the header.
+/// after the header, saying so.
 #[test]
 fn the_client_refuses_a_frame_larger_than_it_can_expect() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake master");
@@ -788,6 +788,12 @@ fn the_client_refuses_a_frame_larger_than_it_can_expect() {
         out.status
     );
     assert_ne!(out.status.code(), Some(0), "{err}");
+    // Said at once, as what it is (it used to try again until its deadline, then say
+    // TIMEOUT "after 0 ms").
+    assert!(
+        err.contains("TOO_LARGE") && err.contains("--max-value"),
+        "{err}"
+    );
     assert!(!all, "dsm-client read all 40 MB of an oversize frame");
     // Loopback socket buffers hold a few MB at most; the rest could not be sent.
     assert!(sent < 20_000_000, "{sent} bytes taken by the client");
