@@ -70,7 +70,7 @@ impl Cli {
         // args_os: an argument that is not UTF-8 is a usage error, not a panic.
         let m = opts
             .parse(std::env::args_os().skip(1))
-            .unwrap_or_else(|e| self.usage_error(&e.to_string()));
+            .unwrap_or_else(|e| self.usage_error(&fail_text(&e)));
         if m.opt_present("help") {
             print_or_exit(&opts.usage(about));
             exit(0);
@@ -186,5 +186,56 @@ pub fn print_or_exit(text: &str) {
             let _ = writeln!(std::io::stderr(), "cannot write to stdout: {e}");
             exit(2);
         }
+    }
+}
+
+/// What was wrong with the arguments, said as `dsm-client` says it (getopts' own texts name
+/// an option without its dashes: "Unrecognized option: 'bogus'").
+fn fail_text(e: &getopts::Fail) -> String {
+    let dashed = |o: &str| {
+        let o = o.trim_start_matches('-');
+        if o.chars().count() == 1 {
+            format!("-{o}")
+        } else {
+            format!("--{o}")
+        }
+    };
+    match e {
+        getopts::Fail::UnrecognizedOption(o) => format!("unknown option '{}'", dashed(o)),
+        getopts::Fail::ArgumentMissing(o) => format!("option '{}' needs a value", dashed(o)),
+        getopts::Fail::OptionMissing(o) => format!("option '{}' is required", dashed(o)),
+        getopts::Fail::OptionDuplicated(o) => {
+            format!("option '{}' is given more than once", dashed(o))
+        }
+        getopts::Fail::UnexpectedArgument(o) => format!("option '{}' takes no value", dashed(o)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fail_text;
+
+    fn parse_fail(args: &[&str]) -> String {
+        let mut opts = getopts::Options::new();
+        opts.optopt("", "listen", "", "ADDR");
+        opts.optflag("v", "", "");
+        opts.optflag("", "quiet", "");
+        let e = opts.parse(args).expect_err("a bad argument");
+        fail_text(&e)
+    }
+
+    #[test]
+    fn a_bad_argument_is_named_with_its_dashes() {
+        assert_eq!(parse_fail(&["--bogus"]), "unknown option '--bogus'");
+        assert_eq!(parse_fail(&["-x"]), "unknown option '-x'");
+        assert_eq!(parse_fail(&["--listen"]), "option '--listen' needs a value");
+        assert_eq!(
+            parse_fail(&["--listen", "a", "--listen", "b"]),
+            "option '--listen' is given more than once"
+        );
+        assert_eq!(
+            parse_fail(&["--quiet=1"]),
+            "option '--quiet' takes no value"
+        );
     }
 }

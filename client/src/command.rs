@@ -82,10 +82,15 @@ const INCR_USAGE: &str = "usage: INCR key [delta]";
 const SCAN_USAGE: &str = "usage: SCAN [prefix]";
 
 fn number<T: std::str::FromStr>(word: &[u8], what: &str) -> Result<T, String> {
-    std::str::from_utf8(word)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{what} '{}' is not a number", String::from_utf8_lossy(word)))
+    let text = String::from_utf8_lossy(word);
+    if let Ok(n) = text.parse() {
+        return Ok(n);
+    }
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what} '{text}' is out of range"));
+    }
+    Err(format!("{what} '{text}' is not a number"))
 }
 
 /// The command a name stands for, if any (`write`, `READ`, `forget-slave`, ...).
@@ -477,6 +482,18 @@ mod tests {
             key: key.to_vec(),
             value: value.to_vec(),
         })
+    }
+
+    #[test]
+    fn a_number_too_big_is_out_of_range_not_a_word() {
+        let e = line("incr k 99999999999999999999").unwrap_err();
+        assert!(e.contains("'99999999999999999999' is out of range"), "{e}");
+        let e = line("incr k 12x").unwrap_err();
+        assert!(e.contains("'12x' is not a number"), "{e}");
+        assert!(matches!(
+            line("incr k -3"),
+            Ok(Some(Command::Incr { delta: -3, .. }))
+        ));
     }
 
     #[test]

@@ -369,12 +369,12 @@ impl Master {
     /// frame's bytes, so the connection goes on).
     pub fn refuse_oversize(&mut self, conn: ConnId, req: u64, op: u8, len: usize) {
         let cfg = &self.core.cfg;
-        let what = if op == dsm_wire::Opcode::Write as u8 {
-            "WRITE"
-        } else if op == dsm_wire::Opcode::WriteOnce as u8 {
-            "WRITE_ONCE"
+        // Said as a user would: WRITE_ONCE is how dsm-client sends every write.
+        let what = if op == dsm_wire::Opcode::Write as u8 || op == dsm_wire::Opcode::WriteOnce as u8
+        {
+            "write"
         } else {
-            "READ"
+            "request"
         };
         let text = format!(
             "a {what} of {len} bytes is over this master's frame limit of {} bytes: values \

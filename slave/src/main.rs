@@ -106,7 +106,11 @@ fn options(cli: &Cli) -> getopts::Options {
     opts.optopt(
         "",
         "id",
-        "this slave's id, 1 to 255 bytes (default: generated at start)",
+        &format!(
+            "this slave's id, 1 to {} printable bytes without spaces (default: generated at \
+             start)",
+            dsm_wire::MAX_PEER_ID
+        ),
         "ID",
     );
     opts.optopt(

@@ -261,8 +261,8 @@ impl Election {
                 // voted serve us at the old epoch and cannot be: they go.
                 let (epoch, granted) = (c.epoch, self.granted().count());
                 info!(
-                    "not elected at epoch {epoch} ({granted} votes of {voters} voters): trying \
-                     again at a higher epoch"
+                    "not elected at epoch {epoch} (its own vote and {granted} more of {voters} \
+                     voters): trying again at a higher epoch"
                 );
                 self.campaign = None;
                 let gone = self.release_voters();
@@ -337,7 +337,7 @@ impl Election {
         let granted = self.granted().count();
         if 1 + granted > voters / 2 {
             info!(
-                "elected at epoch {}: {granted} votes of {voters} voters",
+                "elected at epoch {}: its own vote and {granted} more of {voters} voters",
                 c.epoch
             );
             return Next::Elected(c.epoch);
