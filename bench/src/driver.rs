@@ -53,7 +53,7 @@ struct Driver<'a> {
     /// Last reply, or when `outstanding` last rose from zero.
     waiting_since: Instant,
     dirty: Vec<usize>,
-    ready: Vec<(usize, bool, bool)>,
+    ready: Vec<(usize, bool, bool, bool)>,
     /// Send and reply times are kept as nanoseconds since this instant, so a latency is one
     /// integer subtraction (the clock is read as before: once per fill, once per `read`).
     clock_zero: Instant,
@@ -213,14 +213,19 @@ impl<'a> Driver<'a> {
         }
         self.ready.clear();
         self.ready.extend(self.events.iter().map(|e| {
+            let hung_up = e.is_read_closed() || e.is_error();
             (
                 e.token().0,
-                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_readable() || hung_up,
                 e.is_writable(),
+                hung_up,
             )
         }));
         for i in 0..self.ready.len() {
-            let (idx, readable, writable) = self.ready[i];
+            let (idx, readable, writable, hung_up) = self.ready[i];
+            if hung_up {
+                self.conns[idx].conn.hung_up();
+            }
             if writable {
                 let c = &mut self.conns[idx];
                 if c.conn.flush_and_rearm(self.poll.registry(), Token(idx)) == Io::Closed {

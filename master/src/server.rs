@@ -81,8 +81,9 @@ pub struct Server {
     out: Vec<Out>,
     /// Connections with bytes queued since their last flush.
     dirty: Vec<usize>,
-    /// This turn's events, copied out of `events` (kept to reuse its allocation).
-    ready: Vec<(Token, bool, bool)>,
+    /// This turn's events, copied out of `events` (kept to reuse its allocation): token,
+    /// readable, writable, hung up (see `Conn::hung_up`).
+    ready: Vec<(Token, bool, bool, bool)>,
     /// Clients we stopped reading because they are over their share of the buffer budget, or
     /// the budget is spent (see [`Server::over_budget`]), in the order they were paused. An
     /// entry whose flag in `is_paused` is down is stale (its connection closed), skipped when
@@ -208,13 +209,15 @@ impl Server {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.extend(self.events.iter().map(|e| {
+            let hung_up = e.is_read_closed() || e.is_error();
             (
                 e.token(),
-                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_readable() || hung_up,
                 e.is_writable(),
+                hung_up,
             )
         }));
-        for &(token, readable, writable) in &ready {
+        for &(token, readable, writable, hung_up) in &ready {
             match token {
                 LISTENER | HEARTBEAT => self.accept(token),
                 METRICS => self.accept_http(),
@@ -227,6 +230,11 @@ impl Server {
                     self.serve_http(key)
                 }
                 Token(key) => {
+                    if hung_up {
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.hung_up();
+                        }
+                    }
                     if writable && self.conns.contains(key) {
                         self.flush(key);
                     }

@@ -88,6 +88,9 @@ pub struct Conn {
     chunk: usize,
     /// The last read returned less than it asked for: the socket had nothing more then.
     drained: bool,
+    /// The poll said the peer hung up (or the socket failed): a short read is then no proof
+    /// that nothing is left, as the end of the stream may wait behind the data just read.
+    hung_up: bool,
     /// `rbuf` is the event loop's scratch buffer, lent by [`Conn::lend`] until
     /// [`Conn::give_back`].
     lent: bool,
@@ -120,6 +123,7 @@ impl Conn {
             max_frame,
             chunk: chunk_for(max_frame),
             drained: false,
+            hung_up: false,
             lent: false,
             skip: 0,
             write_interest: false,
@@ -305,8 +309,18 @@ impl Conn {
     /// for, or nothing). Then another read would only return `WouldBlock`: on Linux an
     /// edge-triggered poll reports every later arrival of data again, so a loop may stop here
     /// and save one `recvfrom` per readable event.
+    ///
+    /// Not once [`Conn::hung_up`] was called: a FIN that came with the last data raises no
+    /// further event, so the loop must read on to see the end of the stream.
     pub fn drained(&self) -> bool {
-        self.drained
+        self.drained && !self.hung_up
+    }
+
+    /// The poll reported that the peer hung up or the socket failed (`is_read_closed`,
+    /// `is_error`): from now on [`Conn::drained`] says false, so a read loop reads until the
+    /// end of the stream or an error instead of stopping at a short read.
+    pub fn hung_up(&mut self) {
+        self.hung_up = true;
     }
 
     /// Move the undecoded bytes to the front of the buffer.
@@ -718,6 +732,36 @@ mod tests {
         }
         conn.give_back(scratch);
         frames
+    }
+
+    /// A peer that sends its last frame and hangs up at once: the FIN is in the socket behind
+    /// the data, the poll reports both in one event, and a short read is then not the end of
+    /// what the socket holds. Told of the hang-up, `drained` says so, and the next read sees
+    /// the close (a backup refused by its primary waited for a close that no event reported).
+    #[test]
+    fn a_hang_up_behind_the_last_data_is_read_once_the_poll_reported_it() {
+        let (mut conn, mut peer) = pair(4 << 20);
+        let mut poll = mio::Poll::new().unwrap();
+        poll.registry()
+            .register(&mut conn.stream, mio::Token(0), mio::Interest::READABLE)
+            .unwrap();
+        peer.write_all(&write_frame(10)).unwrap();
+        drop(peer);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut events = mio::Events::with_capacity(4);
+        let mut hung_up = false;
+        while !hung_up {
+            assert!(std::time::Instant::now() < deadline, "no hang-up reported");
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+                .unwrap();
+            hung_up = events.iter().any(|e| e.is_read_closed());
+        }
+        assert!(matches!(conn.read_some(), Io::Done(_)));
+        assert!(conn.next_frame().unwrap().is_some());
+        assert!(conn.drained(), "a short read");
+        conn.hung_up();
+        assert!(!conn.drained(), "the end may wait behind it");
+        assert_eq!(conn.read_some(), Io::Closed);
     }
 
     /// With the loop's scratch buffer lent for its reads, a connection keeps exactly the bytes

@@ -98,6 +98,11 @@ impl Node {
         }
         let now = Instant::now();
         if self.events.iter().any(|e| e.token() == MASTER) {
+            let hung_up = (self.events.iter())
+                .any(|e| e.token() == MASTER && (e.is_read_closed() || e.is_error()));
+            if let Some(conn) = self.conn.as_mut().filter(|_| hung_up) {
+                conn.hung_up();
+            }
             if self.connecting {
                 self.connect_progress(now);
             } else {
