@@ -89,11 +89,14 @@ impl Node {
 
     /// Wait for the connection or the slave's next deadline, then handle what happened. The
     /// deadlines are checked after the socket is read, so a slave that was stopped (SIGSTOP)
-    /// sees the frames that came meanwhile before it judges the master silent.
+    /// sees the frames that came meanwhile before it judges the master silent. A wait that a
+    /// signal interrupted reported no events, though some may be ready (`epoll_wait` fails
+    /// with EINTR when a stopped process is continued, even with no handler): nothing is
+    /// judged that turn; the next wait reports them.
     pub fn turn(&mut self) -> io::Result<()> {
         match self.wait() {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
         let now = Instant::now();

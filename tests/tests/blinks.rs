@@ -157,6 +157,35 @@ fn every_slave_stopped_past_the_ack_timeout_loses_nothing() {
     }
 }
 
+/// A slave SIGSTOPped past its own `--master-timeout-ms` (500 ms) and the master's ACK
+/// timeout, under load, with a standby up. Continued, it reads what the primary sent
+/// meanwhile (the drop notice) before it judges the primary silent, and registers with it
+/// again at once. It used to run its timers on the first, empty turn (`epoll_wait` fails with
+/// EINTR when a stopped process is continued), say "lost the master", support the standby
+/// and wait there 3 to 6 s for a vote before it came back.
+#[test]
+fn a_slave_stopped_past_its_master_timeout_goes_straight_back_to_the_primary() {
+    const VICTIM: usize = 1;
+    let mut cluster = Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        ..Default::default()
+    });
+    let blink = Blink::start(&cluster);
+    cluster.stop_slave(VICTIM);
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.cont_slave(VICTIM);
+    wait_all_live(&cluster, "after SIGCONT");
+    blink.everything_reads_back(&cluster);
+    let id = cluster.slave_id(VICTIM);
+    let log = cluster.log(&id);
+    assert!(
+        !log.contains("lost the master") && !log.contains("supporting it"),
+        "{id} left the primary for the standby after a stop:\n{log}"
+    );
+}
+
 /// How a master is started again: as the primary, or as the backup of the other master.
 #[derive(Debug, Clone, Copy)]
 enum As {
