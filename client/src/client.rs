@@ -20,6 +20,7 @@ use dsm_auth::Secret;
 use dsm_wire::{
     encode, primary_named, says_recovering, says_taken, Body, ErrorCode, Frame, Status, WriteId,
 };
+use log::{debug, info};
 
 use crate::conn::{remaining, MasterConn};
 use crate::error::Error;
@@ -528,6 +529,7 @@ impl Client {
                 }
             }
             if undecided {
+                debug!("{} is recovering: asking again", self.master());
                 std::thread::sleep(
                     Duration::from_millis(20)
                         .min(deadline.saturating_duration_since(Instant::now())),
@@ -542,6 +544,7 @@ impl Client {
                         maybe_taken[i] = true;
                     }
                     let named = primary_named(&text);
+                    info!("{} is not the primary: {text}", self.master());
                     refusal = Some(text);
                     match named.filter(|&a| !self.avoided(a, Instant::now())) {
                         Some(addr) if addr != self.master() => self.go_to(addr),
@@ -555,6 +558,11 @@ impl Client {
                 // The master said nothing for two probe intervals: frozen, or cut off.
                 Ok(Round::Silent) => {
                     let master = self.master();
+                    info!(
+                        "{master} answered neither the requests nor a PING for {} ms: trying \
+                         the next master",
+                        2 * self.probe.as_millis()
+                    );
                     self.give_up_writes(&bodies, &todo, &mut answers, || {
                         format!("{master} stopped answering")
                     });
@@ -562,6 +570,7 @@ impl Client {
                 }
                 Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
                     let master = self.master();
+                    info!("the connection to {master} broke ({e}): trying the next master");
                     self.give_up_writes(&bodies, &todo, &mut answers, || {
                         format!("the connection to {master} broke before the answer ({e})")
                     });
@@ -743,7 +752,8 @@ impl Client {
         }
         let mut backoff = Duration::from_millis(10);
         let mut failures = Vec::new();
-        let mut auth_failures = 0;
+        // The masters that refused our secret (or whose proof we refused), in turn.
+        let mut auth_failures = Vec::new();
         // Addresses that refused the connection, in a row.
         let mut refused = 0;
         let mut skipped = 0;
@@ -758,6 +768,9 @@ impl Client {
             skipped = 0;
             self.last = self.current;
             let result = self.hello(addr, deadline);
+            if let Err(e) = &result {
+                info!("{addr}: {e}");
+            }
             refused = match &result {
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     refused + 1
@@ -785,8 +798,8 @@ impl Client {
                 // Asking again will not change a secret: give up once every address said no.
                 // The error names the master that said it.
                 Err(Error::Untrusted(why)) => {
-                    auth_failures += 1;
-                    if auth_failures >= self.masters.len() {
+                    auth_failures.push(addr.to_string());
+                    if auth_failures.len() >= self.masters.len() {
                         return Err(Error::Untrusted(format!("{addr}: {why}")));
                     }
                 }
@@ -794,9 +807,14 @@ impl Client {
                     code: code @ ErrorCode::Unauthorized,
                     text,
                 }) => {
-                    auth_failures += 1;
-                    if auth_failures >= self.masters.len() {
-                        let text = format!("{text} (master {addr})");
+                    auth_failures.push(addr.to_string());
+                    if auth_failures.len() >= self.masters.len() {
+                        // Every master said it: name them all, not only the last.
+                        let masters = match auth_failures.len() {
+                            1 => "master",
+                            _ => "masters",
+                        };
+                        let text = format!("{text} ({masters} {})", auth_failures.join(", "));
                         return Err(Error::Server { code, text });
                     }
                 }
@@ -828,11 +846,13 @@ impl Client {
         // A frozen master's kernel still accepts the connection: its silence is the answer.
         let most = (self.probe * 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let wait = remaining(deadline)?.min(most);
+        debug!("connecting to {addr}");
         let mut conn = MasterConn::connect(addr, wait, self.max_frame)?;
         let req = self.next_req;
         self.next_req += 1;
-        let until = Instant::now() + wait;
+        let until = (Instant::now() + wait).min(deadline);
         conn.handshake(self.secret.as_ref(), req, until, self.timeout)?;
+        debug!("{addr} welcomed this client");
         self.conn = Some(conn);
         Ok(())
     }
