@@ -125,6 +125,9 @@ pub struct Client {
     next_seq: u64,
     /// Masters to try last, until when: they went silent or their connection broke.
     avoid: Vec<(SocketAddr, Instant)>,
+    /// Where the next call's deadline counts from, if not from its start
+    /// ([`Client::next_call_from`]).
+    next_from: Option<Instant>,
 }
 
 /// A random id for a new client (std's per-process random hash keys, the time and a counter).
@@ -198,6 +201,7 @@ impl Client {
             id: new_client_id(),
             next_seq: 1,
             avoid: Vec::new(),
+            next_from: None,
         };
         c.ensure_connected(Instant::now() + c.timeout)?;
         Ok(c)
@@ -216,6 +220,13 @@ impl Client {
     /// The master this client talks to now.
     pub fn master(&self) -> SocketAddr {
         self.masters[self.current % self.masters.len()]
+    }
+
+    /// Count the next call's `timeout` from `start` instead of from the call itself: a
+    /// program that connects to make one call (`dsm-client read`) gives the whole of it,
+    /// connecting included, one deadline.
+    pub fn next_call_from(&mut self, start: Instant) {
+        self.next_from = Some(start);
     }
 
     /// The master the last call talked to, or tried last: the one an error is about (after a
@@ -452,7 +463,7 @@ impl Client {
     /// WRITE_ONCE or ONCE is always sent again (marked as such); a plain WRITE, SET, DELETE or
     /// INCR that may have been taken is answered [`Error::Unknown`] instead.
     fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Result<Body, Error>>, Error> {
-        let started = Instant::now();
+        let started = self.next_from.take().unwrap_or_else(Instant::now);
         let deadline = started + self.timeout;
         let mut bodies = self.number(bodies);
         // Per request: a master may have taken it and said nothing of its outcome.

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::exit;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dsm_cli::{addr, log_setup, print_or_exit};
 use dsm_client::command::{self, Command};
@@ -234,6 +234,7 @@ fn run() -> i32 {
         max_value,
         ..ConnectOptions::default()
     };
+    let started = Instant::now();
     let mut client = match Client::connect_with_options(&masters, opts) {
         Ok(c) => c,
         Err(e) => fail_early(&e.to_string()),
@@ -241,6 +242,8 @@ fn run() -> i32 {
     match cmd {
         None => repl(&mut client, style),
         Some(cmd) => {
+            // One command, one --timeout-ms: the connect counts against it.
+            client.next_call_from(started);
             let mut shell =
                 Shell::new(&mut client, io::stdout().lock(), io::stderr(), style, false);
             match shell.run(cmd) {
