@@ -125,11 +125,7 @@ fn client(port: &str, frames: u64, bytes: usize) {
         let mut ack = [0u8; 1];
         s.read_exact(&mut ack).expect("ack");
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{frames} frames of {bytes} in {secs:.3} s: {:.1}/s",
-        frames as f64 / secs
-    );
+    report(frames, bytes, start);
 }
 
 /// The client writing each frame straight to every sink (no relay: the least a replicated
@@ -152,6 +148,11 @@ fn fanout(ports: &[&str], frames: u64, bytes: usize) {
             s.read_exact(&mut ack).expect("ack");
         }
     }
+    report(frames, bytes, start);
+}
+
+/// Print what a client moved since `start`: "FRAMES frames of BYTES in S s: R/s".
+fn report(frames: u64, bytes: usize, start: Instant) {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{frames} frames of {bytes} in {secs:.3} s: {:.1}/s",
@@ -417,52 +418,13 @@ fn pfanout(ports: &[String], conns: usize, depth: usize, frames: u64, bytes: usi
     for t in threads {
         t.join().expect("a client thread");
     }
-    let secs = start.elapsed().as_secs_f64();
-    let total = per * conns as u64;
-    println!(
-        "{total} frames of {bytes} in {secs:.3} s: {:.1}/s",
-        total as f64 / secs
-    );
+    report(per * conns as u64, bytes, start);
 }
 
-/// CONNS connections (a thread each), DEPTH frames of BYTES in flight on each, FRAMES in all.
+/// CONNS connections (a thread each), DEPTH frames of BYTES in flight on each, FRAMES in all:
+/// [`pfanout`] to one port (the relay answers a frame as a sink does).
 fn pclient(port: &str, conns: usize, depth: usize, frames: u64, bytes: usize) {
-    let mut frame = vec![7u8; 4 + bytes];
-    frame[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
-    let batch: Vec<u8> = frame.repeat(depth);
-    let streams: Vec<TcpStream> = (0..conns).map(|_| connect(port)).collect();
-    let per = frames / conns as u64;
-    let start = Instant::now();
-    let threads: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let batch = batch.clone();
-            let size = frame.len();
-            std::thread::spawn(move || {
-                let first = (depth as u64).min(per);
-                s.write_all(&batch[..first as usize * size]).expect("send");
-                let (mut sent, mut done) = (first, 0u64);
-                let mut acks = vec![0u8; depth];
-                while done < per {
-                    let n = s.read(&mut acks).expect("acks");
-                    assert!(n > 0, "the relay closed");
-                    done += n as u64;
-                    let more = (n as u64).min(per - sent);
-                    s.write_all(&batch[..more as usize * size]).expect("send");
-                    sent += more;
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("a client thread");
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let total = per * conns as u64;
-    println!(
-        "{total} frames of {bytes} in {secs:.3} s: {:.1}/s",
-        total as f64 / secs
-    );
+    pfanout(&[port.to_string()], conns, depth, frames, bytes)
 }
 
 fn main() {
