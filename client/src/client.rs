@@ -385,10 +385,11 @@ impl Client {
                 Op::Read { key } => Body::Read { key: key.clone() },
             })
             .collect();
+        let started = self.call_start();
         for b in &bodies {
             check_key(b)?;
         }
-        let answers = self.call(bodies)?;
+        let answers = self.call(bodies, started)?;
         Ok(answers
             .into_iter()
             .map(|b| match b? {
@@ -403,8 +404,9 @@ impl Client {
     }
 
     fn one(&mut self, body: Body) -> Result<Body, Error> {
+        let started = self.call_start();
         check_key(&body)?;
-        let mut answers = self.call(vec![body])?;
+        let mut answers = self.call(vec![body], started)?;
         match answers.pop() {
             Some(Ok(Body::Error { code, text })) => Err(Error::Server { code, text }),
             Some(answer) => answer,
@@ -462,8 +464,17 @@ impl Client {
     /// unanswered ones after a NOT_PRIMARY answer, a broken connection or a silent master. A
     /// WRITE_ONCE or ONCE is always sent again (marked as such); a plain WRITE, SET, DELETE or
     /// INCR that may have been taken is answered [`Error::Unknown`] instead.
-    fn call(&mut self, bodies: Vec<Body>) -> Result<Vec<Result<Body, Error>>, Error> {
-        let started = self.next_from.take().unwrap_or_else(Instant::now);
+    /// Where this call's deadline counts from: now, or where [`Client::next_call_from`] said
+    /// (taken by the call that comes next, even one refused before it is sent).
+    fn call_start(&mut self) -> Instant {
+        self.next_from.take().unwrap_or_else(Instant::now)
+    }
+
+    fn call(
+        &mut self,
+        bodies: Vec<Body>,
+        started: Instant,
+    ) -> Result<Vec<Result<Body, Error>>, Error> {
         let deadline = started + self.timeout;
         let mut bodies = self.number(bodies);
         // Per request: a master may have taken it and said nothing of its outcome.
@@ -474,9 +485,16 @@ impl Client {
         // comes first.
         let mut recovering_refusals: Vec<Option<Result<Body, Error>>> =
             bodies.iter().map(|_| None).collect();
+        // The call left a master for another: said when it is answered.
+        let mut moved = false;
         loop {
             if let Err(e) = self.ensure_connected(deadline) {
-                return Err(refused_by_then(waited(e, started), refusal, deadline));
+                return Err(refused_by_then(
+                    waited(e, started),
+                    refusal,
+                    started,
+                    deadline,
+                ));
             }
             let todo: Vec<usize> = (0..bodies.len())
                 .filter(|&i| answers[i].is_none())
@@ -559,13 +577,23 @@ impl Client {
                     refusal = Some(text);
                     match named.filter(|&a| !self.avoided(a, Instant::now())) {
                         Some(addr) if addr != self.master() => self.go_to(addr),
-                        _ => self.move_on(),
+                        _ => {
+                            self.move_on();
+                            // No primary named: a failover is under way; give the backup a
+                            // moment to take over.
+                            std::thread::sleep(
+                                Duration::from_millis(20)
+                                    .min(deadline.saturating_duration_since(Instant::now())),
+                            );
+                        }
                     }
-                    // A failover is under way: give the backup a moment to take over.
-                    std::thread::sleep(Duration::from_millis(20));
+                    moved = true;
                 }
                 // Nothing was sent: everything may go to the next master.
-                Ok(Round::ClosedBeforeSend) => self.move_on(),
+                Ok(Round::ClosedBeforeSend) => {
+                    self.move_on();
+                    moved = true;
+                }
                 // The master said nothing for two probe intervals: frozen, or cut off.
                 Ok(Round::Silent) => {
                     let master = self.master();
@@ -578,6 +606,7 @@ impl Client {
                         format!("{master} stopped answering")
                     });
                     self.avoid_current();
+                    moved = true;
                 }
                 Err(e @ Error::Io(_)) | Err(e @ Error::Protocol(_)) => {
                     let master = self.master();
@@ -586,10 +615,36 @@ impl Client {
                         format!("the connection to {master} broke before the answer ({e})")
                     });
                     self.avoid_current();
+                    moved = true;
                 }
-                Err(e) => return Err(refused_by_then(waited(e, started), refusal, deadline)),
+                // The connection is closed behind a frame not read: what has no answer yet
+                // gets this error, and a change among it may or may not have been made.
+                Err(Error::ReplyTooLarge { len, max }) => {
+                    for &i in &todo {
+                        if answers[i].is_none() {
+                            answers[i] = Some(Err(match changes(&bodies[i]) {
+                                true => Error::Unknown(format!(
+                                    "the connection closed behind an answer of {len} bytes, \
+                                     over this client's limit of {max}"
+                                )),
+                                false => Error::ReplyTooLarge { len, max },
+                            }));
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(refused_by_then(
+                        waited(e, started),
+                        refusal,
+                        started,
+                        deadline,
+                    ))
+                }
             }
             if answers.iter().all(Option::is_some) {
+                if moved {
+                    info!("answered by {}", self.master());
+                }
                 return Ok(answers.into_iter().map(|a| a.expect("all set")).collect());
             }
             if Instant::now() >= deadline {
@@ -605,7 +660,7 @@ impl Client {
                 return Err(match refusal {
                     Some(text) => Error::Server {
                         code: ErrorCode::NotPrimary,
-                        text,
+                        text: late(text, started),
                     },
                     None => Error::Timeout {
                         waited_ms: self.timeout.as_millis() as u64,
@@ -763,8 +818,9 @@ impl Client {
         }
         let mut backoff = Duration::from_millis(10);
         let mut failures = Vec::new();
-        // The masters that refused our secret (or whose proof we refused), in turn.
-        let mut auth_failures = Vec::new();
+        // The masters that refused our secret (or whose proof we refused), each once: only
+        // when every one of them did is it the answer.
+        let mut auth_failures: Vec<SocketAddr> = Vec::new();
         // Addresses that refused the connection, in a row.
         let mut refused = 0;
         let mut skipped = 0;
@@ -779,8 +835,12 @@ impl Client {
             skipped = 0;
             self.last = self.current;
             let result = self.hello(addr, deadline);
-            if let Err(e) = &result {
-                info!("{addr}: {e}");
+            match &result {
+                Ok(()) => {}
+                Err(Error::Timeout { waited_ms }) => {
+                    info!("{addr}: no answer to HELLO within {waited_ms} ms")
+                }
+                Err(e) => info!("{addr}: {e}"),
             }
             refused = match &result {
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -805,11 +865,17 @@ impl Client {
                 }
                 Err(Error::Timeout { .. }) => {
                     self.avoid(addr, AVOID_FOR);
+                    let line = format!("{addr}: no answer to HELLO");
+                    if !failures.contains(&line) {
+                        failures.push(line);
+                    }
                 }
                 // Asking again will not change a secret: give up once every address said no.
                 // The error names the master that said it.
                 Err(Error::Untrusted(why)) => {
-                    auth_failures.push(addr.to_string());
+                    if !auth_failures.contains(&addr) {
+                        auth_failures.push(addr);
+                    }
                     if auth_failures.len() >= self.masters.len() {
                         return Err(Error::Untrusted(format!("{addr}: {why}")));
                     }
@@ -818,15 +884,24 @@ impl Client {
                     code: code @ ErrorCode::Unauthorized,
                     text,
                 }) => {
-                    auth_failures.push(addr.to_string());
+                    if !auth_failures.contains(&addr) {
+                        auth_failures.push(addr);
+                    }
                     if auth_failures.len() >= self.masters.len() {
                         // Every master said it: name them all, not only the last.
                         let masters = match auth_failures.len() {
                             1 => "master",
                             _ => "masters",
                         };
-                        let text = format!("{text} ({masters} {})", auth_failures.join(", "));
+                        let named: Vec<String> =
+                            auth_failures.iter().map(|a| a.to_string()).collect();
+                        let text = format!("{text} ({masters} {})", named.join(", "));
                         return Err(Error::Server { code, text });
+                    }
+                    // Said in the end if another master cannot be reached either.
+                    let line = format!("{addr}: {}: {text}", code.name());
+                    if !failures.contains(&line) {
+                        failures.push(line);
                     }
                 }
                 Err(e) => {
@@ -862,7 +937,8 @@ impl Client {
         let req = self.next_req;
         self.next_req += 1;
         let until = (Instant::now() + wait).min(deadline);
-        conn.handshake(self.secret.as_ref(), req, until, self.timeout)?;
+        // A timeout here is the HELLO's own wait, not the call's.
+        conn.handshake(self.secret.as_ref(), req, until, wait)?;
         debug!("{addr} welcomed this client");
         self.conn = Some(conn);
         Ok(())
@@ -948,14 +1024,29 @@ fn waited(e: Error, started: Instant) -> Error {
 /// The error of a call that ends with `e`: if masters refused it with NOT_PRIMARY before and
 /// the deadline has come (`e` is the timeout of a reconnect or of a resend after a refusal),
 /// that refusal, which says more than a bare timeout.
-fn refused_by_then(e: Error, refusal: Option<String>, deadline: Instant) -> Error {
+fn refused_by_then(
+    e: Error,
+    refusal: Option<String>,
+    started: Instant,
+    deadline: Instant,
+) -> Error {
     match refusal {
         Some(text) if matches!(e, Error::Timeout { .. }) || Instant::now() >= deadline => {
             Error::Server {
                 code: ErrorCode::NotPrimary,
-                text,
+                text: late(text, started),
             }
         }
         _ => e,
     }
+}
+
+/// A NOT_PRIMARY that is the answer only because the deadline came first: the master that
+/// said it may name a primary that is gone, so say that no primary answered in time.
+fn late(text: String, started: Instant) -> String {
+    format!(
+        "{text} (no primary answered within {} ms: a failover may be under way; retry, or \
+         raise --timeout-ms)",
+        started.elapsed().as_millis()
+    )
 }

@@ -86,7 +86,7 @@ fn number<T: std::str::FromStr>(word: &[u8], what: &str) -> Result<T, String> {
     if let Ok(n) = text.parse() {
         return Ok(n);
     }
-    let digits = text.strip_prefix('-').unwrap_or(&text);
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{what} '{text}' is out of range"));
     }

@@ -74,3 +74,55 @@ fn a_deadline_that_falls_in_a_reconnect_after_a_refusal_answers_the_refusal() {
         other => panic!("expected the masters' NOT_PRIMARY, got {other:?}"),
     }
 }
+
+/// A master that refuses every HELLO as a master with a secret refuses one without it.
+fn secret_refusing_master() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let frame = loop {
+                    if let Ok(Some((frame, _))) = decode(&buf) {
+                        break frame;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let reply = Body::error(ErrorCode::Unauthorized, "this master requires the secret");
+                let mut out = Vec::new();
+                encode(&Frame::new(frame.req_id, reply), &mut out);
+                let _ = s.write_all(&out);
+            });
+        }
+    });
+    addr
+}
+
+/// One master refuses the secret and the other cannot be reached: the refusal is not the
+/// answer of every master (it used to be, naming the one master twice), and what each said
+/// is in the error.
+#[test]
+fn a_refusal_by_one_master_of_two_is_not_taken_for_all_of_them() {
+    let refusing = secret_refusing_master();
+    let nobody = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    match Client::connect_with_timeout(&[refusing, nobody], Duration::from_millis(500)) {
+        Err(Error::Unreachable(why)) => {
+            assert!(
+                why.contains(&format!("{refusing}: UNAUTHORIZED"))
+                    && why.contains(&nobody.to_string()),
+                "{why}"
+            );
+        }
+        Err(e) => panic!("expected no master reachable, naming both, got {e}"),
+        Ok(_) => panic!("connected to a master that refuses every HELLO"),
+    }
+}
