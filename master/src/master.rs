@@ -674,6 +674,10 @@ impl Master {
             Effect::SteppedDown(why) => {
                 // Whatever it held, a newer primary may have changed since.
                 self.core.keys.clear_values();
+                // A recovery under way ends here, unfinished: its end would serve (and mark
+                // the map whole, at the epoch it recovered) on a master that follows another
+                // now, whose snapshot alone can make its map whole again.
+                self.core.recovery = None;
                 for conn in self.core.slaves.mark_all_absent(now) {
                     self.core.peers.close(conn, &mut self.core.out);
                 }

@@ -329,12 +329,8 @@ impl Members<'_> {
         // whole (a slave that registers later reports what it holds first), so SCAN, a READ
         // of a key it lacks (NOT_FOUND without asking every slave) and a standby's snapshot
         // may trust it again.
+        // (No standby is attached: a recovering master refuses them, see `attach_backup`.)
         let whole = std::mem::take(self.incomplete);
-        if whole {
-            if let Some(stream) = self.stream.as_deref_mut() {
-                stream.completed();
-            }
-        }
         info!(
             "recovered: {} keys from {} slaves; serving at epoch {epoch}{}",
             self.keys.len(),

@@ -73,9 +73,6 @@ pub(crate) struct Stream {
     snapshot_seq: u64,
     /// Changes not yet sent (they go out when the event loop drains the outbox).
     events: Vec<SyncEvent>,
-    /// The map became whole since the last SYNC: the next flush says so even with no
-    /// change to carry.
-    owes_complete: bool,
 }
 
 impl Stream {
@@ -94,7 +91,6 @@ impl Stream {
             unacked_since: None,
             snapshot_seq: u64::MAX,
             events: Vec::new(),
-            owes_complete: false,
         }
     }
 
@@ -188,7 +184,7 @@ impl Stream {
 
     /// Send the changes queued since the last flush, as flush `ticket`.
     fn flush(&mut self, ticket: u64, term: &Term, complete: bool, out: &mut Outbox) {
-        if !self.events.is_empty() || std::mem::take(&mut self.owes_complete) {
+        if !self.events.is_empty() {
             let events = std::mem::take(&mut self.events);
             self.send_chunked(events, complete, term, out);
             self.marks.push_back((ticket, self.seq_sent));
@@ -330,15 +326,6 @@ impl Streams {
         (self.list.iter()).any(|s| s.in_step() && s.joined >= ticket)
     }
 
-    /// The map, incomplete when these standbys took their snapshots, is whole now: the next
-    /// flush tells them (a SYNC saying `complete`, with no events if nothing changed).
-    pub fn completed(&mut self) {
-        self.queued = true;
-        for s in &mut self.list {
-            s.owes_complete = true;
-        }
-    }
-
     /// Send the changes queued since the last flush to every standby, as one new ticket.
     pub fn flush(&mut self, term: &Term, complete: bool, out: &mut Outbox) {
         if !std::mem::take(&mut self.queued) {
@@ -354,8 +341,6 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Out;
-    use dsm_wire::{Body, Frame};
 
     fn acked_snapshot(s: &mut Streams, conn: ConnId) {
         let st = s.get_mut(conn).unwrap();
@@ -397,43 +382,5 @@ mod tests {
         assert!(s.synced(t2) && !s.missed(t2));
         s.remove(2);
         assert_eq!(s.len(), 1);
-    }
-
-    /// The SYNC frames `out` holds: (complete, how many events).
-    fn syncs(out: &mut Outbox) -> Vec<(bool, usize)> {
-        let mut sent = Vec::new();
-        out.drain_into(&mut sent);
-        (sent.into_iter())
-            .filter_map(|o| match o {
-                Out::Send(
-                    _,
-                    Frame {
-                        body:
-                            Body::Sync {
-                                complete, events, ..
-                            },
-                        ..
-                    },
-                ) => Some((complete, events.len())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// A standby that took its snapshot of an incomplete map hears that the map is whole at
-    /// the next flush, with no change to carry; once, not at every flush after.
-    #[test]
-    fn a_map_made_whole_is_told_to_the_standby_even_with_nothing_else_to_send() {
-        let now = Instant::now();
-        let (term, mut out) = (Term::default(), Outbox::default());
-        let mut s = Streams::default();
-        s.add(1, "a".into(), now);
-        s.flush(&term, true, &mut out);
-        assert_eq!(syncs(&mut out), vec![], "nothing to send, nothing owed");
-        s.completed();
-        s.flush(&term, true, &mut out);
-        assert_eq!(syncs(&mut out), vec![(true, 0)]);
-        s.flush(&term, true, &mut out);
-        assert_eq!(syncs(&mut out), vec![], "told once");
     }
 }
