@@ -7,6 +7,7 @@ mod cli;
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::exit;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use dsm_client::command::{self, Command};
 use dsm_client::output::Style;
 use dsm_client::repl::{Shell, EXIT_USAGE};
 use dsm_client::{Client, ConnectOptions, Secret};
+use dsm_wire::ServerRole;
 
 use crate::cli::args::{self, Args};
 
@@ -216,6 +218,13 @@ fn run() -> i32 {
             .collect();
         // The load generator's large values reuse freed memory too (`dsm_net::malloc`).
         dsm_net::malloc::keep_freed_heap();
+        let redis = rest
+            .iter()
+            .any(|a| a == "--redis" || a.starts_with("--redis="));
+        let masters = match redis || rest.iter().any(|a| a == "--help" || a == "-h") {
+            true => masters,
+            false => primary_first(&masters, secret.as_ref(), timeout),
+        };
         return dsm_bench::main(&masters, secret.as_ref(), &rest);
     }
     let style = match (args.raw, args.quoted) {
@@ -251,6 +260,40 @@ fn run() -> i32 {
                 Err(e) => output_failed(shell.status(), &e),
             }
         }
+    }
+}
+
+/// `masters` with the primary first: the bench's connections all go to the first address,
+/// and through a standby (first in the list after a failover) every request would be refused
+/// NOT_PRIMARY. The primary is the master that answers STATUS as one, or the one a standby
+/// names; if neither can be found, the list as given (the bench then says what went wrong).
+fn primary_first(
+    masters: &[SocketAddr],
+    secret: Option<&Secret>,
+    timeout: Duration,
+) -> Vec<SocketAddr> {
+    let opts = ConnectOptions {
+        timeout,
+        secret: secret.cloned(),
+        refused_is_final: true,
+        ..ConnectOptions::default()
+    };
+    let primary = Client::connect_with_options(masters, opts).and_then(|mut c| {
+        let status = c.status()?;
+        Ok(match status.role {
+            ServerRole::Primary => Some(c.last_master()),
+            ServerRole::Backup => status.primary.parse::<SocketAddr>().ok(),
+            _ => None,
+        })
+    });
+    match primary {
+        Ok(Some(p)) => {
+            log::info!("bench: the primary is {p}");
+            std::iter::once(p)
+                .chain(masters.iter().copied().filter(|&a| a != p))
+                .collect()
+        }
+        _ => masters.to_vec(),
     }
 }
 
