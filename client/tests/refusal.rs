@@ -24,19 +24,26 @@ fn refusing_master(hello_delay: Duration) -> SocketAddr {
     addr
 }
 
+/// The next frame from `s` (`buf` holds what came after the last one); `None` once it closes.
+fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Frame> {
+    loop {
+        if let Ok(Some((frame, used))) = decode(buf) {
+            buf.drain(..used);
+            return Some(frame);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 fn serve(mut s: TcpStream, hello_delay: Duration) {
     let mut buf = Vec::new();
     loop {
-        let frame = loop {
-            if let Ok(Some((frame, used))) = decode(&buf) {
-                buf.drain(..used);
-                break frame;
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(frame) = next_frame(&mut s, &mut buf) else {
+            return;
         };
         let reply = match frame.body {
             Body::Hello { .. } => {
@@ -83,16 +90,8 @@ fn secret_refusing_master() -> SocketAddr {
         for s in listener.incoming() {
             let Ok(mut s) = s else { return };
             thread::spawn(move || {
-                let mut buf = Vec::new();
-                let frame = loop {
-                    if let Ok(Some((frame, _))) = decode(&buf) {
-                        break frame;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some(frame) = next_frame(&mut s, &mut Vec::new()) else {
+                    return;
                 };
                 let reply = Body::error(ErrorCode::Unauthorized, "this master requires the secret");
                 let mut out = Vec::new();

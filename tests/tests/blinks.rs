@@ -100,6 +100,16 @@ fn wait_all_live(cluster: &Cluster, when: &str) {
     });
 }
 
+/// A primary with 3 slaves at R=2 and a backup, default flags.
+fn three_slaves_and_a_backup() -> Cluster {
+    Cluster::start(ClusterOpts {
+        slaves: 3,
+        replicas: 2,
+        backup: true,
+        ..Default::default()
+    })
+}
+
 /// How often `name`'s log says `needle`.
 fn count_log(cluster: &Cluster, name: &str, needle: &str) -> usize {
     cluster.log(name).matches(needle).count()
@@ -166,12 +176,7 @@ fn every_slave_stopped_past_the_ack_timeout_loses_nothing() {
 #[test]
 fn a_slave_stopped_past_its_master_timeout_goes_straight_back_to_the_primary() {
     const VICTIM: usize = 1;
-    let mut cluster = Cluster::start(ClusterOpts {
-        slaves: 3,
-        replicas: 2,
-        backup: true,
-        ..Default::default()
-    });
+    let mut cluster = three_slaves_and_a_backup();
     let blink = Blink::start(&cluster);
     cluster.stop_slave(VICTIM);
     std::thread::sleep(Duration::from_millis(1500));
@@ -391,12 +396,7 @@ fn failover_then_both_killed_ex_backup_first_with_first_flags() {
 /// keys, the slave wiped and re-added 40 times in 20 s).
 fn a_slave_stopped_over_and_over(cycle_for: Duration) {
     const VICTIM: usize = 1;
-    let mut cluster = Cluster::start(ClusterOpts {
-        slaves: 3,
-        replicas: 2,
-        backup: true,
-        ..Default::default()
-    });
+    let mut cluster = three_slaves_and_a_backup();
     let blink = Blink::start(&cluster);
     let start = Instant::now();
     let mut cycles = 0;

@@ -236,6 +236,15 @@ impl PConn {
         }
     }
 
+    /// Read what came; once the peer has closed, say so in `closed` and stop polling the
+    /// connection (a closed connection can still report events: it is counted once).
+    fn fill_or_close(&mut self, registry: &mio::Registry, closed: &mut bool) {
+        if !self.fill() {
+            *closed = true;
+            registry.deregister(&mut self.stream).expect("deregister");
+        }
+    }
+
     fn flush(&mut self) {
         while !self.wbuf.is_empty() {
             match self.stream.write(&self.wbuf) {
@@ -299,13 +308,7 @@ fn prelay(conns: usize, ports: &[&str]) {
                 }
             } else if ev.is_readable() && !closed[t] {
                 let c = &mut clients[t];
-                if !c.fill() {
-                    // Counted once: a closed connection can still report events.
-                    closed[t] = true;
-                    poll.registry()
-                        .deregister(&mut c.stream)
-                        .expect("deregister");
-                }
+                c.fill_or_close(poll.registry(), &mut closed[t]);
                 let (frames, used) = whole_frames(&c.rbuf[..c.rend], 0);
                 for s in &mut sinks {
                     s.wbuf.extend_from_slice(&c.rbuf[..used]);
@@ -355,13 +358,7 @@ fn msink(conns: usize) {
                 continue;
             }
             let c = &mut clients[t];
-            if !c.fill() {
-                // Counted once: a closed connection can still report events.
-                closed[t] = true;
-                poll.registry()
-                    .deregister(&mut c.stream)
-                    .expect("deregister");
-            }
+            c.fill_or_close(poll.registry(), &mut closed[t]);
             let (frames, used) = whole_frames(&c.rbuf[..c.rend], 0);
             c.rbuf.copy_within(used..c.rend, 0);
             c.rend -= used;
