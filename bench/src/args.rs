@@ -159,7 +159,7 @@ pub const MAX_KEY_SIZE: u64 = dsm_wire::DEFAULT_MAX_KEY as u64;
 
 /// Parse the arguments after `bench`. `Err` carries the message for a usage error (exit 2).
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
-    let m = options().parse(args).map_err(|e| e.to_string())?;
+    let m = options().parse(args).map_err(|e| dsm_cli::fail_text(&e))?;
     if m.opt_present("help") {
         return Ok(Parsed::Help);
     }

@@ -191,7 +191,7 @@ pub fn print_or_exit(text: &str) {
 
 /// What was wrong with the arguments, said as `dsm-client` says it (getopts' own texts name
 /// an option without its dashes: "Unrecognized option: 'bogus'").
-fn fail_text(e: &getopts::Fail) -> String {
+pub fn fail_text(e: &getopts::Fail) -> String {
     let dashed = |o: &str| {
         let o = o.trim_start_matches('-');
         if o.chars().count() == 1 {

@@ -4,4 +4,4 @@
 pub mod addr;
 mod cli;
 pub mod log_setup;
-pub use cli::{print_or_exit, Cli, VERSION};
+pub use cli::{fail_text, print_or_exit, Cli, VERSION};
