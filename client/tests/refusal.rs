@@ -2,13 +2,16 @@
 //! deadline: the refusal, whichever step the deadline falls in (the request, or the HELLO
 //! of the reconnect after a refusal), never a bare TIMEOUT that hides what the masters said.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
+mod common;
+use common::next_frame;
+
 use dsm_client::{Client, Error};
-use dsm_wire::{decode, encode, Body, ErrorCode, Frame};
+use dsm_wire::{encode, Body, ErrorCode, Frame};
 
 /// A standby that WELCOMEs each connection after `hello_delay` and refuses every request
 /// with NOT_PRIMARY; it serves connections until the test ends.
@@ -22,21 +25,6 @@ fn refusing_master(hello_delay: Duration) -> SocketAddr {
         }
     });
     addr
-}
-
-/// The next frame from `s` (`buf` holds what came after the last one); `None` once it closes.
-fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Frame> {
-    loop {
-        if let Ok(Some((frame, used))) = decode(buf) {
-            buf.drain(..used);
-            return Some(frame);
-        }
-        let mut chunk = [0u8; 4096];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }
 
 fn serve(mut s: TcpStream, hello_delay: Duration) {

@@ -3,13 +3,16 @@
 //! latter marked as sent again, with the same numbers), a plain WRITE only if no master can
 //! have taken it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+mod common;
+use common::next_frame;
+
 use dsm_client::{Client, ConnectOptions, Error};
-use dsm_wire::{decode, encode, naming_primary, Body, ErrorCode, Frame, RECOVERING};
+use dsm_wire::{encode, naming_primary, Body, ErrorCode, Frame, RECOVERING};
 
 /// How a fake master treats the connection after HELLO.
 #[derive(Clone, Copy)]
@@ -97,20 +100,6 @@ fn fake_master(mode: Fake) -> (SocketAddr, JoinHandle<Vec<Body>>) {
         }
     });
     (addr, handle)
-}
-
-fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Frame> {
-    loop {
-        if let Ok(Some((frame, used))) = decode(buf) {
-            buf.drain(..used);
-            return Some(frame);
-        }
-        let mut chunk = [0u8; 4096];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }
 
 fn plain_writes(masters: &[SocketAddr]) -> Client {
