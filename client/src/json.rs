@@ -81,15 +81,27 @@ pub fn status_text(s: &Status) -> String {
     out.push_str(&format!("backup: {backup}\n"));
     let (live, absent): (Vec<_>, Vec<_>) = s.slaves.iter().partition(|x| x.live);
     if s.role == ServerRole::Backup {
-        // A backup serves no slave: they are the primary's, as it streamed them, and it cannot
-        // count live copies (the primary's status does).
-        out.push_str(&format!("keys {}  replicas {}\n", s.keys, s.replicas));
+        // A backup serves no slave: they are the primary's, as it streamed them, live where
+        // the primary has them in service, and copies counted as the primary counts them.
         out.push_str(&format!(
-            "slaves known from the primary ({}; none serves a backup until it takes over):\n",
-            s.slaves.len()
+            "keys {}  replicas {}  under-replicated {} (as the primary has its slaves)\n",
+            s.keys, s.replicas, s.under_replicated
         ));
-        for x in &s.slaves {
+        out.push_str(&format!(
+            "slaves in service at the primary ({}; none serves a backup until it takes over):\n",
+            live.len()
+        ));
+        for x in &live {
             out.push_str(&format!("  {}\n", x.id));
+        }
+        if !absent.is_empty() {
+            out.push_str(&format!(
+                "slaves out of the primary's reach ({}):\n",
+                absent.len()
+            ));
+            for x in &absent {
+                out.push_str(&format!("  {}\n", x.id));
+            }
         }
         return out;
     }

@@ -61,6 +61,10 @@ pub struct Replica {
     /// nothing the cluster counted on it for, and a stranger's registrations cannot tilt a
     /// majority that way.
     pub served: bool,
+    /// On a standby: the primary has it in service (its stream said SlaveUp, and no
+    /// SlaveDown or SlaveLost since). What STATUS and the status page of a standby report,
+    /// which has no connection to the slaves of its own; never set on a primary.
+    pub up_at_primary: bool,
 }
 
 impl Replica {
@@ -103,6 +107,7 @@ impl SlaveTable {
             unanswered_pings: 0,
             suspect_until: None,
             served,
+            up_at_primary: false,
         });
         (self.list.len() - 1) as SlaveIdx
     }
@@ -220,6 +225,30 @@ impl SlaveTable {
 
     pub fn is_live(&self, idx: SlaveIdx) -> bool {
         self.list.get(idx as usize).is_some_and(Replica::live)
+    }
+
+    /// Whether STATUS counts slave `idx` live: live here, or on a standby, in service at the
+    /// primary it follows ([`Replica::up_at_primary`]).
+    pub fn reported_live(&self, idx: SlaveIdx) -> bool {
+        self.list
+            .get(idx as usize)
+            .is_some_and(|s| s.live() || s.up_at_primary)
+    }
+
+    /// A standby's view of its primary's slaves: slave `id` (known) is in service there, or
+    /// not.
+    pub fn set_up_at_primary(&mut self, id: &str, up: bool) {
+        if let Some(idx) = self.by_id(id) {
+            self.get_mut(idx).up_at_primary = up;
+        }
+    }
+
+    /// No primary's view any more (this master takes over, or follows another primary,
+    /// whose snapshot says it again).
+    pub fn forget_primary_view(&mut self) {
+        for s in &mut self.list {
+            s.up_at_primary = false;
+        }
     }
 
     /// Whether slave `idx` is out of reach but may come back with its copies.

@@ -38,7 +38,7 @@ impl Counts {
     #[inline]
     pub fn add(&mut self, holders: &[SlaveIdx], slaves: &SlaveTable, replicas: usize) {
         let mut live = 0;
-        for &h in holders.iter().filter(|&&h| slaves.is_live(h)) {
+        for &h in holders.iter().filter(|&&h| slaves.reported_live(h)) {
             live += 1;
             *self.per_slave.entry(h).or_default() += 1;
         }
@@ -79,7 +79,7 @@ pub(crate) fn assemble(head: Head, keys: usize, slaves: &SlaveTable, counts: &Co
             .map(|(idx, s)| SlaveStatus {
                 id: s.id.clone(),
                 addr: s.addr.clone(),
-                live: s.live(),
+                live: s.live() || s.up_at_primary,
                 keys: per_slave.get(&idx).copied().unwrap_or(0),
             })
             .collect(),

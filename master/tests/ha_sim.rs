@@ -110,6 +110,33 @@ fn a_standby_follows_the_primary_and_refuses_clients() {
     );
 }
 
+/// A standby has no connection to the slaves, but its STATUS tells what its primary's does:
+/// the slaves the primary has in service are live, and a key is under-replicated as there
+/// (it said every slave dead and every key short, and a monitor that asked the first address
+/// after a failover alarmed). A slave the primary loses is not live on the standby either.
+#[test]
+fn a_standby_reports_the_slaves_as_its_primary_has_them() {
+    let mut ha = Ha::new();
+    let (b, cp) = (ha.b, ha.cp);
+    assert_eq!(
+        ha.net.request(cp, 1, write("k", "v1")),
+        vec![Frame::new(1, Body::Ok)]
+    );
+    ha.run(Duration::from_millis(100));
+    let st = ha.net.master(b).status();
+    assert_eq!(st.role, ServerRole::Backup);
+    assert_eq!(st.slaves.iter().filter(|s| s.live).count(), 3, "{st:?}");
+    assert_eq!(st.under_replicated, 0, "{st:?}");
+    let holder = ha.net.holders_of("k")[0];
+    ha.net.kill(holder);
+    ha.run(Duration::from_millis(100));
+    let primary = ha.net.master(ha.p).status();
+    let st = ha.net.master(b).status();
+    assert_eq!(st.slaves.iter().filter(|s| s.live).count(), 2, "{st:?}");
+    assert_eq!(st.under_replicated, primary.under_replicated, "{st:?}");
+    assert_eq!(st.under_replicated, 1, "k has one copy out of reach");
+}
+
 /// kill -9 of the primary: its slaves come to the standby, which withdraws its own promise,
 /// waits for the last one to run out, and is elected by them at epoch 2.
 #[test]

@@ -517,8 +517,9 @@ fn status_says_who_answered_where_the_primary_is_and_the_backup() {
         "{text}"
     );
     assert!(
-        !text.contains("under-replicated"),
-        "a backup cannot count live copies: {text}"
+        text.contains("under-replicated 0 (as the primary has its slaves)")
+            && text.contains("slaves in service at the primary (3;"),
+        "a backup reports the primary's slaves as the primary has them: {text}"
     );
 
     cluster.kill_slave(1);

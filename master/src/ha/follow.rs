@@ -230,6 +230,8 @@ impl Follow {
             Body::Welcome { epoch, .. } => {
                 self.ever_linked = true;
                 self.primary = Some(self.link.target);
+                // Its snapshot says again which slaves it has in service.
+                r.slaves.forget_primary_view();
                 r.term.see_epoch(epoch);
                 for c in self.election.release_all() {
                     r.peers.close(c, r.out);
@@ -349,10 +351,12 @@ fn apply(
         match e {
             SyncEvent::SlaveUp { id, boot } => {
                 slaves.expect(&id, boot, now);
+                slaves.set_up_at_primary(&id, true);
             }
             // Out of the primary's reach: still a holder that may come back, as it is here.
-            SyncEvent::SlaveDown { .. } => {}
+            SyncEvent::SlaveDown { id } => slaves.set_up_at_primary(&id, false),
             SyncEvent::SlaveLost { id } => {
+                slaves.set_up_at_primary(&id, false);
                 if let Some(idx) = slaves.by_id(&id) {
                     slaves.lose(idx);
                 }

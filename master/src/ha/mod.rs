@@ -574,6 +574,8 @@ impl Ha {
             unreachable!("checked above")
         };
         r.term.restart_at(epoch);
+        // Its own connections say which slaves are live from now on.
+        r.slaves.forget_primary_view();
         r.slaves.start_grace(r.now + r.cfg.takeover_grace);
         r.timers
             .insert(r.now + r.cfg.takeover_grace, Timer::GraceEnd);
