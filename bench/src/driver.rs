@@ -213,7 +213,7 @@ impl<'a> Driver<'a> {
         }
         self.ready.clear();
         self.ready.extend(self.events.iter().map(|e| {
-            let hung_up = e.is_read_closed() || e.is_error();
+            let hung_up = dsm_net::conn::hangs_up(e);
             (
                 e.token().0,
                 e.is_readable() || hung_up,

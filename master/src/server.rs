@@ -209,7 +209,7 @@ impl Server {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.extend(self.events.iter().map(|e| {
-            let hung_up = e.is_read_closed() || e.is_error();
+            let hung_up = dsm_net::conn::hangs_up(e);
             (
                 e.token(),
                 e.is_readable() || hung_up,

@@ -71,6 +71,12 @@ impl Replica {
     pub fn live(&self) -> bool {
         self.state == State::Live
     }
+
+    /// Whether STATUS reports it live: live here, or on a standby, in service at the primary
+    /// it follows ([`Replica::up_at_primary`]).
+    pub fn reported_live(&self) -> bool {
+        self.live() || self.up_at_primary
+    }
 }
 
 #[derive(Default)]
@@ -227,12 +233,11 @@ impl SlaveTable {
         self.list.get(idx as usize).is_some_and(Replica::live)
     }
 
-    /// Whether STATUS counts slave `idx` live: live here, or on a standby, in service at the
-    /// primary it follows ([`Replica::up_at_primary`]).
+    /// Whether STATUS counts slave `idx` live ([`Replica::reported_live`]).
     pub fn reported_live(&self, idx: SlaveIdx) -> bool {
         self.list
             .get(idx as usize)
-            .is_some_and(|s| s.live() || s.up_at_primary)
+            .is_some_and(Replica::reported_live)
     }
 
     /// A standby's view of its primary's slaves: slave `id` (known) is in service there, or

@@ -79,7 +79,7 @@ pub(crate) fn assemble(head: Head, keys: usize, slaves: &SlaveTable, counts: &Co
             .map(|(idx, s)| SlaveStatus {
                 id: s.id.clone(),
                 addr: s.addr.clone(),
-                live: s.live() || s.up_at_primary,
+                live: s.reported_live(),
                 keys: per_slave.get(&idx).copied().unwrap_or(0),
             })
             .collect(),

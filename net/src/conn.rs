@@ -316,9 +316,9 @@ impl Conn {
         self.drained && !self.hung_up
     }
 
-    /// The poll reported that the peer hung up or the socket failed (`is_read_closed`,
-    /// `is_error`): from now on [`Conn::drained`] says false, so a read loop reads until the
-    /// end of the stream or an error instead of stopping at a short read.
+    /// The poll reported that the peer hung up or the socket failed ([`hangs_up`]): from now
+    /// on [`Conn::drained`] says false, so a read loop reads until the end of the stream or
+    /// an error instead of stopping at a short read.
     pub fn hung_up(&mut self) {
         self.hung_up = true;
     }
@@ -678,6 +678,12 @@ impl Conn {
         }
         result
     }
+}
+
+/// Whether a poll event says the peer hung up or the socket failed: tell its connection
+/// ([`Conn::hung_up`]), and read it even if it is not readable.
+pub fn hangs_up(event: &mio::event::Event) -> bool {
+    event.is_read_closed() || event.is_error()
 }
 
 #[cfg(test)]

@@ -101,8 +101,8 @@ impl Node {
         }
         let now = Instant::now();
         if self.events.iter().any(|e| e.token() == MASTER) {
-            let hung_up = (self.events.iter())
-                .any(|e| e.token() == MASTER && (e.is_read_closed() || e.is_error()));
+            let hung_up =
+                (self.events.iter()).any(|e| e.token() == MASTER && dsm_net::conn::hangs_up(e));
             if let Some(conn) = self.conn.as_mut().filter(|_| hung_up) {
                 conn.hung_up();
             }

@@ -237,7 +237,7 @@ impl<'a> RedisDriver<'a> {
             .map(|e| {
                 (
                     e.token().0,
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_readable() || dsm_net::conn::hangs_up(e),
                     e.is_writable(),
                 )
             })
